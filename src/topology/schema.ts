@@ -1,0 +1,347 @@
+/**
+ * The topology: what a cluster is made of and how switchyard reaches each part.
+ * Pure data and validation; imported by workflows (types only), activities, worker and client.
+ *
+ * Secrets (database passwords, SSH private keys, cloud credentials, webhook URLs with tokens) are
+ * never written inline: they are references `{ env: NAME }` or `{ file: PATH }` resolved by the
+ * worker at the moment it connects, so they never enter workflow inputs, results or history.
+ */
+import { z } from 'zod';
+
+const NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const name = z
+  .string({ error: 'expected a name (lowercase letters, digits, "-" or "_")' })
+  .regex(NAME_RE, { error: 'expected a name of lowercase letters, digits, "-" or "_", starting with a letter or digit' });
+
+const port = z
+  .number({ error: 'expected a port number (an integer from 1 to 65535)' })
+  .int({ error: 'expected a port number (an integer from 1 to 65535)' })
+  .min(1, { error: 'expected a port number (an integer from 1 to 65535)' })
+  .max(65535, { error: 'expected a port number (an integer from 1 to 65535)' });
+
+const address = z
+  .string({ error: 'expected a host name or IP address' })
+  .min(1, { error: 'expected a host name or IP address, got an empty string' })
+  .regex(/^[A-Za-z0-9.:_-]+$/, { error: 'expected a host name or IP address (letters, digits, ".", ":", "-")' });
+
+const absPath = z
+  .string({ error: 'expected an absolute path' })
+  .regex(/^\//, { error: 'expected an absolute path (starting with "/")' });
+
+const positiveInt = z.number({ error: 'expected a positive integer' }).int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
+const nonNegativeInt = z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' });
+
+/** "90s", "15m", "6h", "14d" → seconds */
+export const DURATION_RE = /^(\d+)(s|m|h|d)$/;
+const duration = z
+  .string({ error: 'expected a duration such as "90s", "15m", "6h" or "14d"' })
+  .regex(DURATION_RE, { error: 'expected a duration such as "90s", "15m", "6h" or "14d"' });
+
+export function durationSeconds(d: string): number {
+  const m = DURATION_RE.exec(d);
+  if (!m) throw new Error(`not a duration: ${JSON.stringify(d)}`);
+  const n = Number(m[1]);
+  return n * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** A reference to a secret; the value itself never appears in config, inputs or history. */
+export const secretRef = z
+  .object(
+    {
+      env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' }).optional(),
+      file: absPath.optional(),
+    },
+    {
+      error: (iss) =>
+        typeof iss.input === 'string'
+          ? 'inline secrets are not allowed: write { env: VARIABLE } or { file: /absolute/path } so the value never reaches workflow history'
+          : 'expected a secret reference { env: VARIABLE } or { file: /absolute/path }',
+    },
+  )
+  .strict()
+  .refine((s) => (s.env === undefined) !== (s.file === undefined), {
+    error: 'a secret reference names exactly one of "env" or "file"',
+  });
+export type SecretRef = z.infer<typeof secretRef>;
+
+/** A command as an argument vector. Quoted by one helper before it is sent over SSH. */
+const argv = z
+  .array(z.string({ error: 'expected each argument to be a string' }), { error: 'expected a command as a list of arguments, e.g. ["systemctl", "start", "app"]' })
+  .min(1, { error: 'expected a command with at least one argument' });
+
+const HOST_KEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,3}( .*)?$/;
+
+export const hostSchema = z
+  .object({
+    site: name,
+    address,
+    port: port.default(22),
+    user: z.string().min(1).optional(),
+    /** The host's public key in OpenSSH format ("ssh-ed25519 AAAA…"): the only key accepted. */
+    hostKey: z
+      .string({ error: 'expected the host public key in OpenSSH format, e.g. "ssh-ed25519 AAAA…"' })
+      .regex(HOST_KEY_RE, { error: 'expected the host public key in OpenSSH format, e.g. "ssh-ed25519 AAAA…" (one line of the host\'s ssh_host_*_key.pub)' }),
+  })
+  .strict();
+export type HostConfig = z.infer<typeof hostSchema>;
+
+const ec2Selector = z
+  .object({
+    /** Tags that identify exactly one instance. */
+    tags: z.record(z.string(), z.string(), { error: 'expected a map of tag names to values' }).optional(),
+    instanceId: z.string().regex(/^i-[0-9a-f]+$/, { error: 'expected an instance id such as "i-0123456789abcdef0"' }).optional(),
+  })
+  .strict()
+  .refine((s) => (s.tags !== undefined && Object.keys(s.tags).length > 0) !== (s.instanceId !== undefined), {
+    error: 'an EC2 selector names exactly one of "tags" (non-empty) or "instanceId"',
+  });
+export type Ec2Selector = z.infer<typeof ec2Selector>;
+
+export const dbNodeSchema = z
+  .object({
+    site: name,
+    /** Key into `hosts`: where shell steps (pg_ctl, pg_rewind …) run for this node. */
+    sshHost: name,
+    /** Where PostgreSQL listens, as seen from the worker. */
+    host: address,
+    port: port.default(5432),
+    dataDir: absPath,
+    /** Directory holding pg_ctl, pg_rewind, pg_basebackup, pg_controldata on that host. */
+    binDir: absPath,
+    /** Replication slot on the primary that this node streams from while it is a standby. */
+    slot: z.string().regex(/^[a-z0-9_]{1,63}$/, { error: 'expected a replication slot name (lowercase letters, digits, "_")' }),
+    /** Files copied from the primary's host when this node rejoins (GoCD copies /etc/go). */
+    configFiles: z.array(absPath).default([]),
+    ec2: ec2Selector.optional(),
+  })
+  .strict();
+export type DbNodeConfig = z.infer<typeof dbNodeSchema>;
+
+const serviceSchema = z
+  .object({
+    host: name,
+    start: argv,
+    stop: argv,
+    /** Exit status 0 means running, anything else means stopped. */
+    status: argv,
+  })
+  .strict();
+export type ServiceConfig = z.infer<typeof serviceSchema>;
+
+const maintenanceSchema = z
+  .object({
+    host: name,
+    on: argv,
+    off: argv,
+    /** Exit status 0 means maintenance is on, anything else means off. */
+    status: argv,
+  })
+  .strict();
+
+const hookSchema = z
+  .object({
+    name,
+    host: name,
+    command: argv,
+    timeoutSeconds: positiveInt.default(300),
+  })
+  .strict();
+
+export const siteSchema = z
+  .object({
+    /** The site's application health URL: 200 when serving, 503 in maintenance. */
+    app: z.object({ url: z.url({ error: 'expected an http(s) URL' }) }).strict().optional(),
+    maintenance: maintenanceSchema.optional(),
+    services: z.record(name, serviceSchema).default({}),
+    /** Commands run on this site after its database is promoted (Circonus failover.pl). */
+    hooks: z
+      .object({ afterPromote: z.array(hookSchema).default([]) })
+      .strict()
+      .default({ afterPromote: [] }),
+  })
+  .strict();
+export type SiteConfig = z.infer<typeof siteSchema>;
+
+const haproxyDriver = z
+  .object({
+    kind: z.literal('haproxy'),
+    name,
+    /** HAProxy runtime API (stats socket "level admin") on TCP. */
+    admin: z.object({ address, port }).strict(),
+    backend: z.string().min(1),
+    /** Which server line of the backend stands for each site. */
+    servers: z.record(name, z.string().min(1)),
+    /** Where clients connect; used to verify where new connections land. */
+    listen: z.object({ address, port }).strict(),
+  })
+  .strict();
+
+const elasticIpDriver = z
+  .object({
+    kind: z.literal('elastic-ip'),
+    name,
+    publicIp: z.ipv4({ error: 'expected an IPv4 address' }),
+  })
+  .strict();
+
+const privateIpDriver = z
+  .object({
+    kind: z.literal('private-ip'),
+    name,
+    /** Secondary private IP moved to the primary's network interface. */
+    address: z.ipv4({ error: 'expected an IPv4 address' }),
+  })
+  .strict();
+
+const commandDriver = z
+  .object({
+    kind: z.literal('command'),
+    name,
+    host: name,
+    /** Points traffic at a site; "{site}", "{address}" and "{port}" are replaced before quoting. */
+    move: argv,
+    /** Prints the name of the site traffic points at. */
+    read: argv,
+    timeoutSeconds: positiveInt.default(120),
+  })
+  .strict();
+
+export const trafficDriverSchema = z.discriminatedUnion('kind', [haproxyDriver, elasticIpDriver, privateIpDriver, commandDriver], {
+  error: 'expected a traffic driver with "kind" one of: haproxy, elastic-ip, private-ip, command',
+});
+export type TrafficDriverConfig = z.infer<typeof trafficDriverSchema>;
+
+const ec2Schema = z
+  .object({
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { error: 'expected an AWS region such as "eu-west-1"' }),
+    /** Override for the EC2 API endpoint (a local emulator, a VPC endpoint). */
+    endpoint: z.url({ error: 'expected an http(s) URL' }).optional(),
+    credentials: z
+      .object({ accessKeyId: secretRef, secretAccessKey: secretRef })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+const checkpointSchema = z
+  .object({
+    /** Who may decide at a checkpoint; empty means anyone who can reach the run. */
+    approvers: z.array(z.string().min(1)).default([]),
+    /** The person who started a run may not approve its safety checkpoints. */
+    twoPerson: z.boolean().default(false),
+    remindAfter: duration.default('15m'),
+    deadline: duration.default('2h'),
+    /** What happens past the deadline: always a safe stop, never proceeding. */
+    onDeadline: z.literal('abort').default('abort'),
+  })
+  .strict();
+
+const backupSchema = z
+  .object({
+    root: absPath,
+    keepLast: positiveInt.default(7),
+    maxAge: duration.default('14d'),
+    /** Readiness fails when the newest proven-restorable backup is older than this. */
+    maxRestorableAge: duration.optional(),
+    verifyQueries: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
+
+export const clusterSchema = z
+  .object({
+    /** The site that is primary in the normal layout; failback returns here. */
+    preferredPrimary: name,
+    sites: z.record(name, siteSchema),
+    hosts: z.record(name, hostSchema),
+    ssh: z
+      .object({
+        user: z.string().min(1),
+        privateKey: secretRef,
+        passphrase: secretRef.optional(),
+        connectTimeoutSeconds: positiveInt.default(5),
+      })
+      .strict(),
+    postgres: z
+      .object({
+        database: z.string().min(1).default('postgres'),
+        user: z.string().min(1),
+        password: secretRef.optional(),
+        replication: z
+          .object({ user: z.string().min(1), password: secretRef.optional() })
+          .strict(),
+        /** A standby further behind than this is not ready (and not a switchover target). */
+        maxLagBytes: nonNegativeInt.default(16 * 1024 * 1024),
+        /** Failover asks a person (accept-data-loss) past this many bytes not received. */
+        dataLossThresholdBytes: nonNegativeInt.default(0),
+        nodes: z.record(name, dbNodeSchema),
+      })
+      .strict(),
+    traffic: z.array(trafficDriverSchema).default([]),
+    ec2: ec2Schema.optional(),
+    checkpoints: checkpointSchema.default({ approvers: [], twoPerson: false, remindAfter: '15m', deadline: '2h', onDeadline: 'abort' }),
+    notify: z
+      .object({ webhook: z.object({ url: secretRef }).strict().optional() })
+      .strict()
+      .default({}),
+    backup: backupSchema.optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const sites = Object.keys(c.sites);
+    const hosts = Object.keys(c.hosts);
+    const need = (kind: string, value: string, known: string[], path: (string | number)[]) => {
+      if (!known.includes(value))
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message: `unknown ${kind} "${value}"; known: ${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none'}`,
+        });
+    };
+    if (sites.length < 2) ctx.addIssue({ code: 'custom', path: ['sites'], message: `a cluster needs at least two sites, found ${sites.length}` });
+    need('site', c.preferredPrimary, sites, ['preferredPrimary']);
+    for (const [h, host] of Object.entries(c.hosts)) need('site', host.site, sites, ['hosts', h, 'site']);
+    const nodesBySite = new Map<string, string[]>();
+    for (const [n, node] of Object.entries(c.postgres.nodes)) {
+      need('site', node.site, sites, ['postgres', 'nodes', n, 'site']);
+      need('host', node.sshHost, hosts, ['postgres', 'nodes', n, 'sshHost']);
+      nodesBySite.set(node.site, [...(nodesBySite.get(node.site) ?? []), n]);
+      if (node.ec2 && !c.ec2) ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes', n, 'ec2'], message: 'an EC2 selector needs the cluster\'s "ec2" section (region, endpoint)' });
+    }
+    for (const s of sites) {
+      const n = nodesBySite.get(s) ?? [];
+      if (n.length !== 1)
+        ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes'], message: `site "${s}" needs exactly one database node, found ${n.length}${n.length ? ` (${n.join(', ')})` : ''}` });
+    }
+    for (const [s, site] of Object.entries(c.sites)) {
+      if (site.maintenance) need('host', site.maintenance.host, hosts, ['sites', s, 'maintenance', 'host']);
+      for (const [sv, svc] of Object.entries(site.services)) need('host', svc.host, hosts, ['sites', s, 'services', sv, 'host']);
+      site.hooks.afterPromote.forEach((hk, i) => need('host', hk.host, hosts, ['sites', s, 'hooks', 'afterPromote', i, 'host']));
+    }
+    const driverNames = new Set<string>();
+    c.traffic.forEach((d, i) => {
+      if (driverNames.has(d.name)) ctx.addIssue({ code: 'custom', path: ['traffic', i, 'name'], message: `traffic driver name "${d.name}" is used twice` });
+      driverNames.add(d.name);
+      if (d.kind === 'haproxy') {
+        for (const s of Object.keys(d.servers)) need('site', s, sites, ['traffic', i, 'servers', s]);
+        for (const s of sites)
+          if (!(s in d.servers)) ctx.addIssue({ code: 'custom', path: ['traffic', i, 'servers'], message: `no server named for site "${s}"` });
+      }
+      if (d.kind === 'command') need('host', d.host, hosts, ['traffic', i, 'host']);
+      if (d.kind === 'elastic-ip' || d.kind === 'private-ip') {
+        if (!c.ec2) ctx.addIssue({ code: 'custom', path: ['traffic', i], message: `a ${d.kind} driver needs the cluster's "ec2" section` });
+        for (const [n, node] of Object.entries(c.postgres.nodes))
+          if (!node.ec2) ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes', n, 'ec2'], message: `the ${d.kind} driver "${d.name}" needs an EC2 selector on every database node` });
+      }
+    });
+  });
+export type ClusterConfig = z.infer<typeof clusterSchema>;
+
+export const topologySchema = z
+  .object({
+    version: z.literal(1, { error: 'expected version: 1' }),
+    clusters: z.record(name, clusterSchema).refine((r) => Object.keys(r).length > 0, { error: 'expected at least one cluster' }),
+  })
+  .strict();
+export type Topology = z.infer<typeof topologySchema>;
+/** What a user writes, before defaults are applied. */
+export type TopologyInput = z.input<typeof topologySchema>;
