@@ -106,6 +106,12 @@ export const dbNodeSchema = z
     host: address,
     port: port.default(5432),
     dataDir: absPath,
+    /**
+     * Where postgresql.conf lives when it is kept outside the data directory (Debian's
+     * /etc/postgresql/15/main layout): pg_ctl is pointed here, and pg_rewind or pg_basebackup
+     * cannot overwrite the node's own settings. Defaults to dataDir.
+     */
+    configDir: absPath.optional(),
     /** Directory holding pg_ctl, pg_rewind, pg_basebackup, pg_controldata on that host. */
     binDir: absPath,
     /** Replication slot on the primary that this node streams from while it is a standby. */

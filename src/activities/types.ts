@@ -1,0 +1,117 @@
+/**
+ * What the activities return. Workflows import these types only (never the implementations).
+ * Every field is plain JSON: it lands in workflow history, so nothing secret belongs here.
+ */
+
+/** What switchyard sees of one PostgreSQL node. */
+export interface PgNodeStatus {
+  cluster: string;
+  node: string;
+  site: string;
+  /** Could a connection be made and a query answered? */
+  reachable: boolean;
+  /** Why not, when not reachable (e.g. "connect ECONNREFUSED 127.0.2.1:5432"). */
+  error?: string;
+  inRecovery?: boolean;
+  /** Timeline from pg_control_checkpoint(). */
+  timeline?: number;
+  systemIdentifier?: string;
+  serverVersion?: string;
+  /** Primary: pg_current_wal_lsn(). */
+  currentLsn?: string;
+  /** Standby: pg_last_wal_receive_lsn() and pg_last_wal_replay_lsn(). */
+  receiveLsn?: string | null;
+  replayLsn?: string | null;
+  /** Standby: now() - pg_last_xact_replay_timestamp(), seconds; null when nothing replayed yet. */
+  replayDelaySeconds?: number | null;
+  /** Standby: pg_stat_wal_receiver.status ("streaming", …) or null when no receiver runs. */
+  walReceiver?: { status: string; senderHost: string | null; senderPort: number | null; slotName: string | null } | null;
+  /** Primary: pg_stat_replication rows. */
+  replicas?: { applicationName: string; clientAddr: string | null; state: string; sentLsn: string | null; replayLsn: string | null; replayLagBytes: number | null }[];
+  /** Physical replication slots on this node. */
+  slots?: { name: string; active: boolean; restartLsn: string | null }[];
+}
+
+/** Result of a write probe on the node believed to be primary. */
+export interface PgWriteProbe {
+  node: string;
+  ok: boolean;
+  /** LSN after the write committed. */
+  lsn?: string;
+  detail: string;
+}
+
+/** Standby lag measured against the primary's current position. */
+export interface PgLag {
+  primary: string;
+  standby: string;
+  primaryLsn: string;
+  receiveLsn: string | null;
+  replayLsn: string | null;
+  /** primaryLsn - replayLsn, in bytes (null when the standby reports no position). */
+  lagBytes: number | null;
+  /** now() - pg_last_xact_replay_timestamp() on the standby, 0 when fully replayed. */
+  lagSeconds: number | null;
+}
+
+export interface SshCheck {
+  host: string;
+  site: string;
+  address: string;
+  port: number;
+  ok: boolean;
+  /** "unreachable", "host-key-mismatch", "auth-failed", "ok", "error". */
+  outcome: 'ok' | 'unreachable' | 'host-key-mismatch' | 'auth-failed' | 'error';
+  /** e.g. "key SHA256:… matches the pinned key" or "host key SHA256:… does not match pinned SHA256:…". */
+  detail: string;
+}
+
+export interface RemoteCommandResult {
+  host: string;
+  /** The command as sent, already quoted (no secrets are ever put in commands). */
+  command: string;
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ServiceState {
+  site: string;
+  service: string;
+  host: string;
+  running: boolean | null;
+  detail: string;
+}
+
+export interface MaintenanceState {
+  site: string;
+  /** From the maintenance status command; null when it could not be run. */
+  on: boolean | null;
+  /** HTTP status of the site's app URL (200 serving, 503 maintenance); null when unreachable. */
+  httpStatus: number | null;
+  detail: string;
+}
+
+export interface TrafficState {
+  driver: string;
+  kind: 'haproxy' | 'elastic-ip' | 'private-ip' | 'command';
+  /** The site traffic currently points at, or null when it points at none / cannot be read. */
+  site: string | null;
+  /** Concrete target: "127.0.1.1:5432", "i-0abc (10.0.1.10)", … */
+  target: string | null;
+  detail: string;
+}
+
+export interface Ec2InstanceInfo {
+  node: string;
+  site: string;
+  instanceId: string | null;
+  state: string | null;
+  privateIp: string | null;
+  publicIp: string | null;
+  instanceType: string | null;
+  subnetId: string | null;
+  securityGroupIds: string[];
+  volumes: { volumeId: string; device: string; sizeGiB: number | null }[];
+  detail: string;
+}
