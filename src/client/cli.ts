@@ -1,0 +1,167 @@
+/**
+ * The `switchyard` command. Every command finds the topology the same way: --config, else
+ * SWITCHYARD_CONFIG, else ./switchyard.yaml (and, when none of those exists, the running local
+ * sandbox's, with a note on stderr). Temporal is found with --address / TEMPORAL_ADDRESS
+ * (default 127.0.0.1:7233) and --namespace / TEMPORAL_NAMESPACE (default "default").
+ */
+import { existsSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { ConfigError, getCluster, loadTopology, resolveConfigPath } from '../topology/load';
+import { jsonSchema } from '../topology/json-schema';
+import { temporalTarget, runWorker, type TemporalTarget } from '../worker';
+import { formatReadiness, runReadiness } from './readiness';
+
+export class UsageError extends Error {}
+
+interface GlobalOpts {
+  config?: string;
+  address?: string;
+  namespace?: string;
+}
+
+/** The topology path for a command, by the one rule every command follows. */
+export async function findConfig(flag: string | undefined, note: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<string> {
+  const path = resolveConfigPath(flag);
+  if (flag || process.env.SWITCHYARD_CONFIG || existsSync(path)) return path;
+  const { sandboxStatus } = await import('../../sandbox');
+  const sb = await sandboxStatus().catch(() => null);
+  if (sb && existsSync(sb.config)) {
+    note(`switchyard: no --config, SWITCHYARD_CONFIG or ./switchyard.yaml; using the running sandbox's topology ${sb.config}`);
+    return sb.config;
+  }
+  return path;
+}
+
+function target(cmd: Command): TemporalTarget {
+  const g = cmd.optsWithGlobals<GlobalOpts>();
+  return temporalTarget({ address: g.address, namespace: g.namespace });
+}
+
+export function buildProgram(): Command {
+  const program = new Command('switchyard')
+    .description('Failover, failback and backup runbooks for a two-site PostgreSQL stack, as durable Temporal workflows')
+    .option('-c, --config <path>', 'topology file (default: $SWITCHYARD_CONFIG, else ./switchyard.yaml)')
+    .option('--address <host:port>', 'Temporal frontend (default: $TEMPORAL_ADDRESS, else 127.0.0.1:7233)')
+    .option('--namespace <name>', 'Temporal namespace (default: $TEMPORAL_NAMESPACE, else "default")')
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  // --- sandbox ------------------------------------------------------------------------------
+  const sandbox = program.command('sandbox').description('the local stand-in for two data centres (all on loopback)');
+  const sbOpts = (c: Command) =>
+    c
+      .option('--dir <path>', 'state directory (default: $SWITCHYARD_SANDBOX_DIR, else <tmp>/switchyard-sandbox)')
+      .addOption(new Option('--net <n>', 'second octet of the 127.<n>.x.y addresses (0-255)').argParser((v) => parseNet(v)));
+  sbOpts(sandbox.command('up').description('start Temporal, PostgreSQL primary + standby, sshd hosts, apps, services, the traffic front and the EC2 API'))
+    .option('--json', 'print the status as JSON')
+    .action(async (o: { dir?: string; net?: number; json?: boolean }) => {
+      const { sandboxUp } = await import('../../sandbox');
+      const status = await sandboxUp({ dir: o.dir, net: o.net }, (line) => process.stderr.write(`${line}\n`));
+      if (o.json) process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+      else {
+        process.stdout.write(formatSandbox(status));
+        process.stdout.write(`\nPoint a shell at it:\n  export SWITCHYARD_CONFIG=${status.config}\n  export TEMPORAL_ADDRESS=${status.temporal.address}\n`);
+      }
+    });
+  sbOpts(sandbox.command('down').description('stop everything the sandbox started and remove its directory')).action(async (o: { dir?: string; net?: number }) => {
+    const { sandboxDown } = await import('../../sandbox');
+    await sandboxDown({ dir: o.dir, net: o.net }, (line) => process.stderr.write(`${line}\n`));
+  });
+  sbOpts(sandbox.command('status').description('report every part of the sandbox'))
+    .option('--json', 'print JSON')
+    .action(async (o: { dir?: string; net?: number; json?: boolean }) => {
+      const { sandboxStatus } = await import('../../sandbox');
+      const status = await sandboxStatus({ dir: o.dir, net: o.net });
+      if (!status) {
+        if (o.json) process.stdout.write('null\n');
+        else process.stdout.write('no sandbox is running there\n');
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(o.json ? `${JSON.stringify(status, null, 2)}\n` : formatSandbox(status));
+      if (status.parts.some((p) => p.state !== 'running')) process.exitCode = 1;
+    });
+
+  // --- readiness ------------------------------------------------------------------------------
+  program
+    .command('check <cluster>')
+    .description('readiness: primary writable, standby streaming and its lag, hosts, services, maintenance, traffic, EC2 (exit 0 only when ready)')
+    .option('--json', 'print the report as JSON')
+    .action(async (cluster: string, o: { json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      getCluster(loadTopology(configPath), cluster);
+      const report = await runReadiness({ cluster, configPath, target: target(cmd) });
+      process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatReadiness(report));
+      process.exitCode = report.ready ? 0 : 1;
+    });
+
+  // --- worker -----------------------------------------------------------------------------------
+  program
+    .command('worker')
+    .description('run a worker on task queue "switchyard" (JSON logs on stdout; SIGTERM stops it cleanly, SIGHUP re-reads the topology)')
+    .action(async (_o: unknown, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      await runWorker({ configPath, target: target(cmd) });
+    });
+
+  // --- config -----------------------------------------------------------------------------------
+  const config = program.command('config').description('the topology file');
+  config
+    .command('validate')
+    .description('check the topology file and print its clusters')
+    .action(async (_o: unknown, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      const top = loadTopology(configPath);
+      for (const [name, c] of Object.entries(top.clusters)) {
+        process.stdout.write(`${configPath}: cluster ${name}: sites ${Object.keys(c.sites).join(', ')}; nodes ${Object.keys(c.postgres.nodes).join(', ')}; traffic ${c.traffic.map((t) => `${t.name} (${t.kind})`).join(', ') || 'none'}\n`);
+      }
+    });
+  config
+    .command('schema')
+    .description('print the JSON Schema of the topology file (for editors)')
+    .action(() => {
+      process.stdout.write(`${JSON.stringify(jsonSchema(), null, 2)}\n`);
+    });
+
+  // --- demo ---------------------------------------------------------------------------------------
+  program
+    .command('demo')
+    .description('the main job, end to end on a fresh sandbox (npm run demo)')
+    .action(async () => {
+      const { runDemo } = await import('./demo');
+      await runDemo();
+    });
+
+  return program;
+}
+
+function parseNet(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 255) throw new UsageError(`--net: expected an integer from 0 to 255, got "${v}"`);
+  return n;
+}
+
+export function formatSandbox(status: { config: string; temporal: { address: string; ui: string }; parts: { name: string; kind: string; host: string; port: number; pid: number | null; state: string }[] }): string {
+  const w = Math.max(...status.parts.map((p) => p.name.length));
+  return (
+    `temporal  ${status.temporal.address}   UI ${status.temporal.ui}\n` +
+    `topology  ${status.config}\n` +
+    status.parts.map((p) => `  ${p.state === 'running' ? 'up  ' : 'DOWN'}  ${p.name.padEnd(w)}  ${p.kind.padEnd(8)} ${p.host}:${p.port}${p.pid ? `  pid ${p.pid}` : ''}`).join('\n') +
+    '\n'
+  );
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      process.stderr.write(`switchyard: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    process.stderr.write(`switchyard: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (process.env.SWITCHYARD_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = process.exitCode || 1;
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * `npm run demo`: the main job end to end on a fresh sandbox of its own. For now: sandbox up, a
+ * worker, the readiness report of cluster demo with its step log, sandbox down. Later runbooks
+ * (failover, failback) extend it. Whatever happens, the sandbox is torn down before it exits.
+ */
+import { mkdtempSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { sandboxDown, sandboxUp, type SandboxOptions } from '../../sandbox';
+import { createLogger } from '../logging';
+import { createWorker, installRuntimeLogger, TASK_QUEUE, temporalTarget } from '../worker';
+import type { readiness } from '../workflows';
+import type { Progress } from '../workflows/messages';
+import { formatReadiness } from './readiness';
+
+const say = (s: string) => process.stdout.write(`${s}\n`);
+
+function portAnswers(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection({ host, port });
+    s.setTimeout(500);
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('timeout', () => (s.destroy(), resolve(false)));
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** 127.0.x.y (net 0) when nothing listens on Temporal's port there, else the first free net from 30. */
+async function pickNet(): Promise<number> {
+  for (const net of [0, ...Array.from({ length: 40 }, (_, i) => 30 + i)]) {
+    if (!(await portAnswers(`127.${net}.0.1`, 7233))) return net;
+  }
+  throw new Error('no free 127.<n>.0.1:7233 found for the demo sandbox');
+}
+
+export async function runDemo(): Promise<void> {
+  const started = Date.now();
+  const secs = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+  const opts: SandboxOptions = { dir: mkdtempSync(join(tmpdir(), 'switchyard-demo-')), net: await pickNet() };
+  let tornDown = false;
+  const teardown = async () => {
+    if (tornDown) return;
+    tornDown = true;
+    say(`\n[${secs()}] sandbox down`);
+    await sandboxDown(opts);
+  };
+  const onSignal = (sig: NodeJS.Signals) => {
+    process.stderr.write(`\n${sig}: tearing the demo sandbox down\n`);
+    void teardown().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    say(`[${secs()}] 1. sandbox up in ${opts.dir} (two data centres on 127.${opts.net}.x.y)`);
+    const status = await sandboxUp(opts, (line) => say(`     ${line}`));
+    say(`[${secs()}]    up: ${status.parts.length} parts; Temporal UI ${status.temporal.ui}`);
+
+    say(`[${secs()}] 2. worker on task queue "${TASK_QUEUE}" (logs: warnings only, on stderr)`);
+    const target = temporalTarget({ address: status.temporal.address, namespace: 'default' });
+    const logger = createLogger({ level: process.env.SWITCHYARD_LOG_LEVEL ?? 'warn', destination: 2, name: 'switchyard-demo' });
+    installRuntimeLogger(logger);
+    const { worker, connection: workerConn } = await createWorker({ configPath: status.config, target, logger, identity: 'switchyard demo' });
+    const connection = await Connection.connect({ address: target.address });
+    const client = new Client({ connection, namespace: target.namespace });
+    let ready = false;
+    try {
+      await worker.runUntil(async () => {
+        say(`[${secs()}] 3. readiness of cluster "demo" (workflow readiness)`);
+        const handle = await client.workflow.start<typeof readiness>('readiness', {
+          taskQueue: TASK_QUEUE,
+          workflowId: `demo-readiness-${Date.now()}`,
+          args: [{ cluster: 'demo' }],
+          workflowExecutionTimeout: '5 minutes',
+        });
+        const report = await handle.result();
+        const progress = await handle.query<Progress>('progress');
+        say(`     step log of ${handle.workflowId}:`);
+        for (const s of progress.steps) say(`       ${s.state.padEnd(7)} ${s.name}${s.detail ? `: ${s.detail}` : ''}`);
+        say('');
+        process.stdout.write(formatReadiness(report).replace(/^/gm, '     '));
+        ready = report.ready;
+      });
+    } finally {
+      await connection.close();
+      await workerConn.close();
+    }
+    if (!ready) {
+      process.exitCode = 1;
+      say(`[${secs()}] the sandbox cluster is NOT ready (see the failed checks above)`);
+    } else say(`[${secs()}] 4. the sandbox cluster is ready: dc1 primary, dc2 streaming`);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await teardown();
+    say(`[${secs()}] done`);
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * A cluster's shape without a single secret or command: what a workflow may know to plan its
+ * steps (which nodes, hosts, services and drivers exist). Returned by the clusterLayout activity,
+ * so it lands in history; keep it free of passwords, keys and command lines.
+ */
+import type { ClusterConfig, TrafficDriverConfig } from './schema';
+
+export interface ClusterLayout {
+  cluster: string;
+  preferredPrimary: string;
+  sites: string[];
+  nodes: { name: string; site: string; sshHost: string; host: string; port: number; slot: string; ec2: boolean }[];
+  hosts: { name: string; site: string; address: string; port: number }[];
+  services: { site: string; service: string; host: string }[];
+  maintenance: { site: string; host: string | null; appUrl: string | null }[];
+  traffic: { name: string; kind: TrafficDriverConfig['kind'] }[];
+  ec2: boolean;
+  maxLagBytes: number;
+  dataLossThresholdBytes: number;
+}
+
+export function clusterLayout(name: string, c: ClusterConfig): ClusterLayout {
+  return {
+    cluster: name,
+    preferredPrimary: c.preferredPrimary,
+    sites: Object.keys(c.sites),
+    nodes: Object.entries(c.postgres.nodes).map(([n, node]) => ({
+      name: n,
+      site: node.site,
+      sshHost: node.sshHost,
+      host: node.host,
+      port: node.port,
+      slot: node.slot,
+      ec2: node.ec2 !== undefined,
+    })),
+    hosts: Object.entries(c.hosts).map(([h, host]) => ({ name: h, site: host.site, address: host.address, port: host.port })),
+    services: Object.entries(c.sites).flatMap(([site, s]) => Object.entries(s.services).map(([service, svc]) => ({ site, service, host: svc.host }))),
+    maintenance: Object.entries(c.sites)
+      .filter(([, s]) => s.maintenance !== undefined || s.app !== undefined)
+      .map(([site, s]) => ({ site, host: s.maintenance?.host ?? null, appUrl: s.app?.url ?? null })),
+    traffic: c.traffic.map((d) => ({ name: d.name, kind: d.kind })),
+    ec2: c.ec2 !== undefined,
+    maxLagBytes: c.postgres.maxLagBytes,
+    dataLossThresholdBytes: c.postgres.dataLossThresholdBytes,
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * The switchyard worker: polls task queue `switchyard`, runs the runbook workflows and their
+ * activities against the clusters in the topology. `npx switchyard worker` or `node --import tsx
+ * src/worker.ts`. SIGTERM/SIGINT shut it down cleanly (running activities are cancelled and
+ * their results are retried by the next worker); SIGHUP re-reads the topology.
+ */
+import { Connection } from '@temporalio/client';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { createActivities } from './activities';
+import { createLayoutActivities } from './activities/layout';
+import { createLogger, TemporalPinoLogger, type AppLogger } from './logging';
+import { loadTopology, resolveConfigPath } from './topology/load';
+import type { Topology } from './topology/schema';
+import { SEARCH_ATTRIBUTES } from './workflows/lib/search-attributes';
+
+export const TASK_QUEUE = 'switchyard';
+
+export interface TemporalTarget {
+  address: string;
+  namespace: string;
+}
+
+export function temporalTarget(opts: { address?: string; namespace?: string } = {}, env: NodeJS.ProcessEnv = process.env): TemporalTarget {
+  return {
+    address: opts.address ?? env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+    namespace: opts.namespace ?? env.TEMPORAL_NAMESPACE ?? 'default',
+  };
+}
+
+let runtimeInstalled = false;
+/** The Temporal runtime's logger can be set once per process: do it before any connection. */
+export function installRuntimeLogger(logger: AppLogger): void {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new TemporalPinoLogger(logger) });
+  runtimeInstalled = true;
+}
+
+/** Refuses to start against a namespace without switchyard's search attributes, saying how to add them. */
+export async function checkSearchAttributes(target: TemporalTarget): Promise<void> {
+  const conn = await Connection.connect({ address: target.address, connectTimeout: '10 seconds' });
+  try {
+    const res = await conn.operatorService.listSearchAttributes({ namespace: target.namespace });
+    const have = new Set(Object.keys(res.customAttributes ?? {}));
+    const missing = SEARCH_ATTRIBUTES.map((k) => k.name).filter((n) => !have.has(n));
+    if (missing.length > 0) {
+      throw new Error(
+        `namespace "${target.namespace}" at ${target.address} lacks switchyard's search attributes ${missing.join(', ')}; register them with:\n` +
+          missing.map((n) => `  temporal operator search-attribute create --address ${target.address} --namespace ${target.namespace} --name ${n} --type Keyword`).join('\n'),
+      );
+    }
+  } finally {
+    await conn.close();
+  }
+}
+
+export interface WorkerOptions {
+  configPath: string;
+  target: TemporalTarget;
+  taskQueue?: string;
+  logger: AppLogger;
+  /** Identity shown in the Temporal UI. */
+  identity?: string;
+}
+
+/** Builds a worker (not yet running) and the topology holder it reads from. */
+export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worker; reload: () => void; connection: NativeConnection }> {
+  let topology: Topology = loadTopology(opts.configPath);
+  const reload = () => {
+    try {
+      topology = loadTopology(opts.configPath);
+      opts.logger.info({ config: opts.configPath, clusters: Object.keys(topology.clusters) }, 'topology reloaded');
+    } catch (err) {
+      opts.logger.error({ config: opts.configPath, err: (err as Error).message }, 'topology reload refused; keeping the previous one');
+    }
+  };
+  const current = () => topology;
+  await checkSearchAttributes(opts.target);
+  const connection = await NativeConnection.connect({ address: opts.target.address });
+  const worker = await Worker.create({
+    connection,
+    namespace: opts.target.namespace,
+    taskQueue: opts.taskQueue ?? TASK_QUEUE,
+    identity: opts.identity,
+    workflowsPath: require.resolve('./workflows'),
+    activities: { ...createActivities({ topology: current }), ...createLayoutActivities(current) },
+  });
+  return { worker, reload, connection };
+}
+
+export async function runWorker(opts: Omit<WorkerOptions, 'logger'> & { logger?: AppLogger }): Promise<void> {
+  const logger = opts.logger ?? createLogger({ name: 'switchyard-worker' });
+  installRuntimeLogger(logger);
+  const { worker, reload, connection } = await createWorker({ ...opts, logger });
+  const onHup = () => reload();
+  process.on('SIGHUP', onHup);
+  logger.info({ taskQueue: opts.taskQueue ?? TASK_QUEUE, address: opts.target.address, namespace: opts.target.namespace, config: opts.configPath }, 'worker started');
+  try {
+    await worker.run(); // resolves after SIGINT/SIGTERM/SIGQUIT have drained it
+  } finally {
+    process.off('SIGHUP', onHup);
+    await connection.close();
+    logger.info('worker stopped');
+  }
+}
+
+if (require.main === module) {
+  runWorker({ configPath: resolveConfigPath(), target: temporalTarget() }).catch((err: unknown) => {
+    process.stderr.write(`switchyard worker: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,2 @@
+/** Every workflow the worker registers. Deterministic code only: no Node imports below here. */
+export { readiness } from './readiness';

@@ -1,0 +1,181 @@
+/**
+ * Readiness as a pure function of what was observed: the equivalent of GoCD's standby dashboard.
+ * Deterministic and free of I/O, so the workflow, the tests and later runbooks (a failover's
+ * data-loss gate reads the last readiness) all judge the same way.
+ */
+import type { ClusterLayout } from '../../topology/layout';
+import type { Ec2InstanceInfo, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState } from '../../activities/types';
+
+export interface ReadinessCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface Observations {
+  layout: ClusterLayout;
+  nodes: PgNodeStatus[];
+  probe: PgWriteProbe | null;
+  lags: PgLag[];
+  ssh: SshCheck[];
+  services: ServiceState[];
+  maintenance: MaintenanceState[];
+  traffic: TrafficState[];
+  ec2: Ec2InstanceInfo[] | null;
+}
+
+export interface ReadinessReport {
+  cluster: string;
+  ready: boolean;
+  primarySite: string | null;
+  primaryNode: string | null;
+  /** The (first) standby; a two-site cluster has one. */
+  standbySite: string | null;
+  standbyNode: string | null;
+  lagBytes: number | null;
+  lagSeconds: number | null;
+  /** Where each traffic driver points: driver name → site (null when it points nowhere known). */
+  traffic: Record<string, { kind: TrafficState['kind']; site: string | null; target: string | null }>;
+  checks: ReadinessCheck[];
+  /** The highest LSN known for the primary at observation time (for a later data-loss gate). */
+  primaryLsn: string | null;
+  observedAt: string;
+  observations: Omit<Observations, 'layout'>;
+}
+
+export function formatBytes(n: number | null): string {
+  if (n === null) return 'unknown';
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** The primaries among the observed nodes: reachable and not in recovery. */
+export function primariesOf(nodes: PgNodeStatus[]): PgNodeStatus[] {
+  return nodes.filter((n) => n.reachable && n.inRecovery === false);
+}
+
+export function assessReadiness(o: Observations, observedAt: string): ReadinessReport {
+  const checks: ReadinessCheck[] = [];
+  const check = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
+  const { layout } = o;
+
+  // --- who is primary ---------------------------------------------------------------------
+  const primaries = primariesOf(o.nodes);
+  const describeNode = (n: PgNodeStatus) =>
+    !n.reachable ? `${n.node} unreachable (${n.error ?? 'no answer'})` : n.inRecovery ? `${n.node} in recovery` : `${n.node} accepts writes`;
+  const primary = primaries.length === 1 ? primaries[0] : null;
+  if (primary) {
+    check('primary', true, `${primary.node} (${primary.site}) is primary on timeline ${primary.timeline ?? '?'}`);
+  } else if (primaries.length === 0) {
+    check('primary', false, `no node is primary: ${o.nodes.map(describeNode).join('; ')}`);
+  } else {
+    check('primary', false, `split brain: ${primaries.map((p) => `${p.node} (${p.site})`).join(' and ')} are all out of recovery`);
+  }
+
+  if (primary) {
+    if (o.probe === null) check('primary-writable', false, `no write was tried on ${primary.node}`);
+    else check('primary-writable', o.probe.ok, o.probe.detail);
+  }
+
+  // --- standbys -----------------------------------------------------------------------------
+  const standbys = o.nodes.filter((n) => n !== primary && !(primaries.length > 1 && primaries.includes(n)));
+  for (const s of standbys) {
+    const name = `standby:${s.node}`;
+    if (!s.reachable) {
+      check(name, false, `${s.node} (${s.site}) is unreachable: ${s.error ?? 'no answer'}`);
+      continue;
+    }
+    if (!s.inRecovery) {
+      check(name, false, `${s.node} (${s.site}) is not in recovery`);
+      continue;
+    }
+    const rx = s.walReceiver;
+    if (!rx || rx.status !== 'streaming') {
+      check(name, false, `${s.node} (${s.site}) is in recovery but not streaming (WAL receiver: ${rx ? rx.status : 'not running'})`);
+      continue;
+    }
+    const expected = primary ? layout.nodes.find((n) => n.name === primary.node) : undefined;
+    const fromPrimary = expected ? rx.senderHost === expected.host && rx.senderPort === expected.port : false;
+    check(
+      name,
+      fromPrimary,
+      fromPrimary
+        ? `${s.node} (${s.site}) streams from ${rx.senderHost}:${rx.senderPort}${rx.slotName ? ` via slot ${rx.slotName}` : ''}`
+        : `${s.node} (${s.site}) streams from ${rx.senderHost}:${rx.senderPort}, which is not the primary${expected ? ` (${expected.host}:${expected.port})` : ''}`,
+    );
+    const lag = o.lags.find((l) => l.standby === s.node);
+    if (lag) {
+      const within = lag.lagBytes !== null && lag.lagBytes <= layout.maxLagBytes;
+      check(
+        `lag:${s.node}`,
+        within,
+        `${formatBytes(lag.lagBytes)} behind (${lag.lagSeconds === null ? 'unknown' : `${lag.lagSeconds.toFixed(1)} s`}); bound ${formatBytes(layout.maxLagBytes)}`,
+      );
+    }
+    const slotName = layout.nodes.find((n) => n.name === s.node)?.slot;
+    if (primary && slotName) {
+      const slot = primary.slots?.find((sl) => sl.name === slotName);
+      check(
+        `slot:${s.node}`,
+        slot?.active === true,
+        slot ? `slot ${slotName} on ${primary.node} is ${slot.active ? 'active' : 'inactive'}` : `slot ${slotName} does not exist on ${primary.node}`,
+      );
+    }
+  }
+
+  // --- hosts over SSH -----------------------------------------------------------------------
+  for (const h of o.ssh) check(`ssh:${h.host}`, h.ok, h.detail);
+
+  // --- services: the primary site's run, the others' are stopped (Circonus) ------------------
+  const primarySite = primary?.site ?? null;
+  for (const s of o.services) {
+    const name = `service:${s.site}/${s.service}`;
+    if (s.running === null) check(name, false, `state unknown: ${s.detail}`);
+    else if (primarySite === null) check(name, false, `${s.running ? 'running' : 'stopped'}; no primary site to judge against`);
+    else if (s.site === primarySite) check(name, s.running, s.running ? 'running on the primary site' : `stopped, but ${s.site} is the primary site`);
+    else check(name, !s.running, s.running ? `running on standby site ${s.site}; only the primary site's services should run` : 'stopped (standby site)');
+  }
+
+  // --- maintenance mode and the app ---------------------------------------------------------
+  for (const m of o.maintenance) {
+    const name = `maintenance:${m.site}`;
+    const seen = `maintenance ${m.on === null ? 'unknown' : m.on ? 'on' : 'off'}, app HTTP ${m.httpStatus ?? 'no answer'}`;
+    if (m.site === primarySite) check(name, m.on === false && (m.httpStatus === null ? false : m.httpStatus < 400), seen);
+    else check(name, m.on !== null, `${seen} (not the primary site)`);
+  }
+
+  // --- traffic -------------------------------------------------------------------------------
+  const traffic: ReadinessReport['traffic'] = {};
+  for (const t of o.traffic) {
+    traffic[t.driver] = { kind: t.kind, site: t.site, target: t.target };
+    const ok = primarySite !== null && t.site === primarySite;
+    check(`traffic:${t.driver}`, ok, `${t.kind} points at ${t.site ?? 'no site'}${t.target ? ` (${t.target})` : ''}${ok || primarySite === null ? '' : `, not the primary site ${primarySite}`}${t.detail ? `; ${t.detail}` : ''}`);
+  }
+
+  // --- EC2 -------------------------------------------------------------------------------------
+  for (const i of o.ec2 ?? []) {
+    check(`ec2:${i.node}`, i.instanceId !== null && i.state === 'running', i.instanceId ? `${i.instanceId} ${i.state}${i.privateIp ? `, ${i.privateIp}` : ''}${i.detail ? `; ${i.detail}` : ''}` : i.detail);
+  }
+
+  const standby = standbys[0] ?? null;
+  const lag = standby ? o.lags.find((l) => l.standby === standby.node) : undefined;
+  const { layout: _layout, ...observations } = o;
+  void _layout;
+  return {
+    cluster: layout.cluster,
+    ready: checks.length > 0 && checks.every((c) => c.ok),
+    primarySite,
+    primaryNode: primary?.node ?? null,
+    standbySite: standby?.site ?? null,
+    standbyNode: standby?.node ?? null,
+    lagBytes: lag?.lagBytes ?? null,
+    lagSeconds: lag?.lagSeconds ?? null,
+    traffic,
+    checks,
+    primaryLsn: o.probe?.lsn ?? primary?.currentLsn ?? null,
+    observedAt,
+    observations,
+  };
+}

@@ -1,0 +1,29 @@
+/**
+ * Messages every runbook answers. Names are part of the public surface: the Temporal UI,
+ * `temporal workflow query --type progress` and the switchyard CLI use them.
+ */
+import { defineQuery } from '@temporalio/workflow';
+
+export type StepState = 'running' | 'done' | 'failed' | 'skipped' | 'waiting';
+
+export interface StepRecord {
+  name: string;
+  state: StepState;
+  /** ISO timestamps from the workflow clock (deterministic on replay). */
+  startedAt: string;
+  endedAt: string | null;
+  /** How many times the workflow ran this step (a retried step after a refused precondition counts again). */
+  attempts: number;
+  /** What the step saw or did, for a person reading the log. */
+  detail: string;
+}
+
+export interface Progress {
+  operation: string;
+  cluster: string;
+  steps: StepRecord[];
+  /** The checkpoint the run waits at, or null. */
+  waitingFor: string | null;
+}
+
+export const progressQuery = defineQuery<Progress>('progress');
