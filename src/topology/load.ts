@@ -40,13 +40,13 @@ export function formatPath(path: readonly PropertyKey[]): string {
 /** Parse YAML text and validate it; `file` is used in messages only. */
 export function parseTopology(text: string, file: string): Topology {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       file,
       doc.errors.map((e) => {
         const pos = e.linePos?.[0];
-        return { path: '', line: pos?.line, column: pos?.col, message: `YAML syntax: ${e.message.split('\n')[0]}` };
+        return { path: '', line: pos?.line, column: pos?.col, message: `YAML syntax: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}` };
       }),
     );
   }
@@ -66,7 +66,8 @@ export function parseTopology(text: string, file: string): Topology {
 function describe(issue: z.core.$ZodIssue): string {
   if (issue.code === 'unrecognized_keys') return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
   if (issue.code === 'invalid_type' && issue.input === undefined) return `missing; ${lowerFirst(issue.message.replace(/^Invalid input: /, ''))}`;
-  if (issue.code === 'invalid_value' && 'values' in issue)
+  if (issue.code === 'invalid_key') return `${issue.issues[0]?.message ?? 'invalid key'}, got ${JSON.stringify(issue.input)}`;
+  if (issue.code === 'invalid_value' && 'values' in issue && issue.message.startsWith('Invalid'))
     return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(issue.input)}`;
   // Never echo what was written where a secret reference belongs: it may be the secret itself.
   const secretish = issue.message.startsWith('inline secrets');

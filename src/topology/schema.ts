@@ -334,7 +334,7 @@ export const clusterSchema = z
       }
       if (d.kind === 'command') need('host', d.host, hosts, ['traffic', i, 'host']);
       if (d.kind === 'elastic-ip' || d.kind === 'private-ip') {
-        if (!c.ec2) ctx.addIssue({ code: 'custom', path: ['traffic', i], message: `a ${d.kind} driver needs the cluster's "ec2" section` });
+        if (!c.ec2) ctx.addIssue({ code: 'custom', path: ['traffic', i], message: `the ${d.kind} driver "${d.name}" needs the cluster's "ec2" section (region, endpoint)` });
         for (const [n, node] of Object.entries(c.postgres.nodes))
           if (!node.ec2) ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes', n, 'ec2'], message: `the ${d.kind} driver "${d.name}" needs an EC2 selector on every database node` });
       }

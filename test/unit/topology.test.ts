@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parse, stringify } from 'yaml';
+import { ConfigError, loadTopology, parseTopology, resolveConfigPath } from '../../src/topology/load';
+import { durationSeconds } from '../../src/topology/schema';
+
+const examplePath = join(__dirname, '../../examples/switchyard.yaml');
+const exampleText = readFileSync(examplePath, 'utf8');
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** The example with one change applied, run through the loader; returns the error's problems. */
+function problems(change: (doc: Obj) => void): { path: string; message: string; line?: number }[] {
+  const doc = parse(exampleText) as Obj;
+  change(doc);
+  try {
+    parseTopology(stringify(doc), 'edited.yaml');
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    assert.equal(err.file, 'edited.yaml');
+    return err.problems;
+  }
+  assert.fail('the edited topology was accepted');
+}
+
+function onlyProblem(change: (doc: Obj) => void) {
+  const ps = problems(change);
+  assert.equal(ps.length, 1, `expected one problem, got: ${JSON.stringify(ps, null, 2)}`);
+  return ps[0];
+}
+
+describe('topology: valid input', () => {
+  it('loads the example and applies defaults', () => {
+    const top = loadTopology(examplePath);
+    const c = top.clusters.shop;
+    assert.equal(c.preferredPrimary, 'eu1');
+    assert.equal(c.hosts['eu1-app'].port, 22, 'ssh port defaults to 22');
+    assert.equal(c.postgres.nodes['eu1-db'].port, 5432, 'postgres port defaults to 5432');
+    assert.equal(c.ssh.connectTimeoutSeconds, 5);
+    assert.deepEqual(c.postgres.password, { env: 'SWITCHYARD_PG_PASSWORD' });
+    assert.equal(c.traffic[1].kind, 'command');
+    assert.equal(c.checkpoints.onDeadline, 'abort');
+  });
+
+  it('reads durations', () => {
+    assert.equal(durationSeconds('90s'), 90);
+    assert.equal(durationSeconds('15m'), 900);
+    assert.equal(durationSeconds('14d'), 14 * 86400);
+    assert.throws(() => durationSeconds('soon'), /not a duration/);
+  });
+
+  it('finds the file by --config, then SWITCHYARD_CONFIG, then ./switchyard.yaml', () => {
+    assert.equal(resolveConfigPath('a.yaml', { SWITCHYARD_CONFIG: '/x/b.yaml' }, '/w'), '/w/a.yaml');
+    assert.equal(resolveConfigPath(undefined, { SWITCHYARD_CONFIG: '/x/b.yaml' }, '/w'), '/x/b.yaml');
+    assert.equal(resolveConfigPath(undefined, {}, '/w'), '/w/switchyard.yaml');
+  });
+});
+
+describe('topology: every kind of bad input names file, path and what was expected', () => {
+  it('a missing file says how to point at one', () => {
+    assert.throws(() => loadTopology('/nonexistent/switchyard.yaml'), (err: Error) => {
+      assert.match(err.message, /\/nonexistent\/switchyard\.yaml/);
+      assert.match(err.message, /file not found; pass --config PATH, set SWITCHYARD_CONFIG/);
+      return true;
+    });
+  });
+
+  it('YAML syntax errors carry line and column', () => {
+    assert.throws(() => parseTopology('version: 1\nclusters:\n  demo: [unclosed\n', 'broken.yaml'), (err: Error) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /^invalid topology broken\.yaml:\n  broken\.yaml:\d+:\d+: \(top level\): YAML syntax: /);
+      return true;
+    });
+  });
+
+  it('duplicate keys are refused, not silently merged', () => {
+    assert.throws(() => parseTopology('version: 1\nversion: 1\nclusters: {}\n', 'dup.yaml'), /YAML syntax: Map keys must be unique/);
+  });
+
+  it('wrong version', () => {
+    const p = onlyProblem((d) => (d.version = 2));
+    assert.equal(p.path, 'version');
+    assert.match(p.message, /expected version: 1/);
+  });
+
+  it('a missing required key', () => {
+    const p = onlyProblem((d) => delete d.clusters.shop.postgres.user);
+    assert.equal(p.path, 'clusters.shop.postgres.user');
+    assert.match(p.message, /^missing; expected string/);
+  });
+
+  it('a wrong type, with the value that was given', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.hosts['eu1-db'].port = 'twenty-two'));
+    assert.equal(p.path, 'clusters.shop.hosts.eu1-db.port');
+    assert.equal(p.message, 'expected a port number (an integer from 1 to 65535), got "twenty-two"');
+  });
+
+  it('a port out of range', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.postgres.nodes['eu2-db'].port = 70000));
+    assert.equal(p.path, 'clusters.shop.postgres.nodes.eu2-db.port');
+    assert.match(p.message, /got 70000$/);
+  });
+
+  it('an unknown key (a typo) is named', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.postgres.nodes['eu1-db'].sshhost = 'eu1-db'));
+    assert.equal(p.path, 'clusters.shop.postgres.nodes.eu1-db');
+    assert.equal(p.message, 'unknown key "sshhost"');
+  });
+
+  it('an inline secret is refused without echoing it', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.postgres.password = 'hunter2-very-secret'));
+    assert.equal(p.path, 'clusters.shop.postgres.password');
+    assert.match(p.message, /inline secrets are not allowed: write \{ env: VARIABLE \} or \{ file: \/absolute\/path \}/);
+    assert.doesNotMatch(JSON.stringify(p), /hunter2/);
+  });
+
+  it('a secret reference with both env and file', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.ssh.privateKey = { env: 'KEY', file: '/k' }));
+    assert.equal(p.path, 'clusters.shop.ssh.privateKey');
+    assert.equal(p.message, 'a secret reference names exactly one of "env" or "file"');
+  });
+
+  it('a relative path', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.postgres.nodes['eu1-db'].dataDir = 'var/lib/pg'));
+    assert.equal(p.path, 'clusters.shop.postgres.nodes.eu1-db.dataDir');
+    assert.equal(p.message, 'expected an absolute path (starting with "/"), got "var/lib/pg"');
+  });
+
+  it('a host key that is not an OpenSSH public key', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.hosts['eu2-app'].hostKey = 'SHA256:abcdef'));
+    assert.equal(p.path, 'clusters.shop.hosts.eu2-app.hostKey');
+    assert.match(p.message, /expected the host public key in OpenSSH format/);
+  });
+
+  it('a command given as a string instead of an argument list', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.sites.eu1.services['fault-detection'].start = 'systemctl start fd'));
+    assert.equal(p.path, 'clusters.shop.sites.eu1.services.fault-detection.start');
+    assert.match(p.message, /expected a command as a list of arguments/);
+  });
+
+  it('a bad duration', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.checkpoints.deadline = 'soon'));
+    assert.equal(p.path, 'clusters.shop.checkpoints.deadline');
+    assert.match(p.message, /expected a duration such as "90s", "15m", "6h" or "14d", got "soon"/);
+  });
+
+  it('an unknown traffic driver kind', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.traffic[0] = { kind: 'carrier-pigeon', name: 'x' }));
+    assert.equal(p.path, 'clusters.shop.traffic[0].kind');
+    assert.match(p.message, /kind/);
+  });
+
+  it('a name with upper case or spaces', () => {
+    const p = onlyProblem((d) => {
+      d.clusters['My Shop'] = d.clusters.shop;
+      delete d.clusters.shop;
+    });
+    assert.equal(p.path, 'clusters.My Shop');
+    assert.match(p.message, /expected a name of lowercase letters/);
+  });
+
+  it('a reference to a site that does not exist lists the known ones', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.preferredPrimary = 'us1'));
+    assert.equal(p.path, 'clusters.shop.preferredPrimary');
+    assert.equal(p.message, 'unknown site "us1"; known: "eu1", "eu2"');
+  });
+
+  it('a reference to a host that does not exist', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.postgres.nodes['eu2-db'].sshHost = 'eu9-db'));
+    assert.equal(p.path, 'clusters.shop.postgres.nodes.eu2-db.sshHost');
+    assert.match(p.message, /^unknown host "eu9-db"; known: "eu1-db", "eu1-app", "eu2-db", "eu2-app"$/);
+  });
+
+  it('a site with two database nodes and one with none', () => {
+    const ps = problems((d) => (d.clusters.shop.postgres.nodes['eu2-db'].site = 'eu1'));
+    assert.deepEqual(
+      ps.map((p) => p.message).sort(),
+      ['site "eu1" needs exactly one database node, found 2 (eu1-db, eu2-db)', 'site "eu2" needs exactly one database node, found 0'],
+    );
+  });
+
+  it('an Elastic IP driver without an EC2 section', () => {
+    const ps = problems((d) => {
+      delete d.clusters.shop.ec2;
+      for (const n of Object.values(d.clusters.shop.postgres.nodes) as Obj[]) delete n.ec2;
+    });
+    assert.deepEqual(ps.map((p) => `${p.path}: ${p.message}`), [
+      'clusters.shop.traffic[0]: the elastic-ip driver "public" needs the cluster\'s "ec2" section (region, endpoint)',
+      'clusters.shop.postgres.nodes.eu1-db.ec2: the elastic-ip driver "public" needs an EC2 selector on every database node',
+      'clusters.shop.postgres.nodes.eu2-db.ec2: the elastic-ip driver "public" needs an EC2 selector on every database node',
+    ]);
+  });
+
+  it('two traffic drivers with one name', () => {
+    const p = onlyProblem((d) => (d.clusters.shop.traffic[1].name = 'public'));
+    assert.equal(p.path, 'clusters.shop.traffic[1].name');
+    assert.equal(p.message, 'traffic driver name "public" is used twice');
+  });
+
+  it('points at the line of the offending value', () => {
+    const text = exampleText.replace('eu2-db:  { site: eu2, address: 10.2.0.10,', 'eu2-db:  { site: eu2, address: "10.2.0.10 rm -rf",');
+    const line = text.split('\n').findIndex((l) => l.includes('10.2.0.10 rm -rf')) + 1;
+    assert.throws(() => parseTopology(text, 'lines.yaml'), (err: Error) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.problems[0].line, line);
+      assert.match(err.message, new RegExp(`lines\\.yaml:${line}:\\d+: clusters\\.shop\\.hosts\\.eu2-db\\.address: expected a host name or IP address`));
+      return true;
+    });
+  });
+
+  it('reports every problem at once, not only the first', () => {
+    const ps = problems((d) => {
+      d.clusters.shop.hosts['eu1-db'].port = 0;
+      d.clusters.shop.checkpoints.twoPerson = 'yes';
+    });
+    assert.deepEqual(ps.map((p) => p.path).sort(), ['clusters.shop.checkpoints.twoPerson', 'clusters.shop.hosts.eu1-db.port']);
+  });
+});
+
+describe('topology: JSON Schema for editors', () => {
+  it('schema/topology.schema.json is the one generated from the zod schema (run npm run schema)', async () => {
+    const { jsonSchema } = await import('../../src/topology/json-schema');
+    const committed = JSON.parse(readFileSync(join(__dirname, '../../schema/topology.schema.json'), 'utf8'));
+    assert.deepEqual(committed, jsonSchema());
+  });
+
+  it('describes the shape: required keys and the secret-reference form', async () => {
+    const { jsonSchema } = await import('../../src/topology/json-schema');
+    const s = JSON.stringify(jsonSchema());
+    for (const key of ['preferredPrimary', 'hostKey', 'dataDir', 'privateKey', 'elastic-ip', 'haproxy']) assert.ok(s.includes(`"${key}"`), `schema mentions ${key}`);
+  });
+});
