@@ -71,6 +71,11 @@ export interface RemoteCommandResult {
   /** The command as sent, already quoted (no secrets are ever put in commands). */
   command: string;
   exitCode: number | null;
+  /** The signal that ended the command, when one did. */
+  signal?: string | null;
+  /** The command ran past its timeout and was cut off (exitCode is then null). */
+  timedOut?: boolean;
+  /** Output, each stream cut to its last 64 KiB. */
   stdout: string;
   stderr: string;
 }
@@ -80,6 +85,8 @@ export interface ServiceState {
   service: string;
   host: string;
   running: boolean | null;
+  /** serviceStart/serviceStop: whether this call changed anything (false: it already was so). */
+  changed?: boolean;
   detail: string;
 }
 
@@ -89,6 +96,8 @@ export interface MaintenanceState {
   on: boolean | null;
   /** HTTP status of the site's app URL (200 serving, 503 maintenance); null when unreachable. */
   httpStatus: number | null;
+  /** maintenanceSet: whether this call changed anything (false: it already was so). */
+  changed?: boolean;
   detail: string;
 }
 
@@ -99,6 +108,8 @@ export interface TrafficState {
   site: string | null;
   /** Concrete target: "127.0.1.1:5432", "i-0abc (10.0.1.10)", … */
   target: string | null;
+  /** trafficMove: whether this call moved anything (false: traffic already pointed there). */
+  changed?: boolean;
   detail: string;
 }
 
@@ -113,5 +124,30 @@ export interface Ec2InstanceInfo {
   subnetId: string | null;
   securityGroupIds: string[];
   volumes: { volumeId: string; device: string; sizeGiB: number | null }[];
+  detail: string;
+}
+
+/** Who holds an Elastic IP. */
+export interface Ec2AddressHolder {
+  publicIp: string;
+  /** The instance the address is associated with; null when unassociated or not found. */
+  instanceId: string | null;
+  /** The database node whose EC2 selector matches that instance, if any. */
+  node: string | null;
+  site: string | null;
+  privateIp: string | null;
+  associationId: string | null;
+  allocationId: string | null;
+  /** Could the EC2 API be asked? (false: the fields above are unknown, see detail) */
+  ok: boolean;
+  detail: string;
+}
+
+export interface NotifyResult {
+  /** Was a webhook configured for the cluster? (false: nothing to do, not an error) */
+  configured: boolean;
+  delivered: boolean;
+  /** HTTP status of the webhook's answer, when there was one. */
+  httpStatus: number | null;
   detail: string;
 }

@@ -1,0 +1,224 @@
+/**
+ * EC2 reads through the AWS SDK: which instance stands for each database node (by the node's tag
+ * or id selector) and who holds an Elastic IP. Problems with the targets are reported as data.
+ */
+import {
+  DescribeAddressesCommand,
+  DescribeInstancesCommand,
+  DescribeVolumesCommand,
+  type Address,
+  type EC2Client,
+  type Filter,
+  type Instance,
+} from '@aws-sdk/client-ec2';
+import type { ClusterConfig, Ec2Selector } from '../topology/schema';
+import { configError, errorMessage, heartbeat } from './common';
+import type { Call, Runtime } from './deps';
+import type { Ec2AddressHolder, Ec2InstanceInfo } from './types';
+
+/** States an instance can be in and still be "the" instance of a node (terminated ones are history). */
+const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped', 'shutting-down'];
+
+/** An EC2 client for the cluster's ec2 section, credentials resolved from their references. */
+export async function ec2For(rt: Runtime, call: Call, cluster: string): Promise<EC2Client> {
+  const c = call.top.cluster(cluster);
+  if (!c.ec2) throw configError(`cluster "${cluster}" has no "ec2" section (region, endpoint, credentials)`);
+  const creds = c.ec2.credentials
+    ? {
+        accessKeyId: await call.secrets.get(c.ec2.credentials.accessKeyId, `ec2.credentials.accessKeyId of cluster "${cluster}"`),
+        secretAccessKey: await call.secrets.get(c.ec2.credentials.secretAccessKey, `ec2.credentials.secretAccessKey of cluster "${cluster}"`),
+      }
+    : undefined;
+  return rt.ec2({ region: c.ec2.region, endpoint: c.ec2.endpoint, credentials: creds });
+}
+
+/** Use a client for the cluster and always release its sockets. */
+export async function withEc2<T>(rt: Runtime, call: Call, cluster: string, fn: (ec2: EC2Client) => Promise<T>): Promise<T> {
+  const ec2 = await ec2For(rt, call, cluster);
+  try {
+    return await fn(ec2);
+  } finally {
+    ec2.destroy();
+  }
+}
+
+function selectorText(sel: Ec2Selector): string {
+  return sel.instanceId ?? Object.entries(sel.tags ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+}
+
+/** AWS error name, e.g. "InvalidInstanceID.NotFound". */
+export function awsErrorName(err: unknown): string | undefined {
+  const e = err as { name?: string; Code?: string };
+  return e?.Code ?? e?.name;
+}
+
+export interface NodeInstance {
+  node: string;
+  site: string;
+  selector: string;
+  /** Non-terminated instances matching the selector (exactly one is the healthy case). */
+  matches: Instance[];
+  /** Set when the API could not be asked. */
+  error?: string;
+}
+
+/** Instances matching one selector, every page. */
+async function findInstances(ec2: EC2Client, sel: Ec2Selector): Promise<Instance[]> {
+  const out: Instance[] = [];
+  const filters: Filter[] = [{ Name: 'instance-state-name', Values: LIVE_STATES }];
+  if (sel.tags) for (const [k, v] of Object.entries(sel.tags)) filters.push({ Name: `tag:${k}`, Values: [v] });
+  let token: string | undefined;
+  do {
+    let page;
+    try {
+      page = await ec2.send(new DescribeInstancesCommand({ Filters: filters, InstanceIds: sel.instanceId ? [sel.instanceId] : undefined, NextToken: token }));
+    } catch (err) {
+      if (sel.instanceId && awsErrorName(err) === 'InvalidInstanceID.NotFound') return [];
+      throw err;
+    }
+    for (const r of page.Reservations ?? []) out.push(...(r.Instances ?? []));
+    token = page.NextToken;
+    heartbeat();
+  } while (token);
+  return out;
+}
+
+/** The instance(s) of every database node that has an EC2 selector. */
+export async function nodeInstances(ec2: EC2Client, c: ClusterConfig): Promise<NodeInstance[]> {
+  const nodes = Object.entries(c.postgres.nodes).filter(([, n]) => n.ec2);
+  return Promise.all(
+    nodes.map(async ([node, n]): Promise<NodeInstance> => {
+      const sel = n.ec2 as Ec2Selector;
+      const base = { node, site: n.site, selector: selectorText(sel) };
+      try {
+        return { ...base, matches: await findInstances(ec2, sel) };
+      } catch (err) {
+        return { ...base, matches: [], error: `EC2 DescribeInstances failed: ${errorMessage(err)}` };
+      }
+    }),
+  );
+}
+
+/** Exactly one instance for a node, or an explanation of why not. */
+export function theInstance(ni: NodeInstance): { instance: Instance } | { problem: string } {
+  if (ni.error) return { problem: ni.error };
+  if (ni.matches.length === 1) return { instance: ni.matches[0] };
+  if (ni.matches.length === 0) return { problem: `no non-terminated instance matches ${ni.selector} for node "${ni.node}"` };
+  return { problem: `${ni.matches.length} instances match ${ni.selector} for node "${ni.node}": ${ni.matches.map((i) => i.InstanceId).join(', ')}` };
+}
+
+/** The primary network interface (device index 0) of an instance. */
+export function primaryInterfaceId(i: Instance): string | undefined {
+  return (i.NetworkInterfaces ?? []).find((n) => n.Attachment?.DeviceIndex === 0)?.NetworkInterfaceId;
+}
+
+/** Which node (and site) an instance id stands for, given the resolved node instances. */
+export function nodeOfInstance(nis: NodeInstance[], instanceId: string | undefined): NodeInstance | undefined {
+  if (!instanceId) return undefined;
+  return nis.find((ni) => ni.matches.length === 1 && ni.matches[0].InstanceId === instanceId);
+}
+
+/** The Elastic IP record for a public address, or undefined when the account has none. */
+export async function describeAddress(ec2: EC2Client, publicIp: string): Promise<Address | undefined> {
+  try {
+    const r = await ec2.send(new DescribeAddressesCommand({ PublicIps: [publicIp] }));
+    return r.Addresses?.find((a) => a.PublicIp === publicIp);
+  } catch (err) {
+    if (awsErrorName(err) === 'InvalidAddress.NotFound') return undefined;
+    throw err;
+  }
+}
+
+async function volumesOf(ec2: EC2Client, instanceId: string): Promise<Ec2InstanceInfo['volumes']> {
+  const out: Ec2InstanceInfo['volumes'] = [];
+  let token: string | undefined;
+  do {
+    const page = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [instanceId] }], NextToken: token }));
+    for (const v of page.Volumes ?? []) {
+      const att = (v.Attachments ?? []).find((a) => a.InstanceId === instanceId);
+      out.push({ volumeId: v.VolumeId ?? '', device: att?.Device ?? '', sizeGiB: v.Size ?? null });
+    }
+    token = page.NextToken;
+  } while (token);
+  return out.sort((a, b) => a.device.localeCompare(b.device));
+}
+
+export function ec2Activities(rt: Runtime) {
+  return {
+    /** One entry per database node with an EC2 selector; no match or several are reported in detail. */
+    ec2Instances: rt.activity(async (input: { cluster: string }, call): Promise<Ec2InstanceInfo[]> => {
+      const c = call.top.cluster(input.cluster);
+      return withEc2(rt, call, input.cluster, async (ec2) => {
+        const nis = await nodeInstances(ec2, c);
+        return Promise.all(
+          nis.map(async (ni): Promise<Ec2InstanceInfo> => {
+            const empty: Ec2InstanceInfo = {
+              node: ni.node,
+              site: ni.site,
+              instanceId: null,
+              state: null,
+              privateIp: null,
+              publicIp: null,
+              instanceType: null,
+              subnetId: null,
+              securityGroupIds: [],
+              volumes: [],
+              detail: '',
+            };
+            const one = theInstance(ni);
+            if ('problem' in one) return { ...empty, detail: one.problem };
+            const i = one.instance;
+            const info: Ec2InstanceInfo = {
+              ...empty,
+              instanceId: i.InstanceId ?? null,
+              state: i.State?.Name ?? null,
+              privateIp: i.PrivateIpAddress ?? null,
+              publicIp: i.PublicIpAddress ?? null,
+              instanceType: i.InstanceType ?? null,
+              subnetId: i.SubnetId ?? null,
+              securityGroupIds: (i.SecurityGroups ?? []).map((g) => g.GroupId ?? '').filter(Boolean),
+              detail: `matched by ${ni.selector}`,
+            };
+            try {
+              info.volumes = await volumesOf(ec2, i.InstanceId ?? '');
+            } catch (err) {
+              info.detail += `; volumes unknown: EC2 DescribeVolumes failed: ${errorMessage(err)}`;
+            }
+            return info;
+          }),
+        );
+      });
+    }),
+
+    /** Which instance (and database node) an Elastic IP is associated with. Never throws for the API's state. */
+    ec2AddressHolder: rt.activity(async (input: { cluster: string; publicIp: string }, call): Promise<Ec2AddressHolder> => {
+      const c = call.top.cluster(input.cluster);
+      const empty: Ec2AddressHolder = {
+        publicIp: input.publicIp,
+        instanceId: null,
+        node: null,
+        site: null,
+        privateIp: null,
+        associationId: null,
+        allocationId: null,
+        ok: false,
+        detail: '',
+      };
+      return withEc2(rt, call, input.cluster, async (ec2) => {
+        let a: Address | undefined;
+        try {
+          a = await describeAddress(ec2, input.publicIp);
+        } catch (err) {
+          return { ...empty, detail: `EC2 DescribeAddresses failed: ${errorMessage(err)}` };
+        }
+        if (!a) return { ...empty, ok: true, detail: `no Elastic IP ${input.publicIp} in this account and region` };
+        const holder = { ...empty, ok: true, instanceId: a.InstanceId ?? null, privateIp: a.PrivateIpAddress ?? null, associationId: a.AssociationId ?? null, allocationId: a.AllocationId ?? null };
+        if (!a.InstanceId) return { ...holder, detail: `${input.publicIp} is not associated with an instance` };
+        const ni = nodeOfInstance(await nodeInstances(ec2, c), a.InstanceId);
+        return ni
+          ? { ...holder, node: ni.node, site: ni.site, detail: `${input.publicIp} is on ${a.InstanceId}, node "${ni.node}" at site "${ni.site}"` }
+          : { ...holder, detail: `${input.publicIp} is on ${a.InstanceId}, which is no database node of cluster "${input.cluster}"` };
+      });
+    }),
+  };
+}

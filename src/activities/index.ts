@@ -1,0 +1,33 @@
+/**
+ * The activities: every side effect switchyard has, built from injectable clients so tests can
+ * hand in real or fake ones. Each takes one plain-JSON object naming things by name (cluster,
+ * node, host, site, driver), resolves them in the worker's topology and returns plain JSON.
+ */
+import { clusterLayout, type ClusterLayout } from '../topology/layout';
+import { Runtime, type ActivityDeps } from './deps';
+import { ec2Activities } from './ec2';
+import { notifyActivities } from './notify';
+import { postgresActivities } from './postgres';
+import { remoteActivities } from './remote';
+import { trafficActivities } from './traffic';
+
+export function createActivities(deps: ActivityDeps) {
+  const rt = new Runtime(deps);
+  return {
+    /** The cluster's shape (names, sites, kinds; no secrets, no commands) for workflows to plan with. */
+    clusterLayout: rt.activity(async (input: { cluster: string }, call): Promise<ClusterLayout> => clusterLayout(input.cluster, call.top.cluster(input.cluster))),
+    ...postgresActivities(rt),
+    ...remoteActivities(rt),
+    ...ec2Activities(rt),
+    ...trafficActivities(rt),
+    ...notifyActivities(rt),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+
+export type { ActivityDeps, ActivityTimeouts, Ec2ClientConfig, PgClientLike, SshConnectConfig, SshExecResult, SshSessionLike } from './deps';
+export { DEFAULT_TIMEOUTS } from './deps';
+export { ErrorType } from './common';
+export type { NotifyInput } from './notify';
+export * from './types';

@@ -1,0 +1,263 @@
+/**
+ * PostgreSQL reads and the write probe, over the pg driver with connect and statement timeouts.
+ * Status reads report an unreachable node as data; actions throw so Temporal retries them.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import type pg from 'pg';
+import { actor, errorMessage, ErrorType } from './common';
+import type { Call, PgClientLike, Runtime } from './deps';
+import type { PgLag, PgNodeStatus, PgWriteProbe } from './types';
+
+/** "16/B374D848" → bytes since 0/0. */
+export function lsnToBigInt(lsn: string): bigint {
+  const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(lsn);
+  if (!m) throw new Error(`not an LSN: ${JSON.stringify(lsn)}`);
+  return (BigInt(`0x${m[1]}`) << 32n) + BigInt(`0x${m[2]}`);
+}
+
+/** a - b in bytes (may be negative when b is ahead). */
+export function lsnDiff(a: string, b: string): number {
+  return Number(lsnToBigInt(a) - lsnToBigInt(b));
+}
+
+/** SQLSTATE classes that mean "this login will not work", not "try again". */
+function isAuthFailure(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return code === '28P01' || code === '28000' || code === '3D000';
+}
+
+/** An error from the server (it answered), rather than from the network. */
+function isServerError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !/^E[A-Z]+$/.test(code);
+}
+
+interface NodeTarget {
+  cluster: string;
+  node: string;
+  site: string;
+  where: string;
+}
+
+const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+const STATUS_SQL = `
+SELECT pg_is_in_recovery() AS in_recovery,
+       (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS wal_tli,
+       (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
+       current_setting('server_version') AS server_version,
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text END AS receive_lsn,
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END AS replay_lsn,
+       CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END AS replay_delay`;
+
+const RECEIVER_SQL = `SELECT status, sender_host, sender_port, slot_name FROM pg_stat_wal_receiver`;
+
+const REPLICATION_SQL = `
+SELECT application_name, client_addr::text AS client_addr, state, sent_lsn::text AS sent_lsn, replay_lsn::text AS replay_lsn,
+       CASE WHEN pg_is_in_recovery() OR replay_lsn IS NULL THEN NULL
+            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float8 END AS replay_lag_bytes
+  FROM pg_stat_replication ORDER BY application_name, pid`;
+
+const SLOTS_SQL = `SELECT slot_name, active, restart_lsn::text AS restart_lsn FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`;
+
+const PROBE_SQL = [
+  `CREATE SCHEMA IF NOT EXISTS switchyard`,
+  `CREATE TABLE IF NOT EXISTS switchyard.heartbeat (node text PRIMARY KEY, at timestamptz NOT NULL, by text NOT NULL)`,
+];
+
+export function postgresActivities(rt: Runtime) {
+  const t = rt.timeouts;
+
+  const target = (call: Call, cluster: string, node: string): NodeTarget => {
+    const n = call.top.node(cluster, node);
+    return { cluster, node, site: n.site, where: `${node} (${n.host}:${n.port})` };
+  };
+
+  const clientConfig = async (call: Call, cluster: string, node: string): Promise<pg.ClientConfig> => {
+    const c = call.top.cluster(cluster);
+    const n = call.top.node(cluster, node);
+    const password = c.postgres.password ? await call.secrets.get(c.postgres.password, `postgres.password of cluster "${cluster}"`) : undefined;
+    return {
+      host: n.host,
+      port: n.port,
+      user: c.postgres.user,
+      password,
+      database: c.postgres.database,
+      application_name: 'switchyard',
+      connectionTimeoutMillis: t.pgConnectMs,
+      statement_timeout: t.pgStatementMs,
+      lock_timeout: t.pgStatementMs,
+      query_timeout: t.pgStatementMs + 2_000,
+      keepAlive: true,
+    };
+  };
+
+  /** Connect (throwing on failure), run, always end. */
+  const withClient = async <T>(call: Call, cluster: string, node: string, fn: (client: PgClientLike) => Promise<T>): Promise<T> => {
+    const client = rt.pgClient(await clientConfig(call, cluster, node));
+    // A connection lost between queries is reported by the next query; never as an unhandled event.
+    client.on?.('error', () => undefined);
+    try {
+      await client.connect();
+      return await fn(client);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+
+  /** As thrown from an action: a refused login is not fixed by retrying, a refused connection may be. */
+  const actionError = (tgt: NodeTarget, err: unknown, doing: string): Error => {
+    if (err instanceof ApplicationFailure) return err;
+    const msg = `${doing} on ${tgt.where} of cluster "${tgt.cluster}" failed: ${errorMessage(err)}`;
+    return isAuthFailure(err) ? ApplicationFailure.nonRetryable(msg, ErrorType.Config) : new Error(msg);
+  };
+
+  const status = async (call: Call, cluster: string, node: string): Promise<PgNodeStatus> => {
+    const tgt = target(call, cluster, node);
+    const base: PgNodeStatus = { cluster, node, site: tgt.site, reachable: false };
+    const cfg = await clientConfig(call, cluster, node);
+    const client = rt.pgClient(cfg);
+    client.on?.('error', () => undefined);
+    try {
+      try {
+        await client.connect();
+      } catch (err) {
+        return { ...base, error: errorMessage(err) };
+      }
+      try {
+        const [s] = (await client.query(STATUS_SQL)).rows;
+        const inRecovery = s.in_recovery === true;
+        const checkpointTli = num(s.checkpoint_tli);
+        const walTli = num(s.wal_tli);
+        const out: PgNodeStatus = {
+          ...base,
+          reachable: true,
+          inRecovery,
+          // Right after a promotion the checkpoint still names the old timeline; the WAL being
+          // written already names the new one.
+          timeline: walTli !== null && checkpointTli !== null ? Math.max(walTli, checkpointTli) : (checkpointTli ?? walTli ?? undefined),
+          systemIdentifier: str(s.system_identifier) ?? undefined,
+          serverVersion: str(s.server_version) ?? undefined,
+          receiveLsn: inRecovery ? str(s.receive_lsn) : null,
+          replayLsn: inRecovery ? str(s.replay_lsn) : null,
+          replayDelaySeconds: inRecovery ? num(s.replay_delay) : null,
+        };
+        if (!inRecovery) out.currentLsn = str(s.current_lsn) ?? undefined;
+        const [recv] = (await client.query(RECEIVER_SQL)).rows;
+        out.walReceiver = recv
+          ? { status: String(recv.status), senderHost: str(recv.sender_host), senderPort: num(recv.sender_port), slotName: str(recv.slot_name) }
+          : null;
+        out.replicas = (await client.query(REPLICATION_SQL)).rows.map((r) => ({
+          applicationName: String(r.application_name ?? ''),
+          clientAddr: str(r.client_addr),
+          state: String(r.state ?? ''),
+          sentLsn: str(r.sent_lsn),
+          replayLsn: str(r.replay_lsn),
+          replayLagBytes: num(r.replay_lag_bytes),
+        }));
+        out.slots = (await client.query(SLOTS_SQL)).rows.map((r) => ({ name: String(r.slot_name), active: r.active === true, restartLsn: str(r.restart_lsn) }));
+        return out;
+      } catch (err) {
+        // It answered (or half answered): report what failed rather than pretend it is down.
+        return { ...base, reachable: isServerError(err), error: errorMessage(err) };
+      }
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+
+  return {
+    /** Role, timeline, positions, replication and slots of one node. Never throws for an unreachable node. */
+    pgStatus: rt.activity((input: { cluster: string; node: string }, call) => status(call, input.cluster, input.node)),
+
+    /**
+     * A real write on the node believed to be primary: upsert one row of switchyard.heartbeat and
+     * return the WAL position after commit. A standby or read-only node is refused (ok:false).
+     */
+    pgWriteProbe: rt.activity(async (input: { cluster: string; node: string }, call): Promise<PgWriteProbe> => {
+      const tgt = target(call, input.cluster, input.node);
+      try {
+        return await withClient(call, input.cluster, input.node, async (client) => {
+          const [s] = (await client.query(`SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro`)).rows;
+          if (s.rec === true) return { node: input.node, ok: false, detail: `${tgt.where} is in recovery (a standby): refusing to write` };
+          if (s.ro === 'on') return { node: input.node, ok: false, detail: `${tgt.where} has default_transaction_read_only = on: refusing to write` };
+          const at = rt.now().toISOString();
+          await client.query('BEGIN');
+          try {
+            // The probe asks "does this node take writes", not "is a synchronous standby there".
+            await client.query(`SET LOCAL synchronous_commit = local`);
+            for (const sql of PROBE_SQL) await client.query(sql);
+            await client.query(
+              `INSERT INTO switchyard.heartbeat (node, at, by) VALUES ($1, $2, $3)
+               ON CONFLICT (node) DO UPDATE SET at = excluded.at, by = excluded.by`,
+              [input.node, at, actor()],
+            );
+            await client.query('COMMIT');
+          } catch (err) {
+            await client.query('ROLLBACK').catch(() => undefined);
+            // 25006: read-only transaction (e.g. recovery began between the check and the write).
+            if ((err as { code?: string }).code === '25006') return { node: input.node, ok: false, detail: `${tgt.where} refused the write: ${errorMessage(err)}` };
+            throw err;
+          }
+          const [l] = (await client.query(`SELECT pg_current_wal_lsn()::text AS lsn`)).rows;
+          return { node: input.node, ok: true, lsn: String(l.lsn), detail: `wrote switchyard.heartbeat row for ${input.node} at ${at}` };
+        });
+      } catch (err) {
+        throw actionError(tgt, err, 'write probe');
+      }
+    }),
+
+    /**
+     * Lag of a standby behind a primary: bytes between the primary's current position and the
+     * standby's replay position, seconds since the last replayed transaction (0 when caught up).
+     * Both nodes must answer (it throws a retryable error naming the one that did not).
+     */
+    pgLag: rt.activity(async (input: { cluster: string; primary: string; standby: string }, call): Promise<PgLag> => {
+      const p = target(call, input.cluster, input.primary);
+      const s = target(call, input.cluster, input.standby);
+      let primaryLsn: string;
+      try {
+        primaryLsn = await withClient(call, input.cluster, input.primary, async (client) => {
+          const [r] = (await client.query(`SELECT pg_is_in_recovery() AS rec, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn`)).rows;
+          if (r.rec === true) throw ApplicationFailure.nonRetryable(`${p.where} is in recovery: it is not a primary to measure lag against`, ErrorType.WrongRole);
+          return String(r.lsn);
+        });
+      } catch (err) {
+        throw actionError(p, err, 'reading the primary position');
+      }
+      let r: Record<string, unknown>;
+      try {
+        r = await withClient(call, input.cluster, input.standby, async (client) => {
+          const [row] = (
+            await client.query(
+              `SELECT pg_is_in_recovery() AS rec, pg_last_wal_receive_lsn()::text AS receive_lsn, pg_last_wal_replay_lsn()::text AS replay_lsn,
+                      extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS delay`,
+            )
+          ).rows;
+          return row;
+        });
+      } catch (err) {
+        throw actionError(s, err, 'reading the standby position');
+      }
+      if (r.rec !== true) throw ApplicationFailure.nonRetryable(`${s.where} is not in recovery: it is not a standby`, ErrorType.WrongRole);
+      const receiveLsn = str(r.receive_lsn);
+      const replayLsn = str(r.replay_lsn);
+      const lagBytes = replayLsn ? Math.max(0, lsnDiff(primaryLsn, replayLsn)) : null;
+      const caughtUp = replayLsn !== null && lagBytes === 0 && (receiveLsn === null || lsnDiff(receiveLsn, replayLsn) <= 0);
+      return {
+        primary: input.primary,
+        standby: input.standby,
+        primaryLsn,
+        receiveLsn,
+        replayLsn,
+        lagBytes,
+        lagSeconds: caughtUp ? 0 : num(r.delay),
+      };
+    }),
+  };
+}
+

@@ -1,0 +1,355 @@
+/**
+ * Shell steps over SSH with pinned host keys: connectivity checks, one-off commands, services and
+ * maintenance mode. Commands are argument vectors quoted by shell.ts; connections always close.
+ */
+import { createHash } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/common';
+import { utils as ssh2utils } from 'ssh2';
+import type { HostConfig, ServiceConfig, SiteConfig } from '../topology/schema';
+import { cancellationSignal, configError, describeRef, errorMessage, ErrorType, heartbeat, pollUntil, type Resolver } from './common';
+import type { Call, Runtime, SshExecResult, SshSessionLike } from './deps';
+import { commandLine } from './shell';
+import type { MaintenanceState, RemoteCommandResult, ServiceState, SshCheck } from './types';
+
+/** Output kept per stream in a result (it lands in workflow history): the tail, if longer. */
+export const MAX_OUTPUT_CHARS = 64 * 1024;
+const DEFAULT_COMMAND_TIMEOUT_SECONDS = 300;
+
+// ---------------------------------------------------------------------------------------------
+// Host keys
+
+export interface PinnedKey {
+  type: string;
+  blob: Buffer;
+  fingerprint: string;
+}
+
+/** "SHA256:<base64 without padding>", as `ssh-keygen -lf` prints it. */
+export function fingerprint(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** Parse an OpenSSH public key line ("ssh-ed25519 AAAA… comment"). */
+export function parsePinnedKey(line: string): PinnedKey {
+  const [type, b64] = line.trim().split(/\s+/);
+  const blob = Buffer.from(b64 ?? '', 'base64');
+  // The blob starts with its own type name (uint32 length + string); it must agree with the line.
+  const len = blob.length >= 4 ? blob.readUInt32BE(0) : -1;
+  const inner = len >= 0 && 4 + len <= blob.length ? blob.subarray(4, 4 + len).toString('latin1') : '';
+  if (!type || inner !== type) throw configError(`pinned host key is not a valid OpenSSH public key of type ${JSON.stringify(type)}`);
+  return { type, blob, fingerprint: fingerprint(blob) };
+}
+
+/** Host key algorithms to offer for a pinned key, so the server presents exactly that key. */
+export function hostKeyAlgorithms(type: string): string[] {
+  return type === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [type];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+
+export type SshOutcome = SshCheck['outcome'];
+
+/** Why a connection could not be made, classified. */
+export class SshConnectError extends Error {
+  constructor(
+    message: string,
+    readonly outcome: Exclude<SshOutcome, 'ok'>,
+  ) {
+    super(message);
+    this.name = 'SshConnectError';
+  }
+
+  /** As thrown from an action: mismatch and auth failures are not fixed by retrying. */
+  toActionError(): Error {
+    if (this.outcome === 'host-key-mismatch') return ApplicationFailure.nonRetryable(this.message, ErrorType.HostKeyMismatch);
+    if (this.outcome === 'auth-failed') return ApplicationFailure.nonRetryable(this.message, ErrorType.SshAuthFailed);
+    return new Error(this.message);
+  }
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'EADDRNOTAVAIL']);
+
+function classify(err: unknown): Exclude<SshOutcome, 'ok' | 'host-key-mismatch'> {
+  const e = err as { level?: string; code?: string; message?: string };
+  if (e?.level === 'client-authentication') return 'auth-failed';
+  if (e?.level === 'client-timeout' || e?.level === 'client-socket') return 'unreachable';
+  if (e?.code && NETWORK_CODES.has(e.code)) return 'unreachable';
+  if (/timed out|no response from server|connection lost|socket hang up/i.test(e?.message ?? '')) return 'unreachable';
+  return 'error';
+}
+
+export interface OpenSession {
+  session: SshSessionLike;
+  host: HostConfig;
+  name: string;
+  key: PinnedKey;
+}
+
+function where(name: string, host: HostConfig): string {
+  return `${name} (${host.address}:${host.port})`;
+}
+
+/** Connect to a host of the cluster with its pinned key; throws SshConnectError. */
+export async function connectHost(rt: Runtime, call: Call, cluster: string, hostName: string): Promise<OpenSession> {
+  const c = call.top.cluster(cluster);
+  const host = call.top.host(cluster, hostName);
+  const pinned = parsePinnedKey(host.hostKey);
+  const privateKey = await call.secrets.get(c.ssh.privateKey, `ssh.privateKey of cluster "${cluster}"`);
+  const passphrase = c.ssh.passphrase ? await call.secrets.get(c.ssh.passphrase, `ssh.passphrase of cluster "${cluster}"`) : undefined;
+  const parsed = ssh2utils.parseKey(privateKey, passphrase);
+  if (parsed instanceof Error) {
+    throw configError(`the SSH private key from ${describeRef(c.ssh.privateKey)} (ssh.privateKey of cluster "${cluster}") cannot be used: ${parsed.message}`);
+  }
+  let presented: string | undefined;
+  try {
+    const session = await rt.ssh({
+      host: host.address,
+      port: host.port,
+      username: host.user ?? c.ssh.user,
+      privateKey,
+      passphrase,
+      readyTimeout: c.ssh.connectTimeoutSeconds * 1000,
+      hostKeyAlgorithms: hostKeyAlgorithms(pinned.type),
+      hostVerifier: (key: Buffer) => {
+        const ok = Buffer.isBuffer(key) && key.equals(pinned.blob);
+        presented = Buffer.isBuffer(key) ? fingerprint(key) : String(key);
+        return ok;
+      },
+    });
+    return { session, host, name: hostName, key: pinned };
+  } catch (err) {
+    if (presented !== undefined && presented !== pinned.fingerprint) {
+      throw new SshConnectError(`host key mismatch for ${where(hostName, host)}: presented ${presented} pinned ${pinned.fingerprint}`, 'host-key-mismatch');
+    }
+    if (presented === undefined && /host key|hostkey|verification failed|no matching host key/i.test(errorMessage(err))) {
+      // The server had no key of the pinned type: it can only present a different key.
+      throw new SshConnectError(
+        `host key mismatch for ${where(hostName, host)}: presented no ${pinned.type} key pinned ${pinned.fingerprint} (${errorMessage(err)})`,
+        'host-key-mismatch',
+      );
+    }
+    const outcome = classify(err);
+    const what = outcome === 'auth-failed' ? `authentication as ${host.user ?? c.ssh.user} refused by` : 'cannot connect to';
+    throw new SshConnectError(`ssh: ${what} ${where(hostName, host)}: ${errorMessage(err)}`, outcome);
+  }
+}
+
+function tail(s: string): string {
+  return s.length > MAX_OUTPUT_CHARS ? `[…${s.length - MAX_OUTPUT_CHARS} characters cut]${s.slice(-MAX_OUTPUT_CHARS)}` : s;
+}
+
+/** Run one argv on an open session; heartbeats while it runs. Non-zero exit is data. */
+export async function execArgv(open: OpenSession, argv: readonly string[], timeoutSeconds: number): Promise<RemoteCommandResult> {
+  const command = commandLine(argv);
+  const beat = setInterval(() => heartbeat({ host: open.name }), 2_000);
+  let r: SshExecResult;
+  try {
+    r = await open.session.exec(command, { timeoutMs: timeoutSeconds * 1000, signal: cancellationSignal(), onData: () => heartbeat({ host: open.name }) });
+  } finally {
+    clearInterval(beat);
+  }
+  return {
+    host: open.name,
+    command,
+    exitCode: r.code,
+    signal: r.signal,
+    timedOut: r.timedOut,
+    stdout: tail(r.stdout),
+    stderr: tail(r.timedOut ? `${r.stderr}${r.stderr ? '\n' : ''}timed out after ${timeoutSeconds}s` : r.stderr),
+  };
+}
+
+/** Open, use, always close. Connection failures surface as SshConnectError. */
+export async function withHost<T>(rt: Runtime, call: Call, cluster: string, hostName: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
+  const open = await connectHost(rt, call, cluster, hostName);
+  try {
+    return await fn(open);
+  } finally {
+    try {
+      await open.session.close();
+    } catch {
+      /* closing is best effort */
+    }
+  }
+}
+
+/** runRemote's core, for use by other activities: connection problems thrown as action errors. */
+export async function runOnHost(rt: Runtime, call: Call, cluster: string, hostName: string, argv: readonly string[], timeoutSeconds: number): Promise<RemoteCommandResult> {
+  try {
+    return await withHost(rt, call, cluster, hostName, (open) => execArgv(open, argv, timeoutSeconds));
+  } catch (err) {
+    throw err instanceof SshConnectError ? err.toActionError() : err;
+  }
+}
+
+function brief(r: RemoteCommandResult): string {
+  const out = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-3).join(' | ');
+  const status = r.timedOut ? 'timed out' : r.exitCode === null ? `ended by signal ${r.signal ?? '?'}` : `exited ${r.exitCode}`;
+  return out ? `${status}: ${out.slice(0, 500)}` : status;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activities
+
+function serviceOf(top: Resolver, cluster: string, site: string, service: string): { s: SiteConfig; svc: ServiceConfig } {
+  const s = top.site(cluster, site);
+  if (!Object.prototype.hasOwnProperty.call(s.services, service)) {
+    const known = Object.keys(s.services);
+    throw configError(`unknown service ${JSON.stringify(service)} at site "${site}" of cluster "${cluster}"; known: ${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none'}`);
+  }
+  return { s, svc: s.services[service] };
+}
+
+function maintenanceOf(top: Resolver, cluster: string, site: string): NonNullable<SiteConfig['maintenance']> {
+  const s = top.site(cluster, site);
+  if (!s.maintenance) throw configError(`site "${site}" of cluster "${cluster}" has no maintenance commands configured (sites.${site}.maintenance)`);
+  return s.maintenance;
+}
+
+export function remoteActivities(rt: Runtime) {
+  const verifyMs = rt.timeouts.verifyMs;
+
+  /** Status of a service over an open session: exit 0 running, anything else stopped. */
+  const readService = async (open: OpenSession, svc: ServiceConfig) => {
+    const r = await execArgv(open, svc.status, 60);
+    return { running: r.exitCode === 0, r };
+  };
+
+  const setService = async (call: Call, input: { cluster: string; site: string; service: string }, want: boolean): Promise<ServiceState> => {
+    const { svc } = serviceOf(call.top, input.cluster, input.site, input.service);
+    const base = { site: input.site, service: input.service, host: svc.host };
+    const verb = want ? 'start' : 'stop';
+    try {
+      return await withHost(rt, call, input.cluster, svc.host, async (open) => {
+        const before = await readService(open, svc);
+        if (before.running === want) return { ...base, running: want, changed: false, detail: `already ${want ? 'running' : 'stopped'}` };
+        const act = await execArgv(open, want ? svc.start : svc.stop, 120);
+        const after = await pollUntil(() => readService(open, svc), (v) => v.running === want, verifyMs);
+        if (after.running !== want) {
+          throw new Error(
+            `service "${input.service}" at site "${input.site}" is still ${want ? 'stopped' : 'running'} after ${verb} (${verb} ${brief(act)}; status ${brief(after.r)})`,
+          );
+        }
+        rt.log.info(`service ${verb}ed`, { cluster: input.cluster, site: input.site, service: input.service, host: svc.host });
+        return { ...base, running: want, changed: true, detail: `${verb} ${brief(act)}; status now ${want ? 'running' : 'stopped'}` };
+      });
+    } catch (err) {
+      throw err instanceof SshConnectError ? err.toActionError() : err;
+    }
+  };
+
+  const readMaintenanceCommand = async (call: Call, cluster: string, m: NonNullable<SiteConfig['maintenance']>): Promise<{ on: boolean | null; detail: string }> => {
+    try {
+      return await withHost(rt, call, cluster, m.host, async (open) => {
+        const r = await execArgv(open, m.status, 60);
+        return { on: r.exitCode === 0, detail: `status command on ${m.host} ${brief(r)}` };
+      });
+    } catch (err) {
+      if (err instanceof SshConnectError) return { on: null, detail: err.message };
+      throw err;
+    }
+  };
+
+  const readHttp = async (url: string | undefined): Promise<{ httpStatus: number | null; detail: string }> => {
+    if (!url) return { httpStatus: null, detail: 'no app URL configured' };
+    try {
+      const res = await rt.fetch(url, { method: 'GET', redirect: 'manual', signal: AbortSignal.timeout(rt.timeouts.httpMs) });
+      await res.body?.cancel().catch(() => undefined);
+      return { httpStatus: res.status, detail: `app answers ${res.status}` };
+    } catch (err) {
+      return { httpStatus: null, detail: `app unreachable: ${errorMessage(err)}` };
+    }
+  };
+
+  return {
+    /** Can the worker reach the host, with the pinned key, and run a command? Never throws for the target's state. */
+    sshCheck: rt.activity(async (input: { cluster: string; host: string }, call): Promise<SshCheck> => {
+      const host = call.top.host(input.cluster, input.host);
+      const base = { host: input.host, site: host.site, address: host.address, port: host.port };
+      try {
+        return await withHost(rt, call, input.cluster, input.host, async (open) => {
+          const r = await execArgv(open, ['uname', '-n'], 15);
+          const ok = r.exitCode === 0;
+          return {
+            ...base,
+            ok,
+            outcome: ok ? 'ok' : 'error',
+            detail: `key ${open.key.fingerprint} matches the pinned key; ${ok ? `uname -n: ${r.stdout.trim()}` : `uname -n ${brief(r)}`}`,
+          };
+        });
+      } catch (err) {
+        if (err instanceof SshConnectError) return { ...base, ok: false, outcome: err.outcome, detail: err.message };
+        if (err instanceof ApplicationFailure) throw err; // configuration, not the target's state
+        return { ...base, ok: false, outcome: 'error', detail: errorMessage(err) };
+      }
+    }),
+
+    /** Run one command (argv, quoted by shell.ts). Non-zero exit and timeouts are returned. */
+    runRemote: rt.activity(async (input: { cluster: string; host: string; argv: string[]; timeoutSeconds?: number }, call): Promise<RemoteCommandResult> => {
+      if (!Array.isArray(input.argv) || input.argv.length === 0 || !input.argv.every((a) => typeof a === 'string')) {
+        throw configError('runRemote needs argv: a non-empty list of strings');
+      }
+      return runOnHost(rt, call, input.cluster, input.host, input.argv, input.timeoutSeconds ?? DEFAULT_COMMAND_TIMEOUT_SECONDS);
+    }),
+
+    serviceStatus: rt.activity(async (input: { cluster: string; site: string; service: string }, call): Promise<ServiceState> => {
+      const { svc } = serviceOf(call.top, input.cluster, input.site, input.service);
+      const base = { site: input.site, service: input.service, host: svc.host };
+      try {
+        return await withHost(rt, call, input.cluster, svc.host, async (open) => {
+          const { running, r } = await readService(open, svc);
+          return { ...base, running, detail: `status ${brief(r)}` };
+        });
+      } catch (err) {
+        if (err instanceof SshConnectError) return { ...base, running: null, detail: err.message };
+        throw err;
+      }
+    }),
+
+    /** Start a service unless it runs; verified by its status command afterwards. */
+    serviceStart: rt.activity((input: { cluster: string; site: string; service: string }, call) => setService(call, input, true)),
+    /** Stop a service unless it is stopped; verified by its status command afterwards. */
+    serviceStop: rt.activity((input: { cluster: string; site: string; service: string }, call) => setService(call, input, false)),
+
+    /** Maintenance flag by its status command, and the app's HTTP status. Never throws for the target's state. */
+    maintenanceStatus: rt.activity(async (input: { cluster: string; site: string }, call): Promise<MaintenanceState> => {
+      const s = call.top.site(input.cluster, input.site);
+      const [cmd, http] = await Promise.all([
+        s.maintenance ? readMaintenanceCommand(call, input.cluster, s.maintenance) : Promise.resolve({ on: null, detail: 'no maintenance commands configured' }),
+        readHttp(s.app?.url),
+      ]);
+      return { site: input.site, on: cmd.on, httpStatus: http.httpStatus, detail: `${cmd.detail}; ${http.detail}` };
+    }),
+
+    /** Turn maintenance on or off unless it already is; verified by reading the status command back. */
+    maintenanceSet: rt.activity(async (input: { cluster: string; site: string; on: boolean }, call): Promise<MaintenanceState> => {
+      if (typeof input.on !== 'boolean') throw configError('maintenanceSet needs "on": true or false');
+      const s = call.top.site(input.cluster, input.site);
+      const m = maintenanceOf(call.top, input.cluster, input.site);
+      const want = input.on;
+      const word = want ? 'on' : 'off';
+      let changed: boolean;
+      let actDetail: string;
+      try {
+        ({ changed, actDetail } = await withHost(rt, call, input.cluster, m.host, async (open) => {
+          const before = await execArgv(open, m.status, 60);
+          if ((before.exitCode === 0) === want) return { changed: false, actDetail: `maintenance already ${word}` };
+          const act = await execArgv(open, want ? m.on : m.off, 120);
+          const after = await pollUntil(() => execArgv(open, m.status, 60), (r) => (r.exitCode === 0) === want, verifyMs);
+          if ((after.exitCode === 0) !== want) {
+            throw new Error(`maintenance at site "${input.site}" still reads ${want ? 'off' : 'on'} after turning it ${word} (${word} command ${brief(act)}; status ${brief(after)})`);
+          }
+          rt.log.info(`maintenance turned ${word}`, { cluster: input.cluster, site: input.site, host: m.host });
+          return { changed: true, actDetail: `maintenance turned ${word} (${brief(act)})` };
+        }));
+      } catch (err) {
+        throw err instanceof SshConnectError ? err.toActionError() : err;
+      }
+      const http = await readHttp(s.app?.url);
+      const expected = want ? 503 : 200;
+      const agree = http.httpStatus === null ? '' : http.httpStatus === expected ? ' (as expected)' : ` (expected ${expected})`;
+      return { site: input.site, on: want, httpStatus: http.httpStatus, changed, detail: `${actDetail}; ${http.detail}${agree}` };
+    }),
+  };
+}
