@@ -80,7 +80,7 @@ export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worke
     connection,
     namespace: opts.target.namespace,
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
-    identity: opts.identity,
+    ...(opts.identity ? { identity: opts.identity } : {}),
     workflowsPath: require.resolve('./workflows'),
     activities: { ...createActivities({ topology: current }), ...createLayoutActivities(current) },
   });
