@@ -57,7 +57,7 @@ SELECT pg_is_in_recovery() AS in_recovery,
 const RECEIVER_SQL = `SELECT status, sender_host, sender_port, slot_name FROM pg_stat_wal_receiver`;
 
 const REPLICATION_SQL = `
-SELECT application_name, client_addr::text AS client_addr, state, sent_lsn::text AS sent_lsn, replay_lsn::text AS replay_lsn,
+SELECT application_name, host(client_addr) AS client_addr, state, sent_lsn::text AS sent_lsn, replay_lsn::text AS replay_lsn,
        CASE WHEN pg_is_in_recovery() OR replay_lsn IS NULL THEN NULL
             ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float8 END AS replay_lag_bytes
   FROM pg_stat_replication ORDER BY application_name, pid`;
