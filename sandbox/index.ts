@@ -1,0 +1,944 @@
+/**
+ * The sandbox: two data centres on one machine, all on loopback (DESIGN.md section 4).
+ *
+ *   sandboxUp      start whatever is not running (first time: create everything), write the topology
+ *   sandboxDown    stop everything, sweep leftovers, remove the directory
+ *   sandboxStatus  real liveness of every part (pid alive, not paused, port answering)
+ *   stopPart / startPart   fault injection for tests (a part, a host such as "dc1-db", or a site "dc1")
+ *
+ * Part names: temporal, ec2, front, dc1-db/postgres, dc1-db/sshd, dc1-app/sshd, dc1-app/app,
+ * dc1-app/fault-detection, dc1-app/notification, and the same for dc2.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { Socket } from 'node:net';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ec2Endpoint, seedEc2 } from './ec2';
+import {
+  checkNet,
+  defaultDir,
+  makeLayout,
+  ownsSocket,
+  PORTS,
+  SEARCH_ATTRIBUTES,
+  SERVICES,
+  type AppLayout,
+  type DbLayout,
+  type HostLayout,
+  type Layout,
+  type PartKind,
+  type PartSpec,
+} from './layout';
+import { ensurePrimaryNode, ensureStandbyNode, pgHbaConf, pgIdentConf, postgresqlConf, postmasterPid, stopNode, type PgContext } from './postgres';
+import {
+  baseEnv,
+  describeRun,
+  findSandboxProcesses,
+  isAlive,
+  isPaused,
+  readProc,
+  resolveRunAs,
+  selfRunAs,
+  run,
+  signalGroup,
+  signalPid,
+  sleep,
+  sleepSync,
+  socketOwners,
+  listProcs,
+  spawnDetached,
+  tail,
+  tcpBanner,
+  tcpProbe,
+  type RunAs,
+} from './procs';
+import { readState, withLock, writeState, type SandboxState } from './state';
+import { svcCommand, writeTopology } from './topology';
+
+export interface SandboxOptions {
+  dir?: string;
+  net?: number;
+  /** default 'demo' */
+  cluster?: string;
+}
+
+export interface SandboxPart {
+  name: string;
+  site: string | null;
+  kind: PartKind;
+  host: string;
+  port: number;
+  pid: number | null;
+  state: 'running' | 'stopped';
+  /** postgres parts: a URL psql and node-postgres can connect with; app: its URL; ec2: the endpoint; temporal: the UI */
+  url?: string;
+  /**
+   * What it should be: "running", except a service that is not enabled (the standby site's
+   * services are stopped by design, and what a runbook stopped stays stopped).
+   */
+  expected: 'running' | 'stopped';
+  /** Why it is stopped, e.g. "paused (SIGSTOP), pid 123", "not running", "stopped (not enabled)". */
+  detail?: string;
+}
+
+export interface SandboxStatus {
+  /** path of the generated topology */
+  config: string;
+  temporal: { address: string; ui: string };
+  parts: SandboxPart[];
+}
+
+export type StopHow = 'stop' | 'kill' | 'pause';
+
+const REPO = resolve(__dirname, '..');
+const NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const noop = (): void => undefined;
+
+// ---------------------------------------------------------------------------------------------
+// Tools (from scripts/setup.sh)
+
+interface Tools {
+  temporal: string;
+  motoServer: string;
+  sshd: string;
+  sshKeygen: string;
+  haproxy: string;
+  pgBinDir: string;
+  node: string;
+}
+
+function loadTools(): Tools {
+  const file = join(REPO, '.tools', 'paths.json');
+  let data: Record<string, unknown>;
+  try {
+    data = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`sandbox: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): run \`bash scripts/setup.sh\` first`);
+  }
+  const out: Partial<Tools> = { node: process.execPath };
+  for (const key of ['temporal', 'motoServer', 'sshd', 'sshKeygen', 'haproxy', 'pgBinDir'] as const) {
+    const p = data[key];
+    if (typeof p !== 'string' || !existsSync(p)) throw new Error(`sandbox: ${file}: ${key} ${JSON.stringify(p)} does not exist: run \`bash scripts/setup.sh\``);
+    out[key] = p;
+  }
+  return out as Tools;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where a sandbox is
+
+export function sandboxDirFor(opts: SandboxOptions = {}): string {
+  const net = checkNet(opts.net ?? 0);
+  return resolve(opts.dir ?? defaultDir(net));
+}
+
+interface Target {
+  l: Layout;
+  state: SandboxState | null;
+}
+
+function target(opts: SandboxOptions = {}): Target {
+  const dir = sandboxDirFor(opts);
+  const state = readState(join(dir, 'state.json'));
+  if (state && opts.net !== undefined && opts.net !== state.net)
+    throw new Error(`sandbox: ${dir} was made with net ${state.net}, not ${opts.net}`);
+  if (state && opts.cluster !== undefined && opts.cluster !== state.cluster)
+    throw new Error(`sandbox: ${dir} was made for cluster "${state.cluster}", not "${opts.cluster}"`);
+  const cluster = state?.cluster ?? opts.cluster ?? 'demo';
+  if (!NAME_RE.test(cluster)) throw new Error(`sandbox: cluster must be a name of lowercase letters, digits, "-" or "_", got ${JSON.stringify(cluster)}`);
+  const l = makeLayout(dir, state?.net ?? checkNet(opts.net ?? 0), cluster);
+  if (l.dbs[0].socketDir.length + '/.s.PGSQL.5432'.length > 100)
+    throw new Error(`sandbox: ${dir} is too long a path (unix sockets under it would exceed ~100 characters); choose a shorter dir`);
+  return { l, state };
+}
+
+interface Ctx {
+  l: Layout;
+  runAs: RunAs;
+  tools: Tools;
+  state: SandboxState;
+  log: (line: string) => void;
+}
+
+function pgCtx(ctx: Ctx): PgContext {
+  return { l: ctx.l, runAs: ctx.runAs, tools: { binDir: ctx.tools.pgBinDir }, log: ctx.log };
+}
+
+function save(ctx: Ctx): void {
+  writeState(ctx.l.stateFile, ctx.state);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+function own(ctx: Pick<Ctx, 'runAs'>, path: string): void {
+  if (ctx.runAs.switching) chownSync(path, ctx.runAs.uid, ctx.runAs.gid);
+}
+
+function mkdirOwned(ctx: Pick<Ctx, 'runAs'>, path: string, mode = 0o755): void {
+  mkdirSync(path, { recursive: true, mode });
+  chmodSync(path, mode);
+  own(ctx, path);
+}
+
+/** Write when missing or different; owned by the run-as user. */
+function writeOwned(ctx: Pick<Ctx, 'runAs'>, path: string, content: string, mode = 0o644): void {
+  let same = false;
+  try {
+    same = readFileSync(path, 'utf8') === content;
+  } catch {
+    /* missing */
+  }
+  if (!same) writeFileSync(path, content, { mode });
+  chmodSync(path, mode);
+  own(ctx, path);
+}
+
+function secretFile(ctx: Pick<Ctx, 'runAs'>, path: string, make: () => string): string {
+  if (!existsSync(path)) writeFileSync(path, make() + '\n', { mode: 0o600 });
+  chmodSync(path, 0o600);
+  own(ctx, path);
+  return readFileSync(path, 'utf8').trim();
+}
+
+function sshdConfig(l: Layout, h: HostLayout, runAs: RunAs): string {
+  return `# switchyard sandbox: sshd of host ${h.name} (site ${h.site}), running as ${runAs.user}.
+ListenAddress ${h.address}:${PORTS.sshd}
+HostKey ${h.hostKey}
+PidFile ${join(h.dir, 'sshd.pid')}
+AuthorizedKeysFile ${l.authorizedKeys}
+AllowUsers ${runAs.user}
+UsePAM no
+StrictModes no
+PermitRootLogin no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+X11Forwarding no
+AllowTcpForwarding no
+AllowAgentForwarding no
+PermitUserRC no
+PrintMotd no
+PrintLastLog no
+MaxStartups 64:30:128
+MaxSessions 32
+ClientAliveInterval 15
+Subsystem sftp internal-sftp
+LogLevel INFO
+`;
+}
+
+function haproxyConfig(l: Layout): string {
+  const [dc1, dc2] = l.dbs;
+  return `# switchyard sandbox: the traffic front (a VIP / DNS stand-in) clients use to reach "the primary".
+# Drivers move traffic through the runtime API, e.g.
+#   echo "set server postgres/dc2 state ready" | nc ${l.shared} ${PORTS.frontAdmin}
+# There are no health checks: traffic moves only when a driver or a person moves it.
+global
+    maxconn 512
+    stats socket ipv4@${l.shared}:${PORTS.frontAdmin} level admin
+    stats timeout 2m
+    server-state-file ${l.frontState}
+
+defaults
+    mode tcp
+    timeout connect 3s
+    timeout client 1h
+    timeout server 1h
+    load-server-state-from-file global
+
+frontend postgres_front
+    bind ${l.shared}:${PORTS.front}
+    default_backend postgres
+
+backend postgres
+    balance first
+    server ${dc1.site} ${dc1.address}:${PORTS.postgres}
+    server ${dc2.site} ${dc2.address}:${PORTS.postgres} disabled
+`;
+}
+
+async function keygen(ctx: Ctx, file: string, comment: string): Promise<void> {
+  if (existsSync(file) && existsSync(`${file}.pub`)) return;
+  rmSync(file, { force: true });
+  rmSync(`${file}.pub`, { force: true });
+  const r = await run(ctx.tools.sshKeygen, ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], { runAs: ctx.runAs, timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`sandbox: ${describeRun('ssh-keygen', r)}`);
+}
+
+/** Directories, secrets, keys, configuration files and scripts: everything that is not a process. */
+async function prepare(ctx: Ctx): Promise<void> {
+  const { l } = ctx;
+  mkdirOwned(ctx, l.dir);
+  if (ctx.runAs.switching) {
+    const r = await run('/usr/bin/test', ['-w', l.dir, '-a', '-x', l.dir], { runAs: ctx.runAs });
+    if (r.code !== 0)
+      throw new Error(`sandbox: ${l.dir} is not reachable by the run-as user "${ctx.runAs.user}": let it search every parent directory (chmod o+x), or choose another dir`);
+  }
+  for (const d of [l.logsDir, l.binDir, l.sshDir, l.backupsDir, l.frontDir, l.ec2Dir]) mkdirOwned(ctx, d);
+  mkdirOwned(ctx, l.secretsDir, 0o700);
+  for (const h of l.hosts) mkdirOwned(ctx, h.dir);
+  for (const db of l.dbs) {
+    mkdirOwned(ctx, db.configDir);
+    mkdirOwned(ctx, db.socketDir, 0o700);
+  }
+  for (const a of l.apps) mkdirOwned(ctx, a.svcDir);
+
+  for (const f of ['app.cjs', 'svc.cjs', 'service.cjs']) {
+    const dest = join(l.binDir, f);
+    copyFileSync(join(REPO, 'sandbox', 'bin', f), dest);
+    chmodSync(dest, 0o755);
+    own(ctx, dest);
+  }
+
+  const hex = (n: number) => randomBytes(n).toString('hex');
+  const pgPw = secretFile(ctx, l.secrets.pgPassword, () => hex(16));
+  const replPw = secretFile(ctx, l.secrets.replPassword, () => hex(16));
+  // Both roles, so anything running as the run-as user (pg_basebackup, pg_rewind over ssh, the
+  // standby's walreceiver through primary_conninfo passfile=…) finds its password here.
+  writeOwned(ctx, l.secrets.pgpass, `*:*:*:replicator:${replPw}\n*:*:*:switchyard:${pgPw}\n`, 0o600);
+  secretFile(ctx, l.secrets.awsAccessKeyId, () => `AKIA${hex(8).toUpperCase()}`);
+  secretFile(ctx, l.secrets.awsSecretAccessKey, () => randomBytes(30).toString('base64'));
+
+  await Promise.all([keygen(ctx, l.secrets.sshKey, `switchyard-sandbox@${l.cluster}`), ...l.hosts.map((h) => keygen(ctx, h.hostKey, h.name))]);
+  chmodSync(l.secrets.sshKey, 0o600);
+  writeOwned(ctx, l.authorizedKeys, readFileSync(`${l.secrets.sshKey}.pub`, 'utf8'));
+  for (const h of l.hosts) writeOwned(ctx, h.sshdConfig, sshdConfig(l, h, ctx.runAs));
+  for (const db of l.dbs) {
+    writeOwned(ctx, join(db.configDir, 'postgresql.conf'), postgresqlConf(db));
+    writeOwned(ctx, join(db.configDir, 'pg_hba.conf'), pgHbaConf(), 0o640);
+    writeOwned(ctx, join(db.configDir, 'pg_ident.conf'), pgIdentConf(ctx.runAs), 0o640);
+  }
+  writeOwned(ctx, l.frontConfig, haproxyConfig(l));
+  writeTopology(l, ctx.runAs, { pgBinDir: ctx.tools.pgBinDir, node: ctx.tools.node });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes of parts
+
+function partError(spec: PartSpec, what: string): Error {
+  const t = tail(spec.log);
+  return new Error(`${spec.name}: ${what}${t ? `\n--- last lines of ${spec.log} ---\n${t}` : `\n(${spec.log} is empty)`}`);
+}
+
+function recorded(state: SandboxState | null, name: string): number | null {
+  const r = state?.procs[name];
+  return r && isAlive(r.pid, r.startTime) ? r.pid : null;
+}
+
+function record(ctx: Ctx, name: string, pid: number): void {
+  const p = readProc(pid);
+  ctx.state.procs[name] = { pid, startTime: p?.startTime ?? '' };
+  save(ctx);
+}
+
+function servicePid(app: AppLayout, svc: string): number | null {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(app.svcDir, `${svc}.pid`), 'utf8').trim());
+  } catch {
+    return null;
+  }
+  const p = Number.isInteger(pid) && pid > 0 ? readProc(pid) : null;
+  if (!p || p.state === 'Z' || p.state === 'X') return null;
+  return p.argv.some((a) => a.endsWith('/service.cjs')) && p.argv.includes(svc) ? pid : null;
+}
+
+function dbOf(l: Layout, spec: PartSpec): DbLayout {
+  return l.dbs.find((d) => d.node === spec.hostName)!;
+}
+function appOf(l: Layout, spec: PartSpec): AppLayout {
+  return l.apps.find((a) => a.host === spec.hostName)!;
+}
+function serviceName(spec: PartSpec): string {
+  return spec.name.split('/')[1];
+}
+
+/** The pid standing for a part (the postmaster, the service process, or what up started). */
+function pidOf(l: Layout, state: SandboxState | null, spec: PartSpec): number | null {
+  if (spec.kind === 'postgres') return postmasterPid(dbOf(l, spec));
+  if (spec.kind === 'service') return servicePid(appOf(l, spec), serviceName(spec));
+  return recorded(state, spec.name);
+}
+
+async function answers(spec: PartSpec): Promise<boolean> {
+  if (spec.kind === 'service') return true;
+  if (spec.kind === 'sshd') return (await tcpBanner(spec.address, spec.port, 1500))?.startsWith('SSH-') ?? false;
+  return tcpProbe(spec.address, spec.port, 1000);
+}
+
+function httpStatus(url: string, timeoutMs = 1500): Promise<number | null> {
+  return new Promise((resolveStatus) => {
+    const req = request(url, { method: 'GET', timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolveStatus(res.statusCode ?? null);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolveStatus(null));
+    req.end();
+  });
+}
+
+/** Who else holds address:port (for a clear message when a port is taken). */
+function holderOf(address: string, port: number): string {
+  const procs = listProcs();
+  const pids = [...socketOwners((a, p) => a === address && p === port, procs)];
+  if (pids.length === 0) return 'another process';
+  return pids
+    .map((pid) => {
+      const p = procs.find((x) => x.pid === pid);
+      return `pid ${pid} (${(p?.argv ?? []).join(' ').slice(0, 160)})`;
+    })
+    .join(', ');
+}
+
+interface SpawnPlan {
+  cmd: string;
+  args: string[];
+  cwd: string;
+  env?: NodeJS.ProcessEnv;
+  /** Run as the current user rather than the run-as user (shared services, not "hosts"). */
+  asSelf?: boolean;
+  /** Ready when this resolves true; polled. */
+  ready: (pid: number) => Promise<boolean>;
+  timeoutMs: number;
+}
+
+async function startSpawned(ctx: Ctx, spec: PartSpec, plan: SpawnPlan): Promise<number> {
+  if (spec.port && (await tcpProbe(spec.address, spec.port, 500)))
+    throw partError(spec, `${spec.address}:${spec.port} is already in use by ${holderOf(spec.address, spec.port)}`);
+  const t0 = Date.now();
+  let pid: number;
+  try {
+    pid = spawnDetached(plan.cmd, plan.args, { runAs: plan.asSelf ? selfRunAs() : ctx.runAs, log: spec.log, cwd: plan.cwd, env: plan.env });
+  } catch (err) {
+    throw partError(spec, (err as Error).message);
+  }
+  record(ctx, spec.name, pid);
+  for (;;) {
+    if (!isAlive(pid)) throw partError(spec, `exited right after start (${[plan.cmd, ...plan.args].join(' ')})`);
+    if (await plan.ready(pid)) break;
+    if (Date.now() - t0 > plan.timeoutMs) {
+      signalGroup(pid, 'SIGKILL');
+      throw partError(spec, `not ready ${Math.round(plan.timeoutMs / 1000)} s after start (pid ${pid}); killed it`);
+    }
+    await sleep(100);
+  }
+  ctx.log(`${spec.name}: started (pid ${pid}, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  return pid;
+}
+
+function cleanClientEnv(): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: homedir(), LANG: 'C.UTF-8' };
+}
+
+function temporalPlan(ctx: Ctx): SpawnPlan {
+  const { l, tools } = ctx;
+  const address = `${l.shared}:${PORTS.temporal}`;
+  return {
+    cmd: tools.temporal,
+    args: [
+      'server', 'start-dev',
+      '--ip', l.shared,
+      '--port', String(PORTS.temporal),
+      '--ui-port', String(PORTS.temporalUi),
+      '--db-filename', l.temporalDb,
+      '--log-level', 'warn',
+      '--ui-disable-news-fetch',
+      ...SEARCH_ATTRIBUTES.flatMap((a) => ['--search-attribute', `${a}=Keyword`]),
+    ],
+    cwd: l.dir,
+    asSelf: true,
+    timeoutMs: 90_000,
+    ready: async () => {
+      if (!(await tcpProbe(l.shared, PORTS.temporal, 500))) return false;
+      const r = await run(tools.temporal, ['operator', 'cluster', 'health', '--address', address], { env: cleanClientEnv(), timeoutMs: 10_000 });
+      return r.code === 0 && r.stdout.includes('SERVING');
+    },
+  };
+}
+
+async function checkSearchAttributes(ctx: Ctx, spec: PartSpec): Promise<void> {
+  const address = `${ctx.l.shared}:${PORTS.temporal}`;
+  const r = await run(ctx.tools.temporal, ['operator', 'search-attribute', 'list', '--address', address, '-o', 'json'], {
+    env: cleanClientEnv(),
+    timeoutMs: 15_000,
+  });
+  if (r.code !== 0) throw partError(spec, `cannot list search attributes: ${describeRun('temporal', r)}`);
+  const missing = SEARCH_ATTRIBUTES.filter((a) => !r.stdout.includes(`"${a}"`));
+  if (missing.length) throw partError(spec, `search attributes not registered: ${missing.join(', ')}`);
+}
+
+function motoPlan(ctx: Ctx): SpawnPlan {
+  const { l, tools } = ctx;
+  return {
+    cmd: tools.motoServer,
+    args: ['-H', l.shared, '-p', String(PORTS.ec2)],
+    cwd: l.ec2Dir,
+    asSelf: true,
+    env: baseEnv(selfRunAs(), { HOME: l.ec2Dir, MOTO_EC2_LOAD_DEFAULT_AMIS: 'false', PYTHONDONTWRITEBYTECODE: '1', PYTHONUNBUFFERED: '1' }),
+    timeoutMs: 60_000,
+    ready: async () => (await httpStatus(`${ec2Endpoint(l)}/moto-api/`)) === 200,
+  };
+}
+
+function frontPlan(ctx: Ctx): SpawnPlan {
+  const { l, tools } = ctx;
+  return {
+    cmd: tools.haproxy,
+    args: ['-db', '-f', l.frontConfig],
+    cwd: l.frontDir,
+    asSelf: true,
+    timeoutMs: 15_000,
+    ready: async () => (await tcpProbe(l.shared, PORTS.front, 500)) && (await tcpProbe(l.shared, PORTS.frontAdmin, 500)),
+  };
+}
+
+function sshdPlan(ctx: Ctx, spec: PartSpec): SpawnPlan {
+  const h = ctx.l.hosts.find((x) => x.name === spec.hostName)!;
+  return {
+    cmd: ctx.tools.sshd,
+    args: ['-D', '-f', h.sshdConfig, '-E', spec.log],
+    cwd: h.dir,
+    timeoutMs: 15_000,
+    ready: async () => (await tcpBanner(h.address, PORTS.sshd, 1000))?.startsWith('SSH-') ?? false,
+  };
+}
+
+function appPlan(ctx: Ctx, spec: PartSpec): SpawnPlan {
+  const a = appOf(ctx.l, spec);
+  return {
+    cmd: ctx.tools.node,
+    args: [join(ctx.l.binDir, 'app.cjs'), a.site, a.address, String(PORTS.app), a.flag],
+    cwd: join(ctx.l.dir, a.host),
+    timeoutMs: 15_000,
+    ready: async () => (await httpStatus(`http://${a.address}:${PORTS.app}/`)) !== null,
+  };
+}
+
+function planFor(ctx: Ctx, spec: PartSpec): SpawnPlan {
+  switch (spec.kind) {
+    case 'temporal':
+      return temporalPlan(ctx);
+    case 'ec2':
+      return motoPlan(ctx);
+    case 'front':
+      return frontPlan(ctx);
+    case 'sshd':
+      return sshdPlan(ctx, spec);
+    case 'app':
+      return appPlan(ctx, spec);
+    default:
+      throw new Error(`no spawn plan for ${spec.kind}`);
+  }
+}
+
+/** Make a directly spawned part (temporal, ec2, front, sshd, app) run: resume, wait, or start it. */
+async function ensureSpawned(ctx: Ctx, spec: PartSpec): Promise<void> {
+  const pid = recorded(ctx.state, spec.name);
+  if (pid !== null) {
+    if (isPaused(pid)) {
+      signalGroup(pid, 'SIGCONT');
+      ctx.log(`${spec.name}: resumed (pid ${pid})`);
+    }
+    const plan = planFor(ctx, spec);
+    const deadline = Date.now() + Math.min(plan.timeoutMs, 20_000);
+    while (Date.now() < deadline) {
+      if (!isAlive(pid)) break;
+      if (await plan.ready(pid)) return;
+      await sleep(200);
+    }
+    if (isAlive(pid)) {
+      ctx.log(`${spec.name}: pid ${pid} runs but does not answer; restarting it`);
+      await terminate(pid, 5_000);
+    }
+  }
+  if (spec.kind === 'front') {
+    const r = await run(ctx.tools.haproxy, ['-c', '-q', '-f', ctx.l.frontConfig], { timeoutMs: 15_000 });
+    if (r.code !== 0) throw partError(spec, `configuration check failed: ${describeRun('haproxy -c', r)}`);
+  }
+  await startSpawned(ctx, spec, planFor(ctx, spec));
+}
+
+/** SIGTERM (after SIGCONT) to the group, SIGKILL after graceMs. */
+async function terminate(pid: number, graceMs: number): Promise<void> {
+  signalGroup(pid, 'SIGTERM');
+  signalGroup(pid, 'SIGCONT');
+  const deadline = Date.now() + graceMs;
+  while (isAlive(pid) && Date.now() < deadline) await sleep(50);
+  if (isAlive(pid)) {
+    signalGroup(pid, 'SIGKILL');
+    for (let i = 0; i < 60 && isAlive(pid); i++) await sleep(50);
+  }
+}
+
+async function svc(ctx: Ctx, app: AppLayout, verb: 'start' | 'stop', service: string): Promise<void> {
+  const [cmd, ...args] = svcCommand(ctx.l, ctx.tools, app.host, verb, service);
+  const r = await run(cmd, args, { runAs: ctx.runAs, cwd: join(ctx.l.dir, app.host), timeoutMs: 30_000 });
+  if (r.code !== 0) {
+    const spec = ctx.l.parts.find((p) => p.name === `${app.host}/${service}`)!;
+    throw partError(spec, describeRun(`svc ${verb}`, r));
+  }
+}
+
+/**
+ * Services: on the first up, the preferred site's run and the other site's are stopped (the
+ * standby site's services are stopped, as in Circonus's runbook). Afterwards up starts only those
+ * that are enabled (started and not stopped since: killed, or on a host that went down); what a
+ * runbook stopped stays stopped.
+ */
+async function ensureServices(ctx: Ctx, app: AppLayout): Promise<void> {
+  for (const service of SERVICES) {
+    const wanted = ctx.state.initialized ? existsSync(join(app.svcDir, `${service}.enabled`)) : app.site === 'dc1';
+    const pid = servicePid(app, service);
+    if (pid && isPaused(pid)) signalPid(pid, 'SIGCONT');
+    if (!wanted || pid) continue;
+    await svc(ctx, app, 'start', service);
+    ctx.log(`${app.host}/${service}: started (pid ${servicePid(app, service)})`);
+  }
+}
+
+async function ensurePostgres(ctx: Ctx): Promise<void> {
+  const [dc1, dc2] = ctx.l.dbs;
+  for (const db of ctx.l.dbs) {
+    const pid = postmasterPid(db);
+    if (pid && isPaused(pid)) {
+      signalGroup(pid, 'SIGCONT');
+      ctx.log(`${db.node}/postgres: resumed (pid ${pid})`);
+    }
+  }
+  await ensurePrimaryNode(pgCtx(ctx), dc1, dc2);
+  await ensureStandbyNode(pgCtx(ctx), dc1, dc2);
+}
+
+async function ensureEc2(ctx: Ctx, spec: PartSpec): Promise<void> {
+  await ensureSpawned(ctx, spec);
+  try {
+    const t0 = Date.now();
+    const seed = await seedEc2(ctx.l);
+    const ids = Object.entries(seed.instances).map(([n, i]) => `${n}=${i.instanceId}`).join(' ');
+    ctx.log(`ec2: seeded (${ids}, elastic IP ${seed.publicIp}; ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (err) {
+    throw partError(spec, `seeding EC2 failed: ${(err as Error).message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status
+
+async function partStatus(l: Layout, state: SandboxState | null, spec: PartSpec, pgPassword: string | null): Promise<SandboxPart> {
+  const pid = pidOf(l, state, spec);
+  const enabled = spec.kind !== 'service' || existsSync(join(appOf(l, spec).svcDir, `${serviceName(spec)}.enabled`));
+  const part: SandboxPart = {
+    name: spec.name,
+    site: spec.site,
+    kind: spec.kind,
+    host: spec.address,
+    port: spec.port,
+    pid,
+    state: 'stopped',
+    expected: enabled ? 'running' : 'stopped',
+  };
+  if (spec.kind === 'postgres' && pgPassword)
+    part.url = `postgresql://switchyard:${encodeURIComponent(pgPassword)}@${spec.address}:${spec.port}/postgres`;
+  if (spec.kind === 'app') part.url = `http://${spec.address}:${spec.port}/`;
+  if (spec.kind === 'ec2') part.url = ec2Endpoint(l);
+  if (spec.kind === 'temporal') part.url = `http://${spec.address}:${PORTS.temporalUi}`;
+  if (pid === null) {
+    part.detail = enabled ? 'not running' : 'stopped (not enabled)';
+    return part;
+  }
+  if (isPaused(pid)) {
+    part.detail = `paused (SIGSTOP), pid ${pid}`;
+    return part;
+  }
+  if (!(await answers(spec))) {
+    part.detail = `pid ${pid} runs but ${spec.address}:${spec.port} does not answer`;
+    return part;
+  }
+  part.state = 'running';
+  return part;
+}
+
+async function statusOf(l: Layout, state: SandboxState | null): Promise<SandboxStatus> {
+  let pw: string | null = null;
+  try {
+    pw = readFileSync(l.secrets.pgPassword, 'utf8').trim();
+  } catch {
+    /* not made yet */
+  }
+  return {
+    config: l.topologyFile,
+    temporal: { address: `${l.shared}:${PORTS.temporal}`, ui: `http://${l.shared}:${PORTS.temporalUi}` },
+    parts: await Promise.all(l.parts.map((spec) => partStatus(l, state, spec, pw))),
+  };
+}
+
+export async function sandboxStatus(opts: SandboxOptions = {}): Promise<SandboxStatus | null> {
+  const { l, state } = target(opts);
+  if (!state) return null;
+  return statusOf(l, state);
+}
+
+// ---------------------------------------------------------------------------------------------
+// up
+
+function newState(l: Layout, runAs: RunAs): SandboxState {
+  return {
+    version: 1,
+    dir: l.dir,
+    net: l.net,
+    cluster: l.cluster,
+    runAs: { user: runAs.user, uid: runAs.uid, gid: runAs.gid },
+    createdAt: new Date().toISOString(),
+    initialized: false,
+    procs: {},
+  };
+}
+
+export async function sandboxUp(opts: SandboxOptions = {}, log: (line: string) => void = noop): Promise<SandboxStatus> {
+  const t0 = Date.now();
+  const { l } = target(opts);
+  const tools = loadTools();
+  const runAs = resolveRunAs();
+  return withLock(l.lockFile, async () => {
+    const state = readState(l.stateFile) ?? newState(l, runAs);
+    if (state.runAs.uid !== runAs.uid)
+      throw new Error(`sandbox: ${l.dir} runs as uid ${state.runAs.uid} (${state.runAs.user}), but this user would run it as ${runAs.user}; use the same user, or down it first`);
+    const ctx: Ctx = { l, runAs, tools, state, log };
+    const fresh = !state.initialized;
+    log(`sandbox ${l.dir} (net ${l.net}, cluster ${l.cluster}, running as ${runAs.user})${fresh ? ': creating' : ''}`);
+    await prepare(ctx);
+    save(ctx);
+
+    const spec = (name: string) => l.parts.find((p) => p.name === name)!;
+    const tasks: [string, Promise<void>][] = [
+      ['temporal', ensureSpawned(ctx, spec('temporal')).then(() => checkSearchAttributes(ctx, spec('temporal')))],
+      ['ec2', ensureEc2(ctx, spec('ec2'))],
+      ['front', ensureSpawned(ctx, spec('front'))],
+      ['postgres', ensurePostgres(ctx)],
+      ...l.hosts.map((h): [string, Promise<void>] => [`${h.name}/sshd`, ensureSpawned(ctx, spec(`${h.name}/sshd`))]),
+      ...l.apps.map((a): [string, Promise<void>] => [`${a.host}/app`, ensureSpawned(ctx, spec(`${a.host}/app`))]),
+      ...l.apps.map((a): [string, Promise<void>] => [`${a.host}/services`, ensureServices(ctx, a)]),
+    ];
+    const results = await Promise.allSettled(tasks.map(([, p]) => p));
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason instanceof Error ? r.reason : new Error(String(r.reason))] : []));
+    if (failures.length) {
+      const more = failures.length > 1 ? `\n(also failed: ${failures.slice(1).map((e) => e.message.split('\n')[0]).join('; ')})` : '';
+      const err = new Error(failures[0].message + more);
+      throw err;
+    }
+
+    // Everything that should run must run now (and keep running).
+    const status = await statusOf(l, state);
+    const down = status.parts.filter((p) => p.expected === 'running' && p.state !== 'running');
+    if (down.length) {
+      const first = l.parts.find((p) => p.name === down[0].name)!;
+      throw partError(first, `not running after up: ${down[0].detail ?? 'stopped'}${down.length > 1 ? ` (also: ${down.slice(1).map((p) => p.name).join(', ')})` : ''}`);
+    }
+    if (!state.initialized) {
+      state.initialized = true;
+      save(ctx);
+    }
+    log(`sandbox up in ${((Date.now() - t0) / 1000).toFixed(1)} s; topology: ${l.topologyFile}`);
+    return status;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault injection
+
+/** Parts named by a part name, a host ("dc1-db") or a site ("dc1"), in start order. */
+function select(l: Layout, name: string): PartSpec[] {
+  const exact = l.parts.filter((p) => p.name === name);
+  if (exact.length) return exact;
+  const group = l.parts.filter((p) => p.hostName === name || p.site === name);
+  if (group.length) return group;
+  throw new Error(
+    `sandbox: no part, host or site named "${name}"; parts: ${l.parts.map((p) => p.name).join(', ')}; hosts: ${l.hosts.map((h) => h.name).join(', ')}; sites: dc1, dc2`,
+  );
+}
+
+const STOP_ORDER: PartKind[] = ['service', 'app', 'front', 'postgres', 'temporal', 'ec2', 'sshd'];
+
+function openCtx(opts: SandboxOptions, log: (line: string) => void = noop): Ctx {
+  const { l, state } = target(opts);
+  if (!state) throw new Error(`sandbox: no sandbox at ${l.dir} (run sandbox up first)`);
+  return { l, state, runAs: resolveRunAs(), tools: loadTools(), log };
+}
+
+/** Save the front's server states, so a restarted front keeps sending traffic where it was. */
+async function dumpFrontState(l: Layout): Promise<void> {
+  const text = await new Promise<string>((resolveText) => {
+    const s = new Socket();
+    let out = '';
+    s.setTimeout(2000, () => s.destroy());
+    s.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    s.on('close', () => resolveText(out));
+    s.on('error', () => resolveText(''));
+    s.connect(PORTS.frontAdmin, l.shared, () => s.write('show servers state\n'));
+  });
+  if (/^\d+\n#/.test(text)) writeFileSync(l.frontState, text);
+}
+
+async function stopOne(ctx: Ctx, spec: PartSpec, how: StopHow): Promise<void> {
+  const pid = pidOf(ctx.l, ctx.state, spec);
+  if (how === 'pause') {
+    if (pid) signalGroup(pid, 'SIGSTOP');
+    return;
+  }
+  if (how === 'kill') {
+    if (!pid) return;
+    signalGroup(pid, 'SIGKILL');
+    for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(20);
+    return;
+  }
+  switch (spec.kind) {
+    case 'postgres': {
+      const db = dbOf(ctx.l, spec);
+      if (pid && isPaused(pid)) signalGroup(pid, 'SIGCONT');
+      if (!(await stopNode(pgCtx(ctx), db)) && pid) await terminate(pid, 0);
+      return;
+    }
+    case 'service':
+      await svc(ctx, appOf(ctx.l, spec), 'stop', serviceName(spec));
+      return;
+    case 'front':
+      if (pid && !isPaused(pid)) await dumpFrontState(ctx.l);
+      break;
+    default:
+      break;
+  }
+  if (pid) await terminate(pid, spec.kind === 'temporal' ? 20_000 : 5_000);
+}
+
+/**
+ * Fault injection: stop = clean stop (pg_ctl stop -m fast, svc stop, SIGTERM), kill = SIGKILL to
+ * the part's process group, pause = SIGSTOP to it. `name` is a part, a host or a site.
+ */
+export async function stopPart(opts: SandboxOptions, name: string, how: StopHow = 'stop'): Promise<void> {
+  if (!['stop', 'kill', 'pause'].includes(how)) throw new Error(`sandbox: stopPart how must be stop, kill or pause, got ${JSON.stringify(how)}`);
+  const ctx = openCtx(opts);
+  const specs = select(ctx.l, name).sort((a, b) => STOP_ORDER.indexOf(a.kind) - STOP_ORDER.indexOf(b.kind));
+  await withLock(ctx.l.lockFile, async () => {
+    for (const spec of specs) await stopOne(ctx, spec, how);
+  });
+}
+
+/** Undo stopPart: resume a paused part (SIGCONT), start a stopped one. */
+export async function startPart(opts: SandboxOptions, name: string): Promise<void> {
+  const ctx = openCtx(opts);
+  const specs = select(ctx.l, name).sort((a, b) => STOP_ORDER.indexOf(b.kind) - STOP_ORDER.indexOf(a.kind));
+  await withLock(ctx.l.lockFile, async () => {
+    for (const spec of specs) {
+      const pid = pidOf(ctx.l, ctx.state, spec);
+      if (pid && isPaused(pid)) {
+        signalGroup(pid, 'SIGCONT');
+        continue;
+      }
+      if (pid && (await answers(spec))) continue;
+      switch (spec.kind) {
+        case 'postgres': {
+          const [dc1, dc2] = ctx.l.dbs;
+          if (spec.hostName === dc1.node) await ensurePrimaryNode(pgCtx(ctx), dc1, dc2);
+          else await ensureStandbyNode(pgCtx(ctx), dc1, dc2);
+          break;
+        }
+        case 'service':
+          await svc(ctx, appOf(ctx.l, spec), 'start', serviceName(spec));
+          break;
+        case 'ec2':
+          await ensureEc2(ctx, spec);
+          break;
+        default:
+          await ensureSpawned(ctx, spec);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// down
+
+function knownPids(l: Layout, state: SandboxState | null): number[] {
+  return l.parts.map((spec) => pidOf(l, state, spec)).filter((p): p is number => p !== null);
+}
+
+function sweepSpec(l: Layout, state: SandboxState | null) {
+  return { dir: l.dir, ownsSocket: ownsSocket(l), known: knownPids(l, state) };
+}
+
+/** SIGKILL every process of the sandbox until none is left (or attempts run out); returns leftovers. */
+function killAllSync(l: Layout, state: SandboxState | null, attempts = 5): string[] {
+  let left: string[] = [];
+  for (let i = 0; i < attempts; i++) {
+    const procs = findSandboxProcesses(sweepSpec(l, state));
+    if (procs.length === 0) return [];
+    for (const p of procs) signalPid(p.pid, 'SIGKILL');
+    for (let w = 0; w < 40; w++) {
+      if (!procs.some((p) => isAlive(p.pid, p.startTime))) break;
+      sleepSync(25);
+    }
+    left = procs.filter((p) => isAlive(p.pid, p.startTime)).map((p) => `pid ${p.pid} (${p.argv.join(' ').slice(0, 120)})`);
+  }
+  return left;
+}
+
+export async function sandboxDown(opts: SandboxOptions = {}, log: (line: string) => void = noop): Promise<void> {
+  const t0 = Date.now();
+  const { l } = target(opts);
+  await withLock(l.lockFile, async () => {
+    const state = readState(l.stateFile);
+    if (!state && !existsSync(l.dir)) {
+      const left = killAllSync(l, null);
+      if (left.length) throw new Error(`sandbox: processes of ${l.dir} survived SIGKILL: ${left.join('; ')}`);
+      log(`no sandbox at ${l.dir}`);
+      return;
+    }
+    // Clean stops first: PostgreSQL through pg_ctl (fast, then immediate), the rest SIGTERM.
+    let tools: Tools | null = null;
+    try {
+      tools = loadTools();
+    } catch {
+      /* without pg_ctl, everything gets signals */
+    }
+    const pids = knownPids(l, state);
+    for (const pid of pids) signalGroup(pid, 'SIGCONT');
+    const pgStops = tools
+      ? l.dbs.map(async (db) => {
+          if (!postmasterPid(db)) return;
+          const ctx: PgContext = { l, runAs: resolveRunAs(), tools: { binDir: tools!.pgBinDir }, log };
+          const ok = await stopNode(ctx, db, 10).catch(() => false);
+          log(`${db.node}/postgres: ${ok ? 'stopped' : 'did not stop cleanly'}`);
+        })
+      : [];
+    const others = l.parts
+      .filter((spec) => spec.kind !== 'postgres' || !tools)
+      .map(async (spec) => {
+        const pid = pidOf(l, state, spec);
+        if (!pid) return;
+        await terminate(pid, 1_000); // the directory goes next: no state worth a slow shutdown
+        log(`${spec.name}: stopped (pid ${pid})`);
+      });
+    await Promise.all([...pgStops, ...others]);
+    // Then everything else that belongs to the sandbox: sessions and services started over ssh,
+    // PostgreSQL backends, anything whose command line names the directory.
+    const left = killAllSync(l, state);
+    if (left.length) throw new Error(`sandbox: processes of ${l.dir} survived SIGKILL: ${left.join('; ')}`);
+    rmSync(l.dir, { recursive: true, force: true });
+    log(`sandbox ${l.dir} down and removed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  });
+}
+
+/**
+ * Synchronous last resort for process 'exit' handlers (test fixtures): SIGKILL everything of the
+ * sandbox and remove its directory. Prefer sandboxDown.
+ */
+export function sandboxKillSync(opts: SandboxOptions = {}): void {
+  const { l, state } = target(opts);
+  killAllSync(l, state);
+  rmSync(l.dir, { recursive: true, force: true });
+  rmSync(l.lockFile, { force: true });
+}
