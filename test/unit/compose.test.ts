@@ -1,0 +1,807 @@
+/**
+ * The Docker deployment (docker-compose.yml, Dockerfile, .dockerignore, deploy/), checked as far as
+ * a machine without a Docker engine can:
+ *
+ * - docker-compose.yml against the Compose Specification's JSON Schema (vendored from the Go module
+ *   github.com/compose-spec/compose-go/v2, see deploy/schema/README.md: no network at test time),
+ *   after compose's own variable interpolation;
+ * - the rules of this deployment: images pinned to versions, health-gated dependencies that have a
+ *   healthcheck, one-shot jobs that can complete, the worker built from ./Dockerfile with its
+ *   topology read-only, no secret inline (secrets are files), Temporal server and schema tools of
+ *   one version, the search attributes the code uses;
+ * - the Dockerfile by a small lint (pinned FROM, non-root USER, no remote ADD, entrypoint, …) and
+ *   the image's contents: every file and production package the worker loads is in it;
+ * - `docker compose config` when the compose plugin is installed;
+ * - deploy/temporal/setup-namespace.sh and deploy/worker-healthcheck.js against a real Temporal dev
+ *   server when scripts/setup.sh has installed the Temporal CLI.
+ *
+ * Every rule is also run on a broken copy, so that a rule that cannot fail is caught too.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, posix, relative, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Ajv2020, { type ErrorObject } from 'ajv/dist/2020';
+import addFormats from 'ajv-formats';
+import { parse as parseYaml, parseDocument } from 'yaml';
+import { parseTopology } from '../../src/topology/load';
+import { SEARCH_ATTRIBUTES } from '../../src/workflows/lib/search-attributes';
+
+const ROOT = resolve(__dirname, '../..');
+const read = (rel: string) => readFileSync(join(ROOT, rel), 'utf8');
+
+// --- the compose model (only what the rules read) ------------------------------------------------
+
+type EnvMap = Record<string, string | number | boolean | null>;
+interface Healthcheck {
+  test?: string | string[];
+  disable?: boolean;
+}
+interface Mount {
+  type?: string;
+  source?: string;
+  target?: string;
+  read_only?: boolean;
+}
+interface ServiceSecret {
+  source: string;
+  target?: string;
+}
+interface Service {
+  image?: string;
+  build?: string | { context?: string; dockerfile?: string };
+  depends_on?: string[] | Record<string, { condition?: string }>;
+  healthcheck?: Healthcheck;
+  environment?: string[] | EnvMap;
+  env_file?: unknown;
+  secrets?: (string | ServiceSecret)[];
+  volumes?: (string | Mount)[];
+  restart?: string;
+  entrypoint?: string | string[];
+}
+interface ComposeFile {
+  services: Record<string, Service>;
+  secrets?: Record<string, { file?: string; environment?: string; external?: boolean }>;
+}
+
+function loadYaml(text: string, file: string): unknown {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join('; ')}`);
+  return doc.toJS({ maxAliasCount: 100 });
+}
+
+const composeText = read('docker-compose.yml');
+const compose = loadYaml(composeText, 'docker-compose.yml') as ComposeFile;
+const dockerfileText = read('Dockerfile');
+
+/** A copy of the compose file with one change, for the rules' negative cases. */
+function broken(change: (c: ComposeFile) => void): ComposeFile {
+  const copy = structuredClone(compose);
+  change(copy);
+  return copy;
+}
+
+// --- interpolation, as compose does it before validating ----------------------------------------
+
+/** ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, ${VAR:+alt}, ${VAR+alt}, $VAR, $$. */
+export function interpolate(value: unknown, env: Record<string, string | undefined>): unknown {
+  if (typeof value === 'string') {
+    return value.replace(
+      /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
+      (whole, name: string | undefined, op: string | undefined, arg: string | undefined, bare: string | undefined) => {
+        if (whole === '$$') return '$';
+        if (bare !== undefined) return env[bare] ?? '';
+        const v = env[name as string];
+        const argValue = () => String(interpolate(arg ?? '', env));
+        switch (op) {
+          case undefined:
+            return v ?? '';
+          case ':-':
+            return v ? v : argValue();
+          case '-':
+            return v !== undefined ? v : argValue();
+          case ':?':
+          case '?':
+            if (op === ':?' ? !v : v === undefined) throw new Error(`required variable ${name} is missing: ${argValue()}`);
+            return v as string;
+          case ':+':
+            return v ? argValue() : '';
+          case '+':
+            return v !== undefined ? argValue() : '';
+          default:
+            throw new Error(`unsupported interpolation ${whole}`);
+        }
+      },
+    );
+  }
+  if (Array.isArray(value)) return value.map((v) => interpolate(v, env));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env)]));
+  }
+  return value;
+}
+
+// --- rule: the Compose Specification's JSON Schema ---------------------------------------------
+
+const SCHEMA_FILE = 'deploy/schema/compose-spec.json';
+const composeSchema = JSON.parse(read(SCHEMA_FILE)) as Record<string, unknown>;
+// As strict as this schema allows: unknown keywords are errors; it has untyped "properties" and
+// "required" names defined only in sibling branches, which strictTypes/strictRequired would reject.
+const ajv = new Ajv2020({ allErrors: true, strict: true, strictTypes: false, strictRequired: false, allowUnionTypes: true });
+// The standard formats, so that a schema update using one is checked rather than refused; and
+// "duration" as compose-go defines it (a Go duration such as 1m30s), not ISO 8601's.
+addFormats(ajv);
+ajv.addFormat('duration', /^[-+]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$|^0$/);
+const validateCompose = ajv.compile(composeSchema);
+
+function describeError(e: ErrorObject): string {
+  const extra = e.params && 'unevaluatedProperty' in e.params ? `: "${String(e.params.unevaluatedProperty)}"` : '';
+  const allowed = e.params && 'allowedValues' in e.params ? ` (${JSON.stringify(e.params.allowedValues)})` : '';
+  return `${e.instancePath || '/'} ${e.message ?? e.keyword}${extra}${allowed}`;
+}
+
+function schemaProblems(c: unknown): string[] {
+  const resolved = interpolate(c, {}); // unset variables: every ${VAR:-default} takes its default
+  if (validateCompose(resolved)) return [];
+  return (validateCompose.errors ?? []).map(describeError);
+}
+
+// --- rule: every image pinned to a version --------------------------------------------------------
+
+/** Why an image reference is not pinned to a version, or null when it is. */
+export function imagePinProblem(ref: string): string | null {
+  if (ref.includes('$')) return `"${ref}" takes its version from a variable: write the version in the file`;
+  const [nameTag, digest] = ref.split('@');
+  const colon = nameTag.lastIndexOf(':');
+  if (colon <= nameTag.lastIndexOf('/')) return `"${ref}" has no tag: pin a version such as name:1.2.3`;
+  const tag = nameTag.slice(colon + 1);
+  if (tag === 'latest') return `"${ref}" uses the tag "latest": pin a version`;
+  if (!/^v?\d+\.\d+/.test(tag)) return `"${ref}": tag "${tag}" is not a version (at least MAJOR.MINOR, e.g. 15.18)`;
+  if (digest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(digest)) return `"${ref}" has a malformed digest`;
+  return null;
+}
+
+function imageProblems(c: ComposeFile): string[] {
+  const out: string[] = [];
+  for (const [name, s] of Object.entries(c.services)) {
+    if (s.image === undefined && s.build === undefined) out.push(`${name}: neither image nor build`);
+    if (s.image !== undefined) {
+      const p = imagePinProblem(String(s.image));
+      if (p) out.push(`${name}: image ${p}`);
+    }
+  }
+  return out;
+}
+
+// --- rule: dependencies that can be met ---------------------------------------------------------
+
+function dependsOn(s: Service): [string, string][] {
+  if (!s.depends_on) return [];
+  if (Array.isArray(s.depends_on)) return s.depends_on.map((d) => [d, 'service_started']);
+  return Object.entries(s.depends_on).map(([d, v]) => [d, v?.condition ?? 'service_started']);
+}
+
+function hasHealthcheck(c: ComposeFile, name: string): boolean {
+  const s = c.services[name];
+  const hc = s.healthcheck;
+  if (hc && !hc.disable) {
+    const test = Array.isArray(hc.test) ? hc.test : hc.test === undefined ? [] : [hc.test];
+    if (test.length > 0 && test[0] !== 'NONE') return true;
+  }
+  // A built service may take its healthcheck from its Dockerfile's HEALTHCHECK.
+  const df = buildDockerfile(s);
+  return hc === undefined && df !== null && existsSync(df) && /^\s*HEALTHCHECK\s+(?!NONE\b)/im.test(readFileSync(df, 'utf8'));
+}
+
+function buildDockerfile(s: Service): string | null {
+  if (s.build === undefined) return null;
+  const context = typeof s.build === 'string' ? s.build : (s.build.context ?? '.');
+  const dockerfile = typeof s.build === 'string' ? 'Dockerfile' : (s.build.dockerfile ?? 'Dockerfile');
+  return resolve(ROOT, context, dockerfile);
+}
+
+function dependencyProblems(c: ComposeFile): string[] {
+  const out: string[] = [];
+  for (const [name, s] of Object.entries(c.services)) {
+    for (const [dep, condition] of dependsOn(s)) {
+      if (!(dep in c.services)) {
+        out.push(`${name} depends on "${dep}", which is not a service`);
+        continue;
+      }
+      if (condition === 'service_healthy' && !hasHealthcheck(c, dep))
+        out.push(`${name} waits for "${dep}" to be healthy, but "${dep}" has no healthcheck`);
+      const restart = c.services[dep].restart;
+      if (condition === 'service_completed_successfully' && (restart === 'always' || restart === 'unless-stopped'))
+        out.push(`${name} waits for "${dep}" to complete, but "${dep}" restarts (${restart}) and never completes`);
+    }
+  }
+  return out;
+}
+
+// --- rule: secrets are files, never inline --------------------------------------------------------
+
+const SECRETISH = /(PASSWORD|PASSWD|PWD|PASS$|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY)/i;
+
+function envEntries(s: Service): [string, string][] {
+  if (!s.environment) return [];
+  if (Array.isArray(s.environment)) {
+    return s.environment.map((e) => {
+      const i = e.indexOf('=');
+      return i < 0 ? [e, ''] : [e.slice(0, i), e.slice(i + 1)];
+    });
+  }
+  return Object.entries(s.environment).map(([k, v]) => [k, v === null ? '' : String(v)]);
+}
+
+function grantedSecrets(s: Service): Map<string, string> {
+  // container path -> secret name
+  const out = new Map<string, string>();
+  for (const g of s.secrets ?? []) {
+    const source = typeof g === 'string' ? g : g.source;
+    const target = typeof g === 'string' ? undefined : g.target;
+    const path = target === undefined ? `/run/secrets/${source}` : target.startsWith('/') ? target : `/run/secrets/${target}`;
+    out.set(path, source);
+  }
+  return out;
+}
+
+function secretProblems(c: ComposeFile): string[] {
+  const out: string[] = [];
+  const defined = c.secrets ?? {};
+  for (const [name, def] of Object.entries(defined)) {
+    if (!def || typeof def.file !== 'string') out.push(`secret ${name}: not a file (file: ./deploy/secrets/${name})`);
+    else if (!posix.normalize(def.file).startsWith('deploy/secrets/')) out.push(`secret ${name}: file ${def.file} is not under ./deploy/secrets/`);
+  }
+  for (const [name, s] of Object.entries(c.services)) {
+    if (s.env_file !== undefined) out.push(`${name}: env_file may carry secrets into the environment; use secrets`);
+    const granted = grantedSecrets(s);
+    for (const source of granted.values()) if (!(source in defined)) out.push(`${name}: secret "${source}" is not defined under top-level secrets`);
+    for (const [key, value] of envEntries(s)) {
+      const refs = [...value.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]);
+      for (const r of refs) if (SECRETISH.test(r)) out.push(`${name}: ${key} takes the secret-looking variable ${r} into the environment`);
+      if (value.startsWith('/run/secrets/')) {
+        if (!granted.has(value)) out.push(`${name}: ${key}=${value}, but that secret is not given to ${name}`);
+        continue;
+      }
+      if (SECRETISH.test(key)) out.push(`${name}: ${key} is set inline; give it as a secret file (${key}_FILE=/run/secrets/…)`);
+    }
+  }
+  return out;
+}
+
+// --- rule: the worker ---------------------------------------------------------------------------
+
+function workerProblems(c: ComposeFile): string[] {
+  const w = c.services.worker;
+  if (!w) return ['no service "worker"'];
+  const out: string[] = [];
+  if (w.image !== undefined) out.push('worker: has an image; it must be built from ./Dockerfile');
+  const df = buildDockerfile(w);
+  if (df !== join(ROOT, 'Dockerfile')) out.push(`worker: builds from ${df ? relative(ROOT, df) : 'nothing'}, not ./Dockerfile`);
+  const env = new Map(envEntries(w));
+  const configPath = env.get('SWITCHYARD_CONFIG') ?? '/etc/switchyard/switchyard.yaml';
+  const mount = (w.volumes ?? []).find((v): v is Mount => typeof v === 'object' && v.target === configPath);
+  if (!mount) out.push(`worker: nothing is mounted at SWITCHYARD_CONFIG (${configPath})`);
+  else if (mount.type !== 'bind' || mount.read_only !== true) out.push(`worker: the topology at ${configPath} must be a read-only bind mount`);
+  if (!env.get('TEMPORAL_ADDRESS')) out.push('worker: TEMPORAL_ADDRESS is not set');
+  return out;
+}
+
+// --- the Dockerfile lint ------------------------------------------------------------------------
+
+interface Instruction {
+  op: string;
+  args: string;
+  line: number;
+}
+
+function dockerInstructions(text: string): Instruction[] {
+  const out: Instruction[] = [];
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const start = i;
+    let line = lines[i];
+    if (/^\s*(#|$)/.test(line)) continue;
+    while (/\\\s*$/.test(line) && i + 1 < lines.length) {
+      i++;
+      const next = lines[i];
+      line = line.replace(/\\\s*$/, ' ') + (/^\s*#/.test(next) ? '' : next);
+    }
+    const m = /^\s*([A-Za-z]+)\s*(.*)$/.exec(line);
+    if (m) out.push({ op: m[1].toUpperCase(), args: m[2].trim(), line: start + 1 });
+  }
+  return out;
+}
+
+export function dockerfileProblems(text: string): string[] {
+  const out: string[] = [];
+  const ins = dockerInstructions(text);
+  const args = new Map<string, string>();
+  const stages: string[] = [];
+  let lastFrom = -1;
+  ins.forEach((x, i) => {
+    if (x.op === 'ARG' && lastFrom < 0) {
+      const [k, v] = x.args.split('=', 2);
+      if (v !== undefined) args.set(k.trim(), v.trim());
+    }
+    if (x.op === 'FROM') {
+      lastFrom = i;
+      const parts = x.args.split(/\s+/).filter((p) => !p.startsWith('--'));
+      const image = parts[0].replace(/\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?/g, (_m, n: string) => args.get(n) ?? `$${n}`);
+      if (!stages.includes(image)) {
+        const p = imagePinProblem(image);
+        if (p) out.push(`line ${x.line}: FROM ${p}`);
+      }
+      if (parts[1]?.toUpperCase() === 'AS' && parts[2]) stages.push(parts[2]);
+    }
+    if (x.op === 'ADD' && /(^|\s)(https?|git|ftp):\/\/|(^|\s)git@/i.test(x.args)) out.push(`line ${x.line}: ADD fetches from the network (${x.args})`);
+  });
+  const final = ins.slice(lastFrom + 1);
+  const users = final.filter((x) => x.op === 'USER');
+  const user = users.at(-1)?.args.split(':')[0];
+  if (user === undefined) out.push('the final stage sets no USER: the worker would run as root');
+  else if (user === 'root' || user === '0') out.push(`the final stage runs as ${user}`);
+  const entry = final.filter((x) => x.op === 'ENTRYPOINT').at(-1);
+  let entryArgs: unknown = null;
+  try {
+    entryArgs = entry ? JSON.parse(entry.args) : null;
+  } catch {
+    entryArgs = entry?.args ?? null;
+  }
+  if (JSON.stringify(entryArgs) !== JSON.stringify(['node', 'bin/switchyard.js', 'worker']))
+    out.push(`ENTRYPOINT is ${JSON.stringify(entryArgs)}, expected ["node","bin/switchyard.js","worker"] (exec form)`);
+  const hc = final.filter((x) => x.op === 'HEALTHCHECK').at(-1);
+  if (!hc || /^NONE\b/i.test(hc.args)) out.push('the final stage has no HEALTHCHECK');
+  const runs = ins.filter((x) => x.op === 'RUN').map((x) => x.args);
+  const npm = runs.filter((r) => /\bnpm\s+(ci|install|i)\b/.test(r));
+  if (npm.length === 0) out.push('no RUN installs the npm dependencies');
+  for (const r of npm) if (!/--omit=dev\b/.test(r)) out.push(`npm runs without --omit=dev: ${r}`);
+  for (const pkg of ['postgresql-client-15', 'openssh-client'])
+    if (!runs.some((r) => /apt-get\s+install/.test(r) && new RegExp(`(^|\\s)${pkg}(\\s|$)`).test(r))) out.push(`no RUN installs the Debian package ${pkg}`);
+  return out;
+}
+
+// --- .dockerignore and what the image holds ---------------------------------------------------------
+
+function dockerignoreRules(text: string): { re: RegExp; negate: boolean }[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .map((l) => {
+      const negate = l.startsWith('!');
+      const pattern = posix.normalize((negate ? l.slice(1) : l).replace(/^\/+/, ''));
+      let re = '';
+      for (let i = 0; i < pattern.length; i++) {
+        const ch = pattern[i];
+        if (ch === '*' && pattern[i + 1] === '*') {
+          re += '.*';
+          i++;
+        } else if (ch === '*') re += '[^/]*';
+        else if (ch === '?') re += '[^/]';
+        else re += ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+      }
+      return { re: new RegExp(`^${re}$`), negate };
+    });
+}
+
+/** Whether the build context leaves `rel` out, by Docker's rules (last match wins; a directory's match covers its contents). */
+export function dockerIgnored(rel: string, ignoreText: string): boolean {
+  const parts = rel.split('/');
+  const prefixes = parts.map((_p, i) => parts.slice(0, i + 1).join('/'));
+  let ignored = false;
+  for (const rule of dockerignoreRules(ignoreText)) {
+    if (prefixes.some((p) => rule.re.test(p))) {
+      ignored = !rule.negate;
+    }
+  }
+  return ignored;
+}
+
+const ENTRY_POINTS = ['bin/switchyard.js', 'src/client/cli.ts', 'src/worker.ts', 'src/workflows/index.ts', 'deploy/worker-healthcheck.js'];
+
+function resolveLocal(fromFile: string, spec: string): string | null {
+  const base = resolve(dirname(fromFile), spec);
+  const candidates = [base, `${base}.ts`, `${base}.js`, join(base, 'index.ts'), join(base, 'index.js')];
+  if (spec.endsWith('.js')) candidates.push(base.replace(/\.js$/, '.ts'));
+  return candidates.find((p) => existsSync(p) && statSync(p).isFile()) ?? null;
+}
+
+/** Files and packages reachable from the image's entry points; packages only through static imports. */
+function importGraph(): { files: Set<string>; packages: Map<string, string>; unresolved: string[] } {
+  const files = new Set<string>();
+  const packages = new Map<string, string>(); // package -> first importer
+  const unresolved: string[] = [];
+  const queue = ENTRY_POINTS.map((e) => join(ROOT, e)).filter((p) => existsSync(p));
+  while (queue.length > 0) {
+    const file = queue.shift() as string;
+    if (files.has(file)) continue;
+    files.add(file);
+    const src = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
+    const found: { spec: string; dynamic: boolean }[] = [];
+    // import/export … from '…' (the clause holds no ';' or quote, so a match never runs into the
+    // next statement); type-only imports are erased by tsx and load nothing.
+    for (const m of src.matchAll(/^\s*(?:import|export)\s+(type\s+)?(?:([^;'"]*?)\sfrom\s+)?['"]([^'"]+)['"]/gm)) {
+      const typeOnly = m[1] !== undefined || /^\{\s*type\s[^}]*\}$/.test((m[2] ?? '').trim()) && !/,\s*(?!type\s)[A-Za-z_$]/.test(m[2] ?? '');
+      if (!typeOnly) found.push({ spec: m[3], dynamic: false });
+    }
+    for (const m of src.matchAll(/\brequire(?:\.resolve)?\(\s*['"]([^'"]+)['"]\s*\)/g)) found.push({ spec: m[1], dynamic: false });
+    for (const m of src.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g)) found.push({ spec: m[1], dynamic: true });
+    for (const { spec, dynamic } of found) {
+      if (spec.startsWith('.')) {
+        const target = resolveLocal(file, spec);
+        if (target) queue.push(target);
+        else unresolved.push(`${relative(ROOT, file)}: ${spec}`);
+      } else if (!spec.startsWith('node:') && !builtinModules.includes(spec.split('/')[0]) && !dynamic) {
+        const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+        if (!packages.has(pkg)) packages.set(pkg, relative(ROOT, file));
+      }
+    }
+  }
+  return { files, packages, unresolved };
+}
+
+// =================================================================================================
+
+describe('docker-compose.yml', () => {
+  it('is valid by the Compose Specification JSON Schema', () => {
+    assert.deepEqual(schemaProblems(compose), []);
+  });
+
+  it('schema validation rejects what compose would reject', () => {
+    const problems = schemaProblems(
+      broken((c) => {
+        (c.services.worker as Record<string, unknown>).restrat = 'always';
+        (c.services.temporal.depends_on as Record<string, { condition: string }>)['temporal-db'].condition = 'service_happy';
+      }),
+    );
+    assert.ok(problems.some((p) => p.includes('"restrat"')), problems.join('\n'));
+    assert.ok(problems.some((p) => p.startsWith('/services/temporal/depends_on/temporal-db/condition must be equal to one of the allowed values')), problems.join('\n'));
+  });
+
+  it('interpolates like compose', () => {
+    assert.equal(interpolate('${A:-x}/${B-y}/${C:+z}/$$D/$E', { A: '', B: '', C: '1', E: 'e' }), 'x//z/$D/e');
+    assert.throws(() => interpolate('${NEED:?set NEED}', {}), /NEED is missing: set NEED/);
+  });
+
+  it('pins every image to a version', () => {
+    assert.deepEqual(imageProblems(compose), []);
+    for (const [ref, why] of [
+      ['postgres', /no tag/],
+      ['postgres:latest', /latest/],
+      ['postgres:15', /not a version/],
+      ['registry.example:5000/postgres', /no tag/],
+      ['temporalio/ui:${UI_VERSION:-2.55.0}', /variable/],
+    ] as const)
+      assert.match(imagePinProblem(ref) ?? 'pinned', why, ref);
+    assert.equal(imagePinProblem('registry.example:5000/team/pg:15.18@sha256:' + 'a'.repeat(64)), null);
+    assert.deepEqual(imageProblems(broken((c) => (c.services['temporal-ui'].image = 'temporalio/ui:latest'))), [
+      'temporal-ui: image "temporalio/ui:latest" uses the tag "latest": pin a version',
+    ]);
+  });
+
+  it('runs the Temporal server and its schema and setup jobs at one version', () => {
+    const tag = (img: string | undefined) => img?.split(':')[1];
+    const server = tag(compose.services.temporal.image);
+    const tools = Object.values(compose.services).filter((s) => s.image?.startsWith('temporalio/admin-tools:'));
+    assert.ok(server && tools.length >= 2);
+    for (const t of tools) assert.equal(tag(t.image), server, `${t.image} does not match temporalio/server:${server}`);
+  });
+
+  it('gives every health-gated dependency a healthcheck, and lets one-shot jobs complete', () => {
+    assert.deepEqual(dependencyProblems(compose), []);
+    assert.deepEqual(
+      dependencyProblems(
+        broken((c) => {
+          delete c.services['temporal-db'].healthcheck;
+          c.services['temporal-setup'].restart = 'unless-stopped';
+          (c.services.worker.depends_on as Record<string, { condition: string }>).ghost = { condition: 'service_started' };
+        }),
+      ).sort(),
+      [
+        'temporal waits for "temporal-db" to be healthy, but "temporal-db" has no healthcheck',
+        'temporal-schema waits for "temporal-db" to be healthy, but "temporal-db" has no healthcheck',
+        'worker depends on "ghost", which is not a service',
+        'worker waits for "temporal-setup" to complete, but "temporal-setup" restarts (unless-stopped) and never completes',
+      ],
+    );
+  });
+
+  it('builds the worker from ./Dockerfile with the topology mounted read-only', () => {
+    assert.deepEqual(workerProblems(compose), []);
+    const problems = workerProblems(
+      broken((c) => {
+        c.services.worker.build = { context: '.', dockerfile: 'deploy/Other.Dockerfile' };
+        const m = (c.services.worker.volumes ?? []).find((v): v is Mount => typeof v === 'object' && v.type === 'bind');
+        if (m) m.read_only = false;
+      }),
+    );
+    assert.deepEqual(problems, [
+      'worker: builds from deploy/Other.Dockerfile, not ./Dockerfile',
+      'worker: the topology at /etc/switchyard/switchyard.yaml must be a read-only bind mount',
+    ]);
+  });
+
+  it('keeps every secret out of the environment: passwords and keys are secret files', () => {
+    assert.deepEqual(secretProblems(compose), []);
+    const problems = secretProblems(
+      broken((c) => {
+        (c.services['temporal-db'].environment as EnvMap).POSTGRES_PASSWORD = 'hunter2';
+        (c.services.temporal.environment as EnvMap).POSTGRES_PWD = '${TEMPORAL_DB_PASSWORD}';
+        (c.services['temporal-schema'].environment as EnvMap).SQL_PASSWORD_FILE = '/run/secrets/not_given';
+        c.services.worker.env_file = ['.env'];
+        (c.secrets as Record<string, { file?: string; environment?: string }>).switchyard_pg_password = { environment: 'PG_PASSWORD' };
+      }),
+    );
+    assert.deepEqual(problems.sort(), [
+      'secret switchyard_pg_password: not a file (file: ./deploy/secrets/switchyard_pg_password)',
+      'temporal-db: POSTGRES_PASSWORD is set inline; give it as a secret file (POSTGRES_PASSWORD_FILE=/run/secrets/…)',
+      'temporal-schema: SQL_PASSWORD_FILE=/run/secrets/not_given, but that secret is not given to temporal-schema',
+      'temporal: POSTGRES_PWD is set inline; give it as a secret file (POSTGRES_PWD_FILE=/run/secrets/…)',
+      'temporal: POSTGRES_PWD takes the secret-looking variable TEMPORAL_DB_PASSWORD into the environment',
+      'worker: env_file may carry secrets into the environment; use secrets',
+    ]);
+  });
+
+  it('keeps the secret files out of git', (t) => {
+    if (!existsSync(join(ROOT, '.git'))) return t.skip('not a git checkout');
+    for (const [name, def] of Object.entries(compose.secrets ?? {})) {
+      const r = spawnSync('git', ['check-ignore', '-q', def.file as string], { cwd: ROOT });
+      assert.equal(r.status, 0, `secret ${name}: ${def.file} is not git-ignored`);
+    }
+  });
+
+  it('mounts the scripts the services run', () => {
+    for (const [name, s] of Object.entries(compose.services)) {
+      const entry = Array.isArray(s.entrypoint) ? s.entrypoint : [];
+      for (const arg of entry.filter((a) => a.endsWith('.sh'))) {
+        const m = (s.volumes ?? []).find((v): v is Mount => typeof v === 'object' && v.type === 'bind' && !!v.target && arg.startsWith(`${v.target}/`));
+        assert.ok(m && m.source, `${name}: ${arg} is not in a bind mount`);
+        assert.ok(m.read_only, `${name}: the mount holding ${arg} is writable`);
+        assert.ok(existsSync(join(ROOT, m.source, arg.slice((m.target as string).length))), `${name}: ${arg} does not exist in ${m.source}`);
+      }
+    }
+  });
+
+  it('registers exactly the search attributes the workflows use', () => {
+    const script = read('deploy/temporal/setup-namespace.sh');
+    const m = /SEARCH_ATTRIBUTES=\$\{SWITCHYARD_SEARCH_ATTRIBUTES:-([^}]*)\}/.exec(script);
+    assert.ok(m, 'setup-namespace.sh has no default SEARCH_ATTRIBUTES');
+    assert.deepEqual(m[1].split(/\s+/).sort(), SEARCH_ATTRIBUTES.map((k) => k.name).sort());
+    assert.ok(SEARCH_ATTRIBUTES.every((k) => k.type === 'KEYWORD'), 'setup-namespace.sh registers Keyword attributes only');
+    assert.match(compose.services['temporal-setup'].entrypoint?.toString() ?? '', /setup-namespace\.sh/);
+  });
+
+  it('runs `docker compose config` cleanly when the compose plugin is installed', (t) => {
+    const version = spawnSync('docker', ['compose', 'version'], { encoding: 'utf8' });
+    if (version.error || version.status !== 0) return t.skip('no docker CLI with the compose plugin on this machine');
+    const env = { ...process.env, TEMPORAL_NAMESPACE: '', SWITCHYARD_TOPOLOGY: '', SWITCHYARD_RETENTION: '' };
+    const ok = spawnSync('docker', ['compose', '-f', 'docker-compose.yml', 'config', '--quiet'], { cwd: ROOT, encoding: 'utf8', env });
+    assert.equal(ok.status, 0, `docker compose config failed:\n${ok.stderr}`);
+    // and it does reject a broken file (a dependency on a service that does not exist)
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-compose-'));
+    try {
+      const bad = join(dir, 'docker-compose.yml');
+      writeFileSync(bad, composeText.replace('      temporal-setup:\n        condition: service_completed_successfully', '      ghost:\n        condition: service_completed_successfully'));
+      const r = spawnSync('docker', ['compose', '--project-directory', ROOT, '-f', bad, 'config', '--quiet'], { cwd: ROOT, encoding: 'utf8', env });
+      assert.notEqual(r.status, 0, 'docker compose config accepted a dependency on a missing service');
+      assert.match(r.stderr, /ghost/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('Dockerfile and .dockerignore', () => {
+  it('passes the lint: pinned FROM, non-root USER, no remote ADD, the worker entrypoint, a HEALTHCHECK', () => {
+    assert.deepEqual(dockerfileProblems(dockerfileText), []);
+  });
+
+  it('the lint catches a broken Dockerfile', () => {
+    const bad = dockerfileText
+      .replace(/^FROM node:[^\s]+ AS runtime$/m, 'FROM node:latest AS runtime')
+      .replace(/^USER switchyard$/m, 'USER root')
+      .replace(/--omit=dev /, '')
+      .replace(/^ENTRYPOINT .*$/m, 'ENTRYPOINT node bin/switchyard.js worker\nADD https://example.com/x.tgz /tmp/');
+    const lineOf = (start: string) => bad.split('\n').findIndex((l) => l.startsWith(start)) + 1;
+    const problems = dockerfileProblems(bad);
+    const expected = [
+      `line ${lineOf('FROM node:latest')}: FROM "node:latest" uses the tag "latest": pin a version`,
+      `line ${lineOf('ADD https')}: ADD fetches from the network (https://example.com/x.tgz /tmp/)`,
+      'the final stage runs as root',
+      'ENTRYPOINT is "node bin/switchyard.js worker", expected ["node","bin/switchyard.js","worker"] (exec form)',
+    ];
+    for (const e of expected) assert.ok(problems.includes(e), `missing "${e}" in:\n${problems.join('\n')}`);
+    assert.ok(problems.some((p) => p.startsWith('npm runs without --omit=dev: npm install')), problems.join('\n'));
+    assert.equal(problems.length, expected.length + 1, problems.join('\n'));
+    assert.deepEqual(dockerfileProblems('FROM debian\nRUN true\n').slice(0, 2), ['line 1: FROM "debian" has no tag: pin a version such as name:1.2.3', 'the final stage sets no USER: the worker would run as root']);
+  });
+
+  it('.dockerignore keeps local state, tools, history and secrets out of the build context', () => {
+    const ignore = read('.dockerignore');
+    for (const p of ['node_modules', '.tools', '.sandbox', '.git', 'node_modules/pg/index.js', 'deploy/secrets/switchyard_ssh_key', 'switchyard.yaml'])
+      assert.ok(dockerIgnored(p, ignore), `${p} would be sent to the build`);
+    for (const p of ['package.json', 'package-lock.json', 'bin/switchyard.js', 'src/worker.ts', 'deploy/worker-healthcheck.js'])
+      assert.ok(!dockerIgnored(p, ignore), `${p} would be left out of the image`);
+  });
+
+  it('the image holds every file and production package the worker and the CLI load', (t) => {
+    if (!existsSync(join(ROOT, 'src/worker.ts'))) return t.skip('src/worker.ts does not exist yet');
+    const ignore = read('.dockerignore');
+    const { files, packages, unresolved } = importGraph();
+    assert.deepEqual(unresolved, [], 'relative imports that resolve to no file');
+    const missing = [...files].map((f) => relative(ROOT, f)).filter((f) => dockerIgnored(f, ignore));
+    assert.deepEqual(missing, [], 'loaded by the worker or the CLI but left out by .dockerignore');
+    // what `npm install --omit=dev` installs: the lock file's packages not marked dev
+    const lock = JSON.parse(read('package-lock.json')) as { packages: Record<string, { dev?: boolean }> };
+    const notInImage = [...packages].filter(([pkg]) => {
+      const entry = lock.packages[`node_modules/${pkg}`];
+      return !entry || entry.dev === true;
+    });
+    assert.deepEqual(notInImage, [], 'imported at load time but not a production dependency (package, importer)');
+    assert.ok(files.size > 5 && packages.has('@temporalio/worker'), `the import scan found too little: ${files.size} files`);
+  });
+});
+
+describe('deploy/', () => {
+  it('the vendored Compose schema is the file its README names', () => {
+    const readme = read('deploy/schema/README.md');
+    const sha = /sha256 of compose-spec\.json: `([0-9a-f]{64})`/.exec(readme)?.[1];
+    assert.ok(sha, 'deploy/schema/README.md records no sha256');
+    assert.equal(createHash('sha256').update(readFileSync(join(ROOT, SCHEMA_FILE))).digest('hex'), sha);
+    assert.match(readme, /module: `github\.com\/compose-spec\/compose-go\/v2`/);
+    assert.equal(composeSchema.title, 'Compose Specification');
+    assert.ok(existsSync(join(ROOT, 'deploy/schema/LICENSE')) && existsSync(join(ROOT, 'deploy/schema/NOTICE')));
+  });
+
+  it('the example topology loads, and takes every secret from a file compose gives the worker', () => {
+    const text = read('deploy/switchyard.example.yaml');
+    parseTopology(text, 'deploy/switchyard.example.yaml');
+    const refs: { file?: string; env?: string }[] = [];
+    const walk = (v: unknown) => {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (v && typeof v === 'object') {
+        const o = v as Record<string, unknown>;
+        const keys = Object.keys(o);
+        if (keys.length === 1 && (keys[0] === 'file' || keys[0] === 'env') && typeof o[keys[0]] === 'string') refs.push(o as { file?: string; env?: string });
+        else Object.values(o).forEach(walk);
+      }
+    };
+    walk(parseYaml(text));
+    const granted = grantedSecrets(compose.services.worker);
+    const usedByEnv = new Set(envEntries(compose.services.worker).map(([, v]) => v));
+    assert.ok(refs.length >= 3, 'the example names too few secrets');
+    for (const r of refs) {
+      assert.equal(r.env, undefined, `the example takes a secret from the environment variable ${r.env}; compose gives files`);
+      assert.ok(r.file && granted.has(r.file), `the example reads ${r.file}, which compose does not give the worker`);
+    }
+    for (const path of granted.keys())
+      assert.ok(refs.some((r) => r.file === path) || usedByEnv.has(path), `the worker is given ${path}, but nothing reads it`);
+  });
+
+  it('every shell script parses', () => {
+    const scripts = ['deploy/init-secrets.sh', 'deploy/schema/update.sh', ...readdirSync(join(ROOT, 'deploy/temporal')).filter((f) => f.endsWith('.sh')).map((f) => `deploy/temporal/${f}`)];
+    for (const s of scripts) {
+      assert.match(read(s), /^#!\/bin\/sh\n/, `${s}: expected a POSIX sh script (Temporal's images are Alpine: no bash)`);
+      const r = spawnSync('sh', ['-n', join(ROOT, s)], { encoding: 'utf8' });
+      assert.equal(r.status, 0, `${s}: ${r.stderr}`);
+    }
+  });
+});
+
+// --- against a real Temporal dev server ------------------------------------------------------------
+
+function temporalCli(): string | null {
+  const file = join(ROOT, '.tools/paths.json');
+  if (!existsSync(file)) return null;
+  const p = (JSON.parse(readFileSync(file, 'utf8')) as { temporal?: string }).temporal;
+  return p && existsSync(p) ? p : null;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.once('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (addr && typeof addr === 'object' ? ok(addr.port) : fail(new Error('no port'))));
+    });
+  });
+}
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((ok) => {
+    const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      ok({ code, out });
+    });
+  });
+}
+
+describe('deploy scripts against a real Temporal dev server', () => {
+  const cli = temporalCli();
+  let server: ChildProcess | undefined;
+  let dir = '';
+  let address = '';
+  const namespace = 'compose-test';
+  const env = () => ({ ...process.env, PATH: `${dirname(cli as string)}:${process.env.PATH ?? ''}`, TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: namespace });
+
+  before(async () => {
+    if (!cli) return;
+    dir = mkdtempSync(join(tmpdir(), 'switchyard-test-compose-'));
+    const [grpc, http, metrics] = [await freePort(), await freePort(), await freePort()];
+    address = `127.0.0.1:${grpc}`;
+    server = spawn(
+      cli,
+      ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(grpc), '--http-port', String(http), '--metrics-port', String(metrics), '--db-filename', join(dir, 'temporal.db'), '--log-level', 'error'],
+      { stdio: 'ignore' },
+    );
+  });
+
+  after(async () => {
+    if (server && server.exitCode === null) {
+      const exited = new Promise((ok) => server?.once('exit', ok));
+      server.kill('SIGTERM');
+      await Promise.race([exited, new Promise((ok) => setTimeout(ok, 10_000))]);
+      if (server.exitCode === null) server.kill('SIGKILL');
+    }
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('setup-namespace.sh creates the namespace and the search attributes, and a second run changes nothing', async (t) => {
+    if (!cli) return t.skip('the Temporal CLI is not installed (run scripts/setup.sh)');
+    const script = join(ROOT, 'deploy/temporal/setup-namespace.sh');
+    const first = await run('sh', [script], env());
+    assert.equal(first.code, 0, first.out);
+    for (const k of SEARCH_ATTRIBUTES) assert.match(first.out, new RegExp(`creating search attribute ${k.name} \\(Keyword\\)`));
+    const list = await run(cli as string, ['operator', 'search-attribute', 'list', '--address', address, '--namespace', namespace, '--output', 'json'], env());
+    assert.equal(list.code, 0, list.out);
+    const custom = (JSON.parse(list.out) as { customAttributes?: Record<string, string> }).customAttributes ?? {};
+    for (const k of SEARCH_ATTRIBUTES) assert.match(String(custom[k.name]), /KEYWORD|Keyword/, `${k.name} in ${list.out}`);
+    const second = await run('sh', [script], env());
+    assert.equal(second.code, 0, second.out);
+    assert.match(second.out, /namespace compose-test exists/);
+    assert.doesNotMatch(second.out, /creating/);
+  });
+
+  it('worker-healthcheck.js is healthy only while this host polls the task queue', async (t) => {
+    if (!cli) return t.skip('the Temporal CLI is not installed (run scripts/setup.sh)');
+    const check = join(ROOT, 'deploy/worker-healthcheck.js');
+    const before = await run(process.execPath, [check], env(), 30_000);
+    assert.equal(before.code, 1, before.out);
+    assert.match(before.out, /unhealthy: no workflow poller from host .* on task queue switchyard \(namespace compose-test\)/);
+
+    const { NativeConnection, Worker } = await import('@temporalio/worker');
+    const { workflowBundle } = await import('../support/temporal');
+    const connection = await NativeConnection.connect({ address });
+    const worker = await Worker.create({ connection, namespace, taskQueue: 'switchyard', workflowBundle: await workflowBundle(), activities: { noop: async () => undefined } });
+    const running = worker.run();
+    try {
+      let last = { code: null as number | null, out: '' };
+      for (let i = 0; i < 20; i++) {
+        last = await run(process.execPath, [check], env(), 30_000);
+        if (last.code === 0) break;
+        await new Promise((ok) => setTimeout(ok, 500));
+      }
+      assert.equal(last.code, 0, last.out);
+      assert.match(last.out, /^healthy/);
+    } finally {
+      worker.shutdown();
+      await running;
+      await connection.close();
+    }
+    const nowhere = await run(process.execPath, [check], { ...env(), TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` }, 30_000);
+    assert.equal(nowhere.code, 1);
+    assert.match(nowhere.out, /unhealthy: cannot ask Temporal/);
+  });
+});
