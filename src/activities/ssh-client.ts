@@ -37,34 +37,59 @@ export async function nodeSshConnect(cfg: SshConnectConfig): Promise<SshSessionL
     async exec(command, { timeoutMs, signal, onData }): Promise<SshExecResult> {
       let channel: ClientChannel | undefined;
       let timedOut = false;
+      const out: string[] = [];
+      const err: string[] = [];
       const stop = () => {
         try {
+          // Delivered by sshd as killpg() on the command's process group where it supports it.
           channel?.signal('KILL');
         } catch {
-          /* the server may not support signals; closing the channel is what matters */
+          /* the server may not support signals */
         }
         channel?.close();
       };
-      const timer = setTimeout(() => {
+      // sshd keeps the channel open until the command exits, so a command that ignores the
+      // signal would hold us forever: after a short grace the result is returned without it and
+      // the caller's close() drops the connection.
+      let giveUp: (() => void) | undefined;
+      const gaveUp = new Promise<'gave-up'>((resolve) => (giveUp = () => resolve('gave-up')));
+      let grace: NodeJS.Timeout | undefined;
+      const expire = () => {
         timedOut = true;
         stop();
-      }, timeoutMs);
-      signal?.addEventListener('abort', stop, { once: true });
+        grace = setTimeout(() => giveUp?.(), 1_000);
+      };
+      const timer = setTimeout(expire, timeoutMs);
+      const onAbort = () => {
+        stop();
+        grace = setTimeout(() => giveUp?.(), 1_000);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const running = ssh.execCommand(command, {
+        noTrim: true,
+        onChannel: (ch) => {
+          channel = ch;
+          if (timedOut || signal?.aborted) stop();
+        },
+        onStdout: (chunk) => {
+          out.push(chunk.toString('utf8'));
+          onData?.();
+        },
+        onStderr: (chunk) => {
+          err.push(chunk.toString('utf8'));
+          onData?.();
+        },
+      });
+      running.catch(() => undefined);
       try {
-        const r = await ssh.execCommand(command, {
-          noTrim: true,
-          onChannel: (ch) => {
-            channel = ch;
-            if (timedOut || signal?.aborted) stop();
-          },
-          onStdout: () => onData?.(),
-          onStderr: () => onData?.(),
-        });
+        const r = await Promise.race([running, gaveUp]);
+        if (r === 'gave-up') return { code: null, signal: null, stdout: out.join(''), stderr: err.join(''), timedOut };
         const stderr = lateError && r.code === null && !timedOut ? `${r.stderr}${r.stderr ? '\n' : ''}connection lost: ${lateError.message}` : r.stderr;
         return { code: timedOut ? null : r.code, signal: r.signal, stdout: r.stdout, stderr, timedOut };
       } finally {
         clearTimeout(timer);
-        signal?.removeEventListener('abort', stop);
+        clearTimeout(grace);
+        signal?.removeEventListener('abort', onAbort);
       }
     },
     close() {

@@ -29,13 +29,24 @@ export function tools(): Tools {
 export const RUN_AS = 'postgres';
 const isRoot = process.getuid?.() === 0;
 
-function postgresIds(): { uid: number; gid: number } {
+function postgresIds(): { uid: number; gid: number; home: string } {
   const line = readFileSync('/etc/passwd', 'utf8')
     .split('\n')
     .find((l) => l.startsWith(`${RUN_AS}:`));
   if (!line) throw new Error(`no OS user "${RUN_AS}"`);
   const f = line.split(':');
-  return { uid: Number(f[2]), gid: Number(f[3]) };
+  return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
+}
+
+/**
+ * spawn() options that run a program as the daemon user when we are root (setuid/setgid in the
+ * child, supplementary groups dropped: what `runuser -u postgres --` does, without runuser's
+ * two-second pause on every signal it forwards).
+ */
+function spawnAs(asRunAs: boolean | undefined, env: NodeJS.ProcessEnv | undefined): { uid?: number; gid?: number; env: NodeJS.ProcessEnv } {
+  if (!asRunAs || !isRoot) return { env: { ...process.env, ...env } };
+  const { uid, gid, home } = postgresIds();
+  return { uid, gid, env: { ...process.env, HOME: home, USER: RUN_AS, LOGNAME: RUN_AS, ...env } };
 }
 
 export function tempDir(label: string): string {
@@ -105,9 +116,8 @@ export interface RunResult {
 
 /** Run to completion; as the daemon user when `asRunAs`. Throws on a non-zero exit unless `allowFail`. */
 export function run(cmd: string, args: string[], opts: { asRunAs?: boolean; env?: NodeJS.ProcessEnv; allowFail?: boolean; cwd?: string } = {}): Promise<RunResult> {
-  const [file, argv] = opts.asRunAs && isRoot ? ['runuser', ['-u', RUN_AS, '--', cmd, ...args]] : [cmd, args];
   return new Promise((resolve, reject) => {
-    const child = spawn(file, argv, { env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? '/', stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { ...spawnAs(opts.asRunAs, opts.env), cwd: opts.cwd ?? '/', stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -144,8 +154,7 @@ export class Daemon {
   }
 
   static start(name: string, cmd: string, args: string[], opts: { asRunAs?: boolean; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Daemon {
-    const [file, argv] = opts.asRunAs && isRoot ? ['runuser', ['-u', RUN_AS, '--', cmd, ...args]] : [cmd, args];
-    const child = spawn(file, argv, { env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? '/', detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { ...spawnAs(opts.asRunAs, opts.env), cwd: opts.cwd ?? '/', detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     child.on('error', () => undefined);
     return new Daemon(name, child);
   }
