@@ -61,7 +61,7 @@ done
 # Check the outcome, not only the exit codes: every attribute must now be listed as a Keyword.
 existing=$(temporal operator search-attribute list --address "$address" --namespace "$NAMESPACE")
 for name in $SEARCH_ATTRIBUTES; do
-  if ! printf '%s\n' "$existing" | awk -v n="$name" '$1 == n && $2 == "Keyword" { found = 1 } END { exit !found }'; then
+  if ! printf '%s\n' "$existing" | awk -v n="$name" '$1 == n && toupper($2) ~ /(^|_)KEYWORD$/ { found = 1 } END { exit !found }'; then
     echo "setup-namespace: search attribute $name is not registered as Keyword:" >&2
     printf '%s\n' "$existing" >&2
     exit 1

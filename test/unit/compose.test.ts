@@ -774,6 +774,22 @@ describe('deploy scripts against a real Temporal dev server', () => {
     assert.doesNotMatch(second.out, /creating/);
   });
 
+  it('setup-namespace.sh fails when an attribute exists with another type', async (t) => {
+    if (!cli) return t.skip('the Temporal CLI is not installed (run scripts/setup.sh)');
+    const ns = 'compose-test-wrong-type';
+    const make = await run(cli as string, ['operator', 'namespace', 'create', '--address', address, '--namespace', ns], env());
+    assert.equal(make.code, 0, make.out);
+    let made = { code: null as number | null, out: '' };
+    for (let i = 0; i < 20 && made.code !== 0; i++) {
+      made = await run(cli as string, ['operator', 'search-attribute', 'create', '--address', address, '--namespace', ns, '--name', 'SwitchyardStep', '--type', 'Text'], env());
+      if (made.code !== 0) await new Promise((ok) => setTimeout(ok, 500));
+    }
+    assert.equal(made.code, 0, made.out);
+    const r = await run('sh', [join(ROOT, 'deploy/temporal/setup-namespace.sh')], { ...env(), TEMPORAL_NAMESPACE: ns });
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /search attribute SwitchyardStep is not registered as Keyword/);
+  });
+
   it('worker-healthcheck.js is healthy only while this host polls the task queue', async (t) => {
     if (!cli) return t.skip('the Temporal CLI is not installed (run scripts/setup.sh)');
     const check = join(ROOT, 'deploy/worker-healthcheck.js');
