@@ -57,8 +57,20 @@ export interface HaproxyServerState {
   port: number | null;
   /** srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping. */
   opState: number;
-  /** srv_admin_state bit field: 0 means no maintenance or drain of any kind. */
+  /** srv_admin_state bit field (see `takesTraffic`). */
   adminState: number;
+}
+
+/** srv_admin_state bits that keep new connections away: FMAINT, IMAINT, RMAINT (0x23) and FDRAIN, IDRAIN (0x18). */
+const ADMIN_OUT_OF_ROTATION = 0x23 | 0x18;
+
+/**
+ * Whether a server takes new connections by its admin state. Not simply "srv_admin_state 0": a
+ * server written `disabled` in the config keeps CMAINT (0x04) after `set server … state ready`,
+ * which only records where it started; HMAINT (0x40) only records an FQDN change.
+ */
+export function takesTraffic(s: HaproxyServerState): boolean {
+  return (s.adminState & ADMIN_OUT_OF_ROTATION) === 0;
 }
 
 /** Parse the answer of `show servers state <backend>` (format version 1). */
@@ -90,8 +102,9 @@ const OP_STATE = ['stopped', 'starting', 'running', 'stopping'];
 function haproxyState(d: Driver<'haproxy'>, servers: HaproxyServerState[]): TrafficState {
   const base = { driver: d.name, kind: d.kind } as const;
   const siteOf = new Map(Object.entries(d.servers).map(([site, srv]) => [srv, site]));
-  const active = servers.filter((s) => s.adminState === 0);
-  const list = servers.map((s) => `${s.name}:${s.adminState === 0 ? 'ready' : `maint(${s.adminState})`}/${OP_STATE[s.opState] ?? s.opState}`).join(', ');
+  const active = servers.filter(takesTraffic);
+  const admin = (s: HaproxyServerState) => (takesTraffic(s) ? 'ready' : s.adminState & 0x23 ? 'maint' : 'drain');
+  const list = servers.map((s) => `${s.name}:${admin(s)}/${OP_STATE[s.opState] ?? s.opState}`).join(', ');
   if (active.length !== 1) {
     return { ...base, site: null, target: null, detail: `${active.length === 0 ? 'no server' : `${active.length} servers`} of backend ${d.backend} in ready state (${list})` };
   }
@@ -216,7 +229,7 @@ export function trafficActivities(rt: Runtime) {
     const want = d.servers[site];
     const servers = await hapServers(d);
     if (!servers.some((s) => s.name === want)) throw configError(`backend ${d.backend} has no server "${want}" (named for site "${site}"); it has: ${servers.map((s) => s.name).join(', ') || 'none'}`);
-    const wasActive = servers.filter((s) => s.adminState === 0 && s.name !== want);
+    const wasActive = servers.filter((s) => takesTraffic(s) && s.name !== want);
     await hapDo(d, `set server ${d.backend}/${want} state ready`);
     // Everything else out of rotation, so exactly one server takes new connections.
     for (const s of servers) if (s.name !== want) await hapDo(d, `set server ${d.backend}/${s.name} state maint`);
