@@ -29,5 +29,6 @@ export type Activities = ReturnType<typeof createActivities>;
 export type { ActivityDeps, ActivityTimeouts, Ec2ClientConfig, PgClientLike, SshConnectConfig, SshExecResult, SshSessionLike } from './deps';
 export { DEFAULT_TIMEOUTS } from './deps';
 export { ErrorType } from './common';
+export { MAX_OUTPUT_CHARS } from './remote';
 export type { NotifyInput } from './notify';
 export * from './types';

@@ -1,0 +1,184 @@
+/**
+ * The SSH activities with a fake transport: the pinned-key check itself (the fake presents a key
+ * to the real verifier), how connection failures are classified, what the transport is asked
+ * for, output limits, and that sessions are closed however a command ends.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { utils } from 'ssh2';
+import { createActivities, MAX_OUTPUT_CHARS, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
+import { fingerprint, hostKeyAlgorithms, parsePinnedKey } from '../../src/activities/remote';
+import { topologySchema, type Topology } from '../../src/topology/schema';
+
+const client = utils.generateKeyPairSync('ed25519');
+const real = utils.generateKeyPairSync('ed25519');
+const impostor = utils.generateKeyPairSync('ed25519');
+const blob = (pub: string) => Buffer.from(pub.split(' ')[1], 'base64');
+
+function topology(hostKey = real.public): Topology {
+  return topologySchema.parse({
+    version: 1,
+    clusters: {
+      main: {
+        preferredPrimary: 'dc1',
+        sites: { dc1: { services: { web: { host: 'app', start: ['svc', 'start'], stop: ['svc', 'stop'], status: ['svc', 'status'] } } }, dc2: {} },
+        hosts: {
+          app: { site: 'dc1', address: '127.0.5.5', port: 2222, user: 'deploy', hostKey },
+          h2: { site: 'dc2', address: '127.0.5.6', hostKey },
+        },
+        ssh: { user: 'ops', privateKey: { env: 'KEY' }, connectTimeoutSeconds: 7 },
+        postgres: {
+          user: 'u',
+          replication: { user: 'u' },
+          nodes: {
+            a: { site: 'dc1', sshHost: 'app', host: '10.0.0.1', dataDir: '/d', binDir: '/b', slot: 'a' },
+            b: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', dataDir: '/d', binDir: '/b', slot: 'b' },
+          },
+        },
+      },
+    },
+  });
+}
+
+/** A transport whose server presents `presents` and runs commands with `run`. */
+function transport(presents: string, run: (command: string) => { code: number | null; stdout?: string; stderr?: string } | Error = () => ({ code: 0 })) {
+  const log = { configs: [] as SshConnectConfig[], commands: [] as string[], closed: 0, opened: 0 };
+  const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
+    log.configs.push(cfg);
+    // What ssh2 does: refuse the handshake when the verifier says no.
+    if (!cfg.hostVerifier(blob(presents))) throw Object.assign(new Error('Handshake failed: host key verification failed'), { level: 'handshake' });
+    log.opened++;
+    return {
+      async exec(command) {
+        log.commands.push(command);
+        const r = run(command);
+        if (r instanceof Error) throw r;
+        return { code: r.code, signal: null, stdout: r.stdout ?? '', stderr: r.stderr ?? '', timedOut: false };
+      },
+      close() {
+        log.closed++;
+      },
+    };
+  };
+  return { ssh, log };
+}
+
+describe('pinned host keys', () => {
+  it('fingerprints exactly as ssh-keygen -l prints them', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-fp-'));
+    try {
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'k')]);
+      const pub = readFileSync(join(dir, 'k.pub'), 'utf8');
+      const expected = execFileSync('ssh-keygen', ['-lf', join(dir, 'k.pub')], { encoding: 'utf8' }).split(' ')[1];
+      assert.equal(parsePinnedKey(pub).fingerprint, expected);
+      assert.equal(fingerprint(blob(pub)), expected);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a pinned line whose key data is of another type than it says', () => {
+    const rsaLabelled = `ssh-rsa ${real.public.split(' ')[1]}`;
+    assert.throws(() => parsePinnedKey(rsaLabelled), { type: 'ConfigError' });
+  });
+
+  it('offers only the pinned key\'s algorithms, so the server shows the pinned key', () => {
+    assert.deepEqual(hostKeyAlgorithms('ssh-ed25519'), ['ssh-ed25519']);
+    assert.deepEqual(hostKeyAlgorithms('ssh-rsa'), ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
+  });
+
+  it('connects with the pinned key, the host\'s user, the private key and the configured timeout', async () => {
+    const t = transport(real.public, () => ({ code: 0, stdout: 'app-host\n' }));
+    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
+    const c = await act.sshCheck({ cluster: 'main', host: 'app' });
+    assert.deepEqual([c.ok, c.outcome, c.address, c.port, c.site], [true, 'ok', '127.0.5.5', 2222, 'dc1']);
+    assert.match(c.detail, /matches the pinned key; uname -n: app-host$/);
+    const cfg = t.log.configs[0];
+    assert.deepEqual([cfg.host, cfg.port, cfg.username, cfg.privateKey, cfg.readyTimeout, cfg.hostKeyAlgorithms], ['127.0.5.5', 2222, 'deploy', client.private, 7000, ['ssh-ed25519']]);
+    assert.deepEqual(t.log.commands, ['uname -n']);
+    assert.equal(t.log.closed, t.log.opened);
+  });
+
+  it('refuses a changed key: mismatch in sshCheck, non-retryable HostKeyMismatch for actions, nothing run', async () => {
+    const t = transport(impostor.public);
+    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
+    const c = await act.sshCheck({ cluster: 'main', host: 'app' });
+    assert.deepEqual([c.ok, c.outcome], [false, 'host-key-mismatch']);
+    assert.equal(c.detail, `host key mismatch for app (127.0.5.5:2222): presented ${fingerprint(blob(impostor.public))} pinned ${fingerprint(blob(real.public))}`);
+    await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: ['rm', '-rf', '/data'] }), { type: 'HostKeyMismatch', nonRetryable: true });
+    await assert.rejects(act.serviceStart({ cluster: 'main', site: 'dc1', service: 'web' }), { type: 'HostKeyMismatch' });
+    assert.deepEqual(t.log.commands, []);
+    const s = await act.serviceStatus({ cluster: 'main', site: 'dc1', service: 'web' });
+    assert.deepEqual([s.running, s.detail.startsWith('host key mismatch')], [null, true]);
+  });
+
+  it('an unusable private key is a ConfigError naming the reference, not the key', async () => {
+    const t = transport(real.public);
+    const act = createActivities({ topology: () => topology(), secret: async () => 'not a key at all, but secret-ish text', ssh: t.ssh });
+    await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: ['true'] }), (e: Error & { type?: string }) => {
+      assert.equal(e.type, 'ConfigError');
+      assert.match(e.message, /SSH private key from \{ env: KEY \} \(ssh\.privateKey of cluster "main"\) cannot be used/);
+      assert.ok(!e.message.includes('secret-ish'));
+      return true;
+    });
+    assert.equal(t.log.configs.length, 0);
+  });
+});
+
+describe('connection failures', () => {
+  const failing = (err: Error) => async (): Promise<SshSessionLike> => {
+    throw err;
+  };
+  const cases: [string, Error, string, string | undefined][] = [
+    ['refused', Object.assign(new Error('connect ECONNREFUSED 127.0.5.5:2222'), { code: 'ECONNREFUSED', level: 'client-socket' }), 'unreachable', undefined],
+    ['handshake timeout', Object.assign(new Error('Timed out while waiting for handshake'), { level: 'client-timeout' }), 'unreachable', undefined],
+    ['auth', Object.assign(new Error('All configured authentication methods failed'), { level: 'client-authentication' }), 'auth-failed', 'SshAuthFailed'],
+    ['protocol', new Error('Bad packet length 12345'), 'error', undefined],
+  ];
+  for (const [name, err, outcome, type] of cases) {
+    it(`${name}: sshCheck says ${outcome}; runRemote throws ${type ?? 'a retryable error'}`, async () => {
+      const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: failing(err) });
+      const c = await act.sshCheck({ cluster: 'main', host: 'app' });
+      assert.equal(c.outcome, outcome);
+      assert.ok(c.detail.includes(err.message));
+      const e = await act.runRemote({ cluster: 'main', host: 'app', argv: ['true'] }).then(
+        () => assert.fail('expected a rejection'),
+        (x: Error & { type?: string; nonRetryable?: boolean }) => x,
+      );
+      if (type) assert.deepEqual([e.type, e.nonRetryable], [type, true]);
+      else assert.notEqual(e.nonRetryable, true);
+    });
+  }
+});
+
+describe('runRemote', () => {
+  it('keeps the last 64 KiB of each stream', async () => {
+    const big = `${'a'.repeat(100_000)}THE-END`;
+    const t = transport(real.public, () => ({ code: 0, stdout: big, stderr: 'e' }));
+    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
+    const r = await act.runRemote({ cluster: 'main', host: 'app', argv: ['cat', 'big'] });
+    assert.ok(r.stdout.endsWith('THE-END'));
+    assert.ok(r.stdout.length < MAX_OUTPUT_CHARS + 100);
+    assert.match(r.stdout, /^\[…\d+ characters cut\]/);
+    assert.equal(r.stderr, 'e');
+  });
+
+  it('closes the session when the transport fails mid-command, and the error is retryable', async () => {
+    const t = transport(real.public, () => new Error('connection lost'));
+    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
+    await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: ['true'] }), (e: Error & { nonRetryable?: boolean }) => e.nonRetryable !== true);
+    assert.deepEqual([t.log.opened, t.log.closed], [1, 1]);
+  });
+
+  it('refuses an empty or non-string argv as a ConfigError', async () => {
+    const t = transport(real.public);
+    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
+    await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: [] }), { type: 'ConfigError' });
+    await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: [1 as unknown as string] }), { type: 'ConfigError' });
+    await assert.rejects(act.runRemote({ cluster: 'main', host: 'nope', argv: ['true'] }), { type: 'ConfigError', message: 'unknown host "nope" in cluster "main"; known: "app", "h2"' });
+  });
+});
