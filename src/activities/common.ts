@@ -166,6 +166,13 @@ export function cancellationSignal(): AbortSignal | undefined {
   return inActivity()?.cancellationSignal;
 }
 
+/** For one HTTP request: aborted at its timeout, or when the activity is cancelled. */
+export function requestSignal(timeoutMs: number): AbortSignal {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const cancelled = cancellationSignal();
+  return cancelled ? AbortSignal.any([timeout, cancelled]) : timeout;
+}
+
 export interface ActivityLogger {
   info(message: string, attrs?: Record<string, unknown>): void;
   warn(message: string, attrs?: Record<string, unknown>): void;

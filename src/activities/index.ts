@@ -3,9 +3,9 @@
  * hand in real or fake ones. Each takes one plain-JSON object naming things by name (cluster,
  * node, host, site, driver), resolves them in the worker's topology and returns plain JSON.
  */
-import { clusterLayout, type ClusterLayout } from '../topology/layout';
 import { Runtime, type ActivityDeps } from './deps';
 import { ec2Activities } from './ec2';
+import { createLayoutActivities } from './layout';
 import { notifyActivities } from './notify';
 import { postgresActivities } from './postgres';
 import { remoteActivities } from './remote';
@@ -14,8 +14,7 @@ import { trafficActivities } from './traffic';
 export function createActivities(deps: ActivityDeps) {
   const rt = new Runtime(deps);
   return {
-    /** The cluster's shape (names, sites, kinds; no secrets, no commands) for workflows to plan with. */
-    clusterLayout: rt.activity(async (input: { cluster: string }, call): Promise<ClusterLayout> => clusterLayout(input.cluster, call.top.cluster(input.cluster))),
+    ...createLayoutActivities(deps.topology),
     ...postgresActivities(rt),
     ...remoteActivities(rt),
     ...ec2Activities(rt),

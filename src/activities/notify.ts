@@ -3,7 +3,7 @@
  * logged and reported, never a reason for a runbook to fail. The URL is a secret (it usually
  * carries a token), so it never appears in results or logs.
  */
-import { errorMessage } from './common';
+import { errorMessage, requestSignal } from './common';
 import type { Runtime } from './deps';
 import type { NotifyResult } from './types';
 
@@ -48,7 +48,7 @@ export function notifyActivities(rt: Runtime) {
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify(body),
           redirect: 'manual',
-          signal: AbortSignal.timeout(rt.timeouts.httpMs),
+          signal: requestSignal(rt.timeouts.httpMs),
         });
         await res.body?.cancel().catch(() => undefined);
         if (res.status < 200 || res.status >= 300) return fail(`webhook answered HTTP ${res.status}`, res.status);

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { utils as ssh2utils } from 'ssh2';
 import type { HostConfig, ServiceConfig, SiteConfig } from '../topology/schema';
-import { cancellationSignal, configError, describeRef, errorMessage, ErrorType, heartbeat, pollUntil, type Resolver } from './common';
+import { cancellationSignal, configError, describeRef, errorMessage, ErrorType, heartbeat, pollUntil, requestSignal, type Resolver } from './common';
 import type { Call, Runtime, SshExecResult, SshSessionLike } from './deps';
 import { commandLine } from './shell';
 import type { MaintenanceState, RemoteCommandResult, ServiceState, SshCheck } from './types';
@@ -143,12 +143,15 @@ function tail(s: string): string {
 export async function execArgv(open: OpenSession, argv: readonly string[], timeoutSeconds: number): Promise<RemoteCommandResult> {
   const command = commandLine(argv);
   const beat = setInterval(() => heartbeat({ host: open.name }), 2_000);
+  const cancelled = cancellationSignal();
   let r: SshExecResult;
   try {
-    r = await open.session.exec(command, { timeoutMs: timeoutSeconds * 1000, signal: cancellationSignal(), onData: () => heartbeat({ host: open.name }) });
+    r = await open.session.exec(command, { timeoutMs: timeoutSeconds * 1000, signal: cancelled, onData: () => heartbeat({ host: open.name }) });
   } finally {
     clearInterval(beat);
   }
+  // The command was stopped because the activity was cancelled: report the cancellation itself.
+  if (cancelled?.aborted) throw cancelled.reason;
   return {
     host: open.name,
     command,
@@ -254,7 +257,7 @@ export function remoteActivities(rt: Runtime) {
   const readHttp = async (url: string | undefined): Promise<{ httpStatus: number | null; detail: string }> => {
     if (!url) return { httpStatus: null, detail: 'no app URL configured' };
     try {
-      const res = await rt.fetch(url, { method: 'GET', redirect: 'manual', signal: AbortSignal.timeout(rt.timeouts.httpMs) });
+      const res = await rt.fetch(url, { method: 'GET', redirect: 'manual', signal: requestSignal(rt.timeouts.httpMs) });
       await res.body?.cancel().catch(() => undefined);
       return { httpStatus: res.status, detail: `app answers ${res.status}` };
     } catch (err) {

@@ -9,8 +9,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { CancelledFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { utils } from 'ssh2';
-import { createActivities, MAX_OUTPUT_CHARS, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
+import { createActivities, MAX_OUTPUT_CHARS, type RemoteCommandResult, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
 import { fingerprint, hostKeyAlgorithms, parsePinnedKey } from '../../src/activities/remote';
 import { topologySchema, type Topology } from '../../src/topology/schema';
 
@@ -180,5 +182,54 @@ describe('runRemote', () => {
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: [] }), { type: 'ConfigError' });
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: [1 as unknown as string] }), { type: 'ConfigError' });
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'nope', argv: ['true'] }), { type: 'ConfigError', message: 'unknown host "nope" in cluster "main"; known: "app", "h2"' });
+  });
+});
+
+describe('inside an activity context', () => {
+  it('a running command heartbeats as output arrives', async () => {
+    const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
+      cfg.hostVerifier(blob(real.public));
+      return {
+        async exec(_command, opts) {
+          for (let i = 0; i < 3; i++) {
+            opts.onData?.();
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          return { code: 0, signal: null, stdout: 'done', stderr: '', timedOut: false };
+        },
+        close() {},
+      };
+    };
+    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh });
+    const env = new MockActivityEnvironment();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    const r = (await env.run(act.runRemote, { cluster: 'main', host: 'app', argv: ['long-job'] })) as RemoteCommandResult;
+    assert.equal(r.stdout, 'done');
+    assert.ok(beats.length >= 3, `${beats.length} heartbeats`);
+    assert.deepEqual(beats[0], { host: 'app' });
+  });
+
+  it('cancelling the activity stops the command and the activity reports the cancellation', async () => {
+    let aborted = false;
+    const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
+      cfg.hostVerifier(blob(real.public));
+      return {
+        exec: (_command, opts) =>
+          new Promise((resolve) => {
+            opts.signal?.addEventListener('abort', () => {
+              aborted = true;
+              resolve({ code: null, signal: 'KILL', stdout: '', stderr: '', timedOut: false });
+            });
+          }),
+        close() {},
+      };
+    };
+    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh });
+    const env = new MockActivityEnvironment();
+    const running = env.run(act.runRemote, { cluster: 'main', host: 'app', argv: ['sleep', '3600'] });
+    setTimeout(() => env.cancel(), 50);
+    await assert.rejects(running, (e: Error) => e instanceof CancelledFailure);
+    assert.equal(aborted, true);
   });
 });
