@@ -13,7 +13,10 @@ export interface PgNodeStatus {
   /** Why not, when not reachable (e.g. "connect ECONNREFUSED 127.0.2.1:5432"). */
   error?: string;
   inRecovery?: boolean;
-  /** Timeline from pg_control_checkpoint(). */
+  /**
+   * Timeline from pg_control_checkpoint(); on a primary, the timeline of the WAL it is writing
+   * when that is newer (right after a promotion, before the next checkpoint).
+   */
   timeline?: number;
   systemIdentifier?: string;
   serverVersion?: string;
