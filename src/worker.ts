@@ -7,7 +7,6 @@
 import { Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
-import { createLayoutActivities } from './activities/layout';
 import { createLogger, TemporalPinoLogger, type AppLogger } from './logging';
 import { loadTopology, resolveConfigPath } from './topology/load';
 import type { Topology } from './topology/schema';
@@ -82,7 +81,7 @@ export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worke
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
     ...(opts.identity ? { identity: opts.identity } : {}),
     workflowsPath: require.resolve('./workflows'),
-    activities: { ...createActivities({ topology: current }), ...createLayoutActivities(current) },
+    activities: createActivities({ topology: current }),
   });
   return { worker, reload, connection };
 }
