@@ -53,6 +53,7 @@ import {
   tcpBanner,
   tcpProbe,
   type RunAs,
+  type SweepSpec,
 } from './procs';
 import { readState, withLock, writeState, type SandboxState } from './state';
 import { svcCommand, writeTopology } from './topology';
@@ -436,14 +437,15 @@ function cleanClientEnv(): NodeJS.ProcessEnv {
 
 function temporalPlan(ctx: Ctx): SpawnPlan {
   const { l, tools } = ctx;
-  const address = `${l.shared}:${PORTS.temporal}`;
+  const t = l.temporal;
   return {
     cmd: tools.temporal,
     args: [
       'server', 'start-dev',
-      '--ip', l.shared,
-      '--port', String(PORTS.temporal),
-      '--ui-port', String(PORTS.temporalUi),
+      '--ip', t.host,
+      '--port', String(t.port),
+      '--ui-ip', t.uiHost,
+      '--ui-port', String(t.uiPort),
       '--db-filename', l.temporalDb,
       '--log-level', 'warn',
       '--ui-disable-news-fetch',
@@ -452,17 +454,21 @@ function temporalPlan(ctx: Ctx): SpawnPlan {
     cwd: l.dir,
     asSelf: true,
     timeoutMs: 90_000,
+    // "SERVING" from cluster health is not enough (the frontend answers before it can reach
+    // history): describing a workflow that does not exist goes all the way and says "not found".
     ready: async () => {
-      if (!(await tcpProbe(l.shared, PORTS.temporal, 500))) return false;
-      const r = await run(tools.temporal, ['operator', 'cluster', 'health', '--address', address], { env: cleanClientEnv(), timeoutMs: 10_000 });
-      return r.code === 0 && r.stdout.includes('SERVING');
+      if (!(await tcpProbe(t.host, t.port, 500))) return false;
+      const r = await run(tools.temporal, ['workflow', 'describe', '--address', t.address, '--workflow-id', 'switchyard-sandbox-probe', '--command-timeout', '3s'], {
+        env: cleanClientEnv(),
+        timeoutMs: 10_000,
+      });
+      return /not found/i.test(r.stderr + r.stdout);
     },
   };
 }
 
 async function checkSearchAttributes(ctx: Ctx, spec: PartSpec): Promise<void> {
-  const address = `${ctx.l.shared}:${PORTS.temporal}`;
-  const r = await run(ctx.tools.temporal, ['operator', 'search-attribute', 'list', '--address', address, '-o', 'json'], {
+  const r = await run(ctx.tools.temporal, ['operator', 'search-attribute', 'list', '--address', ctx.l.temporal.address, '-o', 'json'], {
     env: cleanClientEnv(),
     timeoutMs: 15_000,
   });
@@ -562,6 +568,20 @@ async function ensureSpawned(ctx: Ctx, spec: PartSpec): Promise<void> {
   await startSpawned(ctx, spec, planFor(ctx, spec));
 }
 
+/**
+ * SIGSTOP or SIGCONT a part's process group and wait until every process of the group shows it
+ * (signals are delivered asynchronously: /proc says "S" for a moment after kill() returned).
+ */
+async function signalAndSettle(pid: number, sig: 'SIGSTOP' | 'SIGCONT'): Promise<void> {
+  signalGroup(pid, sig);
+  const want = sig === 'SIGSTOP';
+  for (let i = 0; i < 100; i++) {
+    const group = listProcs().filter((p) => p.pgrp === pid && p.state !== 'Z' && p.state !== 'X');
+    if (group.every((p) => (p.state === 'T' || p.state === 't') === want)) return;
+    await sleep(20);
+  }
+}
+
 /** SIGTERM (after SIGCONT) to the group, SIGKILL after graceMs. */
 async function terminate(pid: number, graceMs: number): Promise<void> {
   signalGroup(pid, 'SIGTERM');
@@ -645,7 +665,7 @@ async function partStatus(l: Layout, state: SandboxState | null, spec: PartSpec,
     part.url = `postgresql://switchyard:${encodeURIComponent(pgPassword)}@${spec.address}:${spec.port}/postgres`;
   if (spec.kind === 'app') part.url = `http://${spec.address}:${spec.port}/`;
   if (spec.kind === 'ec2') part.url = ec2Endpoint(l);
-  if (spec.kind === 'temporal') part.url = `http://${spec.address}:${PORTS.temporalUi}`;
+  if (spec.kind === 'temporal') part.url = l.temporal.ui;
   if (pid === null) {
     part.detail = enabled ? 'not running' : 'stopped (not enabled)';
     return part;
@@ -671,7 +691,7 @@ async function statusOf(l: Layout, state: SandboxState | null): Promise<SandboxS
   }
   return {
     config: l.topologyFile,
-    temporal: { address: `${l.shared}:${PORTS.temporal}`, ui: `http://${l.shared}:${PORTS.temporalUi}` },
+    temporal: { address: l.temporal.address, ui: l.temporal.ui },
     parts: await Promise.all(l.parts.map((spec) => partStatus(l, state, spec, pw))),
   };
 }
@@ -786,7 +806,7 @@ async function dumpFrontState(l: Layout): Promise<void> {
 async function stopOne(ctx: Ctx, spec: PartSpec, how: StopHow): Promise<void> {
   const pid = pidOf(ctx.l, ctx.state, spec);
   if (how === 'pause') {
-    if (pid) signalGroup(pid, 'SIGSTOP');
+    if (pid) await signalAndSettle(pid, 'SIGSTOP');
     return;
   }
   if (how === 'kill') {
@@ -835,7 +855,7 @@ export async function startPart(opts: SandboxOptions, name: string): Promise<voi
     for (const spec of specs) {
       const pid = pidOf(ctx.l, ctx.state, spec);
       if (pid && isPaused(pid)) {
-        signalGroup(pid, 'SIGCONT');
+        await signalAndSettle(pid, 'SIGCONT');
         continue;
       }
       if (pid && (await answers(spec))) continue;
@@ -866,8 +886,16 @@ function knownPids(l: Layout, state: SandboxState | null): number[] {
   return l.parts.map((spec) => pidOf(l, state, spec)).filter((p): p is number => p !== null);
 }
 
-function sweepSpec(l: Layout, state: SandboxState | null) {
-  return { dir: l.dir, ownsSocket: ownsSocket(l), known: knownPids(l, state) };
+function sweepSpec(l: Layout, state: SandboxState | null): SweepSpec {
+  let socketUid = state?.runAs.uid;
+  if (socketUid === undefined) {
+    try {
+      socketUid = resolveRunAs().uid;
+    } catch {
+      socketUid = -1;
+    }
+  }
+  return { dir: l.dir, ownsSocket: ownsSocket(l), socketUid, known: knownPids(l, state) };
 }
 
 /** SIGKILL every process of the sandbox until none is left (or attempts run out); returns leftovers. */

@@ -1,7 +1,8 @@
 /**
  * Where everything of a sandbox lives: addresses, ports and paths. Pure; no side effects.
  *
- *   127.{net}.0.1   shared: temporal :7233 (UI :8233), front :15432 (admin :19999), ec2 :15000
+ *   127.{net}.0.1   shared: temporal UI :8233, front :15432 (admin :19999), ec2 :15000
+ *   temporal        127.0.0.1:7233 on net 0, else 127.0.0.1:{17000 + net} (see temporalEndpoints)
  *   127.{net}.1.1   dc1-db   postgres :5432, sshd :2222
  *   127.{net}.1.2   dc1-app  app :8080, sshd :2222, services
  *   127.{net}.2.1   dc2-db
@@ -35,6 +36,20 @@ export const PORTS = {
   frontAdmin: 19999,
   ec2: 15000,
 } as const;
+
+/**
+ * Where Temporal listens. Not 127.{net}.0.1:7233 off net 0: `temporal server start-dev --ip X`
+ * (CLI 1.9.1) binds its internal history/matching/worker services on X but tells the frontend
+ * they are on 127.0.0.1, so with any X other than 127.0.0.1 (or 0.0.0.0, which we may not use)
+ * every workflow call fails with "context deadline exceeded" while cluster health says SERVING.
+ * So the frontend always binds 127.0.0.1, on 7233 for net 0 (the CLI's default address) and on
+ * 17000 + net otherwise; only the Web UI (which just dials the frontend) sits on 127.{net}.0.1.
+ */
+export function temporalEndpoints(net: number): { host: string; port: number; address: string; uiHost: string; uiPort: number; ui: string } {
+  const port = net === 0 ? PORTS.temporal : 17000 + net;
+  const uiHost = `127.${net}.0.1`;
+  return { host: '127.0.0.1', port, address: `127.0.0.1:${port}`, uiHost, uiPort: PORTS.temporalUi, ui: `http://${uiHost}:${PORTS.temporalUi}` };
+}
 
 export const EC2_REGION = 'us-east-1';
 /** The Elastic IP (TEST-NET-2, data only: nothing is ever sent there). */
@@ -90,6 +105,7 @@ export interface Layout {
   net: number;
   cluster: string;
   shared: string;
+  temporal: ReturnType<typeof temporalEndpoints>;
   stateFile: string;
   lockFile: string;
   topologyFile: string;
@@ -136,13 +152,14 @@ export function makeLayout(dir: string, net: number, cluster: string): Layout {
   dir = resolve(dir).replace(/\/+$/, '') || '/';
   checkNet(net);
   const shared = `127.${net}.0.1`;
+  const temporal = temporalEndpoints(net);
   const logsDir = join(dir, 'logs');
   const secretsDir = join(dir, 'secrets');
   const hosts: HostLayout[] = [];
   const dbs: DbLayout[] = [];
   const apps: AppLayout[] = [];
   const parts: PartSpec[] = [
-    { name: 'temporal', site: null, kind: 'temporal', hostName: 'shared', address: shared, port: PORTS.temporal, log: join(logsDir, 'temporal.log') },
+    { name: 'temporal', site: null, kind: 'temporal', hostName: 'shared', address: temporal.host, port: temporal.port, log: join(logsDir, 'temporal.log') },
     { name: 'ec2', site: null, kind: 'ec2', hostName: 'shared', address: shared, port: PORTS.ec2, log: join(logsDir, 'ec2.log') },
     { name: 'front', site: null, kind: 'front', hostName: 'shared', address: shared, port: PORTS.front, log: join(logsDir, 'front.log') },
   ];
@@ -182,6 +199,7 @@ export function makeLayout(dir: string, net: number, cluster: string): Layout {
     net,
     cluster,
     shared,
+    temporal,
     stateFile: join(dir, 'state.json'),
     lockFile: `${dir}.lock`,
     topologyFile: join(dir, 'switchyard.yaml'),

@@ -339,6 +339,8 @@ export interface SweepSpec {
   dir: string;
   /** Addresses and ports that only this sandbox's processes hold sockets on. */
   ownsSocket: (address: string, port: number) => boolean;
+  /** Only processes of this user count by socket (the run-as user: sshd sessions, PostgreSQL). */
+  socketUid: number;
   /** Pids known to belong to the sandbox (recorded parts); their descendants belong too. */
   known: number[];
 }
@@ -348,8 +350,8 @@ export interface SweepSpec {
  * - its command line mentions the sandbox dir (as the dir itself or a path inside it);
  * - its working directory is inside the dir and it has no terminal (PostgreSQL backends,
  *   moto; a person's shell that cd'ed there is left alone);
- * - it holds a TCP socket on one of the sandbox's own addresses and ports (sshd sessions
- *   whose listener is gone);
+ * - it runs as the run-as user and holds a TCP socket on one of the sandbox's own addresses
+ *   and ports (sshd sessions whose listener is gone);
  * - it descends from a known part process.
  */
 export function findSandboxProcesses(spec: SweepSpec): ProcInfo[] {
@@ -364,7 +366,7 @@ export function findSandboxProcesses(spec: SweepSpec): ProcInfo[] {
       if (cwd && (cwd === spec.dir || cwd.startsWith(spec.dir + '/'))) found.add(p.pid);
     }
   }
-  for (const pid of socketOwners(spec.ownsSocket, procs)) found.add(pid);
+  for (const pid of socketOwners(spec.ownsSocket, procs.filter((p) => p.uid === spec.socketUid))) found.add(pid);
   const roots = [...spec.known.filter((pid) => procs.some((p) => p.pid === pid)), ...found];
   for (const pid of roots) found.add(pid);
   for (const pid of descendantsOf(roots, procs)) found.add(pid);
