@@ -15,6 +15,8 @@ export interface Ec2Seed {
   instances: Record<string, { instanceId: string; privateIp: string }>;
   publicIp: string;
   allocationId: string;
+  /** What this call made (empty when everything was there already). */
+  created: string[];
 }
 
 export function ec2Endpoint(l: Layout): string {
@@ -43,6 +45,7 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
   const c = await ec2Client(l);
   try {
     const cluster = l.cluster;
+    const created: string[] = [];
     const tags = (extra: Record<string, string>): Tag[] =>
       Object.entries({ 'switchyard:cluster': cluster, ...extra }).map(([Key, Value]) => ({ Key, Value }));
     const byTag = (k: string, v: string) => ({ Name: `tag:${k}`, Values: [v] });
@@ -64,24 +67,29 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
         )
       ).ImageId!;
       await c.send(new sdk.CreateTagsCommand({ Resources: [imageId], Tags: tags({ Name: imageName }) }));
+      created.push(`image ${imageId}`);
     }
 
     // Network.
     let vpcId = (await c.send(new sdk.DescribeVpcsCommand({ Filters: [byTag('switchyard:cluster', cluster)] }))).Vpcs?.[0]?.VpcId;
-    if (!vpcId)
+    if (!vpcId) {
       vpcId = (
         await c.send(
           new sdk.CreateVpcCommand({ CidrBlock: '10.0.0.0/16', TagSpecifications: [{ ResourceType: 'vpc', Tags: tags({ Name: `${cluster}-vpc` }) }] }),
         )
       ).Vpc!.VpcId!;
+      created.push(`vpc ${vpcId}`);
+    }
     const subnets: Record<string, string> = {};
     for (const db of l.dbs) {
       const found = (
         await c.send(new sdk.DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [vpcId] }, byTag('switchyard:site', db.site)] }))
       ).Subnets?.[0]?.SubnetId;
-      subnets[db.site] =
-        found ??
-        (
+      if (found) {
+        subnets[db.site] = found;
+        continue;
+      }
+      subnets[db.site] = (
           await c.send(
             new sdk.CreateSubnetCommand({
               VpcId: vpcId,
@@ -91,6 +99,7 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
             }),
           )
         ).Subnet!.SubnetId!;
+      created.push(`subnet ${subnets[db.site]}`);
     }
     const sgName = `${cluster}-db`;
     let sgId = (
@@ -116,6 +125,7 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
           ],
         }),
       );
+      created.push(`security group ${sgId}`);
     }
 
     // One instance per database node.
@@ -151,12 +161,13 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
       );
       const inst = made.Instances![0];
       instances[db.node] = { instanceId: inst.InstanceId!, privateIp: inst.PrivateIpAddress ?? privateIpOf(db.site) };
+      created.push(`instance ${inst.InstanceId} (${db.node})`);
     }
 
     // The Elastic IP, on the preferred primary (dc1) when first made; left where it is afterwards.
     const existing = (await c.send(new sdk.DescribeAddressesCommand({ Filters: [{ Name: 'public-ip', Values: [ELASTIC_IP] }] }))).Addresses?.[0];
     let allocationId = existing?.AllocationId;
-    if (!allocationId)
+    if (!allocationId) {
       allocationId = (
         await c.send(
           new sdk.AllocateAddressCommand({
@@ -166,10 +177,14 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
           }),
         )
       ).AllocationId!;
-    if (!existing?.InstanceId && !existing?.NetworkInterfaceId)
+      created.push(`elastic IP ${ELASTIC_IP}`);
+    }
+    if (!existing?.InstanceId && !existing?.NetworkInterfaceId) {
       await c.send(new sdk.AssociateAddressCommand({ AllocationId: allocationId, InstanceId: instances[l.dbs[0].node].instanceId }));
+      created.push(`association of ${ELASTIC_IP} with ${l.dbs[0].node}`);
+    }
 
-    return { imageId, vpcId, instances, publicIp: ELASTIC_IP, allocationId };
+    return { imageId, vpcId, instances, publicIp: ELASTIC_IP, allocationId, created };
   } finally {
     c.destroy();
   }

@@ -413,7 +413,7 @@ async function startSpawned(ctx: Ctx, spec: PartSpec, plan: SpawnPlan): Promise<
   const t0 = Date.now();
   let pid: number;
   try {
-    pid = spawnDetached(plan.cmd, plan.args, { runAs: plan.asSelf ? selfRunAs() : ctx.runAs, log: spec.log, cwd: plan.cwd, env: plan.env });
+    pid = await spawnDetached(plan.cmd, plan.args, { runAs: plan.asSelf ? selfRunAs() : ctx.runAs, log: spec.log, cwd: plan.cwd, env: plan.env });
   } catch (err) {
     throw partError(spec, (err as Error).message);
   }
@@ -638,8 +638,10 @@ async function ensureEc2(ctx: Ctx, spec: PartSpec): Promise<void> {
   try {
     const t0 = Date.now();
     const seed = await seedEc2(ctx.l);
-    const ids = Object.entries(seed.instances).map(([n, i]) => `${n}=${i.instanceId}`).join(' ');
-    ctx.log(`ec2: seeded (${ids}, elastic IP ${seed.publicIp}; ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    if (seed.created.length) {
+      const ids = Object.entries(seed.instances).map(([n, i]) => `${n}=${i.instanceId}`).join(' ');
+      ctx.log(`ec2: seeded ${seed.created.length} resources (${ids}, elastic IP ${seed.publicIp}; ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    }
   } catch (err) {
     throw partError(spec, `seeding EC2 failed: ${(err as Error).message}`);
   }

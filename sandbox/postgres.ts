@@ -271,7 +271,8 @@ export async function ensurePrimaryNode(ctx: PgContext, primary: DbLayout, stand
     await initdb(ctx, primary);
     created = true;
   }
-  if (!postmasterPid(primary)) await startNode(ctx, primary);
+  const started = !postmasterPid(primary);
+  if (started) await startNode(ctx, primary);
   const marker = join(ctx.l.dir, primary.node, '.seeded');
   if (!existsSync(marker)) {
     if ((await isRecovering(ctx, primary)) === false) {
@@ -283,7 +284,7 @@ export async function ensurePrimaryNode(ctx: PgContext, primary: DbLayout, stand
       writeFileSync(marker, `${new Date().toISOString()}\n`);
     }
   }
-  ctx.log(`${primary.node}/postgres: ${created ? 'initialised and ' : ''}running (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  if (started) ctx.log(`${primary.node}/postgres: ${created ? 'initialised and ' : ''}started (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 }
 
 export async function ensureStandbyNode(ctx: PgContext, primary: DbLayout, standby: DbLayout): Promise<void> {
@@ -294,7 +295,8 @@ export async function ensureStandbyNode(ctx: PgContext, primary: DbLayout, stand
     await basebackup(ctx, primary, standby);
     created = true;
   }
-  if (!postmasterPid(standby)) await startNode(ctx, standby);
+  const started = !postmasterPid(standby);
+  if (started) await startNode(ctx, standby);
   // Streaming is required when the standby was just made; later (after a failover, with the
   // primary down …) it is whatever the runbooks left, and only reported.
   if (created) {
@@ -304,5 +306,5 @@ export async function ensureStandbyNode(ctx: PgContext, primary: DbLayout, stand
     const why = await waitStreaming(ctx, primary, standby, 5_000);
     if (why) ctx.log(`${standby.node}/postgres: warning: not streaming from ${primary.node} yet (${why})`);
   }
-  ctx.log(`${standby.node}/postgres: ${created ? `cloned from ${primary.node}, ` : ''}running${created ? ', streaming' : ''} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  if (started) ctx.log(`${standby.node}/postgres: ${created ? `cloned from ${primary.node}, ` : ''}started${created ? ', streaming' : ''} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 }

@@ -143,7 +143,11 @@ export function describeRun(cmd: string, r: RunResult): string {
  * Start a long-running process detached from us (own session and process group, so it survives
  * the CLI exiting and one signal to the group reaches all of it), output appended to `log`.
  */
-export function spawnDetached(cmd: string, args: readonly string[], opts: { runAs: RunAs; log: string; cwd: string; env?: NodeJS.ProcessEnv }): number {
+export async function spawnDetached(
+  cmd: string,
+  args: readonly string[],
+  opts: { runAs: RunAs; log: string; cwd: string; env?: NodeJS.ProcessEnv },
+): Promise<number> {
   const fd = openSync(opts.log, 'a', 0o644);
   try {
     if (opts.runAs.switching) fchownSync(fd, opts.runAs.uid, opts.runAs.gid);
@@ -154,11 +158,14 @@ export function spawnDetached(cmd: string, args: readonly string[], opts: { runA
       stdio: ['ignore', fd, fd],
       ...idOptions(opts.runAs),
     });
-    const pid = child.pid;
-    child.on('error', () => undefined); // reported through liveness and the log
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new Error(`cannot start ${cmd} as user ${opts.runAs.user}: ${err.code ?? err.message}${err.code === 'EACCES' ? ' (it, or its interpreter, is not executable by that user)' : ''}`)),
+      );
+    });
     child.unref();
-    if (pid === undefined) throw new Error(`cannot start ${cmd}`);
-    return pid;
+    return child.pid!;
   } finally {
     closeSync(fd);
   }
