@@ -140,9 +140,15 @@ interface Target {
   state: SandboxState | null;
 }
 
-function target(opts: SandboxOptions = {}): Target {
+function target(opts: SandboxOptions = {}, lenient = false): Target {
   const dir = sandboxDirFor(opts);
-  const state = readState(join(dir, 'state.json'));
+  let state: SandboxState | null;
+  try {
+    state = readState(join(dir, 'state.json'));
+  } catch (err) {
+    if (!lenient) throw err;
+    state = null; // down and the exit-time kill must work even on a damaged state file
+  }
   if (state && opts.net !== undefined && opts.net !== state.net)
     throw new Error(`sandbox: ${dir} was made with net ${state.net}, not ${opts.net}`);
   if (state && opts.cluster !== undefined && opts.cluster !== state.cluster)
@@ -164,7 +170,7 @@ interface Ctx {
 }
 
 function pgCtx(ctx: Ctx): PgContext {
-  return { l: ctx.l, runAs: ctx.runAs, tools: { binDir: ctx.tools.pgBinDir }, log: ctx.log };
+  return { l: ctx.l, runAs: ctx.runAs, tools: { binDir: ctx.tools.pgBinDir }, log: ctx.log, mayCreate: !ctx.state.initialized };
 }
 
 function save(ctx: Ctx): void {
@@ -918,9 +924,9 @@ function killAllSync(l: Layout, state: SandboxState | null, attempts = 5): strin
 
 export async function sandboxDown(opts: SandboxOptions = {}, log: (line: string) => void = noop): Promise<void> {
   const t0 = Date.now();
-  const { l } = target(opts);
+  const { l } = target(opts, true);
   await withLock(l.lockFile, async () => {
-    const state = readState(l.stateFile);
+    const { state } = target(opts, true);
     if (!state && !existsSync(l.dir)) {
       const left = killAllSync(l, null);
       if (left.length) throw new Error(`sandbox: processes of ${l.dir} survived SIGKILL: ${left.join('; ')}`);
@@ -939,7 +945,7 @@ export async function sandboxDown(opts: SandboxOptions = {}, log: (line: string)
     const pgStops = tools
       ? l.dbs.map(async (db) => {
           if (!postmasterPid(db)) return;
-          const ctx: PgContext = { l, runAs: resolveRunAs(), tools: { binDir: tools!.pgBinDir }, log };
+          const ctx: PgContext = { l, runAs: resolveRunAs(), tools: { binDir: tools!.pgBinDir }, log, mayCreate: false };
           const ok = await stopNode(ctx, db, 10).catch(() => false);
           log(`${db.node}/postgres: ${ok ? 'stopped' : 'did not stop cleanly'}`);
         })
@@ -967,7 +973,7 @@ export async function sandboxDown(opts: SandboxOptions = {}, log: (line: string)
  * sandbox and remove its directory. Prefer sandboxDown.
  */
 export function sandboxKillSync(opts: SandboxOptions = {}): void {
-  const { l, state } = target(opts);
+  const { l, state } = target(opts, true);
   killAllSync(l, state);
   rmSync(l.dir, { recursive: true, force: true });
   rmSync(l.lockFile, { force: true });

@@ -88,6 +88,11 @@ export interface PgContext {
   runAs: RunAs;
   tools: PgTools;
   log: (line: string) => void;
+  /**
+   * Data directories are made (initdb, pg_basebackup) only while the sandbox is being created.
+   * Afterwards a missing one is a runbook's business (a rejoin rebuilding it): never papered over.
+   */
+  mayCreate: boolean;
 }
 
 export class PgFailure extends Error {}
@@ -268,6 +273,7 @@ export async function ensurePrimaryNode(ctx: PgContext, primary: DbLayout, stand
   const t0 = Date.now();
   let created = false;
   if (!hasData(primary)) {
+    if (!ctx.mayCreate) fail(primary, `has no data directory (${primary.dataDir}); the sandbox makes it only when it is created (run down, then up, for a fresh one)`);
     await initdb(ctx, primary);
     created = true;
   }
@@ -291,6 +297,7 @@ export async function ensureStandbyNode(ctx: PgContext, primary: DbLayout, stand
   const t0 = Date.now();
   let created = false;
   if (!hasData(standby)) {
+    if (!ctx.mayCreate) fail(standby, `has no data directory (${standby.dataDir}); the sandbox makes it only when it is created (run down, then up, for a fresh one)`);
     if (!postmasterPid(primary)) fail(standby, `has no data yet and ${primary.node} (to clone it from) is not running`);
     await basebackup(ctx, primary, standby);
     created = true;
