@@ -13,6 +13,11 @@ import { formatReadiness, runReadiness } from './readiness';
 
 export class UsageError extends Error {}
 
+/** The sandbox module (pg, AWS SDK) loads only for the commands that use it. */
+function loadSandbox(): typeof import('../../sandbox') {
+  return require('../../sandbox') as typeof import('../../sandbox');
+}
+
 interface GlobalOpts {
   config?: string;
   address?: string;
@@ -23,7 +28,7 @@ interface GlobalOpts {
 export async function findConfig(flag: string | undefined, note: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<string> {
   const path = resolveConfigPath(flag);
   if (flag || process.env.SWITCHYARD_CONFIG || existsSync(path)) return path;
-  const { sandboxStatus } = await import('../../sandbox');
+  const { sandboxStatus } = loadSandbox();
   const sb = await sandboxStatus().catch(() => null);
   if (sb && existsSync(sb.config)) {
     note(`switchyard: no --config, SWITCHYARD_CONFIG or ./switchyard.yaml; using the running sandbox's topology ${sb.config}`);
@@ -55,7 +60,7 @@ export function buildProgram(): Command {
   sbOpts(sandbox.command('up').description('start Temporal, PostgreSQL primary + standby, sshd hosts, apps, services, the traffic front and the EC2 API'))
     .option('--json', 'print the status as JSON')
     .action(async (o: { dir?: string; net?: number; json?: boolean }) => {
-      const { sandboxUp } = await import('../../sandbox');
+      const { sandboxUp } = loadSandbox();
       const status = await sandboxUp({ dir: o.dir, net: o.net }, (line) => process.stderr.write(`${line}\n`));
       if (o.json) process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
       else {
@@ -64,13 +69,13 @@ export function buildProgram(): Command {
       }
     });
   sbOpts(sandbox.command('down').description('stop everything the sandbox started and remove its directory')).action(async (o: { dir?: string; net?: number }) => {
-    const { sandboxDown } = await import('../../sandbox');
+    const { sandboxDown } = loadSandbox();
     await sandboxDown({ dir: o.dir, net: o.net }, (line) => process.stderr.write(`${line}\n`));
   });
   sbOpts(sandbox.command('status').description('report every part of the sandbox'))
     .option('--json', 'print JSON')
     .action(async (o: { dir?: string; net?: number; json?: boolean }) => {
-      const { sandboxStatus } = await import('../../sandbox');
+      const { sandboxStatus } = loadSandbox();
       const status = await sandboxStatus({ dir: o.dir, net: o.net });
       if (!status) {
         if (o.json) process.stdout.write('null\n');
@@ -79,7 +84,7 @@ export function buildProgram(): Command {
         return;
       }
       process.stdout.write(o.json ? `${JSON.stringify(status, null, 2)}\n` : formatSandbox(status));
-      if (status.parts.some((p) => p.state !== 'running')) process.exitCode = 1;
+      if (status.parts.some((p) => p.state !== p.expected)) process.exitCode = 1;
     });
 
   // --- readiness ------------------------------------------------------------------------------
@@ -128,7 +133,7 @@ export function buildProgram(): Command {
     .command('demo')
     .description('the main job, end to end on a fresh sandbox (npm run demo)')
     .action(async () => {
-      const { runDemo } = await import('./demo');
+      const { runDemo } = require('./demo') as typeof import('./demo');
       await runDemo();
     });
 
@@ -141,12 +146,12 @@ function parseNet(v: string): number {
   return n;
 }
 
-export function formatSandbox(status: { config: string; temporal: { address: string; ui: string }; parts: { name: string; kind: string; host: string; port: number; pid: number | null; state: string }[] }): string {
+export function formatSandbox(status: { config: string; temporal: { address: string; ui: string }; parts: { name: string; kind: string; host: string; port: number; pid: number | null; state: string; expected: string; detail?: string }[] }): string {
   const w = Math.max(...status.parts.map((p) => p.name.length));
   return (
     `temporal  ${status.temporal.address}   UI ${status.temporal.ui}\n` +
     `topology  ${status.config}\n` +
-    status.parts.map((p) => `  ${p.state === 'running' ? 'up  ' : 'DOWN'}  ${p.name.padEnd(w)}  ${p.kind.padEnd(8)} ${p.host}:${p.port}${p.pid ? `  pid ${p.pid}` : ''}`).join('\n') +
+    status.parts.map((p) => `  ${p.state === p.expected ? (p.state === 'running' ? 'up  ' : 'off ') : p.state === 'running' ? 'UP? ' : 'DOWN'}  ${p.name.padEnd(w)}  ${p.kind.padEnd(8)} ${p.host}:${p.port}${p.pid ? `  pid ${p.pid}` : ''}${p.detail ? `  ${p.detail}` : ''}`).join('\n') +
     '\n'
   );
 }

@@ -83,6 +83,16 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
   const standbys = o.nodes.filter((n) => n !== primary && !(primaries.length > 1 && primaries.includes(n)));
   for (const s of standbys) {
     const name = `standby:${s.node}`;
+    // The primary's view of the standby's slot, whether or not the standby itself answers.
+    const slotName = layout.nodes.find((n) => n.name === s.node)?.slot;
+    if (primary && slotName) {
+      const slot = primary.slots?.find((sl) => sl.name === slotName);
+      check(
+        `slot:${s.node}`,
+        slot?.active === true,
+        slot ? `slot ${slotName} on ${primary.node} is ${slot.active ? 'active' : 'inactive'}` : `slot ${slotName} does not exist on ${primary.node}`,
+      );
+    }
     if (!s.reachable) {
       check(name, false, `${s.node} (${s.site}) is unreachable: ${s.error ?? 'no answer'}`);
       continue;
@@ -112,15 +122,6 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
         `lag:${s.node}`,
         within,
         `${formatBytes(lag.lagBytes)} behind (${lag.lagSeconds === null ? 'unknown' : `${lag.lagSeconds.toFixed(1)} s`}); bound ${formatBytes(layout.maxLagBytes)}`,
-      );
-    }
-    const slotName = layout.nodes.find((n) => n.name === s.node)?.slot;
-    if (primary && slotName) {
-      const slot = primary.slots?.find((sl) => sl.name === slotName);
-      check(
-        `slot:${s.node}`,
-        slot?.active === true,
-        slot ? `slot ${slotName} on ${primary.node} is ${slot.active ? 'active' : 'inactive'}` : `slot ${slotName} does not exist on ${primary.node}`,
       );
     }
   }
