@@ -57,6 +57,7 @@ import {
 } from './procs';
 import { readState, withLock, writeState, type SandboxState } from './state';
 import { svcCommand, writeTopology } from './topology';
+import { loadTools as loadBaseTools, type Tools as BaseTools } from '../src/tools';
 
 export interface SandboxOptions {
   dir?: string;
@@ -100,31 +101,14 @@ const noop = (): void => undefined;
 // ---------------------------------------------------------------------------------------------
 // Tools (from scripts/setup.sh)
 
-interface Tools {
-  temporal: string;
-  motoServer: string;
-  sshd: string;
-  sshKeygen: string;
-  haproxy: string;
-  pgBinDir: string;
-  node: string;
-}
+type Tools = BaseTools & { node: string };
 
 function loadTools(): Tools {
-  const file = join(REPO, '.tools', 'paths.json');
-  let data: Record<string, unknown>;
   try {
-    data = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    return { ...loadBaseTools(), node: process.execPath };
   } catch (err) {
-    throw new Error(`sandbox: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): run \`bash scripts/setup.sh\` first`);
+    throw new Error(`sandbox: ${(err as Error).message}`);
   }
-  const out: Partial<Tools> = { node: process.execPath };
-  for (const key of ['temporal', 'motoServer', 'sshd', 'sshKeygen', 'haproxy', 'pgBinDir'] as const) {
-    const p = data[key];
-    if (typeof p !== 'string' || !existsSync(p)) throw new Error(`sandbox: ${file}: ${key} ${JSON.stringify(p)} does not exist: run \`bash scripts/setup.sh\``);
-    out[key] = p;
-  }
-  return out as Tools;
 }
 
 // ---------------------------------------------------------------------------------------------

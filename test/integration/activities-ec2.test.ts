@@ -3,6 +3,7 @@
  * (127.0.92.1), with instances, volumes and addresses made through the real AWS SDK. Where the
  * address points afterwards is checked with the test's own client, not the activities' read.
  */
+import { loadTools } from '../../src/tools';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -22,7 +23,7 @@ import {
   type Instance,
 } from '@aws-sdk/client-ec2';
 import { createActivities, type Activities } from '../../src/activities';
-import { canConnect, Daemon, freePort, rejection, removeDir, tempDir, tools, topology, waitFor } from './activities-harness';
+import { canConnect, Daemon, freePort, rejection, removeDir, tempDir, topology, waitFor } from './activities-harness';
 
 const MOTO_ADDR = '127.0.92.1';
 const VIP = '10.0.1.100';
@@ -54,7 +55,7 @@ before(async () => {
   dir = tempDir('ec2');
   const port = await freePort(MOTO_ADDR);
   const deadPort = await freePort(MOTO_ADDR);
-  moto = Daemon.start('moto', tools().motoServer, ['-H', MOTO_ADDR, '-p', String(port)], { env: { MOTO_EC2_LOAD_DEFAULT_AMIS: 'false' }, cwd: dir });
+  moto = Daemon.start('moto', loadTools().motoServer, ['-H', MOTO_ADDR, '-p', String(port)], { env: { MOTO_EC2_LOAD_DEFAULT_AMIS: 'false' }, cwd: dir });
   await waitFor('moto_server to listen', async () => canConnect(MOTO_ADDR, port), 30_000).catch((err) => {
     throw new Error(`${err}\n${moto?.output}`);
   });

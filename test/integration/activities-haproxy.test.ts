@@ -3,6 +3,7 @@
  * two tiny TCP backends on 127.0.93.1. What counts is where a new client connection through the
  * front lands, and that clients of the old backend are cut off.
  */
+import { loadTools } from '../../src/tools';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { createServer, Socket, type Server } from 'node:net';
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createActivities, type Activities } from '../../src/activities';
 import { haproxyCommand } from '../../src/activities/traffic';
-import { canConnect, Daemon, freePort, rejection, removeDir, tempDir, tools, topology, waitFor } from './activities-harness';
+import { canConnect, Daemon, freePort, rejection, removeDir, tempDir, topology, waitFor } from './activities-harness';
 
 const ADDR = '127.0.93.1';
 
@@ -89,7 +90,7 @@ backend pg
   server pg-dc2 ${ADDR}:${ports.dc2} disabled
 `,
   );
-  haproxy = Daemon.start('haproxy', tools().haproxy, ['-db', '-f', cfg]);
+  haproxy = Daemon.start('haproxy', loadTools().haproxy, ['-db', '-f', cfg]);
   await waitFor('haproxy to listen', async () => (await canConnect(ADDR, front)) && (await canConnect(ADDR, admin))).catch((err) => {
     throw new Error(`${err}\n${haproxy?.output}`);
   });

@@ -12,18 +12,7 @@ import { stringify } from 'yaml';
 import { parseTopology } from '../../src/topology/load';
 import type { Topology, TopologyInput } from '../../src/topology/schema';
 
-export interface Tools {
-  temporal: string;
-  motoServer: string;
-  sshd: string;
-  sshKeygen: string;
-  haproxy: string;
-  pgBinDir: string;
-}
 
-export function tools(): Tools {
-  return JSON.parse(readFileSync(join(__dirname, '../../.tools/paths.json'), 'utf8')) as Tools;
-}
 
 /** Root runs the daemons as this OS user (PostgreSQL refuses root; sshd without root needs it too). */
 export const RUN_AS = 'postgres';

@@ -2,13 +2,14 @@
  * The PostgreSQL activities against a real primary and a streaming standby (initdb and
  * pg_basebackup as the postgres OS user, on 127.0.90.1 and 127.0.90.2), torn down in `after`.
  */
+import { loadTools } from '../../src/tools';
 import assert from 'node:assert/strict';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createActivities, type Activities } from '../../src/activities';
-import { Daemon, freePort, giveToRunAs, rejection, removeDir, run, tempDir, tools, topology, waitFor } from './activities-harness';
+import { Daemon, freePort, giveToRunAs, rejection, removeDir, run, tempDir, topology, waitFor } from './activities-harness';
 
 const PRIMARY_ADDR = '127.0.90.1';
 const STANDBY_ADDR = '127.0.90.2';
@@ -36,7 +37,7 @@ async function query<T extends Record<string, unknown>>(host: string, port: numb
 }
 
 function startPostgres(name: string, dataDir: string, address: string, port: number): Daemon {
-  const d = Daemon.start(name, join(tools().pgBinDir, 'postgres'), ['-D', dataDir, '-c', `listen_addresses=${address}`, '-c', `port=${port}`, '-c', `unix_socket_directories=${dir}`], {
+  const d = Daemon.start(name, join(loadTools().pgBinDir, 'postgres'), ['-D', dataDir, '-c', `listen_addresses=${address}`, '-c', `port=${port}`, '-c', `unix_socket_directories=${dir}`], {
     asRunAs: true,
   });
   daemons.push(d);
@@ -45,7 +46,7 @@ function startPostgres(name: string, dataDir: string, address: string, port: num
 
 before(async () => {
   dir = tempDir('pg');
-  const bin = tools().pgBinDir;
+  const bin = loadTools().pgBinDir;
   primaryPort = await freePort(PRIMARY_ADDR);
   standbyPort = await freePort(STANDBY_ADDR);
   deadPort = await freePort(PRIMARY_ADDR);

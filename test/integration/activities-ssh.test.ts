@@ -3,13 +3,14 @@
  * pinned host keys, a real service script, maintenance mode with a real HTTP app, and the
  * command traffic driver. Everything is torn down in `after`.
  */
+import { loadTools } from '../../src/tools';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createActivities, type Activities } from '../../src/activities';
-import { Daemon, freePort, giveToRunAs, rejection, removeDir, run, RUN_AS, tempDir, tools, topology, waitFor, canConnect } from './activities-harness';
+import { Daemon, freePort, giveToRunAs, rejection, removeDir, run, RUN_AS, tempDir, topology, waitFor, canConnect } from './activities-harness';
 
 const SSH_ADDR = '127.0.91.1';
 const APP_ADDR = '127.0.91.2';
@@ -22,12 +23,12 @@ let act: Activities;
 let edFingerprint: string;
 
 async function keygen(type: 'ed25519' | 'rsa' | 'ecdsa', file: string): Promise<string> {
-  await run(tools().sshKeygen, ['-q', '-t', type, '-N', '', '-C', '', '-f', file]);
+  await run(loadTools().sshKeygen, ['-q', '-t', type, '-N', '', '-C', '', '-f', file]);
   return readFileSync(`${file}.pub`, 'utf8').trim();
 }
 
 async function startSshd(): Promise<Daemon> {
-  const d = Daemon.start('sshd', tools().sshd, ['-D', '-e', '-f', join(dir, 'sshd_config')], { asRunAs: true });
+  const d = Daemon.start('sshd', loadTools().sshd, ['-D', '-e', '-f', join(dir, 'sshd_config')], { asRunAs: true });
   await waitFor('sshd to listen', async () => canConnect(SSH_ADDR, sshPort)).catch((err) => {
     throw new Error(`${err}\n${d.output}`);
   });
@@ -49,7 +50,7 @@ before(async () => {
   const clientPub = await keygen('ed25519', join(dir, 'client'));
   await keygen('ed25519', join(dir, 'stranger'));
   const ecdsa = await keygen('ecdsa', join(dir, 'ecdsa_not_served'));
-  edFingerprint = (await run(tools().sshKeygen, ['-lf', join(dir, 'host_ed25519.pub')])).stdout.split(' ')[1];
+  edFingerprint = (await run(loadTools().sshKeygen, ['-lf', join(dir, 'host_ed25519.pub')])).stdout.split(' ')[1];
   writeFileSync(join(dir, 'authorized_keys'), `${clientPub}\n`);
   writeFileSync(
     join(dir, 'sshd_config'),
@@ -160,7 +161,7 @@ describe('sshCheck and runRemote with pinned host keys', () => {
   });
 
   it('refuses a server whose key differs from the pinned one, naming both fingerprints', async () => {
-    const pinned = (await run(tools().sshKeygen, ['-lf', join(dir, 'other_host.pub')])).stdout.split(' ')[1];
+    const pinned = (await run(loadTools().sshKeygen, ['-lf', join(dir, 'other_host.pub')])).stdout.split(' ')[1];
     const c = await act.sshCheck({ cluster: 'main', host: 'app1-wrongkey' });
     assert.equal(c.ok, false);
     assert.equal(c.outcome, 'host-key-mismatch');

@@ -12,7 +12,7 @@ import { parseDocument } from 'yaml';
 import { startPart, stopPart } from '../../sandbox';
 import type { ReadinessReport } from '../../src/workflows/lib/readiness-assess';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
-import { toolPaths } from '../support/temporal';
+import { loadTools } from '../../src/tools';
 
 const bin = join(__dirname, '../../bin/switchyard.js');
 
@@ -96,7 +96,7 @@ describe('switchyard check against the sandbox', () => {
   it('a host key that does not match the pinned one is refused', async () => {
     // A topology that pins a different key for dc1-db than the one its sshd presents.
     const keyFile = join(sb.opts.dir!, 'not-the-host-key');
-    execFileSync(toolPaths().sshKeygen, ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
+    execFileSync(loadTools().sshKeygen, ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
     const otherKey = readFileSync(`${keyFile}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
     const doc = parseDocument(readFileSync(sb.status.config, 'utf8'));
     assert.notEqual(doc.getIn(['clusters', 'demo', 'hosts', 'dc1-db', 'hostKey']), otherKey);

@@ -2,31 +2,17 @@
  * A real Temporal dev server for workflow tests: the Temporal CLI installed by scripts/setup.sh,
  * started by the SDK's TestWorkflowEnvironment (never its own download, which cannot work here).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { loadTools } from '../../src/tools';
 import { SEARCH_ATTRIBUTES } from '../../src/workflows/lib/search-attributes';
 
-export interface ToolPaths {
-  temporal: string;
-  motoServer: string;
-  sshd: string;
-  sshKeygen: string;
-  haproxy: string;
-  pgBinDir: string;
-}
-
-export function toolPaths(): ToolPaths {
-  const file = join(__dirname, '../../.tools/paths.json');
-  if (!existsSync(file)) throw new Error(`${file} is missing: run "bash scripts/setup.sh" (npm test does) first`);
-  return JSON.parse(readFileSync(file, 'utf8')) as ToolPaths;
-}
+export { loadTools as toolPaths } from '../../src/tools';
 
 export async function startTestTemporal(): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
-      executable: { type: 'existing-path', path: toolPaths().temporal },
+      executable: { type: 'existing-path', path: loadTools().temporal },
       ip: '127.0.0.1',
       searchAttributes: SEARCH_ATTRIBUTES,
       log: { format: 'pretty', level: 'error' },

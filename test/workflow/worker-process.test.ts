@@ -9,7 +9,8 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { startTestTemporal, toolPaths } from '../support/temporal';
+import { loadTools } from '../../src/tools';
+import { startTestTemporal } from '../support/temporal';
 
 const bin = join(__dirname, '../../bin/switchyard.js');
 const example = join(__dirname, '../../examples/switchyard.yaml');
@@ -74,7 +75,7 @@ describe('switchyard worker (its own process, real Temporal dev server)', () => 
   });
 
   it('refuses to start on a namespace without switchyard\'s search attributes, saying how to add them', async () => {
-    const bare = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: toolPaths().temporal }, ip: '127.0.0.1' } });
+    const bare = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: loadTools().temporal }, ip: '127.0.0.1' } });
     try {
       const p = spawn(process.execPath, [bin, 'worker', '--config', example, '--address', bare.address]);
       let err = '';
