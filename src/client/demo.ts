@@ -79,7 +79,7 @@ export async function runDemo(): Promise<void> {
         say(`     step log of ${handle.workflowId}:`);
         for (const s of progress.steps) say(`       ${s.state.padEnd(7)} ${s.name}${s.detail ? `: ${s.detail}` : ''}`);
         say('');
-        process.stdout.write(formatReadiness(report).replace(/^/gm, '     '));
+        say(formatReadiness(report).trimEnd().replace(/^/gm, '     '));
         ready = report.ready;
       });
     } finally {
