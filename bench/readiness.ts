@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { sandboxDown, sandboxUp } from '../sandbox';
+import { pickNet, releaseNet } from '../sandbox/nets';
 import { createActivities } from '../src/activities';
 import { primariesOf, assessReadiness } from '../src/workflows/lib/readiness-assess';
 import { createLogger } from '../src/logging';
@@ -37,7 +38,7 @@ async function direct(acts: ReturnType<typeof createActivities>, cluster: string
 }
 
 async function main() {
-  const opts = { dir: mkdtempSync(join(tmpdir(), 'switchyard-bench-')), net: 41 };
+  const opts = { dir: mkdtempSync(join(tmpdir(), 'switchyard-bench-')), net: await pickNet({ from: 30 }) };
   try {
     const status = await sandboxUp(opts);
     const target = temporalTarget({ address: status.temporal.address, namespace: 'default' });
@@ -74,6 +75,7 @@ async function main() {
     );
   } finally {
     await sandboxDown(opts);
+    releaseNet(opts.net);
   }
 }
 

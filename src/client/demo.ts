@@ -4,11 +4,11 @@
  * (failover, failback) extend it. Whatever happens, the sandbox is torn down before it exits.
  */
 import { mkdtempSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { sandboxDown, sandboxUp, type SandboxOptions } from '../../sandbox';
+import { pickNet, releaseNet } from '../../sandbox/nets';
 import { createLogger } from '../logging';
 import { createWorker, installRuntimeLogger, TASK_QUEUE, temporalTarget } from '../worker';
 import type { readiness } from '../workflows';
@@ -17,34 +17,19 @@ import { formatReadiness } from './readiness';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
-function portAnswers(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection({ host, port });
-    s.setTimeout(500);
-    s.once('connect', () => (s.destroy(), resolve(true)));
-    s.once('timeout', () => (s.destroy(), resolve(false)));
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** 127.0.x.y (net 0) when nothing listens on Temporal's port there, else the first free net from 30. */
-async function pickNet(): Promise<number> {
-  for (const net of [0, ...Array.from({ length: 40 }, (_, i) => 30 + i)]) {
-    if (!(await portAnswers(`127.${net}.0.1`, 7233))) return net;
-  }
-  throw new Error('no free 127.<n>.0.1:7233 found for the demo sandbox');
-}
-
 export async function runDemo(): Promise<void> {
   const started = Date.now();
   const secs = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
-  const opts: SandboxOptions = { dir: mkdtempSync(join(tmpdir(), 'switchyard-demo-')), net: await pickNet() };
+  // 127.0.x.y (Temporal on 127.0.0.1:7233, the UI on :8233) unless something else uses it.
+  const net = await pickNet({ prefer: [0], from: 30 });
+  const opts: SandboxOptions = { dir: mkdtempSync(join(tmpdir(), 'switchyard-demo-')), net };
   let tornDown = false;
   const teardown = async () => {
     if (tornDown) return;
     tornDown = true;
     say(`\n[${secs()}] sandbox down`);
     await sandboxDown(opts);
+    releaseNet(net);
   };
   const onSignal = (sig: NodeJS.Signals) => {
     process.stderr.write(`\n${sig}: tearing the demo sandbox down\n`);

@@ -20,13 +20,13 @@
  * registered where you know it is right.)
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after as testAfter, before as testBefore } from 'node:test';
 import { sandboxDown, sandboxKillSync, sandboxUp, type SandboxStatus } from '../../sandbox';
-import { temporalEndpoints } from '../../sandbox/layout';
-import { isAlive, readProc, tcpProbe } from '../../sandbox/procs';
+import { pickNet, releaseNet } from '../../sandbox/nets';
+import { readProc } from '../../sandbox/procs';
 import { loadTopology } from '../../src/topology/load';
 import type { Topology } from '../../src/topology/schema';
 
@@ -54,65 +54,7 @@ export interface TestSandboxOptions {
 }
 
 const REPO = resolve(__dirname, '../..');
-const NETS_DIR = join(tmpdir(), 'switchyard-sandbox-nets');
 const live = new Map<string, { net: number; down: () => Promise<void> }>();
-
-// ---------------------------------------------------------------------------------------------
-// Net numbers: claimed with a pid file, so parallel test processes never pick the same one
-
-function claimFile(net: number): string {
-  return join(NETS_DIR, String(net));
-}
-
-function tryClaim(net: number): boolean {
-  mkdirSync(NETS_DIR, { recursive: true, mode: 0o1777 });
-  const file = claimFile(net);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(file, 'wx', 0o644);
-      writeSync(fd, `${process.pid} ${readProc(process.pid)?.startTime ?? ''}\n`);
-      closeSync(fd);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    let holder: [number, string | undefined] = [NaN, undefined];
-    try {
-      const [p, st] = readFileSync(file, 'utf8').trim().split(' ');
-      holder = [Number(p), st || undefined];
-    } catch {
-      /* gone meanwhile */
-    }
-    if (isAlive(holder[0], holder[1])) return false;
-    rmSync(file, { force: true }); // stale claim of a dead process
-  }
-  return false;
-}
-
-function releaseClaim(net: number): void {
-  try {
-    const [p] = readFileSync(claimFile(net), 'utf8').trim().split(' ');
-    if (Number(p) === process.pid) rmSync(claimFile(net), { force: true });
-  } catch {
-    /* not ours or gone */
-  }
-}
-
-/** A net in 20..254 that is claimed by no other process and on which nothing listens. */
-export async function pickNet(): Promise<number> {
-  const span = 235;
-  const start = Math.floor(Math.random() * span);
-  for (let i = 0; i < span; i++) {
-    const net = 20 + ((start + i) % span);
-    if (!tryClaim(net)) continue;
-    const t = temporalEndpoints(net);
-    const probes = [tcpProbe(t.host, t.port, 300), tcpProbe(t.uiHost, t.uiPort, 300), tcpProbe(`127.${net}.1.1`, 5432, 300), tcpProbe(`127.${net}.0.1`, 15432, 300)];
-    const busy = (await Promise.all(probes)).some(Boolean);
-    if (!busy) return net;
-    releaseClaim(net);
-  }
-  throw new Error('startTestSandbox: no free net number in 20..254');
-}
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup whatever happens
@@ -128,7 +70,7 @@ function installProcessHandlers(): void {
       } catch {
         /* best effort at exit */
       }
-      releaseClaim(net);
+      releaseNet(net);
     }
     live.clear();
   });
@@ -158,7 +100,7 @@ function startReaper(dir: string): void {
 export async function startTestSandbox(options: TestSandboxOptions = {}): Promise<TestSandbox> {
   const log = options.log ?? (process.env.SWITCHYARD_TEST_VERBOSE ? (l: string) => process.stderr.write(`[sandbox] ${l}\n`) : () => undefined);
   installProcessHandlers();
-  const net = await pickNet();
+  const net = await pickNet({ from: 20 });
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-sandbox-'));
   const opts = { dir, net, cluster: options.cluster ?? 'demo' };
   let downing: Promise<void> | null = null;
@@ -171,7 +113,7 @@ export async function startTestSandbox(options: TestSandboxOptions = {}): Promis
         throw err;
       } finally {
         live.delete(dir);
-        releaseClaim(net);
+        releaseNet(net);
       }
     })();
     return downing;
