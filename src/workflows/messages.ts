@@ -2,7 +2,7 @@
  * Messages every runbook answers. Names are part of the public surface: the Temporal UI,
  * `temporal workflow query --type progress` and the switchyard CLI use them.
  */
-import { defineQuery } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 export type StepState = 'running' | 'done' | 'failed' | 'skipped' | 'waiting';
 
@@ -27,3 +27,23 @@ export interface Progress {
 }
 
 export const progressQuery = defineQuery<Progress>('progress');
+
+/** A person's decision at a checkpoint. */
+export interface Decision {
+  checkpoint: string;
+  decision: 'approve' | 'reject';
+  /** Who decides: recorded in the step log and history. */
+  by: string;
+  comment?: string;
+}
+
+export interface DecideResult {
+  accepted: true;
+  checkpoint: string;
+  decision: 'approve' | 'reject';
+}
+
+/** What the Temporal UI, `temporal workflow signal --name decision` and approval buttons send. */
+export const decisionSignal = defineSignal<[Decision]>('decision');
+/** What the switchyard CLI sends: validated first, so a refusal is answered with its reason and changes nothing. */
+export const decideUpdate = defineUpdate<DecideResult, [Decision]>('decide');

@@ -25,8 +25,8 @@ export class StepLog {
    * Run one step: recorded as running, then done with `describe(result)` as its detail, or
    * failed with the error's message (and the error rethrown).
    */
-  async run<T>(name: string, fn: () => Promise<T>, describe: (result: T) => string = () => ''): Promise<T> {
-    const rec = this.begin(name);
+  async run<T>(name: string, fn: () => Promise<T>, describe: (result: T) => string = () => '', start?: { state: 'waiting'; detail: string }): Promise<T> {
+    const rec = this.begin(name, start);
     try {
       const result = await fn();
       this.end(rec, 'done', describe(result));
@@ -55,9 +55,9 @@ export class StepLog {
     upsertSearchAttributes([{ key: SA_WAITING_FOR, value: checkpoint }]);
   }
 
-  private begin(name: string): StepRecord {
+  private begin(name: string, start?: { state: 'waiting'; detail: string }): StepRecord {
     const previous = this.steps.filter((s) => s.name === name).length;
-    const rec: StepRecord = { name, state: 'running', startedAt: new Date().toISOString(), endedAt: null, attempts: previous + 1, detail: '' };
+    const rec: StepRecord = { name, state: start?.state ?? 'running', startedAt: new Date().toISOString(), endedAt: null, attempts: previous + 1, detail: start?.detail ?? '' };
     this.steps.push(rec);
     upsertSearchAttributes([{ key: SA_STEP, value: name }]);
     log.info(`step ${name} started`, { step: name, cluster: this.cluster });

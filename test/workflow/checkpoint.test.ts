@@ -1,0 +1,146 @@
+/**
+ * The checkpoint primitive on a real Temporal dev server: decisions by signal and by update, the
+ * validator's refusals (each with its reason, each changing nothing), the two-person rule, the
+ * reminder and the deadline's safe outcome, and what the step log and search attributes show.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { CheckpointOutcome, CheckpointPolicy } from '../../src/workflows/lib/checkpoint';
+import { SA_WAITING_FOR } from '../../src/workflows/lib/search-attributes';
+import type { Decision, Progress } from '../../src/workflows/messages';
+import { startTestTemporal } from '../support/temporal';
+
+const policy: CheckpointPolicy = { approvers: ['alice', 'bob', 'carol'], twoPerson: true, remindAfterSeconds: 3600, deadlineSeconds: 7200 };
+
+describe('checkpoints (real Temporal dev server)', () => {
+  let env: TestWorkflowEnvironment;
+  let bundle: WorkflowBundleWithSourceMap;
+  let worker: Worker;
+  let running: Promise<void>;
+  const taskQueue = `checkpoint-${randomUUID()}`;
+  const notified: { event: string; text: string }[] = [];
+
+  before(async () => {
+    env = await startTestTemporal();
+    bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('./fixtures/checkpoint-workflows'), logger: new DefaultLogger('WARN') });
+    worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowBundle: bundle,
+      activities: {
+        async notifyProbe(i: { event: string; text: string }) {
+          notified.push(i);
+        },
+      },
+    });
+    running = worker.run();
+  });
+  after(async () => {
+    worker?.shutdown();
+    await running;
+    await env?.teardown();
+  });
+
+  async function start(p: Partial<CheckpointPolicy> = {}, safety = true): Promise<WorkflowHandle> {
+    const h = await env.client.workflow.start('checkpointProbe', { taskQueue, workflowId: `cp-${randomUUID()}`, args: [{ startedBy: 'alice', policy: { ...policy, ...p }, safety }] });
+    // until the run is waiting
+    for (let i = 0; i < 100; i++) {
+      if ((await h.query<Progress>('progress')).waitingFor) return h;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('the run never reached its checkpoint');
+  }
+  const decide = (h: WorkflowHandle, d: Partial<Decision>) => h.executeUpdate('decide', { args: [d as Decision] });
+  const refusal = async (h: WorkflowHandle, d: Partial<Decision>) => {
+    const err = await decide(h, d).then(
+      () => assert.fail('the update was accepted'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof WorkflowUpdateFailedError, String(err));
+    return (err.cause as Error).message;
+  };
+
+  it('waits visibly, and an approval by signal lets it go on with who, when and why recorded', async () => {
+    const h = await start();
+    const p = await h.query<Progress>('progress');
+    assert.equal(p.waitingFor, 'old-primary-dead');
+    assert.deepEqual(p.steps.map((s) => [s.name, s.state]), [['checkpoint:old-primary-dead', 'waiting']]);
+    assert.match(p.steps[0].detail, /ensure that the initial machine actually is dead/);
+    assert.equal((await h.describe()).typedSearchAttributes.get(SA_WAITING_FOR), 'old-primary-dead');
+    assert.ok(notified.some((n) => n.event === 'checkpoint' && /waiting at "old-primary-dead"/.test(n.text)));
+
+    await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob', comment: 'console shows it powered off' });
+    const o = (await h.result()) as CheckpointOutcome;
+    assert.equal(o.decision, 'approve');
+    assert.equal(o.by, 'bob');
+    assert.equal(o.comment, 'console shows it powered off');
+    const after = await h.query<Progress>('progress');
+    assert.equal(after.waitingFor, null);
+    assert.deepEqual(after.steps.map((s) => [s.name, s.state, s.detail]), [['checkpoint:old-primary-dead', 'done', 'approved by bob: console shows it powered off']]);
+    assert.equal((await h.describe()).typedSearchAttributes.get(SA_WAITING_FOR), undefined);
+  });
+
+  it('the update refuses a wrong, unknown or not-current checkpoint, a missing name, a non-approver and self-approval — each with its reason', async () => {
+    const h = await start();
+    assert.equal(await refusal(h, { checkpoint: 'old-primary-ded', decision: 'approve', by: 'bob' }), 'unknown checkpoint "old-primary-ded"; this runbook\'s checkpoints are "old-primary-dead", "accept-data-loss"');
+    assert.equal(await refusal(h, { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob' }), 'the run is not waiting at "accept-data-loss" (it waits at "old-primary-dead")');
+    assert.equal(await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: '  ' }), 'a decision needs the name of the person deciding ("by")');
+    assert.equal(await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'mallory' }), '"mallory" may not decide here; approvers: alice, bob, carol');
+    assert.equal(await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'alice' }), '"alice" started this run and may not approve its safety checkpoint "old-primary-dead" (two-person rule): another approver must');
+    assert.match(await refusal(h, { checkpoint: 'old-primary-dead', decision: 'maybe' as 'approve', by: 'bob' }), /^decision must be "approve" or "reject"/);
+    // none of that changed anything: still waiting, nothing decided
+    assert.equal((await h.query<Progress>('progress')).waitingFor, 'old-primary-dead');
+    // the starter may still reject (the safe direction)
+    assert.deepEqual(await decide(h, { checkpoint: 'old-primary-dead', decision: 'reject', by: 'alice', comment: 'not sure it is dead' }), { accepted: true, checkpoint: 'old-primary-dead', decision: 'reject' });
+    const o = (await h.result()) as CheckpointOutcome;
+    assert.deepEqual([o.decision, o.by], ['reject', 'alice']);
+    // refused updates never reached history
+    const history = await h.fetchHistory();
+    const updates = (history.events ?? []).filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
+    assert.equal(updates.length, 1);
+  });
+
+  it('a refused signal changes nothing and is recorded in the step log with its reason', async () => {
+    const h = await start();
+    await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'alice' });
+    await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: '' } as Decision);
+    let p: Progress;
+    for (;;) {
+      p = await h.query<Progress>('progress');
+      if (p.steps.length >= 3) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(p.waitingFor, 'old-primary-dead');
+    const refused = p.steps.filter((s) => s.name === 'decision:old-primary-dead');
+    assert.deepEqual(refused.map((s) => s.state), ['failed', 'failed']);
+    assert.match(refused[0].detail, /^refused approve from alice: "alice" started this run and may not approve its safety checkpoint/);
+    assert.match(refused[1].detail, /^refused approve from nobody: a decision needs the name/);
+    await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'carol' });
+    assert.equal(((await h.result()) as CheckpointOutcome).by, 'carol');
+  });
+
+  it('the starter may approve a checkpoint that is not a safety one, and anyone may when no approvers are listed', async () => {
+    const h = await start({ approvers: [] }, false);
+    await decide(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'alice' });
+    assert.equal(((await h.result()) as CheckpointOutcome).decision, 'approve');
+  });
+
+  it('reminds, then past the deadline ends with the safe outcome', async () => {
+    const before = notified.length;
+    const h = await start({ remindAfterSeconds: 1, deadlineSeconds: 3 });
+    const o = (await h.result()) as CheckpointOutcome;
+    assert.equal(o.decision, 'deadline');
+    assert.equal(o.by, null);
+    assert.ok(o.waitedSeconds >= 3);
+    const p = await h.query<Progress>('progress');
+    assert.ok(p.steps.filter((s) => s.name === 'reminder:old-primary-dead').length >= 2, JSON.stringify(p.steps));
+    assert.equal(p.steps.find((s) => s.name === 'checkpoint:old-primary-dead')?.detail, 'no decision within the deadline (3 s)');
+    const mine = notified.slice(before).map((n) => n.event);
+    assert.ok(mine.includes('checkpoint-reminder') && mine.includes('checkpoint-deadline'), mine.join(', '));
+    assert.equal(p.waitingFor, null);
+  });
+});
