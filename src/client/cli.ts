@@ -10,6 +10,7 @@ import { ConfigError, getCluster, loadTopology, resolveConfigPath } from '../top
 import { jsonSchema } from '../topology/json-schema';
 import { temporalTarget, runWorker, type TemporalTarget } from '../worker';
 import { formatReadiness, runReadiness } from './readiness';
+import { decide, follow, formatStatus, runStatus, withClient } from './runs';
 
 export class UsageError extends Error {}
 
@@ -98,6 +99,37 @@ export function buildProgram(): Command {
       const report = await runReadiness({ cluster, configPath, target: target(cmd) });
       process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatReadiness(report));
       process.exitCode = report.ready ? 0 : 1;
+    });
+
+  // --- runs: decisions and progress ------------------------------------------------------------
+  for (const decision of ['approve', 'reject'] as const) {
+    program
+      .command(`${decision} <workflowId> <checkpoint>`)
+      .description(`${decision} the checkpoint a run waits at (the update "decide": refused with the reason when not allowed)`)
+      .requiredOption('--as <name>', 'who decides (recorded in the step log and history)')
+      .option('--comment <text>', 'why')
+      .action(async (workflowId: string, checkpoint: string, o: { as: string; comment?: string }, cmd: Command) => {
+        const answer = await withClient(target(cmd), (client) => decide(client, workflowId, { checkpoint, decision, by: o.as, ...(o.comment ? { comment: o.comment } : {}) }));
+        if (answer.accepted) process.stdout.write(`accepted: ${decision} at "${checkpoint}" by ${o.as}\n`);
+        else {
+          process.stdout.write(`refused: ${answer.reason}\n`);
+          process.exitCode = 1;
+        }
+      });
+  }
+  program
+    .command('status <workflowId>')
+    .description('a run\'s step log and the checkpoint it waits at (the query "progress")')
+    .option('--json', 'print JSON')
+    .option('--wait', 'follow it until it closes; exit 0 only when it completed')
+    .action(async (workflowId: string, o: { json?: boolean; wait?: boolean }, cmd: Command) => {
+      await withClient(target(cmd), async (client) => {
+        const r = o.wait ? await follow(client, workflowId, (line) => !o.json && process.stdout.write(`${line}\n`)) : await runStatus(client, workflowId);
+        if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+        else if (o.wait) process.stdout.write(`${r.workflowId}: ${r.status}${r.failure ? `: ${r.failure}` : ''}\n`);
+        else process.stdout.write(formatStatus(r));
+        if (o.wait && r.status !== 'COMPLETED') process.exitCode = 1;
+      });
     });
 
   // --- worker -----------------------------------------------------------------------------------

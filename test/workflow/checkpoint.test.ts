@@ -4,7 +4,9 @@
  * reminder and the deadline's safe outcome, and what the step log and search attributes show.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -143,4 +145,37 @@ describe('checkpoints (real Temporal dev server)', () => {
     assert.ok(mine.includes('checkpoint-reminder') && mine.includes('checkpoint-deadline'), mine.join(', '));
     assert.equal(p.waitingFor, null);
   });
+
+  /** The switchyard CLI in its own process, as an operator runs it. */
+  function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      execFile(process.execPath, [join(__dirname, '../../bin/switchyard.js'), '--address', env.address, ...args], (err, stdout, stderr) => {
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      });
+    });
+  }
+
+  it('switchyard approve|reject and status: refusals with their reason, acceptance, and --wait following the run', async () => {
+    const h = await start();
+    const refused = await cli('approve', h.workflowId, 'old-primary-dead', '--as', 'alice');
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stdout, 'refused: "alice" started this run and may not approve its safety checkpoint "old-primary-dead" (two-person rule): another approver must\n');
+    const status = await cli('status', h.workflowId, '--json');
+    assert.equal(status.code, 0, status.stderr);
+    const s = JSON.parse(status.stdout) as { status: string; progress: Progress };
+    assert.equal(s.status, 'RUNNING');
+    assert.equal(s.progress.waitingFor, 'old-primary-dead');
+    const waiting = cli('status', h.workflowId, '--wait');
+    const ok = await cli('approve', h.workflowId, 'old-primary-dead', '--as', 'bob', '--comment', 'iLO says off');
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, 'accepted: approve at "old-primary-dead" by bob\n');
+    const followed = await waiting;
+    assert.equal(followed.code, 0, followed.stderr);
+    assert.match(followed.stdout, /done {4}checkpoint:old-primary-dead .*approved by bob: iLO says off/);
+    assert.match(followed.stdout, new RegExp(`${h.workflowId}: COMPLETED\\n$`));
+    const missing = await cli('reject', h.workflowId, 'old-primary-dead');
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /required option '--as <name>' not specified/);
+  });
 });
+
