@@ -44,7 +44,7 @@ async function main() {
     const target = temporalTarget({ address: status.temporal.address, namespace: 'default' });
     const logger = createLogger({ level: 'warn', destination: 2 });
     installRuntimeLogger(logger);
-    const { worker, connection: wc } = await createWorker({ configPath: status.config, target, logger });
+    const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger });
     const connection = await Connection.connect({ address: target.address });
     const client = new Client({ connection });
     const topology = loadTopology(status.config);
@@ -64,7 +64,7 @@ async function main() {
       }
     });
     await connection.close();
-    await wc.close();
+    await closeWorker();
     const w = median(viaWorkflow);
     const d = median(viaDirect);
     process.stdout.write(

@@ -4,7 +4,7 @@
  * src/worker.ts`. SIGTERM/SIGINT shut it down cleanly (running activities are cancelled and
  * their results are retried by the next worker); SIGHUP re-reads the topology.
  */
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { createLogger, TemporalPinoLogger, type AppLogger } from './logging';
@@ -61,8 +61,12 @@ export interface WorkerOptions {
   identity?: string;
 }
 
-/** Builds a worker (not yet running) and the topology holder it reads from. */
-export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worker; reload: () => void; connection: NativeConnection }> {
+/**
+ * Builds a worker (not yet running) and the topology holder it reads from. `close()` closes both
+ * its connections (the worker's, and the client connection its lock activities use): call it
+ * after the worker has stopped.
+ */
+export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worker; reload: () => void; connection: NativeConnection; close: () => Promise<void> }> {
   let topology: Topology = loadTopology(opts.configPath);
   const reload = () => {
     try {
@@ -75,21 +79,28 @@ export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worke
   const current = () => topology;
   await checkSearchAttributes(opts.target);
   const connection = await NativeConnection.connect({ address: opts.target.address });
+  // Lazy: connects on the first lock activity, so a worker that never takes a lock opens nothing.
+  const clientConnection = Connection.lazy({ address: opts.target.address });
+  const client = new Client({ connection: clientConnection, namespace: opts.target.namespace });
+  const close = async () => {
+    await clientConnection.close();
+    await connection.close();
+  };
   const worker = await Worker.create({
     connection,
     namespace: opts.target.namespace,
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
     ...(opts.identity ? { identity: opts.identity } : {}),
     workflowsPath: require.resolve('./workflows'),
-    activities: createActivities({ topology: current }),
+    activities: createActivities({ topology: current, temporal: () => client }),
   });
-  return { worker, reload, connection };
+  return { worker, reload, connection, close };
 }
 
 export async function runWorker(opts: Omit<WorkerOptions, 'logger'> & { logger?: AppLogger }): Promise<void> {
   const logger = opts.logger ?? createLogger({ name: 'switchyard-worker' });
   installRuntimeLogger(logger);
-  const { worker, reload, connection } = await createWorker({ ...opts, logger });
+  const { worker, reload, close } = await createWorker({ ...opts, logger });
   const onHup = () => reload();
   process.on('SIGHUP', onHup);
   logger.info({ taskQueue: opts.taskQueue ?? TASK_QUEUE, address: opts.target.address, namespace: opts.target.namespace, config: opts.configPath }, 'worker started');
@@ -97,7 +108,7 @@ export async function runWorker(opts: Omit<WorkerOptions, 'logger'> & { logger?:
     await worker.run(); // resolves after SIGINT/SIGTERM/SIGQUIT have drained it
   } finally {
     process.off('SIGHUP', onHup);
-    await connection.close();
+    await close();
     logger.info('worker stopped');
   }
 }

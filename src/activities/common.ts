@@ -17,6 +17,8 @@ export const ErrorType = {
   WrongRole: 'WrongRole',
   Ec2Ambiguous: 'Ec2Ambiguous',
   Ec2AddressNotFound: 'Ec2AddressNotFound',
+  /** Another mutating operation holds the cluster's lock. */
+  ClusterBusy: 'ClusterBusy',
 } as const;
 
 export function configError(message: string): ApplicationFailure {

@@ -3,6 +3,7 @@
  * unit tests), and the per-call runtime that resolves names and secrets and scrubs results.
  */
 import { EC2Client } from '@aws-sdk/client-ec2';
+import type { Client } from '@temporalio/client';
 import pg from 'pg';
 import type { SecretRef, Topology } from '../topology/schema';
 import { contextLogger, defaultSecret, Resolver, SecretScope, type ActivityLogger } from './common';
@@ -92,6 +93,8 @@ export interface ActivityDeps {
   timeouts?: Partial<ActivityTimeouts>;
   /** Where logs go outside an activity context (inside one, the activity's own logger is used). */
   logger?: ActivityLogger;
+  /** A Temporal client for the activities that talk to other workflows (the cluster lock). */
+  temporal?: () => Client;
 }
 
 export function defaultEc2(cfg: Ec2ClientConfig, t: ActivityTimeouts): EC2Client {

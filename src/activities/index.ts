@@ -5,6 +5,7 @@
  */
 import { Runtime, type ActivityDeps } from './deps';
 import { ec2Activities } from './ec2';
+import { lockActivities } from './lock';
 import { createLayoutActivities } from './layout';
 import { notifyActivities } from './notify';
 import { postgresActivities } from './postgres';
@@ -20,6 +21,7 @@ export function createActivities(deps: ActivityDeps) {
     ...ec2Activities(rt),
     ...trafficActivities(rt),
     ...notifyActivities(rt),
+    ...lockActivities(rt),
   };
 }
 
@@ -30,4 +32,5 @@ export { DEFAULT_TIMEOUTS } from './deps';
 export { ErrorType } from './common';
 export { MAX_OUTPUT_CHARS } from './remote';
 export type { NotifyInput } from './notify';
+export type { LockAcquireInput, LockAcquireResult, LockReleaseInput } from './lock';
 export * from './types';

@@ -46,7 +46,7 @@ export async function runDemo(): Promise<void> {
     const target = temporalTarget({ address: status.temporal.address, namespace: 'default' });
     const logger = createLogger({ level: process.env.SWITCHYARD_LOG_LEVEL ?? 'warn', destination: 2, name: 'switchyard-demo' });
     installRuntimeLogger(logger);
-    const { worker, connection: workerConn } = await createWorker({ configPath: status.config, target, logger, identity: 'switchyard demo' });
+    const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger, identity: 'switchyard demo' });
     const connection = await Connection.connect({ address: target.address });
     const client = new Client({ connection, namespace: target.namespace });
     let ready = false;
@@ -69,7 +69,7 @@ export async function runDemo(): Promise<void> {
       });
     } finally {
       await connection.close();
-      await workerConn.close();
+      await closeWorker();
     }
     if (!ready) {
       process.exitCode = 1;

@@ -52,11 +52,11 @@ export async function runReadiness(opts: { cluster: string; configPath: string; 
       const logger = createLogger({ level: process.env.SWITCHYARD_LOG_LEVEL ?? 'warn', destination: 2, name: 'switchyard-check' });
       installRuntimeLogger(logger);
       const taskQueue = `switchyard-check-${randomUUID()}`;
-      const { worker, connection: nc } = await createWorker({ configPath: opts.configPath, target: opts.target, taskQueue, logger, identity: `switchyard check@${hostname()}` });
+      const { worker, close: closeWorker } = await createWorker({ configPath: opts.configPath, target: opts.target, taskQueue, logger, identity: `switchyard check@${hostname()}` });
       try {
         return await worker.runUntil(start(taskQueue));
       } finally {
-        await nc.close();
+        await closeWorker();
       }
     } catch (err) {
       if (err instanceof WorkflowFailedError) throw new Error(`readiness of ${opts.cluster} failed: ${rootMessage(err)}`);

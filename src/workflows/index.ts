@@ -1,2 +1,3 @@
 /** Every workflow the worker registers. Deterministic code only: no Node imports below here. */
 export { readiness } from './readiness';
+export { clusterLock } from './cluster-lock';
