@@ -3,7 +3,7 @@
  * steps (which nodes, hosts, services and drivers exist). Returned by the clusterLayout activity,
  * so it lands in history; keep it free of passwords, keys and command lines.
  */
-import type { ClusterConfig, TrafficDriverConfig } from './schema';
+import { durationSeconds, type ClusterConfig, type TrafficDriverConfig } from './schema';
 
 export interface ClusterLayout {
   cluster: string;
@@ -17,6 +17,11 @@ export interface ClusterLayout {
   ec2: boolean;
   maxLagBytes: number;
   dataLossThresholdBytes: number;
+  /** Hooks run on a site after its database is promoted, in order (names and hosts only). */
+  hooks: { site: string; name: string; host: string; timeoutSeconds: number }[];
+  failover: ClusterConfig['failover'];
+  checkpoints: { approvers: string[]; twoPerson: boolean; remindAfterSeconds: number; deadlineSeconds: number };
+  notify: boolean;
 }
 
 export function clusterLayout(name: string, c: ClusterConfig): ClusterLayout {
@@ -42,5 +47,14 @@ export function clusterLayout(name: string, c: ClusterConfig): ClusterLayout {
     ec2: c.ec2 !== undefined,
     maxLagBytes: c.postgres.maxLagBytes,
     dataLossThresholdBytes: c.postgres.dataLossThresholdBytes,
+    hooks: Object.entries(c.sites).flatMap(([site, s]) => s.hooks.afterPromote.map((h) => ({ site, name: h.name, host: h.host, timeoutSeconds: h.timeoutSeconds }))),
+    failover: { ...c.failover },
+    checkpoints: {
+      approvers: [...c.checkpoints.approvers],
+      twoPerson: c.checkpoints.twoPerson,
+      remindAfterSeconds: durationSeconds(c.checkpoints.remindAfter),
+      deadlineSeconds: durationSeconds(c.checkpoints.deadline),
+    },
+    notify: c.notify.webhook !== undefined,
   };
 }

@@ -116,6 +116,11 @@ export const dbNodeSchema = z
     binDir: absPath,
     /** Replication slot on the primary that this node streams from while it is a standby. */
     slot: z.string().regex(/^[a-z0-9_]{1,63}$/, { error: 'expected a replication slot name (lowercase letters, digits, "_")' }),
+    /**
+     * Where `pg_ctl start` writes the server's early log when switchyard starts this node (an
+     * aborted failover restarting the old primary, a rejoin). Default: <configDir or dataDir>/switchyard-pg.log.
+     */
+    logFile: absPath.optional(),
     /** Files copied from the primary's host when this node rejoins (GoCD copies /etc/go). */
     configFiles: z.array(absPath).default([]),
     ec2: ec2Selector.optional(),
@@ -242,6 +247,22 @@ const checkpointSchema = z
   })
   .strict();
 
+const failoverSchema = z
+  .object({
+    /** Bound on reaching the old primary's database and hosts before deciding it cannot be reached. */
+    reachTimeoutSeconds: positiveInt.default(10),
+    /** `pg_ctl stop -m fast` gets this long before `-m immediate`. */
+    fastStopTimeoutSeconds: positiveInt.default(20),
+    /** Also stop the old primary's EC2 instance when fencing (needs an EC2 selector on the node). */
+    stopInstance: z.boolean().default(false),
+    /**
+     * When to ask a person at `old-primary-dead`: only when the old primary could not be fenced
+     * and confirmed down (`unfenced`), or on every failover (`always`).
+     */
+    confirmOldPrimaryDead: z.enum(['unfenced', 'always'], { error: 'expected "unfenced" or "always"' }).default('unfenced'),
+  })
+  .strict();
+
 const backupSchema = z
   .object({
     root: absPath,
@@ -284,6 +305,7 @@ export const clusterSchema = z
       .strict(),
     traffic: z.array(trafficDriverSchema).default([]),
     ec2: ec2Schema.optional(),
+    failover: failoverSchema.default({ reachTimeoutSeconds: 10, fastStopTimeoutSeconds: 20, stopInstance: false, confirmOldPrimaryDead: 'unfenced' }),
     checkpoints: checkpointSchema.default({ approvers: [], twoPerson: false, remindAfter: '15m', deadline: '2h', onDeadline: 'abort' }),
     notify: z
       .object({ webhook: z.object({ url: secretRef }).strict().optional() })
@@ -321,7 +343,17 @@ export const clusterSchema = z
     for (const [s, site] of Object.entries(c.sites)) {
       if (site.maintenance) need('host', site.maintenance.host, hosts, ['sites', s, 'maintenance', 'host']);
       for (const [sv, svc] of Object.entries(site.services)) need('host', svc.host, hosts, ['sites', s, 'services', sv, 'host']);
-      site.hooks.afterPromote.forEach((hk, i) => need('host', hk.host, hosts, ['sites', s, 'hooks', 'afterPromote', i, 'host']));
+      const hookNames = new Set<string>();
+      site.hooks.afterPromote.forEach((hk, i) => {
+        need('host', hk.host, hosts, ['sites', s, 'hooks', 'afterPromote', i, 'host']);
+        if (hookNames.has(hk.name)) ctx.addIssue({ code: 'custom', path: ['sites', s, 'hooks', 'afterPromote', i, 'name'], message: `hook name "${hk.name}" is used twice at site "${s}"` });
+        hookNames.add(hk.name);
+      });
+    }
+    if (c.failover.stopInstance) {
+      if (!c.ec2) ctx.addIssue({ code: 'custom', path: ['failover', 'stopInstance'], message: 'stopping the old primary\'s instance needs the cluster\'s "ec2" section (region, endpoint)' });
+      for (const [n, node] of Object.entries(c.postgres.nodes))
+        if (!node.ec2) ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes', n, 'ec2'], message: 'failover.stopInstance needs an EC2 selector on every database node' });
     }
     const driverNames = new Set<string>();
     c.traffic.forEach((d, i) => {
