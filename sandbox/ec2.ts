@@ -1,9 +1,9 @@
 /**
  * Seeding moto (the sandbox's EC2): a VPC, a subnet per site, a security group, an image, one
  * instance per database node with a fixed private IP and a tagged root volume, and an Elastic IP
- * on the preferred primary's instance. Idempotent: every resource is looked up by its tags or
- * name before it is made, so `up` against a running moto changes nothing, and against a
- * restarted (empty) moto rebuilds the same layout with the same addresses.
+ * and a secondary private IP on the preferred primary's instance. Idempotent: every resource is
+ * looked up by its tags or name before it is made, so `up` against a running moto changes
+ * nothing, and against a restarted (empty) moto rebuilds the same layout with the same addresses.
  */
 import { readFileSync } from 'node:fs';
 import type { EC2Client as Ec2ClientType, Tag } from '@aws-sdk/client-ec2';
@@ -15,6 +15,8 @@ export interface Ec2Seed {
   instances: Record<string, { instanceId: string; privateIp: string }>;
   publicIp: string;
   allocationId: string;
+  /** The secondary private IP of the "vip" traffic driver (PRIVATE_VIP). */
+  privateVip: string;
   /** What this call made (empty when everything was there already). */
   created: string[];
 }
@@ -26,6 +28,16 @@ export function ec2Endpoint(l: Layout): string {
 export function privateIpOf(site: 'dc1' | 'dc2'): string {
   return `10.0.${siteOctet(site)}.10`;
 }
+
+/**
+ * The secondary private IP the "private-ip" traffic driver "vip" moves between the database
+ * instances' primary network interfaces (data only, like every 10.x address here: never dialled).
+ * It lies in dc1's subnet (10.0.1.0/24). Real EC2 only assigns a secondary address that lies in
+ * the interface's own subnet, so there it could never move to dc2-db (10.0.2.0/24, another
+ * availability zone); moto 5.2 checks neither that nor whether another interface already holds
+ * the address, so the sandbox can exercise the driver across sites. See sandbox/README.md.
+ */
+export const PRIVATE_VIP = '10.0.1.100';
 
 export async function ec2Client(l: Layout): Promise<Ec2ClientType> {
   const { EC2Client } = await import('@aws-sdk/client-ec2');
@@ -184,7 +196,25 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
       created.push(`association of ${ELASTIC_IP} with ${l.dbs[0].node}`);
     }
 
-    return { imageId, vpcId, instances, publicIp: ELASTIC_IP, allocationId, created };
+    // The secondary private IP, on the preferred primary's primary interface (device index 0) when
+    // no interface of the instances holds it; left where it is afterwards (a runbook moved it).
+    const enis =
+      (
+        await c.send(
+          new sdk.DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: Object.values(instances).map((i) => i.instanceId) }] }),
+        )
+      ).NetworkInterfaces ?? [];
+    // Not the 'addresses.private-ip-address' filter: moto matches it against primary addresses only.
+    const holdsVip = enis.some((n) => (n.PrivateIpAddresses ?? []).some((p) => p.PrivateIpAddress === PRIVATE_VIP));
+    if (!holdsVip) {
+      const first = instances[l.dbs[0].node].instanceId;
+      const eni = enis.find((n) => n.Attachment?.InstanceId === first && n.Attachment?.DeviceIndex === 0)?.NetworkInterfaceId;
+      if (!eni) throw new Error(`instance ${first} (${l.dbs[0].node}) has no primary network interface to put ${PRIVATE_VIP} on`);
+      await c.send(new sdk.AssignPrivateIpAddressesCommand({ NetworkInterfaceId: eni, PrivateIpAddresses: [PRIVATE_VIP] }));
+      created.push(`secondary private IP ${PRIVATE_VIP} on ${eni} of ${l.dbs[0].node}`);
+    }
+
+    return { imageId, vpcId, instances, publicIp: ELASTIC_IP, allocationId, privateVip: PRIVATE_VIP, created };
   } finally {
     c.destroy();
   }

@@ -14,7 +14,7 @@ import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync
 import { request } from 'node:http';
 import { Socket } from 'node:net';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ec2Endpoint, seedEc2 } from './ec2';
 import {
   checkNet,
@@ -56,7 +56,7 @@ import {
   type SweepSpec,
 } from './procs';
 import { readState, withLock, writeState, type SandboxState } from './state';
-import { svcCommand, writeTopology } from './topology';
+import { dnsCommand, dnsRecordFile, svcCommand, writeTopology } from './topology';
 import { loadTools as loadBaseTools, type Tools as BaseTools } from '../src/tools';
 
 export interface SandboxOptions {
@@ -276,8 +276,9 @@ async function prepare(ctx: Ctx): Promise<void> {
     mkdirOwned(ctx, db.socketDir, 0o700);
   }
   for (const a of l.apps) mkdirOwned(ctx, a.svcDir);
+  mkdirOwned(ctx, dirname(dnsRecordFile(l)));
 
-  for (const f of ['app.cjs', 'svc.cjs', 'service.cjs']) {
+  for (const f of ['app.cjs', 'svc.cjs', 'service.cjs', 'dns.cjs', 'repoint-app.cjs']) {
     const dest = join(l.binDir, f);
     copyFileSync(join(REPO, 'sandbox', 'bin', f), dest);
     chmodSync(dest, 0o755);
@@ -304,6 +305,28 @@ async function prepare(ctx: Ctx): Promise<void> {
   }
   writeOwned(ctx, l.frontConfig, haproxyConfig(l));
   writeTopology(l, ctx.runAs, { pgBinDir: ctx.tools.pgBinDir, node: ctx.tools.node });
+  await ensureDnsRecord(ctx);
+}
+
+/**
+ * The "dns" driver's record points at the preferred primary's database when first made (or when
+ * it is missing or unreadable); left where it is afterwards (a runbook moved it). Written by the
+ * driver's own script, as the run-as user, so it is the same format and owner as a move makes.
+ */
+async function ensureDnsRecord(ctx: Ctx): Promise<void> {
+  const file = dnsRecordFile(ctx.l);
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    /* missing */
+  }
+  if (/^\S+ \S+:\d+\n?$/.test(text)) return;
+  const db = ctx.l.dbs[0];
+  const argv = dnsCommand(ctx.l, ctx.tools, 'set', db.site, db.address, String(PORTS.postgres));
+  const r = await run(argv[0], argv.slice(1), { runAs: ctx.runAs, timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`sandbox: ${describeRun('dns.cjs set', r)}`);
+  ctx.log(`dns: ${file} points at ${db.site} (${db.address}:${PORTS.postgres})`);
 }
 
 // ---------------------------------------------------------------------------------------------

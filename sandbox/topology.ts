@@ -8,7 +8,7 @@ import { Document, isScalar, visit } from 'yaml';
 import { parseTopology } from '../src/topology/load';
 import type { TopologyInput } from '../src/topology/schema';
 import { EC2_REGION, ELASTIC_IP, PORTS, SERVICES, SITES, type Layout } from './layout';
-import { ec2Endpoint } from './ec2';
+import { ec2Endpoint, PRIVATE_VIP } from './ec2';
 import type { RunAs } from './procs';
 
 export interface TopologyTools {
@@ -21,6 +21,27 @@ function hostKeyOf(pubFile: string): string {
   return `${type} ${key}`;
 }
 
+/**
+ * The host that runs the "dns" command driver. A command driver has exactly one host, so it sits
+ * at the site a failover goes to from the normal layout (dc2, when dc1 is lost). Failing over back
+ * to dc1 while dc2 is down finds it unreachable (the move fails; reads say "cannot read").
+ */
+export const DNS_HOST = 'dc2-app';
+
+/** The "dns" driver's record: one line "<site> <address>:<port>" (sandbox/bin/dns.cjs). */
+export function dnsRecordFile(l: Layout): string {
+  return join(l.dir, 'dns', `db.${l.cluster}`);
+}
+
+/** Where an app host's afterPromote hook "repoint-app" records the database the app should use. */
+export function dbTargetFile(l: Layout, appHost: string): string {
+  return join(l.dir, appHost, 'db-target');
+}
+
+export function dnsCommand(l: Layout, tools: TopologyTools, verb: 'set' | 'get', ...args: string[]): string[] {
+  return [tools.node, join(l.binDir, 'dns.cjs'), verb, dnsRecordFile(l), ...args];
+}
+
 export function svcCommand(l: Layout, tools: TopologyTools, host: string, verb: 'start' | 'stop' | 'status', service: string): string[] {
   const args = [tools.node, join(l.binDir, 'svc.cjs'), verb, service, join(l.dir, host, 'svc')];
   return verb === 'start' ? [...args, join(l.logsDir, `${host}.${service}.log`)] : args;
@@ -30,6 +51,7 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools): To
   const sites: NonNullable<TopologyInput['clusters'][string]>['sites'] = {};
   for (const site of SITES) {
     const app = l.apps.find((a) => a.site === site)!;
+    const db = l.dbs.find((d) => d.site === site)!;
     sites[site] = {
       app: { url: `http://${app.address}:${PORTS.app}/` },
       maintenance: { host: app.host, on: ['touch', app.flag], off: ['rm', '-f', app.flag], status: ['test', '-e', app.flag] },
@@ -44,6 +66,17 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools): To
           },
         ]),
       ),
+      // Run on this site's app host once this site's database is the new primary.
+      hooks: {
+        afterPromote: [
+          {
+            name: 'repoint-app',
+            host: app.host,
+            command: [tools.node, join(l.binDir, 'repoint-app.cjs'), dbTargetFile(l, app.host), db.address, String(PORTS.postgres)],
+            timeoutSeconds: 30,
+          },
+        ],
+      },
     };
   }
   const hosts = Object.fromEntries(
@@ -92,6 +125,15 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools): To
             listen: { address: l.shared, port: PORTS.front },
           },
           { kind: 'elastic-ip', name: 'eip', publicIp: ELASTIC_IP },
+          { kind: 'private-ip', name: 'vip', address: PRIVATE_VIP },
+          {
+            kind: 'command',
+            name: 'dns',
+            host: DNS_HOST,
+            move: dnsCommand(l, tools, 'set', '{site}', '{address}', '{port}'),
+            read: dnsCommand(l, tools, 'get'),
+            timeoutSeconds: 30,
+          },
         ],
         ec2: {
           region: EC2_REGION,

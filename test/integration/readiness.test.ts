@@ -58,8 +58,13 @@ describe('switchyard check against the sandbox', () => {
     assert.ok(report.lagBytes! <= 16 * 1024 * 1024);
     assert.equal(report.traffic.front.site, 'dc1');
     assert.equal(report.traffic.eip.site, 'dc1');
+    assert.equal(report.traffic.vip.site, 'dc1');
+    assert.equal(report.traffic.vip.kind, 'private-ip');
+    assert.equal(report.traffic.dns.site, 'dc1');
+    assert.equal(report.traffic.dns.kind, 'command');
+    assert.deepEqual(Object.keys(report.traffic), ['front', 'eip', 'vip', 'dns']);
     const names = report.checks.map((c) => c.name);
-    for (const n of ['primary', 'primary-writable', 'standby:dc2-db', 'lag:dc2-db', 'slot:dc2-db', 'ssh:dc1-db', 'ssh:dc2-app', 'service:dc1/fault-detection', 'service:dc2/notification', 'maintenance:dc1', 'traffic:front', 'traffic:eip', 'ec2:dc1-db', 'ec2:dc2-db'])
+    for (const n of ['primary', 'primary-writable', 'standby:dc2-db', 'lag:dc2-db', 'slot:dc2-db', 'ssh:dc1-db', 'ssh:dc2-app', 'service:dc1/fault-detection', 'service:dc2/notification', 'maintenance:dc1', 'traffic:front', 'traffic:eip', 'traffic:vip', 'traffic:dns', 'ec2:dc1-db', 'ec2:dc2-db'])
       assert.ok(names.includes(n), `check ${n} present in ${names.join(', ')}`);
   });
 
@@ -88,6 +93,10 @@ describe('switchyard check against the sandbox', () => {
       const ssh = report.observations.ssh.find((s) => s.host === 'dc2-app');
       assert.equal(ssh?.outcome, 'unreachable');
       assert.equal(report.checks.find((x) => x.name === 'ssh:dc1-app')?.ok, true, 'the other hosts still answer');
+      // The dns driver's one host is dc2-app: its record cannot be read while that host is down.
+      assert.equal(report.traffic.dns.site, null);
+      assert.match(failedChecks(report)['traffic:dns'] ?? '', /cannot read/);
+      assert.equal(report.traffic.vip.site, 'dc1', 'the other drivers still read');
     } finally {
       await startPart(sb.opts, 'dc2-app/sshd');
     }

@@ -1,8 +1,10 @@
 /**
  * The sandbox, checked the way the runbooks will use it: every part runs, the topology it writes
  * is valid, replication streams, the front leads to the primary, maintenance mode and services
- * work over ssh with pinned host keys, EC2 holds the instances and the Elastic IP, faults can be
- * injected and undone, up is idempotent, and down leaves nothing behind.
+ * work over ssh with pinned host keys, EC2 holds the instances, the Elastic IP and the secondary
+ * private IP, every traffic driver (front, eip, vip, dns) points at dc1 and moves with the real
+ * activities, each site's afterPromote hook runs on its app host, faults can be injected and
+ * undone, up is idempotent, and down leaves nothing behind.
  *
  *   node --import tsx --test test/integration/sandbox.test.ts
  */
@@ -13,11 +15,13 @@ import { request } from 'node:http';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DescribeAddressesCommand, DescribeInstancesCommand, DescribeVolumesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { DescribeAddressesCommand, DescribeInstancesCommand, DescribeNetworkInterfacesCommand, DescribeVolumesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { Client as PgClient } from 'pg';
 import { Client, Connection } from '@temporalio/client';
 import { sandboxStatus, sandboxUp, startPart, stopPart, type SandboxPart, type SandboxStatus } from '../../sandbox';
 import { temporalEndpoints } from '../../sandbox/layout';
+import { PRIVATE_VIP } from '../../sandbox/ec2';
+import { createActivities } from '../../src/activities';
 import { tcpProbe } from '../../sandbox/procs';
 import { getCluster } from '../../src/topology/load';
 import type { ClusterConfig } from '../../src/topology/schema';
@@ -160,6 +164,16 @@ function processesMentioning(dir: string): string[] {
   return out;
 }
 
+/** Interfaces of these instances holding `address`, and whether it is their primary address. */
+async function vipHolders(ec2: EC2Client, address: string, instanceIds: string[]): Promise<{ instanceId: string | undefined; deviceIndex: number | undefined; primary: boolean }[]> {
+  const r = await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: instanceIds }] }));
+  return (r.NetworkInterfaces ?? []).flatMap((n) =>
+    (n.PrivateIpAddresses ?? [])
+      .filter((p) => p.PrivateIpAddress === address)
+      .map((p) => ({ instanceId: n.Attachment?.InstanceId, deviceIndex: n.Attachment?.DeviceIndex, primary: p.Primary === true })),
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 
 describe('sandbox', () => {
@@ -221,7 +235,20 @@ describe('sandbox', () => {
     assert.equal(c.postgres.nodes['dc2-db'].slot, 'dc2_db');
     assert.equal(c.postgres.nodes['dc2-db'].host, `127.${sb.net}.2.1`);
     assert.ok(c.postgres.nodes['dc1-db'].configDir && existsSync(join(c.postgres.nodes['dc1-db'].configDir, 'postgresql.conf')));
-    assert.deepEqual(c.traffic.map((t) => `${t.kind}:${t.name}`), ['haproxy:front', 'elastic-ip:eip']);
+    assert.deepEqual(c.traffic.map((t) => `${t.kind}:${t.name}`), ['haproxy:front', 'elastic-ip:eip', 'private-ip:vip', 'command:dns']);
+    const dns = c.traffic.find((t) => t.name === 'dns');
+    assert.ok(dns && dns.kind === 'command');
+    assert.equal(dns.host, 'dc2-app');
+    assert.deepEqual(dns.move.slice(-3), ['{site}', '{address}', '{port}']);
+    for (const site of ['dc1', 'dc2']) {
+      const hooks = c.sites[site].hooks.afterPromote;
+      assert.deepEqual(
+        hooks.map((h) => [h.name, h.host]),
+        [['repoint-app', `${site}-app`]],
+        `afterPromote hooks of ${site}`,
+      );
+      assert.deepEqual(hooks[0].command.slice(-3), [join(sb.dir, `${site}-app`, 'db-target'), c.postgres.nodes[`${site}-db`].host, '5432']);
+    }
     assert.ok(c.backup?.root.startsWith(sb.dir));
     for (const f of [c.postgres.password?.file, c.postgres.replication.password?.file, c.ssh.privateKey.file]) {
       assert.ok(f && existsSync(f), `secret ${f}`);
@@ -324,7 +351,7 @@ describe('sandbox', () => {
     assert.deepEqual([s.state, s.expected], ['stopped', 'stopped']);
   });
 
-  it('shows the EC2 layout through the AWS SDK: two tagged instances and the Elastic IP on dc1', async () => {
+  it('shows the EC2 layout through the AWS SDK: two tagged instances, the Elastic IP and the secondary private IP on dc1', async () => {
     const ec2 = new EC2Client({
       region: c.ec2!.region,
       endpoint: c.ec2!.endpoint,
@@ -345,8 +372,58 @@ describe('sandbox', () => {
       assert.ok(eip && eip.kind === 'elastic-ip');
       const addr = await ec2.send(new DescribeAddressesCommand({ PublicIps: [eip.publicIp] }));
       assert.equal(addr.Addresses?.[0]?.InstanceId, byNode['dc1-db'].InstanceId);
+      // The vip driver's address: a secondary address of dc1-db's primary interface only.
+      const vip = c.traffic.find((t) => t.kind === 'private-ip');
+      assert.ok(vip && vip.kind === 'private-ip');
+      assert.equal(vip.address, PRIVATE_VIP);
+      const holders = await vipHolders(ec2, vip.address, [byNode['dc1-db'].InstanceId!, byNode['dc2-db'].InstanceId!]);
+      assert.deepEqual(holders, [{ instanceId: byNode['dc1-db'].InstanceId, deviceIndex: 0, primary: false }]);
     } finally {
       ec2.destroy();
+    }
+  });
+
+  it('every traffic driver points at dc1 after up; vip and dns move to dc2 and back with the real activities', async () => {
+    const act = createActivities({ topology: () => sb.topology });
+    for (const d of c.traffic) {
+      const r = await act.trafficRead({ cluster: 'demo', driver: d.name });
+      assert.equal(r.site, 'dc1', `${d.name}: ${r.detail}`);
+    }
+    const record = join(sb.dir, 'dns', 'db.demo');
+    assert.equal(readFileSync(record, 'utf8'), `dc1 127.${sb.net}.1.1:5432\n`);
+    const ec2 = new EC2Client({
+      region: c.ec2!.region,
+      endpoint: c.ec2!.endpoint,
+      credentials: { accessKeyId: secret(c.ec2!.credentials!.accessKeyId.file), secretAccessKey: secret(c.ec2!.credentials!.secretAccessKey.file) },
+    });
+    const ids = (await act.ec2Instances({ cluster: 'demo' })).map((i) => i.instanceId!);
+    try {
+      for (const [site, n] of [['dc2', 2], ['dc1', 1]] as const) {
+        const vip = await act.trafficMove({ cluster: 'demo', driver: 'vip', site });
+        assert.deepEqual([vip.site, vip.changed], [site, true], vip.detail);
+        assert.deepEqual(await vipHolders(ec2, PRIVATE_VIP, ids), [{ instanceId: ids[n - 1], deviceIndex: 0, primary: false }]);
+        const dns = await act.trafficMove({ cluster: 'demo', driver: 'dns', site });
+        assert.deepEqual([dns.site, dns.changed], [site, true], dns.detail);
+        assert.equal(readFileSync(record, 'utf8'), `${site} 127.${sb.net}.${n}.1:5432\n`);
+      }
+    } finally {
+      ec2.destroy();
+    }
+    // The record stays the run-as user's to rewrite, and no temp file is left beside it.
+    assert.deepEqual(readdirSync(join(sb.dir, 'dns')), ['db.demo']);
+    assert.equal(statSync(record).uid, statSync(join(sb.dir, 'dc2-app')).uid);
+  });
+
+  it('runs each site\'s afterPromote hook on that site\'s app host, recording the new primary as the app\'s database', async () => {
+    for (const site of ['dc2', 'dc1'] as const) {
+      const [hook] = c.sites[site].hooks.afterPromote;
+      const target = join(sb.dir, `${site}-app`, 'db-target');
+      const other = join(sb.dir, `${site === 'dc1' ? 'dc2' : 'dc1'}-app`, 'db-target');
+      const otherBefore = existsSync(other) ? readFileSync(other, 'utf8') : null;
+      const r = await ssh(sb, c, hook.host, hook.command);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(readFileSync(target, 'utf8'), `${c.postgres.nodes[`${site}-db`].host}:5432\n`);
+      assert.equal(existsSync(other) ? readFileSync(other, 'utf8') : null, otherBefore, 'the other site\'s app is not repointed');
     }
   });
 
