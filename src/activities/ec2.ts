@@ -6,15 +6,23 @@ import {
   DescribeAddressesCommand,
   DescribeInstancesCommand,
   DescribeVolumesCommand,
+  StopInstancesCommand,
   type Address,
   type EC2Client,
   type Filter,
   type Instance,
 } from '@aws-sdk/client-ec2';
-import type { ClusterConfig, Ec2Selector } from '../topology/schema';
-import { configError, errorMessage, heartbeat } from './common';
+import { ApplicationFailure } from '@temporalio/common';
+import type { ClusterConfig, DbNodeConfig, Ec2Selector } from '../topology/schema';
+import { configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
 import type { Call, Runtime } from './deps';
-import type { Ec2AddressHolder, Ec2InstanceInfo } from './types';
+import type { Ec2AddressHolder, Ec2InstanceInfo, Ec2StopResult } from './types';
+
+/** Non-retryable: the node's EC2 selector matches no (non-terminated) instance. */
+export const EC2_INSTANCE_NOT_FOUND = 'Ec2InstanceNotFound';
+/** How long ec2StopInstance waits for "stopped", and how often it looks. */
+const STOP_WAIT_MS = 120_000;
+const STOP_POLL_MS = 2_000;
 
 /** States an instance can be in and still be "the" instance of a node (terminated ones are history). */
 const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped', 'shutting-down'];
@@ -83,20 +91,33 @@ async function findInstances(ec2: EC2Client, sel: Ec2Selector): Promise<Instance
   return out;
 }
 
+/** The instance(s) of one database node, by its EC2 selector (the node must have one). */
+export async function nodeInstance(ec2: EC2Client, node: string, n: DbNodeConfig): Promise<NodeInstance> {
+  const sel = n.ec2 as Ec2Selector;
+  const base = { node, site: n.site, selector: selectorText(sel) };
+  try {
+    return { ...base, matches: await findInstances(ec2, sel) };
+  } catch (err) {
+    return { ...base, matches: [], error: `EC2 DescribeInstances failed: ${errorMessage(err)}` };
+  }
+}
+
 /** The instance(s) of every database node that has an EC2 selector. */
 export async function nodeInstances(ec2: EC2Client, c: ClusterConfig): Promise<NodeInstance[]> {
   const nodes = Object.entries(c.postgres.nodes).filter(([, n]) => n.ec2);
-  return Promise.all(
-    nodes.map(async ([node, n]): Promise<NodeInstance> => {
-      const sel = n.ec2 as Ec2Selector;
-      const base = { node, site: n.site, selector: selectorText(sel) };
-      try {
-        return { ...base, matches: await findInstances(ec2, sel) };
-      } catch (err) {
-        return { ...base, matches: [], error: `EC2 DescribeInstances failed: ${errorMessage(err)}` };
-      }
-    }),
-  );
+  return Promise.all(nodes.map(([node, n]) => nodeInstance(ec2, node, n)));
+}
+
+/** An instance's state by id, terminated ones included ("terminated" when EC2 no longer knows it). */
+async function instanceState(ec2: EC2Client, instanceId: string): Promise<string | null> {
+  try {
+    const r = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+    const i = (r.Reservations ?? []).flatMap((x) => x.Instances ?? []).find((x) => x.InstanceId === instanceId);
+    return i ? (i.State?.Name ?? null) : 'terminated';
+  } catch (err) {
+    if (awsErrorName(err) === 'InvalidInstanceID.NotFound') return 'terminated';
+    throw err;
+  }
 }
 
 /** Exactly one instance for a node, or an explanation of why not. */
@@ -187,6 +208,66 @@ export function ec2Activities(rt: Runtime) {
             return info;
           }),
         );
+      });
+    }),
+
+    /**
+     * Stop the EC2 instance of a database node (found as ec2Instances finds it) unless it is
+     * stopped or stopping, and wait (heartbeating, up to ~120 s) until EC2 says "stopped".
+     * No instance, or several, is a non-retryable failure; still not stopped at the end of the
+     * wait is a retryable one (a retry does not stop twice: it finds "stopping" and waits).
+     */
+    ec2StopInstance: rt.activity(async (input: { cluster: string; node: string }, call): Promise<Ec2StopResult> => {
+      const n = call.top.node(input.cluster, input.node);
+      if (!n.ec2) throw configError(`database node "${input.node}" of cluster "${input.cluster}" has no EC2 selector (postgres.nodes.${input.node}.ec2): there is no instance to stop`);
+      return withEc2(rt, call, input.cluster, async (ec2) => {
+        const ni = await nodeInstance(ec2, input.node, n);
+        if (ni.error) throw new Error(`cannot find the EC2 instance of node "${input.node}" of cluster "${input.cluster}": ${ni.error}`);
+        if (ni.matches.length === 0) {
+          throw ApplicationFailure.nonRetryable(
+            `no non-terminated EC2 instance matches ${ni.selector} for node "${input.node}" of cluster "${input.cluster}": there is no instance to stop (check postgres.nodes.${input.node}.ec2 against the instance's tags or id)`,
+            EC2_INSTANCE_NOT_FOUND,
+          );
+        }
+        if (ni.matches.length > 1) {
+          throw ApplicationFailure.nonRetryable(
+            `${ni.matches.length} EC2 instances match ${ni.selector} for node "${input.node}" of cluster "${input.cluster}" (${ni.matches.map((i) => i.InstanceId).join(', ')}): refusing to guess which one to stop`,
+            ErrorType.Ec2Ambiguous,
+          );
+        }
+        const instanceId = ni.matches[0].InstanceId ?? '';
+        const stateBefore = ni.matches[0].State?.Name ?? null;
+        let state: string | null = stateBefore;
+        let changed = false;
+        const stop = async () => {
+          try {
+            const r = await ec2.send(new StopInstancesCommand({ InstanceIds: [instanceId] }));
+            changed = true;
+            state = r.StoppingInstances?.find((x) => x.InstanceId === instanceId)?.CurrentState?.Name ?? state;
+          } catch (err) {
+            // Pending (still launching) instances cannot be stopped yet: wait and ask again.
+            if (awsErrorName(err) !== 'IncorrectInstanceState') throw err;
+          }
+        };
+        if (state === 'running' || state === 'pending') {
+          await stop();
+          rt.log.info('EC2 instance stop requested', { cluster: input.cluster, node: input.node, instanceId, stateBefore });
+        }
+        const deadline = Date.now() + STOP_WAIT_MS;
+        for (;;) {
+          state = await instanceState(ec2, instanceId);
+          if (state === 'stopped' || state === 'terminated' || Date.now() >= deadline) break;
+          // Started again meanwhile (or a stop refused while pending): ask again; StopInstances is idempotent.
+          if (state === 'running' || state === 'pending') await stop();
+          heartbeat({ instanceId, state });
+          await sleep(STOP_POLL_MS);
+        }
+        const base = { node: input.node, instanceId, stateBefore, stateAfter: state, changed };
+        if (state === 'stopped') {
+          return { ...base, detail: changed ? `stopped ${instanceId} (was ${stateBefore ?? 'unknown'})` : `${instanceId} was already ${stateBefore === 'stopped' ? 'stopped' : `${stateBefore}, now stopped`}` };
+        }
+        if (state === 'terminated') return { ...base, detail: `${instanceId} is terminated (was ${stateBefore ?? 'unknown'}): it no longer runs, but it is not "stopped"` };
+        throw new Error(`EC2 instance ${instanceId} of node "${input.node}" is still ${state ?? 'in an unknown state'} ${STOP_WAIT_MS / 1000} s after ${changed ? 'StopInstances' : 'the wait began'} (was ${stateBefore ?? 'unknown'})`);
       });
     }),
 

@@ -5,9 +5,11 @@
  */
 import { Runtime, type ActivityDeps } from './deps';
 import { ec2Activities } from './ec2';
+import { historyActivities } from './history';
 import { lockActivities } from './lock';
 import { createLayoutActivities } from './layout';
 import { notifyActivities } from './notify';
+import { pgctlActivities } from './pgctl';
 import { postgresActivities } from './postgres';
 import { remoteActivities } from './remote';
 import { trafficActivities } from './traffic';
@@ -17,11 +19,13 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createLayoutActivities(deps.topology),
     ...postgresActivities(rt),
+    ...pgctlActivities(rt),
     ...remoteActivities(rt),
     ...ec2Activities(rt),
     ...trafficActivities(rt),
     ...notifyActivities(rt),
     ...lockActivities(rt),
+    ...historyActivities(rt),
   };
 }
 

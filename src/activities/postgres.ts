@@ -21,13 +21,13 @@ export function lsnDiff(a: string, b: string): number {
 }
 
 /** SQLSTATE classes that mean "this login will not work", not "try again". */
-function isAuthFailure(err: unknown): boolean {
+export function isAuthFailure(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   return code === '28P01' || code === '28000' || code === '3D000';
 }
 
 /** An error from the server (it answered), rather than from the network. */
-function isServerError(err: unknown): boolean {
+export function isServerError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !/^E[A-Z]+$/.test(code);
 }
@@ -42,11 +42,24 @@ interface NodeTarget {
 const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
+/** Timeline of the last checkpoint (on a standby: of the last restartpoint). */
+export const CHECKPOINT_TLI_SQL = `(SELECT timeline_id FROM pg_control_checkpoint())`;
+/** Timeline of the WAL segment being written; only valid out of recovery (pg_walfile_name refuses during it). */
+export const WAL_TLI_SQL = `('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int`;
+
+/**
+ * A node's timeline from the two above: right after a promotion the checkpoint still names the
+ * old timeline; the WAL being written already names the new one.
+ */
+export function timelineOf(checkpointTli: number | null, walTli: number | null): number | null {
+  return walTli !== null && checkpointTli !== null ? Math.max(walTli, checkpointTli) : (checkpointTli ?? walTli);
+}
+
 const STATUS_SQL = `
 SELECT pg_is_in_recovery() AS in_recovery,
-       (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
+       ${CHECKPOINT_TLI_SQL} AS checkpoint_tli,
        CASE WHEN pg_is_in_recovery() THEN NULL
-            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS wal_tli,
+            ELSE ${WAL_TLI_SQL} END AS wal_tli,
        (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
        current_setting('server_version') AS server_version,
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
@@ -69,45 +82,61 @@ const PROBE_SQL = [
   `CREATE TABLE IF NOT EXISTS switchyard.heartbeat (node text PRIMARY KEY, at timestamptz NOT NULL, by text NOT NULL)`,
 ];
 
-export function postgresActivities(rt: Runtime) {
+/**
+ * How switchyard connects to a node: the topology's user, database and password (resolved in the
+ * call's secret scope), connect and statement timeouts. `statementMs` overrides the statement
+ * timeout for one long statement (pg_promote's wait), client-side query timeout to match.
+ */
+export async function pgClientConfig(rt: Runtime, call: Call, cluster: string, node: string, opts: { statementMs?: number } = {}): Promise<pg.ClientConfig> {
   const t = rt.timeouts;
+  const c = call.top.cluster(cluster);
+  const n = call.top.node(cluster, node);
+  const password = c.postgres.password ? await call.secrets.get(c.postgres.password, `postgres.password of cluster "${cluster}"`) : undefined;
+  const statementMs = opts.statementMs ?? t.pgStatementMs;
+  return {
+    host: n.host,
+    port: n.port,
+    user: c.postgres.user,
+    password,
+    database: c.postgres.database,
+    application_name: 'switchyard',
+    connectionTimeoutMillis: t.pgConnectMs,
+    statement_timeout: statementMs,
+    lock_timeout: t.pgStatementMs,
+    query_timeout: statementMs + 2_000,
+    keepAlive: true,
+  };
+}
 
+/** Connect (throwing on failure), run, always end. */
+export async function withPgClient<T>(
+  rt: Runtime,
+  call: Call,
+  cluster: string,
+  node: string,
+  fn: (client: PgClientLike) => Promise<T>,
+  opts: { statementMs?: number } = {},
+): Promise<T> {
+  const client = rt.pgClient(await pgClientConfig(rt, call, cluster, node, opts));
+  // A connection lost between queries is reported by the next query; never as an unhandled event.
+  client.on?.('error', () => undefined);
+  try {
+    await client.connect();
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export function postgresActivities(rt: Runtime) {
   const target = (call: Call, cluster: string, node: string): NodeTarget => {
     const n = call.top.node(cluster, node);
     return { cluster, node, site: n.site, where: `${node} (${n.host}:${n.port})` };
   };
 
-  const clientConfig = async (call: Call, cluster: string, node: string): Promise<pg.ClientConfig> => {
-    const c = call.top.cluster(cluster);
-    const n = call.top.node(cluster, node);
-    const password = c.postgres.password ? await call.secrets.get(c.postgres.password, `postgres.password of cluster "${cluster}"`) : undefined;
-    return {
-      host: n.host,
-      port: n.port,
-      user: c.postgres.user,
-      password,
-      database: c.postgres.database,
-      application_name: 'switchyard',
-      connectionTimeoutMillis: t.pgConnectMs,
-      statement_timeout: t.pgStatementMs,
-      lock_timeout: t.pgStatementMs,
-      query_timeout: t.pgStatementMs + 2_000,
-      keepAlive: true,
-    };
-  };
+  const clientConfig = (call: Call, cluster: string, node: string): Promise<pg.ClientConfig> => pgClientConfig(rt, call, cluster, node);
 
-  /** Connect (throwing on failure), run, always end. */
-  const withClient = async <T>(call: Call, cluster: string, node: string, fn: (client: PgClientLike) => Promise<T>): Promise<T> => {
-    const client = rt.pgClient(await clientConfig(call, cluster, node));
-    // A connection lost between queries is reported by the next query; never as an unhandled event.
-    client.on?.('error', () => undefined);
-    try {
-      await client.connect();
-      return await fn(client);
-    } finally {
-      await client.end().catch(() => undefined);
-    }
-  };
+  const withClient = <T>(call: Call, cluster: string, node: string, fn: (client: PgClientLike) => Promise<T>): Promise<T> => withPgClient(rt, call, cluster, node, fn);
 
   /** As thrown from an action: a refused login is not fixed by retrying, a refused connection may be. */
   const actionError = (tgt: NodeTarget, err: unknown, doing: string): Error => {
@@ -137,9 +166,7 @@ export function postgresActivities(rt: Runtime) {
           ...base,
           reachable: true,
           inRecovery,
-          // Right after a promotion the checkpoint still names the old timeline; the WAL being
-          // written already names the new one.
-          timeline: walTli !== null && checkpointTli !== null ? Math.max(walTli, checkpointTli) : (checkpointTli ?? walTli ?? undefined),
+          timeline: timelineOf(checkpointTli, walTli) ?? undefined,
           systemIdentifier: str(s.system_identifier) ?? undefined,
           serverVersion: str(s.server_version) ?? undefined,
           receiveLsn: inRecovery ? str(s.receive_lsn) : null,

@@ -9,7 +9,7 @@ import type { HostConfig, ServiceConfig, SiteConfig } from '../topology/schema';
 import { cancellationSignal, configError, describeRef, errorMessage, ErrorType, heartbeat, pollUntil, requestSignal, type Resolver } from './common';
 import type { Call, Runtime, SshExecResult, SshSessionLike } from './deps';
 import { commandLine } from './shell';
-import type { MaintenanceState, RemoteCommandResult, ServiceState, SshCheck } from './types';
+import type { HookRunResult, MaintenanceState, RemoteCommandResult, ServiceState, SshCheck } from './types';
 
 /** Output kept per stream in a result (it lands in workflow history): the tail, if longer. */
 export const MAX_OUTPUT_CHARS = 64 * 1024;
@@ -186,7 +186,8 @@ export async function runOnHost(rt: Runtime, call: Call, cluster: string, hostNa
   }
 }
 
-function brief(r: RemoteCommandResult): string {
+/** One line about how a command ended: "exited 1: <last lines of its output>". */
+export function brief(r: RemoteCommandResult): string {
   const out = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-3).join(' | ');
   const status = r.timedOut ? 'timed out' : r.exitCode === null ? `ended by signal ${r.signal ?? '?'}` : `exited ${r.exitCode}`;
   return out ? `${status}: ${out.slice(0, 500)}` : status;
@@ -202,6 +203,16 @@ function serviceOf(top: Resolver, cluster: string, site: string, service: string
     throw configError(`unknown service ${JSON.stringify(service)} at site "${site}" of cluster "${cluster}"; known: ${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none'}`);
   }
   return { s, svc: s.services[service] };
+}
+
+function hookOf(top: Resolver, cluster: string, site: string, hook: string): SiteConfig['hooks']['afterPromote'][number] {
+  const hooks = top.site(cluster, site).hooks.afterPromote;
+  const h = hooks.find((x) => x.name === hook);
+  if (!h) {
+    const known = hooks.map((x) => `"${x.name}"`);
+    throw configError(`unknown hook ${JSON.stringify(hook)} in sites.${site}.hooks.afterPromote of cluster "${cluster}"; known: ${known.length ? known.join(', ') : 'none'}`);
+  }
+  return h;
 }
 
 function maintenanceOf(top: Resolver, cluster: string, site: string): NonNullable<SiteConfig['maintenance']> {
@@ -294,6 +305,17 @@ export function remoteActivities(rt: Runtime) {
         throw configError('runRemote needs argv: a non-empty list of strings');
       }
       return runOnHost(rt, call, input.cluster, input.host, input.argv, input.timeoutSeconds ?? DEFAULT_COMMAND_TIMEOUT_SECONDS);
+    }),
+
+    /**
+     * Run one afterPromote hook of a site (by name) on its host with its timeout. Non-zero exits
+     * and timeouts are returned: the workflow judges.
+     */
+    runHook: rt.activity(async (input: { cluster: string; site: string; hook: string }, call): Promise<HookRunResult> => {
+      const h = hookOf(call.top, input.cluster, input.site, input.hook);
+      const r = await runOnHost(rt, call, input.cluster, h.host, h.command, h.timeoutSeconds);
+      rt.log.info('hook ran', { cluster: input.cluster, site: input.site, hook: h.name, host: h.host, exitCode: r.exitCode, timedOut: r.timedOut ?? false });
+      return { ...r, hook: h.name, site: input.site };
     }),
 
     serviceStatus: rt.activity(async (input: { cluster: string; site: string; service: string }, call): Promise<ServiceState> => {

@@ -154,3 +154,96 @@ export interface NotifyResult {
   httpStatus: number | null;
   detail: string;
 }
+
+/** What pg_controldata says about a node's data directory (read over SSH on its host). */
+export interface PgControlData {
+  node: string;
+  /** Could pg_controldata be run and its output read? (false: see detail; every field below is null) */
+  ok: boolean;
+  /** "Database cluster state": "shut down", "in production", "shut down in recovery", "in archive recovery", … */
+  state: string | null;
+  /** "Latest checkpoint location". */
+  checkpointLsn: string | null;
+  /** "Latest checkpoint's REDO location". */
+  redoLsn: string | null;
+  /** "Latest checkpoint's TimeLineID". */
+  timeline: number | null;
+  /** "Minimum recovery ending location" ("0/0" on a node that is not recovering). */
+  minRecoveryEndLsn: string | null;
+  /** "Database system identifier". */
+  systemIdentifier: string | null;
+  detail: string;
+}
+
+/** Result of fencing a node: PostgreSQL stopped on its host and refusing connections. */
+export interface PgFenceResult {
+  node: string;
+  /** The node's sshHost (where pg_ctl ran). */
+  host: string;
+  sshReachable: boolean;
+  /** pg_ctl status before acting: true running, false not running (exit 3), null unknown. */
+  wasRunning: boolean | null;
+  /** The stop mode that stopped it; null when it was not running, or could not be stopped. */
+  stoppedWith: 'fast' | 'immediate' | null;
+  /** pg_ctl status (the last one read) reports no server running. */
+  stopped: boolean;
+  /** A connection attempt to host:port failed to connect (nothing answers, or it refuses new sessions). */
+  refusesConnections: boolean;
+  /** stopped && refusesConnections. */
+  fenced: boolean;
+  /** This call sent a stop to a server that was running (false: it already was stopped). */
+  changed: boolean;
+  /** pg_controldata read after the stop; null when the host could not be reached. */
+  control: PgControlData | null;
+  /** What was tried and seen, in order, for a person. */
+  steps: string[];
+  detail: string;
+}
+
+export interface PgStartResult {
+  node: string;
+  /** pg_ctl start was run (false: pg_ctl status said it was running already). */
+  changed: boolean;
+  /** Accepts connections (always true when returned: otherwise pgStart throws). */
+  running: boolean;
+  detail: string;
+}
+
+export interface PgPromoteResult {
+  node: string;
+  /** pg_promote was called (false: the node was already out of recovery). */
+  changed: boolean;
+  /** Timeline the node writes on now (max of checkpoint TLI and the current WAL file's TLI). */
+  timeline: number | null;
+  /** pg_current_wal_lsn() after the promotion. */
+  lsn: string | null;
+  detail: string;
+}
+
+/** An afterPromote hook's command, as run. Non-zero exits are returned, not thrown. */
+export type HookRunResult = RemoteCommandResult & { hook: string; site: string };
+
+export interface Ec2StopResult {
+  node: string;
+  instanceId: string | null;
+  stateBefore: string | null;
+  /** "stopped" when the call returns normally. */
+  stateAfter: string | null;
+  /** StopInstances was called (false: already stopped or stopping). */
+  changed: boolean;
+  detail: string;
+}
+
+/** The primary's position as the newest completed readiness run recorded it. */
+export interface LastPrimaryPosition {
+  found: boolean;
+  /** ReadinessReport.primaryLsn of that run. */
+  lsn: string | null;
+  /** ReadinessReport.primaryNode / primarySite. */
+  node: string | null;
+  site: string | null;
+  /** ReadinessReport.observedAt (when that run started observing). */
+  observedAt: string | null;
+  workflowId: string | null;
+  detail: string;
+}
