@@ -5,7 +5,7 @@
  * their results are retried by the next worker); SIGHUP re-reads the topology.
  */
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { createLogger, TemporalPinoLogger, type AppLogger } from './logging';
 import { loadTopology, resolveConfigPath } from './topology/load';
@@ -59,6 +59,8 @@ export interface WorkerOptions {
   logger: AppLogger;
   /** Identity shown in the Temporal UI. */
   identity?: string;
+  /** A prebuilt workflow bundle (tests build it once per process); default: bundle src/workflows. */
+  workflowBundle?: WorkflowBundleWithSourceMap;
 }
 
 /**
@@ -91,7 +93,7 @@ export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worke
     namespace: opts.target.namespace,
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
     ...(opts.identity ? { identity: opts.identity } : {}),
-    workflowsPath: require.resolve('./workflows'),
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('./workflows') }),
     activities: createActivities({ topology: current, temporal: () => client }),
   });
   return { worker, reload, connection, close };

@@ -1,3 +1,4 @@
 /** Every workflow the worker registers. Deterministic code only: no Node imports below here. */
 export { readiness } from './readiness';
 export { clusterLock } from './cluster-lock';
+export { failover } from './failover';

@@ -1,0 +1,251 @@
+/**
+ * The failover runbook end to end on the sandbox: real PostgreSQL, sshd, HAProxy, moto and
+ * Temporal. Each scenario gets a fresh sandbox (a failover is not undone by the next test), and
+ * each asserts what an operator would check afterwards: who is primary and takes writes, which
+ * rows survived, where the front and the Elastic IP point, which services run, the maintenance
+ * flags, and what the run's step log and result say.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { WorkflowFailedError } from '@temporalio/client';
+import { stopPart } from '../../sandbox';
+import { decide } from '../../src/client/runs';
+import type { FailoverResult } from '../../src/workflows/failover';
+import type { Progress } from '../../src/workflows/messages';
+import { startStage, type Stage } from '../support/stage';
+
+const stepsNamed = (p: Progress | { steps: Progress['steps'] }, re: RegExp) => p.steps.filter((s) => re.test(s.name));
+const waitingAt = (cp: string) => (p: Progress) => p.waitingFor === cp;
+
+/** The timeline of the WAL a node writes or replays now. */
+async function timelineOf(st: Stage, node: string): Promise<number> {
+  const [r] = await st.nodeQuery(
+    node,
+    `SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver UNION ALL SELECT timeline_id FROM pg_control_checkpoint() LIMIT 1)
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli`,
+  );
+  return Number(r.tli);
+}
+
+async function failureOf(p: Promise<unknown>): Promise<{ message: string; type: string | undefined }> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof WorkflowFailedError, `expected the run to fail, got ${String(err)}`);
+    let e: Error = err;
+    while (e.cause instanceof Error) e = e.cause;
+    return { message: e.message, type: (e as { type?: string }).type };
+  }
+  throw new Error('expected the run to fail, but it completed');
+}
+
+describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person rule on', () => {
+  let st: Stage;
+  let before_ids: string[] = [];
+  let tlBefore = 0;
+  before(async () => {
+    st = await startStage({ edit: (c) => ((c.checkpoints as Record<string, unknown>).twoPerson = true) });
+    before_ids = (await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('before outage 1'), ('before outage 2') RETURNING id`)).map((r) => String(r.id));
+    // An operator's last readiness check: the failover's last known position of dc1.
+    const ready = (await st.client.workflow.execute('readiness', { taskQueue: 'switchyard', workflowId: `readiness-before-outage-${Date.now()}`, args: [{ cluster: 'demo' }] })) as { ready: boolean };
+    assert.equal(ready.ready, true);
+    tlBefore = await timelineOf(st, 'dc2-db');
+    await stopPart(st.sb.opts, 'dc1', 'kill');
+  });
+  after(async () => {
+    await st?.down();
+  });
+
+  it('waits at old-primary-dead, refuses bad decisions and a second failover, and once approved by signal makes dc2 the primary with traffic, services and flags moved', async () => {
+    const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice', reason: 'dc1 lost power' }, `failover-site-down-${Date.now()}`);
+    const waiting = await st.waitProgress(h.workflowId, waitingAt('old-primary-dead'), 'the old-primary-dead checkpoint');
+    const prompt = stepsNamed(waiting, /^checkpoint:old-primary-dead$/)[0];
+    assert.equal(prompt.state, 'waiting');
+    assert.match(prompt.detail, /dc1-db .*could not be fenced/);
+    assert.match(prompt.detail, /ECONNREFUSED|refused|unreachable/);
+    assert.match(prompt.detail, /actually is dead/);
+    assert.equal(stepsNamed(waiting, /^fence$/)[0]?.state, 'skipped');
+
+    // Refused through the update (what `switchyard approve` sends), each with its reason.
+    const wrong = await decide(st.client, h.workflowId, { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob' });
+    assert.equal(wrong.accepted, false);
+    assert.match(wrong.accepted ? '' : wrong.reason, /not waiting at "accept-data-loss".*"old-primary-dead"/);
+    const nameless = await decide(st.client, h.workflowId, { checkpoint: 'old-primary-dead', decision: 'approve', by: '  ' });
+    assert.match(nameless.accepted ? '' : nameless.reason, /needs the name of the person/);
+    const self = await decide(st.client, h.workflowId, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'alice' });
+    assert.match(self.accepted ? '' : self.reason, /alice.*started this run.*two-person/);
+    // Refused through the signal (what the UI sends): changes nothing, recorded in the step log.
+    await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'alice' });
+    const afterSignal = await st.waitProgress(h.workflowId, (p) => stepsNamed(p, /^decision:old-primary-dead$/).length > 0, 'the refused signal in the step log');
+    assert.equal(afterSignal.waitingFor, 'old-primary-dead');
+    assert.match(stepsNamed(afterSignal, /^decision:old-primary-dead$/)[0].detail, /refused approve from alice: .*two-person/);
+
+    // A second failover of the same cluster, under another id, is refused naming this one.
+    const second = await st.start('failover', { cluster: 'demo', requestedBy: 'carol' }, `failover-second-${Date.now()}`);
+    const busy = await failureOf(second.result());
+    assert.match(busy.message, new RegExp(`busy: failover ${h.workflowId}`));
+    assert.equal((await h.describe()).status.name, 'RUNNING');
+
+    // Approved by a signal, as the Temporal UI or `temporal workflow signal --name decision` sends it.
+    await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob', comment: 'dc1 powered off at the PDU' });
+    const result = (await h.result()) as FailoverResult;
+
+    assert.equal(result.outcome, 'completed');
+    assert.deepEqual(result.to, { site: 'dc2', node: 'dc2-db' });
+    assert.equal(result.topology.primarySite, 'dc2');
+    assert.deepEqual(result.topology.needsRejoin.map((n) => n.node), ['dc1-db']);
+    assert.equal(result.checkpoints.length, 1);
+    assert.equal(result.checkpoints[0].by, 'bob');
+    assert.equal(result.checkpoints[0].decision, 'approve');
+    assert.equal(result.fenced, false);
+    assert.equal(result.dataLoss?.source, 'readiness');
+    assert.equal(result.dataLostBytes, 0);
+    assert.ok(result.rto.fromDecisionSeconds !== null && result.rto.fromDecisionSeconds >= 0);
+    assert.ok(result.rto.fromStartSeconds !== null && result.rto.fromStartSeconds >= result.rto.fromDecisionSeconds);
+    assert.deepEqual(result.timeline, { before: tlBefore, after: tlBefore + 1 });
+
+    // What an operator checks, read directly, not through switchyard.
+    const [role] = await st.nodeQuery('dc2-db', 'SELECT pg_is_in_recovery() AS standby');
+    assert.equal(role.standby, false);
+    assert.equal(await timelineOf(st, 'dc2-db'), tlBefore + 1);
+    const onDc2 = (await st.nodeQuery('dc2-db', 'SELECT id FROM public.sandbox_rows')).map((r) => String(r.id));
+    for (const id of before_ids) assert.ok(onDc2.includes(id), `row ${id} written before the outage is on dc2`);
+    const [viaFront] = await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('after failover') RETURNING host(inet_server_addr()) AS server`);
+    assert.equal(viaFront.server, st.cluster.postgres.nodes['dc2-db'].host, 'the front sends new connections to dc2');
+    assert.equal(await st.eipNode(), 'dc2-db', 'the Elastic IP is on dc2-db\'s instance (EC2 API)');
+    for (const svc of Object.keys(st.cluster.sites.dc2.services)) assert.equal(await st.serviceRunning('dc2', svc), true, `${svc} runs at dc2`);
+    assert.deepEqual(await st.maintenance('dc2'), { on: false, http: 200 });
+    assert.deepEqual(await st.privateIpNodes(), ['dc2-db'], 'the secondary private IP is on dc2-db\'s interface only (EC2 API)');
+    const dns = st.cluster.traffic.find((d) => d.kind === 'command')!;
+    const record = dns.kind === 'command' ? dns.read[dns.read.length - 1] : '';
+    assert.equal(readFileSync(record, 'utf8').trim(), `dc2 ${st.cluster.postgres.nodes['dc2-db'].host}:5432`, 'the DNS stand-in names dc2');
+    const hook = st.cluster.sites.dc2.hooks.afterPromote[0];
+    assert.equal(readFileSync(hook.command[2], 'utf8').trim(), `${st.cluster.postgres.nodes['dc2-db'].host}:5432`, 'the site hook repointed dc2\'s app');
+    assert.deepEqual(result.hooks.map((x) => [x.hook, x.exitCode]), [['repoint-app', 0]]);
+    assert.deepEqual(result.traffic.map((t) => [t.driver, t.site]), [['front', 'dc2'], ['eip', 'dc2'], ['vip', 'dc2'], ['dns', 'dc2']]);
+
+    // The step log tells the story in order.
+    const done = await h.query<Progress>('progress');
+    const names = done.steps.filter((s) => s.state === 'done').map((s) => s.name);
+    const order = ['lock', 'checkpoint:old-primary-dead', 'promote', 'write-probe:dc2-db', 'hook:repoint-app', 'service-start:dc2/fault-detection', 'traffic:front', 'traffic:eip', 'traffic:vip', 'traffic:dns', 'maintenance-off:dc2', 'unlock'];
+    const at = order.map((n) => names.indexOf(n));
+    assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])), `steps in order ${order.join(' → ')}; got ${names.join(', ')}`);
+    assert.equal(done.waitingFor, null);
+  });
+});
+
+describe('failover: dc1 reachable', () => {
+  let st: Stage;
+  before(async () => {
+    st = await startStage();
+  });
+  after(async () => {
+    await st?.down();
+  });
+
+  const snapshot = async () => ({
+    dc1: (await st.nodeQuery('dc1-db', 'SELECT pg_is_in_recovery() AS r'))[0].r,
+    dc2: (await st.nodeQuery('dc2-db', 'SELECT pg_is_in_recovery() AS r'))[0].r,
+    front: (await st.frontQuery('SELECT host(inet_server_addr()) AS s'))[0].s,
+    eip: await st.eipNode(),
+    m1: await st.maintenance('dc1'),
+    m2: await st.maintenance('dc2'),
+    services: await Promise.all(['dc1', 'dc2'].flatMap((site) => Object.keys(st.cluster.sites[site].services).map((s) => st.serviceRunning(site, s)))),
+  });
+
+  it('a dry run returns the plan and changes nothing', async () => {
+    const before = await snapshot();
+    const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice', dryRun: true }, `failover-dry-${Date.now()}`);
+    const r = (await h.result()) as FailoverResult;
+    assert.equal(r.outcome, 'planned');
+    assert.equal(r.dryRun, true);
+    assert.deepEqual(r.to, { site: 'dc2', node: 'dc2-db' });
+    const plan = Object.fromEntries(r.plan.map((p) => [p.step, p.action]));
+    assert.match(plan.fence, /pg_ctl stop -m fast/);
+    assert.match(plan['checkpoint:old-primary-dead'], /only if fencing is not confirmed/);
+    assert.match(plan['traffic:front'], /move from dc1 to dc2/);
+    assert.match(plan.promote, /pg_promote on dc2-db/);
+    assert.deepEqual(await snapshot(), before);
+    const p = await h.query<Progress>('progress');
+    assert.equal(stepsNamed(p, /^(lock|fence|promote|maintenance-on:.*|service-stop:.*)$/).length, 0, 'no mutating step ran');
+  });
+
+  it('fences dc1 without a checkpoint (exact data loss from its shutdown checkpoint); afterwards dc1 refuses connections', async () => {
+    const id = (await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('just before the failover') RETURNING id`))[0].id;
+    const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice', reason: 'dc1 degraded' }, `failover-reachable-${Date.now()}`);
+    const r = (await h.result()) as FailoverResult;
+    assert.equal(r.outcome, 'completed');
+    assert.equal(r.fenced, true);
+    assert.deepEqual(r.checkpoints, [], 'no checkpoint when the old primary was fenced and confirmed down');
+    assert.equal(r.dataLoss?.source, 'shutdown-checkpoint');
+    assert.equal(r.dataLoss?.exact, true);
+    assert.equal(r.dataLostBytes, 0);
+    assert.equal(await st.nodeAnswers('dc1-db'), false, 'dc1 refuses connections');
+    const p = await h.query<Progress>('progress');
+    assert.match(stepsNamed(p, /^fence$/)[0].detail, /fast/);
+    assert.equal(stepsNamed(p, /^maintenance-on:dc1$/)[0].state, 'done');
+    for (const svc of Object.keys(st.cluster.sites.dc1.services)) assert.equal(await st.serviceRunning('dc1', svc), false, `${svc} stopped at dc1`);
+    for (const svc of Object.keys(st.cluster.sites.dc2.services)) assert.equal(await st.serviceRunning('dc2', svc), true, `${svc} runs at dc2`);
+    assert.equal((await st.maintenance('dc1')).on, true, 'the old site stays in maintenance');
+    const rows = await st.frontQuery('SELECT id, host(inet_server_addr()) AS s FROM public.sandbox_rows WHERE id = $1', [id]);
+    assert.equal(rows.length, 1, 'the last acknowledged row is on the new primary');
+    assert.equal(rows[0].s, st.cluster.postgres.nodes['dc2-db'].host);
+    assert.equal(await st.eipNode(), 'dc2-db');
+  });
+
+  it('a failover with no standby left is refused before anything changes', async () => {
+    // dc2 is primary now and dc1 is down: nothing can be promoted.
+    const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, `failover-nothing-${Date.now()}`);
+    const f = await failureOf(h.result());
+    assert.equal(f.type, 'PreconditionFailed');
+    assert.match(f.message, /no standby to promote: the only reachable primary is dc2-db/);
+  });
+});
+
+describe('failover: standby behind (its WAL receiver stopped while writes continue)', () => {
+  let st: Stage;
+  before(async () => {
+    st = await startStage();
+  });
+  after(async () => {
+    await st?.down();
+  });
+
+  it('accept-data-loss shows the bytes; rejected, nothing is promoted and the old primary is put back', async () => {
+    // Cut dc2 off from dc1's WAL (an empty primary_conninfo stops the receiver), then keep writing on dc1.
+    await st.nodeQuery('dc2-db', `ALTER SYSTEM SET primary_conninfo = ''`);
+    await st.nodeQuery('dc2-db', 'SELECT pg_reload_conf()');
+    for (let i = 0; i < 100; i++) {
+      if ((await st.nodeQuery('dc2-db', 'SELECT count(*)::int AS n FROM pg_stat_wal_receiver'))[0].n === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await st.frontQuery(`INSERT INTO public.sandbox_rows (note) SELECT 'not on dc2 ' || g FROM generate_series(1, 500) g`);
+    const tl = await timelineOf(st, 'dc2-db');
+
+    const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, `failover-behind-${Date.now()}`);
+    const p = await st.waitProgress(h.workflowId, waitingAt('accept-data-loss'), 'the accept-data-loss checkpoint');
+    const prompt = stepsNamed(p, /^checkpoint:accept-data-loss$/)[0].detail;
+    const bytes = Number(/behind the old primary by (\d+) bytes/.exec(prompt)?.[1]);
+    assert.ok(bytes > 0, `a positive byte count in: ${prompt}`);
+    assert.equal(stepsNamed(p, /^fence$/)[0].state, 'done');
+
+    const answer = await decide(st.client, h.workflowId, { checkpoint: 'accept-data-loss', decision: 'reject', by: 'bob', comment: 'too much to lose' });
+    assert.equal(answer.accepted, true);
+    const r = (await h.result()) as FailoverResult;
+    assert.equal(r.outcome, 'aborted');
+    assert.match(r.abortedBecause ?? '', /accept-data-loss rejected by bob/);
+    assert.match(r.state, /nothing was promoted/);
+    assert.match(r.state, /undone: .*start PostgreSQL dc1-db again/);
+    assert.equal(r.topology.primarySite, 'dc1');
+
+    const [dc2] = await st.nodeQuery('dc2-db', 'SELECT pg_is_in_recovery() AS standby');
+    assert.equal(dc2.standby, true, 'dc2 was not promoted');
+    assert.equal(await timelineOf(st, 'dc2-db'), tl);
+    const [w] = await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('after the abort') RETURNING host(inet_server_addr()) AS s`);
+    assert.equal(w.s, st.cluster.postgres.nodes['dc1-db'].host, 'dc1 is primary again and takes writes through the front');
+    assert.deepEqual(await st.maintenance('dc1'), { on: false, http: 200 });
+    for (const svc of Object.keys(st.cluster.sites.dc1.services)) assert.equal(await st.serviceRunning('dc1', svc), true, `${svc} runs at dc1 again`);
+    assert.equal(await st.eipNode(), 'dc1-db');
+  });
+});
