@@ -10,7 +10,8 @@ import { ConfigError, getCluster, loadTopology, resolveConfigPath } from '../top
 import { jsonSchema } from '../topology/json-schema';
 import { temporalTarget, runWorker, type TemporalTarget } from '../worker';
 import { formatReadiness, runReadiness } from './readiness';
-import { decide, follow, formatStatus, runStatus, withClient } from './runs';
+import { userInfo } from 'node:os';
+import { decide, follow, formatOutcome, formatStatus, runId, runStatus, startRunbook, withClient } from './runs';
 
 export class UsageError extends Error {}
 
@@ -126,10 +127,28 @@ export function buildProgram(): Command {
       await withClient(target(cmd), async (client) => {
         const r = o.wait ? await follow(client, workflowId, (line) => !o.json && process.stdout.write(`${line}\n`)) : await runStatus(client, workflowId);
         if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-        else if (o.wait) process.stdout.write(`${r.workflowId}: ${r.status}${r.failure ? `: ${r.failure}` : ''}\n`);
+        else if (o.wait) process.stdout.write(`${r.workflowId}: ${r.status}${r.outcome && r.outcome !== 'completed' ? ` (${r.outcome})` : ''}${r.failure ? `: ${r.failure}` : ''}\n`);
         else process.stdout.write(formatStatus(r));
-        if (o.wait && r.status !== 'COMPLETED') process.exitCode = 1;
+        if (o.wait && !r.succeeded) process.exitCode = 1;
       });
+    });
+
+  // --- runbooks ---------------------------------------------------------------------------------
+  program
+    .command('failover <cluster>')
+    .description('unplanned failover: fence the old primary (or ask at "old-primary-dead"), gate data loss, promote the standby, move traffic')
+    .option('--reason <text>', 'why (step log and notifications)')
+    .option('--to <site>', 'the site to promote (default: the one standby)')
+    .option('--dry-run', 'run only the read-only checks and print the plan; change nothing')
+    .option('--as <name>', 'who starts it (default: $SWITCHYARD_USER, else your login name)')
+    .option('--id <workflowId>', 'workflow id (default: failover-<cluster>-<time>-<random>)')
+    .option('--wait', 'follow the run until it closes; exit 0 only when it completed its job')
+    .option('--json', 'print JSON (with --wait or --dry-run: the final status and result)')
+    .action(async (cluster: string, o: { reason?: string; to?: string; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      getCluster(loadTopology(configPath), cluster);
+      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.reason ? { reason: o.reason } : {}), ...(o.to ? { to: o.to } : {}), ...(o.dryRun ? { dryRun: true } : {}) };
+      await startAndReport(cmd, 'failover', input, o.id ?? runId(o.dryRun ? 'failover-dry-run' : 'failover', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
     });
 
   // --- worker -----------------------------------------------------------------------------------
@@ -170,6 +189,33 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+function defaultUser(): string {
+  const env = process.env.SWITCHYARD_USER?.trim();
+  if (env) return env;
+  try {
+    return userInfo().username;
+  } catch {
+    throw new UsageError('cannot tell who you are: pass --as <name> or set SWITCHYARD_USER');
+  }
+}
+
+/** Start a runbook; print its id, or follow it to the end (exit 0 only when it did its job). */
+async function startAndReport(cmd: Command, type: string, input: object, workflowId: string, o: { wait: boolean; json: boolean }): Promise<void> {
+  const t = target(cmd);
+  await withClient(t, async (client) => {
+    const id = await startRunbook(client, t.namespace, type, input, { workflowId });
+    if (!o.wait) {
+      process.stdout.write(o.json ? `${JSON.stringify({ workflowId: id })}\n` : `started ${type} ${id}\nfollow it:  switchyard status ${id} --wait\n`);
+      return;
+    }
+    if (!o.json) process.stdout.write(`started ${type} ${id}\n`);
+    const r = await follow(client, id, (line) => !o.json && process.stdout.write(`${line}\n`));
+    if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+    else process.stdout.write(formatOutcome(r));
+    if (!r.succeeded) process.exitCode = 1;
+  });
 }
 
 function parseNet(v: string): number {

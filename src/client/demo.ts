@@ -1,19 +1,26 @@
 /**
- * `npm run demo`: the main job end to end on a fresh sandbox of its own. For now: sandbox up, a
- * worker, the readiness report of cluster demo with its step log, sandbox down. Later runbooks
- * (failover, failback) extend it. Whatever happens, the sandbox is torn down before it exits.
+ * `npm run demo`: the main job end to end on a fresh sandbox of its own: sandbox up, a worker, the
+ * readiness report of cluster demo, rows written through the front, a dc1 outage (its database,
+ * sshd and app killed), the `failover` runbook waiting at `old-primary-dead`, the demo approving
+ * it as a named operator (a person would), the result with RTO and bytes lost, the rows checked on
+ * the new primary through the front, sandbox down. Whatever happens, the sandbox is torn down.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { sandboxDown, sandboxUp, type SandboxOptions } from '../../sandbox';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { sandboxDown, sandboxUp, stopPart, type SandboxOptions, type SandboxStatus } from '../../sandbox';
+import { loadTopology } from '../topology/load';
 import { pickNet, releaseNet } from '../../sandbox/nets';
 import { createLogger } from '../logging';
 import { createWorker, installRuntimeLogger, TASK_QUEUE, temporalTarget } from '../worker';
-import type { readiness } from '../workflows';
+import type { failover, readiness } from '../workflows';
+import type { FailoverResult } from '../workflows/failover';
 import type { Progress } from '../workflows/messages';
 import { formatReadiness } from './readiness';
+import { decide, formatOutcome, formatStep, runStatus } from './runs';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -49,7 +56,7 @@ export async function runDemo(): Promise<void> {
     const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger, identity: 'switchyard demo' });
     const connection = await Connection.connect({ address: target.address });
     const client = new Client({ connection, namespace: target.namespace });
-    let ready = false;
+    let ok = false;
     try {
       await worker.runUntil(async () => {
         say(`[${secs()}] 3. readiness of cluster "demo" (workflow readiness)`);
@@ -65,20 +72,102 @@ export async function runDemo(): Promise<void> {
         for (const s of progress.steps) say(`       ${s.state.padEnd(7)} ${s.name}${s.detail ? `: ${s.detail}` : ''}`);
         say('');
         say(formatReadiness(report).trimEnd().replace(/^/gm, '     '));
-        ready = report.ready;
+        if (!report.ready) {
+          say(`[${secs()}] the sandbox cluster is NOT ready (see the failed checks above): stopping here`);
+          return;
+        }
+        say(`[${secs()}] 4. the sandbox cluster is ready: dc1 primary, dc2 streaming`);
+
+        const front = frontConfig(status);
+        const before = await frontQuery(front, `INSERT INTO public.sandbox_rows (note) VALUES ('order 1001'), ('order 1002'), ('order 1003') RETURNING id`);
+        say(`[${secs()}] 5. wrote ${before.length} rows through the front (${front.host}:${front.port}), ids ${before.map((r) => r.id).join(', ')}`);
+
+        say(`[${secs()}] 6. dc1 outage: its PostgreSQL, sshd hosts, app and services killed (SIGKILL)`);
+        await stopPart(opts, 'dc1', 'kill');
+
+        const operator = 'alice';
+        const approver = 'bob';
+        const id = `demo-failover-${Date.now()}`;
+        say(`[${secs()}] 7. failover of "demo" started by ${operator} (workflow ${id}; also: npx switchyard failover demo --as ${operator})`);
+        const fh = await client.workflow.start<typeof failover>('failover', {
+          taskQueue: TASK_QUEUE,
+          workflowId: id,
+          args: [{ cluster: 'demo', requestedBy: operator, reason: 'demo: dc1 is down' }],
+        });
+        let printed = 0;
+        const printNew = (p: Progress | null) => {
+          const steps = p?.steps ?? [];
+          for (; printed < steps.length; printed++) if (steps[printed].state !== 'running') say(`     ${formatStep(steps[printed]).trim()}`);
+        };
+        for (;;) {
+          const r = await runStatus(client, id);
+          if (r.progress) printed = Math.min(printed, r.progress.steps.length);
+          if (r.progress?.waitingFor === 'old-primary-dead') {
+            const steps = r.progress.steps;
+            while (printed < steps.length && steps[printed].state !== 'waiting') say(`     ${formatStep(steps[printed++]).trim()}`);
+            say(`[${secs()}] 8. the run waits at checkpoint "old-primary-dead":`);
+            say(`     ${steps.find((x) => x.name === 'checkpoint:old-primary-dead' && x.state === 'waiting')?.detail ?? ''}`);
+            say(`     A person would now make sure dc1 is really dead, then approve with`);
+            say(`       npx switchyard approve ${id} old-primary-dead --as ${approver} --comment "dc1 confirmed powered off"`);
+            say(`     The demo does exactly that, as "${approver}":`);
+            const answer = await decide(client, id, { checkpoint: 'old-primary-dead', decision: 'approve', by: approver, comment: 'demo: dc1 confirmed powered off' });
+            say(`     ${answer.accepted ? 'accepted' : `refused: ${answer.reason}`}`);
+            printed = steps.length;
+            break;
+          }
+          if (r.status !== 'RUNNING') break;
+          printNew(r.progress);
+          await new Promise((res) => setTimeout(res, 500));
+        }
+        const result: FailoverResult = await fh.result();
+        const end = await runStatus(client, id);
+        printNew(end.progress);
+        say(`[${secs()}] 9. failover result:`);
+        say(formatOutcome(end).trimEnd().replace(/^/gm, '     '));
+        say(`     timeline ${result.timeline.before} → ${result.timeline.after}; traffic: ${result.traffic.map((t) => `${t.driver} → ${t.site}`).join(', ')}; needs rejoin: ${result.topology.needsRejoin.map((n) => n.node).join(', ')}`);
+
+        const after = await frontQuery(front, `SELECT id, note FROM public.sandbox_rows ORDER BY id`);
+        const kept = before.filter((b) => after.some((a) => a.id === b.id));
+        const added = await frontQuery(front, `INSERT INTO public.sandbox_rows (note) VALUES ('order 1004, after the failover') RETURNING id, host(inet_server_addr()) AS server`);
+        say(`[${secs()}] 10. through the front now: ${kept.length} of the ${before.length} rows written before the outage are there; a new write landed on ${added[0].server} (dc2) as id ${added[0].id}`);
+        ok = result.outcome === 'completed' && kept.length === before.length;
       });
     } finally {
       await connection.close();
       await closeWorker();
     }
-    if (!ready) {
-      process.exitCode = 1;
-      say(`[${secs()}] the sandbox cluster is NOT ready (see the failed checks above)`);
-    } else say(`[${secs()}] 4. the sandbox cluster is ready: dc1 primary, dc2 streaming`);
+    if (!ok) process.exitCode = 1;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await teardown();
     say(`[${secs()}] done`);
+  }
+}
+
+/** Where clients connect: the traffic front, with the tool's own login (password from its file). */
+function frontConfig(status: SandboxStatus): pg.ClientConfig {
+  const c = loadTopology(status.config).clusters.demo;
+  const front = c.traffic.find((d) => d.kind === 'haproxy');
+  if (!front || front.kind !== 'haproxy') throw new Error('the sandbox topology has no haproxy front');
+  const file = c.postgres.password?.file;
+  return {
+    host: front.listen.address,
+    port: front.listen.port,
+    user: c.postgres.user,
+    database: c.postgres.database,
+    password: file ? readFileSync(file, 'utf8').trim() : undefined,
+    connectionTimeoutMillis: 5000,
+  };
+}
+
+async function frontQuery(cfg: pg.ClientConfig, sql: string): Promise<Record<string, unknown>[]> {
+  const client = new pg.Client(cfg);
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows;
+  } finally {
+    await client.end().catch(() => undefined);
   }
 }

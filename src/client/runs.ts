@@ -2,7 +2,9 @@
 import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { TemporalTarget } from '../worker';
 import type { DecideResult, Decision, Progress, StepRecord } from '../workflows/messages';
-import { rootMessage } from './readiness';
+import { randomUUID } from 'node:crypto';
+import { TASK_QUEUE } from '../worker';
+import { rootMessage, workerIsPolling } from './readiness';
 
 export async function withClient<T>(target: TemporalTarget, fn: (client: Client) => Promise<T>): Promise<T> {
   const connection = await Connection.connect({ address: target.address, connectTimeout: '10 seconds' }).catch((err: unknown) => {
@@ -37,6 +39,15 @@ export interface RunStatus {
   progress: Progress | null;
   /** Why it failed, when it did. */
   failure: string | null;
+  /** The run's result, once it completed. */
+  result?: unknown;
+  /**
+   * What the runbook says of itself: "completed", "planned" (dry run), "aborted" (stopped safely,
+   * e.g. a rejected checkpoint). Null when the result carries no outcome or the run is not complete.
+   */
+  outcome: string | null;
+  /** Completed, and not a runbook that stopped itself before doing its job. */
+  succeeded: boolean;
 }
 
 export async function runStatus(client: Client, workflowId: string): Promise<RunStatus> {
@@ -50,7 +61,32 @@ export async function runStatus(client: Client, workflowId: string): Promise<Run
       (err: unknown) => rootMessage(err),
     );
   }
-  return { workflowId, runId: d.runId, type: d.type, status: d.status.name, progress, failure };
+  let result: unknown;
+  let outcome: string | null = null;
+  if (d.status.name === 'COMPLETED') {
+    result = await h.result().catch(() => undefined);
+    const o = (result as { outcome?: unknown } | null | undefined)?.outcome;
+    outcome = typeof o === 'string' ? o : null;
+  }
+  const succeeded = d.status.name === 'COMPLETED' && outcome !== 'aborted';
+  return { workflowId, runId: d.runId, type: d.type, status: d.status.name, progress, failure, ...(d.status.name === 'COMPLETED' ? { result } : {}), outcome, succeeded };
+}
+
+/** A default workflow id for a runbook run: readable, sortable, unique. */
+export function runId(operation: string, cluster: string, now = new Date()): string {
+  return `${operation}-${cluster}-${now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${randomUUID().slice(0, 6)}`;
+}
+
+/** Starts a runbook on the switchyard task queue; when no worker polls it, says so on stderr. */
+export async function startRunbook(client: Client, namespace: string, type: string, input: object, opts: { workflowId: string; taskQueue?: string; warn?: (s: string) => void }): Promise<string> {
+  const taskQueue = opts.taskQueue ?? TASK_QUEUE;
+  if (!(await workerIsPolling(client, namespace, taskQueue).catch(() => true))) {
+    (opts.warn ?? ((s: string) => process.stderr.write(`${s}\n`)))(
+      `switchyard: no worker polls task queue "${taskQueue}" right now; the run waits until one does (start one with \`switchyard worker\`)`,
+    );
+  }
+  const handle = await client.workflow.start(type, { taskQueue, workflowId: opts.workflowId, args: [input] });
+  return handle.workflowId;
 }
 
 export function formatStep(s: StepRecord): string {
@@ -62,6 +98,7 @@ export function formatStatus(r: RunStatus): string {
   const lines = [`${r.workflowId} (${r.type}): ${r.status}${r.progress?.waitingFor ? `, waiting at checkpoint "${r.progress.waitingFor}"` : ''}`];
   for (const s of r.progress?.steps ?? []) lines.push(formatStep(s));
   if (r.failure) lines.push(`failed: ${r.failure}`);
+  if (r.outcome && r.outcome !== 'completed') lines.push(`outcome: ${r.outcome}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -86,4 +123,28 @@ export async function follow(client: Client, workflowId: string, print: (line: s
     if (r.status !== 'RUNNING') return r;
     await new Promise((res) => setTimeout(res, pollMs));
   }
+}
+
+/** The end of a followed run, for a person: what it did, or why it stopped. */
+export function formatOutcome(r: RunStatus): string {
+  const lines: string[] = [];
+  const res = (r.result ?? null) as {
+    state?: string;
+    abortedBecause?: string | null;
+    plan?: { step: string; target: string; action: string }[];
+    rto?: { fromDecisionSeconds: number | null; fromStartSeconds: number | null };
+    dataLostBytes?: number | null;
+    dataLoss?: { detail: string } | null;
+  } | null;
+  lines.push(`${r.workflowId}: ${r.status}${r.outcome ? ` (${r.outcome})` : ''}`);
+  if (r.failure) lines.push(`  failed: ${r.failure}`);
+  if (res?.plan?.length && r.outcome === 'planned') {
+    lines.push('  plan:');
+    for (const p of res.plan) lines.push(`    ${p.step.padEnd(34)} ${p.target.padEnd(12)} ${p.action}`);
+  }
+  if (res?.abortedBecause) lines.push(`  stopped because: ${res.abortedBecause}`);
+  if (res?.state) lines.push(`  state: ${res.state}`);
+  if (res?.rto && res.rto.fromDecisionSeconds !== null) lines.push(`  RTO: ${res.rto.fromDecisionSeconds} s from the decision to promote until traffic was verified; ${res.rto.fromStartSeconds} s from start`);
+  if (res && 'dataLostBytes' in res && r.outcome === 'completed') lines.push(`  data lost: ${res.dataLostBytes === null || res.dataLostBytes === undefined ? 'unknown' : `${res.dataLostBytes} bytes`}${res.dataLoss ? ` (${res.dataLoss.detail})` : ''}`);
+  return `${lines.join('\n')}\n`;
 }
