@@ -6,7 +6,10 @@
  * flags, and what the run's step log and result say.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { stopPart } from '../../sandbox';
@@ -14,6 +17,7 @@ import { decide } from '../../src/client/runs';
 import type { FailoverResult } from '../../src/workflows/failover';
 import type { Progress } from '../../src/workflows/messages';
 import { startStage, type Stage } from '../support/stage';
+import { startWorkerProcess, stopWorkerProcesses } from '../support/worker';
 
 const stepsNamed = (p: Progress | { steps: Progress['steps'] }, re: RegExp) => p.steps.filter((s) => re.test(s.name));
 const waitingAt = (cp: string) => (p: Progress) => p.waitingFor === cp;
@@ -44,8 +48,30 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
   let st: Stage;
   let before_ids: string[] = [];
   let tlBefore = 0;
+  // The cluster's webhook: a local HTTP server that keeps what it is sent.
+  const hooks: { event: string; message: string }[] = [];
+  let server: Server | undefined;
+  let urlDir: string | undefined;
   before(async () => {
-    st = await startStage({ edit: (c) => ((c.checkpoints as Record<string, unknown>).twoPerson = true) });
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        const j = JSON.parse(body) as { event: string; message: string };
+        hooks.push({ event: j.event, message: j.message });
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+    urlDir = mkdtempSync(join(tmpdir(), 'switchyard-test-webhook-'));
+    const urlFile = join(urlDir, 'url');
+    writeFileSync(urlFile, `http://127.0.0.1:${(server.address() as { port: number }).port}/hook?token=secret-token\n`);
+    st = await startStage({
+      edit: (c) => {
+        (c.checkpoints as Record<string, unknown>).twoPerson = true;
+        c.notify = { webhook: { url: { file: urlFile } } };
+      },
+    });
     before_ids = (await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('before outage 1'), ('before outage 2') RETURNING id`)).map((r) => String(r.id));
     // An operator's last readiness check: the failover's last known position of dc1.
     const ready = (await st.client.workflow.execute('readiness', { taskQueue: 'switchyard', workflowId: `readiness-before-outage-${Date.now()}`, args: [{ cluster: 'demo' }] })) as { ready: boolean };
@@ -55,6 +81,8 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
   });
   after(async () => {
     await st?.down();
+    server?.close();
+    if (urlDir) rmSync(urlDir, { recursive: true, force: true });
   });
 
   it('waits at old-primary-dead, refuses bad decisions and a second failover, and once approved by signal makes dc2 the primary with traffic, services and flags moved', async () => {
@@ -132,6 +160,12 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
     const at = order.map((n) => names.indexOf(n));
     assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])), `steps in order ${order.join(' → ')}; got ${names.join(', ')}`);
     assert.equal(done.waitingFor, null);
+
+    // The webhook heard the start, the checkpoint (with its prompt) and the end; never its own URL.
+    const events = hooks.map((x) => x.event);
+    for (const e of ['failover.started', 'checkpoint.waiting', 'failover.completed']) assert.ok(events.includes(e), `webhook got ${e}; got ${events.join(', ')}`);
+    assert.match(hooks.find((x) => x.event === 'checkpoint.waiting')!.message, /old-primary-dead.*actually is dead/);
+    assert.ok(!JSON.stringify(await h.fetchHistory()).includes('secret-token'), 'the webhook URL never enters history');
   });
 });
 
@@ -247,5 +281,51 @@ describe('failover: standby behind (its WAL receiver stopped while writes contin
     assert.deepEqual(await st.maintenance('dc1'), { on: false, http: 200 });
     for (const svc of Object.keys(st.cluster.sites.dc1.services)) assert.equal(await st.serviceRunning('dc1', svc), true, `${svc} runs at dc1 again`);
     assert.equal(await st.eipNode(), 'dc1-db');
+  });
+});
+
+describe('failover: the worker killed with SIGKILL while the run waits at a checkpoint, and again during promotion', () => {
+  let st: Stage;
+  before(async () => {
+    st = await startStage({ worker: false });
+  });
+  after(async () => {
+    await stopWorkerProcesses();
+    await st?.down();
+  });
+
+  it('a restarted worker finishes the run; the timeline advanced exactly once', async () => {
+    const worker = () => startWorkerProcess({ configPath: st.configPath, address: st.sb.status.temporal.address });
+    let w = worker();
+    await w.waitFor((l) => l.msg === 'worker started');
+    await st.client.workflow.execute('readiness', { taskQueue: 'switchyard', workflowId: `readiness-${Date.now()}`, args: [{ cluster: 'demo' }] });
+    const tl = await timelineOf(st, 'dc2-db');
+    await stopPart(st.sb.opts, 'dc1', 'kill');
+
+    const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, `failover-crash-${Date.now()}`);
+    await st.waitProgress(h.workflowId, waitingAt('old-primary-dead'), 'the old-primary-dead checkpoint');
+    assert.equal((await w.kill('SIGKILL')).signal, 'SIGKILL');
+
+    // A new worker picks the run up where it waits; the decision reaches it.
+    w = worker();
+    await w.waitFor((l) => l.msg === 'worker started');
+    const answer = await decide(st.client, h.workflowId, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' });
+    assert.equal(answer.accepted, true);
+    // Killed again the moment the run asks for the promotion.
+    await w.waitFor((l) => l.workflowId === h.workflowId && l.msg === 'step promote started', 120_000);
+    await w.kill('SIGKILL');
+
+    w = worker();
+    const result = (await h.result()) as FailoverResult;
+    assert.equal(result.outcome, 'completed');
+    assert.deepEqual(result.timeline, { before: tl, after: tl + 1 });
+    assert.equal(await timelineOf(st, 'dc2-db'), tl + 1, 'promoted once: one new timeline');
+    const [role] = await st.nodeQuery('dc2-db', 'SELECT pg_is_in_recovery() AS standby');
+    assert.equal(role.standby, false);
+    assert.equal(await st.eipNode(), 'dc2-db');
+    const p = await h.query<Progress>('progress');
+    assert.equal(stepsNamed(p, /^promote$/).filter((s) => s.state === 'done').length, 1);
+    assert.equal(stepsNamed(p, /^checkpoint:old-primary-dead$/)[0].state, 'done');
+    await w.stop();
   });
 });
