@@ -329,3 +329,53 @@ describe('failover: the worker killed with SIGKILL while the run waits at a chec
     await w.stop();
   });
 });
+
+describe('failover: a cluster that always asks, with a short deadline and the instance stop on', () => {
+  let st: Stage;
+  before(async () => {
+    st = await startStage({
+      edit: (c) => {
+        c.checkpoints = { approvers: [], twoPerson: false, remindAfter: '2s', deadline: '6s', onDeadline: 'abort' };
+        c.failover = { confirmOldPrimaryDead: 'always', stopInstance: true };
+      },
+    });
+  });
+  after(async () => {
+    await st?.down();
+  });
+
+  it('no decision before the deadline: reminded, then stopped safely; the fence is undone and the state names the stopped instance', async () => {
+    const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, `failover-deadline-${Date.now()}`);
+    const r = (await h.result()) as FailoverResult;
+    assert.equal(r.outcome, 'aborted');
+    assert.match(r.abortedBecause ?? '', /no decision at old-primary-dead before its deadline/);
+    assert.match(r.state, /undone: .*start PostgreSQL dc1-db again/);
+    assert.match(r.state, /EC2 instance of dc1-db is stopped/);
+    const p = await h.query<Progress>('progress');
+    assert.ok(stepsNamed(p, /^reminder:old-primary-dead$/).length >= 1, 'a reminder went out before the deadline');
+    assert.match(stepsNamed(p, /^checkpoint:old-primary-dead$/)[0].detail, /no decision within the deadline/);
+    assert.match(stepsNamed(p, /^stop-instance:dc1-db$/)[0].detail, /stopped/);
+    const [dc1] = await st.nodeQuery('dc1-db', 'SELECT pg_is_in_recovery() AS standby');
+    assert.equal(dc1.standby, false, 'dc1 is primary again');
+    const [dc2] = await st.nodeQuery('dc2-db', 'SELECT pg_is_in_recovery() AS standby');
+    assert.equal(dc2.standby, true, 'nothing was promoted');
+    assert.equal((await st.maintenance('dc1')).on, false);
+  });
+
+  it('approved while the old primary still answers as a primary: refused, nothing promoted, what it changed undone', async () => {
+    await stopPart(st.sb.opts, 'dc1-db/sshd'); // PostgreSQL cannot be stopped from here, but it still runs
+    const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, `failover-alive-${Date.now()}`);
+    await st.waitProgress(h.workflowId, waitingAt('old-primary-dead'), 'the old-primary-dead checkpoint');
+    assert.equal(await st.serviceRunning('dc1', 'notification'), false, 'the old site\'s services were stopped first');
+    const answer = await decide(st.client, h.workflowId, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' });
+    assert.equal(answer.accepted, true);
+    const f = await failureOf(h.result());
+    assert.equal(f.type, 'PreconditionFailed');
+    assert.match(f.message, /dc1-db .* still accepts connections as a primary/);
+    assert.match(f.message, /State: nothing was promoted.*undone: .*maintenance off at dc1/);
+    const [dc2] = await st.nodeQuery('dc2-db', 'SELECT pg_is_in_recovery() AS standby');
+    assert.equal(dc2.standby, true);
+    for (const svc of Object.keys(st.cluster.sites.dc1.services)) assert.equal(await st.serviceRunning('dc1', svc), true, `${svc} runs at dc1 again`);
+    assert.deepEqual(await st.maintenance('dc1'), { on: false, http: 200 });
+  });
+});
