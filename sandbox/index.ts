@@ -35,6 +35,7 @@ import { ensurePrimaryNode, ensureStandbyNode, pgHbaConf, pgIdentConf, postgresq
 import {
   baseEnv,
   describeRun,
+  descendantsOf,
   findSandboxProcesses,
   isAlive,
   isPaused,
@@ -559,7 +560,7 @@ async function ensureSpawned(ctx: Ctx, spec: PartSpec): Promise<void> {
   const pid = recorded(ctx.state, spec.name);
   if (pid !== null) {
     if (isPaused(pid)) {
-      signalGroup(pid, 'SIGCONT');
+      signalTree(pid, 'SIGCONT');
       ctx.log(`${spec.name}: resumed (pid ${pid})`);
     }
     const plan = planFor(ctx, spec);
@@ -582,15 +583,36 @@ async function ensureSpawned(ctx: Ctx, spec: PartSpec): Promise<void> {
 }
 
 /**
- * SIGSTOP or SIGCONT a part's process group and wait until every process of the group shows it
- * (signals are delivered asynchronously: /proc says "S" for a moment after kill() returned).
+ * A part's processes: its process group and every descendant, wherever its group. PostgreSQL's
+ * children call setsid(), so the postmaster's group alone would miss the walreceiver, the
+ * checkpointer and every backend; a paused or killed "machine" must take them all.
+ */
+function treeOf(pid: number): number[] {
+  const procs = listProcs();
+  const pids = new Set(procs.filter((p) => p.pgrp === pid).map((p) => p.pid));
+  pids.add(pid);
+  for (const d of descendantsOf([pid], procs)) pids.add(d);
+  return [...pids];
+}
+
+/** Signal a part's group and every descendant (see treeOf). */
+function signalTree(pid: number, sig: NodeJS.Signals): void {
+  const tree = treeOf(pid);
+  signalGroup(pid, sig);
+  for (const p of tree) signalPid(p, sig);
+}
+
+/**
+ * SIGSTOP or SIGCONT a part's processes (group and descendants) and wait until every one of them
+ * shows it (signals are delivered asynchronously: /proc says "S" for a moment after kill() returned).
  */
 async function signalAndSettle(pid: number, sig: 'SIGSTOP' | 'SIGCONT'): Promise<void> {
-  signalGroup(pid, sig);
+  const tree = new Set(treeOf(pid));
+  signalTree(pid, sig);
   const want = sig === 'SIGSTOP';
   for (let i = 0; i < 100; i++) {
-    const group = listProcs().filter((p) => p.pgrp === pid && p.state !== 'Z' && p.state !== 'X');
-    if (group.every((p) => (p.state === 'T' || p.state === 't') === want)) return;
+    const procs = listProcs().filter((p) => tree.has(p.pid) && p.state !== 'Z' && p.state !== 'X');
+    if (procs.every((p) => (p.state === 'T' || p.state === 't') === want)) return;
     await sleep(20);
   }
 }
@@ -638,7 +660,7 @@ async function ensurePostgres(ctx: Ctx): Promise<void> {
   for (const db of ctx.l.dbs) {
     const pid = postmasterPid(db);
     if (pid && isPaused(pid)) {
-      signalGroup(pid, 'SIGCONT');
+      signalTree(pid, 'SIGCONT');
       ctx.log(`${db.node}/postgres: resumed (pid ${pid})`);
     }
   }
@@ -826,14 +848,14 @@ async function stopOne(ctx: Ctx, spec: PartSpec, how: StopHow): Promise<void> {
   }
   if (how === 'kill') {
     if (!pid) return;
-    signalGroup(pid, 'SIGKILL');
+    signalTree(pid, 'SIGKILL');
     for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(20);
     return;
   }
   switch (spec.kind) {
     case 'postgres': {
       const db = dbOf(ctx.l, spec);
-      if (pid && isPaused(pid)) signalGroup(pid, 'SIGCONT');
+      if (pid && isPaused(pid)) signalTree(pid, 'SIGCONT');
       if (!(await stopNode(pgCtx(ctx), db)) && pid) await terminate(pid, 0);
       return;
     }

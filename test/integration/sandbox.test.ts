@@ -22,7 +22,7 @@ import { sandboxStatus, sandboxUp, startPart, stopPart, type SandboxPart, type S
 import { temporalEndpoints } from '../../sandbox/layout';
 import { PRIVATE_VIP } from '../../sandbox/ec2';
 import { createActivities } from '../../src/activities';
-import { tcpProbe } from '../../sandbox/procs';
+import { listProcs, tcpProbe } from '../../sandbox/procs';
 import { getCluster } from '../../src/topology/load';
 import type { ClusterConfig } from '../../src/topology/schema';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
@@ -442,7 +442,12 @@ describe('sandbox', () => {
     const paused = part(await statusOf(sb), 'dc1-db/postgres');
     assert.equal(paused.state, 'stopped');
     assert.match(paused.detail ?? '', /paused/);
+    // The whole server is frozen, not only the postmaster (its children run in sessions of their own).
+    const kids = listProcs().filter((p) => p.ppid === paused.pid);
+    assert.ok(kids.length >= 3, `the postmaster has children (${kids.length})`);
+    for (const k of kids) assert.match(k.state, /^[Tt]$/, `child ${k.pid} is stopped`);
     await startPart(sb.opts, 'dc1-db/postgres');
+    assert.ok(listProcs().filter((p) => p.ppid === paused.pid).every((p) => !/^[Tt]$/.test(p.state)), 'every child resumed');
     assert.equal((await query<{ one: number }>(dc1, 'SELECT 1 AS one'))[0].one, 1);
 
     // Kill a host's sshd: unreachable; start it again: reachable, same host key.
