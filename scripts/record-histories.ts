@@ -1,0 +1,271 @@
+/**
+ * Records workflow histories for the replay tests (test/replay/replay.test.ts, README beside it).
+ *
+ *   node --import tsx scripts/record-histories.ts [scenario ...]      (npm run record-histories)
+ *   node --import tsx scripts/record-histories.ts --list
+ *
+ * Each scenario brings up a fresh test sandbox with an in-process worker (test/support/stage.ts),
+ * runs real executions on it, checks they ended the way the scenario means, and writes each
+ * execution's history, as the Temporal CLI exports it (historyToJSON: test/replay/history-json.ts), to
+ * test/replay/histories/<name>.json. The workflow ids go to test/replay/manifest.json (a history
+ * does not carry its workflow id; the replay is given the one it ran under). Nothing of a scenario
+ * is written unless the whole scenario succeeded, and never a history that contains one of the
+ * sandbox's secrets (checked on the JSON and on every payload decoded).
+ *
+ * Re-record only to ADD histories. A replay that fails after a workflow change is the test doing
+ * its job: keep the old path with patched()/deprecatePatch() instead of re-recording over it.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { stopPart } from '../sandbox';
+import { makeLayout } from '../sandbox/layout';
+import { decide } from '../src/client/runs';
+import { TASK_QUEUE } from '../src/worker';
+import { lockWorkflowId } from '../src/workflows/cluster-lock';
+import type { FailoverResult } from '../src/workflows/failover';
+import type { ReadinessReport } from '../src/workflows/lib/readiness-assess';
+import type { Progress } from '../src/workflows/messages';
+import { historyToJSON } from '../test/replay/history-json';
+import { startStage, type Stage, type StageOptions } from '../test/support/stage';
+
+const REPO = resolve(__dirname, '..');
+export const HISTORIES_DIR = join(REPO, 'test', 'replay', 'histories');
+export const MANIFEST = join(REPO, 'test', 'replay', 'manifest.json');
+
+export interface ManifestEntry {
+  /** The workflow id the execution ran under (the replay runs it under the same id). */
+  workflowId: string;
+  workflowType: string;
+  /** Its status when recorded: RUNNING for the lock workflow, which lives on idle for a while. */
+  status: string;
+  scenario: string;
+  what: string;
+  events: number;
+  recordedAt: string;
+  sdk: string;
+}
+export type Manifest = Record<string, ManifestEntry>;
+
+interface Recording {
+  name: string;
+  json: string;
+  entry: ManifestEntry;
+}
+
+const SDK = (require('@temporalio/worker/package.json') as { version: string }).version;
+const log = (line: string) => process.stderr.write(`[record] ${line}\n`);
+
+// ---------------------------------------------------------------------------------------------
+// Secrets: whatever the sandbox keeps in its secrets dir must not be in any history
+
+/** The secret strings of a sandbox: each secret file's content, line by line (pgpass: its password field). */
+function sandboxSecrets(st: Stage): string[] {
+  const layout = makeLayout(st.sb.dir, st.sb.net, st.sb.cluster);
+  const files = new Set(Object.values(layout.secrets));
+  for (const f of existsSync(layout.secretsDir) ? readdirSync(layout.secretsDir) : []) if (!f.endsWith('.pub')) files.add(join(layout.secretsDir, f));
+  const out = new Set<string>();
+  for (const f of files) {
+    if (!existsSync(f)) continue;
+    const text = readFileSync(f, 'utf8');
+    const whole = text.trim();
+    if (whole && !whole.includes('\n')) out.add(whole);
+    for (const raw of text.split('\n')) {
+      const line = raw.trim();
+      if (!line || line.startsWith('-----')) continue;
+      out.add(line);
+      if (line.includes(':')) out.add(line.slice(line.lastIndexOf(':') + 1)); // pgpass host:port:db:user:password
+    }
+  }
+  const secrets = [...out].filter((s) => s.length >= 8);
+  assert.ok(secrets.length >= 4, `expected the sandbox's secrets in ${layout.secretsDir} (found ${secrets.length}): the secret check would check nothing`);
+  return secrets;
+}
+
+/** The history JSON plus every payload's data decoded: secrets could hide in base64. */
+function readableText(json: string): string {
+  const parts = [json];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      if (typeof o.data === 'string') parts.push(Buffer.from(o.data, 'base64').toString('utf8'));
+      if (o.metadata && typeof o.metadata === 'object')
+        for (const m of Object.values(o.metadata as Record<string, unknown>)) if (typeof m === 'string') parts.push(Buffer.from(m, 'base64').toString('utf8'));
+      Object.values(o).forEach(walk);
+    }
+  };
+  walk(JSON.parse(json));
+  return parts.join('\n');
+}
+
+export function assertNoSecrets(name: string, json: string, secrets: string[]): void {
+  const text = readableText(json);
+  for (const s of secrets) {
+    const forms = [s, Buffer.from(s).toString('base64'), encodeURIComponent(s), JSON.stringify(s).slice(1, -1)];
+    const hit = forms.find((f) => text.includes(f));
+    if (hit !== undefined) throw new Error(`history ${name} contains a sandbox secret (${s.slice(0, 3)}…, ${s.length} chars): not written`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** A workflow's history once it is closed, or quiet: no workflow task pending and no new events. */
+async function settledHistory(st: Stage, workflowId: string) {
+  const h = st.client.workflow.getHandle(workflowId);
+  const deadline = Date.now() + 30_000;
+  let prev = -1;
+  for (;;) {
+    const d = await h.describe();
+    const history = await h.fetchHistory();
+    const events = history.events?.length ?? 0;
+    if (d.status.name !== 'RUNNING') return { history, status: d.status.name, type: d.type };
+    if (!d.raw.pendingWorkflowTask && events === prev) return { history, status: d.status.name, type: d.type };
+    if (Date.now() > deadline) throw new Error(`${workflowId} did not settle: a workflow task is still pending after 30 s`);
+    prev = events;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function capture(st: Stage, scenario: string, name: string, workflowId: string, what: string, secrets: string[]): Promise<Recording> {
+  const { history, status, type } = await settledHistory(st, workflowId);
+  const json = historyToJSON(history) + '\n';
+  assertNoSecrets(name, json, secrets);
+  const events = history.events?.length ?? 0;
+  log(`${name}: ${type} ${workflowId} ${status}, ${events} events, ${json.length} bytes`);
+  return { name, json, entry: { workflowId, workflowType: type, status, scenario, what, events, recordedAt: new Date().toISOString(), sdk: SDK } };
+}
+
+const waitingAt = (cp: string) => (p: Progress) => p.waitingFor === cp;
+
+async function readiness(st: Stage, workflowId: string): Promise<void> {
+  const r = (await st.client.workflow.execute('readiness', { taskQueue: TASK_QUEUE, workflowId, args: [{ cluster: st.sb.cluster }] })) as ReadinessReport;
+  assert.equal(r.ready, true, `readiness ${workflowId}: ${JSON.stringify(r.checks?.filter((c) => !c.ok))}`);
+}
+
+interface Scenario {
+  name: string;
+  about: string;
+  stage?: StageOptions;
+  run(st: Stage, rec: (name: string, workflowId: string, what: string) => Promise<void>): Promise<void>;
+}
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: 'healthy',
+    about: 'readiness, a dry run and a fenced failover (dc1 reachable, no checkpoint) on one healthy sandbox, in that order',
+    async run(st, rec) {
+      await readiness(st, 'replay-readiness');
+      await rec('readiness', 'replay-readiness', 'readiness on a healthy sandbox: ready');
+
+      const dry = await st.start('failover', { cluster: 'demo', requestedBy: 'alice', dryRun: true }, 'replay-failover-dry-run');
+      const plan = (await dry.result()) as FailoverResult;
+      assert.equal(plan.outcome, 'planned');
+      await rec('failover-dry-run', dry.workflowId, 'failover dry run: read-only checks and the plan, no lock');
+
+      const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failover-fenced');
+      const r = (await h.result()) as FailoverResult;
+      assert.equal(r.outcome, 'completed');
+      assert.equal(r.fenced, true);
+      assert.deepEqual(r.checkpoints, []);
+      await rec('failover-fenced', h.workflowId, 'failover with dc1 reachable: fenced, no checkpoint, completed');
+      await rec('cluster-lock-fenced', lockWorkflowId('demo'), 'the cluster lock after the fenced failover: acquired and released, idle (running)');
+    },
+  },
+  {
+    name: 'site-down',
+    about: 'readiness, dc1 killed, failover waits at old-primary-dead; a refused signal (two-person rule), then approved by signal',
+    stage: { edit: (c) => ((c.checkpoints as Record<string, unknown>).twoPerson = true) },
+    async run(st, rec) {
+      await readiness(st, 'replay-readiness-before-outage');
+      await rec('readiness-before-outage', 'replay-readiness-before-outage', 'readiness before dc1 is killed (gives the failover its last known position)');
+      await stopPart(st.sb.opts, 'dc1', 'kill');
+
+      const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice', reason: 'dc1 lost power' }, 'replay-failover-site-down');
+      await st.waitProgress(h.workflowId, waitingAt('old-primary-dead'), 'the old-primary-dead checkpoint');
+      // Refused by the handler (alice started the run; two-person rule): recorded, changes nothing.
+      await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'alice' });
+      await st.waitProgress(h.workflowId, (p) => p.steps.some((s) => s.name === 'decision:old-primary-dead'), 'the refused signal in the step log');
+      await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' });
+      const r = (await h.result()) as FailoverResult;
+      assert.equal(r.outcome, 'completed');
+      assert.equal(r.fenced, false);
+      assert.deepEqual(r.checkpoints.map((c) => [c.checkpoint, c.decision, c.by]), [['old-primary-dead', 'approve', 'bob']]);
+      await rec('failover-site-down-approved', h.workflowId, 'failover with dc1 killed: old-primary-dead, a refused signal from alice, approved by signal from bob, completed');
+      await rec('cluster-lock-site-down', lockWorkflowId('demo'), 'the cluster lock after the approved failover (running)');
+    },
+  },
+  {
+    name: 'data-loss-rejected',
+    about: 'standby cut off from the WAL while writes continue; failover stops at accept-data-loss, rejected by the update decide, undone',
+    async run(st, rec) {
+      await st.nodeQuery('dc2-db', `ALTER SYSTEM SET primary_conninfo = ''`);
+      await st.nodeQuery('dc2-db', 'SELECT pg_reload_conf()');
+      for (let i = 0; i < 100; i++) {
+        if ((await st.nodeQuery('dc2-db', 'SELECT count(*)::int AS n FROM pg_stat_wal_receiver'))[0].n === 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await st.frontQuery(`INSERT INTO public.sandbox_rows (note) SELECT 'not on dc2 ' || g FROM generate_series(1, 500) g`);
+
+      const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failover-data-loss-rejected');
+      await st.waitProgress(h.workflowId, waitingAt('accept-data-loss'), 'the accept-data-loss checkpoint');
+      const answer = await decide(st.client, h.workflowId, { checkpoint: 'accept-data-loss', decision: 'reject', by: 'bob', comment: 'too much to lose' });
+      assert.equal(answer.accepted, true);
+      const r = (await h.result()) as FailoverResult;
+      assert.equal(r.outcome, 'aborted');
+      assert.match(r.abortedBecause ?? '', /accept-data-loss rejected by bob/);
+      await rec('failover-data-loss-rejected', h.workflowId, 'failover with the standby behind: fenced, accept-data-loss rejected by the update decide, undone, aborted');
+      await rec('cluster-lock-data-loss-rejected', lockWorkflowId('demo'), 'the cluster lock after the aborted failover (running)');
+    },
+  },
+];
+
+function readManifest(): Manifest {
+  return existsSync(MANIFEST) ? (JSON.parse(readFileSync(MANIFEST, 'utf8')) as Manifest) : {};
+}
+
+async function main(argv: string[]): Promise<void> {
+  if (argv.includes('--list') || argv.includes('--help')) {
+    for (const s of SCENARIOS) process.stdout.write(`${s.name}: ${s.about}\n`);
+    return;
+  }
+  const unknown = argv.filter((a) => !SCENARIOS.some((s) => s.name === a));
+  if (unknown.length) throw new Error(`unknown scenario(s) ${unknown.join(', ')}; scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+  const chosen = argv.length ? SCENARIOS.filter((s) => argv.includes(s.name)) : SCENARIOS;
+  mkdirSync(HISTORIES_DIR, { recursive: true });
+
+  for (const scenario of chosen) {
+    log(`scenario ${scenario.name}: starting a sandbox`);
+    const started = Date.now();
+    const st = await startStage(scenario.stage ?? {});
+    const recordings: Recording[] = [];
+    try {
+      const secrets = sandboxSecrets(st);
+      log(`scenario ${scenario.name}: histories are checked against ${secrets.length} secret strings from the sandbox's secrets dir`);
+      await scenario.run(st, async (name, workflowId, what) => {
+        recordings.push(await capture(st, scenario.name, name, workflowId, what, secrets));
+      });
+    } finally {
+      await st.down();
+    }
+    // Written only once the whole scenario succeeded.
+    const manifest = readManifest();
+    for (const r of recordings) {
+      writeFileSync(join(HISTORIES_DIR, `${r.name}.json`), r.json);
+      manifest[r.name] = r.entry;
+    }
+    const sorted = Object.fromEntries(Object.entries(manifest).sort(([a], [b]) => a.localeCompare(b)));
+    writeFileSync(MANIFEST, JSON.stringify(sorted, null, 2) + '\n');
+    log(`scenario ${scenario.name}: ${recordings.length} histories written in ${Math.round((Date.now() - started) / 1000)} s`);
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`record-histories: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
