@@ -111,6 +111,7 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools): To
           user: 'switchyard',
           password: { file: l.secrets.pgPassword },
           replication: { user: 'replicator', password: { file: l.secrets.replPassword } },
+          passfile: l.secrets.pgpass,
           maxLagBytes: 16 * 1024 * 1024,
           dataLossThresholdBytes: 0,
           nodes,

@@ -20,6 +20,8 @@ export interface ClusterLayout {
   /** Hooks run on a site after its database is promoted, in order (names and hosts only). */
   hooks: { site: string; name: string; host: string; timeoutSeconds: number }[];
   failover: ClusterConfig['failover'];
+  switchover: ClusterConfig['switchover'];
+  rejoin: ClusterConfig['rejoin'];
   checkpoints: { approvers: string[]; twoPerson: boolean; remindAfterSeconds: number; deadlineSeconds: number };
   notify: boolean;
 }
@@ -49,6 +51,8 @@ export function clusterLayout(name: string, c: ClusterConfig): ClusterLayout {
     dataLossThresholdBytes: c.postgres.dataLossThresholdBytes,
     hooks: Object.entries(c.sites).flatMap(([site, s]) => s.hooks.afterPromote.map((h) => ({ site, name: h.name, host: h.host, timeoutSeconds: h.timeoutSeconds }))),
     failover: { ...c.failover },
+    switchover: { ...c.switchover },
+    rejoin: { ...c.rejoin },
     checkpoints: {
       approvers: [...c.checkpoints.approvers],
       twoPerson: c.checkpoints.twoPerson,

@@ -263,6 +263,22 @@ const failoverSchema = z
   })
   .strict();
 
+const switchoverSchema = z
+  .object({
+    /** Wait at the `start-switchover` checkpoint (a maintenance window) before changing anything. */
+    confirmStart: z.boolean().default(false),
+    /** How long the target may take to replay up to the old primary's shutdown checkpoint. */
+    replayTimeoutSeconds: positiveInt.default(300),
+  })
+  .strict();
+
+const rejoinSchema = z
+  .object({
+    /** How long a rejoined node may take to stream with lag below maxLagBytes. */
+    catchUpTimeoutSeconds: positiveInt.default(900),
+  })
+  .strict();
+
 const backupSchema = z
   .object({
     root: absPath,
@@ -296,6 +312,13 @@ export const clusterSchema = z
         replication: z
           .object({ user: z.string().min(1), password: secretRef.optional() })
           .strict(),
+        /**
+         * A libpq password file on every database host (mode 0600, owned by the server's OS user)
+         * holding the replication and tool logins. Standbys' primary_conninfo, pg_rewind and
+         * pg_basebackup name it (passfile=…) so no password is ever written into a command or a
+         * configuration file. Without it, those logins must work without a password (trust, cert).
+         */
+        passfile: absPath.optional(),
         /** A standby further behind than this is not ready (and not a switchover target). */
         maxLagBytes: nonNegativeInt.default(16 * 1024 * 1024),
         /** Failover asks a person (accept-data-loss) past this many bytes not received. */
@@ -306,6 +329,8 @@ export const clusterSchema = z
     traffic: z.array(trafficDriverSchema).default([]),
     ec2: ec2Schema.optional(),
     failover: failoverSchema.default({ reachTimeoutSeconds: 10, fastStopTimeoutSeconds: 20, stopInstance: false, confirmOldPrimaryDead: 'unfenced' }),
+    switchover: switchoverSchema.default({ confirmStart: false, replayTimeoutSeconds: 300 }),
+    rejoin: rejoinSchema.default({ catchUpTimeoutSeconds: 900 }),
     checkpoints: checkpointSchema.default({ approvers: [], twoPerson: false, remindAfter: '15m', deadline: '2h', onDeadline: 'abort' }),
     notify: z
       .object({ webhook: z.object({ url: secretRef }).strict().optional() })
