@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { ConfigError, getCluster, loadTopology, resolveConfigPath } from '../topology/load';
+import { ConfigError, loadTopology, resolveConfigPath } from '../topology/load';
 import { jsonSchema } from '../topology/json-schema';
 import { temporalTarget, runWorker, type TemporalTarget } from '../worker';
 import { formatReadiness, runReadiness } from './readiness';
@@ -37,6 +37,12 @@ export async function findConfig(flag: string | undefined, note: (s: string) => 
     return sb.config;
   }
   return path;
+}
+
+/** The cluster named on the command line must be in the topology: else a usage error (exit 2) naming the file. */
+function requireCluster(configPath: string, cluster: string): void {
+  const top = loadTopology(configPath);
+  if (!top.clusters[cluster]) throw new UsageError(`${configPath}: unknown cluster "${cluster}"; the topology has: ${Object.keys(top.clusters).map((k) => `"${k}"`).join(', ')}`);
 }
 
 function target(cmd: Command): TemporalTarget {
@@ -96,7 +102,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the report as JSON')
     .action(async (cluster: string, o: { json?: boolean }, cmd: Command) => {
       const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
-      getCluster(loadTopology(configPath), cluster);
+      requireCluster(configPath, cluster);
       const report = await runReadiness({ cluster, configPath, target: target(cmd) });
       process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatReadiness(report));
       process.exitCode = report.ready ? 0 : 1;
@@ -127,7 +133,7 @@ export function buildProgram(): Command {
       await withClient(target(cmd), async (client) => {
         const r = o.wait ? await follow(client, workflowId, (line) => !o.json && process.stdout.write(`${line}\n`)) : await runStatus(client, workflowId);
         if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-        else if (o.wait) process.stdout.write(`${r.workflowId}: ${r.status}${r.outcome && r.outcome !== 'completed' ? ` (${r.outcome})` : ''}${r.failure ? `: ${r.failure}` : ''}\n`);
+        else if (o.wait) process.stdout.write(formatOutcome(r));
         else process.stdout.write(formatStatus(r));
         if (o.wait && !r.succeeded) process.exitCode = 1;
       });
@@ -146,7 +152,7 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON (with --wait or --dry-run: the final status and result)')
     .action(async (cluster: string, o: { reason?: string; to?: string; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
       const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
-      getCluster(loadTopology(configPath), cluster);
+      requireCluster(configPath, cluster);
       const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.reason ? { reason: o.reason } : {}), ...(o.to ? { to: o.to } : {}), ...(o.dryRun ? { dryRun: true } : {}) };
       await startAndReport(cmd, 'failover', input, o.id ?? runId(o.dryRun ? 'failover-dry-run' : 'failover', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
     });

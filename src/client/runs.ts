@@ -128,7 +128,7 @@ export async function follow(client: Client, workflowId: string, print: (line: s
 /** The end of a followed run, for a person: what it did, or why it stopped. */
 export function formatOutcome(r: RunStatus): string {
   const lines: string[] = [];
-  const res = (r.result ?? null) as {
+  const res = (r.result !== null && typeof r.result === 'object' ? r.result : null) as {
     state?: string;
     abortedBecause?: string | null;
     plan?: { step: string; target: string; action: string }[];
