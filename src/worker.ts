@@ -21,8 +21,9 @@ export interface TemporalTarget {
 
 export function temporalTarget(opts: { address?: string; namespace?: string } = {}, env: NodeJS.ProcessEnv = process.env): TemporalTarget {
   return {
-    address: opts.address ?? env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
-    namespace: opts.namespace ?? env.TEMPORAL_NAMESPACE ?? 'default',
+    // An empty variable counts as unset: a blank namespace only fails later, obscurely.
+    address: opts.address || env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
+    namespace: opts.namespace || env.TEMPORAL_NAMESPACE || 'default',
   };
 }
 

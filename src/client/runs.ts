@@ -99,6 +99,9 @@ export function formatStatus(r: RunStatus): string {
   for (const s of r.progress?.steps ?? []) lines.push(formatStep(s));
   if (r.failure) lines.push(`failed: ${r.failure}`);
   if (r.outcome && r.outcome !== 'completed') lines.push(`outcome: ${r.outcome}`);
+  const res = r.result && typeof r.result === 'object' ? (r.result as { abortedBecause?: unknown; state?: unknown }) : null;
+  if (typeof res?.abortedBecause === 'string') lines.push(`stopped because: ${res.abortedBecause}`);
+  if (typeof res?.state === 'string') lines.push(`state: ${res.state}`);
   return `${lines.join('\n')}\n`;
 }
 
