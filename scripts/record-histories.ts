@@ -199,13 +199,7 @@ const SCENARIOS: Scenario[] = [
     name: 'data-loss-rejected',
     about: 'standby cut off from the WAL while writes continue; failover stops at accept-data-loss, rejected by the update decide, undone',
     async run(st, rec) {
-      await st.nodeQuery('dc2-db', `ALTER SYSTEM SET primary_conninfo = ''`);
-      await st.nodeQuery('dc2-db', 'SELECT pg_reload_conf()');
-      for (let i = 0; i < 100; i++) {
-        if ((await st.nodeQuery('dc2-db', 'SELECT count(*)::int AS n FROM pg_stat_wal_receiver'))[0].n === 0) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      await st.frontQuery(`INSERT INTO public.sandbox_rows (note) SELECT 'not on dc2 ' || g FROM generate_series(1, 500) g`);
+      await st.standbyFallsBehind('dc2-db', 500);
 
       const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failover-data-loss-rejected');
       await st.waitProgress(h.workflowId, waitingAt('accept-data-loss'), 'the accept-data-loss checkpoint');

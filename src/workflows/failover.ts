@@ -19,6 +19,7 @@ import type { Activities } from '../activities';
 import type { PgFenceResult, PgNodeStatus, SshCheck, TrafficState } from '../activities/types';
 import type { ClusterLayout } from '../topology/layout';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
+import { actions, Aborted, describeNode, notifier, promotion, reads, refused, runUndo, seconds, NON_RETRYABLE, type Undo } from './lib/runbook';
 import { withClusterLock } from './lib/lock';
 import { judgeLoss, type DataLoss } from './lib/data-loss';
 import { lsnMax, lsnMinus } from './lib/lsn';
@@ -81,48 +82,6 @@ export interface FailoverResult {
   hooks: { hook: string; exitCode: number | null; stdout: string; stderr: string }[];
   plan: PlanStep[];
   steps: StepRecord[];
-}
-
-const NON_RETRYABLE = ['ConfigError', 'HostKeyMismatch', 'SshAuthFailed', 'WrongRole', 'Ec2Ambiguous', 'Ec2AddressNotFound'];
-
-const reads = proxyActivities<Activities>({
-  startToCloseTimeout: '45 seconds',
-  retry: { maximumAttempts: 3, initialInterval: '1 second', nonRetryableErrorTypes: NON_RETRYABLE },
-});
-const actions = proxyActivities<Activities>({
-  startToCloseTimeout: '3 minutes',
-  heartbeatTimeout: '30 seconds',
-  retry: { maximumAttempts: 5, initialInterval: '2 seconds', maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
-});
-const promotion = proxyActivities<Activities>({
-  startToCloseTimeout: '3 minutes',
-  heartbeatTimeout: '20 seconds',
-  retry: { maximumAttempts: 10, initialInterval: '2 seconds', maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
-});
-const notifier = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { maximumAttempts: 3, initialInterval: '1 second' },
-});
-
-/** A refused precondition: the run stops, nothing is promoted, the message says what to do. */
-function refused(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(message, 'PreconditionFailed');
-}
-
-class Aborted extends Error {
-  constructor(readonly because: string) {
-    super(because);
-  }
-}
-
-function describeNode(n: PgNodeStatus): string {
-  if (!n.reachable) return `unreachable: ${n.error ?? 'no answer'}`;
-  if (n.inRecovery) return `standby on timeline ${n.timeline ?? '?'}, received ${n.receiveLsn ?? '?'}, replayed ${n.replayLsn ?? '?'}, WAL receiver ${n.walReceiver?.status ?? 'not running'}`;
-  return `primary at ${n.currentLsn ?? '?'} on timeline ${n.timeline ?? '?'}`;
-}
-
-function seconds(fromMs: number, toMs: number): number {
-  return Math.round((toMs - fromMs) / 100) / 10;
 }
 
 export async function failover(input: FailoverInput): Promise<FailoverResult> {
@@ -207,7 +166,7 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
   if (dryRun) return planOnly(c, { old, target, oldStatus, targetStatus: targetNode, hostOk, oldMaintenance, oldServices, newMaintenance, newServices, newHooks, timelineBefore });
 
   // What was changed before promotion, undone in reverse order if the run aborts.
-  const undo: { what: string; run: () => Promise<string> }[] = [];
+  const undo: Undo[] = [];
   const tried: string[] = [];
   let fence: PgFenceResult | null = null;
   let fenced = false;
@@ -506,17 +465,8 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
 }
 
 /** Undo, newest first, each best effort; returns the state the cluster was left in, for a person. */
-async function undoAll(steps: StepLog, undo: { what: string; run: () => Promise<string> }[], s: { old: ClusterLayout['nodes'][number]; target: ClusterLayout['nodes'][number]; fenced: boolean; instanceStopped: boolean }): Promise<string> {
-  const done: string[] = [];
-  const failed: string[] = [];
-  for (const u of [...undo].reverse()) {
-    try {
-      await steps.run(`undo:${u.what}`, u.run, (d) => d);
-      done.push(u.what);
-    } catch (err) {
-      failed.push(`${u.what} (${messageOf(err as Error)})`);
-    }
-  }
+async function undoAll(steps: StepLog, undo: Undo[], s: { old: ClusterLayout['nodes'][number]; target: ClusterLayout['nodes'][number]; fenced: boolean; instanceStopped: boolean }): Promise<string> {
+  const { done, failed } = await runUndo(steps, undo);
   const parts = [`nothing was promoted: ${s.target.name} (${s.target.site}) is still a standby`];
   if (done.length) parts.push(`undone: ${done.join(', ')}`);
   if (failed.length) parts.push(`could not undo: ${failed.join(', ')}`);

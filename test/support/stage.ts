@@ -46,6 +46,11 @@ export interface Stage {
   nodeQuery(node: string, sql: string, values?: unknown[]): Promise<Record<string, unknown>[]>;
   /** Can a login to that node be made at all? */
   nodeAnswers(node: string): Promise<boolean>;
+  /**
+   * Cut a standby off from the primary's WAL (an empty primary_conninfo stops its WAL receiver),
+   * then commit `rows` rows through the front: the standby lacks them in what it received.
+   */
+  standbyFallsBehind(node: string, rows: number): Promise<void>;
   /** A query through the traffic front, as clients connect. */
   frontQuery(sql: string, values?: unknown[]): Promise<Record<string, unknown>[]>;
   /** Which database node's instance holds the Elastic IP, read from the EC2 API. */
@@ -170,6 +175,15 @@ export async function startStage(opts: StageOptions = {}): Promise<Stage> {
         } catch {
           return false;
         }
+      },
+      async standbyFallsBehind(node, rows) {
+        await stage.nodeQuery(node, `ALTER SYSTEM SET primary_conninfo = ''`);
+        await stage.nodeQuery(node, 'SELECT pg_reload_conf()');
+        for (let i = 0; i < 100; i++) {
+          if ((await stage.nodeQuery(node, 'SELECT count(*)::int AS n FROM pg_stat_wal_receiver'))[0].n === 0) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        await stage.frontQuery(`INSERT INTO public.sandbox_rows (note) SELECT 'not on the standby ' || g FROM generate_series(1, $1::int) g`, [rows]);
       },
       frontQuery: (sql, values) => {
         if (!front || front.kind !== 'haproxy') throw new Error('no haproxy front');
