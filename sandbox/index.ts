@@ -57,7 +57,7 @@ import {
   type SweepSpec,
 } from './procs';
 import { readState, withLock, writeState, type SandboxState } from './state';
-import { dnsCommand, dnsRecordFile, svcCommand, writeTopology } from './topology';
+import { appConfFile, dnsCommand, dnsRecordFile, svcCommand, writeTopology } from './topology';
 import { loadTools as loadBaseTools, type Tools as BaseTools } from '../src/tools';
 
 export interface SandboxOptions {
@@ -300,6 +300,10 @@ async function prepare(ctx: Ctx): Promise<void> {
   writeOwned(ctx, l.authorizedKeys, readFileSync(`${l.secrets.sshKey}.pub`, 'utf8'));
   for (const h of l.hosts) writeOwned(ctx, h.sshdConfig, sshdConfig(l, h, ctx.runAs));
   for (const db of l.dbs) {
+    // The file a rejoin copies from the primary's host (configFiles); written only when missing.
+    const appConf = appConfFile(l, db.node);
+    mkdirOwned(ctx, dirname(appConf));
+    if (!existsSync(appConf)) writeOwned(ctx, appConf, `# switchyard sandbox: application config of host ${db.node}\nhost = ${db.node}\n`);
     writeOwned(ctx, join(db.configDir, 'postgresql.conf'), postgresqlConf(db));
     writeOwned(ctx, join(db.configDir, 'pg_hba.conf'), pgHbaConf(), 0o640);
     writeOwned(ctx, join(db.configDir, 'pg_ident.conf'), pgIdentConf(ctx.runAs), 0o640);

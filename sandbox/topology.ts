@@ -33,6 +33,14 @@ export function dnsRecordFile(l: Layout): string {
   return join(l.dir, 'dns', `db.${l.cluster}`);
 }
 
+/**
+ * A small config file on each database host, naming its host: the node's configFiles copy the
+ * other database host's file over it when the node rejoins (the primary's host is the other one).
+ */
+export function appConfFile(l: Layout, dbHost: string): string {
+  return join(l.dir, dbHost, 'etc', 'app.conf');
+}
+
 /** Where an app host's afterPromote hook "repoint-app" records the database the app should use. */
 export function dbTargetFile(l: Layout, appHost: string): string {
   return join(l.dir, appHost, 'db-target');
@@ -94,6 +102,9 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools): To
         configDir: db.configDir,
         binDir: tools.pgBinDir,
         slot: db.slot,
+        // All "hosts" share one file system here, so the path differs per host: from the other
+        // database host's file (the primary's, when this node rejoins) to this host's.
+        configFiles: l.dbs.filter((o) => o.node !== db.node).map((o) => ({ from: appConfFile(l, o.node), to: appConfFile(l, db.node) })),
         ec2: { tags: { 'switchyard:node': db.node } },
       },
     ]),

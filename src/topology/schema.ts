@@ -121,8 +121,17 @@ export const dbNodeSchema = z
      * aborted failover restarting the old primary, a rejoin). Default: <configDir or dataDir>/switchyard-pg.log.
      */
     logFile: absPath.optional(),
-    /** Files copied from the primary's host when this node rejoins (GoCD copies /etc/go). */
-    configFiles: z.array(absPath).default([]),
+    /**
+     * Files copied from the primary's host when this node rejoins (GoCD copies /etc/go): a path
+     * (the same on both hosts) or { from: <path on the primary's host>, to: <path on this node's host> }.
+     */
+    configFiles: z
+      .array(
+        z.union([absPath, z.object({ from: absPath, to: absPath }).strict()], {
+          error: 'expected an absolute path, or { from: /path/on/the/primary/host, to: /path/on/this/host }',
+        }),
+      )
+      .default([]),
     ec2: ec2Selector.optional(),
   })
   .strict();
