@@ -12,6 +12,7 @@ import { notifyActivities } from './notify';
 import { pgctlActivities } from './pgctl';
 import { postgresActivities } from './postgres';
 import { remoteActivities } from './remote';
+import { standbyActivities } from './standby';
 import { trafficActivities } from './traffic';
 
 export function createActivities(deps: ActivityDeps) {
@@ -20,6 +21,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createLayoutActivities(deps.topology),
     ...postgresActivities(rt),
     ...pgctlActivities(rt),
+    ...standbyActivities(rt),
     ...remoteActivities(rt),
     ...ec2Activities(rt),
     ...trafficActivities(rt),
@@ -37,4 +39,14 @@ export { ErrorType } from './common';
 export { MAX_OUTPUT_CHARS } from './remote';
 export type { NotifyInput } from './notify';
 export type { LockAcquireInput, LockAcquireResult, LockReleaseInput } from './lock';
+export type {
+  CopyConfigFilesInput,
+  PgBasebackupInput,
+  PgConfigureStandbyInput,
+  PgEnsureSlotInput,
+  PgRewindInput,
+  PgWaitReplayInput,
+  PgWaitStreamingInput,
+  WriteProbeLoopInput,
+} from './standby';
 export * from './types';

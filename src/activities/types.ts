@@ -247,3 +247,108 @@ export interface LastPrimaryPosition {
   workflowId: string | null;
   detail: string;
 }
+
+/** pgEnsureSlot: a physical replication slot on the primary for a standby to stream through. */
+export interface PgEnsureSlotResult {
+  primary: string;
+  slot: string;
+  /** This call created it (false: it existed already). */
+  created: boolean;
+  detail: string;
+}
+
+/** pgRewind: pg_rewind of a stopped node's data directory from a source node. */
+export interface PgRewindResult {
+  node: string;
+  source: string;
+  /** pg_rewind exited 0 (a rewind, or "no rewind required"). false: see output; take a base backup instead. */
+  ok: boolean;
+  /** pg_rewind found the target's WAL ends before the point where the timelines forked: nothing to undo. */
+  noRewindNeeded: boolean;
+  /** "servers diverged at WAL location X on timeline N". */
+  divergedAtLsn: string | null;
+  divergedTimeline: number | null;
+  /** The target's "Latest checkpoint location" read before the rewind: where its WAL ends after a clean stop. */
+  targetEndLsn: string | null;
+  /** targetEndLsn - divergedAtLsn (>= 0): WAL the old primary wrote after the fork, discarded by the rewind. */
+  divergedBytes: number | null;
+  durationMs: number;
+  /** The last lines of pg_rewind's output (progress lines collapsed). */
+  output: string;
+  detail: string;
+}
+
+/** pgBasebackup: a stopped node's data directory rebuilt from a source node with pg_basebackup. */
+export interface PgBasebackupResult {
+  node: string;
+  source: string;
+  /** Every <dataDir>.switchyard-<UTC stamp> directory beside the data directory (this and earlier attempts), never deleted. */
+  movedAside: string[];
+  durationMs: number;
+  detail: string;
+}
+
+/** pgConfigureStandby: standby.signal and the primary_* settings in postgresql.auto.conf. */
+export interface PgConfigureStandbyResult {
+  node: string;
+  primary: string;
+  /** This call changed a file (false: everything was already so). */
+  changed: boolean;
+  detail: string;
+}
+
+export interface ConfigFileCopy {
+  /** Path read on the `from` node's host. */
+  source: string;
+  /** Path written on the node's host. */
+  target: string;
+  bytes: number;
+  /** sha256 of the content (hex); the content itself never leaves the hosts. */
+  sha256: string;
+  /** The target was written (false: it already had this content). */
+  changed: boolean;
+}
+
+/** copyConfigFiles: the node's configFiles copied from another node's host. */
+export interface CopyConfigFilesResult {
+  node: string;
+  from: string;
+  files: ConfigFileCopy[];
+}
+
+/** pgWaitReplay: has a standby replayed up to an LSN? */
+export interface PgWaitReplayResult {
+  node: string;
+  lsn: string;
+  /** pg_last_wal_replay_lsn() when last read (null: never read, or nothing replayed). */
+  replayLsn: string | null;
+  reached: boolean;
+  waitedMs: number;
+  detail: string;
+}
+
+/** pgWaitStreaming: a standby streaming from the primary with lag under a bound. */
+export interface PgWaitStreamingResult {
+  node: string;
+  primary: string;
+  streaming: boolean;
+  /** primary's pg_current_wal_lsn() - node's pg_last_wal_replay_lsn(), when last both were read. */
+  lagBytes: number | null;
+  waitedMs: number;
+  detail: string;
+}
+
+/** writeProbeLoop: how long writes were refused (first refused write → first accepted one on expectNode). */
+export interface WriteProbeSummary {
+  /** Rounds run (each tries the nodes until one takes the write). */
+  probes: number;
+  /** Rounds in which no node took the write. */
+  refused: number;
+  firstRefusedAt: string | null;
+  firstAcceptedAfterRefusalAt: string | null;
+  /** firstAcceptedAfterRefusalAt - firstRefusedAt; null when writes were never refused, or never accepted on expectNode again. */
+  downtimeMs: number | null;
+  /** The node that took the last accepted write. */
+  acceptedOn: string | null;
+  detail: string;
+}
