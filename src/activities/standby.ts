@@ -450,18 +450,8 @@ export function standbyActivities(rt: Runtime) {
         if (st.running === null) throw new Error(`cannot tell whether PostgreSQL runs on ${w} (pg_ctl status: ${st.text}): not rewinding`);
 
         const notes: string[] = [];
-        const ctl = await execArgv(open, inC([bin(n, 'pg_controldata'), '-D', n.dataDir]), 30);
-        const control = ctl.exitCode === 0 ? parseControlData(ctl.stdout) : null;
-        const targetEndLsn = control?.checkpointLsn ?? null;
-        if (!control) notes.push(`pg_controldata ${brief(ctl)}`);
-        else if (control.state !== 'shut down')
-          notes.push(
-            `${input.node}'s control file says "${control.state ?? '?'}", not "shut down": its WAL may go on past the latest checkpoint ${targetEndLsn ?? '?'}, so divergedBytes is a lower bound`,
-          );
-
         const cp = await checkpointIfPromoted(call, input.cluster, input.source);
         if (cp.note) notes.push(cp.note);
-
         const src = conninfo([
           ['host', s.host],
           ['port', s.port],
@@ -471,6 +461,28 @@ export function standbyActivities(rt: Runtime) {
           ['connect_timeout', 10],
           ['application_name', 'switchyard-pg_rewind'],
         ]);
+        const readControl = async () => {
+          const ctl = await execArgv(open, inC([bin(n, 'pg_controldata'), '-D', n.dataDir]), 30);
+          return { ctl, control: ctl.exitCode === 0 ? parseControlData(ctl.stdout) : null };
+        };
+        let { ctl, control } = await readControl();
+        if (control && control.state !== 'shut down' && control.state !== 'shut down in recovery') {
+          // A crashed target: its WAL goes on past the latest checkpoint. pg_rewind --dry-run runs
+          // the crash recovery (single-user mode) and changes nothing else, so the control file
+          // then says where its WAL really ends: what the rewind will discard is measured exactly.
+          heartbeat({ node: input.node, step: 'crash recovery' });
+          const dry = await execArgv(open, inC([bin(n, 'pg_rewind'), '--dry-run', `--target-pgdata=${n.dataDir}`, `--source-server=${src}`]), timeout);
+          const before = control.state;
+          ({ ctl, control } = await readControl());
+          notes.push(
+            control?.state === 'shut down'
+              ? `${input.node} had not shut down cleanly ("${before}"): crash recovery first (pg_rewind --dry-run); its WAL ends at ${control.checkpointLsn}`
+              : `${input.node} had not shut down cleanly ("${before}") and crash recovery did not settle it (pg_rewind --dry-run ${brief(dry)}): divergedBytes is a lower bound`,
+          );
+        }
+        const targetEndLsn = control?.checkpointLsn ?? null;
+        if (!control) notes.push(`pg_controldata ${brief(ctl)}`);
+
         heartbeat({ node: input.node, step: 'pg_rewind' });
         const r = await execArgv(open, inC([bin(n, 'pg_rewind'), `--target-pgdata=${n.dataDir}`, `--source-server=${src}`, '--progress']), timeout);
         const text = `${r.stdout}\n${r.stderr}`;

@@ -411,7 +411,9 @@ describe('pgRewind', () => {
     mkdirSync(w.at('h1', '/data/p'), { recursive: true });
     const r = await w.act.pgRewind({ cluster: 'main', node: 'p', source: 's' });
     assert.deepEqual([r.ok, r.noRewindNeeded, r.divergedBytes], [true, true, 0]);
-    assert.match(r.detail, /says "in production", not "shut down".*lower bound/);
+    // The fake's control file stays "in production" after the dry run's crash recovery: said, as a lower bound.
+    assert.match(r.detail, /had not shut down cleanly \("in production"\) and crash recovery did not settle it.*lower bound/);
+    assert.ok(w.commands.some((c) => c.argv.some((a) => a.endsWith('pg_rewind')) && c.argv.includes('--dry-run')), 'crash recovery through pg_rewind --dry-run ran first');
   });
 
   it('"same timeline" while the timelines differ (the source could not be checkpointed) is not trusted (ok:false)', async () => {
