@@ -2,3 +2,6 @@
 export { readiness } from './readiness';
 export { clusterLock } from './cluster-lock';
 export { failover } from './failover';
+export { rejoin } from './rejoin';
+export { switchover } from './switchover';
+export { failback } from './failback';

@@ -18,8 +18,22 @@ function isBusy(err: unknown): boolean {
   return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ClusterBusy';
 }
 
-export async function withClusterLock<T>(cluster: string, operation: string, requestedBy: string | undefined, steps: StepLog, fn: () => Promise<T>): Promise<T> {
-  const { workflowId, runId } = workflowInfo();
+export async function withClusterLock<T>(
+  cluster: string,
+  operation: string,
+  requestedBy: string | undefined,
+  steps: StepLog,
+  fn: () => Promise<T>,
+  opts: { underParentLock?: boolean } = {},
+): Promise<T> {
+  const { workflowId, runId, parent } = workflowInfo();
+  if (opts.underParentLock) {
+    // A child of a runbook that holds the lock (failback's rejoin and switchover) runs under it.
+    // Only a child can claim that: a run started by a person always takes the lock itself.
+    if (!parent) throw ApplicationFailure.nonRetryable(`"underParentLock" is only for child runs of a runbook that holds the lock of ${cluster}`, 'ConfigError');
+    steps.note('lock', `cluster ${cluster} is locked by the parent run ${parent.workflowId}`);
+    return fn();
+  }
   let busy = false;
   try {
     await steps.run(
