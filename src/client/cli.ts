@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { ConfigError, loadTopology, resolveConfigPath } from '../topology/load';
 import { jsonSchema } from '../topology/json-schema';
+import type { ClusterConfig } from '../topology/schema';
 import { temporalTarget, runWorker, type TemporalTarget } from '../worker';
 import { formatReadiness, runReadiness } from './readiness';
 import { userInfo } from 'node:os';
@@ -40,9 +41,10 @@ export async function findConfig(flag: string | undefined, note: (s: string) => 
 }
 
 /** The cluster named on the command line must be in the topology: else a usage error (exit 2) naming the file. */
-function requireCluster(configPath: string, cluster: string): void {
+function requireCluster(configPath: string, cluster: string): ClusterConfig {
   const top = loadTopology(configPath);
   if (!top.clusters[cluster]) throw new UsageError(`${configPath}: unknown cluster "${cluster}"; the topology has: ${Object.keys(top.clusters).map((k) => `"${k}"`).join(', ')}`);
+  return top.clusters[cluster];
 }
 
 function target(cmd: Command): TemporalTarget {
@@ -155,6 +157,56 @@ export function buildProgram(): Command {
       requireCluster(configPath, cluster);
       const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.reason ? { reason: o.reason } : {}), ...(o.to ? { to: o.to } : {}), ...(o.dryRun ? { dryRun: true } : {}) };
       await startAndReport(cmd, 'failover', input, o.id ?? runId(o.dryRun ? 'failover-dry-run' : 'failover', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
+    });
+
+  program
+    .command('rejoin <cluster>')
+    .description('make a former primary a standby of the current primary again: pg_rewind, or pg_basebackup into a fresh directory (the old one moved aside)')
+    .requiredOption('--node <node>', 'the database node to rejoin')
+    .addOption(new Option('--method <method>', 'how to rebuild it').choices(['auto', 'rewind', 'basebackup']).default('auto'))
+    .option('--dry-run', 'print the plan; change nothing')
+    .option('--as <name>', 'who starts it (default: $SWITCHYARD_USER, else your login name)')
+    .option('--id <workflowId>', 'workflow id (default: rejoin-<cluster>-<time>-<random>)')
+    .option('--wait', 'follow the run until it closes; exit 0 only when it completed its job')
+    .option('--json', 'print JSON')
+    .action(async (cluster: string, o: { node: string; method: string; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      const c = requireCluster(configPath, cluster);
+      if (!(o.node in c.postgres.nodes)) throw new UsageError(`--node: unknown database node "${o.node}" in cluster ${cluster}; known: ${Object.keys(c.postgres.nodes).join(', ')}`);
+      const input = { cluster, node: o.node, method: o.method, requestedBy: o.as ?? defaultUser(), ...(o.dryRun ? { dryRun: true } : {}) };
+      await startAndReport(cmd, 'rejoin', input, o.id ?? runId(o.dryRun ? 'rejoin-dry-run' : 'rejoin', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
+    });
+
+  program
+    .command('switchover <cluster>')
+    .description('planned move with zero data loss: stop the primary cleanly, let the target replay to its shutdown checkpoint, promote, the old primary follows')
+    .requiredOption('--to <site>', 'the site to make primary')
+    .option('--dry-run', 'print the plan; change nothing')
+    .option('--as <name>', 'who starts it (default: $SWITCHYARD_USER, else your login name)')
+    .option('--id <workflowId>', 'workflow id (default: switchover-<cluster>-<time>-<random>)')
+    .option('--wait', 'follow the run until it closes; exit 0 only when it completed its job')
+    .option('--json', 'print JSON')
+    .action(async (cluster: string, o: { to: string; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      const c = requireCluster(configPath, cluster);
+      if (!(o.to in c.sites)) throw new UsageError(`--to: unknown site "${o.to}" in cluster ${cluster}; known: ${Object.keys(c.sites).join(', ')}`);
+      const input = { cluster, to: o.to, requestedBy: o.as ?? defaultUser(), ...(o.dryRun ? { dryRun: true } : {}) };
+      await startAndReport(cmd, 'switchover', input, o.id ?? runId(o.dryRun ? 'switchover-dry-run' : 'switchover', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
+    });
+
+  program
+    .command('failback <cluster>')
+    .description('return to the original layout: rejoin the preferred site\'s former primary if needed, then switch over back to it')
+    .option('--dry-run', 'print the plan; change nothing')
+    .option('--as <name>', 'who starts it (default: $SWITCHYARD_USER, else your login name)')
+    .option('--id <workflowId>', 'workflow id (default: failback-<cluster>-<time>-<random>)')
+    .option('--wait', 'follow the run until it closes; exit 0 only when it completed its job')
+    .option('--json', 'print JSON')
+    .action(async (cluster: string, o: { dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      requireCluster(configPath, cluster);
+      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.dryRun ? { dryRun: true } : {}) };
+      await startAndReport(cmd, 'failback', input, o.id ?? runId(o.dryRun ? 'failback-dry-run' : 'failback', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
     });
 
   // --- worker -----------------------------------------------------------------------------------

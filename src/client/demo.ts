@@ -3,7 +3,9 @@
  * readiness report of cluster demo, rows written through the front, a dc1 outage (its database,
  * sshd and app killed), the `failover` runbook waiting at `old-primary-dead`, the demo approving
  * it as a named operator (a person would), the result with RTO and bytes lost, the rows checked on
- * the new primary through the front, sandbox down. Whatever happens, the sandbox is torn down.
+ * the new primary through the front; then dc1's machines come back and `failback` rejoins dc1 (pg_rewind)
+ * and switches over to it, ending ready in the original layout; sandbox down. Whatever happens,
+ * the sandbox is torn down.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,12 +13,13 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { sandboxDown, sandboxUp, stopPart, type SandboxOptions, type SandboxStatus } from '../../sandbox';
+import { sandboxDown, sandboxUp, startPart, stopPart, type SandboxOptions, type SandboxStatus } from '../../sandbox';
 import { loadTopology } from '../topology/load';
 import { pickNet, releaseNet } from '../../sandbox/nets';
 import { createLogger } from '../logging';
 import { createWorker, installRuntimeLogger, TASK_QUEUE, temporalTarget } from '../worker';
-import type { failover, readiness } from '../workflows';
+import type { failback, failover, readiness } from '../workflows';
+import type { FailbackResult } from '../workflows/failback';
 import type { FailoverResult } from '../workflows/failover';
 import type { Progress } from '../workflows/messages';
 import { formatReadiness } from './readiness';
@@ -130,7 +133,29 @@ export async function runDemo(): Promise<void> {
         const kept = before.filter((b) => after.some((a) => a.id === b.id));
         const added = await frontQuery(front, `INSERT INTO public.sandbox_rows (note) VALUES ('order 1004, after the failover') RETURNING id, host(inet_server_addr()) AS server`);
         say(`[${secs()}] 10. through the front now: ${kept.length} of the ${before.length} rows written before the outage are there; a new write landed on ${added[0].server} (dc2) as id ${added[0].id}`);
-        ok = result.outcome === 'completed' && kept.length === before.length;
+        if (!(result.outcome === 'completed' && kept.length === before.length)) return;
+
+        say(`[${secs()}] 11. dc1's machines come back (sshd and app; its PostgreSQL stays down, as an operator keeps a fenced primary down)`);
+        for (const part of ['dc1-db/sshd', 'dc1-app/sshd', 'dc1-app/app']) await startPart(opts, part);
+        const bid = `demo-failback-${Date.now()}`;
+        say(`[${secs()}] 12. failback of "demo" started by ${operator} (workflow ${bid}; also: npx switchyard failback demo --as ${operator} --wait)`);
+        const bh = await client.workflow.start<typeof failback>('failback', { taskQueue: TASK_QUEUE, workflowId: bid, args: [{ cluster: 'demo', requestedBy: operator }] });
+        const back: FailbackResult = await bh.result();
+        for (const [label, id] of [['failback', bid], ['  rejoin (child)', `${bid}-rejoin`], ['  switchover (child)', `${bid}-switchover`]] as const) {
+          const r = await runStatus(client, id).catch(() => null);
+          if (!r) continue;
+          say(`     ${label} ${id}:`);
+          for (const s of r.progress?.steps ?? []) say(`       ${formatStep(s).trim()}`);
+        }
+        say(`[${secs()}] 13. failback result: ${back.outcome}; ${back.state}`);
+        if (back.rejoin) say(`     rejoin: ${back.rejoin.method} in ${back.rejoin.copySeconds} s${back.rejoin.divergedBytes !== null ? `; diverged WAL discarded: ${back.rejoin.divergedBytes} bytes` : ''}${back.rejoin.movedAside.length ? `; old data directory kept at ${back.rejoin.movedAside.join(', ')}` : ''}`);
+        if (back.switchover) say(`     switchover: write downtime ${back.switchover.writeDowntimeMs ?? '?'} ms (measured by the run's own write probes), timeline ${back.switchover.timeline.before} → ${back.switchover.timeline.after}`);
+
+        const final = await client.workflow.execute<typeof readiness>('readiness', { taskQueue: TASK_QUEUE, workflowId: `demo-readiness-after-${Date.now()}`, args: [{ cluster: 'demo' }], workflowExecutionTimeout: '5 minutes' });
+        const rows = await frontQuery(front, `SELECT count(*)::int AS n, host(inet_server_addr()) AS server FROM public.sandbox_rows`);
+        say(`[${secs()}] 14. readiness: ${final.ready ? 'READY' : 'NOT READY'}: ${final.primarySite} primary, ${final.standbySite ?? 'no'} standby (${final.lagBytes ?? '?'} bytes behind); the front reaches ${rows[0].server} with ${rows[0].n} rows`);
+        if (!final.ready) for (const c of final.checks.filter((x) => !x.ok)) say(`       failed ${c.name}: ${c.detail}`);
+        ok = back.outcome === 'completed' && final.ready && final.primarySite === 'dc1';
       });
     } finally {
       await connection.close();
