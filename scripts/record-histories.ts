@@ -18,12 +18,14 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { stopPart } from '../sandbox';
+import { startPart, stopPart } from '../sandbox';
 import { makeLayout } from '../sandbox/layout';
 import { decide } from '../src/client/runs';
 import { TASK_QUEUE } from '../src/worker';
 import { lockWorkflowId } from '../src/workflows/cluster-lock';
+import type { FailbackResult } from '../src/workflows/failback';
 import type { FailoverResult } from '../src/workflows/failover';
+import type { SwitchoverResult } from '../src/workflows/switchover';
 import type { ReadinessReport } from '../src/workflows/lib/readiness-assess';
 import type { Progress } from '../src/workflows/messages';
 import { historyToJSON } from '../test/replay/history-json';
@@ -210,6 +212,39 @@ const SCENARIOS: Scenario[] = [
       assert.match(r.abortedBecause ?? '', /accept-data-loss rejected by bob/);
       await rec('failover-data-loss-rejected', h.workflowId, 'failover with the standby behind: fenced, accept-data-loss rejected by the update decide, undone, aborted');
       await rec('cluster-lock-data-loss-rejected', lockWorkflowId('demo'), 'the cluster lock after the aborted failover (running)');
+    },
+  },
+  {
+    name: 'planned',
+    about: 'switchover dc1 → dc2; failback while dc1 streams (no rejoin); then dc1 killed, failover approved, failback with a rejoin (pg_rewind) child',
+    async run(st, rec) {
+      const so = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, 'replay-switchover');
+      const r = (await so.result()) as SwitchoverResult;
+      assert.equal(r.outcome, 'completed');
+      assert.equal(r.oldPrimary.via, 'follow');
+      await rec('switchover', so.workflowId, 'switchover dc1 → dc2: clean stop, replay to the shutdown checkpoint, promote, old primary follows, write probes');
+
+      const fb = await st.start('failback', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failback-streaming');
+      const b = (await fb.result()) as FailbackResult;
+      assert.equal(b.outcome, 'completed');
+      assert.equal(b.rejoin, null);
+      await rec('failback-streaming', fb.workflowId, 'failback when dc1 already streams: no rejoin, the switchover child back to dc1');
+      await rec('failback-streaming-switchover', `${fb.workflowId}-switchover`, 'the switchover child of that failback (under the parent\'s lock)');
+
+      await readiness(st, 'replay-readiness-planned');
+      await stopPart(st.sb.opts, 'dc1', 'kill');
+      const fo = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failover-for-rejoin');
+      await st.waitProgress(fo.workflowId, waitingAt('old-primary-dead'), 'the old-primary-dead checkpoint');
+      await decide(st.client, fo.workflowId, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' });
+      assert.equal(((await fo.result()) as FailoverResult).outcome, 'completed');
+      for (const part of ['dc1-db/sshd', 'dc1-app/sshd', 'dc1-app/app']) await startPart(st.sb.opts, part);
+      const fb2 = await st.start('failback', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failback-rejoin');
+      const b2 = (await fb2.result()) as FailbackResult;
+      assert.equal(b2.outcome, 'completed');
+      assert.equal(b2.rejoin?.method, 'rewind');
+      await rec('failback-rejoin', fb2.workflowId, 'failback after a site-down failover: rejoin child (pg_rewind after a crash), then switchover child');
+      await rec('failback-rejoin-rejoin', `${fb2.workflowId}-rejoin`, 'the rejoin child of that failback: rewind, config files, standby settings, catch-up');
+      await rec('failback-rejoin-switchover', `${fb2.workflowId}-switchover`, 'the switchover child of that failback');
     },
   },
 ];
