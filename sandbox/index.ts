@@ -237,6 +237,10 @@ global
 defaults
     mode tcp
     timeout connect 3s
+    # A connection that finds its server down is retried, each retry on the server the balancer
+    # picks then: a client that connects while traffic moves lands on the new primary.
+    retries 3
+    option redispatch 1
     timeout client 1h
     timeout server 1h
     load-server-state-from-file global

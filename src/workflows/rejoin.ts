@@ -59,7 +59,7 @@ export interface RejoinResult {
 const copying = proxyActivities<Activities>({
   // A base backup of a large database takes long; it heartbeats while it copies.
   startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '60 seconds',
+  heartbeatTimeout: '20 seconds',
   retry: { maximumAttempts: 3, initialInterval: '5 seconds', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
 });
 

@@ -6,14 +6,18 @@
  *   → optional `start-switchover` checkpoint (a maintenance window) → write probes start →
  *   maintenance on, services stopped on the old site → the old primary stopped cleanly →
  *   the target replays up to the old primary's shutdown checkpoint (pg_controldata) → promote →
- *   site hooks → the old primary follows the new one (no rewind needed after a clean stop;
- *   verified by it streaming, else a rejoin) → services, traffic, maintenance off → result with
- *   the write downtime the probes measured.
+ *   site hooks → traffic moved, services started, maintenance off (clients are back as soon as the
+ *   new primary takes writes) → the old primary follows the new one (no rewind needed after a clean
+ *   stop; verified by it streaming, else a rejoin) → result with the write downtime the probes
+ *   measured.
+ *
+ * Runs recorded before the `switchover-traffic-first` patch made the old primary follow before
+ * traffic moved; replaying them keeps that order.
  *
  * Before promotion an abort puts everything back as it was (old primary started again, services
  * and maintenance as before; traffic was not moved yet). After it, the run only goes forward.
  */
-import { ApplicationFailure, CancellationScope, executeChild, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, executeChild, isCancellation, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { WriteProbeSummary } from '../activities/types';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
@@ -61,7 +65,7 @@ export interface SwitchoverResult {
 
 const waits = proxyActivities<Activities>({
   startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '30 seconds',
+  heartbeatTimeout: '10 seconds',
   retry: { maximumAttempts: 5, initialInterval: '2 seconds', maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
 });
 
@@ -102,7 +106,10 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
     const oldServices = layout.services.filter((s) => s.site === oldSite);
     const newServices = layout.services.filter((s) => s.site === to);
 
+    // Clients come back once traffic points at the new primary; the old primary follows afterwards.
+    const trafficFirst = patched('switchover-traffic-first');
     if (dryRun) {
+      const follow: PlanStep = { step: 'follow', target: old.name, action: `standby of ${target.name} (slot ${old.slot}); a rejoin if it cannot stream` };
       const plan: PlanStep[] = [
         { step: 'lock', target: cluster, action: 'take the cluster lock' },
         ...(layout.switchover.confirmStart ? [{ step: 'checkpoint:start-switchover', target: cluster, action: 'wait for a person (maintenance window)' }] : []),
@@ -112,10 +119,11 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
         { step: 'replay', target: target.name, action: `wait until it replayed up to that checkpoint (now ${lag.lagBytes} bytes behind; at most ${layout.switchover.replayTimeoutSeconds} s)` },
         { step: 'promote', target: target.name, action: `pg_promote (timeline ${timelineBefore ?? '?'} → next)` },
         ...layout.hooks.filter((h) => h.site === to).map((h) => ({ step: `hook:${h.name}`, target: h.host, action: 'run the site hook' })),
-        { step: 'follow', target: old.name, action: `standby of ${target.name} (slot ${old.slot}); a rejoin if it cannot stream` },
-        ...newServices.map((s) => ({ step: `service-start:${s.site}/${s.service}`, target: s.host, action: 'start the service' })),
+        ...(trafficFirst ? [] : [follow]),
         ...layout.traffic.map((d) => ({ step: `traffic:${d.name}`, target: d.name, action: `move to ${to}` })),
+        ...newServices.map((s) => ({ step: `service-start:${s.site}/${s.service}`, target: s.host, action: 'start the service' })),
         { step: 'maintenance-off', target: `${to}, ${oldSite}`, action: 'turn maintenance off on both sites' },
+        ...(trafficFirst ? [follow] : []),
       ];
       steps.note('plan', plan.map((p) => `${p.step} → ${p.action}`).join('; '));
       return { ...base, outcome: 'planned', abortedBecause: null, state: 'dry run: nothing was changed', writeDowntimeMs: null, probe: null, shutdownCheckpointLsn: null, replayedLsn: null, timeline: { before: timelineBefore, after: timelineBefore }, oldPrimary: { node: old.name, streaming: false, via: null, rejoin: null }, checkpoints: [], traffic: [], durationSeconds: 0, plan, steps: snapshot(steps) };
@@ -135,7 +143,7 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
 
     // The run's own write probes: first refused write → first accepted one on the target.
     const probeScope = new CancellationScope();
-    const probeActs = proxyActivities<Activities>({ startToCloseTimeout: `${layout.switchover.replayTimeoutSeconds + 600} seconds`, heartbeatTimeout: '15 seconds', retry: { maximumAttempts: 2 } });
+    const probeActs = proxyActivities<Activities>({ startToCloseTimeout: `${layout.switchover.replayTimeoutSeconds + 600} seconds`, heartbeatTimeout: '10 seconds', retry: { maximumAttempts: 2 } });
     const probing = probeScope.run(() => probeActs.writeProbeLoop({ cluster, expectNode: target.name, maxSeconds: layout.switchover.replayTimeoutSeconds + 300, intervalMs: 100 }));
     probing.catch(() => undefined);
 
@@ -182,24 +190,44 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
       }
 
       // The old primary follows the new one: it shut down cleanly, so no rewind should be needed.
-      const follow = await followNewPrimary(cluster, steps, layout, old, target, requestedBy).catch((err: unknown) => {
-        failures.push(`${old.name} does not follow ${target.name}: ${messageOf(err as Error)}`);
-        return { streaming: false, via: null, rejoin: null };
-      });
-      for (const s of newServices) {
-        await steps.run(`service-start:${s.site}/${s.service}`, () => actions.serviceStart({ cluster, site: s.site, service: s.service }), (x) => x.detail).catch((err: unknown) => failures.push(`start ${s.service} at ${s.site}: ${messageOf(err as Error)}`));
-      }
-      const traffic: SwitchoverResult['traffic'] = [];
-      for (const d of layout.traffic) {
-        const t = await steps.run(`traffic:${d.name}`, () => actions.trafficMove({ cluster, driver: d.name, site: to }), (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'})`).catch((err: unknown) => {
-          failures.push(`traffic driver ${d.name}: ${messageOf(err as Error)}`);
-          return null;
+      let follow: { streaming: boolean; via: 'follow' | 'rejoin' | null; rejoin: RejoinResult | null } = { streaming: false, via: null, rejoin: null };
+      const followOld = async () => {
+        follow = await followNewPrimary(cluster, steps, layout, old, target, requestedBy).catch((err: unknown) => {
+          failures.push(`${old.name} does not follow ${target.name}: ${messageOf(err as Error)}`);
+          return { streaming: false, via: null, rejoin: null };
         });
-        traffic.push({ driver: d.name, site: t?.site ?? null, changed: t?.changed });
-      }
-      for (const m of [newMaintenance, oldMaintenance]) {
-        if (!m) continue;
-        await steps.run(`maintenance-off:${m.site}`, () => actions.maintenanceSet({ cluster, site: m.site, on: false }), (x) => x.detail).catch((err: unknown) => failures.push(`maintenance off at ${m.site}: ${messageOf(err as Error)}`));
+      };
+      const startServices = async () => {
+        for (const s of newServices) {
+          await steps.run(`service-start:${s.site}/${s.service}`, () => actions.serviceStart({ cluster, site: s.site, service: s.service }), (x) => x.detail).catch((err: unknown) => failures.push(`start ${s.service} at ${s.site}: ${messageOf(err as Error)}`));
+        }
+      };
+      const traffic: SwitchoverResult['traffic'] = [];
+      const moveTraffic = async () => {
+        for (const d of layout.traffic) {
+          const t = await steps.run(`traffic:${d.name}`, () => actions.trafficMove({ cluster, driver: d.name, site: to }), (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'})`).catch((err: unknown) => {
+            failures.push(`traffic driver ${d.name}: ${messageOf(err as Error)}`);
+            return null;
+          });
+          traffic.push({ driver: d.name, site: t?.site ?? null, changed: t?.changed });
+        }
+      };
+      const maintenanceOff = async () => {
+        for (const m of [newMaintenance, oldMaintenance]) {
+          if (!m) continue;
+          await steps.run(`maintenance-off:${m.site}`, () => actions.maintenanceSet({ cluster, site: m.site, on: false }), (x) => x.detail).catch((err: unknown) => failures.push(`maintenance off at ${m.site}: ${messageOf(err as Error)}`));
+        }
+      };
+      if (trafficFirst) {
+        await moveTraffic();
+        await startServices();
+        await maintenanceOff();
+        await followOld();
+      } else {
+        await followOld();
+        await startServices();
+        await moveTraffic();
+        await maintenanceOff();
       }
       const probe = await steps.run('write-downtime', () => probing, (p) => p.detail).catch((err: unknown) => {
         steps.note('write-downtime', `the write probes did not report: ${messageOf(err as Error)}`, 'failed');
