@@ -247,6 +247,23 @@ const SCENARIOS: Scenario[] = [
       await rec('failback-rejoin-switchover', `${fb2.workflowId}-switchover`, 'the switchover child of that failback');
     },
   },
+  {
+    name: 'traffic-first',
+    about: "switchover dc1 → dc2 and failback to dc1 after the 'switchover-traffic-first' patch: traffic, services and maintenance before the old primary follows",
+    async run(st, rec) {
+      const so = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, 'replay-switchover-traffic-first');
+      const r = (await so.result()) as SwitchoverResult;
+      assert.equal(r.outcome, 'completed');
+      assert.equal(r.oldPrimary.via, 'follow');
+      await rec('switchover-traffic-first', so.workflowId, "switchover dc1 → dc2 with the 'switchover-traffic-first' patch: traffic moves before the old primary follows");
+
+      const fb = await st.start('failback', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failback-traffic-first');
+      const b = (await fb.result()) as FailbackResult;
+      assert.equal(b.outcome, 'completed');
+      await rec('failback-traffic-first', fb.workflowId, "failback when dc1 streams, its switchover child patched 'switchover-traffic-first'");
+      await rec('failback-traffic-first-switchover', `${fb.workflowId}-switchover`, "the patched switchover child of that failback");
+    },
+  },
 ];
 
 function readManifest(): Manifest {
