@@ -27,6 +27,8 @@ function hostKeyOf(pubFile: string): string {
  * to dc1 while dc2 is down finds it unreachable (the move fails; reads say "cannot read").
  */
 export const DNS_HOST = 'dc2-app';
+/** The sandbox's backup server: base backups and drills run on dc2's app host (the standby site). */
+export const BACKUP_HOST = 'dc2-app';
 
 /** The "dns" driver's record: one line "<site> <address>:<port>" (sandbox/bin/dns.cjs). */
 export function dnsRecordFile(l: Layout): string {
@@ -154,7 +156,11 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools): To
         },
         checkpoints: { approvers: [], twoPerson: false, remindAfter: '15m', deadline: '2h', onDeadline: 'abort' },
         backup: {
+          host: BACKUP_HOST,
           root: l.backupsDir,
+          binDir: tools.pgBinDir,
+          passfile: l.secrets.pgpass,
+          kinds: ['pg', 'ebs'],
           keepLast: 7,
           maxAge: '14d',
           verifyQueries: ['SELECT count(*) FROM public.sandbox_rows'],

@@ -290,12 +290,30 @@ const rejoinSchema = z
 
 const backupSchema = z
   .object({
+    /**
+     * Key into `hosts`: the backup server (as with Barman or a pgBackRest repository host). Base
+     * backups are taken there with pg_basebackup from a database node, kept under `root`, and
+     * drills restore them there on a scratch port.
+     */
+    host: name,
+    /** Where backups are kept on that host: <root>/<cluster>/<backup id>/. */
     root: absPath,
+    /** PostgreSQL binaries on that host (pg_basebackup; initdb-free drills need pg_ctl and postgres). */
+    binDir: absPath,
+    /** libpq password file on that host for the replication login; default postgres.passfile. */
+    passfile: absPath.optional(),
+    /** What a backup makes when its input names no kinds: "pg" (base backup), "ebs" (snapshots). */
+    kinds: z.array(z.enum(['pg', 'ebs'], { error: 'expected "pg" or "ebs"' })).min(1).default(['pg']),
+    /** gzip level of the base backup's tar files (pg_basebackup -Z). */
+    compressLevel: z.number().int().min(1).max(9).default(6),
     keepLast: positiveInt.default(7),
     maxAge: duration.default('14d'),
     /** Readiness fails when the newest proven-restorable backup is older than this. */
     maxRestorableAge: duration.optional(),
+    /** Queries a drill runs against the restored copy; each must succeed (row counts per table are added). */
     verifyQueries: z.array(z.string().min(1)).default([]),
+    /** The port a drill's scratch server listens on (loopback of the backup host). */
+    drillPort: port.default(55432),
   })
   .strict();
 
@@ -388,6 +406,14 @@ export const clusterSchema = z
       if (!c.ec2) ctx.addIssue({ code: 'custom', path: ['failover', 'stopInstance'], message: 'stopping the old primary\'s instance needs the cluster\'s "ec2" section (region, endpoint)' });
       for (const [n, node] of Object.entries(c.postgres.nodes))
         if (!node.ec2) ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes', n, 'ec2'], message: 'failover.stopInstance needs an EC2 selector on every database node' });
+    }
+    if (c.backup) {
+      need('host', c.backup.host, hosts, ['backup', 'host']);
+      if (c.backup.kinds.includes('ebs')) {
+        if (!c.ec2) ctx.addIssue({ code: 'custom', path: ['backup', 'kinds'], message: 'EBS snapshot backups need the cluster\'s "ec2" section (region, endpoint)' });
+        for (const [n, node] of Object.entries(c.postgres.nodes))
+          if (!node.ec2) ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes', n, 'ec2'], message: 'EBS snapshot backups need an EC2 selector on every database node' });
+      }
     }
     const driverNames = new Set<string>();
     c.traffic.forEach((d, i) => {

@@ -184,11 +184,27 @@ describe('topology: every kind of bad input names file, path and what was expect
     const ps = problems((d) => {
       delete d.clusters.shop.ec2;
       for (const n of Object.values(d.clusters.shop.postgres.nodes) as Obj[]) delete n.ec2;
+      d.clusters.shop.backup.kinds = ['pg'];
     });
     assert.deepEqual(ps.map((p) => `${p.path}: ${p.message}`), [
       'clusters.shop.traffic[0]: the elastic-ip driver "public" needs the cluster\'s "ec2" section (region, endpoint)',
       'clusters.shop.postgres.nodes.eu1-db.ec2: the elastic-ip driver "public" needs an EC2 selector on every database node',
       'clusters.shop.postgres.nodes.eu2-db.ec2: the elastic-ip driver "public" needs an EC2 selector on every database node',
+    ]);
+  });
+
+  it('EBS snapshot backups without an EC2 section, and a backup host that is not a host', () => {
+    const ps = problems((d) => {
+      delete d.clusters.shop.ec2;
+      d.clusters.shop.traffic = d.clusters.shop.traffic.filter((t: Obj) => t.kind !== 'elastic-ip' && t.kind !== 'private-ip');
+      for (const n of Object.values(d.clusters.shop.postgres.nodes) as Obj[]) delete n.ec2;
+      d.clusters.shop.backup.host = 'tape-robot';
+    });
+    assert.deepEqual(ps.map((p) => `${p.path}: ${p.message}`), [
+      'clusters.shop.backup.host: unknown host "tape-robot"; known: "eu1-db", "eu1-app", "eu2-db", "eu2-app"',
+      'clusters.shop.backup.kinds: EBS snapshot backups need the cluster\'s "ec2" section (region, endpoint)',
+      'clusters.shop.postgres.nodes.eu1-db.ec2: EBS snapshot backups need an EC2 selector on every database node',
+      'clusters.shop.postgres.nodes.eu2-db.ec2: EBS snapshot backups need an EC2 selector on every database node',
     ]);
   });
 

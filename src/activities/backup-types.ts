@@ -1,0 +1,319 @@
+/**
+ * What the backup, restore and drill activities take and return (issue 5). Workflows import these
+ * types only. Everything is plain JSON that lands in workflow history: no secret belongs here.
+ *
+ * A backup is identified by its backup id (BACKUP_ID_RE) within a cluster. Its parts:
+ * - "pg": a base backup on the backup server (topology `backup.host`) in
+ *   <backup.root>/<cluster>/<backupId>/ : base.tar.gz, pg_wal.tar.gz, backup_manifest (PostgreSQL's
+ *   own), switchyard-manifest.json (PgBackupManifest, written last: a directory without it is
+ *   incomplete), and drill.json (PgDrillRecord) once a drill proved it restores.
+ *   While pg_basebackup runs the directory is <backupId>.partial; it is renamed when complete.
+ * - "ebs": one EBS snapshot per volume of the source node's instance, tagged (EBS_TAGS) with the
+ *   cluster, backup id, node, workflow id, created-by and what a restore needs.
+ */
+
+/** A backup id: safe as a directory name and a tag value. */
+export const BACKUP_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Tag keys on EBS snapshots (and on instances/images a restore makes). */
+export const EBS_TAGS = {
+  cluster: 'switchyard:cluster',
+  backupId: 'switchyard:backup-id',
+  node: 'switchyard:node',
+  workflowId: 'switchyard:workflow-id',
+  createdBy: 'switchyard:created-by',
+  /** JSON of EbsRestoreMetadata (without `devices`), on every snapshot of the backup. */
+  restore: 'switchyard:restore',
+  /** The device name the snapshotted volume was attached as, e.g. "/dev/sda1". */
+  device: 'switchyard:device',
+  /** Whether the volume was deleted with its instance (restored as it was). */
+  deleteOnTermination: 'switchyard:delete-on-termination',
+  /** On an instance/image made by a restore: the backup id it was restored from. */
+  restoredFrom: 'switchyard:restored-from',
+} as const;
+
+/** How many EC2 API calls an activity made and how many of their attempts were retries (throttling, 5xx). */
+export interface Ec2ApiUse {
+  calls: number;
+  /** Attempts beyond the first, summed over calls ($metadata.attempts - 1). */
+  retries: number;
+}
+
+// ---- EBS ---------------------------------------------------------------------------------------
+
+export interface EbsDevice {
+  device: string;
+  volumeId: string;
+  sizeGiB: number | null;
+  volumeType: string | null;
+  deleteOnTermination: boolean;
+}
+
+/** What a restore from snapshots needs to recreate the instance (CircleCI: "saving the private address simplify restore significantly"). */
+export interface EbsRestoreMetadata {
+  node: string;
+  instanceId: string;
+  privateIp: string | null;
+  securityGroupIds: string[];
+  instanceType: string | null;
+  subnetId: string | null;
+  availabilityZone: string | null;
+  imageId: string | null;
+  rootDeviceName: string | null;
+  /** The instance's tags (a restored instance gets them back, so the node's selector finds it). */
+  tags: Record<string, string>;
+  devices: EbsDevice[];
+}
+
+export interface EbsSnapshotInfo {
+  snapshotId: string;
+  volumeId: string;
+  device: string | null;
+  sizeGiB: number | null;
+  state: 'pending' | 'completed' | 'error' | string;
+  progress: string | null;
+  startTime: string | null;
+  description: string | null;
+  tags: Record<string, string>;
+}
+
+export interface EbsSnapshotCreateInput {
+  cluster: string;
+  backupId: string;
+  /** The database node whose instance's volumes are snapshotted. */
+  node: string;
+  workflowId: string;
+  requestedBy: string;
+}
+
+export interface EbsSnapshotCreateResult {
+  backupId: string;
+  node: string;
+  instanceId: string;
+  restore: EbsRestoreMetadata;
+  /** One per volume of the instance. */
+  snapshots: EbsSnapshotInfo[];
+  /** Snapshot ids this call made, and those it found already carrying the backup id (a resumed run). */
+  created: string[];
+  found: string[];
+  api: Ec2ApiUse;
+  detail: string;
+}
+
+export interface EbsSnapshotWaitInput {
+  cluster: string;
+  backupId: string;
+  timeoutSeconds: number;
+}
+
+export interface EbsSnapshotWaitResult {
+  backupId: string;
+  completed: boolean;
+  snapshots: EbsSnapshotInfo[];
+  waitedMs: number;
+  api: Ec2ApiUse;
+  detail: string;
+}
+
+/** One backup id's snapshots as found in EC2. */
+export interface EbsBackupEntry {
+  backupId: string;
+  node: string | null;
+  /** Earliest snapshot start time. */
+  createdAt: string | null;
+  snapshots: EbsSnapshotInfo[];
+  restore: EbsRestoreMetadata | null;
+}
+
+export interface EbsDeleteResult {
+  backupId: string;
+  deleted: string[];
+  api: Ec2ApiUse;
+  detail: string;
+}
+
+export interface EbsRestorePlan {
+  backupId: string;
+  restore: EbsRestoreMetadata;
+  snapshots: EbsSnapshotInfo[];
+  /** A live (not terminated) instance holding the recorded private IP, if any. */
+  ipHeldBy: { instanceId: string; state: string; node: string | null; restoredFrom: string | null } | null;
+  api: Ec2ApiUse;
+  detail: string;
+}
+
+export interface EbsTerminateResult {
+  instanceId: string;
+  terminated: boolean;
+  changed: boolean;
+  api: Ec2ApiUse;
+  detail: string;
+}
+
+export interface EbsRestoreInstanceInput {
+  cluster: string;
+  backupId: string;
+  /** Idempotency: a retried call finds the instance this token made instead of launching another. */
+  token: string;
+  requestedBy: string;
+}
+
+export interface EbsRestoreInstanceResult {
+  backupId: string;
+  instanceId: string;
+  imageId: string;
+  privateIp: string | null;
+  state: string;
+  /** false: found from an earlier attempt with the same token. */
+  launched: boolean;
+  api: Ec2ApiUse;
+  detail: string;
+}
+
+// ---- PostgreSQL base backups ---------------------------------------------------------------------
+
+export interface PgBackupFile {
+  /** Relative to the backup directory. */
+  name: string;
+  bytes: number;
+  sha256: string;
+}
+
+/** switchyard-manifest.json */
+export interface PgBackupManifest {
+  format: 'switchyard-pg-backup/1';
+  cluster: string;
+  backupId: string;
+  sourceNode: string;
+  sourceRole: 'primary' | 'standby';
+  startedAt: string;
+  finishedAt: string;
+  startLsn: string;
+  endLsn: string;
+  timeline: number;
+  /** server_version of the source, e.g. "15.18 (Debian 15.18-0+deb12u1)", and its major number. */
+  pgVersion: string;
+  pgMajor: number;
+  systemIdentifier: string | null;
+  /** Every file of the backup except switchyard-manifest.json and drill.json. */
+  files: PgBackupFile[];
+  totalBytes: number;
+  /** Sum of the database sizes reported by the source before the backup (uncompressed). */
+  databaseBytes: number | null;
+}
+
+/** drill.json: written by a drill that proved the backup restores. */
+export interface PgDrillRecord {
+  backupId: string;
+  provenAt: string;
+  workflowId: string;
+  /** Time from the start of the restore to a server answering queries. */
+  rtoSeconds: number;
+  /** The backup's age when it was proven (provenAt - manifest.finishedAt). */
+  rpoSeconds: number;
+  rowCounts: Record<string, number>;
+  queries: { sql: string; ok: boolean; result: string }[];
+}
+
+export interface PgBackupCreateInput {
+  cluster: string;
+  backupId: string;
+  /** The database node pg_basebackup copies from (the workflow picks a healthy standby, else the primary). */
+  source: string;
+  sourceRole: 'primary' | 'standby';
+  timeoutSeconds?: number;
+}
+
+export interface PgBackupCreateResult {
+  backupId: string;
+  dir: string;
+  manifest: PgBackupManifest;
+  /** false: the complete backup was already there (a resumed run). */
+  created: boolean;
+  durationMs: number;
+  detail: string;
+}
+
+export interface PgBackupEntry {
+  backupId: string;
+  dir: string;
+  /** switchyard-manifest.json present and parsed. */
+  complete: boolean;
+  manifest: PgBackupManifest | null;
+  drill: PgDrillRecord | null;
+  /** Directory modification time (for incomplete ones). */
+  modifiedAt: string | null;
+}
+
+export interface PgBackupVerifyResult {
+  backupId: string;
+  ok: boolean;
+  checked: number;
+  /** Files whose size or SHA-256 differ, are missing, or are not in the manifest. */
+  problems: { file: string; problem: 'missing' | 'size' | 'sha256' | 'unlisted'; expected?: string; actual?: string }[];
+  detail: string;
+}
+
+export interface PgBackupDeleteResult {
+  backupId: string;
+  dir: string;
+  deleted: boolean;
+  detail: string;
+}
+
+export interface PgDrillInput {
+  cluster: string;
+  backupId: string;
+  workflowId: string;
+}
+
+export interface PgDrillResult {
+  backupId: string;
+  ok: boolean;
+  /** Set when !ok: what failed (manifest check, extraction, start, a query), in words a person can act on. */
+  failure: string | null;
+  verify: PgBackupVerifyResult;
+  record: PgDrillRecord | null;
+  scratchDir: string;
+  scratchPort: number;
+  /** The scratch copy was stopped and removed. */
+  cleanedUp: boolean;
+  detail: string;
+}
+
+/**
+ * A restore onto a database node in two steps, so a bad backup changes nothing:
+ * pgRestoreStage copies the backup's files to a staging directory beside the node's data
+ * directory (<dataDir>.switchyard-restore-<backupId>) and checks them against the manifest there,
+ * while PostgreSQL still runs; then, with PostgreSQL stopped, pgRestoreSwap moves the data
+ * directory aside (<dataDir>.switchyard-<UTC stamp>, never deleted), extracts the staged backup
+ * into a fresh data directory (mode 0700) and removes the staging directory.
+ */
+export interface PgRestoreNodeInput {
+  cluster: string;
+  backupId: string;
+  /** The database node whose data directory is replaced. */
+  node: string;
+}
+
+export interface PgRestoreStageResult {
+  backupId: string;
+  node: string;
+  stagingDir: string;
+  verify: PgBackupVerifyResult;
+  bytesCopied: number;
+  durationMs: number;
+  detail: string;
+}
+
+export interface PgRestoreSwapResult {
+  backupId: string;
+  node: string;
+  dataDir: string;
+  /** Where the existing data directory was moved (never deleted); null when there was none. */
+  movedAside: string | null;
+  /** false: already swapped by an earlier attempt (the staging dir is gone and the data dir holds this backup). */
+  changed: boolean;
+  durationMs: number;
+  detail: string;
+}
