@@ -317,3 +317,21 @@ export interface PgRestoreSwapResult {
   durationMs: number;
   detail: string;
 }
+
+/** The backup activities as the workflows call them (implemented in backup-ebs.ts, backup-pg.ts, backup-restore.ts). */
+export interface BackupActivities {
+  ebsSnapshotCreate(input: EbsSnapshotCreateInput): Promise<EbsSnapshotCreateResult>;
+  ebsSnapshotWait(input: EbsSnapshotWaitInput): Promise<EbsSnapshotWaitResult>;
+  ebsBackupsList(input: { cluster: string }): Promise<EbsBackupEntry[]>;
+  ebsSnapshotsDelete(input: { cluster: string; backupId: string }): Promise<EbsDeleteResult>;
+  ebsRestorePlan(input: { cluster: string; backupId: string }): Promise<EbsRestorePlan>;
+  ebsTerminateInstance(input: { cluster: string; instanceId: string }): Promise<EbsTerminateResult>;
+  ebsRestoreInstance(input: EbsRestoreInstanceInput): Promise<EbsRestoreInstanceResult>;
+  pgBackupCreate(input: PgBackupCreateInput): Promise<PgBackupCreateResult>;
+  pgBackupList(input: { cluster: string }): Promise<PgBackupEntry[]>;
+  pgBackupVerify(input: { cluster: string; backupId: string }): Promise<PgBackupVerifyResult>;
+  pgBackupDelete(input: { cluster: string; backupId: string }): Promise<PgBackupDeleteResult>;
+  pgDrill(input: PgDrillInput): Promise<PgDrillResult>;
+  pgRestoreStage(input: PgRestoreNodeInput): Promise<PgRestoreStageResult>;
+  pgRestoreSwap(input: PgRestoreNodeInput): Promise<PgRestoreSwapResult>;
+}

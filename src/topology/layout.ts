@@ -24,6 +24,17 @@ export interface ClusterLayout {
   rejoin: ClusterConfig['rejoin'];
   checkpoints: { approvers: string[]; twoPerson: boolean; remindAfterSeconds: number; deadlineSeconds: number };
   notify: boolean;
+  /** Backups (issue 5): where they are kept and how long; null when the cluster has no `backup` section. */
+  backup: {
+    host: string;
+    root: string;
+    kinds: ('pg' | 'ebs')[];
+    keepLast: number;
+    maxAgeSeconds: number;
+    maxRestorableAgeSeconds: number | null;
+    drillPort: number;
+    verifyQueries: number;
+  } | null;
 }
 
 export function clusterLayout(name: string, c: ClusterConfig): ClusterLayout {
@@ -60,5 +71,17 @@ export function clusterLayout(name: string, c: ClusterConfig): ClusterLayout {
       deadlineSeconds: durationSeconds(c.checkpoints.deadline),
     },
     notify: c.notify.webhook !== undefined,
+    backup: c.backup
+      ? {
+          host: c.backup.host,
+          root: c.backup.root,
+          kinds: [...c.backup.kinds],
+          keepLast: c.backup.keepLast,
+          maxAgeSeconds: durationSeconds(c.backup.maxAge),
+          maxRestorableAgeSeconds: c.backup.maxRestorableAge ? durationSeconds(c.backup.maxRestorableAge) : null,
+          drillPort: c.backup.drillPort,
+          verifyQueries: c.backup.verifyQueries.length,
+        }
+      : null,
   };
 }

@@ -1,0 +1,339 @@
+/**
+ * Backups (the backup half of CircleCI Enterprise's "Failover and Backup" and GoCD's
+ * pg_basebackup step, ../shared/runbooks), run by hand or by a Temporal Schedule:
+ *
+ *   backup:  layout → source (a streaming standby within the lag bound, else the primary) →
+ *            EBS snapshots of the source's volumes (found again by backup id on a resumed run) →
+ *            base backup on the backup server (pg_basebackup, tar, gzip, WAL streamed; manifest
+ *            with LSNs, timeline, version, sizes, SHA-256) → snapshots completed → retention →
+ *            optional drill (child run `<id>-drill`).
+ *   backupRetention: the same retention alone, with a dry run.
+ *   drill:   restore a base backup into a scratch copy on the backup server, verify it, record
+ *            RTO and RPO, remove it, and mark the backup proven restorable.
+ *
+ * Backups take no cluster lock: they never block a failover (their own workflow ids, read-only
+ * towards the database). The backup id comes from the input or, for a scheduled run, from the
+ * workflow id the schedule gave the run, so a resumed or retried run never makes a second backup.
+ */
+import { ApplicationFailure, executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { BackupActivities, EbsSnapshotCreateResult, EbsSnapshotWaitResult, PgBackupCreateResult, PgDrillResult } from '../activities/backup-types';
+import type { ClusterLayout } from '../topology/layout';
+import { NON_RETRYABLE, describeNode, notifyVia, reads, seconds } from './lib/runbook';
+import { backupIdFromWorkflowId, catalog, formatAge, planRetention, type RetentionDecision } from './lib/retention';
+import { messageOf, StepLog } from './lib/steps';
+import type { StepRecord } from './messages';
+
+const BACKUP_NON_RETRYABLE = [...NON_RETRYABLE, 'BackupNotFound', 'BackupCorrupt', 'SnapshotFailed', 'Ec2InstanceNotFound'];
+
+/** Long copies (a base backup, a drill, snapshot completion): they heartbeat while they work. */
+const copying = proxyActivities<BackupActivities>({
+  startToCloseTimeout: '12 hours',
+  heartbeatTimeout: '30 seconds',
+  retry: { maximumAttempts: 5, initialInterval: '5 seconds', maximumInterval: '2 minutes', nonRetryableErrorTypes: BACKUP_NON_RETRYABLE },
+});
+/** EC2 calls and catalog reads: the SDK retries throttling and 5xx itself; these retry the rest. */
+const calls = proxyActivities<BackupActivities>({
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { maximumAttempts: 8, initialInterval: '2 seconds', maximumInterval: '1 minute', nonRetryableErrorTypes: BACKUP_NON_RETRYABLE },
+});
+
+export type BackupKind = 'pg' | 'ebs';
+
+export interface BackupInput {
+  cluster: string;
+  kinds?: BackupKind[];
+  requestedBy?: string;
+  /** Given by the caller, or derived from the workflow id (a schedule's run ids are unique and stable). */
+  backupId?: string;
+  /** Follow the backup with a drill (child run) that proves it restores. */
+  drill?: boolean;
+  /** Apply retention afterwards (default true). */
+  retention?: boolean;
+}
+
+export interface BackupResult {
+  cluster: string;
+  backupId: string;
+  source: { node: string; role: 'primary' | 'standby'; why: string };
+  pg: { dir: string; totalBytes: number; files: { name: string; bytes: number }[]; startLsn: string; endLsn: string; timeline: number; pgVersion: string; created: boolean; durationSeconds: number } | null;
+  ebs: { instanceId: string; snapshots: { snapshotId: string; volumeId: string; device: string | null; sizeGiB: number | null; state: string }[]; created: string[]; found: string[]; durationSeconds: number; apiRetries: number } | null;
+  retention: RetentionOutcome | null;
+  drill: DrillResult | null;
+  durationSeconds: number;
+  steps: StepRecord[];
+}
+
+export interface RetentionOutcome {
+  dryRun: boolean;
+  decisions: RetentionDecision[];
+  deleted: string[];
+  failed: string[];
+}
+
+function snapshot(steps: StepLog): StepRecord[] {
+  return steps.steps.map((s) => ({ ...s }));
+}
+
+function needBackupSection(layout: ClusterLayout): NonNullable<ClusterLayout['backup']> {
+  if (!layout.backup) throw ApplicationFailure.nonRetryable(`cluster ${layout.cluster} has no "backup" section in the topology (backup server host, root, binDir)`, 'ConfigError');
+  return layout.backup;
+}
+
+/** Who asked: the input's requestedBy, or "schedule" for a run a Temporal Schedule started. */
+function requester(input: { requestedBy?: unknown }): string {
+  return typeof input.requestedBy === 'string' && input.requestedBy.trim() ? input.requestedBy.trim() : 'schedule';
+}
+
+function clusterOf(operation: string, input: unknown): string {
+  if (!input || typeof input !== 'object' || typeof (input as { cluster?: unknown }).cluster !== 'string' || !(input as { cluster: string }).cluster) {
+    throw ApplicationFailure.nonRetryable(`${operation} input needs "cluster": the name of the cluster`, 'ConfigError');
+  }
+  return (input as { cluster: string }).cluster;
+}
+
+const apiNote = (retries: number) => (retries ? `; EC2 API retries: ${retries}` : '');
+
+export async function backup(input: BackupInput): Promise<BackupResult> {
+  const cluster = clusterOf('backup', input);
+  const steps = new StepLog('backup', cluster);
+  const { workflowId } = workflowInfo();
+  const requestedBy = requester(input);
+  const startedMs = Date.now();
+  const backupId = input.backupId ?? backupIdFromWorkflowId(workflowId);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(backupId)) {
+    throw ApplicationFailure.nonRetryable(`"backupId" must be 1 to 128 letters, digits, ".", "_" or "-" starting with a letter or digit; got ${JSON.stringify(backupId)}`, 'ConfigError');
+  }
+  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `backup server ${l.backup?.host ?? 'none'}; kinds ${l.backup?.kinds.join(', ') ?? 'none'}`);
+  const cfg = needBackupSection(layout);
+  const kinds = input.kinds ?? cfg.kinds;
+  if (!Array.isArray(kinds) || kinds.length === 0 || kinds.some((k) => k !== 'pg' && k !== 'ebs')) {
+    throw ApplicationFailure.nonRetryable(`"kinds" must be a non-empty list of "pg" (base backup) and "ebs" (snapshots); got ${JSON.stringify(input.kinds)}`, 'ConfigError');
+  }
+  if (kinds.includes('ebs') && !layout.nodes.every((n) => n.ec2)) {
+    throw ApplicationFailure.nonRetryable(`EBS snapshot backups of ${cluster} need an EC2 selector on every database node (postgres.nodes.<node>.ec2)`, 'ConfigError');
+  }
+  const notify = notifyVia(layout.notify, cluster, workflowId);
+  steps.note('backup-id', `${backupId} (${kinds.join(' + ')}), requested by ${requestedBy}`);
+
+  // ---- source: spare the primary when a standby is healthy ------------------------------------
+  const nodes = await Promise.all(layout.nodes.map((n) => steps.run(`status:${n.name}`, () => reads.pgStatus({ cluster, node: n.name }), describeNode)));
+  const primaries = nodes.filter((n) => n.reachable && n.inRecovery === false);
+  let source: BackupResult['source'] | null = null;
+  if (primaries.length === 1) {
+    const primary = primaries[0];
+    for (const s of nodes.filter((n) => n.reachable && n.inRecovery === true && n.walReceiver?.status === 'streaming')) {
+      const lag = await steps.run(`lag:${s.node}`, () => reads.pgLag({ cluster, primary: primary.node, standby: s.node }), (l) => `${l.lagBytes ?? '?'} bytes behind`);
+      if (lag.lagBytes !== null && lag.lagBytes <= layout.maxLagBytes) {
+        source = { node: s.node, role: 'standby', why: `${s.node} streams from ${primary.node}, ${lag.lagBytes} bytes behind: the primary is spared` };
+        break;
+      }
+    }
+    source ??= { node: primary.node, role: 'primary', why: `no standby streams within ${layout.maxLagBytes} bytes of ${primary.node}: backing up the primary` };
+  } else if (primaries.length === 0) {
+    const standby = nodes.find((n) => n.reachable && n.inRecovery === true);
+    if (!standby) throw ApplicationFailure.nonRetryable(`no database node of ${cluster} answers (${nodes.map((n) => `${n.node}: ${describeNode(n)}`).join('; ')}): nothing to back up`, 'PreconditionFailed');
+    source = { node: standby.node, role: 'standby', why: `no primary answers; ${standby.node} is the only node that does` };
+  } else {
+    throw ApplicationFailure.nonRetryable(`${cluster} has ${primaries.length} primaries (${primaries.map((p) => p.node).join(', ')}): a split brain needs a person, not a backup`, 'PreconditionFailed');
+  }
+  steps.note('source', source.why);
+
+  // ---- EBS snapshots first: they complete in the background while the base backup copies ------
+  let ebsMade: EbsSnapshotCreateResult | null = null;
+  const ebsStarted = Date.now();
+  if (kinds.includes('ebs')) {
+    const src = source;
+    ebsMade = await steps.run('snapshot', () => calls.ebsSnapshotCreate({ cluster, backupId, node: src.node, workflowId, requestedBy }), (r) => r.detail);
+  }
+  let pgMade: PgBackupCreateResult | null = null;
+  const pgStarted = Date.now();
+  if (kinds.includes('pg')) {
+    const src = source;
+    pgMade = await steps.run(
+      'base-backup',
+      () => copying.pgBackupCreate({ cluster, backupId, source: src.node, sourceRole: src.role }),
+      (r) => `${r.created ? 'made' : 'found (made by an earlier attempt)'} ${r.dir}: ${formatBytesShort(r.manifest.totalBytes)} in ${r.manifest.files.length} files, LSN ${r.manifest.startLsn} → ${r.manifest.endLsn} on timeline ${r.manifest.timeline}`,
+    );
+  }
+  const pgSeconds = seconds(pgStarted, Date.now());
+  let ebsWait: EbsSnapshotWaitResult | null = null;
+  if (ebsMade) {
+    ebsWait = await steps.run('snapshot-wait', () => copying.ebsSnapshotWait({ cluster, backupId, timeoutSeconds: 6 * 3600 }), (r) => r.detail);
+    if (!ebsWait.completed) throw ApplicationFailure.nonRetryable(`the snapshots of backup ${backupId} did not complete: ${ebsWait.detail}`, 'SnapshotIncomplete');
+  }
+  const ebsSeconds = seconds(ebsStarted, Date.now());
+
+  // ---- retention and drill ---------------------------------------------------------------------
+  const retention = input.retention === false ? null : await applyRetention(steps, cluster, cfg, false, [backupId]);
+  let drill: DrillResult | null = null;
+  let drillFailure: string | null = null;
+  if (input.drill && pgMade) {
+    drill = await steps
+      .run('drill', () => executeChild<typeof drillRun>('drill', { workflowId: `${workflowId}-drill`, args: [{ cluster, from: backupId, requestedBy }] }), (d) => d.detail)
+      .catch((err: unknown) => {
+        drillFailure = messageOf(err as Error);
+        return null;
+      });
+  } else if (input.drill) {
+    steps.skip('drill', 'no base backup was made (kinds without "pg"): a drill restores base backups');
+  }
+
+  const result: BackupResult = {
+    cluster,
+    backupId,
+    source,
+    pg: pgMade
+      ? {
+          dir: pgMade.dir,
+          totalBytes: pgMade.manifest.totalBytes,
+          files: pgMade.manifest.files.map((f) => ({ name: f.name, bytes: f.bytes })),
+          startLsn: pgMade.manifest.startLsn,
+          endLsn: pgMade.manifest.endLsn,
+          timeline: pgMade.manifest.timeline,
+          pgVersion: pgMade.manifest.pgVersion,
+          created: pgMade.created,
+          durationSeconds: pgSeconds,
+        }
+      : null,
+    ebs: ebsMade
+      ? {
+          instanceId: ebsMade.instanceId,
+          snapshots: (ebsWait?.snapshots ?? ebsMade.snapshots).map((s) => ({ snapshotId: s.snapshotId, volumeId: s.volumeId, device: s.device, sizeGiB: s.sizeGiB, state: s.state })),
+          created: ebsMade.created,
+          found: ebsMade.found,
+          durationSeconds: ebsSeconds,
+          apiRetries: ebsMade.api.retries + (ebsWait?.api.retries ?? 0),
+        }
+      : null,
+    retention,
+    drill,
+    durationSeconds: seconds(startedMs, Date.now()),
+    steps: [],
+  };
+  const made = [result.pg ? `base backup ${formatBytesShort(result.pg.totalBytes)} in ${result.pg.durationSeconds} s` : null, result.ebs ? `${result.ebs.snapshots.length} snapshots in ${result.ebs.durationSeconds} s${apiNote(result.ebs.apiRetries)}` : null].filter(Boolean).join(', ');
+  const drillText = drill ? `; drill proved it restores (RTO ${drill.rtoSeconds} s)` : drillFailure ? `; drill FAILED: ${drillFailure}` : '';
+  steps.note('result', `backup ${backupId} of ${cluster} from ${source.node}: ${made}${retention ? `; retention deleted ${retention.deleted.length}` : ''}${drillText}`, drillFailure ? 'failed' : 'done');
+  await notify(drillFailure ? 'backup.drill-failed' : 'backup.completed', `backup ${backupId} of ${cluster}: ${made}${drillText}`);
+  result.steps = snapshot(steps);
+  if (drillFailure) {
+    throw ApplicationFailure.create({ message: `backup ${backupId} of ${cluster} was made, but its drill failed: ${drillFailure}`, type: 'DrillFailed', nonRetryable: true, details: [result] });
+  }
+  return result;
+}
+
+function formatBytesShort(n: number): string {
+  if (n < 1024 * 1024) return `${Math.round(n / 1024)} KiB`;
+  if (n < 1024 ** 3) return `${Math.round((n / 1024 / 1024) * 10) / 10} MiB`;
+  return `${Math.round((n / 1024 ** 3) * 100) / 100} GiB`;
+}
+
+// ---- retention -----------------------------------------------------------------------------------
+
+async function applyRetention(steps: StepLog, cluster: string, cfg: NonNullable<ClusterLayout['backup']>, dryRun: boolean, protect: string[]): Promise<RetentionOutcome> {
+  const [pg, ebs] = await Promise.all([
+    steps.run('catalog:pg', () => calls.pgBackupList({ cluster }), (l) => `${l.length} base backups on ${cfg.host}`),
+    cfg.kinds.includes('ebs') ? steps.run('catalog:ebs', () => calls.ebsBackupsList({ cluster }), (l) => `${l.length} snapshot backups`) : Promise.resolve([]),
+  ]);
+  const decisions = planRetention(catalog(pg, ebs), { keepLast: cfg.keepLast, maxAgeSeconds: cfg.maxAgeSeconds }, Date.now(), protect);
+  const doomed = decisions.filter((d) => d.action === 'delete');
+  steps.note('retention', `keep ${decisions.length - doomed.length}, delete ${doomed.length} (keep the last ${cfg.keepLast} and anything younger than ${formatAge(cfg.maxAgeSeconds)}; never the newest proven-restorable)${doomed.length ? `: ${doomed.map((d) => `${d.backupId} (${d.why})`).join('; ')}` : ''}`);
+  const deleted: string[] = [];
+  const failed: string[] = [];
+  for (const d of doomed) {
+    if (dryRun) {
+      steps.skip(`delete:${d.backupId}`, `dry run: would delete ${[d.pg ? 'the base backup' : null, d.snapshots.length ? `snapshots ${d.snapshots.join(', ')}` : null].filter(Boolean).join(' and ')} (${d.why})`);
+      continue;
+    }
+    try {
+      const parts: string[] = [];
+      if (d.snapshots.length) {
+        const r = await calls.ebsSnapshotsDelete({ cluster, backupId: d.backupId });
+        parts.push(r.detail);
+      }
+      if (d.pg) {
+        const r = await calls.pgBackupDelete({ cluster, backupId: d.backupId });
+        parts.push(r.detail);
+      }
+      steps.note(`delete:${d.backupId}`, `${parts.join('; ')} (${d.why})`);
+      deleted.push(d.backupId);
+    } catch (err) {
+      steps.note(`delete:${d.backupId}`, `could not delete: ${(err as Error).message}`, 'failed');
+      failed.push(d.backupId);
+    }
+  }
+  return { dryRun, decisions, deleted, failed };
+}
+
+export interface BackupRetentionInput {
+  cluster: string;
+  requestedBy?: string;
+  dryRun?: boolean;
+}
+
+export interface BackupRetentionResult extends RetentionOutcome {
+  cluster: string;
+  steps: StepRecord[];
+}
+
+export async function backupRetention(input: BackupRetentionInput): Promise<BackupRetentionResult> {
+  const cluster = clusterOf('backupRetention', input);
+  const steps = new StepLog('backup-retention', cluster);
+  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `keep the last ${l.backup?.keepLast ?? '?'}, maximum age ${l.backup ? formatAge(l.backup.maxAgeSeconds) : '?'}`);
+  const cfg = needBackupSection(layout);
+  const r = await applyRetention(steps, cluster, cfg, input.dryRun === true, []);
+  return { cluster, ...r, steps: snapshot(steps) };
+}
+
+// ---- drill ----------------------------------------------------------------------------------------
+
+export interface DrillInput {
+  cluster: string;
+  /** A backup id; default the newest complete base backup. */
+  from?: string;
+  requestedBy?: string;
+}
+
+export interface DrillResult {
+  cluster: string;
+  backupId: string;
+  ok: boolean;
+  failure: string | null;
+  rtoSeconds: number | null;
+  rpoSeconds: number | null;
+  rowCounts: Record<string, number>;
+  detail: string;
+  drill: PgDrillResult;
+  steps: StepRecord[];
+}
+
+export async function drill(input: DrillInput): Promise<DrillResult> {
+  const cluster = clusterOf('drill', input);
+  const steps = new StepLog('drill', cluster);
+  const { workflowId } = workflowInfo();
+  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `backup server ${l.backup?.host ?? 'none'}, scratch port ${l.backup?.drillPort ?? '?'}`);
+  needBackupSection(layout);
+  let backupId = typeof input.from === 'string' && input.from ? input.from : null;
+  if (!backupId) {
+    const list = await steps.run('catalog:pg', () => calls.pgBackupList({ cluster }), (l) => `${l.filter((b) => b.complete).length} complete base backups`);
+    const newest = list.filter((b) => b.complete && b.manifest).sort((a, b) => Date.parse(b.manifest!.startedAt) - Date.parse(a.manifest!.startedAt))[0];
+    if (!newest) throw ApplicationFailure.nonRetryable(`cluster ${cluster} has no complete base backup to drill: run \`switchyard backup ${cluster}\` first`, 'BackupNotFound');
+    backupId = newest.backupId;
+    steps.note('choose', `the newest base backup: ${backupId} (${newest.manifest!.startedAt})`);
+  }
+  const id = backupId;
+  const d = await steps.run('restore-scratch', () => copying.pgDrill({ cluster, backupId: id, workflowId }), (r) => r.detail);
+  const rec = d.record;
+  const detail = d.ok && rec
+    ? `backup ${id} restores: ready in ${rec.rtoSeconds} s (RTO), ${formatAge(rec.rpoSeconds)} old when proven (RPO); ${Object.entries(rec.rowCounts).map(([t, n]) => `${t}: ${n} rows`).join(', ') || 'no user tables'}`
+    : `backup ${id} did NOT restore: ${d.failure ?? d.detail}`;
+  steps.note('result', detail, d.ok ? 'done' : 'failed');
+  const result: DrillResult = { cluster, backupId: id, ok: d.ok, failure: d.failure, rtoSeconds: rec?.rtoSeconds ?? null, rpoSeconds: rec?.rpoSeconds ?? null, rowCounts: rec?.rowCounts ?? {}, detail, drill: d, steps: snapshot(steps) };
+  const notify = notifyVia(layout.notify, cluster, workflowId);
+  await notify(d.ok ? 'drill.passed' : 'drill.failed', detail);
+  // A backup that does not restore is a failed run, visible as such in the UI and to `--wait`.
+  if (!d.ok) throw ApplicationFailure.create({ message: detail, type: 'DrillFailed', nonRetryable: true, details: [result] });
+  return result;
+}
+
+const drillRun = drill;
