@@ -5,3 +5,5 @@ export { failover } from './failover';
 export { rejoin } from './rejoin';
 export { switchover } from './switchover';
 export { failback } from './failback';
+export { backup, backupRetention, drill } from './backup';
+export { restore } from './restore';

@@ -1,0 +1,219 @@
+/**
+ * restore: bring a backup back (CircleCI Enterprise's `circleci-restore` and its snapshot restore,
+ * ../shared/runbooks), under the cluster's lock.
+ *
+ * From a base backup onto a database node ("pg"): the backup is copied next to the node's data
+ * directory and checked against its manifest while PostgreSQL still runs (a bad backup changes
+ * nothing) → if the node is the live primary, the `replace-data` checkpoint says what will be lost
+ * and asks → PostgreSQL stopped → the data directory moved aside with a timestamp (never deleted)
+ * → the backup extracted → started → verified (it answers, takes writes). Refused when another node
+ * is a live primary: that would make a second primary (a standby is rebuilt with `rejoin`).
+ *
+ * From EBS snapshots ("ebs"): a new instance whose volumes come from the snapshots (an image
+ * registered from them), with the recorded private IP, security groups, subnet, type and tags. If
+ * a live instance still holds that IP, the `replace-instance` checkpoint asks before it is
+ * terminated; nothing is terminated without it.
+ */
+import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { BackupActivities, EbsRestorePlan, PgBackupEntry } from '../activities/backup-types';
+import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
+import { withClusterLock } from './lib/lock';
+import { formatAge } from './lib/retention';
+import { actions, describeNode, NON_RETRYABLE, notifyVia, promotion, reads, refused, runbookInput, seconds } from './lib/runbook';
+import { StepLog } from './lib/steps';
+import type { StepRecord } from './messages';
+import type { PlanStep } from './failover';
+
+export const RESTORE_CHECKPOINTS = ['replace-data', 'replace-instance'] as const;
+
+const RESTORE_NON_RETRYABLE = [...NON_RETRYABLE, 'BackupNotFound', 'BackupCorrupt', 'PostgresRunning', 'PrivateIpInUse', 'Ec2InstanceNotFound'];
+const copying = proxyActivities<BackupActivities>({
+  startToCloseTimeout: '12 hours',
+  heartbeatTimeout: '30 seconds',
+  retry: { maximumAttempts: 5, initialInterval: '5 seconds', maximumInterval: '2 minutes', nonRetryableErrorTypes: RESTORE_NON_RETRYABLE },
+});
+const calls = proxyActivities<BackupActivities>({
+  startToCloseTimeout: '15 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { maximumAttempts: 8, initialInterval: '2 seconds', maximumInterval: '1 minute', nonRetryableErrorTypes: RESTORE_NON_RETRYABLE },
+});
+
+export interface RestoreInput {
+  cluster: string;
+  /** The backup id. */
+  from: string;
+  /** The database node restored onto (pg), or whose instance is recreated (ebs). */
+  target: string;
+  /** Default: "pg" when the backup has a base backup, else "ebs". */
+  kind?: 'pg' | 'ebs';
+  requestedBy: string;
+  dryRun?: boolean;
+}
+
+export interface RestoreResult {
+  cluster: string;
+  backupId: string;
+  kind: 'pg' | 'ebs';
+  target: string;
+  outcome: 'completed' | 'aborted' | 'planned';
+  abortedBecause: string | null;
+  state: string;
+  /** pg: where the old data directory is now (never deleted). */
+  movedAside: string | null;
+  /** ebs: the instance launched from the snapshots, and the one it replaced. */
+  instance: { instanceId: string; privateIp: string | null; imageId: string; replaced: string | null } | null;
+  checkpoints: CheckpointOutcome[];
+  durationSeconds: number;
+  plan: PlanStep[];
+  steps: StepRecord[];
+}
+
+export async function restore(input: RestoreInput): Promise<RestoreResult> {
+  const { cluster, requestedBy, dryRun } = runbookInput('restore', input);
+  const steps = new StepLog('restore', cluster);
+  const backupId = typeof input.from === 'string' ? input.from : '';
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(backupId)) throw ApplicationFailure.nonRetryable(`restore needs "from": a backup id (see \`switchyard backups ${cluster}\`), got ${JSON.stringify(input.from)}`, 'ConfigError');
+  if (input.kind !== undefined && input.kind !== 'pg' && input.kind !== 'ebs') throw ApplicationFailure.nonRetryable(`restore "kind" must be "pg" or "ebs", got ${JSON.stringify(input.kind)}`, 'ConfigError');
+  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `backup server ${l.backup?.host ?? 'none'}`);
+  if (!layout.backup) throw ApplicationFailure.nonRetryable(`cluster ${cluster} has no "backup" section in the topology`, 'ConfigError');
+  const node = layout.nodes.find((n) => n.name === input.target);
+  if (!node) throw ApplicationFailure.nonRetryable(`restore "target" must be a database node of ${cluster} (${layout.nodes.map((n) => n.name).join(', ')}), got ${JSON.stringify(input.target)}`, 'ConfigError');
+  const { workflowId } = workflowInfo();
+  const notify = notifyVia(layout.notify, cluster, workflowId);
+  const startedMs = Date.now();
+  const snapshot = () => steps.steps.map((s) => ({ ...s }));
+  const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, RESTORE_CHECKPOINTS, (event, text) => notify(`checkpoint.${event === 'checkpoint' ? 'waiting' : event === 'checkpoint-reminder' ? 'reminder' : 'deadline'}`, text));
+  const decisions: CheckpointOutcome[] = [];
+
+  // Which kind: what the backup has, unless asked.
+  const pgList = await steps.run('catalog:pg', () => calls.pgBackupList({ cluster }), (l) => `${l.length} base backups on ${layout.backup?.host}`);
+  const pgEntry: PgBackupEntry | undefined = pgList.find((b) => b.backupId === backupId);
+  const kind: 'pg' | 'ebs' = input.kind ?? (pgEntry?.complete ? 'pg' : 'ebs');
+  const base = { cluster, backupId, kind, target: node.name };
+  const done = (outcome: RestoreResult['outcome'], state: string, extra: Partial<RestoreResult> = {}): RestoreResult => ({
+    ...base,
+    outcome,
+    abortedBecause: null,
+    state,
+    movedAside: null,
+    instance: null,
+    checkpoints: decisions,
+    durationSeconds: seconds(startedMs, Date.now()),
+    plan: [],
+    steps: snapshot(),
+    ...extra,
+  });
+
+  if (kind === 'pg') {
+    if (!pgEntry || !pgEntry.complete || !pgEntry.manifest) {
+      const known = pgList.filter((b) => b.complete).map((b) => b.backupId);
+      throw ApplicationFailure.nonRetryable(`no complete base backup "${backupId}" of ${cluster} on ${layout.backup.host}${pgEntry ? ' (its directory has no manifest: an interrupted backup)' : ''}; complete ones: ${known.length ? known.join(', ') : 'none'}`, 'BackupNotFound');
+    }
+    const manifest = pgEntry.manifest;
+    const nodes = await Promise.all(layout.nodes.map((n) => steps.run(`preflight:${n.name}`, () => reads.pgStatus({ cluster, node: n.name }), describeNode)));
+    const otherPrimary = nodes.find((n) => n.node !== node.name && n.reachable && n.inRecovery === false);
+    if (otherPrimary) {
+      throw refused(`${otherPrimary.node} is a live primary of ${cluster}: restoring ${backupId} onto ${node.name} would start a second primary. To rebuild a standby use \`switchyard rejoin ${cluster} --node ${node.name}\`; to roll the cluster back, restore onto the primary.`);
+    }
+    const me = nodes.find((n) => n.node === node.name)!;
+    const isLivePrimary = me.reachable && me.inRecovery === false;
+    const age = formatAge(Math.max(0, (Date.now() - Date.parse(manifest.finishedAt)) / 1000));
+    steps.note('plan', `restore base backup ${backupId} (${manifest.finishedAt}, ${age} old, LSN ${manifest.endLsn}, from ${manifest.sourceNode}) onto ${node.name}${isLivePrimary ? `, the live primary at ${me.currentLsn ?? '?'}` : ''}`);
+    if (dryRun) {
+      const plan: PlanStep[] = [
+        { step: 'lock', target: cluster, action: 'take the cluster lock' },
+        { step: 'stage', target: node.name, action: `copy ${manifest.files.length} files (${manifest.totalBytes} bytes) beside the data directory and check them against the manifest` },
+        ...(isLivePrimary ? [{ step: 'checkpoint:replace-data', target: node.name, action: `a person approves: writes after ${manifest.finishedAt} are lost` }] : []),
+        { step: 'stop', target: node.name, action: 'stop PostgreSQL' },
+        { step: 'swap', target: node.name, action: 'move the data directory aside (kept), extract the backup' },
+        { step: 'start', target: node.name, action: 'start PostgreSQL; verify it answers and takes writes' },
+      ];
+      steps.note('plan', plan.map((p) => `${p.step} → ${p.action}`).join('; '));
+      return done('planned', 'dry run: nothing was changed', { plan });
+    }
+    return withClusterLock(cluster, 'restore', requestedBy, steps, async () => {
+      await notify('restore.started', `restore of ${backupId} onto ${node.name} (${cluster}) started by ${requestedBy} (${workflowId})`);
+      await steps.run('stage', () => copying.pgRestoreStage({ cluster, backupId, node: node.name }), (r) => r.detail);
+      if (isLivePrimary) {
+        const d = await checkpoints.wait('replace-data', {
+          prompt: `Replace the data of ${node.name}, the live primary of ${cluster} (at ${me.currentLsn ?? '?'}), with backup ${backupId} from ${manifest.finishedAt} (${age} old, ending at ${manifest.endLsn})? Every write after the backup is lost from ${node.name} (the old data directory is kept aside). Reject to change nothing.`,
+          safety: true,
+        });
+        decisions.push(d);
+        if (d.decision !== 'approve') {
+          const because = d.decision === 'deadline' ? 'no decision at replace-data before its deadline' : `replace-data rejected by ${d.by}`;
+          steps.note('result', `${because}: nothing was changed (the staged copy stays beside the data directory until a restore uses or replaces it)`, 'skipped');
+          return done('aborted', `nothing was changed: ${node.name} keeps its data`, { abortedBecause: because });
+        }
+      }
+      const stop = await steps.run('stop', () => actions.pgFence({ cluster, node: node.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }), (f) => f.detail);
+      if (!stop.fenced) throw ApplicationFailure.nonRetryable(`PostgreSQL on ${node.name} did not stop (${stop.detail}): nothing was replaced`, 'RestoreStopped');
+      const swap = await steps.run('swap', () => copying.pgRestoreSwap({ cluster, backupId, node: node.name }), (r) => r.detail).catch(async (err: unknown) => {
+        // Before the swap the old data directory is in place: start it again so nothing is worse.
+        await steps.run('undo:start', () => actions.pgStart({ cluster, node: node.name }), (r) => r.detail).catch(() => undefined);
+        throw err;
+      });
+      const start = await steps.run('start', () => promotion.pgStart({ cluster, node: node.name }), (r) => r.detail);
+      const status = await steps.run('verify', () => reads.pgStatus({ cluster, node: node.name }), describeNode);
+      const probe = status.reachable && status.inRecovery === false ? await steps.run('write-probe', () => reads.pgWriteProbe({ cluster, node: node.name }), (p) => p.detail) : null;
+      const others = layout.nodes.filter((n) => n.name !== node.name).map((n) => n.name);
+      const verified = status.reachable && status.inRecovery === false && probe?.ok === true;
+      const state = verified
+        ? `${node.name} runs from backup ${backupId} (${manifest.finishedAt}) and takes writes; its old data directory is at ${swap.movedAside ?? '(there was none)'}.${others.length ? ` ${others.join(', ')} no longer follow it: rebuild with \`switchyard rejoin ${cluster} --node ${others[0]}\`.` : ''}`
+        : `${node.name} was restored from ${backupId} but is not verified (${describeNode(status)}; ${start.detail}); its old data directory is at ${swap.movedAside ?? '(none)'}`;
+      steps.note('result', state, verified ? 'done' : 'failed');
+      await notify(verified ? 'restore.completed' : 'restore.unverified', `restore of ${cluster}: ${state}`);
+      const result = done('completed', state, { movedAside: swap.movedAside });
+      if (!verified) throw ApplicationFailure.create({ message: `restore of ${backupId} onto ${node.name} did not verify: ${state}`, type: 'RestoreUnverified', nonRetryable: true, details: [result] });
+      return result;
+    });
+  }
+
+  // ---- EBS -------------------------------------------------------------------------------------
+  const plan: EbsRestorePlan = await steps.run('catalog:ebs', () => calls.ebsRestorePlan({ cluster, backupId }), (p) => p.detail);
+  if (plan.restore.node !== node.name) {
+    throw refused(`the snapshots of backup ${backupId} are of ${plan.restore.node}'s instance, not ${node.name}'s: restore them with target ${plan.restore.node}`);
+  }
+  const ip = plan.restore.privateIp;
+  steps.note('plan', `launch an instance of ${node.name} from ${plan.snapshots.length} snapshots of ${backupId} with private IP ${ip ?? '?'}, ${plan.restore.instanceType ?? '?'} in ${plan.restore.subnetId ?? '?'}${plan.ipHeldBy ? `; ${plan.ipHeldBy.instanceId} (${plan.ipHeldBy.state}) still holds ${ip}` : ''}`);
+  if (dryRun) {
+    const p: PlanStep[] = [
+      { step: 'lock', target: cluster, action: 'take the cluster lock' },
+      ...(plan.ipHeldBy
+        ? [
+            { step: 'checkpoint:replace-instance', target: plan.ipHeldBy.instanceId, action: `a person approves terminating it (it holds ${ip})` },
+            { step: 'terminate', target: plan.ipHeldBy.instanceId, action: 'terminate and wait until terminated' },
+          ]
+        : []),
+      { step: 'launch', target: node.name, action: `register an image from the snapshots, launch it with ${ip ?? 'its recorded address'}` },
+    ];
+    steps.note('plan', p.map((x) => `${x.step} → ${x.action}`).join('; '));
+    return done('planned', 'dry run: nothing was changed', { plan: p });
+  }
+  return withClusterLock(cluster, 'restore', requestedBy, steps, async () => {
+    await notify('restore.started', `restore of ${node.name}'s instance from snapshots ${backupId} (${cluster}) started by ${requestedBy} (${workflowId})`);
+    let replaced: string | null = null;
+    // Looked at again under the lock: the holder may have gone meanwhile.
+    const now = await steps.run('ip-holder', () => calls.ebsRestorePlan({ cluster, backupId }), (p) => (p.ipHeldBy ? `${p.ipHeldBy.instanceId} (${p.ipHeldBy.state}) holds ${ip}` : `nothing holds ${ip}`));
+    if (now.ipHeldBy) {
+      const holder = now.ipHeldBy;
+      const d = await checkpoints.wait('replace-instance', {
+        prompt: `Instance ${holder.instanceId}${holder.node ? ` (${holder.node})` : ''}, ${holder.state}, still holds ${ip}, the address backup ${backupId} restores. Terminate it and launch ${node.name} from the snapshots? Its volumes are deleted with it unless they were kept. Reject to change nothing.`,
+        safety: true,
+      });
+      decisions.push(d);
+      if (d.decision !== 'approve') {
+        const because = d.decision === 'deadline' ? 'no decision at replace-instance before its deadline' : `replace-instance rejected by ${d.by}`;
+        steps.note('result', `${because}: nothing was terminated or launched`, 'skipped');
+        return done('aborted', `nothing was changed: ${holder.instanceId} still holds ${ip}`, { abortedBecause: because });
+      }
+      await steps.run('terminate', () => calls.ebsTerminateInstance({ cluster, instanceId: holder.instanceId }), (r) => r.detail);
+      replaced = holder.instanceId;
+    }
+    const launched = await steps.run('launch', () => copying.ebsRestoreInstance({ cluster, backupId, token: workflowId, requestedBy }), (r) => r.detail);
+    const state = `${node.name} runs on ${launched.instanceId} (${launched.privateIp ?? '?'}) launched from backup ${backupId}${replaced ? `, replacing ${replaced}` : ''}; move traffic drivers that named the old instance (Elastic IP, private IP) with \`switchyard failover\` or \`switchover\` if needed`;
+    steps.note('result', state);
+    await notify('restore.completed', `restore of ${cluster}: ${state}`);
+    return done('completed', state, { instance: { instanceId: launched.instanceId, privateIp: launched.privateIp, imageId: launched.imageId, replaced } });
+  });
+}
