@@ -13,6 +13,7 @@ import { temporalTarget, runWorker, type TemporalTarget } from '../worker';
 import { formatReadiness, runReadiness } from './readiness';
 import { userInfo } from 'node:os';
 import { decide, follow, formatOutcome, formatStatus, runId, runStatus, startRunbook, withClient } from './runs';
+import { checkCron, checkDuration, controlSchedule, describeBackupSchedule, formatScheduleView, listBackupSchedules, ScheduleInputError, upsertBackupSchedule } from './schedule';
 
 export class UsageError extends Error {}
 
@@ -209,6 +210,126 @@ export function buildProgram(): Command {
       await startAndReport(cmd, 'failback', input, o.id ?? runId(o.dryRun ? 'failback-dry-run' : 'failback', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
     });
 
+  // --- backups --------------------------------------------------------------------------------------
+  const kindsOpt = () => new Option('--kinds <kinds>', 'what to make: pg (base backup), ebs (snapshots), or pg,ebs (default: the topology\'s backup.kinds)').argParser(parseKinds);
+  program
+    .command('backup <cluster>')
+    .description('back up now: EBS snapshots of the source node\'s volumes and/or a base backup on the backup server, then retention')
+    .addOption(kindsOpt())
+    .option('--drill', 'follow it with a drill that proves the base backup restores')
+    .option('--as <name>', 'who starts it (default: $SWITCHYARD_USER, else your login name)')
+    .option('--id <workflowId>', 'workflow id, also the backup id (default: backup-<cluster>-<time>-<random>)')
+    .option('--wait', 'follow the run until it closes; exit 0 only when it completed')
+    .option('--json', 'print JSON')
+    .action(async (cluster: string, o: { kinds?: ('pg' | 'ebs')[]; drill?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      const c = requireCluster(configPath, cluster);
+      if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath} (backup server host, root, binDir)`);
+      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.kinds ? { kinds: o.kinds } : {}), ...(o.drill ? { drill: true } : {}) };
+      await startAndReport(cmd, 'backup', input, o.id ?? runId('backup', cluster), { wait: o.wait === true, json: o.json === true });
+    });
+  program
+    .command('retention <cluster>')
+    .description('apply backup retention alone: keep the last N and anything younger than the maximum age, never the newest proven-restorable backup; --dry-run lists every backup and what would happen to it')
+    .option('--dry-run', 'list the backups and the decision for each; delete nothing')
+    .option('--keep-last <n>', 'override backup.keepLast', parsePositive('--keep-last'))
+    .option('--max-age <duration>', 'override backup.maxAge (e.g. 14d)')
+    .option('--as <name>', 'who starts it')
+    .option('--id <workflowId>', 'workflow id')
+    .option('--json', 'print JSON')
+    .action(async (cluster: string, o: { dryRun?: boolean; keepLast?: number; maxAge?: string; as?: string; id?: string; json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      const c = requireCluster(configPath, cluster);
+      if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
+      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.dryRun ? { dryRun: true } : {}), ...(o.keepLast ? { keepLast: o.keepLast } : {}), ...(o.maxAge ? { maxAge: checkDuration('--max-age', o.maxAge) } : {}) };
+      await startAndReport(cmd, 'backupRetention', input, o.id ?? runId(o.dryRun ? 'retention-dry-run' : 'retention', cluster), { wait: true, json: o.json === true });
+    });
+  program
+    .command('drill <cluster>')
+    .description('prove a backup restores: restore the base backup into a scratch copy on the backup server, run the verification queries, record RTO and RPO, remove it')
+    .option('--from <backupId>', 'the backup to drill (default: the newest complete base backup)')
+    .option('--as <name>', 'who starts it')
+    .option('--id <workflowId>', 'workflow id (default: drill-<cluster>-<time>-<random>)')
+    .option('--wait', 'follow the run until it closes; exit 0 only when the backup restored')
+    .option('--json', 'print JSON')
+    .action(async (cluster: string, o: { from?: string; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      const c = requireCluster(configPath, cluster);
+      if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
+      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.from ? { from: o.from } : {}) };
+      await startAndReport(cmd, 'drill', input, o.id ?? runId('drill', cluster), { wait: o.wait === true, json: o.json === true });
+    });
+  program
+    .command('restore <cluster>')
+    .description('restore a backup: a base backup onto a database node (old data directory kept aside), or EBS snapshots as a new instance with the recorded private IP')
+    .requiredOption('--from <backupId>', 'the backup id')
+    .requiredOption('--target <node>', 'the database node restored onto, or whose instance is recreated')
+    .addOption(new Option('--kind <kind>', 'which part of the backup (default: pg when it has a base backup)').choices(['pg', 'ebs']))
+    .option('--dry-run', 'print the plan; change nothing')
+    .option('--as <name>', 'who starts it')
+    .option('--id <workflowId>', 'workflow id (default: restore-<cluster>-<time>-<random>)')
+    .option('--wait', 'follow the run until it closes; exit 0 only when it completed')
+    .option('--json', 'print JSON')
+    .action(async (cluster: string, o: { from: string; target: string; kind?: 'pg' | 'ebs'; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      const c = requireCluster(configPath, cluster);
+      if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
+      if (!(o.target in c.postgres.nodes)) throw new UsageError(`--target: unknown database node "${o.target}" in cluster ${cluster}; known: ${Object.keys(c.postgres.nodes).join(', ')}`);
+      const input = { cluster, from: o.from, target: o.target, requestedBy: o.as ?? defaultUser(), ...(o.kind ? { kind: o.kind } : {}), ...(o.dryRun ? { dryRun: true } : {}) };
+      await startAndReport(cmd, 'restore', input, o.id ?? runId(o.dryRun ? 'restore-dry-run' : 'restore', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
+    });
+
+  // --- schedules -------------------------------------------------------------------------------------
+  const schedule = program.command('schedule').description('backups on Temporal Schedules (one per cluster, also in the Temporal UI under Schedules)');
+  schedule
+    .command('backup <cluster>')
+    .description('create or update the cluster\'s backup schedule (overlap: skip; missed runs within the catch-up window are taken)')
+    .requiredOption('--cron <expr>', 'when, as five cron fields in UTC, e.g. "0 */6 * * *", or @daily / "@every 6h"')
+    .option('--keep-last <n>', 'retention: keep the last N backups (default: backup.keepLast)', parsePositive('--keep-last'))
+    .option('--max-age <duration>', 'retention: keep anything younger than this (default: backup.maxAge), e.g. 14d')
+    .option('--drill', 'follow each backup with a drill')
+    .addOption(kindsOpt())
+    .option('--catchup-window <duration>', 'how far back missed runs are still taken', '1h')
+    .option('--as <name>', 'who sets it')
+    .option('--json', 'print JSON')
+    .action(async (cluster: string, o: { cron: string; keepLast?: number; maxAge?: string; drill?: boolean; kinds?: ('pg' | 'ebs')[]; catchupWindow: string; as?: string; json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      const c = requireCluster(configPath, cluster);
+      if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
+      const opts = { cluster, cron: o.cron, keepLast: o.keepLast, maxAge: o.maxAge === undefined ? undefined : checkDuration('--max-age', o.maxAge), drill: o.drill, kinds: o.kinds, catchupWindow: checkDuration('--catchup-window', o.catchupWindow), createdBy: o.as ?? defaultUser() };
+      checkCron(o.cron);
+      await withClient(target(cmd), async (client) => {
+        const what = await upsertBackupSchedule(client, opts);
+        const view = await describeBackupSchedule(client, cluster);
+        process.stdout.write(o.json ? `${JSON.stringify({ [what]: view.scheduleId, schedule: view }, null, 2)}\n` : `${what} ${view.scheduleId}\n${formatScheduleView(view)}`);
+      });
+    });
+  schedule
+    .command('list')
+    .description('the backup schedules')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      await withClient(target(cmd), async (client) => {
+        const list = await listBackupSchedules(client);
+        if (o.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        else process.stdout.write(list.length ? list.map((s) => `${s.scheduleId}  ${s.paused ? 'PAUSED ' : 'active '} next ${s.nextRuns[0] ?? 'none'}`).join('\n') + '\n' : 'no backup schedules (create one: switchyard schedule backup <cluster> --cron "0 */6 * * *")\n');
+      });
+    });
+  for (const what of ['describe', 'pause', 'resume', 'trigger', 'delete'] as const) {
+    schedule
+      .command(`${what} <cluster>`)
+      .description({ describe: 'the schedule, its next and recent runs', pause: 'stop starting backups until resumed', resume: 'start backups again', trigger: 'start a backup now (skipped while one is still running)', delete: 'remove the schedule (backups already made stay)' }[what])
+      .option('--as <name>', 'who does it (recorded in the schedule\'s note)')
+      .option('--json', 'print JSON')
+      .action(async (cluster: string, o: { as?: string; json?: boolean }, cmd: Command) => {
+        await withClient(target(cmd), async (client) => {
+          const view = what === 'describe' ? await describeBackupSchedule(client, cluster) : await controlSchedule(client, cluster, what, o.as ?? defaultUser());
+          if (o.json) process.stdout.write(`${JSON.stringify(view ?? { deleted: cluster }, null, 2)}\n`);
+          else process.stdout.write(view ? formatScheduleView(view) : `deleted the backup schedule of ${cluster}\n`);
+        });
+      });
+  }
+
   // --- worker -----------------------------------------------------------------------------------
   program
     .command('worker')
@@ -276,6 +397,20 @@ async function startAndReport(cmd: Command, type: string, input: object, workflo
   });
 }
 
+function parseKinds(v: string): ('pg' | 'ebs')[] {
+  const kinds = v.split(',').map((k) => k.trim()).filter(Boolean);
+  if (!kinds.length || kinds.some((k) => k !== 'pg' && k !== 'ebs')) throw new UsageError(`--kinds: expected pg, ebs or pg,ebs; got "${v}"`);
+  return [...new Set(kinds)] as ('pg' | 'ebs')[];
+}
+
+function parsePositive(flag: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag}: expected an integer >= 1, got "${v}"`);
+    return n;
+  };
+}
+
 function parseNet(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 255) throw new UsageError(`--net: expected an integer from 0 to 255, got "${v}"`);
@@ -296,7 +431,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof UsageError) {
+    if (err instanceof ConfigError || err instanceof UsageError || err instanceof ScheduleInputError) {
       process.stderr.write(`switchyard: ${err.message}\n`);
       process.exitCode = 2;
       return;

@@ -50,6 +50,9 @@ export interface BackupInput {
   drill?: boolean;
   /** Apply retention afterwards (default true). */
   retention?: boolean;
+  /** Retention overrides for this run (a schedule's --keep-last / --max-age); default the topology's. */
+  keepLast?: number;
+  maxAge?: string;
 }
 
 export interface BackupResult {
@@ -113,6 +116,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   if (kinds.includes('ebs') && !layout.nodes.every((n) => n.ec2)) {
     throw ApplicationFailure.nonRetryable(`EBS snapshot backups of ${cluster} need an EC2 selector on every database node (postgres.nodes.<node>.ec2)`, 'ConfigError');
   }
+  policyOf(cfg, input);
   const notify = notifyVia(layout.notify, cluster, workflowId);
   steps.note('backup-id', `${backupId} (${kinds.join(' + ')}), requested by ${requestedBy}`);
 
@@ -165,7 +169,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const ebsSeconds = seconds(ebsStarted, Date.now());
 
   // ---- retention and drill ---------------------------------------------------------------------
-  const retention = input.retention === false ? null : await applyRetention(steps, cluster, cfg, false, [backupId]);
+  const retention = input.retention === false ? null : await applyRetention(steps, cluster, policyOf(cfg, input), false, [backupId]);
   let drill: DrillResult | null = null;
   let drillFailure: string | null = null;
   if (input.drill && pgMade) {
@@ -230,6 +234,22 @@ function formatBytesShort(n: number): string {
 
 // ---- retention -----------------------------------------------------------------------------------
 
+/** The topology's retention, overridden by the input's keepLast / maxAge (checked: a bad value is refused, nothing deleted). */
+function policyOf(cfg: NonNullable<ClusterLayout['backup']>, input: { keepLast?: unknown; maxAge?: unknown }): NonNullable<ClusterLayout['backup']> {
+  let keepLast = cfg.keepLast;
+  let maxAgeSeconds = cfg.maxAgeSeconds;
+  if (input.keepLast !== undefined) {
+    if (typeof input.keepLast !== 'number' || !Number.isInteger(input.keepLast) || input.keepLast < 1) throw ApplicationFailure.nonRetryable(`"keepLast" must be an integer >= 1, got ${JSON.stringify(input.keepLast)}`, 'ConfigError');
+    keepLast = input.keepLast;
+  }
+  if (input.maxAge !== undefined) {
+    const m = typeof input.maxAge === 'string' ? /^(\d+)(s|m|h|d)$/.exec(input.maxAge) : null;
+    if (!m) throw ApplicationFailure.nonRetryable(`"maxAge" must be a duration such as "36h" or "14d", got ${JSON.stringify(input.maxAge)}`, 'ConfigError');
+    maxAgeSeconds = Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+  }
+  return { ...cfg, keepLast, maxAgeSeconds };
+}
+
 async function applyRetention(steps: StepLog, cluster: string, cfg: NonNullable<ClusterLayout['backup']>, dryRun: boolean, protect: string[]): Promise<RetentionOutcome> {
   const [pg, ebs] = await Promise.all([
     steps.run('catalog:pg', () => calls.pgBackupList({ cluster }), (l) => `${l.length} base backups on ${cfg.host}`),
@@ -237,7 +257,11 @@ async function applyRetention(steps: StepLog, cluster: string, cfg: NonNullable<
   ]);
   const decisions = planRetention(catalog(pg, ebs), { keepLast: cfg.keepLast, maxAgeSeconds: cfg.maxAgeSeconds }, Date.now(), protect);
   const doomed = decisions.filter((d) => d.action === 'delete');
-  steps.note('retention', `keep ${decisions.length - doomed.length}, delete ${doomed.length} (keep the last ${cfg.keepLast} and anything younger than ${formatAge(cfg.maxAgeSeconds)}; never the newest proven-restorable)${doomed.length ? `: ${doomed.map((d) => `${d.backupId} (${d.why})`).join('; ')}` : ''}`);
+  steps.note(
+    'retention',
+    `keep ${decisions.length - doomed.length}, delete ${doomed.length} (keep the last ${cfg.keepLast} and anything younger than ${formatAge(cfg.maxAgeSeconds)}; never the newest proven-restorable): ` +
+      (decisions.map((d) => `${d.backupId} ${d.action.toUpperCase()} (${d.why})`).join('; ') || 'no backups'),
+  );
   const deleted: string[] = [];
   const failed: string[] = [];
   for (const d of doomed) {
@@ -269,6 +293,8 @@ export interface BackupRetentionInput {
   cluster: string;
   requestedBy?: string;
   dryRun?: boolean;
+  keepLast?: number;
+  maxAge?: string;
 }
 
 export interface BackupRetentionResult extends RetentionOutcome {
@@ -281,7 +307,7 @@ export async function backupRetention(input: BackupRetentionInput): Promise<Back
   const steps = new StepLog('backup-retention', cluster);
   const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `keep the last ${l.backup?.keepLast ?? '?'}, maximum age ${l.backup ? formatAge(l.backup.maxAgeSeconds) : '?'}`);
   const cfg = needBackupSection(layout);
-  const r = await applyRetention(steps, cluster, cfg, input.dryRun === true, []);
+  const r = await applyRetention(steps, cluster, policyOf(cfg, input), input.dryRun === true, []);
   return { cluster, ...r, steps: snapshot(steps) };
 }
 
