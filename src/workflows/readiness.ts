@@ -3,11 +3,12 @@
  * row written on the primary to prove it takes writes (the write also gives the standby a fresh
  * position to be measured against).
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { BackupActivities } from '../activities/backup-types';
 import type { Activities } from '../activities';
 import type { PgLag, PgNodeStatus } from '../activities/types';
-import { assessReadiness, primariesOf, type ReadinessReport } from './lib/readiness-assess';
-import { StepLog } from './lib/steps';
+import { assessReadiness, primariesOf, type BackupObservation, type ReadinessReport } from './lib/readiness-assess';
+import { messageOf, StepLog } from './lib/steps';
 
 export interface ReadinessInput {
   cluster: string;
@@ -17,6 +18,11 @@ const reads = proxyActivities<Activities>({
   // Status reads report an unreachable target as data; they only throw on surprises.
   startToCloseTimeout: '45 seconds',
   retry: { maximumAttempts: 3, initialInterval: '1 second', nonRetryableErrorTypes: ['ConfigError'] },
+});
+
+const backupReads = proxyActivities<BackupActivities>({
+  startToCloseTimeout: '45 seconds',
+  retry: { maximumAttempts: 2, initialInterval: '1 second', nonRetryableErrorTypes: ['ConfigError'] },
 });
 
 export async function readiness(input: ReadinessInput): Promise<ReadinessReport> {
@@ -54,7 +60,19 @@ export async function readiness(input: ReadinessInput): Promise<ReadinessReport>
     steps.skip('write-probe', primaries.length === 0 ? 'no primary found' : `${primaries.length} nodes out of recovery`);
   }
 
-  const report = assessReadiness({ layout, nodes, probe, lags, ssh, services, maintenance, traffic, ec2 }, new Date(workflowInfo().runStartTime).toISOString());
+  // Runs recorded before backups existed replay without this step.
+  let backups: BackupObservation | null = null;
+  if (layout.backup && patched('readiness-backup-age')) {
+    backups = await steps
+      .run('backups', () => backupReads.pgBackupList({ cluster }), (l) => `${l.filter((b) => b.complete).length} complete base backups, ${l.filter((b) => b.drill).length} proven restorable`)
+      .then((list): BackupObservation => {
+        const proven = list.filter((b) => b.complete && b.drill).sort((a, b) => Date.parse(b.manifest?.finishedAt ?? b.drill!.provenAt) - Date.parse(a.manifest?.finishedAt ?? a.drill!.provenAt))[0];
+        return { newestProven: proven ? { backupId: proven.backupId, provenAt: proven.drill!.provenAt, finishedAt: proven.manifest?.finishedAt ?? null } : null, complete: list.filter((b) => b.complete).length, error: null };
+      })
+      .catch((err: unknown): BackupObservation => ({ newestProven: null, complete: 0, error: err instanceof Error ? messageOf(err) : String(err) }));
+  }
+
+  const report = assessReadiness({ layout, nodes, probe, lags, ssh, services, maintenance, traffic, ec2, backups }, new Date(workflowInfo().runStartTime).toISOString());
   const failed = report.checks.filter((c) => !c.ok);
   steps.note('verdict', report.ready ? `ready: ${report.primarySite} primary, ${report.standbySite ?? 'no'} standby` : `not ready: ${failed.map((c) => `${c.name} (${c.detail})`).join('; ')}`, report.ready ? 'done' : 'failed');
   return report;

@@ -22,6 +22,16 @@ export interface Observations {
   maintenance: MaintenanceState[];
   traffic: TrafficState[];
   ec2: Ec2InstanceInfo[] | null;
+  /** The newest backup a drill proved restorable (null: none, or the cluster has no backups configured; absent in older runs). */
+  backups?: BackupObservation | null;
+}
+
+export interface BackupObservation {
+  newestProven: { backupId: string; provenAt: string; finishedAt: string | null } | null;
+  /** Complete base backups seen. */
+  complete: number;
+  /** Set when the backup server could not be asked. */
+  error: string | null;
 }
 
 export interface ReadinessReport {
@@ -39,8 +49,17 @@ export interface ReadinessReport {
   checks: ReadinessCheck[];
   /** The highest LSN known for the primary at observation time (for a later data-loss gate). */
   primaryLsn: string | null;
+  /** Age of the newest backup a drill proved restorable (from when it was made); null when none or not looked at. */
+  newestProvenBackupAgeSeconds?: number | null;
   observedAt: string;
   observations: Omit<Observations, 'layout'>;
+}
+
+export function formatSeconds(s: number): string {
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  if (s < 2 * 86400) return `${Math.round((s / 3600) * 10) / 10} h`;
+  return `${Math.round((s / 86400) * 10) / 10} d`;
 }
 
 export function formatBytes(n: number | null): string {
@@ -160,6 +179,23 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
     check(`ec2:${i.node}`, i.instanceId !== null && i.state === 'running', i.instanceId ? `${i.instanceId} ${i.state}${i.privateIp ? `, ${i.privateIp}` : ''}${i.detail ? `; ${i.detail}` : ''}` : i.detail);
   }
 
+  // --- backups: the newest one a drill proved restorable, against backup.maxRestorableAge --------
+  let newestProvenAgeSeconds: number | null = null;
+  if (o.backups && layout.backup) {
+    const b = o.backups;
+    const max = layout.backup.maxRestorableAgeSeconds;
+    const made = b.newestProven ? (b.newestProven.finishedAt ?? b.newestProven.provenAt) : null;
+    newestProvenAgeSeconds = made ? Math.max(0, Math.round((Date.parse(observedAt) - Date.parse(made)) / 1000)) : null;
+    const bound = max === null ? 'no maximum set (backup.maxRestorableAge)' : `maximum ${formatSeconds(max)}`;
+    const seen = b.error
+      ? `the backup server could not be asked: ${b.error}`
+      : b.newestProven
+        ? `newest proven-restorable backup ${b.newestProven.backupId} is ${formatSeconds(newestProvenAgeSeconds ?? 0)} old (drilled ${b.newestProven.provenAt}); ${b.complete} complete base backups`
+        : `no backup has been proven restorable by a drill (${b.complete} complete base backups; run \`switchyard drill ${layout.cluster}\`)`;
+    const ok = max === null ? true : !b.error && newestProvenAgeSeconds !== null && newestProvenAgeSeconds <= max;
+    check('backup', ok, `${seen}; ${bound}`);
+  }
+
   const standby = standbys[0] ?? null;
   const lag = standby ? o.lags.find((l) => l.standby === standby.node) : undefined;
   const { layout: _layout, ...observations } = o;
@@ -176,6 +212,7 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
     traffic,
     checks,
     primaryLsn: o.probe?.lsn ?? primary?.currentLsn ?? null,
+    newestProvenBackupAgeSeconds: newestProvenAgeSeconds,
     observedAt,
     observations,
   };
