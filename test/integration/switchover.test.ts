@@ -17,9 +17,7 @@
  *      standby cut off from the WAL.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { startPart, stopPart } from '../../sandbox';
@@ -29,12 +27,8 @@ import type { FailoverResult } from '../../src/workflows/failover';
 import type { Progress } from '../../src/workflows/messages';
 import type { RejoinResult } from '../../src/workflows/rejoin';
 import type { SwitchoverResult } from '../../src/workflows/switchover';
+import { cli, killClis, shown } from '../support/cli';
 import { startStage, type Stage } from '../support/stage';
-
-const REPO = join(__dirname, '../..');
-const BIN = join(REPO, 'bin', 'switchyard.js');
-/** argv[0] of every CLI process started here: test/zz-leaks.test.ts finds one left behind. */
-const CLI_ARGV0 = 'switchyard-test-cli';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const stepsNamed = (p: { steps: Progress['steps'] }, re: RegExp) => p.steps.filter((s) => re.test(s.name));
@@ -42,43 +36,7 @@ const waitingAt = (cp: string) => (p: Progress) => p.waitingFor === cp;
 const other = (site: string) => (site === 'dc1' ? 'dc2' : 'dc1');
 
 // ---------------------------------------------------------------------------------------------
-// The CLI in a subprocess, as an operator runs it
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-const running = new Set<ChildProcess>();
-
-function cli(st: Stage, args: string[], timeoutMs = 180_000): Promise<CliResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_ADDRESS: st.sb.status.temporal.address };
-  for (const k of ['SWITCHYARD_CONFIG', 'SWITCHYARD_USER', 'TEMPORAL_NAMESPACE', 'SWITCHYARD_DEBUG']) delete env[k];
-  const proc = spawn(process.execPath, [BIN, ...args, '--config', st.configPath], { argv0: CLI_ARGV0, cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(proc);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
-  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-  return new Promise((resolve, reject) => {
-    proc.on('error', (e) => {
-      clearTimeout(timer);
-      running.delete(proc);
-      reject(e);
-    });
-    proc.on('close', (code) => {
-      clearTimeout(timer);
-      running.delete(proc);
-      resolve({ code, stdout: out, stderr: err });
-    });
-  });
-}
-const shown = (r: CliResult) => `exit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
-
-function killClis(): void {
-  for (const p of running) p.kill('SIGKILL');
-}
+// The CLI in a subprocess, as an operator runs it (test/support/cli.ts)
 
 /** `switchyard check demo --json`: exit 0 only when ready. */
 async function checkReady(st: Stage): Promise<void> {
