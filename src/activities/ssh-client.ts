@@ -4,7 +4,12 @@
  */
 import { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
-import type { SshConnectConfig, SshExecResult, SshSessionLike } from './deps';
+import type { SshConnectConfig, SshExecResult, SshSessionLike, SshStreamOptions } from './deps';
+
+/** Standard error kept by execStream: its tail, when longer. */
+const STREAM_STDERR_MAX = 64 * 1024;
+/** After a stop (timeout, abort) how long a command may take to end before we return without it. */
+const STOP_GRACE_MS = 1_000;
 
 export async function nodeSshConnect(cfg: SshConnectConfig): Promise<SshSessionLike> {
   const ssh = new NodeSSH();
@@ -92,8 +97,146 @@ export async function nodeSshConnect(cfg: SshConnectConfig): Promise<SshSessionL
         signal?.removeEventListener('abort', onAbort);
       }
     },
+    execStream(command: string, opts: SshStreamOptions): Promise<SshExecResult> {
+      return execStream(ssh, command, opts, () => lateError);
+    },
     close() {
       ssh.dispose();
     },
   };
+}
+
+/**
+ * One command on its own channel of the ssh2 connection, with stdin and/or stdout piped (Node
+ * stream backpressure becomes SSH window flow control: a slow reader holds the remote writer).
+ * Resolves when the channel closes, or STOP_GRACE_MS after a timeout or an abort stopped it.
+ */
+function execStream(ssh: NodeSSH, command: string, opts: SshStreamOptions, lateError: () => Error | undefined): Promise<SshExecResult> {
+  const { timeoutMs, signal, stdin, stdout, onData } = opts;
+  const conn = ssh.connection;
+  if (!conn) return Promise.reject(new Error('ssh: not connected'));
+  if (signal?.aborted) return Promise.resolve({ code: null, signal: null, stdout: '', stderr: 'not started: aborted', timedOut: false });
+  return new Promise<SshExecResult>((resolve, reject) => {
+    let channel: ClientChannel | undefined;
+    let timedOut = false;
+    let stopped = false;
+    let settled = false;
+    let code: number | null = null;
+    let sig: string | null = null;
+    const out: Buffer[] = [];
+    let err = '';
+    let grace: NodeJS.Timeout | undefined;
+
+    const cleanup = () => {
+      clearTimeout(timer);
+      clearTimeout(grace);
+      signal?.removeEventListener('abort', onAbort);
+      stdout?.removeListener('error', onSinkError);
+      stdin?.removeListener('error', onSourceError);
+      if (channel) {
+        if (stdin) stdin.unpipe(channel);
+        channel.unpipe();
+      }
+    };
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      let stderr = err;
+      const late = lateError();
+      if (late && code === null && !timedOut) stderr = `${stderr}${stderr ? '\n' : ''}connection lost: ${late.message}`;
+      resolve({ code: timedOut ? null : code, signal: sig, stdout: Buffer.concat(out).toString('utf8'), stderr, timedOut });
+    };
+    const stop = () => {
+      if (stopped) return;
+      stopped = true;
+      if (channel) {
+        // Nothing more goes in; what is still buffered on the way out is drained and dropped so
+        // the channel can close (ssh2 emits 'close' only after the readable side ended).
+        if (stdin) stdin.unpipe(channel);
+        channel.unpipe();
+        channel.on('data', () => undefined);
+        channel.resume();
+        try {
+          // Delivered by sshd as killpg() on the command's process group where it supports it.
+          channel.signal('KILL');
+        } catch {
+          /* the server may not support signals */
+        }
+        channel.close();
+      }
+      // A command that ignores the signal would hold the channel open: give up after a grace.
+      grace = setTimeout(finish, STOP_GRACE_MS);
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
+    }, timeoutMs);
+    function onAbort() {
+      stop();
+    }
+    function onSinkError(e: Error) {
+      err += `${err ? '\n' : ''}output stream failed: ${e.message}`;
+      stop();
+    }
+    function onSourceError(e: Error) {
+      err += `${err ? '\n' : ''}input stream failed: ${e.message}`;
+      stop();
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+
+    try {
+      conn.exec(command, (e, ch) => {
+        if (e) {
+          settled = true;
+          cleanup();
+          reject(e);
+          return;
+        }
+        if (settled) {
+          // Given up on (stopped before the channel opened, and the grace passed): nothing may run.
+          try {
+            ch.signal('KILL');
+          } catch {
+            /* the server may not support signals */
+          }
+          ch.close();
+          return;
+        }
+        channel = ch;
+        ch.on('exit', (c: number | null, s?: string) => {
+          code = c ?? null;
+          sig = s ?? null;
+        });
+        ch.on('close', finish);
+        ch.stderr.on('data', (chunk: Buffer) => {
+          err += chunk.toString('utf8');
+          if (err.length > STREAM_STDERR_MAX * 2) err = err.slice(-STREAM_STDERR_MAX);
+          onData?.();
+        });
+        if (stdout) {
+          stdout.on('error', onSinkError);
+          ch.pipe(stdout, { end: true });
+          if (onData) ch.on('data', () => onData());
+        } else {
+          ch.on('data', (chunk: Buffer) => {
+            out.push(chunk);
+            onData?.();
+          });
+        }
+        if (stdin) {
+          stdin.on('error', onSourceError);
+          stdin.pipe(ch, { end: true });
+        } else ch.end();
+        if (stopped) {
+          stopped = false;
+          stop();
+        }
+      });
+    } catch (e) {
+      settled = true;
+      cleanup();
+      reject(e);
+    }
+  }).then((r) => (r.stderr.length > STREAM_STDERR_MAX ? { ...r, stderr: `[…]${r.stderr.slice(-STREAM_STDERR_MAX)}` } : r));
 }

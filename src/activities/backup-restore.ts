@@ -1,0 +1,630 @@
+/**
+ * Restoring a PostgreSQL base backup onto a database node (issue 5), in two steps so that a bad
+ * backup changes nothing:
+ *
+ * - pgRestoreStage, while PostgreSQL still runs: read the backup's switchyard-manifest.json on the
+ *   backup server, copy every file it lists into <dataDir>.switchyard-restore-<backupId>/ on the
+ *   node's host (`cp` there when the backup server is that host; otherwise `cat` on the backup
+ *   server piped through the worker into `cat >` on the node's host, streamed with backpressure
+ *   and hashed on the way, never held in memory), then check the staged files against the
+ *   manifest on the node's host (verifyOnHost).
+ * - pgRestoreSwap, with PostgreSQL stopped: extract base.tar.gz and pg_wal.tar.gz into a fresh
+ *   directory (mode 0700) inside the staging directory, drop standby.signal/recovery.signal (it
+ *   starts as a primary at the end of the backup), write a marker naming the backup, move the
+ *   data directory aside (<dataDir>.switchyard-<UTC stamp>, never deleted), move the new one into
+ *   place and remove the staging directory. pgStart (pgctl.ts) starts it.
+ *
+ * Commands are argument vectors (quoted by shell.ts) or a few fixed `sh -c` scripts that get every
+ * path and value as a positional argument.
+ */
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import { Transform } from 'node:stream';
+import { ApplicationFailure } from '@temporalio/common';
+import type { DbNodeConfig } from '../topology/schema';
+import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './backup-files';
+import type { PgBackupFile, PgBackupManifest, PgBackupVerifyResult, PgRestoreNodeInput, PgRestoreStageResult, PgRestoreSwapResult } from './backup-types';
+import { cancellationSignal, configError, errorMessage, heartbeat } from './common';
+import type { Call, Runtime, SshExecResult } from './deps';
+import { brief, execArgv, SshConnectError, withHost, type OpenSession } from './remote';
+import { commandLine } from './shell';
+import { moveAsideName } from './standby';
+import type { RemoteCommandResult } from './types';
+
+/** Error type names of the restore activities' non-retryable failures. */
+export const RestoreErrorType = {
+  /** The backup's files do not match its manifest (names the file and what is wrong). */
+  BackupCorrupt: 'BackupCorrupt',
+  /** No complete backup with that id (no directory, still being made, or no manifest). */
+  BackupNotFound: 'BackupNotFound',
+  /** The backup has parts this restore cannot put back (tablespaces). */
+  BackupUnsupported: 'BackupUnsupported',
+  /** The node's PostgreSQL major version differs from the backup's. */
+  PgVersionMismatch: 'PgVersionMismatch',
+  /** pgRestoreSwap on a node whose PostgreSQL runs. */
+  PostgresRunning: 'PostgresRunning',
+  /** pgRestoreSwap without a staged copy of the backup (run pgRestoreStage first). */
+  RestoreNotStaged: 'RestoreNotStaged',
+} as const;
+
+/** Written into a restored data directory: which backup it came from (read by a repeated swap). */
+export const RESTORED_MARKER = 'switchyard-restored-from';
+/** Inside the staging directory: where the backup is extracted before it is moved into place. */
+const EXTRACT_SUBDIR = 'data';
+const PART_SUFFIX = '.switchyard-part';
+const BASE_TAR = 'base.tar.gz';
+const WAL_TAR = 'pg_wal.tar.gz';
+
+/** Bounds on single commands: copying, hashing and extracting a large backup take long (they heartbeat). */
+const COPY_TIMEOUT_SECONDS = 6 * 3600;
+const SHORT_TIMEOUT_SECONDS = 60;
+const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
+/** Buffering between the two SSH channels of a streamed copy. */
+const STREAM_BUFFER_BYTES = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Pure helpers (exported for unit tests)
+
+/** <dataDir>.switchyard-restore-<backupId>: beside the data directory, on the same filesystem. */
+export function stagingDirName(dataDir: string, backupId: string): string {
+  return `${dataDir.replace(/\/+$/, '')}.switchyard-restore-${checkBackupId(backupId)}`;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
+
+/** Parse and check switchyard-manifest.json for the backup asked for; throws BackupCorrupt. */
+export function parseManifest(text: string, cluster: string, backupId: string, where: string): PgBackupManifest {
+  const bad = (why: string) => ApplicationFailure.nonRetryable(`backup ${backupId}: ${MANIFEST_FILE} at ${where} ${why}`, RestoreErrorType.BackupCorrupt);
+  let m: Partial<PgBackupManifest>;
+  try {
+    m = JSON.parse(text) as Partial<PgBackupManifest>;
+  } catch (err) {
+    throw bad(`is not JSON: ${errorMessage(err)}`);
+  }
+  if (!m || typeof m !== 'object') throw bad('is not a JSON object');
+  if (m.format !== 'switchyard-pg-backup/1') throw bad(`has format ${JSON.stringify(m.format)}, expected "switchyard-pg-backup/1"`);
+  if (m.backupId !== backupId) throw bad(`names backup ${JSON.stringify(m.backupId)}`);
+  if (m.cluster !== cluster) throw bad(`names cluster ${JSON.stringify(m.cluster)}, not "${cluster}"`);
+  if (!Array.isArray(m.files) || m.files.length === 0) throw bad('lists no files');
+  const seen = new Set<string>();
+  for (const f of m.files as unknown[]) {
+    const e = f as Partial<PgBackupFile>;
+    if (!e || typeof e.name !== 'string' || !SAFE_NAME.test(e.name) || e.name.endsWith(PART_SUFFIX)) throw bad(`lists a file with an unusable name: ${JSON.stringify(e?.name)}`);
+    if (typeof e.bytes !== 'number' || !Number.isSafeInteger(e.bytes) || e.bytes < 0) throw bad(`gives ${e.name} the size ${JSON.stringify(e.bytes)}`);
+    if (typeof e.sha256 !== 'string' || !HEX64.test(e.sha256)) throw bad(`gives ${e.name} the SHA-256 ${JSON.stringify(e.sha256)}`);
+    if (seen.has(e.name)) throw bad(`lists ${e.name} twice`);
+    seen.add(e.name);
+  }
+  for (const need of [BASE_TAR, WAL_TAR]) if (!seen.has(need)) throw bad(`does not list ${need} (a base backup in tar format with its WAL: pg_basebackup -F t -z -X stream)`);
+  const tablespaces = [...seen].filter((x) => /^\d+\.tar(\.gz)?$/.test(x));
+  if (tablespaces.length) {
+    throw ApplicationFailure.nonRetryable(
+      `backup ${backupId} has tablespace archives (${tablespaces.join(', ')}): restoring tablespaces is not supported; restore it by hand`,
+      RestoreErrorType.BackupUnsupported,
+    );
+  }
+  return m as PgBackupManifest;
+}
+
+export interface RestoredMarker {
+  backupId: string;
+  cluster: string | null;
+  node: string | null;
+  restoredAt: string | null;
+  movedAside: string | null;
+}
+
+/** The marker's "key=value" lines; a later non-empty moved-aside wins. */
+export function parseMarker(text: string): RestoredMarker | null {
+  const kv = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const i = line.indexOf('=');
+    if (i <= 0 || line.startsWith('#')) continue;
+    const k = line.slice(0, i);
+    const v = line.slice(i + 1);
+    if (k === 'moved-aside' && v === '' && kv.has(k)) continue;
+    kv.set(k, v);
+  }
+  const backupId = kv.get('backup');
+  if (!backupId) return null;
+  const opt = (k: string) => (kv.get(k) ? (kv.get(k) as string) : null);
+  return { backupId, cluster: opt('cluster'), node: opt('node'), restoredAt: opt('restored-at'), movedAside: opt('moved-aside') };
+}
+
+function markerText(input: PgRestoreNodeInput, at: Date): string[] {
+  return ['# written by switchyard: this data directory was restored from a base backup', `backup=${input.backupId}`, `cluster=${input.cluster}`, `node=${input.node}`, `restored-at=${at.toISOString()}`];
+}
+
+function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = -1;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixed scripts: paths and values as positional arguments
+
+const sh = (script: string, ...args: string[]) => ['sh', '-c', script, 'sh', ...args];
+
+/** Prints "dir", "missing" or "other". */
+const KIND_SH = 'if [ -d "$1" ]; then echo dir; elif [ -e "$1" ] || [ -L "$1" ]; then echo other; else echo missing; fi';
+/** The staging directory, private to the OS user (made with its parents). */
+const MKDIR_PRIVATE_SH = 'umask 077; mkdir -p -- "$1" && chmod 700 -- "$1"';
+/** Copy on one host: into a part file, renamed when complete. */
+const CP_SH = 'umask 077; cp -- "$1" "$2.switchyard-part" && mv -f -- "$2.switchyard-part" "$2"';
+/** The receiving end of a streamed copy. */
+const RECEIVE_SH = 'umask 077; exec cat > "$1"';
+/** Print a file (the marker) when it exists; exit 0 either way. */
+const CAT_IF_SH = 'if [ -f "$1" ]; then cat -- "$1"; fi';
+/**
+ * Extract the staged backup into <staging>/data: fresh directory 0700, base.tar.gz, then the WAL
+ * into pg_wal, signal files removed (reported), PG_VERSION required.
+ */
+const EXTRACT_SH = [
+  'set -e',
+  's="$1"; x="$s/data"',
+  'rm -rf -- "$x"',
+  'mkdir -m 0700 -- "$x"',
+  'tar -xzf "$s/base.tar.gz" -C "$x"',
+  'mkdir -p -m 0700 -- "$x/pg_wal"',
+  'tar -xzf "$s/pg_wal.tar.gz" -C "$x/pg_wal"',
+  'for f in standby.signal recovery.signal; do if [ -e "$x/$f" ]; then rm -f -- "$x/$f"; echo "removed $f"; fi; done',
+  'if [ ! -f "$x/PG_VERSION" ]; then echo "no PG_VERSION in the extracted base backup" >&2; exit 1; fi',
+].join('\n');
+/** Write the marker atomically: $1 the path, the rest its lines. */
+const WRITE_MARKER_SH = 'm="$1"; shift; umask 077; printf "%s\\n" "$@" > "$m.tmp" && mv -f -- "$m.tmp" "$m"';
+/**
+ * The swap itself. $1 data dir, $2 staging dir, $3 move-aside name, $4 "keep-conf" to carry the
+ * node's own postgresql.conf, pg_hba.conf and pg_ident.conf over (when they live in the data dir).
+ * Moves the data dir aside (suffix .2, .3 … when the name is taken), records where in the marker,
+ * moves the extracted directory into place, removes the staging dir; prints the aside name.
+ */
+const SWAP_SH = [
+  'set -e',
+  'd="$1"; s="$2"; aside="$3"; x="$s/data"; m="$x/switchyard-restored-from"',
+  'if [ "$4" = keep-conf ] && [ -d "$d" ]; then for f in postgresql.conf pg_hba.conf pg_ident.conf; do if [ -f "$d/$f" ]; then cp -p -- "$d/$f" "$x/$f"; echo "kept $f" >&2; fi; done; fi',
+  'moved=""',
+  'if [ -e "$d" ] || [ -L "$d" ]; then n="$aside"; i=1; while [ -e "$n" ] || [ -L "$n" ]; do i=$((i+1)); n="$aside.$i"; done; mv -T -- "$d" "$n"; moved="$n"; fi',
+  'printf "moved-aside=%s\\n" "$moved" >> "$m"',
+  'mv -T -- "$x" "$d"',
+  'rm -rf -- "$s"',
+  'printf "%s\\n" "$moved"',
+].join('\n');
+
+// ---------------------------------------------------------------------------------------------
+// On a host
+
+async function mustExec(open: OpenSession, argv: string[], what: string, timeoutSeconds = SHORT_TIMEOUT_SECONDS): Promise<RemoteCommandResult> {
+  const r = await execArgv(open, argv, timeoutSeconds);
+  if (r.exitCode !== 0) throw new Error(`${what} on ${open.name} ${brief(r)}`);
+  return r;
+}
+
+async function kindOf(open: OpenSession, path: string): Promise<'dir' | 'missing' | 'other'> {
+  const out = (await mustExec(open, sh(KIND_SH, path), `looking at ${path}`)).stdout.trim();
+  return out === 'dir' || out === 'missing' ? out : 'other';
+}
+
+/** A whole small file's content (not cut to the tail like execArgv's output); null when absent. */
+async function readSmall(open: OpenSession, path: string, max: number): Promise<string | null> {
+  const r: SshExecResult = await open.session.exec(commandLine(sh(`${CAT_IF_SH} && printf '\\nEOF-OK\\n'`, path)), { timeoutMs: SHORT_TIMEOUT_SECONDS * 1000, signal: cancellationSignal() });
+  throwIfCancelled();
+  if (r.code !== 0 || !r.stdout.endsWith('\nEOF-OK\n')) {
+    throw new Error(`reading ${path} on ${open.name}: ${r.timedOut ? 'timed out' : `exited ${r.code ?? `by signal ${r.signal ?? '?'}`}`}${r.stderr.trim() ? `: ${r.stderr.trim().slice(-300)}` : ''}`);
+  }
+  const text = r.stdout.slice(0, -'\nEOF-OK\n'.length);
+  if (text.length > max) throw new Error(`${path} on ${open.name} is larger than ${fmtBytes(max)}`);
+  return text === '' ? null : text;
+}
+
+function throwIfCancelled(): void {
+  const s = cancellationSignal();
+  if (s?.aborted) throw s.reason;
+}
+
+/** Open a session; connection problems become action errors (host key and auth: non-retryable). */
+async function onHost<T>(rt: Runtime, call: Call, cluster: string, host: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
+  try {
+    return await withHost(rt, call, cluster, host, fn);
+  } catch (err) {
+    throw err instanceof SshConnectError ? err.toActionError() : err;
+  }
+}
+
+const bin = (n: DbNodeConfig, tool: string) => posix.join(n.binDir, tool);
+const pgCtlDir = (n: DbNodeConfig) => n.configDir ?? n.dataDir;
+
+interface CtlStatus {
+  running: boolean | null;
+  dataDirExists: boolean;
+  text: string;
+}
+
+/** pg_ctl status pointed where pg_ctl is always pointed (configDir, Debian layout); exit 3: stopped. */
+async function ctlStatus(open: OpenSession, n: DbNodeConfig): Promise<CtlStatus> {
+  const r = await execArgv(open, ['env', 'LC_ALL=C', bin(n, 'pg_ctl'), 'status', '-D', pgCtlDir(n)], 30);
+  const exists = (await execArgv(open, ['test', '-e', n.dataDir], 15)).exitCode === 0;
+  if (r.exitCode === 0) return { running: true, dataDirExists: exists, text: `running (${r.stdout.trim().split('\n')[0] || 'exit 0'})` };
+  if (r.exitCode === 3) {
+    // pg_ctl says no server runs; a postmaster.pid whose process is alive would still say otherwise.
+    const pid = await execArgv(open, sh('p="$1/postmaster.pid"; [ -f "$p" ] && kill -0 "$(head -n 1 "$p")" 2>/dev/null', n.dataDir), 15);
+    if (pid.exitCode === 0) return { running: true, dataDirExists: exists, text: `pg_ctl status says stopped, but the process in ${n.dataDir}/postmaster.pid is alive` };
+    return { running: false, dataDirExists: exists, text: 'no server running' };
+  }
+  if (r.exitCode === 4 && !exists) return { running: false, dataDirExists: false, text: `no data directory at ${n.dataDir}` };
+  return { running: null, dataDirExists: exists, text: `unknown: ${brief(r)}` };
+}
+
+/** The node's PostgreSQL major version from `postgres --version`; null when it cannot be read. */
+async function nodeMajor(open: OpenSession, n: DbNodeConfig): Promise<{ major: number | null; text: string }> {
+  const r = await execArgv(open, ['env', 'LC_ALL=C', bin(n, 'postgres'), '--version'], 30);
+  const m = /\(PostgreSQL\)\s+(\d+)/.exec(r.stdout);
+  return m ? { major: Number(m[1]), text: r.stdout.trim() } : { major: null, text: `postgres --version ${brief(r)}` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Copying
+
+interface StreamResult {
+  bytes: number;
+  sha256: string;
+}
+
+/**
+ * `cat <from>` on the backup server piped into `cat > <to>` on the node's host through the worker,
+ * hashed on the way. Backpressure holds the reader when the writer is slow; whichever end fails
+ * first stops the other. Throws (retryably) when either command fails.
+ */
+async function streamFile(from: OpenSession, to: OpenSession, fromPath: string, toPath: string, onProgress: (bytes: number) => void): Promise<StreamResult> {
+  if (!from.session.execStream || !to.session.execStream) {
+    throw configError(`the SSH sessions to ${from.name} and ${to.name} cannot stream files (no execStream): a restore from another host needs them`);
+  }
+  const stopBoth = new AbortController();
+  const cancelled = cancellationSignal();
+  const signal = cancelled ? AbortSignal.any([cancelled, stopBoth.signal]) : stopBoth.signal;
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const pass = new Transform({
+    highWaterMark: STREAM_BUFFER_BYTES,
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  const beat = setInterval(() => onProgress(bytes), 2_000);
+  const timeoutMs = COPY_TIMEOUT_SECONDS * 1000;
+  // The end that failed first is the cause: the other was stopped because of it.
+  let first: 'read' | 'write' | null = null;
+  const failed = (side: 'read' | 'write') => {
+    first ??= side;
+    stopBoth.abort();
+  };
+  const reading = from.session
+    .execStream(commandLine(['cat', '--', fromPath]), { timeoutMs, signal, stdout: pass })
+    .then((r) => {
+      // The reader ended without its whole output: the writer must not wait for more.
+      if (r.code !== 0) failed('read');
+      return r;
+    })
+    .catch((err: unknown) => {
+      failed('read');
+      throw err;
+    });
+  const writing = to.session
+    .execStream(commandLine(sh(RECEIVE_SH, toPath)), { timeoutMs, signal, stdin: pass })
+    .then((r) => {
+      if (r.code !== 0) failed('write');
+      return r;
+    })
+    .catch((err: unknown) => {
+      failed('write');
+      throw err;
+    });
+  let r: PromiseSettledResult<SshExecResult>;
+  let w: PromiseSettledResult<SshExecResult>;
+  try {
+    [r, w] = await Promise.allSettled([reading, writing]);
+  } finally {
+    clearInterval(beat);
+    pass.destroy();
+  }
+  throwIfCancelled();
+  const how = (x: SshExecResult) =>
+    `${x.timedOut ? `timed out after ${COPY_TIMEOUT_SECONDS} s` : x.code === null ? `ended ${x.signal ? `by signal ${x.signal}` : 'without an exit status'}` : `exited ${x.code}`}${x.stderr.trim() ? `: ${x.stderr.trim().split('\n').slice(-3).join(' | ').slice(0, 500)}` : ''}`;
+  const readFail = r.status === 'rejected' ? `reading ${fromPath} on ${from.name} failed: ${errorMessage(r.reason)}` : r.value.code !== 0 ? `reading ${fromPath} on ${from.name} (cat) ${how(r.value)}` : null;
+  const writeFail = w.status === 'rejected' ? `writing ${toPath} on ${to.name} failed: ${errorMessage(w.reason)}` : w.value.code !== 0 ? `writing ${toPath} on ${to.name} (cat >) ${how(w.value)}` : null;
+  if (readFail || writeFail) {
+    const [cause, then] = first === 'write' ? [writeFail, readFail] : [readFail ?? writeFail, readFail ? writeFail : null];
+    throw new Error(then ? `${cause}; then ${then.replace(/^\w/, (ch) => ch.toLowerCase())}` : (cause as string));
+  }
+  return { bytes, sha256: hash.digest('hex') };
+}
+
+function corrupt(message: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(message, RestoreErrorType.BackupCorrupt);
+}
+
+/** "base.tar.gz has 12 bytes, the manifest says 13" for the files whose size on the backup server is wrong. */
+function sizeProblems(listed: readonly PgBackupFile[], sizes: Map<string, number>): string[] {
+  const out: string[] = [];
+  for (const f of listed) {
+    const s = sizes.get(f.name);
+    if (s === undefined) out.push(`${f.name} is missing`);
+    else if (s !== f.bytes) out.push(`${f.name} has ${s} bytes, the manifest says ${f.bytes}`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export function pgRestoreActivities(rt: Runtime) {
+  const where = (node: string, n: DbNodeConfig) => `${node} (${n.host}:${n.port})`;
+
+  const target = (call: Call, input: PgRestoreNodeInput) => {
+    const backupId = checkBackupId(input?.backupId);
+    const n = call.top.node(input.cluster, input.node);
+    return { backupId, n, staging: stagingDirName(n.dataDir, backupId), w: where(input.node, n) };
+  };
+
+  const backupOf = (call: Call, cluster: string) => {
+    const b = call.top.cluster(cluster).backup;
+    if (!b) throw configError(`cluster "${cluster}" has no backup section (backup.host, backup.root): there are no backups to restore from`);
+    return b;
+  };
+
+  /** The manifest, after checking that every file it lists is on the backup server with its size. */
+  const readManifest = async (open: OpenSession, dir: string, input: PgRestoreNodeInput): Promise<PgBackupManifest> => {
+    const at = `${open.name}:${dir}`;
+    const kind = await kindOf(open, dir);
+    if (kind !== 'dir') {
+      const partial = (await kindOf(open, `${dir}.partial`)) === 'dir';
+      throw ApplicationFailure.nonRetryable(
+        partial
+          ? `backup ${input.backupId} of cluster "${input.cluster}" is not complete: ${at}.partial exists (being made, or left by an interrupted backup)`
+          : `backup ${input.backupId} of cluster "${input.cluster}" not found: ${at} ${kind === 'missing' ? 'does not exist' : 'is not a directory'}`,
+        RestoreErrorType.BackupNotFound,
+      );
+    }
+    const text = await readSmall(open, posix.join(dir, MANIFEST_FILE), MAX_MANIFEST_BYTES);
+    if (text === null) {
+      throw ApplicationFailure.nonRetryable(`backup ${input.backupId} of cluster "${input.cluster}" is not complete: ${at} has no ${MANIFEST_FILE} (it is written last)`, RestoreErrorType.BackupNotFound);
+    }
+    const m = parseManifest(text, input.cluster, input.backupId, at);
+    const ls = await mustExec(open, ['find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\t%s\\n'], `listing ${dir}`);
+    const sizes = new Map<string, number>();
+    for (const line of ls.stdout.split('\n')) {
+      const tab = line.lastIndexOf('\t');
+      if (tab > 0) sizes.set(line.slice(0, tab), Number(line.slice(tab + 1)));
+    }
+    const problems = sizeProblems(m.files, sizes);
+    if (problems.length) throw corrupt(`backup ${input.backupId} at ${at} does not match its manifest: ${problems.join('; ')}`);
+    return m;
+  };
+
+  return {
+    /**
+     * Copy a backup's files to <dataDir>.switchyard-restore-<backupId>/ on the node's host and
+     * check them there against the manifest; PostgreSQL keeps running. Idempotent: a staging
+     * directory whose files verify is reused, one with some files right keeps those. A backup
+     * that does not match its manifest is a non-retryable BackupCorrupt naming the file and the
+     * problem, and leaves no staging directory behind.
+     */
+    pgRestoreStage: rt.activity(async (input: PgRestoreNodeInput, call): Promise<PgRestoreStageResult> => {
+      const t0 = Date.now();
+      const { backupId, n, staging, w } = target(call, input);
+      const b = backupOf(call, input.cluster);
+      const src = backupDir(b.root, input.cluster, backupId);
+      const sameHost = b.host === n.sshHost;
+      let manifest: PgBackupManifest;
+      try {
+        manifest = await onHost(rt, call, input.cluster, b.host, (open) => readManifest(open, src, input));
+      } catch (err) {
+        // A corrupt backup leaves nothing staged, not even a copy an earlier attempt made.
+        if (err instanceof ApplicationFailure && err.type === RestoreErrorType.BackupCorrupt) {
+          await onHost(rt, call, input.cluster, n.sshHost, (dst) => execArgv(dst, ['rm', '-rf', '--', staging], COPY_TIMEOUT_SECONDS)).catch(() => undefined);
+        }
+        throw err;
+      }
+      const files = manifest.files;
+      const total = files.reduce((s, f) => s + f.bytes, 0);
+      const base = { backupId, node: input.node, stagingDir: staging };
+
+      return onHost(rt, call, input.cluster, n.sshHost, async (dst): Promise<PgRestoreStageResult> => {
+        const ver = await nodeMajor(dst, n);
+        if (ver.major !== null && ver.major !== manifest.pgMajor) {
+          throw ApplicationFailure.nonRetryable(
+            `backup ${backupId} is of PostgreSQL ${manifest.pgMajor} (${manifest.pgVersion}), but ${w} runs PostgreSQL ${ver.major} (${ver.text}): a base backup restores only onto the same major version`,
+            RestoreErrorType.PgVersionMismatch,
+          );
+        }
+        const notes: string[] = [];
+        let todo: readonly PgBackupFile[] = files;
+        const kind = await kindOf(dst, staging);
+        if (kind === 'other') throw configError(`${staging} on ${n.sshHost} exists and is not a directory: move it away before staging backup ${backupId} there`);
+        if (kind === 'dir') {
+          const v = await verifyOnHost(dst, staging, backupId, files, COPY_TIMEOUT_SECONDS);
+          if (v.ok) {
+            const durationMs = Date.now() - t0;
+            return {
+              ...base,
+              verify: v,
+              bytesCopied: 0,
+              durationMs,
+              detail: `backup ${backupId} was already staged in ${staging} on ${n.sshHost}: reused (${v.detail})`,
+            };
+          }
+          // Keep what matches; what is wrong or left over from an interrupted copy goes.
+          const wrong = v.problems.filter((p) => p.problem !== 'missing').map((p) => posix.join(staging, p.file));
+          if (wrong.length) await mustExec(dst, ['rm', '-f', '--', ...wrong], `removing ${wrong.length} stale files in ${staging}`);
+          const redo = new Set(v.problems.map((p) => p.file));
+          todo = files.filter((f) => redo.has(f.name));
+          notes.push(`${staging} existed: kept ${files.length - todo.length} of ${files.length} files that match the manifest`);
+        } else {
+          await mustExec(dst, sh(MKDIR_PRIVATE_SH, staging), `making ${staging}`);
+        }
+
+        const removeStaging = async () => {
+          try {
+            await execArgv(dst, ['rm', '-rf', '--', staging], COPY_TIMEOUT_SECONDS);
+          } catch {
+            /* best effort: the failure being reported matters more */
+          }
+        };
+
+        let bytesCopied = 0;
+        try {
+          if (sameHost) {
+            for (const f of todo) {
+              heartbeat({ node: input.node, copying: f.name, bytes: bytesCopied, of: total });
+              await mustExec(dst, sh(CP_SH, posix.join(src, f.name), posix.join(staging, f.name)), `copying ${f.name} into ${staging}`, COPY_TIMEOUT_SECONDS);
+              bytesCopied += f.bytes;
+            }
+          } else if (todo.length) {
+            await onHost(rt, call, input.cluster, b.host, async (from) => {
+              for (const f of todo) {
+                const part = posix.join(staging, f.name + PART_SUFFIX);
+                const done = bytesCopied;
+                heartbeat({ node: input.node, copying: f.name, bytes: done, of: total });
+                const s = await streamFile(from, dst, posix.join(src, f.name), part, (bytes) => heartbeat({ node: input.node, copying: f.name, bytes: done + bytes, of: total }));
+                if (s.bytes !== f.bytes || s.sha256 !== f.sha256) {
+                  const what =
+                    s.bytes !== f.bytes ? `${f.name} has ${s.bytes} bytes, the manifest says ${f.bytes}` : `${f.name} has SHA-256 ${s.sha256.slice(0, 16)}…, the manifest says ${f.sha256.slice(0, 16)}…`;
+                  throw corrupt(`backup ${backupId} does not match its manifest: ${what} (as read from ${b.host}:${src})`);
+                }
+                await mustExec(dst, ['mv', '-f', '--', part, posix.join(staging, f.name)], `renaming ${part}`);
+                bytesCopied += s.bytes;
+              }
+            });
+          }
+          heartbeat({ node: input.node, step: 'verify', bytes: bytesCopied, of: total });
+          const v = await verifyOnHost(dst, staging, backupId, files, COPY_TIMEOUT_SECONDS);
+          if (!v.ok) {
+            // The backup itself, or the copy? Only the first is for a person.
+            const sv: PgBackupVerifyResult = await onHost(rt, call, input.cluster, b.host, (open) => verifyOnHost(open, src, backupId, files, COPY_TIMEOUT_SECONDS));
+            if (!sv.ok) throw corrupt(`${sv.detail} (on ${b.host} in ${src})`);
+            await removeStaging();
+            throw new Error(`the copy of backup ${backupId} staged in ${staging} on ${n.sshHost} does not match the manifest although the backup on ${b.host} does: ${v.detail}; staging removed, a retry copies it again`);
+          }
+          const durationMs = Date.now() - t0;
+          const how = sameHost ? `cp on ${n.sshHost}` : `streaming from ${b.host} through the worker`;
+          rt.log.info('backup staged for restore', { cluster: input.cluster, node: input.node, backupId, stagingDir: staging, bytesCopied, durationMs });
+          return {
+            ...base,
+            verify: v,
+            bytesCopied,
+            durationMs,
+            detail: `staged backup ${backupId} (${files.length} files, ${fmtBytes(total)}) in ${staging} on ${n.sshHost}: copied ${todo.length} file${todo.length === 1 ? '' : 's'} (${fmtBytes(bytesCopied)}) by ${how} in ${(durationMs / 1000).toFixed(1)} s; ${[...notes, v.detail].join('; ')}`,
+          };
+        } catch (err) {
+          if (err instanceof ApplicationFailure && err.type === RestoreErrorType.BackupCorrupt) await removeStaging();
+          throw err;
+        }
+      });
+    }),
+
+    /**
+     * Replace the node's data directory with the staged backup; PostgreSQL must be stopped
+     * (PostgresRunning otherwise). The data directory is moved aside (never deleted), the backup
+     * extracted into a fresh one (0700) without standby.signal/recovery.signal, so the node
+     * starts as a primary at the end of the backup; the staging directory is removed. Idempotent:
+     * with the staging directory gone and the data directory marked as restored from this backup,
+     * changed:false.
+     */
+    pgRestoreSwap: rt.activity(async (input: PgRestoreNodeInput, call): Promise<PgRestoreSwapResult> => {
+      const t0 = Date.now();
+      const { backupId, n, staging, w } = target(call, input);
+      const base = { backupId, node: input.node, dataDir: n.dataDir };
+      return onHost(rt, call, input.cluster, n.sshHost, async (open): Promise<PgRestoreSwapResult> => {
+        const st = await ctlStatus(open, n);
+        const markerPath = posix.join(n.dataDir, RESTORED_MARKER);
+        const readMarker = async (path: string) => {
+          const text = await readSmall(open, path, 64 * 1024);
+          return text === null ? null : parseMarker(text);
+        };
+        const current = st.dataDirExists ? await readMarker(markerPath) : null;
+        const stagedKind = await kindOf(open, staging);
+        // Already done (a retried or repeated swap): nothing is touched, whether it runs by now or not.
+        if (stagedKind !== 'dir' && current?.backupId === backupId) {
+          return {
+            ...base,
+            movedAside: current.movedAside,
+            changed: false,
+            durationMs: Date.now() - t0,
+            detail: `${n.dataDir} on ${n.sshHost} already holds backup ${backupId} (restored ${current.restoredAt ?? 'earlier'}${current.movedAside ? `; the old one is at ${current.movedAside}` : ''}) and nothing is staged: not swapped again`,
+          };
+        }
+        if (st.running === true) {
+          throw ApplicationFailure.nonRetryable(
+            `${w} is running (pg_ctl status: ${st.text}): stop it first (pgFence) before its data directory is replaced with backup ${backupId}`,
+            RestoreErrorType.PostgresRunning,
+          );
+        }
+        if (st.running === null) throw new Error(`cannot tell whether PostgreSQL runs on ${w} (pg_ctl status: ${st.text}): not replacing its data directory`);
+        if (stagedKind !== 'dir') {
+          throw ApplicationFailure.nonRetryable(
+            `backup ${backupId} is not staged for ${w}: ${staging} on ${n.sshHost} ${stagedKind === 'missing' ? 'does not exist' : 'is not a directory'}; run pgRestoreStage first${current ? ` (${n.dataDir} holds backup ${current.backupId})` : ''}`,
+            RestoreErrorType.RestoreNotStaged,
+          );
+        }
+        for (const f of [BASE_TAR, WAL_TAR]) {
+          if ((await execArgv(open, ['test', '-f', posix.join(staging, f)], 15)).exitCode !== 0) {
+            throw ApplicationFailure.nonRetryable(`${staging} on ${n.sshHost} has no ${f}: the staging of backup ${backupId} is incomplete; run pgRestoreStage again`, RestoreErrorType.RestoreNotStaged);
+          }
+        }
+
+        const notes: string[] = [];
+        const x = posix.join(staging, EXTRACT_SUBDIR);
+        const extracted = (await kindOf(open, x)) === 'dir' ? await readMarker(posix.join(x, RESTORED_MARKER)) : null;
+        if (extracted?.backupId === backupId) {
+          notes.push(`reused the extraction in ${x} from an earlier attempt`);
+        } else {
+          heartbeat({ node: input.node, step: 'extract' });
+          const r = await execArgv(open, sh(EXTRACT_SH, staging), COPY_TIMEOUT_SECONDS);
+          if (r.exitCode !== 0) {
+            await execArgv(open, ['rm', '-rf', '--', x], COPY_TIMEOUT_SECONDS).catch(() => undefined);
+            throw new Error(`extracting backup ${backupId} in ${x} on ${n.sshHost} ${brief(r)}`);
+          }
+          const removed = r.stdout.split('\n').filter((l) => l.startsWith('removed '));
+          notes.push(`extracted ${BASE_TAR} and ${WAL_TAR}${removed.length ? `; ${removed.map((l) => l.slice('removed '.length)).join(' and ')} removed (starts as a primary)` : ''}`);
+          await mustExec(open, sh(WRITE_MARKER_SH, posix.join(x, RESTORED_MARKER), ...markerText(input, rt.now())), `writing ${RESTORED_MARKER}`);
+        }
+
+        heartbeat({ node: input.node, step: 'swap' });
+        const keepConf = !n.configDir || posix.normalize(n.configDir) === posix.normalize(n.dataDir);
+        const sw = await mustExec(open, sh(SWAP_SH, n.dataDir, staging, moveAsideName(n.dataDir, rt.now()), keepConf ? 'keep-conf' : ''), `moving backup ${backupId} into ${n.dataDir}`, COPY_TIMEOUT_SECONDS);
+        const movedAside = sw.stdout.trim() || null;
+        const kept = sw.stderr
+          .split('\n')
+          .filter((l) => l.startsWith('kept '))
+          .map((l) => l.slice('kept '.length));
+        if (kept.length) notes.push(`kept the node's own ${kept.join(', ')}`);
+        const mode = (await execArgv(open, ['stat', '-c', '%a', n.dataDir], 15)).stdout.trim();
+        if (mode !== '700' && mode !== '750') {
+          await mustExec(open, ['chmod', '0700', n.dataDir], `chmod 0700 ${n.dataDir}`);
+          notes.push(`mode was ${mode || '?'}, set to 0700`);
+        }
+        const durationMs = Date.now() - t0;
+        rt.log.info('data directory restored from backup', { cluster: input.cluster, node: input.node, backupId, movedAside, durationMs });
+        return {
+          ...base,
+          movedAside,
+          changed: true,
+          durationMs,
+          detail: `${n.dataDir} on ${n.sshHost} now holds backup ${backupId}; ${
+            movedAside
+              ? `the previous data directory was moved aside to ${movedAside}`
+              : `there was no data directory (an interrupted earlier attempt may have moved it aside to ${n.dataDir.replace(/\/+$/, '')}.switchyard-<stamp>)`
+          }; ${notes.join('; ')}; staging removed. Start it (pgStart): it recovers to the end of the backup and runs as a primary`,
+        };
+      });
+    }),
+  };
+}
