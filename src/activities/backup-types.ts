@@ -265,6 +265,8 @@ export interface PgDrillInput {
   cluster: string;
   backupId: string;
   workflowId: string;
+  /** Bound on the scratch copy's start, WAL replay included (pg_ctl start -w -t; default 600). */
+  startTimeoutSeconds?: number;
 }
 
 export interface PgDrillResult {
