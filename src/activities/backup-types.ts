@@ -22,7 +22,11 @@ export const EBS_TAGS = {
   node: 'switchyard:node',
   workflowId: 'switchyard:workflow-id',
   createdBy: 'switchyard:created-by',
-  /** JSON of EbsRestoreMetadata (without `devices`), on every snapshot of the backup. */
+  /**
+   * JSON of EbsRestoreMetadata (without `devices`), on every snapshot of the backup. A tag value
+   * holds at most 256 characters: longer JSON continues in "switchyard:restore:2", ":3", … (read
+   * by concatenating them in order).
+   */
   restore: 'switchyard:restore',
   /** The device name the snapshotted volume was attached as, e.g. "/dev/sda1". */
   device: 'switchyard:device',
@@ -30,6 +34,13 @@ export const EBS_TAGS = {
   deleteOnTermination: 'switchyard:delete-on-termination',
   /** On an instance/image made by a restore: the backup id it was restored from. */
   restoredFrom: 'switchyard:restored-from',
+  /** The snapshotted volume's type (gp3, io2 …), restored as it was. */
+  volumeType: 'switchyard:volume-type',
+  /** Provisioned IOPS (io1, io2, gp3) and throughput in MiB/s (gp3) of the snapshotted volume, restored as they were. */
+  iops: 'switchyard:iops',
+  throughput: 'switchyard:throughput',
+  /** On an instance (and image) made by ebsRestoreInstance: the idempotency token of the call that made it. */
+  restoreToken: 'switchyard:restore-token',
 } as const;
 
 /** How many EC2 API calls an activity made and how many of their attempts were retries (throttling, 5xx). */
@@ -47,6 +58,9 @@ export interface EbsDevice {
   sizeGiB: number | null;
   volumeType: string | null;
   deleteOnTermination: boolean;
+  /** Provisioned IOPS (io1, io2, gp3) and throughput (gp3), when the volume type has them. */
+  iops?: number | null;
+  throughput?: number | null;
 }
 
 /** What a restore from snapshots needs to recreate the instance (CircleCI: "saving the private address simplify restore significantly"). */
@@ -60,9 +74,14 @@ export interface EbsRestoreMetadata {
   availabilityZone: string | null;
   imageId: string | null;
   rootDeviceName: string | null;
-  /** The instance's tags (a restored instance gets them back, so the node's selector finds it). */
+  /** The instance's tags (a restored instance gets them back, so the node's selector finds it); "aws:" ones are EC2's own and left out. */
   tags: Record<string, string>;
   devices: EbsDevice[];
+  /** What an image registered from the root snapshot must declare to boot like the original ("x86_64", "arm64"). */
+  architecture?: string | null;
+  enaSupport?: boolean | null;
+  /** "legacy-bios" | "uefi" when EC2 reports it. */
+  bootMode?: string | null;
 }
 
 export interface EbsSnapshotInfo {
@@ -128,6 +147,8 @@ export interface EbsBackupEntry {
 export interface EbsDeleteResult {
   backupId: string;
   deleted: string[];
+  /** Images a restore registered from these snapshots (named switchyard-<cluster>-<backupId>), deregistered first so the snapshots can go. */
+  deregisteredImages?: string[];
   api: Ec2ApiUse;
   detail: string;
 }
@@ -138,6 +159,8 @@ export interface EbsRestorePlan {
   snapshots: EbsSnapshotInfo[];
   /** A live (not terminated) instance holding the recorded private IP, if any. */
   ipHeldBy: { instanceId: string; state: string; node: string | null; restoredFrom: string | null } | null;
+  /** A network interface holding the recorded private IP that no live instance uses (detached, or its instance is gone): it blocks a restore too. */
+  ipInterface?: { networkInterfaceId: string; status: string; instanceId: string | null } | null;
   api: Ec2ApiUse;
   detail: string;
 }

@@ -25,7 +25,7 @@ const STOP_WAIT_MS = 120_000;
 const STOP_POLL_MS = 2_000;
 
 /** States an instance can be in and still be "the" instance of a node (terminated ones are history). */
-const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped', 'shutting-down'];
+export const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped', 'shutting-down'];
 
 /** An EC2 client for the cluster's ec2 section, credentials resolved from their references. */
 export async function ec2For(rt: Runtime, call: Call, cluster: string): Promise<EC2Client> {
@@ -71,7 +71,7 @@ export interface NodeInstance {
 }
 
 /** Instances matching one selector, every page. */
-async function findInstances(ec2: EC2Client, sel: Ec2Selector): Promise<Instance[]> {
+export async function findInstances(ec2: EC2Client, sel: Ec2Selector): Promise<Instance[]> {
   const out: Instance[] = [];
   const filters: Filter[] = [{ Name: 'instance-state-name', Values: LIVE_STATES }];
   if (sel.tags) for (const [k, v] of Object.entries(sel.tags)) filters.push({ Name: `tag:${k}`, Values: [v] });
@@ -109,7 +109,7 @@ export async function nodeInstances(ec2: EC2Client, c: ClusterConfig): Promise<N
 }
 
 /** An instance's state by id, terminated ones included ("terminated" when EC2 no longer knows it). */
-async function instanceState(ec2: EC2Client, instanceId: string): Promise<string | null> {
+export async function instanceState(ec2: EC2Client, instanceId: string): Promise<string | null> {
   try {
     const r = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
     const i = (r.Reservations ?? []).flatMap((x) => x.Instances ?? []).find((x) => x.InstanceId === instanceId);

@@ -1,0 +1,197 @@
+/**
+ * The pure parts of the EBS backup activities: restore metadata in and out of snapshot tags (EC2's
+ * 256-character tag values and 50 tags per resource), grouping snapshots into backups, and the
+ * texts an operator reads.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  apiText,
+  clientToken,
+  clip,
+  groupBackups,
+  metadataFromSnapshots,
+  restoreFromTags,
+  restoredInstanceTags,
+  restorePartKey,
+  restoreTags,
+  snapshotDescription,
+  snapshotMapping,
+  snapshotTags,
+  TAG_VALUE_MAX,
+} from '../../src/activities/backup-ebs';
+import { EBS_TAGS, type EbsRestoreMetadata, type EbsSnapshotInfo } from '../../src/activities/backup-types';
+
+const meta = (tags: Record<string, string> = { Name: 'dc1-db', 'switchyard:node': 'dc1-db' }): EbsRestoreMetadata => ({
+  node: 'db1',
+  instanceId: 'i-0123456789abcdef0',
+  privateIp: '10.0.1.10',
+  securityGroupIds: ['sg-1', 'sg-2'],
+  instanceType: 'r6g.large',
+  subnetId: 'subnet-1',
+  availabilityZone: 'eu-west-1a',
+  imageId: 'ami-1',
+  rootDeviceName: '/dev/xvda',
+  tags,
+  devices: [
+    { device: '/dev/xvda', volumeId: 'vol-root', sizeGiB: 8, volumeType: 'gp3', deleteOnTermination: true },
+    { device: '/dev/xvdf', volumeId: 'vol-data', sizeGiB: 100, volumeType: 'io2', deleteOnTermination: false, iops: 6000 },
+  ],
+  architecture: 'arm64',
+  enaSupport: true,
+  bootMode: 'uefi',
+});
+
+function snap(id: string, backupId: string, device: string, volumeId: string, startTime: string, extraTags: Record<string, string>, state = 'completed'): EbsSnapshotInfo {
+  return {
+    snapshotId: id,
+    volumeId,
+    device,
+    sizeGiB: 8,
+    state,
+    progress: '100%',
+    startTime,
+    description: null,
+    tags: { [EBS_TAGS.cluster]: 'main', [EBS_TAGS.backupId]: backupId, [EBS_TAGS.node]: 'db1', [EBS_TAGS.device]: device, ...extraTags },
+  };
+}
+
+describe('restore metadata in tags', () => {
+  it('is JSON without the devices, cut into full 256-character parts, and comes back whole', () => {
+    const tags = restoreTags(meta());
+    const parts = Object.values(tags);
+    assert.deepEqual(Object.keys(tags), parts.map((_, i) => restorePartKey(i)));
+    assert.equal(Object.keys(tags)[0], EBS_TAGS.restore);
+    for (const p of parts.slice(0, -1)) assert.equal(p.length, TAG_VALUE_MAX);
+    const { devices: _devices, ...core } = meta();
+    assert.deepEqual(JSON.parse(parts.join('')), core);
+    assert.deepEqual(restoreFromTags(tags), core);
+  });
+
+  it('continues in :2, :3 … when longer than a tag value, split on characters, and reads back whole', () => {
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 12; i++) many[`owner-${i}`] = `équipe données ${'é'.repeat(30)} ${i} 🐘`;
+    const tags = restoreTags(meta(many));
+    const keys = Object.keys(tags);
+    assert.ok(keys.length > 2);
+    assert.deepEqual(keys, keys.map((_, i) => restorePartKey(i)));
+    assert.equal(restorePartKey(1), 'switchyard:restore:2');
+    for (const v of Object.values(tags)) assert.ok(Array.from(v).length <= TAG_VALUE_MAX);
+    assert.deepEqual(restoreFromTags(tags)?.tags, many);
+  });
+
+  it('absent or damaged metadata reads as null', () => {
+    assert.equal(restoreFromTags({}), null);
+    assert.equal(restoreFromTags({ [EBS_TAGS.restore]: '{"node":' }), null);
+    assert.equal(restoreFromTags({ [EBS_TAGS.restore]: '{"x":1}' }), null);
+  });
+
+  it('a snapshot carries every EBS tag; too many tags is a non-retryable RestoreMetadataTooLarge', () => {
+    const m = meta();
+    const tags = snapshotTags({ cluster: 'main', backupId: 'b1', node: 'db1', workflowId: 'wf', createdBy: 'alice', device: m.devices[1], meta: m });
+    assert.deepEqual(tags, {
+      [EBS_TAGS.cluster]: 'main',
+      [EBS_TAGS.backupId]: 'b1',
+      [EBS_TAGS.node]: 'db1',
+      [EBS_TAGS.workflowId]: 'wf',
+      [EBS_TAGS.createdBy]: 'alice',
+      [EBS_TAGS.device]: '/dev/xvdf',
+      [EBS_TAGS.deleteOnTermination]: 'false',
+      [EBS_TAGS.volumeType]: 'io2',
+      [EBS_TAGS.iops]: '6000',
+      ...restoreTags(m),
+    });
+    const huge: Record<string, string> = {};
+    for (let i = 0; i < 50; i++) huge[`k${i}`.padEnd(120, 'k')] = 'v'.repeat(250);
+    assert.throws(
+      () => snapshotTags({ cluster: 'main', backupId: 'b1', node: 'db1', workflowId: 'wf', createdBy: 'alice', device: m.devices[0], meta: meta(huge) }),
+      (e: Error & { type?: string; nonRetryable?: boolean }) => e.type === 'RestoreMetadataTooLarge' && e.nonRetryable === true && /more than EC2's 50/.test(e.message),
+    );
+  });
+
+  it('the backup\'s metadata is rebuilt from snapshot tags alone, devices from each snapshot, failed ones left out', () => {
+    const m = meta();
+    const rt = restoreTags(m);
+    const snaps = [
+      snap('snap-b', 'b1', '/dev/xvdf', 'vol-data', '2024-01-01T00:00:01.000Z', { ...rt, [EBS_TAGS.deleteOnTermination]: 'false', [EBS_TAGS.volumeType]: 'io2', [EBS_TAGS.iops]: '6000' }),
+      snap('snap-a', 'b1', '/dev/xvda', 'vol-root', '2024-01-01T00:00:00.000Z', { ...rt, [EBS_TAGS.deleteOnTermination]: 'true', [EBS_TAGS.volumeType]: 'gp3' }),
+      snap('snap-x', 'b1', '/dev/xvdg', 'vol-x', '2024-01-01T00:00:00.000Z', rt, 'error'),
+    ];
+    snaps[0].sizeGiB = 100;
+    assert.deepEqual(metadataFromSnapshots(snaps), m);
+    assert.equal(metadataFromSnapshots([snap('s', 'b1', '/dev/xvda', 'v', '2024-01-01T00:00:00.000Z', {})]), null);
+  });
+});
+
+describe('snapshotMapping', () => {
+  it('maps a snapshot at its device as the volume was: type, IOPS and throughput only where the type has them', () => {
+    assert.deepEqual(snapshotMapping('snap-1', { device: '/dev/xvdf', volumeId: 'v', sizeGiB: 1, volumeType: 'gp3', deleteOnTermination: false, iops: 4000, throughput: 250 }), {
+      DeviceName: '/dev/xvdf',
+      Ebs: { SnapshotId: 'snap-1', DeleteOnTermination: false, VolumeType: 'gp3', Iops: 4000, Throughput: 250 },
+    });
+    assert.deepEqual(snapshotMapping('snap-2', { device: '/dev/xvda', volumeId: 'v', sizeGiB: 1, volumeType: 'gp2', deleteOnTermination: true, iops: 100 }), {
+      DeviceName: '/dev/xvda',
+      Ebs: { SnapshotId: 'snap-2', DeleteOnTermination: true, VolumeType: 'gp2' },
+    });
+    assert.deepEqual(snapshotMapping('snap-3', { device: '/dev/sdg', volumeId: 'v', sizeGiB: 1, volumeType: null, deleteOnTermination: true }), {
+      DeviceName: '/dev/sdg',
+      Ebs: { SnapshotId: 'snap-3', DeleteOnTermination: true },
+    });
+  });
+});
+
+describe('groupBackups', () => {
+  it('groups by backup id, devices in order, newest backup first, untagged ones ignored', () => {
+    const list = groupBackups([
+      snap('s1', 'old', '/dev/sdf', 'v2', '2024-01-01T00:00:05.000Z', {}),
+      snap('s2', 'new', '/dev/sda1', 'v1', '2024-02-01T00:00:00.000Z', {}),
+      snap('s3', 'old', '/dev/sda1', 'v1', '2024-01-01T00:00:03.000Z', {}),
+      { ...snap('s4', 'x', '/dev/sda1', 'v1', '2024-03-01T00:00:00.000Z', {}), tags: {} },
+    ]);
+    assert.deepEqual(
+      list.map((e) => [e.backupId, e.createdAt, e.node, e.snapshots.map((s) => s.snapshotId)]),
+      [
+        ['new', '2024-02-01T00:00:00.000Z', 'db1', ['s2']],
+        ['old', '2024-01-01T00:00:03.000Z', 'db1', ['s3', 's1']],
+      ],
+    );
+    assert.equal(list[0].restore, null);
+  });
+});
+
+describe('texts and tokens', () => {
+  it('names the API use, retries only when there were any', () => {
+    assert.equal(apiText({ calls: 5, retries: 3 }), 'EC2 API: 5 calls, 3 retries');
+    assert.equal(apiText({ calls: 1, retries: 1 }), 'EC2 API: 1 call, 1 retry');
+    assert.equal(apiText({ calls: 4, retries: 0 }), 'EC2 API: 4 calls');
+  });
+
+  it('describes a snapshot with backup, node, volume, device and time', () => {
+    assert.equal(
+      snapshotDescription('b1', 'db1', 'vol-1', '/dev/sdf', new Date('2024-05-06T07:08:09.010Z')),
+      'switchyard backup b1 of db1 (vol-1 at /dev/sdf) 2024-05-06T07:08:09.010Z',
+    );
+    assert.equal(Array.from(snapshotDescription('b'.repeat(128), 'n'.repeat(200), 'vol-1', '/dev/sdf', new Date())).length, 255);
+  });
+
+  it('clips on characters, never inside one', () => {
+    assert.equal(clip('🐘🐘🐘', 2), '🐘🐘');
+    assert.equal(clip('abc', 5), 'abc');
+  });
+
+  it('uses the token as ClientToken when EC2 accepts it, else its SHA-256', () => {
+    assert.equal(clientToken('wf-1/restore'), 'wf-1/restore');
+    const long = clientToken('x'.repeat(65));
+    assert.match(long, /^[0-9a-f]{64}$/);
+    assert.equal(clientToken('x'.repeat(65)), long);
+    assert.match(clientToken('with space'), /^[0-9a-f]{64}$/);
+  });
+
+  it('a restored instance gets the original\'s tags (not EC2\'s own), its origin and the token', () => {
+    assert.deepEqual(restoredInstanceTags(meta({ Name: 'dc1-db', 'aws:cloudformation:stack-name': 's', [EBS_TAGS.restoredFrom]: 'b0' }), 'b1', 'tok'), {
+      Name: 'dc1-db',
+      [EBS_TAGS.restoredFrom]: 'b1',
+      [EBS_TAGS.restoreToken]: 'tok',
+    });
+  });
+});
