@@ -4,6 +4,10 @@
  * node, host, site, driver), resolves them in the worker's topology and returns plain JSON.
  */
 import { Runtime, type ActivityDeps } from './deps';
+import type { BackupActivities } from './backup-types';
+import { ebsBackupActivities } from './backup-ebs';
+import { pgBackupActivities } from './backup-pg';
+import { pgRestoreActivities } from './backup-restore';
 import { ec2Activities } from './ec2';
 import { historyActivities } from './history';
 import { lockActivities } from './lock';
@@ -28,10 +32,17 @@ export function createActivities(deps: ActivityDeps) {
     ...notifyActivities(rt),
     ...lockActivities(rt),
     ...historyActivities(rt),
+    ...ebsBackupActivities(rt),
+    ...pgBackupActivities(rt),
+    ...pgRestoreActivities(rt),
   };
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+/** The backup workflows call these through the BackupActivities contract: checked here. */
+export type BackupActivitiesImplemented = Activities extends BackupActivities ? true : never;
+const backupContract: BackupActivitiesImplemented = true;
+void backupContract;
 
 export type { ActivityDeps, ActivityTimeouts, Ec2ClientConfig, PgClientLike, SshConnectConfig, SshExecResult, SshSessionLike } from './deps';
 export { DEFAULT_TIMEOUTS } from './deps';
@@ -50,3 +61,4 @@ export type {
   WriteProbeLoopInput,
 } from './standby';
 export * from './types';
+export * from './backup-types';

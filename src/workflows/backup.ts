@@ -28,7 +28,7 @@ const BACKUP_NON_RETRYABLE = [...NON_RETRYABLE, 'BackupNotFound', 'BackupCorrupt
 /** Long copies (a base backup, a drill, snapshot completion): they heartbeat while they work. */
 const copying = proxyActivities<BackupActivities>({
   startToCloseTimeout: '12 hours',
-  heartbeatTimeout: '30 seconds',
+  heartbeatTimeout: '15 seconds',
   retry: { maximumAttempts: 5, initialInterval: '5 seconds', maximumInterval: '2 minutes', nonRetryableErrorTypes: BACKUP_NON_RETRYABLE },
 });
 /** EC2 calls and catalog reads: the SDK retries throttling and 5xx itself; these retry the rest. */
