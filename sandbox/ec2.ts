@@ -161,9 +161,10 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
           MinCount: 1,
           MaxCount: 1,
           InstanceType: 't3.medium',
-          SubnetId: subnets[db.site],
-          PrivateIpAddress: privateIpOf(db.site),
-          SecurityGroupIds: [sgId],
+          // The primary interface as EC2 makes it by default: deleted with the instance, so the
+          // address is free again once the instance is gone (moto keeps an interface given as
+          // SubnetId + PrivateIpAddress after termination, holding the address).
+          NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: subnets[db.site], PrivateIpAddress: privateIpOf(db.site), Groups: [sgId], DeleteOnTermination: true }],
           BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 30, VolumeType: 'gp3', DeleteOnTermination: true } }],
           TagSpecifications: [
             { ResourceType: 'instance', Tags: t },
