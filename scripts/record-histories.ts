@@ -23,6 +23,7 @@ import { makeLayout } from '../sandbox/layout';
 import { decide } from '../src/client/runs';
 import { TASK_QUEUE } from '../src/worker';
 import { lockWorkflowId } from '../src/workflows/cluster-lock';
+import type { BackupResult } from '../src/workflows/backup';
 import type { FailbackResult } from '../src/workflows/failback';
 import type { FailoverResult } from '../src/workflows/failover';
 import type { SwitchoverResult } from '../src/workflows/switchover';
@@ -262,6 +263,35 @@ const SCENARIOS: Scenario[] = [
       assert.equal(b.outcome, 'completed');
       await rec('failback-traffic-first', fb.workflowId, "failback when dc1 streams, its switchover child patched 'switchover-traffic-first'");
       await rec('failback-traffic-first-switchover', `${fb.workflowId}-switchover`, "the patched switchover child of that failback");
+    },
+  },
+  {
+    name: 'backups',
+    about: 'readiness with backups looked at, a backup with a drill child, retention dry run, restore of the base backup onto the primary (replace-data approved), a snapshot restore rejected at replace-instance',
+    async run(st, rec) {
+      const b = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['pg', 'ebs'], drill: true }, 'replay-backup');
+      const r = (await b.result()) as BackupResult;
+      assert.equal(r.drill?.ok, true);
+      await rec('backup', b.workflowId, 'backup of pg and ebs from the standby, retention, then a drill child that proved it');
+      await rec('backup-drill', `${b.workflowId}-drill`, 'the drill child of that backup: scratch restore, verification, RTO/RPO');
+      await readiness(st, 'replay-readiness-backups');
+      await rec('readiness-backups', 'replay-readiness-backups', "readiness after the 'readiness-backup-age' patch: the newest proven backup looked at");
+
+      const dry = await st.start('backupRetention', { cluster: 'demo', requestedBy: 'alice', dryRun: true }, 'replay-retention-dry-run');
+      await dry.result();
+      await rec('retention-dry-run', dry.workflowId, 'retention alone, dry run');
+
+      const rs = await st.start('restore', { cluster: 'demo', from: 'replay-backup', target: 'dc1-db', requestedBy: 'alice' }, 'replay-restore-pg');
+      await st.waitProgress(rs.workflowId, waitingAt('replace-data'), 'the replace-data checkpoint');
+      await decide(st.client, rs.workflowId, { checkpoint: 'replace-data', decision: 'approve', by: 'bob' });
+      assert.equal(((await rs.result()) as { outcome: string }).outcome, 'completed');
+      await rec('restore-pg', rs.workflowId, 'restore of the base backup onto the primary: staged, replace-data approved, swapped, started, verified');
+
+      const re = await st.start('restore', { cluster: 'demo', from: 'replay-backup', target: 'dc2-db', kind: 'ebs', requestedBy: 'alice' }, 'replay-restore-ebs-rejected');
+      await st.waitProgress(re.workflowId, waitingAt('replace-instance'), 'the replace-instance checkpoint');
+      await decide(st.client, re.workflowId, { checkpoint: 'replace-instance', decision: 'reject', by: 'bob' });
+      assert.equal(((await re.result()) as { outcome: string }).outcome, 'aborted');
+      await rec('restore-ebs-rejected', re.workflowId, 'restore from snapshots while the original holds the address: replace-instance rejected, nothing changed');
     },
   },
 ];

@@ -213,8 +213,8 @@ const WRITE_SH = [
 ].join('\n');
 /** Move a directory aside under a name not taken yet (suffix .2, .3 … within one second); prints the name. */
 const MOVE_ASIDE_SH = 'n="$2"; i=1; while [ -e "$n" ]; do i=$((i+1)); n="$2.$i"; done; mv -T -- "$1" "$n" && printf "%s\\n" "$n"';
-/** Every <dataDir>.switchyard-* beside the data directory. */
-const LIST_ASIDE_SH = 'for p in "$1".switchyard-*; do if [ -d "$p" ]; then printf "%s\\n" "$p"; fi; done';
+/** Every <dataDir>.switchyard-<stamp> beside the data directory (not a restore's staging dir .switchyard-restore-*). */
+const LIST_ASIDE_SH = 'for p in "$1".switchyard-[0-9]*; do if [ -d "$p" ]; then printf "%s\\n" "$p"; fi; done';
 
 const sh = (script: string, ...args: string[]) => ['sh', '-c', script, 'sh', ...args];
 
@@ -841,6 +841,10 @@ export function standbyActivities(rt: Runtime) {
               break;
             }
             elsewhere.add(took);
+          } else if (took === input.expectNode) {
+            // The target took writes before any was refused: the switch happened before these probes
+            // began (a retry after the worker was lost). Nothing left to measure; don't wait for maxSeconds.
+            break;
           }
         }
         if (Date.now() - t0 >= maxMs) break;
@@ -849,7 +853,8 @@ export function standbyActivities(rt: Runtime) {
       }
       const downtimeMs = firstRefused && recovered ? recovered.getTime() - firstRefused.getTime() : null;
       const parts = [`${probes} probes, ${refused} refused`];
-      if (!firstRefused) parts.push(`no write was refused in ${((Date.now() - t0) / 1000).toFixed(1)} s (last taken by ${acceptedOn ?? 'none'})`);
+      if (!firstRefused && acceptedOn === input.expectNode) parts.push(`${input.expectNode} already took writes when the probes began: the switch happened before them (a probe restarted after the worker was lost), so the write downtime was not measured`);
+      else if (!firstRefused) parts.push(`no write was refused in ${((Date.now() - t0) / 1000).toFixed(1)} s (last taken by ${acceptedOn ?? 'none'})`);
       else if (recovered) parts.push(`writes refused from ${firstRefused.toISOString()} until ${input.expectNode} took one at ${recovered.toISOString()}: ${downtimeMs} ms without writes`);
       else parts.push(`writes refused since ${firstRefused.toISOString()} and not taken by ${input.expectNode} within ${maxMs / 1000} s`);
       if (elsewhere.size) parts.push(`after the first refusal writes were also taken by ${[...elsewhere].join(', ')}`);

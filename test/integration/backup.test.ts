@@ -402,7 +402,7 @@ describe('backup: the worker killed with SIGKILL after the snapshot call and dur
     await st?.down();
   });
 
-  it('restarted workers finish the run with exactly one snapshot per volume and one base backup', async () => {
+  it('restarted workers finish the run with exactly one snapshot per volume and one base backup', { timeout: 300_000 }, async () => {
     const worker = () => startWorkerProcess({ configPath: st.configPath, address: st.sb.status.temporal.address });
     // Enough data that the base backup takes seconds here.
     await st.nodeQuery('dc1-db', `CREATE TABLE public.big AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 200000) g`);

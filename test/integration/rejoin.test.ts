@@ -280,7 +280,7 @@ describe('switchover: the worker killed with SIGKILL while the run waits for dc2
     await st?.down();
   });
 
-  it('a restarted worker finishes the run: dc2 primary one timeline on, every row there, dc1 follows it', async () => {
+  it('a restarted worker finishes the run: dc2 primary one timeline on, every row there, dc1 follows it', { timeout: 300_000 }, async () => {
     const worker = () => startWorkerProcess({ configPath: st.configPath, address: st.sb.status.temporal.address });
     let w = worker();
     await w.waitFor((l) => l.msg === 'worker started');
@@ -339,7 +339,7 @@ describe('rejoin: the worker killed with SIGKILL during the base backup', () => 
     if (dir) assert.equal(existsSync(dir), false, `the sandbox directory ${dir} (every data directory in it) is removed`);
   });
 
-  it('a restarted worker copies again; every directory moved aside is kept; dc1 streams from dc2 with all its data', async () => {
+  it('a restarted worker copies again; every directory moved aside is kept; dc1 streams from dc2 with all its data', { timeout: 300_000 }, async () => {
     const worker = () => startWorkerProcess({ configPath: st.configPath, address: st.sb.status.temporal.address });
     let w: WorkerProcess = worker();
     await w.waitFor((l) => l.msg === 'worker started');

@@ -698,4 +698,14 @@ describe('writeProbeLoop', () => {
     assert.match(m.detail, /no write was refused/);
     await assert.rejects(w.act.writeProbeLoop({ cluster: 'main', expectNode: 'x', maxSeconds: 1 }), { type: 'ConfigError' });
   });
+
+  it('started after the switch (a retry once the worker was lost): ends at once, downtime not measured', async () => {
+    const p = new SimNode({ running: false });
+    const s = new SimNode({ running: true });
+    const t0 = Date.now();
+    const m = await world({ p, s }).act.writeProbeLoop({ cluster: 'main', expectNode: 's', maxSeconds: 60, intervalMs: 50 });
+    assert.ok(Date.now() - t0 < 5_000, `it did not wait for maxSeconds (${Date.now() - t0} ms)`);
+    assert.deepEqual([m.refused, m.downtimeMs, m.acceptedOn], [0, null, 's']);
+    assert.match(m.detail, /s already took writes when the probes began/);
+  });
 });

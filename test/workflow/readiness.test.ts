@@ -11,6 +11,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createLayoutActivities } from '../../src/activities/layout';
+import type { PgBackupEntry, PgBackupManifest } from '../../src/activities/backup-types';
 import type { MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState, Ec2InstanceInfo } from '../../src/activities/types';
 import { loadTopology } from '../../src/topology/load';
 import type { readiness } from '../../src/workflows';
@@ -26,6 +27,8 @@ interface World {
   sshDown: string[];
   trafficSite: string | null;
   lagBytes: number;
+  /** Hours since the newest backup a drill proved restorable was made; null: none proven. */
+  provenBackupHoursAgo: number | null;
 }
 
 function healthy(): World {
@@ -46,6 +49,7 @@ function healthy(): World {
     sshDown: [],
     trafficSite: 'eu1',
     lagBytes: 0,
+    provenBackupHoursAgo: 3,
   };
 }
 
@@ -76,6 +80,12 @@ function fakeActivities(world: World) {
     async trafficRead({ driver }: { cluster: string; driver: string }): Promise<TrafficState> {
       const kind = topology.clusters.shop.traffic.find((d) => d.name === driver)!.kind;
       return { driver, kind, site: world.trafficSite, target: world.trafficSite ? `${world.trafficSite}-db` : null, detail: '' };
+    },
+    async pgBackupList(): Promise<PgBackupEntry[]> {
+      if (world.provenBackupHoursAgo === null) return [];
+      const made = new Date(Date.now() - world.provenBackupHoursAgo * 3600_000).toISOString();
+      const manifest = { backupId: 'b1', startedAt: made, finishedAt: made, totalBytes: 1 } as PgBackupManifest;
+      return [{ backupId: 'b1', dir: '/srv/backups/shop/b1', complete: true, manifest, drill: { backupId: 'b1', provenAt: made, workflowId: 'drill-1', rtoSeconds: 4, rpoSeconds: 60, rowCounts: {}, queries: [] }, modifiedAt: made }];
     },
     async ec2Instances(): Promise<Ec2InstanceInfo[]> {
       return ['eu1', 'eu2'].map((site, i) => ({
@@ -118,7 +128,7 @@ describe('readiness workflow (real Temporal dev server)', () => {
     assert.ok(report.checks.some((c) => c.name === 'standby:eu2-db' && c.ok && /streams from 10\.1\.0\.10:5432 via slot eu2_db/.test(c.detail)));
     // the step log: one entry per observation, the write probe, the verdict
     const names = progress.steps.map((s) => s.name);
-    for (const n of ['layout', 'postgres:eu1-db', 'postgres:eu2-db', 'ssh:eu2-app', 'traffic:public', 'ec2', 'write-probe', 'lag:eu2-db', 'verdict']) assert.ok(names.includes(n), `step ${n} in ${names.join(', ')}`);
+    for (const n of ['layout', 'postgres:eu1-db', 'postgres:eu2-db', 'ssh:eu2-app', 'traffic:public', 'ec2', 'write-probe', 'lag:eu2-db', 'backups', 'verdict']) assert.ok(names.includes(n), `step ${n} in ${names.join(', ')}`);
     assert.ok(progress.steps.every((s) => s.state === 'done' && s.endedAt !== null));
     assert.equal(progress.waitingFor, null);
     assert.equal(desc.typedSearchAttributes.get(SA_CLUSTER), 'shop');
@@ -153,6 +163,22 @@ describe('readiness workflow (real Temporal dev server)', () => {
     assert.match(failed['lag:eu2-db'], /^64\.0 MiB behind \(12\.0 s\); bound 16\.0 MiB$/);
     assert.match(failed['ssh:eu2-app'], /ECONNREFUSED/);
     assert.match(failed['traffic:public'], /not the primary site eu1/);
+  });
+
+  it('a backup proven restorable longer ago than backup.maxRestorableAge (2d in the example) makes the cluster not ready', async () => {
+    const world = healthy();
+    world.provenBackupHoursAgo = 60;
+    const { report } = await run(world);
+    assert.ok(!(report instanceof Error));
+    assert.equal(report.ready, false);
+    const failed = report.checks.filter((c) => !c.ok);
+    assert.deepEqual(failed.map((c) => c.name), ['backup']);
+    assert.match(failed[0].detail, /newest proven-restorable backup b1 is 2\.5 d old .*maximum 2 d/);
+    assert.ok(report.newestProvenBackupAgeSeconds !== null && report.newestProvenBackupAgeSeconds! >= 60 * 3600);
+    world.provenBackupHoursAgo = null;
+    const none = await run(world);
+    assert.ok(!(none.report instanceof Error));
+    assert.match(none.report.checks.find((c) => c.name === 'backup')!.detail, /no backup has been proven restorable/);
   });
 
   it('two primaries are reported as split brain and no write is tried', async () => {
