@@ -55,6 +55,9 @@ async function main() {
         if (Number(rows[0].b) >= sizeGB * 1024 ** 3) break;
         await db.query(`INSERT INTO public.bench_fill (pad) SELECT md5(g::text || random()::text) || repeat(md5(random()::text), 14) FROM generate_series(1, 200000) g`);
       }
+      // Settle the pages (hint bits, visibility map, frozen tuples) so every copy reads the same data.
+      await db.query('VACUUM (FREEZE, ANALYZE) public.bench_fill');
+      await db.query('CHECKPOINT');
       const { rows: size } = await db.query('SELECT pg_size_pretty(pg_database_size(current_database())) AS s');
       // Let the standby catch up before either copy starts.
       const { rows: lsn } = await db.query('SELECT pg_current_wal_lsn()::text AS l');

@@ -15,28 +15,14 @@
  * towards the database). The backup id comes from the input or, for a scheduled run, from the
  * workflow id the schedule gave the run, so a resumed or retried run never makes a second backup.
  */
-import { ApplicationFailure, executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { BackupActivities, EbsSnapshotCreateResult, EbsSnapshotWaitResult, PgBackupCreateResult, PgDrillResult } from '../activities/backup-types';
+import { ApplicationFailure, executeChild, workflowInfo } from '@temporalio/workflow';
+import type { EbsSnapshotCreateResult, EbsSnapshotWaitResult, PgBackupCreateResult, PgDrillResult } from '../activities/backup-types';
 import type { ClusterLayout } from '../topology/layout';
-import { NON_RETRYABLE, describeNode, notifyVia, reads, seconds } from './lib/runbook';
+import { calls, copying } from './lib/backup-acts';
+import { describeNode, notifyVia, reads, seconds } from './lib/runbook';
 import { backupIdFromWorkflowId, catalog, formatAge, planRetention, type RetentionDecision } from './lib/retention';
 import { messageOf, StepLog } from './lib/steps';
 import type { StepRecord } from './messages';
-
-const BACKUP_NON_RETRYABLE = [...NON_RETRYABLE, 'BackupNotFound', 'BackupCorrupt', 'SnapshotFailed', 'Ec2InstanceNotFound'];
-
-/** Long copies (a base backup, a drill, snapshot completion): they heartbeat while they work. */
-const copying = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '12 hours',
-  heartbeatTimeout: '15 seconds',
-  retry: { maximumAttempts: 5, initialInterval: '5 seconds', maximumInterval: '2 minutes', nonRetryableErrorTypes: BACKUP_NON_RETRYABLE },
-});
-/** EC2 calls and catalog reads: the SDK retries throttling and 5xx itself; these retry the rest. */
-const calls = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '30 seconds',
-  retry: { maximumAttempts: 8, initialInterval: '2 seconds', maximumInterval: '1 minute', nonRetryableErrorTypes: BACKUP_NON_RETRYABLE },
-});
 
 export type BackupKind = 'pg' | 'ebs';
 

@@ -14,29 +14,18 @@
  * a live instance still holds that IP, the `replace-instance` checkpoint asks before it is
  * terminated; nothing is terminated without it.
  */
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { BackupActivities, EbsRestorePlan, PgBackupEntry } from '../activities/backup-types';
+import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
+import type { EbsRestorePlan, PgBackupEntry } from '../activities/backup-types';
+import { calls, copying } from './lib/backup-acts';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
 import { withClusterLock } from './lib/lock';
 import { formatAge } from './lib/retention';
-import { actions, describeNode, NON_RETRYABLE, notifyVia, promotion, reads, refused, runbookInput, seconds } from './lib/runbook';
+import { actions, describeNode, notifyVia, promotion, reads, refused, runbookInput, seconds } from './lib/runbook';
 import { StepLog } from './lib/steps';
 import type { StepRecord } from './messages';
 import type { PlanStep } from './failover';
 
 export const RESTORE_CHECKPOINTS = ['replace-data', 'replace-instance'] as const;
-
-const RESTORE_NON_RETRYABLE = [...NON_RETRYABLE, 'BackupNotFound', 'BackupCorrupt', 'PostgresRunning', 'PrivateIpInUse', 'Ec2InstanceNotFound'];
-const copying = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '12 hours',
-  heartbeatTimeout: '30 seconds',
-  retry: { maximumAttempts: 5, initialInterval: '5 seconds', maximumInterval: '2 minutes', nonRetryableErrorTypes: RESTORE_NON_RETRYABLE },
-});
-const calls = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '15 minutes',
-  heartbeatTimeout: '30 seconds',
-  retry: { maximumAttempts: 8, initialInterval: '2 seconds', maximumInterval: '1 minute', nonRetryableErrorTypes: RESTORE_NON_RETRYABLE },
-});
 
 export interface RestoreInput {
   cluster: string;

@@ -13,7 +13,6 @@ import { createHash } from 'node:crypto';
 import { closeSync, cpSync, createReadStream, existsSync, lchownSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { pgBackupActivities } from '../../src/activities/backup-pg';
 import { MANIFEST_FILE, DRILL_FILE } from '../../src/activities/backup-files';
 import type { PgBackupManifest, PgDrillRecord } from '../../src/activities/backup-types';
@@ -21,6 +20,7 @@ import { Runtime } from '../../src/activities/deps';
 import { lsnDiff } from '../../src/activities/postgres';
 import type { Topology } from '../../src/topology/schema';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
+import { nodeQuery } from '../support/pg';
 
 const CLUSTER = 'demo';
 const LSN_RE = /^[0-9A-F]+\/[0-9A-F]+$/;
@@ -37,18 +37,7 @@ const dirOf = (id: string) => join(clusterDir(), id);
 const scratchOf = (id: string) => join(clusterDir(), `.drill-${id}`);
 
 /** A query as the tool's user, with the test's own client (not through the activities). */
-async function query<T extends Record<string, unknown>>(nodeName: string, text: string, values: unknown[] = []): Promise<T[]> {
-  const c = top.clusters[CLUSTER];
-  const n = c.postgres.nodes[nodeName];
-  const client = new pg.Client({ host: n.host, port: n.port, user: c.postgres.user, password: readFileSync(c.postgres.password!.file!, 'utf8').trim(), database: c.postgres.database, connectionTimeoutMillis: 5000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return (await client.query(text, values)).rows as T[];
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
+const query = <T extends Record<string, unknown>>(nodeName: string, text: string, values: unknown[] = []) => nodeQuery<T>(top, CLUSTER, nodeName, text, values);
 
 const count = async (nodeName: string) => Number((await query<{ n: string }>(nodeName, 'SELECT count(*) AS n FROM public.sandbox_rows'))[0].n);
 

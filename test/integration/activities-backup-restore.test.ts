@@ -17,7 +17,6 @@ import { createHash } from 'node:crypto';
 import { chownSync, closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { resolveRunAs, run } from '../../sandbox/procs';
 import { createActivities, type Activities } from '../../src/activities';
 import { MANIFEST_FILE } from '../../src/activities/backup-files';
@@ -26,6 +25,7 @@ import type { PgBackupFile, PgBackupManifest } from '../../src/activities/backup
 import { Runtime } from '../../src/activities/deps';
 import type { Topology } from '../../src/topology/schema';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
+import { nodeQuery } from '../support/pg';
 
 const CLUSTER = 'demo';
 const GOOD = 'restore-test-1';
@@ -43,18 +43,7 @@ const backupRoot = () => top.clusters[CLUSTER].backup!.root;
 const backupPath = (id: string) => join(backupRoot(), CLUSTER, id);
 
 /** A query as the tool's user, with the test's own client (not through the activities). */
-async function query<T extends Record<string, unknown>>(nodeName: string, text: string, values: unknown[] = []): Promise<T[]> {
-  const c = top.clusters[CLUSTER];
-  const n = node(nodeName);
-  const client = new pg.Client({ host: n.host, port: n.port, user: c.postgres.user, password: readFileSync(c.postgres.password!.file!, 'utf8').trim(), database: c.postgres.database, connectionTimeoutMillis: 3000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return (await client.query(text, values)).rows as T[];
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
+const query = <T extends Record<string, unknown>>(nodeName: string, text: string, values: unknown[] = []) => nodeQuery<T>(top, CLUSTER, nodeName, text, values);
 
 const notes = async (nodeName: string) => (await query<{ note: string }>(nodeName, `SELECT note FROM public.sandbox_rows WHERE note LIKE 'restore-test %' ORDER BY id`)).map((r) => r.note);
 

@@ -10,13 +10,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
-import pg from 'pg';
 import { startPart, stopPart } from '../../sandbox';
 import { listProcs } from '../../sandbox/procs';
 import { createActivities, type Activities } from '../../src/activities';
 import type { Topology } from '../../src/topology/schema';
 import type { ReadinessReport } from '../../src/workflows/lib/readiness-assess';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
+import { nodeQuery } from '../support/pg';
 
 const CLUSTER = 'demo';
 const LSN_RE = /^[0-9A-F]+\/[0-9A-F]+$/;
@@ -31,18 +31,7 @@ let top: Topology;
 const node = (name: string) => top.clusters[CLUSTER].postgres.nodes[name];
 
 /** A query as the tool's user, with the test's own client (not through the activities). */
-async function query<T extends Record<string, unknown>>(nodeName: string, text: string): Promise<T[]> {
-  const c = top.clusters[CLUSTER];
-  const n = node(nodeName);
-  const client = new pg.Client({ host: n.host, port: n.port, user: c.postgres.user, password: readFileSync(c.postgres.password!.file!, 'utf8').trim(), database: c.postgres.database, connectionTimeoutMillis: 3000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return (await client.query(text)).rows as T[];
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
+const query = <T extends Record<string, unknown>>(nodeName: string, text: string, values: unknown[] = []) => nodeQuery<T>(top, CLUSTER, nodeName, text, values);
 
 async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { createActivities, type Activities } from '../../src/activities';
 import type { Topology } from '../../src/topology/schema';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
+import { nodeQuery } from '../support/pg';
 
 const CLUSTER = 'demo';
 const LSN_RE = /^[0-9A-F]+\/[0-9A-F]+$/;
@@ -24,18 +24,7 @@ let top: Topology;
 const node = (name: string) => top.clusters[CLUSTER].postgres.nodes[name];
 
 /** A query as the tool's user, with the test's own client (not through the activities). */
-async function query<T extends Record<string, unknown>>(nodeName: string, text: string, values: unknown[] = []): Promise<T[]> {
-  const c = top.clusters[CLUSTER];
-  const n = node(nodeName);
-  const client = new pg.Client({ host: n.host, port: n.port, user: c.postgres.user, password: readFileSync(c.postgres.password!.file!, 'utf8').trim(), database: c.postgres.database, connectionTimeoutMillis: 3000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return (await client.query(text, values)).rows as T[];
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
+const query = <T extends Record<string, unknown>>(nodeName: string, text: string, values: unknown[] = []) => nodeQuery<T>(top, CLUSTER, nodeName, text, values);
 
 const notes = async (nodeName: string, like: string) =>
   (await query<{ note: string }>(nodeName, `SELECT note FROM public.sandbox_rows WHERE note LIKE $1 ORDER BY id`, [like])).map((r) => r.note);

@@ -18,7 +18,6 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execFileSync } from 'node:child_process';
 import { DescribeInstancesCommand, DescribeSnapshotsCommand, TerminateInstancesCommand, type Snapshot } from '@aws-sdk/client-ec2';
-import { WorkflowFailedError } from '@temporalio/client';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import type { PgBackupManifest } from '../../src/activities/backup-types';
 import { decide } from '../../src/client/runs';
@@ -29,29 +28,12 @@ import { freePort } from './activities-harness';
 import { cli, killClis, shown } from '../support/cli';
 import { FaultProxy } from '../support/fault-proxy';
 import { startStage, type Stage } from '../support/stage';
+import { failureOf, sleep, stepsNamed, waitReplayed } from '../support/runs';
 import { startWorkerProcess, stopWorkerProcesses } from '../support/worker';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const stepsNamed = (p: { steps: Progress['steps'] }, re: RegExp) => p.steps.filter((s) => re.test(s.name));
 const log = (s: string) => process.stdout.write(`# ${s}\n`);
 const tag = (s: Snapshot, k: string) => s.Tags?.find((t) => t.Key === k)?.Value;
 
-async function failureOf(p: Promise<unknown>): Promise<{ message: string; type: string | undefined }> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof WorkflowFailedError, `expected the run to fail, got ${String(err)}`);
-    let e: Error = err;
-    const messages: string[] = [];
-    while (e) {
-      messages.push(e.message);
-      if (!(e.cause instanceof Error)) break;
-      e = e.cause;
-    }
-    return { message: messages.join(' <- '), type: (e as { type?: string }).type };
-  }
-  throw new Error('expected the run to fail, but it completed');
-}
 
 function ec2Of(st: Stage, endpoint: string): EC2Client {
   const c = st.cluster.ec2!;
@@ -90,15 +72,6 @@ async function rowsIn(st: Stage, node: string): Promise<number> {
   return Number((await st.nodeQuery(node, 'SELECT count(*)::int AS n FROM public.sandbox_rows'))[0].n);
 }
 
-async function waitReplayed(st: Stage, standby: string, primary: string, timeoutMs = 60_000): Promise<void> {
-  const [{ lsn }] = await st.nodeQuery(primary, 'SELECT pg_current_wal_lsn()::text AS lsn');
-  for (const t0 = Date.now(); ; ) {
-    const [{ ok }] = await st.nodeQuery(standby, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn]);
-    if (ok) return;
-    assert.ok(Date.now() - t0 < timeoutMs, `${standby} replayed up to ${lsn}`);
-    await sleep(100);
-  }
-}
 
 async function runBackup(st: Stage, input: object, id: string): Promise<BackupResult> {
   const h = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', ...input }, id);

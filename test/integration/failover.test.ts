@@ -11,38 +11,16 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { WorkflowFailedError } from '@temporalio/client';
 import { stopPart } from '../../sandbox';
 import { decide } from '../../src/client/runs';
 import type { FailoverResult } from '../../src/workflows/failover';
 import type { Progress } from '../../src/workflows/messages';
 import { startStage, type Stage } from '../support/stage';
+import { failureOf, stepsNamed, timelineOf, waitingAt } from '../support/runs';
 import { startWorkerProcess, stopWorkerProcesses } from '../support/worker';
 
-const stepsNamed = (p: Progress | { steps: Progress['steps'] }, re: RegExp) => p.steps.filter((s) => re.test(s.name));
-const waitingAt = (cp: string) => (p: Progress) => p.waitingFor === cp;
 
-/** The timeline of the WAL a node writes or replays now. */
-async function timelineOf(st: Stage, node: string): Promise<number> {
-  const [r] = await st.nodeQuery(
-    node,
-    `SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver UNION ALL SELECT timeline_id FROM pg_control_checkpoint() LIMIT 1)
-            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli`,
-  );
-  return Number(r.tli);
-}
 
-async function failureOf(p: Promise<unknown>): Promise<{ message: string; type: string | undefined }> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof WorkflowFailedError, `expected the run to fail, got ${String(err)}`);
-    let e: Error = err;
-    while (e.cause instanceof Error) e = e.cause;
-    return { message: e.message, type: (e as { type?: string }).type };
-  }
-  throw new Error('expected the run to fail, but it completed');
-}
 
 describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person rule on', () => {
   let st: Stage;

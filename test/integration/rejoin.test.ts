@@ -10,39 +10,17 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { WorkflowFailedError } from '@temporalio/client';
 import { startPart, stopPart } from '../../sandbox';
 import type { FailoverResult } from '../../src/workflows/failover';
 import type { Progress } from '../../src/workflows/messages';
 import type { RejoinResult } from '../../src/workflows/rejoin';
 import type { SwitchoverResult } from '../../src/workflows/switchover';
 import { startStage, type Stage } from '../support/stage';
+import { failureOf, sleep, stepsNamed, timelineOf, waitReplayed } from '../support/runs';
 import { startWorkerProcess, stopWorkerProcesses, type WorkerProcess } from '../support/worker';
 
-const stepsNamed = (p: Progress | { steps: Progress['steps'] }, re: RegExp) => p.steps.filter((s) => re.test(s.name));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The timeline of the WAL a node writes or replays now. */
-async function timelineOf(st: Stage, node: string): Promise<number> {
-  const [r] = await st.nodeQuery(
-    node,
-    `SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver UNION ALL SELECT timeline_id FROM pg_control_checkpoint() LIMIT 1)
-            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli`,
-  );
-  return Number(r.tli);
-}
 
-async function failureOf(p: Promise<unknown>): Promise<{ message: string; type: string | undefined }> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof WorkflowFailedError, `expected the run to fail, got ${String(err)}`);
-    let e: Error = err;
-    while (e.cause instanceof Error) e = e.cause;
-    return { message: e.message, type: (e as { type?: string }).type };
-  }
-  throw new Error('expected the run to fail, but it completed');
-}
 
 async function run<T>(st: Stage, type: string, input: object, id: string): Promise<T> {
   const h = await st.start(type, input, `${id}-${Date.now()}`);
@@ -70,17 +48,6 @@ async function standbyOf(st: Stage, node: string): Promise<{ inRecovery: boolean
 
 const addressOf = (st: Stage, node: string) => `${st.cluster.postgres.nodes[node].host}:${st.cluster.postgres.nodes[node].port}`;
 
-/** Polls until the standby has replayed everything the primary has written so far. */
-async function waitReplayed(st: Stage, standby: string, primary: string, timeoutMs = 60_000): Promise<void> {
-  const [{ lsn }] = await st.nodeQuery(primary, 'SELECT pg_current_wal_lsn()::text AS lsn');
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [r] = await st.nodeQuery(standby, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done, pg_last_wal_replay_lsn()::text AS at', [lsn]);
-    if (r.done === true) return;
-    if (Date.now() > deadline) throw new Error(`${standby} did not replay up to ${String(lsn)} within ${timeoutMs} ms (at ${String(r.at)})`);
-    await sleep(200);
-  }
-}
 
 const notes = async (st: Stage, node: string, like: string) =>
   (await st.nodeQuery(node, `SELECT note FROM public.sandbox_rows WHERE note LIKE $1 ORDER BY id`, [like])).map((r) => String(r.note));

@@ -19,7 +19,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { WorkflowFailedError } from '@temporalio/client';
 import { startPart, stopPart } from '../../sandbox';
 import { decide } from '../../src/client/runs';
 import type { FailbackResult } from '../../src/workflows/failback';
@@ -29,10 +28,8 @@ import type { RejoinResult } from '../../src/workflows/rejoin';
 import type { SwitchoverResult } from '../../src/workflows/switchover';
 import { cli, killClis, shown } from '../support/cli';
 import { startStage, type Stage } from '../support/stage';
+import { failureOf, sleep, stepsNamed, timelineOf, waitingAt } from '../support/runs';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const stepsNamed = (p: { steps: Progress['steps'] }, re: RegExp) => p.steps.filter((s) => re.test(s.name));
-const waitingAt = (cp: string) => (p: Progress) => p.waitingFor === cp;
 const other = (site: string) => (site === 'dc1' ? 'dc2' : 'dc1');
 
 // ---------------------------------------------------------------------------------------------
@@ -55,27 +52,7 @@ async function checkReady(st: Stage): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Readers
 
-async function failureOf(p: Promise<unknown>): Promise<{ message: string; type: string | undefined }> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof WorkflowFailedError, `expected the run to fail, got ${String(err)}`);
-    let e: Error = err;
-    while (e.cause instanceof Error) e = e.cause;
-    return { message: e.message, type: (e as { type?: string }).type };
-  }
-  throw new Error('expected the run to fail, but it completed');
-}
 
-/** The timeline of the WAL a node writes or replays now. */
-async function timelineOf(st: Stage, node: string): Promise<number> {
-  const [r] = await st.nodeQuery(
-    node,
-    `SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver UNION ALL SELECT timeline_id FROM pg_control_checkpoint() LIMIT 1)
-            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli`,
-  );
-  return Number(r.tli);
-}
 
 const nodeOf = (site: string) => `${site}-db`;
 const hostOf = (st: Stage, site: string) => st.cluster.postgres.nodes[nodeOf(site)].host;
