@@ -217,16 +217,17 @@ export function buildProgram(): Command {
     .description('back up now: EBS snapshots of the source node\'s volumes and/or a base backup on the backup server, then retention')
     .addOption(kindsOpt())
     .option('--drill', 'follow it with a drill that proves the base backup restores')
+    .option('--dry-run', 'choose the source and print what would be made and what retention would delete; change nothing')
     .option('--as <name>', 'who starts it (default: $SWITCHYARD_USER, else your login name)')
     .option('--id <workflowId>', 'workflow id, also the backup id (default: backup-<cluster>-<time>-<random>)')
     .option('--wait', 'follow the run until it closes; exit 0 only when it completed')
     .option('--json', 'print JSON')
-    .action(async (cluster: string, o: { kinds?: ('pg' | 'ebs')[]; drill?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (cluster: string, o: { kinds?: ('pg' | 'ebs')[]; drill?: boolean; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
       const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
       const c = requireCluster(configPath, cluster);
       if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath} (backup server host, root, binDir)`);
-      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.kinds ? { kinds: o.kinds } : {}), ...(o.drill ? { drill: true } : {}) };
-      await startAndReport(cmd, 'backup', input, o.id ?? runId('backup', cluster), { wait: o.wait === true, json: o.json === true });
+      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.kinds ? { kinds: o.kinds } : {}), ...(o.drill ? { drill: true } : {}), ...(o.dryRun ? { dryRun: true } : {}) };
+      await startAndReport(cmd, 'backup', input, o.id ?? runId(o.dryRun ? 'backup-dry-run' : 'backup', cluster), { wait: o.wait === true || o.dryRun === true, json: o.json === true });
     });
   program
     .command('retention <cluster>')

@@ -23,6 +23,7 @@ import { describeNode, notifyVia, reads, seconds } from './lib/runbook';
 import { backupIdFromWorkflowId, catalog, formatAge, planRetention, type RetentionDecision } from './lib/retention';
 import { messageOf, StepLog } from './lib/steps';
 import type { StepRecord } from './messages';
+import type { PlanStep } from './failover';
 
 export type BackupKind = 'pg' | 'ebs';
 
@@ -39,11 +40,16 @@ export interface BackupInput {
   /** Retention overrides for this run (a schedule's --keep-last / --max-age); default the topology's. */
   keepLast?: number;
   maxAge?: string;
+  /** Choose the source and show what would be made and what retention would delete; make and delete nothing. */
+  dryRun?: boolean;
 }
 
 export interface BackupResult {
   cluster: string;
   backupId: string;
+  /** A dry run: nothing was made or deleted; `plan` says what would be. */
+  dryRun: boolean;
+  plan: PlanStep[];
   source: { node: string; role: 'primary' | 'standby'; why: string };
   pg: { dir: string; totalBytes: number; files: { name: string; bytes: number }[]; startLsn: string; endLsn: string; timeline: number; pgVersion: string; created: boolean; durationSeconds: number } | null;
   ebs: { instanceId: string; snapshots: { snapshotId: string; volumeId: string; device: string | null; sizeGiB: number | null; state: string }[]; created: string[]; found: string[]; durationSeconds: number; apiRetries: number } | null;
@@ -129,6 +135,19 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   }
   steps.note('source', source.why);
 
+  if (input.dryRun === true) {
+    const src = source;
+    const plan: PlanStep[] = [
+      ...(kinds.includes('ebs') ? [{ step: 'snapshot', target: src.node, action: `snapshot every EBS volume of ${src.node}'s instance, tagged with backup id ${backupId}; wait until completed` }] : []),
+      ...(kinds.includes('pg') ? [{ step: 'base-backup', target: cfg.host, action: `pg_basebackup from ${src.node} (${src.role}) into ${cfg.root}/${cluster}/${backupId}/ with a manifest (LSNs, timeline, version, sizes, SHA-256)` }] : []),
+      { step: 'retention', target: cluster, action: 'delete what the decisions below mark DELETE' },
+      ...(input.drill ? [{ step: 'drill', target: cfg.host, action: `restore ${backupId} into a scratch copy on port ${cfg.drillPort}, verify, remove it` }] : []),
+    ];
+    steps.note('plan', plan.map((p) => `${p.step} → ${p.action}`).join('; '));
+    const retention = input.retention === false ? null : await applyRetention(steps, cluster, policyOf(cfg, input), true, [backupId]);
+    return { cluster, backupId, dryRun: true, plan, source: src, pg: null, ebs: null, retention, drill: null, durationSeconds: seconds(startedMs, Date.now()), steps: snapshot(steps) };
+  }
+
   // ---- EBS snapshots first: they complete in the background while the base backup copies ------
   let ebsMade: EbsSnapshotCreateResult | null = null;
   const ebsStarted = Date.now();
@@ -172,6 +191,8 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const result: BackupResult = {
     cluster,
     backupId,
+    dryRun: false,
+    plan: [],
     source,
     pg: pgMade
       ? {

@@ -249,6 +249,21 @@ describe('backups, drills, retention and a schedule', () => {
     assert.deepEqual(stepsNamed(p, /^delete:/).map((s) => s.name.slice('delete:'.length)).sort(), expired, 'each deletion is in the step log');
   });
 
+  it('`switchyard backup --dry-run` names the source and what it would make and delete, and changes nothing', async () => {
+    const dirs = backupDirs(st);
+    const before = (await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'] }))).Snapshots?.length ?? 0;
+    const r = await cli(st, ['backup', 'demo', '--dry-run', '--as', 'alice', '--json']);
+    assert.equal(r.code, 0, shown(r));
+    const run = JSON.parse(r.stdout) as { result: BackupResult; progress: Progress };
+    assert.equal(run.result.dryRun, true);
+    assert.equal(run.result.source.node, 'dc2-db');
+    assert.deepEqual(run.result.plan.map((p) => p.step), ['snapshot', 'base-backup', 'retention']);
+    assert.ok(run.result.retention?.dryRun === true && run.result.retention.decisions.length >= 2, JSON.stringify(run.result.retention));
+    assert.deepEqual(backupDirs(st), dirs, 'nothing made or deleted on the backup server');
+    assert.equal((await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'] }))).Snapshots?.length ?? 0, before, 'no snapshot made or deleted');
+    assert.equal(stepsNamed(run.progress, /^(snapshot|base-backup)$/).length, 0);
+  });
+
   it('a schedule created with the CLI runs a backup when triggered, and is listed, paused, resumed and deleted', async () => {
     const made = await cli(st, ['schedule', 'backup', 'demo', '--cron', '0 3 1 1 *', '--keep-last', '20', '--max-age', '30d', '--kinds', 'pg', '--as', 'alice', '--json']);
     assert.equal(made.code, 0, shown(made));
@@ -375,37 +390,41 @@ describe('backup: the worker killed with SIGKILL after the snapshot call and dur
     await st?.down();
   });
 
-  it('restarted workers finish the run with exactly one snapshot per volume and one base backup', { timeout: 300_000 }, async () => {
+  it('restarted workers finish each run: exactly one snapshot per volume, exactly one base backup', { timeout: 300_000 }, async () => {
     const worker = () => startWorkerProcess({ configPath: st.configPath, address: st.sb.status.temporal.address });
-    // Enough data that the base backup takes seconds here.
-    await st.nodeQuery('dc1-db', `CREATE TABLE public.big AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 200000) g`);
+    // Enough data, not too compressible, that the base backup takes seconds here.
+    await st.nodeQuery('dc1-db', `CREATE TABLE public.big AS SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 30) AS pad FROM generate_series(1, 200000) g`);
     await waitReplayed(st, 'dc2-db', 'dc1-db', 120_000);
-
     let w = worker();
     await w.waitFor((l) => l.msg === 'worker started');
-    const id = `backup-crash-${Date.now()}`;
-    const h = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['ebs', 'pg'] }, id);
-    // Killed as soon as EC2 has the snapshot: the call was made, its answer may not have been recorded.
-    for (const t0 = Date.now(); (await snapshotsOf(ec2, id)).length === 0; await sleep(20)) assert.ok(Date.now() - t0 < 120_000, 'the snapshot call was made');
-    assert.equal((await w.kill('SIGKILL')).signal, 'SIGKILL');
 
+    // 1. Killed as soon as EC2 has the snapshot: the call was made, its answer maybe never recorded.
+    const snapId = `backup-crash-ebs-${Date.now()}`;
+    const hs = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['ebs'] }, snapId);
+    for (const t0 = Date.now(); (await snapshotsOf(ec2, snapId)).length === 0; await sleep(20)) assert.ok(Date.now() - t0 < 120_000, 'the snapshot call was made');
+    assert.equal((await w.kill('SIGKILL')).signal, 'SIGKILL');
     w = worker();
-    await w.waitFor((l) => l.workflowId === id && l.msg === 'step base-backup started', 180_000);
+    const rs = (await hs.result()) as BackupResult;
+    const [inst] = (await instanceOf(ec2, rs.source.node)).filter((i) => i.state === 'running');
+    const snaps = await snapshotsOf(ec2, snapId);
+    assert.equal(snaps.length, inst.volumes.length, `exactly one snapshot per volume: ${snaps.map((x) => x.SnapshotId).join(', ')}`);
+    assert.deepEqual(snaps.map((x) => x.VolumeId).sort(), [...inst.volumes].sort());
+
+    // 2. Killed while pg_basebackup writes into <id>.partial.
+    const id = `backup-crash-pg-${Date.now()}`;
     const partial = join(st.cluster.backup!.root, 'demo', `${id}.partial`);
-    for (const t0 = Date.now(); !existsSync(partial) || readdirSync(partial).length === 0; await sleep(50)) assert.ok(Date.now() - t0 < 60_000, 'pg_basebackup began writing');
+    const h = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['pg'] }, id);
+    for (const t0 = Date.now(); !existsSync(partial) || readdirSync(partial).length === 0; await sleep(20)) assert.ok(Date.now() - t0 < 120_000, 'pg_basebackup began writing');
     await sleep(300);
     assert.equal((await w.kill('SIGKILL')).signal, 'SIGKILL');
+    assert.ok(existsSync(partial), 'killed before the copy was complete');
     log(`killed during the base backup; ${readdirSync(partial).join(', ')} begun`);
-
     w = worker();
     const r = (await h.result()) as BackupResult;
-    const [inst] = (await instanceOf(ec2, r.source.node)).filter((i) => i.state === 'running');
-    const snaps = await snapshotsOf(ec2, id);
-    assert.equal(snaps.length, inst.volumes.length, `exactly one snapshot per volume: ${snaps.map((s) => s.SnapshotId).join(', ')}`);
     assert.deepEqual(backupDirs(st).filter((d) => d.startsWith(id)), [id], 'one base backup, nothing partial');
     const manifest = JSON.parse(readFileSync(join(st.cluster.backup!.root, 'demo', id, 'switchyard-manifest.json'), 'utf8')) as PgBackupManifest;
     for (const f of manifest.files) assert.equal(await sha256(join(st.cluster.backup!.root, 'demo', id, f.name)), f.sha256, `${f.name} matches`);
-    log(`backup after two crashes: ${r.durationSeconds} s; ${manifest.totalBytes} bytes`);
+    log(`backup after a crash mid-copy: ${r.durationSeconds} s; ${manifest.totalBytes} bytes`);
     await w.stop();
   });
 });
