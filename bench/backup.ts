@@ -9,17 +9,12 @@
  *   node --import tsx bench/backup.ts [rounds=3] [sizeGB=1]
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
 import pg from 'pg';
-import { sandboxDown, sandboxUp } from '../sandbox';
-import { pickNet, releaseNet } from '../sandbox/nets';
-import { createLogger } from '../src/logging';
-import { loadTopology } from '../src/topology/load';
-import { createWorker, installRuntimeLogger, TASK_QUEUE, temporalTarget } from '../src/worker';
+import { TASK_QUEUE } from '../src/worker';
 import type { BackupResult } from '../src/workflows/backup';
+import { withBenchStage } from './stage';
 
 const rounds = Number(process.argv[2] ?? 3);
 const sizeGB = Number(process.argv[3] ?? 1);
@@ -28,24 +23,15 @@ const cluster = 'demo';
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 async function main() {
-  const opts = { dir: mkdtempSync(join(tmpdir(), 'switchyard-bench-')), net: await pickNet({ from: 40 }) };
-  try {
-    const status = await sandboxUp(opts);
-    const target = temporalTarget({ address: status.temporal.address, namespace: 'default' });
-    const logger = createLogger({ level: 'warn', destination: 2 });
-    installRuntimeLogger(logger);
-    const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger });
-    const connection = await Connection.connect({ address: target.address });
-    const client = new Client({ connection });
-    const topology = loadTopology(status.config);
+  await withBenchStage(40, async ({ worker, client, topology }) => {
     const c = topology.clusters[cluster];
     const backup = c.backup!;
     const [primaryName, primary] = Object.entries(c.postgres.nodes).find(([, n]) => n.site === c.preferredPrimary)!;
     const [standbyName, standby] = Object.entries(c.postgres.nodes).find(([n]) => n !== primaryName)!;
-    const password = execFileSync('cat', [c.postgres.password!.file!]).toString().trim();
-    const db = new pg.Client({ host: primary.host, port: primary.port, user: c.postgres.user, password, database: c.postgres.database });
+    const password = readFileSync(c.postgres.password!.file!, 'utf8').trim();
+    const login = (n: { host: string; port: number }) => new pg.Client({ host: n.host, port: n.port, user: c.postgres.user, password, database: c.postgres.database });
+    const db = login(primary);
     await db.connect();
-    const running = worker.run();
     try {
       // Grow the database: rows of random-ish text so gzip has real work (not all zeros).
       const t0 = Date.now();
@@ -61,7 +47,7 @@ async function main() {
       const { rows: size } = await db.query('SELECT pg_size_pretty(pg_database_size(current_database())) AS s');
       // Let the standby catch up before either copy starts.
       const { rows: lsn } = await db.query('SELECT pg_current_wal_lsn()::text AS l');
-      const sb = new pg.Client({ host: standby.host, port: standby.port, user: c.postgres.user, password, database: c.postgres.database });
+      const sb = login(standby);
       await sb.connect();
       for (;;) {
         const { rows } = await sb.query('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn[0].l]);
@@ -74,23 +60,25 @@ async function main() {
       const byHandMs: number[] = [];
       const workflowMs: number[] = [];
       const runAs = execFileSync('stat', ['-c', '%U', backup.root]).toString().trim();
-      for (let i = 0; i < rounds; i++) {
-        // By hand, as the backup server's user: the same source, format, compression and WAL method.
-        const dir = join(backup.root, `by-hand-${i}`);
-        const t1 = Date.now();
-        execFileSync('runuser', ['-u', runAs, '--', join(backup.binDir, 'pg_basebackup'), '-h', standby.host, '-p', String(standby.port), '-U', c.postgres.replication.user, '-D', dir, '-F', 't', '-z', '-Z', String(backup.compressLevel), '-X', 'stream', '-c', 'fast', '--no-password'], {
-          env: { ...process.env, PGPASSFILE: backup.passfile ?? c.postgres.passfile ?? '' },
-          stdio: 'ignore',
-        });
-        byHandMs.push(Date.now() - t1);
-        execFileSync('rm', ['-rf', dir]);
+      await worker.runUntil(async () => {
+        for (let i = 0; i < rounds; i++) {
+          // By hand, as the backup server's user: the same source, format, compression and WAL method.
+          const dir = join(backup.root, `by-hand-${i}`);
+          const t1 = Date.now();
+          execFileSync('runuser', ['-u', runAs, '--', join(backup.binDir, 'pg_basebackup'), '-h', standby.host, '-p', String(standby.port), '-U', c.postgres.replication.user, '-D', dir, '-F', 't', '-z', '-Z', String(backup.compressLevel), '-X', 'stream', '-c', 'fast', '--no-password'], {
+            env: { ...process.env, PGPASSFILE: backup.passfile ?? c.postgres.passfile ?? '' },
+            stdio: 'ignore',
+          });
+          byHandMs.push(Date.now() - t1);
+          execFileSync('rm', ['-rf', dir]);
 
-        const t2 = Date.now();
-        const r = (await client.workflow.execute('backup', { taskQueue: TASK_QUEUE, workflowId: `bench-backup-${i}-${Date.now()}`, args: [{ cluster, kinds: ['pg'], requestedBy: 'bench', retention: false }] })) as BackupResult;
-        workflowMs.push(Date.now() - t2);
-        process.stdout.write(`round ${i + 1}: by hand ${(byHandMs[i] / 1000).toFixed(1)} s, workflow ${(workflowMs[i] / 1000).toFixed(1)} s (base backup step ${r.pg?.durationSeconds} s, ${((r.pg?.totalBytes ?? 0) / 1024 ** 2).toFixed(0)} MiB compressed)\n`);
-        execFileSync('rm', ['-rf', r.pg!.dir]);
-      }
+          const t2 = Date.now();
+          const r = (await client.workflow.execute('backup', { taskQueue: TASK_QUEUE, workflowId: `bench-backup-${i}-${Date.now()}`, args: [{ cluster, kinds: ['pg'], requestedBy: 'bench', retention: false }] })) as BackupResult;
+          workflowMs.push(Date.now() - t2);
+          process.stdout.write(`round ${i + 1}: by hand ${(byHandMs[i] / 1000).toFixed(1)} s, workflow ${(workflowMs[i] / 1000).toFixed(1)} s (base backup step ${r.pg?.durationSeconds} s, ${((r.pg?.totalBytes ?? 0) / 1024 ** 2).toFixed(0)} MiB compressed)\n`);
+          execFileSync('rm', ['-rf', r.pg!.dir]);
+        }
+      });
       const h = median(byHandMs);
       const w = median(workflowMs);
       process.stdout.write(`\nplain pg_basebackup: median ${(h / 1000).toFixed(1)} s  [${byHandMs.map((x) => (x / 1000).toFixed(1)).join(', ')}]\n`);
@@ -98,15 +86,8 @@ async function main() {
       process.stdout.write(`ratio workflow / by hand: ${(w / h).toFixed(2)}x\n`);
     } finally {
       await db.end().catch(() => undefined);
-      worker.shutdown();
-      await running.catch(() => undefined);
-      await closeWorker();
-      await connection.close();
     }
-  } finally {
-    await sandboxDown(opts).catch((e) => process.stderr.write(`sandbox down: ${e}\n`));
-    await releaseNet(opts.net);
-  }
+  });
 }
 
 main().catch((err) => {

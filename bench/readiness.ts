@@ -5,17 +5,10 @@
  *
  *   node --import tsx bench/readiness.ts [rounds=7]
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
-import { sandboxDown, sandboxUp } from '../sandbox';
-import { pickNet, releaseNet } from '../sandbox/nets';
 import { createActivities } from '../src/activities';
-import { primariesOf, assessReadiness } from '../src/workflows/lib/readiness-assess';
-import { createLogger } from '../src/logging';
-import { loadTopology } from '../src/topology/load';
-import { createWorker, installRuntimeLogger, TASK_QUEUE, temporalTarget } from '../src/worker';
+import { assessReadiness, backupObservation, primariesOf } from '../src/workflows/lib/readiness-assess';
+import { TASK_QUEUE } from '../src/worker';
+import { withBenchStage } from './stage';
 
 const rounds = Number(process.argv[2] ?? 7);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -34,20 +27,13 @@ async function direct(acts: ReturnType<typeof createActivities>, cluster: string
   const probe = await acts.pgWriteProbe({ cluster, node: primary.node });
   const lags = [];
   for (const s of nodes.filter((n) => n !== primary && n.reachable && n.inRecovery)) lags.push(await acts.pgLag({ cluster, primary: primary.node, standby: s.node }));
-  return assessReadiness({ layout, nodes, probe, lags, ssh, services, maintenance, traffic, ec2 }, new Date().toISOString());
+  // As the workflow does since 'readiness-backup-age': the newest proven backup, when backups are set up.
+  const backups = layout.backup ? backupObservation(await acts.pgBackupList({ cluster })) : null;
+  return assessReadiness({ layout, nodes, probe, lags, ssh, services, maintenance, traffic, ec2, backups }, new Date().toISOString());
 }
 
 async function main() {
-  const opts = { dir: mkdtempSync(join(tmpdir(), 'switchyard-bench-')), net: await pickNet({ from: 30 }) };
-  try {
-    const status = await sandboxUp(opts);
-    const target = temporalTarget({ address: status.temporal.address, namespace: 'default' });
-    const logger = createLogger({ level: 'warn', destination: 2 });
-    installRuntimeLogger(logger);
-    const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger });
-    const connection = await Connection.connect({ address: target.address });
-    const client = new Client({ connection });
-    const topology = loadTopology(status.config);
+  await withBenchStage(30, async ({ worker, client, topology }) => {
     const acts = createActivities({ topology: () => topology });
     const viaWorkflow: number[] = [];
     const viaDirect: number[] = [];
@@ -63,8 +49,6 @@ async function main() {
         if (i > 0) (viaWorkflow.push(tw), viaDirect.push(td)); // round 0 warms connections and caches
       }
     });
-    await connection.close();
-    await closeWorker();
     const w = median(viaWorkflow);
     const d = median(viaDirect);
     process.stdout.write(
@@ -73,10 +57,7 @@ async function main() {
         `  same activities called directly:              median ${d.toFixed(0)} ms  [${viaDirect.map((x) => x.toFixed(0)).join(', ')}]\n` +
         `  ratio workflow / direct: ${(w / d).toFixed(2)}\n`,
     );
-  } finally {
-    await sandboxDown(opts);
-    releaseNet(opts.net);
-  }
+  });
 }
 
 main().catch((err: unknown) => {

@@ -9,16 +9,9 @@
  *
  *   node --import tsx bench/switchover.ts [rounds=6]
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
-import { sandboxDown, sandboxUp } from '../sandbox';
-import { pickNet, releaseNet } from '../sandbox/nets';
 import { createActivities } from '../src/activities';
-import { createLogger } from '../src/logging';
-import { loadTopology } from '../src/topology/load';
-import { createWorker, installRuntimeLogger, TASK_QUEUE, temporalTarget } from '../src/worker';
+import { TASK_QUEUE } from '../src/worker';
+import { withBenchStage } from './stage';
 import type { SwitchoverResult } from '../src/workflows/switchover';
 
 const rounds = Number(process.argv[2] ?? 6);
@@ -31,16 +24,7 @@ function pct(xs: number[], p: number): number {
 const fmt = (xs: number[]) => `median ${pct(xs, 50).toFixed(0)} ms, p90 ${pct(xs, 90).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms  [${xs.map((x) => x.toFixed(0)).join(', ')}]`;
 
 async function main() {
-  const opts = { dir: mkdtempSync(join(tmpdir(), 'switchyard-bench-')), net: await pickNet({ from: 30 }) };
-  try {
-    const status = await sandboxUp(opts);
-    const target = temporalTarget({ address: status.temporal.address, namespace: 'default' });
-    const logger = createLogger({ level: 'warn', destination: 2 });
-    installRuntimeLogger(logger);
-    const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger });
-    const connection = await Connection.connect({ address: target.address });
-    const client = new Client({ connection });
-    const topology = loadTopology(status.config);
+  await withBenchStage(30, async ({ worker, client, topology }) => {
     const acts = createActivities({ topology: () => topology });
     const nodeOf = (site: string) => Object.entries(topology.clusters[cluster].postgres.nodes).find(([, n]) => n.site === site)![0];
 
@@ -80,18 +64,13 @@ async function main() {
         process.stderr.write(`round ${i + 1}/${rounds}: workflow ${site}→${to} ${r.writeDowntimeMs} ms; by hand ${to}→${site} ${viaHand[viaHand.length - 1]} ms\n`);
       }
     });
-    await connection.close();
-    await closeWorker();
     process.stdout.write(
       `write downtime of a switchover on the sandbox, ${rounds} rounds, each a workflow switch one way and a hand switch back\n` +
         `  switchover workflow (maintenance, services, hooks, traffic, old primary follows): ${fmt(viaWorkflow)}\n` +
         `  same core steps called directly (stop fast, wait for replay, promote):          ${fmt(viaHand)}\n` +
         `  ratio of medians workflow / by hand: ${(pct(viaWorkflow, 50) / pct(viaHand, 50)).toFixed(2)}\n`,
     );
-  } finally {
-    await sandboxDown(opts);
-    releaseNet(opts.net);
-  }
+  });
 }
 
 main().catch((err: unknown) => {

@@ -7,7 +7,7 @@ import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { BackupActivities } from '../activities/backup-types';
 import type { Activities } from '../activities';
 import type { PgLag, PgNodeStatus } from '../activities/types';
-import { assessReadiness, primariesOf, type BackupObservation, type ReadinessReport } from './lib/readiness-assess';
+import { assessReadiness, backupObservation, primariesOf, type BackupObservation, type ReadinessReport } from './lib/readiness-assess';
 import { messageOf, StepLog } from './lib/steps';
 
 export interface ReadinessInput {
@@ -65,10 +65,7 @@ export async function readiness(input: ReadinessInput): Promise<ReadinessReport>
   if (layout.backup && patched('readiness-backup-age')) {
     backups = await steps
       .run('backups', () => backupReads.pgBackupList({ cluster }), (l) => `${l.filter((b) => b.complete).length} complete base backups, ${l.filter((b) => b.drill).length} proven restorable`)
-      .then((list): BackupObservation => {
-        const proven = list.filter((b) => b.complete && b.drill).sort((a, b) => Date.parse(b.manifest?.finishedAt ?? b.drill!.provenAt) - Date.parse(a.manifest?.finishedAt ?? a.drill!.provenAt))[0];
-        return { newestProven: proven ? { backupId: proven.backupId, provenAt: proven.drill!.provenAt, finishedAt: proven.manifest?.finishedAt ?? null } : null, complete: list.filter((b) => b.complete).length, error: null };
-      })
+      .then(backupObservation)
       .catch((err: unknown): BackupObservation => ({ newestProven: null, complete: 0, error: err instanceof Error ? messageOf(err) : String(err) }));
   }
 

@@ -15,78 +15,13 @@
  *      cluster and the known ones; nothing is started.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stopPart } from '../../sandbox';
 import type { RunStatus } from '../../src/client/runs';
 import type { FailoverResult } from '../../src/workflows/failover';
+import { cli, killClis, shown, startCli, type CliResult } from '../support/cli';
 import { startStage, type Stage } from '../support/stage';
 import { startWorkerProcess, stopWorkerProcesses } from '../support/worker';
-
-const REPO = join(__dirname, '../..');
-const BIN = join(REPO, 'bin', 'switchyard.js');
-/** argv[0] of every CLI process started here: test/zz-leaks.test.ts finds one left behind. */
-const CLI_ARGV0 = 'switchyard-test-cli';
-
-interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-interface CliProcess {
-  proc: ChildProcess;
-  /** What it printed on stdout so far. */
-  stdout(): string;
-  done: Promise<CliResult>;
-}
-
-const running = new Set<ChildProcess>();
-
-/** This test's environment without anything that would choose another topology, namespace or user. */
-function operatorEnv(st: Stage): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_ADDRESS: st.sb.status.temporal.address };
-  for (const k of ['SWITCHYARD_CONFIG', 'SWITCHYARD_USER', 'TEMPORAL_NAMESPACE', 'SWITCHYARD_DEBUG']) delete env[k];
-  return env;
-}
-
-/** `switchyard <args> --config <config>` with TEMPORAL_ADDRESS set, as an operator's shell would; killed after timeoutMs. */
-function startCli(st: Stage, args: string[], timeoutMs = 180_000): CliProcess {
-  const started = Date.now();
-  const proc = spawn(process.execPath, [BIN, ...args, '--config', st.configPath], {
-    argv0: CLI_ARGV0,
-    cwd: REPO,
-    env: operatorEnv(st),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.add(proc);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
-  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-  const done = new Promise<CliResult>((resolve, reject) => {
-    proc.on('error', (e) => {
-      clearTimeout(timer);
-      running.delete(proc);
-      reject(e);
-    });
-    proc.on('close', (code, signal) => {
-      clearTimeout(timer);
-      running.delete(proc);
-      resolve({ code, signal, stdout: out, stderr: err, ms: Date.now() - started });
-    });
-  });
-  return { proc, stdout: () => out, done };
-}
-
-const cli = (st: Stage, args: string[], timeoutMs?: number) => startCli(st, args, timeoutMs).done;
-
-/** Everything a run printed, for assertion messages. */
-const shown = (r: CliResult) => `exit ${r.code}${r.signal ? ` (${r.signal})` : ''}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
 
 function parseJson<T>(r: CliResult): T {
   try {
@@ -124,7 +59,7 @@ function startWorker(st: Stage) {
 }
 
 async function cleanUp(st: Stage | undefined): Promise<void> {
-  for (const p of running) p.kill('SIGKILL');
+  killClis();
   await stopWorkerProcesses();
   await st?.down();
 }

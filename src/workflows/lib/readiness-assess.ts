@@ -4,6 +4,7 @@
  * data-loss gate reads the last readiness) all judge the same way.
  */
 import type { ClusterLayout } from '../../topology/layout';
+import type { PgBackupEntry } from '../../activities/backup-types';
 import type { Ec2InstanceInfo, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState } from '../../activities/types';
 
 export interface ReadinessCheck {
@@ -53,6 +54,17 @@ export interface ReadinessReport {
   newestProvenBackupAgeSeconds?: number | null;
   observedAt: string;
   observations: Omit<Observations, 'layout'>;
+}
+
+/** What readiness sees of the base backups on the backup server: the newest one a drill proved. */
+export function backupObservation(list: PgBackupEntry[]): BackupObservation {
+  const made = (b: PgBackupEntry) => Date.parse(b.manifest?.finishedAt ?? b.drill?.provenAt ?? '1970-01-01T00:00:00Z');
+  const proven = list.filter((b) => b.complete && b.drill).sort((a, b) => made(b) - made(a))[0];
+  return {
+    newestProven: proven ? { backupId: proven.backupId, provenAt: proven.drill!.provenAt, finishedAt: proven.manifest?.finishedAt ?? null } : null,
+    complete: list.filter((b) => b.complete).length,
+    error: null,
+  };
 }
 
 export function formatSeconds(s: number): string {

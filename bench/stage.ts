@@ -1,0 +1,44 @@
+/**
+ * One sandbox for one benchmark: brought up in a fresh temp dir on a free net, a worker on the
+ * `switchyard` task queue (not yet running: the benchmark runs it with worker.runUntil), a client
+ * and the topology; all stopped and the sandbox removed afterwards, whatever happens.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import type { Worker } from '@temporalio/worker';
+import { sandboxDown, sandboxUp } from '../sandbox';
+import { pickNet, releaseNet } from '../sandbox/nets';
+import { createLogger } from '../src/logging';
+import { loadTopology } from '../src/topology/load';
+import type { Topology } from '../src/topology/schema';
+import { createWorker, installRuntimeLogger, temporalTarget } from '../src/worker';
+
+export interface BenchStage {
+  status: Awaited<ReturnType<typeof sandboxUp>>;
+  worker: Worker;
+  client: Client;
+  topology: Topology;
+}
+
+export async function withBenchStage<T>(fromNet: number, fn: (s: BenchStage) => Promise<T>): Promise<T> {
+  const opts = { dir: mkdtempSync(join(tmpdir(), 'switchyard-bench-')), net: await pickNet({ from: fromNet }) };
+  try {
+    const status = await sandboxUp(opts);
+    const target = temporalTarget({ address: status.temporal.address, namespace: 'default' });
+    const logger = createLogger({ level: 'warn', destination: 2 });
+    installRuntimeLogger(logger);
+    const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger });
+    const connection = await Connection.connect({ address: target.address });
+    try {
+      return await fn({ status, worker, client: new Client({ connection }), topology: loadTopology(status.config) });
+    } finally {
+      await connection.close();
+      await closeWorker();
+    }
+  } finally {
+    await sandboxDown(opts);
+    releaseNet(opts.net);
+  }
+}
