@@ -114,7 +114,13 @@ after(async () => {
 
 describe('pgStatus', () => {
   it('sees the primary: role, timeline, position, the streaming replica and its active slot', async () => {
-    const s = await act.pgStatus({ cluster: 'main', node: 'db1' });
+    // A standby that has just connected has sent no replay position yet (pg_stat_replication.replay_lsn
+    // is NULL until its first feedback message): look again until it has.
+    let s = await act.pgStatus({ cluster: 'main', node: 'db1' });
+    for (let i = 0; i < 100 && typeof s.replicas?.[0]?.replayLagBytes !== 'number'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      s = await act.pgStatus({ cluster: 'main', node: 'db1' });
+    }
     assert.equal(s.reachable, true, s.error);
     assert.equal(s.inRecovery, false);
     assert.equal(s.site, 'dc1');
