@@ -21,10 +21,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig } from '../topology/schema';
 import { BACKUP_ID_RE, type PgBackupCreateInput, type PgBackupCreateResult, type PgBackupDeleteResult, type PgBackupEntry, type PgBackupFile, type PgBackupManifest, type PgBackupVerifyResult, type PgDrillInput, type PgDrillRecord, type PgDrillResult } from './backup-types';
 import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, parseSha256sum, parseSizes, verifyOnHost } from './backup-files';
-import { configError, errorMessage, heartbeat } from './common';
+import { checkedInt, configError, errorMessage, heartbeat } from './common';
 import type { Call, Runtime, SshExecResult } from './deps';
 import { lsnToBigInt, withPgClient } from './postgres';
-import { brief, execArgv, SshConnectError, withHost, type OpenSession } from './remote';
+import { brief, execArgv, mustExec, onHost, type OpenSession } from './remote';
 import { commandLine } from './shell';
 import { confQuote, outputTail } from './standby';
 import type { RemoteCommandResult } from './types';
@@ -41,7 +41,6 @@ export const MANIFEST_FORMAT = 'switchyard-pg-backup/1';
 const DEFAULT_CREATE_TIMEOUT_SECONDS = 6 * 3600;
 const DEFAULT_DRILL_START_TIMEOUT_SECONDS = 600;
 const HASH_TIMEOUT_SECONDS = 6 * 3600;
-const FILE_COMMAND_TIMEOUT_SECONDS = 60;
 const QUERY_TIMEOUT_SECONDS = 600;
 /** Raw bytes read per command (base64 of it stays well inside a result's 64 KiB). */
 const READ_CHUNK = 36 * 1024;
@@ -498,15 +497,6 @@ const EXTRACT_SH = [
   'chmod 0700 -- "$d"',
 ].join('\n');
 
-// ---------------------------------------------------------------------------------------------
-// Files on the backup host
-
-async function mustExec(open: OpenSession, argv: string[], what: string, timeoutSeconds = FILE_COMMAND_TIMEOUT_SECONDS): Promise<RemoteCommandResult> {
-  const r = await execArgv(open, argv, timeoutSeconds);
-  // Only the outcome goes into the message: a write's command line carries file content.
-  if (r.exitCode !== 0) throw new Error(`${what} on ${open.name} ${brief(r)}`);
-  return r;
-}
 
 type RemoteText = { kind: 'nodir' } | { kind: 'missing' } | { kind: 'file'; text: string };
 
@@ -596,19 +586,8 @@ function backupConfig(call: Call, cluster: string): NonNullable<ClusterConfig['b
   return b;
 }
 
-async function onBackupHost<T>(rt: Runtime, call: Call, cluster: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
-  const b = backupConfig(call, cluster);
-  try {
-    return await withHost(rt, call, cluster, b.host, fn);
-  } catch (err) {
-    throw err instanceof SshConnectError ? err.toActionError() : err;
-  }
-}
-
-function checkedInt(v: unknown, name: string, fallback: number, min: number, max: number): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw configError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
-  return v;
+function onBackupHost<T>(rt: Runtime, call: Call, cluster: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
+  return onHost(rt, call, cluster, backupConfig(call, cluster).host, fn);
 }
 
 /** The complete backup's manifest: BackupNotFound / BackupCorrupt (non-retryable) when it has none that parses. */

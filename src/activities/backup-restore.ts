@@ -26,10 +26,10 @@ import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './backup-
 import type { PgBackupFile, PgBackupManifest, PgBackupVerifyResult, PgRestoreNodeInput, PgRestoreStageResult, PgRestoreSwapResult } from './backup-types';
 import { cancellationSignal, configError, errorMessage, heartbeat } from './common';
 import type { Call, Runtime, SshExecResult } from './deps';
-import { brief, execArgv, SshConnectError, withHost, type OpenSession } from './remote';
+import { brief, execArgv, FILE_COMMAND_TIMEOUT_SECONDS, mustExec, onHost, throwIfCancelled, type OpenSession } from './remote';
 import { commandLine } from './shell';
+import { parseSwitchyardManifest } from './backup-pg';
 import { moveAsideName } from './standby';
-import type { RemoteCommandResult } from './types';
 
 /** Error type names of the restore activities' non-retryable failures. */
 export const RestoreErrorType = {
@@ -57,7 +57,6 @@ const WAL_TAR = 'pg_wal.tar.gz';
 
 /** Bounds on single commands: copying, hashing and extracting a large backup take long (they heartbeat). */
 const COPY_TIMEOUT_SECONDS = 6 * 3600;
-const SHORT_TIMEOUT_SECONDS = 60;
 const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 /** Buffering between the two SSH channels of a streamed copy. */
 const STREAM_BUFFER_BYTES = 1024 * 1024;
@@ -70,31 +69,26 @@ export function stagingDirName(dataDir: string, backupId: string): string {
   return `${dataDir.replace(/\/+$/, '')}.switchyard-restore-${checkBackupId(backupId)}`;
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
 
-/** Parse and check switchyard-manifest.json for the backup asked for; throws BackupCorrupt. */
+/**
+ * switchyard-manifest.json for the backup asked for (checked field by field by the backup's own
+ * parser), plus what a restore needs of it; throws BackupCorrupt / BackupUnsupported.
+ */
 export function parseManifest(text: string, cluster: string, backupId: string, where: string): PgBackupManifest {
   const bad = (why: string) => ApplicationFailure.nonRetryable(`backup ${backupId}: ${MANIFEST_FILE} at ${where} ${why}`, RestoreErrorType.BackupCorrupt);
-  let m: Partial<PgBackupManifest>;
+  let m: PgBackupManifest;
   try {
-    m = JSON.parse(text) as Partial<PgBackupManifest>;
+    m = parseSwitchyardManifest(text, { cluster, backupId });
   } catch (err) {
-    throw bad(`is not JSON: ${errorMessage(err)}`);
+    throw bad(`is unusable: ${errorMessage(err)}`);
   }
-  if (!m || typeof m !== 'object') throw bad('is not a JSON object');
-  if (m.format !== 'switchyard-pg-backup/1') throw bad(`has format ${JSON.stringify(m.format)}, expected "switchyard-pg-backup/1"`);
-  if (m.backupId !== backupId) throw bad(`names backup ${JSON.stringify(m.backupId)}`);
-  if (m.cluster !== cluster) throw bad(`names cluster ${JSON.stringify(m.cluster)}, not "${cluster}"`);
-  if (!Array.isArray(m.files) || m.files.length === 0) throw bad('lists no files');
   const seen = new Set<string>();
-  for (const f of m.files as unknown[]) {
-    const e = f as Partial<PgBackupFile>;
-    if (!e || typeof e.name !== 'string' || !SAFE_NAME.test(e.name) || e.name.endsWith(PART_SUFFIX)) throw bad(`lists a file with an unusable name: ${JSON.stringify(e?.name)}`);
-    if (typeof e.bytes !== 'number' || !Number.isSafeInteger(e.bytes) || e.bytes < 0) throw bad(`gives ${e.name} the size ${JSON.stringify(e.bytes)}`);
-    if (typeof e.sha256 !== 'string' || !HEX64.test(e.sha256)) throw bad(`gives ${e.name} the SHA-256 ${JSON.stringify(e.sha256)}`);
-    if (seen.has(e.name)) throw bad(`lists ${e.name} twice`);
-    seen.add(e.name);
+  for (const f of m.files) {
+    // Names become paths on the node's host: nothing but a plain file name, never a copy's temp name.
+    if (!SAFE_NAME.test(f.name) || f.name.endsWith(PART_SUFFIX)) throw bad(`lists a file with an unusable name: ${JSON.stringify(f.name)}`);
+    if (seen.has(f.name)) throw bad(`lists ${f.name} twice`);
+    seen.add(f.name);
   }
   for (const need of [BASE_TAR, WAL_TAR]) if (!seen.has(need)) throw bad(`does not list ${need} (a base backup in tar format with its WAL: pg_basebackup -F t -z -X stream)`);
   const tablespaces = [...seen].filter((x) => /^\d+\.tar(\.gz)?$/.test(x));
@@ -104,7 +98,7 @@ export function parseManifest(text: string, cluster: string, backupId: string, w
       RestoreErrorType.BackupUnsupported,
     );
   }
-  return m as PgBackupManifest;
+  return m;
 }
 
 export interface RestoredMarker {
@@ -198,14 +192,6 @@ const SWAP_SH = [
   'printf "%s\\n" "$moved"',
 ].join('\n');
 
-// ---------------------------------------------------------------------------------------------
-// On a host
-
-async function mustExec(open: OpenSession, argv: string[], what: string, timeoutSeconds = SHORT_TIMEOUT_SECONDS): Promise<RemoteCommandResult> {
-  const r = await execArgv(open, argv, timeoutSeconds);
-  if (r.exitCode !== 0) throw new Error(`${what} on ${open.name} ${brief(r)}`);
-  return r;
-}
 
 async function kindOf(open: OpenSession, path: string): Promise<'dir' | 'missing' | 'other'> {
   const out = (await mustExec(open, sh(KIND_SH, path), `looking at ${path}`)).stdout.trim();
@@ -214,7 +200,7 @@ async function kindOf(open: OpenSession, path: string): Promise<'dir' | 'missing
 
 /** A whole small file's content (not cut to the tail like execArgv's output); null when absent. */
 async function readSmall(open: OpenSession, path: string, max: number): Promise<string | null> {
-  const r: SshExecResult = await open.session.exec(commandLine(sh(`${CAT_IF_SH} && printf '\\nEOF-OK\\n'`, path)), { timeoutMs: SHORT_TIMEOUT_SECONDS * 1000, signal: cancellationSignal() });
+  const r: SshExecResult = await open.session.exec(commandLine(sh(`${CAT_IF_SH} && printf '\\nEOF-OK\\n'`, path)), { timeoutMs: FILE_COMMAND_TIMEOUT_SECONDS * 1000, signal: cancellationSignal() });
   throwIfCancelled();
   if (r.code !== 0 || !r.stdout.endsWith('\nEOF-OK\n')) {
     throw new Error(`reading ${path} on ${open.name}: ${r.timedOut ? 'timed out' : `exited ${r.code ?? `by signal ${r.signal ?? '?'}`}`}${r.stderr.trim() ? `: ${r.stderr.trim().slice(-300)}` : ''}`);
@@ -224,19 +210,6 @@ async function readSmall(open: OpenSession, path: string, max: number): Promise<
   return text === '' ? null : text;
 }
 
-function throwIfCancelled(): void {
-  const s = cancellationSignal();
-  if (s?.aborted) throw s.reason;
-}
-
-/** Open a session; connection problems become action errors (host key and auth: non-retryable). */
-async function onHost<T>(rt: Runtime, call: Call, cluster: string, host: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
-  try {
-    return await withHost(rt, call, cluster, host, fn);
-  } catch (err) {
-    throw err instanceof SshConnectError ? err.toActionError() : err;
-  }
-}
 
 const bin = (n: DbNodeConfig, tool: string) => posix.join(n.binDir, tool);
 const pgCtlDir = (n: DbNodeConfig) => n.configDir ?? n.dataDir;

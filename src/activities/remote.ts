@@ -178,12 +178,33 @@ export async function withHost<T>(rt: Runtime, call: Call, cluster: string, host
 }
 
 /** runRemote's core, for use by other activities: connection problems thrown as action errors. */
-export async function runOnHost(rt: Runtime, call: Call, cluster: string, hostName: string, argv: readonly string[], timeoutSeconds: number): Promise<RemoteCommandResult> {
+export function runOnHost(rt: Runtime, call: Call, cluster: string, hostName: string, argv: readonly string[], timeoutSeconds: number): Promise<RemoteCommandResult> {
+  return onHost(rt, call, cluster, hostName, (open) => execArgv(open, argv, timeoutSeconds));
+}
+
+/** How long a small file operation over SSH (stat, mkdir, mv, a short read) may take. */
+export const FILE_COMMAND_TIMEOUT_SECONDS = 60;
+
+/** Run one argv that must succeed; a non-zero exit throws with the outcome and output only (a write's command line carries file content). */
+export async function mustExec(open: OpenSession, argv: readonly string[], what: string, timeoutSeconds = FILE_COMMAND_TIMEOUT_SECONDS): Promise<RemoteCommandResult> {
+  const r = await execArgv(open, argv, timeoutSeconds);
+  if (r.exitCode !== 0) throw new Error(`${what} on ${open.name} ${brief(r)}`);
+  return r;
+}
+
+/** withHost for an activity: a connection problem surfaces as the action error it stands for. */
+export async function onHost<T>(rt: Runtime, call: Call, cluster: string, hostName: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
   try {
-    return await withHost(rt, call, cluster, hostName, (open) => execArgv(open, argv, timeoutSeconds));
+    return await withHost(rt, call, cluster, hostName, fn);
   } catch (err) {
     throw err instanceof SshConnectError ? err.toActionError() : err;
   }
+}
+
+/** Between steps of a long activity: stop when the activity was cancelled. */
+export function throwIfCancelled(): void {
+  const s = cancellationSignal();
+  if (s?.aborted) throw s.reason;
 }
 
 /** One line about how a command ended: "exited 1: <last lines of its output>". */

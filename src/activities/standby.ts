@@ -13,11 +13,11 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
-import { cancellationSignal, configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
+import { checkedInt, configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
 import { Runtime, type Call, type PgClientLike } from './deps';
 import { defaultLogFile, parseControlData } from './pgctl';
 import { CHECKPOINT_TLI_SQL, isAuthFailure, lsnDiff, postgresActivities, WAL_TLI_SQL, withPgClient } from './postgres';
-import { brief, execArgv, SshConnectError, withHost, type OpenSession } from './remote';
+import { brief, execArgv, mustExec, onHost, throwIfCancelled, withHost, type OpenSession } from './remote';
 import type {
   ConfigFileCopy,
   CopyConfigFilesResult,
@@ -36,7 +36,6 @@ export const NO_DATA_DIRECTORY = 'NoDataDirectory';
 
 const DEFAULT_REWIND_TIMEOUT_SECONDS = 3600;
 const DEFAULT_BASEBACKUP_TIMEOUT_SECONDS = 6 * 3600;
-const FILE_COMMAND_TIMEOUT_SECONDS = 60;
 /** Raw bytes per read command: 36 KiB is 48 KiB of base64, well inside a result's 64 KiB. */
 const READ_CHUNK = 36 * 1024;
 /** Raw bytes per write command: 48 KiB is 64 KiB of base64, well inside one command line (128 KiB). */
@@ -220,13 +219,6 @@ const sh = (script: string, ...args: string[]) => ['sh', '-c', script, 'sh', ...
 
 type RemoteStat = { kind: 'missing' } | { kind: 'other' } | { kind: 'file'; size: number; mode: string };
 
-async function mustExec(open: OpenSession, argv: string[], what: string, timeoutSeconds = FILE_COMMAND_TIMEOUT_SECONDS): Promise<RemoteCommandResult> {
-  const r = await execArgv(open, argv, timeoutSeconds);
-  // Only the outcome and the output go into the message: a write's command line carries file content.
-  if (r.exitCode !== 0) throw new Error(`${what} on ${open.name} ${brief(r)}`);
-  return r;
-}
-
 async function statRemote(open: OpenSession, path: string): Promise<RemoteStat> {
   const r = await mustExec(open, sh(STAT_SH, path), `stat ${path}`);
   const out = r.stdout.trim();
@@ -298,25 +290,11 @@ function wrongRoleRunning(node: string, n: DbNodeConfig, st: CtlStatus, doing: s
   );
 }
 
-/** Open a session to a host; connection problems become action errors (host key and auth: non-retryable). */
-async function onHost<T>(rt: Runtime, call: Call, cluster: string, host: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
-  try {
-    return await withHost(rt, call, cluster, host, fn);
-  } catch (err) {
-    throw err instanceof SshConnectError ? err.toActionError() : err;
-  }
-}
 
 function pgActionError(err: unknown, doing: string): Error {
   if (err instanceof ApplicationFailure) return err;
   const msg = `${doing} failed: ${errorMessage(err)}`;
   return isAuthFailure(err) ? ApplicationFailure.nonRetryable(msg, ErrorType.Config) : new Error(msg);
-}
-
-function checkedInt(v: unknown, name: string, fallback: number | undefined, min: number, max: number): number {
-  if (v === undefined && fallback !== undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw configError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
-  return v;
 }
 
 /** Two different nodes of a cluster: the one acted on and its `role` (source, primary). */
@@ -325,11 +303,6 @@ function twoNodes(call: Call, cluster: string, a: string, b: string, role: strin
   const nb = call.top.node(cluster, b);
   if (a === b) throw configError(`node "${a}" cannot be its own ${role}`);
   return [na, nb];
-}
-
-function throwIfCancelled(): void {
-  const s = cancellationSignal();
-  if (s?.aborted) throw s.reason;
 }
 
 const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));

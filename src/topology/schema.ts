@@ -31,18 +31,13 @@ const absPath = z
 const positiveInt = z.number({ error: 'expected a positive integer' }).int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 const nonNegativeInt = z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' });
 
-/** "90s", "15m", "6h", "14d" → seconds */
-export const DURATION_RE = /^(\d+)(s|m|h|d)$/;
+import { DURATION_RE } from './duration';
+
+export { DURATION_RE, durationSeconds } from './duration';
 const duration = z
   .string({ error: 'expected a duration such as "90s", "15m", "6h" or "14d"' })
   .regex(DURATION_RE, { error: 'expected a duration such as "90s", "15m", "6h" or "14d"' });
 
-export function durationSeconds(d: string): number {
-  const m = DURATION_RE.exec(d);
-  if (!m) throw new Error(`not a duration: ${JSON.stringify(d)}`);
-  const n = Number(m[1]);
-  return n * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
-}
 
 /** A reference to a secret; the value itself never appears in config, inputs or history. */
 export const secretRef = z

@@ -16,8 +16,10 @@
  * workflow id the schedule gave the run, so a resumed or retried run never makes a second backup.
  */
 import { ApplicationFailure, executeChild, workflowInfo } from '@temporalio/workflow';
-import type { EbsSnapshotCreateResult, EbsSnapshotWaitResult, PgBackupCreateResult, PgDrillResult } from '../activities/backup-types';
+import { BACKUP_ID_RE, type EbsSnapshotCreateResult, type EbsSnapshotWaitResult, type PgBackupCreateResult, type PgDrillResult } from '../activities/backup-types';
+import { DURATION_RE, durationSeconds } from '../topology/duration';
 import type { ClusterLayout } from '../topology/layout';
+import { formatBytes } from './lib/readiness-assess';
 import { calls, copying } from './lib/backup-acts';
 import { describeNode, notifyVia, reads, seconds } from './lib/runbook';
 import { backupIdFromWorkflowId, catalog, formatAge, planRetention, type RetentionDecision } from './lib/retention';
@@ -96,7 +98,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const requestedBy = requester(input);
   const startedMs = Date.now();
   const backupId = input.backupId ?? backupIdFromWorkflowId(workflowId);
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(backupId)) {
+  if (!BACKUP_ID_RE.test(backupId)) {
     throw ApplicationFailure.nonRetryable(`"backupId" must be 1 to 128 letters, digits, ".", "_" or "-" starting with a letter or digit; got ${JSON.stringify(backupId)}`, 'ConfigError');
   }
   const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `backup server ${l.backup?.host ?? 'none'}; kinds ${l.backup?.kinds.join(', ') ?? 'none'}`);
@@ -108,7 +110,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   if (kinds.includes('ebs') && !layout.nodes.every((n) => n.ec2)) {
     throw ApplicationFailure.nonRetryable(`EBS snapshot backups of ${cluster} need an EC2 selector on every database node (postgres.nodes.<node>.ec2)`, 'ConfigError');
   }
-  policyOf(cfg, input);
+  const policy = policyOf(cfg, input);
   const notify = notifyVia(layout.notify, cluster, workflowId);
   steps.note('backup-id', `${backupId} (${kinds.join(' + ')}), requested by ${requestedBy}`);
 
@@ -144,7 +146,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
       ...(input.drill ? [{ step: 'drill', target: cfg.host, action: `restore ${backupId} into a scratch copy on port ${cfg.drillPort}, verify, remove it` }] : []),
     ];
     steps.note('plan', plan.map((p) => `${p.step} → ${p.action}`).join('; '));
-    const retention = input.retention === false ? null : await applyRetention(steps, cluster, policyOf(cfg, input), true, [backupId]);
+    const retention = input.retention === false ? null : await applyRetention(steps, cluster, policy, true, [backupId]);
     return { cluster, backupId, dryRun: true, plan, source: src, pg: null, ebs: null, retention, drill: null, durationSeconds: seconds(startedMs, Date.now()), steps: snapshot(steps) };
   }
 
@@ -162,7 +164,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     pgMade = await steps.run(
       'base-backup',
       () => copying.pgBackupCreate({ cluster, backupId, source: src.node, sourceRole: src.role }),
-      (r) => `${r.created ? 'made' : 'found (made by an earlier attempt)'} ${r.dir}: ${formatBytesShort(r.manifest.totalBytes)} in ${r.manifest.files.length} files, LSN ${r.manifest.startLsn} → ${r.manifest.endLsn} on timeline ${r.manifest.timeline}`,
+      (r) => `${r.created ? 'made' : 'found (made by an earlier attempt)'} ${r.dir}: ${formatBytes(r.manifest.totalBytes)} in ${r.manifest.files.length} files, LSN ${r.manifest.startLsn} → ${r.manifest.endLsn} on timeline ${r.manifest.timeline}`,
     );
   }
   const pgSeconds = seconds(pgStarted, Date.now());
@@ -174,7 +176,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const ebsSeconds = seconds(ebsStarted, Date.now());
 
   // ---- retention and drill ---------------------------------------------------------------------
-  const retention = input.retention === false ? null : await applyRetention(steps, cluster, policyOf(cfg, input), false, [backupId]);
+  const retention = input.retention === false ? null : await applyRetention(steps, cluster, policy, false, [backupId]);
   let drill: DrillResult | null = null;
   let drillFailure: string | null = null;
   if (input.drill && pgMade) {
@@ -222,7 +224,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     durationSeconds: seconds(startedMs, Date.now()),
     steps: [],
   };
-  const made = [result.pg ? `base backup ${formatBytesShort(result.pg.totalBytes)} in ${result.pg.durationSeconds} s` : null, result.ebs ? `${result.ebs.snapshots.length} snapshots in ${result.ebs.durationSeconds} s${apiNote(result.ebs.apiRetries)}` : null].filter(Boolean).join(', ');
+  const made = [result.pg ? `base backup ${formatBytes(result.pg.totalBytes)} in ${result.pg.durationSeconds} s` : null, result.ebs ? `${result.ebs.snapshots.length} snapshots in ${result.ebs.durationSeconds} s${apiNote(result.ebs.apiRetries)}` : null].filter(Boolean).join(', ');
   const drillText = drill ? `; drill proved it restores (RTO ${drill.rtoSeconds} s)` : drillFailure ? `; drill FAILED: ${drillFailure}` : '';
   steps.note('result', `backup ${backupId} of ${cluster} from ${source.node}: ${made}${retention ? `; retention deleted ${retention.deleted.length}` : ''}${drillText}`, drillFailure ? 'failed' : 'done');
   await notify(drillFailure ? 'backup.drill-failed' : 'backup.completed', `backup ${backupId} of ${cluster}: ${made}${drillText}`);
@@ -233,11 +235,6 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   return result;
 }
 
-function formatBytesShort(n: number): string {
-  if (n < 1024 * 1024) return `${Math.round(n / 1024)} KiB`;
-  if (n < 1024 ** 3) return `${Math.round((n / 1024 / 1024) * 10) / 10} MiB`;
-  return `${Math.round((n / 1024 ** 3) * 100) / 100} GiB`;
-}
 
 // ---- retention -----------------------------------------------------------------------------------
 
@@ -250,9 +247,8 @@ function policyOf(cfg: NonNullable<ClusterLayout['backup']>, input: { keepLast?:
     keepLast = input.keepLast;
   }
   if (input.maxAge !== undefined) {
-    const m = typeof input.maxAge === 'string' ? /^(\d+)(s|m|h|d)$/.exec(input.maxAge) : null;
-    if (!m) throw ApplicationFailure.nonRetryable(`"maxAge" must be a duration such as "36h" or "14d", got ${JSON.stringify(input.maxAge)}`, 'ConfigError');
-    maxAgeSeconds = Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+    if (typeof input.maxAge !== 'string' || !DURATION_RE.test(input.maxAge)) throw ApplicationFailure.nonRetryable(`"maxAge" must be a duration such as "36h" or "14d", got ${JSON.stringify(input.maxAge)}`, 'ConfigError');
+    maxAgeSeconds = durationSeconds(input.maxAge);
   }
   return { ...cfg, keepLast, maxAgeSeconds };
 }

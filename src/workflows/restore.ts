@@ -15,7 +15,7 @@
  * terminated; nothing is terminated without it.
  */
 import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
-import type { EbsRestorePlan, PgBackupEntry } from '../activities/backup-types';
+import { BACKUP_ID_RE, type EbsRestorePlan, type PgBackupEntry } from '../activities/backup-types';
 import { calls, copying } from './lib/backup-acts';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
 import { withClusterLock } from './lib/lock';
@@ -61,7 +61,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
   const { cluster, requestedBy, dryRun } = runbookInput('restore', input);
   const steps = new StepLog('restore', cluster);
   const backupId = typeof input.from === 'string' ? input.from : '';
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(backupId)) throw ApplicationFailure.nonRetryable(`restore needs "from": a backup id (see \`switchyard retention ${cluster} --dry-run\`), got ${JSON.stringify(input.from)}`, 'ConfigError');
+  if (!BACKUP_ID_RE.test(backupId)) throw ApplicationFailure.nonRetryable(`restore needs "from": a backup id (see \`switchyard retention ${cluster} --dry-run\`), got ${JSON.stringify(input.from)}`, 'ConfigError');
   if (input.kind !== undefined && input.kind !== 'pg' && input.kind !== 'ebs') throw ApplicationFailure.nonRetryable(`restore "kind" must be "pg" or "ebs", got ${JSON.stringify(input.kind)}`, 'ConfigError');
   const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `backup server ${l.backup?.host ?? 'none'}`);
   if (!layout.backup) throw ApplicationFailure.nonRetryable(`cluster ${cluster} has no "backup" section in the topology`, 'ConfigError');

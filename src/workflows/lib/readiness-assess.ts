@@ -5,6 +5,7 @@
  */
 import type { ClusterLayout } from '../../topology/layout';
 import type { PgBackupEntry } from '../../activities/backup-types';
+import { formatAge } from './retention';
 import type { Ec2InstanceInfo, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState } from '../../activities/types';
 
 export interface ReadinessCheck {
@@ -67,12 +68,6 @@ export function backupObservation(list: PgBackupEntry[]): BackupObservation {
   };
 }
 
-export function formatSeconds(s: number): string {
-  if (s < 120) return `${s} s`;
-  if (s < 7200) return `${Math.round(s / 60)} min`;
-  if (s < 2 * 86400) return `${Math.round((s / 3600) * 10) / 10} h`;
-  return `${Math.round((s / 86400) * 10) / 10} d`;
-}
 
 export function formatBytes(n: number | null): string {
   if (n === null) return 'unknown';
@@ -198,11 +193,11 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
     const max = layout.backup.maxRestorableAgeSeconds;
     const made = b.newestProven ? (b.newestProven.finishedAt ?? b.newestProven.provenAt) : null;
     newestProvenAgeSeconds = made ? Math.max(0, Math.round((Date.parse(observedAt) - Date.parse(made)) / 1000)) : null;
-    const bound = max === null ? 'no maximum set (backup.maxRestorableAge)' : `maximum ${formatSeconds(max)}`;
+    const bound = max === null ? 'no maximum set (backup.maxRestorableAge)' : `maximum ${formatAge(max)}`;
     const seen = b.error
       ? `the backup server could not be asked: ${b.error}`
       : b.newestProven
-        ? `newest proven-restorable backup ${b.newestProven.backupId} is ${formatSeconds(newestProvenAgeSeconds ?? 0)} old (drilled ${b.newestProven.provenAt}); ${b.complete} complete base backups`
+        ? `newest proven-restorable backup ${b.newestProven.backupId} is ${formatAge(newestProvenAgeSeconds ?? 0)} old (drilled ${b.newestProven.provenAt}); ${b.complete} complete base backups`
         : `no backup has been proven restorable by a drill (${b.complete} complete base backups; run \`switchyard drill ${layout.cluster}\`)`;
     const ok = max === null ? true : !b.error && newestProvenAgeSeconds !== null && newestProvenAgeSeconds <= max;
     check('backup', ok, `${seen}; ${bound}`);
