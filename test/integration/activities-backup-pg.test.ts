@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { createHash } from 'node:crypto';
-import { closeSync, cpSync, createReadStream, existsSync, lchownSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, writeSync } from 'node:fs';
+import { cpSync, createReadStream, existsSync, lchownSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pgBackupActivities } from '../../src/activities/backup-pg';
@@ -21,6 +21,7 @@ import { lsnDiff } from '../../src/activities/postgres';
 import type { Topology } from '../../src/topology/schema';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
 import { nodeQuery } from '../support/pg';
+import { flipByte } from '../support/files';
 
 const CLUSTER = 'demo';
 const LSN_RE = /^[0-9A-F]+\/[0-9A-F]+$/;
@@ -323,16 +324,7 @@ describe('a restore drill', () => {
     const rm = join(dirOf('b2'), DRILL_FILE);
     spawnSync('rm', ['-f', rm]);
     const size = statSync(tar).size;
-    const fd = openSync(tar, 'r+');
-    try {
-      const at = Math.floor(size / 2);
-      const byte = Buffer.alloc(1);
-      readSync(fd, byte, 0, 1, at);
-      byte[0] ^= 0xff;
-      writeSync(fd, byte, 0, 1, at);
-    } finally {
-      closeSync(fd);
-    }
+    flipByte(tar);
     assert.equal(statSync(tar).size, size);
 
     const d = show('pgDrill (corrupt)', await act.pgDrill({ cluster: CLUSTER, backupId: 'b2', workflowId: 'test-drill-3' }));

@@ -14,7 +14,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chownSync, closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { chownSync, createReadStream, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { resolveRunAs, run } from '../../sandbox/procs';
@@ -26,6 +26,7 @@ import { Runtime } from '../../src/activities/deps';
 import type { Topology } from '../../src/topology/schema';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
 import { nodeQuery } from '../support/pg';
+import { flipByte } from '../support/files';
 
 const CLUSTER = 'demo';
 const GOOD = 'restore-test-1';
@@ -121,19 +122,6 @@ async function makeBackup(id: string, source: string): Promise<PgBackupManifest>
   return m;
 }
 
-/** Change one byte in the middle of a file (same size, different SHA-256). */
-function flipByte(path: string): void {
-  const fd = openSync(path, 'r+');
-  try {
-    const at = Math.floor(statSync(path).size / 2);
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, at);
-    b[0] ^= 0xff;
-    writeSync(fd, b, 0, 1, at);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 let good: PgBackupManifest;
 

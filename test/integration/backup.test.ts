@@ -13,7 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execFileSync } from 'node:child_process';
@@ -30,6 +30,7 @@ import { FaultProxy } from '../support/fault-proxy';
 import { startStage, type Stage } from '../support/stage';
 import { failureOf, sleep, stepsNamed, waitReplayed } from '../support/runs';
 import { startWorkerProcess, stopWorkerProcesses } from '../support/worker';
+import { flipByte } from '../support/files';
 
 const log = (s: string) => process.stdout.write(`# ${s}\n`);
 const tag = (s: Snapshot, k: string) => s.Tags?.find((t) => t.Key === k)?.Value;
@@ -207,13 +208,7 @@ describe('backups, drills, retention and a schedule', () => {
     execFileSync('cp', ['-a', join(root, first.backupId), join(root, copy)]);
     execFileSync('rm', ['-f', join(root, copy, 'drill.json')]);
     const file = join(root, copy, 'base.tar.gz');
-    const size = statSync(file).size;
-    const fd = openSync(file, 'r+');
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, Math.floor(size / 2));
-    b[0] ^= 0xff;
-    writeSync(fd, b, 0, 1, Math.floor(size / 2));
-    closeSync(fd);
+    flipByte(file);
     const h = await st.start('drill', { cluster: 'demo', from: copy, requestedBy: 'alice' }, `drill-corrupt-${Date.now()}`);
     const f = await failureOf(h.result());
     assert.equal(f.type, 'DrillFailed', f.message);
