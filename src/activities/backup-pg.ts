@@ -24,7 +24,7 @@ import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, parseSha256sum, pa
 import { checkedInt, configError, errorMessage, heartbeat } from './common';
 import type { Call, Runtime, SshExecResult } from './deps';
 import { lsnToBigInt, withPgClient } from './postgres';
-import { brief, execArgv, mustExec, onHost, type OpenSession } from './remote';
+import { brief, execArgv, holdHostLock, mustExec, onHost, type OpenSession } from './remote';
 import { commandLine } from './shell';
 import { confQuote, outputTail } from './standby';
 import type { RemoteCommandResult } from './types';
@@ -40,6 +40,8 @@ export const BackupErrorType = {
 export const MANIFEST_FORMAT = 'switchyard-pg-backup/1';
 const DEFAULT_CREATE_TIMEOUT_SECONDS = 6 * 3600;
 const DEFAULT_DRILL_START_TIMEOUT_SECONDS = 600;
+/** How long a drill waits while another drill of the same backup runs (they share its scratch copy). */
+const DRILL_LOCK_WAIT_SECONDS = 6 * 3600;
 const HASH_TIMEOUT_SECONDS = 6 * 3600;
 const QUERY_TIMEOUT_SECONDS = 600;
 /** Raw bytes read per command (base64 of it stays well inside a result's 64 KiB). */
@@ -886,7 +888,17 @@ export function pgBackupActivities(rt: Runtime) {
 
       return onBackupHost(rt, call, input.cluster, async (open): Promise<PgDrillResult> => {
         const manifest = await readManifest(open, input.cluster, input.backupId, paths.dir);
-        const notes: string[] = [];
+        // One drill of a backup at a time (they share its scratch copy): a second one waits here.
+        const lock = await holdHostLock(open, paths.dir, DRILL_LOCK_WAIT_SECONDS, `the drill of backup ${input.backupId}`);
+        try {
+          return await drillLocked(open, manifest, lock.waitedSeconds ? [`waited ${lock.waitedSeconds.toFixed(1)} s for another drill of this backup to finish`] : []);
+        } finally {
+          await lock.release();
+        }
+      });
+
+      /** The drill itself, under the backup's lock. */
+      async function drillLocked(open: OpenSession, manifest: PgBackupManifest, notes: string[]): Promise<PgDrillResult> {
         const first = await cleanScratch(open, scratch, dataDir, pgCtl, socket);
         if (!first.ok) throw new Error(`drill of ${input.backupId}: a leftover scratch copy cannot be removed: ${first.detail}`);
         if (first.detail.startsWith('stopped')) notes.push(`a leftover scratch server from an earlier attempt: ${first.detail}`);
@@ -1009,7 +1021,7 @@ export function pgBackupActivities(rt: Runtime) {
             `backup ${input.backupId} restores: ${verify.detail}; answered after ${record.rtoSeconds.toFixed(1)} s (RTO), ${record.queries.length} verify quer${record.queries.length === 1 ? 'y' : 'ies'} passed, ` +
             `${Object.keys(record.rowCounts).length} tables with ${rows} rows; backup age ${record.rpoSeconds.toFixed(0)} s (RPO); ${cleanup.detail}; drill.json written${notes.length ? `; ${notes.join('; ')}` : ''}`,
         };
-      });
+      }
     }),
   };
 }

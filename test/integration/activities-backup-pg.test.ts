@@ -318,6 +318,34 @@ describe('a restore drill', () => {
     assert.deepEqual(processesIn(scratch), []);
   });
 
+  it('two drills of one backup take turns: the second waits for the first (they share its scratch copy), both pass', async () => {
+    const first = act.pgDrill({ cluster: CLUSTER, backupId: 'b1', workflowId: 'test-drill-turn-1' });
+    let firstSettled = false;
+    void first.then(
+      () => (firstSettled = true),
+      () => (firstSettled = true),
+    );
+    // The first one holds the lock once its scratch copy exists: only then does the second start.
+    while (!existsSync(scratchOf('b1'))) {
+      assert.equal(firstSettled, false, 'the first drill ended before its scratch copy was seen');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const second = act.pgDrill({ cluster: CLUSTER, backupId: 'b1', workflowId: 'test-drill-turn-2' });
+    const [a, b] = [show('pgDrill (first)', await first), show('pgDrill (second)', await second)];
+    assert.equal(a.ok, true, a.failure ?? a.detail);
+    assert.equal(b.ok, true, b.failure ?? b.detail);
+    assert.doesNotMatch(a.detail, /waited/);
+    assert.match(b.detail, /waited \d+\.\d s for another drill of this backup to finish/);
+    assert.doesNotMatch(b.detail, /a leftover scratch server/, 'the second found no scratch copy of the first to take away');
+    assert.equal(a.record?.rowCounts['public.sandbox_rows'], rowsBeforeBackup);
+    assert.equal(b.record?.rowCounts['public.sandbox_rows'], rowsBeforeBackup);
+    assert.ok(Date.parse(a.record!.provenAt) <= Date.parse(b.record!.provenAt));
+    assert.equal((JSON.parse(readFileSync(join(dirOf('b1'), DRILL_FILE), 'utf8')) as PgDrillRecord).workflowId, 'test-drill-turn-2', 'drill.json is the later drill\'s');
+    assert.ok(!existsSync(scratchOf('b1')));
+    assert.deepEqual(processesIn(scratchOf('b1')), []);
+    assert.deepEqual(readdirSync(clusterDir()).sort(), ['b0', 'b1'], 'nothing else left in the backup root');
+  });
+
   it('a copy with one byte of base.tar.gz changed fails the drill naming the file and its SHA-256, and is not marked restorable', async () => {
     copyBackup('b1', 'b2');
     const tar = join(dirOf('b2'), 'base.tar.gz');
