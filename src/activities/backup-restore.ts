@@ -26,7 +26,7 @@ import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './backup-
 import type { PgBackupFile, PgBackupManifest, PgBackupVerifyResult, PgRestoreNodeInput, PgRestoreStageResult, PgRestoreSwapResult } from './backup-types';
 import { cancellationSignal, configError, errorMessage, heartbeat } from './common';
 import type { Call, Runtime, SshExecResult } from './deps';
-import { brief, execArgv, FILE_COMMAND_TIMEOUT_SECONDS, mustExec, onHost, throwIfCancelled, type OpenSession } from './remote';
+import { brief, execArgv, FILE_COMMAND_TIMEOUT_SECONDS, freeBytesOnHost, mustExec, onHost, throwIfCancelled, type OpenSession } from './remote';
 import { commandLine } from './shell';
 import { parseSwitchyardManifest } from './backup-pg';
 import { moveAsideName } from './standby';
@@ -45,6 +45,8 @@ export const RestoreErrorType = {
   PostgresRunning: 'PostgresRunning',
   /** pgRestoreSwap without a staged copy of the backup (run pgRestoreStage first). */
   RestoreNotStaged: 'RestoreNotStaged',
+  /** The node's filesystem has no room for the staged copy and its extraction (plus a reserve). */
+  InsufficientSpace: 'InsufficientSpace',
 } as const;
 
 /** Written into a restored data directory: which backup it came from (read by a repeated swap). */
@@ -128,6 +130,25 @@ export function parseMarker(text: string): RestoredMarker | null {
 
 function markerText(input: PgRestoreNodeInput, at: Date): string[] {
   return ['# written by switchyard: this data directory was restored from a base backup', `backup=${input.backupId}`, `cluster=${input.cluster}`, `node=${input.node}`, `restored-at=${at.toISOString()}`];
+}
+
+/** Room kept free beyond what a restore needs, for the live server's own WAL and logs: 5%, at least 64 MiB. */
+export const RESTORE_RESERVE_MIN_BYTES = 64 * 1024 * 1024;
+
+/**
+ * What staging a backup beside a node's data directory takes from that filesystem: the files still
+ * to copy, then their extraction (the swap extracts next to them; the data directory is only
+ * renamed). The extraction is estimated by the databases' size when the backup recorded it,
+ * else by the compressed size (a lower bound); a reserve stays free for the server that runs there.
+ */
+export function restoreSpaceNeeded(m: Pick<PgBackupManifest, 'totalBytes' | 'databaseBytes'>, toCopyBytes: number): { needBytes: number; reserveBytes: number; how: string } {
+  const extract = Math.max(m.databaseBytes ?? 0, m.totalBytes);
+  const needBytes = toCopyBytes + extract;
+  const reserveBytes = Math.max(RESTORE_RESERVE_MIN_BYTES, Math.ceil(needBytes * 0.05));
+  const how =
+    `${fmtBytes(toCopyBytes)} to copy + ${fmtBytes(extract)} to extract (${m.databaseBytes !== null && m.databaseBytes >= m.totalBytes ? 'the databases\' size when backed up' : 'at least the compressed size'})` +
+    ` + a reserve of ${fmtBytes(reserveBytes)}`;
+  return { needBytes, reserveBytes, how };
 }
 
 function fmtBytes(n: number): string {
@@ -420,6 +441,24 @@ export function pgRestoreActivities(rt: Runtime) {
         }
         const notes: string[] = [];
         let todo: readonly PgBackupFile[] = files;
+        /** Refuse before anything is written when the filesystem cannot take the copy and its extraction. */
+        const checkSpace = async (toCopy: readonly PgBackupFile[]) => {
+          const space = restoreSpaceNeeded(manifest, toCopy.reduce((sum, f) => sum + f.bytes, 0));
+          const free = await freeBytesOnHost(dst, staging);
+          if (free.bytes === null) {
+            notes.push(`free space not checked: ${free.why}`);
+            return;
+          }
+          if (free.bytes < space.needBytes + space.reserveBytes) {
+            throw ApplicationFailure.nonRetryable(
+              `not enough free space on ${n.sshHost} to restore backup ${backupId} beside ${n.dataDir}: it needs ${fmtBytes(space.needBytes + space.reserveBytes)} (${space.how}), ` +
+                `the filesystem of ${free.dir} has ${fmtBytes(free.bytes)} free. Nothing was copied and ${input.node} is unchanged; free space there (moved-aside data directories ` +
+                `${n.dataDir}.switchyard-* are kept until a person removes them) or restore onto another node.`,
+              RestoreErrorType.InsufficientSpace,
+            );
+          }
+          notes.push(`${fmtBytes(free.bytes)} free on ${free.dir}, ${fmtBytes(space.needBytes)} needed`);
+        };
         const kind = await kindOf(dst, staging);
         if (kind === 'other') throw configError(`${staging} on ${n.sshHost} exists and is not a directory: move it away before staging backup ${backupId} there`);
         if (kind === 'dir') {
@@ -440,7 +479,9 @@ export function pgRestoreActivities(rt: Runtime) {
           const redo = new Set(v.problems.map((p) => p.file));
           todo = files.filter((f) => redo.has(f.name));
           notes.push(`${staging} existed: kept ${files.length - todo.length} of ${files.length} files that match the manifest`);
+          await checkSpace(todo);
         } else {
+          await checkSpace(todo);
           await mustExec(dst, sh(MKDIR_PRIVATE_SH, staging), `making ${staging}`);
         }
 

@@ -264,6 +264,21 @@ export async function holdHostLock(open: OpenSession, path: string, waitSeconds:
   return { waitedSeconds, release: stop };
 }
 
+/**
+ * Free bytes for an unprivileged writer on the filesystem that holds `path` (it or its nearest
+ * existing parent), read with POSIX `df -Pk`; null with the reason when it cannot be read.
+ */
+export async function freeBytesOnHost(open: OpenSession, path: string): Promise<{ bytes: number; dir: string } | { bytes: null; why: string }> {
+  const r = await execArgv(open, ['sh', '-c', 'p="$1"; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname -- "$p"); done; echo "$p"; df -Pk -- "$p"', 'sh', path], FILE_COMMAND_TIMEOUT_SECONDS);
+  if (r.exitCode !== 0) return { bytes: null, why: `df on ${open.name} ${brief(r)}` };
+  const [dir, , row] = r.stdout.trim().split('\n');
+  // Filesystem 1024-blocks Used Available Capacity Mounted-on (the name may hold spaces: count from the end).
+  const cols = (row ?? '').trim().split(/\s+/);
+  const avail = Number(cols[cols.length - 3]);
+  if (!dir || cols.length < 6 || !Number.isSafeInteger(avail) || avail < 0) return { bytes: null, why: `df on ${open.name} printed something unexpected: ${JSON.stringify(r.stdout.slice(0, 200))}` };
+  return { bytes: avail * 1024, dir };
+}
+
 /** withHost for an activity: a connection problem surfaces as the action error it stands for. */
 export async function onHost<T>(rt: Runtime, call: Call, cluster: string, hostName: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
   try {

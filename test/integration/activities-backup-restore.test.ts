@@ -169,6 +169,35 @@ describe('restoring a base backup onto dc2-db', () => {
     assert.equal((await query<{ r: boolean }>('dc2-db', 'SELECT pg_is_in_recovery() AS r'))[0].r, true, 'dc2-db still runs as a standby');
   });
 
+  it('a backup whose databases would not fit beside dc2-db\'s data directory is refused before anything is copied (InsufficientSpace)', async () => {
+    const id = 'restore-test-huge';
+    const dir = backupPath(id);
+    const cp = await run('cp', ['-a', '--', backupPath(GOOD), dir]);
+    assert.equal(cp.code, 0, cp.stderr);
+    // The same files, from a cluster whose databases were 1 PiB when it was backed up.
+    writeManifest(dir, { ...good, backupId: id, databaseBytes: 2 ** 50 });
+    const n = node('dc2-db');
+    const ino = statSync(n.dataDir).ino;
+    const beside = besideDataDir('dc2-db');
+    try {
+      await assert.rejects(restore.pgRestoreStage({ cluster: CLUSTER, backupId: id, node: 'dc2-db' }), (e: Error & { type?: string; nonRetryable?: boolean }) => {
+        show('pgRestoreStage (huge)', e.message);
+        assert.equal(e.type, 'InsufficientSpace');
+        assert.equal(e.nonRetryable, true);
+        assert.match(e.message, /not enough free space on dc2-db to restore backup restore-test-huge beside /);
+        assert.match(e.message, /it needs [\d.]+ (GiB|TiB) \([\d.]+ (KiB|MiB) to copy \+ [\d.]+ TiB to extract \(the databases' size when backed up\) \+ a reserve of [\d.]+ TiB\), the filesystem of \/\S* has [\d.]+ \w+ free/);
+        assert.match(e.message, /Nothing was copied and dc2-db is unchanged/);
+        return true;
+      });
+    } finally {
+      await run('rm', ['-rf', '--', dir]);
+    }
+    assert.ok(!existsSync(stagingDirName(n.dataDir, id)), 'nothing staged');
+    assert.deepEqual(besideDataDir('dc2-db'), beside, 'nothing new beside the data directory');
+    assert.equal(statSync(n.dataDir).ino, ino, 'the data directory is the same one');
+    assert.equal((await query<{ r: boolean }>('dc2-db', 'SELECT pg_is_in_recovery() AS r'))[0].r, true, 'dc2-db still runs as a standby');
+  });
+
   it('pgRestoreSwap refuses a backup that was never staged (RestoreNotStaged)', async () => {
     const f = await act.pgFence({ cluster: CLUSTER, node: 'dc2-db' });
     assert.equal(f.fenced, true, f.detail);
@@ -190,6 +219,7 @@ describe('restoring a base backup onto dc2-db', () => {
     assert.equal(s.verify.checked, good.files.length);
     assert.equal(s.bytesCopied, good.totalBytes);
     assert.match(s.detail, /by streaming from dc2-app through the worker/);
+    assert.match(s.detail, /[\d.]+ \w+ free on \/\S*, [\d.]+ \w+ needed/, 'the free space was checked first');
     for (const f of good.files) assert.equal(await sha256File(join(staging, f.name)), f.sha256, f.name);
     assert.deepEqual(readdirSync(staging).sort(), good.files.map((f) => f.name).sort(), 'no part files left');
     assert.equal((statSync(staging).mode & 0o777).toString(8), '700');
