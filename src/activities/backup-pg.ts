@@ -23,7 +23,7 @@ import { BACKUP_ID_RE, type PgBackupCreateInput, type PgBackupCreateResult, type
 import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, parseSha256sum, parseSizes, verifyOnHost } from './backup-files';
 import { checkedInt, configError, errorMessage, heartbeat } from './common';
 import type { Call, Runtime, SshExecResult } from './deps';
-import { lsnToBigInt, withPgClient } from './postgres';
+import { DATABASE_BYTES_SQL, lsnToBigInt, withPgClient } from './postgres';
 import { brief, execArgv, holdHostLock, mustExec, onHost, type OpenSession } from './remote';
 import { commandLine } from './shell';
 import { confQuote, outputTail } from './standby';
@@ -620,7 +620,6 @@ export const LOGIN_REFUSED_RE = /password authentication failed|no password supp
 
 const SOURCE_SQL = `SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS num,
   (SELECT system_identifier::text FROM pg_control_system()) AS sysid, pg_is_in_recovery() AS rec`;
-const SIZES_SQL = `SELECT sum(pg_database_size(oid))::text AS bytes FROM pg_database WHERE has_database_privilege(oid, 'CONNECT')`;
 
 export function pgBackupActivities(rt: Runtime) {
   /** Read what the manifest records about the source, through the worker's connection. */
@@ -631,7 +630,7 @@ export function pgBackupActivities(rt: Runtime) {
         const [r] = (await client.query(SOURCE_SQL)).rows;
         let databaseBytes: number | null = null;
         try {
-          const [s] = (await client.query(SIZES_SQL)).rows;
+          const [s] = (await client.query(DATABASE_BYTES_SQL)).rows;
           databaseBytes = s?.bytes === null || s?.bytes === undefined ? null : Number(s.bytes);
         } catch {
           databaseBytes = null; // sizes are informative; a login without the privilege still backs up

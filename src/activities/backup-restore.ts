@@ -24,9 +24,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
 import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './backup-files';
 import type { PgBackupFile, PgBackupManifest, PgBackupVerifyResult, PgRestoreNodeInput, PgRestoreStageResult, PgRestoreSwapResult } from './backup-types';
-import { cancellationSignal, configError, errorMessage, heartbeat } from './common';
+import { cancellationSignal, configError, errorMessage, ErrorType, fmtBytes, heartbeat } from './common';
 import type { Call, Runtime, SshExecResult } from './deps';
-import { brief, execArgv, FILE_COMMAND_TIMEOUT_SECONDS, freeBytesOnHost, mustExec, onHost, throwIfCancelled, type OpenSession } from './remote';
+import { brief, execArgv, FILE_COMMAND_TIMEOUT_SECONDS, freeBytesOnHost, freeSpaceReserve, mustExec, onHost, throwIfCancelled, type OpenSession } from './remote';
 import { commandLine } from './shell';
 import { parseSwitchyardManifest } from './backup-pg';
 import { moveAsideName } from './standby';
@@ -46,7 +46,7 @@ export const RestoreErrorType = {
   /** pgRestoreSwap without a staged copy of the backup (run pgRestoreStage first). */
   RestoreNotStaged: 'RestoreNotStaged',
   /** The node's filesystem has no room for the staged copy and its extraction (plus a reserve). */
-  InsufficientSpace: 'InsufficientSpace',
+  InsufficientSpace: ErrorType.InsufficientSpace,
 } as const;
 
 /** Written into a restored data directory: which backup it came from (read by a repeated swap). */
@@ -132,9 +132,6 @@ function markerText(input: PgRestoreNodeInput, at: Date): string[] {
   return ['# written by switchyard: this data directory was restored from a base backup', `backup=${input.backupId}`, `cluster=${input.cluster}`, `node=${input.node}`, `restored-at=${at.toISOString()}`];
 }
 
-/** Room kept free beyond what a restore needs, for the live server's own WAL and logs: 5%, at least 64 MiB. */
-export const RESTORE_RESERVE_MIN_BYTES = 64 * 1024 * 1024;
-
 /**
  * What staging a backup beside a node's data directory takes from that filesystem: the files still
  * to copy, then their extraction (the swap extracts next to them; the data directory is only
@@ -144,24 +141,13 @@ export const RESTORE_RESERVE_MIN_BYTES = 64 * 1024 * 1024;
 export function restoreSpaceNeeded(m: Pick<PgBackupManifest, 'totalBytes' | 'databaseBytes'>, toCopyBytes: number): { needBytes: number; reserveBytes: number; how: string } {
   const extract = Math.max(m.databaseBytes ?? 0, m.totalBytes);
   const needBytes = toCopyBytes + extract;
-  const reserveBytes = Math.max(RESTORE_RESERVE_MIN_BYTES, Math.ceil(needBytes * 0.05));
+  const reserveBytes = freeSpaceReserve(needBytes);
   const how =
     `${fmtBytes(toCopyBytes)} to copy + ${fmtBytes(extract)} to extract (${m.databaseBytes !== null && m.databaseBytes >= m.totalBytes ? 'the databases\' size when backed up' : 'at least the compressed size'})` +
     ` + a reserve of ${fmtBytes(reserveBytes)}`;
   return { needBytes, reserveBytes, how };
 }
 
-function fmtBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = -1;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(1)} ${units[u]}`;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fixed scripts: paths and values as positional arguments

@@ -45,6 +45,9 @@ const num = (v: unknown): number | null => (v === null || v === undefined ? null
 /** Timeline of the last checkpoint (on a standby: of the last restartpoint). */
 export const CHECKPOINT_TLI_SQL = `(SELECT timeline_id FROM pg_control_checkpoint())`;
 /** Timeline of the WAL segment being written; only valid out of recovery (pg_walfile_name refuses during it). */
+/** The size of every database the login may connect to, summed (as text: bigint). */
+export const DATABASE_BYTES_SQL = `SELECT sum(pg_database_size(oid))::text AS bytes FROM pg_database WHERE has_database_privilege(oid, 'CONNECT')`;
+
 export const WAL_TLI_SQL = `('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int`;
 
 /**

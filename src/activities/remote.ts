@@ -264,6 +264,13 @@ export async function holdHostLock(open: OpenSession, path: string, waitSeconds:
   return { waitedSeconds, release: stop };
 }
 
+/** Room kept free beyond what a step needs, for the server that runs there (its WAL, its logs): 5%, at least 64 MiB. */
+export const FREE_SPACE_RESERVE_MIN_BYTES = 64 * 1024 * 1024;
+
+export function freeSpaceReserve(needBytes: number): number {
+  return Math.max(FREE_SPACE_RESERVE_MIN_BYTES, Math.ceil(needBytes * 0.05));
+}
+
 /**
  * Free bytes for an unprivileged writer on the filesystem that holds `path` (it or its nearest
  * existing parent), read with POSIX `df -Pk`; null with the reason when it cannot be read.

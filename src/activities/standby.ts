@@ -13,11 +13,11 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
-import { checkedInt, configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
+import { checkedInt, configError, errorMessage, ErrorType, fmtBytes, heartbeat, sleep } from './common';
 import { Runtime, type Call, type PgClientLike } from './deps';
 import { defaultLogFile, parseControlData } from './pgctl';
-import { CHECKPOINT_TLI_SQL, isAuthFailure, lsnDiff, postgresActivities, WAL_TLI_SQL, withPgClient } from './postgres';
-import { brief, execArgv, mustExec, onHost, throwIfCancelled, withHost, type OpenSession } from './remote';
+import { CHECKPOINT_TLI_SQL, DATABASE_BYTES_SQL, isAuthFailure, lsnDiff, postgresActivities, WAL_TLI_SQL, withPgClient } from './postgres';
+import { brief, execArgv, freeBytesOnHost, freeSpaceReserve, mustExec, onHost, throwIfCancelled, withHost, type OpenSession } from './remote';
 import type {
   ConfigFileCopy,
   CopyConfigFilesResult,
@@ -317,6 +317,36 @@ export function standbyActivities(rt: Runtime) {
   const writeProbe = postgresActivities(probeRt).pgWriteProbe;
 
   /**
+   * Before a base backup replaces a node's data directory (kept aside on the same filesystem):
+   * room for the source's databases plus a reserve, else InsufficientSpace before anything moved.
+   * What it found, for the step log; unknown sizes are said, not guessed.
+   */
+  const checkBasebackupSpace = async (call: Call, input: PgBasebackupInput, open: OpenSession, n: DbNodeConfig): Promise<string> => {
+    let bytes: number | null = null;
+    try {
+      bytes = await withPgClient(rt, call, input.cluster, input.source, async (client) => {
+        const v = (await client.query(DATABASE_BYTES_SQL)).rows[0]?.bytes;
+        return v === null || v === undefined ? null : Number(v);
+      });
+    } catch (err) {
+      return `free space not checked: the size of ${input.source}'s databases could not be read (${errorMessage(err)})`;
+    }
+    if (bytes === null || !Number.isFinite(bytes)) return `free space not checked: ${input.source} reported no database size`;
+    const free = await freeBytesOnHost(open, n.dataDir);
+    if (free.bytes === null) return `free space not checked: ${free.why}`;
+    const reserve = freeSpaceReserve(bytes);
+    if (free.bytes < bytes + reserve) {
+      throw ApplicationFailure.nonRetryable(
+        `not enough free space on ${n.sshHost} to copy ${input.source} into ${n.dataDir}: it needs ${fmtBytes(bytes + reserve)} (${fmtBytes(bytes)} of databases + a reserve of ${fmtBytes(reserve)}), ` +
+          `the filesystem of ${free.dir} has ${fmtBytes(free.bytes)} free (the current data directory stays there, moved aside). Nothing was moved or copied; ` +
+          `free space there (earlier moved-aside directories ${n.dataDir}.switchyard-* are kept until a person removes them) and run it again.`,
+        ErrorType.InsufficientSpace,
+      );
+    }
+    return `${fmtBytes(free.bytes)} free on ${free.dir}, ${fmtBytes(bytes)} of databases to copy`;
+  };
+
+  /**
    * Right after a promotion the source's control file still names the old timeline until its
    * first checkpoint completes, and PostgreSQL 15's pg_rewind reads the source's timeline from
    * there: it would say "no rewind required" for a target that did diverge. Force that checkpoint.
@@ -509,6 +539,8 @@ export function standbyActivities(rt: Runtime) {
         if (st.running === true) throw wrongRoleRunning(input.node, n, st, 'replacing its data directory');
         if (st.running === null) throw new Error(`cannot tell whether PostgreSQL runs on ${w} (pg_ctl status: ${st.text}): not moving its data directory aside`);
         const notes: string[] = [];
+        // The old directory stays on this filesystem (moved aside): the copy needs room beside it.
+        notes.push(await checkBasebackupSpace(call, input, open, n));
         if (st.dataDirExists) {
           const r = await mustExec(open, sh(MOVE_ASIDE_SH, n.dataDir, moveAsideName(n.dataDir, rt.now())), `moving ${n.dataDir} aside`);
           notes.push(`moved ${n.dataDir} aside to ${r.stdout.trim()}`);

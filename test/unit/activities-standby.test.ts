@@ -139,6 +139,8 @@ class SimNode {
   timeline = 1;
   rewind: Reply = { code: 0, stderr: REWIND_DIVERGED };
   basebackupWorks = true;
+  /** What the node's databases take (pg_database_size summed); null: the login may not read it. */
+  databaseBytes: number | null = 30 * 1024 * 1024;
   /** The control file timeline of a source right after promotion (null: same as wal timeline). */
   checkpointTli: number | null = null;
   walTli = 1;
@@ -254,6 +256,10 @@ function world(nodes: { p: SimNode; s: SimNode }, opts: { now?: () => Date; unre
           return { rows: [] };
         }
         if (/pg_reload_conf/.test(sql)) return { rows: [{ pg_reload_conf: true }] };
+        if (/sum\(pg_database_size\(oid\)\)/.test(sql)) {
+          if (sim.databaseBytes === null) throw Object.assign(new Error('permission denied for function pg_database_size'), { code: '42501' });
+          return { rows: [{ bytes: String(sim.databaseBytes) }] };
+        }
         if (/pg_stat_wal_receiver/.test(sql)) return { rows: [{ rec: sim.inRecovery, replay: sim.replay, ...(sim.receiver ?? { status: null, sender_host: null, sender_port: null }) }] };
         if (/pg_last_wal_replay_lsn/.test(sql)) return { rows: [{ rec: sim.inRecovery, replay: sim.replay }] };
         if (/current_setting\('default_transaction_read_only'\)/.test(sql)) return { rows: [{ rec: sim.inRecovery || !sim.acceptsWrites, ro: 'off' }] };
@@ -472,6 +478,7 @@ describe('pgBasebackup', () => {
     assert.equal(readFileSync(w.at('h1', '/data/p.switchyard-20261122T081254Z/base/1'), 'utf8'), 'old data');
     assert.ok(existsSync(w.at('h1', '/data/p/PG_VERSION')));
     assert.equal(modeOf(w.at('h1', '/data/p')), '700');
+    assert.match(b.detail, /[\d.]+ \w+ free on \/\S+, 30\.0 MiB of databases to copy/, 'the free space was checked first');
     const bb = w.commands.find((c) => /pg_basebackup/.test(c.line));
     assert.deepEqual(bb?.argv, [
       'env',
@@ -492,6 +499,27 @@ describe('pgBasebackup', () => {
     const again = await w.act.pgBasebackup({ cluster: 'main', node: 'p', source: 's' });
     assert.deepEqual(again.movedAside, ['/data/p.switchyard-20261122T081254Z', '/data/p.switchyard-20261122T081254Z.2']);
     assert.deepEqual(readdirSync(w.roots.h1 + '/data').sort(), ['p', 'p.switchyard-20261122T081254Z', 'p.switchyard-20261122T081254Z.2']);
+  });
+
+  it('refuses (InsufficientSpace) before moving anything when the source\'s databases and a reserve do not fit; an unreadable size is said, not guessed', async () => {
+    const s = new SimNode({ running: true });
+    s.databaseBytes = 2 ** 60; // 1 EiB: more than any disk here
+    const w = world({ p: new SimNode({ running: false }), s });
+    put(w.at('h1', '/data/p/PG_VERSION'), '15\n', 0o600);
+    const e = await w.act.pgBasebackup({ cluster: 'main', node: 'p', source: 's' }).then(
+      () => assert.fail('expected a refusal'),
+      (err: Error & { type?: string; nonRetryable?: boolean }) => err,
+    );
+    assert.equal(e.type, 'InsufficientSpace');
+    assert.equal(e.nonRetryable, true);
+    assert.match(e.message, /^not enough free space on h1 to copy s into \/data\/p: it needs [\d.]+ TiB \([\d.]+ TiB of databases \+ a reserve of [\d.]+ TiB\), the filesystem of \/\S+ has [\d.]+ \w+ free/);
+    assert.match(e.message, /Nothing was moved or copied/);
+    assert.deepEqual(readdirSync(w.roots.h1 + '/data'), ['p'], 'the data directory is where it was');
+    assert.equal(w.commands.filter((c) => /pg_basebackup|switchyard-/.test(c.line)).length, 0, 'nothing moved aside, no pg_basebackup');
+
+    s.databaseBytes = null;
+    const b = await w.act.pgBasebackup({ cluster: 'main', node: 'p', source: 's' });
+    assert.match(b.detail, /free space not checked: the size of s's databases could not be read \(permission denied for function pg_database_size\)/);
   });
 
   it('no data directory: nothing to move; refuses a running node (WrongRole); a failing copy throws retryably with its output', async () => {

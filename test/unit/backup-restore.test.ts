@@ -1,7 +1,8 @@
 /** What a restore needs free beside the data directory (restoreSpaceNeeded), without a host. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RESTORE_RESERVE_MIN_BYTES, restoreSpaceNeeded } from '../../src/activities/backup-restore';
+import { restoreSpaceNeeded } from '../../src/activities/backup-restore';
+import { FREE_SPACE_RESERVE_MIN_BYTES } from '../../src/activities/remote';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -30,6 +31,6 @@ describe('restoreSpaceNeeded', () => {
   it('a small restore keeps at least the minimum reserve', () => {
     const s = restoreSpaceNeeded({ totalBytes: 3 * MiB, databaseBytes: 20 * MiB }, 3 * MiB);
     assert.equal(s.needBytes, 23 * MiB);
-    assert.equal(s.reserveBytes, RESTORE_RESERVE_MIN_BYTES);
+    assert.equal(s.reserveBytes, FREE_SPACE_RESERVE_MIN_BYTES);
   });
 });

@@ -19,7 +19,6 @@ export const BACKUP_NON_RETRYABLE = [
   'PrivateIpInUse',
   'PgVersionMismatch',
   'RestoreNotStaged',
-  'InsufficientSpace',
 ];
 
 /** Long copies (a base backup, a drill, a restore's copy, snapshot completion): they heartbeat while they work. */

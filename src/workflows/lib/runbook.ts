@@ -7,7 +7,7 @@ import type { Activities } from '../../activities';
 import type { PgNodeStatus } from '../../activities/types';
 import { messageOf, type StepLog } from './steps';
 
-export const NON_RETRYABLE = ['ConfigError', 'HostKeyMismatch', 'SshAuthFailed', 'WrongRole', 'Ec2Ambiguous', 'Ec2AddressNotFound'];
+export const NON_RETRYABLE = ['ConfigError', 'HostKeyMismatch', 'SshAuthFailed', 'WrongRole', 'Ec2Ambiguous', 'Ec2AddressNotFound', 'InsufficientSpace'];
 
 export const reads = proxyActivities<Activities>({
   startToCloseTimeout: '45 seconds',
