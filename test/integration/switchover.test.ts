@@ -382,7 +382,7 @@ describe('switchover refusals (maxLagBytes 1024, start-switchover confirmed by a
     st = await startStage({
       edit: (c) => {
         (c.postgres as Record<string, unknown>).maxLagBytes = 1024;
-        c.switchover = { confirmStart: true };
+        c.switchover = { confirmStart: true, replayTimeoutSeconds: 3 };
       },
     });
   });
@@ -455,6 +455,40 @@ describe('switchover refusals (maxLagBytes 1024, start-switchover confirmed by a
       await st.nodeQuery('dc2-db', 'SELECT pg_wal_replay_resume()');
     }
     await caughtUp(st, 'dc2-db', 'dc1-db');
+    await assertPrimaryAt(st, 'dc1');
+  });
+
+  it('aborted before promotion (dc2 never replays dc1\'s shutdown checkpoint): dc1 started again, services and maintenance as before, nothing promoted', async () => {
+    const before = await snapshot(st);
+    const h = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, `switchover-abort-${Date.now()}`);
+    await st.waitProgress(h.workflowId, waitingAt('start-switchover'), 'the start-switchover checkpoint');
+    // dc2 still streams, but replays nothing more: the shutdown checkpoint of dc1 never arrives in its data.
+    await st.nodeQuery('dc2-db', 'SELECT pg_wal_replay_pause()');
+    let r: SwitchoverResult;
+    try {
+      assert.equal((await decide(st.client, h.workflowId, { checkpoint: 'start-switchover', decision: 'approve', by: 'bob' })).accepted, true);
+      r = (await h.result()) as SwitchoverResult;
+    } finally {
+      await st.nodeQuery('dc2-db', 'SELECT pg_wal_replay_resume()');
+    }
+    assert.equal(r.outcome, 'aborted');
+    assert.match(r.abortedBecause ?? '', /^dc2-db did not replay up to dc1-db's shutdown checkpoint [0-9A-F]+\/[0-9A-F]+ within 3 s/);
+    assert.match(r.state, /^nothing was promoted: dc1-db \(dc1\) is the primary, dc2-db a standby; traffic was not moved; undone: start PostgreSQL dc1-db again, /);
+    assert.doesNotMatch(r.state, /could not undo/);
+    assert.deepEqual(r.timeline.after, r.timeline.before);
+    assert.equal(r.writeDowntimeMs, null);
+
+    const p = await h.query<Progress>('progress');
+    const names = p.steps.map((s) => s.name);
+    assert.equal(stepsNamed(p, /^(promote|traffic:.*|follow:.*)$/).length, 0, 'nothing promoted, no traffic moved');
+    const undone = names.filter((n) => n.startsWith('undo:'));
+    const serviceUndo = serviceNames(st, 'dc1').map((s) => `undo:start ${s} at dc1`).reverse();
+    assert.deepEqual(undone, ['undo:start PostgreSQL dc1-db again', ...serviceUndo, 'undo:maintenance off at dc1'], 'undone in reverse order of doing');
+    assert.ok(stepsNamed(p, /^undo:/).every((s) => s.state === 'done'));
+    assert.equal(stepsNamed(p, /^unlock$/)[0]?.state, 'done', 'the lock was released');
+
+    await caughtUp(st, 'dc2-db', 'dc1-db');
+    assert.deepEqual(await snapshot(st), before, 'roles, front, Elastic IP, private IP, DNS, maintenance and services as before');
     await assertPrimaryAt(st, 'dc1');
   });
 
