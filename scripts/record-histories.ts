@@ -294,6 +294,19 @@ const SCENARIOS: Scenario[] = [
       await rec('restore-ebs-rejected', re.workflowId, 'restore from snapshots while the original holds the address: replace-instance rejected, nothing changed');
     },
   },
+  {
+    name: 'restore-rejected',
+    about: 'a base backup, then its restore onto the primary rejected at replace-data',
+    async run(st, rec) {
+      const b = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['pg'] }, 'replay-backup-for-rejected-restore');
+      const { backupId } = (await b.result()) as BackupResult;
+      const rs = await st.start('restore', { cluster: 'demo', from: backupId, target: 'dc1-db', requestedBy: 'alice' }, 'replay-restore-pg-rejected');
+      await st.waitProgress(rs.workflowId, waitingAt('replace-data'), 'the replace-data checkpoint');
+      await decide(st.client, rs.workflowId, { checkpoint: 'replace-data', decision: 'reject', by: 'bob' });
+      assert.equal(((await rs.result()) as { outcome: string }).outcome, 'aborted');
+      await rec('restore-pg-rejected', rs.workflowId, 'restore of a base backup onto the primary: staged, replace-data rejected, the staged copy removed (patch restore-discard-rejected-stage), nothing replaced');
+    },
+  },
 ];
 
 function readManifest(): Manifest {

@@ -23,7 +23,7 @@ import { Transform } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
 import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './backup-files';
-import type { PgBackupFile, PgBackupManifest, PgBackupVerifyResult, PgRestoreNodeInput, PgRestoreStageResult, PgRestoreSwapResult } from './backup-types';
+import type { PgBackupFile, PgBackupManifest, PgBackupVerifyResult, PgRestoreDiscardResult, PgRestoreNodeInput, PgRestoreStageResult, PgRestoreSwapResult } from './backup-types';
 import { cancellationSignal, configError, errorMessage, ErrorType, fmtBytes, heartbeat } from './common';
 import type { Call, Runtime, SshExecResult } from './deps';
 import { brief, execArgv, FILE_COMMAND_TIMEOUT_SECONDS, freeBytesOnHost, freeSpaceReserve, mustExec, onHost, throwIfCancelled, type OpenSession } from './remote';
@@ -527,6 +527,26 @@ export function pgRestoreActivities(rt: Runtime) {
           if (err instanceof ApplicationFailure && err.type === RestoreErrorType.BackupCorrupt) await removeStaging();
           throw err;
         }
+      });
+    }),
+
+    /**
+     * Take a staged copy away that will not be swapped in (a restore rejected at replace-data), so
+     * it does not hold the node's disk. Only <dataDir>.switchyard-restore-<backupId> is removed;
+     * the data directory and moved-aside ones are never touched. Idempotent: nothing staged is
+     * removed:false.
+     */
+    pgRestoreDiscard: rt.activity(async (input: PgRestoreNodeInput, call): Promise<PgRestoreDiscardResult> => {
+      const { backupId, n, staging } = target(call, input);
+      const base = { backupId, node: input.node, stagingDir: staging };
+      return onHost(rt, call, input.cluster, n.sshHost, async (open): Promise<PgRestoreDiscardResult> => {
+        const kind = await kindOf(open, staging);
+        if (kind === 'missing') return { ...base, removed: false, detail: `nothing staged for backup ${backupId} on ${n.sshHost} (${staging} does not exist)` };
+        if (kind === 'other') throw configError(`${staging} on ${n.sshHost} is not a directory: not removing it; look at it and move it away`);
+        await mustExec(open, ['rm', '-rf', '--', staging], `removing the staged copy ${staging}`, COPY_TIMEOUT_SECONDS);
+        if ((await kindOf(open, staging)) !== 'missing') throw new Error(`${staging} on ${n.sshHost} is still there after rm -rf`);
+        rt.log.info('staged restore copy removed', { cluster: input.cluster, node: input.node, backupId, stagingDir: staging });
+        return { ...base, removed: true, detail: `removed the staged copy of backup ${backupId} (${staging}) on ${n.sshHost}` };
       });
     }),
 

@@ -343,6 +343,15 @@ export interface PgRestoreSwapResult {
   detail: string;
 }
 
+export interface PgRestoreDiscardResult {
+  backupId: string;
+  node: string;
+  stagingDir: string;
+  /** false: nothing was staged there. */
+  removed: boolean;
+  detail: string;
+}
+
 /** The backup activities as the workflows call them (implemented in backup-ebs.ts, backup-pg.ts, backup-restore.ts). */
 export interface BackupActivities {
   ebsSnapshotCreate(input: EbsSnapshotCreateInput): Promise<EbsSnapshotCreateResult>;
@@ -359,4 +368,6 @@ export interface BackupActivities {
   pgDrill(input: PgDrillInput): Promise<PgDrillResult>;
   pgRestoreStage(input: PgRestoreNodeInput): Promise<PgRestoreStageResult>;
   pgRestoreSwap(input: PgRestoreNodeInput): Promise<PgRestoreSwapResult>;
+  /** Remove a staged copy that will not be swapped in (a restore rejected at replace-data): only the staging directory. */
+  pgRestoreDiscard(input: PgRestoreNodeInput): Promise<PgRestoreDiscardResult>;
 }

@@ -8,20 +8,22 @@
  * and asks → PostgreSQL stopped → the data directory moved aside with a timestamp (never deleted)
  * → the backup extracted → started → verified (it answers, takes writes). Refused when another node
  * is a live primary: that would make a second primary (a standby is rebuilt with `rejoin`).
+ * Rejected at `replace-data`, the staged copy is removed again (patch 'restore-discard-rejected-stage';
+ * before it, the copy stayed until a later restore used or replaced it).
  *
  * From EBS snapshots ("ebs"): a new instance whose volumes come from the snapshots (an image
  * registered from them), with the recorded private IP, security groups, subnet, type and tags. If
  * a live instance still holds that IP, the `replace-instance` checkpoint asks before it is
  * terminated; nothing is terminated without it.
  */
-import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, workflowInfo } from '@temporalio/workflow';
 import { BACKUP_ID_RE, type EbsRestorePlan, type PgBackupEntry } from '../activities/backup-types';
 import { calls, copying } from './lib/backup-acts';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
 import { withClusterLock } from './lib/lock';
 import { formatAge } from './lib/retention';
 import { actions, describeNode, notifyVia, promotion, reads, refused, runbookInput, seconds } from './lib/runbook';
-import { StepLog } from './lib/steps';
+import { messageOf, StepLog } from './lib/steps';
 import type { StepRecord } from './messages';
 import type { PlanStep } from './failover';
 
@@ -131,8 +133,15 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
         decisions.push(d);
         if (d.decision !== 'approve') {
           const because = d.decision === 'deadline' ? 'no decision at replace-data before its deadline' : `replace-data rejected by ${d.by}`;
-          steps.note('result', `${because}: nothing was changed (the staged copy stays beside the data directory until a restore uses or replaces it)`, 'skipped');
-          return done('aborted', `nothing was changed: ${node.name} keeps its data`, { abortedBecause: because });
+          if (!patched('restore-discard-rejected-stage')) {
+            steps.note('result', `${because}: nothing was changed (the staged copy stays beside the data directory until a restore uses or replaces it)`, 'skipped');
+            return done('aborted', `nothing was changed: ${node.name} keeps its data`, { abortedBecause: because });
+          }
+          // The staged copy is as large as the backup: it does not stay on the live primary's disk.
+          const discard = await steps.run('discard-stage', () => calls.pgRestoreDiscard({ cluster, backupId, node: node.name }), (r) => r.detail).catch((err: unknown) => messageOf(err as Error));
+          const left = typeof discard === 'string' ? `; the staged copy could not be removed (${discard}): remove <data directory>.switchyard-restore-${backupId} on ${node.sshHost} by hand` : '';
+          steps.note('result', `${because}: ${node.name} keeps its data${left}`, 'skipped');
+          return done('aborted', `nothing was changed: ${node.name} keeps its data${left}`, { abortedBecause: because });
         }
       }
       const stop = await steps.run('stop', () => actions.pgFence({ cluster, node: node.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }), (f) => f.detail);

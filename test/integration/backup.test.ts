@@ -6,7 +6,7 @@
  * holds the recorded address, the data directory kept aside, and the runs' step logs.
  *
  *   1. backups, drills, retention and a schedule on one stage;
- *   2. restores on a second stage: a base backup onto the primary (replace-data approved), EBS
+ *   2. restores on a second stage: a base backup onto the primary (rejected at replace-data: staged copy removed; then approved), EBS
  *      snapshots as a new instance (replace-instance rejected while the original lives; launched
  *      with the recorded address once it is gone);
  *   3. the worker killed with SIGKILL after the snapshot call and during the base backup.
@@ -323,6 +323,23 @@ describe('restores: a base backup onto the primary, EBS snapshots as a new insta
     const refusedRun = await st.start('restore', { cluster: 'demo', from: b.backupId, target: 'dc2-db', requestedBy: 'alice' }, `restore-refused-${Date.now()}`);
     const f = await failureOf(refusedRun.result());
     assert.match(f.message, /dc1-db is a live primary.*second primary/);
+
+    // Rejected at replace-data: dc1 keeps its data, and the staged copy does not stay on its disk.
+    const staging = `${dataDir}.switchyard-restore-${b.backupId}`;
+    const no = await st.start('restore', { cluster: 'demo', from: b.backupId, target: 'dc1-db', requestedBy: 'alice' }, `restore-pg-rejected-${Date.now()}`);
+    await st.waitProgress(no.workflowId, (p) => p.waitingFor === 'replace-data', 'the replace-data checkpoint', 180_000);
+    assert.ok(existsSync(join(staging, 'base.tar.gz')), 'the backup is staged beside the data directory while the run asks');
+    await decide(st.client, no.workflowId, { checkpoint: 'replace-data', decision: 'reject', by: 'bob', comment: 'wrong backup' });
+    const rejected = (await no.result()) as RestoreResult;
+    assert.equal(rejected.outcome, 'aborted');
+    assert.match(rejected.abortedBecause ?? '', /replace-data rejected by bob/);
+    assert.equal(rejected.state, 'nothing was changed: dc1-db keeps its data');
+    assert.ok(!existsSync(staging), 'the staged copy was removed');
+    const np = await no.query<Progress>('progress');
+    assert.match(stepsNamed(np, /^discard-stage$/)[0]?.detail ?? '', new RegExp(`removed the staged copy of backup ${b.backupId}`));
+    assert.equal(stepsNamed(np, /^(stop|swap|start)$/).length, 0, 'nothing stopped or swapped');
+    assert.equal(statSync(dataDir).ino, ino, 'the same data directory');
+    assert.equal(await rowsIn(st, 'dc1-db'), rows + 25, 'every row still there');
 
     const h = await st.start('restore', { cluster: 'demo', from: b.backupId, target: 'dc1-db', requestedBy: 'alice' }, `restore-pg-${Date.now()}`);
     await st.waitProgress(h.workflowId, (p) => p.waitingFor === 'replace-data', 'the replace-data checkpoint', 180_000);
