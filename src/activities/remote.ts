@@ -272,6 +272,18 @@ export function freeSpaceReserve(needBytes: number): number {
 }
 
 /**
+ * The "Available" figure (1024-byte blocks) of a `df -Pk` data row: the field before the
+ * capacity ("57%"), so a filesystem name or mount point with spaces is read right. null if absent.
+ */
+export function parseDfAvailableKiB(row: string): number | null {
+  const cols = row.trim().split(/\s+/);
+  const cap = cols.findIndex((c, i) => i >= 4 && /^(\d+|-)%$/.test(c));
+  if (cap < 0) return null;
+  const avail = Number(cols[cap - 1]);
+  return Number.isSafeInteger(avail) && avail >= 0 ? avail : null;
+}
+
+/**
  * Free bytes for an unprivileged writer on the filesystem that holds `path` (it or its nearest
  * existing parent), read with POSIX `df -Pk`; null with the reason when it cannot be read.
  */
@@ -279,10 +291,8 @@ export async function freeBytesOnHost(open: OpenSession, path: string): Promise<
   const r = await execArgv(open, ['sh', '-c', 'p="$1"; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname -- "$p"); done; echo "$p"; df -Pk -- "$p"', 'sh', path], FILE_COMMAND_TIMEOUT_SECONDS);
   if (r.exitCode !== 0) return { bytes: null, why: `df on ${open.name} ${brief(r)}` };
   const [dir, , row] = r.stdout.trim().split('\n');
-  // Filesystem 1024-blocks Used Available Capacity Mounted-on (the name may hold spaces: count from the end).
-  const cols = (row ?? '').trim().split(/\s+/);
-  const avail = Number(cols[cols.length - 3]);
-  if (!dir || cols.length < 6 || !Number.isSafeInteger(avail) || avail < 0) return { bytes: null, why: `df on ${open.name} printed something unexpected: ${JSON.stringify(r.stdout.slice(0, 200))}` };
+  const avail = parseDfAvailableKiB(row ?? '');
+  if (!dir || avail === null) return { bytes: null, why: `df on ${open.name} printed something unexpected: ${JSON.stringify(r.stdout.slice(0, 200))}` };
   return { bytes: avail * 1024, dir };
 }
 

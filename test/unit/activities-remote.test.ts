@@ -13,7 +13,7 @@ import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { utils } from 'ssh2';
 import { createActivities, MAX_OUTPUT_CHARS, type RemoteCommandResult, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
-import { fingerprint, hostKeyAlgorithms, parsePinnedKey } from '../../src/activities/remote';
+import { fingerprint, hostKeyAlgorithms, parseDfAvailableKiB, parsePinnedKey } from '../../src/activities/remote';
 import { topologySchema, type Topology } from '../../src/topology/schema';
 
 const client = utils.generateKeyPairSync('ed25519');
@@ -231,5 +231,18 @@ describe('inside an activity context', () => {
     setTimeout(() => env.cancel(), 50);
     await assert.rejects(running, (e: Error) => e instanceof CancelledFailure);
     assert.equal(aborted, true);
+  });
+});
+
+describe('parseDfAvailableKiB', () => {
+  it('reads the field before the capacity, whatever spaces the filesystem name or mount point hold', () => {
+    assert.equal(parseDfAvailableKiB('/dev/nvme0n1p1  264212084 183427044  80768656      70% /'), 80768656);
+    assert.equal(parseDfAvailableKiB('//nas/backups share 1000 400 600 40% /mnt/my backups'), 600);
+    assert.equal(parseDfAvailableKiB('overlay 0 0 0 -% /proc/x'), 0);
+  });
+  it('null when there is no such row', () => {
+    assert.equal(parseDfAvailableKiB(''), null);
+    assert.equal(parseDfAvailableKiB('df: /nowhere: No such file or directory'), null);
+    assert.equal(parseDfAvailableKiB('fs 10 5 lots 50% /'), null);
   });
 });
