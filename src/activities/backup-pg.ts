@@ -890,7 +890,12 @@ export function pgBackupActivities(rt: Runtime) {
         // One drill of a backup at a time (they share its scratch copy): a second one waits here.
         const lock = await holdHostLock(open, paths.dir, DRILL_LOCK_WAIT_SECONDS, `the drill of backup ${input.backupId}`);
         try {
-          return await drillLocked(open, manifest, lock.waitedSeconds ? [`waited ${lock.waitedSeconds.toFixed(1)} s for another drill of this backup to finish`] : []);
+          const notes = !lock.held
+            ? [`${open.name} has no flock(1): drills of one backup at the same time are not kept apart`]
+            : lock.waitedSeconds
+              ? [`waited ${lock.waitedSeconds.toFixed(1)} s for another drill of this backup to finish`]
+              : [];
+          return await drillLocked(open, manifest, notes);
         } finally {
           await lock.release();
         }

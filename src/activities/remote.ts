@@ -197,10 +197,12 @@ export async function mustExec(open: OpenSession, argv: readonly string[], what:
  * Hold an exclusive flock(2) on $1 (a file or directory that exists) for as long as this
  * command's standard input stays open: the lock lives and dies with the SSH channel, so a worker
  * that is killed (its connection closed) leaves no lock behind. Prints "waiting" when another
- * holder has it, "locked" once held; exits 75 when it was not free within $2 seconds.
+ * holder has it, "locked" once held; exits 75 when it was not free within $2 seconds. A host
+ * without flock(1) prints "noflock" and holds nothing.
  */
 const HOLD_LOCK_SH = [
   'exec 9<"$1" || exit 1',
+  'if ! command -v flock >/dev/null 2>&1; then echo noflock; exec cat >/dev/null; fi',
   'if flock -n -x 9; then echo locked; else echo waiting; flock -x -w "$2" 9 || exit 75; echo locked; fi',
   'exec cat >/dev/null',
 ].join('\n');
@@ -209,6 +211,8 @@ const HOLD_LOCK_SH = [
 const LOCK_CHANNEL_MS = 13 * 3600_000;
 
 export interface HostLock {
+  /** false: the host has no flock(1), nothing is held (the caller says so). */
+  held: boolean;
   /** Seconds it waited for another holder (0 when it was free). */
   waitedSeconds: number;
   /** Let go (closes the holder's standard input); never throws. */
@@ -234,7 +238,7 @@ export async function holdHostLock(open: OpenSession, path: string, waitSeconds:
     stdout.on('data', (chunk: Buffer) => {
       seen += chunk.toString('utf8');
       if (waitingSince === null && /^waiting$/m.test(seen)) waitingSince = Date.now();
-      if (/^locked$/m.test(seen)) resolve();
+      if (/^(locked|noflock)$/m.test(seen)) resolve();
     });
   });
   const started = Date.now();
@@ -261,7 +265,7 @@ export async function holdHostLock(open: OpenSession, path: string, waitSeconds:
     clearInterval(beat);
   }
   const waitedSeconds = waitingSince === null ? 0 : Math.round((Date.now() - started) / 100) / 10;
-  return { waitedSeconds, release: stop };
+  return { held: !/^noflock$/m.test(seen), waitedSeconds, release: stop };
 }
 
 /** Room kept free beyond what a step needs, for the server that runs there (its WAL, its logs): 5%, at least 64 MiB. */
