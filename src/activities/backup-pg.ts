@@ -21,10 +21,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig } from '../topology/schema';
 import { BACKUP_ID_RE, type PgBackupCreateInput, type PgBackupCreateResult, type PgBackupDeleteResult, type PgBackupEntry, type PgBackupFile, type PgBackupManifest, type PgBackupVerifyResult, type PgDrillInput, type PgDrillRecord, type PgDrillResult } from './backup-types';
 import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, parseSha256sum, parseSizes, verifyOnHost } from './backup-files';
-import { checkedInt, configError, errorMessage, heartbeat } from './common';
+import { checkedInt, configError, errorMessage, ErrorType, fmtBytes, heartbeat } from './common';
 import type { Call, Runtime, SshExecResult } from './deps';
 import { DATABASE_BYTES_SQL, lsnToBigInt, withPgClient } from './postgres';
-import { brief, execArgv, holdHostLock, mustExec, onHost, type OpenSession } from './remote';
+import { brief, execArgv, freeBytesOnHost, freeSpaceReserve, holdHostLock, mustExec, onHost, type OpenSession } from './remote';
 import { commandLine } from './shell';
 import { confQuote, outputTail } from './standby';
 import type { RemoteCommandResult } from './types';
@@ -588,6 +588,46 @@ function backupConfig(call: Call, cluster: string): NonNullable<ClusterConfig['b
   return b;
 }
 
+/** Every backup directory of the cluster (not unfinished ones, not drill scratch copies), newest first, with their manifests and drill records. */
+async function listBackups(open: OpenSession, clusterDir: string): Promise<PgBackupEntry[]> {
+  const ls = await mustExec(open, sh(LIST_SH, clusterDir), `listing ${clusterDir}`);
+  const dirs = parseListing(ls.stdout);
+  const want: { path: string; bytes: number }[] = [];
+  for (const d of dirs) {
+    if (d.manifestBytes !== null) want.push({ path: posix.join(clusterDir, d.name, MANIFEST_FILE), bytes: d.manifestBytes });
+    if (d.drillBytes !== null) want.push({ path: posix.join(clusterDir, d.name, DRILL_FILE), bytes: d.drillBytes });
+  }
+  const texts = await readTexts(open, want);
+  const entries = dirs.map((d): PgBackupEntry => {
+    const dir = posix.join(clusterDir, d.name);
+    const mt = texts.get(posix.join(dir, MANIFEST_FILE));
+    let manifest: PgBackupManifest | null = null;
+    if (mt !== undefined) {
+      try {
+        manifest = parseSwitchyardManifest(mt);
+      } catch {
+        manifest = null;
+      }
+    }
+    const dt = texts.get(posix.join(dir, DRILL_FILE));
+    return { backupId: d.name, dir, complete: manifest !== null, manifest, drill: dt !== undefined ? parseDrillRecord(dt, d.name) : null, modifiedAt: d.modifiedAt };
+  });
+  return sortNewestFirst(entries);
+}
+
+/**
+ * What a new base backup will take on the backup host, estimated from the newest earlier backup
+ * that recorded both sizes: its compressed/uncompressed ratio applied to the databases' size now,
+ * plus a quarter for safety. null when there is nothing to estimate from.
+ */
+export function estimateBackupBytes(databaseBytes: number | null, earlier: readonly PgBackupEntry[]): { bytes: number; from: string } | null {
+  if (databaseBytes === null || !(databaseBytes > 0)) return null;
+  const ref = earlier.find((e) => e.manifest && e.manifest.databaseBytes !== null && e.manifest.databaseBytes > 0 && e.manifest.totalBytes > 0);
+  if (!ref?.manifest?.databaseBytes) return null;
+  const ratio = ref.manifest.totalBytes / ref.manifest.databaseBytes;
+  return { bytes: Math.ceil(databaseBytes * ratio * 1.25), from: `backup ${ref.backupId} (${fmtBytes(ref.manifest.totalBytes)} for ${fmtBytes(ref.manifest.databaseBytes)} of databases)` };
+}
+
 function onBackupHost<T>(rt: Runtime, call: Call, cluster: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
   return onHost(rt, call, cluster, backupConfig(call, cluster).host, fn);
 }
@@ -724,6 +764,22 @@ export function pgBackupActivities(rt: Runtime) {
           await mustExec(open, ['rm', '-rf', '--', paths.partial], `removing the unfinished ${paths.partial}`, 600);
           notes.push(`removed an unfinished ${paths.partial}`);
         }
+        // The backup host may serve more than backups (the sandbox's is an app host): never fill it.
+        const estimate = estimateBackupBytes(facts.databaseBytes, await listBackups(open, paths.clusterDir));
+        const free = await freeBytesOnHost(open, paths.clusterDir);
+        if (free.bytes === null) notes.push(`free space not checked: ${free.why}`);
+        else if (!estimate) notes.push(`${fmtBytes(free.bytes)} free on ${free.dir}; the backup's size not estimated (no earlier backup of ${input.cluster} recorded its sizes)`);
+        else {
+          const reserve = freeSpaceReserve(estimate.bytes);
+          if (free.bytes < estimate.bytes + reserve) {
+            throw ApplicationFailure.nonRetryable(
+              `not enough free space on ${open.name} for backup ${input.backupId} of ${input.cluster}: about ${fmtBytes(estimate.bytes)} expected (${fmtBytes(facts.databaseBytes ?? 0)} of databases, compressed as ${estimate.from}, plus a quarter) ` +
+                `and a reserve of ${fmtBytes(reserve)}, but the filesystem of ${free.dir} has ${fmtBytes(free.bytes)} free. Nothing was written; free space there or let retention delete old backups (keepLast, maxAge).`,
+              ErrorType.InsufficientSpace,
+            );
+          }
+          notes.push(`${fmtBytes(free.bytes)} free on ${free.dir}, about ${fmtBytes(estimate.bytes)} expected`);
+        }
 
         const startedAt = rt.now();
         heartbeat({ backupId: input.backupId, step: 'pg_basebackup' });
@@ -812,32 +868,7 @@ export function pgBackupActivities(rt: Runtime) {
     /** Every backup directory of the cluster (not unfinished ones, not drill scratch copies), newest first. */
     pgBackupList: rt.activity(async (input: { cluster: string }, call): Promise<PgBackupEntry[]> => {
       const b = backupConfig(call, input.cluster);
-      const clusterDir = clusterDirOf(b.root, input.cluster);
-      return onBackupHost(rt, call, input.cluster, async (open) => {
-        const ls = await mustExec(open, sh(LIST_SH, clusterDir), `listing ${clusterDir}`);
-        const dirs = parseListing(ls.stdout);
-        const want: { path: string; bytes: number }[] = [];
-        for (const d of dirs) {
-          if (d.manifestBytes !== null) want.push({ path: posix.join(clusterDir, d.name, MANIFEST_FILE), bytes: d.manifestBytes });
-          if (d.drillBytes !== null) want.push({ path: posix.join(clusterDir, d.name, DRILL_FILE), bytes: d.drillBytes });
-        }
-        const texts = await readTexts(open, want);
-        const entries = dirs.map((d): PgBackupEntry => {
-          const dir = posix.join(clusterDir, d.name);
-          const mt = texts.get(posix.join(dir, MANIFEST_FILE));
-          let manifest: PgBackupManifest | null = null;
-          if (mt !== undefined) {
-            try {
-              manifest = parseSwitchyardManifest(mt);
-            } catch {
-              manifest = null;
-            }
-          }
-          const dt = texts.get(posix.join(dir, DRILL_FILE));
-          return { backupId: d.name, dir, complete: manifest !== null, manifest, drill: dt !== undefined ? parseDrillRecord(dt, d.name) : null, modifiedAt: d.modifiedAt };
-        });
-        return sortNewestFirst(entries);
-      });
+      return onBackupHost(rt, call, input.cluster, (open) => listBackups(open, clusterDirOf(b.root, input.cluster)));
     }),
 
     /** A backup's files against its manifest, checked on the backup host (sizes, SHA-256). */
@@ -918,6 +949,18 @@ export function pgBackupActivities(rt: Runtime) {
         if (ver.exitCode !== 0 || major === null) throw configError(`backup.binDir ${b.binDir} on ${open.name} has no usable postgres (${brief(ver)})`);
         if (major !== manifest.pgMajor) {
           throw configError(`backup ${input.backupId} is of PostgreSQL ${manifest.pgMajor} but backup.binDir ${b.binDir} on ${open.name} holds PostgreSQL ${major} (${ver.stdout.trim()}): a drill needs the same major version`);
+        }
+
+        // The scratch copy is the whole database, on the backup host: refuse before extracting when it would not fit.
+        const need = Math.max(manifest.databaseBytes ?? 0, manifest.totalBytes);
+        const free = await freeBytesOnHost(open, paths.clusterDir);
+        if (free.bytes === null) notes.push(`free space not checked: ${free.why}`);
+        else if (free.bytes < need + freeSpaceReserve(need)) {
+          throw ApplicationFailure.nonRetryable(
+            `not enough free space on ${open.name} to drill backup ${input.backupId}: its scratch copy takes about ${fmtBytes(need)} (${manifest.databaseBytes !== null && manifest.databaseBytes >= manifest.totalBytes ? 'the databases\' size when backed up' : 'at least the compressed size'}) ` +
+              `plus a reserve of ${fmtBytes(freeSpaceReserve(need))}, but the filesystem of ${free.dir} has ${fmtBytes(free.bytes)} free. Nothing was extracted; the backup is not marked either way.`,
+            ErrorType.InsufficientSpace,
+          );
         }
 
         /** Extract, configure, start, query: what went wrong in words, or the record's measurements. */

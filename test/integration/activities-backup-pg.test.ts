@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { createHash } from 'node:crypto';
-import { cpSync, createReadStream, existsSync, lchownSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { cpSync, createReadStream, existsSync, lchownSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pgBackupActivities } from '../../src/activities/backup-pg';
@@ -386,5 +386,53 @@ describe('deleting a backup', () => {
     }
     assert.deepEqual(readdirSync(clusterDir()).sort(), ['b0', 'b1']);
     assert.deepEqual((await act.pgBackupList({ cluster: CLUSTER })).map((e) => e.backupId), ['b0', 'b1']);
+  });
+});
+
+describe('the backup host is never filled', () => {
+  /** A copy of b1 whose manifest says something else, owned like a real backup. */
+  const doctored = (id: string, change: Partial<PgBackupManifest>) => {
+    copyBackup('b1', id);
+    rmSync(join(dirOf(id), DRILL_FILE), { force: true }); // b1 was proven; the copy is not
+    const m = { ...(JSON.parse(readFileSync(join(dirOf('b1'), MANIFEST_FILE), 'utf8')) as PgBackupManifest), backupId: id, ...change };
+    const path = join(dirOf(id), MANIFEST_FILE);
+    writeFileSync(path, `${JSON.stringify(m, null, 2)}\n`);
+    const st = statSync(dirOf('b1'));
+    lchownSync(path, st.uid, st.gid);
+  };
+
+  it('a backup expected not to fit (estimated from the newest earlier backup\'s compression) is refused before pg_basebackup writes anything', async () => {
+    // The newest earlier backup compressed 1 byte of databases into all of its files: at that
+    // rate today's databases would need far more than any disk here.
+    doctored('b8', { databaseBytes: 1, finishedAt: new Date().toISOString() });
+    try {
+      await assert.rejects(act.pgBackupCreate({ cluster: CLUSTER, backupId: 'b9', source: 'dc2-db', sourceRole: 'standby' }), (e: Error & { type?: string; nonRetryable?: boolean }) => {
+        assert.equal(e.type, 'InsufficientSpace');
+        assert.equal(e.nonRetryable, true);
+        assert.match(e.message, /^not enough free space on dc2-app for backup b9 of demo: about [\d.]+ \w+ expected \([\d.]+ \w+ of databases, compressed as backup b8 \([\d.]+ \w+ for 1 B of databases\), plus a quarter\)/);
+        assert.match(e.message, /has [\d.]+ \w+ free\. Nothing was written/);
+        return true;
+      });
+      assert.ok(!existsSync(dirOf('b9')) && !existsSync(`${dirOf('b9')}.partial`), 'nothing written for b9');
+    } finally {
+      rmSync(dirOf('b8'), { recursive: true, force: true });
+    }
+  });
+
+  it('a drill whose scratch copy would not fit is refused before extracting, and the backup is not marked', async () => {
+    doctored('b7', { databaseBytes: 2 ** 50 });
+    try {
+      await assert.rejects(act.pgDrill({ cluster: CLUSTER, backupId: 'b7', workflowId: 'test-drill-huge' }), (e: Error & { type?: string; nonRetryable?: boolean }) => {
+        assert.equal(e.type, 'InsufficientSpace');
+        assert.equal(e.nonRetryable, true);
+        assert.match(e.message, /^not enough free space on dc2-app to drill backup b7: its scratch copy takes about 1024\.0 TiB \(the databases' size when backed up\) plus a reserve of [\d.]+ TiB/);
+        return true;
+      });
+      assert.ok(!existsSync(scratchOf('b7')), 'no scratch copy');
+      assert.ok(!existsSync(join(dirOf('b7'), DRILL_FILE)), 'not marked restorable');
+    } finally {
+      rmSync(dirOf('b7'), { recursive: true, force: true });
+    }
+    assert.deepEqual(readdirSync(clusterDir()).sort(), ['b0', 'b1']);
   });
 });

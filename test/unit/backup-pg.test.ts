@@ -14,6 +14,7 @@ import {
   LOGIN_REFUSED_RE,
   drillPostgresqlConf,
   drillSocketDir,
+  estimateBackupBytes,
   MANIFEST_FORMAT,
   parseBackupManifest,
   parseDrillRecord,
@@ -238,5 +239,30 @@ describe('the drill\'s own configuration', () => {
     assert.equal(parsePgMajor('postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n'), 15);
     assert.equal(parsePgMajor('postgres (PostgreSQL) 9.6.24'), 9);
     assert.equal(parsePgMajor('bash: postgres: not found'), null);
+  });
+});
+
+describe('estimateBackupBytes', () => {
+  const MiB = 1024 * 1024;
+  const entry = (backupId: string, m: Partial<PgBackupManifest> | null): PgBackupEntry => ({
+    backupId,
+    dir: `/b/${backupId}`,
+    complete: m !== null,
+    manifest: m === null ? null : manifest({ backupId, ...m }),
+    drill: null,
+    modifiedAt: null,
+  });
+
+  it('applies the newest earlier backup\'s compression to today\'s databases, plus a quarter', () => {
+    const e = estimateBackupBytes(1000 * MiB, [entry('new', { totalBytes: 100 * MiB, databaseBytes: 400 * MiB }), entry('old', { totalBytes: 1 * MiB, databaseBytes: 400 * MiB })]);
+    assert.equal(e?.bytes, Math.ceil(1000 * MiB * 0.25 * 1.25));
+    assert.equal(e?.from, 'backup new (100.0 MiB for 400.0 MiB of databases)');
+  });
+
+  it('skips backups without both sizes; nothing to go on is null', () => {
+    assert.equal(estimateBackupBytes(1000, [entry('a', { databaseBytes: null }), entry('b', null), entry('c', { totalBytes: 10, databaseBytes: 100 })])?.bytes, 125);
+    assert.equal(estimateBackupBytes(1000, []), null);
+    assert.equal(estimateBackupBytes(null, [entry('c', { totalBytes: 10, databaseBytes: 100 })]), null);
+    assert.equal(estimateBackupBytes(1000, [entry('z', { totalBytes: 10, databaseBytes: 0 })]), null);
   });
 });
