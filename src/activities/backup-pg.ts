@@ -21,11 +21,12 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig } from '../topology/schema';
 import { BACKUP_ID_RE, type PgBackupCreateInput, type PgBackupCreateResult, type PgBackupDeleteResult, type PgBackupEntry, type PgBackupFile, type PgBackupManifest, type PgBackupVerifyResult, type PgDrillInput, type PgDrillRecord, type PgDrillResult } from './backup-types';
 import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, parseSha256sum, parseSizes, verifyOnHost } from './backup-files';
-import { checkedInt, configError, errorMessage, ErrorType, fmtBytes, heartbeat } from './common';
+import { checkedInt, configError, errorMessage, heartbeat } from './common';
 import type { Call, Runtime, SshExecResult } from './deps';
 import { DATABASE_BYTES_SQL, lsnToBigInt, withPgClient } from './postgres';
-import { brief, execArgv, freeBytesOnHost, freeSpaceReserve, holdHostLock, mustExec, onHost, type OpenSession } from './remote';
+import { brief, execArgv, holdHostLock, mustExec, onHost, requireFreeSpace, type OpenSession } from './remote';
 import { commandLine } from './shell';
+import { formatBytes } from '../workflows/lib/readiness-assess';
 import { confQuote, outputTail } from './standby';
 import type { RemoteCommandResult } from './types';
 
@@ -625,7 +626,7 @@ export function estimateBackupBytes(databaseBytes: number | null, earlier: reado
   const ref = earlier.find((e) => e.manifest && e.manifest.databaseBytes !== null && e.manifest.databaseBytes > 0 && e.manifest.totalBytes > 0);
   if (!ref?.manifest?.databaseBytes) return null;
   const ratio = ref.manifest.totalBytes / ref.manifest.databaseBytes;
-  return { bytes: Math.ceil(databaseBytes * ratio * 1.25), from: `backup ${ref.backupId} (${fmtBytes(ref.manifest.totalBytes)} for ${fmtBytes(ref.manifest.databaseBytes)} of databases)` };
+  return { bytes: Math.ceil(databaseBytes * ratio * 1.25), from: `backup ${ref.backupId} (${formatBytes(ref.manifest.totalBytes)} for ${formatBytes(ref.manifest.databaseBytes)} of databases)` };
 }
 
 function onBackupHost<T>(rt: Runtime, call: Call, cluster: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
@@ -766,19 +767,18 @@ export function pgBackupActivities(rt: Runtime) {
         }
         // The backup host may serve more than backups (the sandbox's is an app host): never fill it.
         const estimate = estimateBackupBytes(facts.databaseBytes, await listBackups(open, paths.clusterDir));
-        const free = await freeBytesOnHost(open, paths.clusterDir);
-        if (free.bytes === null) notes.push(`free space not checked: ${free.why}`);
-        else if (!estimate) notes.push(`${fmtBytes(free.bytes)} free on ${free.dir}; the backup's size not estimated (no earlier backup of ${input.cluster} recorded its sizes)`);
+        if (!estimate) notes.push(`free space not checked: the backup's size cannot be estimated (no earlier backup of ${input.cluster} recorded its sizes)`);
         else {
-          const reserve = freeSpaceReserve(estimate.bytes);
-          if (free.bytes < estimate.bytes + reserve) {
-            throw ApplicationFailure.nonRetryable(
-              `not enough free space on ${open.name} for backup ${input.backupId} of ${input.cluster}: about ${fmtBytes(estimate.bytes)} expected (${fmtBytes(facts.databaseBytes ?? 0)} of databases, compressed as ${estimate.from}, plus a quarter) ` +
-                `and a reserve of ${fmtBytes(reserve)}, but the filesystem of ${free.dir} has ${fmtBytes(free.bytes)} free. Nothing was written; free space there or let retention delete old backups (keepLast, maxAge).`,
-              ErrorType.InsufficientSpace,
-            );
-          }
-          notes.push(`${fmtBytes(free.bytes)} free on ${free.dir}, about ${fmtBytes(estimate.bytes)} expected`);
+          notes.push(
+            await requireFreeSpace(
+              open,
+              paths.clusterDir,
+              estimate.bytes,
+              (f) =>
+                `not enough free space on ${open.name} for backup ${input.backupId} of ${input.cluster}: about ${formatBytes(estimate.bytes)} expected (${formatBytes(facts.databaseBytes ?? 0)} of databases, compressed as ${estimate.from}, plus a quarter) ` +
+                `and a reserve of ${formatBytes(f.reserveBytes)}, but the filesystem of ${f.dir} has ${formatBytes(f.freeBytes)} free. Nothing was written; free space there or let retention delete old backups (keepLast, maxAge).`,
+            ),
+          );
         }
 
         const startedAt = rt.now();
@@ -953,15 +953,16 @@ export function pgBackupActivities(rt: Runtime) {
 
         // The scratch copy is the whole database, on the backup host: refuse before extracting when it would not fit.
         const need = Math.max(manifest.databaseBytes ?? 0, manifest.totalBytes);
-        const free = await freeBytesOnHost(open, paths.clusterDir);
-        if (free.bytes === null) notes.push(`free space not checked: ${free.why}`);
-        else if (free.bytes < need + freeSpaceReserve(need)) {
-          throw ApplicationFailure.nonRetryable(
-            `not enough free space on ${open.name} to drill backup ${input.backupId}: its scratch copy takes about ${fmtBytes(need)} (${manifest.databaseBytes !== null && manifest.databaseBytes >= manifest.totalBytes ? 'the databases\' size when backed up' : 'at least the compressed size'}) ` +
-              `plus a reserve of ${fmtBytes(freeSpaceReserve(need))}, but the filesystem of ${free.dir} has ${fmtBytes(free.bytes)} free. Nothing was extracted; the backup is not marked either way.`,
-            ErrorType.InsufficientSpace,
-          );
-        }
+        notes.push(
+          await requireFreeSpace(
+            open,
+            paths.clusterDir,
+            need,
+            (f) =>
+              `not enough free space on ${open.name} to drill backup ${input.backupId}: its scratch copy takes about ${formatBytes(need)} (${manifest.databaseBytes !== null && manifest.databaseBytes >= manifest.totalBytes ? 'the databases\' size when backed up' : 'at least the compressed size'}) ` +
+              `plus a reserve of ${formatBytes(f.reserveBytes)}, but the filesystem of ${f.dir} has ${formatBytes(f.freeBytes)} free. Nothing was extracted; the backup is not marked either way.`,
+          ),
+        );
 
         /** Extract, configure, start, query: what went wrong in words, or the record's measurements. */
         const attempt = async (): Promise<{ failure: string } | { rtoSeconds: number; rowCounts: Record<string, number>; queries: PgDrillRecord['queries'] }> => {

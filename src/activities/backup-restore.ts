@@ -24,10 +24,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
 import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './backup-files';
 import type { PgBackupFile, PgBackupManifest, PgBackupVerifyResult, PgRestoreDiscardResult, PgRestoreNodeInput, PgRestoreStageResult, PgRestoreSwapResult } from './backup-types';
-import { cancellationSignal, configError, errorMessage, ErrorType, fmtBytes, heartbeat } from './common';
+import { cancellationSignal, configError, errorMessage, ErrorType, heartbeat } from './common';
 import type { Call, Runtime, SshExecResult } from './deps';
-import { brief, execArgv, FILE_COMMAND_TIMEOUT_SECONDS, freeBytesOnHost, freeSpaceReserve, mustExec, onHost, throwIfCancelled, type OpenSession } from './remote';
+import { brief, execArgv, FILE_COMMAND_TIMEOUT_SECONDS, freeSpaceReserve, mustExec, onHost, requireFreeSpace, throwIfCancelled, type OpenSession } from './remote';
 import { commandLine } from './shell';
+import { formatBytes } from '../workflows/lib/readiness-assess';
 import { parseSwitchyardManifest } from './backup-pg';
 import { moveAsideName } from './standby';
 
@@ -143,8 +144,8 @@ export function restoreSpaceNeeded(m: Pick<PgBackupManifest, 'totalBytes' | 'dat
   const needBytes = toCopyBytes + extract;
   const reserveBytes = freeSpaceReserve(needBytes);
   const how =
-    `${fmtBytes(toCopyBytes)} to copy + ${fmtBytes(extract)} to extract (${m.databaseBytes !== null && m.databaseBytes >= m.totalBytes ? 'the databases\' size when backed up' : 'at least the compressed size'})` +
-    ` + a reserve of ${fmtBytes(reserveBytes)}`;
+    `${formatBytes(toCopyBytes)} to copy + ${formatBytes(extract)} to extract (${m.databaseBytes !== null && m.databaseBytes >= m.totalBytes ? 'the databases\' size when backed up' : 'at least the compressed size'})` +
+    ` + a reserve of ${formatBytes(reserveBytes)}`;
   return { needBytes, reserveBytes, how };
 }
 
@@ -213,7 +214,7 @@ async function readSmall(open: OpenSession, path: string, max: number): Promise<
     throw new Error(`reading ${path} on ${open.name}: ${r.timedOut ? 'timed out' : `exited ${r.code ?? `by signal ${r.signal ?? '?'}`}`}${r.stderr.trim() ? `: ${r.stderr.trim().slice(-300)}` : ''}`);
   }
   const text = r.stdout.slice(0, -'\nEOF-OK\n'.length);
-  if (text.length > max) throw new Error(`${path} on ${open.name} is larger than ${fmtBytes(max)}`);
+  if (text.length > max) throw new Error(`${path} on ${open.name} is larger than ${formatBytes(max)}`);
   return text === '' ? null : text;
 }
 
@@ -430,20 +431,17 @@ export function pgRestoreActivities(rt: Runtime) {
         /** Refuse before anything is written when the filesystem cannot take the copy and its extraction. */
         const checkSpace = async (toCopy: readonly PgBackupFile[]) => {
           const space = restoreSpaceNeeded(manifest, toCopy.reduce((sum, f) => sum + f.bytes, 0));
-          const free = await freeBytesOnHost(dst, staging);
-          if (free.bytes === null) {
-            notes.push(`free space not checked: ${free.why}`);
-            return;
-          }
-          if (free.bytes < space.needBytes + space.reserveBytes) {
-            throw ApplicationFailure.nonRetryable(
-              `not enough free space on ${n.sshHost} to restore backup ${backupId} beside ${n.dataDir}: it needs ${fmtBytes(space.needBytes + space.reserveBytes)} (${space.how}), ` +
-                `the filesystem of ${free.dir} has ${fmtBytes(free.bytes)} free. Nothing was copied and ${input.node} is unchanged; free space there (moved-aside data directories ` +
+          notes.push(
+            await requireFreeSpace(
+              dst,
+              staging,
+              space.needBytes,
+              (f) =>
+                `not enough free space on ${n.sshHost} to restore backup ${backupId} beside ${n.dataDir}: it needs ${formatBytes(space.needBytes + f.reserveBytes)} (${space.how}), ` +
+                `the filesystem of ${f.dir} has ${formatBytes(f.freeBytes)} free. Nothing was copied and ${input.node} is unchanged; free space there (moved-aside data directories ` +
                 `${n.dataDir}.switchyard-* are kept until a person removes them) or restore onto another node.`,
-              RestoreErrorType.InsufficientSpace,
-            );
-          }
-          notes.push(`${fmtBytes(free.bytes)} free on ${free.dir}, ${fmtBytes(space.needBytes)} needed`);
+            ),
+          );
         };
         const kind = await kindOf(dst, staging);
         if (kind === 'other') throw configError(`${staging} on ${n.sshHost} exists and is not a directory: move it away before staging backup ${backupId} there`);
@@ -521,7 +519,7 @@ export function pgRestoreActivities(rt: Runtime) {
             verify: v,
             bytesCopied,
             durationMs,
-            detail: `staged backup ${backupId} (${files.length} files, ${fmtBytes(total)}) in ${staging} on ${n.sshHost}: copied ${todo.length} file${todo.length === 1 ? '' : 's'} (${fmtBytes(bytesCopied)}) by ${how} in ${(durationMs / 1000).toFixed(1)} s; ${[...notes, v.detail].join('; ')}`,
+            detail: `staged backup ${backupId} (${files.length} files, ${formatBytes(total)}) in ${staging} on ${n.sshHost}: copied ${todo.length} file${todo.length === 1 ? '' : 's'} (${formatBytes(bytesCopied)}) by ${how} in ${(durationMs / 1000).toFixed(1)} s; ${[...notes, v.detail].join('; ')}`,
           };
         } catch (err) {
           if (err instanceof ApplicationFailure && err.type === RestoreErrorType.BackupCorrupt) await removeStaging();

@@ -23,18 +23,6 @@ export const ErrorType = {
   InsufficientSpace: 'InsufficientSpace',
 } as const;
 
-/** A byte count for people: "512 B", "3.2 MiB", "1.1 TiB". */
-export function fmtBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = -1;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(1)} ${units[u]}`;
-}
 
 export function configError(message: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(message, ErrorType.Config);

@@ -10,6 +10,7 @@ import type { HostConfig, ServiceConfig, SiteConfig } from '../topology/schema';
 import { cancellationSignal, configError, describeRef, errorMessage, ErrorType, heartbeat, pollUntil, requestSignal, type Resolver } from './common';
 import type { Call, Runtime, SshExecResult, SshSessionLike } from './deps';
 import { commandLine } from './shell';
+import { formatBytes } from '../workflows/lib/readiness-assess';
 import type { HookRunResult, MaintenanceState, RemoteCommandResult, ServiceState, SshCheck } from './types';
 
 /** Output kept per stream in a result (it lands in workflow history): the tail, if longer. */
@@ -298,6 +299,24 @@ export async function freeBytesOnHost(open: OpenSession, path: string): Promise<
   const avail = parseDfAvailableKiB(row ?? '');
   if (!dir || avail === null) return { bytes: null, why: `df on ${open.name} printed something unexpected: ${JSON.stringify(r.stdout.slice(0, 200))}` };
   return { bytes: avail * 1024, dir };
+}
+
+/**
+ * Before a step writes `needBytes` where `path` is: room for it plus freeSpaceReserve, else
+ * InsufficientSpace (non-retryable) with `refusal`'s words and nothing written. Returns the note
+ * for the step log (what was free, or why it could not be read).
+ */
+export async function requireFreeSpace(
+  open: OpenSession,
+  path: string,
+  needBytes: number,
+  refusal: (f: { freeBytes: number; dir: string; reserveBytes: number }) => string,
+): Promise<string> {
+  const free = await freeBytesOnHost(open, path);
+  if (free.bytes === null) return `free space not checked: ${free.why}`;
+  const reserveBytes = freeSpaceReserve(needBytes);
+  if (free.bytes < needBytes + reserveBytes) throw ApplicationFailure.nonRetryable(refusal({ freeBytes: free.bytes, dir: free.dir, reserveBytes }), ErrorType.InsufficientSpace);
+  return `${formatBytes(free.bytes)} free on ${free.dir}, ${formatBytes(needBytes)} needed`;
 }
 
 /** withHost for an activity: a connection problem surfaces as the action error it stands for. */

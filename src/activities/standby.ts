@@ -13,11 +13,12 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
-import { checkedInt, configError, errorMessage, ErrorType, fmtBytes, heartbeat, sleep } from './common';
+import { checkedInt, configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
 import { Runtime, type Call, type PgClientLike } from './deps';
+import { formatBytes } from '../workflows/lib/readiness-assess';
 import { defaultLogFile, parseControlData } from './pgctl';
 import { CHECKPOINT_TLI_SQL, DATABASE_BYTES_SQL, isAuthFailure, lsnDiff, postgresActivities, WAL_TLI_SQL, withPgClient } from './postgres';
-import { brief, execArgv, freeBytesOnHost, freeSpaceReserve, mustExec, onHost, throwIfCancelled, withHost, type OpenSession } from './remote';
+import { brief, execArgv, mustExec, onHost, requireFreeSpace, throwIfCancelled, withHost, type OpenSession } from './remote';
 import type {
   ConfigFileCopy,
   CopyConfigFilesResult,
@@ -332,18 +333,15 @@ export function standbyActivities(rt: Runtime) {
       return `free space not checked: the size of ${input.source}'s databases could not be read (${errorMessage(err)})`;
     }
     if (bytes === null || !Number.isFinite(bytes)) return `free space not checked: ${input.source} reported no database size`;
-    const free = await freeBytesOnHost(open, n.dataDir);
-    if (free.bytes === null) return `free space not checked: ${free.why}`;
-    const reserve = freeSpaceReserve(bytes);
-    if (free.bytes < bytes + reserve) {
-      throw ApplicationFailure.nonRetryable(
-        `not enough free space on ${n.sshHost} to copy ${input.source} into ${n.dataDir}: it needs ${fmtBytes(bytes + reserve)} (${fmtBytes(bytes)} of databases + a reserve of ${fmtBytes(reserve)}), ` +
-          `the filesystem of ${free.dir} has ${fmtBytes(free.bytes)} free (the current data directory stays there, moved aside). Nothing was moved or copied; ` +
-          `free space there (earlier moved-aside directories ${n.dataDir}.switchyard-* are kept until a person removes them) and run it again.`,
-        ErrorType.InsufficientSpace,
-      );
-    }
-    return `${fmtBytes(free.bytes)} free on ${free.dir}, ${fmtBytes(bytes)} of databases to copy`;
+    return requireFreeSpace(
+      open,
+      n.dataDir,
+      bytes,
+      (f) =>
+        `not enough free space on ${n.sshHost} to copy ${input.source} into ${n.dataDir}: it needs ${formatBytes(bytes + f.reserveBytes)} (${formatBytes(bytes)} of databases + a reserve of ${formatBytes(f.reserveBytes)}), ` +
+        `the filesystem of ${f.dir} has ${formatBytes(f.freeBytes)} free (the current data directory stays there, moved aside). Nothing was moved or copied; ` +
+        `free space there (earlier moved-aside directories ${n.dataDir}.switchyard-* are kept until a person removes them) and run it again.`,
+    );
   };
 
   /**

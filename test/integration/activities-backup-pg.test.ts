@@ -425,7 +425,7 @@ describe('the backup host is never filled', () => {
       await assert.rejects(act.pgDrill({ cluster: CLUSTER, backupId: 'b7', workflowId: 'test-drill-huge' }), (e: Error & { type?: string; nonRetryable?: boolean }) => {
         assert.equal(e.type, 'InsufficientSpace');
         assert.equal(e.nonRetryable, true);
-        assert.match(e.message, /^not enough free space on dc2-app to drill backup b7: its scratch copy takes about 1024\.0 TiB \(the databases' size when backed up\) plus a reserve of [\d.]+ TiB/);
+        assert.match(e.message, /^not enough free space on dc2-app to drill backup b7: its scratch copy takes about 1\.00 PiB \(the databases' size when backed up\) plus a reserve of [\d.]+ TiB/);
         return true;
       });
       assert.ok(!existsSync(scratchOf('b7')), 'no scratch copy');

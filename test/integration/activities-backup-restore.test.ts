@@ -185,7 +185,7 @@ describe('restoring a base backup onto dc2-db', () => {
         assert.equal(e.type, 'InsufficientSpace');
         assert.equal(e.nonRetryable, true);
         assert.match(e.message, /not enough free space on dc2-db to restore backup restore-test-huge beside /);
-        assert.match(e.message, /it needs [\d.]+ (GiB|TiB) \([\d.]+ (KiB|MiB) to copy \+ [\d.]+ TiB to extract \(the databases' size when backed up\) \+ a reserve of [\d.]+ TiB\), the filesystem of \/\S* has [\d.]+ \w+ free/);
+        assert.match(e.message, /it needs [\d.]+ PiB \([\d.]+ (KiB|MiB) to copy \+ 1\.00 PiB to extract \(the databases' size when backed up\) \+ a reserve of [\d.]+ TiB\), the filesystem of \/\S* has [\d.]+ \w+ free/);
         assert.match(e.message, /Nothing was copied and dc2-db is unchanged/);
         return true;
       });

@@ -478,7 +478,7 @@ describe('pgBasebackup', () => {
     assert.equal(readFileSync(w.at('h1', '/data/p.switchyard-20261122T081254Z/base/1'), 'utf8'), 'old data');
     assert.ok(existsSync(w.at('h1', '/data/p/PG_VERSION')));
     assert.equal(modeOf(w.at('h1', '/data/p')), '700');
-    assert.match(b.detail, /[\d.]+ \w+ free on \/\S+, 30\.0 MiB of databases to copy/, 'the free space was checked first');
+    assert.match(b.detail, /[\d.]+ \w+ free on \/\S+, 30\.0 MiB needed/, 'the free space was checked first');
     const bb = w.commands.find((c) => /pg_basebackup/.test(c.line));
     assert.deepEqual(bb?.argv, [
       'env',
@@ -512,7 +512,7 @@ describe('pgBasebackup', () => {
     );
     assert.equal(e.type, 'InsufficientSpace');
     assert.equal(e.nonRetryable, true);
-    assert.match(e.message, /^not enough free space on h1 to copy s into \/data\/p: it needs [\d.]+ TiB \([\d.]+ TiB of databases \+ a reserve of [\d.]+ TiB\), the filesystem of \/\S+ has [\d.]+ \w+ free/);
+    assert.match(e.message, /^not enough free space on h1 to copy s into \/data\/p: it needs [\d.]+ PiB \(1024\.00 PiB of databases \+ a reserve of [\d.]+ PiB\), the filesystem of \/\S+ has [\d.]+ \w+ free/);
     assert.match(e.message, /Nothing was moved or copied/);
     assert.deepEqual(readdirSync(w.roots.h1 + '/data'), ['p'], 'the data directory is where it was');
     assert.equal(w.commands.filter((c) => /pg_basebackup|switchyard-/.test(c.line)).length, 0, 'nothing moved aside, no pg_basebackup');

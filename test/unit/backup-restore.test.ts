@@ -12,7 +12,7 @@ describe('restoreSpaceNeeded', () => {
     const s = restoreSpaceNeeded({ totalBytes: 2 * GiB, databaseBytes: 10 * GiB }, 2 * GiB);
     assert.equal(s.needBytes, 12 * GiB);
     assert.equal(s.reserveBytes, Math.ceil(12 * GiB * 0.05));
-    assert.match(s.how, /^2\.0 GiB to copy \+ 10\.0 GiB to extract \(the databases' size when backed up\) \+ a reserve of 614\.4 MiB$/);
+    assert.match(s.how, /^2\.00 GiB to copy \+ 10\.00 GiB to extract \(the databases' size when backed up\) \+ a reserve of 614\.4 MiB$/);
   });
 
   it('files already staged are not counted again; the extraction still is', () => {

@@ -87,5 +87,8 @@ describe('assessReadiness', () => {
     assert.equal(formatBytes(null), 'unknown');
     assert.equal(formatBytes(512), '512 B');
     assert.equal(formatBytes(16 * 1024 * 1024), '16.0 MiB');
+    assert.equal(formatBytes(1.5 * 1024 ** 3), '1.50 GiB');
+    assert.equal(formatBytes(3 * 1024 ** 4), '3.00 TiB');
+    assert.equal(formatBytes(2 ** 60), '1024.00 PiB');
   });
 });
