@@ -1,7 +1,7 @@
 /**
  * Where everything of a sandbox lives: addresses, ports and paths. Pure; no side effects.
  *
- *   127.{net}.0.1   shared: temporal UI :8233, front :15432 (admin :19999), ec2 :15000
+ *   127.{net}.0.1   shared: temporal UI :8233, front :15432 (admin :19999), ec2 :15000, sshd :2222
  *   temporal        127.0.0.1:7233 on net 0, else 127.0.0.1:{17000 + net} (see temporalEndpoints)
  *   127.{net}.1.1   dc1-db   postgres :5432, sshd :2222
  *   127.{net}.1.2   dc1-app  app :8080, sshd :2222, services
@@ -14,7 +14,7 @@
  *   <dir>/logs/<part>.log       one log per part
  *   <dir>/bin/                  app.cjs, svc.cjs, service.cjs (copied, so any user can run them)
  *   <dir>/ssh/authorized_keys
- *   <dir>/<host>/               per host: sshd_config, host key; db hosts: conf/ (postgresql.conf,
+ *   <dir>/<host>/               per host (and shared/): sshd_config, host key; db hosts: conf/ (postgresql.conf,
  *                               pg_hba.conf), pgdata/, run/ (unix socket); app hosts: maintenance
  *                               flag, svc/ (service pid files)
  *   <dir>/temporal.db  <dir>/front/  <dir>/ec2/  <dir>/backups/
@@ -56,12 +56,15 @@ export const EC2_REGION = 'us-east-1';
 export const ELASTIC_IP = '198.51.100.10';
 export const SEARCH_ATTRIBUTES = ['SwitchyardCluster', 'SwitchyardOperation', 'SwitchyardStep', 'SwitchyardWaitingFor'] as const;
 
+/** The host on the shared address (no site): where the front's server-state file is written over SSH. */
+export const SHARED_HOST = 'shared';
+
 export type PartKind = 'temporal' | 'postgres' | 'sshd' | 'app' | 'service' | 'front' | 'ec2';
 
 export interface HostLayout {
-  name: string; // dc1-db
-  site: Site;
-  role: 'db' | 'app';
+  name: string; // dc1-db, or "shared" (the shared address: the front's host, no site)
+  site: Site | null;
+  role: 'db' | 'app' | 'shared';
   address: string;
   dir: string;
   sshdConfig: string;
@@ -162,7 +165,11 @@ export function makeLayout(dir: string, net: number, cluster: string): Layout {
     { name: 'temporal', site: null, kind: 'temporal', hostName: 'shared', address: temporal.host, port: temporal.port, log: join(logsDir, 'temporal.log') },
     { name: 'ec2', site: null, kind: 'ec2', hostName: 'shared', address: shared, port: PORTS.ec2, log: join(logsDir, 'ec2.log') },
     { name: 'front', site: null, kind: 'front', hostName: 'shared', address: shared, port: PORTS.front, log: join(logsDir, 'front.log') },
+    // The shared address as a host: the front's HAProxy state file is written through it.
+    { name: `${SHARED_HOST}/sshd`, site: null, kind: 'sshd', hostName: SHARED_HOST, address: shared, port: PORTS.sshd, log: join(logsDir, `${SHARED_HOST}.sshd.log`) },
   ];
+  const sharedDir = join(dir, SHARED_HOST);
+  hosts.push({ name: SHARED_HOST, site: null, role: 'shared', address: shared, dir: sharedDir, sshdConfig: join(sharedDir, 'sshd_config'), hostKey: join(sharedDir, 'ssh_host_ed25519_key') });
   for (const site of SITES) {
     const o = siteOctet(site);
     for (const role of ['db', 'app'] as const) {
@@ -231,8 +238,9 @@ export function makeLayout(dir: string, net: number, cluster: string): Layout {
 
 /** Sockets that only this sandbox's processes hold: its hosts' ports (and, off net 0, anything on the shared address). */
 export function ownsSocket(l: Layout): (address: string, port: number) => boolean {
-  const hostAddrs = new Set(l.hosts.map((h) => h.address));
+  const hostAddrs = new Set(l.hosts.filter((h) => h.role !== 'shared').map((h) => h.address));
   const hostPorts = new Set<number>([PORTS.postgres, PORTS.sshd, PORTS.app]);
-  // On net 0 the shared address is 127.0.0.1, where anything else may listen too.
-  return (address, port) => (hostAddrs.has(address) && hostPorts.has(port)) || (l.net !== 0 && address === l.shared);
+  // On net 0 the shared address is 127.0.0.1, where anything else may listen too: of it, only
+  // the shared host's sshd port is ours.
+  return (address, port) => (hostAddrs.has(address) && hostPorts.has(port)) || (address === l.shared && (l.net !== 0 || port === PORTS.sshd));
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Document, isScalar, visit } from 'yaml';
 import { parseTopology } from '../src/topology/load';
 import type { TopologyInput } from '../src/topology/schema';
-import { EC2_REGION, ELASTIC_IP, PORTS, SERVICES, SITES, type Layout } from './layout';
+import { EC2_REGION, ELASTIC_IP, PORTS, SERVICES, SHARED_HOST, SITES, type Layout } from './layout';
 import { ec2Endpoint, PRIVATE_VIP } from './ec2';
 import type { RunAs } from './procs';
 
@@ -90,7 +90,7 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools): To
     };
   }
   const hosts = Object.fromEntries(
-    l.hosts.map((h) => [h.name, { site: h.site, address: h.address, port: PORTS.sshd, hostKey: hostKeyOf(`${h.hostKey}.pub`) }]),
+    l.hosts.map((h) => [h.name, { ...(h.site ? { site: h.site } : {}), address: h.address, port: PORTS.sshd, hostKey: hostKeyOf(`${h.hostKey}.pub`) }]),
   );
   const nodes = Object.fromEntries(
     l.dbs.map((db) => [
@@ -137,6 +137,8 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools): To
             backend: 'postgres',
             servers: { dc1: 'dc1', dc2: 'dc2' },
             listen: { address: l.shared, port: PORTS.front },
+            // haproxy.cfg's server-state-file: every move is saved there, so a restarted front keeps it.
+            stateFile: { host: SHARED_HOST, path: l.frontState },
           },
           { kind: 'elastic-ip', name: 'eip', publicIp: ELASTIC_IP },
           { kind: 'private-ip', name: 'vip', address: PRIVATE_VIP },

@@ -11,6 +11,7 @@ import { cancellationSignal, configError, describeRef, errorMessage, ErrorType, 
 import type { Call, Runtime, SshExecResult, SshSessionLike } from './deps';
 import { commandLine } from './shell';
 import { formatBytes } from '../workflows/lib/readiness-assess';
+import { hookCheckTimeoutSeconds } from '../topology/layout';
 import type { HookRunResult, MaintenanceState, RemoteCommandResult, ServiceState, SshCheck } from './types';
 
 /** Output kept per stream in a result (it lands in workflow history): the tail, if longer. */
@@ -192,6 +193,36 @@ export async function mustExec(open: OpenSession, argv: readonly string[], what:
   const r = await execArgv(open, argv, timeoutSeconds);
   if (r.exitCode !== 0) throw new Error(`${what} on ${open.name} ${brief(r)}`);
   return r;
+}
+
+/** Raw bytes per write command: 48 KiB is 64 KiB of base64, well inside one command line (128 KiB). */
+const WRITE_CHUNK = 48 * 1024;
+/**
+ * One chunk of a write: decoded into <path>.switchyard-tmp (the first chunk creates it 0600, making
+ * the parent directory if need be); with a mode, the last chunk sets it, renames the temp file over
+ * the path (one rename(2): a reader sees the old file or the new one, never a part) and prints the
+ * result's sha256.
+ */
+export const WRITE_SH = [
+  'set -e',
+  't="$1.switchyard-tmp"',
+  'if [ "$4" = first ]; then mkdir -p -- "$(dirname -- "$1")"; umask 077; printf %s "$2" | base64 -d > "$t"; else printf %s "$2" | base64 -d >> "$t"; fi',
+  'if [ -n "$3" ]; then chmod "$3" -- "$t"; mv -f -- "$t" "$1"; sha256sum -- "$1"; fi',
+].join('\n');
+
+/** Write a file atomically (temp file + rename) with the given octal mode; checks the sha256 written. */
+export async function writeFileAtomic(open: OpenSession, path: string, content: Buffer, mode: string): Promise<void> {
+  const n = Math.max(1, Math.ceil(content.length / WRITE_CHUNK));
+  let last: RemoteCommandResult | undefined;
+  for (let i = 0; i < n; i++) {
+    const b64 = content.subarray(i * WRITE_CHUNK, (i + 1) * WRITE_CHUNK).toString('base64');
+    last = await mustExec(open, ['sh', '-c', WRITE_SH, 'sh', path, b64, i === n - 1 ? mode : '', i === 0 ? 'first' : 'append'], `writing ${path}`);
+    heartbeat({ host: open.name, writing: path });
+  }
+  // sha256sum prefixes the line with a backslash when it had to escape the file name.
+  const written = last?.stdout.trim().split(/\s+/)[0]?.replace(/^\\/, '');
+  const want = createHash('sha256').update(content).digest('hex');
+  if (written !== want) throw new Error(`writing ${path} on ${open.name}: the file written has sha256 ${written ?? '?'}, not the content's ${want}`);
 }
 
 /**
@@ -428,7 +459,7 @@ export function remoteActivities(rt: Runtime) {
     /** Can the worker reach the host, with the pinned key, and run a command? Never throws for the target's state. */
     sshCheck: rt.activity(async (input: { cluster: string; host: string }, call): Promise<SshCheck> => {
       const host = call.top.host(input.cluster, input.host);
-      const base = { host: input.host, site: host.site, address: host.address, port: host.port };
+      const base = { host: input.host, site: host.site ?? null, address: host.address, port: host.port };
       try {
         return await withHost(rt, call, input.cluster, input.host, async (open) => {
           const r = await execArgv(open, ['uname', '-n'], 15);
@@ -456,14 +487,31 @@ export function remoteActivities(rt: Runtime) {
     }),
 
     /**
-     * Run one afterPromote hook of a site (by name) on its host with its timeout. Non-zero exits
-     * and timeouts are returned: the workflow judges.
+     * Run one afterPromote hook of a site (by name) on its host with its timeout. With a `check`
+     * command, that runs first (bounded by hookCheckTimeoutSeconds): exit 0 means already done and
+     * the command is not run (`alreadyDone`); a check that times out or is killed throws (whether
+     * the hook ran cannot be told, so it is not run blind). Non-zero exits and timeouts of the
+     * command are returned: the workflow judges.
      */
     runHook: rt.activity(async (input: { cluster: string; site: string; hook: string }, call): Promise<HookRunResult> => {
       const h = hookOf(call.top, input.cluster, input.site, input.hook);
-      const r = await runOnHost(rt, call, input.cluster, h.host, h.command, h.timeoutSeconds);
-      rt.log.info('hook ran', { cluster: input.cluster, site: input.site, hook: h.name, host: h.host, exitCode: r.exitCode, timedOut: r.timedOut ?? false });
-      return { ...r, hook: h.name, site: input.site };
+      const base = { hook: h.name, site: input.site };
+      return onHost(rt, call, input.cluster, h.host, async (open) => {
+        if (h.check) {
+          const checkSeconds = hookCheckTimeoutSeconds(h.timeoutSeconds);
+          const c = await execArgv(open, h.check, checkSeconds);
+          if (c.exitCode === 0) {
+            rt.log.info('hook already done', { cluster: input.cluster, site: input.site, hook: h.name, host: h.host });
+            return { ...c, ...base, alreadyDone: true };
+          }
+          if (c.exitCode === null) {
+            throw new Error(`check command of hook "${h.name}" (sites.${input.site}.hooks.afterPromote) on ${h.host} ${brief(c)}: cannot tell whether the hook already ran, so it was not run`);
+          }
+        }
+        const r = await execArgv(open, h.command, h.timeoutSeconds);
+        rt.log.info('hook ran', { cluster: input.cluster, site: input.site, hook: h.name, host: h.host, exitCode: r.exitCode, timedOut: r.timedOut ?? false });
+        return { ...r, ...base, alreadyDone: false };
+      });
     }),
 
     serviceStatus: rt.activity(async (input: { cluster: string; site: string; service: string }, call): Promise<ServiceState> => {

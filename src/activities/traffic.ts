@@ -16,7 +16,7 @@ import type { TrafficDriverConfig } from '../topology/schema';
 import { configError, errorMessage, ErrorType, heartbeat } from './common';
 import type { Call, Runtime } from './deps';
 import { describeAddress, nodeInstances, nodeOfInstance, primaryInterfaceId, theInstance, withEc2, type NodeInstance } from './ec2';
-import { execArgv, runOnHost, SshConnectError, withHost } from './remote';
+import { execArgv, onHost, runOnHost, SshConnectError, withHost, writeFileAtomic } from './remote';
 import { substitute } from './shell';
 import type { TrafficState } from './types';
 
@@ -98,6 +98,9 @@ export function parseServersState(text: string): HaproxyServerState[] {
 }
 
 const OP_STATE = ['stopped', 'starting', 'running', 'stopping'];
+
+/** Said by reads and moves of an haproxy driver without a stateFile. */
+export const NO_STATE_FILE = 'no stateFile in the topology: a move will not survive an HAProxy restart (its servers come back as its configuration file says)';
 
 function haproxyState(d: Driver<'haproxy'>, servers: HaproxyServerState[]): TrafficState {
   const base = { driver: d.name, kind: d.kind } as const;
@@ -201,8 +204,10 @@ export function trafficActivities(rt: Runtime) {
     };
     try {
       switch (d.kind) {
-        case 'haproxy':
-          return haproxyState(d, await hapServers(d));
+        case 'haproxy': {
+          const st = haproxyState(d, await hapServers(d));
+          return d.stateFile ? st : { ...st, detail: `${st.detail}; ${NO_STATE_FILE}` };
+        }
         case 'elastic-ip':
           return await withEc2(rt, call, cluster, (ec2) => elasticIpState(call, cluster, d, ec2));
         case 'private-ip':
@@ -225,18 +230,46 @@ export function trafficActivities(rt: Runtime) {
     return { ...after, changed: true, detail: `${did}; now ${after.detail}` };
   };
 
-  const moveHaproxy = async (d: Driver<'haproxy'>, site: string, before: TrafficState): Promise<TrafficState> => {
+  /**
+   * Save every backend's server state (`show servers state`, all backends, so other backends'
+   * states are kept) to the driver's stateFile, atomically (temp file + rename): HAProxy loads it
+   * at its next start. HAProxy has no runtime command that saves it. Throws (retryably) when it
+   * cannot: a move that a restart would undo is not done.
+   */
+  const persistHaproxy = async (call: Call, cluster: string, d: Driver<'haproxy'>): Promise<string> => {
+    if (!d.stateFile) return `not saved: ${NO_STATE_FILE}`;
+    const { host, path } = d.stateFile;
+    const text = await hap(d, 'show servers state');
+    parseServersState(text); // never write an error message where HAProxy expects its state
+    await onHost(rt, call, cluster, host, (open) => writeFileAtomic(open, path, Buffer.from(text, 'utf8'), '644')).catch((err: unknown) => {
+      throw err instanceof ApplicationFailure ? err : new Error(`saving HAProxy's server state to ${path} on ${host} (stateFile of traffic driver "${d.name}") failed: ${errorMessage(err)}`);
+    });
+    return `state saved to ${path} on ${host}`;
+  };
+
+  /**
+   * Point the backend at one server, on every attempt, also when it already points there: every
+   * other server to maint first, then the target ready (never two servers taking new
+   * connections), then the sessions still open on every other server shut (maint stops new
+   * connections only; a retry after maint but before the shutdown still cuts them), read back,
+   * and the state saved to the stateFile.
+   */
+  const moveHaproxy = async (call: Call, cluster: string, d: Driver<'haproxy'>, site: string, before: TrafficState): Promise<TrafficState> => {
     const want = d.servers[site];
     const servers = await hapServers(d);
     if (!servers.some((s) => s.name === want)) throw configError(`backend ${d.backend} has no server "${want}" (named for site "${site}"); it has: ${servers.map((s) => s.name).join(', ') || 'none'}`);
-    const wasActive = servers.filter((s) => takesTraffic(s) && s.name !== want);
+    const others = servers.filter((s) => s.name !== want).map((s) => s.name);
+    for (const s of others) await hapDo(d, `set server ${d.backend}/${s} state maint`);
     await hapDo(d, `set server ${d.backend}/${want} state ready`);
-    // Everything else out of rotation, so exactly one server takes new connections.
-    for (const s of servers) if (s.name !== want) await hapDo(d, `set server ${d.backend}/${s.name} state maint`);
-    // Maintenance stops new connections only: cut the clients still talking to the old primary.
-    for (const s of wasActive) await hapDo(d, `shutdown sessions server ${d.backend}/${s.name}`);
-    const did = `set ${want} ready, others maint${wasActive.length ? `, shut sessions on ${wasActive.map((s) => s.name).join(', ')}` : ''} (was ${before.site ?? 'none'})`;
-    return verified(haproxyState(d, await hapServers(d)), site, did);
+    for (const s of others) await hapDo(d, `shutdown sessions server ${d.backend}/${s}`);
+    heartbeat();
+    const after = haproxyState(d, await hapServers(d));
+    const list = others.join(', ');
+    const did = `${list ? `${list} maint, ` : ''}${want} ready${list ? `, sessions on ${list} shut` : ''}`;
+    if (after.site !== site) throw new Error(`traffic driver "${d.name}" still does not point at site "${site}" after the move (${did}); read back: ${after.detail}`);
+    const saved = await persistHaproxy(call, cluster, d);
+    const changed = before.site !== site;
+    return { ...after, changed, detail: `${changed ? `${did} (was ${before.site ?? 'none'})` : `already points at ${site}; kept: ${did}`}; ${saved}; now ${after.detail}` };
   };
 
   const moveElasticIp = async (call: Call, cluster: string, d: Driver<'elastic-ip'>, site: string): Promise<TrafficState> =>
@@ -290,16 +323,22 @@ export function trafficActivities(rt: Runtime) {
     /** Where a driver sends traffic now. Never throws for an unreachable target (site null, detail says why). */
     trafficRead: rt.activity((input: { cluster: string; driver: string }, call) => read(call, input.cluster, call.top.driver(input.cluster, input.driver), false)),
 
-    /** Point a driver at a site: no-op when it already does; verified by reading back (throws if it disagrees). */
+    /**
+     * Point a driver at a site: no-op when it already does (haproxy: still shuts stray sessions and
+     * saves the state); verified by reading back (throws if it disagrees).
+     */
     trafficMove: rt.activity(async (input: { cluster: string; driver: string; site: string }, call): Promise<TrafficState> => {
       const d = call.top.driver(input.cluster, input.driver);
       call.top.nodeOfSite(input.cluster, input.site);
       const before = await read(call, input.cluster, d, true);
-      if (before.site === input.site) return { ...before, changed: false, detail: `already points at ${input.site}: ${before.detail}` };
+      // HAProxy is put in order even when it already points there: a retry after maint but before
+      // the sessions were shut, or before the state was saved, finishes the move.
+      if (before.site === input.site && d.kind !== 'haproxy') return { ...before, changed: false, detail: `already points at ${input.site}: ${before.detail}` };
       let after: TrafficState;
       switch (d.kind) {
         case 'haproxy':
-          after = await moveHaproxy(d, input.site, before);
+          after = await moveHaproxy(call, input.cluster, d, input.site, before);
+          if (!after.changed) return after;
           break;
         case 'elastic-ip':
           after = await moveElasticIp(call, input.cluster, d, input.site);

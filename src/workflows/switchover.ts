@@ -23,6 +23,7 @@ import type { WriteProbeSummary } from '../activities/types';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
 import { withClusterLock } from './lib/lock';
 import { actions, Aborted, describeNode, NON_RETRYABLE, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';
+import { hookActs, trafficActs } from './lib/site-acts';
 import { messageOf, StepLog } from './lib/steps';
 import type { StepRecord } from './messages';
 import type { PlanStep } from './failover';
@@ -179,7 +180,7 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
 
       const failures: string[] = [];
       for (const h of layout.hooks.filter((x) => x.site === to)) {
-        const r = await steps.run(`hook:${h.name}`, () => actions.runHook({ cluster, site: to, hook: h.name }), (x) => `${h.host}: exit ${x.exitCode ?? 'none'}`).catch((err: unknown) => {
+        const r = await steps.run(`hook:${h.name}`, () => hookActs(h).runHook({ cluster, site: to, hook: h.name }), (x) => `${h.host}: ${x.alreadyDone ? 'already done (check exit 0)' : `exit ${x.exitCode ?? 'none'}`}`).catch((err: unknown) => {
           failures.push(`hook ${h.name}: ${messageOf(err as Error)}`);
           return null;
         });
@@ -205,7 +206,7 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
       const traffic: SwitchoverResult['traffic'] = [];
       const moveTraffic = async () => {
         for (const d of layout.traffic) {
-          const t = await steps.run(`traffic:${d.name}`, () => actions.trafficMove({ cluster, driver: d.name, site: to }), (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'})`).catch((err: unknown) => {
+          const t = await steps.run(`traffic:${d.name}`, () => trafficActs(d).trafficMove({ cluster, driver: d.name, site: to }), (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'})`).catch((err: unknown) => {
             failures.push(`traffic driver ${d.name}: ${messageOf(err as Error)}`);
             return null;
           });

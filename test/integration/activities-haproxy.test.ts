@@ -1,16 +1,23 @@
 /**
  * The haproxy traffic driver against a real HAProxy (runtime API on TCP, level admin) in front of
- * two tiny TCP backends on 127.0.93.1. What counts is where a new client connection through the
- * front lands, and that clients of the old backend are cut off.
+ * two tiny TCP backends on 127.0.93.1, and against the sandbox's front (HAProxy before the two
+ * PostgreSQL nodes, its state file written over SSH through the shared host). What counts is
+ * where a new client connection through the front lands, that clients of the old backend are cut
+ * off, and that a move survives HAProxy being killed and started again from its configuration.
  */
 import { loadTools } from '../../src/tools';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, Socket, type Server } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createActivities, type Activities } from '../../src/activities';
-import { haproxyCommand } from '../../src/activities/traffic';
+import { haproxyCommand, parseServersState, takesTraffic } from '../../src/activities/traffic';
+import { Client as PgClient } from 'pg';
+import { sandboxUp, startPart, stopPart } from '../../sandbox';
+import { getCluster } from '../../src/topology/load';
+import type { ClusterConfig } from '../../src/topology/schema';
+import { startTestSandbox, type TestSandbox } from '../support/sandbox';
 import { canConnect, Daemon, freePort, rejection, removeDir, tempDir, topology, waitFor } from './activities-harness';
 
 const ADDR = '127.0.93.1';
@@ -178,5 +185,102 @@ describe('haproxy driver', () => {
     const e = await rejection(act.trafficMove({ cluster: 'down', driver: 'front', site: 'dc2' }));
     assert.notEqual(e.nonRetryable, true);
     assert.equal(await landsOn(), 'dc1', 'nothing moved');
+  });
+});
+
+describe('the sandbox front: a move stays moved (real HAProxy, PostgreSQL and sshd)', () => {
+  let sb: TestSandbox;
+  let c: ClusterConfig;
+  let sact: Activities;
+  let front: Extract<ClusterConfig['traffic'][number], { kind: 'haproxy' }>;
+  const node = (site: string) => c.postgres.nodes[`${site}-db`].host;
+
+  before(async () => {
+    sb = await startTestSandbox();
+    c = getCluster(sb.topology, 'demo');
+    const f = c.traffic.find((t) => t.kind === 'haproxy');
+    assert.ok(f && f.kind === 'haproxy');
+    front = f;
+    sact = createActivities({ topology: () => sb.topology });
+  });
+  after(async () => {
+    await sb?.down();
+  });
+
+  const admin = (cmd: string) => haproxyCommand(front.admin.address, front.admin.port, cmd, 3000);
+  /** Each server of backend postgres: in rotation (takes new connections) or not, by the runtime API. */
+  const ready = async () => Object.fromEntries(parseServersState(await admin('show servers state postgres')).map((s) => [s.name, takesTraffic(s)]));
+  const pgUrl = () => `postgresql://switchyard:${encodeURIComponent(readFileSync(c.postgres.password!.file!, 'utf8').trim())}@${front.listen.address}:${front.listen.port}/postgres`;
+  /** A new client through the front: which PostgreSQL node answers. */
+  const answeredBy = async () => {
+    const client = new PgClient({ connectionString: pgUrl(), connectionTimeoutMillis: 5000 });
+    await client.connect();
+    try {
+      return (await client.query<{ addr: string }>('SELECT host(inet_server_addr()) AS addr')).rows[0].addr;
+    } finally {
+      await client.end();
+    }
+  };
+  const killFront = async () => {
+    await stopPart(sb.opts, 'front', 'kill');
+    assert.equal(await canConnect(front.listen.address, front.listen.port), false, 'the front is down');
+  };
+
+  it('the generated topology names the shared host and haproxy.cfg\'s server-state-file as the stateFile', () => {
+    assert.deepEqual(front.stateFile, { host: 'shared', path: join(sb.dir, 'front', 'servers.state') });
+    assert.equal(c.hosts.shared.site, undefined, 'shared infrastructure has no site');
+    assert.equal(c.hosts.shared.address, `127.${sb.net}.0.1`);
+    assert.match(readFileSync(join(sb.dir, 'front', 'haproxy.cfg'), 'utf8'), new RegExp(`server-state-file ${front.stateFile!.path}\\n[\\s\\S]*load-server-state-from-file global`));
+  });
+
+  it('moves to dc2 and still points there after HAProxy is SIGKILLed and started again (by startPart, then by up)', async () => {
+    assert.equal(await answeredBy(), node('dc1'));
+    const m = await sact.trafficMove({ cluster: 'demo', driver: 'front', site: 'dc2' });
+    assert.deepEqual([m.site, m.changed], ['dc2', true]);
+    assert.match(m.detail, /state saved to \S+servers\.state on shared/);
+    for (const restart of ['startPart', 'up'] as const) {
+      await killFront();
+      if (restart === 'startPart') await startPart(sb.opts, 'front');
+      else await sandboxUp(sb.opts);
+      assert.deepEqual(await ready(), { dc1: false, dc2: true }, `after SIGKILL and ${restart}: show servers state`);
+      assert.equal(await answeredBy(), node('dc2'), `after SIGKILL and ${restart}: a new connection reaches dc2's PostgreSQL`);
+      assert.equal((await sact.trafficRead({ cluster: 'demo', driver: 'front' })).site, 'dc2');
+    }
+    // And back: dc2 is written `disabled` in haproxy.cfg, dc1 plain; both directions survive.
+    assert.equal((await sact.trafficMove({ cluster: 'demo', driver: 'front', site: 'dc1' })).changed, true);
+    await killFront();
+    await startPart(sb.opts, 'front');
+    assert.deepEqual(await ready(), { dc1: true, dc2: false });
+    assert.equal(await answeredBy(), node('dc1'));
+  });
+
+  it('a retry after maint but before the sessions were shut still cuts the old sessions, and saves the state', async () => {
+    // A client of dc1 through the front, then what a first attempt did before it was cut off.
+    const old = new PgClient({ connectionString: pgUrl(), connectionTimeoutMillis: 5000 });
+    const ended = new Promise<void>((resolve) => old.once('end', () => resolve()));
+    old.on('error', () => undefined);
+    await old.connect();
+    try {
+      assert.equal((await old.query<{ addr: string }>('SELECT host(inet_server_addr()) AS addr')).rows[0].addr, node('dc1'));
+      assert.equal((await admin('set server postgres/dc1 state maint')).trim(), '');
+      assert.equal((await admin('set server postgres/dc2 state ready')).trim(), '');
+      assert.equal((await old.query('SELECT 1 AS one')).rows[0].one, 1, 'maint alone leaves the session to dc1 open');
+      const r = await sact.trafficMove({ cluster: 'demo', driver: 'front', site: 'dc2' });
+      assert.deepEqual([r.site, r.changed], ['dc2', false]);
+      assert.match(r.detail, /^already points at dc2; kept: dc1 maint, dc2 ready, sessions on dc1 shut; state saved to /);
+      let timer: NodeJS.Timeout | undefined;
+      const cut = await Promise.race([ended.then(() => true), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), 5000)))]);
+      clearTimeout(timer);
+      assert.equal(cut, true, 'the session to dc1 was shut by the second move');
+      await assert.rejects(old.query('SELECT 1'));
+    } finally {
+      await old.end().catch(() => undefined);
+    }
+    // The state the first attempt left unsaved is saved now: a killed front comes back on dc2.
+    const saved = Object.fromEntries(parseServersState(readFileSync(front.stateFile!.path, 'utf8')).map((s) => [s.name, takesTraffic(s)]));
+    assert.deepEqual(saved, { dc1: false, dc2: true });
+    await killFront();
+    await startPart(sb.opts, 'front');
+    assert.equal(await answeredBy(), node('dc2'));
   });
 });

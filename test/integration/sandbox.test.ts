@@ -197,7 +197,7 @@ describe('sandbox', () => {
     assert.deepEqual(names.sort(), [
       'dc1-app/app', 'dc1-app/fault-detection', 'dc1-app/notification', 'dc1-app/sshd', 'dc1-db/postgres', 'dc1-db/sshd',
       'dc2-app/app', 'dc2-app/fault-detection', 'dc2-app/notification', 'dc2-app/sshd', 'dc2-db/postgres', 'dc2-db/sshd',
-      'ec2', 'front', 'temporal',
+      'ec2', 'front', 'shared/sshd', 'temporal',
     ]);
     for (const p of sb.status.parts) {
       const standbyService = p.kind === 'service' && p.site === 'dc2';
@@ -230,7 +230,8 @@ describe('sandbox', () => {
   it('writes a valid topology that describes the sandbox', () => {
     assert.equal(sb.config, join(sb.dir, 'switchyard.yaml'));
     assert.equal(c.preferredPrimary, 'dc1');
-    assert.deepEqual(Object.keys(c.hosts).sort(), ['dc1-app', 'dc1-db', 'dc2-app', 'dc2-db']);
+    assert.deepEqual(Object.keys(c.hosts).sort(), ['dc1-app', 'dc1-db', 'dc2-app', 'dc2-db', 'shared']);
+    assert.equal(c.hosts.shared.site, undefined, 'the front\'s host is shared, of no site');
     assert.equal(c.postgres.nodes['dc1-db'].slot, 'dc1_db');
     assert.equal(c.postgres.nodes['dc2-db'].slot, 'dc2_db');
     assert.equal(c.postgres.nodes['dc2-db'].host, `127.${sb.net}.2.1`);

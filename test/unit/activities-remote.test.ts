@@ -28,7 +28,18 @@ function topology(hostKey = real.public): Topology {
     clusters: {
       main: {
         preferredPrimary: 'dc1',
-        sites: { dc1: { services: { web: { host: 'app', start: ['svc', 'start'], stop: ['svc', 'stop'], status: ['svc', 'status'] } } }, dc2: {} },
+        sites: {
+          dc1: {
+            services: { web: { host: 'app', start: ['svc', 'start'], stop: ['svc', 'stop'], status: ['svc', 'status'] } },
+            hooks: {
+              afterPromote: [
+                { name: 'repoint', host: 'app', command: ['repoint', '--to', 'db b'], check: ['repointed', '--to', 'db b'], timeoutSeconds: 600 },
+                { name: 'page', host: 'app', command: ['page-team'] },
+              ],
+            },
+          },
+          dc2: {},
+        },
         hosts: {
           app: { site: 'dc1', address: '127.0.5.5', port: 2222, user: 'deploy', hostKey },
           h2: { site: 'dc2', address: '127.0.5.6', hostKey },
@@ -183,6 +194,48 @@ describe('runRemote', () => {
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: [] }), { type: 'ConfigError' });
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: [1 as unknown as string] }), { type: 'ConfigError' });
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'nope', argv: ['true'] }), { type: 'ConfigError', message: 'unknown host "nope" in cluster "main"; known: "app", "h2"' });
+  });
+});
+
+describe('runHook', () => {
+  const run = (check: { code: number | null; stdout?: string; stderr?: string }) => (command: string) =>
+    command.startsWith('repointed ') ? check : command.startsWith('repoint ') ? { code: 0, stdout: 'repointed to db b' } : { code: 0, stdout: 'paged' };
+
+  it('a check that exits 0 means already done: the command is not run, and the result says so', async () => {
+    const t = transport(real.public, run({ code: 0, stdout: 'points at db b' }));
+    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
+    const r = await act.runHook({ cluster: 'main', site: 'dc1', hook: 'repoint' });
+    assert.deepEqual(t.log.commands, ["repointed --to 'db b'"]);
+    assert.deepEqual([r.hook, r.site, r.alreadyDone, r.exitCode, r.command, r.stdout], ['repoint', 'dc1', true, 0, "repointed --to 'db b'", 'points at db b']);
+    assert.deepEqual([t.log.opened, t.log.closed], [1, 1]);
+  });
+
+  it('a check that exits non-zero: the command runs next, on the same connection', async () => {
+    const t = transport(real.public, run({ code: 1 }));
+    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
+    const r = await act.runHook({ cluster: 'main', site: 'dc1', hook: 'repoint' });
+    assert.deepEqual(t.log.commands, ["repointed --to 'db b'", "repoint --to 'db b'"]);
+    assert.deepEqual([r.alreadyDone, r.exitCode, r.stdout], [false, 0, 'repointed to db b']);
+    assert.deepEqual([t.log.opened, t.log.closed], [1, 1]);
+  });
+
+  it('a check that ends without an exit status (killed, timed out): an error, and the command is not run blind', async () => {
+    const t = transport(real.public, run({ code: null, stderr: 'Terminated' }));
+    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
+    await assert.rejects(act.runHook({ cluster: 'main', site: 'dc1', hook: 'repoint' }), (e: Error & { nonRetryable?: boolean }) => {
+      assert.match(e.message, /^check command of hook "repoint" \(sites\.dc1\.hooks\.afterPromote\) on app ended by signal \?: Terminated: cannot tell whether the hook already ran, so it was not run$/);
+      assert.notEqual(e.nonRetryable, true);
+      return true;
+    });
+    assert.deepEqual(t.log.commands, ["repointed --to 'db b'"]);
+  });
+
+  it('a hook without a check runs its command only', async () => {
+    const t = transport(real.public, run({ code: 0 }));
+    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
+    const r = await act.runHook({ cluster: 'main', site: 'dc1', hook: 'page' });
+    assert.deepEqual(t.log.commands, ['page-team']);
+    assert.deepEqual([r.alreadyDone, r.exitCode, r.stdout], [false, 0, 'paged']);
   });
 });
 

@@ -69,7 +69,7 @@ function fakeActivities(world: World) {
     async sshCheck({ host }: { cluster: string; host: string }): Promise<SshCheck> {
       const h = topology.clusters.shop.hosts[host];
       const down = world.sshDown.includes(host);
-      return { host, site: h.site, address: h.address, port: h.port, ok: !down, outcome: down ? 'unreachable' : 'ok', detail: down ? `connect ECONNREFUSED ${h.address}:${h.port}` : 'key matches the pinned key' };
+      return { host, site: h.site ?? null, address: h.address, port: h.port, ok: !down, outcome: down ? 'unreachable' : 'ok', detail: down ? `connect ECONNREFUSED ${h.address}:${h.port}` : 'key matches the pinned key' };
     },
     async serviceStatus({ site, service }: { cluster: string; site: string; service: string }): Promise<ServiceState> {
       return { site, service, host: `${site}-app`, running: site === 'eu1', detail: '' };
