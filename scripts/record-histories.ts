@@ -307,6 +307,45 @@ const SCENARIOS: Scenario[] = [
       await rec('restore-pg-rejected', rs.workflowId, 'restore of a base backup onto the primary: staged, replace-data rejected, the staged copy removed (patch restore-discard-rejected-stage), nothing replaced');
     },
   },
+  {
+    name: 'lock-verify-parent',
+    about: "switchover dc1 → dc2, then failback to dc1 after the 'lock-verify-parent' patch: its switchover child checks that the failback holds the lock",
+    async run(st, rec) {
+      const so = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, 'replay-switchover-for-verified-parent');
+      assert.equal(((await so.result()) as SwitchoverResult).outcome, 'completed');
+      const fb = await st.start('failback', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failback-verified-parent');
+      const b = (await fb.result()) as FailbackResult;
+      assert.equal(b.outcome, 'completed');
+      const lock = (await st.client.workflow.getHandle(`${fb.workflowId}-switchover`).query<Progress>('progress')).steps.find((s) => s.name === 'lock');
+      assert.equal(lock?.state, 'done', `the child's lock check: ${JSON.stringify(lock)}`);
+      await rec('failback-verified-parent', fb.workflowId, "failback when dc1 streams after the 'lock-verify-parent' patch: the switchover child back to dc1");
+      await rec('failback-verified-parent-switchover', `${fb.workflowId}-switchover`, "the switchover child of that failback: lockCheckParent finds the failback holding the lock (patch 'lock-verify-parent')");
+      await rec('cluster-lock-verified-parent', lockWorkflowId('demo'), 'the cluster lock after that switchover and failback: holders recorded with firstExecutionRunId (running)');
+    },
+  },
+  {
+    name: 'restore-rechecked',
+    about: "a base backup; a restore onto the primary approved while dc2 is frozen: roles read again under the lock, dc2 unknown, refused (patch 'restore-roles-under-lock'); then one approved that completes",
+    async run(st, rec) {
+      const b = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['pg'] }, 'replay-backup-for-rechecked-restore');
+      const { backupId } = (await b.result()) as BackupResult;
+      const no = await st.start('restore', { cluster: 'demo', from: backupId, target: 'dc1-db', requestedBy: 'alice' }, 'replay-restore-pg-unknown-role');
+      await st.waitProgress(no.workflowId, waitingAt('replace-data'), 'the replace-data checkpoint');
+      await stopPart(st.sb.opts, 'dc2-db/postgres', 'pause');
+      try {
+        await decide(st.client, no.workflowId, { checkpoint: 'replace-data', decision: 'approve', by: 'bob' });
+        await assert.rejects(no.result(), /./);
+      } finally {
+        await startPart(st.sb.opts, 'dc2-db/postgres');
+      }
+      await rec('restore-pg-unknown-role', no.workflowId, "restore onto the primary, replace-data approved while dc2 is frozen: read again under the lock, dc2's role unknown, refused before anything stopped, the staged copy removed (patch restore-roles-under-lock)");
+      const rs = await st.start('restore', { cluster: 'demo', from: backupId, target: 'dc1-db', requestedBy: 'alice' }, 'replay-restore-pg-rechecked');
+      await st.waitProgress(rs.workflowId, waitingAt('replace-data'), 'the replace-data checkpoint');
+      await decide(st.client, rs.workflowId, { checkpoint: 'replace-data', decision: 'approve', by: 'bob' });
+      assert.equal(((await rs.result()) as { outcome: string }).outcome, 'completed');
+      await rec('restore-pg-rechecked', rs.workflowId, 'restore onto the primary: staged, replace-data approved, roles read again under the lock (patch restore-roles-under-lock), swapped, started, verified');
+    },
+  },
 ];
 
 function readManifest(): Manifest {

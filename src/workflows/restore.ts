@@ -10,6 +10,11 @@
  * is a live primary: that would make a second primary (a standby is rebuilt with `rejoin`).
  * Rejected at `replace-data`, the staged copy is removed again (patch 'restore-discard-rejected-stage';
  * before it, the copy stayed until a later restore used or replaced it).
+ * The roles read before the lock can be hours old when PostgreSQL is stopped (the checkpoint
+ * waits), so they are read again under the lock right before the stop (patch
+ * 'restore-roles-under-lock'), and a node whose role cannot be read (unreachable, an error, a
+ * timeout, a refused login) counts as a live primary: the target is asked about at `replace-data`,
+ * another node refuses the restore. Before that patch the roles were read only before the lock.
  *
  * From EBS snapshots ("ebs"): a new instance whose volumes come from the snapshots (an image
  * registered from them), with the recorded private IP, security groups, subnet, type and tags. If
@@ -26,6 +31,7 @@ import { actions, describeNode, notifyVia, promotion, reads, refused, runbookInp
 import { messageOf, StepLog } from './lib/steps';
 import type { StepRecord } from './messages';
 import type { PlanStep } from './failover';
+import type { PgNodeStatus } from '../activities/types';
 
 export const RESTORE_CHECKPOINTS = ['replace-data', 'replace-instance'] as const;
 
@@ -57,6 +63,11 @@ export interface RestoreResult {
   durationSeconds: number;
   plan: PlanStep[];
   steps: StepRecord[];
+}
+
+/** A node that is a live primary, or whose role is unknown (not reachable, or recovery state not read). */
+function mayBePrimary(n: PgNodeStatus): boolean {
+  return !(n.reachable && n.inRecovery === true);
 }
 
 export async function restore(input: RestoreInput): Promise<RestoreResult> {
@@ -122,6 +133,11 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       steps.note('plan', plan.map((p) => `${p.step} → ${p.action}`).join('; '));
       return done('planned', 'dry run: nothing was changed', { plan });
     }
+    // The staged copy is as large as the backup: it does not stay on the node's disk when nothing is restored.
+    const discardStage = async (): Promise<string> => {
+      const discard = await steps.run('discard-stage', () => calls.pgRestoreDiscard({ cluster, backupId, node: node.name }), (r) => r.detail).catch((err: unknown) => messageOf(err as Error));
+      return typeof discard === 'string' ? `; the staged copy could not be removed (${discard}): remove <data directory>.switchyard-restore-${backupId} on ${node.sshHost} by hand` : '';
+    };
     return withClusterLock(cluster, 'restore', requestedBy, steps, async () => {
       await notify('restore.started', `restore of ${backupId} onto ${node.name} (${cluster}) started by ${requestedBy} (${workflowId})`);
       await steps.run('stage', () => copying.pgRestoreStage({ cluster, backupId, node: node.name }), (r) => r.detail);
@@ -137,11 +153,41 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
             steps.note('result', `${because}: nothing was changed (the staged copy stays beside the data directory until a restore uses or replaces it)`, 'skipped');
             return done('aborted', `nothing was changed: ${node.name} keeps its data`, { abortedBecause: because });
           }
-          // The staged copy is as large as the backup: it does not stay on the live primary's disk.
-          const discard = await steps.run('discard-stage', () => calls.pgRestoreDiscard({ cluster, backupId, node: node.name }), (r) => r.detail).catch((err: unknown) => messageOf(err as Error));
-          const left = typeof discard === 'string' ? `; the staged copy could not be removed (${discard}): remove <data directory>.switchyard-restore-${backupId} on ${node.sshHost} by hand` : '';
+          const left = await discardStage();
           steps.note('result', `${because}: ${node.name} keeps its data${left}`, 'skipped');
           return done('aborted', `nothing was changed: ${node.name} keeps its data${left}`, { abortedBecause: because });
+        }
+      }
+      if (patched('restore-roles-under-lock')) {
+        // Right before anything is stopped, under the lock: the roles seen before it may be old.
+        // A role that cannot be read counts as a live primary (fails closed).
+        let asked = isLivePrimary;
+        for (;;) {
+          const now = await Promise.all(layout.nodes.map((n) => steps.run(`recheck:${n.name}`, () => reads.pgStatus({ cluster, node: n.name }), describeNode)));
+          const other = now.find((n) => n.node !== node.name && mayBePrimary(n));
+          if (other) {
+            const left = await discardStage();
+            const why = other.reachable
+              ? `${other.node} is a live primary of ${cluster}`
+              : `the role of ${other.node} cannot be read (${describeNode(other)}), so it may be a live primary of ${cluster}`;
+            throw refused(
+              `${why} (seen under the lock, right before stopping ${node.name}): restoring ${backupId} onto ${node.name} could start a second primary, so nothing was stopped${left}. ${other.reachable ? `To rebuild a standby use \`switchyard rejoin ${cluster} --node ${node.name}\`; to roll the cluster back, restore onto the primary.` : `Bring ${other.node} back so its role can be read (\`switchyard check ${cluster}\`), or take it out of the topology if it is gone for good; then start the restore again.`}`,
+            );
+          }
+          const mine = now.find((n) => n.node === node.name)!;
+          if (asked || !mayBePrimary(mine)) break;
+          const d = await checkpoints.wait('replace-data', {
+            prompt: `${mine.reachable ? `${node.name} is now the live primary of ${cluster} (at ${mine.currentLsn ?? '?'})` : `The role of ${node.name} cannot be read (${describeNode(mine)}): it may be the live primary of ${cluster}`}. Replace its data with backup ${backupId} from ${manifest.finishedAt} (${age} old, ending at ${manifest.endLsn})? Every write after the backup is lost from ${node.name} (the old data directory is kept aside). Reject to change nothing.`,
+            safety: true,
+          });
+          decisions.push(d);
+          if (d.decision !== 'approve') {
+            const because = d.decision === 'deadline' ? 'no decision at replace-data before its deadline' : `replace-data rejected by ${d.by}`;
+            const left = await discardStage();
+            steps.note('result', `${because}: ${node.name} keeps its data${left}`, 'skipped');
+            return done('aborted', `nothing was changed: ${node.name} keeps its data${left}`, { abortedBecause: because });
+          }
+          asked = true; // and read once more: the decision may have taken hours
         }
       }
       const stop = await steps.run('stop', () => actions.pgFence({ cluster, node: node.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }), (f) => f.detail);

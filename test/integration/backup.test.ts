@@ -6,7 +6,8 @@
  * holds the recorded address, the data directory kept aside, and the runs' step logs.
  *
  *   1. backups, drills, retention and a schedule on one stage;
- *   2. restores on a second stage: a base backup onto the primary (rejected at replace-data: staged copy removed; then approved), EBS
+ *   2. restores on a second stage: a base backup onto the primary (rejected at replace-data: staged copy removed; approved
+ *      while the standby is frozen: its role is unknown when read again under the lock, so refused with nothing stopped; then approved), EBS
  *      snapshots as a new instance (replace-instance rejected while the original lives; launched
  *      with the recorded address once it is gone);
  *   3. the worker killed with SIGKILL after the snapshot call and during the base backup.
@@ -20,6 +21,7 @@ import { execFileSync } from 'node:child_process';
 import { DescribeInstancesCommand, DescribeSnapshotsCommand, TerminateInstancesCommand, type Snapshot } from '@aws-sdk/client-ec2';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import type { PgBackupManifest } from '../../src/activities/backup-types';
+import { startPart, stopPart } from '../../sandbox';
 import { decide } from '../../src/client/runs';
 import type { BackupResult, BackupRetentionResult, DrillResult } from '../../src/workflows/backup';
 import type { Progress } from '../../src/workflows/messages';
@@ -340,6 +342,26 @@ describe('restores: a base backup onto the primary, EBS snapshots as a new insta
     assert.equal(stepsNamed(np, /^(stop|swap|start)$/).length, 0, 'nothing stopped or swapped');
     assert.equal(statSync(dataDir).ino, ino, 'the same data directory');
     assert.equal(await rowsIn(st, 'dc1-db'), rows + 25, 'every row still there');
+
+    // Approved while dc2 is frozen (SIGSTOP): read again under the lock right before the stop, its
+    // role is unknown, so it may be a live primary: refused, dc1 never stopped, the copy removed.
+    const frozen = await st.start('restore', { cluster: 'demo', from: b.backupId, target: 'dc1-db', requestedBy: 'alice' }, `restore-pg-frozen-standby-${Date.now()}`);
+    await st.waitProgress(frozen.workflowId, (p) => p.waitingFor === 'replace-data', 'the replace-data checkpoint', 180_000);
+    await stopPart(st.sb.opts, 'dc2-db/postgres', 'pause');
+    try {
+      await decide(st.client, frozen.workflowId, { checkpoint: 'replace-data', decision: 'approve', by: 'bob' });
+      const f = await failureOf(frozen.result());
+      assert.equal(f.type, 'PreconditionFailed');
+      assert.match(f.message, /^the role of dc2-db cannot be read \(unreachable: .+\), so it may be a live primary of demo \(seen under the lock, right before stopping dc1-db\): restoring .+ onto dc1-db could start a second primary, so nothing was stopped\. Bring dc2-db back so its role can be read \(`switchyard check demo`\)/);
+    } finally {
+      await startPart(st.sb.opts, 'dc2-db/postgres');
+    }
+    const fp = await frozen.query<Progress>('progress');
+    assert.deepEqual(stepsNamed(fp, /^recheck:/).map((x) => [x.name, x.state]).sort(), [['recheck:dc1-db', 'done'], ['recheck:dc2-db', 'done']]);
+    assert.equal(stepsNamed(fp, /^(stop|swap|start)$/).length, 0, 'nothing stopped or swapped');
+    assert.ok(!existsSync(staging), 'the staged copy was removed');
+    assert.equal(statSync(dataDir).ino, ino, 'the same data directory');
+    assert.equal(await rowsIn(st, 'dc1-db'), rows + 25, 'dc1 kept every row and still answers');
 
     const h = await st.start('restore', { cluster: 'demo', from: b.backupId, target: 'dc1-db', requestedBy: 'alice' }, `restore-pg-${Date.now()}`);
     await st.waitProgress(h.workflowId, (p) => p.waitingFor === 'replace-data', 'the replace-data checkpoint', 180_000);
