@@ -6,8 +6,8 @@
  *   sandboxStatus  real liveness of every part (pid alive, not paused, port answering)
  *   stopPart / startPart   fault injection for tests (a part, a host such as "dc1-db", or a site "dc1")
  *
- * Part names: temporal, ec2, front, dc1-db/postgres, dc1-db/sshd, dc1-app/sshd, dc1-app/app,
- * dc1-app/fault-detection, dc1-app/notification, and the same for dc2.
+ * Part names: temporal, ec2, front, shared/sshd, dc1-db/postgres, dc1-db/sshd, dc1-app/sshd,
+ * dc1-app/app, dc1-app/fault-detection, dc1-app/notification, and the same for dc2.
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -196,7 +196,7 @@ function secretFile(ctx: Pick<Ctx, 'runAs'>, path: string, make: () => string): 
 }
 
 function sshdConfig(l: Layout, h: HostLayout, runAs: RunAs): string {
-  return `# switchyard sandbox: sshd of host ${h.name} (site ${h.site}), running as ${runAs.user}.
+  return `# switchyard sandbox: sshd of host ${h.name} (${h.site ? `site ${h.site}` : 'shared, no site'}), running as ${runAs.user}.
 ListenAddress ${h.address}:${PORTS.sshd}
 HostKey ${h.hostKey}
 PidFile ${join(h.dir, 'sshd.pid')}
@@ -283,7 +283,7 @@ async function prepare(ctx: Ctx): Promise<void> {
   for (const a of l.apps) mkdirOwned(ctx, a.svcDir);
   mkdirOwned(ctx, dirname(dnsRecordFile(l)));
 
-  for (const f of ['app.cjs', 'svc.cjs', 'service.cjs', 'dns.cjs', 'repoint-app.cjs']) {
+  for (const f of ['app.cjs', 'svc.cjs', 'service.cjs', 'dns.cjs', 'repoint-app.cjs', 'stonith.cjs']) {
     const dest = join(l.binDir, f);
     copyFileSync(join(REPO, 'sandbox', 'bin', f), dest);
     chmodSync(dest, 0o755);
@@ -367,6 +367,17 @@ function servicePid(app: AppLayout, svc: string): number | null {
   const p = Number.isInteger(pid) && pid > 0 ? readProc(pid) : null;
   if (!p || p.state === 'Z' || p.state === 'X') return null;
   return p.argv.some((a) => a.endsWith('/service.cjs')) && p.argv.includes(svc) ? pid : null;
+}
+
+/**
+ * A host powered off by its STONITH command (sandbox/bin/stonith.cjs leaves <host dir>/powered-off):
+ * like a machine whose power was cut, it does not come back by itself: `up` and startPart leave
+ * its parts stopped until powerOn.
+ */
+export const POWERED_OFF_FLAG = 'powered-off';
+function poweredOff(l: Layout, hostName: string): boolean {
+  const h = l.hosts.find((x) => x.name === hostName);
+  return h !== undefined && existsSync(join(h.dir, POWERED_OFF_FLAG));
 }
 
 function dbOf(l: Layout, spec: PartSpec): DbLayout {
@@ -665,6 +676,8 @@ async function ensureServices(ctx: Ctx, app: AppLayout): Promise<void> {
 
 async function ensurePostgres(ctx: Ctx): Promise<void> {
   const [dc1, dc2] = ctx.l.dbs;
+  const off = ctx.l.dbs.filter((db) => poweredOff(ctx.l, db.node));
+  for (const db of off) ctx.log(`${db.node}/postgres: powered off (STONITH), left stopped`);
   for (const db of ctx.l.dbs) {
     const pid = postmasterPid(db);
     if (pid && isPaused(pid)) {
@@ -672,8 +685,8 @@ async function ensurePostgres(ctx: Ctx): Promise<void> {
       ctx.log(`${db.node}/postgres: resumed (pid ${pid})`);
     }
   }
-  await ensurePrimaryNode(pgCtx(ctx), dc1, dc2);
-  await ensureStandbyNode(pgCtx(ctx), dc1, dc2);
+  if (!off.includes(dc1)) await ensurePrimaryNode(pgCtx(ctx), dc1, dc2);
+  if (!off.includes(dc2)) await ensureStandbyNode(pgCtx(ctx), dc1, dc2);
 }
 
 async function ensureEc2(ctx: Ctx, spec: PartSpec): Promise<void> {
@@ -704,7 +717,7 @@ async function partStatus(l: Layout, state: SandboxState | null, spec: PartSpec,
     port: spec.port,
     pid,
     state: 'stopped',
-    expected: enabled ? 'running' : 'stopped',
+    expected: enabled && !poweredOff(l, spec.hostName) ? 'running' : 'stopped',
   };
   if (spec.kind === 'postgres' && pgPassword)
     part.url = `postgresql://switchyard:${encodeURIComponent(pgPassword)}@${spec.address}:${spec.port}/postgres`;
@@ -712,7 +725,7 @@ async function partStatus(l: Layout, state: SandboxState | null, spec: PartSpec,
   if (spec.kind === 'ec2') part.url = ec2Endpoint(l);
   if (spec.kind === 'temporal') part.url = l.temporal.ui;
   if (pid === null) {
-    part.detail = enabled ? 'not running' : 'stopped (not enabled)';
+    part.detail = poweredOff(l, spec.hostName) ? `powered off (STONITH): ${spec.hostName} stays off until powered on` : enabled ? 'not running' : 'stopped (not enabled)';
     return part;
   }
   if (isPaused(pid)) {
@@ -784,9 +797,9 @@ export async function sandboxUp(opts: SandboxOptions = {}, log: (line: string) =
       ['ec2', ensureEc2(ctx, spec('ec2'))],
       ['front', ensureSpawned(ctx, spec('front'))],
       ['postgres', ensurePostgres(ctx)],
-      ...l.hosts.map((h): [string, Promise<void>] => [`${h.name}/sshd`, ensureSpawned(ctx, spec(`${h.name}/sshd`))]),
-      ...l.apps.map((a): [string, Promise<void>] => [`${a.host}/app`, ensureSpawned(ctx, spec(`${a.host}/app`))]),
-      ...l.apps.map((a): [string, Promise<void>] => [`${a.host}/services`, ensureServices(ctx, a)]),
+      ...l.hosts.filter((h) => !poweredOff(l, h.name)).map((h): [string, Promise<void>] => [`${h.name}/sshd`, ensureSpawned(ctx, spec(`${h.name}/sshd`))]),
+      ...l.apps.filter((a) => !poweredOff(l, a.host)).map((a): [string, Promise<void>] => [`${a.host}/app`, ensureSpawned(ctx, spec(`${a.host}/app`))]),
+      ...l.apps.filter((a) => !poweredOff(l, a.host)).map((a): [string, Promise<void>] => [`${a.host}/services`, ensureServices(ctx, a)]),
     ];
     const results = await Promise.allSettled(tasks.map(([, p]) => p));
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason instanceof Error ? r.reason : new Error(String(r.reason))] : []));
@@ -898,6 +911,7 @@ export async function startPart(opts: SandboxOptions, name: string): Promise<voi
   const specs = select(ctx.l, name).sort((a, b) => STOP_ORDER.indexOf(b.kind) - STOP_ORDER.indexOf(a.kind));
   await withLock(ctx.l.lockFile, async () => {
     for (const spec of specs) {
+      if (poweredOff(ctx.l, spec.hostName)) throw new Error(`sandbox: ${spec.hostName} is powered off (its STONITH command ran): powerOn it first`);
       const pid = pidOf(ctx.l, ctx.state, spec);
       if (pid && isPaused(pid)) {
         await signalAndSettle(pid, 'SIGCONT');
@@ -922,6 +936,14 @@ export async function startPart(opts: SandboxOptions, name: string): Promise<voi
       }
     }
   });
+}
+
+/** Power a host back on after its STONITH command: its parts start again with the next `up` or startPart. */
+export function powerOn(opts: SandboxOptions, hostName: string): void {
+  const { l } = target(opts);
+  const h = l.hosts.find((x) => x.name === hostName);
+  if (!h) throw new Error(`sandbox: no host named "${hostName}"; hosts: ${l.hosts.map((x) => x.name).join(', ')}`);
+  rmSync(join(h.dir, POWERED_OFF_FLAG), { force: true });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -120,6 +120,12 @@ export interface ActivityDeps {
   logger?: ActivityLogger;
   /** A Temporal client for the activities that talk to other workflows (the cluster lock). */
   temporal?: () => Client;
+  /**
+   * A bare TCP connection attempt, to tell a refused port from a silent address and a frozen
+   * server (postgres.ts unreachableKind). Default: a real connection; tests of single functions
+   * hand in a fake so they never dial the addresses of their fixtures.
+   */
+  tcpContact?: (host: string, port: number, timeoutMs: number) => Promise<'refused' | 'accepted' | 'no-answer' | 'error'>;
 }
 
 export function defaultEc2(cfg: Ec2ClientConfig, t: ActivityTimeouts): EC2Client {

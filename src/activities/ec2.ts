@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, DbNodeConfig, Ec2Selector } from '../topology/schema';
-import { configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
+import { checkedInt, configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
 import type { Call, Runtime } from './deps';
 import type { Ec2AddressHolder, Ec2InstanceInfo, Ec2StopResult } from './types';
 
@@ -217,7 +217,12 @@ export function ec2Activities(rt: Runtime) {
      * No instance, or several, is a non-retryable failure; still not stopped at the end of the
      * wait is a retryable one (a retry does not stop twice: it finds "stopping" and waits).
      */
-    ec2StopInstance: rt.activity(async (input: { cluster: string; node: string }, call): Promise<Ec2StopResult> => {
+    /**
+     * Stop a node's instance and wait for "stopped". With `forceAfterSeconds`, an instance still not
+     * stopped that long after the stop (a hung guest sits in "stopping") gets StopInstances with
+     * Force: a fence must not wait on the guest's cooperation.
+     */
+    ec2StopInstance: rt.activity(async (input: { cluster: string; node: string; forceAfterSeconds?: number }, call): Promise<Ec2StopResult> => {
       const n = call.top.node(input.cluster, input.node);
       if (!n.ec2) throw configError(`database node "${input.node}" of cluster "${input.cluster}" has no EC2 selector (postgres.nodes.${input.node}.ec2): there is no instance to stop`);
       return withEc2(rt, call, input.cluster, async (ec2) => {
@@ -239,9 +244,12 @@ export function ec2Activities(rt: Runtime) {
         const stateBefore = ni.matches[0].State?.Name ?? null;
         let state: string | null = stateBefore;
         let changed = false;
-        const stop = async () => {
+        let forced = false;
+        const forceAt = input.forceAfterSeconds !== undefined ? Date.now() + checkedInt(input.forceAfterSeconds, 'forceAfterSeconds', undefined, 1, 3600) * 1000 : null;
+        const stop = async (force = false) => {
           try {
-            const r = await ec2.send(new StopInstancesCommand({ InstanceIds: [instanceId] }));
+            const r = await ec2.send(new StopInstancesCommand({ InstanceIds: [instanceId], ...(force ? { Force: true } : {}) }));
+            if (force) forced = true;
             changed = true;
             state = r.StoppingInstances?.find((x) => x.InstanceId === instanceId)?.CurrentState?.Name ?? state;
           } catch (err) {
@@ -259,12 +267,17 @@ export function ec2Activities(rt: Runtime) {
           if (state === 'stopped' || state === 'terminated' || Date.now() >= deadline) break;
           // Started again meanwhile (or a stop refused while pending): ask again; StopInstances is idempotent.
           if (state === 'running' || state === 'pending') await stop();
+          else if (forceAt !== null && !forced && Date.now() >= forceAt) {
+            await stop(true);
+            rt.log.warn('EC2 instance forced to stop', { cluster: input.cluster, node: input.node, instanceId, state });
+          }
           heartbeat({ instanceId, state });
           await sleep(STOP_POLL_MS);
         }
-        const base = { node: input.node, instanceId, stateBefore, stateAfter: state, changed };
+        const base = { node: input.node, instanceId, stateBefore, stateAfter: state, changed, ...(forced ? { forced } : {}) };
         if (state === 'stopped') {
-          return { ...base, detail: changed ? `stopped ${instanceId} (was ${stateBefore ?? 'unknown'})` : `${instanceId} was already ${stateBefore === 'stopped' ? 'stopped' : `${stateBefore}, now stopped`}` };
+          const how = forced ? ' (a forced stop: it hung in "stopping")' : '';
+          return { ...base, detail: changed ? `stopped ${instanceId} (was ${stateBefore ?? 'unknown'})${how}` : `${instanceId} was already ${stateBefore === 'stopped' ? 'stopped' : `${stateBefore}, now stopped`}${how}` };
         }
         if (state === 'terminated') return { ...base, detail: `${instanceId} is terminated (was ${stateBefore ?? 'unknown'}): it no longer runs, but it is not "stopped"` };
         throw new Error(`EC2 instance ${instanceId} of node "${input.node}" is still ${state ?? 'in an unknown state'} ${STOP_WAIT_MS / 1000} s after ${changed ? 'StopInstances' : 'the wait began'} (was ${stateBefore ?? 'unknown'})`);

@@ -9,6 +9,8 @@ import { ebsBackupActivities } from './backup-ebs';
 import { pgBackupActivities } from './backup-pg';
 import { pgRestoreActivities } from './backup-restore';
 import { ec2Activities } from './ec2';
+import { fenceActivities } from './fence';
+import { guardActivities } from './guard';
 import { historyActivities } from './history';
 import { lockActivities } from './lock';
 import { createLayoutActivities } from './layout';
@@ -25,12 +27,14 @@ export function createActivities(deps: ActivityDeps) {
     ...createLayoutActivities(deps.topology),
     ...postgresActivities(rt),
     ...pgctlActivities(rt),
+    ...fenceActivities(rt),
     ...standbyActivities(rt),
     ...remoteActivities(rt),
     ...ec2Activities(rt),
     ...trafficActivities(rt),
     ...notifyActivities(rt),
     ...lockActivities(rt),
+    ...guardActivities(rt),
     ...historyActivities(rt),
     ...ebsBackupActivities(rt),
     ...pgBackupActivities(rt),

@@ -10,7 +10,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
 import { cancellationSignal, configError, errorMessage, ErrorType, heartbeat, pollUntil } from './common';
 import type { Call, PgClientLike, Runtime } from './deps';
-import { CHECKPOINT_TLI_SQL, isAuthFailure, isServerError, pgClientConfig, timelineOf, WAL_TLI_SQL, withPgClient } from './postgres';
+import { disableBootService, markFenced } from './fence';
+import { CHECKPOINT_TLI_SQL, isAuthFailure, isServerError, pgClientConfig, timelineOf, unreachableKind, WAL_TLI_SQL, withPgClient } from './postgres';
 import { brief, execArgv, SshConnectError, withHost, type OpenSession } from './remote';
 import { commandLine } from './shell';
 import type { PgControlData, PgFenceResult, PgPromoteResult, PgStartResult, RemoteCommandResult } from './types';
@@ -125,7 +126,10 @@ function rethrowUnlessUnreachable(err: unknown): asserts err is SshConnectError 
 interface ConnAttempt {
   /** A session was made and answered SELECT 1. */
   connected: boolean;
-  /** Nothing accepts a session there: no listener, no answer, or the server refuses new ones (57P0x). */
+  /**
+   * Nothing listens there: the connection was refused. Not a timeout (a silent or frozen host is
+   * not "refused"), not a server that answers (starting up, shutting down, a refused login).
+   */
   refused: boolean;
   /** The server answered and refused the login: it runs, but these credentials will not do. */
   authFailed: boolean;
@@ -149,10 +153,16 @@ export function pgctlActivities(rt: Runtime) {
     } catch (err) {
       const msg = errorMessage(err);
       if (isAuthFailure(err)) return { connected: false, refused: false, authFailed: true, detail: `PostgreSQL at ${at} answers but refused the login: ${msg}` };
-      const code = String((err as { code?: unknown })?.code ?? '');
-      // 57P01/02/03: shutting down, crashed, starting up: it takes no new sessions.
-      if (isServerError(err) && !code.startsWith('57P')) return { connected: false, refused: false, authFailed: false, detail: `PostgreSQL at ${at} answers: ${msg}` };
-      return { connected: false, refused: true, authFailed: false, detail: `nothing accepts connections at ${at}: ${msg}` };
+      // A server that answers (starting up, shutting down, an error) is not down: fail closed.
+      if (isServerError(err)) return { connected: false, refused: false, authFailed: false, detail: `PostgreSQL at ${at} answers: ${msg}` };
+      const kind = await unreachableKind(rt, err, n.host, n.port);
+      if (kind === 'refused') return { connected: false, refused: true, authFailed: false, detail: `nothing accepts connections at ${at}: ${msg}` };
+      return {
+        connected: false,
+        refused: false,
+        authFailed: false,
+        detail: kind === 'no-answer' ? `nothing answers at ${at} (${msg}): it may be down or cut off, which is not the same as stopped` : `${at} accepts TCP connections but PostgreSQL does not answer (${msg}): it may be frozen or hung`,
+      };
     } finally {
       await client.end().catch(() => undefined);
     }
@@ -192,7 +202,7 @@ export function pgctlActivities(rt: Runtime) {
      * host gives sshReachable:false and fenced:false (the connection attempt still says whether
      * PostgreSQL answers). A second call on a stopped node returns fenced:true, changed:false.
      */
-    pgFence: rt.activity(async (input: { cluster: string; node: string; fastTimeoutSeconds?: number }, call): Promise<PgFenceResult> => {
+    pgFence: rt.activity(async (input: { cluster: string; node: string; fastTimeoutSeconds?: number; mark?: { by: string; newPrimary: string; reason?: string } }, call): Promise<PgFenceResult> => {
       const n = call.top.node(input.cluster, input.node);
       const fastT = positiveInt(input.fastTimeoutSeconds, 'fastTimeoutSeconds', DEFAULT_FAST_TIMEOUT_SECONDS, 3600);
       const dir = pgCtlDir(n);
@@ -208,6 +218,8 @@ export function pgctlActivities(rt: Runtime) {
         refusesConnections: false,
         fenced: false,
         changed: false,
+        marked: input.mark ? false : null,
+        serviceDisabled: null,
         control: null,
         steps,
         detail: '',
@@ -247,6 +259,20 @@ export function pgctlActivities(rt: Runtime) {
           steps.push(seen.conn.detail);
           res.control = await readControl(open, input.node, n);
           steps.push(`pg_controldata: ${res.control.detail}`);
+          // Make it last: a restart (a reboot, `sandbox up`, a package upgrade) comes up read-only.
+          if (input.mark && res.stopped) {
+            heartbeat({ node: input.node, step: 'mark' });
+            try {
+              steps.push(await markFenced(open, n, { fencedBy: input.mark.by, newPrimary: input.mark.newPrimary, at: rt.now().toISOString(), reason: input.mark.reason ?? '' }));
+              res.marked = true;
+            } catch (err) {
+              if (err instanceof ApplicationFailure) throw err;
+              steps.push(`marking the fence failed: ${errorMessage(err)}: a restart would make it a primary again`);
+            }
+            const svc = await disableBootService(open, n);
+            res.serviceDisabled = svc.disabled;
+            steps.push(svc.detail);
+          }
         });
       } catch (err) {
         rethrowUnlessUnreachable(err);
@@ -264,7 +290,8 @@ export function pgctlActivities(rt: Runtime) {
       const control = res.control?.ok ? `; control file: ${res.control.detail}` : '';
       if (res.fenced) {
         const how = res.stoppedWith ? `stopped with pg_ctl stop -m ${res.stoppedWith}` : res.wasRunning === false ? 'was already stopped' : 'is stopped';
-        res.detail = `${w} is fenced: ${how}; ${conn.detail}${control}`;
+        const lasting = res.marked === null ? '' : res.marked ? '; marked (standby.signal + fence marker): a restart comes up read-only' : '; NOT marked: a restart would make it a primary again';
+        res.detail = `${w} is fenced: ${how}; ${conn.detail}${control}${lasting}`;
       } else {
         const why: string[] = [];
         if (!res.sshReachable) why.push(`its host ${n.sshHost} cannot be reached over SSH`);

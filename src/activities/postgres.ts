@@ -2,6 +2,7 @@
  * PostgreSQL reads and the write probe, over the pg driver with connect and statement timeouts.
  * Status reads report an unreachable node as data; actions throw so Temporal retries them.
  */
+import { connect as tcpConnect } from 'node:net';
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { actor, errorMessage, ErrorType } from './common';
@@ -30,6 +31,48 @@ export function isAuthFailure(err: unknown): boolean {
 export function isServerError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !/^E[A-Z]+$/.test(code);
+}
+
+/** What a bare TCP connection to host:port finds: the port refuses, accepts, or nothing answers. */
+export type TcpContact = 'refused' | 'accepted' | 'no-answer' | 'error';
+
+export function tcpContact(host: string, port: number, timeoutMs: number): Promise<TcpContact> {
+  return new Promise((resolve) => {
+    const sock = tcpConnect({ host, port });
+    let settled = false;
+    const done = (c: TcpContact) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(c);
+    };
+    const timer = setTimeout(() => done('no-answer'), timeoutMs);
+    sock.on('connect', () => done('accepted'));
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNREFUSED') done('refused');
+      else if (err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH' || err.code === 'EHOSTDOWN') done('no-answer');
+      else done('error');
+    });
+  });
+}
+
+/**
+ * Why a connection to a node failed, failing closed: only a refused TCP connection says that
+ * nothing listens (PostgreSQL is down); a server that answered and refused the login, or one that
+ * accepts TCP but does not speak (a frozen process: the kernel still completes the handshake), or
+ * a timeout after connecting is `unknown`; an address that does not answer at all is `no-answer`.
+ * A client-side timeout is told apart by a bare TCP connection made right after.
+ */
+export async function unreachableKind(rt: Runtime, err: unknown, host: string, port: number): Promise<NonNullable<PgNodeStatus['unreachable']>> {
+  if (isAuthFailure(err) || isServerError(err)) return 'unknown';
+  const code = String((err as { code?: unknown })?.code ?? '');
+  if (code === 'ECONNREFUSED') return 'refused';
+  const tcp = await (rt.deps.tcpContact ?? tcpContact)(host, port, Math.min(rt.timeouts.pgConnectMs, 2_000));
+  if (tcp === 'refused') return 'refused';
+  // A timeout of the driver has no code: the bare connection says whether anything was there.
+  if (tcp === 'no-answer' && ['ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', ''].includes(code)) return 'no-answer';
+  return 'unknown';
 }
 
 interface NodeTarget {
@@ -158,7 +201,8 @@ export function postgresActivities(rt: Runtime) {
       try {
         await client.connect();
       } catch (err) {
-        return { ...base, error: errorMessage(err) };
+        const n = call.top.node(cluster, node);
+        return { ...base, error: errorMessage(err), unreachable: await unreachableKind(rt, err, n.host, n.port) };
       }
       try {
         const [s] = (await client.query(STATUS_SQL)).rows;
@@ -192,8 +236,9 @@ export function postgresActivities(rt: Runtime) {
         out.slots = (await client.query(SLOTS_SQL)).rows.map((r) => ({ name: String(r.slot_name), active: r.active === true, restartLsn: str(r.restart_lsn) }));
         return out;
       } catch (err) {
-        // It answered (or half answered): report what failed rather than pretend it is down.
-        return { ...base, reachable: isServerError(err), error: errorMessage(err) };
+        // It answered (or half answered): report what failed rather than pretend it is down. Its
+        // role is not known, whatever `reachable` says (no inRecovery is set).
+        return { ...base, reachable: isServerError(err), error: errorMessage(err), ...(isServerError(err) ? {} : { unreachable: 'unknown' as const }) };
       }
     } finally {
       await client.end().catch(() => undefined);

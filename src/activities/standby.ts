@@ -16,9 +16,10 @@ import type { DbNodeConfig } from '../topology/schema';
 import { checkedInt, configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
 import { Runtime, type Call, type PgClientLike } from './deps';
 import { formatBytes } from '../workflows/lib/readiness-assess';
+import { ensureStandbySignal } from './fence';
 import { defaultLogFile, parseControlData } from './pgctl';
 import { CHECKPOINT_TLI_SQL, DATABASE_BYTES_SQL, isAuthFailure, lsnDiff, postgresActivities, WAL_TLI_SQL, withPgClient } from './postgres';
-import { brief, execArgv, mustExec, onHost, requireFreeSpace, throwIfCancelled, withHost, type OpenSession } from './remote';
+import { brief, execArgv, mustExec, onHost, requireFreeSpace, throwIfCancelled, withHost, writeFileAtomic, type OpenSession } from './remote';
 import type {
   ConfigFileCopy,
   CopyConfigFilesResult,
@@ -28,7 +29,6 @@ import type {
   PgRewindResult,
   PgWaitReplayResult,
   PgWaitStreamingResult,
-  RemoteCommandResult,
   WriteProbeSummary,
 } from './types';
 
@@ -39,8 +39,6 @@ const DEFAULT_REWIND_TIMEOUT_SECONDS = 3600;
 const DEFAULT_BASEBACKUP_TIMEOUT_SECONDS = 6 * 3600;
 /** Raw bytes per read command: 36 KiB is 48 KiB of base64, well inside a result's 64 KiB. */
 const READ_CHUNK = 36 * 1024;
-/** Raw bytes per write command: 48 KiB is 64 KiB of base64, well inside one command line (128 KiB). */
-const WRITE_CHUNK = 48 * 1024;
 const POLL_MS = 250;
 const PROBE_TIMEOUT_MS = 1_000;
 
@@ -200,17 +198,6 @@ function sha256(b: Buffer): string {
 const STAT_SH = 'if [ -f "$1" ]; then stat -L -c "file %s %a" -- "$1"; elif [ -e "$1" ]; then echo other; else echo missing; fi';
 /** One chunk of a file, base64 on one line. */
 const READ_SH = 'dd if="$1" bs="$2" skip="$3" count=1 status=none | base64 -w0';
-/**
- * One chunk of a write: decoded into <path>.switchyard-tmp (the first chunk creates it 0600, making
- * the parent directory if need be); with a mode, the last chunk sets it, renames the temp file over
- * the path and prints the result's sha256.
- */
-const WRITE_SH = [
-  'set -e',
-  't="$1.switchyard-tmp"',
-  'if [ "$4" = first ]; then mkdir -p -- "$(dirname -- "$1")"; umask 077; printf %s "$2" | base64 -d > "$t"; else printf %s "$2" | base64 -d >> "$t"; fi',
-  'if [ -n "$3" ]; then chmod "$3" -- "$t"; mv -f -- "$t" "$1"; sha256sum -- "$1"; fi',
-].join('\n');
 /** Move a directory aside under a name not taken yet (suffix .2, .3 … within one second); prints the name. */
 const MOVE_ASIDE_SH = 'n="$2"; i=1; while [ -e "$n" ]; do i=$((i+1)); n="$2.$i"; done; mv -T -- "$1" "$n" && printf "%s\\n" "$n"';
 /** Every <dataDir>.switchyard-<stamp> beside the data directory (not a restore's staging dir .switchyard-restore-*). */
@@ -244,20 +231,6 @@ async function readRemote(open: OpenSession, path: string): Promise<{ content: B
     heartbeat({ host: open.name, reading: path });
   }
   return { content: Buffer.concat(parts), mode: st.mode };
-}
-
-/** Write a file atomically (temp file + rename) with the given octal mode; checks the sha256 written. */
-async function writeRemote(open: OpenSession, path: string, content: Buffer, mode: string): Promise<void> {
-  const n = Math.max(1, Math.ceil(content.length / WRITE_CHUNK));
-  let last: RemoteCommandResult | undefined;
-  for (let i = 0; i < n; i++) {
-    const b64 = content.subarray(i * WRITE_CHUNK, (i + 1) * WRITE_CHUNK).toString('base64');
-    last = await mustExec(open, sh(WRITE_SH, path, b64, i === n - 1 ? mode : '', i === 0 ? 'first' : 'append'), `writing ${path}`);
-    heartbeat({ host: open.name, writing: path });
-  }
-  // sha256sum prefixes the line with a backslash when it had to escape the file name.
-  const written = last?.stdout.trim().split(/\s+/)[0]?.replace(/^\\/, '');
-  if (written !== sha256(content)) throw new Error(`writing ${path} on ${open.name}: the file written has sha256 ${written ?? '?'}, not the content's ${sha256(content)}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -486,6 +459,9 @@ export function standbyActivities(rt: Runtime) {
 
         heartbeat({ node: input.node, step: 'pg_rewind' });
         const r = await execArgv(open, inC([bin(n, 'pg_rewind'), `--target-pgdata=${n.dataDir}`, `--source-server=${src}`, '--progress']), timeout);
+        // pg_rewind removes files the source lacks (standby.signal, a fence marker): put the signal
+        // back at once, so a restart before the rejoin configures the node comes up read-only.
+        if (await ensureStandbySignal(open, n)) notes.push('standby.signal written (a restart before the rejoin ends comes up read-only)');
         const text = `${r.stdout}\n${r.stderr}`;
         const parsed = parseRewindOutput(text);
         const output = outputTail(text);
@@ -559,6 +535,8 @@ export function standbyActivities(rt: Runtime) {
         if (r.exitCode !== 0) {
           throw new Error(`pg_basebackup of ${w} from ${input.source} ${r.timedOut ? `timed out after ${timeout} s` : `exited ${r.exitCode ?? `by signal ${r.signal ?? '?'}`}`}:\n${outputTail(`${r.stdout}\n${r.stderr}`, 20)}`);
         }
+        // A copy of the primary without standby.signal would start as a second primary after a reboot.
+        if (await ensureStandbySignal(open, n)) notes.push('standby.signal written');
         const mode = await execArgv(open, ['stat', '-c', '%a', n.dataDir], 15);
         const m = mode.stdout.trim();
         if (m !== '700' && m !== '750') {
@@ -613,11 +591,11 @@ export function standbyActivities(rt: Runtime) {
         const text = cur?.content.toString('utf8') ?? '';
         const next = rewriteAutoConf(text, settings);
         if (next !== text) {
-          await writeRemote(open, autoConf, Buffer.from(next, 'utf8'), cur?.mode ?? '600');
+          await writeFileAtomic(open, autoConf, Buffer.from(next, 'utf8'), cur?.mode ?? '600');
           changed.push('postgresql.auto.conf');
         }
         if ((await statRemote(open, signal)).kind === 'missing') {
-          await writeRemote(open, signal, Buffer.alloc(0), '600');
+          await writeFileAtomic(open, signal, Buffer.alloc(0), '600');
           changed.push('standby.signal');
         }
         return { changedFiles: changed, st: await ctlStatus(open, n) };
@@ -669,7 +647,7 @@ export function standbyActivities(rt: Runtime) {
           const content = sources[i];
           const cur = await readRemote(open, e.to);
           const same = cur !== null && cur.content.equals(content);
-          if (!same) await writeRemote(open, e.to, content, cur?.mode ?? '600');
+          if (!same) await writeFileAtomic(open, e.to, content, cur?.mode ?? '600');
           out.push({ source: e.from, target: e.to, bytes: content.length, sha256: sha256(content), changed: !same });
         }
         return out;

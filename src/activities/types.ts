@@ -12,6 +12,15 @@ export interface PgNodeStatus {
   reachable: boolean;
   /** Why not, when not reachable (e.g. "connect ECONNREFUSED 127.0.2.1:5432"). */
   error?: string;
+  /**
+   * What not reachable means, so that checks fail closed: `refused` (the host answers and nothing
+   * listens there: PostgreSQL does not run), `no-answer` (the address does not answer at all: the
+   * host is down or cut off), `unknown` (something answers but its role could not be read: a
+   * refused login, a server that accepts TCP but does not speak (frozen), a timeout after
+   * connecting, an error). Only `refused` is evidence that PostgreSQL is down; absent on a
+   * reachable node (and on results recorded before this field existed: read as `unknown`).
+   */
+  unreachable?: 'refused' | 'no-answer' | 'unknown';
   inRecovery?: boolean;
   /**
    * Timeline from pg_control_checkpoint(); on a primary, the timeline of the WAL it is writing
@@ -59,7 +68,8 @@ export interface PgLag {
 
 export interface SshCheck {
   host: string;
-  site: string;
+  /** null: a shared host (no site), such as a load balancer's. */
+  site: string | null;
   address: string;
   port: number;
   ok: boolean;
@@ -191,6 +201,14 @@ export interface PgFenceResult {
   refusesConnections: boolean;
   /** stopped && refusesConnections. */
   fenced: boolean;
+  /**
+   * The fence was made to last (asked for with `mark`): standby.signal and the fence marker are in
+   * the data directory, so a restart comes up read-only, and the boot service was disabled where
+   * the topology says how. null: not asked for.
+   */
+  marked: boolean | null;
+  /** The node's boot service was disabled (null: no `service.disable` in the topology, or not asked for). */
+  serviceDisabled: boolean | null;
   /** This call sent a stop to a server that was running (false: it already was stopped). */
   changed: boolean;
   /** pg_controldata read after the stop; null when the host could not be reached. */
@@ -221,7 +239,11 @@ export interface PgPromoteResult {
 }
 
 /** An afterPromote hook's command, as run. Non-zero exits are returned, not thrown. */
-export type HookRunResult = RemoteCommandResult & { hook: string; site: string };
+/**
+ * A hook's run. `alreadyDone`: its check command exited 0, so the command was not run (the
+ * command, exit code and output are then the check's).
+ */
+export type HookRunResult = RemoteCommandResult & { hook: string; site: string; alreadyDone?: boolean };
 
 export interface Ec2StopResult {
   node: string;
@@ -231,6 +253,44 @@ export interface Ec2StopResult {
   stateAfter: string | null;
   /** StopInstances was called (false: already stopped or stopping). */
   changed: boolean;
+  /** A forced stop (StopInstances Force) was sent because the instance hung in "stopping". */
+  forced?: boolean;
+  detail: string;
+}
+
+/**
+ * The marker a failover leaves in a fenced former primary's data directory (beside
+ * standby.signal), so that whoever finds the node knows why it is read-only and what to run.
+ */
+export interface FenceMarker {
+  /** The workflow that fenced it. */
+  fencedBy: string;
+  /** The node promoted in its place. */
+  newPrimary: string;
+  /** ISO time of the fence. */
+  at: string;
+  reason: string;
+}
+
+/** What a node's data directory says about a fence, read over SSH. */
+export interface FenceState {
+  node: string;
+  /** The host could be asked (false: unreachable; the other fields are then null). */
+  readable: boolean;
+  marker: FenceMarker | null;
+  standbySignal: boolean | null;
+  detail: string;
+}
+
+/** The outcome of a node's STONITH command (power off through a BMC, a cloud API, a PDU). */
+export interface StonithResult {
+  node: string;
+  /** The host the command ran on. */
+  host: string;
+  /** The command exited 0: it reports the node powered off. */
+  ok: boolean;
+  exitCode: number | null;
+  timedOut: boolean;
   detail: string;
 }
 

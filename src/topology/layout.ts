@@ -9,16 +9,23 @@ export interface ClusterLayout {
   cluster: string;
   preferredPrimary: string;
   sites: string[];
-  nodes: { name: string; site: string; sshHost: string; host: string; port: number; slot: string; ec2: boolean }[];
-  hosts: { name: string; site: string; address: string; port: number }[];
+  /** `stonith`: the node has a STONITH command (absent in layouts recorded before it existed: false). */
+  nodes: { name: string; site: string; sshHost: string; host: string; port: number; slot: string; ec2: boolean; stonith?: boolean }[];
+  /** site null: shared infrastructure (a load balancer in front of both sites). */
+  hosts: { name: string; site: string | null; address: string; port: number }[];
   services: { site: string; service: string; host: string }[];
   maintenance: { site: string; host: string | null; appUrl: string | null }[];
-  traffic: { name: string; kind: TrafficDriverConfig['kind'] }[];
+  /** In move order; `timeoutSeconds` only for `command` drivers (their activity options are derived from it). */
+  traffic: { name: string; kind: TrafficDriverConfig['kind']; timeoutSeconds?: number }[];
   ec2: boolean;
   maxLagBytes: number;
   dataLossThresholdBytes: number;
-  /** Hooks run on a site after its database is promoted, in order (names and hosts only). */
-  hooks: { site: string; name: string; host: string; timeoutSeconds: number }[];
+  /**
+   * Hooks run on a site after its database is promoted, in order (names and hosts only; `check`:
+   * whether the hook has a check command, which decides how often it may be attempted; absent in
+   * layouts recorded before it existed, read as false).
+   */
+  hooks: { site: string; name: string; host: string; timeoutSeconds: number; check: boolean }[];
   failover: ClusterConfig['failover'];
   switchover: ClusterConfig['switchover'];
   rejoin: ClusterConfig['rejoin'];
@@ -37,6 +44,11 @@ export interface ClusterLayout {
   } | null;
 }
 
+/** How long a hook's check command may take: its own timeout, at most a minute (a check reads, it does not work). */
+export function hookCheckTimeoutSeconds(timeoutSeconds: number): number {
+  return Math.min(timeoutSeconds, 60);
+}
+
 export function clusterLayout(name: string, c: ClusterConfig): ClusterLayout {
   return {
     cluster: name,
@@ -50,17 +62,20 @@ export function clusterLayout(name: string, c: ClusterConfig): ClusterLayout {
       port: node.port,
       slot: node.slot,
       ec2: node.ec2 !== undefined,
+      stonith: node.stonith !== undefined,
     })),
-    hosts: Object.entries(c.hosts).map(([h, host]) => ({ name: h, site: host.site, address: host.address, port: host.port })),
+    hosts: Object.entries(c.hosts).map(([h, host]) => ({ name: h, site: host.site ?? null, address: host.address, port: host.port })),
     services: Object.entries(c.sites).flatMap(([site, s]) => Object.entries(s.services).map(([service, svc]) => ({ site, service, host: svc.host }))),
     maintenance: Object.entries(c.sites)
       .filter(([, s]) => s.maintenance !== undefined || s.app !== undefined)
       .map(([site, s]) => ({ site, host: s.maintenance?.host ?? null, appUrl: s.app?.url ?? null })),
-    traffic: c.traffic.map((d) => ({ name: d.name, kind: d.kind })),
+    traffic: c.traffic.map((d) => (d.kind === 'command' ? { name: d.name, kind: d.kind, timeoutSeconds: d.timeoutSeconds } : { name: d.name, kind: d.kind })),
     ec2: c.ec2 !== undefined,
     maxLagBytes: c.postgres.maxLagBytes,
     dataLossThresholdBytes: c.postgres.dataLossThresholdBytes,
-    hooks: Object.entries(c.sites).flatMap(([site, s]) => s.hooks.afterPromote.map((h) => ({ site, name: h.name, host: h.host, timeoutSeconds: h.timeoutSeconds }))),
+    hooks: Object.entries(c.sites).flatMap(([site, s]) =>
+      s.hooks.afterPromote.map((h) => ({ site, name: h.name, host: h.host, timeoutSeconds: h.timeoutSeconds, check: h.check !== undefined })),
+    ),
     failover: { ...c.failover },
     switchover: { ...c.switchover },
     rejoin: { ...c.rejoin },

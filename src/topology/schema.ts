@@ -68,7 +68,8 @@ const HOST_KEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp3
 
 export const hostSchema = z
   .object({
-    site: name,
+    /** The site the host belongs to; left out for shared infrastructure (a load balancer in front of both sites). */
+    site: name.optional(),
     address,
     port: port.default(22),
     user: z.string().min(1).optional(),
@@ -128,6 +129,21 @@ export const dbNodeSchema = z
       )
       .default([]),
     ec2: ec2Selector.optional(),
+    /**
+     * The OS service that starts PostgreSQL at boot (systemd's postgresql@15-main): a failover's
+     * fence disables it so a rebooted former primary does not start at all; rejoin enables it.
+     */
+    service: z.object({ disable: argv, enable: argv }).strict().optional(),
+    /**
+     * Power control for this node (STONITH: a BMC, a cloud API, a PDU), run on `host` when a
+     * failover cannot fence the node over SSH, and by the guard when the fenced node answers as a
+     * primary again. Exit 0 means the node is powered off. "{node}", "{address}" and "{port}" are
+     * replaced before quoting.
+     */
+    stonith: z
+      .object({ host: name, command: argv, timeoutSeconds: positiveInt.default(60) })
+      .strict()
+      .optional(),
   })
   .strict();
 export type DbNodeConfig = z.infer<typeof dbNodeSchema>;
@@ -158,6 +174,11 @@ const hookSchema = z
     name,
     host: name,
     command: argv,
+    /**
+     * Exit 0 means the hook's work is already done (a retry after a lost connection, a second
+     * run): the command is not run again. With a check, the hook is retried once; without, never.
+     */
+    check: argv.optional(),
     timeoutSeconds: positiveInt.default(300),
   })
   .strict();
@@ -188,6 +209,12 @@ const haproxyDriver = z
     servers: z.record(name, z.string().min(1)),
     /** Where clients connect; used to verify where new connections land. */
     listen: z.object({ address, port }).strict(),
+    /**
+     * HAProxy's `server-state-file` (with `load-server-state-from-file global`) on a host of
+     * `hosts`: every move writes `show servers state` there, so a restarted HAProxy keeps it.
+     * Without it, a move does not survive an HAProxy restart (moves and reads say so).
+     */
+    stateFile: z.object({ host: name, path: absPath }).strict().optional(),
   })
   .strict();
 
@@ -264,6 +291,16 @@ const failoverSchema = z
      * and confirmed down (`unfenced`), or on every failover (`always`).
      */
     confirmOldPrimaryDead: z.enum(['unfenced', 'always'], { error: 'expected "unfenced" or "always"' }).default('unfenced'),
+    /** With stopInstance: an instance still "stopping" after this long gets a forced stop. */
+    forceStopAfterSeconds: positiveInt.default(60),
+    /**
+     * A lower bound of the data lost (the old primary's position read before it was fenced, or by
+     * readiness) counts as the figure only while the reading is younger than this; older, the run
+     * asks at accept-data-loss. An exact figure (a clean shutdown checkpoint) never expires.
+     */
+    dataLossFreshness: duration.default('10s'),
+    /** How often the guard started by a failover checks the fenced former primary. */
+    guardIntervalSeconds: positiveInt.default(5),
   })
   .strict();
 
@@ -350,7 +387,15 @@ export const clusterSchema = z
       .strict(),
     traffic: z.array(trafficDriverSchema).default([]),
     ec2: ec2Schema.optional(),
-    failover: failoverSchema.default({ reachTimeoutSeconds: 10, fastStopTimeoutSeconds: 20, stopInstance: false, confirmOldPrimaryDead: 'unfenced' }),
+    failover: failoverSchema.default({
+      reachTimeoutSeconds: 10,
+      fastStopTimeoutSeconds: 20,
+      stopInstance: false,
+      confirmOldPrimaryDead: 'unfenced',
+      forceStopAfterSeconds: 60,
+      dataLossFreshness: '10s',
+      guardIntervalSeconds: 5,
+    }),
     switchover: switchoverSchema.default({ confirmStart: false, replayTimeoutSeconds: 300 }),
     rejoin: rejoinSchema.default({ catchUpTimeoutSeconds: 900 }),
     checkpoints: checkpointSchema.default({ approvers: [], twoPerson: false, remindAfter: '15m', deadline: '2h', onDeadline: 'abort' }),
@@ -374,13 +419,14 @@ export const clusterSchema = z
     };
     if (sites.length < 2) ctx.addIssue({ code: 'custom', path: ['sites'], message: `a cluster needs at least two sites, found ${sites.length}` });
     need('site', c.preferredPrimary, sites, ['preferredPrimary']);
-    for (const [h, host] of Object.entries(c.hosts)) need('site', host.site, sites, ['hosts', h, 'site']);
+    for (const [h, host] of Object.entries(c.hosts)) if (host.site !== undefined) need('site', host.site, sites, ['hosts', h, 'site']);
     const nodesBySite = new Map<string, string[]>();
     for (const [n, node] of Object.entries(c.postgres.nodes)) {
       need('site', node.site, sites, ['postgres', 'nodes', n, 'site']);
       need('host', node.sshHost, hosts, ['postgres', 'nodes', n, 'sshHost']);
       nodesBySite.set(node.site, [...(nodesBySite.get(node.site) ?? []), n]);
       if (node.ec2 && !c.ec2) ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes', n, 'ec2'], message: 'an EC2 selector needs the cluster\'s "ec2" section (region, endpoint)' });
+      if (node.stonith) need('host', node.stonith.host, hosts, ['postgres', 'nodes', n, 'stonith', 'host']);
     }
     for (const s of sites) {
       const n = nodesBySite.get(s) ?? [];
@@ -418,6 +464,7 @@ export const clusterSchema = z
         for (const s of Object.keys(d.servers)) need('site', s, sites, ['traffic', i, 'servers', s]);
         for (const s of sites)
           if (!(s in d.servers)) ctx.addIssue({ code: 'custom', path: ['traffic', i, 'servers'], message: `no server named for site "${s}"` });
+        if (d.stateFile) need('host', d.stateFile.host, hosts, ['traffic', i, 'stateFile', 'host']);
       }
       if (d.kind === 'command') need('host', d.host, hosts, ['traffic', i, 'host']);
       if (d.kind === 'elastic-ip' || d.kind === 'private-ip') {

@@ -468,7 +468,7 @@ describe('runHook', () => {
 
 describe('ec2StopInstance', () => {
   /** A fake EC2 API with one instance per entry (its tags) and a state machine for StopInstances. */
-  function fakeEc2(instances: { id: string; node: string; state: string }[]) {
+  function fakeEc2(instances: { id: string; node: string; state: string }[], opts: { hang?: boolean } = {}) {
     const calls: string[] = [];
     const client = {
       async send(cmd: unknown) {
@@ -480,10 +480,11 @@ describe('ec2StopInstance', () => {
           return { Reservations: hit.length ? [{ Instances: hit.map((i) => ({ InstanceId: i.id, State: { Name: i.state } })) }] : [] };
         }
         if (cmd instanceof StopInstancesCommand) {
-          calls.push(`StopInstances ${cmd.input.InstanceIds?.join(',')}`);
+          calls.push(`StopInstances ${cmd.input.InstanceIds?.join(',')}${cmd.input.Force ? ' Force' : ''}`);
           const i = instances.find((x) => x.id === cmd.input.InstanceIds?.[0]);
           const prev = i?.state;
-          if (i) i.state = 'stopped';
+          // A hung guest: a plain stop leaves it "stopping" until a forced stop.
+          if (i) i.state = opts.hang && !cmd.input.Force ? 'stopping' : 'stopped';
           return { StoppingInstances: [{ InstanceId: i?.id, PreviousState: { Name: prev }, CurrentState: { Name: 'stopping' } }] };
         }
         throw new Error('fake ec2: unexpected command');
@@ -502,6 +503,16 @@ describe('ec2StopInstance', () => {
     const again = await act.ec2StopInstance({ cluster: 'main', node: 'p' });
     assert.deepEqual([again.changed, again.stateBefore, again.stateAfter], [false, 'stopped', 'stopped']);
     assert.equal(f.calls.filter((c) => c.startsWith('StopInstances')).length, 1);
+  });
+
+  it('an instance hung in "stopping" gets a forced stop after forceAfterSeconds, and says so', async () => {
+    const f = fakeEc2([{ id: 'i-0aaa', node: 'p', state: 'running' }], { hang: true });
+    const act = createActivities({ topology, ec2: f.ec2 });
+    const r = await act.ec2StopInstance({ cluster: 'main', node: 'p', forceAfterSeconds: 1 });
+    assert.equal(r.stateAfter, 'stopped');
+    assert.equal(r.forced, true);
+    assert.match(r.detail, /forced stop/);
+    assert.deepEqual(f.calls.filter((c) => c.startsWith('StopInstances')), ['StopInstances i-0aaa', 'StopInstances i-0aaa Force']);
   });
 
   it('no instance found is a non-retryable failure with a clear message; no selector is a ConfigError', async () => {
