@@ -102,21 +102,29 @@ export async function runDemo(): Promise<void> {
           const steps = p?.steps ?? [];
           for (; printed < steps.length; printed++) if (steps[printed].state !== 'running') say(`     ${formatStep(steps[printed]).trim()}`);
         };
+        // What a person weighs at each checkpoint, and what the demo answers as them.
+        const asks: Record<string, { why: string; comment: string }> = {
+          'old-primary-dead': { why: 'A person would now make sure dc1 is really dead', comment: 'dc1 confirmed powered off' },
+          'accept-data-loss': { why: 'A person would now weigh what may be lost (writes to dc1 after the last reading)', comment: 'no writes after the last check' },
+        };
+        const answered = new Set<string>();
         for (;;) {
           const r = await runStatus(client, id);
           if (r.progress) printed = Math.min(printed, r.progress.steps.length);
-          if (r.progress?.waitingFor === 'old-primary-dead') {
+          const at = r.progress?.waitingFor ?? null;
+          if (r.progress && at && asks[at] && !answered.has(at)) {
             const steps = r.progress.steps;
             while (printed < steps.length && steps[printed].state !== 'waiting') say(`     ${formatStep(steps[printed++]).trim()}`);
-            say(`[${secs()}] 8. the run waits at checkpoint "old-primary-dead":`);
-            say(`     ${steps.find((x) => x.name === 'checkpoint:old-primary-dead' && x.state === 'waiting')?.detail ?? ''}`);
-            say(`     A person would now make sure dc1 is really dead, then approve with`);
-            say(`       npx switchyard approve ${id} old-primary-dead --as ${approver} --comment "dc1 confirmed powered off"`);
+            say(`[${secs()}] ${answered.size === 0 ? '8' : '8b'}. the run waits at checkpoint "${at}":`);
+            say(`     ${steps.find((x) => x.name === `checkpoint:${at}` && x.state === 'waiting')?.detail ?? ''}`);
+            say(`     ${asks[at].why}, then approve with`);
+            say(`       npx switchyard approve ${id} ${at} --as ${approver} --comment "${asks[at].comment}"`);
             say(`     The demo does exactly that, as "${approver}":`);
-            const answer = await decide(client, id, { checkpoint: 'old-primary-dead', decision: 'approve', by: approver, comment: 'demo: dc1 confirmed powered off' });
+            const answer = await decide(client, id, { checkpoint: at, decision: 'approve', by: approver, comment: `demo: ${asks[at].comment}` });
             say(`     ${answer.accepted ? 'accepted' : `refused: ${answer.reason}`}`);
+            answered.add(at);
             printed = steps.length;
-            break;
+            continue;
           }
           if (r.status !== 'RUNNING') break;
           printNew(r.progress);

@@ -14,14 +14,17 @@
  * promotion the run goes forward only: a step that fails there is recorded, the remaining steps
  * still run (traffic matters most), and the run fails at the end naming what is left to do.
  */
-import { ApplicationFailure, CancellationScope, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, isCancellation, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PgFenceResult, PgNodeStatus, SshCheck, TrafficState } from '../activities/types';
 import type { ClusterLayout } from '../topology/layout';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
 import { actions, Aborted, describeNode, notifier, promotion, reads, refused, runUndo, seconds, NON_RETRYABLE, type Undo } from './lib/runbook';
 import { withClusterLock } from './lib/lock';
-import { judgeLoss, type DataLoss } from './lib/data-loss';
+import { judgeLoss, lossGate, type DataLoss } from './lib/data-loss';
+import { cannotWrite, explainState, nodeState, type NodeState } from './lib/node-state';
+import { hookActs, trafficActs } from './lib/site-acts';
+import { durationSeconds } from '../topology/duration';
 import { lsnMax, lsnMinus } from './lib/lsn';
 import { formatBytes } from './lib/readiness-assess';
 import { messageOf, StepLog } from './lib/steps';
@@ -40,6 +43,14 @@ export interface FailoverInput {
 }
 
 export const FAILOVER_CHECKPOINTS = ['old-primary-dead', 'accept-data-loss'] as const;
+
+/**
+ * Issue 11: a fence that lasts (standby.signal + marker; STONITH; forced instance stop), checks
+ * that fail closed (an unknown old primary is never taken for dead; it is checked again right
+ * before promotion), the data-loss gate asking for stale lower bounds, an undo that looks for
+ * another primary first, the guard, and a failover started again finishing one that promoted.
+ */
+export const FENCE_PATCH = 'failover-fence-lasts';
 
 export interface PlanStep {
   step: string;
@@ -94,12 +105,15 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
   const dryRun = input.dryRun === true;
   const reason = typeof input.reason === 'string' && input.reason ? input.reason : null;
   const startedMs = Date.now();
+  // Decided once, before anything else: a run recorded before the patch replays the old path
+  // throughout, a new run takes the new one throughout.
+  const v2 = patched(FENCE_PATCH);
 
   const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `${l.sites.join(', ')}; ${l.nodes.length} database nodes, ${l.traffic.length} traffic drivers`);
   const notify = (event: string, text: string) =>
     layout.notify ? notifier.notify({ cluster, event, text, fields: { workflowId: workflowInfo().workflowId } }).catch(() => undefined) : Promise.resolve(undefined);
 
-  const run = () => runFailover({ input, cluster, requestedBy, dryRun, reason, startedMs, steps, layout, notify });
+  const run = () => runFailover({ input, cluster, requestedBy, dryRun, reason, startedMs, steps, layout, notify, v2 });
   if (dryRun) return run();
   return withClusterLock(cluster, 'failover', requestedBy, steps, run);
 }
@@ -114,16 +128,20 @@ interface Ctx {
   steps: StepLog;
   layout: ClusterLayout;
   notify: (event: string, text: string) => Promise<unknown>;
+  /** The FENCE_PATCH path. */
+  v2: boolean;
 }
 
 async function runFailover(c: Ctx): Promise<FailoverResult> {
-  const { cluster, steps, layout, dryRun } = c;
+  const { cluster, steps, layout, dryRun, v2 } = c;
   const { workflowId } = workflowInfo();
 
   // ---- preflight: who is primary, which standby is promoted ---------------------------------
   const nodes = await Promise.all(layout.nodes.map((n) => steps.run(`preflight:${n.name}`, () => reads.pgStatus({ cluster, node: n.name }), describeNode)));
+  const preflightAt = new Date().toISOString();
   const byName = new Map(nodes.map((n) => [n.node, n]));
-  const targetNode = pickTarget(c, nodes);
+  const picked = pickTarget(c, nodes);
+  const targetNode = picked.node;
   const target = layout.nodes.find((n) => n.name === targetNode.node)!;
   const others = layout.nodes.filter((n) => n.name !== target.name);
   if (others.length !== 1) throw refused(`cluster ${cluster} has ${layout.nodes.length} database nodes; failover handles two sites (one primary, one standby)`);
@@ -131,6 +149,10 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
   const oldStatus = byName.get(old.name)!;
   const timelineBefore = targetNode.timeline ?? null;
   steps.note('plan', `fail over ${cluster} from ${old.site} (${old.name}) to ${target.site} (${target.name})${c.reason ? `: ${c.reason}` : ''}`);
+  const newMaintenance = layout.maintenance.find((m) => m.site === target.site && m.host);
+  const newServices = layout.services.filter((s) => s.site === target.site);
+  const newHooks = layout.hooks.filter((h) => h.site === target.site);
+  if (picked.resume) return resumeFailover(c, { old, target, oldStatus, targetStatus: targetNode, newMaintenance, newServices, newHooks });
 
   if (!dryRun) await c.notify('failover.started', `failover of ${cluster} from ${old.site} to ${target.site} started by ${c.requestedBy}${c.reason ? `: ${c.reason}` : ''} (${workflowId})`);
 
@@ -159,9 +181,6 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
   const hostOk = (h: string | null) => h !== null && sshSeen.get(h)?.ok === true;
   const oldMaintenance = layout.maintenance.find((m) => m.site === old.site && m.host);
   const oldServices = layout.services.filter((s) => s.site === old.site);
-  const newMaintenance = layout.maintenance.find((m) => m.site === target.site && m.host);
-  const newServices = layout.services.filter((s) => s.site === target.site);
-  const newHooks = layout.hooks.filter((h) => h.site === target.site);
 
   if (dryRun) return planOnly(c, { old, target, oldStatus, targetStatus: targetNode, hostOk, oldMaintenance, oldServices, newMaintenance, newServices, newHooks, timelineBefore });
 
@@ -173,6 +192,19 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
   let instanceStopped = false;
   let promoting = false;
   const oldWhere = `${old.name} (${old.host}:${old.port})`;
+  const fenceActs = proxyActivities<Activities>({
+    startToCloseTimeout: `${layout.failover.fastStopTimeoutSeconds + 120} seconds`,
+    heartbeatTimeout: '30 seconds',
+    retry: { maximumAttempts: 2, initialInterval: '2 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
+  });
+  const mark = { by: workflowId, newPrimary: target.name, reason: c.reason ?? `failover to ${target.site} started by ${c.requestedBy}` };
+  /** The old primary as seen now; a failed read is "unknown". */
+  const observeOld = async (step: string): Promise<{ state: NodeState; seen: string }> => {
+    const now = await steps.run(step, () => reach.pgStatus({ cluster, node: old.name }), describeNode).catch((err: unknown) => messageOf(err as Error));
+    if (typeof now === 'string') return { state: 'unknown', seen: `the status read failed: ${now}` };
+    const state = nodeState(now);
+    return { state, seen: `${describeNode(now)} (${explainState(state)})` };
+  };
 
   try {
     tried.push(`PostgreSQL ${oldWhere}: ${describeNode(oldStatus)}`);
@@ -202,40 +234,85 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
         tried.push(`stopping ${s.service} at ${s.site} failed: ${messageOf(err as Error)}`);
       }
     }
-    // Fence the old primary: stop PostgreSQL (fast, then immediate), confirm it refuses connections.
+    // Fence the old primary: stop PostgreSQL (fast, then immediate), confirm it refuses
+    // connections, and (v2) make it last: standby.signal and the fence marker, boot service off.
     if (hostOk(old.sshHost)) {
-      const fenceActs = proxyActivities<Activities>({
-        startToCloseTimeout: `${layout.failover.fastStopTimeoutSeconds + 120} seconds`,
-        heartbeatTimeout: '30 seconds',
-        retry: { maximumAttempts: 2, initialInterval: '2 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
-      });
       try {
-        fence = await steps.run('fence', () => fenceActs.pgFence({ cluster, node: old.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }), (f) => f.detail);
-        fenced = fence.fenced;
+        fence = await steps.run('fence', () => fenceActs.pgFence({ cluster, node: old.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds, ...(v2 ? { mark } : {}) }), (f) => f.detail);
+        fenced = v2 ? fence.fenced && fence.marked === true : fence.fenced;
         tried.push(`fence ${old.name}: ${fence.steps.join('; ')}`);
-        if (fence.changed && fence.wasRunning) undo.push({ what: `start PostgreSQL ${old.name} again`, run: async () => (await actions.pgStart({ cluster, node: old.name })).detail });
+        if (v2) {
+          const f = fence;
+          if (f.fenced && f.marked !== true) tried.push(`${old.name} is stopped but its fence could not be marked: a restart would make it a primary again`);
+          if (f.marked === true || (f.changed && f.wasRunning)) undo.push({ what: `unfence ${old.name}`, run: () => unfence(c, old, target, workflowId, f.marked === true, f.changed && f.wasRunning === true) });
+        } else if (fence.changed && fence.wasRunning) undo.push({ what: `start PostgreSQL ${old.name} again`, run: async () => (await actions.pgStart({ cluster, node: old.name })).detail });
       } catch (err) {
         tried.push(`fencing ${old.name} failed: ${messageOf(err as Error)}`);
       }
     } else {
       steps.skip('fence', `${old.sshHost} is unreachable over SSH: PostgreSQL cannot be stopped from here`);
     }
+    // STONITH: the node's own power control, when SSH could not fence it.
+    if (v2 && !fenced && old.stonith) {
+      try {
+        const p = await steps.run(`stonith:${old.name}`, () => powerActs.stonith({ cluster, node: old.name }), (r) => r.detail);
+        tried.push(p.detail);
+        const after = await observeOld(`confirm-down:${old.name}`);
+        fenced = p.ok && (after.state === 'down' || after.state === 'no-answer');
+        tried.push(`after STONITH, PostgreSQL ${oldWhere}: ${after.seen}`);
+      } catch (err) {
+        tried.push(`STONITH of ${old.name} failed: ${messageOf(err as Error)}`);
+      }
+    }
     if (layout.failover.stopInstance && old.ec2) {
       try {
-        const s = await steps.run(`stop-instance:${old.name}`, () => actions.ec2StopInstance({ cluster, node: old.name }), (r) => r.detail);
+        const s = await steps.run(`stop-instance:${old.name}`, () => actions.ec2StopInstance({ cluster, node: old.name, ...(v2 ? { forceAfterSeconds: layout.failover.forceStopAfterSeconds } : {}) }), (r) => r.detail);
         instanceStopped = s.stateAfter === 'stopped';
         tried.push(`EC2 instance of ${old.name}: ${s.detail}`);
       } catch (err) {
         tried.push(`stopping the EC2 instance of ${old.name} failed: ${messageOf(err as Error)}`);
       }
       if (!fenced && instanceStopped) {
-        const again = await steps.run(`confirm-down:${old.name}`, () => reach.pgStatus({ cluster, node: old.name }), describeNode);
-        fenced = !again.reachable;
-        tried.push(`after the instance stop, PostgreSQL ${oldWhere}: ${describeNode(again)}`);
+        if (v2) {
+          const after = await observeOld(`confirm-down:${old.name}`);
+          fenced = after.state === 'down' || after.state === 'no-answer';
+          tried.push(`after the instance stop, PostgreSQL ${oldWhere}: ${after.seen}`);
+        } else {
+          const again = await steps.run(`confirm-down:${old.name}`, () => reach.pgStatus({ cluster, node: old.name }), describeNode);
+          fenced = !again.reachable;
+          tried.push(`after the instance stop, PostgreSQL ${oldWhere}: ${describeNode(again)}`);
+        }
       }
     }
 
     // ---- old-primary-dead: a person confirms when the machine could not be fenced here ---------
+    let approvedDead = false;
+    /** Ask until a person's approval agrees with what we see: an old primary that answers is refused, an unknown one asked about again. */
+    const askUntilDown = async (firstPrompt: string): Promise<void> => {
+      let prompt = firstPrompt;
+      for (;;) {
+        const d = await checkpoints.wait('old-primary-dead', { prompt, safety: true });
+        decisions.push(d);
+        if (d.decision !== 'approve') throw new Aborted(d.decision === 'deadline' ? 'no decision at old-primary-dead before its deadline' : `old-primary-dead rejected by ${d.by}${d.comment ? `: ${d.comment}` : ''}`);
+        // A person's word does not outrank what we can see: a primary that still answers is not dead,
+        // and one whose state cannot be read is asked about again, never taken for dead.
+        const now = await observeOld(`confirm-down:${old.name}`);
+        if (now.state === 'primary') {
+          throw refused(
+            `${oldWhere} still accepts connections as a primary (${now.seen}) although old-primary-dead was approved: ` +
+              `promoting ${target.name} now would split the cluster. Stop PostgreSQL on ${old.name} or cut it off from the network, then start the failover again.`,
+          );
+        }
+        if (now.state !== 'unknown') {
+          approvedDead = true;
+          return;
+        }
+        prompt =
+          `After ${d.by}'s approval ${old.name} was checked again and its state is UNKNOWN: ${now.seen}. Nothing was promoted. ` +
+          `It may still take writes (a frozen or hung machine resumes where it stopped). Power it off or cut it off from clients and from ${target.name}, then approve again; reject to stop with nothing promoted.`;
+        steps.note(`unknown:${old.name}`, prompt, 'failed');
+      }
+    };
     if (!fenced || layout.failover.confirmOldPrimaryDead === 'always') {
       const why = fenced
         ? `${old.name} was fenced (${fence?.detail ?? 'instance stopped'}); this cluster asks a person every time (failover.confirmOldPrimaryDead: always).`
@@ -244,16 +321,18 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
         `${why} Tried and seen: ${tried.join('; ')}. ` +
         `Ensure that the initial machine actually is dead (powered off, or cut off from clients and from ${target.name}) before approving: ` +
         `promoting ${target.name} while ${old.name} still takes writes splits the cluster. Reject to stop with nothing promoted.`;
-      const d = await checkpoints.wait('old-primary-dead', { prompt, safety: true });
-      decisions.push(d);
-      if (d.decision !== 'approve') throw new Aborted(d.decision === 'deadline' ? 'no decision at old-primary-dead before its deadline' : `old-primary-dead rejected by ${d.by}${d.comment ? `: ${d.comment}` : ''}`);
-      // A person's word does not outrank what we can see: a primary that still answers is not dead.
-      const now = await steps.run(`confirm-down:${old.name}`, () => reach.pgStatus({ cluster, node: old.name }), describeNode).catch(() => null);
-      if (now && now.reachable && now.inRecovery === false) {
-        throw refused(
-          `${oldWhere} still accepts connections as a primary (${describeNode(now)}) although old-primary-dead was approved: ` +
-            `promoting ${target.name} now would split the cluster. Stop PostgreSQL on ${old.name} or cut it off from the network, then start the failover again.`,
-        );
+      if (v2) await askUntilDown(prompt);
+      else {
+        const d = await checkpoints.wait('old-primary-dead', { prompt, safety: true });
+        decisions.push(d);
+        if (d.decision !== 'approve') throw new Aborted(d.decision === 'deadline' ? 'no decision at old-primary-dead before its deadline' : `old-primary-dead rejected by ${d.by}${d.comment ? `: ${d.comment}` : ''}`);
+        const now = await steps.run(`confirm-down:${old.name}`, () => reach.pgStatus({ cluster, node: old.name }), describeNode).catch(() => null);
+        if (now && now.reachable && now.inRecovery === false) {
+          throw refused(
+            `${oldWhere} still accepts connections as a primary (${describeNode(now)}) although old-primary-dead was approved: ` +
+              `promoting ${target.name} now would split the cluster. Stop PostgreSQL on ${old.name} or cut it off from the network, then start the failover again.`,
+          );
+        }
       }
     }
 
@@ -263,17 +342,41 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
     if (standbyNow.inRecovery === false && timelineBefore !== null && (standbyNow.timeline ?? 0) > timelineBefore) {
       steps.note('data-loss', `${target.name} is already out of recovery (timeline ${standbyNow.timeline}): promoted earlier`);
     }
-    const loss = await measureLoss(c, old.name, fence, oldStatus, standbyNow);
+    const loss = await measureLoss(c, old.name, fence, oldStatus, standbyNow, preflightAt);
     steps.note('data-loss', loss.detail, 'done');
-    if (loss.bytes === null || loss.bytes > layout.dataLossThresholdBytes) {
+    const gate = v2 ? lossGate(loss, layout.dataLossThresholdBytes, durationSeconds(layout.failover.dataLossFreshness ?? '10s'), Date.now()) : { ask: loss.bytes === null || loss.bytes > layout.dataLossThresholdBytes, why: '' };
+    if (gate.ask) {
       const prompt =
         loss.bytes === null
           ? `The data lost cannot be measured: ${loss.detail}. Approve to promote ${target.name} anyway; reject to stop with nothing promoted.`
-          : `${target.name} is behind the old primary by ${loss.bytes} bytes (${formatBytes(loss.bytes)}${loss.exact ? '' : ' at least'}; threshold ${layout.dataLossThresholdBytes} bytes): ${loss.detail}. ` +
-            `Approving promotes ${target.name} and those writes are lost from the new timeline. Reject to stop with nothing promoted.`;
+          : v2 && loss.bytes <= layout.dataLossThresholdBytes
+            ? `How much ${old.name} wrote that ${target.name} does not have is not known: ${gate.why}. ${loss.detail}. ` +
+              `Approving promotes ${target.name}; whatever ${old.name} committed after that reading is lost from the new timeline. Reject to stop with nothing promoted.`
+            : `${target.name} is behind the old primary by ${loss.bytes} bytes (${formatBytes(loss.bytes)}${loss.exact ? '' : ' at least'}; threshold ${layout.dataLossThresholdBytes} bytes): ${loss.detail}. ` +
+              `Approving promotes ${target.name} and those writes are lost from the new timeline. Reject to stop with nothing promoted.`;
       const d = await checkpoints.wait('accept-data-loss', { prompt, safety: true });
       decisions.push(d);
       if (d.decision !== 'approve') throw new Aborted(d.decision === 'deadline' ? 'no decision at accept-data-loss before its deadline' : `accept-data-loss rejected by ${d.by}${d.comment ? `: ${d.comment}` : ''} (${loss.bytes === null ? 'unknown' : loss.bytes} bytes behind)`);
+    } else if (v2) steps.note('data-loss-gate', `not asked: ${gate.why}`);
+
+    // ---- right before promotion: the old primary once more (the gate may have waited hours) ----
+    if (v2) {
+      let now = await observeOld(`recheck:${old.name}`);
+      if (now.state === 'primary') {
+        // Back as a primary after the fence (restarted by hand, a reboot): fence it again.
+        const f = await steps.run('refence', () => fenceActs.pgFence({ cluster, node: old.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds, mark }), (r) => r.detail).catch((err: unknown) => messageOf(err as Error));
+        if (typeof f !== 'string') tried.push(`fenced again right before promotion: ${f.detail}`);
+        now = await observeOld(`recheck:${old.name}`);
+      }
+      if (now.state === 'primary') {
+        throw refused(`${oldWhere} answers as a writable primary right before promotion (${now.seen}) and could not be fenced again: promoting ${target.name} now would split the cluster. Stop PostgreSQL on ${old.name}, then start the failover again.`);
+      }
+      if (now.state === 'unknown') {
+        await askUntilDown(
+          `Right before promoting ${target.name}, ${old.name} was checked once more and its state is UNKNOWN: ${now.seen}. ` +
+            `${approvedDead ? 'It was approved as dead before; ' : `It was ${fenced ? 'fenced' : 'not fenced'} earlier; `}it may still take writes. Power it off or cut it off, then approve; reject to stop with nothing promoted.`,
+        );
+      }
     }
 
     // ---- promote: from here the run only goes forward ---------------------------------------------
@@ -323,15 +426,97 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
   }
 }
 
-/** The standby to promote: `to` when given, else the one node in recovery; refusals say why. */
-function pickTarget(c: Ctx, nodes: PgNodeStatus[]): PgNodeStatus {
+/**
+ * Undo a fence before promotion (an aborted run), failing closed: only while the node that was to
+ * be promoted is still a standby (else starting the old primary could make two primaries), remove
+ * this run's marker and standby.signal, and start PostgreSQL again if this run stopped it.
+ */
+async function unfence(c: Ctx, old: ClusterLayout['nodes'][number], target: ClusterLayout['nodes'][number], workflowId: string, marked: boolean, restart: boolean): Promise<string> {
+  const t = await c.steps.run(`standby-still:${target.name}`, () => reads.pgStatus({ cluster: c.cluster, node: target.name }), describeNode).catch(() => null);
+  const state = nodeState(t);
+  if (state !== 'standby' && state !== 'standby-streaming') {
+    throw new Error(
+      `${old.name} was left fenced: ${target.name} is ${t ? describeNode(t) : 'unreadable'} (${explainState(state)}), so starting ${old.name} again could make two primaries. ` +
+        `Once you know which node should be primary, start it by hand or run \`switchyard rejoin ${c.cluster} --node ${old.name}\``,
+    );
+  }
+  const done: string[] = [];
+  if (marked) done.push((await actions.fenceClear({ cluster: c.cluster, node: old.name, fencedBy: workflowId })).detail);
+  if (restart) done.push((await actions.pgStart({ cluster: c.cluster, node: old.name })).detail);
+  return done.join('; ') || 'nothing to undo';
+}
+
+/** A power-off command runs once: whether it worked is seen by checking the node afterwards. */
+const powerActs = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '30 seconds', retry: { maximumAttempts: 1 } });
+const guardActs = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 5, initialInterval: '1 second' } });
+
+/**
+ * A failover started again (`--to` the site already promoted) after one that promoted but did not
+ * finish: the old primary must not take writes; then the steps after promotion (guard, hooks,
+ * services, traffic, maintenance off), each check-then-act, so what was done is found done.
+ */
+async function resumeFailover(
+  c: Ctx,
+  p: { old: ClusterLayout['nodes'][number]; target: ClusterLayout['nodes'][number]; oldStatus: PgNodeStatus; targetStatus: PgNodeStatus; newMaintenance: Forward['newMaintenance']; newServices: Forward['newServices']; newHooks: Forward['newHooks'] },
+): Promise<FailoverResult> {
+  const { steps, cluster } = c;
+  const { old, target } = p;
+  const oldState = nodeState(p.oldStatus);
+  if (!cannotWrite(oldState)) {
+    throw refused(
+      `${target.name} at ${target.site} is already primary, and ${old.name} is ${describeNode(p.oldStatus)} (${explainState(oldState)}): finishing a failover needs ${old.name} unable to take writes. ` +
+        `Fence it first (stop PostgreSQL on it, or power it off), then run \`switchyard failover ${cluster} --to ${target.site}\` again.`,
+    );
+  }
+  if (c.dryRun) {
+    steps.note('plan', `resume: ${target.name} is already primary; would run the guard, hooks, services, traffic and maintenance steps for ${target.site}`);
+    return { ...emptyResult(c, old, target, p.targetStatus.timeline ?? null), outcome: 'planned', dryRun: true, state: `dry run: ${target.name} is already primary; the steps after promotion would be finished`, plan: [{ step: 'resume', target: target.name, action: 'finish the steps after promotion (guard, hooks, services, traffic, maintenance off)' }] };
+  }
+  steps.note('resume', `${target.name} (${target.site}) is already primary on timeline ${p.targetStatus.timeline ?? '?'} and ${old.name} ${explainState(oldState)}: finishing the steps after promotion`);
+  await c.notify('failover.resumed', `failover of ${cluster} to ${target.site} resumed by ${c.requestedBy}: finishing the steps after promotion (${workflowInfo().workflowId})`);
+  const loss: DataLoss = { bytes: null, exact: false, source: 'unknown', oldPrimaryLsn: null, standbyLsn: null, observedAt: null, detail: 'not measured: this run found the promotion done' };
+  return afterPromotion(c, { old, target, decisionMs: Date.now(), promoted: { timeline: p.targetStatus.timeline ?? null }, timelineBefore: null, loss, fenced: oldState === 'down' || oldState === 'standby' || oldState === 'standby-streaming', decisions: [], newServices: p.newServices, newMaintenance: p.newMaintenance, newHooks: p.newHooks });
+}
+
+function emptyResult(c: Ctx, old: ClusterLayout['nodes'][number], target: ClusterLayout['nodes'][number], timeline: number | null): FailoverResult {
+  return {
+    cluster: c.cluster,
+    outcome: 'completed',
+    dryRun: false,
+    reason: c.reason,
+    requestedBy: c.requestedBy,
+    from: { site: old.site, node: old.name },
+    to: { site: target.site, node: target.name },
+    topology: { primarySite: target.site, primaryNode: target.name, needsRejoin: [] },
+    abortedBecause: null,
+    state: '',
+    fenced: false,
+    dataLoss: null,
+    dataLostBytes: null,
+    rto: { fromDecisionSeconds: null, fromStartSeconds: null },
+    timeline: { before: timeline, after: timeline },
+    checkpoints: [],
+    traffic: [],
+    hooks: [],
+    plan: [],
+    steps: c.steps.steps.map((s) => ({ ...s })),
+  };
+}
+
+/** The standby to promote: `to` when given, else the one node in recovery; refusals say why. With the patch, `to` naming the site already promoted resumes. */
+function pickTarget(c: Ctx, nodes: PgNodeStatus[]): { node: PgNodeStatus; resume: boolean } {
   const { cluster, layout, input } = c;
   const primaries = nodes.filter((n) => n.reachable && n.inRecovery === false);
   let candidates = nodes.filter((n) => n.reachable && n.inRecovery === true);
+  const finish = (site: string) => `If a failover promoted it and did not finish, \`switchyard failover ${cluster} --to ${site}\` finishes it.`;
   if (input.to !== undefined) {
     if (!layout.sites.includes(input.to)) throw ApplicationFailure.nonRetryable(`unknown site "${input.to}" for "to"; sites of ${cluster}: ${layout.sites.join(', ')}`, 'ConfigError');
     const want = nodes.find((n) => n.site === input.to)!;
     if (want.reachable && want.inRecovery === false) {
+      if (c.v2) {
+        if (primaries.length > 1) throw refused(`cluster ${cluster} has ${primaries.length} primaries (${primaries.map((p) => p.node).join(', ')}): a split brain needs a person, not a failover.`);
+        return { node: want, resume: true };
+      }
       throw refused(`${want.node} at ${input.to} is already a primary (timeline ${want.timeline ?? '?'}): there is nothing to fail over to. If a former primary needs rebuilding, run \`switchyard rejoin ${cluster}\`.`);
     }
     candidates = candidates.filter((n) => n.site === input.to);
@@ -340,19 +525,19 @@ function pickTarget(c: Ctx, nodes: PgNodeStatus[]): PgNodeStatus {
   if (primaries.length > 1) throw refused(`cluster ${cluster} has ${primaries.length} primaries (${primaries.map((p) => p.node).join(', ')}): a split brain needs a person, not a failover.`);
   if (candidates.length === 0) {
     const seen = nodes.map((n) => `${n.node}: ${describeNode(n)}`).join('; ');
-    if (primaries.length === 1) throw refused(`no standby to promote: the only reachable primary is ${primaries[0].node} and no node is a reachable standby (${seen}).`);
+    if (primaries.length === 1) throw refused(`no standby to promote: the only reachable primary is ${primaries[0].node} and no node is a reachable standby (${seen}).${c.v2 ? ` ${finish(primaries[0].site)}` : ''}`);
     throw refused(`no reachable standby to promote in cluster ${cluster} (${seen}).`);
   }
   if (candidates.length > 1) throw refused(`several standbys could be promoted (${candidates.map((n) => n.node).join(', ')}): name the site with "to".`);
-  return candidates[0];
+  return { node: candidates[0], resume: false };
 }
 
 /** The old primary's last known position against what the standby has: the data-loss gate's input. */
-async function measureLoss(c: Ctx, oldNode: string, fence: PgFenceResult | null, oldAtStart: PgNodeStatus, standby: PgNodeStatus): Promise<DataLoss> {
+async function measureLoss(c: Ctx, oldNode: string, fence: PgFenceResult | null, oldAtStart: PgNodeStatus, standby: PgNodeStatus, oldAtStartAt: string): Promise<DataLoss> {
   const control = fence?.control?.ok ? fence.control : null;
   const exactOrLive = (control && control.state === 'shut down' && control.checkpointLsn) || (oldAtStart.reachable && oldAtStart.inRecovery === false && oldAtStart.currentLsn);
   const last = exactOrLive ? null : await c.steps.run('last-position', () => reads.lastPrimaryPosition({ cluster: c.cluster }), (r) => r.detail).catch(() => null);
-  return judgeLoss({ oldNode, control, oldAtStart, last, standby });
+  return judgeLoss({ oldNode, control, oldAtStart, last, standby, oldAtStartAt });
 }
 
 interface Forward {
@@ -369,12 +554,19 @@ interface Forward {
   newHooks: ClusterLayout['hooks'];
 }
 
-/** Hooks, services, traffic, maintenance off: each failure recorded, the rest still done. */
+/** Guard, hooks, services, traffic, maintenance off: each failure recorded, the rest still done. */
 async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
   const { cluster, steps, layout } = c;
   const { target, old } = f;
+  const { workflowId } = workflowInfo();
   const failures: string[] = [];
   const hooks: FailoverResult['hooks'] = [];
+  // First of all, the guard: from now on the former primary coming back as a primary is fenced again.
+  if (c.v2) {
+    await steps
+      .run('guard', () => guardActs.guardWatch({ cluster, node: old.name, newPrimary: target.name, fencedBy: workflowId, intervalSeconds: layout.failover.guardIntervalSeconds }), (g) => g.detail)
+      .catch((err: unknown) => failures.push(`the guard of ${old.name}: ${messageOf(err as Error)}`));
+  }
   // Circonus failover.pl: the site's own steps, in order, each recorded with its output.
   let hooksOk = true;
   for (const h of f.newHooks) {
@@ -383,7 +575,7 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
       continue;
     }
     try {
-      const r = await steps.run(`hook:${h.name}`, () => actions.runHook({ cluster, site: target.site, hook: h.name }), (x) => `${h.host}: exit ${x.exitCode ?? 'none'}${x.stdout.trim() ? `; ${x.stdout.trim().slice(-300)}` : ''}`);
+      const r = await steps.run(`hook:${h.name}`, () => hookActs(h).runHook({ cluster, site: target.site, hook: h.name }), (x) => (x.alreadyDone ? `${h.host}: already done (its check exited 0)` : `${h.host}: exit ${x.exitCode ?? 'none'}${x.stdout.trim() ? `; ${x.stdout.trim().slice(-300)}` : ''}`));
       hooks.push({ hook: h.name, exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr });
       if (r.exitCode !== 0) {
         hooksOk = false;
@@ -405,7 +597,7 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
   let trafficOk = true;
   for (const d of layout.traffic) {
     try {
-      const t: TrafficState = await steps.run(`traffic:${d.name}`, () => actions.trafficMove({ cluster, driver: d.name, site: target.site }), (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'}): ${x.detail}`);
+      const t: TrafficState = await steps.run(`traffic:${d.name}`, () => trafficActs(d).trafficMove({ cluster, driver: d.name, site: target.site }), (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'}): ${x.detail}`);
       traffic.push({ driver: d.name, site: t.site, target: t.target, changed: t.changed });
     } catch (err) {
       trafficOk = false;
@@ -426,7 +618,7 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
     fromStartSeconds: trafficOk ? seconds(c.startedMs, trafficMs) : null,
   };
   const state =
-    `${target.name} (${target.site}) is primary on timeline ${timelineAfter ?? '?'}; ${old.name} (${old.site}) ${f.fenced ? 'is fenced (stopped)' : 'was confirmed dead by a person'} and needs \`switchyard rejoin ${cluster} --node ${old.name}\`` +
+    `${target.name} (${target.site}) is primary on timeline ${timelineAfter ?? '?'}; ${old.name} (${old.site}) ${f.fenced ? (c.v2 ? 'is fenced (stopped; a restart comes up read-only)' : 'is fenced (stopped)') : 'was confirmed dead by a person'}${c.v2 ? ', is watched by the guard,' : ''} and needs \`switchyard rejoin ${cluster} --node ${old.name}\`` +
     (failures.length ? `; NOT DONE: ${failures.join('; ')}` : '');
   const result: FailoverResult = {
     cluster,
@@ -455,7 +647,9 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
   result.steps = steps.steps.map((s) => ({ ...s }));
   if (failures.length) {
     throw ApplicationFailure.create({
-      message: `failover of ${cluster} promoted ${target.name} but did not finish: ${failures.join('; ')}. Fix these and re-run the failed steps (a new failover run skips what is done).`,
+      message: c.v2
+        ? `failover of ${cluster} promoted ${target.name} but did not finish: ${failures.join('; ')}. Fix these, then run \`switchyard failover ${cluster} --to ${target.site}\`: it finds ${target.name} promoted and finishes the steps left (guard, hooks, services, traffic, maintenance).`
+        : `failover of ${cluster} promoted ${target.name} but did not finish: ${failures.join('; ')}. Fix these and re-run the failed steps (a new failover run skips what is done).`,
       type: 'FailoverIncomplete',
       nonRetryable: true,
       details: [result],

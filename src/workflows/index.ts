@@ -7,3 +7,4 @@ export { switchover } from './switchover';
 export { failback } from './failback';
 export { backup, backupRetention, drill } from './backup';
 export { restore } from './restore';
+export { guard } from './guard';

@@ -6,7 +6,7 @@
 import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { BackupActivities } from '../activities/backup-types';
 import type { Activities } from '../activities';
-import type { PgLag, PgNodeStatus } from '../activities/types';
+import type { FenceState, PgLag, PgNodeStatus } from '../activities/types';
 import { assessReadiness, backupObservation, primariesOf, type BackupObservation, type ReadinessReport } from './lib/readiness-assess';
 import { messageOf, StepLog } from './lib/steps';
 
@@ -69,7 +69,19 @@ export async function readiness(input: ReadinessInput): Promise<ReadinessReport>
       .catch((err: unknown): BackupObservation => ({ newestProven: null, complete: 0, error: err instanceof Error ? messageOf(err) : String(err) }));
   }
 
-  const report = assessReadiness({ layout, nodes, probe, lags, ssh, services, maintenance, traffic, ec2, backups }, new Date(workflowInfo().runStartTime).toISOString());
+  // Issue 11: a failover's fence marker makes a node "fenced, run rejoin" (recorded runs replay without it).
+  let fences: FenceState[] | undefined;
+  if (patched('readiness-fence')) {
+    fences = await Promise.all(
+      layout.nodes.map((n) =>
+        steps
+          .run(`fence:${n.name}`, () => reads.fenceRead({ cluster, node: n.name }), (f) => f.detail)
+          .catch((err: unknown): FenceState => ({ node: n.name, readable: false, marker: null, standbySignal: null, detail: `cannot read the fence of ${n.name}: ${err instanceof Error ? messageOf(err) : String(err)}` })),
+      ),
+    );
+  }
+
+  const report = assessReadiness({ layout, nodes, probe, lags, ssh, services, maintenance, traffic, ec2, backups, ...(fences ? { fences } : {}) }, new Date(workflowInfo().runStartTime).toISOString());
   const failed = report.checks.filter((c) => !c.ok);
   steps.note('verdict', report.ready ? `ready: ${report.primarySite} primary, ${report.standbySite ?? 'no'} standby` : `not ready: ${failed.map((c) => `${c.name} (${c.detail})`).join('; ')}`, report.ready ? 'done' : 'failed');
   return report;

@@ -12,7 +12,7 @@
  * rewound node cannot stream. Every step is check-then-act, so a resumed run repeats no harm: a
  * node that already streams from the primary is done.
  */
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PgBasebackupResult, PgNodeStatus, PgRewindResult } from '../activities/types';
 import { withClusterLock } from './lib/lock';
@@ -73,6 +73,14 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
   if (!node) throw ApplicationFailure.nonRetryable(`unknown database node ${JSON.stringify(input.node)} in cluster "${cluster}"; known: ${layout.nodes.map((n) => `"${n.name}"`).join(', ')}`, 'ConfigError');
   const notify = notifyVia(layout.notify, cluster, workflowInfo().workflowId);
   const startedMs = Date.now();
+  // Issue 11: a node that is a standby again loses the fence marker a failover left, and the
+  // guard stops watching it. Decided once, at the start (recorded runs replay without it).
+  const clearsFence = patched('rejoin-clears-fence');
+  const unfenced = async (how: string) => {
+    if (!clearsFence || dryRun) return;
+    await steps.run('clear-fence', () => actions.fenceClear({ cluster, node: node.name }), (r) => r.detail);
+    await steps.run('guard-release', () => actions.guardRelease({ cluster, node: node.name, by: workflowInfo().workflowId, reason: how }), (r) => r.detail);
+  };
 
   const body = async (): Promise<RejoinResult> => {
     const nodes = await Promise.all(layout.nodes.map((n) => steps.run(`preflight:${n.name}`, () => reads.pgStatus({ cluster, node: n.name }), describeNode)));
@@ -91,6 +99,7 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
     if (streamsFrom(me, pNode)) {
       const lag = await steps.run(`lag:${node.name}`, () => reads.pgLag({ cluster, primary: pNode.name, standby: node.name }), (l) => `${l.lagBytes ?? '?'} bytes behind`);
       if (!dryRun) await steps.run('slot', () => actions.pgEnsureSlot({ cluster, primary: pNode.name, slot: node.slot }), (r) => r.detail);
+      await unfenced(`streams from ${pNode.name} as a standby`);
       steps.note('result', `${node.name} already streams from ${pNode.name}: nothing to do`);
       return { ...base, outcome: dryRun ? 'planned' : 'already', method: null, lagBytes: lag.lagBytes, durationSeconds: seconds(startedMs, Date.now()), steps: snapshot(steps) };
     }
@@ -145,6 +154,7 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
         (r) => r.detail,
       );
       if (caught.streaming) {
+        await unfenced(`was rejoined (${used}) and streams from ${pNode.name}`);
         const r: RejoinResult = {
           ...base,
           outcome: 'completed',

@@ -67,7 +67,8 @@ async function cleanUp(st: Stage | undefined): Promise<void> {
 describe('switchyard failover from the command line: dry run, dc1 down, approvals, a refused second run', () => {
   let st: Stage;
   before(async () => {
-    st = await startStage({ worker: false });
+    // A readiness reading is a lower bound of dc1's position that counts for 1 s only: the gate asks.
+    st = await startStage({ worker: false, edit: (c) => void (c.failover = { ...((c.failover as object) ?? {}), dataLossFreshness: '1s' }) });
     await startWorker(st);
   });
   after(async () => {
@@ -159,6 +160,10 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
     const ok = await cli(st, ['approve', id, 'old-primary-dead', '--as', 'bob', '--comment', 'powered off']);
     assert.equal(ok.code, 0, shown(ok));
     assert.equal(ok.stdout, 'accepted: approve at "old-primary-dead" by bob\n');
+    // dc1's last known position is the readiness run's, too old to count: a person is asked.
+    await statusUntil(st, id, (s) => s.progress?.waitingFor === 'accept-data-loss', 'the accept-data-loss checkpoint');
+    const loss = await cli(st, ['approve', id, 'accept-data-loss', '--as', 'bob', '--comment', 'no writes after the check']);
+    assert.equal(loss.code, 0, shown(loss));
 
     const follow = await cli(st, ['status', id, '--wait']);
     assert.equal(follow.code, 0, shown(follow));
@@ -169,7 +174,7 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
     // It ends as `failover --wait` does: the outcome, the state it left, RTO and bytes lost.
     const end = lines.slice(lines.findIndex((l) => l.startsWith(`${id}: `)));
     assert.equal(end[0], `${id}: COMPLETED (completed)`, `the outcome follows the steps:\n${follow.stdout}`);
-    assert.match(end[1] ?? '', /^ {2}state: dc2-db \(dc2\) is primary on timeline 2; dc1-db \(dc1\) was confirmed dead by a person and needs `switchyard rejoin demo --node dc1-db`$/);
+    assert.match(end[1] ?? '', /^ {2}state: dc2-db \(dc2\) is primary on timeline 2; dc1-db \(dc1\) was confirmed dead by a person, is watched by the guard, and needs `switchyard rejoin demo --node dc1-db`$/);
     assert.match(end[2] ?? '', /^ {2}RTO: [\d.]+ s from the decision to promote until traffic was verified; [\d.]+ s from start$/);
     assert.match(end[3] ?? '', /^ {2}data lost: 0 bytes/);
     assert.equal(end.length, 4, follow.stdout);
@@ -185,7 +190,7 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
     assert.equal(s.result.requestedBy, 'alice');
     assert.equal(s.result.reason, 'dc1 lost power');
     assert.deepEqual(s.result.topology.primarySite, 'dc2');
-    assert.deepEqual(s.result.checkpoints.map((c) => [c.checkpoint, c.decision, c.by, c.comment]), [['old-primary-dead', 'approve', 'bob', 'powered off']]);
+    assert.deepEqual(s.result.checkpoints.map((c) => [c.checkpoint, c.decision, c.by, c.comment]), [['old-primary-dead', 'approve', 'bob', 'powered off'], ['accept-data-loss', 'approve', 'bob', 'no writes after the check']]);
     assert.equal(s.result.dataLostBytes, 0);
 
     // The cluster, read directly: dc2 is the primary, has the rows, and the front sends writes there.
@@ -251,7 +256,7 @@ describe('switchyard failover from the command line: standby behind, rejected at
     assert.match(r.stdout, new RegExp(`^started failover ${id}$`, 'm'));
     assert.match(r.stdout, new RegExp(`^${id}: COMPLETED \\(aborted\\)$`, 'm'));
     assert.match(r.stdout, /^ {2}stopped because: accept-data-loss rejected by bob: too much to lose \(\d+ bytes behind\)$/m);
-    assert.match(r.stdout, /^ {2}state: nothing was promoted: dc2-db \(dc2\) is still a standby; undone: .*start PostgreSQL dc1-db again/m);
+    assert.match(r.stdout, /^ {2}state: nothing was promoted: dc2-db \(dc2\) is still a standby; undone: .*unfence dc1-db/m);
     assert.doesNotMatch(r.stdout, /RTO|data lost/, 'no RTO or data loss for a run that promoted nothing');
 
     // `status --wait` on the closed run agrees, and says why too: an aborted runbook is not success.

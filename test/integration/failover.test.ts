@@ -6,7 +6,7 @@
  * flags, and what the run's step log and result say.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,6 +48,8 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
       edit: (c) => {
         (c.checkpoints as Record<string, unknown>).twoPerson = true;
         c.notify = { webhook: { url: { file: urlFile } } };
+        // The readiness reading below is always older than this when the gate looks at it.
+        c.failover = { ...((c.failover as object) ?? {}), dataLossFreshness: '1s' };
       },
     });
     before_ids = (await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('before outage 1'), ('before outage 2') RETURNING id`)).map((r) => String(r.id));
@@ -95,17 +97,22 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
 
     // Approved by a signal, as the Temporal UI or `temporal workflow signal --name decision` sends it.
     await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob', comment: 'dc1 powered off at the PDU' });
+    // The only position of dc1 known is the readiness run's, older than failover.dataLossFreshness:
+    // "0 bytes" is only a lower bound, so a person is asked (writes after that reading are unknown).
+    const gate = await st.waitProgress(h.workflowId, waitingAt('accept-data-loss'), 'the accept-data-loss checkpoint');
+    assert.match(stepsNamed(gate, /^checkpoint:accept-data-loss$/)[0].detail, /dc1-db wrote that dc2-db does not have is not known: 0 bytes is only a lower bound, from a reading \d+ s old \(older than the 1 s freshness\)/);
+    assert.equal(stepsNamed(gate, /^confirm-down:dc1-db$/)[0]?.state, 'done', 'dc1 was checked again after the approval');
+    await h.signal('decision', { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob', comment: 'nothing was written after the last check' });
     const result = (await h.result()) as FailoverResult;
 
     assert.equal(result.outcome, 'completed');
     assert.deepEqual(result.to, { site: 'dc2', node: 'dc2-db' });
     assert.equal(result.topology.primarySite, 'dc2');
     assert.deepEqual(result.topology.needsRejoin.map((n) => n.node), ['dc1-db']);
-    assert.equal(result.checkpoints.length, 1);
-    assert.equal(result.checkpoints[0].by, 'bob');
-    assert.equal(result.checkpoints[0].decision, 'approve');
+    assert.deepEqual(result.checkpoints.map((x) => [x.checkpoint, x.decision, x.by]), [['old-primary-dead', 'approve', 'bob'], ['accept-data-loss', 'approve', 'bob']]);
     assert.equal(result.fenced, false);
     assert.equal(result.dataLoss?.source, 'readiness');
+    assert.equal(result.dataLoss?.exact, false);
     assert.equal(result.dataLostBytes, 0);
     assert.ok(result.rto.fromDecisionSeconds !== null && result.rto.fromDecisionSeconds >= 0);
     assert.ok(result.rto.fromStartSeconds !== null && result.rto.fromStartSeconds >= result.rto.fromDecisionSeconds);
@@ -134,7 +141,7 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
     // The step log tells the story in order.
     const done = await h.query<Progress>('progress');
     const names = done.steps.filter((s) => s.state === 'done').map((s) => s.name);
-    const order = ['lock', 'checkpoint:old-primary-dead', 'promote', 'write-probe:dc2-db', 'hook:repoint-app', 'service-start:dc2/fault-detection', 'traffic:front', 'traffic:eip', 'traffic:vip', 'traffic:dns', 'maintenance-off:dc2', 'unlock'];
+    const order = ['lock', 'checkpoint:old-primary-dead', 'checkpoint:accept-data-loss', 'recheck:dc1-db', 'promote', 'write-probe:dc2-db', 'guard', 'hook:repoint-app', 'service-start:dc2/fault-detection', 'traffic:front', 'traffic:eip', 'traffic:vip', 'traffic:dns', 'maintenance-off:dc2', 'unlock'];
     const at = order.map((n) => names.indexOf(n));
     assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])), `steps in order ${order.join(' → ')}; got ${names.join(', ')}`);
     assert.equal(done.waitingFor, null);
@@ -194,8 +201,13 @@ describe('failover: dc1 reachable', () => {
     assert.equal(r.dataLoss?.exact, true);
     assert.equal(r.dataLostBytes, 0);
     assert.equal(await st.nodeAnswers('dc1-db'), false, 'dc1 refuses connections');
+    // The fence lasts: a restart would come up read-only, and the marker says who fenced it for whom.
+    const dataDir = st.cluster.postgres.nodes['dc1-db'].dataDir;
+    assert.ok(existsSync(join(dataDir, 'standby.signal')), 'standby.signal in dc1\'s data directory');
+    const marker = JSON.parse(readFileSync(join(dataDir, 'switchyard-fence.json'), 'utf8')) as { fencedBy: string; newPrimary: string };
+    assert.deepEqual([marker.fencedBy, marker.newPrimary], [h.workflowId, 'dc2-db']);
     const p = await h.query<Progress>('progress');
-    assert.match(stepsNamed(p, /^fence$/)[0].detail, /fast/);
+    assert.match(stepsNamed(p, /^fence$/)[0].detail, /fast.*marked \(standby\.signal \+ fence marker\)/);
     assert.equal(stepsNamed(p, /^maintenance-on:dc1$/)[0].state, 'done');
     for (const svc of Object.keys(st.cluster.sites.dc1.services)) assert.equal(await st.serviceRunning('dc1', svc), false, `${svc} stopped at dc1`);
     for (const svc of Object.keys(st.cluster.sites.dc2.services)) assert.equal(await st.serviceRunning('dc2', svc), true, `${svc} runs at dc2`);
@@ -211,7 +223,7 @@ describe('failover: dc1 reachable', () => {
     const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, `failover-nothing-${Date.now()}`);
     const f = await failureOf(h.result());
     assert.equal(f.type, 'PreconditionFailed');
-    assert.match(f.message, /no standby to promote: the only reachable primary is dc2-db/);
+    assert.match(f.message, /no standby to promote: the only reachable primary is dc2-db.*`switchyard failover demo --to dc2` finishes it/);
   });
 });
 
@@ -242,8 +254,10 @@ describe('failover: standby behind (its WAL receiver stopped while writes contin
     assert.equal(r.outcome, 'aborted');
     assert.match(r.abortedBecause ?? '', /accept-data-loss rejected by bob/);
     assert.match(r.state, /nothing was promoted/);
-    assert.match(r.state, /undone: .*start PostgreSQL dc1-db again/);
+    assert.match(r.state, /undone: .*unfence dc1-db/);
     assert.equal(r.topology.primarySite, 'dc1');
+    assert.equal(existsSync(join(st.cluster.postgres.nodes['dc1-db'].dataDir, 'switchyard-fence.json')), false, 'the undone fence leaves no marker');
+    assert.equal(existsSync(join(st.cluster.postgres.nodes['dc1-db'].dataDir, 'standby.signal')), false, 'nor standby.signal');
 
     const [dc2] = await st.nodeQuery('dc2-db', 'SELECT pg_is_in_recovery() AS standby');
     assert.equal(dc2.standby, true, 'dc2 was not promoted');
@@ -259,7 +273,7 @@ describe('failover: standby behind (its WAL receiver stopped while writes contin
 describe('failover: the worker killed with SIGKILL while the run waits at a checkpoint, and again during promotion', () => {
   let st: Stage;
   before(async () => {
-    st = await startStage({ worker: false });
+    st = await startStage({ worker: false, edit: (c) => void (c.failover = { ...((c.failover as object) ?? {}), dataLossFreshness: '1s' }) });
   });
   after(async () => {
     await stopWorkerProcesses();
@@ -283,6 +297,8 @@ describe('failover: the worker killed with SIGKILL while the run waits at a chec
     await w.waitFor((l) => l.msg === 'worker started');
     const answer = await decide(st.client, h.workflowId, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' });
     assert.equal(answer.accepted, true);
+    await st.waitProgress(h.workflowId, waitingAt('accept-data-loss'), 'the accept-data-loss checkpoint');
+    assert.equal((await decide(st.client, h.workflowId, { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob' })).accepted, true);
     // Killed again the moment the run asks for the promotion.
     await w.waitFor((l) => l.workflowId === h.workflowId && l.msg === 'step promote started', 120_000);
     await w.kill('SIGKILL');
@@ -321,7 +337,7 @@ describe('failover: a cluster that always asks, with a short deadline and the in
     const r = (await h.result()) as FailoverResult;
     assert.equal(r.outcome, 'aborted');
     assert.match(r.abortedBecause ?? '', /no decision at old-primary-dead before its deadline/);
-    assert.match(r.state, /undone: .*start PostgreSQL dc1-db again/);
+    assert.match(r.state, /undone: .*unfence dc1-db/);
     assert.match(r.state, /EC2 instance of dc1-db is stopped/);
     const p = await h.query<Progress>('progress');
     assert.ok(stepsNamed(p, /^reminder:old-primary-dead$/).length >= 1, 'a reminder went out before the deadline');

@@ -12,7 +12,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createLayoutActivities } from '../../src/activities/layout';
 import type { PgBackupEntry, PgBackupManifest } from '../../src/activities/backup-types';
-import type { MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState, Ec2InstanceInfo } from '../../src/activities/types';
+import type { FenceState, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState, Ec2InstanceInfo } from '../../src/activities/types';
 import { loadTopology } from '../../src/topology/load';
 import type { readiness } from '../../src/workflows';
 import type { ReadinessReport } from '../../src/workflows/lib/readiness-assess';
@@ -29,6 +29,8 @@ interface World {
   lagBytes: number;
   /** Hours since the newest backup a drill proved restorable was made; null: none proven. */
   provenBackupHoursAgo: number | null;
+  /** Nodes whose data directory carries a failover's fence marker. */
+  fenced?: string[];
 }
 
 function healthy(): World {
@@ -80,6 +82,16 @@ function fakeActivities(world: World) {
     async trafficRead({ driver }: { cluster: string; driver: string }): Promise<TrafficState> {
       const kind = topology.clusters.shop.traffic.find((d) => d.name === driver)!.kind;
       return { driver, kind, site: world.trafficSite, target: world.trafficSite ? `${world.trafficSite}-db` : null, detail: '' };
+    },
+    async fenceRead({ node }: { cluster: string; node: string }): Promise<FenceState> {
+      const marked = world.fenced?.includes(node) ?? false;
+      return {
+        node,
+        readable: true,
+        marker: marked ? { fencedBy: 'failover-1', newPrimary: 'eu2-db', at: '2026-12-01T00:00:00.000Z', reason: 'eu1 lost power' } : null,
+        standbySignal: marked || world.nodes[node].inRecovery === true,
+        detail: marked ? `${node} is fenced` : `${node} carries no fence marker`,
+      };
     },
     async pgBackupList(): Promise<PgBackupEntry[]> {
       if (world.provenBackupHoursAgo === null) return [];
@@ -148,6 +160,23 @@ describe('readiness workflow (real Temporal dev server)', () => {
     const verdict = progress.steps.find((s) => s.name === 'verdict');
     assert.equal(verdict?.state, 'failed');
     assert.match(verdict?.detail ?? '', /not ready: .*standby:eu2-db/);
+  });
+
+  it('a fenced former primary (a failover\'s marker in its data directory) is not ready, with the rejoin command', async () => {
+    const world = healthy();
+    // eu2 was promoted; eu1 came back read-only (standby.signal) and carries the marker.
+    world.nodes['eu2-db'] = { ...world.nodes['eu1-db'], node: 'eu2-db', site: 'eu2' };
+    world.nodes['eu1-db'] = { cluster: 'shop', node: 'eu1-db', site: 'eu1', reachable: true, inRecovery: true, timeline: 1, receiveLsn: null, replayLsn: '0/3000148', walReceiver: null };
+    world.trafficSite = 'eu2';
+    world.fenced = ['eu1-db'];
+    const { report, progress } = await run(world);
+    assert.ok(!(report instanceof Error), String(report));
+    assert.equal(report.ready, false);
+    const c = report.checks.find((x) => x.name === 'fence:eu1-db');
+    assert.equal(c?.ok, false);
+    assert.match(c?.detail ?? '', /eu1-db is a fenced former primary \(fenced by failover-1 .*eu2-db was promoted in its place\): run `switchyard rejoin shop --node eu1-db`/);
+    assert.ok(progress.steps.some((s) => s.name === 'fence:eu1-db' && s.state === 'done'));
+    assert.equal(report.checks.find((x) => x.name === 'fence:eu2-db'), undefined, 'an unmarked node adds no check');
   });
 
   it('a standby too far behind, an unreachable host and traffic on the wrong site each fail their check', async () => {

@@ -6,7 +6,7 @@
 import type { ClusterLayout } from '../../topology/layout';
 import type { PgBackupEntry } from '../../activities/backup-types';
 import { formatAge } from './retention';
-import type { Ec2InstanceInfo, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState } from '../../activities/types';
+import type { Ec2InstanceInfo, FenceState, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState } from '../../activities/types';
 
 export interface ReadinessCheck {
   name: string;
@@ -26,6 +26,8 @@ export interface Observations {
   ec2: Ec2InstanceInfo[] | null;
   /** The newest backup a drill proved restorable (null: none, or the cluster has no backups configured; absent in older runs). */
   backups?: BackupObservation | null;
+  /** What each node's data directory says about a failover's fence (absent in older runs). */
+  fences?: FenceState[];
 }
 
 export interface BackupObservation {
@@ -153,6 +155,19 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
         `${formatBytes(lag.lagBytes)} behind (${lag.lagSeconds === null ? 'unknown' : `${lag.lagSeconds.toFixed(1)} s`}); bound ${formatBytes(layout.maxLagBytes)}`,
       );
     }
+  }
+
+  // --- fenced former primaries: not ready until rejoin makes them standbys again ---------------
+  for (const f of o.fences ?? []) {
+    const name = `fence:${f.node}`;
+    if (f.marker) {
+      check(
+        name,
+        false,
+        `${f.node} is a fenced former primary (fenced by ${f.marker.fencedBy} at ${f.marker.at}; ${f.marker.newPrimary} was promoted in its place)${f.standbySignal ? '' : ' and its standby.signal is MISSING: a restart would make it a primary'}: run \`switchyard rejoin ${layout.cluster} --node ${f.node}\``,
+      );
+    }
+    // An unreadable data directory adds nothing: that node's own checks already fail.
   }
 
   // --- hosts over SSH -----------------------------------------------------------------------

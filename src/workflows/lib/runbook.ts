@@ -40,7 +40,10 @@ export class Aborted extends Error {
 }
 
 export function describeNode(n: PgNodeStatus): string {
-  if (!n.reachable) return `unreachable: ${n.error ?? 'no answer'}`;
+  if (!n.reachable) {
+    const kind = n.unreachable === 'refused' ? 'refused: nothing listens there' : n.unreachable === 'no-answer' ? 'no answer at all' : n.unreachable === 'unknown' ? 'UNKNOWN: something answers, its role cannot be read' : null;
+    return `unreachable: ${n.error ?? 'no answer'}${kind ? ` (${kind})` : ''}`;
+  }
   if (n.inRecovery) return `standby on timeline ${n.timeline ?? '?'}, received ${n.receiveLsn ?? '?'}, replayed ${n.replayLsn ?? '?'}, WAL receiver ${n.walReceiver?.status ?? 'not running'}`;
   return `primary at ${n.currentLsn ?? '?'} on timeline ${n.timeline ?? '?'}`;
 }
