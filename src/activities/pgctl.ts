@@ -155,7 +155,8 @@ export function pgctlActivities(rt: Runtime) {
       if (isAuthFailure(err)) return { connected: false, refused: false, authFailed: true, detail: `PostgreSQL at ${at} answers but refused the login: ${msg}` };
       // A server that answers (starting up, shutting down, an error) is not down: fail closed.
       if (isServerError(err)) return { connected: false, refused: false, authFailed: false, detail: `PostgreSQL at ${at} answers: ${msg}` };
-      const kind = await unreachableKind(rt, err, n.host, n.port);
+      const h = call.top.host(cluster, n.sshHost);
+      const kind = await unreachableKind(rt, err, n.host, n.port, { host: h.address, port: h.port });
       if (kind === 'refused') return { connected: false, refused: true, authFailed: false, detail: `nothing accepts connections at ${at}: ${msg}` };
       return {
         connected: false,

@@ -64,14 +64,21 @@ export function tcpContact(host: string, port: number, timeoutMs: number): Promi
  * a timeout after connecting is `unknown`; an address that does not answer at all is `no-answer`.
  * A client-side timeout is told apart by a bare TCP connection made right after.
  */
-export async function unreachableKind(rt: Runtime, err: unknown, host: string, port: number): Promise<NonNullable<PgNodeStatus['unreachable']>> {
+export async function unreachableKind(rt: Runtime, err: unknown, host: string, port: number, sshAt?: { host: string; port: number }): Promise<NonNullable<PgNodeStatus['unreachable']>> {
   if (isAuthFailure(err) || isServerError(err)) return 'unknown';
   const code = String((err as { code?: unknown })?.code ?? '');
   if (code === 'ECONNREFUSED') return 'refused';
-  const tcp = await (rt.deps.tcpContact ?? tcpContact)(host, port, Math.min(rt.timeouts.pgConnectMs, 2_000));
+  const dial = rt.deps.tcpContact ?? tcpContact;
+  const bound = Math.min(rt.timeouts.pgConnectMs, 2_000);
+  const tcp = await dial(host, port, bound);
   if (tcp === 'refused') return 'refused';
   // A timeout of the driver has no code: the bare connection says whether anything was there.
-  if (tcp === 'no-answer' && ['ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', ''].includes(code)) return 'no-answer';
+  if (tcp === 'no-answer' && ['ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', ''].includes(code)) {
+    // "No answer at all" must mean the host: a frozen server whose listen queue filled up (its
+    // clients kept trying) drops new connections too, while its host still answers elsewhere.
+    if (sshAt && (await dial(sshAt.host, sshAt.port, bound)) !== 'no-answer') return 'unknown';
+    return 'no-answer';
+  }
   return 'unknown';
 }
 
@@ -202,7 +209,8 @@ export function postgresActivities(rt: Runtime) {
         await client.connect();
       } catch (err) {
         const n = call.top.node(cluster, node);
-        return { ...base, error: errorMessage(err), unreachable: await unreachableKind(rt, err, n.host, n.port) };
+        const h = call.top.host(cluster, n.sshHost);
+        return { ...base, error: errorMessage(err), unreachable: await unreachableKind(rt, err, n.host, n.port, { host: h.address, port: h.port }) };
       }
       try {
         const [s] = (await client.query(STATUS_SQL)).rows;

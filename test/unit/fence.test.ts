@@ -75,6 +75,15 @@ describe('unreachableKind', () => {
     assert.equal(await unreachableKind(rt('no-answer').rt, err('timeout expired'), '10.0.0.1', 5432), 'no-answer');
     assert.equal(await unreachableKind(rt('refused').rt, err('Connection terminated unexpectedly'), '10.0.0.1', 5432), 'refused');
     assert.equal(await unreachableKind(rt('error').rt, err('timeout expired'), '10.0.0.1', 5432), 'unknown');
+    // Silent on its port but its host answers (a frozen server whose listen queue is full): unknown.
+    const seen: string[] = [];
+    const mixed = new Runtime({
+      topology: () => ({ version: 1, clusters: {} }) as never,
+      tcpContact: async (host, port) => (seen.push(`${host}:${port}`), port === 5432 ? 'no-answer' : 'accepted'),
+    });
+    assert.equal(await unreachableKind(mixed, err('timeout expired'), '10.0.0.1', 5432, { host: '10.0.0.1', port: 22 }), 'unknown');
+    assert.deepEqual(seen, ['10.0.0.1:5432', '10.0.0.1:22']);
+    assert.equal(await unreachableKind(rt('no-answer').rt, err('timeout expired'), '10.0.0.1', 5432, { host: '10.0.0.1', port: 22 }), 'no-answer');
     // A reset connection that then goes silent: it answered once, so not "no-answer".
     assert.equal(await unreachableKind(rt('no-answer').rt, err('read ECONNRESET', 'ECONNRESET'), '10.0.0.1', 5432), 'unknown');
   });
