@@ -346,6 +346,45 @@ const SCENARIOS: Scenario[] = [
       await rec('restore-pg-rechecked', rs.workflowId, 'restore onto the primary: staged, replace-data approved, roles read again under the lock (patch restore-roles-under-lock), swapped, started, verified');
     },
   },
+  {
+    name: 'fence-lasts',
+    about: "after the 'failover-fence-lasts' patch: a fenced failover (standby.signal and marker, the guard started), readiness naming the fenced former primary, a rejoin that clears the marker and ends the guard's watch ('rejoin-clears-fence'), the guard ending",
+    async run(st, rec) {
+      const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failover-fenced-marked');
+      const r = (await h.result()) as FailoverResult;
+      assert.equal(r.outcome, 'completed');
+      assert.equal(r.fenced, true);
+      await rec('failover-fenced-marked', h.workflowId, 'failover with dc1 reachable after the fence-lasts patch: fenced and marked, re-checked before promotion, the guard started, completed');
+      const ready = (await st.client.workflow.execute('readiness', { taskQueue: TASK_QUEUE, workflowId: 'replay-readiness-fenced', args: [{ cluster: st.sb.cluster }] })) as ReadinessReport;
+      assert.equal(ready.ready, false);
+      assert.ok(ready.checks.some((c) => c.name === 'fence:dc1-db' && !c.ok), JSON.stringify(ready.checks.filter((c) => !c.ok)));
+      await rec('readiness-fenced', 'replay-readiness-fenced', "readiness after that failover (patch readiness-fence): dc1-db is a fenced former primary, not ready, rejoin named");
+      const rj = await st.start('rejoin', { cluster: 'demo', node: 'dc1-db', requestedBy: 'alice' }, 'replay-rejoin-clears-fence');
+      assert.equal(((await rj.result()) as { outcome: string }).outcome, 'completed');
+      await rec('rejoin-clears-fence', rj.workflowId, "rejoin of the fenced dc1 (patch rejoin-clears-fence): rewound, streaming, the marker cleared and the guard told");
+      const guard = st.client.workflow.getHandle('switchyard-guard-demo');
+      await guard.result();
+      await rec('guard-released', 'switchyard-guard-demo', 'the guard the failover started: watched dc1-db until the rejoin released it, then ended');
+    },
+  },
+  {
+    name: 'site-down-gated',
+    about: "after the 'failover-fence-lasts' patch: readiness, dc1 killed, failover approved at old-primary-dead, checked again, asked at accept-data-loss (the readiness reading is older than the freshness), approved",
+    stage: { edit: (c) => void (c.failover = { ...((c.failover as object) ?? {}), dataLossFreshness: '1s' }) },
+    async run(st, rec) {
+      await readiness(st, 'replay-readiness-before-gated-outage');
+      await stopPart(st.sb.opts, 'dc1', 'kill');
+      const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice', reason: 'dc1 lost power' }, 'replay-failover-site-down-gated');
+      await st.waitProgress(h.workflowId, waitingAt('old-primary-dead'), 'the old-primary-dead checkpoint');
+      await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' });
+      await st.waitProgress(h.workflowId, waitingAt('accept-data-loss'), 'the accept-data-loss checkpoint');
+      assert.equal((await decide(st.client, h.workflowId, { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob' })).accepted, true);
+      const r = (await h.result()) as FailoverResult;
+      assert.equal(r.outcome, 'completed');
+      assert.deepEqual(r.checkpoints.map((c) => c.checkpoint), ['old-primary-dead', 'accept-data-loss']);
+      await rec('failover-site-down-gated', h.workflowId, 'failover with dc1 killed after the fence-lasts patch: old-primary-dead approved and checked again, accept-data-loss asked for a stale lower bound and approved, completed');
+    },
+  },
 ];
 
 function readManifest(): Manifest {

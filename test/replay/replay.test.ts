@@ -69,7 +69,7 @@ describe('replay: recorded histories against the current workflow code', () => {
   it('the recorded set is there: a history of every released workflow, each listed in manifest.json', () => {
     assert.ok(histories.length > 0, `no histories in ${HISTORIES}: run \`npm run record-histories\``);
     const types = new Set(histories.map((h) => h.workflowType));
-    for (const t of ['readiness', 'failover', 'clusterLock', 'switchover', 'failback', 'rejoin', 'backup', 'drill', 'backupRetention', 'restore']) assert.ok(types.has(t), `a recorded ${t} history (have: ${[...types].join(', ')})`);
+    for (const t of ['readiness', 'failover', 'clusterLock', 'switchover', 'failback', 'rejoin', 'backup', 'drill', 'backupRetention', 'restore', 'guard']) assert.ok(types.has(t), `a recorded ${t} history (have: ${[...types].join(', ')})`);
     const manifest = JSON.parse(readFileSync(MANIFEST, 'utf8')) as Record<string, unknown>;
     for (const name of Object.keys(manifest)) assert.ok(existsSync(join(HISTORIES, `${name}.json`)), `manifest.json lists ${name}, but histories/${name}.json is missing`);
     for (const h of histories) assert.ok(h.name in manifest, `histories/${h.name}.json is not in manifest.json (its workflow id)`);
