@@ -4,26 +4,14 @@
  * when it is not running (signal-with-start, so one guard per cluster whatever started it); rejoin
  * tells it the node is a standby again. Both are idempotent.
  */
-import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { guardReleaseSignal, guardStatusQuery, guardWatchSignal, guardWorkflowId, type GuardStatus } from '../contract/guard';
-import { configError } from './common';
 import type { Runtime } from './deps';
+import { currentTaskQueue, temporalClient } from './temporal-client';
 
-function taskQueue(): string {
-  try {
-    return Context.current().info.taskQueue;
-  } catch {
-    return 'switchyard';
-  }
-}
 
 export function guardActivities(rt: Runtime) {
-  const client = (): Client => {
-    const c = rt.deps.temporal?.();
-    if (!c) throw configError('this worker has no Temporal client (ActivityDeps.temporal), so it cannot start the guard');
-    return c;
-  };
+  const client = (): Client => temporalClient(rt, 'start the guard');
 
   return {
     /** Watch a fenced former primary until rejoin: starts the cluster's guard when it is not running. */
@@ -33,7 +21,7 @@ export function guardActivities(rt: Runtime) {
       const id = guardWorkflowId(input.cluster);
       const h = await client().workflow.signalWithStart('guard', {
         workflowId: id,
-        taskQueue: taskQueue(),
+        taskQueue: currentTaskQueue(),
         args: [{ cluster: input.cluster, ...(input.intervalSeconds ? { intervalSeconds: input.intervalSeconds } : {}) }],
         signal: guardWatchSignal,
         signalArgs: [{ node: input.node, newPrimary: input.newPrimary, fencedBy: input.fencedBy, since: rt.now().toISOString() }],

@@ -5,8 +5,9 @@
  */
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
 import type { ReadinessReport } from '../workflows/lib/readiness-assess';
-import { configError, errorMessage, heartbeat } from './common';
+import { errorMessage, heartbeat } from './common';
 import type { Runtime } from './deps';
+import { temporalClient } from './temporal-client';
 import type { LastPrimaryPosition } from './types';
 
 /** Completed runs whose results are read, newest first by close time. */
@@ -15,11 +16,7 @@ const LOOK_AT = 20;
 const LIST_CAP = 1_000;
 
 export function historyActivities(rt: Runtime) {
-  const client = (): Client => {
-    const c = rt.deps.temporal?.();
-    if (!c) throw configError('this worker has no Temporal client (ActivityDeps.temporal), so it cannot read earlier runs');
-    return c;
-  };
+  const client = (): Client => temporalClient(rt, 'read earlier runs');
 
   return {
     /**

@@ -16,7 +16,6 @@
  * run under its parent's lock (failback's rejoin and switchover) is checked with lockCheckParent:
  * the holder must be its parent, or an ancestor, by chain, and still running.
  */
-import { Context } from '@temporalio/activity';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import {
@@ -33,8 +32,9 @@ import {
   type LockHolder,
   type ReleaseResult,
 } from '../workflows/cluster-lock';
-import { configError, ErrorType } from './common';
+import { ErrorType } from './common';
 import type { Runtime } from './deps';
+import { currentTaskQueue, temporalClient } from './temporal-client';
 
 export interface LockAcquireInput {
   cluster: string;
@@ -87,14 +87,6 @@ export function busyMessage(cluster: string, h: LockHolder): string {
   return `cluster ${cluster} is busy: ${describeHolder(h)} is running; wait for it or cancel it`;
 }
 
-/** The task queue of the calling activity; outside one (unit use), the worker's default. */
-function currentTaskQueue(): string {
-  try {
-    return Context.current().info.taskQueue;
-  } catch {
-    return 'switchyard';
-  }
-}
 
 async function describeOrNull(client: Client, workflowId: string, runId?: string) {
   try {
@@ -141,11 +133,7 @@ export async function holderChainState(client: Client, h: LockHolder): Promise<C
 }
 
 export function lockActivities(rt: Runtime) {
-  const client = (): Client => {
-    const c = rt.deps.temporal?.();
-    if (!c) throw configError('this worker has no Temporal client (ActivityDeps.temporal), so it cannot take cluster locks');
-    return c;
-  };
+  const client = (): Client => temporalClient(rt, 'take cluster locks');
 
   /**
    * The holder of the lock workflow's last run when that run is closed (terminated, failed, timed
