@@ -2,11 +2,51 @@
 # The whole suite: unit, workflow (real Temporal dev server), replay (recorded histories against the
 # current workflow code, no server), integration (the sandbox: real PostgreSQL, sshd, HAProxy,
 # moto). Run through `npm test`, which runs scripts/setup.sh first.
-# Files run one at a time (each integration file brings up its own sandbox); the last file checks
-# that nothing was left behind.
+#
+# Four phases, each a node:test run: the unit files one at a time (some time their fakes); the
+# workflow and replay files two at a time (each workflow file has its own dev server); the
+# integration files (each brings up its own sandbox on
+# a net number no other uses, so SWITCHYARD_TEST_JOBS of them run at once, default 3: most of their
+# time is waiting, not CPU); then the leak check alone, once nothing else runs. The last line sums
+# them: "N passed, N failed".
+#
+#   bash scripts/test.sh                      # everything
+#   bash scripts/test.sh test/unit/x.test.ts  # just these files, one at a time
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 shopt -s nullglob
-files=(test/unit/*.test.ts test/workflow/*.test.ts test/replay/*.test.ts test/integration/*.test.ts test/zz-leaks.test.ts)
-[ $# -gt 0 ] && files=("$@")
-exec node --import tsx --test --test-concurrency=1 --test-timeout=600000 "${files[@]}"
+run() {
+  local jobs=$1
+  shift
+  node --import tsx --test --test-concurrency="$jobs" --test-timeout=900000 "$@"
+}
+if [ $# -gt 0 ]; then
+  exec node --import tsx --test --test-concurrency=1 --test-timeout=900000 "$@"
+fi
+
+jobs=${SWITCHYARD_TEST_JOBS:-3}
+log=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-suite-XXXXXX")
+trap 'rm -rf "$log"' EXIT
+status=0
+phase() {
+  local name=$1
+  shift
+  local t0=$SECONDS
+  run "$@" 2>&1 | tee "$log/$name.out"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" -ne 0 ] && status=1
+  echo "# phase $name: exit $rc in $((SECONDS - t0)) s"
+}
+phase unit 1 test/unit/*.test.ts
+phase workflow 2 test/workflow/*.test.ts test/replay/*.test.ts
+phase integration "$jobs" test/integration/*.test.ts
+phase leaks 1 test/zz-leaks.test.ts
+
+sum() { grep -h "^# $1 " "$log"/*.out | awk '{ n += $3 } END { print n + 0 }'; }
+passed=$(sum pass)
+failed=$(sum fail)
+skipped=$(sum skipped)
+[ "$failed" -gt 0 ] && status=1
+[ "$passed" -eq 0 ] && status=1
+echo "${passed} passed, ${failed} failed, ${skipped} skipped"
+exit "$status"

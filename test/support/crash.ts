@@ -1,0 +1,281 @@
+/**
+ * The crash matrix of issue 11: a runbook run once without a crash on a fresh sandbox (the
+ * reference: its steps, taken from its own step log, and the end state), then, for a step of that
+ * list, run again on another fresh sandbox with the worker (a separate `switchyard worker`
+ * process) SIGKILLed while that step runs, or just after it completed; a new worker is started and
+ * the run finished, checkpoints answered as a person would. The end state an operator checks must
+ * equal the reference's: who is primary, the timelines (advanced exactly once), where every
+ * traffic driver points, services, maintenance, slots, fence markers, backups and snapshots
+ * counted, the lock released.
+ *
+ * test/integration/crash-sample.test.ts runs a rotating sample of steps (the seed is printed:
+ * SWITCHYARD_CRASH_SEED reruns it); `npm run test:crash` (scripts/crash-matrix.ts) runs them all.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DescribeSnapshotsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { guardStatusQuery, guardWorkflowId } from '../../src/contract/guard';
+import { decide } from '../../src/client/runs';
+import { holderQuery, lockWorkflowId } from '../../src/workflows/cluster-lock';
+import type { Progress } from '../../src/workflows/messages';
+import { startStage, type Stage, type StageOptions } from './stage';
+import { startWorkerProcess, type WorkerProcess } from './worker';
+
+export interface CrashSpec {
+  /** The workflow type, as started by a person. */
+  runbook: string;
+  stage?: StageOptions;
+  /** Puts the fresh sandbox in the starting state, with the worker running (never crashed). */
+  setup?: (st: Stage) => Promise<void>;
+  input: (st: Stage) => Record<string, unknown>;
+  /** Which steps of the reference are crashed (default: all; e.g. leave out the lock's own steps). */
+  steps?: (names: string[]) => string[];
+  /** The end state an operator checks (default: clusterState). */
+  snapshot?: (st: Stage) => Promise<Record<string, unknown>>;
+}
+
+export interface RunOutcome {
+  /** The run's result outcome, or "failed: <type>" for a failed run. */
+  result: string;
+  /** Action steps in the order they started (from the worker's log), duplicates removed. */
+  steps: string[];
+  state: Record<string, unknown>;
+}
+
+export interface CrashOutcome {
+  runbook: string;
+  step: string;
+  when: 'during' | 'after';
+  /** The step was not reached (the run took another path): nothing was killed. */
+  reached: boolean;
+  result: string;
+  /** Keys of the end state that differ from the reference, with both values. */
+  diverged: { key: string; reference: unknown; crashed: unknown }[];
+  seconds: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What an operator checks after a runbook, read directly (never through switchyard). */
+export async function clusterState(st: Stage): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  const nodes = Object.keys(st.cluster.postgres.nodes);
+  let primary: string | null = null;
+  for (const n of nodes) {
+    try {
+      const [r] = await st.nodeQuery(
+        n,
+        `SELECT pg_is_in_recovery() AS ro, (SELECT timeline_id FROM pg_control_checkpoint()) AS cp,
+                CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS wal,
+                (SELECT status FROM pg_stat_wal_receiver) AS rx`,
+      );
+      out[`${n}.role`] = r.ro ? 'standby' : 'primary';
+      out[`${n}.timeline`] = Math.max(Number(r.cp ?? 0), Number(r.wal ?? 0));
+      if (r.ro) out[`${n}.streaming`] = r.rx === 'streaming';
+      if (!r.ro) primary = n;
+    } catch {
+      out[`${n}.role`] = 'down';
+    }
+    const dir = st.cluster.postgres.nodes[n].dataDir;
+    out[`${n}.fenceMarker`] = existsSync(join(dir, 'switchyard-fence.json'));
+    out[`${n}.standbySignal`] = existsSync(join(dir, 'standby.signal'));
+  }
+  if (primary) out.slots = (await st.nodeQuery(primary, 'SELECT slot_name FROM pg_replication_slots ORDER BY 1')).map((r) => r.slot_name);
+  out.front = await st
+    .frontQuery('SELECT host(inet_server_addr()) AS a')
+    .then(([r]) => nodes.find((n) => st.cluster.postgres.nodes[n].host === r.a) ?? String(r.a))
+    .catch(() => null);
+  out.eip = await st.eipNode().catch(() => 'unreadable');
+  out.vip = await st.privateIpNodes().catch(() => 'unreadable');
+  const dns = st.cluster.traffic.find((d) => d.kind === 'command');
+  if (dns && dns.kind === 'command') out.dns = (() => { try { return readFileSync(dns.read[dns.read.length - 1], 'utf8').trim().split(' ')[0]; } catch { return null; } })();
+  for (const site of Object.keys(st.cluster.sites)) {
+    for (const svc of Object.keys(st.cluster.sites[site].services)) out[`service:${site}/${svc}`] = await st.serviceRunning(site, svc);
+    out[`maintenance:${site}`] = (await st.maintenance(site)).on;
+  }
+  out.lockHolder = await lockHolder(st);
+  out.guardWatching = await guardWatching(st);
+  if (st.cluster.backup) {
+    const dir = join(st.cluster.backup.root, st.sb.cluster);
+    const entries = existsSync(dir) ? readdirSync(dir) : [];
+    out.backupsComplete = entries.filter((d) => existsSync(join(dir, d, 'switchyard-manifest.json')) && !d.endsWith('.partial') && !d.startsWith('.')).length;
+    out.backupsPartial = entries.filter((d) => d.endsWith('.partial')).length;
+    out.backupsProven = entries.filter((d) => existsSync(join(dir, d, 'drill.json'))).length;
+    out.drillScratch = entries.filter((d) => d.startsWith('.drill')).length;
+  }
+  if (st.cluster.ec2) out.snapshots = await snapshotCount(st).catch(() => 'unreadable');
+  return out;
+}
+
+async function lockHolder(st: Stage): Promise<string | null> {
+  const h = st.client.workflow.getHandle(lockWorkflowId(st.sb.cluster));
+  try {
+    if ((await h.describe()).status.name !== 'RUNNING') return null;
+    const holder = await h.query(holderQuery);
+    return holder ? `${holder.operation} ${holder.workflowId}` : null;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return null;
+    throw err;
+  }
+}
+
+async function guardWatching(st: Stage): Promise<string[]> {
+  const h = st.client.workflow.getHandle(guardWorkflowId(st.sb.cluster));
+  try {
+    if ((await h.describe()).status.name !== 'RUNNING') return [];
+    return (await h.query(guardStatusQuery)).watching.map((w) => `${w.node} for ${w.newPrimary}`).sort();
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return [];
+    throw err;
+  }
+}
+
+async function snapshotCount(st: Stage): Promise<number> {
+  const c = st.cluster.ec2!;
+  const secret = (f: string | undefined) => readFileSync(f!, 'utf8').trim();
+  const ec2 = new EC2Client({ region: c.region, endpoint: c.endpoint, credentials: { accessKeyId: secret(c.credentials!.accessKeyId.file), secretAccessKey: secret(c.credentials!.secretAccessKey.file) } });
+  try {
+    const r = await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [{ Name: 'tag:switchyard:cluster', Values: [st.sb.cluster] }] }));
+    return (r.Snapshots ?? []).filter((s) => s.State !== 'error').length;
+  } finally {
+    ec2.destroy();
+  }
+}
+
+/** Answer each checkpoint wait once, approving, until the run closes; its outcome. */
+async function drive(st: Stage, id: string): Promise<string> {
+  const h = st.client.workflow.getHandle(id);
+  let decided = 0;
+  for (let i = 0; i < 3000; i++) {
+    const d = await h.describe().catch(() => null);
+    if (d && d.status.name !== 'RUNNING') break;
+    const p = await h.query<Progress>('progress').catch(() => null);
+    const waits = p?.steps.filter((s) => s.name.startsWith('checkpoint:')).length ?? 0;
+    if (p?.waitingFor && waits > decided) {
+      const r = await decide(st.client, id, { checkpoint: p.waitingFor, decision: 'approve', by: 'bob', comment: 'crash matrix: approved as a person would' }).catch(() => null);
+      if (r?.accepted) decided = waits;
+    }
+    await sleep(300);
+  }
+  try {
+    const r = (await h.result()) as { outcome?: string };
+    return r?.outcome ?? 'completed';
+  } catch (err) {
+    const cause = (err as { cause?: { type?: string; message?: string } }).cause;
+    return `failed: ${cause?.type ?? 'error'}`;
+  }
+}
+
+function startWorker(st: Stage): WorkerProcess {
+  return startWorkerProcess({ configPath: st.configPath, address: st.sb.status.temporal.address });
+}
+
+/** Steps the run's workflow logged as started, in order, once each. */
+function startedSteps(w: WorkerProcess[], id: string): string[] {
+  const names: string[] = [];
+  for (const p of w)
+    for (const l of p.lines) {
+      const m = l.workflowId === id && typeof l.msg === 'string' ? /^step (.+) started$/.exec(l.msg) : null;
+      if (m && !names.includes(m[1])) names.push(m[1]);
+    }
+  return names;
+}
+
+async function prepared(spec: CrashSpec): Promise<{ st: Stage; worker: WorkerProcess }> {
+  const st = await startStage({ ...spec.stage, worker: false });
+  try {
+    const worker = startWorker(st);
+    await worker.waitFor((l) => l.msg === 'worker started', 90_000);
+    await spec.setup?.(st);
+    return { st, worker };
+  } catch (err) {
+    await st.down();
+    throw err;
+  }
+}
+
+/** The uncrashed run: its steps and end state. */
+export async function referenceRun(spec: CrashSpec): Promise<RunOutcome> {
+  const { st, worker } = await prepared(spec);
+  try {
+    const id = `crash-ref-${spec.runbook}-${Date.now()}`;
+    await st.client.workflow.start(spec.runbook, { taskQueue: 'switchyard', workflowId: id, args: [spec.input(st)] });
+    const result = await drive(st, id);
+    await sleep(500);
+    return { result, steps: startedSteps([worker], id), state: await (spec.snapshot ?? clusterState)(st) };
+  } finally {
+    await worker.stop().catch(() => undefined);
+    await st.down();
+  }
+}
+
+/** The run with the worker SIGKILLed during (or just after) `step`, finished by a new worker. */
+export async function crashRun(spec: CrashSpec, step: string, when: 'during' | 'after', ref: RunOutcome): Promise<CrashOutcome> {
+  const t0 = Date.now();
+  const { st, worker } = await prepared(spec);
+  const workers = [worker];
+  try {
+    const id = `crash-${spec.runbook}-${when}-${step.replace(/[^A-Za-z0-9-]/g, '-')}-${Date.now()}`.slice(0, 200);
+    await st.client.workflow.start(spec.runbook, { taskQueue: 'switchyard', workflowId: id, args: [spec.input(st)] });
+    const done = drive(st, id);
+    const want = (l: Record<string, unknown>) => l.workflowId === id && typeof l.msg === 'string' && (when === 'during' ? l.msg === `step ${step} started` : l.msg.startsWith(`step ${step} done`));
+    const reached = await Promise.race([worker.waitFor(want, 600_000).then(() => true, () => false), done.then(() => false)]);
+    if (reached) {
+      // "While it runs": the workflow logs the step when it schedules it; give the activity a moment to start.
+      if (when === 'during') await sleep(150);
+      await worker.kill('SIGKILL');
+      const next = startWorker(st);
+      workers.push(next);
+      await next.waitFor((l) => l.msg === 'worker started', 90_000);
+    }
+    const result = await done;
+    await sleep(500);
+    const state = await (spec.snapshot ?? clusterState)(st);
+    const keys = [...new Set([...Object.keys(ref.state), ...Object.keys(state)])].sort();
+    const diverged = keys.filter((k) => JSON.stringify(ref.state[k]) !== JSON.stringify(state[k])).map((key) => ({ key, reference: ref.state[key], crashed: state[key] }));
+    if (result !== ref.result) diverged.unshift({ key: 'result', reference: ref.result, crashed: result });
+    return { runbook: spec.runbook, step, when, reached, result, diverged, seconds: Math.round((Date.now() - t0) / 1000) };
+  } finally {
+    for (const w of workers) await w.stop().catch(() => undefined);
+    await st.down();
+  }
+}
+
+/** A small deterministic generator for the rotating sample (mulberry32). */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The mutating runbooks of the crash matrix, each from a fresh sandbox. */
+export const CRASH_SPECS: CrashSpec[] = [
+  {
+    runbook: 'failover',
+    input: () => ({ cluster: 'demo', requestedBy: 'alice', reason: 'crash matrix' }),
+  },
+  {
+    runbook: 'switchover',
+    input: () => ({ cluster: 'demo', to: 'dc2', requestedBy: 'alice' }),
+  },
+  {
+    runbook: 'rejoin',
+    // A failover (uncrashed) leaves dc1 a fenced former primary for the rejoin to rebuild.
+    setup: async (st) => {
+      const h = await st.client.workflow.start('failover', { taskQueue: 'switchyard', workflowId: `crash-setup-failover-${Date.now()}`, args: [{ cluster: 'demo', requestedBy: 'alice' }] });
+      const r = (await h.result()) as { outcome: string };
+      if (r.outcome !== 'completed') throw new Error(`the setup failover ended ${r.outcome}`);
+    },
+    input: () => ({ cluster: 'demo', node: 'dc1-db', requestedBy: 'alice' }),
+  },
+  {
+    runbook: 'backup',
+    input: () => ({ cluster: 'demo', requestedBy: 'alice' }),
+  },
+];
