@@ -11,7 +11,9 @@
  * test/integration/crash-sample.test.ts runs a rotating sample of steps (the seed is printed:
  * SWITCHYARD_CRASH_SEED reruns it); `npm run test:crash` (scripts/crash-matrix.ts) runs them all.
  */
+import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
 import { join } from 'node:path';
 import { DescribeSnapshotsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { WorkflowNotFoundError } from '@temporalio/client';
@@ -26,9 +28,9 @@ export interface CrashSpec {
   /** The workflow type, as started by a person. */
   runbook: string;
   stage?: StageOptions;
-  /** Puts the fresh sandbox in the starting state, with the worker running (never crashed). */
-  setup?: (st: Stage) => Promise<void>;
-  input: (st: Stage) => Record<string, unknown>;
+  /** Puts the fresh sandbox in the starting state, with the worker running (never crashed); what it returns is handed to `input`. */
+  setup?: (st: Stage) => Promise<Record<string, string> | void>;
+  input: (st: Stage, made: Record<string, string>) => Record<string, unknown>;
   /** Which steps of the reference are crashed (default: all; e.g. leave out the lock's own steps). */
   steps?: (names: string[]) => string[];
   /** The end state an operator checks (default: clusterState). */
@@ -182,13 +184,13 @@ function startedSteps(w: WorkerProcess[], id: string): string[] {
   return names;
 }
 
-async function prepared(spec: CrashSpec): Promise<{ st: Stage; worker: WorkerProcess }> {
+async function prepared(spec: CrashSpec): Promise<{ st: Stage; worker: WorkerProcess; input: Record<string, unknown> }> {
   const st = await startStage({ ...spec.stage, worker: false });
   try {
     const worker = startWorker(st);
     await worker.waitFor((l) => l.msg === 'worker started', 90_000);
-    await spec.setup?.(st);
-    return { st, worker };
+    const made = (await spec.setup?.(st)) ?? {};
+    return { st, worker, input: spec.input(st, made) };
   } catch (err) {
     await st.down();
     throw err;
@@ -197,10 +199,10 @@ async function prepared(spec: CrashSpec): Promise<{ st: Stage; worker: WorkerPro
 
 /** The uncrashed run: its steps and end state. */
 export async function referenceRun(spec: CrashSpec): Promise<RunOutcome> {
-  const { st, worker } = await prepared(spec);
+  const { st, worker, input } = await prepared(spec);
   try {
     const id = `crash-ref-${spec.runbook}-${Date.now()}`;
-    await st.client.workflow.start(spec.runbook, { taskQueue: 'switchyard', workflowId: id, args: [spec.input(st)] });
+    await st.client.workflow.start(spec.runbook, { taskQueue: 'switchyard', workflowId: id, args: [input] });
     const result = await drive(st, id);
     await sleep(500);
     return { result, steps: startedSteps([worker], id), state: await (spec.snapshot ?? clusterState)(st) };
@@ -213,11 +215,11 @@ export async function referenceRun(spec: CrashSpec): Promise<RunOutcome> {
 /** The run with the worker SIGKILLed during (or just after) `step`, finished by a new worker. */
 export async function crashRun(spec: CrashSpec, step: string, when: 'during' | 'after', ref: RunOutcome): Promise<CrashOutcome> {
   const t0 = Date.now();
-  const { st, worker } = await prepared(spec);
+  const { st, worker, input } = await prepared(spec);
   const workers = [worker];
   try {
     const id = `crash-${spec.runbook}-${when}-${step.replace(/[^A-Za-z0-9-]/g, '-')}-${Date.now()}`.slice(0, 200);
-    await st.client.workflow.start(spec.runbook, { taskQueue: 'switchyard', workflowId: id, args: [spec.input(st)] });
+    await st.client.workflow.start(spec.runbook, { taskQueue: 'switchyard', workflowId: id, args: [input] });
     const done = drive(st, id);
     const want = (l: Record<string, unknown>) => l.workflowId === id && typeof l.msg === 'string' && (when === 'during' ? l.msg === `step ${step} started` : l.msg.startsWith(`step ${step} done`));
     const reached = await Promise.race([worker.waitFor(want, 600_000).then(() => true, () => false), done.then(() => false)]);
@@ -254,28 +256,52 @@ export function seeded(seed: number): () => number {
   };
 }
 
+/** A setup step: a runbook run to completion (never crashed), its result. */
+async function completed(st: Stage, type: string, input: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const h = await st.client.workflow.start(type, { taskQueue: 'switchyard', workflowId: `crash-setup-${type}-${Date.now()}`, args: [input] });
+  const r = (await h.result()) as Record<string, unknown>;
+  if (r.outcome !== undefined && r.outcome !== 'completed') throw new Error(`the setup ${type} ended ${String(r.outcome)}`);
+  return r;
+}
+
+/** A failover (uncrashed) leaves dc1 a fenced former primary, dc2 the primary. */
+const afterFailover = async (st: Stage) => void (await completed(st, 'failover', { cluster: 'demo', requestedBy: 'alice' }));
+/** A base backup (uncrashed), its id. */
+const afterBackup = async (st: Stage) => ({ backupId: String((await completed(st, 'backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['pg'] })).backupId) });
+
 /** The mutating runbooks of the crash matrix, each from a fresh sandbox. */
 export const CRASH_SPECS: CrashSpec[] = [
-  {
-    runbook: 'failover',
-    input: () => ({ cluster: 'demo', requestedBy: 'alice', reason: 'crash matrix' }),
-  },
-  {
-    runbook: 'switchover',
-    input: () => ({ cluster: 'demo', to: 'dc2', requestedBy: 'alice' }),
-  },
-  {
-    runbook: 'rejoin',
-    // A failover (uncrashed) leaves dc1 a fenced former primary for the rejoin to rebuild.
-    setup: async (st) => {
-      const h = await st.client.workflow.start('failover', { taskQueue: 'switchyard', workflowId: `crash-setup-failover-${Date.now()}`, args: [{ cluster: 'demo', requestedBy: 'alice' }] });
-      const r = (await h.result()) as { outcome: string };
-      if (r.outcome !== 'completed') throw new Error(`the setup failover ended ${r.outcome}`);
-    },
-    input: () => ({ cluster: 'demo', node: 'dc1-db', requestedBy: 'alice' }),
-  },
-  {
-    runbook: 'backup',
-    input: () => ({ cluster: 'demo', requestedBy: 'alice' }),
-  },
+  { runbook: 'failover', input: () => ({ cluster: 'demo', requestedBy: 'alice', reason: 'crash matrix' }) },
+  { runbook: 'switchover', input: () => ({ cluster: 'demo', to: 'dc2', requestedBy: 'alice' }) },
+  { runbook: 'rejoin', setup: afterFailover, input: () => ({ cluster: 'demo', node: 'dc1-db', requestedBy: 'alice' }) },
+  { runbook: 'backup', input: () => ({ cluster: 'demo', requestedBy: 'alice' }) },
+  // failback's own steps (its rejoin and switchover children log theirs under their own ids).
+  { runbook: 'failback', setup: afterFailover, input: () => ({ cluster: 'demo', requestedBy: 'alice' }) },
+  // Onto the live primary: replace-data is approved as a person would.
+  { runbook: 'restore', setup: afterBackup, input: (_st, made) => ({ cluster: 'demo', from: made.backupId, target: 'dc1-db', requestedBy: 'alice' }) },
+  { runbook: 'drill', setup: afterBackup, input: (_st, made) => ({ cluster: 'demo', from: made.backupId, requestedBy: 'alice' }) },
 ];
+
+/** node:test suite: for each named runbook at once, its reference run and one seeded crash. */
+export function crashSample(runbooks: string[]): void {
+  const seed = Number(process.env.SWITCHYARD_CRASH_SEED ?? Math.floor(Date.now() / 1000) % 100_000);
+  process.stdout.write(`crash sample: seed ${seed} (rerun with SWITCHYARD_CRASH_SEED=${seed})\n`);
+  describe(`crash sample (seed ${seed})`, { concurrency: true }, () => {
+    for (const spec of CRASH_SPECS.filter((s) => runbooks.includes(s.runbook))) {
+      const i = CRASH_SPECS.indexOf(spec);
+      it(`${spec.runbook}: a sampled step crashed ends as the uncrashed run`, { timeout: 900_000 }, async () => {
+        const ref = await referenceRun(spec);
+        const candidates = (spec.steps ?? ((s) => s))(ref.steps).filter((s) => s !== 'layout');
+        assert.ok(candidates.length > 0, `the reference ${spec.runbook} logged steps: ${ref.steps.join(', ')}`);
+        const rnd = seeded(seed * 31 + i);
+        const step = candidates[Math.floor(rnd() * candidates.length)];
+        const when = rnd() < 0.5 ? 'during' : 'after';
+        const out = await crashRun(spec, step, when, ref);
+        process.stdout.write(
+          `crash sample: ${spec.runbook}: SIGKILL ${when} ${step}${out.reached ? '' : ' (not reached)'}: ${out.result}; ${out.diverged.length ? `DIVERGED ${JSON.stringify(out.diverged)}` : 'same end state'} (${out.seconds} s; reference ${ref.result}, ${ref.steps.length} steps)\n`,
+        );
+        assert.deepEqual(out.diverged, [], `${spec.runbook} killed ${when} ${step}: the end state differs from the uncrashed run's`);
+      });
+    }
+  });
+}
