@@ -83,6 +83,8 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools): To
             name: 'repoint-app',
             host: app.host,
             command: [tools.node, join(l.binDir, 'repoint-app.cjs'), dbTargetFile(l, app.host), db.address, String(PORTS.postgres)],
+            // Already done when the app already names this database: a retried hook is not run again.
+            check: [tools.node, join(l.binDir, 'repoint-app.cjs'), '--check', dbTargetFile(l, app.host), db.address, String(PORTS.postgres)],
             timeoutSeconds: 30,
           },
         ],

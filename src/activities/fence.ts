@@ -6,9 +6,9 @@
  * node's boot service is disabled where the topology says how. And STONITH: the node's own power
  * control command, for when SSH cannot reach it.
  *
- * Only a failover (and the guard it starts) marks a node; rejoin clears the marker when the node
- * is a standby again, and an aborted failover clears its own marker before it starts the old
- * primary again.
+ * Only a failover (and the guard it starts) marks a node; rejoin clears the marker (and enables
+ * the boot service again) when the node is a standby again, and an aborted failover clears its
+ * own marker before it starts the old primary again.
  */
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -110,7 +110,16 @@ export function fenceActivities(rt: Runtime) {
       const n = call.top.node(input.cluster, input.node);
       return onHost(rt, call, input.cluster, n.sshHost, async (open) => {
         const f = await readFence(open, n);
-        if (!f.marker) return { node: input.node, changed: false, detail: `${input.node} carries no fence marker` };
+        if (!f.marker) {
+          // pg_rewind removes the marker with the other files its source lacks; the boot service
+          // a fence disabled is still enabled again once the node is a standby.
+          if (input.fencedBy === undefined && n.service) {
+            const svc = await execArgv(open, n.service.enable, 60);
+            if (svc.exitCode !== 0) throw new Error(`enabling the boot service of ${input.node} ${brief(svc)}`);
+            return { node: input.node, changed: false, detail: `${input.node} carries no fence marker; boot service enabled (${svc.command})` };
+          }
+          return { node: input.node, changed: false, detail: `${input.node} carries no fence marker` };
+        }
         if (input.fencedBy !== undefined && f.marker.fencedBy !== input.fencedBy) {
           throw ApplicationFailure.nonRetryable(
             `${input.node} was fenced by ${f.marker.fencedBy}, not by ${input.fencedBy}: its fence is left in place (run \`switchyard rejoin ${input.cluster} --node ${input.node}\` to make it a standby)`,
@@ -118,8 +127,15 @@ export function fenceActivities(rt: Runtime) {
           );
         }
         await mustExec(open, sh(CLEAR_SH, n.dataDir, FENCE_MARKER, input.fencedBy !== undefined ? 'signal-too' : 'marker-only'), `clearing the fence of ${n.dataDir}`);
+        // The boot service the fence disabled starts the node at boot again.
+        const svc = n.service ? await execArgv(open, n.service.enable, 60) : null;
+        if (svc && svc.exitCode !== 0) throw new Error(`the fence marker of ${input.node} was removed, but enabling its boot service ${brief(svc)}`);
         rt.log.info('fence cleared', { cluster: input.cluster, node: input.node, fencedBy: f.marker.fencedBy });
-        return { node: input.node, changed: true, detail: `removed ${FENCE_MARKER}${input.fencedBy !== undefined ? ' and standby.signal' : ''} from ${n.dataDir} (fenced by ${f.marker.fencedBy})` };
+        return {
+          node: input.node,
+          changed: true,
+          detail: `removed ${FENCE_MARKER}${input.fencedBy !== undefined ? ' and standby.signal' : ''} from ${n.dataDir} (fenced by ${f.marker.fencedBy})${svc ? `; boot service enabled (${svc.command})` : ''}`,
+        };
       });
     }),
 

@@ -167,7 +167,9 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
 
   // ---- old site: reach it with a short bound ---------------------------------------------------
   const reachBound = layout.failover.reachTimeoutSeconds;
-  const reach = proxyActivities<Activities>({ startToCloseTimeout: `${reachBound + 10} seconds`, retry: { maximumAttempts: 1 } });
+  // Bounded: a dead site answers "unreachable" within the bound. A second attempt only for an
+  // attempt lost with its worker (a crash mid-check must not read as "unreachable").
+  const reach = proxyActivities<Activities>({ startToCloseTimeout: `${reachBound + 10} seconds`, retry: { maximumAttempts: 2, initialInterval: '1 second' } });
   const oldHosts = [...new Set([old.sshHost, ...layout.maintenance.filter((m) => m.site === old.site && m.host).map((m) => m.host as string), ...layout.services.filter((s) => s.site === old.site).map((s) => s.host)])];
   const sshSeen = new Map<string, SshCheck>();
   await Promise.all(
@@ -400,29 +402,7 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
       const type = err instanceof ApplicationFailure && err.type ? err.type : 'FailoverStopped';
       throw ApplicationFailure.create({ message: `${because}. State: ${state}`, type, nonRetryable: true });
     }
-    const nodeNow = { site: old.site, node: old.name };
-    return {
-      cluster,
-      outcome: 'aborted',
-      dryRun: false,
-      reason: c.reason,
-      requestedBy: c.requestedBy,
-      from: nodeNow,
-      to: { site: target.site, node: target.name },
-      topology: { primarySite: old.site, primaryNode: old.name, needsRejoin: [] },
-      abortedBecause: because,
-      state,
-      fenced,
-      dataLoss: null,
-      dataLostBytes: null,
-      rto: { fromDecisionSeconds: null, fromStartSeconds: null },
-      timeline: { before: timelineBefore, after: timelineBefore },
-      checkpoints: decisions,
-      traffic: [],
-      hooks: [],
-      plan: [],
-      steps: steps.steps.map((s) => ({ ...s })),
-    };
+    return { ...baseResult(c, old, target, timelineBefore), outcome: 'aborted', abortedBecause: because, state, fenced, checkpoints: decisions };
   }
 }
 
@@ -446,8 +426,8 @@ async function unfence(c: Ctx, old: ClusterLayout['nodes'][number], target: Clus
   return done.join('; ') || 'nothing to undo';
 }
 
-/** A power-off command runs once: whether it worked is seen by checking the node afterwards. */
-const powerActs = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '30 seconds', retry: { maximumAttempts: 1 } });
+/** A power-off command: twice at most (powering off twice is harmless); whether it worked is seen by checking the node afterwards. */
+const powerActs = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '30 seconds', retry: { maximumAttempts: 2, initialInterval: '2 seconds' } });
 const guardActs = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 5, initialInterval: '1 second' } });
 
 /**
@@ -470,7 +450,7 @@ async function resumeFailover(
   }
   if (c.dryRun) {
     steps.note('plan', `resume: ${target.name} is already primary; would run the guard, hooks, services, traffic and maintenance steps for ${target.site}`);
-    return { ...emptyResult(c, old, target, p.targetStatus.timeline ?? null), outcome: 'planned', dryRun: true, state: `dry run: ${target.name} is already primary; the steps after promotion would be finished`, plan: [{ step: 'resume', target: target.name, action: 'finish the steps after promotion (guard, hooks, services, traffic, maintenance off)' }] };
+    return { ...baseResult(c, old, target, p.targetStatus.timeline ?? null), outcome: 'planned', topology: { primarySite: target.site, primaryNode: target.name, needsRejoin: [] }, state: `dry run: ${target.name} is already primary; the steps after promotion would be finished`, plan: [{ step: 'resume', target: target.name, action: 'finish the steps after promotion (guard, hooks, services, traffic, maintenance off)' }] };
   }
   steps.note('resume', `${target.name} (${target.site}) is already primary on timeline ${p.targetStatus.timeline ?? '?'} and ${old.name} ${explainState(oldState)}: finishing the steps after promotion`);
   await c.notify('failover.resumed', `failover of ${cluster} to ${target.site} resumed by ${c.requestedBy}: finishing the steps after promotion (${workflowInfo().workflowId})`);
@@ -478,16 +458,17 @@ async function resumeFailover(
   return afterPromotion(c, { old, target, decisionMs: Date.now(), promoted: { timeline: p.targetStatus.timeline ?? null }, timelineBefore: null, loss, fenced: oldState === 'down' || oldState === 'standby' || oldState === 'standby-streaming', decisions: [], newServices: p.newServices, newMaintenance: p.newMaintenance, newHooks: p.newHooks });
 }
 
-function emptyResult(c: Ctx, old: ClusterLayout['nodes'][number], target: ClusterLayout['nodes'][number], timeline: number | null): FailoverResult {
+/** A result with every field set the way a run that changed nothing would; each outcome overrides what it did. */
+function baseResult(c: Ctx, old: ClusterLayout['nodes'][number], target: ClusterLayout['nodes'][number], timeline: number | null): FailoverResult {
   return {
     cluster: c.cluster,
     outcome: 'completed',
-    dryRun: false,
+    dryRun: c.dryRun,
     reason: c.reason,
     requestedBy: c.requestedBy,
     from: { site: old.site, node: old.name },
     to: { site: target.site, node: target.name },
-    topology: { primarySite: target.site, primaryNode: target.name, needsRejoin: [] },
+    topology: { primarySite: old.site, primaryNode: old.name, needsRejoin: [] },
     abortedBecause: null,
     state: '',
     fenced: false,
@@ -621,15 +602,8 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
     `${target.name} (${target.site}) is primary on timeline ${timelineAfter ?? '?'}; ${old.name} (${old.site}) ${f.fenced ? (c.v2 ? 'is fenced (stopped; a restart comes up read-only)' : 'is fenced (stopped)') : 'was confirmed dead by a person'}${c.v2 ? ', is watched by the guard,' : ''} and needs \`switchyard rejoin ${cluster} --node ${old.name}\`` +
     (failures.length ? `; NOT DONE: ${failures.join('; ')}` : '');
   const result: FailoverResult = {
-    cluster,
-    outcome: 'completed',
-    dryRun: false,
-    reason: c.reason,
-    requestedBy: c.requestedBy,
-    from: { site: old.site, node: old.name },
-    to: { site: target.site, node: target.name },
+    ...baseResult(c, old, target, f.timelineBefore),
     topology: { primarySite: target.site, primaryNode: target.name, needsRejoin: [{ node: old.name, site: old.site, reason: `former primary; ${target.name} was promoted to timeline ${timelineAfter ?? '?'}` }] },
-    abortedBecause: null,
     state,
     fenced: f.fenced,
     dataLoss: f.loss,
@@ -639,8 +613,6 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
     checkpoints: f.decisions,
     traffic,
     hooks,
-    plan: [],
-    steps: [],
   };
   steps.note('result', `${state}; RTO ${rto.fromDecisionSeconds ?? '?'} s from the decision to promote, ${rto.fromStartSeconds ?? '?'} s from start; data lost: ${f.loss.bytes === null ? 'unknown' : `${f.loss.bytes} bytes`}`, failures.length ? 'failed' : 'done');
   await c.notify(failures.length ? 'failover.incomplete' : 'failover.completed', `failover of ${cluster}: ${state}; RTO ${rto.fromDecisionSeconds ?? '?'} s; data lost ${f.loss.bytes === null ? 'unknown' : `${f.loss.bytes} bytes`}`);
@@ -717,25 +689,10 @@ async function planOnly(c: Ctx, p: PlanInput): Promise<FailoverResult> {
   if (p.newMaintenance) plan.push({ step: `maintenance-off:${target.site}`, target: p.newMaintenance.host ?? target.site, action: 'turn maintenance off' });
   steps.note('plan', plan.map((s) => `${s.step} → ${s.action}`).join('; '));
   return {
-    cluster,
+    ...baseResult(c, old, target, p.timelineBefore),
     outcome: 'planned',
-    dryRun: true,
-    reason: c.reason,
-    requestedBy: c.requestedBy,
-    from: { site: old.site, node: old.name },
-    to: { site: target.site, node: target.name },
-    topology: { primarySite: p.oldStatus.reachable && p.oldStatus.inRecovery === false ? old.site : old.site, primaryNode: old.name, needsRejoin: [] },
-    abortedBecause: null,
     state: 'dry run: nothing was changed',
-    fenced: false,
-    dataLoss: null,
-    dataLostBytes: null,
-    rto: { fromDecisionSeconds: null, fromStartSeconds: null },
-    timeline: { before: p.timelineBefore, after: p.timelineBefore },
-    checkpoints: [],
     traffic: traffic.map((t) => ({ driver: t.driver, site: t.site, target: t.target, changed: false })),
-    hooks: [],
     plan,
-    steps: steps.steps.map((s) => ({ ...s })),
   };
 }
