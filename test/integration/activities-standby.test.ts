@@ -6,7 +6,7 @@
  * pg_basebackup (the old directory kept beside it). The sandbox is taken down in `after`.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createActivities, type Activities } from '../../src/activities';
@@ -81,6 +81,11 @@ describe('a planned outage, measured; then dc1 rejoins as a standby of dc2', () 
   });
 
   it('dc1 started on its own diverges: rows written there after the promotion', async () => {
+    // The rewind left standby.signal: a reboot brings a rewound node up read-only. Starting it as a
+    // primary takes removing it by hand, which is what this test does to make dc1 diverge.
+    const signal = join(node('dc1-db').dataDir, 'standby.signal');
+    assert.ok(existsSync(signal), 'pg_rewind left standby.signal');
+    rmSync(signal);
     const start = await act.pgStart({ cluster: CLUSTER, node: 'dc1-db' });
     assert.equal(start.changed, true, start.detail);
     assert.equal((await query<{ r: boolean }>('dc1-db', 'SELECT pg_is_in_recovery() AS r'))[0].r, false, 'dc1 is a (split) primary');
@@ -201,7 +206,7 @@ describe('rebuilding dc1 with pg_basebackup', () => {
     assert.ok(existsSync(join(b.movedAside[0], 'standby.signal')), 'it is the one configured as a standby');
     assert.ok(existsSync(join(n.dataDir, 'PG_VERSION')));
     assert.equal((statSync(n.dataDir).mode & 0o777).toString(8), '700');
-    assert.ok(!existsSync(join(n.dataDir, 'standby.signal')), 'a copy of a primary: not a standby yet');
+    assert.ok(existsSync(join(n.dataDir, 'standby.signal')), 'the copy comes up read-only even if started before it is configured (a reboot mid-rejoin)');
 
     const c = await act.pgConfigureStandby({ cluster: CLUSTER, node: 'dc1-db', primary: 'dc2-db' });
     assert.equal(c.changed, true, c.detail);

@@ -114,7 +114,16 @@ describe('rejoin: dc1 diverged after a failover, rejoined with pg_rewind', () =>
     const f = await failover(st);
     assert.deepEqual(f.to, { site: 'dc2', node: 'dc2-db' });
 
-    // dc1 started on its own, as the primary it still thinks it is: it diverges.
+    // The fence lasts: dc1 started again (a reboot) comes up read-only, in recovery, marked.
+    const dataDir = st.cluster.postgres.nodes['dc1-db'].dataDir;
+    await startPart(st.sb.opts, 'dc1-db/postgres');
+    assert.deepEqual(await standbyOf(st, 'dc1-db'), { inRecovery: true, status: null, from: null }, 'the fenced dc1 comes back read-only');
+    assert.ok(existsSync(join(dataDir, 'switchyard-fence.json')));
+    await stopPart(st.sb.opts, 'dc1-db/postgres');
+    // A person overrides all of it (the guard ended, standby.signal and the marker removed) and
+    // starts dc1 as the primary it still thinks it is: it diverges, which the rewind must undo.
+    await st.client.workflow.getHandle('switchyard-guard-demo').terminate('test: a person overrides the fence');
+    for (const f of ['standby.signal', 'switchyard-fence.json']) rmSync(join(dataDir, f));
     await startPart(st.sb.opts, 'dc1-db/postgres');
     const dc1 = await standbyOf(st, 'dc1-db');
     assert.equal(dc1.inRecovery, false, 'dc1 came up as a primary');
@@ -160,7 +169,7 @@ describe('rejoin: dc1 diverged after a failover, rejoined with pg_rewind', () =>
 
     const p = await h.query<Progress>('progress');
     const names = p.steps.filter((s) => s.state === 'done').map((s) => s.name);
-    const order = ['lock', 'stop', 'slot', 'rewind', 'config-files', 'configure', 'start', 'catch-up', 'unlock'];
+    const order = ['lock', 'stop', 'slot', 'rewind', 'config-files', 'configure', 'start', 'catch-up', 'clear-fence', 'guard-release', 'unlock'];
     const at = order.map((n) => names.indexOf(n));
     assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])), `steps in order ${order.join(' → ')}; got ${names.join(', ')}`);
     assert.equal(stepsNamed(p, /^basebackup$/).length, 0);
