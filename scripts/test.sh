@@ -6,7 +6,7 @@
 # Four phases, each a node:test run: the unit files one at a time (some time their fakes); the
 # workflow and replay files two at a time (each workflow file has its own dev server); the
 # integration files (each brings up its own sandbox on
-# a net number no other uses, so SWITCHYARD_TEST_JOBS of them run at once, default 3: most of their
+# a net number no other uses, so SWITCHYARD_TEST_JOBS of them run at once, default 4, longest first: most of their
 # time is waiting, not CPU); then the leak check alone, once nothing else runs. The last line sums
 # them: "N passed, N failed".
 #
@@ -24,7 +24,7 @@ if [ $# -gt 0 ]; then
   exec node --import tsx --test --test-concurrency=1 --test-timeout=900000 "$@"
 fi
 
-jobs=${SWITCHYARD_TEST_JOBS:-3}
+jobs=${SWITCHYARD_TEST_JOBS:-4}
 log=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-suite-XXXXXX")
 trap 'rm -rf "$log"' EXIT
 status=0
@@ -39,7 +39,12 @@ phase() {
 }
 phase unit 1 test/unit/*.test.ts
 phase workflow 2 test/workflow/*.test.ts test/replay/*.test.ts
-phase integration "$jobs" test/integration/*.test.ts
+# Longest first, so the last files to start are short ones (the rest follow in name order).
+slow=(fault-matrix crash-sample crash-sample-b backup failover cli-failover rejoin switchover readiness)
+integration=()
+for f in "${slow[@]}"; do integration+=("test/integration/$f.test.ts"); done
+for f in test/integration/*.test.ts; do [[ " ${integration[*]} " == *" $f "* ]] || integration+=("$f"); done
+phase integration "$jobs" "${integration[@]}"
 phase leaks 1 test/zz-leaks.test.ts
 
 sum() { grep -h "^# $1 " "$log"/*.out | awk '{ n += $3 } END { print n + 0 }'; }
