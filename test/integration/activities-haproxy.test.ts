@@ -223,7 +223,14 @@ describe('the sandbox front: a move stays moved (real HAProxy, PostgreSQL and ss
   };
   const killFront = async () => {
     await stopPart(sb.opts, 'front', 'kill');
-    assert.equal(await canConnect(front.listen.address, front.listen.port), false, 'the front is down');
+    // A SIGKILLed process's sockets close as the kernel tears it down: on a loaded machine that
+    // can take a moment after kill() returned.
+    let up = true;
+    for (let i = 0; i < 100 && up; i++) {
+      up = await canConnect(front.listen.address, front.listen.port);
+      if (up) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(up, false, 'the front is down');
   };
 
   it('the generated topology names the shared host and haproxy.cfg\'s server-state-file as the stateFile', () => {
