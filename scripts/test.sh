@@ -6,7 +6,7 @@
 # Four phases, each a node:test run: the unit files one at a time (some time their fakes); the
 # workflow and replay files two at a time (each workflow file has its own dev server); the
 # integration files (each brings up its own sandbox on
-# a net number no other uses, so SWITCHYARD_TEST_JOBS of them run at once, default 4, longest first: most of their
+# a net number no other uses, so SWITCHYARD_TEST_JOBS of them run at once, default 3 (4 was slower on 2 cores), longest first: most of their
 # time is waiting, not CPU); then the leak check alone, once nothing else runs. The last line sums
 # them: "N passed, N failed".
 #
@@ -24,7 +24,7 @@ if [ $# -gt 0 ]; then
   exec node --import tsx --test --test-concurrency=1 --test-timeout=900000 "$@"
 fi
 
-jobs=${SWITCHYARD_TEST_JOBS:-4}
+jobs=${SWITCHYARD_TEST_JOBS:-3}
 log=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-suite-XXXXXX")
 trap 'rm -rf "$log"' EXIT
 status=0
