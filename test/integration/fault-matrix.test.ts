@@ -142,7 +142,7 @@ async function runCell(st: Stage, group: string, cell: Cell): Promise<void> {
     }
     assert.deepEqual(wrong.map((w) => `${new Date(w.at).toISOString()} → ${w.node}${w.writable ? '' : ' (read-only)'}`), [], `${cell.name}: front connections to a node that was not the primary`);
     assert.ok(report.front.length > 0 || cell.fault !== 'none', 'the front probe ran');
-    rows.push({ group, cell: cell.name, outcome, bothWritable: cell.guardWindow ? report.bothWritable.length : report.bothWritable.length, misrouted: wrong.length, note });
+    rows.push({ group, cell: cell.name, outcome, bothWritable: report.bothWritable.length, misrouted: wrong.length, note });
   } finally {
     if (!report) await probe.stop().catch(() => undefined);
   }
