@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { TASK_QUEUE } from '../src/worker';
+import { TASK_QUEUE } from '../src/temporal-target';
 import type { BackupResult } from '../src/workflows/backup';
 import { withBenchStage } from './stage';
 

@@ -7,7 +7,7 @@
  */
 import { createActivities } from '../src/activities';
 import { assessReadiness, backupObservation, primariesOf } from '../src/workflows/lib/readiness-assess';
-import { TASK_QUEUE } from '../src/worker';
+import { TASK_QUEUE } from '../src/temporal-target';
 import { withBenchStage } from './stage';
 
 const rounds = Number(process.argv[2] ?? 7);

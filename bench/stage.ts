@@ -13,7 +13,8 @@ import { pickNet, releaseNet } from '../sandbox/nets';
 import { createLogger } from '../src/logging';
 import { loadTopology } from '../src/topology/load';
 import type { Topology } from '../src/topology/schema';
-import { createWorker, installRuntimeLogger, temporalTarget } from '../src/worker';
+import { temporalTarget } from '../src/temporal-target';
+import { createWorker, installRuntimeLogger } from '../src/worker';
 
 export interface BenchStage {
   status: Awaited<ReturnType<typeof sandboxUp>>;

@@ -10,7 +10,7 @@
  *   node --import tsx bench/switchover.ts [rounds=6]
  */
 import { createActivities } from '../src/activities';
-import { TASK_QUEUE } from '../src/worker';
+import { TASK_QUEUE } from '../src/temporal-target';
 import { withBenchStage } from './stage';
 import type { SwitchoverResult } from '../src/workflows/switchover';
 

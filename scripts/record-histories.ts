@@ -21,7 +21,7 @@ import { join, resolve } from 'node:path';
 import { startPart, stopPart } from '../sandbox';
 import { makeLayout } from '../sandbox/layout';
 import { decide } from '../src/client/runs';
-import { TASK_QUEUE } from '../src/worker';
+import { TASK_QUEUE } from '../src/temporal-target';
 import { lockWorkflowId } from '../src/workflows/cluster-lock';
 import type { BackupResult } from '../src/workflows/backup';
 import type { FailbackResult } from '../src/workflows/failback';

@@ -8,24 +8,12 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { createLogger, TemporalPinoLogger, type AppLogger } from './logging';
+import { TASK_QUEUE, temporalTarget, type TemporalTarget } from './temporal-target';
 import { loadTopology, resolveConfigPath } from './topology/load';
 import type { Topology } from './topology/schema';
+import { workflowBundle } from './workflow-bundle';
 import { SEARCH_ATTRIBUTES } from './workflows/lib/search-attributes';
 
-export const TASK_QUEUE = 'switchyard';
-
-export interface TemporalTarget {
-  address: string;
-  namespace: string;
-}
-
-export function temporalTarget(opts: { address?: string; namespace?: string } = {}, env: NodeJS.ProcessEnv = process.env): TemporalTarget {
-  return {
-    // An empty variable counts as unset: a blank namespace only fails later, obscurely.
-    address: opts.address || env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
-    namespace: opts.namespace || env.TEMPORAL_NAMESPACE || 'default',
-  };
-}
 
 let runtimeInstalled = false;
 /** The Temporal runtime's logger can be set once per process: do it before any connection. */
@@ -60,7 +48,7 @@ export interface WorkerOptions {
   logger: AppLogger;
   /** Identity shown in the Temporal UI. */
   identity?: string;
-  /** A prebuilt workflow bundle (tests build it once per process); default: bundle src/workflows. */
+  /** A prebuilt workflow bundle; default: src/workflows, from the bundle cache (src/workflow-bundle.ts). */
   workflowBundle?: WorkflowBundleWithSourceMap;
 }
 
@@ -94,7 +82,7 @@ export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worke
     namespace: opts.target.namespace,
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
     ...(opts.identity ? { identity: opts.identity } : {}),
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('./workflows') }),
+    workflowBundle: opts.workflowBundle ?? (await workflowBundle({ logger: new TemporalPinoLogger(opts.logger) })),
     activities: createActivities({ topology: current, temporal: () => client }),
   });
   return { worker, reload, connection, close };

@@ -9,7 +9,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, loadTopology, resolveConfigPath } from '../topology/load';
 import { jsonSchema } from '../topology/json-schema';
 import type { ClusterConfig } from '../topology/schema';
-import { temporalTarget, runWorker, type TemporalTarget } from '../worker';
+import { temporalTarget, type TemporalTarget } from '../temporal-target';
 import { formatReadiness, runReadiness } from './readiness';
 import { userInfo } from 'node:os';
 import { decide, follow, formatOutcome, formatStatus, runId, runStatus, startRunbook, withClient } from './runs';
@@ -337,6 +337,8 @@ export function buildProgram(): Command {
     .description('run a worker on task queue "switchyard" (JSON logs on stdout; SIGTERM stops it cleanly, SIGHUP re-reads the topology)')
     .action(async (_o: unknown, cmd: Command) => {
       const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      // The worker SDK and the activities load only for this command.
+      const { runWorker } = require('../worker') as typeof import('../worker');
       await runWorker({ configPath, target: target(cmd) });
     });
 

@@ -17,7 +17,8 @@ import { sandboxDown, sandboxUp, startPart, stopPart, type SandboxOptions, type 
 import { loadTopology } from '../topology/load';
 import { pickNet, releaseNet } from '../../sandbox/nets';
 import { createLogger } from '../logging';
-import { createWorker, installRuntimeLogger, TASK_QUEUE, temporalTarget } from '../worker';
+import { TASK_QUEUE, temporalTarget } from '../temporal-target';
+import { createWorker, installRuntimeLogger } from '../worker';
 import type { failback, failover, readiness } from '../workflows';
 import type { FailbackResult } from '../workflows/failback';
 import type { FailoverResult } from '../workflows/failover';

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { createLogger } from '../logging';
-import { createWorker, installRuntimeLogger, TASK_QUEUE, type TemporalTarget } from '../worker';
+import { TASK_QUEUE, type TemporalTarget } from '../temporal-target';
 import type { readiness } from '../workflows';
 import { formatBytes, type ReadinessReport } from '../workflows/lib/readiness-assess';
 
@@ -49,6 +49,8 @@ export async function runReadiness(opts: { cluster: string; configPath: string; 
       });
     try {
       if (await workerIsPolling(client, opts.target.namespace)) return await start(TASK_QUEUE);
+      // The worker SDK and the activities load only here, when this process must run the check itself.
+      const { createWorker, installRuntimeLogger } = require('../worker') as typeof import('../worker');
       const logger = createLogger({ level: process.env.SWITCHYARD_LOG_LEVEL ?? 'warn', destination: 2, name: 'switchyard-check' });
       installRuntimeLogger(logger);
       const taskQueue = `switchyard-check-${randomUUID()}`;

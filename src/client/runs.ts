@@ -1,9 +1,8 @@
 /** Talking to a running runbook from outside: decisions at checkpoints, and its progress. */
 import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
-import type { TemporalTarget } from '../worker';
+import { TASK_QUEUE, type TemporalTarget } from '../temporal-target';
 import type { DecideResult, Decision, Progress, StepRecord } from '../workflows/messages';
 import { randomUUID } from 'node:crypto';
-import { TASK_QUEUE } from '../worker';
 import { rootMessage, workerIsPolling } from './readiness';
 
 export async function withClient<T>(target: TemporalTarget, fn: (client: Client) => Promise<T>): Promise<T> {

@@ -9,7 +9,7 @@
  */
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleDescription, type ScheduleSummary } from '@temporalio/client';
 import { DURATION_RE, durationSeconds } from '../topology/schema';
-import { TASK_QUEUE } from '../worker';
+import { TASK_QUEUE } from '../temporal-target';
 import type { BackupInput } from '../workflows/backup';
 
 export const SCHEDULE_PREFIX = 'switchyard-backup-';

@@ -3,7 +3,8 @@
  * started by the SDK's TestWorkflowEnvironment (never its own download, which cannot work here).
  */
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, DefaultLogger, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { DefaultLogger, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { workflowBundle as cachedBundle } from '../../src/workflow-bundle';
 import { loadTools } from '../../src/tools';
 import { SEARCH_ATTRIBUTES } from '../../src/workflows/lib/search-attributes';
 
@@ -21,8 +22,8 @@ export async function startTestTemporal(): Promise<TestWorkflowEnvironment> {
 }
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-/** The workflow bundle, built once per test process (webpack takes a few seconds). */
+/** The workflow bundle the worker runs (src/workflow-bundle.ts: built once per source version), once per test process. */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: new DefaultLogger('WARN') });
+  bundle ??= cachedBundle({ logger: new DefaultLogger('WARN') });
   return bundle;
 }

@@ -1,0 +1,19 @@
+/**
+ * Where switchyard's Temporal is and which task queue its worker polls: what the worker and every
+ * client command share. Kept apart from src/worker.ts so a command that only talks to Temporal
+ * does not load the worker SDK, the activities and their libraries (a second of start-up).
+ */
+export const TASK_QUEUE = 'switchyard';
+
+export interface TemporalTarget {
+  address: string;
+  namespace: string;
+}
+
+export function temporalTarget(opts: { address?: string; namespace?: string } = {}, env: NodeJS.ProcessEnv = process.env): TemporalTarget {
+  return {
+    // An empty variable counts as unset: a blank namespace only fails later, obscurely.
+    address: opts.address || env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
+    namespace: opts.namespace || env.TEMPORAL_NAMESPACE || 'default',
+  };
+}
