@@ -12,12 +12,13 @@
  * SWITCHYARD_CRASH_SEED reruns it); `npm run test:crash` (scripts/crash-matrix.ts) runs them all.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { join } from 'node:path';
 import { DescribeSnapshotsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { guardStatusQuery, guardWorkflowId } from '../../src/contract/guard';
+import { sandboxUp } from '../../sandbox';
+import { guardReleaseSignal, guardStatusQuery, guardWorkflowId, type GuardEvent } from '../../src/contract/guard';
 import { decide } from '../../src/client/runs';
 import { holderQuery, lockWorkflowId } from '../../src/workflows/cluster-lock';
 import type { Progress } from '../../src/workflows/messages';
@@ -33,8 +34,13 @@ export interface CrashSpec {
   input: (st: Stage, made: Record<string, string>) => Record<string, unknown>;
   /** Which steps of the reference are crashed (default: all; e.g. leave out the lock's own steps). */
   steps?: (names: string[]) => string[];
-  /** The end state an operator checks (default: clusterState). */
-  snapshot?: (st: Stage) => Promise<Record<string, unknown>>;
+  /** The end state an operator checks (default: clusterState); `id` is the run's workflow id. */
+  snapshot?: (st: Stage, id: string) => Promise<Record<string, unknown>>;
+  /**
+   * For a run that never ends by itself (the guard): called while it runs, it does what ends it
+   * (as rejoin would) once the run has done its part.
+   */
+  settle?: (st: Stage, id: string) => Promise<void>;
 }
 
 export interface RunOutcome {
@@ -146,12 +152,13 @@ async function snapshotCount(st: Stage): Promise<number> {
 }
 
 /** Answer each checkpoint wait once, approving, until the run closes; its outcome. */
-async function drive(st: Stage, id: string): Promise<string> {
+async function drive(st: Stage, id: string, spec: CrashSpec): Promise<string> {
   const h = st.client.workflow.getHandle(id);
   let decided = 0;
   for (let i = 0; i < 3000; i++) {
     const d = await h.describe().catch(() => null);
     if (d && d.status.name !== 'RUNNING') break;
+    if (d) await spec.settle?.(st, id);
     const p = await h.query<Progress>('progress').catch(() => null);
     const waits = p?.steps.filter((s) => s.name.startsWith('checkpoint:')).length ?? 0;
     if (p?.waitingFor && waits > decided) {
@@ -203,9 +210,9 @@ export async function referenceRun(spec: CrashSpec): Promise<RunOutcome> {
   try {
     const id = `crash-ref-${spec.runbook}-${Date.now()}`;
     await st.client.workflow.start(spec.runbook, { taskQueue: 'switchyard', workflowId: id, args: [input] });
-    const result = await drive(st, id);
+    const result = await drive(st, id, spec);
     await sleep(500);
-    return { result, steps: startedSteps([worker], id), state: await (spec.snapshot ?? clusterState)(st) };
+    return { result, steps: startedSteps([worker], id), state: await (spec.snapshot ?? clusterState)(st, id) };
   } finally {
     await worker.stop().catch(() => undefined);
     await st.down();
@@ -220,7 +227,7 @@ export async function crashRun(spec: CrashSpec, step: string, when: 'during' | '
   try {
     const id = `crash-${spec.runbook}-${when}-${step.replace(/[^A-Za-z0-9-]/g, '-')}-${Date.now()}`.slice(0, 200);
     await st.client.workflow.start(spec.runbook, { taskQueue: 'switchyard', workflowId: id, args: [input] });
-    const done = drive(st, id);
+    const done = drive(st, id, spec);
     const want = (l: Record<string, unknown>) => l.workflowId === id && typeof l.msg === 'string' && (when === 'during' ? l.msg === `step ${step} started` : l.msg.startsWith(`step ${step} done`));
     const reached = await Promise.race([worker.waitFor(want, 600_000).then(() => true, () => false), done.then(() => false)]);
     if (reached) {
@@ -233,7 +240,7 @@ export async function crashRun(spec: CrashSpec, step: string, when: 'during' | '
     }
     const result = await done;
     await sleep(500);
-    const state = await (spec.snapshot ?? clusterState)(st);
+    const state = await (spec.snapshot ?? clusterState)(st, id);
     const keys = [...new Set([...Object.keys(ref.state), ...Object.keys(state)])].sort();
     const diverged = keys.filter((k) => JSON.stringify(ref.state[k]) !== JSON.stringify(state[k])).map((key) => ({ key, reference: ref.state[key], crashed: state[key] }));
     if (result !== ref.result) diverged.unshift({ key: 'result', reference: ref.result, crashed: result });
@@ -261,13 +268,47 @@ async function completed(st: Stage, type: string, input: Record<string, unknown>
   const h = await st.client.workflow.start(type, { taskQueue: 'switchyard', workflowId: `crash-setup-${type}-${Date.now()}`, args: [input] });
   const r = (await h.result()) as Record<string, unknown>;
   if (r.outcome !== undefined && r.outcome !== 'completed') throw new Error(`the setup ${type} ended ${String(r.outcome)}`);
-  return r;
+  return { ...r, workflowId: h.workflowId };
 }
 
 /** A failover (uncrashed) leaves dc1 a fenced former primary, dc2 the primary. */
 const afterFailover = async (st: Stage) => void (await completed(st, 'failover', { cluster: 'demo', requestedBy: 'alice' }));
 /** A base backup (uncrashed), its id. */
 const afterBackup = async (st: Stage) => ({ backupId: String((await completed(st, 'backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['pg'] })).backupId) });
+
+/**
+ * The guard's starting state: a failover fenced dc1 and promoted dc2; the guard that failover
+ * started is released (the guard under test is started by the harness, watching dc1), and dc1 is
+ * then brought back as a writable primary on its old timeline, as a person who removed the fence
+ * by hand and started it would (its marker and standby.signal removed, PostgreSQL started).
+ */
+async function returnedAsPrimary(st: Stage): Promise<Record<string, string>> {
+  const r = await completed(st, 'failover', { cluster: 'demo', requestedBy: 'alice' });
+  const real = st.client.workflow.getHandle(guardWorkflowId(st.sb.cluster));
+  await real.signal(guardReleaseSignal, { node: 'dc1-db', by: 'crash matrix', reason: 'the guard under test watches dc1-db instead' });
+  await real.result();
+  const dir = st.cluster.postgres.nodes['dc1-db'].dataDir;
+  for (const f of ['switchyard-fence.json', 'standby.signal']) rmSync(join(dir, f), { force: true });
+  await sandboxUp(st.sb.opts);
+  const [row] = await st.nodeQuery('dc1-db', 'SELECT pg_is_in_recovery() AS ro');
+  if (row.ro) throw new Error('the setup meant dc1-db to come back writable, but it is in recovery');
+  return { fencedBy: String(r.workflowId) };
+}
+
+/** Once the guard has fenced dc1 again (or failed to), release it as rejoin would. */
+async function releaseOnceFenced(st: Stage, id: string): Promise<void> {
+  const h = st.client.workflow.getHandle(id);
+  const s = await h.query(guardStatusQuery).catch(() => null);
+  if (!s || !s.watching.some((w) => w.node === 'dc1-db')) return;
+  if (!s.events.some((e) => e.node === 'dc1-db' && (e.kind === 'fenced-again' || e.kind === 'fence-failed'))) return;
+  await h.signal(guardReleaseSignal, { node: 'dc1-db', by: 'crash matrix', reason: 'fenced again; released as rejoin would' });
+}
+
+/** The guard's end state: the cluster's, and what its run recorded (each kind of event once). */
+async function guardState(st: Stage, id: string): Promise<Record<string, unknown>> {
+  const r = (await st.client.workflow.getHandle(id).result().catch(() => null)) as { events?: GuardEvent[] } | null;
+  return { ...(await clusterState(st)), guardEvents: (r?.events ?? []).map((e) => `${e.kind}:${e.node}`).reverse() };
+}
 
 /** The mutating runbooks of the crash matrix, each from a fresh sandbox. */
 export const CRASH_SPECS: CrashSpec[] = [
@@ -280,6 +321,14 @@ export const CRASH_SPECS: CrashSpec[] = [
   // Onto the live primary: replace-data is approved as a person would.
   { runbook: 'restore', setup: afterBackup, input: (_st, made) => ({ cluster: 'demo', from: made.backupId, target: 'dc1-db', requestedBy: 'alice' }) },
   { runbook: 'drill', setup: afterBackup, input: (_st, made) => ({ cluster: 'demo', from: made.backupId, requestedBy: 'alice' }) },
+  // dc1 back as a writable primary while dc2 is primary: the guard fences it again, then is released.
+  {
+    runbook: 'guard',
+    setup: returnedAsPrimary,
+    input: (_st, made) => ({ cluster: 'demo', intervalSeconds: 2, watch: [{ node: 'dc1-db', newPrimary: 'dc2-db', fencedBy: made.fencedBy, since: new Date().toISOString() }] }),
+    settle: releaseOnceFenced,
+    snapshot: guardState,
+  },
 ];
 
 /** node:test suite: for each named runbook at once, its reference run and one seeded crash. */
