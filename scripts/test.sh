@@ -37,6 +37,9 @@ phase() {
   [ "$rc" -ne 0 ] && status=1
   echo "# phase $name: exit $rc in $((SECONDS - t0)) s"
 }
+# The workflow bundle, built once for the whole run (src/workflow-bundle.ts caches it per source
+# version): every worker, check and test process after this reads it instead of running webpack.
+node --import tsx -e "const { DefaultLogger } = require('@temporalio/worker'); require('./src/workflow-bundle').workflowBundle({ logger: new DefaultLogger('WARN') }).catch((e) => { console.error(e); process.exit(1); })" || status=1
 phase unit 1 test/unit/*.test.ts
 phase workflow 2 test/workflow/*.test.ts test/replay/*.test.ts
 # Longest first, so the last files to start are short ones (the rest follow in name order).

@@ -75,10 +75,14 @@ export function startSplitProbe(st: Stage, opts: { intervalMs?: number; frontInt
         }
         await client.query(`INSERT INTO ${TABLE} (node) VALUES ($1)`, [node]);
         acks[node].push(Date.now());
-      } catch {
-        const c = client;
-        client = null;
-        void c?.end().catch(() => undefined);
+      } catch (err) {
+        // A standby refuses the write (read-only transaction) on a connection that is fine: kept,
+        // so it takes the next write the moment it is promoted. Anything else: a new connection.
+        if ((err as { code?: string }).code !== '25006') {
+          const c = client;
+          client = null;
+          void c?.end().catch(() => undefined);
+        }
       }
       await sleep(Math.max(0, interval - (Date.now() - t0)));
     }
