@@ -3,12 +3,11 @@
 # current workflow code, no server), integration (the sandbox: real PostgreSQL, sshd, HAProxy,
 # moto). Run through `npm test`, which runs scripts/setup.sh first.
 #
-# Four phases, each a node:test run: the unit files one at a time (some time their fakes); the
-# workflow and replay files two at a time (each workflow file has its own dev server); the
-# integration files (each brings up its own sandbox on
-# a net number no other uses, so SWITCHYARD_TEST_JOBS of them run at once, default 3 (4 was slower on 2 cores), longest first: most of their
-# time is waiting, not CPU); then the leak check alone, once nothing else runs. The last line sums
-# them: "N passed, N failed".
+# Four phases, each a node:test run: the integration files (each brings up its own sandbox on a net
+# number no other uses, so SWITCHYARD_TEST_JOBS of them run at once, default 3 (4 was slower on 2
+# cores), longest first); beside them, the unit files one at a time (some time their fakes) and
+# then the workflow and replay files two at a time (each workflow file has its own dev server);
+# then the leak check alone, once nothing else runs. The last line sums them: "N passed, N failed".
 #
 #   bash scripts/test.sh                      # everything
 #   bash scripts/test.sh test/unit/x.test.ts  # just these files, one at a time
@@ -27,28 +26,45 @@ fi
 jobs=${SWITCHYARD_TEST_JOBS:-3}
 log=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-suite-XXXXXX")
 trap 'rm -rf "$log"' EXIT
-status=0
+# A phase's output goes to its file; with `live` it is also shown as it comes (the phases run
+# beside it are shown once it has ended: their TAP is never interleaved with it).
 phase() {
-  local name=$1
-  shift
-  local t0=$SECONDS
-  run "$@" 2>&1 | tee "$log/$name.out"
-  local rc=${PIPESTATUS[0]}
-  [ "$rc" -ne 0 ] && status=1
-  echo "# phase $name: exit $rc in $((SECONDS - t0)) s"
+  local show=$1 name=$2
+  shift 2
+  local t0=$SECONDS rc
+  if [ "$show" = live ]; then
+    run "$@" 2>&1 | tee "$log/$name.out"
+    rc=${PIPESTATUS[0]}
+  else
+    run "$@" >"$log/$name.out" 2>&1
+    rc=$?
+  fi
+  echo "$rc" >"$log/$name.rc"
+  echo "# phase $name: exit $rc in $((SECONDS - t0)) s" >>"$log/$name.out"
+  [ "$show" = live ] && tail -n 1 "$log/$name.out"
+  return 0
 }
+status=0
 # The workflow bundle, built once for the whole run (src/workflow-bundle.ts caches it per source
 # version): every worker, check and test process after this reads it instead of running webpack.
 node --import tsx -e "const { DefaultLogger } = require('@temporalio/worker'); require('./src/workflow-bundle').workflowBundle({ logger: new DefaultLogger('WARN') }).catch((e) => { console.error(e); process.exit(1); })" || status=1
-phase unit 1 test/unit/*.test.ts
-phase workflow 2 test/workflow/*.test.ts test/replay/*.test.ts
 # Longest first, so the last files to start are short ones (the rest follow in name order).
 slow=(fault-matrix crash-sample crash-sample-b backup failover cli-failover rejoin switchover readiness)
 integration=()
 for f in "${slow[@]}"; do integration+=("test/integration/$f.test.ts"); done
 for f in test/integration/*.test.ts; do [[ " ${integration[*]} " == *" $f "* ]] || integration+=("$f"); done
-phase integration "$jobs" "${integration[@]}"
-phase leaks 1 test/zz-leaks.test.ts
+# The unit, workflow and replay files need a core at most: they run beside the integration files,
+# whose sandboxes leave the machine idle part of the time.
+(
+  phase quiet unit 1 test/unit/*.test.ts
+  phase quiet workflow 2 test/workflow/*.test.ts test/replay/*.test.ts
+) &
+beside=$!
+phase live integration "$jobs" "${integration[@]}"
+wait "$beside"
+cat "$log/unit.out" "$log/workflow.out"
+phase live leaks 1 test/zz-leaks.test.ts
+for f in "$log"/*.rc; do [ "$(cat "$f")" -eq 0 ] || status=1; done
 
 sum() { grep -h "^# $1 " "$log"/*.out | awk '{ n += $3 } END { print n + 0 }'; }
 passed=$(sum pass)
