@@ -49,6 +49,9 @@ COPY --from=deps /app/node_modules ./node_modules
 # The sources, as .dockerignore leaves them (no tests, no local tools, no secrets, no topology).
 # Owned by root: the worker can read its code but not change it.
 COPY . .
+# The workflow bundle, built once here into node_modules/.cache (src/workflow-bundle.ts): the
+# worker, which cannot write there, starts without running webpack.
+RUN node scripts/build-workflow-bundle.js
 
 USER switchyard
 

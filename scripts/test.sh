@@ -47,7 +47,7 @@ phase() {
 status=0
 # The workflow bundle, built once for the whole run (src/workflow-bundle.ts caches it per source
 # version): every worker, check and test process after this reads it instead of running webpack.
-node --import tsx -e "const { DefaultLogger } = require('@temporalio/worker'); require('./src/workflow-bundle').workflowBundle({ logger: new DefaultLogger('WARN') }).catch((e) => { console.error(e); process.exit(1); })" || status=1
+node scripts/build-workflow-bundle.js || status=1
 # Longest first, so the last files to start are short ones (the rest follow in name order).
 slow=(fault-matrix crash-sample crash-sample-b backup failover cli-failover rejoin switchover readiness)
 integration=()

@@ -10,14 +10,14 @@ import { describe, it } from 'node:test';
 import { DescribeInstancesCommand, StopInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
 import type pg from 'pg';
-import { utils } from 'ssh2';
+import { ed25519KeyPair } from '../support/ssh-keys';
 import { createActivities, type ActivityDeps, type PgClientLike, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
 import { parseControlData } from '../../src/activities/pgctl';
 import { topologySchema, type Topology } from '../../src/topology/schema';
 
-const clientKey = utils.generateKeyPairSync('ed25519');
-const hostKey = utils.generateKeyPairSync('ed25519');
-const impostor = utils.generateKeyPairSync('ed25519');
+const clientKey = ed25519KeyPair();
+const hostKey = ed25519KeyPair();
+const impostor = ed25519KeyPair();
 const blob = (pub: string) => Buffer.from(pub.split(' ')[1], 'base64');
 
 function topology(): Topology {

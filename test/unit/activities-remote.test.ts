@@ -12,14 +12,14 @@ import type { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { utils } from 'ssh2';
+import { ed25519KeyPair } from '../support/ssh-keys';
 import { createActivities, MAX_OUTPUT_CHARS, type RemoteCommandResult, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
 import { fingerprint, holdHostLock, hostKeyAlgorithms, parseDfAvailableKiB, parsePinnedKey, type OpenSession } from '../../src/activities/remote';
 import { topologySchema, type Topology } from '../../src/topology/schema';
 
-const client = utils.generateKeyPairSync('ed25519');
-const real = utils.generateKeyPairSync('ed25519');
-const impostor = utils.generateKeyPairSync('ed25519');
+const client = ed25519KeyPair();
+const real = ed25519KeyPair();
+const impostor = ed25519KeyPair();
 const blob = (pub: string) => Buffer.from(pub.split(' ')[1], 'base64');
 
 function topology(hostKey = real.public): Topology {

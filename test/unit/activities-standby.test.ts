@@ -13,14 +13,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type pg from 'pg';
-import { utils } from 'ssh2';
+import { ed25519KeyPair } from '../support/ssh-keys';
 import { createActivities, type PgClientLike, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
 import { commandLine } from '../../src/activities/shell';
 import { configFileEntries, confQuote, conninfo, conninfoValue, moveAsideName, outputTail, parseRewindOutput, rewriteAutoConf } from '../../src/activities/standby';
 import { topologySchema, type Topology } from '../../src/topology/schema';
 
-const clientKey = utils.generateKeyPairSync('ed25519');
-const hostKey = utils.generateKeyPairSync('ed25519');
+const clientKey = ed25519KeyPair();
+const hostKey = ed25519KeyPair();
 const PG_PASSWORD = 'sekrit-pg-password';
 
 function topology(): Topology {

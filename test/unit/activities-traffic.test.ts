@@ -10,7 +10,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { utils } from 'ssh2';
+import { ed25519KeyPair } from '../support/ssh-keys';
 import { createActivities, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
 import { WRITE_SH } from '../../src/activities/remote';
 import { commandLine } from '../../src/activities/shell';
@@ -77,8 +77,8 @@ describe('HAProxy runtime API', () => {
 });
 
 describe('command driver (fake SSH host)', () => {
-  const keys = utils.generateKeyPairSync('ed25519');
-  const hostKeys = utils.generateKeyPairSync('ed25519');
+  const keys = ed25519KeyPair();
+  const hostKeys = ed25519KeyPair();
 
   function topology(): Topology {
     return topologySchema.parse({
@@ -163,8 +163,8 @@ describe('command driver (fake SSH host)', () => {
 });
 
 describe('haproxy driver: order of commands and the saved state (fake runtime API, state file written by this machine\'s sh)', () => {
-  const keys = utils.generateKeyPairSync('ed25519');
-  const hostKeys = utils.generateKeyPairSync('ed25519');
+  const keys = ed25519KeyPair();
+  const hostKeys = ed25519KeyPair();
   const FMAINT = 0x01;
   const DRAIN = 0x08 | 0x10;
 
