@@ -13,6 +13,8 @@
 #   bash scripts/test.sh test/unit/x.test.ts  # just these files, one at a time
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The AWS SDK warns on every client under Node 20 (bin/switchyard.js silences it the same way).
+export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=${AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED:-true}
 shopt -s nullglob
 run() {
   local jobs=$1
