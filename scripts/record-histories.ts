@@ -22,7 +22,7 @@ import { startPart, stopPart } from '../sandbox';
 import { makeLayout } from '../sandbox/layout';
 import { decide } from '../src/client/runs';
 import { TASK_QUEUE } from '../src/temporal-target';
-import { lockWorkflowId } from '../src/workflows/cluster-lock';
+import { lockWorkflowId } from '../src/contract/lock';
 import type { BackupResult } from '../src/workflows/backup';
 import type { FailbackResult } from '../src/workflows/failback';
 import type { FailoverResult } from '../src/workflows/failover';

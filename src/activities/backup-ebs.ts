@@ -56,7 +56,7 @@ import {
   type EbsSnapshotWaitInput,
   type EbsSnapshotWaitResult,
   type EbsTerminateResult,
-} from './backup-types';
+} from '../contract/backup';
 import { configError, ErrorType, heartbeat, inActivity, sleep } from './common';
 import type { Call, Runtime } from './deps';
 import { awsErrorName, EC2_INSTANCE_NOT_FOUND, ec2For, findInstances, LIVE_STATES, nodeInstances, nodeOfInstance } from './ec2';

@@ -4,8 +4,8 @@
  * the files are read as a stream on that host and never pass through the worker's memory.
  */
 import { posix } from 'node:path';
-import type { PgBackupFile, PgBackupVerifyResult } from './backup-types';
-import { BACKUP_ID_RE } from './backup-types';
+import type { PgBackupFile, PgBackupVerifyResult } from '../contract/backup';
+import { BACKUP_ID_RE } from '../contract/backup';
 import { configError } from './common';
 import { brief, execArgv, type OpenSession } from './remote';
 

@@ -19,16 +19,18 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig } from '../topology/schema';
-import { BACKUP_ID_RE, type PgBackupCreateInput, type PgBackupCreateResult, type PgBackupDeleteResult, type PgBackupEntry, type PgBackupFile, type PgBackupManifest, type PgBackupVerifyResult, type PgDrillInput, type PgDrillRecord, type PgDrillResult } from './backup-types';
+import { BACKUP_ID_RE, type PgBackupCreateInput, type PgBackupCreateResult, type PgBackupDeleteResult, type PgBackupEntry, type PgBackupFile, type PgBackupManifest, type PgBackupVerifyResult, type PgDrillInput, type PgDrillRecord, type PgDrillResult } from '../contract/backup';
 import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, parseSha256sum, parseSizes, verifyOnHost } from './backup-files';
 import { checkedInt, configError, errorMessage, heartbeat } from './common';
-import type { Call, Runtime, SshExecResult } from './deps';
-import { DATABASE_BYTES_SQL, lsnToBigInt, withPgClient } from './postgres';
+import type { Call, Runtime } from './deps';
+import type { SshExecResult } from './ssh-client';
+import { DATABASE_BYTES_SQL, withPgClient } from './postgres';
 import { brief, execArgv, holdHostLock, mustExec, onHost, requireFreeSpace, type OpenSession } from './remote';
 import { commandLine } from './shell';
-import { formatBytes } from '../workflows/lib/readiness-assess';
+import { formatBytes } from '../contract/format';
 import { confQuote, outputTail } from './standby';
-import type { RemoteCommandResult } from './types';
+import type { RemoteCommandResult } from '../contract/observations';
+import { LSN_RE, lsnToBigInt } from '../contract/lsn';
 
 /** Non-retryable failure types of these activities. */
 export const BackupErrorType = {
@@ -106,7 +108,6 @@ export interface BackupManifestInfo {
   systemIdentifier: string | null;
 }
 
-const LSN_RE = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
 
 /**
  * What a backup's WAL range is, from PostgreSQL's own backup_manifest (JSON; "WAL-Ranges" lists

@@ -23,12 +23,13 @@ import { Transform } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
 import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './backup-files';
-import type { PgBackupFile, PgBackupManifest, PgBackupVerifyResult, PgRestoreDiscardResult, PgRestoreNodeInput, PgRestoreStageResult, PgRestoreSwapResult } from './backup-types';
+import type { PgBackupFile, PgBackupManifest, PgBackupVerifyResult, PgRestoreDiscardResult, PgRestoreNodeInput, PgRestoreStageResult, PgRestoreSwapResult } from '../contract/backup';
 import { cancellationSignal, configError, errorMessage, ErrorType, heartbeat } from './common';
-import type { Call, Runtime, SshExecResult } from './deps';
+import type { Call, Runtime } from './deps';
+import type { SshExecResult } from './ssh-client';
 import { brief, execArgv, FILE_COMMAND_TIMEOUT_SECONDS, freeSpaceReserve, mustExec, onHost, requireFreeSpace, throwIfCancelled, type OpenSession } from './remote';
 import { commandLine } from './shell';
-import { formatBytes } from '../workflows/lib/readiness-assess';
+import { formatBytes } from '../contract/format';
 import { parseSwitchyardManifest } from './backup-pg';
 import { moveAsideName } from './standby';
 

@@ -16,7 +16,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, DbNodeConfig, Ec2Selector } from '../topology/schema';
 import { checkedInt, configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
 import type { Call, Runtime } from './deps';
-import type { Ec2AddressHolder, Ec2InstanceInfo, Ec2StopResult } from './types';
+import type { Ec2AddressHolder, Ec2InstanceInfo, Ec2StopResult } from '../contract/observations';
 
 /** Non-retryable: the node's EC2 selector matches no (non-terminated) instance. */
 export const EC2_INSTANCE_NOT_FOUND = 'Ec2InstanceNotFound';

@@ -17,7 +17,7 @@ import { configError, errorMessage, ErrorType } from './common';
 import type { Call, Runtime } from './deps';
 import { brief, execArgv, mustExec, onHost, SshConnectError, withHost, writeFileAtomic, type OpenSession } from './remote';
 import { substitute } from './shell';
-import type { FenceMarker, FenceState, StonithResult } from './types';
+import type { FenceMarker, FenceState, StonithResult } from '../contract/observations';
 
 export const FENCE_MARKER = 'switchyard-fence.json';
 

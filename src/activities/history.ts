@@ -8,7 +8,7 @@ import type { ReadinessReport } from '../workflows/lib/readiness-assess';
 import { errorMessage, heartbeat } from './common';
 import type { Runtime } from './deps';
 import { temporalClient } from './temporal-client';
-import type { LastPrimaryPosition } from './types';
+import type { LastPrimaryPosition } from '../contract/observations';
 
 /** Completed runs whose results are read, newest first by close time. */
 const LOOK_AT = 20;

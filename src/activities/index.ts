@@ -4,7 +4,7 @@
  * node, host, site, driver), resolves them in the worker's topology and returns plain JSON.
  */
 import { Runtime, type ActivityDeps } from './deps';
-import type { BackupActivities } from './backup-types';
+import type { BackupActivities } from '../contract/backup';
 import { ebsBackupActivities } from './backup-ebs';
 import { pgBackupActivities } from './backup-pg';
 import { pgRestoreActivities } from './backup-restore';
@@ -48,7 +48,8 @@ export type BackupActivitiesImplemented = Activities extends BackupActivities ? 
 const backupContract: BackupActivitiesImplemented = true;
 void backupContract;
 
-export type { ActivityDeps, ActivityTimeouts, Ec2ClientConfig, PgClientLike, SshConnectConfig, SshExecResult, SshSessionLike } from './deps';
+export type { ActivityDeps, ActivityTimeouts, Ec2ClientConfig, PgClientLike } from './deps';
+export type { SshConnectConfig, SshExecResult, SshSessionLike } from './ssh-client';
 export { DEFAULT_TIMEOUTS } from './deps';
 export { ErrorType } from './common';
 export { MAX_OUTPUT_CHARS } from './remote';
@@ -64,5 +65,5 @@ export type {
   PgWaitStreamingInput,
   WriteProbeLoopInput,
 } from './standby';
-export * from './types';
-export * from './backup-types';
+export * from '../contract/observations';
+export * from '../contract/backup';

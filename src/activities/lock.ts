@@ -28,10 +28,10 @@ import {
   sameHolder,
   type AcquireResult,
   type ClusterLockInput,
-  type clusterLock,
+  type ClusterLockWorkflow,
   type LockHolder,
   type ReleaseResult,
-} from '../workflows/cluster-lock';
+} from '../contract/lock';
 import { ErrorType } from './common';
 import type { Runtime } from './deps';
 import { currentTaskQueue, temporalClient } from './temporal-client';
@@ -168,9 +168,9 @@ export function lockActivities(rt: Runtime) {
     return null;
   }
 
-  function withStart(cluster: string, holder: LockHolder | null): WithStartWorkflowOperation<typeof clusterLock> {
+  function withStart(cluster: string, holder: LockHolder | null): WithStartWorkflowOperation<ClusterLockWorkflow> {
     const args: ClusterLockInput = holder ? { cluster, holder } : { cluster };
-    return new WithStartWorkflowOperation<typeof clusterLock>('clusterLock', {
+    return new WithStartWorkflowOperation<ClusterLockWorkflow>('clusterLock', {
       workflowId: lockWorkflowId(cluster),
       taskQueue: currentTaskQueue(),
       args: [args],

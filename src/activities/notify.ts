@@ -5,7 +5,7 @@
  */
 import { errorMessage, requestSignal } from './common';
 import type { Runtime } from './deps';
-import type { NotifyResult } from './types';
+import type { NotifyResult } from '../contract/observations';
 
 export interface NotifyInput {
   cluster: string;

@@ -14,7 +14,8 @@ import { disableBootService, markFenced } from './fence';
 import { CHECKPOINT_TLI_SQL, isAuthFailure, isServerError, pgClientConfig, timelineOf, unreachableKind, WAL_TLI_SQL, withPgClient } from './postgres';
 import { brief, execArgv, SshConnectError, withHost, type OpenSession } from './remote';
 import { commandLine } from './shell';
-import type { PgControlData, PgFenceResult, PgPromoteResult, PgStartResult, RemoteCommandResult } from './types';
+import type { PgControlData, PgFenceResult, PgPromoteResult, PgStartResult, RemoteCommandResult } from '../contract/observations';
+import { LSN_RE } from '../contract/lsn';
 
 const DEFAULT_FAST_TIMEOUT_SECONDS = 20;
 const IMMEDIATE_TIMEOUT_SECONDS = 30;
@@ -23,7 +24,6 @@ const DEFAULT_PROMOTE_WAIT_SECONDS = 60;
 /** Extra time an exec gets over pg_ctl's own -t, so pg_ctl reports its timeout rather than us. */
 const EXEC_MARGIN_SECONDS = 15;
 
-const LSN_RE = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
 
 // ---------------------------------------------------------------------------------------------
 // pg_controldata

@@ -7,19 +7,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { actor, errorMessage, ErrorType } from './common';
 import type { Call, PgClientLike, Runtime } from './deps';
-import type { PgLag, PgNodeStatus, PgWriteProbe } from './types';
-
-/** "16/B374D848" → bytes since 0/0. */
-export function lsnToBigInt(lsn: string): bigint {
-  const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(lsn);
-  if (!m) throw new Error(`not an LSN: ${JSON.stringify(lsn)}`);
-  return (BigInt(`0x${m[1]}`) << 32n) + BigInt(`0x${m[2]}`);
-}
-
-/** a - b in bytes (may be negative when b is ahead). */
-export function lsnDiff(a: string, b: string): number {
-  return Number(lsnToBigInt(a) - lsnToBigInt(b));
-}
+import { lsnDiff } from '../contract/lsn';
+import type { PgLag, PgNodeStatus, PgWriteProbe } from '../contract/observations';
 
 /** SQLSTATE classes that mean "this login will not work", not "try again". */
 export function isAuthFailure(err: unknown): boolean {

@@ -8,11 +8,12 @@ import { ApplicationFailure } from '@temporalio/common';
 import { utils as ssh2utils } from 'ssh2';
 import type { HostConfig, ServiceConfig, SiteConfig } from '../topology/schema';
 import { cancellationSignal, configError, describeRef, errorMessage, ErrorType, heartbeat, pollUntil, requestSignal, type Resolver } from './common';
-import type { Call, Runtime, SshExecResult, SshSessionLike } from './deps';
+import type { Call, Runtime } from './deps';
+import type { SshExecResult, SshSessionLike } from './ssh-client';
 import { commandLine } from './shell';
-import { formatBytes } from '../workflows/lib/readiness-assess';
+import { formatBytes } from '../contract/format';
 import { hookCheckTimeoutSeconds } from '../topology/layout';
-import type { HookRunResult, MaintenanceState, RemoteCommandResult, ServiceState, SshCheck } from './types';
+import type { HookRunResult, MaintenanceState, RemoteCommandResult, ServiceState, SshCheck } from '../contract/observations';
 
 /** Output kept per stream in a result (it lands in workflow history): the tail, if longer. */
 export const MAX_OUTPUT_CHARS = 64 * 1024;

@@ -4,7 +4,60 @@
  */
 import { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
-import type { SshConnectConfig, SshExecResult, SshSessionLike, SshStreamOptions } from './deps';
+
+export interface SshConnectConfig {
+  host: string;
+  port: number;
+  username: string;
+  privateKey: string;
+  passphrase?: string;
+  /** Milliseconds to wait for the handshake (ssh.connectTimeoutSeconds). */
+  readyTimeout: number;
+  /** Host key algorithms to negotiate: those of the pinned key, so the server presents that key. */
+  hostKeyAlgorithms: string[];
+  /** Called with the raw public key blob the server presented; false refuses the connection. */
+  hostVerifier: (key: Buffer) => boolean;
+}
+
+export interface SshExecResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** How a streamed command is fed and where its output goes (SshSessionLike.execStream). */
+export interface SshStreamOptions {
+  timeoutMs: number;
+  /** Aborting stops the command (KILL, channel closed) like a timeout, without timedOut. */
+  signal?: AbortSignal;
+  /**
+   * Piped into the command's standard input with backpressure; the command sees EOF when this
+   * stream ends. Without it, standard input is closed at once.
+   */
+  stdin?: NodeJS.ReadableStream;
+  /**
+   * The command's standard output is piped here with backpressure (and this stream is ended when
+   * the output ends) instead of being collected: the result's stdout is then ''.
+   */
+  stdout?: NodeJS.WritableStream;
+  /** Called on every chunk of output (either stream), e.g. to heartbeat. */
+  onData?: () => void;
+}
+
+export interface SshSessionLike {
+  /** Run one command line (already quoted); resolves when it exits or `timeoutMs` passes. */
+  exec(command: string, opts: { timeoutMs: number; signal?: AbortSignal; onData?: () => void }): Promise<SshExecResult>;
+  /**
+   * Run one command line (already quoted) with its standard input and/or output as streams, so
+   * files of any size pass through without being held in memory. Standard error is collected
+   * (its tail). Optional: sessions without it cannot stream (fakes in unit tests).
+   */
+  execStream?(command: string, opts: SshStreamOptions): Promise<SshExecResult>;
+  close(): void | Promise<void>;
+}
+
 
 /** Standard error kept by execStream: its tail, when longer. */
 const STREAM_STDERR_MAX = 64 * 1024;

@@ -15,10 +15,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
 import { checkedInt, configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
 import { Runtime, type Call, type PgClientLike } from './deps';
-import { formatBytes } from '../workflows/lib/readiness-assess';
+import { formatBytes } from '../contract/format';
 import { ensureStandbySignal } from './fence';
 import { defaultLogFile, parseControlData } from './pgctl';
-import { CHECKPOINT_TLI_SQL, DATABASE_BYTES_SQL, isAuthFailure, lsnDiff, postgresActivities, WAL_TLI_SQL, withPgClient } from './postgres';
+import { CHECKPOINT_TLI_SQL, DATABASE_BYTES_SQL, isAuthFailure, postgresActivities, WAL_TLI_SQL, withPgClient } from './postgres';
 import { brief, execArgv, mustExec, onHost, requireFreeSpace, throwIfCancelled, withHost, writeFileAtomic, type OpenSession } from './remote';
 import type {
   ConfigFileCopy,
@@ -30,7 +30,8 @@ import type {
   PgWaitReplayResult,
   PgWaitStreamingResult,
   WriteProbeSummary,
-} from './types';
+} from '../contract/observations';
+import { LSN_RE, lsnDiff } from '../contract/lsn';
 
 /** Thrown (non-retryably) when a node has no data directory to configure. */
 export const NO_DATA_DIRECTORY = 'NoDataDirectory';
@@ -42,7 +43,6 @@ const READ_CHUNK = 36 * 1024;
 const POLL_MS = 250;
 const PROBE_TIMEOUT_MS = 1_000;
 
-const LSN_RE = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
 const SLOT_RE = /^[a-z0-9_]{1,63}$/;
 
 // ---------------------------------------------------------------------------------------------

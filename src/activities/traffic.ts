@@ -18,7 +18,7 @@ import type { Call, Runtime } from './deps';
 import { describeAddress, nodeInstances, nodeOfInstance, primaryInterfaceId, theInstance, withEc2, type NodeInstance } from './ec2';
 import { execArgv, onHost, runOnHost, SshConnectError, withHost, writeFileAtomic } from './remote';
 import { substitute } from './shell';
-import type { TrafficState } from './types';
+import type { TrafficState } from '../contract/observations';
 
 type Driver<K extends TrafficDriverConfig['kind']> = Extract<TrafficDriverConfig, { kind: K }>;
 

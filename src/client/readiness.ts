@@ -6,7 +6,8 @@ import { temporal } from '@temporalio/proto';
 import { createLogger } from '../logging';
 import { TASK_QUEUE, type TemporalTarget } from '../temporal-target';
 import type { readiness } from '../workflows';
-import { formatBytes, type ReadinessReport } from '../workflows/lib/readiness-assess';
+import { type ReadinessReport } from '../workflows/lib/readiness-assess';
+import { formatBytes } from '../contract/format';
 
 /** Is a worker polling the switchyard task queue right now? */
 export async function workerIsPolling(client: Client, namespace: string, taskQueue = TASK_QUEUE): Promise<boolean> {

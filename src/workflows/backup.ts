@@ -16,10 +16,10 @@
  * workflow id the schedule gave the run, so a resumed or retried run never makes a second backup.
  */
 import { ApplicationFailure, executeChild, workflowInfo } from '@temporalio/workflow';
-import { BACKUP_ID_RE, type EbsSnapshotCreateResult, type EbsSnapshotWaitResult, type PgBackupCreateResult, type PgDrillResult } from '../activities/backup-types';
+import { BACKUP_ID_RE, type EbsSnapshotCreateResult, type EbsSnapshotWaitResult, type PgBackupCreateResult, type PgDrillResult } from '../contract/backup';
 import { DURATION_RE, durationSeconds } from '../topology/duration';
 import type { ClusterLayout } from '../topology/layout';
-import { formatBytes } from './lib/readiness-assess';
+import { formatBytes } from '../contract/format';
 import { calls, copying } from './lib/backup-acts';
 import { describeNode, notifyVia, reads, seconds } from './lib/runbook';
 import { backupIdFromWorkflowId, catalog, formatAge, planRetention, type RetentionDecision } from './lib/retention';

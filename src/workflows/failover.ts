@@ -16,7 +16,7 @@
  */
 import { ApplicationFailure, CancellationScope, isCancellation, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { PgFenceResult, PgNodeStatus, SshCheck, TrafficState } from '../activities/types';
+import type { PgFenceResult, PgNodeStatus, SshCheck, TrafficState } from '../contract/observations';
 import type { ClusterLayout } from '../topology/layout';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
 import { actions, Aborted, describeNode, notifier, promotion, reads, refused, runUndo, seconds, NON_RETRYABLE, type Undo } from './lib/runbook';
@@ -25,8 +25,8 @@ import { judgeLoss, lossGate, type DataLoss } from './lib/data-loss';
 import { cannotWrite, explainState, nodeState, type NodeState } from './lib/node-state';
 import { hookActs, trafficActs } from './lib/site-acts';
 import { durationSeconds } from '../topology/duration';
-import { lsnMax, lsnMinus } from './lib/lsn';
-import { formatBytes } from './lib/readiness-assess';
+import { lsnMax, lsnMinus } from '../contract/lsn';
+import { formatBytes } from '../contract/format';
 import { messageOf, StepLog } from './lib/steps';
 import type { StepRecord } from './messages';
 

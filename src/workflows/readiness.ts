@@ -4,9 +4,9 @@
  * position to be measured against).
  */
 import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { BackupActivities } from '../activities/backup-types';
+import type { BackupActivities } from '../contract/backup';
 import type { Activities } from '../activities';
-import type { FenceState, PgLag, PgNodeStatus } from '../activities/types';
+import type { FenceState, PgLag, PgNodeStatus } from '../contract/observations';
 import { assessReadiness, backupObservation, primariesOf, type BackupObservation, type ReadinessReport } from './lib/readiness-assess';
 import { messageOf, StepLog } from './lib/steps';
 

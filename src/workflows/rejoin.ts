@@ -14,7 +14,7 @@
  */
 import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { PgBasebackupResult, PgNodeStatus, PgRewindResult } from '../activities/types';
+import type { PgBasebackupResult, PgNodeStatus, PgRewindResult } from '../contract/observations';
 import { withClusterLock } from './lib/lock';
 import { actions, describeNode, NON_RETRYABLE, notifyVia, onePrimary, reads, refused, runbookInput, seconds } from './lib/runbook';
 import { StepLog } from './lib/steps';

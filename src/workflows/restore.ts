@@ -22,7 +22,7 @@
  * terminated; nothing is terminated without it.
  */
 import { ApplicationFailure, patched, workflowInfo } from '@temporalio/workflow';
-import { BACKUP_ID_RE, type EbsRestorePlan, type PgBackupEntry } from '../activities/backup-types';
+import { BACKUP_ID_RE, type EbsRestorePlan, type PgBackupEntry } from '../contract/backup';
 import { calls, copying } from './lib/backup-acts';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
 import { withClusterLock } from './lib/lock';
@@ -31,7 +31,7 @@ import { actions, describeNode, notifyVia, promotion, reads, refused, runbookInp
 import { messageOf, StepLog } from './lib/steps';
 import type { StepRecord } from './messages';
 import type { PlanStep } from './failover';
-import type { PgNodeStatus } from '../activities/types';
+import type { PgNodeStatus } from '../contract/observations';
 
 export const RESTORE_CHECKPOINTS = ['replace-data', 'replace-instance'] as const;
 

@@ -19,7 +19,7 @@
  */
 import { ApplicationFailure, CancellationScope, executeChild, isCancellation, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { WriteProbeSummary } from '../activities/types';
+import type { WriteProbeSummary } from '../contract/observations';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
 import { withClusterLock } from './lib/lock';
 import { actions, Aborted, describeNode, NON_RETRYABLE, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';

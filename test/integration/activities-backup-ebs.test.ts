@@ -23,7 +23,7 @@ import {
   type Snapshot,
 } from '@aws-sdk/client-ec2';
 import { ebsBackupActivities, type EbsBackupActivities } from '../../src/activities/backup-ebs';
-import { EBS_TAGS } from '../../src/activities/backup-types';
+import { EBS_TAGS } from '../../src/contract/backup';
 import { Runtime } from '../../src/activities/deps';
 import { loadTools } from '../../src/tools';
 import { FaultProxy } from '../support/fault-proxy';

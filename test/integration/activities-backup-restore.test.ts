@@ -21,7 +21,7 @@ import { resolveRunAs, run } from '../../sandbox/procs';
 import { createActivities, type Activities } from '../../src/activities';
 import { MANIFEST_FILE } from '../../src/activities/backup-files';
 import { pgRestoreActivities, RESTORED_MARKER, stagingDirName } from '../../src/activities/backup-restore';
-import type { PgBackupFile, PgBackupManifest } from '../../src/activities/backup-types';
+import type { PgBackupFile, PgBackupManifest } from '../../src/contract/backup';
 import { Runtime } from '../../src/activities/deps';
 import type { Topology } from '../../src/topology/schema';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';

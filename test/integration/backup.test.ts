@@ -20,7 +20,7 @@ import { after, before, describe, it } from 'node:test';
 import { execFileSync } from 'node:child_process';
 import { DescribeInstancesCommand, DescribeSnapshotsCommand, TerminateInstancesCommand, type Snapshot } from '@aws-sdk/client-ec2';
 import { EC2Client } from '@aws-sdk/client-ec2';
-import type { PgBackupManifest } from '../../src/activities/backup-types';
+import type { PgBackupManifest } from '../../src/contract/backup';
 import { startPart, stopPart } from '../../sandbox';
 import { decide } from '../../src/client/runs';
 import type { BackupResult, BackupRetentionResult, DrillResult } from '../../src/workflows/backup';

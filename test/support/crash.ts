@@ -20,7 +20,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { sandboxUp } from '../../sandbox';
 import { guardReleaseSignal, guardStatusQuery, guardWorkflowId, type GuardEvent } from '../../src/contract/guard';
 import { decide } from '../../src/client/runs';
-import { holderQuery, lockWorkflowId } from '../../src/workflows/cluster-lock';
+import { holderQuery, lockWorkflowId } from '../../src/contract/lock';
 import type { Progress } from '../../src/workflows/messages';
 import { startStage, type Stage, type StageOptions } from './stage';
 import { startWorkerProcess, type WorkerProcess } from './worker';

@@ -11,7 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { createActivities, type PgClientLike } from '../../src/activities';
 import { defaultSecret } from '../../src/activities/common';
-import { lsnDiff, lsnToBigInt } from '../../src/activities/postgres';
+import { lsnDiff, lsnToBigInt } from '../../src/contract/lsn';
 import { topologySchema, type SecretRef, type Topology } from '../../src/topology/schema';
 
 const PASSWORD = 'hunter2-very-secret';

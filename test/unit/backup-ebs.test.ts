@@ -20,7 +20,7 @@ import {
   snapshotTags,
   TAG_VALUE_MAX,
 } from '../../src/activities/backup-ebs';
-import { EBS_TAGS, type EbsRestoreMetadata, type EbsSnapshotInfo } from '../../src/activities/backup-types';
+import { EBS_TAGS, type EbsRestoreMetadata, type EbsSnapshotInfo } from '../../src/contract/backup';
 
 const meta = (tags: Record<string, string> = { Name: 'dc1-db', 'switchyard:node': 'dc1-db' }): EbsRestoreMetadata => ({
   node: 'db1',

@@ -26,7 +26,7 @@ import {
   sortNewestFirst,
   stripSettings,
 } from '../../src/activities/backup-pg';
-import type { PgBackupEntry, PgBackupManifest } from '../../src/activities/backup-types';
+import type { PgBackupEntry, PgBackupManifest } from '../../src/contract/backup';
 
 /** What pg_basebackup 15 writes (tar format, from a standby), trimmed. */
 const PG15_MANIFEST = `{ "PostgreSQL-Backup-Manifest-Version": 1,

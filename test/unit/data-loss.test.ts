@@ -1,7 +1,7 @@
 /** The failover's data-loss judgement: which position of the old primary counts, and how sure it is. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { PgControlData, PgNodeStatus } from '../../src/activities/types';
+import type { PgControlData, PgNodeStatus } from '../../src/contract/observations';
 import { judgeLoss } from '../../src/workflows/lib/data-loss';
 
 const standby = (receiveLsn: string | null, replayLsn: string | null = receiveLsn): PgNodeStatus => ({ cluster: 'demo', node: 'dc2-db', site: 'dc2', reachable: true, inRecovery: true, receiveLsn, replayLsn });

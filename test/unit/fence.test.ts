@@ -13,7 +13,7 @@ import { describe, it } from 'node:test';
 import { parseFenceRead } from '../../src/activities/fence';
 import { Runtime } from '../../src/activities/deps';
 import { unreachableKind } from '../../src/activities/postgres';
-import type { PgNodeStatus } from '../../src/activities/types';
+import type { PgNodeStatus } from '../../src/contract/observations';
 import { lossGate, type DataLoss } from '../../src/workflows/lib/data-loss';
 import { cannotWrite, nodeState } from '../../src/workflows/lib/node-state';
 

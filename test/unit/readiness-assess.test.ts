@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { PgNodeStatus } from '../../src/activities/types';
+import type { PgNodeStatus } from '../../src/contract/observations';
 import { clusterLayout } from '../../src/topology/layout';
 import { loadTopology } from '../../src/topology/load';
-import { assessReadiness, formatBytes, type Observations } from '../../src/workflows/lib/readiness-assess';
+import { assessReadiness, type Observations } from '../../src/workflows/lib/readiness-assess';
+import { formatBytes } from '../../src/contract/format';
 
 const layout = clusterLayout('shop', loadTopology(join(__dirname, '../../examples/switchyard.yaml')).clusters.shop);
 const base = { cluster: 'shop', reachable: true, timeline: 1 };

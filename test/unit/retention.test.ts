@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { EbsBackupEntry, PgBackupEntry, PgBackupManifest } from '../../src/activities/backup-types';
+import type { EbsBackupEntry, PgBackupEntry, PgBackupManifest } from '../../src/contract/backup';
 import { backupArgs, checkCron, checkDuration, ScheduleInputError } from '../../src/client/schedule';
 import { clusterLayout } from '../../src/topology/layout';
 import { loadTopology } from '../../src/topology/load';

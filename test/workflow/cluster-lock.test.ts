@@ -24,7 +24,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../../src/activities';
 import { loadTopology } from '../../src/topology/load';
-import { holderQuery, lockWorkflowId, releaseUpdate, type LockHolder } from '../../src/workflows/cluster-lock';
+import { holderQuery, lockWorkflowId, releaseUpdate, type LockHolder } from '../../src/contract/lock';
 import type { Progress } from '../../src/workflows/messages';
 import { startTestTemporal, toolPaths } from '../support/temporal';
 import type { acquireTwice, clusterLock, HolderInput, LockParentInput, lockHolder, lockParent } from './fixtures/lock-workflows';

@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../src/activities';
-import type { PgNodeStatus, SshCheck } from '../../src/activities/types';
+import type { PgNodeStatus, SshCheck } from '../../src/contract/observations';
 import { decide } from '../../src/client/runs';
 import { loadTopology } from '../../src/topology/load';
 import type { FailoverResult } from '../../src/workflows/failover';

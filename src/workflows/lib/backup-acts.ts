@@ -3,7 +3,7 @@
  * contract): long copies that heartbeat, and short calls to EC2 and the backup server.
  */
 import { proxyActivities } from '@temporalio/workflow';
-import type { BackupActivities } from '../../activities/backup-types';
+import type { BackupActivities } from '../../contract/backup';
 import { NON_RETRYABLE } from './runbook';
 
 /** Failures a retry cannot fix: a missing or corrupt backup, a refused precondition, a failed snapshot. */

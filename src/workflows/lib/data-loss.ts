@@ -8,8 +8,8 @@
  * the last readiness run's reading (lower bound). The standby's position is what it received:
  * promotion replays everything received first, so WAL received but not replayed is not lost.
  */
-import type { PgControlData, PgNodeStatus } from '../../activities/types';
-import { lsnMax, lsnMinus } from './lsn';
+import type { PgControlData, PgNodeStatus } from '../../contract/observations';
+import { lsnMax, lsnMinus } from '../../contract/lsn';
 
 export interface DataLoss {
   /** Bytes the old primary had that the promoted standby did not receive; null when unknown. */

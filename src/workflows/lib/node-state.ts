@@ -5,7 +5,7 @@
  * its role (a refused login, a frozen server that accepts TCP, a timeout after connecting, an
  * error, a failed read) is "unknown", never "down" and never "fine".
  */
-import type { PgNodeStatus } from '../../activities/types';
+import type { PgNodeStatus } from '../../contract/observations';
 
 export type NodeState = 'primary' | 'standby-streaming' | 'standby' | 'down' | 'no-answer' | 'unknown';
 

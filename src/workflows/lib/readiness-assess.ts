@@ -4,9 +4,10 @@
  * data-loss gate reads the last readiness) all judge the same way.
  */
 import type { ClusterLayout } from '../../topology/layout';
-import type { PgBackupEntry } from '../../activities/backup-types';
+import type { PgBackupEntry } from '../../contract/backup';
 import { formatAge } from './retention';
-import type { Ec2InstanceInfo, FenceState, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState } from '../../activities/types';
+import type { Ec2InstanceInfo, FenceState, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState } from '../../contract/observations';
+import { formatBytes } from '../../contract/format';
 
 export interface ReadinessCheck {
   name: string;
@@ -68,18 +69,6 @@ export function backupObservation(list: PgBackupEntry[]): BackupObservation {
     complete: list.filter((b) => b.complete).length,
     error: null,
   };
-}
-
-
-/** A byte count for people ("512 B", "3.2 MiB", "1.25 GiB", "1.00 PiB"); pure, so activities use it too. */
-export function formatBytes(n: number | null): string {
-  if (n === null) return 'unknown';
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-  if (n < 1024 ** 4) return `${(n / 1024 ** 3).toFixed(2)} GiB`;
-  if (n < 1024 ** 5) return `${(n / 1024 ** 4).toFixed(2)} TiB`;
-  return `${(n / 1024 ** 5).toFixed(2)} PiB`;
 }
 
 /** The primaries among the observed nodes: reachable and not in recovery. */

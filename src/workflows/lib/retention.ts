@@ -5,7 +5,7 @@
  * snapshots are kept or deleted together. Deterministic, no I/O: the workflow, the CLI's dry run
  * and the unit tests judge alike.
  */
-import type { EbsBackupEntry, PgBackupEntry } from '../../activities/backup-types';
+import type { EbsBackupEntry, PgBackupEntry } from '../../contract/backup';
 
 export interface CatalogEntry {
   backupId: string;

@@ -4,7 +4,7 @@
  */
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import type { PgNodeStatus } from '../../activities/types';
+import type { PgNodeStatus } from '../../contract/observations';
 import { messageOf, type StepLog } from './steps';
 
 export const NON_RETRYABLE = ['ConfigError', 'HostKeyMismatch', 'SshAuthFailed', 'WrongRole', 'Ec2Ambiguous', 'Ec2AddressNotFound', 'InsufficientSpace'];

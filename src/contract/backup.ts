@@ -1,6 +1,7 @@
 /**
- * What the backup, restore and drill activities take and return (issue 5). Workflows import these
- * types only. Everything is plain JSON that lands in workflow history: no secret belongs here.
+ * What the backup, restore and drill activities take and return, shared by activities, workflows
+ * and the client (the contract: pure, no Node imports). Everything is plain JSON that lands in
+ * workflow history: no secret belongs here.
  *
  * A backup is identified by its backup id (BACKUP_ID_RE) within a cluster. Its parts:
  * - "pg": a base backup on the backup server (topology `backup.host`) in

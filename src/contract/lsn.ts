@@ -1,4 +1,7 @@
-/** WAL positions in workflow code (pure; the activities have their own copy next to pg). */
+/** WAL positions (LSNs such as "16/B374D848"), for workflows and activities alike. */
+
+/** An LSN as PostgreSQL prints it. */
+export const LSN_RE = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
 
 /** "16/B374D848" → bytes since 0/0; null for anything that is not an LSN. */
 export function lsnValue(lsn: string | null | undefined): bigint | null {
@@ -6,6 +9,18 @@ export function lsnValue(lsn: string | null | undefined): bigint | null {
   const m = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(lsn);
   if (!m) return null;
   return (BigInt(`0x${m[1]}`) << 32n) + BigInt(`0x${m[2]}`);
+}
+
+/** "16/B374D848" → bytes since 0/0; throws for anything that is not an LSN. */
+export function lsnToBigInt(lsn: string): bigint {
+  const v = lsnValue(lsn);
+  if (v === null) throw new Error(`not an LSN: ${JSON.stringify(lsn)}`);
+  return v;
+}
+
+/** a - b in bytes (negative when b is ahead); throws for anything that is not an LSN. */
+export function lsnDiff(a: string, b: string): number {
+  return Number(lsnToBigInt(a) - lsnToBigInt(b));
 }
 
 /** a - b in bytes; null when either is unknown. */

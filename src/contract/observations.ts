@@ -1,6 +1,7 @@
 /**
- * What the activities return. Workflows import these types only (never the implementations).
- * Every field is plain JSON: it lands in workflow history, so nothing secret belongs here.
+ * What the activities observe and return, shared by activities, workflows and the client (the
+ * contract: pure, no Node imports). Every field is plain JSON: it lands in workflow history, so
+ * nothing secret belongs here.
  */
 
 /** What switchyard sees of one PostgreSQL node. */
