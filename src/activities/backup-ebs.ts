@@ -57,29 +57,10 @@ import {
   type EbsSnapshotWaitResult,
   type EbsTerminateResult,
 } from '../contract/backup';
-import { configError, ErrorType, heartbeat, inActivity, sleep } from './common';
+import { configError, heartbeat, inActivity, sleep } from './common';
 import type { Call, Runtime } from './deps';
-import { awsErrorName, EC2_INSTANCE_NOT_FOUND, ec2For, findInstances, LIVE_STATES, nodeInstances, nodeOfInstance } from './ec2';
-
-/** Non-retryable failure types of these activities. */
-export const EbsErrorType = {
-  /** A snapshot of the backup is in state "error". */
-  SnapshotFailed: 'SnapshotFailed',
-  /** No snapshot carries the cluster and backup id. */
-  BackupNotFound: 'BackupNotFound',
-  /** The snapshots exist but cannot make an instance (no restore metadata, no root device snapshot). */
-  BackupUnusable: 'BackupUnusable',
-  /** A live instance (or a leftover network interface) holds the private IP a restore would take. */
-  PrivateIpInUse: 'PrivateIpInUse',
-  /** The instance's tags do not fit in the tags of a snapshot. */
-  RestoreMetadataTooLarge: 'RestoreMetadataTooLarge',
-  /** The node's instance has no EBS volume. */
-  NoVolumes: 'Ec2NoVolumes',
-  /** A restored instance did not come up (terminated or stopped right after launch). */
-  RestoreLaunchFailed: 'RestoreLaunchFailed',
-  /** EC2 refused to terminate (termination protection). */
-  TerminateRefused: 'TerminateRefused',
-} as const;
+import { awsErrorName, ec2For, findInstances, LIVE_STATES, nodeInstances, nodeOfInstance } from './ec2';
+import { Errors } from '../contract/errors';
 
 /** EC2 limits: characters of a tag value, tags per resource, characters of a snapshot description. */
 export const TAG_VALUE_MAX = 256;
@@ -212,7 +193,7 @@ export function snapshotTags(t: SnapshotTagInput): Record<string, string> {
     throw ApplicationFailure.nonRetryable(
       `the restore metadata of instance ${t.meta.instanceId} (node "${t.node}") needs ${n} tags on each snapshot, more than EC2's ${TAGS_PER_RESOURCE_MAX}: ` +
         `its ${Object.keys(t.meta.tags).length} tags are too long to record; shorten or remove some of the instance's tags`,
-      EbsErrorType.RestoreMetadataTooLarge,
+      Errors.RestoreMetadataTooLarge,
     );
   }
   return tags;
@@ -537,14 +518,14 @@ async function loadBackup(ec2: EC2Client, cluster: string, backupId: string): Pr
   if (snaps.length === 0) {
     throw ApplicationFailure.nonRetryable(
       `no EBS snapshot is tagged ${EBS_TAGS.cluster}=${cluster} and ${EBS_TAGS.backupId}=${backupId}: there is no such EBS backup (ebsBackupsList shows the ones that exist)`,
-      EbsErrorType.BackupNotFound,
+      Errors.BackupNotFound,
     );
   }
   const meta = metadataFromSnapshots(snaps);
   if (!meta) {
     throw ApplicationFailure.nonRetryable(
       `the snapshots of backup ${backupId} (${snaps.map((s) => s.snapshotId).join(', ')}) carry no readable ${EBS_TAGS.restore} tag: what the instance was (address, groups, type, subnet) is unknown, so it cannot be restored from them`,
-      EbsErrorType.BackupUnusable,
+      Errors.BackupUnusable,
     );
   }
   return { snaps, meta };
@@ -554,7 +535,7 @@ function failedSnapshot(backupId: string, s: EbsSnapshotInfo, extra = ''): Appli
   return ApplicationFailure.nonRetryable(
     `EBS snapshot ${s.snapshotId} of ${s.volumeId}${s.device ? ` (${s.device})` : ''} in backup ${backupId} failed: EC2 says its state is "error"${extra}. ` +
       'It holds no usable copy; run the backup again (a new ebsSnapshotCreate with the same backup id replaces a failed snapshot) or delete the backup.',
-    EbsErrorType.SnapshotFailed,
+    Errors.SnapshotFailed,
   );
 }
 
@@ -615,20 +596,20 @@ export function ebsBackupActivities(rt: Runtime) {
         if (matches.length === 0) {
           throw ApplicationFailure.nonRetryable(
             `no non-terminated EC2 instance matches ${selText} for node "${input.node}" of cluster "${input.cluster}": there is nothing to snapshot (check postgres.nodes.${input.node}.ec2)`,
-            EC2_INSTANCE_NOT_FOUND,
+            Errors.Ec2InstanceNotFound,
           );
         }
         if (matches.length > 1) {
           throw ApplicationFailure.nonRetryable(
             `${matches.length} EC2 instances match ${selText} for node "${input.node}" of cluster "${input.cluster}" (${matches.map((i) => i.InstanceId).join(', ')}): refusing to guess which one to back up`,
-            ErrorType.Ec2Ambiguous,
+            Errors.Ec2Ambiguous,
           );
         }
         const inst = matches[0];
         const instanceId = inst.InstanceId ?? '';
         const attached = (inst.BlockDeviceMappings ?? []).map((m) => m.Ebs?.VolumeId).filter((v): v is string => !!v);
         if (attached.length === 0) {
-          throw ApplicationFailure.nonRetryable(`EC2 instance ${instanceId} of node "${input.node}" has no EBS volume attached: there is nothing to snapshot`, EbsErrorType.NoVolumes);
+          throw ApplicationFailure.nonRetryable(`EC2 instance ${instanceId} of node "${input.node}" has no EBS volume attached: there is nothing to snapshot`, Errors.Ec2NoVolumes);
         }
         const meta = restoreMetadata(input.node, inst, await describeVolumes(ec2, attached));
         heartbeat({ instanceId, devices: meta.devices.length });
@@ -720,7 +701,7 @@ export function ebsBackupActivities(rt: Runtime) {
           if (snaps.length === 0 && now >= noneDeadline) {
             throw ApplicationFailure.nonRetryable(
               `no EBS snapshot is tagged ${EBS_TAGS.cluster}=${input.cluster} and ${EBS_TAGS.backupId}=${backupId}: nothing to wait for (was ebsSnapshotCreate run for this backup id?)`,
-              EbsErrorType.BackupNotFound,
+              Errors.BackupNotFound,
             );
           }
           if (complete || now >= deadline) {
@@ -840,7 +821,7 @@ export function ebsBackupActivities(rt: Runtime) {
               if (name === 'OperationNotPermitted') {
                 throw ApplicationFailure.nonRetryable(
                   `EC2 refuses to terminate ${instanceId}: termination protection is on (disable it with ModifyInstanceAttribute DisableApiTermination=false if this instance really is to go)`,
-                  EbsErrorType.TerminateRefused,
+                  Errors.TerminateRefused,
                 );
               }
               if (name !== 'InvalidInstanceID.NotFound') throw err;
@@ -887,7 +868,7 @@ export function ebsBackupActivities(rt: Runtime) {
           if (!launched && state !== 'terminated') return { ...result, detail: `${how}; it is ${state}, not running (stopped since it was launched?); ${apiText(api.use)}` };
           throw ApplicationFailure.nonRetryable(
             `instance ${instanceId} launched from backup ${backupId} went ${state} instead of running (${instance?.StateReason?.Message ?? 'EC2 gave no reason'}): check the image ${imageId} and the snapshots before restoring again`,
-            EbsErrorType.RestoreLaunchFailed,
+            Errors.RestoreLaunchFailed,
           );
         };
 
@@ -910,10 +891,10 @@ export function ebsBackupActivities(rt: Runtime) {
         if (!rootDevice || !usable.some((s) => s.device === rootDevice)) {
           throw ApplicationFailure.nonRetryable(
             `backup ${backupId} has no snapshot of the root device ${rootDevice ?? '(unknown)'} of ${meta.instanceId} (it has ${ids(snaps)}): an instance cannot boot from it`,
-            EbsErrorType.BackupUnusable,
+            Errors.BackupUnusable,
           );
         }
-        if (!meta.instanceType) throw ApplicationFailure.nonRetryable(`backup ${backupId} does not record the instance type of ${meta.instanceId}`, EbsErrorType.BackupUnusable);
+        if (!meta.instanceType) throw ApplicationFailure.nonRetryable(`backup ${backupId} does not record the instance type of ${meta.instanceId}`, Errors.BackupUnusable);
 
         // 3. Never a second holder of the address.
         if (meta.privateIp) {
@@ -922,14 +903,14 @@ export function ebsBackupActivities(rt: Runtime) {
             throw ApplicationFailure.nonRetryable(
               `refusing to restore backup ${backupId}: its private IP ${meta.privateIp} is held by ${holderText(h.instance)}; nothing was launched. ` +
                 'Terminate that instance first (the restore workflow asks at "replace-instance"), then restore again.',
-              EbsErrorType.PrivateIpInUse,
+              Errors.PrivateIpInUse,
             );
           }
           if (h.releasing) throw new Error(`${meta.privateIp} is still on network interface ${h.iface?.networkInterfaceId} of ${h.iface?.instanceId}, which is terminated: EC2 has not released it yet`);
           if (h.iface) {
             throw ApplicationFailure.nonRetryable(
               `refusing to restore backup ${backupId}: its private IP ${meta.privateIp} is held by network interface ${h.iface.networkInterfaceId} (${h.iface.status}), which no instance uses; nothing was launched. Delete the interface or free the address, then restore again.`,
-              EbsErrorType.PrivateIpInUse,
+              Errors.PrivateIpInUse,
             );
           }
         }
@@ -965,7 +946,7 @@ export function ebsBackupActivities(rt: Runtime) {
           image = (await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images?.[0];
           if (image?.State === 'available') break;
           if (image?.State === 'failed' || image?.State === 'invalid') {
-            throw ApplicationFailure.nonRetryable(`image ${imageId} registered from backup ${backupId} is ${image.State}: ${image.StateReason?.Message ?? 'no reason given'}`, EbsErrorType.BackupUnusable);
+            throw ApplicationFailure.nonRetryable(`image ${imageId} registered from backup ${backupId} is ${image.State}: ${image.StateReason?.Message ?? 'no reason given'}`, Errors.BackupUnusable);
           }
           if (Date.now() >= imgDeadline) throw new Error(`image ${imageId} from backup ${backupId} is still ${image?.State ?? 'unknown'} after ${IMAGE_WAIT_MS / 1000} s`);
           heartbeat({ imageId, state: image?.State });
@@ -979,7 +960,7 @@ export function ebsBackupActivities(rt: Runtime) {
         if (Object.keys(instanceTags).length > TAGS_PER_RESOURCE_MAX) {
           throw ApplicationFailure.nonRetryable(
             `the restored instance would need ${Object.keys(instanceTags).length} tags, more than EC2's ${TAGS_PER_RESOURCE_MAX}: the recorded instance had too many to add ${EBS_TAGS.restoredFrom} and ${EBS_TAGS.restoreToken}`,
-            EbsErrorType.RestoreMetadataTooLarge,
+            Errors.RestoreMetadataTooLarge,
           );
         }
         const volumeTags = { [EBS_TAGS.cluster]: clip(cluster), [EBS_TAGS.restoredFrom]: clip(backupId), [EBS_TAGS.node]: clip(meta.node), [EBS_TAGS.restoreToken]: clip(token) };
@@ -1019,7 +1000,7 @@ export function ebsBackupActivities(rt: Runtime) {
           launched = r.Instances?.[0];
         } catch (err) {
           if (awsErrorName(err) === 'InvalidIPAddress.InUse') {
-            throw ApplicationFailure.nonRetryable(`EC2 refused to launch from backup ${backupId}: ${meta.privateIp} is in use (${(err as Error).message}); nothing was launched`, EbsErrorType.PrivateIpInUse);
+            throw ApplicationFailure.nonRetryable(`EC2 refused to launch from backup ${backupId}: ${meta.privateIp} is in use (${(err as Error).message}); nothing was launched`, Errors.PrivateIpInUse);
           }
           throw err;
         }

@@ -31,14 +31,7 @@ import { formatBytes } from '../contract/format';
 import { confQuote, outputTail } from './standby';
 import type { RemoteCommandResult } from '../contract/observations';
 import { LSN_RE, lsnToBigInt } from '../contract/lsn';
-
-/** Non-retryable failure types of these activities. */
-export const BackupErrorType = {
-  /** No complete backup (directory or switchyard-manifest.json missing). */
-  NotFound: 'BackupNotFound',
-  /** switchyard-manifest.json is there but cannot be parsed or does not describe this backup. */
-  Corrupt: 'BackupCorrupt',
-} as const;
+import { Errors } from '../contract/errors';
 
 export const MANIFEST_FORMAT = 'switchyard-pg-backup/1';
 const DEFAULT_CREATE_TIMEOUT_SECONDS = 6 * 3600;
@@ -637,15 +630,15 @@ function onBackupHost<T>(rt: Runtime, call: Call, cluster: string, fn: (open: Op
 /** The complete backup's manifest: BackupNotFound / BackupCorrupt (non-retryable) when it has none that parses. */
 async function readManifest(open: OpenSession, cluster: string, backupId: string, dir: string): Promise<PgBackupManifest> {
   const t = await readText(open, posix.join(dir, MANIFEST_FILE));
-  if (t.kind === 'nodir') throw ApplicationFailure.nonRetryable(`backup ${backupId} of cluster ${cluster} does not exist: no directory ${dir} on ${open.name}`, BackupErrorType.NotFound);
+  if (t.kind === 'nodir') throw ApplicationFailure.nonRetryable(`backup ${backupId} of cluster ${cluster} does not exist: no directory ${dir} on ${open.name}`, Errors.BackupNotFound);
   if (t.kind === 'missing') {
-    throw ApplicationFailure.nonRetryable(`backup ${backupId} of cluster ${cluster} is incomplete: ${dir} on ${open.name} has no ${MANIFEST_FILE}`, BackupErrorType.NotFound);
+    throw ApplicationFailure.nonRetryable(`backup ${backupId} of cluster ${cluster} is incomplete: ${dir} on ${open.name} has no ${MANIFEST_FILE}`, Errors.BackupNotFound);
   }
   try {
     // Not tied to the directory's name: a backup copied under another id is still checked file by file.
     return parseSwitchyardManifest(t.text);
   } catch (err) {
-    throw ApplicationFailure.nonRetryable(`backup ${backupId} of cluster ${cluster} (${dir} on ${open.name}) has an unusable manifest: ${errorMessage(err)}`, BackupErrorType.Corrupt);
+    throw ApplicationFailure.nonRetryable(`backup ${backupId} of cluster ${cluster} (${dir} on ${open.name}) has an unusable manifest: ${errorMessage(err)}`, Errors.BackupCorrupt);
   }
 }
 
@@ -732,13 +725,13 @@ export function pgBackupActivities(rt: Runtime) {
         if (t.kind === 'missing') {
           throw ApplicationFailure.nonRetryable(
             `${paths.dir} on ${open.name} exists without ${MANIFEST_FILE}: it was not made by a completed switchyard backup (those are renamed into place only with their manifest); move it away or choose another backup id`,
-            BackupErrorType.Corrupt,
+            Errors.BackupCorrupt,
           );
         }
         try {
           return parseSwitchyardManifest(t.text, { cluster: input.cluster, backupId: input.backupId });
         } catch (err) {
-          throw ApplicationFailure.nonRetryable(`backup ${input.backupId} already exists in ${paths.dir} on ${open.name} but its manifest is unusable: ${errorMessage(err)}`, BackupErrorType.Corrupt);
+          throw ApplicationFailure.nonRetryable(`backup ${input.backupId} already exists in ${paths.dir} on ${open.name} but its manifest is unusable: ${errorMessage(err)}`, Errors.BackupCorrupt);
         }
       });
       if (existing) {

@@ -24,7 +24,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
 import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './backup-files';
 import type { PgBackupFile, PgBackupManifest, PgBackupVerifyResult, PgRestoreDiscardResult, PgRestoreNodeInput, PgRestoreStageResult, PgRestoreSwapResult } from '../contract/backup';
-import { cancellationSignal, configError, errorMessage, ErrorType, heartbeat } from './common';
+import { cancellationSignal, configError, errorMessage, heartbeat } from './common';
 import type { Call, Runtime } from './deps';
 import type { SshExecResult } from './ssh-client';
 import { brief, execArgv, FILE_COMMAND_TIMEOUT_SECONDS, freeSpaceReserve, mustExec, onHost, requireFreeSpace, throwIfCancelled, type OpenSession } from './remote';
@@ -32,24 +32,7 @@ import { commandLine } from './shell';
 import { formatBytes } from '../contract/format';
 import { parseSwitchyardManifest } from './backup-pg';
 import { moveAsideName } from './standby';
-
-/** Error type names of the restore activities' non-retryable failures. */
-export const RestoreErrorType = {
-  /** The backup's files do not match its manifest (names the file and what is wrong). */
-  BackupCorrupt: 'BackupCorrupt',
-  /** No complete backup with that id (no directory, still being made, or no manifest). */
-  BackupNotFound: 'BackupNotFound',
-  /** The backup has parts this restore cannot put back (tablespaces). */
-  BackupUnsupported: 'BackupUnsupported',
-  /** The node's PostgreSQL major version differs from the backup's. */
-  PgVersionMismatch: 'PgVersionMismatch',
-  /** pgRestoreSwap on a node whose PostgreSQL runs. */
-  PostgresRunning: 'PostgresRunning',
-  /** pgRestoreSwap without a staged copy of the backup (run pgRestoreStage first). */
-  RestoreNotStaged: 'RestoreNotStaged',
-  /** The node's filesystem has no room for the staged copy and its extraction (plus a reserve). */
-  InsufficientSpace: ErrorType.InsufficientSpace,
-} as const;
+import { Errors } from '../contract/errors';
 
 /** Written into a restored data directory: which backup it came from (read by a repeated swap). */
 export const RESTORED_MARKER = 'switchyard-restored-from';
@@ -80,7 +63,7 @@ const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
  * parser), plus what a restore needs of it; throws BackupCorrupt / BackupUnsupported.
  */
 export function parseManifest(text: string, cluster: string, backupId: string, where: string): PgBackupManifest {
-  const bad = (why: string) => ApplicationFailure.nonRetryable(`backup ${backupId}: ${MANIFEST_FILE} at ${where} ${why}`, RestoreErrorType.BackupCorrupt);
+  const bad = (why: string) => ApplicationFailure.nonRetryable(`backup ${backupId}: ${MANIFEST_FILE} at ${where} ${why}`, Errors.BackupCorrupt);
   let m: PgBackupManifest;
   try {
     m = parseSwitchyardManifest(text, { cluster, backupId });
@@ -99,7 +82,7 @@ export function parseManifest(text: string, cluster: string, backupId: string, w
   if (tablespaces.length) {
     throw ApplicationFailure.nonRetryable(
       `backup ${backupId} has tablespace archives (${tablespaces.join(', ')}): restoring tablespaces is not supported; restore it by hand`,
-      RestoreErrorType.BackupUnsupported,
+      Errors.BackupUnsupported,
     );
   }
   return m;
@@ -331,7 +314,7 @@ async function streamFile(from: OpenSession, to: OpenSession, fromPath: string, 
 }
 
 function corrupt(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(message, RestoreErrorType.BackupCorrupt);
+  return ApplicationFailure.nonRetryable(message, Errors.BackupCorrupt);
 }
 
 /** "base.tar.gz has 12 bytes, the manifest says 13" for the files whose size on the backup server is wrong. */
@@ -372,12 +355,12 @@ export function pgRestoreActivities(rt: Runtime) {
         partial
           ? `backup ${input.backupId} of cluster "${input.cluster}" is not complete: ${at}.partial exists (being made, or left by an interrupted backup)`
           : `backup ${input.backupId} of cluster "${input.cluster}" not found: ${at} ${kind === 'missing' ? 'does not exist' : 'is not a directory'}`,
-        RestoreErrorType.BackupNotFound,
+        Errors.BackupNotFound,
       );
     }
     const text = await readSmall(open, posix.join(dir, MANIFEST_FILE), MAX_MANIFEST_BYTES);
     if (text === null) {
-      throw ApplicationFailure.nonRetryable(`backup ${input.backupId} of cluster "${input.cluster}" is not complete: ${at} has no ${MANIFEST_FILE} (it is written last)`, RestoreErrorType.BackupNotFound);
+      throw ApplicationFailure.nonRetryable(`backup ${input.backupId} of cluster "${input.cluster}" is not complete: ${at} has no ${MANIFEST_FILE} (it is written last)`, Errors.BackupNotFound);
     }
     const m = parseManifest(text, input.cluster, input.backupId, at);
     const ls = await mustExec(open, ['find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\t%s\\n'], `listing ${dir}`);
@@ -410,7 +393,7 @@ export function pgRestoreActivities(rt: Runtime) {
         manifest = await onHost(rt, call, input.cluster, b.host, (open) => readManifest(open, src, input));
       } catch (err) {
         // A corrupt backup leaves nothing staged, not even a copy an earlier attempt made.
-        if (err instanceof ApplicationFailure && err.type === RestoreErrorType.BackupCorrupt) {
+        if (err instanceof ApplicationFailure && err.type === Errors.BackupCorrupt) {
           await onHost(rt, call, input.cluster, n.sshHost, (dst) => execArgv(dst, ['rm', '-rf', '--', staging], COPY_TIMEOUT_SECONDS)).catch(() => undefined);
         }
         throw err;
@@ -424,7 +407,7 @@ export function pgRestoreActivities(rt: Runtime) {
         if (ver.major !== null && ver.major !== manifest.pgMajor) {
           throw ApplicationFailure.nonRetryable(
             `backup ${backupId} is of PostgreSQL ${manifest.pgMajor} (${manifest.pgVersion}), but ${w} runs PostgreSQL ${ver.major} (${ver.text}): a base backup restores only onto the same major version`,
-            RestoreErrorType.PgVersionMismatch,
+            Errors.PgVersionMismatch,
           );
         }
         const notes: string[] = [];
@@ -523,7 +506,7 @@ export function pgRestoreActivities(rt: Runtime) {
             detail: `staged backup ${backupId} (${files.length} files, ${formatBytes(total)}) in ${staging} on ${n.sshHost}: copied ${todo.length} file${todo.length === 1 ? '' : 's'} (${formatBytes(bytesCopied)}) by ${how} in ${(durationMs / 1000).toFixed(1)} s; ${[...notes, v.detail].join('; ')}`,
           };
         } catch (err) {
-          if (err instanceof ApplicationFailure && err.type === RestoreErrorType.BackupCorrupt) await removeStaging();
+          if (err instanceof ApplicationFailure && err.type === Errors.BackupCorrupt) await removeStaging();
           throw err;
         }
       });
@@ -583,19 +566,19 @@ export function pgRestoreActivities(rt: Runtime) {
         if (st.running === true) {
           throw ApplicationFailure.nonRetryable(
             `${w} is running (pg_ctl status: ${st.text}): stop it first (pgFence) before its data directory is replaced with backup ${backupId}`,
-            RestoreErrorType.PostgresRunning,
+            Errors.PostgresRunning,
           );
         }
         if (st.running === null) throw new Error(`cannot tell whether PostgreSQL runs on ${w} (pg_ctl status: ${st.text}): not replacing its data directory`);
         if (stagedKind !== 'dir') {
           throw ApplicationFailure.nonRetryable(
             `backup ${backupId} is not staged for ${w}: ${staging} on ${n.sshHost} ${stagedKind === 'missing' ? 'does not exist' : 'is not a directory'}; run pgRestoreStage first${current ? ` (${n.dataDir} holds backup ${current.backupId})` : ''}`,
-            RestoreErrorType.RestoreNotStaged,
+            Errors.RestoreNotStaged,
           );
         }
         for (const f of [BASE_TAR, WAL_TAR]) {
           if ((await execArgv(open, ['test', '-f', posix.join(staging, f)], 15)).exitCode !== 0) {
-            throw ApplicationFailure.nonRetryable(`${staging} on ${n.sshHost} has no ${f}: the staging of backup ${backupId} is incomplete; run pgRestoreStage again`, RestoreErrorType.RestoreNotStaged);
+            throw ApplicationFailure.nonRetryable(`${staging} on ${n.sshHost} has no ${f}: the staging of backup ${backupId} is incomplete; run pgRestoreStage again`, Errors.RestoreNotStaged);
           }
         }
 

@@ -8,24 +8,10 @@ import { readFile } from 'node:fs/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, DbNodeConfig, HostConfig, SecretRef, SiteConfig, Topology, TrafficDriverConfig } from '../topology/schema';
-
-/** Error type names thrown as non-retryable ApplicationFailures by the activities. */
-export const ErrorType = {
-  Config: 'ConfigError',
-  HostKeyMismatch: 'HostKeyMismatch',
-  SshAuthFailed: 'SshAuthFailed',
-  WrongRole: 'WrongRole',
-  Ec2Ambiguous: 'Ec2Ambiguous',
-  Ec2AddressNotFound: 'Ec2AddressNotFound',
-  /** Another mutating operation holds the cluster's lock. */
-  ClusterBusy: 'ClusterBusy',
-  /** A host's filesystem has no room for what a step would write there (plus a reserve). */
-  InsufficientSpace: 'InsufficientSpace',
-} as const;
-
+import { Errors } from '../contract/errors';
 
 export function configError(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(message, ErrorType.Config);
+  return ApplicationFailure.nonRetryable(message, Errors.ConfigError);
 }
 
 function listKnown(known: string[]): string {

@@ -14,12 +14,11 @@ import {
 } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, DbNodeConfig, Ec2Selector } from '../topology/schema';
-import { checkedInt, configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
+import { checkedInt, configError, errorMessage, heartbeat, sleep } from './common';
 import type { Call, Runtime } from './deps';
 import type { Ec2AddressHolder, Ec2InstanceInfo, Ec2StopResult } from '../contract/observations';
+import { Errors } from '../contract/errors';
 
-/** Non-retryable: the node's EC2 selector matches no (non-terminated) instance. */
-export const EC2_INSTANCE_NOT_FOUND = 'Ec2InstanceNotFound';
 /** How long ec2StopInstance waits for "stopped", and how often it looks. */
 const STOP_WAIT_MS = 120_000;
 const STOP_POLL_MS = 2_000;
@@ -231,13 +230,13 @@ export function ec2Activities(rt: Runtime) {
         if (ni.matches.length === 0) {
           throw ApplicationFailure.nonRetryable(
             `no non-terminated EC2 instance matches ${ni.selector} for node "${input.node}" of cluster "${input.cluster}": there is no instance to stop (check postgres.nodes.${input.node}.ec2 against the instance's tags or id)`,
-            EC2_INSTANCE_NOT_FOUND,
+            Errors.Ec2InstanceNotFound,
           );
         }
         if (ni.matches.length > 1) {
           throw ApplicationFailure.nonRetryable(
             `${ni.matches.length} EC2 instances match ${ni.selector} for node "${input.node}" of cluster "${input.cluster}" (${ni.matches.map((i) => i.InstanceId).join(', ')}): refusing to guess which one to stop`,
-            ErrorType.Ec2Ambiguous,
+            Errors.Ec2Ambiguous,
           );
         }
         const instanceId = ni.matches[0].InstanceId ?? '';

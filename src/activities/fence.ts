@@ -13,11 +13,12 @@
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
-import { configError, errorMessage, ErrorType } from './common';
+import { configError, errorMessage } from './common';
 import type { Call, Runtime } from './deps';
 import { brief, execArgv, mustExec, onHost, SshConnectError, withHost, writeFileAtomic, type OpenSession } from './remote';
 import { substitute } from './shell';
 import type { FenceMarker, FenceState, StonithResult } from '../contract/observations';
+import { Errors } from '../contract/errors';
 
 export const FENCE_MARKER = 'switchyard-fence.json';
 
@@ -123,7 +124,7 @@ export function fenceActivities(rt: Runtime) {
         if (input.fencedBy !== undefined && f.marker.fencedBy !== input.fencedBy) {
           throw ApplicationFailure.nonRetryable(
             `${input.node} was fenced by ${f.marker.fencedBy}, not by ${input.fencedBy}: its fence is left in place (run \`switchyard rejoin ${input.cluster} --node ${input.node}\` to make it a standby)`,
-            ErrorType.WrongRole,
+            Errors.WrongRole,
           );
         }
         await mustExec(open, sh(CLEAR_SH, n.dataDir, FENCE_MARKER, input.fencedBy !== undefined ? 'signal-too' : 'marker-only'), `clearing the fence of ${n.dataDir}`);

@@ -51,7 +51,6 @@ void backupContract;
 export type { ActivityDeps, ActivityTimeouts, Ec2ClientConfig, PgClientLike } from './deps';
 export type { SshConnectConfig, SshExecResult, SshSessionLike } from './ssh-client';
 export { DEFAULT_TIMEOUTS } from './deps';
-export { ErrorType } from './common';
 export { MAX_OUTPUT_CHARS } from './remote';
 export type { NotifyInput } from './notify';
 export type { LockAcquireInput, LockAcquireResult, LockReleaseInput } from './lock';

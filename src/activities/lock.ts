@@ -32,9 +32,10 @@ import {
   type LockHolder,
   type ReleaseResult,
 } from '../contract/lock';
-import { ErrorType } from './common';
+
 import type { Runtime } from './deps';
 import { currentTaskQueue, temporalClient } from './temporal-client';
+import { Errors } from '../contract/errors';
 
 export interface LockAcquireInput {
   cluster: string;
@@ -150,7 +151,7 @@ export function lockActivities(rt: Runtime) {
     } catch (err) {
       throw ApplicationFailure.create({
         message: `the lock workflow ${id} of cluster ${cluster} is ${d.status.name} (run ${d.runId}) and its last holder could not be read (${(err as Error).message}); it is not taken as free. See it with \`temporal workflow query --workflow-id ${id} --run-id ${d.runId} --type holder\``,
-        type: 'LockUnreadable',
+        type: Errors.LockUnreadable,
       });
     }
   }
@@ -186,7 +187,7 @@ export function lockActivities(rt: Runtime) {
     });
   }
 
-  const busy = (cluster: string, h: LockHolder) => ApplicationFailure.create({ message: busyMessage(cluster, h), type: ErrorType.ClusterBusy, nonRetryable: true, details: [h] });
+  const busy = (cluster: string, h: LockHolder) => ApplicationFailure.create({ message: busyMessage(cluster, h), type: Errors.ClusterBusy, nonRetryable: true, details: [h] });
 
   return {
     async lockAcquire(input: LockAcquireInput): Promise<LockAcquireResult> {
@@ -210,7 +211,7 @@ export function lockActivities(rt: Runtime) {
       if (!res.granted || !res.holder) {
         const h = res.holder;
         if (h) throw busy(input.cluster, h);
-        throw ApplicationFailure.create({ message: `cluster ${input.cluster} lock refused without a holder`, type: ErrorType.ClusterBusy, nonRetryable: true });
+        throw ApplicationFailure.create({ message: `cluster ${input.cluster} lock refused without a holder`, type: Errors.ClusterBusy, nonRetryable: true });
       }
       return { holder: res.holder, forceReleased, ...(carried ? { carried } : {}) };
     },
@@ -265,11 +266,11 @@ export function lockActivities(rt: Runtime) {
       const who = `${operation} ${workflowId} was started as a child of ${parent.workflowId} to run under its lock of cluster ${cluster}`;
       const own = `start ${operation} on its own (\`switchyard ${operation} ${cluster} …\`), which takes the lock itself`;
       if (!holder) {
-        throw ApplicationFailure.create({ message: `${who}, but nobody holds that lock: refused. ${own.charAt(0).toUpperCase()}${own.slice(1)}`, type: 'LockNotHeld', nonRetryable: true });
+        throw ApplicationFailure.create({ message: `${who}, but nobody holds that lock: refused. ${own.charAt(0).toUpperCase()}${own.slice(1)}`, type: Errors.LockNotHeld, nonRetryable: true });
       }
       throw ApplicationFailure.create({
         message: `${who}, but the lock is held by ${describeHolder(holder)}, not by ${ancestors.length > 1 ? `any of ${ancestors.join(', ')}` : parent.workflowId}: refused. Wait for ${holder.workflowId} to finish (or cancel it), then ${own}`,
-        type: ErrorType.ClusterBusy,
+        type: Errors.ClusterBusy,
         nonRetryable: true,
         details: [holder],
       });

@@ -8,7 +8,7 @@
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
-import { cancellationSignal, configError, errorMessage, ErrorType, heartbeat, pollUntil } from './common';
+import { cancellationSignal, configError, errorMessage, heartbeat, pollUntil } from './common';
 import type { Call, PgClientLike, Runtime } from './deps';
 import { disableBootService, markFenced } from './fence';
 import { CHECKPOINT_TLI_SQL, isAuthFailure, isServerError, pgClientConfig, timelineOf, unreachableKind, WAL_TLI_SQL, withPgClient } from './postgres';
@@ -16,6 +16,7 @@ import { brief, execArgv, SshConnectError, withHost, type OpenSession } from './
 import { commandLine } from './shell';
 import type { PgControlData, PgFenceResult, PgPromoteResult, PgStartResult, RemoteCommandResult } from '../contract/observations';
 import { LSN_RE } from '../contract/lsn';
+import { Errors } from '../contract/errors';
 
 const DEFAULT_FAST_TIMEOUT_SECONDS = 20;
 const IMMEDIATE_TIMEOUT_SECONDS = 30;
@@ -334,7 +335,7 @@ export function pgctlActivities(rt: Runtime) {
             rt.log.info('PostgreSQL started', { cluster: input.cluster, node: input.node, host: n.sshHost });
           }
           const conn = await pollUntil(() => tryConnect(call, input.cluster, input.node), (a) => a.connected || a.authFailed, rt.timeouts.verifyMs, 500);
-          if (conn.authFailed) throw ApplicationFailure.nonRetryable(`PostgreSQL on ${w} runs, but switchyard cannot log in: ${conn.detail}`, ErrorType.Config);
+          if (conn.authFailed) throw ApplicationFailure.nonRetryable(`PostgreSQL on ${w} runs, but switchyard cannot log in: ${conn.detail}`, Errors.ConfigError);
           if (!conn.connected) {
             const how = changed ? `after ${started}` : `although pg_ctl status says it runs (${before.text})`;
             throw new Error(`PostgreSQL on ${w} does not accept connections ${rt.timeouts.verifyMs / 1000} s ${how}: ${conn.detail}${await logTail(open)}`);
@@ -398,7 +399,7 @@ export function pgctlActivities(rt: Runtime) {
         const msg = `promoting ${w} of cluster "${input.cluster}" failed: ${errorMessage(err)}`;
         // 42501: the configured user may not call pg_promote (needs superuser or EXECUTE on it).
         const code = (err as { code?: unknown })?.code;
-        throw isAuthFailure(err) || code === '42501' ? ApplicationFailure.nonRetryable(msg, ErrorType.Config) : new Error(msg);
+        throw isAuthFailure(err) || code === '42501' ? ApplicationFailure.nonRetryable(msg, Errors.ConfigError) : new Error(msg);
       }
     }),
   };

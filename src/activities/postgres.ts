@@ -5,10 +5,11 @@
 import { connect as tcpConnect } from 'node:net';
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import { actor, errorMessage, ErrorType } from './common';
+import { actor, errorMessage } from './common';
 import type { Call, PgClientLike, Runtime } from './deps';
 import { lsnDiff } from '../contract/lsn';
 import type { PgLag, PgNodeStatus, PgWriteProbe } from '../contract/observations';
+import { Errors } from '../contract/errors';
 
 /** SQLSTATE classes that mean "this login will not work", not "try again". */
 export function isAuthFailure(err: unknown): boolean {
@@ -184,7 +185,7 @@ export function postgresActivities(rt: Runtime) {
   const actionError = (tgt: NodeTarget, err: unknown, doing: string): Error => {
     if (err instanceof ApplicationFailure) return err;
     const msg = `${doing} on ${tgt.where} of cluster "${tgt.cluster}" failed: ${errorMessage(err)}`;
-    return isAuthFailure(err) ? ApplicationFailure.nonRetryable(msg, ErrorType.Config) : new Error(msg);
+    return isAuthFailure(err) ? ApplicationFailure.nonRetryable(msg, Errors.ConfigError) : new Error(msg);
   };
 
   const status = async (call: Call, cluster: string, node: string): Promise<PgNodeStatus> => {
@@ -295,7 +296,7 @@ export function postgresActivities(rt: Runtime) {
       try {
         primaryLsn = await withClient(call, input.cluster, input.primary, async (client) => {
           const [r] = (await client.query(`SELECT pg_is_in_recovery() AS rec, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn`)).rows;
-          if (r.rec === true) throw ApplicationFailure.nonRetryable(`${p.where} is in recovery: it is not a primary to measure lag against`, ErrorType.WrongRole);
+          if (r.rec === true) throw ApplicationFailure.nonRetryable(`${p.where} is in recovery: it is not a primary to measure lag against`, Errors.WrongRole);
           return String(r.lsn);
         });
       } catch (err) {
@@ -315,7 +316,7 @@ export function postgresActivities(rt: Runtime) {
       } catch (err) {
         throw actionError(s, err, 'reading the standby position');
       }
-      if (r.rec !== true) throw ApplicationFailure.nonRetryable(`${s.where} is not in recovery: it is not a standby`, ErrorType.WrongRole);
+      if (r.rec !== true) throw ApplicationFailure.nonRetryable(`${s.where} is not in recovery: it is not a standby`, Errors.WrongRole);
       const receiveLsn = str(r.receive_lsn);
       const replayLsn = str(r.replay_lsn);
       const lagBytes = replayLsn ? Math.max(0, lsnDiff(primaryLsn, replayLsn)) : null;

@@ -7,13 +7,14 @@ import { PassThrough } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import { utils as ssh2utils } from 'ssh2';
 import type { HostConfig, ServiceConfig, SiteConfig } from '../topology/schema';
-import { cancellationSignal, configError, describeRef, errorMessage, ErrorType, heartbeat, pollUntil, requestSignal, type Resolver } from './common';
+import { cancellationSignal, configError, describeRef, errorMessage, heartbeat, pollUntil, requestSignal, type Resolver } from './common';
 import type { Call, Runtime } from './deps';
 import type { SshExecResult, SshSessionLike } from './ssh-client';
 import { commandLine } from './shell';
 import { formatBytes } from '../contract/format';
 import { hookCheckTimeoutSeconds } from '../topology/layout';
 import type { HookRunResult, MaintenanceState, RemoteCommandResult, ServiceState, SshCheck } from '../contract/observations';
+import { Errors } from '../contract/errors';
 
 /** Output kept per stream in a result (it lands in workflow history): the tail, if longer. */
 export const MAX_OUTPUT_CHARS = 64 * 1024;
@@ -66,8 +67,8 @@ export class SshConnectError extends Error {
 
   /** As thrown from an action: mismatch and auth failures are not fixed by retrying. */
   toActionError(): Error {
-    if (this.outcome === 'host-key-mismatch') return ApplicationFailure.nonRetryable(this.message, ErrorType.HostKeyMismatch);
-    if (this.outcome === 'auth-failed') return ApplicationFailure.nonRetryable(this.message, ErrorType.SshAuthFailed);
+    if (this.outcome === 'host-key-mismatch') return ApplicationFailure.nonRetryable(this.message, Errors.HostKeyMismatch);
+    if (this.outcome === 'auth-failed') return ApplicationFailure.nonRetryable(this.message, Errors.SshAuthFailed);
     return new Error(this.message);
   }
 }
@@ -347,7 +348,7 @@ export async function requireFreeSpace(
   const free = await freeBytesOnHost(open, path);
   if (free.bytes === null) return `free space not checked: ${free.why}`;
   const reserveBytes = freeSpaceReserve(needBytes);
-  if (free.bytes < needBytes + reserveBytes) throw ApplicationFailure.nonRetryable(refusal({ freeBytes: free.bytes, dir: free.dir, reserveBytes }), ErrorType.InsufficientSpace);
+  if (free.bytes < needBytes + reserveBytes) throw ApplicationFailure.nonRetryable(refusal({ freeBytes: free.bytes, dir: free.dir, reserveBytes }), Errors.InsufficientSpace);
   return `${formatBytes(free.bytes)} free on ${free.dir}, ${formatBytes(needBytes)} needed`;
 }
 

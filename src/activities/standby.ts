@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
-import { checkedInt, configError, errorMessage, ErrorType, heartbeat, sleep } from './common';
+import { checkedInt, configError, errorMessage, heartbeat, sleep } from './common';
 import { Runtime, type Call, type PgClientLike } from './deps';
 import { formatBytes } from '../contract/format';
 import { ensureStandbySignal } from './fence';
@@ -32,6 +32,7 @@ import type {
   WriteProbeSummary,
 } from '../contract/observations';
 import { LSN_RE, lsnDiff } from '../contract/lsn';
+import { Errors } from '../contract/errors';
 
 /** Thrown (non-retryably) when a node has no data directory to configure. */
 export const NO_DATA_DIRECTORY = 'NoDataDirectory';
@@ -260,7 +261,7 @@ async function ctlStatus(open: OpenSession, n: DbNodeConfig): Promise<CtlStatus>
 function wrongRoleRunning(node: string, n: DbNodeConfig, st: CtlStatus, doing: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(
     `${node} (${n.host}:${n.port}) is running (pg_ctl status: ${st.text}): stop it first (pgFence) before ${doing}`,
-    ErrorType.WrongRole,
+    Errors.WrongRole,
   );
 }
 
@@ -268,7 +269,7 @@ function wrongRoleRunning(node: string, n: DbNodeConfig, st: CtlStatus, doing: s
 function pgActionError(err: unknown, doing: string): Error {
   if (err instanceof ApplicationFailure) return err;
   const msg = `${doing} failed: ${errorMessage(err)}`;
-  return isAuthFailure(err) ? ApplicationFailure.nonRetryable(msg, ErrorType.Config) : new Error(msg);
+  return isAuthFailure(err) ? ApplicationFailure.nonRetryable(msg, Errors.ConfigError) : new Error(msg);
 }
 
 /** Two different nodes of a cluster: the one acted on and its `role` (source, primary). */
@@ -372,7 +373,7 @@ export function standbyActivities(rt: Runtime) {
       try {
         return await withPgClient(rt, call, input.cluster, input.primary, async (client) => {
           const [s] = (await client.query('SELECT pg_is_in_recovery() AS rec')).rows;
-          if (s.rec === true) throw ApplicationFailure.nonRetryable(`${w} is in recovery (a standby): slots for standbys belong on the primary`, ErrorType.WrongRole);
+          if (s.rec === true) throw ApplicationFailure.nonRetryable(`${w} is in recovery (a standby): slots for standbys belong on the primary`, Errors.WrongRole);
           const read = async () => (await client.query(`SELECT slot_type, restart_lsn::text AS restart_lsn FROM pg_replication_slots WHERE slot_name = $1`, [input.slot])).rows[0];
           let slot = await read();
           let created = false;

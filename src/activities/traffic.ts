@@ -13,12 +13,13 @@ import {
 } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TrafficDriverConfig } from '../topology/schema';
-import { configError, errorMessage, ErrorType, heartbeat } from './common';
+import { configError, errorMessage, heartbeat } from './common';
 import type { Call, Runtime } from './deps';
 import { describeAddress, nodeInstances, nodeOfInstance, primaryInterfaceId, theInstance, withEc2, type NodeInstance } from './ec2';
 import { execArgv, onHost, runOnHost, SshConnectError, withHost, writeFileAtomic } from './remote';
 import { substitute } from './shell';
 import type { TrafficState } from '../contract/observations';
+import { Errors } from '../contract/errors';
 
 type Driver<K extends TrafficDriverConfig['kind']> = Extract<TrafficDriverConfig, { kind: K }>;
 
@@ -280,7 +281,7 @@ export function trafficActivities(rt: Runtime) {
       if ('problem' in one) throw new Error(`cannot move ${d.publicIp} to site "${site}": ${one.problem}`);
       const instanceId = one.instance.InstanceId as string;
       const a = await describeAddress(ec2, d.publicIp);
-      if (!a) throw ApplicationFailure.nonRetryable(`no Elastic IP ${d.publicIp} in this account and region (traffic driver "${d.name}")`, ErrorType.Ec2AddressNotFound);
+      if (!a) throw ApplicationFailure.nonRetryable(`no Elastic IP ${d.publicIp} in this account and region (traffic driver "${d.name}")`, Errors.Ec2AddressNotFound);
       const from = a.InstanceId ?? 'nothing';
       await ec2.send(
         new AssociateAddressCommand(a.AllocationId ? { AllocationId: a.AllocationId, InstanceId: instanceId, AllowReassociation: true } : { PublicIp: d.publicIp, InstanceId: instanceId, AllowReassociation: true }),

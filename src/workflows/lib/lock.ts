@@ -13,11 +13,12 @@
  */
 import { ActivityFailure, ApplicationFailure, CancellationScope, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
+import { NON_RETRYABLE } from './runbook';
 import type { StepLog } from './steps';
 
 const lockActs = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 10, nonRetryableErrorTypes: ['ClusterBusy', 'ConfigError'] },
+  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE },
 });
 
 function isBusy(err: unknown): boolean {

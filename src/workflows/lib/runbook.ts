@@ -4,10 +4,12 @@
  */
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
+import { NON_RETRYABLE_ERRORS } from '../../contract/errors';
 import type { PgNodeStatus } from '../../contract/observations';
 import { messageOf, type StepLog } from './steps';
 
-export const NON_RETRYABLE = ['ConfigError', 'HostKeyMismatch', 'SshAuthFailed', 'WrongRole', 'Ec2Ambiguous', 'Ec2AddressNotFound', 'InsufficientSpace'];
+/** Failures no retry can fix (src/contract/errors.ts): every activity retry policy's non-retryable list. */
+export const NON_RETRYABLE: string[] = [...NON_RETRYABLE_ERRORS];
 
 export const reads = proxyActivities<Activities>({
   startToCloseTimeout: '45 seconds',
