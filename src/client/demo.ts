@@ -22,7 +22,7 @@ import { createWorker, installRuntimeLogger } from '../worker';
 import type { failback, failover, readiness } from '../workflows';
 import type { FailbackResult } from '../workflows/failback';
 import type { FailoverResult } from '../workflows/failover';
-import type { Progress } from '../workflows/messages';
+import type { Progress } from '../contract/messages';
 import { formatReadiness } from './readiness';
 import { decide, formatOutcome, formatStep, runStatus } from './runs';
 

@@ -1,7 +1,7 @@
 /** Talking to a running runbook from outside: decisions at checkpoints, and its progress. */
 import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
 import { TASK_QUEUE, type TemporalTarget } from '../temporal-target';
-import type { DecideResult, Decision, Progress, StepRecord } from '../workflows/messages';
+import type { DecideResult, Decision, Progress, StepRecord } from '../contract/messages';
 import { randomUUID } from 'node:crypto';
 import { rootMessage, workerIsPolling } from './readiness';
 

@@ -24,8 +24,7 @@ import { calls, copying } from './lib/backup-acts';
 import { describeNode, notifyVia, reads, seconds } from './lib/runbook';
 import { backupIdFromWorkflowId, catalog, formatAge, planRetention, type RetentionDecision } from './lib/retention';
 import { messageOf, StepLog } from './lib/steps';
-import type { StepRecord } from './messages';
-import type { PlanStep } from './failover';
+import type { PlanStep, StepRecord } from '../contract/messages';
 
 export type BackupKind = 'pg' | 'ebs';
 

@@ -9,7 +9,7 @@ import { ApplicationFailure, executeChild, workflowInfo } from '@temporalio/work
 import { withClusterLock } from './lib/lock';
 import { describeNode, notifyVia, onePrimary, reads, runbookInput, seconds } from './lib/runbook';
 import { StepLog } from './lib/steps';
-import type { StepRecord } from './messages';
+import type { StepRecord } from '../contract/messages';
 import type { rejoin as rejoinWorkflow, RejoinResult } from './rejoin';
 import type { switchover as switchoverWorkflow, SwitchoverResult } from './switchover';
 

@@ -19,7 +19,7 @@ import type { Activities } from '../activities';
 import type { PgFenceResult, PgNodeStatus, SshCheck, TrafficState } from '../contract/observations';
 import type { ClusterLayout } from '../topology/layout';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
-import { actions, Aborted, describeNode, notifier, promotion, reads, refused, runUndo, seconds, NON_RETRYABLE, type Undo } from './lib/runbook';
+import { actions, Aborted, describeNode, NON_RETRYABLE, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';
 import { withClusterLock } from './lib/lock';
 import { judgeLoss, lossGate, type DataLoss } from './lib/data-loss';
 import { cannotWrite, explainState, nodeState, type NodeState } from './lib/node-state';
@@ -28,7 +28,7 @@ import { durationSeconds } from '../topology/duration';
 import { lsnMax, lsnMinus } from '../contract/lsn';
 import { formatBytes } from '../contract/format';
 import { messageOf, StepLog } from './lib/steps';
-import type { StepRecord } from './messages';
+import type { PlanStep, StepRecord } from '../contract/messages';
 
 export interface FailoverInput {
   cluster: string;
@@ -51,12 +51,6 @@ export const FAILOVER_CHECKPOINTS = ['old-primary-dead', 'accept-data-loss'] as 
  * another primary first, the guard, and a failover started again finishing one that promoted.
  */
 export const FENCE_PATCH = 'failover-fence-lasts';
-
-export interface PlanStep {
-  step: string;
-  target: string;
-  action: string;
-}
 
 export type { DataLoss } from './lib/data-loss';
 
@@ -96,13 +90,8 @@ export interface FailoverResult {
 }
 
 export async function failover(input: FailoverInput): Promise<FailoverResult> {
-  if (!input || typeof input !== 'object') throw ApplicationFailure.nonRetryable('failover input must be an object { cluster, requestedBy, reason?, dryRun?, to? }', 'ConfigError');
-  const cluster = typeof input.cluster === 'string' ? input.cluster : '';
-  const steps = new StepLog('failover', cluster || '?');
-  if (!cluster) throw ApplicationFailure.nonRetryable('failover input needs "cluster": the name of the cluster to fail over', 'ConfigError');
-  const requestedBy = typeof input.requestedBy === 'string' ? input.requestedBy.trim() : '';
-  if (!requestedBy) throw ApplicationFailure.nonRetryable('failover input needs "requestedBy": the name of the person starting the run', 'ConfigError');
-  const dryRun = input.dryRun === true;
+  const { cluster, requestedBy, dryRun } = runbookInput('failover', input);
+  const steps = new StepLog('failover', cluster);
   const reason = typeof input.reason === 'string' && input.reason ? input.reason : null;
   const startedMs = Date.now();
   // Decided once, before anything else: a run recorded before the patch replays the old path
@@ -110,8 +99,7 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
   const v2 = patched(FENCE_PATCH);
 
   const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `${l.sites.join(', ')}; ${l.nodes.length} database nodes, ${l.traffic.length} traffic drivers`);
-  const notify = (event: string, text: string) =>
-    layout.notify ? notifier.notify({ cluster, event, text, fields: { workflowId: workflowInfo().workflowId } }).catch(() => undefined) : Promise.resolve(undefined);
+  const notify = notifyVia(layout.notify, cluster, workflowInfo().workflowId);
 
   const run = () => runFailover({ input, cluster, requestedBy, dryRun, reason, startedMs, steps, layout, notify, v2 });
   if (dryRun) return run();

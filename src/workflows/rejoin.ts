@@ -18,8 +18,8 @@ import type { PgBasebackupResult, PgNodeStatus, PgRewindResult } from '../contra
 import { withClusterLock } from './lib/lock';
 import { actions, describeNode, NON_RETRYABLE, notifyVia, onePrimary, reads, refused, runbookInput, seconds } from './lib/runbook';
 import { StepLog } from './lib/steps';
-import type { StepRecord } from './messages';
-import type { PlanStep } from './failover';
+import type { StepRecord } from '../contract/messages';
+import type { PlanStep } from '../contract/messages';
 
 export type RejoinMethod = 'auto' | 'rewind' | 'basebackup';
 

@@ -29,8 +29,8 @@ import { withClusterLock } from './lib/lock';
 import { formatAge } from './lib/retention';
 import { actions, describeNode, notifyVia, promotion, reads, refused, runbookInput, seconds } from './lib/runbook';
 import { messageOf, StepLog } from './lib/steps';
-import type { StepRecord } from './messages';
-import type { PlanStep } from './failover';
+import type { StepRecord } from '../contract/messages';
+import type { PlanStep } from '../contract/messages';
 import type { PgNodeStatus } from '../contract/observations';
 
 export const RESTORE_CHECKPOINTS = ['replace-data', 'replace-instance'] as const;

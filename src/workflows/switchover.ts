@@ -25,8 +25,8 @@ import { withClusterLock } from './lib/lock';
 import { actions, Aborted, describeNode, NON_RETRYABLE, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';
 import { hookActs, trafficActs } from './lib/site-acts';
 import { messageOf, StepLog } from './lib/steps';
-import type { StepRecord } from './messages';
-import type { PlanStep } from './failover';
+import type { StepRecord } from '../contract/messages';
+import type { PlanStep } from '../contract/messages';
 import type { rejoin as rejoinWorkflow, RejoinResult } from './rejoin';
 
 export interface SwitchoverInput {

@@ -24,7 +24,7 @@ import type { PgBackupManifest } from '../../src/contract/backup';
 import { startPart, stopPart } from '../../sandbox';
 import { decide } from '../../src/client/runs';
 import type { BackupResult, BackupRetentionResult, DrillResult } from '../../src/workflows/backup';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import type { RestoreResult } from '../../src/workflows/restore';
 import { freePort } from './activities-harness';
 import { cli, killClis, shown } from '../support/cli';

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FailoverResult } from '../../src/workflows/failover';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import { failureOf, stepsNamed, timelineOf } from '../support/runs';
 import { startStage, type Stage } from '../support/stage';
 

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { stopPart } from '../../sandbox';
 import { decide } from '../../src/client/runs';
 import type { FailoverResult } from '../../src/workflows/failover';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import { startStage, type Stage } from '../support/stage';
 import { failureOf, stepsNamed, timelineOf, waitingAt } from '../support/runs';
 import { startWorkerProcess, stopWorkerProcesses } from '../support/worker';

@@ -20,7 +20,7 @@ import { after, before, describe, it } from 'node:test';
 import { sandboxUp, startPart, stopPart } from '../../sandbox';
 import { decide } from '../../src/client/runs';
 import type { FailoverResult } from '../../src/workflows/failover';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import { failureOf } from '../support/runs';
 import { misrouted, prepareSplitProbe, startSplitProbe } from '../support/split-probe';
 import { startStage, type Stage } from '../support/stage';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startPart, stopPart } from '../../sandbox';
 import type { FailoverResult } from '../../src/workflows/failover';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import type { RejoinResult } from '../../src/workflows/rejoin';
 import type { SwitchoverResult } from '../../src/workflows/switchover';
 import { startStage, type Stage } from '../support/stage';

@@ -23,7 +23,7 @@ import { startPart, stopPart } from '../../sandbox';
 import { decide } from '../../src/client/runs';
 import type { FailbackResult } from '../../src/workflows/failback';
 import type { FailoverResult } from '../../src/workflows/failover';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import type { RejoinResult } from '../../src/workflows/rejoin';
 import type { SwitchoverResult } from '../../src/workflows/switchover';
 import { cli, killClis, shown } from '../support/cli';

@@ -21,7 +21,7 @@ import { sandboxUp } from '../../sandbox';
 import { guardReleaseSignal, guardStatusQuery, guardWorkflowId, type GuardEvent } from '../../src/contract/guard';
 import { decide } from '../../src/client/runs';
 import { holderQuery, lockWorkflowId } from '../../src/contract/lock';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import { startStage, type Stage, type StageOptions } from './stage';
 import { startWorkerProcess, type WorkerProcess } from './worker';
 

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import type { Stage } from './stage';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -18,7 +18,7 @@ import { loadTopology } from '../../src/topology/load';
 import type { ClusterConfig, Topology } from '../../src/topology/schema';
 import { TASK_QUEUE } from '../../src/temporal-target';
 import { createWorker, installRuntimeLogger } from '../../src/worker';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import { startTestSandbox, type TestSandbox } from './sandbox';
 import { workflowBundle } from './temporal';
 

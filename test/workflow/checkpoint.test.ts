@@ -13,7 +13,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { CheckpointOutcome, CheckpointPolicy } from '../../src/workflows/lib/checkpoint';
 import { SA_WAITING_FOR } from '../../src/workflows/lib/search-attributes';
-import type { Decision, Progress } from '../../src/workflows/messages';
+import type { Decision, Progress } from '../../src/contract/messages';
 import { startTestTemporal } from '../support/temporal';
 
 const policy: CheckpointPolicy = { approvers: ['alice', 'bob', 'carol'], twoPerson: true, remindAfterSeconds: 3600, deadlineSeconds: 7200 };

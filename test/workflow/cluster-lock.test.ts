@@ -25,7 +25,7 @@ import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourc
 import { createActivities } from '../../src/activities';
 import { loadTopology } from '../../src/topology/load';
 import { holderQuery, lockWorkflowId, releaseUpdate, type LockHolder } from '../../src/contract/lock';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import { startTestTemporal, toolPaths } from '../support/temporal';
 import type { acquireTwice, clusterLock, HolderInput, LockParentInput, lockHolder, lockParent } from './fixtures/lock-workflows';
 

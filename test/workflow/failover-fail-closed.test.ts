@@ -16,7 +16,7 @@ import type { PgNodeStatus, SshCheck } from '../../src/contract/observations';
 import { decide } from '../../src/client/runs';
 import { loadTopology } from '../../src/topology/load';
 import type { FailoverResult } from '../../src/workflows/failover';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import { startTestTemporal, workflowBundle } from '../support/temporal';
 
 const topology = loadTopology(join(__dirname, '../../examples/switchyard.yaml'));

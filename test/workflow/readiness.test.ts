@@ -16,7 +16,7 @@ import type { FenceState, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, S
 import { loadTopology } from '../../src/topology/load';
 import type { readiness } from '../../src/workflows';
 import type { ReadinessReport } from '../../src/workflows/lib/readiness-assess';
-import type { Progress } from '../../src/workflows/messages';
+import type { Progress } from '../../src/contract/messages';
 import { SA_CLUSTER, SA_OPERATION } from '../../src/workflows/lib/search-attributes';
 import { startTestTemporal, workflowBundle } from '../support/temporal';
 

@@ -6,7 +6,7 @@
  * outcome is `deadline` and the runbook takes its safe action (abort, never proceed).
  */
 import { condition, setHandler } from '@temporalio/workflow';
-import { decideUpdate, decisionSignal, type Decision } from '../messages';
+import { decideUpdate, decisionSignal, type Decision } from '../../contract/messages';
 import type { StepLog } from './steps';
 
 export interface CheckpointPolicy {

@@ -3,7 +3,7 @@
  * search attributes that show the current step in the Temporal UI and `temporal workflow list`.
  */
 import { log, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
-import { progressQuery, type Progress, type StepRecord } from '../messages';
+import { progressQuery, type Progress, type StepRecord } from '../../contract/messages';
 import { SA_CLUSTER, SA_OPERATION, SA_STEP, SA_WAITING_FOR } from './search-attributes';
 
 export class StepLog {

@@ -18,6 +18,13 @@ export interface StepRecord {
   detail: string;
 }
 
+/** One step of a run's plan (a dry run's answer, and the plan every result carries). */
+export interface PlanStep {
+  step: string;
+  target: string;
+  action: string;
+}
+
 export interface Progress {
   operation: string;
   cluster: string;
