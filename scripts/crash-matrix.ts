@@ -19,6 +19,7 @@ async function main(argv: string[]): Promise<number> {
   const t0 = Date.now();
   const outcomes: CrashOutcome[] = [];
   let steps = 0;
+  let harnessErrors = 0;
   for (const spec of chosen) {
     const ref = await referenceRun(spec);
     const names = (spec.steps ?? ((s) => s))(ref.steps).filter((s) => s !== 'layout');
@@ -30,9 +31,18 @@ async function main(argv: string[]): Promise<number> {
       Array.from({ length: Math.min(jobs, cases.length) }, async () => {
         while (next < cases.length) {
           const c = cases[next++];
-          const out = await crashRun(spec, c.step, c.when, ref).catch(
-            (err: Error): CrashOutcome => ({ runbook: spec.runbook, step: c.step, when: c.when, reached: false, result: `harness error: ${err.message}`, diverged: [{ key: 'harness', reference: null, crashed: err.message }], seconds: 0 }),
-          );
+          const attempt = () =>
+            crashRun(spec, c.step, c.when, ref).catch(
+              (err: Error): CrashOutcome => ({ runbook: spec.runbook, step: c.step, when: c.when, reached: false, result: `harness error: ${err.message}`, diverged: [{ key: 'harness', reference: null, crashed: err.message }], seconds: 0 }),
+            );
+          let out = await attempt();
+          // The harness itself failed (a sandbox that did not come up, say) before anything was
+          // killed: that case says nothing about the runbook, so it is run once more, and both shown.
+          if (!out.reached && out.result.startsWith('harness error')) {
+            process.stdout.write(`  ${spec.runbook} SIGKILL ${c.when.padEnd(6)} ${c.step.padEnd(40)} ${out.result.split('\n')[0]}: run again\n`);
+            harnessErrors++;
+            out = await attempt();
+          }
           outcomes.push(out);
           process.stdout.write(`  ${spec.runbook} SIGKILL ${c.when.padEnd(6)} ${c.step.padEnd(40)} ${out.reached ? '' : '(not reached) '}${out.result}: ${out.diverged.length ? `DIVERGED ${JSON.stringify(out.diverged)}` : 'same end state'} (${out.seconds} s)\n`);
         }
@@ -42,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
   const kills = outcomes.filter((o) => o.reached).length;
   const diverged = outcomes.filter((o) => o.diverged.length > 0);
   process.stdout.write(
-    `crash matrix: runbooks ${chosen.length}, steps ${steps}, kills ${kills} (${outcomes.length - kills} cases not reached), divergences ${diverged.length}, ${Math.round((Date.now() - t0) / 60_000)} min\n`,
+    `crash matrix: runbooks ${chosen.length}, steps ${steps}, kills ${kills} (${outcomes.length - kills} cases not reached), divergences ${diverged.length}, harness errors run again ${harnessErrors}, ${Math.round((Date.now() - t0) / 60_000)} min\n`,
   );
   return diverged.length ? 1 : 0;
 }
