@@ -32,6 +32,7 @@ import { confQuote, outputTail } from './standby';
 import type { RemoteCommandResult } from '../contract/observations';
 import { LSN_RE, lsnToBigInt } from '../contract/lsn';
 import { Errors } from '../contract/errors';
+import { inCLocale, shellScript } from './argv';
 
 export const MANIFEST_FORMAT = 'switchyard-pg-backup/1';
 const DEFAULT_CREATE_TIMEOUT_SECONDS = 6 * 3600;
@@ -403,8 +404,6 @@ export function parseRowCounts(text: string): Record<string, number> {
 // ---------------------------------------------------------------------------------------------
 // Scripts run on the backup host (fixed text; every path and value a positional argument)
 
-const sh = (script: string, ...args: string[]) => ['sh', '-c', script, 'sh', ...args];
-const inC = (argv: string[]) => ['env', 'LC_ALL=C', ...argv];
 
 /** "nodir", "missing", or "file <size>". */
 const STAT_SH = 'if [ ! -d "$2" ]; then echo nodir; elif [ ! -f "$1" ]; then echo missing; else stat -L -c "file %s" -- "$1"; fi';
@@ -499,7 +498,7 @@ type RemoteText = { kind: 'nodir' } | { kind: 'missing' } | { kind: 'file'; text
 
 /** A small text file read in base64 chunks; tells a missing directory from a missing file. */
 async function readText(open: OpenSession, path: string): Promise<RemoteText> {
-  const st = (await mustExec(open, sh(STAT_SH, path, posix.dirname(path)), `stat ${path}`)).stdout.trim();
+  const st = (await mustExec(open, shellScript(STAT_SH, path, posix.dirname(path)), `stat ${path}`)).stdout.trim();
   if (st === 'nodir') return { kind: 'nodir' };
   if (st === 'missing') return { kind: 'missing' };
   const m = /^file (\d+)$/.exec(st);
@@ -507,7 +506,7 @@ async function readText(open: OpenSession, path: string): Promise<RemoteText> {
   const size = Number(m[1]);
   const parts: Buffer[] = [];
   for (let i = 0; i * READ_CHUNK < size; i++) {
-    const r = await mustExec(open, sh(READ_SH, path, String(READ_CHUNK), String(i)), `reading ${path}`);
+    const r = await mustExec(open, shellScript(READ_SH, path, String(READ_CHUNK), String(i)), `reading ${path}`);
     parts.push(Buffer.from(r.stdout.trim(), 'base64'));
   }
   return { kind: 'file', text: Buffer.concat(parts).toString('utf8') };
@@ -520,7 +519,7 @@ async function readTexts(open: OpenSession, files: { path: string; bytes: number
   let batchBytes = 0;
   const flush = async () => {
     if (!batch.length) return;
-    const r = await mustExec(open, sh(READ_MANY_SH, ...batch), `reading ${batch.length} backup records`);
+    const r = await mustExec(open, shellScript(READ_MANY_SH, ...batch), `reading ${batch.length} backup records`);
     for (const line of r.stdout.split('\n')) {
       const tab = line.lastIndexOf('\t');
       if (tab > 0) out.set(line.slice(0, tab), Buffer.from(line.slice(tab + 1), 'base64').toString('utf8'));
@@ -552,7 +551,7 @@ async function writeText(open: OpenSession, path: string, text: string, tmp?: st
   let last: RemoteCommandResult | undefined;
   for (let i = 0; i < n; i++) {
     const b64 = content.subarray(i * WRITE_CHUNK, (i + 1) * WRITE_CHUNK).toString('base64');
-    last = await mustExec(open, sh(WRITE_SH, path, b64, i === 0 ? 'first' : 'append', i === n - 1 ? 'last' : '', tmp ?? ''), `writing ${path}`);
+    last = await mustExec(open, shellScript(WRITE_SH, path, b64, i === 0 ? 'first' : 'append', i === n - 1 ? 'last' : '', tmp ?? ''), `writing ${path}`);
   }
   const written = last?.stdout.trim().split(/\s+/)[0]?.replace(/^\\/, '');
   const want = createHash('sha256').update(content).digest('hex');
@@ -585,7 +584,7 @@ function backupConfig(call: Call, cluster: string): NonNullable<ClusterConfig['b
 
 /** Every backup directory of the cluster (not unfinished ones, not drill scratch copies), newest first, with their manifests and drill records. */
 async function listBackups(open: OpenSession, clusterDir: string): Promise<PgBackupEntry[]> {
-  const ls = await mustExec(open, sh(LIST_SH, clusterDir), `listing ${clusterDir}`);
+  const ls = await mustExec(open, shellScript(LIST_SH, clusterDir), `listing ${clusterDir}`);
   const dirs = parseListing(ls.stdout);
   const want: { path: string; bytes: number }[] = [];
   for (const d of dirs) {
@@ -686,7 +685,7 @@ export function pgBackupActivities(rt: Runtime) {
   /** Stop and remove a drill's scratch copy (and its separate socket dir). */
   const cleanScratch = async (open: OpenSession, scratch: string, dataDir: string, pgCtl: string, socket: { dir: string; separate: boolean }): Promise<{ ok: boolean; detail: string }> => {
     // Not through execArgv: a cancelled drill must still take its scratch copy away.
-    const command = commandLine(sh(CLEAN_SCRATCH_SH, scratch, dataDir, pgCtl, socket.separate ? socket.dir : ''));
+    const command = commandLine(shellScript(CLEAN_SCRATCH_SH, scratch, dataDir, pgCtl, socket.separate ? socket.dir : ''));
     const beat = setInterval(() => heartbeat({ host: open.name, step: 'cleanup' }), 2_000);
     let r: SshExecResult;
     try {
@@ -752,7 +751,7 @@ export function pgBackupActivities(rt: Runtime) {
 
       return onBackupHost(rt, call, input.cluster, async (open): Promise<PgBackupCreateResult> => {
         await mustExec(open, ['mkdir', '-p', '--', paths.clusterDir], `creating ${paths.clusterDir}`);
-        const stopped = await mustExec(open, sh(STOP_WRITERS_SH, paths.partial), `stopping an earlier pg_basebackup into ${paths.partial}`, 60);
+        const stopped = await mustExec(open, shellScript(STOP_WRITERS_SH, paths.partial), `stopping an earlier pg_basebackup into ${paths.partial}`, 60);
         if (stopped.stdout.trim()) notes.push(`stopped an earlier attempt's pg_basebackup (pids${stopped.stdout.trim().replace(/^stopped:/, '')})`);
         const leftover = await execArgv(open, ['test', '-e', paths.partial], 15);
         if (leftover.exitCode === 0) {
@@ -906,7 +905,7 @@ export function pgBackupActivities(rt: Runtime) {
       const socket = drillSocketDir(scratch, port);
       const pgCtl = posix.join(b.binDir, 'pg_ctl');
       const psqlArgv = (sql: string) =>
-        inC([posix.join(b.binDir, 'psql'), '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', socket.dir, '-p', String(port), '-U', c.postgres.user, '-d', c.postgres.database, '-c', sql]);
+        inCLocale([posix.join(b.binDir, 'psql'), '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', socket.dir, '-p', String(port), '-U', c.postgres.user, '-d', c.postgres.database, '-c', sql]);
       const log = { cluster: input.cluster, backupId: input.backupId, scratch };
       const base = { backupId: input.backupId, scratchDir: scratch, scratchPort: port };
 
@@ -938,7 +937,7 @@ export function pgBackupActivities(rt: Runtime) {
           return { ...base, ok: false, failure: verify.detail, verify, record: null, cleanedUp: true, detail: `not restored: ${verify.detail}` };
         }
 
-        const ver = await execArgv(open, inC([posix.join(b.binDir, 'postgres'), '--version']), 30);
+        const ver = await execArgv(open, inCLocale([posix.join(b.binDir, 'postgres'), '--version']), 30);
         const major = parsePgMajor(ver.stdout);
         if (ver.exitCode !== 0 || major === null) throw configError(`backup.binDir ${b.binDir} on ${open.name} has no usable postgres (${brief(ver)})`);
         if (major !== manifest.pgMajor) {
@@ -961,9 +960,9 @@ export function pgBackupActivities(rt: Runtime) {
         /** Extract, configure, start, query: what went wrong in words, or the record's measurements. */
         const attempt = async (): Promise<{ failure: string } | { rtoSeconds: number; rowCounts: Record<string, number>; queries: PgDrillRecord['queries'] }> => {
           const t0 = Date.now();
-          await mustExec(open, sh(MAKE_SCRATCH_SH, scratch, dataDir, socket.separate ? socket.dir : ''), `creating the scratch directory ${scratch}`);
+          await mustExec(open, shellScript(MAKE_SCRATCH_SH, scratch, dataDir, socket.separate ? socket.dir : ''), `creating the scratch directory ${scratch}`);
           heartbeat({ backupId: input.backupId, step: 'extract' });
-          const ex = await execArgv(open, sh(EXTRACT_SH, paths.dir, dataDir, tsDir), HASH_TIMEOUT_SECONDS);
+          const ex = await execArgv(open, shellScript(EXTRACT_SH, paths.dir, dataDir, tsDir), HASH_TIMEOUT_SECONDS);
           if (ex.exitCode !== 0) return { failure: `extracting backup ${input.backupId} into ${dataDir} on ${open.name} failed: ${brief(ex)}` };
           if (ex.stdout.split('\n').some((l) => l.startsWith('tablespace '))) {
             const map = await readText(open, posix.join(dataDir, 'tablespace_map'));
@@ -987,7 +986,7 @@ export function pgBackupActivities(rt: Runtime) {
           await mustExec(open, ['chmod', '0700', '--', scratch, dataDir], `chmod 0700 ${dataDir}`);
 
           heartbeat({ backupId: input.backupId, step: 'start' });
-          const st = await execArgv(open, inC([pgCtl, '-D', dataDir, '-l', logFile, '-w', '-t', String(startTimeout), 'start']), startTimeout + 15);
+          const st = await execArgv(open, inCLocale([pgCtl, '-D', dataDir, '-l', logFile, '-w', '-t', String(startTimeout), 'start']), startTimeout + 15);
           if (st.exitCode !== 0) {
             const serverLog = (await execArgv(open, ['tail', '-n', '15', '--', logFile], 15)).stdout.trim();
             return { failure: `the restored copy of ${input.backupId} did not start on ${open.name} (pg_ctl start ${brief(st)})${serverLog ? `; its log ends:\n${serverLog}` : ''}` };

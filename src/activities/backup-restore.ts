@@ -33,6 +33,7 @@ import { formatBytes } from '../contract/format';
 import { parseSwitchyardManifest } from './backup-pg';
 import { moveAsideName } from './standby';
 import { Errors } from '../contract/errors';
+import { inCLocale, pgCtlDir, pgTool, shellScript } from './argv';
 
 /** Written into a restored data directory: which backup it came from (read by a repeated swap). */
 export const RESTORED_MARKER = 'switchyard-restored-from';
@@ -137,7 +138,6 @@ export function restoreSpaceNeeded(m: Pick<PgBackupManifest, 'totalBytes' | 'dat
 // ---------------------------------------------------------------------------------------------
 // Fixed scripts: paths and values as positional arguments
 
-const sh = (script: string, ...args: string[]) => ['sh', '-c', script, 'sh', ...args];
 
 /** Prints "dir", "missing" or "other". */
 const KIND_SH = 'if [ -d "$1" ]; then echo dir; elif [ -e "$1" ] || [ -L "$1" ]; then echo other; else echo missing; fi';
@@ -186,13 +186,13 @@ const SWAP_SH = [
 
 
 async function kindOf(open: OpenSession, path: string): Promise<'dir' | 'missing' | 'other'> {
-  const out = (await mustExec(open, sh(KIND_SH, path), `looking at ${path}`)).stdout.trim();
+  const out = (await mustExec(open, shellScript(KIND_SH, path), `looking at ${path}`)).stdout.trim();
   return out === 'dir' || out === 'missing' ? out : 'other';
 }
 
 /** A whole small file's content (not cut to the tail like execArgv's output); null when absent. */
 async function readSmall(open: OpenSession, path: string, max: number): Promise<string | null> {
-  const r: SshExecResult = await open.session.exec(commandLine(sh(`${CAT_IF_SH} && printf '\\nEOF-OK\\n'`, path)), { timeoutMs: FILE_COMMAND_TIMEOUT_SECONDS * 1000, signal: cancellationSignal() });
+  const r: SshExecResult = await open.session.exec(commandLine(shellScript(`${CAT_IF_SH} && printf '\\nEOF-OK\\n'`, path)), { timeoutMs: FILE_COMMAND_TIMEOUT_SECONDS * 1000, signal: cancellationSignal() });
   throwIfCancelled();
   if (r.code !== 0 || !r.stdout.endsWith('\nEOF-OK\n')) {
     throw new Error(`reading ${path} on ${open.name}: ${r.timedOut ? 'timed out' : `exited ${r.code ?? `by signal ${r.signal ?? '?'}`}`}${r.stderr.trim() ? `: ${r.stderr.trim().slice(-300)}` : ''}`);
@@ -203,8 +203,6 @@ async function readSmall(open: OpenSession, path: string, max: number): Promise<
 }
 
 
-const bin = (n: DbNodeConfig, tool: string) => posix.join(n.binDir, tool);
-const pgCtlDir = (n: DbNodeConfig) => n.configDir ?? n.dataDir;
 
 interface CtlStatus {
   running: boolean | null;
@@ -214,12 +212,12 @@ interface CtlStatus {
 
 /** pg_ctl status pointed where pg_ctl is always pointed (configDir, Debian layout); exit 3: stopped. */
 async function ctlStatus(open: OpenSession, n: DbNodeConfig): Promise<CtlStatus> {
-  const r = await execArgv(open, ['env', 'LC_ALL=C', bin(n, 'pg_ctl'), 'status', '-D', pgCtlDir(n)], 30);
+  const r = await execArgv(open, inCLocale([pgTool(n, 'pg_ctl'), 'status', '-D', pgCtlDir(n)]), 30);
   const exists = (await execArgv(open, ['test', '-e', n.dataDir], 15)).exitCode === 0;
   if (r.exitCode === 0) return { running: true, dataDirExists: exists, text: `running (${r.stdout.trim().split('\n')[0] || 'exit 0'})` };
   if (r.exitCode === 3) {
     // pg_ctl says no server runs; a postmaster.pid whose process is alive would still say otherwise.
-    const pid = await execArgv(open, sh('p="$1/postmaster.pid"; [ -f "$p" ] && kill -0 "$(head -n 1 "$p")" 2>/dev/null', n.dataDir), 15);
+    const pid = await execArgv(open, shellScript('p="$1/postmaster.pid"; [ -f "$p" ] && kill -0 "$(head -n 1 "$p")" 2>/dev/null', n.dataDir), 15);
     if (pid.exitCode === 0) return { running: true, dataDirExists: exists, text: `pg_ctl status says stopped, but the process in ${n.dataDir}/postmaster.pid is alive` };
     return { running: false, dataDirExists: exists, text: 'no server running' };
   }
@@ -229,7 +227,7 @@ async function ctlStatus(open: OpenSession, n: DbNodeConfig): Promise<CtlStatus>
 
 /** The node's PostgreSQL major version from `postgres --version`; null when it cannot be read. */
 async function nodeMajor(open: OpenSession, n: DbNodeConfig): Promise<{ major: number | null; text: string }> {
-  const r = await execArgv(open, ['env', 'LC_ALL=C', bin(n, 'postgres'), '--version'], 30);
+  const r = await execArgv(open, inCLocale([pgTool(n, 'postgres'), '--version']), 30);
   const m = /\(PostgreSQL\)\s+(\d+)/.exec(r.stdout);
   return m ? { major: Number(m[1]), text: r.stdout.trim() } : { major: null, text: `postgres --version ${brief(r)}` };
 }
@@ -284,7 +282,7 @@ async function streamFile(from: OpenSession, to: OpenSession, fromPath: string, 
       throw err;
     });
   const writing = to.session
-    .execStream(commandLine(sh(RECEIVE_SH, toPath)), { timeoutMs, signal, stdin: pass })
+    .execStream(commandLine(shellScript(RECEIVE_SH, toPath)), { timeoutMs, signal, stdin: pass })
     .then((r) => {
       if (r.code !== 0) failed('write');
       return r;
@@ -450,7 +448,7 @@ export function pgRestoreActivities(rt: Runtime) {
           await checkSpace(todo);
         } else {
           await checkSpace(todo);
-          await mustExec(dst, sh(MKDIR_PRIVATE_SH, staging), `making ${staging}`);
+          await mustExec(dst, shellScript(MKDIR_PRIVATE_SH, staging), `making ${staging}`);
         }
 
         const removeStaging = async () => {
@@ -466,7 +464,7 @@ export function pgRestoreActivities(rt: Runtime) {
           if (sameHost) {
             for (const f of todo) {
               heartbeat({ node: input.node, copying: f.name, bytes: bytesCopied, of: total });
-              await mustExec(dst, sh(CP_SH, posix.join(src, f.name), posix.join(staging, f.name)), `copying ${f.name} into ${staging}`, COPY_TIMEOUT_SECONDS);
+              await mustExec(dst, shellScript(CP_SH, posix.join(src, f.name), posix.join(staging, f.name)), `copying ${f.name} into ${staging}`, COPY_TIMEOUT_SECONDS);
               bytesCopied += f.bytes;
             }
           } else if (todo.length) {
@@ -589,19 +587,19 @@ export function pgRestoreActivities(rt: Runtime) {
           notes.push(`reused the extraction in ${x} from an earlier attempt`);
         } else {
           heartbeat({ node: input.node, step: 'extract' });
-          const r = await execArgv(open, sh(EXTRACT_SH, staging), COPY_TIMEOUT_SECONDS);
+          const r = await execArgv(open, shellScript(EXTRACT_SH, staging), COPY_TIMEOUT_SECONDS);
           if (r.exitCode !== 0) {
             await execArgv(open, ['rm', '-rf', '--', x], COPY_TIMEOUT_SECONDS).catch(() => undefined);
             throw new Error(`extracting backup ${backupId} in ${x} on ${n.sshHost} ${brief(r)}`);
           }
           const removed = r.stdout.split('\n').filter((l) => l.startsWith('removed '));
           notes.push(`extracted ${BASE_TAR} and ${WAL_TAR}${removed.length ? `; ${removed.map((l) => l.slice('removed '.length)).join(' and ')} removed (starts as a primary)` : ''}`);
-          await mustExec(open, sh(WRITE_MARKER_SH, posix.join(x, RESTORED_MARKER), ...markerText(input, rt.now())), `writing ${RESTORED_MARKER}`);
+          await mustExec(open, shellScript(WRITE_MARKER_SH, posix.join(x, RESTORED_MARKER), ...markerText(input, rt.now())), `writing ${RESTORED_MARKER}`);
         }
 
         heartbeat({ node: input.node, step: 'swap' });
         const keepConf = !n.configDir || posix.normalize(n.configDir) === posix.normalize(n.dataDir);
-        const sw = await mustExec(open, sh(SWAP_SH, n.dataDir, staging, moveAsideName(n.dataDir, rt.now()), keepConf ? 'keep-conf' : ''), `moving backup ${backupId} into ${n.dataDir}`, COPY_TIMEOUT_SECONDS);
+        const sw = await mustExec(open, shellScript(SWAP_SH, n.dataDir, staging, moveAsideName(n.dataDir, rt.now()), keepConf ? 'keep-conf' : ''), `moving backup ${backupId} into ${n.dataDir}`, COPY_TIMEOUT_SECONDS);
         const movedAside = sw.stdout.trim() || null;
         const kept = sw.stderr
           .split('\n')

@@ -19,6 +19,7 @@ import { brief, execArgv, mustExec, onHost, SshConnectError, withHost, writeFile
 import { substitute } from './shell';
 import type { FenceMarker, FenceState, StonithResult } from '../contract/observations';
 import { Errors } from '../contract/errors';
+import { shellScript } from './argv';
 
 export const FENCE_MARKER = 'switchyard-fence.json';
 
@@ -29,7 +30,6 @@ const SIGNAL_SH = 'set -e; cd -- "$1"; if [ ! -e standby.signal ]; then umask 07
 /** Removes the marker, and standby.signal when $3 is "signal-too". */
 const CLEAR_SH = 'set -e; cd -- "$1"; rm -f -- "$2"; if [ "$3" = signal-too ]; then rm -f -- standby.signal; fi';
 
-const sh = (script: string, ...args: string[]) => ['sh', '-c', script, 'sh', ...args];
 
 export function parseFenceRead(stdout: string): { standbySignal: boolean; marker: FenceMarker | null; problem: string | null } {
   const lines = stdout.split('\n');
@@ -48,7 +48,7 @@ export function parseFenceRead(stdout: string): { standbySignal: boolean; marker
 }
 
 export async function readFence(open: OpenSession, n: DbNodeConfig): Promise<{ dataDirExists: boolean; standbySignal: boolean; marker: FenceMarker | null }> {
-  const r = await execArgv(open, sh(FENCE_READ_SH, n.dataDir, FENCE_MARKER), 30);
+  const r = await execArgv(open, shellScript(FENCE_READ_SH, n.dataDir, FENCE_MARKER), 30);
   if (r.exitCode === 3) return { dataDirExists: false, standbySignal: false, marker: null };
   if (r.exitCode !== 0) throw new Error(`reading the fence of ${n.dataDir} on ${open.name} ${brief(r)}`);
   return { dataDirExists: true, ...parseFenceRead(r.stdout) };
@@ -60,7 +60,7 @@ export async function readFence(open: OpenSession, n: DbNodeConfig): Promise<{ d
  * configures it (a reboot in between would otherwise start it as a primary). True when made.
  */
 export async function ensureStandbySignal(open: OpenSession, n: DbNodeConfig): Promise<boolean> {
-  const s = await mustExec(open, sh(SIGNAL_SH, n.dataDir), `writing standby.signal in ${n.dataDir}`);
+  const s = await mustExec(open, shellScript(SIGNAL_SH, n.dataDir), `writing standby.signal in ${n.dataDir}`);
   return s.stdout.includes('created');
 }
 
@@ -127,7 +127,7 @@ export function fenceActivities(rt: Runtime) {
             Errors.WrongRole,
           );
         }
-        await mustExec(open, sh(CLEAR_SH, n.dataDir, FENCE_MARKER, input.fencedBy !== undefined ? 'signal-too' : 'marker-only'), `clearing the fence of ${n.dataDir}`);
+        await mustExec(open, shellScript(CLEAR_SH, n.dataDir, FENCE_MARKER, input.fencedBy !== undefined ? 'signal-too' : 'marker-only'), `clearing the fence of ${n.dataDir}`);
         // The boot service the fence disabled starts the node at boot again.
         const svc = n.service ? await execArgv(open, n.service.enable, 60) : null;
         if (svc && svc.exitCode !== 0) throw new Error(`the fence marker of ${input.node} was removed, but enabling its boot service ${brief(svc)}`);

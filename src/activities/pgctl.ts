@@ -17,6 +17,7 @@ import { commandLine } from './shell';
 import type { PgControlData, PgFenceResult, PgPromoteResult, PgStartResult, RemoteCommandResult } from '../contract/observations';
 import { LSN_RE } from '../contract/lsn';
 import { Errors } from '../contract/errors';
+import { inCLocale, pgCtlDir, pgTool } from './argv';
 
 const DEFAULT_FAST_TIMEOUT_SECONDS = 20;
 const IMMEDIATE_TIMEOUT_SECONDS = 30;
@@ -65,12 +66,8 @@ function noControl(node: string, detail: string): PgControlData {
 // ---------------------------------------------------------------------------------------------
 // Commands on the node's host
 
-const bin = (n: DbNodeConfig, tool: string) => posix.join(n.binDir, tool);
-/** The directory pg_ctl is pointed at: where postgresql.conf lives. */
-const pgCtlDir = (n: DbNodeConfig) => n.configDir ?? n.dataDir;
+/** Where pg_ctl writes the server's log unless the node names a logFile. */
 export const defaultLogFile = (n: DbNodeConfig) => n.logFile ?? posix.join(pgCtlDir(n), 'switchyard-pg.log');
-/** Commands whose output is read run in the C locale. */
-const inC = (argv: string[]) => ['env', 'LC_ALL=C', ...argv];
 
 /**
  * Run a command; a session that breaks under it (the host going down mid-fence) is reported as
@@ -92,7 +89,7 @@ interface CtlStatus {
 }
 
 async function pgCtlStatus(open: OpenSession, n: DbNodeConfig): Promise<CtlStatus> {
-  const r = await tryExec(open, inC([bin(n, 'pg_ctl'), 'status', '-D', pgCtlDir(n)]), 30);
+  const r = await tryExec(open, inCLocale([pgTool(n, 'pg_ctl'), 'status', '-D', pgCtlDir(n)]), 30);
   if (r.exitCode === 0) return { running: true, text: `running (${firstLine(r.stdout) || 'exit 0'})` };
   if (r.exitCode === 3) return { running: false, text: 'no server running' };
   return { running: null, text: `unknown: ${brief(r)}` };
@@ -103,7 +100,7 @@ function firstLine(s: string): string {
 }
 
 async function readControl(open: OpenSession, node: string, n: DbNodeConfig): Promise<PgControlData> {
-  const r = await tryExec(open, inC([bin(n, 'pg_controldata'), '-D', n.dataDir]), 30);
+  const r = await tryExec(open, inCLocale([pgTool(n, 'pg_controldata'), '-D', n.dataDir]), 30);
   if (r.exitCode !== 0) return noControl(node, `pg_controldata -D ${n.dataDir} on ${open.name} ${brief(r)}`);
   const f = parseControlData(r.stdout);
   if (f.state === null) return noControl(node, `pg_controldata -D ${n.dataDir} on ${open.name} printed no "Database cluster state"`);
@@ -208,7 +205,7 @@ export function pgctlActivities(rt: Runtime) {
       const n = call.top.node(input.cluster, input.node);
       const fastT = positiveInt(input.fastTimeoutSeconds, 'fastTimeoutSeconds', DEFAULT_FAST_TIMEOUT_SECONDS, 3600);
       const dir = pgCtlDir(n);
-      const pgCtl = (args: string[]) => inC([bin(n, 'pg_ctl'), ...args]);
+      const pgCtl = (args: string[]) => inCLocale([pgTool(n, 'pg_ctl'), ...args]);
       const steps: string[] = [];
       const res: PgFenceResult = {
         node: input.node,
@@ -325,7 +322,7 @@ export function pgctlActivities(rt: Runtime) {
           let started = '';
           if (before.running !== true) {
             // No LC_ALL here: the postmaster inherits this environment, and its output is not parsed.
-            const r = await execArgv(open, [bin(n, 'pg_ctl'), 'start', '-D', dir, '-l', logFile, '-w', '-t', String(START_TIMEOUT_SECONDS)], START_TIMEOUT_SECONDS + EXEC_MARGIN_SECONDS);
+            const r = await execArgv(open, [pgTool(n, 'pg_ctl'), 'start', '-D', dir, '-l', logFile, '-w', '-t', String(START_TIMEOUT_SECONDS)], START_TIMEOUT_SECONDS + EXEC_MARGIN_SECONDS);
             changed = true;
             started = `pg_ctl start ${brief(r)}`;
             if (r.exitCode !== 0) {

@@ -15,6 +15,7 @@ import { formatBytes } from '../contract/format';
 import { hookCheckTimeoutSeconds } from '../topology/layout';
 import type { HookRunResult, MaintenanceState, RemoteCommandResult, ServiceState, SshCheck } from '../contract/observations';
 import { Errors } from '../contract/errors';
+import { shellScript } from './argv';
 
 /** Output kept per stream in a result (it lands in workflow history): the tail, if longer. */
 export const MAX_OUTPUT_CHARS = 64 * 1024;
@@ -218,7 +219,7 @@ export async function writeFileAtomic(open: OpenSession, path: string, content: 
   let last: RemoteCommandResult | undefined;
   for (let i = 0; i < n; i++) {
     const b64 = content.subarray(i * WRITE_CHUNK, (i + 1) * WRITE_CHUNK).toString('base64');
-    last = await mustExec(open, ['sh', '-c', WRITE_SH, 'sh', path, b64, i === n - 1 ? mode : '', i === 0 ? 'first' : 'append'], `writing ${path}`);
+    last = await mustExec(open, shellScript(WRITE_SH, path, b64, i === n - 1 ? mode : '', i === 0 ? 'first' : 'append'), `writing ${path}`);
     heartbeat({ host: open.name, writing: path });
   }
   // sha256sum prefixes the line with a backslash when it had to escape the file name.
@@ -276,7 +277,7 @@ export async function holdHostLock(open: OpenSession, path: string, waitSeconds:
     });
   });
   const started = Date.now();
-  const channel = open.session.execStream(commandLine(['sh', '-c', HOLD_LOCK_SH, 'sh', path, String(waitSeconds)]), { timeoutMs: LOCK_CHANNEL_MS, signal: abort.signal, stdin, stdout });
+  const channel = open.session.execStream(commandLine(shellScript(HOLD_LOCK_SH, path, String(waitSeconds))), { timeoutMs: LOCK_CHANNEL_MS, signal: abort.signal, stdin, stdout });
   const beat = setInterval(() => heartbeat({ host: open.name, step: waitingSince === null ? `locking for ${what}` : `waiting for the lock on ${path} (${what})` }), 2_000);
   const stop = async () => {
     stdin.end();
@@ -326,7 +327,7 @@ export function parseDfAvailableKiB(row: string): number | null {
  * existing parent), read with POSIX `df -Pk`; null with the reason when it cannot be read.
  */
 export async function freeBytesOnHost(open: OpenSession, path: string): Promise<{ bytes: number; dir: string } | { bytes: null; why: string }> {
-  const r = await execArgv(open, ['sh', '-c', 'p="$1"; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname -- "$p"); done; echo "$p"; df -Pk -- "$p"', 'sh', path], FILE_COMMAND_TIMEOUT_SECONDS);
+  const r = await execArgv(open, shellScript('p="$1"; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname -- "$p"); done; echo "$p"; df -Pk -- "$p"', path), FILE_COMMAND_TIMEOUT_SECONDS);
   if (r.exitCode !== 0) return { bytes: null, why: `df on ${open.name} ${brief(r)}` };
   const [dir, , row] = r.stdout.trim().split('\n');
   const avail = parseDfAvailableKiB(row ?? '');

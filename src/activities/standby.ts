@@ -33,6 +33,7 @@ import type {
 } from '../contract/observations';
 import { LSN_RE, lsnDiff } from '../contract/lsn';
 import { Errors } from '../contract/errors';
+import { inCLocale, pgCtlDir, pgTool, shellScript } from './argv';
 
 /** Thrown (non-retryably) when a node has no data directory to configure. */
 export const NO_DATA_DIRECTORY = 'NoDataDirectory';
@@ -204,12 +205,11 @@ const MOVE_ASIDE_SH = 'n="$2"; i=1; while [ -e "$n" ]; do i=$((i+1)); n="$2.$i";
 /** Every <dataDir>.switchyard-<stamp> beside the data directory (not a restore's staging dir .switchyard-restore-*). */
 const LIST_ASIDE_SH = 'for p in "$1".switchyard-[0-9]*; do if [ -d "$p" ]; then printf "%s\\n" "$p"; fi; done';
 
-const sh = (script: string, ...args: string[]) => ['sh', '-c', script, 'sh', ...args];
 
 type RemoteStat = { kind: 'missing' } | { kind: 'other' } | { kind: 'file'; size: number; mode: string };
 
 async function statRemote(open: OpenSession, path: string): Promise<RemoteStat> {
-  const r = await mustExec(open, sh(STAT_SH, path), `stat ${path}`);
+  const r = await mustExec(open, shellScript(STAT_SH, path), `stat ${path}`);
   const out = r.stdout.trim();
   if (out === 'missing') return { kind: 'missing' };
   const m = /^file (\d+) ([0-7]{3,4})$/.exec(out);
@@ -224,7 +224,7 @@ async function readRemote(open: OpenSession, path: string): Promise<{ content: B
   if (st.kind === 'other') throw configError(`${path} on ${open.name} is not a regular file`);
   const parts: Buffer[] = [];
   for (let i = 0; i * READ_CHUNK < st.size; i++) {
-    const r = await mustExec(open, sh(READ_SH, path, String(READ_CHUNK), String(i)), `reading ${path}`);
+    const r = await mustExec(open, shellScript(READ_SH, path, String(READ_CHUNK), String(i)), `reading ${path}`);
     const chunk = Buffer.from(r.stdout.trim(), 'base64');
     const want = Math.min(READ_CHUNK, st.size - i * READ_CHUNK);
     if (chunk.length !== want) throw new Error(`reading ${path} on ${open.name}: got ${chunk.length} bytes at offset ${i * READ_CHUNK}, expected ${want} (did it change while being read?)`);
@@ -237,9 +237,6 @@ async function readRemote(open: OpenSession, path: string): Promise<{ content: B
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL on a node's host
 
-const bin = (n: DbNodeConfig, tool: string) => posix.join(n.binDir, tool);
-const pgCtlDir = (n: DbNodeConfig) => n.configDir ?? n.dataDir;
-const inC = (argv: string[]) => ['env', 'LC_ALL=C', ...argv];
 
 interface CtlStatus {
   /** true: running (exit 0); false: not running (exit 3, or no data directory at all); null: cannot tell. */
@@ -249,7 +246,7 @@ interface CtlStatus {
 }
 
 async function ctlStatus(open: OpenSession, n: DbNodeConfig): Promise<CtlStatus> {
-  const r = await execArgv(open, inC([bin(n, 'pg_ctl'), 'status', '-D', pgCtlDir(n)]), 30);
+  const r = await execArgv(open, inCLocale([pgTool(n, 'pg_ctl'), 'status', '-D', pgCtlDir(n)]), 30);
   const exists = (await execArgv(open, ['test', '-e', n.dataDir], 15)).exitCode === 0;
   if (r.exitCode === 0) return { running: true, dataDirExists: exists, text: `running (${r.stdout.trim().split('\n')[0] || 'exit 0'})` };
   if (r.exitCode === 3) return { running: false, dataDirExists: exists, text: 'no server running' };
@@ -437,7 +434,7 @@ export function standbyActivities(rt: Runtime) {
           ['application_name', 'switchyard-pg_rewind'],
         ]);
         const readControl = async () => {
-          const ctl = await execArgv(open, inC([bin(n, 'pg_controldata'), '-D', n.dataDir]), 30);
+          const ctl = await execArgv(open, inCLocale([pgTool(n, 'pg_controldata'), '-D', n.dataDir]), 30);
           return { ctl, control: ctl.exitCode === 0 ? parseControlData(ctl.stdout) : null };
         };
         let { ctl, control } = await readControl();
@@ -446,7 +443,7 @@ export function standbyActivities(rt: Runtime) {
           // the crash recovery (single-user mode) and changes nothing else, so the control file
           // then says where its WAL really ends: what the rewind will discard is measured exactly.
           heartbeat({ node: input.node, step: 'crash recovery' });
-          const dry = await execArgv(open, inC([bin(n, 'pg_rewind'), '--dry-run', `--target-pgdata=${n.dataDir}`, `--source-server=${src}`]), timeout);
+          const dry = await execArgv(open, inCLocale([pgTool(n, 'pg_rewind'), '--dry-run', `--target-pgdata=${n.dataDir}`, `--source-server=${src}`]), timeout);
           const before = control.state;
           ({ ctl, control } = await readControl());
           notes.push(
@@ -459,7 +456,7 @@ export function standbyActivities(rt: Runtime) {
         if (!control) notes.push(`pg_controldata ${brief(ctl)}`);
 
         heartbeat({ node: input.node, step: 'pg_rewind' });
-        const r = await execArgv(open, inC([bin(n, 'pg_rewind'), `--target-pgdata=${n.dataDir}`, `--source-server=${src}`, '--progress']), timeout);
+        const r = await execArgv(open, inCLocale([pgTool(n, 'pg_rewind'), `--target-pgdata=${n.dataDir}`, `--source-server=${src}`, '--progress']), timeout);
         // pg_rewind removes files the source lacks (standby.signal, a fence marker): put the signal
         // back at once, so a restart before the rejoin configures the node comes up read-only.
         if (await ensureStandbySignal(open, n)) notes.push('standby.signal written (a restart before the rejoin ends comes up read-only)');
@@ -517,11 +514,11 @@ export function standbyActivities(rt: Runtime) {
         // The old directory stays on this filesystem (moved aside): the copy needs room beside it.
         notes.push(await checkBasebackupSpace(call, input, open, n));
         if (st.dataDirExists) {
-          const r = await mustExec(open, sh(MOVE_ASIDE_SH, n.dataDir, moveAsideName(n.dataDir, rt.now())), `moving ${n.dataDir} aside`);
+          const r = await mustExec(open, shellScript(MOVE_ASIDE_SH, n.dataDir, moveAsideName(n.dataDir, rt.now())), `moving ${n.dataDir} aside`);
           notes.push(`moved ${n.dataDir} aside to ${r.stdout.trim()}`);
           rt.log.info('data directory moved aside', { cluster: input.cluster, node: input.node, to: r.stdout.trim() });
         }
-        const movedAside = (await mustExec(open, sh(LIST_ASIDE_SH, n.dataDir), `listing ${n.dataDir}.switchyard-*`)).stdout.split('\n').filter((l) => l !== '');
+        const movedAside = (await mustExec(open, shellScript(LIST_ASIDE_SH, n.dataDir), `listing ${n.dataDir}.switchyard-*`)).stdout.split('\n').filter((l) => l !== '');
 
         const src = conninfo([
           ['host', s.host],
@@ -532,7 +529,7 @@ export function standbyActivities(rt: Runtime) {
           ['application_name', 'switchyard-pg_basebackup'],
         ]);
         heartbeat({ node: input.node, step: 'pg_basebackup' });
-        const r = await execArgv(open, inC([bin(n, 'pg_basebackup'), '-D', n.dataDir, '-X', 'fetch', '--checkpoint=fast', '--progress', '--no-password', '-d', src]), timeout);
+        const r = await execArgv(open, inCLocale([pgTool(n, 'pg_basebackup'), '-D', n.dataDir, '-X', 'fetch', '--checkpoint=fast', '--progress', '--no-password', '-d', src]), timeout);
         if (r.exitCode !== 0) {
           throw new Error(`pg_basebackup of ${w} from ${input.source} ${r.timedOut ? `timed out after ${timeout} s` : `exited ${r.exitCode ?? `by signal ${r.signal ?? '?'}`}`}:\n${outputTail(`${r.stdout}\n${r.stderr}`, 20)}`);
         }
