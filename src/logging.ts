@@ -17,7 +17,10 @@ export function createLogger(opts: { level?: string; destination?: 1 | 2; name?:
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       // Belt and braces: no secret is ever put in a log call, and these keys are masked anyway.
-      redact: { paths: ['password', '*.password', 'privateKey', '*.privateKey', 'secretAccessKey', '*.secretAccessKey', 'connectionString'], censor: '[redacted]' },
+      redact: {
+        paths: ['password', '*.password', 'privateKey', '*.privateKey', 'secretAccessKey', '*.secretAccessKey', 'connectionString'],
+        censor: '[redacted]',
+      },
     },
     pino.destination({ fd: opts.destination ?? 1, sync: true }),
   );

@@ -14,7 +14,6 @@ import type { Topology } from './topology/schema';
 import { workflowBundle } from './workflow-bundle';
 import { SEARCH_ATTRIBUTES } from './workflows/lib/search-attributes';
 
-
 let runtimeInstalled = false;
 /** The Temporal runtime's logger can be set once per process: do it before any connection. */
 export function installRuntimeLogger(logger: AppLogger): void {
@@ -33,7 +32,9 @@ export async function checkSearchAttributes(target: TemporalTarget): Promise<voi
     if (missing.length > 0) {
       throw new Error(
         `namespace "${target.namespace}" at ${target.address} lacks switchyard's search attributes ${missing.join(', ')}; register them with:\n` +
-          missing.map((n) => `  temporal operator search-attribute create --address ${target.address} --namespace ${target.namespace} --name ${n} --type Keyword`).join('\n'),
+          missing
+            .map((n) => `  temporal operator search-attribute create --address ${target.address} --namespace ${target.namespace} --name ${n} --type Keyword`)
+            .join('\n'),
       );
     }
   } finally {
@@ -57,7 +58,9 @@ export interface WorkerOptions {
  * its connections (the worker's, and the client connection its lock activities use): call it
  * after the worker has stopped.
  */
-export async function createWorker(opts: WorkerOptions): Promise<{ worker: Worker; reload: () => void; connection: NativeConnection; close: () => Promise<void> }> {
+export async function createWorker(
+  opts: WorkerOptions,
+): Promise<{ worker: Worker; reload: () => void; connection: NativeConnection; close: () => Promise<void> }> {
   let topology: Topology = loadTopology(opts.configPath);
   const reload = () => {
     try {
@@ -94,7 +97,10 @@ export async function runWorker(opts: Omit<WorkerOptions, 'logger'> & { logger?:
   const { worker, reload, close } = await createWorker({ ...opts, logger });
   const onHup = () => reload();
   process.on('SIGHUP', onHup);
-  logger.info({ taskQueue: opts.taskQueue ?? TASK_QUEUE, address: opts.target.address, namespace: opts.target.namespace, config: opts.configPath }, 'worker started');
+  logger.info(
+    { taskQueue: opts.taskQueue ?? TASK_QUEUE, address: opts.target.address, namespace: opts.target.namespace, config: opts.configPath },
+    'worker started',
+  );
   try {
     await worker.run(); // resolves after SIGINT/SIGTERM/SIGQUIT have drained it
   } finally {

@@ -272,7 +272,10 @@ export function groupBackups(snaps: EbsSnapshotInfo[]): EbsBackupEntry[] {
   }
   const entries: EbsBackupEntry[] = [...groups].map(([backupId, list]) => {
     const sorted = [...list].sort(byDevice);
-    const times = sorted.map((s) => s.startTime).filter((t): t is string => t !== null).sort();
+    const times = sorted
+      .map((s) => s.startTime)
+      .filter((t): t is string => t !== null)
+      .sort();
     return {
       backupId,
       node: sorted.find((s) => s.tags[EBS_TAGS.node])?.tags[EBS_TAGS.node] ?? null,
@@ -473,7 +476,8 @@ async function ipHolders(ec2: EC2Client, call: Call, cluster: string, ip: string
     { Name: 'private-ip-address', Values: [ip] },
     { Name: 'instance-state-name', Values: LIVE_STATES },
   ]);
-  const enis = (await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'addresses.private-ip-address', Values: [ip] }] }))).NetworkInterfaces ?? [];
+  const enis =
+    (await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'addresses.private-ip-address', Values: [ip] }] }))).NetworkInterfaces ?? [];
   let iface: IpHolders['iface'] = null;
   let releasing = false;
   for (const n of enis) {
@@ -508,7 +512,11 @@ async function ipHolders(ec2: EC2Client, call: Call, cluster: string, ip: string
 }
 
 function holderText(h: NonNullable<EbsRestorePlan['ipHeldBy']>): string {
-  const what = [h.node ? `node "${h.node}"` : 'no database node of the cluster', h.state, h.restoredFrom ? `restored from backup ${h.restoredFrom}` : ''].filter(Boolean);
+  const what = [
+    h.node ? `node "${h.node}"` : 'no database node of the cluster',
+    h.state,
+    h.restoredFrom ? `restored from backup ${h.restoredFrom}` : '',
+  ].filter(Boolean);
   return `${h.instanceId} (${what.join(', ')})`;
 }
 
@@ -548,7 +556,12 @@ function plural(n: number, word: string): string {
 }
 
 /** Poll an instance until `done(state)` or the deadline; heartbeats. Returns the last description. */
-async function waitInstance(ec2: EC2Client, instanceId: string, done: (state: string) => boolean, timeoutMs: number): Promise<{ instance: Instance | undefined; state: string }> {
+async function waitInstance(
+  ec2: EC2Client,
+  instanceId: string,
+  done: (state: string) => boolean,
+  timeoutMs: number,
+): Promise<{ instance: Instance | undefined; state: string }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const instance = await instanceById(ec2, instanceId);
@@ -564,7 +577,9 @@ async function findRestoreImage(ec2: EC2Client, cluster: string, backupId: strin
   const usable = (imgs: Image[] | undefined) => (imgs ?? []).filter((i) => i.State !== 'deregistered' && i.State !== 'failed' && i.State !== 'disabled');
   const byToken = usable((await ec2.send(new DescribeImagesCommand({ Owners: ['self'], Filters: [tagFilter(EBS_TAGS.restoreToken, token)] }))).Images);
   if (byToken.length) return byToken[0];
-  const byName = usable((await ec2.send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [restoreImageName(cluster, backupId)] }] }))).Images);
+  const byName = usable(
+    (await ec2.send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [restoreImageName(cluster, backupId)] }] }))).Images,
+  );
   return byName.sort((a, b) => (a.CreationDate ?? '').localeCompare(b.CreationDate ?? ''))[0];
 }
 
@@ -588,11 +603,18 @@ export function ebsBackupActivities(rt: Runtime) {
     ebsSnapshotCreate: rt.activity(async (input: EbsSnapshotCreateInput, call): Promise<EbsSnapshotCreateResult> => {
       const backupId = checkBackupId(input.backupId);
       const n = call.top.node(input.cluster, input.node);
-      if (!n.ec2) throw configError(`database node "${input.node}" of cluster "${input.cluster}" has no EC2 selector (postgres.nodes.${input.node}.ec2): there is no instance to snapshot`);
+      if (!n.ec2)
+        throw configError(
+          `database node "${input.node}" of cluster "${input.cluster}" has no EC2 selector (postgres.nodes.${input.node}.ec2): there is no instance to snapshot`,
+        );
       const sel = n.ec2;
       return withCountedEc2(rt, call, input.cluster, async (ec2, api) => {
         const matches = await findInstances(ec2, sel);
-        const selText = sel.instanceId ?? Object.entries(sel.tags ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+        const selText =
+          sel.instanceId ??
+          Object.entries(sel.tags ?? {})
+            .map(([k, v]) => `${k}=${v}`)
+            .join(',');
         if (matches.length === 0) {
           throw ApplicationFailure.nonRetryable(
             `no non-terminated EC2 instance matches ${selText} for node "${input.node}" of cluster "${input.cluster}": there is nothing to snapshot (check postgres.nodes.${input.node}.ec2)`,
@@ -609,7 +631,10 @@ export function ebsBackupActivities(rt: Runtime) {
         const instanceId = inst.InstanceId ?? '';
         const attached = (inst.BlockDeviceMappings ?? []).map((m) => m.Ebs?.VolumeId).filter((v): v is string => !!v);
         if (attached.length === 0) {
-          throw ApplicationFailure.nonRetryable(`EC2 instance ${instanceId} of node "${input.node}" has no EBS volume attached: there is nothing to snapshot`, Errors.Ec2NoVolumes);
+          throw ApplicationFailure.nonRetryable(
+            `EC2 instance ${instanceId} of node "${input.node}" has no EBS volume attached: there is nothing to snapshot`,
+            Errors.Ec2NoVolumes,
+          );
         }
         const meta = restoreMetadata(input.node, inst, await describeVolumes(ec2, attached));
         heartbeat({ instanceId, devices: meta.devices.length });
@@ -637,7 +662,15 @@ export function ebsBackupActivities(rt: Runtime) {
             for (const dup of good.slice(1)) await remove(dup.snapshotId);
             continue;
           }
-          const tags = snapshotTags({ cluster: input.cluster, backupId, node: input.node, workflowId: input.workflowId, createdBy: input.requestedBy, device: dev, meta });
+          const tags = snapshotTags({
+            cluster: input.cluster,
+            backupId,
+            node: input.node,
+            workflowId: input.workflowId,
+            createdBy: input.requestedBy,
+            device: dev,
+            meta,
+          });
           const snap = await ec2.send(
             new CreateSnapshotCommand({
               VolumeId: dev.volumeId,
@@ -648,7 +681,14 @@ export function ebsBackupActivities(rt: Runtime) {
           const info = snapshotInfo({ ...snap, Tags: snap.Tags?.length ? snap.Tags : tagList(tags) });
           created.push(info.snapshotId);
           result.push(info);
-          rt.log.info('EBS snapshot created', { cluster: input.cluster, backupId, node: input.node, volumeId: dev.volumeId, device: dev.device, snapshotId: info.snapshotId });
+          rt.log.info('EBS snapshot created', {
+            cluster: input.cluster,
+            backupId,
+            node: input.node,
+            volumeId: dev.volumeId,
+            device: dev.device,
+            snapshotId: info.snapshotId,
+          });
           for (const bad of mine) await remove(bad.snapshotId);
           if ((snap.$metadata.attempts ?? 1) > 1) {
             // The SDK retried: an attempt whose answer was lost may have made a snapshot too.
@@ -741,7 +781,10 @@ export function ebsBackupActivities(rt: Runtime) {
         const images =
           (
             await ec2.send(
-              new DescribeImagesCommand({ Owners: ['self'], Filters: [tagFilter(EBS_TAGS.cluster, input.cluster), tagFilter(EBS_TAGS.restoredFrom, backupId)] }),
+              new DescribeImagesCommand({
+                Owners: ['self'],
+                Filters: [tagFilter(EBS_TAGS.cluster, input.cluster), tagFilter(EBS_TAGS.restoredFrom, backupId)],
+              }),
             )
           ).Images ?? [];
         const deregisteredImages: string[] = [];
@@ -788,7 +831,8 @@ export function ebsBackupActivities(rt: Runtime) {
         let ip: string;
         if (!meta.privateIp) ip = 'no private IP recorded';
         else if (holders.instance) ip = `${meta.privateIp} is held by ${holderText(holders.instance)}: it must be terminated before the restore`;
-        else if (holders.iface) ip = `${meta.privateIp} is held by network interface ${holders.iface.networkInterfaceId} (${holders.iface.status}${holders.iface.instanceId ? `, attached to ${holders.iface.instanceId}, which is gone` : ''})`;
+        else if (holders.iface)
+          ip = `${meta.privateIp} is held by network interface ${holders.iface.networkInterfaceId} (${holders.iface.status}${holders.iface.instanceId ? `, attached to ${holders.iface.instanceId}, which is gone` : ''})`;
         else ip = `${meta.privateIp} is free`;
         return {
           backupId,
@@ -830,7 +874,8 @@ export function ebsBackupActivities(rt: Runtime) {
           }
         }
         const { state } = await waitInstance(ec2, instanceId, (s) => s === 'terminated', INSTANCE_WAIT_MS);
-        if (state !== 'terminated') throw new Error(`EC2 instance ${instanceId} is still ${state} ${INSTANCE_WAIT_MS / 1000} s after it was asked to terminate (was ${before})`);
+        if (state !== 'terminated')
+          throw new Error(`EC2 instance ${instanceId} is still ${state} ${INSTANCE_WAIT_MS / 1000} s after it was asked to terminate (was ${before})`);
         return {
           instanceId,
           terminated: true,
@@ -865,7 +910,8 @@ export function ebsBackupActivities(rt: Runtime) {
           const result = { backupId, instanceId, imageId, privateIp, state, launched, api: api.use };
           if (state === 'running') return { ...result, detail: `${how}; running; ${apiText(api.use)}` };
           // Found from an earlier attempt and since stopped by someone: report it as it is, never launch another.
-          if (!launched && state !== 'terminated') return { ...result, detail: `${how}; it is ${state}, not running (stopped since it was launched?); ${apiText(api.use)}` };
+          if (!launched && state !== 'terminated')
+            return { ...result, detail: `${how}; it is ${state}, not running (stopped since it was launched?); ${apiText(api.use)}` };
           throw ApplicationFailure.nonRetryable(
             `instance ${instanceId} launched from backup ${backupId} went ${state} instead of running (${instance?.StateReason?.Message ?? 'EC2 gave no reason'}): check the image ${imageId} and the snapshots before restoring again`,
             Errors.RestoreLaunchFailed,
@@ -876,8 +922,19 @@ export function ebsBackupActivities(rt: Runtime) {
         const mine = await describeInstances(ec2, [tagFilter(EBS_TAGS.restoreToken, token), { Name: 'instance-state-name', Values: LIVE_STATES }]);
         if (mine.length > 0) {
           const i = mine.sort((a, b) => String(a.LaunchTime ?? '').localeCompare(String(b.LaunchTime ?? '')))[0];
-          const extra = mine.length > 1 ? ` (and ${mine.slice(1).map((x) => x.InstanceId).join(', ')} with the same token)` : '';
-          return finish(i.InstanceId ?? '', i.ImageId ?? '', false, `found ${i.InstanceId} launched from backup ${backupId} by an earlier attempt with this token${extra}, at ${i.PrivateIpAddress ?? 'no private IP'}`);
+          const extra =
+            mine.length > 1
+              ? ` (and ${mine
+                  .slice(1)
+                  .map((x) => x.InstanceId)
+                  .join(', ')} with the same token)`
+              : '';
+          return finish(
+            i.InstanceId ?? '',
+            i.ImageId ?? '',
+            false,
+            `found ${i.InstanceId} launched from backup ${backupId} by an earlier attempt with this token${extra}, at ${i.PrivateIpAddress ?? 'no private IP'}`,
+          );
         }
 
         // 2. What to launch.
@@ -885,7 +942,10 @@ export function ebsBackupActivities(rt: Runtime) {
         const failed = snaps.find((s) => s.state === 'error');
         if (failed) throw failedSnapshot(backupId, failed);
         const pending = snaps.filter((s) => s.state !== 'completed');
-        if (pending.length) throw new Error(`snapshots of backup ${backupId} are not completed yet (${pending.map((s) => `${s.snapshotId} ${s.state} ${s.progress ?? ''}`.trim()).join(', ')}): an image needs completed snapshots`);
+        if (pending.length)
+          throw new Error(
+            `snapshots of backup ${backupId} are not completed yet (${pending.map((s) => `${s.snapshotId} ${s.state} ${s.progress ?? ''}`.trim()).join(', ')}): an image needs completed snapshots`,
+          );
         const rootDevice = meta.rootDeviceName ?? meta.devices[0]?.device ?? null;
         const usable = snaps.filter((s) => s.device);
         if (!rootDevice || !usable.some((s) => s.device === rootDevice)) {
@@ -894,7 +954,8 @@ export function ebsBackupActivities(rt: Runtime) {
             Errors.BackupUnusable,
           );
         }
-        if (!meta.instanceType) throw ApplicationFailure.nonRetryable(`backup ${backupId} does not record the instance type of ${meta.instanceId}`, Errors.BackupUnusable);
+        if (!meta.instanceType)
+          throw ApplicationFailure.nonRetryable(`backup ${backupId} does not record the instance type of ${meta.instanceId}`, Errors.BackupUnusable);
 
         // 3. Never a second holder of the address.
         if (meta.privateIp) {
@@ -906,7 +967,10 @@ export function ebsBackupActivities(rt: Runtime) {
               Errors.PrivateIpInUse,
             );
           }
-          if (h.releasing) throw new Error(`${meta.privateIp} is still on network interface ${h.iface?.networkInterfaceId} of ${h.iface?.instanceId}, which is terminated: EC2 has not released it yet`);
+          if (h.releasing)
+            throw new Error(
+              `${meta.privateIp} is still on network interface ${h.iface?.networkInterfaceId} of ${h.iface?.instanceId}, which is terminated: EC2 has not released it yet`,
+            );
           if (h.iface) {
             throw ApplicationFailure.nonRetryable(
               `refusing to restore backup ${backupId}: its private IP ${meta.privateIp} is held by network interface ${h.iface.networkInterfaceId} (${h.iface.status}), which no instance uses; nothing was launched. Delete the interface or free the address, then restore again.`,
@@ -920,7 +984,12 @@ export function ebsBackupActivities(rt: Runtime) {
         const mappings: BlockDeviceMapping[] = usable.sort(byDevice).map((s) => snapshotMapping(s.snapshotId, deviceOf(s) as EbsDevice));
         let image = await findRestoreImage(ec2, cluster, backupId, token);
         let registered = false;
-        const imageTags = { [EBS_TAGS.cluster]: clip(cluster), [EBS_TAGS.restoredFrom]: clip(backupId), [EBS_TAGS.node]: clip(meta.node), [EBS_TAGS.restoreToken]: clip(token) };
+        const imageTags = {
+          [EBS_TAGS.cluster]: clip(cluster),
+          [EBS_TAGS.restoredFrom]: clip(backupId),
+          [EBS_TAGS.node]: clip(meta.node),
+          [EBS_TAGS.restoreToken]: clip(token),
+        };
         if (!image) {
           const r = await ec2.send(
             new RegisterImageCommand({
@@ -946,9 +1015,13 @@ export function ebsBackupActivities(rt: Runtime) {
           image = (await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images?.[0];
           if (image?.State === 'available') break;
           if (image?.State === 'failed' || image?.State === 'invalid') {
-            throw ApplicationFailure.nonRetryable(`image ${imageId} registered from backup ${backupId} is ${image.State}: ${image.StateReason?.Message ?? 'no reason given'}`, Errors.BackupUnusable);
+            throw ApplicationFailure.nonRetryable(
+              `image ${imageId} registered from backup ${backupId} is ${image.State}: ${image.StateReason?.Message ?? 'no reason given'}`,
+              Errors.BackupUnusable,
+            );
           }
-          if (Date.now() >= imgDeadline) throw new Error(`image ${imageId} from backup ${backupId} is still ${image?.State ?? 'unknown'} after ${IMAGE_WAIT_MS / 1000} s`);
+          if (Date.now() >= imgDeadline)
+            throw new Error(`image ${imageId} from backup ${backupId} is still ${image?.State ?? 'unknown'} after ${IMAGE_WAIT_MS / 1000} s`);
           heartbeat({ imageId, state: image?.State });
           await pause(POLL_MS);
         }
@@ -963,7 +1036,12 @@ export function ebsBackupActivities(rt: Runtime) {
             Errors.RestoreMetadataTooLarge,
           );
         }
-        const volumeTags = { [EBS_TAGS.cluster]: clip(cluster), [EBS_TAGS.restoredFrom]: clip(backupId), [EBS_TAGS.node]: clip(meta.node), [EBS_TAGS.restoreToken]: clip(token) };
+        const volumeTags = {
+          [EBS_TAGS.cluster]: clip(cluster),
+          [EBS_TAGS.restoredFrom]: clip(backupId),
+          [EBS_TAGS.node]: clip(meta.node),
+          [EBS_TAGS.restoreToken]: clip(token),
+        };
         let launched: Instance | undefined;
         try {
           const r = await ec2.send(
@@ -1000,7 +1078,10 @@ export function ebsBackupActivities(rt: Runtime) {
           launched = r.Instances?.[0];
         } catch (err) {
           if (awsErrorName(err) === 'InvalidIPAddress.InUse') {
-            throw ApplicationFailure.nonRetryable(`EC2 refused to launch from backup ${backupId}: ${meta.privateIp} is in use (${(err as Error).message}); nothing was launched`, Errors.PrivateIpInUse);
+            throw ApplicationFailure.nonRetryable(
+              `EC2 refused to launch from backup ${backupId}: ${meta.privateIp} is in use (${(err as Error).message}); nothing was launched`,
+              Errors.PrivateIpInUse,
+            );
           }
           throw err;
         }

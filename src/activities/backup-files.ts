@@ -77,7 +77,15 @@ export function compareWithManifest(
       ? 'the manifest lists no files'
       : `backup ${backupId} does not match its manifest: ${problems
           .slice(0, 5)
-          .map((p) => (p.problem === 'missing' ? `${p.file} is missing` : p.problem === 'unlisted' ? `${p.file} is not in the manifest` : p.problem === 'size' ? `${p.file} has ${p.actual} bytes, the manifest says ${p.expected}` : `${p.file} has SHA-256 ${p.actual?.slice(0, 16)}…, the manifest says ${p.expected?.slice(0, 16)}…`))
+          .map((p) =>
+            p.problem === 'missing'
+              ? `${p.file} is missing`
+              : p.problem === 'unlisted'
+                ? `${p.file} is not in the manifest`
+                : p.problem === 'size'
+                  ? `${p.file} has ${p.actual} bytes, the manifest says ${p.expected}`
+                  : `${p.file} has SHA-256 ${p.actual?.slice(0, 16)}…, the manifest says ${p.expected?.slice(0, 16)}…`,
+          )
           .join('; ')}${problems.length > 5 ? ` (and ${problems.length - 5} more)` : ''}`;
   return { backupId, ok, checked: listed.length, problems, detail };
 }
@@ -86,7 +94,13 @@ export function compareWithManifest(
  * Check the files in `dir` on an open host against the manifest's list. Only the listed files are
  * hashed (an unlisted one is reported by name). Throws when the directory cannot be read at all.
  */
-export async function verifyOnHost(open: OpenSession, dir: string, backupId: string, listed: readonly PgBackupFile[], timeoutSeconds: number): Promise<PgBackupVerifyResult> {
+export async function verifyOnHost(
+  open: OpenSession,
+  dir: string,
+  backupId: string,
+  listed: readonly PgBackupFile[],
+  timeoutSeconds: number,
+): Promise<PgBackupVerifyResult> {
   const ls = await execArgv(open, ['find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\t%s\\n'], 60);
   if (ls.exitCode !== 0) throw new Error(`cannot list ${dir} on ${open.name}: ${brief(ls)}`);
   const sizes = parseSizes(ls.stdout);

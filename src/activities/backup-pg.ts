@@ -19,7 +19,19 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig } from '../topology/schema';
-import { BACKUP_ID_RE, type PgBackupCreateInput, type PgBackupCreateResult, type PgBackupDeleteResult, type PgBackupEntry, type PgBackupFile, type PgBackupManifest, type PgBackupVerifyResult, type PgDrillInput, type PgDrillRecord, type PgDrillResult } from '../contract/backup';
+import {
+  BACKUP_ID_RE,
+  type PgBackupCreateInput,
+  type PgBackupCreateResult,
+  type PgBackupDeleteResult,
+  type PgBackupEntry,
+  type PgBackupFile,
+  type PgBackupManifest,
+  type PgBackupVerifyResult,
+  type PgDrillInput,
+  type PgDrillRecord,
+  type PgDrillResult,
+} from '../contract/backup';
 import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, parseSha256sum, parseSizes, verifyOnHost } from './backup-files';
 import { checkedInt, configError, errorMessage, heartbeat } from './common';
 import type { Call, Runtime } from './deps';
@@ -71,7 +83,8 @@ export interface BackupPaths {
  */
 export function backupPaths(root: string, cluster: string, backupId: string): BackupPaths {
   const id = checkBackupId(backupId);
-  if (id.endsWith('.partial')) throw configError(`a backup id may not end in ".partial" (that names an unfinished backup's directory); got ${JSON.stringify(id)}`);
+  if (id.endsWith('.partial'))
+    throw configError(`a backup id may not end in ".partial" (that names an unfinished backup's directory); got ${JSON.stringify(id)}`);
   const clusterDir = clusterDirOf(root, cluster);
   const dir = backupDir(posix.dirname(clusterDir), cluster, id);
   if (posix.dirname(dir) !== clusterDir) throw configError(`backup ${id} of cluster ${cluster} would not lie directly in ${clusterDir}`);
@@ -81,7 +94,8 @@ export function backupPaths(root: string, cluster: string, backupId: string): Ba
 /** <root>/<cluster>, refusing a root that is not absolute and a cluster name that is not one plain path component. */
 export function clusterDirOf(root: string, cluster: string): string {
   if (typeof root !== 'string' || !posix.isAbsolute(root)) throw configError(`backup.root must be an absolute path, got ${JSON.stringify(root)}`);
-  if (typeof cluster !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(cluster) || /^\.+$/.test(cluster)) throw configError(`cluster name ${JSON.stringify(cluster)} cannot be a directory name`);
+  if (typeof cluster !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(cluster) || /^\.+$/.test(cluster))
+    throw configError(`cluster name ${JSON.stringify(cluster)} cannot be a directory name`);
   const base = posix.normalize(root).replace(/\/+$/, '') || '/';
   return posix.join(base, cluster);
 }
@@ -101,7 +115,6 @@ export interface BackupManifestInfo {
   /** Only PostgreSQL 17+ writes it (manifest version 2). */
   systemIdentifier: string | null;
 }
-
 
 /**
  * What a backup's WAL range is, from PostgreSQL's own backup_manifest (JSON; "WAL-Ranges" lists
@@ -123,13 +136,25 @@ export function parseBackupManifest(text: string): BackupManifestInfo {
     const tli = x?.Timeline;
     const start = x?.['Start-LSN'];
     const end = x?.['End-LSN'];
-    if (typeof tli !== 'number' || !Number.isInteger(tli) || tli < 1 || typeof start !== 'string' || !LSN_RE.test(start) || typeof end !== 'string' || !LSN_RE.test(end)) {
+    if (
+      typeof tli !== 'number' ||
+      !Number.isInteger(tli) ||
+      tli < 1 ||
+      typeof start !== 'string' ||
+      !LSN_RE.test(start) ||
+      typeof end !== 'string' ||
+      !LSN_RE.test(end)
+    ) {
       throw new Error(`backup_manifest WAL-Ranges[${i}] is not { Timeline, Start-LSN, End-LSN }: ${JSON.stringify(r)}`);
     }
     return { timeline: tli, startLsn: start.toUpperCase(), endLsn: end.toUpperCase() };
   });
-  const byStart = [...ranges].sort((a, b) => (lsnToBigInt(a.startLsn) < lsnToBigInt(b.startLsn) ? -1 : lsnToBigInt(a.startLsn) > lsnToBigInt(b.startLsn) ? 1 : a.timeline - b.timeline));
-  const byEnd = [...ranges].sort((a, b) => (lsnToBigInt(a.endLsn) < lsnToBigInt(b.endLsn) ? 1 : lsnToBigInt(a.endLsn) > lsnToBigInt(b.endLsn) ? -1 : b.timeline - a.timeline));
+  const byStart = [...ranges].sort((a, b) =>
+    lsnToBigInt(a.startLsn) < lsnToBigInt(b.startLsn) ? -1 : lsnToBigInt(a.startLsn) > lsnToBigInt(b.startLsn) ? 1 : a.timeline - b.timeline,
+  );
+  const byEnd = [...ranges].sort((a, b) =>
+    lsnToBigInt(a.endLsn) < lsnToBigInt(b.endLsn) ? 1 : lsnToBigInt(a.endLsn) > lsnToBigInt(b.endLsn) ? -1 : b.timeline - a.timeline,
+  );
   const sysid = o['System-Identifier'];
   return {
     startLsn: byStart[0].startLsn,
@@ -163,19 +188,23 @@ export function parseSwitchyardManifest(text: string, expect?: { cluster: string
   if (m.sourceRole !== 'primary' && m.sourceRole !== 'standby') throw bad('sourceRole', '"primary" or "standby"');
   for (const k of ['startedAt', 'finishedAt'] as const) if (!isIsoTime(m[k])) throw bad(k, 'an ISO time');
   for (const k of ['startLsn', 'endLsn'] as const) if (typeof m[k] !== 'string' || !LSN_RE.test(m[k] as string)) throw bad(k, 'an LSN');
-  for (const k of ['timeline', 'pgMajor', 'totalBytes'] as const) if (typeof m[k] !== 'number' || !Number.isInteger(m[k]) || (m[k] as number) < 0) throw bad(k, 'a whole number');
+  for (const k of ['timeline', 'pgMajor', 'totalBytes'] as const)
+    if (typeof m[k] !== 'number' || !Number.isInteger(m[k]) || (m[k] as number) < 0) throw bad(k, 'a whole number');
   if (m.systemIdentifier !== null && typeof m.systemIdentifier !== 'string') throw bad('systemIdentifier', 'a string or null');
   if (m.databaseBytes !== null && (typeof m.databaseBytes !== 'number' || m.databaseBytes < 0)) throw bad('databaseBytes', 'a number or null');
   if (!Array.isArray(m.files) || m.files.length === 0) throw bad('files', 'a non-empty list');
   const files: PgBackupFile[] = m.files.map((f: unknown, i: number) => {
     const x = f as Record<string, unknown>;
-    if (!x || typeof x.name !== 'string' || x.name === '' || x.name.includes('/') || x.name === '.' || x.name === '..') throw new Error(`${MANIFEST_FILE}: files[${i}].name is not a file name`);
+    if (!x || typeof x.name !== 'string' || x.name === '' || x.name.includes('/') || x.name === '.' || x.name === '..')
+      throw new Error(`${MANIFEST_FILE}: files[${i}].name is not a file name`);
     if (typeof x.bytes !== 'number' || !Number.isInteger(x.bytes) || x.bytes < 0) throw new Error(`${MANIFEST_FILE}: files[${i}].bytes is not a size`);
     if (typeof x.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(x.sha256)) throw new Error(`${MANIFEST_FILE}: files[${i}].sha256 is not a SHA-256`);
     return { name: x.name, bytes: x.bytes, sha256: x.sha256 };
   });
   if (expect && (m.cluster !== expect.cluster || m.backupId !== expect.backupId)) {
-    throw new Error(`${MANIFEST_FILE} describes backup ${JSON.stringify(m.backupId)} of cluster ${JSON.stringify(m.cluster)}, not ${expect.backupId} of ${expect.cluster}`);
+    throw new Error(
+      `${MANIFEST_FILE} describes backup ${JSON.stringify(m.backupId)} of cluster ${JSON.stringify(m.cluster)}, not ${expect.backupId} of ${expect.cluster}`,
+    );
   }
   return {
     format: MANIFEST_FORMAT,
@@ -243,7 +272,12 @@ export function parseListing(text: string): ListedDir[] {
     if (!BACKUP_ID_RE.test(name) || name.endsWith('.partial')) continue;
     const secs = Number(mtime);
     const size = (s: string) => (/^\d+$/.test(s) ? Number(s) : null);
-    out.push({ name, modifiedAt: Number.isFinite(secs) && mtime !== '' ? new Date(secs * 1000).toISOString() : null, manifestBytes: size(ms), drillBytes: size(ds) });
+    out.push({
+      name,
+      modifiedAt: Number.isFinite(secs) && mtime !== '' ? new Date(secs * 1000).toISOString() : null,
+      manifestBytes: size(ms),
+      drillBytes: size(ds),
+    });
   }
   return out;
 }
@@ -404,7 +438,6 @@ export function parseRowCounts(text: string): Record<string, number> {
 // ---------------------------------------------------------------------------------------------
 // Scripts run on the backup host (fixed text; every path and value a positional argument)
 
-
 /** "nodir", "missing", or "file <size>". */
 const STAT_SH = 'if [ ! -d "$2" ]; then echo nodir; elif [ ! -f "$1" ]; then echo missing; else stat -L -c "file %s" -- "$1"; fi';
 /** One chunk of a file, base64 on one line. */
@@ -474,7 +507,8 @@ const CLEAN_SCRATCH_SH = [
   'if [ -e "$s" ] || { [ -n "$sock" ] && [ -e "$sock" ]; }; then echo "still there" >&2; exit 1; fi',
 ].join('\n');
 /** Make the scratch layout: $1 (scratch) and $2 (its data dir) mode 0700, and $3 (separate socket dir) when given. */
-const MAKE_SCRATCH_SH = 'set -e; umask 077; mkdir -p -- "$1"; mkdir -- "$2"; chmod 0700 -- "$1" "$2"; if [ -n "$3" ]; then mkdir -p -- "$3"; chmod 0700 -- "$3"; fi';
+const MAKE_SCRATCH_SH =
+  'set -e; umask 077; mkdir -p -- "$1"; mkdir -- "$2"; chmod 0700 -- "$1" "$2"; if [ -n "$3" ]; then mkdir -p -- "$3"; chmod 0700 -- "$3"; fi';
 /** Extract the backup's tars into the scratch data dir ($2): base, WAL into pg_wal, each tablespace <oid>.tar.gz into $3/<oid>. */
 const EXTRACT_SH = [
   'set -e',
@@ -492,7 +526,6 @@ const EXTRACT_SH = [
   'rm -f -- "$d/standby.signal" "$d/recovery.signal" "$d/postmaster.pid" "$d/postmaster.opts"',
   'chmod 0700 -- "$d"',
 ].join('\n');
-
 
 type RemoteText = { kind: 'nodir' } | { kind: 'missing' } | { kind: 'file'; text: string };
 
@@ -604,7 +637,14 @@ async function listBackups(open: OpenSession, clusterDir: string): Promise<PgBac
       }
     }
     const dt = texts.get(posix.join(dir, DRILL_FILE));
-    return { backupId: d.name, dir, complete: manifest !== null, manifest, drill: dt !== undefined ? parseDrillRecord(dt, d.name) : null, modifiedAt: d.modifiedAt };
+    return {
+      backupId: d.name,
+      dir,
+      complete: manifest !== null,
+      manifest,
+      drill: dt !== undefined ? parseDrillRecord(dt, d.name) : null,
+      modifiedAt: d.modifiedAt,
+    };
   });
   return sortNewestFirst(entries);
 }
@@ -619,7 +659,10 @@ export function estimateBackupBytes(databaseBytes: number | null, earlier: reado
   const ref = earlier.find((e) => e.manifest && e.manifest.databaseBytes !== null && e.manifest.databaseBytes > 0 && e.manifest.totalBytes > 0);
   if (!ref?.manifest?.databaseBytes) return null;
   const ratio = ref.manifest.totalBytes / ref.manifest.databaseBytes;
-  return { bytes: Math.ceil(databaseBytes * ratio * 1.25), from: `backup ${ref.backupId} (${formatBytes(ref.manifest.totalBytes)} for ${formatBytes(ref.manifest.databaseBytes)} of databases)` };
+  return {
+    bytes: Math.ceil(databaseBytes * ratio * 1.25),
+    from: `backup ${ref.backupId} (${formatBytes(ref.manifest.totalBytes)} for ${formatBytes(ref.manifest.databaseBytes)} of databases)`,
+  };
 }
 
 function onBackupHost<T>(rt: Runtime, call: Call, cluster: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
@@ -629,15 +672,25 @@ function onBackupHost<T>(rt: Runtime, call: Call, cluster: string, fn: (open: Op
 /** The complete backup's manifest: BackupNotFound / BackupCorrupt (non-retryable) when it has none that parses. */
 async function readManifest(open: OpenSession, cluster: string, backupId: string, dir: string): Promise<PgBackupManifest> {
   const t = await readText(open, posix.join(dir, MANIFEST_FILE));
-  if (t.kind === 'nodir') throw ApplicationFailure.nonRetryable(`backup ${backupId} of cluster ${cluster} does not exist: no directory ${dir} on ${open.name}`, Errors.BackupNotFound);
+  if (t.kind === 'nodir')
+    throw ApplicationFailure.nonRetryable(
+      `backup ${backupId} of cluster ${cluster} does not exist: no directory ${dir} on ${open.name}`,
+      Errors.BackupNotFound,
+    );
   if (t.kind === 'missing') {
-    throw ApplicationFailure.nonRetryable(`backup ${backupId} of cluster ${cluster} is incomplete: ${dir} on ${open.name} has no ${MANIFEST_FILE}`, Errors.BackupNotFound);
+    throw ApplicationFailure.nonRetryable(
+      `backup ${backupId} of cluster ${cluster} is incomplete: ${dir} on ${open.name} has no ${MANIFEST_FILE}`,
+      Errors.BackupNotFound,
+    );
   }
   try {
     // Not tied to the directory's name: a backup copied under another id is still checked file by file.
     return parseSwitchyardManifest(t.text);
   } catch (err) {
-    throw ApplicationFailure.nonRetryable(`backup ${backupId} of cluster ${cluster} (${dir} on ${open.name}) has an unusable manifest: ${errorMessage(err)}`, Errors.BackupCorrupt);
+    throw ApplicationFailure.nonRetryable(
+      `backup ${backupId} of cluster ${cluster} (${dir} on ${open.name}) has an unusable manifest: ${errorMessage(err)}`,
+      Errors.BackupCorrupt,
+    );
   }
 }
 
@@ -650,7 +703,8 @@ interface SourceFacts {
 }
 
 /** pg_basebackup's words for a login that retrying will not fix. */
-export const LOGIN_REFUSED_RE = /password authentication failed|no password supplied|fe_sendauth|no pg_hba\.conf entry|role "[^"]*" does not exist|must be superuser or replication role|is not permitted to log in/;
+export const LOGIN_REFUSED_RE =
+  /password authentication failed|no password supplied|fe_sendauth|no pg_hba\.conf entry|role "[^"]*" does not exist|must be superuser or replication role|is not permitted to log in/;
 
 const SOURCE_SQL = `SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS num,
   (SELECT system_identifier::text FROM pg_control_system()) AS sysid, pg_is_in_recovery() AS rec`;
@@ -683,7 +737,13 @@ export function pgBackupActivities(rt: Runtime) {
   };
 
   /** Stop and remove a drill's scratch copy (and its separate socket dir). */
-  const cleanScratch = async (open: OpenSession, scratch: string, dataDir: string, pgCtl: string, socket: { dir: string; separate: boolean }): Promise<{ ok: boolean; detail: string }> => {
+  const cleanScratch = async (
+    open: OpenSession,
+    scratch: string,
+    dataDir: string,
+    pgCtl: string,
+    socket: { dir: string; separate: boolean },
+  ): Promise<{ ok: boolean; detail: string }> => {
     // Not through execArgv: a cancelled drill must still take its scratch copy away.
     const command = commandLine(shellScript(CLEAN_SCRATCH_SH, scratch, dataDir, pgCtl, socket.separate ? socket.dir : ''));
     const beat = setInterval(() => heartbeat({ host: open.name, step: 'cleanup' }), 2_000);
@@ -696,7 +756,10 @@ export function pgBackupActivities(rt: Runtime) {
     const stopped = /stopped (\d+)/.exec(r.stdout);
     if (r.code !== 0) {
       const out = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-3).join(' | ');
-      return { ok: false, detail: `removing the scratch copy ${scratch} on ${open.name} ${r.timedOut ? 'timed out' : `exited ${r.code ?? `by signal ${r.signal ?? '?'}`}`}${out ? `: ${out}` : ''}` };
+      return {
+        ok: false,
+        detail: `removing the scratch copy ${scratch} on ${open.name} ${r.timedOut ? 'timed out' : `exited ${r.code ?? `by signal ${r.signal ?? '?'}`}`}${out ? `: ${out}` : ''}`,
+      };
     }
     return { ok: true, detail: stopped ? `stopped the scratch server (pid ${stopped[1]}) and removed ${scratch}` : `removed ${scratch}` };
   };
@@ -713,7 +776,8 @@ export function pgBackupActivities(rt: Runtime) {
       const paths = backupPaths(b.root, input.cluster, input.backupId);
       const n = call.top.node(input.cluster, input.source);
       const c = call.top.cluster(input.cluster);
-      if (input.sourceRole !== 'primary' && input.sourceRole !== 'standby') throw configError(`sourceRole must be "primary" or "standby", got ${JSON.stringify(input.sourceRole)}`);
+      if (input.sourceRole !== 'primary' && input.sourceRole !== 'standby')
+        throw configError(`sourceRole must be "primary" or "standby", got ${JSON.stringify(input.sourceRole)}`);
       const timeout = checkedInt(input.timeoutSeconds, 'timeoutSeconds', DEFAULT_CREATE_TIMEOUT_SECONDS, 1, 7 * 86400);
       const passfile = b.passfile ?? c.postgres.passfile;
       const log = { cluster: input.cluster, backupId: input.backupId, source: input.source };
@@ -730,7 +794,10 @@ export function pgBackupActivities(rt: Runtime) {
         try {
           return parseSwitchyardManifest(t.text, { cluster: input.cluster, backupId: input.backupId });
         } catch (err) {
-          throw ApplicationFailure.nonRetryable(`backup ${input.backupId} already exists in ${paths.dir} on ${open.name} but its manifest is unusable: ${errorMessage(err)}`, Errors.BackupCorrupt);
+          throw ApplicationFailure.nonRetryable(
+            `backup ${input.backupId} already exists in ${paths.dir} on ${open.name} but its manifest is unusable: ${errorMessage(err)}`,
+            Errors.BackupCorrupt,
+          );
         }
       });
       if (existing) {
@@ -781,16 +848,25 @@ export function pgBackupActivities(rt: Runtime) {
         const argv = [
           ...env,
           posix.join(b.binDir, 'pg_basebackup'),
-          '-h', n.host,
-          '-p', String(n.port),
-          '-U', c.postgres.replication.user,
-          '-D', paths.partial,
-          '-F', 't',
+          '-h',
+          n.host,
+          '-p',
+          String(n.port),
+          '-U',
+          c.postgres.replication.user,
+          '-D',
+          paths.partial,
+          '-F',
+          't',
           '-z',
-          '-Z', String(b.compressLevel),
-          '-X', 'stream',
-          '-c', 'fast',
-          '-l', `switchyard ${input.backupId}`,
+          '-Z',
+          String(b.compressLevel),
+          '-X',
+          'stream',
+          '-c',
+          'fast',
+          '-l',
+          `switchyard ${input.backupId}`,
           '-v',
           '--no-password',
         ];
@@ -802,7 +878,8 @@ export function pgBackupActivities(rt: Runtime) {
           const out = outputTail(`${r.stdout}\n${r.stderr}`, 20);
           const msg = `pg_basebackup of ${input.source} (${n.host}:${n.port}) into ${paths.partial} on ${open.name} ${r.timedOut ? `timed out after ${timeout} s` : `exited ${r.exitCode ?? `by signal ${r.signal ?? '?'}`}`}:\n${out}`;
           // A login that will not work is for a person (passfile, pg_hba.conf, the role), not for a retry.
-          if (LOGIN_REFUSED_RE.test(out)) throw configError(`${msg}\n(check the replication login: backup.passfile or postgres.passfile on ${open.name}, and the source's pg_hba.conf)`);
+          if (LOGIN_REFUSED_RE.test(out))
+            throw configError(`${msg}\n(check the replication login: backup.passfile or postgres.passfile on ${open.name}, and the source's pg_hba.conf)`);
           throw new Error(msg);
         }
         const finishedAt = rt.now();
@@ -820,7 +897,10 @@ export function pgBackupActivities(rt: Runtime) {
         }
         heartbeat({ backupId: input.backupId, step: 'sha256' });
         const files = await hashDir(open, paths.partial, new Set([MANIFEST_FILE, DRILL_FILE]));
-        if (!files.some((f) => f.name === 'base.tar.gz')) throw new Error(`pg_basebackup finished but ${paths.partial} on ${open.name} has no base.tar.gz (files: ${files.map((f) => f.name).join(', ') || 'none'})`);
+        if (!files.some((f) => f.name === 'base.tar.gz'))
+          throw new Error(
+            `pg_basebackup finished but ${paths.partial} on ${open.name} has no base.tar.gz (files: ${files.map((f) => f.name).join(', ') || 'none'})`,
+          );
         const manifest: PgBackupManifest = {
           format: MANIFEST_FORMAT,
           cluster: input.cluster,
@@ -880,7 +960,8 @@ export function pgBackupActivities(rt: Runtime) {
       const paths = backupPaths(b.root, input.cluster, input.backupId);
       return onBackupHost(rt, call, input.cluster, async (open) => {
         const there = (await execArgv(open, ['test', '-e', paths.dir], 15)).exitCode === 0;
-        if (!there) return { backupId: input.backupId, dir: paths.dir, deleted: false, detail: `${paths.dir} on ${open.name} does not exist: nothing to delete` };
+        if (!there)
+          return { backupId: input.backupId, dir: paths.dir, deleted: false, detail: `${paths.dir} on ${open.name} does not exist: nothing to delete` };
         await mustExec(open, ['rm', '-rf', '--', paths.dir], `deleting ${paths.dir}`, 3600);
         if ((await execArgv(open, ['test', '-e', paths.dir], 15)).exitCode === 0) throw new Error(`${paths.dir} on ${open.name} is still there after rm -rf`);
         rt.log.info('backup deleted', { cluster: input.cluster, backupId: input.backupId, dir: paths.dir });
@@ -905,7 +986,25 @@ export function pgBackupActivities(rt: Runtime) {
       const socket = drillSocketDir(scratch, port);
       const pgCtl = posix.join(b.binDir, 'pg_ctl');
       const psqlArgv = (sql: string) =>
-        inCLocale([posix.join(b.binDir, 'psql'), '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', socket.dir, '-p', String(port), '-U', c.postgres.user, '-d', c.postgres.database, '-c', sql]);
+        inCLocale([
+          posix.join(b.binDir, 'psql'),
+          '-X',
+          '-q',
+          '-A',
+          '-t',
+          '-v',
+          'ON_ERROR_STOP=1',
+          '-h',
+          socket.dir,
+          '-p',
+          String(port),
+          '-U',
+          c.postgres.user,
+          '-d',
+          c.postgres.database,
+          '-c',
+          sql,
+        ]);
       const log = { cluster: input.cluster, backupId: input.backupId, scratch };
       const base = { backupId: input.backupId, scratchDir: scratch, scratchPort: port };
 
@@ -941,7 +1040,9 @@ export function pgBackupActivities(rt: Runtime) {
         const major = parsePgMajor(ver.stdout);
         if (ver.exitCode !== 0 || major === null) throw configError(`backup.binDir ${b.binDir} on ${open.name} has no usable postgres (${brief(ver)})`);
         if (major !== manifest.pgMajor) {
-          throw configError(`backup ${input.backupId} is of PostgreSQL ${manifest.pgMajor} but backup.binDir ${b.binDir} on ${open.name} holds PostgreSQL ${major} (${ver.stdout.trim()}): a drill needs the same major version`);
+          throw configError(
+            `backup ${input.backupId} is of PostgreSQL ${manifest.pgMajor} but backup.binDir ${b.binDir} on ${open.name} holds PostgreSQL ${major} (${ver.stdout.trim()}): a drill needs the same major version`,
+          );
         }
 
         // The scratch copy is the whole database, on the backup host: refuse before extracting when it would not fit.
@@ -952,13 +1053,15 @@ export function pgBackupActivities(rt: Runtime) {
             paths.clusterDir,
             need,
             (f) =>
-              `not enough free space on ${open.name} to drill backup ${input.backupId}: its scratch copy takes about ${formatBytes(need)} (${manifest.databaseBytes !== null && manifest.databaseBytes >= manifest.totalBytes ? 'the databases\' size when backed up' : 'at least the compressed size'}) ` +
+              `not enough free space on ${open.name} to drill backup ${input.backupId}: its scratch copy takes about ${formatBytes(need)} (${manifest.databaseBytes !== null && manifest.databaseBytes >= manifest.totalBytes ? "the databases' size when backed up" : 'at least the compressed size'}) ` +
               `plus a reserve of ${formatBytes(f.reserveBytes)}, but the filesystem of ${f.dir} has ${formatBytes(f.freeBytes)} free. Nothing was extracted; the backup is not marked either way.`,
           ),
         );
 
         /** Extract, configure, start, query: what went wrong in words, or the record's measurements. */
-        const attempt = async (): Promise<{ failure: string } | { rtoSeconds: number; rowCounts: Record<string, number>; queries: PgDrillRecord['queries'] }> => {
+        const attempt = async (): Promise<
+          { failure: string } | { rtoSeconds: number; rowCounts: Record<string, number>; queries: PgDrillRecord['queries'] }
+        > => {
           const t0 = Date.now();
           await mustExec(open, shellScript(MAKE_SCRATCH_SH, scratch, dataDir, socket.separate ? socket.dir : ''), `creating the scratch directory ${scratch}`);
           heartbeat({ backupId: input.backupId, step: 'extract' });
@@ -980,7 +1083,11 @@ export function pgBackupActivities(rt: Runtime) {
               notes.push(`removed from the copy's postgresql.auto.conf: ${stripped.removed.join(', ')}`);
             }
           }
-          await writeText(open, posix.join(dataDir, 'postgresql.conf'), drillPostgresqlConf({ cluster: input.cluster, backupId: input.backupId, dataDir, socketDir: socket.dir, port }));
+          await writeText(
+            open,
+            posix.join(dataDir, 'postgresql.conf'),
+            drillPostgresqlConf({ cluster: input.cluster, backupId: input.backupId, dataDir, socketDir: socket.dir, port }),
+          );
           await writeText(open, posix.join(dataDir, 'pg_hba.conf'), DRILL_HBA);
           await writeText(open, posix.join(dataDir, 'pg_ident.conf'), '');
           await mustExec(open, ['chmod', '0700', '--', scratch, dataDir], `chmod 0700 ${dataDir}`);
@@ -989,11 +1096,15 @@ export function pgBackupActivities(rt: Runtime) {
           const st = await execArgv(open, inCLocale([pgCtl, '-D', dataDir, '-l', logFile, '-w', '-t', String(startTimeout), 'start']), startTimeout + 15);
           if (st.exitCode !== 0) {
             const serverLog = (await execArgv(open, ['tail', '-n', '15', '--', logFile], 15)).stdout.trim();
-            return { failure: `the restored copy of ${input.backupId} did not start on ${open.name} (pg_ctl start ${brief(st)})${serverLog ? `; its log ends:\n${serverLog}` : ''}` };
+            return {
+              failure: `the restored copy of ${input.backupId} did not start on ${open.name} (pg_ctl start ${brief(st)})${serverLog ? `; its log ends:\n${serverLog}` : ''}`,
+            };
           }
           const ping = await execArgv(open, psqlArgv('SELECT 1'), QUERY_TIMEOUT_SECONDS);
           if (ping.exitCode !== 0 || ping.stdout.trim() !== '1') {
-            return { failure: `the restored copy of ${input.backupId} started but does not answer on its socket in ${socket.dir} (port ${port}): ${brief(ping)}` };
+            return {
+              failure: `the restored copy of ${input.backupId} started but does not answer on its socket in ${socket.dir} (port ${port}): ${brief(ping)}`,
+            };
           }
           const rtoSeconds = Math.round(Date.now() - t0) / 1000;
 
@@ -1004,7 +1115,9 @@ export function pgBackupActivities(rt: Runtime) {
             const ok = q.exitCode === 0;
             queries.push({ sql, ok, result: (ok ? q.stdout.trim() : brief(q)).slice(0, MAX_QUERY_RESULT_CHARS) });
           }
-          const problems = queries.filter((q) => !q.ok).map((q) => `verify query ${JSON.stringify(q.sql.length > 120 ? `${q.sql.slice(0, 120)}…` : q.sql)} failed on the restored copy: ${q.result}`);
+          const problems = queries
+            .filter((q) => !q.ok)
+            .map((q) => `verify query ${JSON.stringify(q.sql.length > 120 ? `${q.sql.slice(0, 120)}…` : q.sql)} failed on the restored copy: ${q.result}`);
           let rowCounts: Record<string, number> = {};
           const rc = await execArgv(open, psqlArgv(ROW_COUNTS_SQL), QUERY_TIMEOUT_SECONDS);
           if (rc.exitCode !== 0) problems.push(`counting the rows of every table of the restored copy failed: ${brief(rc)}`);
@@ -1026,7 +1139,10 @@ export function pgBackupActivities(rt: Runtime) {
         } finally {
           // Always: also when a step threw (the session is still open unless the host went away).
           heartbeat({ backupId: input.backupId, step: 'cleanup' });
-          cleanup = await cleanScratch(open, scratch, dataDir, pgCtl, socket).catch((err: unknown) => ({ ok: false, detail: `removing the scratch copy ${scratch}: ${errorMessage(err)}` }));
+          cleanup = await cleanScratch(open, scratch, dataDir, pgCtl, socket).catch((err: unknown) => ({
+            ok: false,
+            detail: `removing the scratch copy ${scratch}: ${errorMessage(err)}`,
+          }));
           if (!cleanup.ok) rt.log.warn('drill scratch copy not removed', { ...log, detail: cleanup.detail });
         }
         // A scratch server left behind is retried (the next attempt stops it via its postmaster.pid).
@@ -1034,7 +1150,15 @@ export function pgBackupActivities(rt: Runtime) {
 
         if ('failure' in outcome) {
           rt.log.warn('drill failed', { ...log, failure: outcome.failure });
-          return { ...base, ok: false, failure: outcome.failure, verify, record: null, cleanedUp: true, detail: `not proven restorable: ${outcome.failure}; ${cleanup.detail}` };
+          return {
+            ...base,
+            ok: false,
+            failure: outcome.failure,
+            verify,
+            record: null,
+            cleanedUp: true,
+            detail: `not proven restorable: ${outcome.failure}; ${cleanup.detail}`,
+          };
         }
         const provenAt = rt.now();
         const record: PgDrillRecord = {
@@ -1048,7 +1172,12 @@ export function pgBackupActivities(rt: Runtime) {
         };
         // The temp file sits beside the backup directory (dot-named, so never listed), not in it: a
         // write cut short must leave nothing there that a manifest check would call unlisted.
-        await writeText(open, posix.join(paths.dir, DRILL_FILE), `${JSON.stringify(record, null, 2)}\n`, posix.join(paths.clusterDir, `.${input.backupId}.${DRILL_FILE}.tmp`));
+        await writeText(
+          open,
+          posix.join(paths.dir, DRILL_FILE),
+          `${JSON.stringify(record, null, 2)}\n`,
+          posix.join(paths.clusterDir, `.${input.backupId}.${DRILL_FILE}.tmp`),
+        );
         const rows = Object.values(record.rowCounts).reduce((s, n) => s + n, 0);
         rt.log.info('drill passed', { ...log, rtoSeconds: record.rtoSeconds, rpoSeconds: record.rpoSeconds });
         return {

@@ -23,11 +23,29 @@ import { Transform } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../topology/schema';
 import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './backup-files';
-import type { PgBackupFile, PgBackupManifest, PgBackupVerifyResult, PgRestoreDiscardResult, PgRestoreNodeInput, PgRestoreStageResult, PgRestoreSwapResult } from '../contract/backup';
+import type {
+  PgBackupFile,
+  PgBackupManifest,
+  PgBackupVerifyResult,
+  PgRestoreDiscardResult,
+  PgRestoreNodeInput,
+  PgRestoreStageResult,
+  PgRestoreSwapResult,
+} from '../contract/backup';
 import { cancellationSignal, configError, errorMessage, heartbeat } from './common';
 import type { Call, Runtime } from './deps';
 import type { SshExecResult } from './ssh-client';
-import { brief, execArgv, FILE_COMMAND_TIMEOUT_SECONDS, freeSpaceReserve, mustExec, onHost, requireFreeSpace, throwIfCancelled, type OpenSession } from './remote';
+import {
+  brief,
+  execArgv,
+  FILE_COMMAND_TIMEOUT_SECONDS,
+  freeSpaceReserve,
+  mustExec,
+  onHost,
+  requireFreeSpace,
+  throwIfCancelled,
+  type OpenSession,
+} from './remote';
 import { commandLine } from './shell';
 import { formatBytes } from '../contract/format';
 import { parseSwitchyardManifest } from './backup-pg';
@@ -78,7 +96,8 @@ export function parseManifest(text: string, cluster: string, backupId: string, w
     if (seen.has(f.name)) throw bad(`lists ${f.name} twice`);
     seen.add(f.name);
   }
-  for (const need of [BASE_TAR, WAL_TAR]) if (!seen.has(need)) throw bad(`does not list ${need} (a base backup in tar format with its WAL: pg_basebackup -F t -z -X stream)`);
+  for (const need of [BASE_TAR, WAL_TAR])
+    if (!seen.has(need)) throw bad(`does not list ${need} (a base backup in tar format with its WAL: pg_basebackup -F t -z -X stream)`);
   const tablespaces = [...seen].filter((x) => /^\d+\.tar(\.gz)?$/.test(x));
   if (tablespaces.length) {
     throw ApplicationFailure.nonRetryable(
@@ -115,7 +134,13 @@ export function parseMarker(text: string): RestoredMarker | null {
 }
 
 function markerText(input: PgRestoreNodeInput, at: Date): string[] {
-  return ['# written by switchyard: this data directory was restored from a base backup', `backup=${input.backupId}`, `cluster=${input.cluster}`, `node=${input.node}`, `restored-at=${at.toISOString()}`];
+  return [
+    '# written by switchyard: this data directory was restored from a base backup',
+    `backup=${input.backupId}`,
+    `cluster=${input.cluster}`,
+    `node=${input.node}`,
+    `restored-at=${at.toISOString()}`,
+  ];
 }
 
 /**
@@ -124,20 +149,21 @@ function markerText(input: PgRestoreNodeInput, at: Date): string[] {
  * renamed). The extraction is estimated by the databases' size when the backup recorded it,
  * else by the compressed size (a lower bound); a reserve stays free for the server that runs there.
  */
-export function restoreSpaceNeeded(m: Pick<PgBackupManifest, 'totalBytes' | 'databaseBytes'>, toCopyBytes: number): { needBytes: number; reserveBytes: number; how: string } {
+export function restoreSpaceNeeded(
+  m: Pick<PgBackupManifest, 'totalBytes' | 'databaseBytes'>,
+  toCopyBytes: number,
+): { needBytes: number; reserveBytes: number; how: string } {
   const extract = Math.max(m.databaseBytes ?? 0, m.totalBytes);
   const needBytes = toCopyBytes + extract;
   const reserveBytes = freeSpaceReserve(needBytes);
   const how =
-    `${formatBytes(toCopyBytes)} to copy + ${formatBytes(extract)} to extract (${m.databaseBytes !== null && m.databaseBytes >= m.totalBytes ? 'the databases\' size when backed up' : 'at least the compressed size'})` +
+    `${formatBytes(toCopyBytes)} to copy + ${formatBytes(extract)} to extract (${m.databaseBytes !== null && m.databaseBytes >= m.totalBytes ? "the databases' size when backed up" : 'at least the compressed size'})` +
     ` + a reserve of ${formatBytes(reserveBytes)}`;
   return { needBytes, reserveBytes, how };
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Fixed scripts: paths and values as positional arguments
-
 
 /** Prints "dir", "missing" or "other". */
 const KIND_SH = 'if [ -d "$1" ]; then echo dir; elif [ -e "$1" ] || [ -L "$1" ]; then echo other; else echo missing; fi';
@@ -184,7 +210,6 @@ const SWAP_SH = [
   'printf "%s\\n" "$moved"',
 ].join('\n');
 
-
 async function kindOf(open: OpenSession, path: string): Promise<'dir' | 'missing' | 'other'> {
   const out = (await mustExec(open, shellScript(KIND_SH, path), `looking at ${path}`)).stdout.trim();
   return out === 'dir' || out === 'missing' ? out : 'other';
@@ -192,17 +217,20 @@ async function kindOf(open: OpenSession, path: string): Promise<'dir' | 'missing
 
 /** A whole small file's content (not cut to the tail like execArgv's output); null when absent. */
 async function readSmall(open: OpenSession, path: string, max: number): Promise<string | null> {
-  const r: SshExecResult = await open.session.exec(commandLine(shellScript(`${CAT_IF_SH} && printf '\\nEOF-OK\\n'`, path)), { timeoutMs: FILE_COMMAND_TIMEOUT_SECONDS * 1000, signal: cancellationSignal() });
+  const r: SshExecResult = await open.session.exec(commandLine(shellScript(`${CAT_IF_SH} && printf '\\nEOF-OK\\n'`, path)), {
+    timeoutMs: FILE_COMMAND_TIMEOUT_SECONDS * 1000,
+    signal: cancellationSignal(),
+  });
   throwIfCancelled();
   if (r.code !== 0 || !r.stdout.endsWith('\nEOF-OK\n')) {
-    throw new Error(`reading ${path} on ${open.name}: ${r.timedOut ? 'timed out' : `exited ${r.code ?? `by signal ${r.signal ?? '?'}`}`}${r.stderr.trim() ? `: ${r.stderr.trim().slice(-300)}` : ''}`);
+    throw new Error(
+      `reading ${path} on ${open.name}: ${r.timedOut ? 'timed out' : `exited ${r.code ?? `by signal ${r.signal ?? '?'}`}`}${r.stderr.trim() ? `: ${r.stderr.trim().slice(-300)}` : ''}`,
+    );
   }
   const text = r.stdout.slice(0, -'\nEOF-OK\n'.length);
   if (text.length > max) throw new Error(`${path} on ${open.name} is larger than ${formatBytes(max)}`);
   return text === '' ? null : text;
 }
-
-
 
 interface CtlStatus {
   running: boolean | null;
@@ -218,7 +246,8 @@ async function ctlStatus(open: OpenSession, n: DbNodeConfig): Promise<CtlStatus>
   if (r.exitCode === 3) {
     // pg_ctl says no server runs; a postmaster.pid whose process is alive would still say otherwise.
     const pid = await execArgv(open, shellScript('p="$1/postmaster.pid"; [ -f "$p" ] && kill -0 "$(head -n 1 "$p")" 2>/dev/null', n.dataDir), 15);
-    if (pid.exitCode === 0) return { running: true, dataDirExists: exists, text: `pg_ctl status says stopped, but the process in ${n.dataDir}/postmaster.pid is alive` };
+    if (pid.exitCode === 0)
+      return { running: true, dataDirExists: exists, text: `pg_ctl status says stopped, but the process in ${n.dataDir}/postmaster.pid is alive` };
     return { running: false, dataDirExists: exists, text: 'no server running' };
   }
   if (r.exitCode === 4 && !exists) return { running: false, dataDirExists: false, text: `no data directory at ${n.dataDir}` };
@@ -302,8 +331,18 @@ async function streamFile(from: OpenSession, to: OpenSession, fromPath: string, 
   throwIfCancelled();
   const how = (x: SshExecResult) =>
     `${x.timedOut ? `timed out after ${COPY_TIMEOUT_SECONDS} s` : x.code === null ? `ended ${x.signal ? `by signal ${x.signal}` : 'without an exit status'}` : `exited ${x.code}`}${x.stderr.trim() ? `: ${x.stderr.trim().split('\n').slice(-3).join(' | ').slice(0, 500)}` : ''}`;
-  const readFail = r.status === 'rejected' ? `reading ${fromPath} on ${from.name} failed: ${errorMessage(r.reason)}` : r.value.code !== 0 ? `reading ${fromPath} on ${from.name} (cat) ${how(r.value)}` : null;
-  const writeFail = w.status === 'rejected' ? `writing ${toPath} on ${to.name} failed: ${errorMessage(w.reason)}` : w.value.code !== 0 ? `writing ${toPath} on ${to.name} (cat >) ${how(w.value)}` : null;
+  const readFail =
+    r.status === 'rejected'
+      ? `reading ${fromPath} on ${from.name} failed: ${errorMessage(r.reason)}`
+      : r.value.code !== 0
+        ? `reading ${fromPath} on ${from.name} (cat) ${how(r.value)}`
+        : null;
+  const writeFail =
+    w.status === 'rejected'
+      ? `writing ${toPath} on ${to.name} failed: ${errorMessage(w.reason)}`
+      : w.value.code !== 0
+        ? `writing ${toPath} on ${to.name} (cat >) ${how(w.value)}`
+        : null;
   if (readFail || writeFail) {
     const [cause, then] = first === 'write' ? [writeFail, readFail] : [readFail ?? writeFail, readFail ? writeFail : null];
     throw new Error(then ? `${cause}; then ${then.replace(/^\w/, (ch) => ch.toLowerCase())}` : (cause as string));
@@ -358,7 +397,10 @@ export function pgRestoreActivities(rt: Runtime) {
     }
     const text = await readSmall(open, posix.join(dir, MANIFEST_FILE), MAX_MANIFEST_BYTES);
     if (text === null) {
-      throw ApplicationFailure.nonRetryable(`backup ${input.backupId} of cluster "${input.cluster}" is not complete: ${at} has no ${MANIFEST_FILE} (it is written last)`, Errors.BackupNotFound);
+      throw ApplicationFailure.nonRetryable(
+        `backup ${input.backupId} of cluster "${input.cluster}" is not complete: ${at} has no ${MANIFEST_FILE} (it is written last)`,
+        Errors.BackupNotFound,
+      );
     }
     const m = parseManifest(text, input.cluster, input.backupId, at);
     const ls = await mustExec(open, ['find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\t%s\\n'], `listing ${dir}`);
@@ -412,7 +454,10 @@ export function pgRestoreActivities(rt: Runtime) {
         let todo: readonly PgBackupFile[] = files;
         /** Refuse before anything is written when the filesystem cannot take the copy and its extraction. */
         const checkSpace = async (toCopy: readonly PgBackupFile[]) => {
-          const space = restoreSpaceNeeded(manifest, toCopy.reduce((sum, f) => sum + f.bytes, 0));
+          const space = restoreSpaceNeeded(
+            manifest,
+            toCopy.reduce((sum, f) => sum + f.bytes, 0),
+          );
           notes.push(
             await requireFreeSpace(
               dst,
@@ -426,7 +471,8 @@ export function pgRestoreActivities(rt: Runtime) {
           );
         };
         const kind = await kindOf(dst, staging);
-        if (kind === 'other') throw configError(`${staging} on ${n.sshHost} exists and is not a directory: move it away before staging backup ${backupId} there`);
+        if (kind === 'other')
+          throw configError(`${staging} on ${n.sshHost} exists and is not a directory: move it away before staging backup ${backupId} there`);
         if (kind === 'dir') {
           const v = await verifyOnHost(dst, staging, backupId, files, COPY_TIMEOUT_SECONDS);
           if (v.ok) {
@@ -464,7 +510,12 @@ export function pgRestoreActivities(rt: Runtime) {
           if (sameHost) {
             for (const f of todo) {
               heartbeat({ node: input.node, copying: f.name, bytes: bytesCopied, of: total });
-              await mustExec(dst, shellScript(CP_SH, posix.join(src, f.name), posix.join(staging, f.name)), `copying ${f.name} into ${staging}`, COPY_TIMEOUT_SECONDS);
+              await mustExec(
+                dst,
+                shellScript(CP_SH, posix.join(src, f.name), posix.join(staging, f.name)),
+                `copying ${f.name} into ${staging}`,
+                COPY_TIMEOUT_SECONDS,
+              );
               bytesCopied += f.bytes;
             }
           } else if (todo.length) {
@@ -473,10 +524,14 @@ export function pgRestoreActivities(rt: Runtime) {
                 const part = posix.join(staging, f.name + PART_SUFFIX);
                 const done = bytesCopied;
                 heartbeat({ node: input.node, copying: f.name, bytes: done, of: total });
-                const s = await streamFile(from, dst, posix.join(src, f.name), part, (bytes) => heartbeat({ node: input.node, copying: f.name, bytes: done + bytes, of: total }));
+                const s = await streamFile(from, dst, posix.join(src, f.name), part, (bytes) =>
+                  heartbeat({ node: input.node, copying: f.name, bytes: done + bytes, of: total }),
+                );
                 if (s.bytes !== f.bytes || s.sha256 !== f.sha256) {
                   const what =
-                    s.bytes !== f.bytes ? `${f.name} has ${s.bytes} bytes, the manifest says ${f.bytes}` : `${f.name} has SHA-256 ${s.sha256.slice(0, 16)}…, the manifest says ${f.sha256.slice(0, 16)}…`;
+                    s.bytes !== f.bytes
+                      ? `${f.name} has ${s.bytes} bytes, the manifest says ${f.bytes}`
+                      : `${f.name} has SHA-256 ${s.sha256.slice(0, 16)}…, the manifest says ${f.sha256.slice(0, 16)}…`;
                   throw corrupt(`backup ${backupId} does not match its manifest: ${what} (as read from ${b.host}:${src})`);
                 }
                 await mustExec(dst, ['mv', '-f', '--', part, posix.join(staging, f.name)], `renaming ${part}`);
@@ -488,10 +543,14 @@ export function pgRestoreActivities(rt: Runtime) {
           const v = await verifyOnHost(dst, staging, backupId, files, COPY_TIMEOUT_SECONDS);
           if (!v.ok) {
             // The backup itself, or the copy? Only the first is for a person.
-            const sv: PgBackupVerifyResult = await onHost(rt, call, input.cluster, b.host, (open) => verifyOnHost(open, src, backupId, files, COPY_TIMEOUT_SECONDS));
+            const sv: PgBackupVerifyResult = await onHost(rt, call, input.cluster, b.host, (open) =>
+              verifyOnHost(open, src, backupId, files, COPY_TIMEOUT_SECONDS),
+            );
             if (!sv.ok) throw corrupt(`${sv.detail} (on ${b.host} in ${src})`);
             await removeStaging();
-            throw new Error(`the copy of backup ${backupId} staged in ${staging} on ${n.sshHost} does not match the manifest although the backup on ${b.host} does: ${v.detail}; staging removed, a retry copies it again`);
+            throw new Error(
+              `the copy of backup ${backupId} staged in ${staging} on ${n.sshHost} does not match the manifest although the backup on ${b.host} does: ${v.detail}; staging removed, a retry copies it again`,
+            );
           }
           const durationMs = Date.now() - t0;
           const how = sameHost ? `cp on ${n.sshHost}` : `streaming from ${b.host} through the worker`;
@@ -576,7 +635,10 @@ export function pgRestoreActivities(rt: Runtime) {
         }
         for (const f of [BASE_TAR, WAL_TAR]) {
           if ((await execArgv(open, ['test', '-f', posix.join(staging, f)], 15)).exitCode !== 0) {
-            throw ApplicationFailure.nonRetryable(`${staging} on ${n.sshHost} has no ${f}: the staging of backup ${backupId} is incomplete; run pgRestoreStage again`, Errors.RestoreNotStaged);
+            throw ApplicationFailure.nonRetryable(
+              `${staging} on ${n.sshHost} has no ${f}: the staging of backup ${backupId} is incomplete; run pgRestoreStage again`,
+              Errors.RestoreNotStaged,
+            );
           }
         }
 
@@ -593,13 +655,20 @@ export function pgRestoreActivities(rt: Runtime) {
             throw new Error(`extracting backup ${backupId} in ${x} on ${n.sshHost} ${brief(r)}`);
           }
           const removed = r.stdout.split('\n').filter((l) => l.startsWith('removed '));
-          notes.push(`extracted ${BASE_TAR} and ${WAL_TAR}${removed.length ? `; ${removed.map((l) => l.slice('removed '.length)).join(' and ')} removed (starts as a primary)` : ''}`);
+          notes.push(
+            `extracted ${BASE_TAR} and ${WAL_TAR}${removed.length ? `; ${removed.map((l) => l.slice('removed '.length)).join(' and ')} removed (starts as a primary)` : ''}`,
+          );
           await mustExec(open, shellScript(WRITE_MARKER_SH, posix.join(x, RESTORED_MARKER), ...markerText(input, rt.now())), `writing ${RESTORED_MARKER}`);
         }
 
         heartbeat({ node: input.node, step: 'swap' });
         const keepConf = !n.configDir || posix.normalize(n.configDir) === posix.normalize(n.dataDir);
-        const sw = await mustExec(open, shellScript(SWAP_SH, n.dataDir, staging, moveAsideName(n.dataDir, rt.now()), keepConf ? 'keep-conf' : ''), `moving backup ${backupId} into ${n.dataDir}`, COPY_TIMEOUT_SECONDS);
+        const sw = await mustExec(
+          open,
+          shellScript(SWAP_SH, n.dataDir, staging, moveAsideName(n.dataDir, rt.now()), keepConf ? 'keep-conf' : ''),
+          `moving backup ${backupId} into ${n.dataDir}`,
+          COPY_TIMEOUT_SECONDS,
+        );
         const movedAside = sw.stdout.trim() || null;
         const kept = sw.stderr
           .split('\n')

@@ -224,6 +224,7 @@ export async function pollUntil<T>(read: () => Promise<T>, done: (v: T) => boole
 /** An integer input within bounds, or the fallback when it is absent; anything else is a ConfigError. */
 export function checkedInt(v: unknown, name: string, fallback: number | undefined, min: number, max: number): number {
   if (v === undefined && fallback !== undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw configError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw configError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
   return v;
 }

@@ -50,7 +50,12 @@ export async function withEc2<T>(rt: Runtime, call: Call, cluster: string, fn: (
 }
 
 function selectorText(sel: Ec2Selector): string {
-  return sel.instanceId ?? Object.entries(sel.tags ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+  return (
+    sel.instanceId ??
+    Object.entries(sel.tags ?? {})
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',')
+  );
 }
 
 /** AWS error name, e.g. "InvalidInstanceID.NotFound". */
@@ -223,7 +228,10 @@ export function ec2Activities(rt: Runtime) {
      */
     ec2StopInstance: rt.activity(async (input: { cluster: string; node: string; forceAfterSeconds?: number }, call): Promise<Ec2StopResult> => {
       const n = call.top.node(input.cluster, input.node);
-      if (!n.ec2) throw configError(`database node "${input.node}" of cluster "${input.cluster}" has no EC2 selector (postgres.nodes.${input.node}.ec2): there is no instance to stop`);
+      if (!n.ec2)
+        throw configError(
+          `database node "${input.node}" of cluster "${input.cluster}" has no EC2 selector (postgres.nodes.${input.node}.ec2): there is no instance to stop`,
+        );
       return withEc2(rt, call, input.cluster, async (ec2) => {
         const ni = await nodeInstance(ec2, input.node, n);
         if (ni.error) throw new Error(`cannot find the EC2 instance of node "${input.node}" of cluster "${input.cluster}": ${ni.error}`);
@@ -244,7 +252,8 @@ export function ec2Activities(rt: Runtime) {
         let state: string | null = stateBefore;
         let changed = false;
         let forced = false;
-        const forceAt = input.forceAfterSeconds !== undefined ? Date.now() + checkedInt(input.forceAfterSeconds, 'forceAfterSeconds', undefined, 1, 3600) * 1000 : null;
+        const forceAt =
+          input.forceAfterSeconds !== undefined ? Date.now() + checkedInt(input.forceAfterSeconds, 'forceAfterSeconds', undefined, 1, 3600) * 1000 : null;
         const stop = async (force = false) => {
           try {
             const r = await ec2.send(new StopInstancesCommand({ InstanceIds: [instanceId], ...(force ? { Force: true } : {}) }));
@@ -276,10 +285,18 @@ export function ec2Activities(rt: Runtime) {
         const base = { node: input.node, instanceId, stateBefore, stateAfter: state, changed, ...(forced ? { forced } : {}) };
         if (state === 'stopped') {
           const how = forced ? ' (a forced stop: it hung in "stopping")' : '';
-          return { ...base, detail: changed ? `stopped ${instanceId} (was ${stateBefore ?? 'unknown'})${how}` : `${instanceId} was already ${stateBefore === 'stopped' ? 'stopped' : `${stateBefore}, now stopped`}${how}` };
+          return {
+            ...base,
+            detail: changed
+              ? `stopped ${instanceId} (was ${stateBefore ?? 'unknown'})${how}`
+              : `${instanceId} was already ${stateBefore === 'stopped' ? 'stopped' : `${stateBefore}, now stopped`}${how}`,
+          };
         }
-        if (state === 'terminated') return { ...base, detail: `${instanceId} is terminated (was ${stateBefore ?? 'unknown'}): it no longer runs, but it is not "stopped"` };
-        throw new Error(`EC2 instance ${instanceId} of node "${input.node}" is still ${state ?? 'in an unknown state'} ${STOP_WAIT_MS / 1000} s after ${changed ? 'StopInstances' : 'the wait began'} (was ${stateBefore ?? 'unknown'})`);
+        if (state === 'terminated')
+          return { ...base, detail: `${instanceId} is terminated (was ${stateBefore ?? 'unknown'}): it no longer runs, but it is not "stopped"` };
+        throw new Error(
+          `EC2 instance ${instanceId} of node "${input.node}" is still ${state ?? 'in an unknown state'} ${STOP_WAIT_MS / 1000} s after ${changed ? 'StopInstances' : 'the wait began'} (was ${stateBefore ?? 'unknown'})`,
+        );
       });
     }),
 
@@ -305,7 +322,14 @@ export function ec2Activities(rt: Runtime) {
           return { ...empty, detail: `EC2 DescribeAddresses failed: ${errorMessage(err)}` };
         }
         if (!a) return { ...empty, ok: true, detail: `no Elastic IP ${input.publicIp} in this account and region` };
-        const holder = { ...empty, ok: true, instanceId: a.InstanceId ?? null, privateIp: a.PrivateIpAddress ?? null, associationId: a.AssociationId ?? null, allocationId: a.AllocationId ?? null };
+        const holder = {
+          ...empty,
+          ok: true,
+          instanceId: a.InstanceId ?? null,
+          privateIp: a.PrivateIpAddress ?? null,
+          associationId: a.AssociationId ?? null,
+          allocationId: a.AllocationId ?? null,
+        };
         if (!a.InstanceId) return { ...holder, detail: `${input.publicIp} is not associated with an instance` };
         const ni = nodeOfInstance(await nodeInstances(ec2, c), a.InstanceId);
         return ni

@@ -24,26 +24,38 @@ import { shellScript } from './argv';
 export const FENCE_MARKER = 'switchyard-fence.json';
 
 /** Prints "standby.signal" when it exists, then "marker" and the marker's content when it exists; exit 3 without a data directory. */
-const FENCE_READ_SH = 'cd -- "$1" 2>/dev/null || exit 3; if [ -e standby.signal ]; then echo standby.signal; fi; if [ -f "$2" ]; then echo marker; cat -- "$2"; fi';
+const FENCE_READ_SH =
+  'cd -- "$1" 2>/dev/null || exit 3; if [ -e standby.signal ]; then echo standby.signal; fi; if [ -f "$2" ]; then echo marker; cat -- "$2"; fi';
 /** Creates an empty standby.signal (0600) unless one exists; prints "created" when it made one. */
 const SIGNAL_SH = 'set -e; cd -- "$1"; if [ ! -e standby.signal ]; then umask 077; : > standby.signal; echo created; fi';
 /** Removes the marker, and standby.signal when $3 is "signal-too". */
 const CLEAR_SH = 'set -e; cd -- "$1"; rm -f -- "$2"; if [ "$3" = signal-too ]; then rm -f -- standby.signal; fi';
-
 
 export function parseFenceRead(stdout: string): { standbySignal: boolean; marker: FenceMarker | null; problem: string | null } {
   const lines = stdout.split('\n');
   const standbySignal = lines[0] === 'standby.signal';
   const at = lines.indexOf('marker');
   if (at < 0) return { standbySignal, marker: null, problem: null };
-  const text = lines.slice(at + 1).join('\n').trim();
+  const text = lines
+    .slice(at + 1)
+    .join('\n')
+    .trim();
   try {
     const m = JSON.parse(text) as Partial<FenceMarker>;
-    if (typeof m.fencedBy !== 'string' || typeof m.newPrimary !== 'string' || typeof m.at !== 'string') throw new Error('fields fencedBy, newPrimary and at are required');
-    return { standbySignal, marker: { fencedBy: m.fencedBy, newPrimary: m.newPrimary, at: m.at, reason: typeof m.reason === 'string' ? m.reason : '' }, problem: null };
+    if (typeof m.fencedBy !== 'string' || typeof m.newPrimary !== 'string' || typeof m.at !== 'string')
+      throw new Error('fields fencedBy, newPrimary and at are required');
+    return {
+      standbySignal,
+      marker: { fencedBy: m.fencedBy, newPrimary: m.newPrimary, at: m.at, reason: typeof m.reason === 'string' ? m.reason : '' },
+      problem: null,
+    };
   } catch (err) {
     // A marker that cannot be read still means "fenced": never read it as "not fenced".
-    return { standbySignal, marker: { fencedBy: '?', newPrimary: '?', at: '?', reason: `unreadable marker: ${errorMessage(err)}` }, problem: errorMessage(err) };
+    return {
+      standbySignal,
+      marker: { fencedBy: '?', newPrimary: '?', at: '?', reason: `unreadable marker: ${errorMessage(err)}` },
+      problem: errorMessage(err),
+    };
   }
 }
 
@@ -78,7 +90,9 @@ export async function markFenced(open: OpenSession, n: DbNodeConfig, marker: Fen
 export async function disableBootService(open: OpenSession, n: DbNodeConfig): Promise<{ disabled: boolean | null; detail: string }> {
   if (!n.service) return { disabled: null, detail: 'no boot service in the topology (postgres.nodes.<node>.service)' };
   const r = await execArgv(open, n.service.disable, 60);
-  return r.exitCode === 0 ? { disabled: true, detail: `boot service disabled (${r.command})` } : { disabled: false, detail: `disabling the boot service ${brief(r)}` };
+  return r.exitCode === 0
+    ? { disabled: true, detail: `boot service disabled (${r.command})` }
+    : { disabled: false, detail: `disabling the boot service ${brief(r)}` };
 }
 
 export function fenceActivities(rt: Runtime) {
@@ -97,7 +111,8 @@ export function fenceActivities(rt: Runtime) {
           return { node: input.node, readable: true, marker: f.marker, standbySignal: f.dataDirExists ? f.standbySignal : null, detail };
         });
       } catch (err) {
-        if (!(err instanceof SshConnectError) || err.outcome === 'host-key-mismatch' || err.outcome === 'auth-failed') throw err instanceof SshConnectError ? err.toActionError() : err;
+        if (!(err instanceof SshConnectError) || err.outcome === 'host-key-mismatch' || err.outcome === 'auth-failed')
+          throw err instanceof SshConnectError ? err.toActionError() : err;
         return { node: input.node, readable: false, marker: null, standbySignal: null, detail: `cannot read the fence of ${input.node}: ${err.message}` };
       }
     }),
@@ -107,38 +122,44 @@ export function fenceActivities(rt: Runtime) {
      * together with standby.signal (an aborted failover undoing its own fence); without it, the
      * marker alone (rejoin: the node is a standby now and keeps its standby.signal).
      */
-    fenceClear: rt.activity(async (input: { cluster: string; node: string; fencedBy?: string }, call: Call): Promise<{ node: string; changed: boolean; detail: string }> => {
-      const n = call.top.node(input.cluster, input.node);
-      return onHost(rt, call, input.cluster, n.sshHost, async (open) => {
-        const f = await readFence(open, n);
-        if (!f.marker) {
-          // pg_rewind removes the marker with the other files its source lacks; the boot service
-          // a fence disabled is still enabled again once the node is a standby.
-          if (input.fencedBy === undefined && n.service) {
-            const svc = await execArgv(open, n.service.enable, 60);
-            if (svc.exitCode !== 0) throw new Error(`enabling the boot service of ${input.node} ${brief(svc)}`);
-            return { node: input.node, changed: false, detail: `${input.node} carries no fence marker; boot service enabled (${svc.command})` };
+    fenceClear: rt.activity(
+      async (input: { cluster: string; node: string; fencedBy?: string }, call: Call): Promise<{ node: string; changed: boolean; detail: string }> => {
+        const n = call.top.node(input.cluster, input.node);
+        return onHost(rt, call, input.cluster, n.sshHost, async (open) => {
+          const f = await readFence(open, n);
+          if (!f.marker) {
+            // pg_rewind removes the marker with the other files its source lacks; the boot service
+            // a fence disabled is still enabled again once the node is a standby.
+            if (input.fencedBy === undefined && n.service) {
+              const svc = await execArgv(open, n.service.enable, 60);
+              if (svc.exitCode !== 0) throw new Error(`enabling the boot service of ${input.node} ${brief(svc)}`);
+              return { node: input.node, changed: false, detail: `${input.node} carries no fence marker; boot service enabled (${svc.command})` };
+            }
+            return { node: input.node, changed: false, detail: `${input.node} carries no fence marker` };
           }
-          return { node: input.node, changed: false, detail: `${input.node} carries no fence marker` };
-        }
-        if (input.fencedBy !== undefined && f.marker.fencedBy !== input.fencedBy) {
-          throw ApplicationFailure.nonRetryable(
-            `${input.node} was fenced by ${f.marker.fencedBy}, not by ${input.fencedBy}: its fence is left in place (run \`switchyard rejoin ${input.cluster} --node ${input.node}\` to make it a standby)`,
-            Errors.WrongRole,
+          if (input.fencedBy !== undefined && f.marker.fencedBy !== input.fencedBy) {
+            throw ApplicationFailure.nonRetryable(
+              `${input.node} was fenced by ${f.marker.fencedBy}, not by ${input.fencedBy}: its fence is left in place (run \`switchyard rejoin ${input.cluster} --node ${input.node}\` to make it a standby)`,
+              Errors.WrongRole,
+            );
+          }
+          await mustExec(
+            open,
+            shellScript(CLEAR_SH, n.dataDir, FENCE_MARKER, input.fencedBy !== undefined ? 'signal-too' : 'marker-only'),
+            `clearing the fence of ${n.dataDir}`,
           );
-        }
-        await mustExec(open, shellScript(CLEAR_SH, n.dataDir, FENCE_MARKER, input.fencedBy !== undefined ? 'signal-too' : 'marker-only'), `clearing the fence of ${n.dataDir}`);
-        // The boot service the fence disabled starts the node at boot again.
-        const svc = n.service ? await execArgv(open, n.service.enable, 60) : null;
-        if (svc && svc.exitCode !== 0) throw new Error(`the fence marker of ${input.node} was removed, but enabling its boot service ${brief(svc)}`);
-        rt.log.info('fence cleared', { cluster: input.cluster, node: input.node, fencedBy: f.marker.fencedBy });
-        return {
-          node: input.node,
-          changed: true,
-          detail: `removed ${FENCE_MARKER}${input.fencedBy !== undefined ? ' and standby.signal' : ''} from ${n.dataDir} (fenced by ${f.marker.fencedBy})${svc ? `; boot service enabled (${svc.command})` : ''}`,
-        };
-      });
-    }),
+          // The boot service the fence disabled starts the node at boot again.
+          const svc = n.service ? await execArgv(open, n.service.enable, 60) : null;
+          if (svc && svc.exitCode !== 0) throw new Error(`the fence marker of ${input.node} was removed, but enabling its boot service ${brief(svc)}`);
+          rt.log.info('fence cleared', { cluster: input.cluster, node: input.node, fencedBy: f.marker.fencedBy });
+          return {
+            node: input.node,
+            changed: true,
+            detail: `removed ${FENCE_MARKER}${input.fencedBy !== undefined ? ' and standby.signal' : ''} from ${n.dataDir} (fenced by ${f.marker.fencedBy})${svc ? `; boot service enabled (${svc.command})` : ''}`,
+          };
+        });
+      },
+    ),
 
     /**
      * Run the node's STONITH command (postgres.nodes.<node>.stonith) on its host, once: exit 0
@@ -146,18 +167,26 @@ export function fenceActivities(rt: Runtime) {
      */
     stonith: rt.activity(async (input: { cluster: string; node: string }, call: Call): Promise<StonithResult> => {
       const n = call.top.node(input.cluster, input.node);
-      if (!n.stonith) throw configError(`database node "${input.node}" of cluster "${input.cluster}" has no STONITH command (postgres.nodes.${input.node}.stonith)`);
+      if (!n.stonith)
+        throw configError(`database node "${input.node}" of cluster "${input.cluster}" has no STONITH command (postgres.nodes.${input.node}.stonith)`);
       const argv = substitute(n.stonith.command, { node: input.node, address: n.host, port: String(n.port) });
       const r = await onHost(rt, call, input.cluster, n.stonith.host, (open) => execArgv(open, argv, n.stonith!.timeoutSeconds));
       const ok = r.exitCode === 0;
-      rt.log.warn(ok ? 'STONITH: node powered off' : 'STONITH failed', { cluster: input.cluster, node: input.node, host: n.stonith.host, exitCode: r.exitCode });
+      rt.log.warn(ok ? 'STONITH: node powered off' : 'STONITH failed', {
+        cluster: input.cluster,
+        node: input.node,
+        host: n.stonith.host,
+        exitCode: r.exitCode,
+      });
       return {
         node: input.node,
         host: n.stonith.host,
         ok,
         exitCode: r.exitCode,
         timedOut: r.timedOut === true,
-        detail: ok ? `STONITH of ${input.node} on ${n.stonith.host}: ${r.command} exited 0${r.stdout.trim() ? ` (${r.stdout.trim().slice(-200)})` : ''}` : `STONITH of ${input.node} on ${n.stonith.host} ${brief(r)}`,
+        detail: ok
+          ? `STONITH of ${input.node} on ${n.stonith.host}: ${r.command} exited 0${r.stdout.trim() ? ` (${r.stdout.trim().slice(-200)})` : ''}`
+          : `STONITH of ${input.node} on ${n.stonith.host} ${brief(r)}`,
       };
     }),
   };

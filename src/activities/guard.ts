@@ -9,26 +9,30 @@ import { guardReleaseSignal, guardStatusQuery, guardWatchSignal, guardWorkflowId
 import type { Runtime } from './deps';
 import { currentTaskQueue, temporalClient } from './temporal-client';
 
-
 export function guardActivities(rt: Runtime) {
   const client = (): Client => temporalClient(rt, 'start the guard');
 
   return {
     /** Watch a fenced former primary until rejoin: starts the cluster's guard when it is not running. */
-    guardWatch: rt.activity(async (input: { cluster: string; node: string; newPrimary: string; fencedBy: string; intervalSeconds?: number }, call): Promise<{ workflowId: string; runId: string; detail: string }> => {
-      call.top.node(input.cluster, input.node);
-      call.top.node(input.cluster, input.newPrimary);
-      const id = guardWorkflowId(input.cluster);
-      const h = await client().workflow.signalWithStart('guard', {
-        workflowId: id,
-        taskQueue: currentTaskQueue(),
-        args: [{ cluster: input.cluster, ...(input.intervalSeconds ? { intervalSeconds: input.intervalSeconds } : {}) }],
-        signal: guardWatchSignal,
-        signalArgs: [{ node: input.node, newPrimary: input.newPrimary, fencedBy: input.fencedBy, since: rt.now().toISOString() }],
-      });
-      rt.log.info('guard watching', { cluster: input.cluster, node: input.node, guard: id });
-      return { workflowId: id, runId: h.signaledRunId, detail: `the guard ${id} watches ${input.node} until rejoin makes it a standby` };
-    }),
+    guardWatch: rt.activity(
+      async (
+        input: { cluster: string; node: string; newPrimary: string; fencedBy: string; intervalSeconds?: number },
+        call,
+      ): Promise<{ workflowId: string; runId: string; detail: string }> => {
+        call.top.node(input.cluster, input.node);
+        call.top.node(input.cluster, input.newPrimary);
+        const id = guardWorkflowId(input.cluster);
+        const h = await client().workflow.signalWithStart('guard', {
+          workflowId: id,
+          taskQueue: currentTaskQueue(),
+          args: [{ cluster: input.cluster, ...(input.intervalSeconds ? { intervalSeconds: input.intervalSeconds } : {}) }],
+          signal: guardWatchSignal,
+          signalArgs: [{ node: input.node, newPrimary: input.newPrimary, fencedBy: input.fencedBy, since: rt.now().toISOString() }],
+        });
+        rt.log.info('guard watching', { cluster: input.cluster, node: input.node, guard: id });
+        return { workflowId: id, runId: h.signaledRunId, detail: `the guard ${id} watches ${input.node} until rejoin makes it a standby` };
+      },
+    ),
 
     /** Tell the guard a node is a standby again (no-op when no guard runs). */
     guardRelease: rt.activity(async (input: { cluster: string; node: string; by: string; reason: string }): Promise<{ released: boolean; detail: string }> => {

@@ -38,7 +38,8 @@ export function historyActivities(rt: Runtime) {
       const closed = (w: WorkflowExecutionInfo) => w.closeTime?.getTime() ?? 0;
       runs.sort((a, b) => closed(b) - closed(a));
       const none: LastPrimaryPosition = { found: false, lsn: null, node: null, site: null, observedAt: null, workflowId: null, detail: '' };
-      if (runs.length === 0) return { ...none, detail: `no completed readiness run of cluster "${input.cluster}" is visible in Temporal: no last primary position is known` };
+      if (runs.length === 0)
+        return { ...none, detail: `no completed readiness run of cluster "${input.cluster}" is visible in Temporal: no last primary position is known` };
       const unreadable: string[] = [];
       const looked = runs.slice(0, LOOK_AT);
       for (const wf of looked) {

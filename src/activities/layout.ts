@@ -10,7 +10,9 @@ export function createLayoutActivities(topology: () => Topology) {
       const c = top.clusters[cluster];
       if (!c) {
         throw ApplicationFailure.nonRetryable(
-          `unknown cluster "${cluster}"; the worker's topology has: ${Object.keys(top.clusters).map((k) => `"${k}"`).join(', ')}`,
+          `unknown cluster "${cluster}"; the worker's topology has: ${Object.keys(top.clusters)
+            .map((k) => `"${k}"`)
+            .join(', ')}`,
           'ConfigError',
         );
       }

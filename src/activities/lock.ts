@@ -88,7 +88,6 @@ export function busyMessage(cluster: string, h: LockHolder): string {
   return `cluster ${cluster} is busy: ${describeHolder(h)} is running; wait for it or cancel it`;
 }
 
-
 async function describeOrNull(client: Client, workflowId: string, runId?: string) {
   try {
     return await client.workflow.getHandle(workflowId, runId).describe();
@@ -162,10 +161,16 @@ export function lockActivities(rt: Runtime) {
     if (!closed?.holder) return null;
     const state = await holderChainState(c, closed.holder);
     if (state.running) {
-      rt.log.warn(`the lock workflow of cluster ${cluster} is ${closed.status} while ${closed.holder.workflowId} held it and still runs: starting it again with that holder`, { cluster, holder: closed.holder.workflowId });
+      rt.log.warn(
+        `the lock workflow of cluster ${cluster} is ${closed.status} while ${closed.holder.workflowId} held it and still runs: starting it again with that holder`,
+        { cluster, holder: closed.holder.workflowId },
+      );
       return closed.holder;
     }
-    rt.log.warn(`the lock workflow of cluster ${cluster} is ${closed.status}; its holder ${closed.holder.workflowId} is ${state.status}: starting it free`, { cluster, holder: closed.holder.workflowId });
+    rt.log.warn(`the lock workflow of cluster ${cluster} is ${closed.status}; its holder ${closed.holder.workflowId} is ${state.status}: starting it free`, {
+      cluster,
+      holder: closed.holder.workflowId,
+    });
     return null;
   }
 
@@ -187,7 +192,8 @@ export function lockActivities(rt: Runtime) {
     });
   }
 
-  const busy = (cluster: string, h: LockHolder) => ApplicationFailure.create({ message: busyMessage(cluster, h), type: Errors.ClusterBusy, nonRetryable: true, details: [h] });
+  const busy = (cluster: string, h: LockHolder) =>
+    ApplicationFailure.create({ message: busyMessage(cluster, h), type: Errors.ClusterBusy, nonRetryable: true, details: [h] });
 
   return {
     async lockAcquire(input: LockAcquireInput): Promise<LockAcquireResult> {
@@ -203,7 +209,14 @@ export function lockActivities(rt: Runtime) {
         const reason = `holder ${stale.workflowId} (run ${stale.runId}) is ${state.status}`;
         rt.log.warn(`force-releasing the lock of cluster ${input.cluster}: ${reason}`, { cluster: input.cluster, holder: stale.workflowId });
         const fr = await c.workflow.getHandle(lockWorkflowId(input.cluster)).executeUpdate(forceReleaseUpdate, {
-          args: [{ workflowId: stale.workflowId, runId: stale.runId, ...(stale.firstExecutionRunId ? { firstExecutionRunId: stale.firstExecutionRunId } : {}), reason }],
+          args: [
+            {
+              workflowId: stale.workflowId,
+              runId: stale.runId,
+              ...(stale.firstExecutionRunId ? { firstExecutionRunId: stale.firstExecutionRunId } : {}),
+              reason,
+            },
+          ],
         });
         if (fr.released) forceReleased = stale;
         res = await tryAcquire(c, req, null);
@@ -218,7 +231,11 @@ export function lockActivities(rt: Runtime) {
 
     async lockRelease(input: LockReleaseInput): Promise<ReleaseResult> {
       const c = client();
-      const req = { workflowId: input.workflowId, runId: input.runId, firstExecutionRunId: input.firstExecutionRunId || (await firstRunIdOf(c, input.workflowId, input.runId)) };
+      const req = {
+        workflowId: input.workflowId,
+        runId: input.runId,
+        firstExecutionRunId: input.firstExecutionRunId || (await firstRunIdOf(c, input.workflowId, input.runId)),
+      };
       const closed = await closedLockHolder(c, input.cluster).catch(() => null);
       if (closed) {
         // The lock workflow was ended from outside. Held by this run: start it again carrying this
@@ -266,7 +283,11 @@ export function lockActivities(rt: Runtime) {
       const who = `${operation} ${workflowId} was started as a child of ${parent.workflowId} to run under its lock of cluster ${cluster}`;
       const own = `start ${operation} on its own (\`switchyard ${operation} ${cluster} …\`), which takes the lock itself`;
       if (!holder) {
-        throw ApplicationFailure.create({ message: `${who}, but nobody holds that lock: refused. ${own.charAt(0).toUpperCase()}${own.slice(1)}`, type: Errors.LockNotHeld, nonRetryable: true });
+        throw ApplicationFailure.create({
+          message: `${who}, but nobody holds that lock: refused. ${own.charAt(0).toUpperCase()}${own.slice(1)}`,
+          type: Errors.LockNotHeld,
+          nonRetryable: true,
+        });
       }
       throw ApplicationFailure.create({
         message: `${who}, but the lock is held by ${describeHolder(holder)}, not by ${ancestors.length > 1 ? `any of ${ancestors.join(', ')}` : parent.workflowId}: refused. Wait for ${holder.workflowId} to finish (or cancel it), then ${own}`,

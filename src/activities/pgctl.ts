@@ -26,7 +26,6 @@ const DEFAULT_PROMOTE_WAIT_SECONDS = 60;
 /** Extra time an exec gets over pg_ctl's own -t, so pg_ctl reports its timeout rather than us. */
 const EXEC_MARGIN_SECONDS = 15;
 
-
 // ---------------------------------------------------------------------------------------------
 // pg_controldata
 
@@ -150,7 +149,8 @@ export function pgctlActivities(rt: Runtime) {
       return { connected: true, refused: false, authFailed: false, detail: `PostgreSQL at ${at} accepts connections` };
     } catch (err) {
       const msg = errorMessage(err);
-      if (isAuthFailure(err)) return { connected: false, refused: false, authFailed: true, detail: `PostgreSQL at ${at} answers but refused the login: ${msg}` };
+      if (isAuthFailure(err))
+        return { connected: false, refused: false, authFailed: true, detail: `PostgreSQL at ${at} answers but refused the login: ${msg}` };
       // A server that answers (starting up, shutting down, an error) is not down: fail closed.
       if (isServerError(err)) return { connected: false, refused: false, authFailed: false, detail: `PostgreSQL at ${at} answers: ${msg}` };
       const h = call.top.host(cluster, n.sshHost);
@@ -160,7 +160,10 @@ export function pgctlActivities(rt: Runtime) {
         connected: false,
         refused: false,
         authFailed: false,
-        detail: kind === 'no-answer' ? `nothing answers at ${at} (${msg}): it may be down or cut off, which is not the same as stopped` : `${at} accepts TCP connections but PostgreSQL does not answer (${msg}): it may be frozen or hung`,
+        detail:
+          kind === 'no-answer'
+            ? `nothing answers at ${at} (${msg}): it may be down or cut off, which is not the same as stopped`
+            : `${at} accepts TCP connections but PostgreSQL does not answer (${msg}): it may be frozen or hung`,
       };
     } finally {
       await client.end().catch(() => undefined);
@@ -175,7 +178,8 @@ export function pgctlActivities(rt: Runtime) {
 
   const positiveInt = (v: unknown, name: string, fallback: number, max: number): number => {
     if (v === undefined) return fallback;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw configError(`${name} must be an integer from 1 to ${max}, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max)
+      throw configError(`${name} must be an integer from 1 to ${max}, got ${JSON.stringify(v)}`);
     return v;
   };
 
@@ -201,105 +205,129 @@ export function pgctlActivities(rt: Runtime) {
      * host gives sshReachable:false and fenced:false (the connection attempt still says whether
      * PostgreSQL answers). A second call on a stopped node returns fenced:true, changed:false.
      */
-    pgFence: rt.activity(async (input: { cluster: string; node: string; fastTimeoutSeconds?: number; mark?: { by: string; newPrimary: string; reason?: string } }, call): Promise<PgFenceResult> => {
-      const n = call.top.node(input.cluster, input.node);
-      const fastT = positiveInt(input.fastTimeoutSeconds, 'fastTimeoutSeconds', DEFAULT_FAST_TIMEOUT_SECONDS, 3600);
-      const dir = pgCtlDir(n);
-      const pgCtl = (args: string[]) => inCLocale([pgTool(n, 'pg_ctl'), ...args]);
-      const steps: string[] = [];
-      const res: PgFenceResult = {
-        node: input.node,
-        host: n.sshHost,
-        sshReachable: false,
-        wasRunning: null,
-        stoppedWith: null,
-        stopped: false,
-        refusesConnections: false,
-        fenced: false,
-        changed: false,
-        marked: input.mark ? false : null,
-        serviceDisabled: null,
-        control: null,
-        steps,
-        detail: '',
-      };
-      // Set inside the SSH session when there is one, else after it.
-      const seen: { conn: ConnAttempt | null } = { conn: null };
-      try {
-        await withHost(rt, call, input.cluster, n.sshHost, async (open) => {
-          res.sshReachable = true;
-          const before = await pgCtlStatus(open, n);
-          steps.push(`pg_ctl status on ${n.sshHost}: ${before.text}`);
-          res.wasRunning = before.running;
-          let last = before;
-          // Unknown counts as running: trying to stop costs nothing, leaving a primary up costs a split.
-          if (before.running !== false) {
-            heartbeat({ node: input.node, step: 'stop fast' });
-            const fast = await tryExec(open, pgCtl(['stop', '-D', dir, '-m', 'fast', '-w', '-t', String(fastT)]), fastT + EXEC_MARGIN_SECONDS);
-            steps.push(`pg_ctl stop -m fast -t ${fastT}: ${brief(fast)}`);
-            last = await pgCtlStatus(open, n);
-            steps.push(`pg_ctl status: ${last.text}`);
-            if (last.running === false) {
-              if (before.running === true || fast.exitCode === 0) res.stoppedWith = 'fast';
-            } else {
-              heartbeat({ node: input.node, step: 'stop immediate' });
-              const imm = await tryExec(open, pgCtl(['stop', '-D', dir, '-m', 'immediate', '-w', '-t', String(IMMEDIATE_TIMEOUT_SECONDS)]), IMMEDIATE_TIMEOUT_SECONDS + EXEC_MARGIN_SECONDS);
-              steps.push(`pg_ctl stop -m immediate -t ${IMMEDIATE_TIMEOUT_SECONDS}: ${brief(imm)}`);
+    pgFence: rt.activity(
+      async (
+        input: { cluster: string; node: string; fastTimeoutSeconds?: number; mark?: { by: string; newPrimary: string; reason?: string } },
+        call,
+      ): Promise<PgFenceResult> => {
+        const n = call.top.node(input.cluster, input.node);
+        const fastT = positiveInt(input.fastTimeoutSeconds, 'fastTimeoutSeconds', DEFAULT_FAST_TIMEOUT_SECONDS, 3600);
+        const dir = pgCtlDir(n);
+        const pgCtl = (args: string[]) => inCLocale([pgTool(n, 'pg_ctl'), ...args]);
+        const steps: string[] = [];
+        const res: PgFenceResult = {
+          node: input.node,
+          host: n.sshHost,
+          sshReachable: false,
+          wasRunning: null,
+          stoppedWith: null,
+          stopped: false,
+          refusesConnections: false,
+          fenced: false,
+          changed: false,
+          marked: input.mark ? false : null,
+          serviceDisabled: null,
+          control: null,
+          steps,
+          detail: '',
+        };
+        // Set inside the SSH session when there is one, else after it.
+        const seen: { conn: ConnAttempt | null } = { conn: null };
+        try {
+          await withHost(rt, call, input.cluster, n.sshHost, async (open) => {
+            res.sshReachable = true;
+            const before = await pgCtlStatus(open, n);
+            steps.push(`pg_ctl status on ${n.sshHost}: ${before.text}`);
+            res.wasRunning = before.running;
+            let last = before;
+            // Unknown counts as running: trying to stop costs nothing, leaving a primary up costs a split.
+            if (before.running !== false) {
+              heartbeat({ node: input.node, step: 'stop fast' });
+              const fast = await tryExec(open, pgCtl(['stop', '-D', dir, '-m', 'fast', '-w', '-t', String(fastT)]), fastT + EXEC_MARGIN_SECONDS);
+              steps.push(`pg_ctl stop -m fast -t ${fastT}: ${brief(fast)}`);
               last = await pgCtlStatus(open, n);
               steps.push(`pg_ctl status: ${last.text}`);
-              if (last.running === false) res.stoppedWith = 'immediate';
+              if (last.running === false) {
+                if (before.running === true || fast.exitCode === 0) res.stoppedWith = 'fast';
+              } else {
+                heartbeat({ node: input.node, step: 'stop immediate' });
+                const imm = await tryExec(
+                  open,
+                  pgCtl(['stop', '-D', dir, '-m', 'immediate', '-w', '-t', String(IMMEDIATE_TIMEOUT_SECONDS)]),
+                  IMMEDIATE_TIMEOUT_SECONDS + EXEC_MARGIN_SECONDS,
+                );
+                steps.push(`pg_ctl stop -m immediate -t ${IMMEDIATE_TIMEOUT_SECONDS}: ${brief(imm)}`);
+                last = await pgCtlStatus(open, n);
+                steps.push(`pg_ctl status: ${last.text}`);
+                if (last.running === false) res.stoppedWith = 'immediate';
+              }
+              res.changed = before.running === true || res.stoppedWith !== null;
+              if (res.stoppedWith) rt.log.info(`PostgreSQL stopped (${res.stoppedWith})`, { cluster: input.cluster, node: input.node, host: n.sshHost });
             }
-            res.changed = before.running === true || res.stoppedWith !== null;
-            if (res.stoppedWith) rt.log.info(`PostgreSQL stopped (${res.stoppedWith})`, { cluster: input.cluster, node: input.node, host: n.sshHost });
-          }
-          res.stopped = last.running === false;
-          heartbeat({ node: input.node, step: 'verify' });
-          seen.conn = await tryConnect(call, input.cluster, input.node);
-          steps.push(seen.conn.detail);
-          res.control = await readControl(open, input.node, n);
-          steps.push(`pg_controldata: ${res.control.detail}`);
-          // Make it last: a restart (a reboot, `sandbox up`, a package upgrade) comes up read-only.
-          if (input.mark && res.stopped) {
-            heartbeat({ node: input.node, step: 'mark' });
-            try {
-              steps.push(await markFenced(open, n, { fencedBy: input.mark.by, newPrimary: input.mark.newPrimary, at: rt.now().toISOString(), reason: input.mark.reason ?? '' }));
-              res.marked = true;
-            } catch (err) {
-              if (err instanceof ApplicationFailure) throw err;
-              steps.push(`marking the fence failed: ${errorMessage(err)}: a restart would make it a primary again`);
+            res.stopped = last.running === false;
+            heartbeat({ node: input.node, step: 'verify' });
+            seen.conn = await tryConnect(call, input.cluster, input.node);
+            steps.push(seen.conn.detail);
+            res.control = await readControl(open, input.node, n);
+            steps.push(`pg_controldata: ${res.control.detail}`);
+            // Make it last: a restart (a reboot, `sandbox up`, a package upgrade) comes up read-only.
+            if (input.mark && res.stopped) {
+              heartbeat({ node: input.node, step: 'mark' });
+              try {
+                steps.push(
+                  await markFenced(open, n, {
+                    fencedBy: input.mark.by,
+                    newPrimary: input.mark.newPrimary,
+                    at: rt.now().toISOString(),
+                    reason: input.mark.reason ?? '',
+                  }),
+                );
+                res.marked = true;
+              } catch (err) {
+                if (err instanceof ApplicationFailure) throw err;
+                steps.push(`marking the fence failed: ${errorMessage(err)}: a restart would make it a primary again`);
+              }
+              const svc = await disableBootService(open, n);
+              res.serviceDisabled = svc.disabled;
+              steps.push(svc.detail);
             }
-            const svc = await disableBootService(open, n);
-            res.serviceDisabled = svc.disabled;
-            steps.push(svc.detail);
-          }
-        });
-      } catch (err) {
-        rethrowUnlessUnreachable(err);
-        steps.push(`${err.message}: PostgreSQL cannot be stopped from here`);
-      }
-      let conn = seen.conn;
-      if (conn === null) {
-        conn = await tryConnect(call, input.cluster, input.node);
-        steps.push(conn.detail);
-      }
-      res.refusesConnections = conn.refused;
-      res.fenced = res.stopped && res.refusesConnections;
+          });
+        } catch (err) {
+          rethrowUnlessUnreachable(err);
+          steps.push(`${err.message}: PostgreSQL cannot be stopped from here`);
+        }
+        let conn = seen.conn;
+        if (conn === null) {
+          conn = await tryConnect(call, input.cluster, input.node);
+          steps.push(conn.detail);
+        }
+        res.refusesConnections = conn.refused;
+        res.fenced = res.stopped && res.refusesConnections;
 
-      const w = where(input.node, n);
-      const control = res.control?.ok ? `; control file: ${res.control.detail}` : '';
-      if (res.fenced) {
-        const how = res.stoppedWith ? `stopped with pg_ctl stop -m ${res.stoppedWith}` : res.wasRunning === false ? 'was already stopped' : 'is stopped';
-        const lasting = res.marked === null ? '' : res.marked ? '; marked (standby.signal + fence marker): a restart comes up read-only' : '; NOT marked: a restart would make it a primary again';
-        res.detail = `${w} is fenced: ${how}; ${conn.detail}${control}${lasting}`;
-      } else {
-        const why: string[] = [];
-        if (!res.sshReachable) why.push(`its host ${n.sshHost} cannot be reached over SSH`);
-        else if (!res.stopped) why.push(`pg_ctl status still reports it ${res.wasRunning === null ? 'in an unknown state' : 'running'} after ${res.stoppedWith === null && res.wasRunning !== false ? 'fast and immediate stops' : 'the stop'}`);
-        if (!res.refusesConnections) why.push(conn.detail);
-        res.detail = `${w} is NOT fenced: ${why.join('; ')}${control}`;
-      }
-      return res;
-    }),
+        const w = where(input.node, n);
+        const control = res.control?.ok ? `; control file: ${res.control.detail}` : '';
+        if (res.fenced) {
+          const how = res.stoppedWith ? `stopped with pg_ctl stop -m ${res.stoppedWith}` : res.wasRunning === false ? 'was already stopped' : 'is stopped';
+          const lasting =
+            res.marked === null
+              ? ''
+              : res.marked
+                ? '; marked (standby.signal + fence marker): a restart comes up read-only'
+                : '; NOT marked: a restart would make it a primary again';
+          res.detail = `${w} is fenced: ${how}; ${conn.detail}${control}${lasting}`;
+        } else {
+          const why: string[] = [];
+          if (!res.sshReachable) why.push(`its host ${n.sshHost} cannot be reached over SSH`);
+          else if (!res.stopped)
+            why.push(
+              `pg_ctl status still reports it ${res.wasRunning === null ? 'in an unknown state' : 'running'} after ${res.stoppedWith === null && res.wasRunning !== false ? 'fast and immediate stops' : 'the stop'}`,
+            );
+          if (!res.refusesConnections) why.push(conn.detail);
+          res.detail = `${w} is NOT fenced: ${why.join('; ')}${control}`;
+        }
+        return res;
+      },
+    ),
 
     /**
      * Start PostgreSQL on a node unless pg_ctl status says it runs (pg_ctl start -l <logFile>),
@@ -313,7 +341,9 @@ export function pgctlActivities(rt: Runtime) {
       const w = where(input.node, n);
       const logTail = async (open: OpenSession): Promise<string> => {
         const r = await tryExec(open, ['tail', '-n', '20', logFile], 15);
-        return r.exitCode === 0 && r.stdout.trim() ? `\n--- last lines of ${logFile} on ${open.name} ---\n${r.stdout.trimEnd()}` : `\n(${logFile} on ${open.name}: tail ${brief(r)})`;
+        return r.exitCode === 0 && r.stdout.trim()
+          ? `\n--- last lines of ${logFile} on ${open.name} ---\n${r.stdout.trimEnd()}`
+          : `\n(${logFile} on ${open.name}: tail ${brief(r)})`;
       };
       try {
         return await withHost(rt, call, input.cluster, n.sshHost, async (open) => {
@@ -322,7 +352,11 @@ export function pgctlActivities(rt: Runtime) {
           let started = '';
           if (before.running !== true) {
             // No LC_ALL here: the postmaster inherits this environment, and its output is not parsed.
-            const r = await execArgv(open, [pgTool(n, 'pg_ctl'), 'start', '-D', dir, '-l', logFile, '-w', '-t', String(START_TIMEOUT_SECONDS)], START_TIMEOUT_SECONDS + EXEC_MARGIN_SECONDS);
+            const r = await execArgv(
+              open,
+              [pgTool(n, 'pg_ctl'), 'start', '-D', dir, '-l', logFile, '-w', '-t', String(START_TIMEOUT_SECONDS)],
+              START_TIMEOUT_SECONDS + EXEC_MARGIN_SECONDS,
+            );
             changed = true;
             started = `pg_ctl start ${brief(r)}`;
             if (r.exitCode !== 0) {
@@ -331,8 +365,14 @@ export function pgctlActivities(rt: Runtime) {
             }
             rt.log.info('PostgreSQL started', { cluster: input.cluster, node: input.node, host: n.sshHost });
           }
-          const conn = await pollUntil(() => tryConnect(call, input.cluster, input.node), (a) => a.connected || a.authFailed, rt.timeouts.verifyMs, 500);
-          if (conn.authFailed) throw ApplicationFailure.nonRetryable(`PostgreSQL on ${w} runs, but switchyard cannot log in: ${conn.detail}`, Errors.ConfigError);
+          const conn = await pollUntil(
+            () => tryConnect(call, input.cluster, input.node),
+            (a) => a.connected || a.authFailed,
+            rt.timeouts.verifyMs,
+            500,
+          );
+          if (conn.authFailed)
+            throw ApplicationFailure.nonRetryable(`PostgreSQL on ${w} runs, but switchyard cannot log in: ${conn.detail}`, Errors.ConfigError);
           if (!conn.connected) {
             const how = changed ? `after ${started}` : `although pg_ctl status says it runs (${before.text})`;
             throw new Error(`PostgreSQL on ${w} does not accept connections ${rt.timeouts.verifyMs / 1000} s ${how}: ${conn.detail}${await logTail(open)}`);
@@ -368,7 +408,12 @@ export function pgctlActivities(rt: Runtime) {
           async (client): Promise<PgPromoteResult> => {
             if (!(await inRecovery(client))) {
               const pos = await positionOf(client);
-              return { node: input.node, changed: false, ...pos, detail: `already primary on timeline ${pos.timeline ?? '?'} (at ${pos.lsn ?? '?'}): not promoted again` };
+              return {
+                node: input.node,
+                changed: false,
+                ...pos,
+                detail: `already primary on timeline ${pos.timeline ?? '?'} (at ${pos.lsn ?? '?'}): not promoted again`,
+              };
             }
             let answer: string;
             const beat = setInterval(() => heartbeat({ node: input.node, step: 'pg_promote' }), 2_000);
@@ -382,11 +427,20 @@ export function pgctlActivities(rt: Runtime) {
             } finally {
               clearInterval(beat);
             }
-            const still = await pollUntil(() => inRecovery(client), (rec) => !rec, rt.timeouts.verifyMs);
+            const still = await pollUntil(
+              () => inRecovery(client),
+              (rec) => !rec,
+              rt.timeouts.verifyMs,
+            );
             if (still) throw new Error(`${w} is still in recovery ${rt.timeouts.verifyMs / 1000} s after promotion was asked for (${answer})`);
             const pos = await positionOf(client);
             rt.log.info('promoted', { cluster: input.cluster, node: input.node, timeline: pos.timeline, lsn: pos.lsn });
-            return { node: input.node, changed: true, ...pos, detail: `promoted: out of recovery on timeline ${pos.timeline ?? '?'} at ${pos.lsn ?? '?'} (${answer})` };
+            return {
+              node: input.node,
+              changed: true,
+              ...pos,
+              detail: `promoted: out of recovery on timeline ${pos.timeline ?? '?'} at ${pos.lsn ?? '?'} (${answer})`,
+            };
           },
           // pg_promote waits up to `wait` seconds inside one statement: the default statement timeout would cut it off.
           { statementMs: (wait + EXEC_MARGIN_SECONDS) * 1000 },

@@ -54,7 +54,13 @@ export function tcpContact(host: string, port: number, timeoutMs: number): Promi
  * a timeout after connecting is `unknown`; an address that does not answer at all is `no-answer`.
  * A client-side timeout is told apart by a bare TCP connection made right after.
  */
-export async function unreachableKind(rt: Runtime, err: unknown, host: string, port: number, sshAt?: { host: string; port: number }): Promise<NonNullable<PgNodeStatus['unreachable']>> {
+export async function unreachableKind(
+  rt: Runtime,
+  err: unknown,
+  host: string,
+  port: number,
+  sshAt?: { host: string; port: number },
+): Promise<NonNullable<PgNodeStatus['unreachable']>> {
   if (isAuthFailure(err) || isServerError(err)) return 'unknown';
   const code = String((err as { code?: unknown })?.code ?? '');
   if (code === 'ECONNREFUSED') return 'refused';
@@ -179,7 +185,8 @@ export function postgresActivities(rt: Runtime) {
 
   const clientConfig = (call: Call, cluster: string, node: string): Promise<pg.ClientConfig> => pgClientConfig(rt, call, cluster, node);
 
-  const withClient = <T>(call: Call, cluster: string, node: string, fn: (client: PgClientLike) => Promise<T>): Promise<T> => withPgClient(rt, call, cluster, node, fn);
+  const withClient = <T>(call: Call, cluster: string, node: string, fn: (client: PgClientLike) => Promise<T>): Promise<T> =>
+    withPgClient(rt, call, cluster, node, fn);
 
   /** As thrown from an action: a refused login is not fixed by retrying, a refused connection may be. */
   const actionError = (tgt: NodeTarget, err: unknown, doing: string): Error => {
@@ -273,7 +280,8 @@ export function postgresActivities(rt: Runtime) {
           } catch (err) {
             await client.query('ROLLBACK').catch(() => undefined);
             // 25006: read-only transaction (e.g. recovery began between the check and the write).
-            if ((err as { code?: string }).code === '25006') return { node: input.node, ok: false, detail: `${tgt.where} refused the write: ${errorMessage(err)}` };
+            if ((err as { code?: string }).code === '25006')
+              return { node: input.node, ok: false, detail: `${tgt.where} refused the write: ${errorMessage(err)}` };
             throw err;
           }
           const [l] = (await client.query(`SELECT pg_current_wal_lsn()::text AS lsn`)).rows;
@@ -295,7 +303,9 @@ export function postgresActivities(rt: Runtime) {
       let primaryLsn: string;
       try {
         primaryLsn = await withClient(call, input.cluster, input.primary, async (client) => {
-          const [r] = (await client.query(`SELECT pg_is_in_recovery() AS rec, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn`)).rows;
+          const [r] = (
+            await client.query(`SELECT pg_is_in_recovery() AS rec, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn`)
+          ).rows;
           if (r.rec === true) throw ApplicationFailure.nonRetryable(`${p.where} is in recovery: it is not a primary to measure lag against`, Errors.WrongRole);
           return String(r.lsn);
         });
@@ -333,4 +343,3 @@ export function postgresActivities(rt: Runtime) {
     }),
   };
 }
-

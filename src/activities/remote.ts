@@ -184,7 +184,14 @@ export async function withHost<T>(rt: Runtime, call: Call, cluster: string, host
 }
 
 /** runRemote's core, for use by other activities: connection problems thrown as action errors. */
-export function runOnHost(rt: Runtime, call: Call, cluster: string, hostName: string, argv: readonly string[], timeoutSeconds: number): Promise<RemoteCommandResult> {
+export function runOnHost(
+  rt: Runtime,
+  call: Call,
+  cluster: string,
+  hostName: string,
+  argv: readonly string[],
+  timeoutSeconds: number,
+): Promise<RemoteCommandResult> {
   return onHost(rt, call, cluster, hostName, (open) => execArgv(open, argv, timeoutSeconds));
 }
 
@@ -192,7 +199,12 @@ export function runOnHost(rt: Runtime, call: Call, cluster: string, hostName: st
 export const FILE_COMMAND_TIMEOUT_SECONDS = 60;
 
 /** Run one argv that must succeed; a non-zero exit throws with the outcome and output only (a write's command line carries file content). */
-export async function mustExec(open: OpenSession, argv: readonly string[], what: string, timeoutSeconds = FILE_COMMAND_TIMEOUT_SECONDS): Promise<RemoteCommandResult> {
+export async function mustExec(
+  open: OpenSession,
+  argv: readonly string[],
+  what: string,
+  timeoutSeconds = FILE_COMMAND_TIMEOUT_SECONDS,
+): Promise<RemoteCommandResult> {
   const r = await execArgv(open, argv, timeoutSeconds);
   if (r.exitCode !== 0) throw new Error(`${what} on ${open.name} ${brief(r)}`);
   return r;
@@ -277,11 +289,25 @@ export async function holdHostLock(open: OpenSession, path: string, waitSeconds:
     });
   });
   const started = Date.now();
-  const channel = open.session.execStream(commandLine(shellScript(HOLD_LOCK_SH, path, String(waitSeconds))), { timeoutMs: LOCK_CHANNEL_MS, signal: abort.signal, stdin, stdout });
-  const beat = setInterval(() => heartbeat({ host: open.name, step: waitingSince === null ? `locking for ${what}` : `waiting for the lock on ${path} (${what})` }), 2_000);
+  const channel = open.session.execStream(commandLine(shellScript(HOLD_LOCK_SH, path, String(waitSeconds))), {
+    timeoutMs: LOCK_CHANNEL_MS,
+    signal: abort.signal,
+    stdin,
+    stdout,
+  });
+  const beat = setInterval(
+    () => heartbeat({ host: open.name, step: waitingSince === null ? `locking for ${what}` : `waiting for the lock on ${path} (${what})` }),
+    2_000,
+  );
   const stop = async () => {
     stdin.end();
-    const closed = await Promise.race([channel.then(() => true, () => true), new Promise<false>((r) => setTimeout(() => r(false), 10_000).unref())]);
+    const closed = await Promise.race([
+      channel.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((r) => setTimeout(() => r(false), 10_000).unref()),
+    ]);
     if (!closed) abort.abort();
     cancelled?.removeEventListener('abort', onCancel);
   };
@@ -291,7 +317,9 @@ export async function holdHostLock(open: OpenSession, path: string, waitSeconds:
       if (cancelled?.aborted) throw cancelled.reason;
       const out = (ended.stderr.trim() || seen.trim()).split('\n').slice(-3).join(' | ');
       if (ended.code === 75) throw new Error(`${what}: the lock on ${path} on ${open.name} was held by another run for ${waitSeconds} s`);
-      throw new Error(`${what}: taking the lock on ${path} on ${open.name} failed (${ended.timedOut ? 'timed out' : `exited ${ended.code ?? `by signal ${ended.signal ?? '?'}`}`})${out ? `: ${out}` : ''}`);
+      throw new Error(
+        `${what}: taking the lock on ${path} on ${open.name} failed (${ended.timedOut ? 'timed out' : `exited ${ended.code ?? `by signal ${ended.signal ?? '?'}`}`})${out ? `: ${out}` : ''}`,
+      );
     }
   } catch (err) {
     await stop();
@@ -327,7 +355,11 @@ export function parseDfAvailableKiB(row: string): number | null {
  * existing parent), read with POSIX `df -Pk`; null with the reason when it cannot be read.
  */
 export async function freeBytesOnHost(open: OpenSession, path: string): Promise<{ bytes: number; dir: string } | { bytes: null; why: string }> {
-  const r = await execArgv(open, shellScript('p="$1"; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname -- "$p"); done; echo "$p"; df -Pk -- "$p"', path), FILE_COMMAND_TIMEOUT_SECONDS);
+  const r = await execArgv(
+    open,
+    shellScript('p="$1"; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname -- "$p"); done; echo "$p"; df -Pk -- "$p"', path),
+    FILE_COMMAND_TIMEOUT_SECONDS,
+  );
   if (r.exitCode !== 0) return { bytes: null, why: `df on ${open.name} ${brief(r)}` };
   const [dir, , row] = r.stdout.trim().split('\n');
   const avail = parseDfAvailableKiB(row ?? '');
@@ -349,7 +381,8 @@ export async function requireFreeSpace(
   const free = await freeBytesOnHost(open, path);
   if (free.bytes === null) return `free space not checked: ${free.why}`;
   const reserveBytes = freeSpaceReserve(needBytes);
-  if (free.bytes < needBytes + reserveBytes) throw ApplicationFailure.nonRetryable(refusal({ freeBytes: free.bytes, dir: free.dir, reserveBytes }), Errors.InsufficientSpace);
+  if (free.bytes < needBytes + reserveBytes)
+    throw ApplicationFailure.nonRetryable(refusal({ freeBytes: free.bytes, dir: free.dir, reserveBytes }), Errors.InsufficientSpace);
   return `${formatBytes(free.bytes)} free on ${free.dir}, ${formatBytes(needBytes)} needed`;
 }
 
@@ -382,7 +415,9 @@ function serviceOf(top: Resolver, cluster: string, site: string, service: string
   const s = top.site(cluster, site);
   if (!Object.prototype.hasOwnProperty.call(s.services, service)) {
     const known = Object.keys(s.services);
-    throw configError(`unknown service ${JSON.stringify(service)} at site "${site}" of cluster "${cluster}"; known: ${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none'}`);
+    throw configError(
+      `unknown service ${JSON.stringify(service)} at site "${site}" of cluster "${cluster}"; known: ${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none'}`,
+    );
   }
   return { s, svc: s.services[service] };
 }
@@ -392,7 +427,9 @@ function hookOf(top: Resolver, cluster: string, site: string, hook: string): Sit
   const h = hooks.find((x) => x.name === hook);
   if (!h) {
     const known = hooks.map((x) => `"${x.name}"`);
-    throw configError(`unknown hook ${JSON.stringify(hook)} in sites.${site}.hooks.afterPromote of cluster "${cluster}"; known: ${known.length ? known.join(', ') : 'none'}`);
+    throw configError(
+      `unknown hook ${JSON.stringify(hook)} in sites.${site}.hooks.afterPromote of cluster "${cluster}"; known: ${known.length ? known.join(', ') : 'none'}`,
+    );
   }
   return h;
 }
@@ -421,7 +458,11 @@ export function remoteActivities(rt: Runtime) {
         const before = await readService(open, svc);
         if (before.running === want) return { ...base, running: want, changed: false, detail: `already ${want ? 'running' : 'stopped'}` };
         const act = await execArgv(open, want ? svc.start : svc.stop, 120);
-        const after = await pollUntil(() => readService(open, svc), (v) => v.running === want, verifyMs);
+        const after = await pollUntil(
+          () => readService(open, svc),
+          (v) => v.running === want,
+          verifyMs,
+        );
         if (after.running !== want) {
           throw new Error(
             `service "${input.service}" at site "${input.site}" is still ${want ? 'stopped' : 'running'} after ${verb} (${verb} ${brief(act)}; status ${brief(after.r)})`,
@@ -435,7 +476,11 @@ export function remoteActivities(rt: Runtime) {
     }
   };
 
-  const readMaintenanceCommand = async (call: Call, cluster: string, m: NonNullable<SiteConfig['maintenance']>): Promise<{ on: boolean | null; detail: string }> => {
+  const readMaintenanceCommand = async (
+    call: Call,
+    cluster: string,
+    m: NonNullable<SiteConfig['maintenance']>,
+  ): Promise<{ on: boolean | null; detail: string }> => {
     try {
       return await withHost(rt, call, cluster, m.host, async (open) => {
         const r = await execArgv(open, m.status, 60);
@@ -508,7 +553,9 @@ export function remoteActivities(rt: Runtime) {
             return { ...c, ...base, alreadyDone: true };
           }
           if (c.exitCode === null) {
-            throw new Error(`check command of hook "${h.name}" (sites.${input.site}.hooks.afterPromote) on ${h.host} ${brief(c)}: cannot tell whether the hook already ran, so it was not run`);
+            throw new Error(
+              `check command of hook "${h.name}" (sites.${input.site}.hooks.afterPromote) on ${h.host} ${brief(c)}: cannot tell whether the hook already ran, so it was not run`,
+            );
           }
         }
         const r = await execArgv(open, h.command, h.timeoutSeconds);
@@ -540,7 +587,9 @@ export function remoteActivities(rt: Runtime) {
     maintenanceStatus: rt.activity(async (input: { cluster: string; site: string }, call): Promise<MaintenanceState> => {
       const s = call.top.site(input.cluster, input.site);
       const [cmd, http] = await Promise.all([
-        s.maintenance ? readMaintenanceCommand(call, input.cluster, s.maintenance) : Promise.resolve({ on: null, detail: 'no maintenance commands configured' }),
+        s.maintenance
+          ? readMaintenanceCommand(call, input.cluster, s.maintenance)
+          : Promise.resolve({ on: null, detail: 'no maintenance commands configured' }),
         readHttp(s.app?.url),
       ]);
       return { site: input.site, on: cmd.on, httpStatus: http.httpStatus, detail: `${cmd.detail}; ${http.detail}` };
@@ -560,9 +609,15 @@ export function remoteActivities(rt: Runtime) {
           const before = await execArgv(open, m.status, 60);
           if ((before.exitCode === 0) === want) return { changed: false, actDetail: `maintenance already ${word}` };
           const act = await execArgv(open, want ? m.on : m.off, 120);
-          const after = await pollUntil(() => execArgv(open, m.status, 60), (r) => (r.exitCode === 0) === want, verifyMs);
+          const after = await pollUntil(
+            () => execArgv(open, m.status, 60),
+            (r) => (r.exitCode === 0) === want,
+            verifyMs,
+          );
           if ((after.exitCode === 0) !== want) {
-            throw new Error(`maintenance at site "${input.site}" still reads ${want ? 'off' : 'on'} after turning it ${word} (${word} command ${brief(act)}; status ${brief(after)})`);
+            throw new Error(
+              `maintenance at site "${input.site}" still reads ${want ? 'off' : 'on'} after turning it ${word} (${word} command ${brief(act)}; status ${brief(after)})`,
+            );
           }
           rt.log.info(`maintenance turned ${word}`, { cluster: input.cluster, site: input.site, host: m.host });
           return { changed: true, actDetail: `maintenance turned ${word} (${brief(act)})` };

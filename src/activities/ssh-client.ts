@@ -58,7 +58,6 @@ export interface SshSessionLike {
   close(): void | Promise<void>;
 }
 
-
 /** Standard error kept by execStream: its tail, when longer. */
 const STREAM_STDERR_MAX = 64 * 1024;
 /** After a stop (timeout, abort) how long a command may take to end before we return without it. */

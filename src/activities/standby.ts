@@ -176,7 +176,10 @@ export function outputTail(text: string, max = 40): string {
 
 /** "2026-11-22T08:12:54.193Z" → "20261122T081254Z". */
 export function utcStamp(d: Date): string {
-  return d.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
+  return d
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/[-:]/g, '');
 }
 
 /** Where a data directory is moved aside to: <dataDir>.switchyard-<UTC yyyymmddThhmmssZ>. */
@@ -205,7 +208,6 @@ const MOVE_ASIDE_SH = 'n="$2"; i=1; while [ -e "$n" ]; do i=$((i+1)); n="$2.$i";
 /** Every <dataDir>.switchyard-<stamp> beside the data directory (not a restore's staging dir .switchyard-restore-*). */
 const LIST_ASIDE_SH = 'for p in "$1".switchyard-[0-9]*; do if [ -d "$p" ]; then printf "%s\\n" "$p"; fi; done';
 
-
 type RemoteStat = { kind: 'missing' } | { kind: 'other' } | { kind: 'file'; size: number; mode: string };
 
 async function statRemote(open: OpenSession, path: string): Promise<RemoteStat> {
@@ -227,7 +229,10 @@ async function readRemote(open: OpenSession, path: string): Promise<{ content: B
     const r = await mustExec(open, shellScript(READ_SH, path, String(READ_CHUNK), String(i)), `reading ${path}`);
     const chunk = Buffer.from(r.stdout.trim(), 'base64');
     const want = Math.min(READ_CHUNK, st.size - i * READ_CHUNK);
-    if (chunk.length !== want) throw new Error(`reading ${path} on ${open.name}: got ${chunk.length} bytes at offset ${i * READ_CHUNK}, expected ${want} (did it change while being read?)`);
+    if (chunk.length !== want)
+      throw new Error(
+        `reading ${path} on ${open.name}: got ${chunk.length} bytes at offset ${i * READ_CHUNK}, expected ${want} (did it change while being read?)`,
+      );
     parts.push(chunk);
     heartbeat({ host: open.name, reading: path });
   }
@@ -236,7 +241,6 @@ async function readRemote(open: OpenSession, path: string): Promise<{ content: B
 
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL on a node's host
-
 
 interface CtlStatus {
   /** true: running (exit 0); false: not running (exit 3, or no data directory at all); null: cannot tell. */
@@ -261,7 +265,6 @@ function wrongRoleRunning(node: string, n: DbNodeConfig, st: CtlStatus, doing: s
     Errors.WrongRole,
   );
 }
-
 
 function pgActionError(err: unknown, doing: string): Error {
   if (err instanceof ApplicationFailure) return err;
@@ -365,13 +368,16 @@ export function standbyActivities(rt: Runtime) {
      */
     pgEnsureSlot: rt.activity(async (input: PgEnsureSlotInput, call): Promise<PgEnsureSlotResult> => {
       const n = call.top.node(input.cluster, input.primary);
-      if (typeof input.slot !== 'string' || !SLOT_RE.test(input.slot)) throw configError(`slot must be a replication slot name (lowercase letters, digits, "_"), got ${JSON.stringify(input.slot)}`);
+      if (typeof input.slot !== 'string' || !SLOT_RE.test(input.slot))
+        throw configError(`slot must be a replication slot name (lowercase letters, digits, "_"), got ${JSON.stringify(input.slot)}`);
       const w = where(input.primary, n);
       try {
         return await withPgClient(rt, call, input.cluster, input.primary, async (client) => {
           const [s] = (await client.query('SELECT pg_is_in_recovery() AS rec')).rows;
-          if (s.rec === true) throw ApplicationFailure.nonRetryable(`${w} is in recovery (a standby): slots for standbys belong on the primary`, Errors.WrongRole);
-          const read = async () => (await client.query(`SELECT slot_type, restart_lsn::text AS restart_lsn FROM pg_replication_slots WHERE slot_name = $1`, [input.slot])).rows[0];
+          if (s.rec === true)
+            throw ApplicationFailure.nonRetryable(`${w} is in recovery (a standby): slots for standbys belong on the primary`, Errors.WrongRole);
+          const read = async () =>
+            (await client.query(`SELECT slot_type, restart_lsn::text AS restart_lsn FROM pg_replication_slots WHERE slot_name = $1`, [input.slot])).rows[0];
           let slot = await read();
           let created = false;
           if (!slot) {
@@ -384,7 +390,8 @@ export function standbyActivities(rt: Runtime) {
             }
             slot = await read();
           }
-          if (slot && slot.slot_type !== 'physical') throw configError(`slot "${input.slot}" on ${w} exists as a ${String(slot.slot_type)} slot, not a physical one`);
+          if (slot && slot.slot_type !== 'physical')
+            throw configError(`slot "${input.slot}" on ${w} exists as a ${String(slot.slot_type)} slot, not a physical one`);
           const restart = str(slot?.restart_lsn) ?? 'none';
           if (created) rt.log.info('replication slot created', { cluster: input.cluster, node: input.primary, slot: input.slot });
           return {
@@ -417,7 +424,14 @@ export function standbyActivities(rt: Runtime) {
         const st = await ctlStatus(open, n);
         if (st.running === true) throw wrongRoleRunning(input.node, n, st, 'pg_rewind');
         if (!st.dataDirExists) {
-          return { ...base, ok: false, targetEndLsn: null, durationMs: Date.now() - t0, output: '', detail: `${w} has no data directory at ${n.dataDir}: nothing to rewind (take a base backup)` };
+          return {
+            ...base,
+            ok: false,
+            targetEndLsn: null,
+            durationMs: Date.now() - t0,
+            output: '',
+            detail: `${w} has no data directory at ${n.dataDir}: nothing to rewind (take a base backup)`,
+          };
         }
         if (st.running === null) throw new Error(`cannot tell whether PostgreSQL runs on ${w} (pg_ctl status: ${st.text}): not rewinding`);
 
@@ -469,7 +483,13 @@ export function standbyActivities(rt: Runtime) {
         const stale = parsed.sameTimeline && cp.timeline !== null && control?.timeline != null && control.timeline !== cp.timeline;
         const ok = r.exitCode === 0 && !stale;
         // "No rewind required": the target's WAL ends at or before the fork, nothing is discarded.
-        const divergedBytes = !ok ? null : parsed.noRewindNeeded ? 0 : parsed.divergedAtLsn && targetEndLsn ? Math.max(0, lsnDiff(targetEndLsn, parsed.divergedAtLsn)) : null;
+        const divergedBytes = !ok
+          ? null
+          : parsed.noRewindNeeded
+            ? 0
+            : parsed.divergedAtLsn && targetEndLsn
+              ? Math.max(0, lsnDiff(targetEndLsn, parsed.divergedAtLsn))
+              : null;
         if (parsed.crashRecovery) notes.push('pg_rewind first ran crash recovery on the target in single-user mode');
         const fork = parsed.divergedAtLsn ? `servers diverged at ${parsed.divergedAtLsn} on timeline ${parsed.divergedTimeline}` : 'no fork point reported';
         let detail: string;
@@ -477,8 +497,15 @@ export function standbyActivities(rt: Runtime) {
           detail = `pg_rewind of ${w} from ${input.source} reported the same timeline, but ${input.node} is on timeline ${control?.timeline} and ${input.source} on ${cp.timeline}: not trusted (take a base backup, or CHECKPOINT ${input.source} and rewind again)`;
         else if (!ok) detail = `pg_rewind of ${w} from ${input.source} failed (${brief(r)}): take a base backup instead`;
         else if (parsed.noRewindNeeded) detail = `no rewind required for ${w} (${fork}; its WAL ends at ${targetEndLsn ?? '?'}): nothing was discarded`;
-        else detail = `rewound ${w} from ${input.source}: ${fork}; ${divergedBytes ?? '?'} bytes of WAL it wrote after that (up to ${targetEndLsn ?? '?'}) were discarded`;
-        if (ok) rt.log.info(parsed.noRewindNeeded ? 'pg_rewind: no rewind required' : 'pg_rewind done', { cluster: input.cluster, node: input.node, source: input.source, divergedBytes });
+        else
+          detail = `rewound ${w} from ${input.source}: ${fork}; ${divergedBytes ?? '?'} bytes of WAL it wrote after that (up to ${targetEndLsn ?? '?'}) were discarded`;
+        if (ok)
+          rt.log.info(parsed.noRewindNeeded ? 'pg_rewind: no rewind required' : 'pg_rewind done', {
+            cluster: input.cluster,
+            node: input.node,
+            source: input.source,
+            divergedBytes,
+          });
         return {
           ...base,
           ok,
@@ -509,7 +536,8 @@ export function standbyActivities(rt: Runtime) {
       return onHost(rt, call, input.cluster, n.sshHost, async (open): Promise<PgBasebackupResult> => {
         const st = await ctlStatus(open, n);
         if (st.running === true) throw wrongRoleRunning(input.node, n, st, 'replacing its data directory');
-        if (st.running === null) throw new Error(`cannot tell whether PostgreSQL runs on ${w} (pg_ctl status: ${st.text}): not moving its data directory aside`);
+        if (st.running === null)
+          throw new Error(`cannot tell whether PostgreSQL runs on ${w} (pg_ctl status: ${st.text}): not moving its data directory aside`);
         const notes: string[] = [];
         // The old directory stays on this filesystem (moved aside): the copy needs room beside it.
         notes.push(await checkBasebackupSpace(call, input, open, n));
@@ -518,7 +546,9 @@ export function standbyActivities(rt: Runtime) {
           notes.push(`moved ${n.dataDir} aside to ${r.stdout.trim()}`);
           rt.log.info('data directory moved aside', { cluster: input.cluster, node: input.node, to: r.stdout.trim() });
         }
-        const movedAside = (await mustExec(open, shellScript(LIST_ASIDE_SH, n.dataDir), `listing ${n.dataDir}.switchyard-*`)).stdout.split('\n').filter((l) => l !== '');
+        const movedAside = (await mustExec(open, shellScript(LIST_ASIDE_SH, n.dataDir), `listing ${n.dataDir}.switchyard-*`)).stdout
+          .split('\n')
+          .filter((l) => l !== '');
 
         const src = conninfo([
           ['host', s.host],
@@ -529,9 +559,15 @@ export function standbyActivities(rt: Runtime) {
           ['application_name', 'switchyard-pg_basebackup'],
         ]);
         heartbeat({ node: input.node, step: 'pg_basebackup' });
-        const r = await execArgv(open, inCLocale([pgTool(n, 'pg_basebackup'), '-D', n.dataDir, '-X', 'fetch', '--checkpoint=fast', '--progress', '--no-password', '-d', src]), timeout);
+        const r = await execArgv(
+          open,
+          inCLocale([pgTool(n, 'pg_basebackup'), '-D', n.dataDir, '-X', 'fetch', '--checkpoint=fast', '--progress', '--no-password', '-d', src]),
+          timeout,
+        );
         if (r.exitCode !== 0) {
-          throw new Error(`pg_basebackup of ${w} from ${input.source} ${r.timedOut ? `timed out after ${timeout} s` : `exited ${r.exitCode ?? `by signal ${r.signal ?? '?'}`}`}:\n${outputTail(`${r.stdout}\n${r.stderr}`, 20)}`);
+          throw new Error(
+            `pg_basebackup of ${w} from ${input.source} ${r.timedOut ? `timed out after ${timeout} s` : `exited ${r.exitCode ?? `by signal ${r.signal ?? '?'}`}`}:\n${outputTail(`${r.stdout}\n${r.stderr}`, 20)}`,
+          );
         }
         // A copy of the primary without standby.signal would start as a second primary after a reboot.
         if (await ensureStandbySignal(open, n)) notes.push('standby.signal written');
@@ -582,7 +618,10 @@ export function standbyActivities(rt: Runtime) {
       const signal = posix.join(n.dataDir, 'standby.signal');
       const { changedFiles, st } = await onHost(rt, call, input.cluster, n.sshHost, async (open) => {
         if ((await execArgv(open, ['test', '-f', posix.join(n.dataDir, 'PG_VERSION')], 15)).exitCode !== 0) {
-          throw ApplicationFailure.nonRetryable(`${w} has no data directory at ${n.dataDir} (no PG_VERSION): rebuild it first (pgBasebackup)`, NO_DATA_DIRECTORY);
+          throw ApplicationFailure.nonRetryable(
+            `${w} has no data directory at ${n.dataDir} (no PG_VERSION): rebuild it first (pgBasebackup)`,
+            NO_DATA_DIRECTORY,
+          );
         }
         const changed: string[] = [];
         const cur = await readRemote(open, autoConf);
@@ -661,7 +700,8 @@ export function standbyActivities(rt: Runtime) {
      */
     pgWaitReplay: rt.activity(async (input: PgWaitReplayInput, call): Promise<PgWaitReplayResult> => {
       const n = call.top.node(input.cluster, input.node);
-      if (typeof input.lsn !== 'string' || !LSN_RE.test(input.lsn)) throw configError(`lsn must be a WAL position such as "0/3000060", got ${JSON.stringify(input.lsn)}`);
+      if (typeof input.lsn !== 'string' || !LSN_RE.test(input.lsn))
+        throw configError(`lsn must be a WAL position such as "0/3000060", got ${JSON.stringify(input.lsn)}`);
       const timeoutMs = checkedInt(input.timeoutSeconds, 'timeoutSeconds', undefined, 1, 7 * 86400) * 1000;
       const w = where(input.node, n);
       const t0 = Date.now();
@@ -671,7 +711,13 @@ export function standbyActivities(rt: Runtime) {
         throwIfCancelled();
         let rec: boolean | null = null;
         try {
-          const [r] = await withPgClient(rt, call, input.cluster, input.node, async (client) => (await client.query(`SELECT pg_is_in_recovery() AS rec, pg_last_wal_replay_lsn()::text AS replay`)).rows);
+          const [r] = await withPgClient(
+            rt,
+            call,
+            input.cluster,
+            input.node,
+            async (client) => (await client.query(`SELECT pg_is_in_recovery() AS rec, pg_last_wal_replay_lsn()::text AS replay`)).rows,
+          );
           rec = r.rec === true;
           replayLsn = str(r.replay);
           seen = rec ? `in recovery, replayed up to ${replayLsn ?? 'nothing yet'}` : `out of recovery (last replayed ${replayLsn ?? 'nothing'})`;
@@ -680,10 +726,25 @@ export function standbyActivities(rt: Runtime) {
         }
         const waitedMs = Date.now() - t0;
         const reached = replayLsn !== null && lsnDiff(replayLsn, input.lsn) >= 0;
-        if (reached) return { node: input.node, lsn: input.lsn, replayLsn, reached, waitedMs, detail: `${w} replayed up to ${replayLsn} (>= ${input.lsn}) after ${waitedMs} ms` };
+        if (reached)
+          return {
+            node: input.node,
+            lsn: input.lsn,
+            replayLsn,
+            reached,
+            waitedMs,
+            detail: `${w} replayed up to ${replayLsn} (>= ${input.lsn}) after ${waitedMs} ms`,
+          };
         if (rec === false || waitedMs >= timeoutMs) {
           const why = rec === false ? `it is out of recovery, so its replay position no longer moves` : `not within ${timeoutMs / 1000} s`;
-          return { node: input.node, lsn: input.lsn, replayLsn, reached: false, waitedMs, detail: `${w} has not replayed up to ${input.lsn}: ${why} (${seen})` };
+          return {
+            node: input.node,
+            lsn: input.lsn,
+            replayLsn,
+            reached: false,
+            waitedMs,
+            detail: `${w} has not replayed up to ${input.lsn}: ${why} (${seen})`,
+          };
         }
         heartbeat({ node: input.node, replayLsn });
         await sleep(POLL_MS);
@@ -710,14 +771,19 @@ export function standbyActivities(rt: Runtime) {
         throwIfCancelled();
         let streaming = false;
         try {
-          const [s] = await withPgClient(rt, call, input.cluster, input.node, async (client) =>
-            (
-              await client.query(
-                `SELECT pg_is_in_recovery() AS rec, pg_last_wal_replay_lsn()::text AS replay,
+          const [s] = await withPgClient(
+            rt,
+            call,
+            input.cluster,
+            input.node,
+            async (client) =>
+              (
+                await client.query(
+                  `SELECT pg_is_in_recovery() AS rec, pg_last_wal_replay_lsn()::text AS replay,
                         r.status, r.sender_host, r.sender_port
                    FROM (SELECT 1) one LEFT JOIN pg_stat_wal_receiver r ON true`,
-              )
-            ).rows,
+                )
+              ).rows,
           );
           const replay = str(s.replay);
           if (s.rec !== true) {
@@ -731,8 +797,14 @@ export function standbyActivities(rt: Runtime) {
             let primaryLsn: string | null = null;
             let primaryNote = '';
             try {
-              const [pr] = await withPgClient(rt, call, input.cluster, input.primary, async (client) =>
-                (await client.query(`SELECT pg_is_in_recovery() AS rec, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn`)).rows,
+              const [pr] = await withPgClient(
+                rt,
+                call,
+                input.cluster,
+                input.primary,
+                async (client) =>
+                  (await client.query(`SELECT pg_is_in_recovery() AS rec, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn`))
+                    .rows,
               );
               if (pr.rec === true) primaryNote = `; ${pw} is in recovery itself`;
               primaryLsn = str(pr.lsn);
@@ -755,14 +827,23 @@ export function standbyActivities(rt: Runtime) {
             try {
               log = await withHost(rt, call, input.cluster, n.sshHost, async (open) => {
                 const r = await execArgv(open, ['tail', '-n', '20', logFile], 15);
-                return r.exitCode === 0 && r.stdout.trim() ? `\n--- last lines of ${logFile} on ${open.name} ---\n${r.stdout.trimEnd()}` : `\n(${logFile} on ${open.name}: tail ${brief(r)})`;
+                return r.exitCode === 0 && r.stdout.trim()
+                  ? `\n--- last lines of ${logFile} on ${open.name} ---\n${r.stdout.trimEnd()}`
+                  : `\n(${logFile} on ${open.name}: tail ${brief(r)})`;
               });
             } catch (err) {
               if (err instanceof ApplicationFailure) throw err;
               log = `\n(cannot read ${logFile}: ${errorMessage(err)})`;
             }
           }
-          return { node: input.node, primary: input.primary, streaming: false, lagBytes, waitedMs, detail: `${w} is not streaming from ${pw} within ${timeoutMs / 1000} s: ${seen}${log}` };
+          return {
+            node: input.node,
+            primary: input.primary,
+            streaming: false,
+            lagBytes,
+            waitedMs,
+            detail: `${w} is not streaming from ${pw} within ${timeoutMs / 1000} s: ${seen}${log}`,
+          };
         }
         heartbeat({ node: input.node, lagBytes });
         await sleep(POLL_MS * 2);
@@ -832,12 +913,23 @@ export function standbyActivities(rt: Runtime) {
       }
       const downtimeMs = firstRefused && recovered ? recovered.getTime() - firstRefused.getTime() : null;
       const parts = [`${probes} probes, ${refused} refused`];
-      if (!firstRefused && acceptedOn === input.expectNode) parts.push(`${input.expectNode} already took writes when the probes began: the switch happened before them (a probe restarted after the worker was lost), so the write downtime was not measured`);
+      if (!firstRefused && acceptedOn === input.expectNode)
+        parts.push(
+          `${input.expectNode} already took writes when the probes began: the switch happened before them (a probe restarted after the worker was lost), so the write downtime was not measured`,
+        );
       else if (!firstRefused) parts.push(`no write was refused in ${((Date.now() - t0) / 1000).toFixed(1)} s (last taken by ${acceptedOn ?? 'none'})`);
-      else if (recovered) parts.push(`writes refused from ${firstRefused.toISOString()} until ${input.expectNode} took one at ${recovered.toISOString()}: ${downtimeMs} ms without writes`);
+      else if (recovered)
+        parts.push(
+          `writes refused from ${firstRefused.toISOString()} until ${input.expectNode} took one at ${recovered.toISOString()}: ${downtimeMs} ms without writes`,
+        );
       else parts.push(`writes refused since ${firstRefused.toISOString()} and not taken by ${input.expectNode} within ${maxMs / 1000} s`);
       if (elsewhere.size) parts.push(`after the first refusal writes were also taken by ${[...elsewhere].join(', ')}`);
-      if (!recovered && Object.keys(lastSeen).length) parts.push(`last refusals: ${Object.entries(lastSeen).map(([k, v]) => `${k}: ${v}`).join('; ')}`);
+      if (!recovered && Object.keys(lastSeen).length)
+        parts.push(
+          `last refusals: ${Object.entries(lastSeen)
+            .map(([k, v]) => `${k}: ${v}`)
+            .join('; ')}`,
+        );
       return {
         probes,
         refused,

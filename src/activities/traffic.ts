@@ -44,7 +44,10 @@ export function haproxyCommand(address: string, port: number, command: string, t
       if (err) reject(err);
       else resolve(Buffer.concat(chunks).toString('utf8'));
     };
-    const timer = setTimeout(() => done(new Error(`HAProxy runtime API ${address}:${port} did not answer "${command.split(' ')[0]} …" within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => done(new Error(`HAProxy runtime API ${address}:${port} did not answer "${command.split(' ')[0]} …" within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     sock.on('connect', () => sock.end(`${command}\n`));
     sock.on('data', (d: Buffer) => chunks.push(d));
     sock.on('error', (err) => done(new Error(`HAProxy runtime API ${address}:${port}: ${errorMessage(err)}`)));
@@ -110,7 +113,12 @@ function haproxyState(d: Driver<'haproxy'>, servers: HaproxyServerState[]): Traf
   const admin = (s: HaproxyServerState) => (takesTraffic(s) ? 'ready' : s.adminState & 0x23 ? 'maint' : 'drain');
   const list = servers.map((s) => `${s.name}:${admin(s)}/${OP_STATE[s.opState] ?? s.opState}`).join(', ');
   if (active.length !== 1) {
-    return { ...base, site: null, target: null, detail: `${active.length === 0 ? 'no server' : `${active.length} servers`} of backend ${d.backend} in ready state (${list})` };
+    return {
+      ...base,
+      site: null,
+      target: null,
+      detail: `${active.length === 0 ? 'no server' : `${active.length} servers`} of backend ${d.backend} in ready state (${list})`,
+    };
   }
   const a = active[0];
   const site = siteOf.get(a.name) ?? null;
@@ -119,7 +127,9 @@ function haproxyState(d: Driver<'haproxy'>, servers: HaproxyServerState[]): Traf
     ...base,
     site,
     target,
-    detail: site ? `backend ${d.backend} sends new connections to ${a.name} (${list})` : `the ready server ${a.name} of backend ${d.backend} stands for no site (${list})`,
+    detail: site
+      ? `backend ${d.backend} sends new connections to ${a.name} (${list})`
+      : `the ready server ${a.name} of backend ${d.backend} stands for no site (${list})`,
   };
 }
 
@@ -143,7 +153,9 @@ function holds(n: NetworkInterface, address: string): boolean {
 async function privateIpHolders(ec2: EC2Client, address: string, nis: NodeInstance[]): Promise<Holder[]> {
   const found = new Map<string, Holder>();
   const add = (list: NetworkInterface[] | undefined) => {
-    for (const n of list ?? []) if (n.NetworkInterfaceId && holds(n, address)) found.set(n.NetworkInterfaceId, { eni: n.NetworkInterfaceId, instanceId: n.Attachment?.InstanceId ?? null });
+    for (const n of list ?? [])
+      if (n.NetworkInterfaceId && holds(n, address))
+        found.set(n.NetworkInterfaceId, { eni: n.NetworkInterfaceId, instanceId: n.Attachment?.InstanceId ?? null });
   };
   add((await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'addresses.private-ip-address', Values: [address] }] }))).NetworkInterfaces);
   const ids = nis.flatMap((ni) => ni.matches.map((i) => i.InstanceId ?? '')).filter(Boolean);
@@ -155,7 +167,8 @@ function privateIpState(d: Driver<'private-ip'>, holders: Holder[], nis: NodeIns
   const base = { driver: d.name, kind: d.kind } as const;
   const desc = (h: Holder) => `${h.eni}${h.instanceId ? ` on ${h.instanceId}` : ' (unattached)'}`;
   if (holders.length === 0) return { ...base, site: null, target: null, detail: `no network interface holds ${d.address}` };
-  if (holders.length > 1) return { ...base, site: null, target: null, detail: `${holders.length} interfaces hold ${d.address}: ${holders.map(desc).join(', ')}` };
+  if (holders.length > 1)
+    return { ...base, site: null, target: null, detail: `${holders.length} interfaces hold ${d.address}: ${holders.map(desc).join(', ')}` };
   const h = holders[0];
   const ni = nodeOfInstance(nis, h.instanceId ?? undefined);
   const target = `${h.instanceId ?? h.eni} (${d.address})`;
@@ -192,9 +205,12 @@ export function trafficActivities(rt: Runtime) {
 
   const commandState = (d: Driver<'command'>, sites: string[], r: { exitCode: number | null; stdout: string; stderr: string }): TrafficState => {
     const base = { driver: d.name, kind: d.kind, target: null } as const;
-    if (r.exitCode !== 0) return { ...base, site: null, detail: `read command exited ${r.exitCode ?? 'without status'}: ${(r.stderr.trim() || r.stdout.trim()).slice(0, 300)}` };
+    if (r.exitCode !== 0)
+      return { ...base, site: null, detail: `read command exited ${r.exitCode ?? 'without status'}: ${(r.stderr.trim() || r.stdout.trim()).slice(0, 300)}` };
     const out = r.stdout.trim();
-    return sites.includes(out) ? { ...base, site: out, detail: `read command says ${out}` } : { ...base, site: null, detail: `read command printed ${JSON.stringify(out.slice(0, 100))}, which is no site` };
+    return sites.includes(out)
+      ? { ...base, site: out, detail: `read command says ${out}` }
+      : { ...base, site: null, detail: `read command printed ${JSON.stringify(out.slice(0, 100))}, which is no site` };
   };
 
   /** Read where traffic points; `strict` throws on unreachable targets (for moves), else reports them. */
@@ -227,7 +243,8 @@ export function trafficActivities(rt: Runtime) {
   };
 
   const verified = (after: TrafficState, site: string, did: string): TrafficState => {
-    if (after.site !== site) throw new Error(`traffic driver "${after.driver}" still does not point at site "${site}" after the move (${did}); read back: ${after.detail}`);
+    if (after.site !== site)
+      throw new Error(`traffic driver "${after.driver}" still does not point at site "${site}" after the move (${did}); read back: ${after.detail}`);
     return { ...after, changed: true, detail: `${did}; now ${after.detail}` };
   };
 
@@ -243,7 +260,9 @@ export function trafficActivities(rt: Runtime) {
     const text = await hap(d, 'show servers state');
     parseServersState(text); // never write an error message where HAProxy expects its state
     await onHost(rt, call, cluster, host, (open) => writeFileAtomic(open, path, Buffer.from(text, 'utf8'), '644')).catch((err: unknown) => {
-      throw err instanceof ApplicationFailure ? err : new Error(`saving HAProxy's server state to ${path} on ${host} (stateFile of traffic driver "${d.name}") failed: ${errorMessage(err)}`);
+      throw err instanceof ApplicationFailure
+        ? err
+        : new Error(`saving HAProxy's server state to ${path} on ${host} (stateFile of traffic driver "${d.name}") failed: ${errorMessage(err)}`);
     });
     return `state saved to ${path} on ${host}`;
   };
@@ -258,7 +277,8 @@ export function trafficActivities(rt: Runtime) {
   const moveHaproxy = async (call: Call, cluster: string, d: Driver<'haproxy'>, site: string, before: TrafficState): Promise<TrafficState> => {
     const want = d.servers[site];
     const servers = await hapServers(d);
-    if (!servers.some((s) => s.name === want)) throw configError(`backend ${d.backend} has no server "${want}" (named for site "${site}"); it has: ${servers.map((s) => s.name).join(', ') || 'none'}`);
+    if (!servers.some((s) => s.name === want))
+      throw configError(`backend ${d.backend} has no server "${want}" (named for site "${site}"); it has: ${servers.map((s) => s.name).join(', ') || 'none'}`);
     const others = servers.filter((s) => s.name !== want).map((s) => s.name);
     for (const s of others) await hapDo(d, `set server ${d.backend}/${s} state maint`);
     await hapDo(d, `set server ${d.backend}/${want} state ready`);
@@ -267,10 +287,15 @@ export function trafficActivities(rt: Runtime) {
     const after = haproxyState(d, await hapServers(d));
     const list = others.join(', ');
     const did = `${list ? `${list} maint, ` : ''}${want} ready${list ? `, sessions on ${list} shut` : ''}`;
-    if (after.site !== site) throw new Error(`traffic driver "${d.name}" still does not point at site "${site}" after the move (${did}); read back: ${after.detail}`);
+    if (after.site !== site)
+      throw new Error(`traffic driver "${d.name}" still does not point at site "${site}" after the move (${did}); read back: ${after.detail}`);
     const saved = await persistHaproxy(call, cluster, d);
     const changed = before.site !== site;
-    return { ...after, changed, detail: `${changed ? `${did} (was ${before.site ?? 'none'})` : `already points at ${site}; kept: ${did}`}; ${saved}; now ${after.detail}` };
+    return {
+      ...after,
+      changed,
+      detail: `${changed ? `${did} (was ${before.site ?? 'none'})` : `already points at ${site}; kept: ${did}`}; ${saved}; now ${after.detail}`,
+    };
   };
 
   const moveElasticIp = async (call: Call, cluster: string, d: Driver<'elastic-ip'>, site: string): Promise<TrafficState> =>
@@ -281,10 +306,15 @@ export function trafficActivities(rt: Runtime) {
       if ('problem' in one) throw new Error(`cannot move ${d.publicIp} to site "${site}": ${one.problem}`);
       const instanceId = one.instance.InstanceId as string;
       const a = await describeAddress(ec2, d.publicIp);
-      if (!a) throw ApplicationFailure.nonRetryable(`no Elastic IP ${d.publicIp} in this account and region (traffic driver "${d.name}")`, Errors.Ec2AddressNotFound);
+      if (!a)
+        throw ApplicationFailure.nonRetryable(`no Elastic IP ${d.publicIp} in this account and region (traffic driver "${d.name}")`, Errors.Ec2AddressNotFound);
       const from = a.InstanceId ?? 'nothing';
       await ec2.send(
-        new AssociateAddressCommand(a.AllocationId ? { AllocationId: a.AllocationId, InstanceId: instanceId, AllowReassociation: true } : { PublicIp: d.publicIp, InstanceId: instanceId, AllowReassociation: true }),
+        new AssociateAddressCommand(
+          a.AllocationId
+            ? { AllocationId: a.AllocationId, InstanceId: instanceId, AllowReassociation: true }
+            : { PublicIp: d.publicIp, InstanceId: instanceId, AllowReassociation: true },
+        ),
       );
       heartbeat();
       return verified(await elasticIpState(call, cluster, d, ec2), site, `associated ${d.publicIp} with ${instanceId} (was on ${from})`);
@@ -315,14 +345,18 @@ export function trafficActivities(rt: Runtime) {
     const argv = substitute(d.move, { site, address: n.host, port: String(n.port) });
     const r = await runOnHost(rt, call, cluster, d.host, argv, d.timeoutSeconds);
     if (r.exitCode !== 0) {
-      throw new Error(`move command of traffic driver "${d.name}" ${r.timedOut ? 'timed out' : `exited ${r.exitCode ?? 'without status'}`}: ${(r.stderr.trim() || r.stdout.trim()).slice(-500)}`);
+      throw new Error(
+        `move command of traffic driver "${d.name}" ${r.timedOut ? 'timed out' : `exited ${r.exitCode ?? 'without status'}`}: ${(r.stderr.trim() || r.stdout.trim()).slice(-500)}`,
+      );
     }
     return verified(await read(call, cluster, d, true), site, `ran ${r.command}`);
   };
 
   return {
     /** Where a driver sends traffic now. Never throws for an unreachable target (site null, detail says why). */
-    trafficRead: rt.activity((input: { cluster: string; driver: string }, call) => read(call, input.cluster, call.top.driver(input.cluster, input.driver), false)),
+    trafficRead: rt.activity((input: { cluster: string; driver: string }, call) =>
+      read(call, input.cluster, call.top.driver(input.cluster, input.driver), false),
+    ),
 
     /**
      * Point a driver at a site: no-op when it already does (haproxy: still shuts stray sessions and

@@ -13,7 +13,16 @@ import { temporalTarget, type TemporalTarget } from '../temporal-target';
 import { formatReadiness, runReadiness } from './readiness';
 import { userInfo } from 'node:os';
 import { decide, follow, formatOutcome, formatStatus, runId, runStatus, startRunbook, withClient } from './runs';
-import { checkCron, checkDuration, controlSchedule, describeBackupSchedule, formatScheduleView, listBackupSchedules, ScheduleInputError, upsertBackupSchedule } from './schedule';
+import {
+  checkCron,
+  checkDuration,
+  controlSchedule,
+  describeBackupSchedule,
+  formatScheduleView,
+  listBackupSchedules,
+  ScheduleInputError,
+  upsertBackupSchedule,
+} from './schedule';
 
 export class UsageError extends Error {}
 
@@ -44,7 +53,12 @@ export async function findConfig(flag: string | undefined, note: (s: string) => 
 /** The cluster named on the command line must be in the topology: else a usage error (exit 2) naming the file. */
 function requireCluster(configPath: string, cluster: string): ClusterConfig {
   const top = loadTopology(configPath);
-  if (!top.clusters[cluster]) throw new UsageError(`${configPath}: unknown cluster "${cluster}"; the topology has: ${Object.keys(top.clusters).map((k) => `"${k}"`).join(', ')}`);
+  if (!top.clusters[cluster])
+    throw new UsageError(
+      `${configPath}: unknown cluster "${cluster}"; the topology has: ${Object.keys(top.clusters)
+        .map((k) => `"${k}"`)
+        .join(', ')}`,
+    );
   return top.clusters[cluster];
 }
 
@@ -79,10 +93,12 @@ export function buildProgram(): Command {
         process.stdout.write(`\nPoint a shell at it:\n  export SWITCHYARD_CONFIG=${status.config}\n  export TEMPORAL_ADDRESS=${status.temporal.address}\n`);
       }
     });
-  sbOpts(sandbox.command('down').description('stop everything the sandbox started and remove its directory')).action(async (o: { dir?: string; net?: number }) => {
-    const { sandboxDown } = loadSandbox();
-    await sandboxDown({ dir: o.dir, net: o.net }, (line) => process.stderr.write(`${line}\n`));
-  });
+  sbOpts(sandbox.command('down').description('stop everything the sandbox started and remove its directory')).action(
+    async (o: { dir?: string; net?: number }) => {
+      const { sandboxDown } = loadSandbox();
+      await sandboxDown({ dir: o.dir, net: o.net }, (line) => process.stderr.write(`${line}\n`));
+    },
+  );
   sbOpts(sandbox.command('status').description('report every part of the sandbox'))
     .option('--json', 'print JSON')
     .action(async (o: { dir?: string; net?: number; json?: boolean }) => {
@@ -119,7 +135,9 @@ export function buildProgram(): Command {
       .requiredOption('--as <name>', 'who decides (recorded in the step log and history)')
       .option('--comment <text>', 'why')
       .action(async (workflowId: string, checkpoint: string, o: { as: string; comment?: string }, cmd: Command) => {
-        const answer = await withClient(target(cmd), (client) => decide(client, workflowId, { checkpoint, decision, by: o.as, ...(o.comment ? { comment: o.comment } : {}) }));
+        const answer = await withClient(target(cmd), (client) =>
+          decide(client, workflowId, { checkpoint, decision, by: o.as, ...(o.comment ? { comment: o.comment } : {}) }),
+        );
         if (answer.accepted) process.stdout.write(`accepted: ${decision} at "${checkpoint}" by ${o.as}\n`);
         else {
           process.stdout.write(`refused: ${answer.reason}\n`);
@@ -153,12 +171,27 @@ export function buildProgram(): Command {
     .option('--id <workflowId>', 'workflow id (default: failover-<cluster>-<time>-<random>)')
     .option('--wait', 'follow the run until it closes; exit 0 only when it completed its job')
     .option('--json', 'print JSON (with --wait or --dry-run: the final status and result)')
-    .action(async (cluster: string, o: { reason?: string; to?: string; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
-      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
-      requireCluster(configPath, cluster);
-      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.reason ? { reason: o.reason } : {}), ...(o.to ? { to: o.to } : {}), ...(o.dryRun ? { dryRun: true } : {}) };
-      await startAndReport(cmd, 'failover', input, o.id ?? runId(o.dryRun ? 'failover-dry-run' : 'failover', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
-    });
+    .action(
+      async (
+        cluster: string,
+        o: { reason?: string; to?: string; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean },
+        cmd: Command,
+      ) => {
+        const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+        requireCluster(configPath, cluster);
+        const input = {
+          cluster,
+          requestedBy: o.as ?? defaultUser(),
+          ...(o.reason ? { reason: o.reason } : {}),
+          ...(o.to ? { to: o.to } : {}),
+          ...(o.dryRun ? { dryRun: true } : {}),
+        };
+        await startAndReport(cmd, 'failover', input, o.id ?? runId(o.dryRun ? 'failover-dry-run' : 'failover', cluster), {
+          wait: o.wait || o.dryRun === true,
+          json: o.json === true,
+        });
+      },
+    );
 
   program
     .command('rejoin <cluster>')
@@ -170,17 +203,29 @@ export function buildProgram(): Command {
     .option('--id <workflowId>', 'workflow id (default: rejoin-<cluster>-<time>-<random>)')
     .option('--wait', 'follow the run until it closes; exit 0 only when it completed its job')
     .option('--json', 'print JSON')
-    .action(async (cluster: string, o: { node: string; method: string; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
-      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
-      const c = requireCluster(configPath, cluster);
-      if (!(o.node in c.postgres.nodes)) throw new UsageError(`--node: unknown database node "${o.node}" in cluster ${cluster}; known: ${Object.keys(c.postgres.nodes).join(', ')}`);
-      const input = { cluster, node: o.node, method: o.method, requestedBy: o.as ?? defaultUser(), ...(o.dryRun ? { dryRun: true } : {}) };
-      await startAndReport(cmd, 'rejoin', input, o.id ?? runId(o.dryRun ? 'rejoin-dry-run' : 'rejoin', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
-    });
+    .action(
+      async (
+        cluster: string,
+        o: { node: string; method: string; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean },
+        cmd: Command,
+      ) => {
+        const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+        const c = requireCluster(configPath, cluster);
+        if (!(o.node in c.postgres.nodes))
+          throw new UsageError(`--node: unknown database node "${o.node}" in cluster ${cluster}; known: ${Object.keys(c.postgres.nodes).join(', ')}`);
+        const input = { cluster, node: o.node, method: o.method, requestedBy: o.as ?? defaultUser(), ...(o.dryRun ? { dryRun: true } : {}) };
+        await startAndReport(cmd, 'rejoin', input, o.id ?? runId(o.dryRun ? 'rejoin-dry-run' : 'rejoin', cluster), {
+          wait: o.wait || o.dryRun === true,
+          json: o.json === true,
+        });
+      },
+    );
 
   program
     .command('switchover <cluster>')
-    .description('planned move with zero data loss: stop the primary cleanly, let the target replay to its shutdown checkpoint, promote, the old primary follows')
+    .description(
+      'planned move with zero data loss: stop the primary cleanly, let the target replay to its shutdown checkpoint, promote, the old primary follows',
+    )
     .requiredOption('--to <site>', 'the site to make primary')
     .option('--dry-run', 'print the plan; change nothing')
     .option('--as <name>', 'who starts it (default: $SWITCHYARD_USER, else your login name)')
@@ -192,12 +237,15 @@ export function buildProgram(): Command {
       const c = requireCluster(configPath, cluster);
       if (!(o.to in c.sites)) throw new UsageError(`--to: unknown site "${o.to}" in cluster ${cluster}; known: ${Object.keys(c.sites).join(', ')}`);
       const input = { cluster, to: o.to, requestedBy: o.as ?? defaultUser(), ...(o.dryRun ? { dryRun: true } : {}) };
-      await startAndReport(cmd, 'switchover', input, o.id ?? runId(o.dryRun ? 'switchover-dry-run' : 'switchover', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
+      await startAndReport(cmd, 'switchover', input, o.id ?? runId(o.dryRun ? 'switchover-dry-run' : 'switchover', cluster), {
+        wait: o.wait || o.dryRun === true,
+        json: o.json === true,
+      });
     });
 
   program
     .command('failback <cluster>')
-    .description('return to the original layout: rejoin the preferred site\'s former primary if needed, then switch over back to it')
+    .description("return to the original layout: rejoin the preferred site's former primary if needed, then switch over back to it")
     .option('--dry-run', 'print the plan; change nothing')
     .option('--as <name>', 'who starts it (default: $SWITCHYARD_USER, else your login name)')
     .option('--id <workflowId>', 'workflow id (default: failback-<cluster>-<time>-<random>)')
@@ -207,14 +255,18 @@ export function buildProgram(): Command {
       const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
       requireCluster(configPath, cluster);
       const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.dryRun ? { dryRun: true } : {}) };
-      await startAndReport(cmd, 'failback', input, o.id ?? runId(o.dryRun ? 'failback-dry-run' : 'failback', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
+      await startAndReport(cmd, 'failback', input, o.id ?? runId(o.dryRun ? 'failback-dry-run' : 'failback', cluster), {
+        wait: o.wait || o.dryRun === true,
+        json: o.json === true,
+      });
     });
 
   // --- backups --------------------------------------------------------------------------------------
-  const kindsOpt = () => new Option('--kinds <kinds>', 'what to make: pg (base backup), ebs (snapshots), or pg,ebs (default: the topology\'s backup.kinds)').argParser(parseKinds);
+  const kindsOpt = () =>
+    new Option('--kinds <kinds>', "what to make: pg (base backup), ebs (snapshots), or pg,ebs (default: the topology's backup.kinds)").argParser(parseKinds);
   program
     .command('backup <cluster>')
-    .description('back up now: EBS snapshots of the source node\'s volumes and/or a base backup on the backup server, then retention')
+    .description("back up now: EBS snapshots of the source node's volumes and/or a base backup on the backup server, then retention")
     .addOption(kindsOpt())
     .option('--drill', 'follow it with a drill that proves the base backup restores')
     .option('--dry-run', 'choose the source and print what would be made and what retention would delete; change nothing')
@@ -222,16 +274,33 @@ export function buildProgram(): Command {
     .option('--id <workflowId>', 'workflow id, also the backup id (default: backup-<cluster>-<time>-<random>)')
     .option('--wait', 'follow the run until it closes; exit 0 only when it completed')
     .option('--json', 'print JSON')
-    .action(async (cluster: string, o: { kinds?: ('pg' | 'ebs')[]; drill?: boolean; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
-      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
-      const c = requireCluster(configPath, cluster);
-      if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath} (backup server host, root, binDir)`);
-      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.kinds ? { kinds: o.kinds } : {}), ...(o.drill ? { drill: true } : {}), ...(o.dryRun ? { dryRun: true } : {}) };
-      await startAndReport(cmd, 'backup', input, o.id ?? runId(o.dryRun ? 'backup-dry-run' : 'backup', cluster), { wait: o.wait === true || o.dryRun === true, json: o.json === true });
-    });
+    .action(
+      async (
+        cluster: string,
+        o: { kinds?: ('pg' | 'ebs')[]; drill?: boolean; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean },
+        cmd: Command,
+      ) => {
+        const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+        const c = requireCluster(configPath, cluster);
+        if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath} (backup server host, root, binDir)`);
+        const input = {
+          cluster,
+          requestedBy: o.as ?? defaultUser(),
+          ...(o.kinds ? { kinds: o.kinds } : {}),
+          ...(o.drill ? { drill: true } : {}),
+          ...(o.dryRun ? { dryRun: true } : {}),
+        };
+        await startAndReport(cmd, 'backup', input, o.id ?? runId(o.dryRun ? 'backup-dry-run' : 'backup', cluster), {
+          wait: o.wait === true || o.dryRun === true,
+          json: o.json === true,
+        });
+      },
+    );
   program
     .command('retention <cluster>')
-    .description('apply backup retention alone: keep the last N and anything younger than the maximum age, never the newest proven-restorable backup; --dry-run lists every backup and what would happen to it')
+    .description(
+      'apply backup retention alone: keep the last N and anything younger than the maximum age, never the newest proven-restorable backup; --dry-run lists every backup and what would happen to it',
+    )
     .option('--dry-run', 'list the backups and the decision for each; delete nothing')
     .option('--keep-last <n>', 'override backup.keepLast', parsePositive('--keep-last'))
     .option('--max-age <duration>', 'override backup.maxAge (e.g. 14d)')
@@ -242,12 +311,23 @@ export function buildProgram(): Command {
       const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
       const c = requireCluster(configPath, cluster);
       if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
-      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.dryRun ? { dryRun: true } : {}), ...(o.keepLast ? { keepLast: o.keepLast } : {}), ...(o.maxAge ? { maxAge: checkDuration('--max-age', o.maxAge) } : {}) };
-      await startAndReport(cmd, 'backupRetention', input, o.id ?? runId(o.dryRun ? 'retention-dry-run' : 'retention', cluster), { wait: true, json: o.json === true });
+      const input = {
+        cluster,
+        requestedBy: o.as ?? defaultUser(),
+        ...(o.dryRun ? { dryRun: true } : {}),
+        ...(o.keepLast ? { keepLast: o.keepLast } : {}),
+        ...(o.maxAge ? { maxAge: checkDuration('--max-age', o.maxAge) } : {}),
+      };
+      await startAndReport(cmd, 'backupRetention', input, o.id ?? runId(o.dryRun ? 'retention-dry-run' : 'retention', cluster), {
+        wait: true,
+        json: o.json === true,
+      });
     });
   program
     .command('drill <cluster>')
-    .description('prove a backup restores: restore the base backup into a scratch copy on the backup server, run the verification queries, record RTO and RPO, remove it')
+    .description(
+      'prove a backup restores: restore the base backup into a scratch copy on the backup server, run the verification queries, record RTO and RPO, remove it',
+    )
     .option('--from <backupId>', 'the backup to drill (default: the newest complete base backup)')
     .option('--as <name>', 'who starts it')
     .option('--id <workflowId>', 'workflow id (default: drill-<cluster>-<time>-<random>)')
@@ -262,7 +342,9 @@ export function buildProgram(): Command {
     });
   program
     .command('restore <cluster>')
-    .description('restore a backup: a base backup onto a database node (old data directory kept aside), or EBS snapshots as a new instance with the recorded private IP')
+    .description(
+      'restore a backup: a base backup onto a database node (old data directory kept aside), or EBS snapshots as a new instance with the recorded private IP',
+    )
     .requiredOption('--from <backupId>', 'the backup id')
     .requiredOption('--target <node>', 'the database node restored onto, or whose instance is recreated')
     .addOption(new Option('--kind <kind>', 'which part of the backup (default: pg when it has a base backup)').choices(['pg', 'ebs']))
@@ -271,20 +353,37 @@ export function buildProgram(): Command {
     .option('--id <workflowId>', 'workflow id (default: restore-<cluster>-<time>-<random>)')
     .option('--wait', 'follow the run until it closes; exit 0 only when it completed')
     .option('--json', 'print JSON')
-    .action(async (cluster: string, o: { from: string; target: string; kind?: 'pg' | 'ebs'; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
-      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
-      const c = requireCluster(configPath, cluster);
-      if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
-      if (!(o.target in c.postgres.nodes)) throw new UsageError(`--target: unknown database node "${o.target}" in cluster ${cluster}; known: ${Object.keys(c.postgres.nodes).join(', ')}`);
-      const input = { cluster, from: o.from, target: o.target, requestedBy: o.as ?? defaultUser(), ...(o.kind ? { kind: o.kind } : {}), ...(o.dryRun ? { dryRun: true } : {}) };
-      await startAndReport(cmd, 'restore', input, o.id ?? runId(o.dryRun ? 'restore-dry-run' : 'restore', cluster), { wait: o.wait || o.dryRun === true, json: o.json === true });
-    });
+    .action(
+      async (
+        cluster: string,
+        o: { from: string; target: string; kind?: 'pg' | 'ebs'; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean },
+        cmd: Command,
+      ) => {
+        const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+        const c = requireCluster(configPath, cluster);
+        if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
+        if (!(o.target in c.postgres.nodes))
+          throw new UsageError(`--target: unknown database node "${o.target}" in cluster ${cluster}; known: ${Object.keys(c.postgres.nodes).join(', ')}`);
+        const input = {
+          cluster,
+          from: o.from,
+          target: o.target,
+          requestedBy: o.as ?? defaultUser(),
+          ...(o.kind ? { kind: o.kind } : {}),
+          ...(o.dryRun ? { dryRun: true } : {}),
+        };
+        await startAndReport(cmd, 'restore', input, o.id ?? runId(o.dryRun ? 'restore-dry-run' : 'restore', cluster), {
+          wait: o.wait || o.dryRun === true,
+          json: o.json === true,
+        });
+      },
+    );
 
   // --- schedules -------------------------------------------------------------------------------------
   const schedule = program.command('schedule').description('backups on Temporal Schedules (one per cluster, also in the Temporal UI under Schedules)');
   schedule
     .command('backup <cluster>')
-    .description('create or update the cluster\'s backup schedule (overlap: skip; missed runs within the catch-up window are taken)')
+    .description("create or update the cluster's backup schedule (overlap: skip; missed runs within the catch-up window are taken)")
     .requiredOption('--cron <expr>', 'when, as five cron fields in UTC, e.g. "0 */6 * * *", or @daily / "@every 6h"')
     .option('--keep-last <n>', 'retention: keep the last N backups (default: backup.keepLast)', parsePositive('--keep-last'))
     .option('--max-age <duration>', 'retention: keep anything younger than this (default: backup.maxAge), e.g. 14d')
@@ -293,18 +392,35 @@ export function buildProgram(): Command {
     .option('--catchup-window <duration>', 'how far back missed runs are still taken', '1h')
     .option('--as <name>', 'who sets it')
     .option('--json', 'print JSON')
-    .action(async (cluster: string, o: { cron: string; keepLast?: number; maxAge?: string; drill?: boolean; kinds?: ('pg' | 'ebs')[]; catchupWindow: string; as?: string; json?: boolean }, cmd: Command) => {
-      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
-      const c = requireCluster(configPath, cluster);
-      if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
-      const opts = { cluster, cron: o.cron, keepLast: o.keepLast, maxAge: o.maxAge === undefined ? undefined : checkDuration('--max-age', o.maxAge), drill: o.drill, kinds: o.kinds, catchupWindow: checkDuration('--catchup-window', o.catchupWindow), createdBy: o.as ?? defaultUser() };
-      checkCron(o.cron);
-      await withClient(target(cmd), async (client) => {
-        const what = await upsertBackupSchedule(client, opts);
-        const view = await describeBackupSchedule(client, cluster);
-        process.stdout.write(o.json ? `${JSON.stringify({ [what]: view.scheduleId, schedule: view }, null, 2)}\n` : `${what} ${view.scheduleId}\n${formatScheduleView(view)}`);
-      });
-    });
+    .action(
+      async (
+        cluster: string,
+        o: { cron: string; keepLast?: number; maxAge?: string; drill?: boolean; kinds?: ('pg' | 'ebs')[]; catchupWindow: string; as?: string; json?: boolean },
+        cmd: Command,
+      ) => {
+        const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+        const c = requireCluster(configPath, cluster);
+        if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
+        const opts = {
+          cluster,
+          cron: o.cron,
+          keepLast: o.keepLast,
+          maxAge: o.maxAge === undefined ? undefined : checkDuration('--max-age', o.maxAge),
+          drill: o.drill,
+          kinds: o.kinds,
+          catchupWindow: checkDuration('--catchup-window', o.catchupWindow),
+          createdBy: o.as ?? defaultUser(),
+        };
+        checkCron(o.cron);
+        await withClient(target(cmd), async (client) => {
+          const what = await upsertBackupSchedule(client, opts);
+          const view = await describeBackupSchedule(client, cluster);
+          process.stdout.write(
+            o.json ? `${JSON.stringify({ [what]: view.scheduleId, schedule: view }, null, 2)}\n` : `${what} ${view.scheduleId}\n${formatScheduleView(view)}`,
+          );
+        });
+      },
+    );
   schedule
     .command('list')
     .description('the backup schedules')
@@ -313,18 +429,32 @@ export function buildProgram(): Command {
       await withClient(target(cmd), async (client) => {
         const list = await listBackupSchedules(client);
         if (o.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
-        else process.stdout.write(list.length ? list.map((s) => `${s.scheduleId}  ${s.paused ? 'PAUSED ' : 'active '} next ${s.nextRuns[0] ?? 'none'}`).join('\n') + '\n' : 'no backup schedules (create one: switchyard schedule backup <cluster> --cron "0 */6 * * *")\n');
+        else
+          process.stdout.write(
+            list.length
+              ? list.map((s) => `${s.scheduleId}  ${s.paused ? 'PAUSED ' : 'active '} next ${s.nextRuns[0] ?? 'none'}`).join('\n') + '\n'
+              : 'no backup schedules (create one: switchyard schedule backup <cluster> --cron "0 */6 * * *")\n',
+          );
       });
     });
   for (const what of ['describe', 'pause', 'resume', 'trigger', 'delete'] as const) {
     schedule
       .command(`${what} <cluster>`)
-      .description({ describe: 'the schedule, its next and recent runs', pause: 'stop starting backups until resumed', resume: 'start backups again', trigger: 'start a backup now (skipped while one is still running)', delete: 'remove the schedule (backups already made stay)' }[what])
-      .option('--as <name>', 'who does it (recorded in the schedule\'s note)')
+      .description(
+        {
+          describe: 'the schedule, its next and recent runs',
+          pause: 'stop starting backups until resumed',
+          resume: 'start backups again',
+          trigger: 'start a backup now (skipped while one is still running)',
+          delete: 'remove the schedule (backups already made stay)',
+        }[what],
+      )
+      .option('--as <name>', "who does it (recorded in the schedule's note)")
       .option('--json', 'print JSON')
       .action(async (cluster: string, o: { as?: string; json?: boolean }, cmd: Command) => {
         await withClient(target(cmd), async (client) => {
-          const view = what === 'describe' ? await describeBackupSchedule(client, cluster) : await controlSchedule(client, cluster, what, o.as ?? defaultUser());
+          const view =
+            what === 'describe' ? await describeBackupSchedule(client, cluster) : await controlSchedule(client, cluster, what, o.as ?? defaultUser());
           if (o.json) process.stdout.write(`${JSON.stringify(view ?? { deleted: cluster }, null, 2)}\n`);
           else process.stdout.write(view ? formatScheduleView(view) : `deleted the backup schedule of ${cluster}\n`);
         });
@@ -351,7 +481,9 @@ export function buildProgram(): Command {
       const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
       const top = loadTopology(configPath);
       for (const [name, c] of Object.entries(top.clusters)) {
-        process.stdout.write(`${configPath}: cluster ${name}: sites ${Object.keys(c.sites).join(', ')}; nodes ${Object.keys(c.postgres.nodes).join(', ')}; traffic ${c.traffic.map((t) => `${t.name} (${t.kind})`).join(', ') || 'none'}\n`);
+        process.stdout.write(
+          `${configPath}: cluster ${name}: sites ${Object.keys(c.sites).join(', ')}; nodes ${Object.keys(c.postgres.nodes).join(', ')}; traffic ${c.traffic.map((t) => `${t.name} (${t.kind})`).join(', ') || 'none'}\n`,
+        );
       }
     });
   config
@@ -401,7 +533,10 @@ async function startAndReport(cmd: Command, type: string, input: object, workflo
 }
 
 function parseKinds(v: string): ('pg' | 'ebs')[] {
-  const kinds = v.split(',').map((k) => k.trim()).filter(Boolean);
+  const kinds = v
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
   if (!kinds.length || kinds.some((k) => k !== 'pg' && k !== 'ebs')) throw new UsageError(`--kinds: expected pg, ebs or pg,ebs; got "${v}"`);
   return [...new Set(kinds)] as ('pg' | 'ebs')[];
 }
@@ -420,12 +555,21 @@ function parseNet(v: string): number {
   return n;
 }
 
-export function formatSandbox(status: { config: string; temporal: { address: string; ui: string }; parts: { name: string; kind: string; host: string; port: number; pid: number | null; state: string; expected: string; detail?: string }[] }): string {
+export function formatSandbox(status: {
+  config: string;
+  temporal: { address: string; ui: string };
+  parts: { name: string; kind: string; host: string; port: number; pid: number | null; state: string; expected: string; detail?: string }[];
+}): string {
   const w = Math.max(...status.parts.map((p) => p.name.length));
   return (
     `temporal  ${status.temporal.address}   UI ${status.temporal.ui}\n` +
     `topology  ${status.config}\n` +
-    status.parts.map((p) => `  ${p.state === p.expected ? (p.state === 'running' ? 'up  ' : 'off ') : p.state === 'running' ? 'UP? ' : 'DOWN'}  ${p.name.padEnd(w)}  ${p.kind.padEnd(8)} ${p.host}:${p.port}${p.pid ? `  pid ${p.pid}` : ''}${p.detail ? `  ${p.detail}` : ''}`).join('\n') +
+    status.parts
+      .map(
+        (p) =>
+          `  ${p.state === p.expected ? (p.state === 'running' ? 'up  ' : 'off ') : p.state === 'running' ? 'UP? ' : 'DOWN'}  ${p.name.padEnd(w)}  ${p.kind.padEnd(8)} ${p.host}:${p.port}${p.pid ? `  pid ${p.pid}` : ''}${p.detail ? `  ${p.detail}` : ''}`,
+      )
+      .join('\n') +
     '\n'
   );
 }

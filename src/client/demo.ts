@@ -106,7 +106,10 @@ export async function runDemo(): Promise<void> {
         // What a person weighs at each checkpoint, and what the demo answers as them.
         const asks: Record<string, { why: string; comment: string }> = {
           'old-primary-dead': { why: 'A person would now make sure dc1 is really dead', comment: 'dc1 confirmed powered off' },
-          'accept-data-loss': { why: 'A person would now weigh what may be lost (writes to dc1 after the last reading)', comment: 'no writes after the last check' },
+          'accept-data-loss': {
+            why: 'A person would now weigh what may be lost (writes to dc1 after the last reading)',
+            comment: 'no writes after the last check',
+          },
         };
         const answered = new Set<string>();
         for (;;) {
@@ -136,33 +139,61 @@ export async function runDemo(): Promise<void> {
         printNew(end.progress);
         say(`[${secs()}] 9. failover result:`);
         say(formatOutcome(end).trimEnd().replace(/^/gm, '     '));
-        say(`     timeline ${result.timeline.before} → ${result.timeline.after}; traffic: ${result.traffic.map((t) => `${t.driver} → ${t.site}`).join(', ')}; needs rejoin: ${result.topology.needsRejoin.map((n) => n.node).join(', ')}`);
+        say(
+          `     timeline ${result.timeline.before} → ${result.timeline.after}; traffic: ${result.traffic.map((t) => `${t.driver} → ${t.site}`).join(', ')}; needs rejoin: ${result.topology.needsRejoin.map((n) => n.node).join(', ')}`,
+        );
 
         const after = await frontQuery(front, `SELECT id, note FROM public.sandbox_rows ORDER BY id`);
         const kept = before.filter((b) => after.some((a) => a.id === b.id));
-        const added = await frontQuery(front, `INSERT INTO public.sandbox_rows (note) VALUES ('order 1004, after the failover') RETURNING id, host(inet_server_addr()) AS server`);
-        say(`[${secs()}] 10. through the front now: ${kept.length} of the ${before.length} rows written before the outage are there; a new write landed on ${added[0].server} (dc2) as id ${added[0].id}`);
+        const added = await frontQuery(
+          front,
+          `INSERT INTO public.sandbox_rows (note) VALUES ('order 1004, after the failover') RETURNING id, host(inet_server_addr()) AS server`,
+        );
+        say(
+          `[${secs()}] 10. through the front now: ${kept.length} of the ${before.length} rows written before the outage are there; a new write landed on ${added[0].server} (dc2) as id ${added[0].id}`,
+        );
         if (!(result.outcome === 'completed' && kept.length === before.length)) return;
 
         say(`[${secs()}] 11. dc1's machines come back (sshd and app; its PostgreSQL stays down, as an operator keeps a fenced primary down)`);
         for (const part of ['dc1-db/sshd', 'dc1-app/sshd', 'dc1-app/app']) await startPart(opts, part);
         const bid = `demo-failback-${Date.now()}`;
         say(`[${secs()}] 12. failback of "demo" started by ${operator} (workflow ${bid}; also: npx switchyard failback demo --as ${operator} --wait)`);
-        const bh = await client.workflow.start<typeof failback>('failback', { taskQueue: TASK_QUEUE, workflowId: bid, args: [{ cluster: 'demo', requestedBy: operator }] });
+        const bh = await client.workflow.start<typeof failback>('failback', {
+          taskQueue: TASK_QUEUE,
+          workflowId: bid,
+          args: [{ cluster: 'demo', requestedBy: operator }],
+        });
         const back: FailbackResult = await bh.result();
-        for (const [label, id] of [['failback', bid], ['  rejoin (child)', `${bid}-rejoin`], ['  switchover (child)', `${bid}-switchover`]] as const) {
+        for (const [label, id] of [
+          ['failback', bid],
+          ['  rejoin (child)', `${bid}-rejoin`],
+          ['  switchover (child)', `${bid}-switchover`],
+        ] as const) {
           const r = await runStatus(client, id).catch(() => null);
           if (!r) continue;
           say(`     ${label} ${id}:`);
           for (const s of r.progress?.steps ?? []) say(`       ${formatStep(s).trim()}`);
         }
         say(`[${secs()}] 13. failback result: ${back.outcome}; ${back.state}`);
-        if (back.rejoin) say(`     rejoin: ${back.rejoin.method} in ${back.rejoin.copySeconds} s${back.rejoin.divergedBytes !== null ? `; diverged WAL discarded: ${back.rejoin.divergedBytes} bytes` : ''}${back.rejoin.movedAside.length ? `; old data directory kept at ${back.rejoin.movedAside.join(', ')}` : ''}`);
-        if (back.switchover) say(`     switchover: write downtime ${back.switchover.writeDowntimeMs ?? '?'} ms (measured by the run's own write probes), timeline ${back.switchover.timeline.before} → ${back.switchover.timeline.after}`);
+        if (back.rejoin)
+          say(
+            `     rejoin: ${back.rejoin.method} in ${back.rejoin.copySeconds} s${back.rejoin.divergedBytes !== null ? `; diverged WAL discarded: ${back.rejoin.divergedBytes} bytes` : ''}${back.rejoin.movedAside.length ? `; old data directory kept at ${back.rejoin.movedAside.join(', ')}` : ''}`,
+          );
+        if (back.switchover)
+          say(
+            `     switchover: write downtime ${back.switchover.writeDowntimeMs ?? '?'} ms (measured by the run's own write probes), timeline ${back.switchover.timeline.before} → ${back.switchover.timeline.after}`,
+          );
 
-        const final = await client.workflow.execute<typeof readiness>('readiness', { taskQueue: TASK_QUEUE, workflowId: `demo-readiness-after-${Date.now()}`, args: [{ cluster: 'demo' }], workflowExecutionTimeout: '5 minutes' });
+        const final = await client.workflow.execute<typeof readiness>('readiness', {
+          taskQueue: TASK_QUEUE,
+          workflowId: `demo-readiness-after-${Date.now()}`,
+          args: [{ cluster: 'demo' }],
+          workflowExecutionTimeout: '5 minutes',
+        });
         const rows = await frontQuery(front, `SELECT count(*)::int AS n, host(inet_server_addr()) AS server FROM public.sandbox_rows`);
-        say(`[${secs()}] 14. readiness: ${final.ready ? 'READY' : 'NOT READY'}: ${final.primarySite} primary, ${final.standbySite ?? 'no'} standby (${final.lagBytes ?? '?'} bytes behind); the front reaches ${rows[0].server} with ${rows[0].n} rows`);
+        say(
+          `[${secs()}] 14. readiness: ${final.ready ? 'READY' : 'NOT READY'}: ${final.primarySite} primary, ${final.standbySite ?? 'no'} standby (${final.lagBytes ?? '?'} bytes behind); the front reaches ${rows[0].server} with ${rows[0].n} rows`,
+        );
         if (!final.ready) for (const c of final.checks.filter((x) => !x.ok)) say(`       failed ${c.name}: ${c.detail}`);
         ok = back.outcome === 'completed' && final.ready && final.primarySite === 'dc1';
       });

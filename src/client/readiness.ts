@@ -55,7 +55,13 @@ export async function runReadiness(opts: { cluster: string; configPath: string; 
       const logger = createLogger({ level: process.env.SWITCHYARD_LOG_LEVEL ?? 'warn', destination: 2, name: 'switchyard-check' });
       installRuntimeLogger(logger);
       const taskQueue = `switchyard-check-${randomUUID()}`;
-      const { worker, close: closeWorker } = await createWorker({ configPath: opts.configPath, target: opts.target, taskQueue, logger, identity: `switchyard check@${hostname()}` });
+      const { worker, close: closeWorker } = await createWorker({
+        configPath: opts.configPath,
+        target: opts.target,
+        taskQueue,
+        logger,
+        identity: `switchyard check@${hostname()}`,
+      });
       try {
         return await worker.runUntil(start(taskQueue));
       } finally {

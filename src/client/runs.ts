@@ -68,7 +68,17 @@ export async function runStatus(client: Client, workflowId: string): Promise<Run
     outcome = typeof o === 'string' ? o : null;
   }
   const succeeded = d.status.name === 'COMPLETED' && outcome !== 'aborted';
-  return { workflowId, runId: d.runId, type: d.type, status: d.status.name, progress, failure, ...(d.status.name === 'COMPLETED' ? { result } : {}), outcome, succeeded };
+  return {
+    workflowId,
+    runId: d.runId,
+    type: d.type,
+    status: d.status.name,
+    progress,
+    failure,
+    ...(d.status.name === 'COMPLETED' ? { result } : {}),
+    outcome,
+    succeeded,
+  };
 }
 
 /** A default workflow id for a runbook run: readable, sortable, unique. */
@@ -77,7 +87,13 @@ export function runId(operation: string, cluster: string, now = new Date()): str
 }
 
 /** Starts a runbook on the switchyard task queue; when no worker polls it, says so on stderr. */
-export async function startRunbook(client: Client, namespace: string, type: string, input: object, opts: { workflowId: string; taskQueue?: string; warn?: (s: string) => void }): Promise<string> {
+export async function startRunbook(
+  client: Client,
+  namespace: string,
+  type: string,
+  input: object,
+  opts: { workflowId: string; taskQueue?: string; warn?: (s: string) => void },
+): Promise<string> {
   const taskQueue = opts.taskQueue ?? TASK_QUEUE;
   if (!(await workerIsPolling(client, namespace, taskQueue).catch(() => true))) {
     (opts.warn ?? ((s: string) => process.stderr.write(`${s}\n`)))(
@@ -146,7 +162,11 @@ export function formatOutcome(r: RunStatus): string {
   }
   if (res?.abortedBecause) lines.push(`  stopped because: ${res.abortedBecause}`);
   if (res?.state) lines.push(`  state: ${res.state}`);
-  if (res?.rto && res.rto.fromDecisionSeconds !== null) lines.push(`  RTO: ${res.rto.fromDecisionSeconds} s from the decision to promote until traffic was verified; ${res.rto.fromStartSeconds} s from start`);
-  if (res && 'dataLostBytes' in res && r.outcome === 'completed') lines.push(`  data lost: ${res.dataLostBytes === null || res.dataLostBytes === undefined ? 'unknown' : `${res.dataLostBytes} bytes`}${res.dataLoss ? ` (${res.dataLoss.detail})` : ''}`);
+  if (res?.rto && res.rto.fromDecisionSeconds !== null)
+    lines.push(`  RTO: ${res.rto.fromDecisionSeconds} s from the decision to promote until traffic was verified; ${res.rto.fromStartSeconds} s from start`);
+  if (res && 'dataLostBytes' in res && r.outcome === 'completed')
+    lines.push(
+      `  data lost: ${res.dataLostBytes === null || res.dataLostBytes === undefined ? 'unknown' : `${res.dataLostBytes} bytes`}${res.dataLoss ? ` (${res.dataLoss.detail})` : ''}`,
+    );
   return `${lines.join('\n')}\n`;
 }

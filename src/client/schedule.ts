@@ -38,7 +38,9 @@ export function checkCron(cron: string): string {
   if (/^@(yearly|annually|monthly|weekly|daily|hourly)$/.test(c) || /^@every \d+[smhd]( offset \d+[smhd])?$/.test(c)) return c;
   const fields = c.split(/\s+/);
   if (fields.length !== 5 || !fields.every((f) => /^[0-9*/,\-A-Za-z?]+$/.test(f))) {
-    throw new ScheduleInputError(`--cron: expected five cron fields "minute hour day-of-month month day-of-week" (e.g. "0 */6 * * *") or @daily / @hourly / "@every 6h"; got ${JSON.stringify(cron)}`);
+    throw new ScheduleInputError(
+      `--cron: expected five cron fields "minute hour day-of-month month day-of-week" (e.g. "0 */6 * * *") or @daily / @hourly / "@every 6h"; got ${JSON.stringify(cron)}`,
+    );
   }
   return c;
 }
@@ -138,7 +140,9 @@ function describeCalendars(d: ScheduleDescription): string[] {
   });
 }
 
-export async function listBackupSchedules(client: Client): Promise<{ scheduleId: string; cluster: string | null; paused: boolean; nextRuns: string[]; workflowType: string | null }[]> {
+export async function listBackupSchedules(
+  client: Client,
+): Promise<{ scheduleId: string; cluster: string | null; paused: boolean; nextRuns: string[]; workflowType: string | null }[]> {
   const out: { scheduleId: string; cluster: string | null; paused: boolean; nextRuns: string[]; workflowType: string | null }[] = [];
   for await (const s of client.schedule.list() as AsyncIterable<ScheduleSummary>) {
     if (!s.scheduleId.startsWith(SCHEDULE_PREFIX)) continue;
@@ -159,12 +163,20 @@ export async function describeBackupSchedule(client: Client, clusterOrId: string
   try {
     return viewOf(id, await client.schedule.getHandle(id).describe());
   } catch (err) {
-    if (err instanceof ScheduleNotFoundError) throw new ScheduleInputError(`no backup schedule "${id}": create it with \`switchyard schedule backup ${clusterOfId(id) ?? clusterOrId} --cron "0 */6 * * *"\``);
+    if (err instanceof ScheduleNotFoundError)
+      throw new ScheduleInputError(
+        `no backup schedule "${id}": create it with \`switchyard schedule backup ${clusterOfId(id) ?? clusterOrId} --cron "0 */6 * * *"\``,
+      );
     throw err;
   }
 }
 
-export async function controlSchedule(client: Client, clusterOrId: string, what: 'pause' | 'resume' | 'trigger' | 'delete', by: string): Promise<ScheduleView | null> {
+export async function controlSchedule(
+  client: Client,
+  clusterOrId: string,
+  what: 'pause' | 'resume' | 'trigger' | 'delete',
+  by: string,
+): Promise<ScheduleView | null> {
   const view = await describeBackupSchedule(client, clusterOrId);
   const h = client.schedule.getHandle(view.scheduleId);
   if (what === 'pause') await h.pause(`paused by ${by}`);
@@ -187,7 +199,12 @@ export function formatScheduleView(v: ScheduleView): string {
     `  overlap   ${v.overlap ?? '?'}; catch-up window ${v.catchupWindowMs !== null ? `${Math.round(v.catchupWindowMs / 1000)} s` : '?'}`,
     `  next      ${v.nextRuns.slice(0, 3).join(', ') || 'none'}`,
     `  running   ${v.running.join(', ') || 'nothing'}`,
-    `  recent    ${v.recentRuns.slice(-5).map((r) => `${r.takenAt} ${r.workflowId ?? ''}`).join('\n            ') || 'none yet'}`,
+    `  recent    ${
+      v.recentRuns
+        .slice(-5)
+        .map((r) => `${r.takenAt} ${r.workflowId ?? ''}`)
+        .join('\n            ') || 'none yet'
+    }`,
     '',
   ].join('\n');
 }

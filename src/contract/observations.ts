@@ -40,7 +40,14 @@ export interface PgNodeStatus {
   /** Standby: pg_stat_wal_receiver.status ("streaming", …) or null when no receiver runs. */
   walReceiver?: { status: string; senderHost: string | null; senderPort: number | null; slotName: string | null } | null;
   /** Primary: pg_stat_replication rows. */
-  replicas?: { applicationName: string; clientAddr: string | null; state: string; sentLsn: string | null; replayLsn: string | null; replayLagBytes: number | null }[];
+  replicas?: {
+    applicationName: string;
+    clientAddr: string | null;
+    state: string;
+    sentLsn: string | null;
+    replayLsn: string | null;
+    replayLagBytes: number | null;
+  }[];
   /** Physical replication slots on this node. */
   slots?: { name: string; active: boolean; restartLsn: string | null }[];
 }

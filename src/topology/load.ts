@@ -102,7 +102,11 @@ function nodeAt(root: YamlNode | null, path: readonly PropertyKey[]): YamlNode |
 export function loadTopology(path: string): Topology {
   if (!existsSync(path)) {
     throw new ConfigError(path, [
-      { path: '', message: 'file not found; pass --config PATH, set SWITCHYARD_CONFIG, or create ./switchyard.yaml (`npx switchyard sandbox up` prints a line that points a shell at the sandbox\'s)' },
+      {
+        path: '',
+        message:
+          "file not found; pass --config PATH, set SWITCHYARD_CONFIG, or create ./switchyard.yaml (`npx switchyard sandbox up` prints a line that points a shell at the sandbox's)",
+      },
     ]);
   }
   return parseTopology(readFileSync(path, 'utf8'), path);
@@ -110,7 +114,12 @@ export function loadTopology(path: string): Topology {
 
 export function getCluster(top: Topology, name: string): ClusterConfig {
   const c = top.clusters[name];
-  if (!c) throw new Error(`unknown cluster "${name}"; the topology has: ${Object.keys(top.clusters).map((k) => `"${k}"`).join(', ')}`);
+  if (!c)
+    throw new Error(
+      `unknown cluster "${name}"; the topology has: ${Object.keys(top.clusters)
+        .map((k) => `"${k}"`)
+        .join(', ')}`,
+    );
   return c;
 }
 

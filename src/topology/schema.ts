@@ -24,11 +24,12 @@ const address = z
   .min(1, { error: 'expected a host name or IP address, got an empty string' })
   .regex(/^[A-Za-z0-9.:_-]+$/, { error: 'expected a host name or IP address (letters, digits, ".", ":", "-")' });
 
-const absPath = z
-  .string({ error: 'expected an absolute path' })
-  .regex(/^\//, { error: 'expected an absolute path (starting with "/")' });
+const absPath = z.string({ error: 'expected an absolute path' }).regex(/^\//, { error: 'expected an absolute path (starting with "/")' });
 
-const positiveInt = z.number({ error: 'expected a positive integer' }).int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
+const positiveInt = z
+  .number({ error: 'expected a positive integer' })
+  .int({ error: 'expected a positive integer' })
+  .positive({ error: 'expected a positive integer' });
 const nonNegativeInt = z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' });
 
 import { DURATION_RE } from './duration';
@@ -38,12 +39,14 @@ const duration = z
   .string({ error: 'expected a duration such as "90s", "15m", "6h" or "14d"' })
   .regex(DURATION_RE, { error: 'expected a duration such as "90s", "15m", "6h" or "14d"' });
 
-
 /** A reference to a secret; the value itself never appears in config, inputs or history. */
 export const secretRef = z
   .object(
     {
-      env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' }).optional(),
+      env: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' })
+        .optional(),
       file: absPath.optional(),
     },
     {
@@ -61,7 +64,9 @@ export type SecretRef = z.infer<typeof secretRef>;
 
 /** A command as an argument vector. Quoted by one helper before it is sent over SSH. */
 const argv = z
-  .array(z.string({ error: 'expected each argument to be a string' }), { error: 'expected a command as a list of arguments, e.g. ["systemctl", "start", "app"]' })
+  .array(z.string({ error: 'expected each argument to be a string' }), {
+    error: 'expected a command as a list of arguments, e.g. ["systemctl", "start", "app"]',
+  })
   .min(1, { error: 'expected a command with at least one argument' });
 
 const HOST_KEY_RE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,3}( .*)?$/;
@@ -85,7 +90,10 @@ const ec2Selector = z
   .object({
     /** Tags that identify exactly one instance. */
     tags: z.record(z.string(), z.string(), { error: 'expected a map of tag names to values' }).optional(),
-    instanceId: z.string().regex(/^i-[0-9a-f]+$/, { error: 'expected an instance id such as "i-0123456789abcdef0"' }).optional(),
+    instanceId: z
+      .string()
+      .regex(/^i-[0-9a-f]+$/, { error: 'expected an instance id such as "i-0123456789abcdef0"' })
+      .optional(),
   })
   .strict()
   .refine((s) => (s.tags !== undefined && Object.keys(s.tags).length > 0) !== (s.instanceId !== undefined), {
@@ -186,7 +194,10 @@ const hookSchema = z
 export const siteSchema = z
   .object({
     /** The site's application health URL: 200 when serving, 503 in maintenance. */
-    app: z.object({ url: z.url({ error: 'expected an http(s) URL' }) }).strict().optional(),
+    app: z
+      .object({ url: z.url({ error: 'expected an http(s) URL' }) })
+      .strict()
+      .optional(),
     maintenance: maintenanceSchema.optional(),
     services: z.record(name, serviceSchema).default({}),
     /** Commands run on this site after its database is promoted (Circonus failover.pl). */
@@ -258,10 +269,7 @@ const ec2Schema = z
     region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { error: 'expected an AWS region such as "eu-west-1"' }),
     /** Override for the EC2 API endpoint (a local emulator, a VPC endpoint). */
     endpoint: z.url({ error: 'expected an http(s) URL' }).optional(),
-    credentials: z
-      .object({ accessKeyId: secretRef, secretAccessKey: secretRef })
-      .strict()
-      .optional(),
+    credentials: z.object({ accessKeyId: secretRef, secretAccessKey: secretRef }).strict().optional(),
   })
   .strict();
 
@@ -335,7 +343,10 @@ const backupSchema = z
     /** libpq password file on that host for the replication login; default postgres.passfile. */
     passfile: absPath.optional(),
     /** What a backup makes when its input names no kinds: "pg" (base backup), "ebs" (snapshots). */
-    kinds: z.array(z.enum(['pg', 'ebs'], { error: 'expected "pg" or "ebs"' })).min(1).default(['pg']),
+    kinds: z
+      .array(z.enum(['pg', 'ebs'], { error: 'expected "pg" or "ebs"' }))
+      .min(1)
+      .default(['pg']),
     /** gzip level of the base backup's tar files (pg_basebackup -Z). */
     compressLevel: z.number().int().min(1).max(9).default(6),
     keepLast: positiveInt.default(7),
@@ -368,9 +379,7 @@ export const clusterSchema = z
         database: z.string().min(1).default('postgres'),
         user: z.string().min(1),
         password: secretRef.optional(),
-        replication: z
-          .object({ user: z.string().min(1), password: secretRef.optional() })
-          .strict(),
+        replication: z.object({ user: z.string().min(1), password: secretRef.optional() }).strict(),
         /**
          * A libpq password file on every database host (mode 0600, owned by the server's OS user)
          * holding the replication and tool logins. Standbys' primary_conninfo, pg_rewind and
@@ -425,13 +434,22 @@ export const clusterSchema = z
       need('site', node.site, sites, ['postgres', 'nodes', n, 'site']);
       need('host', node.sshHost, hosts, ['postgres', 'nodes', n, 'sshHost']);
       nodesBySite.set(node.site, [...(nodesBySite.get(node.site) ?? []), n]);
-      if (node.ec2 && !c.ec2) ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes', n, 'ec2'], message: 'an EC2 selector needs the cluster\'s "ec2" section (region, endpoint)' });
+      if (node.ec2 && !c.ec2)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['postgres', 'nodes', n, 'ec2'],
+          message: 'an EC2 selector needs the cluster\'s "ec2" section (region, endpoint)',
+        });
       if (node.stonith) need('host', node.stonith.host, hosts, ['postgres', 'nodes', n, 'stonith', 'host']);
     }
     for (const s of sites) {
       const n = nodesBySite.get(s) ?? [];
       if (n.length !== 1)
-        ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes'], message: `site "${s}" needs exactly one database node, found ${n.length}${n.length ? ` (${n.join(', ')})` : ''}` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['postgres', 'nodes'],
+          message: `site "${s}" needs exactly one database node, found ${n.length}${n.length ? ` (${n.join(', ')})` : ''}`,
+        });
     }
     for (const [s, site] of Object.entries(c.sites)) {
       if (site.maintenance) need('host', site.maintenance.host, hosts, ['sites', s, 'maintenance', 'host']);
@@ -439,21 +457,42 @@ export const clusterSchema = z
       const hookNames = new Set<string>();
       site.hooks.afterPromote.forEach((hk, i) => {
         need('host', hk.host, hosts, ['sites', s, 'hooks', 'afterPromote', i, 'host']);
-        if (hookNames.has(hk.name)) ctx.addIssue({ code: 'custom', path: ['sites', s, 'hooks', 'afterPromote', i, 'name'], message: `hook name "${hk.name}" is used twice at site "${s}"` });
+        if (hookNames.has(hk.name))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sites', s, 'hooks', 'afterPromote', i, 'name'],
+            message: `hook name "${hk.name}" is used twice at site "${s}"`,
+          });
         hookNames.add(hk.name);
       });
     }
     if (c.failover.stopInstance) {
-      if (!c.ec2) ctx.addIssue({ code: 'custom', path: ['failover', 'stopInstance'], message: 'stopping the old primary\'s instance needs the cluster\'s "ec2" section (region, endpoint)' });
+      if (!c.ec2)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['failover', 'stopInstance'],
+          message: 'stopping the old primary\'s instance needs the cluster\'s "ec2" section (region, endpoint)',
+        });
       for (const [n, node] of Object.entries(c.postgres.nodes))
-        if (!node.ec2) ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes', n, 'ec2'], message: 'failover.stopInstance needs an EC2 selector on every database node' });
+        if (!node.ec2)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['postgres', 'nodes', n, 'ec2'],
+            message: 'failover.stopInstance needs an EC2 selector on every database node',
+          });
     }
     if (c.backup) {
       need('host', c.backup.host, hosts, ['backup', 'host']);
       if (c.backup.kinds.includes('ebs')) {
-        if (!c.ec2) ctx.addIssue({ code: 'custom', path: ['backup', 'kinds'], message: 'EBS snapshot backups need the cluster\'s "ec2" section (region, endpoint)' });
+        if (!c.ec2)
+          ctx.addIssue({ code: 'custom', path: ['backup', 'kinds'], message: 'EBS snapshot backups need the cluster\'s "ec2" section (region, endpoint)' });
         for (const [n, node] of Object.entries(c.postgres.nodes))
-          if (!node.ec2) ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes', n, 'ec2'], message: 'EBS snapshot backups need an EC2 selector on every database node' });
+          if (!node.ec2)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['postgres', 'nodes', n, 'ec2'],
+              message: 'EBS snapshot backups need an EC2 selector on every database node',
+            });
       }
     }
     const driverNames = new Set<string>();
@@ -468,9 +507,19 @@ export const clusterSchema = z
       }
       if (d.kind === 'command') need('host', d.host, hosts, ['traffic', i, 'host']);
       if (d.kind === 'elastic-ip' || d.kind === 'private-ip') {
-        if (!c.ec2) ctx.addIssue({ code: 'custom', path: ['traffic', i], message: `the ${d.kind} driver "${d.name}" needs the cluster's "ec2" section (region, endpoint)` });
+        if (!c.ec2)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['traffic', i],
+            message: `the ${d.kind} driver "${d.name}" needs the cluster's "ec2" section (region, endpoint)`,
+          });
         for (const [n, node] of Object.entries(c.postgres.nodes))
-          if (!node.ec2) ctx.addIssue({ code: 'custom', path: ['postgres', 'nodes', n, 'ec2'], message: `the ${d.kind} driver "${d.name}" needs an EC2 selector on every database node` });
+          if (!node.ec2)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['postgres', 'nodes', n, 'ec2'],
+              message: `the ${d.kind} driver "${d.name}" needs an EC2 selector on every database node`,
+            });
       }
     });
   });

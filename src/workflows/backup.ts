@@ -52,8 +52,25 @@ export interface BackupResult {
   dryRun: boolean;
   plan: PlanStep[];
   source: { node: string; role: 'primary' | 'standby'; why: string };
-  pg: { dir: string; totalBytes: number; files: { name: string; bytes: number }[]; startLsn: string; endLsn: string; timeline: number; pgVersion: string; created: boolean; durationSeconds: number } | null;
-  ebs: { instanceId: string; snapshots: { snapshotId: string; volumeId: string; device: string | null; sizeGiB: number | null; state: string }[]; created: string[]; found: string[]; durationSeconds: number; apiRetries: number } | null;
+  pg: {
+    dir: string;
+    totalBytes: number;
+    files: { name: string; bytes: number }[];
+    startLsn: string;
+    endLsn: string;
+    timeline: number;
+    pgVersion: string;
+    created: boolean;
+    durationSeconds: number;
+  } | null;
+  ebs: {
+    instanceId: string;
+    snapshots: { snapshotId: string; volumeId: string; device: string | null; sizeGiB: number | null; state: string }[];
+    created: string[];
+    found: string[];
+    durationSeconds: number;
+    apiRetries: number;
+  } | null;
   retention: RetentionOutcome | null;
   drill: DrillResult | null;
   durationSeconds: number;
@@ -72,7 +89,11 @@ function snapshot(steps: StepLog): StepRecord[] {
 }
 
 function needBackupSection(layout: ClusterLayout): NonNullable<ClusterLayout['backup']> {
-  if (!layout.backup) throw ApplicationFailure.nonRetryable(`cluster ${layout.cluster} has no "backup" section in the topology (backup server host, root, binDir)`, 'ConfigError');
+  if (!layout.backup)
+    throw ApplicationFailure.nonRetryable(
+      `cluster ${layout.cluster} has no "backup" section in the topology (backup server host, root, binDir)`,
+      'ConfigError',
+    );
   return layout.backup;
 }
 
@@ -98,16 +119,29 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const startedMs = Date.now();
   const backupId = input.backupId ?? backupIdFromWorkflowId(workflowId);
   if (!BACKUP_ID_RE.test(backupId)) {
-    throw ApplicationFailure.nonRetryable(`"backupId" must be 1 to 128 letters, digits, ".", "_" or "-" starting with a letter or digit; got ${JSON.stringify(backupId)}`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(
+      `"backupId" must be 1 to 128 letters, digits, ".", "_" or "-" starting with a letter or digit; got ${JSON.stringify(backupId)}`,
+      'ConfigError',
+    );
   }
-  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `backup server ${l.backup?.host ?? 'none'}; kinds ${l.backup?.kinds.join(', ') ?? 'none'}`);
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) => `backup server ${l.backup?.host ?? 'none'}; kinds ${l.backup?.kinds.join(', ') ?? 'none'}`,
+  );
   const cfg = needBackupSection(layout);
   const kinds = input.kinds ?? cfg.kinds;
   if (!Array.isArray(kinds) || kinds.length === 0 || kinds.some((k) => k !== 'pg' && k !== 'ebs')) {
-    throw ApplicationFailure.nonRetryable(`"kinds" must be a non-empty list of "pg" (base backup) and "ebs" (snapshots); got ${JSON.stringify(input.kinds)}`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(
+      `"kinds" must be a non-empty list of "pg" (base backup) and "ebs" (snapshots); got ${JSON.stringify(input.kinds)}`,
+      'ConfigError',
+    );
   }
   if (kinds.includes('ebs') && !layout.nodes.every((n) => n.ec2)) {
-    throw ApplicationFailure.nonRetryable(`EBS snapshot backups of ${cluster} need an EC2 selector on every database node (postgres.nodes.<node>.ec2)`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(
+      `EBS snapshot backups of ${cluster} need an EC2 selector on every database node (postgres.nodes.<node>.ec2)`,
+      'ConfigError',
+    );
   }
   const policy = policyOf(cfg, input);
   const notify = notifyVia(layout.notify, cluster, workflowId);
@@ -120,7 +154,11 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   if (primaries.length === 1) {
     const primary = primaries[0];
     for (const s of nodes.filter((n) => n.reachable && n.inRecovery === true && n.walReceiver?.status === 'streaming')) {
-      const lag = await steps.run(`lag:${s.node}`, () => reads.pgLag({ cluster, primary: primary.node, standby: s.node }), (l) => `${l.lagBytes ?? '?'} bytes behind`);
+      const lag = await steps.run(
+        `lag:${s.node}`,
+        () => reads.pgLag({ cluster, primary: primary.node, standby: s.node }),
+        (l) => `${l.lagBytes ?? '?'} bytes behind`,
+      );
       if (lag.lagBytes !== null && lag.lagBytes <= layout.maxLagBytes) {
         source = { node: s.node, role: 'standby', why: `${s.node} streams from ${primary.node}, ${lag.lagBytes} bytes behind: the primary is spared` };
         break;
@@ -129,24 +167,61 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     source ??= { node: primary.node, role: 'primary', why: `no standby streams within ${layout.maxLagBytes} bytes of ${primary.node}: backing up the primary` };
   } else if (primaries.length === 0) {
     const standby = nodes.find((n) => n.reachable && n.inRecovery === true);
-    if (!standby) throw ApplicationFailure.nonRetryable(`no database node of ${cluster} answers (${nodes.map((n) => `${n.node}: ${describeNode(n)}`).join('; ')}): nothing to back up`, 'PreconditionFailed');
+    if (!standby)
+      throw ApplicationFailure.nonRetryable(
+        `no database node of ${cluster} answers (${nodes.map((n) => `${n.node}: ${describeNode(n)}`).join('; ')}): nothing to back up`,
+        'PreconditionFailed',
+      );
     source = { node: standby.node, role: 'standby', why: `no primary answers; ${standby.node} is the only node that does` };
   } else {
-    throw ApplicationFailure.nonRetryable(`${cluster} has ${primaries.length} primaries (${primaries.map((p) => p.node).join(', ')}): a split brain needs a person, not a backup`, 'PreconditionFailed');
+    throw ApplicationFailure.nonRetryable(
+      `${cluster} has ${primaries.length} primaries (${primaries.map((p) => p.node).join(', ')}): a split brain needs a person, not a backup`,
+      'PreconditionFailed',
+    );
   }
   steps.note('source', source.why);
 
   if (input.dryRun === true) {
     const src = source;
     const plan: PlanStep[] = [
-      ...(kinds.includes('ebs') ? [{ step: 'snapshot', target: src.node, action: `snapshot every EBS volume of ${src.node}'s instance, tagged with backup id ${backupId}; wait until completed` }] : []),
-      ...(kinds.includes('pg') ? [{ step: 'base-backup', target: cfg.host, action: `pg_basebackup from ${src.node} (${src.role}) into ${cfg.root}/${cluster}/${backupId}/ with a manifest (LSNs, timeline, version, sizes, SHA-256)` }] : []),
+      ...(kinds.includes('ebs')
+        ? [
+            {
+              step: 'snapshot',
+              target: src.node,
+              action: `snapshot every EBS volume of ${src.node}'s instance, tagged with backup id ${backupId}; wait until completed`,
+            },
+          ]
+        : []),
+      ...(kinds.includes('pg')
+        ? [
+            {
+              step: 'base-backup',
+              target: cfg.host,
+              action: `pg_basebackup from ${src.node} (${src.role}) into ${cfg.root}/${cluster}/${backupId}/ with a manifest (LSNs, timeline, version, sizes, SHA-256)`,
+            },
+          ]
+        : []),
       { step: 'retention', target: cluster, action: 'delete what the decisions below mark DELETE' },
-      ...(input.drill ? [{ step: 'drill', target: cfg.host, action: `restore ${backupId} into a scratch copy on port ${cfg.drillPort}, verify, remove it` }] : []),
+      ...(input.drill
+        ? [{ step: 'drill', target: cfg.host, action: `restore ${backupId} into a scratch copy on port ${cfg.drillPort}, verify, remove it` }]
+        : []),
     ];
     steps.note('plan', plan.map((p) => `${p.step} → ${p.action}`).join('; '));
     const retention = input.retention === false ? null : await applyRetention(steps, cluster, policy, true, [backupId]);
-    return { cluster, backupId, dryRun: true, plan, source: src, pg: null, ebs: null, retention, drill: null, durationSeconds: seconds(startedMs, Date.now()), steps: snapshot(steps) };
+    return {
+      cluster,
+      backupId,
+      dryRun: true,
+      plan,
+      source: src,
+      pg: null,
+      ebs: null,
+      retention,
+      drill: null,
+      durationSeconds: seconds(startedMs, Date.now()),
+      steps: snapshot(steps),
+    };
   }
 
   // ---- EBS snapshots first: they complete in the background while the base backup copies ------
@@ -154,7 +229,11 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const ebsStarted = Date.now();
   if (kinds.includes('ebs')) {
     const src = source;
-    ebsMade = await steps.run('snapshot', () => calls.ebsSnapshotCreate({ cluster, backupId, node: src.node, workflowId, requestedBy }), (r) => r.detail);
+    ebsMade = await steps.run(
+      'snapshot',
+      () => calls.ebsSnapshotCreate({ cluster, backupId, node: src.node, workflowId, requestedBy }),
+      (r) => r.detail,
+    );
   }
   let pgMade: PgBackupCreateResult | null = null;
   const pgStarted = Date.now();
@@ -163,14 +242,20 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     pgMade = await steps.run(
       'base-backup',
       () => copying.pgBackupCreate({ cluster, backupId, source: src.node, sourceRole: src.role }),
-      (r) => `${r.created ? 'made' : 'found (made by an earlier attempt)'} ${r.dir}: ${formatBytes(r.manifest.totalBytes)} in ${r.manifest.files.length} files, LSN ${r.manifest.startLsn} → ${r.manifest.endLsn} on timeline ${r.manifest.timeline}`,
+      (r) =>
+        `${r.created ? 'made' : 'found (made by an earlier attempt)'} ${r.dir}: ${formatBytes(r.manifest.totalBytes)} in ${r.manifest.files.length} files, LSN ${r.manifest.startLsn} → ${r.manifest.endLsn} on timeline ${r.manifest.timeline}`,
     );
   }
   const pgSeconds = seconds(pgStarted, Date.now());
   let ebsWait: EbsSnapshotWaitResult | null = null;
   if (ebsMade) {
-    ebsWait = await steps.run('snapshot-wait', () => copying.ebsSnapshotWait({ cluster, backupId, timeoutSeconds: 6 * 3600 }), (r) => r.detail);
-    if (!ebsWait.completed) throw ApplicationFailure.nonRetryable(`the snapshots of backup ${backupId} did not complete: ${ebsWait.detail}`, 'SnapshotIncomplete');
+    ebsWait = await steps.run(
+      'snapshot-wait',
+      () => copying.ebsSnapshotWait({ cluster, backupId, timeoutSeconds: 6 * 3600 }),
+      (r) => r.detail,
+    );
+    if (!ebsWait.completed)
+      throw ApplicationFailure.nonRetryable(`the snapshots of backup ${backupId} did not complete: ${ebsWait.detail}`, 'SnapshotIncomplete');
   }
   const ebsSeconds = seconds(ebsStarted, Date.now());
 
@@ -180,7 +265,11 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   let drillFailure: string | null = null;
   if (input.drill && pgMade) {
     drill = await steps
-      .run('drill', () => executeChild<typeof drillRun>('drill', { workflowId: `${workflowId}-drill`, args: [{ cluster, from: backupId, requestedBy }] }), (d) => d.detail)
+      .run(
+        'drill',
+        () => executeChild<typeof drillRun>('drill', { workflowId: `${workflowId}-drill`, args: [{ cluster, from: backupId, requestedBy }] }),
+        (d) => d.detail,
+      )
       .catch((err: unknown) => {
         drillFailure = messageOf(err as Error);
         return null;
@@ -211,7 +300,13 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     ebs: ebsMade
       ? {
           instanceId: ebsMade.instanceId,
-          snapshots: (ebsWait?.snapshots ?? ebsMade.snapshots).map((s) => ({ snapshotId: s.snapshotId, volumeId: s.volumeId, device: s.device, sizeGiB: s.sizeGiB, state: s.state })),
+          snapshots: (ebsWait?.snapshots ?? ebsMade.snapshots).map((s) => ({
+            snapshotId: s.snapshotId,
+            volumeId: s.volumeId,
+            device: s.device,
+            sizeGiB: s.sizeGiB,
+            state: s.state,
+          })),
           created: ebsMade.created,
           found: ebsMade.found,
           durationSeconds: ebsSeconds,
@@ -223,17 +318,30 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     durationSeconds: seconds(startedMs, Date.now()),
     steps: [],
   };
-  const made = [result.pg ? `base backup ${formatBytes(result.pg.totalBytes)} in ${result.pg.durationSeconds} s` : null, result.ebs ? `${result.ebs.snapshots.length} snapshots in ${result.ebs.durationSeconds} s${apiNote(result.ebs.apiRetries)}` : null].filter(Boolean).join(', ');
+  const made = [
+    result.pg ? `base backup ${formatBytes(result.pg.totalBytes)} in ${result.pg.durationSeconds} s` : null,
+    result.ebs ? `${result.ebs.snapshots.length} snapshots in ${result.ebs.durationSeconds} s${apiNote(result.ebs.apiRetries)}` : null,
+  ]
+    .filter(Boolean)
+    .join(', ');
   const drillText = drill ? `; drill proved it restores (RTO ${drill.rtoSeconds} s)` : drillFailure ? `; drill FAILED: ${drillFailure}` : '';
-  steps.note('result', `backup ${backupId} of ${cluster} from ${source.node}: ${made}${retention ? `; retention deleted ${retention.deleted.length}` : ''}${drillText}`, drillFailure ? 'failed' : 'done');
+  steps.note(
+    'result',
+    `backup ${backupId} of ${cluster} from ${source.node}: ${made}${retention ? `; retention deleted ${retention.deleted.length}` : ''}${drillText}`,
+    drillFailure ? 'failed' : 'done',
+  );
   await notify(drillFailure ? 'backup.drill-failed' : 'backup.completed', `backup ${backupId} of ${cluster}: ${made}${drillText}`);
   result.steps = snapshot(steps);
   if (drillFailure) {
-    throw ApplicationFailure.create({ message: `backup ${backupId} of ${cluster} was made, but its drill failed: ${drillFailure}`, type: 'DrillFailed', nonRetryable: true, details: [result] });
+    throw ApplicationFailure.create({
+      message: `backup ${backupId} of ${cluster} was made, but its drill failed: ${drillFailure}`,
+      type: 'DrillFailed',
+      nonRetryable: true,
+      details: [result],
+    });
   }
   return result;
 }
-
 
 // ---- retention -----------------------------------------------------------------------------------
 
@@ -242,20 +350,38 @@ function policyOf(cfg: NonNullable<ClusterLayout['backup']>, input: { keepLast?:
   let keepLast = cfg.keepLast;
   let maxAgeSeconds = cfg.maxAgeSeconds;
   if (input.keepLast !== undefined) {
-    if (typeof input.keepLast !== 'number' || !Number.isInteger(input.keepLast) || input.keepLast < 1) throw ApplicationFailure.nonRetryable(`"keepLast" must be an integer >= 1, got ${JSON.stringify(input.keepLast)}`, 'ConfigError');
+    if (typeof input.keepLast !== 'number' || !Number.isInteger(input.keepLast) || input.keepLast < 1)
+      throw ApplicationFailure.nonRetryable(`"keepLast" must be an integer >= 1, got ${JSON.stringify(input.keepLast)}`, 'ConfigError');
     keepLast = input.keepLast;
   }
   if (input.maxAge !== undefined) {
-    if (typeof input.maxAge !== 'string' || !DURATION_RE.test(input.maxAge)) throw ApplicationFailure.nonRetryable(`"maxAge" must be a duration such as "36h" or "14d", got ${JSON.stringify(input.maxAge)}`, 'ConfigError');
+    if (typeof input.maxAge !== 'string' || !DURATION_RE.test(input.maxAge))
+      throw ApplicationFailure.nonRetryable(`"maxAge" must be a duration such as "36h" or "14d", got ${JSON.stringify(input.maxAge)}`, 'ConfigError');
     maxAgeSeconds = durationSeconds(input.maxAge);
   }
   return { ...cfg, keepLast, maxAgeSeconds };
 }
 
-async function applyRetention(steps: StepLog, cluster: string, cfg: NonNullable<ClusterLayout['backup']>, dryRun: boolean, protect: string[]): Promise<RetentionOutcome> {
+async function applyRetention(
+  steps: StepLog,
+  cluster: string,
+  cfg: NonNullable<ClusterLayout['backup']>,
+  dryRun: boolean,
+  protect: string[],
+): Promise<RetentionOutcome> {
   const [pg, ebs] = await Promise.all([
-    steps.run('catalog:pg', () => calls.pgBackupList({ cluster }), (l) => `${l.length} base backups on ${cfg.host}`),
-    cfg.kinds.includes('ebs') ? steps.run('catalog:ebs', () => calls.ebsBackupsList({ cluster }), (l) => `${l.length} snapshot backups`) : Promise.resolve([]),
+    steps.run(
+      'catalog:pg',
+      () => calls.pgBackupList({ cluster }),
+      (l) => `${l.length} base backups on ${cfg.host}`,
+    ),
+    cfg.kinds.includes('ebs')
+      ? steps.run(
+          'catalog:ebs',
+          () => calls.ebsBackupsList({ cluster }),
+          (l) => `${l.length} snapshot backups`,
+        )
+      : Promise.resolve([]),
   ]);
   const decisions = planRetention(catalog(pg, ebs), { keepLast: cfg.keepLast, maxAgeSeconds: cfg.maxAgeSeconds }, Date.now(), protect);
   const doomed = decisions.filter((d) => d.action === 'delete');
@@ -268,7 +394,10 @@ async function applyRetention(steps: StepLog, cluster: string, cfg: NonNullable<
   const failed: string[] = [];
   for (const d of doomed) {
     if (dryRun) {
-      steps.skip(`delete:${d.backupId}`, `dry run: would delete ${[d.pg ? 'the base backup' : null, d.snapshots.length ? `snapshots ${d.snapshots.join(', ')}` : null].filter(Boolean).join(' and ')} (${d.why})`);
+      steps.skip(
+        `delete:${d.backupId}`,
+        `dry run: would delete ${[d.pg ? 'the base backup' : null, d.snapshots.length ? `snapshots ${d.snapshots.join(', ')}` : null].filter(Boolean).join(' and ')} (${d.why})`,
+      );
       continue;
     }
     try {
@@ -307,7 +436,11 @@ export interface BackupRetentionResult extends RetentionOutcome {
 export async function backupRetention(input: BackupRetentionInput): Promise<BackupRetentionResult> {
   const cluster = clusterOf('backupRetention', input);
   const steps = new StepLog('backup-retention', cluster);
-  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `keep the last ${l.backup?.keepLast ?? '?'}, maximum age ${l.backup ? formatAge(l.backup.maxAgeSeconds) : '?'}`);
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) => `keep the last ${l.backup?.keepLast ?? '?'}, maximum age ${l.backup ? formatAge(l.backup.maxAgeSeconds) : '?'}`,
+  );
   const cfg = needBackupSection(layout);
   const r = await applyRetention(steps, cluster, policyOf(cfg, input), input.dryRun === true, []);
   return { cluster, ...r, steps: snapshot(steps) };
@@ -339,24 +472,56 @@ export async function drill(input: DrillInput): Promise<DrillResult> {
   const cluster = clusterOf('drill', input);
   const steps = new StepLog('drill', cluster);
   const { workflowId } = workflowInfo();
-  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `backup server ${l.backup?.host ?? 'none'}, scratch port ${l.backup?.drillPort ?? '?'}`);
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) => `backup server ${l.backup?.host ?? 'none'}, scratch port ${l.backup?.drillPort ?? '?'}`,
+  );
   needBackupSection(layout);
   let backupId = typeof input.from === 'string' && input.from ? input.from : null;
   if (!backupId) {
-    const list = await steps.run('catalog:pg', () => calls.pgBackupList({ cluster }), (l) => `${l.filter((b) => b.complete).length} complete base backups`);
+    const list = await steps.run(
+      'catalog:pg',
+      () => calls.pgBackupList({ cluster }),
+      (l) => `${l.filter((b) => b.complete).length} complete base backups`,
+    );
     const newest = list.filter((b) => b.complete && b.manifest).sort((a, b) => Date.parse(b.manifest!.startedAt) - Date.parse(a.manifest!.startedAt))[0];
-    if (!newest) throw ApplicationFailure.nonRetryable(`cluster ${cluster} has no complete base backup to drill: run \`switchyard backup ${cluster}\` first`, 'BackupNotFound');
+    if (!newest)
+      throw ApplicationFailure.nonRetryable(
+        `cluster ${cluster} has no complete base backup to drill: run \`switchyard backup ${cluster}\` first`,
+        'BackupNotFound',
+      );
     backupId = newest.backupId;
     steps.note('choose', `the newest base backup: ${backupId} (${newest.manifest!.startedAt})`);
   }
   const id = backupId;
-  const d = await steps.run('restore-scratch', () => copying.pgDrill({ cluster, backupId: id, workflowId }), (r) => r.detail);
+  const d = await steps.run(
+    'restore-scratch',
+    () => copying.pgDrill({ cluster, backupId: id, workflowId }),
+    (r) => r.detail,
+  );
   const rec = d.record;
-  const detail = d.ok && rec
-    ? `backup ${id} restores: ready in ${rec.rtoSeconds} s (RTO), ${formatAge(rec.rpoSeconds)} old when proven (RPO); ${Object.entries(rec.rowCounts).map(([t, n]) => `${t}: ${n} rows`).join(', ') || 'no user tables'}`
-    : `backup ${id} did NOT restore: ${d.failure ?? d.detail}`;
+  const detail =
+    d.ok && rec
+      ? `backup ${id} restores: ready in ${rec.rtoSeconds} s (RTO), ${formatAge(rec.rpoSeconds)} old when proven (RPO); ${
+          Object.entries(rec.rowCounts)
+            .map(([t, n]) => `${t}: ${n} rows`)
+            .join(', ') || 'no user tables'
+        }`
+      : `backup ${id} did NOT restore: ${d.failure ?? d.detail}`;
   steps.note('result', detail, d.ok ? 'done' : 'failed');
-  const result: DrillResult = { cluster, backupId: id, ok: d.ok, failure: d.failure, rtoSeconds: rec?.rtoSeconds ?? null, rpoSeconds: rec?.rpoSeconds ?? null, rowCounts: rec?.rowCounts ?? {}, detail, drill: d, steps: snapshot(steps) };
+  const result: DrillResult = {
+    cluster,
+    backupId: id,
+    ok: d.ok,
+    failure: d.failure,
+    rtoSeconds: rec?.rtoSeconds ?? null,
+    rpoSeconds: rec?.rpoSeconds ?? null,
+    rowCounts: rec?.rowCounts ?? {},
+    detail,
+    drill: d,
+    steps: snapshot(steps),
+  };
   const notify = notifyVia(layout.notify, cluster, workflowId);
   await notify(d.ok ? 'drill.passed' : 'drill.failed', detail);
   // A backup that does not restore is a failed run, visible as such in the UI and to `--wait`.

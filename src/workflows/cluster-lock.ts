@@ -18,7 +18,17 @@
  * holder still runs: src/activities/lock.ts).
  */
 import { allHandlersFinished, condition, continueAsNew, log, setHandler, workflowInfo } from '@temporalio/workflow';
-import { acquireUpdate, forceReleaseUpdate, holderQuery, releaseUpdate, sameHolder, type AcquireResult, type ClusterLockInput, type LockHolder, type ReleaseResult } from '../contract/lock';
+import {
+  acquireUpdate,
+  forceReleaseUpdate,
+  holderQuery,
+  releaseUpdate,
+  sameHolder,
+  type AcquireResult,
+  type ClusterLockInput,
+  type LockHolder,
+  type ReleaseResult,
+} from '../contract/lock';
 
 export async function clusterLock(input: ClusterLockInput): Promise<void> {
   const { cluster } = input;

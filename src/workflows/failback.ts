@@ -33,7 +33,11 @@ export interface FailbackResult {
 export async function failback(input: FailbackInput): Promise<FailbackResult> {
   const { cluster, requestedBy, dryRun } = runbookInput('failback', input);
   const steps = new StepLog('failback', cluster);
-  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `preferred primary site ${l.preferredPrimary}`);
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) => `preferred primary site ${l.preferredPrimary}`,
+  );
   const pref = layout.nodes.find((n) => n.site === layout.preferredPrimary);
   if (!pref) throw ApplicationFailure.nonRetryable(`cluster ${cluster} has no database node at its preferred site ${layout.preferredPrimary}`, 'ConfigError');
   const { workflowId } = workflowInfo();
@@ -52,10 +56,15 @@ export async function failback(input: FailbackInput): Promise<FailbackResult> {
     }
     const current = onePrimary(cluster, nodes, pref.name);
     const streaming = me.reachable && me.inRecovery === true && me.walReceiver?.status === 'streaming';
-    steps.note('plan', `${streaming ? `${pref.name} already streams` : `rejoin ${pref.name} to follow ${current.node}`}, then switch over from ${current.node} back to ${pref.site}`);
+    steps.note(
+      'plan',
+      `${streaming ? `${pref.name} already streams` : `rejoin ${pref.name} to follow ${current.node}`}, then switch over from ${current.node} back to ${pref.site}`,
+    );
     if (dryRun) {
       const childArgs = { cluster, requestedBy, dryRun: true };
-      const r = streaming ? null : await executeChild<typeof rejoinWorkflow>('rejoin', { workflowId: `${workflowId}-rejoin`, args: [{ ...childArgs, node: pref.name }] });
+      const r = streaming
+        ? null
+        : await executeChild<typeof rejoinWorkflow>('rejoin', { workflowId: `${workflowId}-rejoin`, args: [{ ...childArgs, node: pref.name }] });
       return { ...base, outcome: 'planned', rejoin: r, switchover: null, state: 'dry run: nothing was changed', durationSeconds: 0, steps: snapshot() };
     }
     await notify('failback.started', `failback of ${cluster} to ${pref.site} started by ${requestedBy} (${workflowId})`);
@@ -63,14 +72,24 @@ export async function failback(input: FailbackInput): Promise<FailbackResult> {
       ? null
       : await steps.run(
           'rejoin',
-          () => executeChild<typeof rejoinWorkflow>('rejoin', { workflowId: `${workflowId}-rejoin`, args: [{ cluster, node: pref.name, requestedBy, method: 'auto', underParentLock: true }] }),
-          (r) => `${pref.name} streams from ${r.primary.node} (${r.method ?? 'already'}${r.divergedBytes ? `; ${r.divergedBytes} bytes of diverged WAL discarded` : ''}) in ${r.durationSeconds} s`,
+          () =>
+            executeChild<typeof rejoinWorkflow>('rejoin', {
+              workflowId: `${workflowId}-rejoin`,
+              args: [{ cluster, node: pref.name, requestedBy, method: 'auto', underParentLock: true }],
+            }),
+          (r) =>
+            `${pref.name} streams from ${r.primary.node} (${r.method ?? 'already'}${r.divergedBytes ? `; ${r.divergedBytes} bytes of diverged WAL discarded` : ''}) in ${r.durationSeconds} s`,
         );
     if (streaming) steps.skip('rejoin', `${pref.name} already streams from ${current.node}`);
     const sw = await steps.run(
       'switchover',
-      () => executeChild<typeof switchoverWorkflow>('switchover', { workflowId: `${workflowId}-switchover`, args: [{ cluster, to: pref.site, requestedBy, underParentLock: true }] }),
-      (r) => (r.outcome === 'completed' ? `${r.to.node} primary again; write downtime ${r.writeDowntimeMs ?? '?'} ms` : `${r.outcome}: ${r.abortedBecause ?? ''}`),
+      () =>
+        executeChild<typeof switchoverWorkflow>('switchover', {
+          workflowId: `${workflowId}-switchover`,
+          args: [{ cluster, to: pref.site, requestedBy, underParentLock: true }],
+        }),
+      (r) =>
+        r.outcome === 'completed' ? `${r.to.node} primary again; write downtime ${r.writeDowntimeMs ?? '?'} ms` : `${r.outcome}: ${r.abortedBecause ?? ''}`,
     );
     if (sw.outcome !== 'completed') {
       const state = `switchover back to ${pref.site} stopped: ${sw.abortedBecause ?? sw.outcome}; ${sw.state}`;

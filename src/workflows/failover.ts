@@ -98,7 +98,11 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
   // throughout, a new run takes the new one throughout.
   const v2 = patched(FENCE_PATCH);
 
-  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `${l.sites.join(', ')}; ${l.nodes.length} database nodes, ${l.traffic.length} traffic drivers`);
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) => `${l.sites.join(', ')}; ${l.nodes.length} database nodes, ${l.traffic.length} traffic drivers`,
+  );
   const notify = notifyVia(layout.notify, cluster, workflowInfo().workflowId);
 
   const run = () => runFailover({ input, cluster, requestedBy, dryRun, reason, startedMs, steps, layout, notify, v2 });
@@ -142,14 +146,24 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
   const newHooks = layout.hooks.filter((h) => h.site === target.site);
   if (picked.resume) return resumeFailover(c, { old, target, oldStatus, targetStatus: targetNode, newMaintenance, newServices, newHooks });
 
-  if (!dryRun) await c.notify('failover.started', `failover of ${cluster} from ${old.site} to ${target.site} started by ${c.requestedBy}${c.reason ? `: ${c.reason}` : ''} (${workflowId})`);
+  if (!dryRun)
+    await c.notify(
+      'failover.started',
+      `failover of ${cluster} from ${old.site} to ${target.site} started by ${c.requestedBy}${c.reason ? `: ${c.reason}` : ''} (${workflowId})`,
+    );
 
   const checkpoints = new Checkpoints(
     steps,
-    { approvers: layout.checkpoints.approvers, twoPerson: layout.checkpoints.twoPerson, remindAfterSeconds: layout.checkpoints.remindAfterSeconds, deadlineSeconds: layout.checkpoints.deadlineSeconds },
+    {
+      approvers: layout.checkpoints.approvers,
+      twoPerson: layout.checkpoints.twoPerson,
+      remindAfterSeconds: layout.checkpoints.remindAfterSeconds,
+      deadlineSeconds: layout.checkpoints.deadlineSeconds,
+    },
     c.requestedBy,
     FAILOVER_CHECKPOINTS,
-    (event, text) => c.notify(event === 'checkpoint' ? 'checkpoint.waiting' : event === 'checkpoint-reminder' ? 'checkpoint.reminder' : 'checkpoint.deadline', text),
+    (event, text) =>
+      c.notify(event === 'checkpoint' ? 'checkpoint.waiting' : event === 'checkpoint-reminder' ? 'checkpoint.reminder' : 'checkpoint.deadline', text),
   );
   const decisions: CheckpointOutcome[] = [];
 
@@ -158,21 +172,54 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
   // Bounded: a dead site answers "unreachable" within the bound. A second attempt only for an
   // attempt lost with its worker (a crash mid-check must not read as "unreachable").
   const reach = proxyActivities<Activities>({ startToCloseTimeout: `${reachBound + 10} seconds`, retry: { maximumAttempts: 2, initialInterval: '1 second' } });
-  const oldHosts = [...new Set([old.sshHost, ...layout.maintenance.filter((m) => m.site === old.site && m.host).map((m) => m.host as string), ...layout.services.filter((s) => s.site === old.site).map((s) => s.host)])];
+  const oldHosts = [
+    ...new Set([
+      old.sshHost,
+      ...layout.maintenance.filter((m) => m.site === old.site && m.host).map((m) => m.host as string),
+      ...layout.services.filter((s) => s.site === old.site).map((s) => s.host),
+    ]),
+  ];
   const sshSeen = new Map<string, SshCheck>();
   await Promise.all(
     oldHosts.map((h) =>
       steps
-        .run(`reach:${h}`, () => reach.sshCheck({ cluster, host: h }), (r) => (r.ok ? `reachable: ${r.detail}` : `${r.outcome}: ${r.detail}`))
+        .run(
+          `reach:${h}`,
+          () => reach.sshCheck({ cluster, host: h }),
+          (r) => (r.ok ? `reachable: ${r.detail}` : `${r.outcome}: ${r.detail}`),
+        )
         .then((r) => sshSeen.set(h, r))
-        .catch((err: unknown) => sshSeen.set(h, { host: h, site: old.site, address: '', port: 0, ok: false, outcome: 'error', detail: err instanceof Error ? messageOf(err) : String(err) })),
+        .catch((err: unknown) =>
+          sshSeen.set(h, {
+            host: h,
+            site: old.site,
+            address: '',
+            port: 0,
+            ok: false,
+            outcome: 'error',
+            detail: err instanceof Error ? messageOf(err) : String(err),
+          }),
+        ),
     ),
   );
   const hostOk = (h: string | null) => h !== null && sshSeen.get(h)?.ok === true;
   const oldMaintenance = layout.maintenance.find((m) => m.site === old.site && m.host);
   const oldServices = layout.services.filter((s) => s.site === old.site);
 
-  if (dryRun) return planOnly(c, { old, target, oldStatus, targetStatus: targetNode, hostOk, oldMaintenance, oldServices, newMaintenance, newServices, newHooks, timelineBefore });
+  if (dryRun)
+    return planOnly(c, {
+      old,
+      target,
+      oldStatus,
+      targetStatus: targetNode,
+      hostOk,
+      oldMaintenance,
+      oldServices,
+      newMaintenance,
+      newServices,
+      newHooks,
+      timelineBefore,
+    });
 
   // What was changed before promotion, undone in reverse order if the run aborts.
   const undo: Undo[] = [];
@@ -198,14 +245,22 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
 
   try {
     tried.push(`PostgreSQL ${oldWhere}: ${describeNode(oldStatus)}`);
-    for (const h of oldHosts) tried.push(`ssh ${h}: ${sshSeen.get(h)?.ok ? 'reachable' : sshSeen.get(h)?.detail ?? 'not tried'}`);
+    for (const h of oldHosts) tried.push(`ssh ${h}: ${sshSeen.get(h)?.ok ? 'reachable' : (sshSeen.get(h)?.detail ?? 'not tried')}`);
 
     // Cloud66 step 1: maintenance on the old site first.
     if (oldMaintenance) {
       if (hostOk(oldMaintenance.host)) {
         try {
-          const m = await steps.run(`maintenance-on:${old.site}`, () => actions.maintenanceSet({ cluster, site: old.site, on: true }), (r) => r.detail);
-          if (m.changed) undo.push({ what: `maintenance off at ${old.site}`, run: async () => (await actions.maintenanceSet({ cluster, site: old.site, on: false })).detail });
+          const m = await steps.run(
+            `maintenance-on:${old.site}`,
+            () => actions.maintenanceSet({ cluster, site: old.site, on: true }),
+            (r) => r.detail,
+          );
+          if (m.changed)
+            undo.push({
+              what: `maintenance off at ${old.site}`,
+              run: async () => (await actions.maintenanceSet({ cluster, site: old.site, on: false })).detail,
+            });
         } catch (err) {
           tried.push(`maintenance on at ${old.site} failed: ${messageOf(err as Error)}`);
         }
@@ -218,8 +273,16 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
         continue;
       }
       try {
-        const r = await steps.run(`service-stop:${s.site}/${s.service}`, () => actions.serviceStop({ cluster, site: s.site, service: s.service }), (x) => x.detail);
-        if (r.changed) undo.push({ what: `start ${s.service} at ${s.site}`, run: async () => (await actions.serviceStart({ cluster, site: s.site, service: s.service })).detail });
+        const r = await steps.run(
+          `service-stop:${s.site}/${s.service}`,
+          () => actions.serviceStop({ cluster, site: s.site, service: s.service }),
+          (x) => x.detail,
+        );
+        if (r.changed)
+          undo.push({
+            what: `start ${s.service} at ${s.site}`,
+            run: async () => (await actions.serviceStart({ cluster, site: s.site, service: s.service })).detail,
+          });
       } catch (err) {
         tried.push(`stopping ${s.service} at ${s.site} failed: ${messageOf(err as Error)}`);
       }
@@ -228,14 +291,20 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
     // connections, and (v2) make it last: standby.signal and the fence marker, boot service off.
     if (hostOk(old.sshHost)) {
       try {
-        fence = await steps.run('fence', () => fenceActs.pgFence({ cluster, node: old.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds, ...(v2 ? { mark } : {}) }), (f) => f.detail);
+        fence = await steps.run(
+          'fence',
+          () => fenceActs.pgFence({ cluster, node: old.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds, ...(v2 ? { mark } : {}) }),
+          (f) => f.detail,
+        );
         fenced = v2 ? fence.fenced && fence.marked === true : fence.fenced;
         tried.push(`fence ${old.name}: ${fence.steps.join('; ')}`);
         if (v2) {
           const f = fence;
           if (f.fenced && f.marked !== true) tried.push(`${old.name} is stopped but its fence could not be marked: a restart would make it a primary again`);
-          if (f.marked === true || (f.changed && f.wasRunning)) undo.push({ what: `unfence ${old.name}`, run: () => unfence(c, old, target, workflowId, f.marked === true, f.changed && f.wasRunning === true) });
-        } else if (fence.changed && fence.wasRunning) undo.push({ what: `start PostgreSQL ${old.name} again`, run: async () => (await actions.pgStart({ cluster, node: old.name })).detail });
+          if (f.marked === true || (f.changed && f.wasRunning))
+            undo.push({ what: `unfence ${old.name}`, run: () => unfence(c, old, target, workflowId, f.marked === true, f.changed && f.wasRunning === true) });
+        } else if (fence.changed && fence.wasRunning)
+          undo.push({ what: `start PostgreSQL ${old.name} again`, run: async () => (await actions.pgStart({ cluster, node: old.name })).detail });
       } catch (err) {
         tried.push(`fencing ${old.name} failed: ${messageOf(err as Error)}`);
       }
@@ -245,7 +314,11 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
     // STONITH: the node's own power control, when SSH could not fence it.
     if (v2 && !fenced && old.stonith) {
       try {
-        const p = await steps.run(`stonith:${old.name}`, () => powerActs.stonith({ cluster, node: old.name }), (r) => r.detail);
+        const p = await steps.run(
+          `stonith:${old.name}`,
+          () => powerActs.stonith({ cluster, node: old.name }),
+          (r) => r.detail,
+        );
         tried.push(p.detail);
         const after = await observeOld(`confirm-down:${old.name}`);
         fenced = p.ok && (after.state === 'down' || after.state === 'no-answer');
@@ -256,7 +329,11 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
     }
     if (layout.failover.stopInstance && old.ec2) {
       try {
-        const s = await steps.run(`stop-instance:${old.name}`, () => actions.ec2StopInstance({ cluster, node: old.name, ...(v2 ? { forceAfterSeconds: layout.failover.forceStopAfterSeconds } : {}) }), (r) => r.detail);
+        const s = await steps.run(
+          `stop-instance:${old.name}`,
+          () => actions.ec2StopInstance({ cluster, node: old.name, ...(v2 ? { forceAfterSeconds: layout.failover.forceStopAfterSeconds } : {}) }),
+          (r) => r.detail,
+        );
         instanceStopped = s.stateAfter === 'stopped';
         tried.push(`EC2 instance of ${old.name}: ${s.detail}`);
       } catch (err) {
@@ -283,7 +360,12 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
       for (;;) {
         const d = await checkpoints.wait('old-primary-dead', { prompt, safety: true });
         decisions.push(d);
-        if (d.decision !== 'approve') throw new Aborted(d.decision === 'deadline' ? 'no decision at old-primary-dead before its deadline' : `old-primary-dead rejected by ${d.by}${d.comment ? `: ${d.comment}` : ''}`);
+        if (d.decision !== 'approve')
+          throw new Aborted(
+            d.decision === 'deadline'
+              ? 'no decision at old-primary-dead before its deadline'
+              : `old-primary-dead rejected by ${d.by}${d.comment ? `: ${d.comment}` : ''}`,
+          );
         // A person's word does not outrank what we can see: a primary that still answers is not dead,
         // and one whose state cannot be read is asked about again, never taken for dead.
         const now = await observeOld(`confirm-down:${old.name}`);
@@ -315,7 +397,12 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
       else {
         const d = await checkpoints.wait('old-primary-dead', { prompt, safety: true });
         decisions.push(d);
-        if (d.decision !== 'approve') throw new Aborted(d.decision === 'deadline' ? 'no decision at old-primary-dead before its deadline' : `old-primary-dead rejected by ${d.by}${d.comment ? `: ${d.comment}` : ''}`);
+        if (d.decision !== 'approve')
+          throw new Aborted(
+            d.decision === 'deadline'
+              ? 'no decision at old-primary-dead before its deadline'
+              : `old-primary-dead rejected by ${d.by}${d.comment ? `: ${d.comment}` : ''}`,
+          );
         const now = await steps.run(`confirm-down:${old.name}`, () => reach.pgStatus({ cluster, node: old.name }), describeNode).catch(() => null);
         if (now && now.reachable && now.inRecovery === false) {
           throw refused(
@@ -328,13 +415,16 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
 
     // ---- data-loss gate --------------------------------------------------------------------------
     const standbyNow = await steps.run(`standby:${target.name}`, () => reads.pgStatus({ cluster, node: target.name }), describeNode);
-    if (!standbyNow.reachable) throw refused(`${target.name} (${target.site}), the standby to promote, stopped answering: ${standbyNow.error ?? 'no answer'}. Nothing was promoted.`);
+    if (!standbyNow.reachable)
+      throw refused(`${target.name} (${target.site}), the standby to promote, stopped answering: ${standbyNow.error ?? 'no answer'}. Nothing was promoted.`);
     if (standbyNow.inRecovery === false && timelineBefore !== null && (standbyNow.timeline ?? 0) > timelineBefore) {
       steps.note('data-loss', `${target.name} is already out of recovery (timeline ${standbyNow.timeline}): promoted earlier`);
     }
     const loss = await measureLoss(c, old.name, fence, oldStatus, standbyNow, preflightAt);
     steps.note('data-loss', loss.detail, 'done');
-    const gate = v2 ? lossGate(loss, layout.dataLossThresholdBytes, durationSeconds(layout.failover.dataLossFreshness ?? '10s'), Date.now()) : { ask: loss.bytes === null || loss.bytes > layout.dataLossThresholdBytes, why: '' };
+    const gate = v2
+      ? lossGate(loss, layout.dataLossThresholdBytes, durationSeconds(layout.failover.dataLossFreshness ?? '10s'), Date.now())
+      : { ask: loss.bytes === null || loss.bytes > layout.dataLossThresholdBytes, why: '' };
     if (gate.ask) {
       const prompt =
         loss.bytes === null
@@ -346,7 +436,12 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
               `Approving promotes ${target.name} and those writes are lost from the new timeline. Reject to stop with nothing promoted.`;
       const d = await checkpoints.wait('accept-data-loss', { prompt, safety: true });
       decisions.push(d);
-      if (d.decision !== 'approve') throw new Aborted(d.decision === 'deadline' ? 'no decision at accept-data-loss before its deadline' : `accept-data-loss rejected by ${d.by}${d.comment ? `: ${d.comment}` : ''} (${loss.bytes === null ? 'unknown' : loss.bytes} bytes behind)`);
+      if (d.decision !== 'approve')
+        throw new Aborted(
+          d.decision === 'deadline'
+            ? 'no decision at accept-data-loss before its deadline'
+            : `accept-data-loss rejected by ${d.by}${d.comment ? `: ${d.comment}` : ''} (${loss.bytes === null ? 'unknown' : loss.bytes} bytes behind)`,
+        );
     } else if (v2) steps.note('data-loss-gate', `not asked: ${gate.why}`);
 
     // ---- right before promotion: the old primary once more (the gate may have waited hours) ----
@@ -354,12 +449,20 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
       let now = await observeOld(`recheck:${old.name}`);
       if (now.state === 'primary') {
         // Back as a primary after the fence (restarted by hand, a reboot): fence it again.
-        const f = await steps.run('refence', () => fenceActs.pgFence({ cluster, node: old.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds, mark }), (r) => r.detail).catch((err: unknown) => messageOf(err as Error));
+        const f = await steps
+          .run(
+            'refence',
+            () => fenceActs.pgFence({ cluster, node: old.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds, mark }),
+            (r) => r.detail,
+          )
+          .catch((err: unknown) => messageOf(err as Error));
         if (typeof f !== 'string') tried.push(`fenced again right before promotion: ${f.detail}`);
         now = await observeOld(`recheck:${old.name}`);
       }
       if (now.state === 'primary') {
-        throw refused(`${oldWhere} answers as a writable primary right before promotion (${now.seen}) and could not be fenced again: promoting ${target.name} now would split the cluster. Stop PostgreSQL on ${old.name}, then start the failover again.`);
+        throw refused(
+          `${oldWhere} answers as a writable primary right before promotion (${now.seen}) and could not be fenced again: promoting ${target.name} now would split the cluster. Stop PostgreSQL on ${old.name}, then start the failover again.`,
+        );
       }
       if (now.state === 'unknown') {
         await askUntilDown(
@@ -372,10 +475,30 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
     // ---- promote: from here the run only goes forward ---------------------------------------------
     const decisionMs = Date.now();
     promoting = true;
-    const promoted = await steps.run('promote', () => promotion.pgPromote({ cluster, node: target.name, waitSeconds: 60 }), (p) => p.detail);
-    const probe = await steps.run(`write-probe:${target.name}`, () => promotion.pgWriteProbe({ cluster, node: target.name }), (p) => p.detail);
+    const promoted = await steps.run(
+      'promote',
+      () => promotion.pgPromote({ cluster, node: target.name, waitSeconds: 60 }),
+      (p) => p.detail,
+    );
+    const probe = await steps.run(
+      `write-probe:${target.name}`,
+      () => promotion.pgWriteProbe({ cluster, node: target.name }),
+      (p) => p.detail,
+    );
     if (!probe.ok) throw ApplicationFailure.nonRetryable(`${target.name} was promoted but refuses writes: ${probe.detail}`, 'PromotionUnconfirmed');
-    return await afterPromotion(c, { old, target, decisionMs, promoted: { timeline: promoted.timeline }, timelineBefore, loss, fenced, decisions, newServices, newMaintenance, newHooks });
+    return await afterPromotion(c, {
+      old,
+      target,
+      decisionMs,
+      promoted: { timeline: promoted.timeline },
+      timelineBefore,
+      loss,
+      fenced,
+      decisions,
+      newServices,
+      newMaintenance,
+      newHooks,
+    });
   } catch (err) {
     // Once promotion was asked for, nothing is undone: restarting the old primary could split the cluster.
     if (promoting) throw err;
@@ -399,7 +522,14 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
  * be promoted is still a standby (else starting the old primary could make two primaries), remove
  * this run's marker and standby.signal, and start PostgreSQL again if this run stopped it.
  */
-async function unfence(c: Ctx, old: ClusterLayout['nodes'][number], target: ClusterLayout['nodes'][number], workflowId: string, marked: boolean, restart: boolean): Promise<string> {
+async function unfence(
+  c: Ctx,
+  old: ClusterLayout['nodes'][number],
+  target: ClusterLayout['nodes'][number],
+  workflowId: string,
+  marked: boolean,
+  restart: boolean,
+): Promise<string> {
   const t = await c.steps.run(`standby-still:${target.name}`, () => reads.pgStatus({ cluster: c.cluster, node: target.name }), describeNode).catch(() => null);
   const state = nodeState(t);
   if (state !== 'standby' && state !== 'standby-streaming') {
@@ -415,7 +545,11 @@ async function unfence(c: Ctx, old: ClusterLayout['nodes'][number], target: Clus
 }
 
 /** A power-off command: twice at most (powering off twice is harmless); whether it worked is seen by checking the node afterwards. */
-const powerActs = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '30 seconds', retry: { maximumAttempts: 2, initialInterval: '2 seconds' } });
+const powerActs = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { maximumAttempts: 2, initialInterval: '2 seconds' },
+});
 const guardActs = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 5, initialInterval: '1 second' } });
 
 /**
@@ -425,7 +559,15 @@ const guardActs = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds
  */
 async function resumeFailover(
   c: Ctx,
-  p: { old: ClusterLayout['nodes'][number]; target: ClusterLayout['nodes'][number]; oldStatus: PgNodeStatus; targetStatus: PgNodeStatus; newMaintenance: Forward['newMaintenance']; newServices: Forward['newServices']; newHooks: Forward['newHooks'] },
+  p: {
+    old: ClusterLayout['nodes'][number];
+    target: ClusterLayout['nodes'][number];
+    oldStatus: PgNodeStatus;
+    targetStatus: PgNodeStatus;
+    newMaintenance: Forward['newMaintenance'];
+    newServices: Forward['newServices'];
+    newHooks: Forward['newHooks'];
+  },
 ): Promise<FailoverResult> {
   const { steps, cluster } = c;
   const { old, target } = p;
@@ -438,12 +580,44 @@ async function resumeFailover(
   }
   if (c.dryRun) {
     steps.note('plan', `resume: ${target.name} is already primary; would run the guard, hooks, services, traffic and maintenance steps for ${target.site}`);
-    return { ...baseResult(c, old, target, p.targetStatus.timeline ?? null), outcome: 'planned', topology: { primarySite: target.site, primaryNode: target.name, needsRejoin: [] }, state: `dry run: ${target.name} is already primary; the steps after promotion would be finished`, plan: [{ step: 'resume', target: target.name, action: 'finish the steps after promotion (guard, hooks, services, traffic, maintenance off)' }] };
+    return {
+      ...baseResult(c, old, target, p.targetStatus.timeline ?? null),
+      outcome: 'planned',
+      topology: { primarySite: target.site, primaryNode: target.name, needsRejoin: [] },
+      state: `dry run: ${target.name} is already primary; the steps after promotion would be finished`,
+      plan: [{ step: 'resume', target: target.name, action: 'finish the steps after promotion (guard, hooks, services, traffic, maintenance off)' }],
+    };
   }
-  steps.note('resume', `${target.name} (${target.site}) is already primary on timeline ${p.targetStatus.timeline ?? '?'} and ${old.name} ${explainState(oldState)}: finishing the steps after promotion`);
-  await c.notify('failover.resumed', `failover of ${cluster} to ${target.site} resumed by ${c.requestedBy}: finishing the steps after promotion (${workflowInfo().workflowId})`);
-  const loss: DataLoss = { bytes: null, exact: false, source: 'unknown', oldPrimaryLsn: null, standbyLsn: null, observedAt: null, detail: 'not measured: this run found the promotion done' };
-  return afterPromotion(c, { old, target, decisionMs: Date.now(), promoted: { timeline: p.targetStatus.timeline ?? null }, timelineBefore: null, loss, fenced: oldState === 'down' || oldState === 'standby' || oldState === 'standby-streaming', decisions: [], newServices: p.newServices, newMaintenance: p.newMaintenance, newHooks: p.newHooks });
+  steps.note(
+    'resume',
+    `${target.name} (${target.site}) is already primary on timeline ${p.targetStatus.timeline ?? '?'} and ${old.name} ${explainState(oldState)}: finishing the steps after promotion`,
+  );
+  await c.notify(
+    'failover.resumed',
+    `failover of ${cluster} to ${target.site} resumed by ${c.requestedBy}: finishing the steps after promotion (${workflowInfo().workflowId})`,
+  );
+  const loss: DataLoss = {
+    bytes: null,
+    exact: false,
+    source: 'unknown',
+    oldPrimaryLsn: null,
+    standbyLsn: null,
+    observedAt: null,
+    detail: 'not measured: this run found the promotion done',
+  };
+  return afterPromotion(c, {
+    old,
+    target,
+    decisionMs: Date.now(),
+    promoted: { timeline: p.targetStatus.timeline ?? null },
+    timelineBefore: null,
+    loss,
+    fenced: oldState === 'down' || oldState === 'standby' || oldState === 'standby-streaming',
+    decisions: [],
+    newServices: p.newServices,
+    newMaintenance: p.newMaintenance,
+    newHooks: p.newHooks,
+  });
 }
 
 /** A result with every field set the way a run that changed nothing would; each outcome overrides what it did. */
@@ -479,22 +653,37 @@ function pickTarget(c: Ctx, nodes: PgNodeStatus[]): { node: PgNodeStatus; resume
   let candidates = nodes.filter((n) => n.reachable && n.inRecovery === true);
   const finish = (site: string) => `If a failover promoted it and did not finish, \`switchyard failover ${cluster} --to ${site}\` finishes it.`;
   if (input.to !== undefined) {
-    if (!layout.sites.includes(input.to)) throw ApplicationFailure.nonRetryable(`unknown site "${input.to}" for "to"; sites of ${cluster}: ${layout.sites.join(', ')}`, 'ConfigError');
+    if (!layout.sites.includes(input.to))
+      throw ApplicationFailure.nonRetryable(`unknown site "${input.to}" for "to"; sites of ${cluster}: ${layout.sites.join(', ')}`, 'ConfigError');
     const want = nodes.find((n) => n.site === input.to)!;
     if (want.reachable && want.inRecovery === false) {
       if (c.v2) {
-        if (primaries.length > 1) throw refused(`cluster ${cluster} has ${primaries.length} primaries (${primaries.map((p) => p.node).join(', ')}): a split brain needs a person, not a failover.`);
+        if (primaries.length > 1)
+          throw refused(
+            `cluster ${cluster} has ${primaries.length} primaries (${primaries.map((p) => p.node).join(', ')}): a split brain needs a person, not a failover.`,
+          );
         return { node: want, resume: true };
       }
-      throw refused(`${want.node} at ${input.to} is already a primary (timeline ${want.timeline ?? '?'}): there is nothing to fail over to. If a former primary needs rebuilding, run \`switchyard rejoin ${cluster}\`.`);
+      throw refused(
+        `${want.node} at ${input.to} is already a primary (timeline ${want.timeline ?? '?'}): there is nothing to fail over to. If a former primary needs rebuilding, run \`switchyard rejoin ${cluster}\`.`,
+      );
     }
     candidates = candidates.filter((n) => n.site === input.to);
-    if (candidates.length === 0) throw refused(`${want.node} at ${input.to} cannot be promoted: ${want.reachable ? 'it is not in recovery' : `it is unreachable (${want.error ?? 'no answer'})`}.`);
+    if (candidates.length === 0)
+      throw refused(
+        `${want.node} at ${input.to} cannot be promoted: ${want.reachable ? 'it is not in recovery' : `it is unreachable (${want.error ?? 'no answer'})`}.`,
+      );
   }
-  if (primaries.length > 1) throw refused(`cluster ${cluster} has ${primaries.length} primaries (${primaries.map((p) => p.node).join(', ')}): a split brain needs a person, not a failover.`);
+  if (primaries.length > 1)
+    throw refused(
+      `cluster ${cluster} has ${primaries.length} primaries (${primaries.map((p) => p.node).join(', ')}): a split brain needs a person, not a failover.`,
+    );
   if (candidates.length === 0) {
     const seen = nodes.map((n) => `${n.node}: ${describeNode(n)}`).join('; ');
-    if (primaries.length === 1) throw refused(`no standby to promote: the only reachable primary is ${primaries[0].node} and no node is a reachable standby (${seen}).${c.v2 ? ` ${finish(primaries[0].site)}` : ''}`);
+    if (primaries.length === 1)
+      throw refused(
+        `no standby to promote: the only reachable primary is ${primaries[0].node} and no node is a reachable standby (${seen}).${c.v2 ? ` ${finish(primaries[0].site)}` : ''}`,
+      );
     throw refused(`no reachable standby to promote in cluster ${cluster} (${seen}).`);
   }
   if (candidates.length > 1) throw refused(`several standbys could be promoted (${candidates.map((n) => n.node).join(', ')}): name the site with "to".`);
@@ -502,10 +691,26 @@ function pickTarget(c: Ctx, nodes: PgNodeStatus[]): { node: PgNodeStatus; resume
 }
 
 /** The old primary's last known position against what the standby has: the data-loss gate's input. */
-async function measureLoss(c: Ctx, oldNode: string, fence: PgFenceResult | null, oldAtStart: PgNodeStatus, standby: PgNodeStatus, oldAtStartAt: string): Promise<DataLoss> {
+async function measureLoss(
+  c: Ctx,
+  oldNode: string,
+  fence: PgFenceResult | null,
+  oldAtStart: PgNodeStatus,
+  standby: PgNodeStatus,
+  oldAtStartAt: string,
+): Promise<DataLoss> {
   const control = fence?.control?.ok ? fence.control : null;
-  const exactOrLive = (control && control.state === 'shut down' && control.checkpointLsn) || (oldAtStart.reachable && oldAtStart.inRecovery === false && oldAtStart.currentLsn);
-  const last = exactOrLive ? null : await c.steps.run('last-position', () => reads.lastPrimaryPosition({ cluster: c.cluster }), (r) => r.detail).catch(() => null);
+  const exactOrLive =
+    (control && control.state === 'shut down' && control.checkpointLsn) || (oldAtStart.reachable && oldAtStart.inRecovery === false && oldAtStart.currentLsn);
+  const last = exactOrLive
+    ? null
+    : await c.steps
+        .run(
+          'last-position',
+          () => reads.lastPrimaryPosition({ cluster: c.cluster }),
+          (r) => r.detail,
+        )
+        .catch(() => null);
   return judgeLoss({ oldNode, control, oldAtStart, last, standby, oldAtStartAt });
 }
 
@@ -533,7 +738,18 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
   // First of all, the guard: from now on the former primary coming back as a primary is fenced again.
   if (c.v2) {
     await steps
-      .run('guard', () => guardActs.guardWatch({ cluster, node: old.name, newPrimary: target.name, fencedBy: workflowId, intervalSeconds: layout.failover.guardIntervalSeconds }), (g) => g.detail)
+      .run(
+        'guard',
+        () =>
+          guardActs.guardWatch({
+            cluster,
+            node: old.name,
+            newPrimary: target.name,
+            fencedBy: workflowId,
+            intervalSeconds: layout.failover.guardIntervalSeconds,
+          }),
+        (g) => g.detail,
+      )
       .catch((err: unknown) => failures.push(`the guard of ${old.name}: ${messageOf(err as Error)}`));
   }
   // Circonus failover.pl: the site's own steps, in order, each recorded with its output.
@@ -544,7 +760,14 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
       continue;
     }
     try {
-      const r = await steps.run(`hook:${h.name}`, () => hookActs(h).runHook({ cluster, site: target.site, hook: h.name }), (x) => (x.alreadyDone ? `${h.host}: already done (its check exited 0)` : `${h.host}: exit ${x.exitCode ?? 'none'}${x.stdout.trim() ? `; ${x.stdout.trim().slice(-300)}` : ''}`));
+      const r = await steps.run(
+        `hook:${h.name}`,
+        () => hookActs(h).runHook({ cluster, site: target.site, hook: h.name }),
+        (x) =>
+          x.alreadyDone
+            ? `${h.host}: already done (its check exited 0)`
+            : `${h.host}: exit ${x.exitCode ?? 'none'}${x.stdout.trim() ? `; ${x.stdout.trim().slice(-300)}` : ''}`,
+      );
       hooks.push({ hook: h.name, exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr });
       if (r.exitCode !== 0) {
         hooksOk = false;
@@ -559,14 +782,22 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
   }
   for (const s of f.newServices) {
     await steps
-      .run(`service-start:${s.site}/${s.service}`, () => actions.serviceStart({ cluster, site: s.site, service: s.service }), (x) => x.detail)
+      .run(
+        `service-start:${s.site}/${s.service}`,
+        () => actions.serviceStart({ cluster, site: s.site, service: s.service }),
+        (x) => x.detail,
+      )
       .catch((err: unknown) => failures.push(`start ${s.service} at ${s.site}: ${messageOf(err as Error)}`));
   }
   const traffic: FailoverResult['traffic'] = [];
   let trafficOk = true;
   for (const d of layout.traffic) {
     try {
-      const t: TrafficState = await steps.run(`traffic:${d.name}`, () => trafficActs(d).trafficMove({ cluster, driver: d.name, site: target.site }), (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'}): ${x.detail}`);
+      const t: TrafficState = await steps.run(
+        `traffic:${d.name}`,
+        () => trafficActs(d).trafficMove({ cluster, driver: d.name, site: target.site }),
+        (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'}): ${x.detail}`,
+      );
       traffic.push({ driver: d.name, site: t.site, target: t.target, changed: t.changed });
     } catch (err) {
       trafficOk = false;
@@ -577,7 +808,11 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
   const trafficMs = Date.now();
   if (f.newMaintenance) {
     await steps
-      .run(`maintenance-off:${target.site}`, () => actions.maintenanceSet({ cluster, site: target.site, on: false }), (x) => x.detail)
+      .run(
+        `maintenance-off:${target.site}`,
+        () => actions.maintenanceSet({ cluster, site: target.site, on: false }),
+        (x) => x.detail,
+      )
       .catch((err: unknown) => failures.push(`maintenance off at ${target.site}: ${messageOf(err as Error)}`));
   }
   const after = await steps.run(`verify:${target.name}`, () => reads.pgStatus({ cluster, node: target.name }), describeNode).catch(() => null);
@@ -591,7 +826,11 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
     (failures.length ? `; NOT DONE: ${failures.join('; ')}` : '');
   const result: FailoverResult = {
     ...baseResult(c, old, target, f.timelineBefore),
-    topology: { primarySite: target.site, primaryNode: target.name, needsRejoin: [{ node: old.name, site: old.site, reason: `former primary; ${target.name} was promoted to timeline ${timelineAfter ?? '?'}` }] },
+    topology: {
+      primarySite: target.site,
+      primaryNode: target.name,
+      needsRejoin: [{ node: old.name, site: old.site, reason: `former primary; ${target.name} was promoted to timeline ${timelineAfter ?? '?'}` }],
+    },
     state,
     fenced: f.fenced,
     dataLoss: f.loss,
@@ -602,8 +841,15 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
     traffic,
     hooks,
   };
-  steps.note('result', `${state}; RTO ${rto.fromDecisionSeconds ?? '?'} s from the decision to promote, ${rto.fromStartSeconds ?? '?'} s from start; data lost: ${f.loss.bytes === null ? 'unknown' : `${f.loss.bytes} bytes`}`, failures.length ? 'failed' : 'done');
-  await c.notify(failures.length ? 'failover.incomplete' : 'failover.completed', `failover of ${cluster}: ${state}; RTO ${rto.fromDecisionSeconds ?? '?'} s; data lost ${f.loss.bytes === null ? 'unknown' : `${f.loss.bytes} bytes`}`);
+  steps.note(
+    'result',
+    `${state}; RTO ${rto.fromDecisionSeconds ?? '?'} s from the decision to promote, ${rto.fromStartSeconds ?? '?'} s from start; data lost: ${f.loss.bytes === null ? 'unknown' : `${f.loss.bytes} bytes`}`,
+    failures.length ? 'failed' : 'done',
+  );
+  await c.notify(
+    failures.length ? 'failover.incomplete' : 'failover.completed',
+    `failover of ${cluster}: ${state}; RTO ${rto.fromDecisionSeconds ?? '?'} s; data lost ${f.loss.bytes === null ? 'unknown' : `${f.loss.bytes} bytes`}`,
+  );
   result.steps = steps.steps.map((s) => ({ ...s }));
   if (failures.length) {
     throw ApplicationFailure.create({
@@ -619,7 +865,11 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
 }
 
 /** Undo, newest first, each best effort; returns the state the cluster was left in, for a person. */
-async function undoAll(steps: StepLog, undo: Undo[], s: { old: ClusterLayout['nodes'][number]; target: ClusterLayout['nodes'][number]; fenced: boolean; instanceStopped: boolean }): Promise<string> {
+async function undoAll(
+  steps: StepLog,
+  undo: Undo[],
+  s: { old: ClusterLayout['nodes'][number]; target: ClusterLayout['nodes'][number]; fenced: boolean; instanceStopped: boolean },
+): Promise<string> {
   const { done, failed } = await runUndo(steps, undo);
   const parts = [`nothing was promoted: ${s.target.name} (${s.target.site}) is still a standby`];
   if (done.length) parts.push(`undone: ${done.join(', ')}`);
@@ -649,31 +899,64 @@ async function planOnly(c: Ctx, p: PlanInput): Promise<FailoverResult> {
   const { old, target } = p;
   const plan: PlanStep[] = [{ step: 'lock', target: cluster, action: 'take the cluster lock (refused if another operation runs)' }];
   const unreachable = (h: string) => `skip: ${h} is unreachable now`;
-  if (p.oldMaintenance) plan.push({ step: `maintenance-on:${old.site}`, target: p.oldMaintenance.host ?? old.site, action: p.hostOk(p.oldMaintenance.host) ? 'turn maintenance on' : unreachable(p.oldMaintenance.host ?? '?') });
-  for (const s of p.oldServices) plan.push({ step: `service-stop:${s.site}/${s.service}`, target: s.host, action: p.hostOk(s.host) ? 'stop the service' : unreachable(s.host) });
+  if (p.oldMaintenance)
+    plan.push({
+      step: `maintenance-on:${old.site}`,
+      target: p.oldMaintenance.host ?? old.site,
+      action: p.hostOk(p.oldMaintenance.host) ? 'turn maintenance on' : unreachable(p.oldMaintenance.host ?? '?'),
+    });
+  for (const s of p.oldServices)
+    plan.push({ step: `service-stop:${s.site}/${s.service}`, target: s.host, action: p.hostOk(s.host) ? 'stop the service' : unreachable(s.host) });
   const canFence = p.hostOk(old.sshHost);
   plan.push({
     step: 'fence',
     target: old.name,
-    action: canFence ? `pg_ctl stop -m fast (${layout.failover.fastStopTimeoutSeconds} s), then -m immediate; confirm it refuses connections (now: ${describeNode(p.oldStatus)})` : unreachable(old.sshHost),
+    action: canFence
+      ? `pg_ctl stop -m fast (${layout.failover.fastStopTimeoutSeconds} s), then -m immediate; confirm it refuses connections (now: ${describeNode(p.oldStatus)})`
+      : unreachable(old.sshHost),
   });
   if (layout.failover.stopInstance && old.ec2) plan.push({ step: `stop-instance:${old.name}`, target: old.name, action: 'stop the EC2 instance' });
   plan.push({
     step: 'checkpoint:old-primary-dead',
     target: old.name,
-    action: layout.failover.confirmOldPrimaryDead === 'always' ? 'wait for a person (always asked on this cluster)' : canFence ? 'wait for a person only if fencing is not confirmed' : 'wait for a person: the old primary cannot be fenced from here',
+    action:
+      layout.failover.confirmOldPrimaryDead === 'always'
+        ? 'wait for a person (always asked on this cluster)'
+        : canFence
+          ? 'wait for a person only if fencing is not confirmed'
+          : 'wait for a person: the old primary cannot be fenced from here',
   });
-  const lag = p.oldStatus.reachable && p.oldStatus.inRecovery === false ? lsnMinus(p.oldStatus.currentLsn, lsnMax(p.targetStatus.receiveLsn, p.targetStatus.replayLsn)) : null;
+  const lag =
+    p.oldStatus.reachable && p.oldStatus.inRecovery === false
+      ? lsnMinus(p.oldStatus.currentLsn, lsnMax(p.targetStatus.receiveLsn, p.targetStatus.replayLsn))
+      : null;
   plan.push({
     step: 'data-loss',
     target: target.name,
     action: `compare ${target.name}'s received position (${lsnMax(p.targetStatus.receiveLsn, p.targetStatus.replayLsn) ?? '?'}) with ${old.name}'s last (${lag === null ? 'not readable now' : `${Math.max(0, lag)} bytes behind now`}); ask at accept-data-loss past ${layout.dataLossThresholdBytes} bytes`,
   });
-  plan.push({ step: 'promote', target: target.name, action: `pg_promote on ${target.name} (timeline ${p.timelineBefore ?? '?'} → next); confirm it takes a write` });
+  plan.push({
+    step: 'promote',
+    target: target.name,
+    action: `pg_promote on ${target.name} (timeline ${p.timelineBefore ?? '?'} → next); confirm it takes a write`,
+  });
   for (const h of p.newHooks) plan.push({ step: `hook:${h.name}`, target: h.host, action: 'run the site hook' });
   for (const s of p.newServices) plan.push({ step: `service-start:${s.site}/${s.service}`, target: s.host, action: 'start the service' });
-  const traffic = await Promise.all(layout.traffic.map((d) => steps.run(`traffic:${d.name}`, () => reads.trafficRead({ cluster, driver: d.name }), (t) => `points at ${t.site ?? 'no site'} (${t.target ?? '?'})`)));
-  for (const t of traffic) plan.push({ step: `traffic:${t.driver}`, target: t.driver, action: t.site === target.site ? `already on ${target.site}` : `move from ${t.site ?? 'nowhere'} to ${target.site}` });
+  const traffic = await Promise.all(
+    layout.traffic.map((d) =>
+      steps.run(
+        `traffic:${d.name}`,
+        () => reads.trafficRead({ cluster, driver: d.name }),
+        (t) => `points at ${t.site ?? 'no site'} (${t.target ?? '?'})`,
+      ),
+    ),
+  );
+  for (const t of traffic)
+    plan.push({
+      step: `traffic:${t.driver}`,
+      target: t.driver,
+      action: t.site === target.site ? `already on ${target.site}` : `move from ${t.site ?? 'nowhere'} to ${target.site}`,
+    });
   if (p.newMaintenance) plan.push({ step: `maintenance-off:${target.site}`, target: p.newMaintenance.host ?? target.site, action: 'turn maintenance off' });
   steps.note('plan', plan.map((s) => `${s.step} → ${s.action}`).join('; '));
   return {

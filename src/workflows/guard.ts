@@ -74,12 +74,24 @@ export async function guard(input: GuardInput): Promise<{ cluster: string; check
     event(r.node, 'released', `no longer watched: ${r.reason} (${r.by})`);
     woken = true;
   });
-  setHandler(guardStatusQuery, () => ({ cluster, watching: [...watching.values()].map((w) => ({ ...w })), intervalSeconds: interval, checks, events: events.map((e) => ({ ...e })) }));
+  setHandler(guardStatusQuery, () => ({
+    cluster,
+    watching: [...watching.values()].map((w) => ({ ...w })),
+    intervalSeconds: interval,
+    checks,
+    events: events.map((e) => ({ ...e })),
+  }));
 
-  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `${l.nodes.length} database nodes; checking every ${input.intervalSeconds ?? l.failover.guardIntervalSeconds ?? 5} s`);
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) => `${l.nodes.length} database nodes; checking every ${input.intervalSeconds ?? l.failover.guardIntervalSeconds ?? 5} s`,
+  );
   interval = input.intervalSeconds ?? layout.failover.guardIntervalSeconds ?? 5;
   const notify = notifyVia(layout.notify, cluster, workflowId);
-  for (const w of watching.values()) if (!events.some((e) => e.node === w.node)) event(w.node, 'watching', `watching ${w.node} (fenced by ${w.fencedBy}; ${w.newPrimary} was promoted in its place) until rejoin makes it a standby`);
+  for (const w of watching.values())
+    if (!events.some((e) => e.node === w.node))
+      event(w.node, 'watching', `watching ${w.node} (fenced by ${w.fencedBy}; ${w.newPrimary} was promoted in its place) until rejoin makes it a standby`);
 
   const maxRounds = input.maxRoundsPerRun ?? 200;
   let rounds = 0;
@@ -110,7 +122,11 @@ export async function guard(input: GuardInput): Promise<{ cluster: string; check
       const other = seen(await status(w.newPrimary));
       if (other === 'standby' || other === 'standby-streaming') {
         watching.delete(w.node);
-        event(w.node, 'legitimate-primary', `${w.node} is primary and ${w.newPrimary} a standby: the cluster was switched back, ${w.node} is no former primary any more`);
+        event(
+          w.node,
+          'legitimate-primary',
+          `${w.node} is primary and ${w.newPrimary} a standby: the cluster was switched back, ${w.node} is no former primary any more`,
+        );
         continue;
       }
       const text = `${w.node} came back as a writable primary while ${w.newPrimary} is ${other}: fencing it again`;
@@ -119,7 +135,17 @@ export async function guard(input: GuardInput): Promise<{ cluster: string; check
       let fenced = false;
       let how = '';
       try {
-        const f = await steps.run(`refence:${w.node}`, () => fencing.pgFence({ cluster, node: w.node, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds, mark: { by: w.fencedBy, newPrimary: w.newPrimary, reason: `came back as a primary; fenced again by the guard ${workflowId}` } }), (r) => r.detail);
+        const f = await steps.run(
+          `refence:${w.node}`,
+          () =>
+            fencing.pgFence({
+              cluster,
+              node: w.node,
+              fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds,
+              mark: { by: w.fencedBy, newPrimary: w.newPrimary, reason: `came back as a primary; fenced again by the guard ${workflowId}` },
+            }),
+          (r) => r.detail,
+        );
         fenced = f.fenced;
         how = f.detail;
       } catch (err) {
@@ -127,7 +153,11 @@ export async function guard(input: GuardInput): Promise<{ cluster: string; check
       }
       if (!fenced && node.stonith) {
         try {
-          const p = await steps.run(`stonith:${w.node}`, () => power.stonith({ cluster, node: w.node }), (r) => r.detail);
+          const p = await steps.run(
+            `stonith:${w.node}`,
+            () => power.stonith({ cluster, node: w.node }),
+            (r) => r.detail,
+          );
           const after = seen(await status(w.node));
           fenced = p.ok && (after === 'down' || after === 'no-answer');
           how += `; ${p.detail}; then ${w.node} is ${after}`;
@@ -135,13 +165,28 @@ export async function guard(input: GuardInput): Promise<{ cluster: string; check
           how += `; STONITH failed: ${messageOf(err as Error)}`;
         }
       }
-      event(w.node, fenced ? 'fenced-again' : 'fence-failed', fenced ? `${w.node} fenced again: ${how}` : `${w.node} could NOT be fenced again: ${how}. A person must stop it now.`, fenced ? 'done' : 'failed');
-      await notify(fenced ? 'guard.fenced' : 'guard.fence-failed', `${cluster}: ${w.node} ${fenced ? 'fenced again' : 'could NOT be fenced again: a person must stop it'} (${workflowId})`);
+      event(
+        w.node,
+        fenced ? 'fenced-again' : 'fence-failed',
+        fenced ? `${w.node} fenced again: ${how}` : `${w.node} could NOT be fenced again: ${how}. A person must stop it now.`,
+        fenced ? 'done' : 'failed',
+      );
+      await notify(
+        fenced ? 'guard.fenced' : 'guard.fence-failed',
+        `${cluster}: ${w.node} ${fenced ? 'fenced again' : 'could NOT be fenced again: a person must stop it'} (${workflowId})`,
+      );
     }
     if (watching.size === 0) break;
     rounds++;
     if (rounds >= maxRounds || workflowInfo().continueAsNewSuggested) {
-      await continueAsNew<typeof guard>({ cluster, watch: [...watching.values()].map(({ node, newPrimary, fencedBy, since }) => ({ node, newPrimary, fencedBy, since })), intervalSeconds: input.intervalSeconds, events, checks, maxRoundsPerRun: input.maxRoundsPerRun });
+      await continueAsNew<typeof guard>({
+        cluster,
+        watch: [...watching.values()].map(({ node, newPrimary, fencedBy, since }) => ({ node, newPrimary, fencedBy, since })),
+        intervalSeconds: input.intervalSeconds,
+        events,
+        checks,
+        maxRoundsPerRun: input.maxRoundsPerRun,
+      });
     }
     woken = false;
     await condition(() => woken, `${interval} seconds`);

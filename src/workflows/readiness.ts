@@ -28,23 +28,57 @@ const backupReads = proxyActivities<BackupActivities>({
 export async function readiness(input: ReadinessInput): Promise<ReadinessReport> {
   const { cluster } = input;
   const steps = new StepLog('readiness', cluster);
-  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `${l.sites.join(', ')}; ${l.nodes.length} database nodes, ${l.hosts.length} hosts, ${l.traffic.length} traffic drivers`);
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) => `${l.sites.join(', ')}; ${l.nodes.length} database nodes, ${l.hosts.length} hosts, ${l.traffic.length} traffic drivers`,
+  );
 
   const [nodes, ssh, services, maintenance, traffic, ec2] = await Promise.all([
+    Promise.all(layout.nodes.map((n) => steps.run(`postgres:${n.name}`, () => reads.pgStatus({ cluster, node: n.name }), describeNode))),
     Promise.all(
-      layout.nodes.map((n) =>
-        steps.run(`postgres:${n.name}`, () => reads.pgStatus({ cluster, node: n.name }), describeNode),
+      layout.hosts.map((h) =>
+        steps.run(
+          `ssh:${h.name}`,
+          () => reads.sshCheck({ cluster, host: h.name }),
+          (r) => r.detail,
+        ),
       ),
     ),
-    Promise.all(layout.hosts.map((h) => steps.run(`ssh:${h.name}`, () => reads.sshCheck({ cluster, host: h.name }), (r) => r.detail))),
     Promise.all(
       layout.services.map((s) =>
-        steps.run(`service:${s.site}/${s.service}`, () => reads.serviceStatus({ cluster, site: s.site, service: s.service }), (r) => (r.running === null ? r.detail : r.running ? 'running' : 'stopped')),
+        steps.run(
+          `service:${s.site}/${s.service}`,
+          () => reads.serviceStatus({ cluster, site: s.site, service: s.service }),
+          (r) => (r.running === null ? r.detail : r.running ? 'running' : 'stopped'),
+        ),
       ),
     ),
-    Promise.all(layout.maintenance.map((m) => steps.run(`maintenance:${m.site}`, () => reads.maintenanceStatus({ cluster, site: m.site }), (r) => r.detail))),
-    Promise.all(layout.traffic.map((d) => steps.run(`traffic:${d.name}`, () => reads.trafficRead({ cluster, driver: d.name }), (r) => `${r.site ?? 'no site'}${r.target ? ` (${r.target})` : ''}`))),
-    layout.ec2 ? steps.run('ec2', () => reads.ec2Instances({ cluster }), (r) => r.map((i) => `${i.node}: ${i.instanceId ?? 'not found'}`).join(', ')) : Promise.resolve(null),
+    Promise.all(
+      layout.maintenance.map((m) =>
+        steps.run(
+          `maintenance:${m.site}`,
+          () => reads.maintenanceStatus({ cluster, site: m.site }),
+          (r) => r.detail,
+        ),
+      ),
+    ),
+    Promise.all(
+      layout.traffic.map((d) =>
+        steps.run(
+          `traffic:${d.name}`,
+          () => reads.trafficRead({ cluster, driver: d.name }),
+          (r) => `${r.site ?? 'no site'}${r.target ? ` (${r.target})` : ''}`,
+        ),
+      ),
+    ),
+    layout.ec2
+      ? steps.run(
+          'ec2',
+          () => reads.ec2Instances({ cluster }),
+          (r) => r.map((i) => `${i.node}: ${i.instanceId ?? 'not found'}`).join(', '),
+        )
+      : Promise.resolve(null),
   ]);
 
   const primaries = primariesOf(nodes);
@@ -52,9 +86,19 @@ export async function readiness(input: ReadinessInput): Promise<ReadinessReport>
   const lags: PgLag[] = [];
   if (primaries.length === 1) {
     const primary = primaries[0];
-    probe = await steps.run('write-probe', () => reads.pgWriteProbe({ cluster, node: primary.node }), (r) => r.detail);
+    probe = await steps.run(
+      'write-probe',
+      () => reads.pgWriteProbe({ cluster, node: primary.node }),
+      (r) => r.detail,
+    );
     for (const s of nodes.filter((n) => n !== primary && n.reachable && n.inRecovery)) {
-      lags.push(await steps.run(`lag:${s.node}`, () => reads.pgLag({ cluster, primary: primary.node, standby: s.node }), (l) => `${l.lagBytes ?? '?'} bytes, ${l.lagSeconds ?? '?'} s`));
+      lags.push(
+        await steps.run(
+          `lag:${s.node}`,
+          () => reads.pgLag({ cluster, primary: primary.node, standby: s.node }),
+          (l) => `${l.lagBytes ?? '?'} bytes, ${l.lagSeconds ?? '?'} s`,
+        ),
+      );
     }
   } else {
     steps.skip('write-probe', primaries.length === 0 ? 'no primary found' : `${primaries.length} nodes out of recovery`);
@@ -64,7 +108,11 @@ export async function readiness(input: ReadinessInput): Promise<ReadinessReport>
   let backups: BackupObservation | null = null;
   if (layout.backup && patched('readiness-backup-age')) {
     backups = await steps
-      .run('backups', () => backupReads.pgBackupList({ cluster }), (l) => `${l.filter((b) => b.complete).length} complete base backups, ${l.filter((b) => b.drill).length} proven restorable`)
+      .run(
+        'backups',
+        () => backupReads.pgBackupList({ cluster }),
+        (l) => `${l.filter((b) => b.complete).length} complete base backups, ${l.filter((b) => b.drill).length} proven restorable`,
+      )
       .then(backupObservation)
       .catch((err: unknown): BackupObservation => ({ newestProven: null, complete: 0, error: err instanceof Error ? messageOf(err) : String(err) }));
   }
@@ -75,15 +123,34 @@ export async function readiness(input: ReadinessInput): Promise<ReadinessReport>
     fences = await Promise.all(
       layout.nodes.map((n) =>
         steps
-          .run(`fence:${n.name}`, () => reads.fenceRead({ cluster, node: n.name }), (f) => f.detail)
-          .catch((err: unknown): FenceState => ({ node: n.name, readable: false, marker: null, standbySignal: null, detail: `cannot read the fence of ${n.name}: ${err instanceof Error ? messageOf(err) : String(err)}` })),
+          .run(
+            `fence:${n.name}`,
+            () => reads.fenceRead({ cluster, node: n.name }),
+            (f) => f.detail,
+          )
+          .catch((err: unknown): FenceState => ({
+            node: n.name,
+            readable: false,
+            marker: null,
+            standbySignal: null,
+            detail: `cannot read the fence of ${n.name}: ${err instanceof Error ? messageOf(err) : String(err)}`,
+          })),
       ),
     );
   }
 
-  const report = assessReadiness({ layout, nodes, probe, lags, ssh, services, maintenance, traffic, ec2, backups, ...(fences ? { fences } : {}) }, new Date(workflowInfo().runStartTime).toISOString());
+  const report = assessReadiness(
+    { layout, nodes, probe, lags, ssh, services, maintenance, traffic, ec2, backups, ...(fences ? { fences } : {}) },
+    new Date(workflowInfo().runStartTime).toISOString(),
+  );
   const failed = report.checks.filter((c) => !c.ok);
-  steps.note('verdict', report.ready ? `ready: ${report.primarySite} primary, ${report.standbySite ?? 'no'} standby` : `not ready: ${failed.map((c) => `${c.name} (${c.detail})`).join('; ')}`, report.ready ? 'done' : 'failed');
+  steps.note(
+    'verdict',
+    report.ready
+      ? `ready: ${report.primarySite} primary, ${report.standbySite ?? 'no'} standby`
+      : `not ready: ${failed.map((c) => `${c.name} (${c.detail})`).join('; ')}`,
+    report.ready ? 'done' : 'failed',
+  );
   return report;
 }
 

@@ -67,10 +67,19 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
   const { cluster, requestedBy, dryRun } = runbookInput('rejoin', input);
   const steps = new StepLog('rejoin', cluster);
   const method: RejoinMethod = input.method ?? 'auto';
-  if (!['auto', 'rewind', 'basebackup'].includes(method)) throw ApplicationFailure.nonRetryable(`rejoin "method" must be "auto", "rewind" or "basebackup", got ${JSON.stringify(input.method)}`, 'ConfigError');
-  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `${l.nodes.length} database nodes`);
+  if (!['auto', 'rewind', 'basebackup'].includes(method))
+    throw ApplicationFailure.nonRetryable(`rejoin "method" must be "auto", "rewind" or "basebackup", got ${JSON.stringify(input.method)}`, 'ConfigError');
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) => `${l.nodes.length} database nodes`,
+  );
   const node = layout.nodes.find((n) => n.name === input.node);
-  if (!node) throw ApplicationFailure.nonRetryable(`unknown database node ${JSON.stringify(input.node)} in cluster "${cluster}"; known: ${layout.nodes.map((n) => `"${n.name}"`).join(', ')}`, 'ConfigError');
+  if (!node)
+    throw ApplicationFailure.nonRetryable(
+      `unknown database node ${JSON.stringify(input.node)} in cluster "${cluster}"; known: ${layout.nodes.map((n) => `"${n.name}"`).join(', ')}`,
+      'ConfigError',
+    );
   const notify = notifyVia(layout.notify, cluster, workflowInfo().workflowId);
   const startedMs = Date.now();
   // Issue 11: a node that is a standby again loses the fence marker a failover left, and the
@@ -78,8 +87,16 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
   const clearsFence = patched('rejoin-clears-fence');
   const unfenced = async (how: string) => {
     if (!clearsFence || dryRun) return;
-    await steps.run('clear-fence', () => actions.fenceClear({ cluster, node: node.name }), (r) => r.detail);
-    await steps.run('guard-release', () => actions.guardRelease({ cluster, node: node.name, by: workflowInfo().workflowId, reason: how }), (r) => r.detail);
+    await steps.run(
+      'clear-fence',
+      () => actions.fenceClear({ cluster, node: node.name }),
+      (r) => r.detail,
+    );
+    await steps.run(
+      'guard-release',
+      () => actions.guardRelease({ cluster, node: node.name, by: workflowInfo().workflowId, reason: how }),
+      (r) => r.detail,
+    );
   };
 
   const body = async (): Promise<RejoinResult> => {
@@ -95,13 +112,39 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
     }
     const primary = onePrimary(cluster, nodes, node.name);
     const pNode = layout.nodes.find((n) => n.name === primary.node)!;
-    const base = { cluster, node: node.name, primary: { node: pNode.name, site: pNode.site }, fellBackBecause: null, divergedBytes: null, divergedAtLsn: null, movedAside: [] as string[], copySeconds: null, plan: [] as PlanStep[] };
+    const base = {
+      cluster,
+      node: node.name,
+      primary: { node: pNode.name, site: pNode.site },
+      fellBackBecause: null,
+      divergedBytes: null,
+      divergedAtLsn: null,
+      movedAside: [] as string[],
+      copySeconds: null,
+      plan: [] as PlanStep[],
+    };
     if (streamsFrom(me, pNode)) {
-      const lag = await steps.run(`lag:${node.name}`, () => reads.pgLag({ cluster, primary: pNode.name, standby: node.name }), (l) => `${l.lagBytes ?? '?'} bytes behind`);
-      if (!dryRun) await steps.run('slot', () => actions.pgEnsureSlot({ cluster, primary: pNode.name, slot: node.slot }), (r) => r.detail);
+      const lag = await steps.run(
+        `lag:${node.name}`,
+        () => reads.pgLag({ cluster, primary: pNode.name, standby: node.name }),
+        (l) => `${l.lagBytes ?? '?'} bytes behind`,
+      );
+      if (!dryRun)
+        await steps.run(
+          'slot',
+          () => actions.pgEnsureSlot({ cluster, primary: pNode.name, slot: node.slot }),
+          (r) => r.detail,
+        );
       await unfenced(`streams from ${pNode.name} as a standby`);
       steps.note('result', `${node.name} already streams from ${pNode.name}: nothing to do`);
-      return { ...base, outcome: dryRun ? 'planned' : 'already', method: null, lagBytes: lag.lagBytes, durationSeconds: seconds(startedMs, Date.now()), steps: snapshot(steps) };
+      return {
+        ...base,
+        outcome: dryRun ? 'planned' : 'already',
+        method: null,
+        lagBytes: lag.lagBytes,
+        durationSeconds: seconds(startedMs, Date.now()),
+        steps: snapshot(steps),
+      };
     }
     if (dryRun) {
       const plan: PlanStep[] = [
@@ -110,7 +153,11 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
         { step: 'slot', target: pNode.name, action: `create replication slot ${node.slot} unless it exists` },
         method === 'basebackup'
           ? { step: 'basebackup', target: node.name, action: `move the data directory aside, pg_basebackup -X fetch from ${pNode.name}` }
-          : { step: 'rewind', target: node.name, action: `pg_rewind from ${pNode.name}${method === 'auto' ? '; on failure, a base backup (old directory moved aside)' : ''}` },
+          : {
+              step: 'rewind',
+              target: node.name,
+              action: `pg_rewind from ${pNode.name}${method === 'auto' ? '; on failure, a base backup (old directory moved aside)' : ''}`,
+            },
         { step: 'config-files', target: node.name, action: `copy the listed configuration files from ${pNode.sshHost}` },
         { step: 'configure', target: node.name, action: `standby.signal, primary_conninfo to ${pNode.name}, primary_slot_name ${node.slot}` },
         { step: 'start', target: node.name, action: 'start PostgreSQL' },
@@ -121,10 +168,20 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
     }
 
     await notify('rejoin.started', `rejoin of ${node.name} to follow ${pNode.name} started by ${requestedBy}`);
-    await steps.run('stop', () => actions.pgFence({ cluster, node: node.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }), (f) => f.detail).then((f) => {
-      if (!f.stopped) throw refused(`${node.name} could not be stopped before the rejoin: ${f.detail}`);
-    });
-    await steps.run('slot', () => actions.pgEnsureSlot({ cluster, primary: pNode.name, slot: node.slot }), (r) => r.detail);
+    await steps
+      .run(
+        'stop',
+        () => actions.pgFence({ cluster, node: node.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }),
+        (f) => f.detail,
+      )
+      .then((f) => {
+        if (!f.stopped) throw refused(`${node.name} could not be stopped before the rejoin: ${f.detail}`);
+      });
+    await steps.run(
+      'slot',
+      () => actions.pgEnsureSlot({ cluster, primary: pNode.name, slot: node.slot }),
+      (r) => r.detail,
+    );
 
     let used: 'rewind' | 'basebackup' = method === 'basebackup' ? 'basebackup' : 'rewind';
     let fellBackBecause: string | null = null;
@@ -133,24 +190,55 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
     let copyMs = 0;
     for (;;) {
       if (used === 'rewind') {
-        rewind = await steps.run('rewind', () => copying.pgRewind({ cluster, node: node.name, source: pNode.name }), (r) => r.detail);
+        rewind = await steps.run(
+          'rewind',
+          () => copying.pgRewind({ cluster, node: node.name, source: pNode.name }),
+          (r) => r.detail,
+        );
         copyMs += rewind.durationMs;
         if (!rewind.ok) {
-          if (method === 'rewind') throw ApplicationFailure.nonRetryable(`pg_rewind of ${node.name} from ${pNode.name} failed: ${rewind.detail}. Rejoin with method "basebackup" (the data directory is moved aside, not deleted).`, 'RewindFailed');
+          if (method === 'rewind')
+            throw ApplicationFailure.nonRetryable(
+              `pg_rewind of ${node.name} from ${pNode.name} failed: ${rewind.detail}. Rejoin with method "basebackup" (the data directory is moved aside, not deleted).`,
+              'RewindFailed',
+            );
           fellBackBecause = `pg_rewind failed: ${rewind.detail}`;
           used = 'basebackup';
           continue;
         }
       } else {
-        backup = await steps.run('basebackup', () => copying.pgBasebackup({ cluster, node: node.name, source: pNode.name }), (r) => r.detail);
+        backup = await steps.run(
+          'basebackup',
+          () => copying.pgBasebackup({ cluster, node: node.name, source: pNode.name }),
+          (r) => r.detail,
+        );
         copyMs += backup.durationMs;
       }
-      await steps.run('config-files', () => actions.copyConfigFiles({ cluster, node: node.name, from: pNode.name }), (r) => (r.files.length ? r.files.map((f) => `${f.target} ${f.changed ? 'copied' : 'unchanged'} (${f.bytes} bytes)`).join(', ') : 'none listed'));
-      await steps.run('configure', () => actions.pgConfigureStandby({ cluster, node: node.name, primary: pNode.name }), (r) => r.detail);
-      await steps.run('start', () => actions.pgStart({ cluster, node: node.name }), (r) => r.detail);
+      await steps.run(
+        'config-files',
+        () => actions.copyConfigFiles({ cluster, node: node.name, from: pNode.name }),
+        (r) => (r.files.length ? r.files.map((f) => `${f.target} ${f.changed ? 'copied' : 'unchanged'} (${f.bytes} bytes)`).join(', ') : 'none listed'),
+      );
+      await steps.run(
+        'configure',
+        () => actions.pgConfigureStandby({ cluster, node: node.name, primary: pNode.name }),
+        (r) => r.detail,
+      );
+      await steps.run(
+        'start',
+        () => actions.pgStart({ cluster, node: node.name }),
+        (r) => r.detail,
+      );
       const caught = await steps.run(
         'catch-up',
-        () => copying.pgWaitStreaming({ cluster, node: node.name, primary: pNode.name, maxLagBytes: layout.maxLagBytes, timeoutSeconds: layout.rejoin.catchUpTimeoutSeconds }),
+        () =>
+          copying.pgWaitStreaming({
+            cluster,
+            node: node.name,
+            primary: pNode.name,
+            maxLagBytes: layout.maxLagBytes,
+            timeoutSeconds: layout.rejoin.catchUpTimeoutSeconds,
+          }),
         (r) => r.detail,
       );
       if (caught.streaming) {
@@ -168,18 +256,28 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
           copySeconds: Math.round(copyMs / 100) / 10,
           steps: [],
         };
-        steps.note('result', `${node.name} streams from ${pNode.name} (${caught.lagBytes ?? '?'} bytes behind) after ${used}${used === 'rewind' && r.divergedBytes !== null ? `, which discarded ${r.divergedBytes} bytes of diverged WAL` : ''}${fellBackBecause ? ` (fell back: ${fellBackBecause})` : ''}`);
+        steps.note(
+          'result',
+          `${node.name} streams from ${pNode.name} (${caught.lagBytes ?? '?'} bytes behind) after ${used}${used === 'rewind' && r.divergedBytes !== null ? `, which discarded ${r.divergedBytes} bytes of diverged WAL` : ''}${fellBackBecause ? ` (fell back: ${fellBackBecause})` : ''}`,
+        );
         await notify('rejoin.completed', `${node.name} is a standby of ${pNode.name} again (${used})`);
         r.steps = snapshot(steps);
         return r;
       }
       if (used === 'rewind' && method === 'auto') {
         fellBackBecause = `after pg_rewind ${node.name} did not stream: ${caught.detail}`;
-        await steps.run('stop', () => actions.pgFence({ cluster, node: node.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }), (f) => f.detail);
+        await steps.run(
+          'stop',
+          () => actions.pgFence({ cluster, node: node.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }),
+          (f) => f.detail,
+        );
         used = 'basebackup';
         continue;
       }
-      throw ApplicationFailure.nonRetryable(`${node.name} was rebuilt by ${used} and started, but does not stream from ${pNode.name}: ${caught.detail}`, 'RejoinIncomplete');
+      throw ApplicationFailure.nonRetryable(
+        `${node.name} was rebuilt by ${used} and started, but does not stream from ${pNode.name}: ${caught.detail}`,
+        'RejoinIncomplete',
+      );
     }
   };
   if (dryRun) return body();
@@ -188,7 +286,13 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
 
 /** Is this node a standby streaming from that primary? */
 function streamsFrom(n: PgNodeStatus, primary: { host: string; port: number }): boolean {
-  return n.reachable && n.inRecovery === true && n.walReceiver?.status === 'streaming' && n.walReceiver.senderHost === primary.host && (n.walReceiver.senderPort ?? 5432) === primary.port;
+  return (
+    n.reachable &&
+    n.inRecovery === true &&
+    n.walReceiver?.status === 'streaming' &&
+    n.walReceiver.senderHost === primary.host &&
+    (n.walReceiver.senderPort ?? 5432) === primary.port
+  );
 }
 
 function snapshot(steps: StepLog): StepRecord[] {

@@ -74,21 +74,40 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
   const { cluster, requestedBy, dryRun } = runbookInput('restore', input);
   const steps = new StepLog('restore', cluster);
   const backupId = typeof input.from === 'string' ? input.from : '';
-  if (!BACKUP_ID_RE.test(backupId)) throw ApplicationFailure.nonRetryable(`restore needs "from": a backup id (see \`switchyard retention ${cluster} --dry-run\`), got ${JSON.stringify(input.from)}`, 'ConfigError');
-  if (input.kind !== undefined && input.kind !== 'pg' && input.kind !== 'ebs') throw ApplicationFailure.nonRetryable(`restore "kind" must be "pg" or "ebs", got ${JSON.stringify(input.kind)}`, 'ConfigError');
-  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `backup server ${l.backup?.host ?? 'none'}`);
+  if (!BACKUP_ID_RE.test(backupId))
+    throw ApplicationFailure.nonRetryable(
+      `restore needs "from": a backup id (see \`switchyard retention ${cluster} --dry-run\`), got ${JSON.stringify(input.from)}`,
+      'ConfigError',
+    );
+  if (input.kind !== undefined && input.kind !== 'pg' && input.kind !== 'ebs')
+    throw ApplicationFailure.nonRetryable(`restore "kind" must be "pg" or "ebs", got ${JSON.stringify(input.kind)}`, 'ConfigError');
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) => `backup server ${l.backup?.host ?? 'none'}`,
+  );
   if (!layout.backup) throw ApplicationFailure.nonRetryable(`cluster ${cluster} has no "backup" section in the topology`, 'ConfigError');
   const node = layout.nodes.find((n) => n.name === input.target);
-  if (!node) throw ApplicationFailure.nonRetryable(`restore "target" must be a database node of ${cluster} (${layout.nodes.map((n) => n.name).join(', ')}), got ${JSON.stringify(input.target)}`, 'ConfigError');
+  if (!node)
+    throw ApplicationFailure.nonRetryable(
+      `restore "target" must be a database node of ${cluster} (${layout.nodes.map((n) => n.name).join(', ')}), got ${JSON.stringify(input.target)}`,
+      'ConfigError',
+    );
   const { workflowId } = workflowInfo();
   const notify = notifyVia(layout.notify, cluster, workflowId);
   const startedMs = Date.now();
   const snapshot = () => steps.steps.map((s) => ({ ...s }));
-  const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, RESTORE_CHECKPOINTS, (event, text) => notify(`checkpoint.${event === 'checkpoint' ? 'waiting' : event === 'checkpoint-reminder' ? 'reminder' : 'deadline'}`, text));
+  const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, RESTORE_CHECKPOINTS, (event, text) =>
+    notify(`checkpoint.${event === 'checkpoint' ? 'waiting' : event === 'checkpoint-reminder' ? 'reminder' : 'deadline'}`, text),
+  );
   const decisions: CheckpointOutcome[] = [];
 
   // Which kind: what the backup has, unless asked.
-  const pgList = await steps.run('catalog:pg', () => calls.pgBackupList({ cluster }), (l) => `${l.length} base backups on ${layout.backup?.host}`);
+  const pgList = await steps.run(
+    'catalog:pg',
+    () => calls.pgBackupList({ cluster }),
+    (l) => `${l.length} base backups on ${layout.backup?.host}`,
+  );
   const pgEntry: PgBackupEntry | undefined = pgList.find((b) => b.backupId === backupId);
   const kind: 'pg' | 'ebs' = input.kind ?? (pgEntry?.complete ? 'pg' : 'ebs');
   const base = { cluster, backupId, kind, target: node.name };
@@ -109,23 +128,37 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
   if (kind === 'pg') {
     if (!pgEntry || !pgEntry.complete || !pgEntry.manifest) {
       const known = pgList.filter((b) => b.complete).map((b) => b.backupId);
-      throw ApplicationFailure.nonRetryable(`no complete base backup "${backupId}" of ${cluster} on ${layout.backup.host}${pgEntry ? ' (its directory has no manifest: an interrupted backup)' : ''}; complete ones: ${known.length ? known.join(', ') : 'none'}`, 'BackupNotFound');
+      throw ApplicationFailure.nonRetryable(
+        `no complete base backup "${backupId}" of ${cluster} on ${layout.backup.host}${pgEntry ? ' (its directory has no manifest: an interrupted backup)' : ''}; complete ones: ${known.length ? known.join(', ') : 'none'}`,
+        'BackupNotFound',
+      );
     }
     const manifest = pgEntry.manifest;
     const nodes = await Promise.all(layout.nodes.map((n) => steps.run(`preflight:${n.name}`, () => reads.pgStatus({ cluster, node: n.name }), describeNode)));
     const otherPrimary = nodes.find((n) => n.node !== node.name && n.reachable && n.inRecovery === false);
     if (otherPrimary) {
-      throw refused(`${otherPrimary.node} is a live primary of ${cluster}: restoring ${backupId} onto ${node.name} would start a second primary. To rebuild a standby use \`switchyard rejoin ${cluster} --node ${node.name}\`; to roll the cluster back, restore onto the primary.`);
+      throw refused(
+        `${otherPrimary.node} is a live primary of ${cluster}: restoring ${backupId} onto ${node.name} would start a second primary. To rebuild a standby use \`switchyard rejoin ${cluster} --node ${node.name}\`; to roll the cluster back, restore onto the primary.`,
+      );
     }
     const me = nodes.find((n) => n.node === node.name)!;
     const isLivePrimary = me.reachable && me.inRecovery === false;
     const age = formatAge(Math.max(0, (Date.now() - Date.parse(manifest.finishedAt)) / 1000));
-    steps.note('plan', `restore base backup ${backupId} (${manifest.finishedAt}, ${age} old, LSN ${manifest.endLsn}, from ${manifest.sourceNode}) onto ${node.name}${isLivePrimary ? `, the live primary at ${me.currentLsn ?? '?'}` : ''}`);
+    steps.note(
+      'plan',
+      `restore base backup ${backupId} (${manifest.finishedAt}, ${age} old, LSN ${manifest.endLsn}, from ${manifest.sourceNode}) onto ${node.name}${isLivePrimary ? `, the live primary at ${me.currentLsn ?? '?'}` : ''}`,
+    );
     if (dryRun) {
       const plan: PlanStep[] = [
         { step: 'lock', target: cluster, action: 'take the cluster lock' },
-        { step: 'stage', target: node.name, action: `copy ${manifest.files.length} files (${manifest.totalBytes} bytes) beside the data directory and check them against the manifest` },
-        ...(isLivePrimary ? [{ step: 'checkpoint:replace-data', target: node.name, action: `a person approves: writes after ${manifest.finishedAt} are lost` }] : []),
+        {
+          step: 'stage',
+          target: node.name,
+          action: `copy ${manifest.files.length} files (${manifest.totalBytes} bytes) beside the data directory and check them against the manifest`,
+        },
+        ...(isLivePrimary
+          ? [{ step: 'checkpoint:replace-data', target: node.name, action: `a person approves: writes after ${manifest.finishedAt} are lost` }]
+          : []),
         { step: 'stop', target: node.name, action: 'stop PostgreSQL' },
         { step: 'swap', target: node.name, action: 'move the data directory aside (kept), extract the backup' },
         { step: 'start', target: node.name, action: 'start PostgreSQL; verify it answers and takes writes' },
@@ -135,12 +168,24 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     }
     // The staged copy is as large as the backup: it does not stay on the node's disk when nothing is restored.
     const discardStage = async (): Promise<string> => {
-      const discard = await steps.run('discard-stage', () => calls.pgRestoreDiscard({ cluster, backupId, node: node.name }), (r) => r.detail).catch((err: unknown) => messageOf(err as Error));
-      return typeof discard === 'string' ? `; the staged copy could not be removed (${discard}): remove <data directory>.switchyard-restore-${backupId} on ${node.sshHost} by hand` : '';
+      const discard = await steps
+        .run(
+          'discard-stage',
+          () => calls.pgRestoreDiscard({ cluster, backupId, node: node.name }),
+          (r) => r.detail,
+        )
+        .catch((err: unknown) => messageOf(err as Error));
+      return typeof discard === 'string'
+        ? `; the staged copy could not be removed (${discard}): remove <data directory>.switchyard-restore-${backupId} on ${node.sshHost} by hand`
+        : '';
     };
     return withClusterLock(cluster, 'restore', requestedBy, steps, async () => {
       await notify('restore.started', `restore of ${backupId} onto ${node.name} (${cluster}) started by ${requestedBy} (${workflowId})`);
-      await steps.run('stage', () => copying.pgRestoreStage({ cluster, backupId, node: node.name }), (r) => r.detail);
+      await steps.run(
+        'stage',
+        () => copying.pgRestoreStage({ cluster, backupId, node: node.name }),
+        (r) => r.detail,
+      );
       if (isLivePrimary) {
         const d = await checkpoints.wait('replace-data', {
           prompt: `Replace the data of ${node.name}, the live primary of ${cluster} (at ${me.currentLsn ?? '?'}), with backup ${backupId} from ${manifest.finishedAt} (${age} old, ending at ${manifest.endLsn})? Every write after the backup is lost from ${node.name} (the old data directory is kept aside). Reject to change nothing.`,
@@ -150,7 +195,11 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
         if (d.decision !== 'approve') {
           const because = d.decision === 'deadline' ? 'no decision at replace-data before its deadline' : `replace-data rejected by ${d.by}`;
           if (!patched('restore-discard-rejected-stage')) {
-            steps.note('result', `${because}: nothing was changed (the staged copy stays beside the data directory until a restore uses or replaces it)`, 'skipped');
+            steps.note(
+              'result',
+              `${because}: nothing was changed (the staged copy stays beside the data directory until a restore uses or replaces it)`,
+              'skipped',
+            );
             return done('aborted', `nothing was changed: ${node.name} keeps its data`, { abortedBecause: because });
           }
           const left = await discardStage();
@@ -190,16 +239,44 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
           asked = true; // and read once more: the decision may have taken hours
         }
       }
-      const stop = await steps.run('stop', () => actions.pgFence({ cluster, node: node.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }), (f) => f.detail);
-      if (!stop.fenced) throw ApplicationFailure.nonRetryable(`PostgreSQL on ${node.name} did not stop (${stop.detail}): nothing was replaced`, 'RestoreStopped');
-      const swap = await steps.run('swap', () => copying.pgRestoreSwap({ cluster, backupId, node: node.name }), (r) => r.detail).catch(async (err: unknown) => {
-        // Before the swap the old data directory is in place: start it again so nothing is worse.
-        await steps.run('undo:start', () => actions.pgStart({ cluster, node: node.name }), (r) => r.detail).catch(() => undefined);
-        throw err;
-      });
-      const start = await steps.run('start', () => promotion.pgStart({ cluster, node: node.name }), (r) => r.detail);
+      const stop = await steps.run(
+        'stop',
+        () => actions.pgFence({ cluster, node: node.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }),
+        (f) => f.detail,
+      );
+      if (!stop.fenced)
+        throw ApplicationFailure.nonRetryable(`PostgreSQL on ${node.name} did not stop (${stop.detail}): nothing was replaced`, 'RestoreStopped');
+      const swap = await steps
+        .run(
+          'swap',
+          () => copying.pgRestoreSwap({ cluster, backupId, node: node.name }),
+          (r) => r.detail,
+        )
+        .catch(async (err: unknown) => {
+          // Before the swap the old data directory is in place: start it again so nothing is worse.
+          await steps
+            .run(
+              'undo:start',
+              () => actions.pgStart({ cluster, node: node.name }),
+              (r) => r.detail,
+            )
+            .catch(() => undefined);
+          throw err;
+        });
+      const start = await steps.run(
+        'start',
+        () => promotion.pgStart({ cluster, node: node.name }),
+        (r) => r.detail,
+      );
       const status = await steps.run('verify', () => reads.pgStatus({ cluster, node: node.name }), describeNode);
-      const probe = status.reachable && status.inRecovery === false ? await steps.run('write-probe', () => reads.pgWriteProbe({ cluster, node: node.name }), (p) => p.detail) : null;
+      const probe =
+        status.reachable && status.inRecovery === false
+          ? await steps.run(
+              'write-probe',
+              () => reads.pgWriteProbe({ cluster, node: node.name }),
+              (p) => p.detail,
+            )
+          : null;
       const others = layout.nodes.filter((n) => n.name !== node.name).map((n) => n.name);
       const verified = status.reachable && status.inRecovery === false && probe?.ok === true;
       const state = verified
@@ -208,18 +285,33 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       steps.note('result', state, verified ? 'done' : 'failed');
       await notify(verified ? 'restore.completed' : 'restore.unverified', `restore of ${cluster}: ${state}`);
       const result = done('completed', state, { movedAside: swap.movedAside });
-      if (!verified) throw ApplicationFailure.create({ message: `restore of ${backupId} onto ${node.name} did not verify: ${state}`, type: 'RestoreUnverified', nonRetryable: true, details: [result] });
+      if (!verified)
+        throw ApplicationFailure.create({
+          message: `restore of ${backupId} onto ${node.name} did not verify: ${state}`,
+          type: 'RestoreUnverified',
+          nonRetryable: true,
+          details: [result],
+        });
       return result;
     });
   }
 
   // ---- EBS -------------------------------------------------------------------------------------
-  const plan: EbsRestorePlan = await steps.run('catalog:ebs', () => calls.ebsRestorePlan({ cluster, backupId }), (p) => p.detail);
+  const plan: EbsRestorePlan = await steps.run(
+    'catalog:ebs',
+    () => calls.ebsRestorePlan({ cluster, backupId }),
+    (p) => p.detail,
+  );
   if (plan.restore.node !== node.name) {
-    throw refused(`the snapshots of backup ${backupId} are of ${plan.restore.node}'s instance, not ${node.name}'s: restore them with target ${plan.restore.node}`);
+    throw refused(
+      `the snapshots of backup ${backupId} are of ${plan.restore.node}'s instance, not ${node.name}'s: restore them with target ${plan.restore.node}`,
+    );
   }
   const ip = plan.restore.privateIp;
-  steps.note('plan', `launch an instance of ${node.name} from ${plan.snapshots.length} snapshots of ${backupId} with private IP ${ip ?? '?'}, ${plan.restore.instanceType ?? '?'} in ${plan.restore.subnetId ?? '?'}${plan.ipHeldBy ? `; ${plan.ipHeldBy.instanceId} (${plan.ipHeldBy.state}) still holds ${ip}` : ''}`);
+  steps.note(
+    'plan',
+    `launch an instance of ${node.name} from ${plan.snapshots.length} snapshots of ${backupId} with private IP ${ip ?? '?'}, ${plan.restore.instanceType ?? '?'} in ${plan.restore.subnetId ?? '?'}${plan.ipHeldBy ? `; ${plan.ipHeldBy.instanceId} (${plan.ipHeldBy.state}) still holds ${ip}` : ''}`,
+  );
   if (dryRun) {
     const p: PlanStep[] = [
       { step: 'lock', target: cluster, action: 'take the cluster lock' },
@@ -238,7 +330,11 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     await notify('restore.started', `restore of ${node.name}'s instance from snapshots ${backupId} (${cluster}) started by ${requestedBy} (${workflowId})`);
     let replaced: string | null = null;
     // Looked at again under the lock: the holder may have gone meanwhile.
-    const now = await steps.run('ip-holder', () => calls.ebsRestorePlan({ cluster, backupId }), (p) => (p.ipHeldBy ? `${p.ipHeldBy.instanceId} (${p.ipHeldBy.state}) holds ${ip}` : `nothing holds ${ip}`));
+    const now = await steps.run(
+      'ip-holder',
+      () => calls.ebsRestorePlan({ cluster, backupId }),
+      (p) => (p.ipHeldBy ? `${p.ipHeldBy.instanceId} (${p.ipHeldBy.state}) holds ${ip}` : `nothing holds ${ip}`),
+    );
     if (now.ipHeldBy) {
       const holder = now.ipHeldBy;
       const d = await checkpoints.wait('replace-instance', {
@@ -251,10 +347,18 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
         steps.note('result', `${because}: nothing was terminated or launched`, 'skipped');
         return done('aborted', `nothing was changed: ${holder.instanceId} still holds ${ip}`, { abortedBecause: because });
       }
-      await steps.run('terminate', () => calls.ebsTerminateInstance({ cluster, instanceId: holder.instanceId }), (r) => r.detail);
+      await steps.run(
+        'terminate',
+        () => calls.ebsTerminateInstance({ cluster, instanceId: holder.instanceId }),
+        (r) => r.detail,
+      );
       replaced = holder.instanceId;
     }
-    const launched = await steps.run('launch', () => copying.ebsRestoreInstance({ cluster, backupId, token: workflowId, requestedBy }), (r) => r.detail);
+    const launched = await steps.run(
+      'launch',
+      () => copying.ebsRestoreInstance({ cluster, backupId, token: workflowId, requestedBy }),
+      (r) => r.detail,
+    );
     const state = `${node.name} runs on ${launched.instanceId} (${launched.privateIp ?? '?'}) launched from backup ${backupId}${replaced ? `, replacing ${replaced}` : ''}; move traffic drivers that named the old instance (Elastic IP, private IP) with \`switchyard failover\` or \`switchover\` if needed`;
     steps.note('result', state);
     await notify('restore.completed', `restore of ${cluster}: ${state}`);

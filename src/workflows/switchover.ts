@@ -73,10 +73,18 @@ const waits = proxyActivities<Activities>({
 export async function switchover(input: SwitchoverInput): Promise<SwitchoverResult> {
   const { cluster, requestedBy, dryRun } = runbookInput('switchover', input);
   const steps = new StepLog('switchover', cluster);
-  const layout = await steps.run('layout', () => reads.clusterLayout({ cluster }), (l) => `${l.sites.join(', ')}; ${l.traffic.length} traffic drivers`);
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) => `${l.sites.join(', ')}; ${l.traffic.length} traffic drivers`,
+  );
   const to = typeof input.to === 'string' ? input.to : '';
   const target = layout.nodes.find((n) => n.site === to);
-  if (!target) throw ApplicationFailure.nonRetryable(`switchover needs "to": one of the sites of ${cluster} (${layout.sites.join(', ')}), got ${JSON.stringify(input.to)}`, 'ConfigError');
+  if (!target)
+    throw ApplicationFailure.nonRetryable(
+      `switchover needs "to": one of the sites of ${cluster} (${layout.sites.join(', ')}), got ${JSON.stringify(input.to)}`,
+      'ConfigError',
+    );
   const { workflowId } = workflowInfo();
   const notify = notifyVia(layout.notify, cluster, workflowId);
   const startedMs = Date.now();
@@ -86,17 +94,27 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
     const nodes = await Promise.all(layout.nodes.map((n) => steps.run(`preflight:${n.name}`, () => reads.pgStatus({ cluster, node: n.name }), describeNode)));
     const tStatus = nodes.find((n) => n.node === target.name)!;
     const primaries = nodes.filter((n) => n.reachable && n.inRecovery === false);
-    if (tStatus.reachable && tStatus.inRecovery === false) throw refused(`${target.name} at ${to} is already the primary of ${cluster}: nothing to switch over.`);
-    if (primaries.length !== 1) throw refused(`a switchover needs exactly one primary and both sites up; seen: ${nodes.map((n) => `${n.node}: ${describeNode(n)}`).join('; ')}`);
+    if (tStatus.reachable && tStatus.inRecovery === false)
+      throw refused(`${target.name} at ${to} is already the primary of ${cluster}: nothing to switch over.`);
+    if (primaries.length !== 1)
+      throw refused(`a switchover needs exactly one primary and both sites up; seen: ${nodes.map((n) => `${n.node}: ${describeNode(n)}`).join('; ')}`);
     const oStatus = primaries[0];
     const old = layout.nodes.find((n) => n.name === oStatus.node)!;
     if (!tStatus.reachable) throw refused(`${target.name} at ${to} is unreachable (${tStatus.error ?? 'no answer'}): a switchover needs both sites up.`);
     if (!(tStatus.walReceiver?.status === 'streaming' && tStatus.walReceiver.senderHost === old.host)) {
-      throw refused(`${target.name} does not stream from ${old.name} (WAL receiver ${tStatus.walReceiver ? `${tStatus.walReceiver.status} from ${tStatus.walReceiver.senderHost ?? '?'}` : 'not running'}): rejoin it first.`);
+      throw refused(
+        `${target.name} does not stream from ${old.name} (WAL receiver ${tStatus.walReceiver ? `${tStatus.walReceiver.status} from ${tStatus.walReceiver.senderHost ?? '?'}` : 'not running'}): rejoin it first.`,
+      );
     }
-    const lag = await steps.run(`lag:${target.name}`, () => reads.pgLag({ cluster, primary: old.name, standby: target.name }), (l) => `${l.lagBytes ?? '?'} bytes, ${l.lagSeconds ?? '?'} s behind`);
+    const lag = await steps.run(
+      `lag:${target.name}`,
+      () => reads.pgLag({ cluster, primary: old.name, standby: target.name }),
+      (l) => `${l.lagBytes ?? '?'} bytes, ${l.lagSeconds ?? '?'} s behind`,
+    );
     if (lag.lagBytes === null || lag.lagBytes > layout.maxLagBytes) {
-      throw refused(`standby ${target.name} is too far behind ${old.name} for a switchover: ${lag.lagBytes === null ? 'its position is unknown' : `${lag.lagBytes} bytes`} (bound: postgres.maxLagBytes = ${layout.maxLagBytes}). Wait until it catches up, or find out why it lags.`);
+      throw refused(
+        `standby ${target.name} is too far behind ${old.name} for a switchover: ${lag.lagBytes === null ? 'its position is unknown' : `${lag.lagBytes} bytes`} (bound: postgres.maxLagBytes = ${layout.maxLagBytes}). Wait until it catches up, or find out why it lags.`,
+      );
     }
     const timelineBefore = oStatus.timeline ?? null;
     const oldSite = old.site;
@@ -117,7 +135,11 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
         ...(oldMaintenance ? [{ step: `maintenance-on:${oldSite}`, target: oldMaintenance.host ?? oldSite, action: 'turn maintenance on' }] : []),
         ...oldServices.map((s) => ({ step: `service-stop:${s.site}/${s.service}`, target: s.host, action: 'stop the service' })),
         { step: 'stop-old-primary', target: old.name, action: `pg_ctl stop -m fast; read its shutdown checkpoint (pg_controldata)` },
-        { step: 'replay', target: target.name, action: `wait until it replayed up to that checkpoint (now ${lag.lagBytes} bytes behind; at most ${layout.switchover.replayTimeoutSeconds} s)` },
+        {
+          step: 'replay',
+          target: target.name,
+          action: `wait until it replayed up to that checkpoint (now ${lag.lagBytes} bytes behind; at most ${layout.switchover.replayTimeoutSeconds} s)`,
+        },
         { step: 'promote', target: target.name, action: `pg_promote (timeline ${timelineBefore ?? '?'} → next)` },
         ...layout.hooks.filter((h) => h.site === to).map((h) => ({ step: `hook:${h.name}`, target: h.host, action: 'run the site hook' })),
         ...(trafficFirst ? [] : [follow]),
@@ -127,63 +149,142 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
         ...(trafficFirst ? [follow] : []),
       ];
       steps.note('plan', plan.map((p) => `${p.step} → ${p.action}`).join('; '));
-      return { ...base, outcome: 'planned', abortedBecause: null, state: 'dry run: nothing was changed', writeDowntimeMs: null, probe: null, shutdownCheckpointLsn: null, replayedLsn: null, timeline: { before: timelineBefore, after: timelineBefore }, oldPrimary: { node: old.name, streaming: false, via: null, rejoin: null }, checkpoints: [], traffic: [], durationSeconds: 0, plan, steps: snapshot(steps) };
+      return {
+        ...base,
+        outcome: 'planned',
+        abortedBecause: null,
+        state: 'dry run: nothing was changed',
+        writeDowntimeMs: null,
+        probe: null,
+        shutdownCheckpointLsn: null,
+        replayedLsn: null,
+        timeline: { before: timelineBefore, after: timelineBefore },
+        oldPrimary: { node: old.name, streaming: false, via: null, rejoin: null },
+        checkpoints: [],
+        traffic: [],
+        durationSeconds: 0,
+        plan,
+        steps: snapshot(steps),
+      };
     }
 
     const decisions: CheckpointOutcome[] = [];
-    const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, SWITCHOVER_CHECKPOINTS, (event, text) => notify(`checkpoint.${event === 'checkpoint' ? 'waiting' : event === 'checkpoint-reminder' ? 'reminder' : 'deadline'}`, text));
+    const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, SWITCHOVER_CHECKPOINTS, (event, text) =>
+      notify(`checkpoint.${event === 'checkpoint' ? 'waiting' : event === 'checkpoint-reminder' ? 'reminder' : 'deadline'}`, text),
+    );
     await notify('switchover.started', `switchover of ${cluster} from ${oldSite} to ${to} started by ${requestedBy} (${workflowId})`);
     if (layout.switchover.confirmStart) {
-      const d = await checkpoints.wait('start-switchover', { prompt: `Switch ${cluster} over from ${oldSite} to ${to}? Writes stop for the few seconds it takes. Approve at the start of the maintenance window; reject to change nothing.`, safety: false });
+      const d = await checkpoints.wait('start-switchover', {
+        prompt: `Switch ${cluster} over from ${oldSite} to ${to}? Writes stop for the few seconds it takes. Approve at the start of the maintenance window; reject to change nothing.`,
+        safety: false,
+      });
       decisions.push(d);
       if (d.decision !== 'approve') {
         const because = d.decision === 'deadline' ? 'no decision at start-switchover before its deadline' : `start-switchover rejected by ${d.by}`;
-        return { ...base, outcome: 'aborted', abortedBecause: because, state: 'nothing was changed', writeDowntimeMs: null, probe: null, shutdownCheckpointLsn: null, replayedLsn: null, timeline: { before: timelineBefore, after: timelineBefore }, oldPrimary: { node: old.name, streaming: true, via: null, rejoin: null }, checkpoints: decisions, traffic: [], durationSeconds: seconds(startedMs, Date.now()), plan: [], steps: snapshot(steps) };
+        return {
+          ...base,
+          outcome: 'aborted',
+          abortedBecause: because,
+          state: 'nothing was changed',
+          writeDowntimeMs: null,
+          probe: null,
+          shutdownCheckpointLsn: null,
+          replayedLsn: null,
+          timeline: { before: timelineBefore, after: timelineBefore },
+          oldPrimary: { node: old.name, streaming: true, via: null, rejoin: null },
+          checkpoints: decisions,
+          traffic: [],
+          durationSeconds: seconds(startedMs, Date.now()),
+          plan: [],
+          steps: snapshot(steps),
+        };
       }
     }
 
     // The run's own write probes: first refused write → first accepted one on the target.
     const probeScope = new CancellationScope();
-    const probeActs = proxyActivities<Activities>({ startToCloseTimeout: `${layout.switchover.replayTimeoutSeconds + 600} seconds`, heartbeatTimeout: '10 seconds', retry: { maximumAttempts: 2 } });
-    const probing = probeScope.run(() => probeActs.writeProbeLoop({ cluster, expectNode: target.name, maxSeconds: layout.switchover.replayTimeoutSeconds + 300, intervalMs: 100 }));
+    const probeActs = proxyActivities<Activities>({
+      startToCloseTimeout: `${layout.switchover.replayTimeoutSeconds + 600} seconds`,
+      heartbeatTimeout: '10 seconds',
+      retry: { maximumAttempts: 2 },
+    });
+    const probing = probeScope.run(() =>
+      probeActs.writeProbeLoop({ cluster, expectNode: target.name, maxSeconds: layout.switchover.replayTimeoutSeconds + 300, intervalMs: 100 }),
+    );
     probing.catch(() => undefined);
 
     const undo: Undo[] = [];
     let promoting = false;
     try {
       if (oldMaintenance) {
-        const m = await steps.run(`maintenance-on:${oldSite}`, () => actions.maintenanceSet({ cluster, site: oldSite, on: true }), (r) => r.detail);
-        if (m.changed) undo.push({ what: `maintenance off at ${oldSite}`, run: async () => (await actions.maintenanceSet({ cluster, site: oldSite, on: false })).detail });
+        const m = await steps.run(
+          `maintenance-on:${oldSite}`,
+          () => actions.maintenanceSet({ cluster, site: oldSite, on: true }),
+          (r) => r.detail,
+        );
+        if (m.changed)
+          undo.push({ what: `maintenance off at ${oldSite}`, run: async () => (await actions.maintenanceSet({ cluster, site: oldSite, on: false })).detail });
       }
       for (const s of oldServices) {
-        const r = await steps.run(`service-stop:${s.site}/${s.service}`, () => actions.serviceStop({ cluster, site: s.site, service: s.service }), (x) => x.detail);
-        if (r.changed) undo.push({ what: `start ${s.service} at ${s.site}`, run: async () => (await actions.serviceStart({ cluster, site: s.site, service: s.service })).detail });
+        const r = await steps.run(
+          `service-stop:${s.site}/${s.service}`,
+          () => actions.serviceStop({ cluster, site: s.site, service: s.service }),
+          (x) => x.detail,
+        );
+        if (r.changed)
+          undo.push({
+            what: `start ${s.service} at ${s.site}`,
+            run: async () => (await actions.serviceStart({ cluster, site: s.site, service: s.service })).detail,
+          });
       }
-      const stop = await steps.run('stop-old-primary', () => actions.pgFence({ cluster, node: old.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }), (f) => f.detail);
+      const stop = await steps.run(
+        'stop-old-primary',
+        () => actions.pgFence({ cluster, node: old.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }),
+        (f) => f.detail,
+      );
       if (stop.changed) undo.push({ what: `start PostgreSQL ${old.name} again`, run: async () => (await actions.pgStart({ cluster, node: old.name })).detail });
       const ckpt = stop.control?.ok && stop.control.state === 'shut down' ? stop.control.checkpointLsn : null;
       if (!stop.fenced || !ckpt) {
-        throw refused(`${old.name} did not shut down cleanly (${stop.detail}): without its shutdown checkpoint a switchover cannot prove that no acknowledged commit is lost.`);
+        throw refused(
+          `${old.name} did not shut down cleanly (${stop.detail}): without its shutdown checkpoint a switchover cannot prove that no acknowledged commit is lost.`,
+        );
       }
       const replay = await steps.run(
         'replay',
         () => waits.pgWaitReplay({ cluster, node: target.name, lsn: ckpt, timeoutSeconds: layout.switchover.replayTimeoutSeconds }),
         (r) => `${r.reached ? 'replayed' : 'NOT replayed'} up to ${ckpt} (at ${r.replayLsn ?? '?'}) in ${Math.round(r.waitedMs / 100) / 10} s`,
       );
-      if (!replay.reached) throw new Aborted(`${target.name} did not replay up to ${old.name}'s shutdown checkpoint ${ckpt} within ${layout.switchover.replayTimeoutSeconds} s (it is at ${replay.replayLsn ?? '?'})`);
+      if (!replay.reached)
+        throw new Aborted(
+          `${target.name} did not replay up to ${old.name}'s shutdown checkpoint ${ckpt} within ${layout.switchover.replayTimeoutSeconds} s (it is at ${replay.replayLsn ?? '?'})`,
+        );
 
       // ---- promote: from here the run only goes forward ---------------------------------------
       promoting = true;
-      const promoted = await steps.run('promote', () => promotion.pgPromote({ cluster, node: target.name, waitSeconds: 60 }), (p) => p.detail);
-      const probe1 = await steps.run(`write-probe:${target.name}`, () => promotion.pgWriteProbe({ cluster, node: target.name }), (p) => p.detail);
+      const promoted = await steps.run(
+        'promote',
+        () => promotion.pgPromote({ cluster, node: target.name, waitSeconds: 60 }),
+        (p) => p.detail,
+      );
+      const probe1 = await steps.run(
+        `write-probe:${target.name}`,
+        () => promotion.pgWriteProbe({ cluster, node: target.name }),
+        (p) => p.detail,
+      );
       if (!probe1.ok) throw ApplicationFailure.nonRetryable(`${target.name} was promoted but refuses writes: ${probe1.detail}`, 'PromotionUnconfirmed');
 
       const failures: string[] = [];
       for (const h of layout.hooks.filter((x) => x.site === to)) {
-        const r = await steps.run(`hook:${h.name}`, () => hookActs(h).runHook({ cluster, site: to, hook: h.name }), (x) => `${h.host}: ${x.alreadyDone ? 'already done (check exit 0)' : `exit ${x.exitCode ?? 'none'}`}`).catch((err: unknown) => {
-          failures.push(`hook ${h.name}: ${messageOf(err as Error)}`);
-          return null;
-        });
+        const r = await steps
+          .run(
+            `hook:${h.name}`,
+            () => hookActs(h).runHook({ cluster, site: to, hook: h.name }),
+            (x) => `${h.host}: ${x.alreadyDone ? 'already done (check exit 0)' : `exit ${x.exitCode ?? 'none'}`}`,
+          )
+          .catch((err: unknown) => {
+            failures.push(`hook ${h.name}: ${messageOf(err as Error)}`);
+            return null;
+          });
         if (r && r.exitCode !== 0) {
           failures.push(`hook ${h.name} on ${h.host} exited ${r.exitCode ?? 'without status'}: ${(r.stderr.trim() || r.stdout.trim()).slice(-300)}`);
           break;
@@ -200,23 +301,41 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
       };
       const startServices = async () => {
         for (const s of newServices) {
-          await steps.run(`service-start:${s.site}/${s.service}`, () => actions.serviceStart({ cluster, site: s.site, service: s.service }), (x) => x.detail).catch((err: unknown) => failures.push(`start ${s.service} at ${s.site}: ${messageOf(err as Error)}`));
+          await steps
+            .run(
+              `service-start:${s.site}/${s.service}`,
+              () => actions.serviceStart({ cluster, site: s.site, service: s.service }),
+              (x) => x.detail,
+            )
+            .catch((err: unknown) => failures.push(`start ${s.service} at ${s.site}: ${messageOf(err as Error)}`));
         }
       };
       const traffic: SwitchoverResult['traffic'] = [];
       const moveTraffic = async () => {
         for (const d of layout.traffic) {
-          const t = await steps.run(`traffic:${d.name}`, () => trafficActs(d).trafficMove({ cluster, driver: d.name, site: to }), (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'})`).catch((err: unknown) => {
-            failures.push(`traffic driver ${d.name}: ${messageOf(err as Error)}`);
-            return null;
-          });
+          const t = await steps
+            .run(
+              `traffic:${d.name}`,
+              () => trafficActs(d).trafficMove({ cluster, driver: d.name, site: to }),
+              (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'})`,
+            )
+            .catch((err: unknown) => {
+              failures.push(`traffic driver ${d.name}: ${messageOf(err as Error)}`);
+              return null;
+            });
           traffic.push({ driver: d.name, site: t?.site ?? null, changed: t?.changed });
         }
       };
       const maintenanceOff = async () => {
         for (const m of [newMaintenance, oldMaintenance]) {
           if (!m) continue;
-          await steps.run(`maintenance-off:${m.site}`, () => actions.maintenanceSet({ cluster, site: m.site, on: false }), (x) => x.detail).catch((err: unknown) => failures.push(`maintenance off at ${m.site}: ${messageOf(err as Error)}`));
+          await steps
+            .run(
+              `maintenance-off:${m.site}`,
+              () => actions.maintenanceSet({ cluster, site: m.site, on: false }),
+              (x) => x.detail,
+            )
+            .catch((err: unknown) => failures.push(`maintenance off at ${m.site}: ${messageOf(err as Error)}`));
         }
       };
       if (trafficFirst) {
@@ -230,11 +349,19 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
         await moveTraffic();
         await maintenanceOff();
       }
-      const probe = await steps.run('write-downtime', () => probing, (p) => p.detail).catch((err: unknown) => {
-        steps.note('write-downtime', `the write probes did not report: ${messageOf(err as Error)}`, 'failed');
-        return null;
-      });
-      const state = `${target.name} (${to}) is primary on timeline ${promoted.timeline ?? '?'}; ${old.name} (${oldSite}) ${follow.streaming ? `streams from it${follow.via === 'rejoin' ? ' (after a rejoin)' : ''}` : 'is NOT a streaming standby yet'}` + (failures.length ? `; NOT DONE: ${failures.join('; ')}` : '');
+      const probe = await steps
+        .run(
+          'write-downtime',
+          () => probing,
+          (p) => p.detail,
+        )
+        .catch((err: unknown) => {
+          steps.note('write-downtime', `the write probes did not report: ${messageOf(err as Error)}`, 'failed');
+          return null;
+        });
+      const state =
+        `${target.name} (${to}) is primary on timeline ${promoted.timeline ?? '?'}; ${old.name} (${oldSite}) ${follow.streaming ? `streams from it${follow.via === 'rejoin' ? ' (after a rejoin)' : ''}` : 'is NOT a streaming standby yet'}` +
+        (failures.length ? `; NOT DONE: ${failures.join('; ')}` : '');
       const result: SwitchoverResult = {
         ...base,
         outcome: 'completed',
@@ -253,10 +380,18 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
         steps: [],
       };
       steps.note('result', `${state}; write downtime ${probe?.downtimeMs ?? '?'} ms`, failures.length ? 'failed' : 'done');
-      await notify(failures.length ? 'switchover.incomplete' : 'switchover.completed', `switchover of ${cluster}: ${state}; write downtime ${probe?.downtimeMs ?? '?'} ms`);
+      await notify(
+        failures.length ? 'switchover.incomplete' : 'switchover.completed',
+        `switchover of ${cluster}: ${state}; write downtime ${probe?.downtimeMs ?? '?'} ms`,
+      );
       result.steps = snapshot(steps);
       if (failures.length) {
-        throw ApplicationFailure.create({ message: `switchover of ${cluster} promoted ${target.name} but did not finish: ${failures.join('; ')}`, type: 'SwitchoverIncomplete', nonRetryable: true, details: [result] });
+        throw ApplicationFailure.create({
+          message: `switchover of ${cluster} promoted ${target.name} but did not finish: ${failures.join('; ')}`,
+          type: 'SwitchoverIncomplete',
+          nonRetryable: true,
+          details: [result],
+        });
       }
       return result;
     } catch (err) {
@@ -265,7 +400,10 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
       const because = err instanceof Aborted ? err.because : messageOf(err as Error);
       const state = await CancellationScope.nonCancellable(async () => {
         const { done, failed } = await runUndo(steps, undo);
-        const left = [`nothing was promoted: ${old.name} (${oldSite}) is the primary, ${target.name} a standby; traffic was not moved`, done.length ? `undone: ${done.join(', ')}` : 'nothing needed undoing'];
+        const left = [
+          `nothing was promoted: ${old.name} (${oldSite}) is the primary, ${target.name} a standby; traffic was not moved`,
+          done.length ? `undone: ${done.join(', ')}` : 'nothing needed undoing',
+        ];
         if (failed.length) left.push(`could not undo: ${failed.join(', ')}`);
         const text = left.join('; ');
         await notify('switchover.aborted', `switchover of ${cluster} stopped before promotion: ${because}. ${text}`);
@@ -276,7 +414,23 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
         const type = err instanceof ApplicationFailure && err.type ? err.type : 'SwitchoverStopped';
         throw ApplicationFailure.create({ message: `${because}. State: ${state}`, type, nonRetryable: true });
       }
-      return { ...base, outcome: 'aborted', abortedBecause: because, state, writeDowntimeMs: null, probe: null, shutdownCheckpointLsn: null, replayedLsn: null, timeline: { before: timelineBefore, after: timelineBefore }, oldPrimary: { node: old.name, streaming: false, via: null, rejoin: null }, checkpoints: decisions, traffic: [], durationSeconds: seconds(startedMs, Date.now()), plan: [], steps: snapshot(steps) };
+      return {
+        ...base,
+        outcome: 'aborted',
+        abortedBecause: because,
+        state,
+        writeDowntimeMs: null,
+        probe: null,
+        shutdownCheckpointLsn: null,
+        replayedLsn: null,
+        timeline: { before: timelineBefore, after: timelineBefore },
+        oldPrimary: { node: old.name, streaming: false, via: null, rejoin: null },
+        checkpoints: decisions,
+        traffic: [],
+        durationSeconds: seconds(startedMs, Date.now()),
+        plan: [],
+        steps: snapshot(steps),
+      };
     }
   };
   if (dryRun) return body();
@@ -292,12 +446,31 @@ async function followNewPrimary(
   target: { name: string },
   requestedBy: string,
 ): Promise<{ streaming: boolean; via: 'follow' | 'rejoin' | null; rejoin: RejoinResult | null }> {
-  await steps.run('follow:slot', () => actions.pgEnsureSlot({ cluster, primary: target.name, slot: old.slot }), (r) => r.detail);
-  await steps.run('follow:configure', () => actions.pgConfigureStandby({ cluster, node: old.name, primary: target.name }), (r) => r.detail);
-  await steps.run('follow:start', () => actions.pgStart({ cluster, node: old.name }), (r) => r.detail);
+  await steps.run(
+    'follow:slot',
+    () => actions.pgEnsureSlot({ cluster, primary: target.name, slot: old.slot }),
+    (r) => r.detail,
+  );
+  await steps.run(
+    'follow:configure',
+    () => actions.pgConfigureStandby({ cluster, node: old.name, primary: target.name }),
+    (r) => r.detail,
+  );
+  await steps.run(
+    'follow:start',
+    () => actions.pgStart({ cluster, node: old.name }),
+    (r) => r.detail,
+  );
   const caught = await steps.run(
     'follow:streaming',
-    () => waits.pgWaitStreaming({ cluster, node: old.name, primary: target.name, maxLagBytes: layout.maxLagBytes, timeoutSeconds: Math.min(120, layout.rejoin.catchUpTimeoutSeconds) }),
+    () =>
+      waits.pgWaitStreaming({
+        cluster,
+        node: old.name,
+        primary: target.name,
+        maxLagBytes: layout.maxLagBytes,
+        timeoutSeconds: Math.min(120, layout.rejoin.catchUpTimeoutSeconds),
+      }),
     (r) => r.detail,
   );
   if (caught.streaming) return { streaming: true, via: 'follow', rejoin: null };

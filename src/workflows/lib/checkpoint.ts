@@ -53,7 +53,11 @@ export class Checkpoints {
     setHandler(decisionSignal, (d: Decision) => {
       const reason = this.refusal(d);
       if (reason) {
-        this.steps.note(`decision:${str(d?.checkpoint) || '?'}`, `refused ${str(d?.decision) || 'decision'} from ${str(d?.by) || 'nobody'}: ${reason}`, 'failed');
+        this.steps.note(
+          `decision:${str(d?.checkpoint) || '?'}`,
+          `refused ${str(d?.decision) || 'decision'} from ${str(d?.by) || 'nobody'}: ${reason}`,
+          'failed',
+        );
         return;
       }
       this.decided = d;
@@ -78,7 +82,8 @@ export class Checkpoints {
     if (!d || typeof d !== 'object') return 'a decision is an object { checkpoint, decision, by, comment? }';
     const name = str(d.checkpoint);
     if (!this.known.includes(name)) return `unknown checkpoint "${name}"; this runbook's checkpoints are ${this.known.map((k) => `"${k}"`).join(', ')}`;
-    if (this.waiting?.name !== name) return `the run is not waiting at "${name}" (${this.waiting ? `it waits at "${this.waiting.name}"` : 'it waits at no checkpoint'})`;
+    if (this.waiting?.name !== name)
+      return `the run is not waiting at "${name}" (${this.waiting ? `it waits at "${this.waiting.name}"` : 'it waits at no checkpoint'})`;
     if (this.decided) return `"${name}" was already decided`;
     if (d.decision !== 'approve' && d.decision !== 'reject') return `decision must be "approve" or "reject", got ${JSON.stringify(d.decision)}`;
     const by = str(d.by).trim();

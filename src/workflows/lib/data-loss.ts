@@ -33,7 +33,14 @@ export interface LastReading {
   workflowId: string | null;
 }
 
-export function judgeLoss(o: { oldNode: string; control: PgControlData | null; oldAtStart: PgNodeStatus; last: LastReading | null; standby: PgNodeStatus; oldAtStartAt?: string }): DataLoss {
+export function judgeLoss(o: {
+  oldNode: string;
+  control: PgControlData | null;
+  oldAtStart: PgNodeStatus;
+  last: LastReading | null;
+  standby: PgNodeStatus;
+  oldAtStartAt?: string;
+}): DataLoss {
   const { oldNode, control, oldAtStart, last, standby } = o;
   let observedAt: string | null = null;
   const standbyLsn = standby.inRecovery === false ? (standby.currentLsn ?? null) : lsnMax(standby.receiveLsn, standby.replayLsn);
@@ -83,11 +90,16 @@ export function judgeLoss(o: { oldNode: string; control: PgControlData | null; o
  */
 export function lossGate(loss: DataLoss, thresholdBytes: number, freshnessSeconds: number, nowMs: number): { ask: boolean; why: string } {
   if (loss.bytes === null) return { ask: true, why: 'the data lost cannot be measured' };
-  if (loss.bytes > thresholdBytes) return { ask: true, why: `${loss.bytes} bytes${loss.exact ? '' : ' at least'} is past the threshold of ${thresholdBytes} bytes` };
+  if (loss.bytes > thresholdBytes)
+    return { ask: true, why: `${loss.bytes} bytes${loss.exact ? '' : ' at least'} is past the threshold of ${thresholdBytes} bytes` };
   if (loss.exact) return { ask: false, why: `exact: ${loss.bytes} bytes, within the threshold of ${thresholdBytes} bytes` };
   const at = loss.observedAt ? Date.parse(loss.observedAt) : NaN;
   if (Number.isNaN(at)) return { ask: true, why: `${loss.bytes} bytes is only a lower bound, from a reading of unknown age: writes after it are not known` };
   const age = Math.max(0, Math.round((nowMs - at) / 1000));
-  if (age <= freshnessSeconds) return { ask: false, why: `a lower bound of ${loss.bytes} bytes from a reading ${age} s old (within the ${freshnessSeconds} s freshness)` };
-  return { ask: true, why: `${loss.bytes} bytes is only a lower bound, from a reading ${age} s old (older than the ${freshnessSeconds} s freshness): writes after it are not known` };
+  if (age <= freshnessSeconds)
+    return { ask: false, why: `a lower bound of ${loss.bytes} bytes from a reading ${age} s old (within the ${freshnessSeconds} s freshness)` };
+  return {
+    ask: true,
+    why: `${loss.bytes} bytes is only a lower bound, from a reading ${age} s old (older than the ${freshnessSeconds} s freshness): writes after it are not known`,
+  };
 }

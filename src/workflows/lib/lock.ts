@@ -37,7 +37,8 @@ export async function withClusterLock<T>(
   if (opts.underParentLock) {
     // A child of a runbook that holds the lock (failback's rejoin and switchover) runs under it.
     // Only a child can claim that: a run started by a person always takes the lock itself.
-    if (!parent) throw ApplicationFailure.nonRetryable(`"underParentLock" is only for child runs of a runbook that holds the lock of ${cluster}`, 'ConfigError');
+    if (!parent)
+      throw ApplicationFailure.nonRetryable(`"underParentLock" is only for child runs of a runbook that holds the lock of ${cluster}`, 'ConfigError');
     if (patched('lock-verify-parent')) {
       // The parent must really hold it (refused, naming the holder, when it does not).
       await steps.run(
@@ -52,21 +53,28 @@ export async function withClusterLock<T>(
   }
   let busy = false;
   try {
-    await steps.run(
-      'lock',
-      () => lockActs.lockAcquire({ cluster, workflowId, runId, firstExecutionRunId, operation, ...(requestedBy ? { requestedBy } : {}) }),
-      (r) => `cluster ${cluster} locked for ${operation}${r.forceReleased ? `; released the stale lock of ${r.forceReleased.operation} ${r.forceReleased.workflowId}` : ''}`,
-    ).catch((err: unknown) => {
-      busy = isBusy(err);
-      throw err;
-    });
+    await steps
+      .run(
+        'lock',
+        () => lockActs.lockAcquire({ cluster, workflowId, runId, firstExecutionRunId, operation, ...(requestedBy ? { requestedBy } : {}) }),
+        (r) =>
+          `cluster ${cluster} locked for ${operation}${r.forceReleased ? `; released the stale lock of ${r.forceReleased.operation} ${r.forceReleased.workflowId}` : ''}`,
+      )
+      .catch((err: unknown) => {
+        busy = isBusy(err);
+        throw err;
+      });
     return await fn();
   } finally {
     // Also after a failed or cancelled acquire (it may have been granted before the failure);
     // release is a no-op for a run that does not hold the lock. Not after a refusal: nothing to do.
     if (!busy) {
       await CancellationScope.nonCancellable(() =>
-        steps.run('unlock', () => lockActs.lockRelease({ cluster, workflowId, runId, firstExecutionRunId }), (r) => (r.released ? `cluster ${cluster} released` : 'was not held')),
+        steps.run(
+          'unlock',
+          () => lockActs.lockRelease({ cluster, workflowId, runId, firstExecutionRunId }),
+          (r) => (r.released ? `cluster ${cluster} released` : 'was not held'),
+        ),
       ).catch(() => undefined); // recorded as failed in the step log; never hides fn's own outcome
     }
   }

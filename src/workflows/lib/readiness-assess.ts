@@ -6,7 +6,17 @@
 import type { ClusterLayout } from '../../topology/layout';
 import type { PgBackupEntry } from '../../contract/backup';
 import { formatAge } from './retention';
-import type { Ec2InstanceInfo, FenceState, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState } from '../../contract/observations';
+import type {
+  Ec2InstanceInfo,
+  FenceState,
+  MaintenanceState,
+  PgLag,
+  PgNodeStatus,
+  PgWriteProbe,
+  ServiceState,
+  SshCheck,
+  TrafficState,
+} from '../../contract/observations';
 import { formatBytes } from '../../contract/format';
 
 export interface ReadinessCheck {
@@ -185,12 +195,20 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
   for (const t of o.traffic) {
     traffic[t.driver] = { kind: t.kind, site: t.site, target: t.target };
     const ok = primarySite !== null && t.site === primarySite;
-    check(`traffic:${t.driver}`, ok, `${t.kind} points at ${t.site ?? 'no site'}${t.target ? ` (${t.target})` : ''}${ok || primarySite === null ? '' : `, not the primary site ${primarySite}`}${t.detail ? `; ${t.detail}` : ''}`);
+    check(
+      `traffic:${t.driver}`,
+      ok,
+      `${t.kind} points at ${t.site ?? 'no site'}${t.target ? ` (${t.target})` : ''}${ok || primarySite === null ? '' : `, not the primary site ${primarySite}`}${t.detail ? `; ${t.detail}` : ''}`,
+    );
   }
 
   // --- EC2 -------------------------------------------------------------------------------------
   for (const i of o.ec2 ?? []) {
-    check(`ec2:${i.node}`, i.instanceId !== null && i.state === 'running', i.instanceId ? `${i.instanceId} ${i.state}${i.privateIp ? `, ${i.privateIp}` : ''}${i.detail ? `; ${i.detail}` : ''}` : i.detail);
+    check(
+      `ec2:${i.node}`,
+      i.instanceId !== null && i.state === 'running',
+      i.instanceId ? `${i.instanceId} ${i.state}${i.privateIp ? `, ${i.privateIp}` : ''}${i.detail ? `; ${i.detail}` : ''}` : i.detail,
+    );
   }
 
   // --- backups: the newest one a drill proved restorable, against backup.maxRestorableAge --------

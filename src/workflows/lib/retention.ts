@@ -60,7 +60,9 @@ export function catalog(pg: PgBackupEntry[], ebs: EbsBackupEntry[]): CatalogEntr
     e.snapshots = s.snapshots.map((x) => x.snapshotId);
     e.createdAt = earliest(e.createdAt, s.createdAt);
   }
-  return [...by.values()].sort((a, b) => (b.createdAt ? Date.parse(b.createdAt) : -Infinity) - (a.createdAt ? Date.parse(a.createdAt) : -Infinity) || (a.backupId < b.backupId ? 1 : -1));
+  return [...by.values()].sort(
+    (a, b) => (b.createdAt ? Date.parse(b.createdAt) : -Infinity) - (a.createdAt ? Date.parse(a.createdAt) : -Infinity) || (a.backupId < b.backupId ? 1 : -1),
+  );
 }
 
 export function planRetention(entries: CatalogEntry[], policy: RetentionPolicy, nowMs: number, protect: readonly string[] = []): RetentionDecision[] {
@@ -76,7 +78,8 @@ export function planRetention(entries: CatalogEntry[], policy: RetentionPolicy, 
     const base = { backupId: e.backupId, createdAt: e.createdAt, pg: e.pg || e.pgIncomplete, snapshots: e.snapshots };
     const age = ageSeconds === null ? 'of unknown age' : `${formatAge(ageSeconds)} old`;
     if (protect.includes(e.backupId)) return { ...base, action: 'keep', why: 'made by this run' };
-    if (newestProven && e.backupId === newestProven.backupId) return { ...base, action: 'keep', why: `the newest backup a drill proved restorable (${e.provenAt})` };
+    if (newestProven && e.backupId === newestProven.backupId)
+      return { ...base, action: 'keep', why: `the newest backup a drill proved restorable (${e.provenAt})` };
     if (lastN.has(e.backupId)) return { ...base, action: 'keep', why: `one of the last ${policy.keepLast}` };
     if (ageSeconds === null) return { ...base, action: 'keep', why: 'its age is unknown: kept for a person to look at' };
     if (ageSeconds < policy.maxAgeSeconds) return { ...base, action: 'keep', why: `${age}, younger than the maximum age ${formatAge(policy.maxAgeSeconds)}` };

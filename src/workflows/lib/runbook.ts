@@ -43,10 +43,18 @@ export class Aborted extends Error {
 
 export function describeNode(n: PgNodeStatus): string {
   if (!n.reachable) {
-    const kind = n.unreachable === 'refused' ? 'refused: nothing listens there' : n.unreachable === 'no-answer' ? 'no answer at all' : n.unreachable === 'unknown' ? 'UNKNOWN: something answers, its role cannot be read' : null;
+    const kind =
+      n.unreachable === 'refused'
+        ? 'refused: nothing listens there'
+        : n.unreachable === 'no-answer'
+          ? 'no answer at all'
+          : n.unreachable === 'unknown'
+            ? 'UNKNOWN: something answers, its role cannot be read'
+            : null;
     return `unreachable: ${n.error ?? 'no answer'}${kind ? ` (${kind})` : ''}`;
   }
-  if (n.inRecovery) return `standby on timeline ${n.timeline ?? '?'}, received ${n.receiveLsn ?? '?'}, replayed ${n.replayLsn ?? '?'}, WAL receiver ${n.walReceiver?.status ?? 'not running'}`;
+  if (n.inRecovery)
+    return `standby on timeline ${n.timeline ?? '?'}, received ${n.receiveLsn ?? '?'}, replayed ${n.replayLsn ?? '?'}, WAL receiver ${n.walReceiver?.status ?? 'not running'}`;
   return `primary at ${n.currentLsn ?? '?'} on timeline ${n.timeline ?? '?'}`;
 }
 
@@ -54,10 +62,10 @@ export function seconds(fromMs: number, toMs: number): number {
   return Math.round((toMs - fromMs) / 100) / 10;
 }
 
-
 /** The fields every runbook input has, checked with messages that say what is missing. */
 export function runbookInput(operation: string, input: unknown): { cluster: string; requestedBy: string; dryRun: boolean } {
-  if (!input || typeof input !== 'object') throw ApplicationFailure.nonRetryable(`${operation} input must be an object { cluster, requestedBy, … }`, 'ConfigError');
+  if (!input || typeof input !== 'object')
+    throw ApplicationFailure.nonRetryable(`${operation} input must be an object { cluster, requestedBy, … }`, 'ConfigError');
   const i = input as { cluster?: unknown; requestedBy?: unknown; dryRun?: unknown };
   const cluster = typeof i.cluster === 'string' ? i.cluster : '';
   if (!cluster) throw ApplicationFailure.nonRetryable(`${operation} input needs "cluster": the name of the cluster`, 'ConfigError');

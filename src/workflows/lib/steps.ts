@@ -57,7 +57,14 @@ export class StepLog {
 
   private begin(name: string, start?: { state: 'waiting'; detail: string }): StepRecord {
     const previous = this.steps.filter((s) => s.name === name).length;
-    const rec: StepRecord = { name, state: start?.state ?? 'running', startedAt: new Date().toISOString(), endedAt: null, attempts: previous + 1, detail: start?.detail ?? '' };
+    const rec: StepRecord = {
+      name,
+      state: start?.state ?? 'running',
+      startedAt: new Date().toISOString(),
+      endedAt: null,
+      attempts: previous + 1,
+      detail: start?.detail ?? '',
+    };
     this.steps.push(rec);
     upsertSearchAttributes([{ key: SA_STEP, value: name }]);
     log.info(`step ${name} started`, { step: name, cluster: this.cluster });
