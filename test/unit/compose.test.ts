@@ -11,21 +11,19 @@
  *   one version, the search attributes the code uses;
  * - the Dockerfile by a small lint (pinned FROM, non-root USER, no remote ADD, entrypoint, …) and
  *   the image's contents: every file and production package the worker loads is in it;
- * - `docker compose config` when the compose plugin is installed;
- * - deploy/temporal/setup-namespace.sh and deploy/worker-healthcheck.js against a real Temporal dev
- *   server when scripts/setup.sh has installed the Temporal CLI.
+ * - `docker compose config` when the compose plugin is installed.
+ * (deploy/'s scripts run against a real Temporal dev server in test/workflow/deploy-scripts.test.ts.)
  *
  * Every rule is also run on a broken copy, so that a rule that cannot fail is caught too.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix, relative, resolve } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import Ajv2020, { type ErrorObject } from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import { parse as parseYaml, parseDocument } from 'yaml';
@@ -691,133 +689,5 @@ describe('deploy/', () => {
       const r = spawnSync('sh', ['-n', join(ROOT, s)], { encoding: 'utf8' });
       assert.equal(r.status, 0, `${s}: ${r.stderr}`);
     }
-  });
-});
-
-// --- against a real Temporal dev server ------------------------------------------------------------
-
-function temporalCli(): string | null {
-  const file = join(ROOT, '.tools/paths.json');
-  if (!existsSync(file)) return null;
-  const p = (JSON.parse(readFileSync(file, 'utf8')) as { temporal?: string }).temporal;
-  return p && existsSync(p) ? p : null;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (addr && typeof addr === 'object' ? ok(addr.port) : fail(new Error('no port'))));
-    });
-  });
-}
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
-  return new Promise((ok) => {
-    const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      ok({ code, out });
-    });
-  });
-}
-
-describe('deploy scripts against a real Temporal dev server', () => {
-  const cli = temporalCli();
-  let server: ChildProcess | undefined;
-  let dir = '';
-  let address = '';
-  const namespace = 'compose-test';
-  const env = () => ({ ...process.env, PATH: `${dirname(cli as string)}:${process.env.PATH ?? ''}`, TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: namespace });
-
-  before(async () => {
-    if (!cli) return;
-    dir = mkdtempSync(join(tmpdir(), 'switchyard-test-compose-'));
-    const [grpc, http, metrics] = [await freePort(), await freePort(), await freePort()];
-    address = `127.0.0.1:${grpc}`;
-    server = spawn(
-      cli,
-      ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(grpc), '--http-port', String(http), '--metrics-port', String(metrics), '--db-filename', join(dir, 'temporal.db'), '--log-level', 'error'],
-      { stdio: 'ignore' },
-    );
-  });
-
-  after(async () => {
-    if (server && server.exitCode === null) {
-      const exited = new Promise((ok) => server?.once('exit', ok));
-      server.kill('SIGTERM');
-      await Promise.race([exited, new Promise((ok) => setTimeout(ok, 10_000))]);
-      if (server.exitCode === null) server.kill('SIGKILL');
-    }
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('setup-namespace.sh creates the namespace and the search attributes, and a second run changes nothing', async (t) => {
-    if (!cli) return t.skip('the Temporal CLI is not installed (run scripts/setup.sh)');
-    const script = join(ROOT, 'deploy/temporal/setup-namespace.sh');
-    const first = await run('sh', [script], env());
-    assert.equal(first.code, 0, first.out);
-    for (const k of SEARCH_ATTRIBUTES) assert.match(first.out, new RegExp(`creating search attribute ${k.name} \\(Keyword\\)`));
-    const list = await run(cli as string, ['operator', 'search-attribute', 'list', '--address', address, '--namespace', namespace, '--output', 'json'], env());
-    assert.equal(list.code, 0, list.out);
-    const custom = (JSON.parse(list.out) as { customAttributes?: Record<string, string> }).customAttributes ?? {};
-    for (const k of SEARCH_ATTRIBUTES) assert.match(String(custom[k.name]), /KEYWORD|Keyword/, `${k.name} in ${list.out}`);
-    const second = await run('sh', [script], env());
-    assert.equal(second.code, 0, second.out);
-    assert.match(second.out, /namespace compose-test exists/);
-    assert.doesNotMatch(second.out, /creating/);
-  });
-
-  it('setup-namespace.sh fails when an attribute exists with another type', async (t) => {
-    if (!cli) return t.skip('the Temporal CLI is not installed (run scripts/setup.sh)');
-    const ns = 'compose-test-wrong-type';
-    const make = await run(cli as string, ['operator', 'namespace', 'create', '--address', address, '--namespace', ns], env());
-    assert.equal(make.code, 0, make.out);
-    let made = { code: null as number | null, out: '' };
-    for (let i = 0; i < 20 && made.code !== 0; i++) {
-      made = await run(cli as string, ['operator', 'search-attribute', 'create', '--address', address, '--namespace', ns, '--name', 'SwitchyardStep', '--type', 'Text'], env());
-      if (made.code !== 0) await new Promise((ok) => setTimeout(ok, 500));
-    }
-    assert.equal(made.code, 0, made.out);
-    const r = await run('sh', [join(ROOT, 'deploy/temporal/setup-namespace.sh')], { ...env(), TEMPORAL_NAMESPACE: ns });
-    assert.equal(r.code, 1, r.out);
-    assert.match(r.out, /search attribute SwitchyardStep is not registered as Keyword/);
-  });
-
-  it('worker-healthcheck.js is healthy only while this host polls the task queue', async (t) => {
-    if (!cli) return t.skip('the Temporal CLI is not installed (run scripts/setup.sh)');
-    const check = join(ROOT, 'deploy/worker-healthcheck.js');
-    const before = await run(process.execPath, [check], env(), 30_000);
-    assert.equal(before.code, 1, before.out);
-    assert.match(before.out, /unhealthy: no workflow poller from host .* on task queue switchyard \(namespace compose-test\)/);
-
-    const { NativeConnection, Worker } = await import('@temporalio/worker');
-    const { workflowBundle } = await import('../support/temporal');
-    const connection = await NativeConnection.connect({ address });
-    const worker = await Worker.create({ connection, namespace, taskQueue: 'switchyard', workflowBundle: await workflowBundle(), activities: { noop: async () => undefined } });
-    const running = worker.run();
-    try {
-      let last = { code: null as number | null, out: '' };
-      for (let i = 0; i < 20; i++) {
-        last = await run(process.execPath, [check], env(), 30_000);
-        if (last.code === 0) break;
-        await new Promise((ok) => setTimeout(ok, 500));
-      }
-      assert.equal(last.code, 0, last.out);
-      assert.match(last.out, /^healthy/);
-    } finally {
-      worker.shutdown();
-      await running;
-      await connection.close();
-    }
-    const nowhere = await run(process.execPath, [check], { ...env(), TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` }, 30_000);
-    assert.equal(nowhere.code, 1);
-    assert.match(nowhere.out, /unhealthy: cannot ask Temporal/);
   });
 });
