@@ -1,5 +1,5 @@
 /**
- * EBS snapshot backups and restores (issue 5): snapshot every volume of a database node's
+ * EBS snapshot backups and restores: snapshot every volume of a database node's
  * instance, tagged so that the tags alone say which cluster and backup they belong to and what a
  * restore needs; wait for them; list, delete; and restore an instance from them with its recorded
  * private address, security groups, subnet, type and tags.

@@ -1,5 +1,5 @@
 /**
- * Restoring a PostgreSQL base backup onto a database node (issue 5), in two steps so that a bad
+ * Restoring a PostgreSQL base backup onto a database node, in two steps so that a bad
  * backup changes nothing:
  *
  * - pgRestoreStage, while PostgreSQL still runs: read the backup's switchyard-manifest.json on the

@@ -64,7 +64,7 @@ export interface EbsDevice {
   throughput?: number | null;
 }
 
-/** What a restore from snapshots needs to recreate the instance (CircleCI: "saving the private address simplify restore significantly"). */
+/** What a restore from snapshots needs to recreate the instance, its private address included. */
 export interface EbsRestoreMetadata {
   node: string;
   instanceId: string;

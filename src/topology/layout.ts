@@ -31,7 +31,7 @@ export interface ClusterLayout {
   rejoin: ClusterConfig['rejoin'];
   checkpoints: { approvers: string[]; twoPerson: boolean; remindAfterSeconds: number; deadlineSeconds: number };
   notify: boolean;
-  /** Backups (issue 5): where they are kept and how long; null when the cluster has no `backup` section. */
+  /** Backups: where they are kept and how long; null when the cluster has no `backup` section. */
   backup: {
     host: string;
     root: string;

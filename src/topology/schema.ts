@@ -126,7 +126,7 @@ export const dbNodeSchema = z
      */
     logFile: absPath.optional(),
     /**
-     * Files copied from the primary's host when this node rejoins (GoCD copies /etc/go): a path
+     * Files copied from the primary's host when this node rejoins: a path
      * (the same on both hosts) or { from: <path on the primary's host>, to: <path on this node's host> }.
      */
     configFiles: z
@@ -200,7 +200,7 @@ export const siteSchema = z
       .optional(),
     maintenance: maintenanceSchema.optional(),
     services: z.record(name, serviceSchema).default({}),
-    /** Commands run on this site after its database is promoted (Circonus failover.pl). */
+    /** Commands run on this site after its database is promoted. */
     hooks: z
       .object({ afterPromote: z.array(hookSchema).default([]) })
       .strict()

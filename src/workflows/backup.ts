@@ -1,6 +1,5 @@
 /**
- * Backups (the backup half of CircleCI Enterprise's "Failover and Backup" and GoCD's
- * pg_basebackup step, ../shared/runbooks), run by hand or by a Temporal Schedule:
+ * Backups, run by hand or by a Temporal Schedule:
  *
  *   backup:  layout → source (a streaming standby within the lag bound, else the primary) →
  *            EBS snapshots of the source's volumes (found again by backup id on a resumed run) →

@@ -1,6 +1,5 @@
 /**
- * failback: return to the original layout in one run (GoCD's "Recovery – back to the primary
- * server"): rejoin the preferred site's former primary if it is not a streaming standby yet, wait
+ * failback: return to the original layout in one run: rejoin the preferred site's former primary if it is not a streaming standby yet, wait
  * until it is in sync, then switch over back to it. One visible parent holding the cluster's lock;
  * the rejoin and the switchover are its child runs (ids `<parent>-rejoin`, `<parent>-switchover`),
  * each with its own step log, so a person sees the whole and each part.

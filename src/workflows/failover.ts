@@ -1,7 +1,5 @@
 /**
- * failover: the unplanned move (Circonus datacenter failover, Cloud66 failover stack/group,
- * CircleCI cold fail-over, GoCD "switch standby to primary") for a cluster whose primary site is
- * failing. Steps, in order:
+ * failover: the unplanned move for a cluster whose primary site is failing. Steps, in order:
  *
  *   lock → preflight (standby reachable, in recovery; positions noted) → old site (reach it with a
  *   short bound; maintenance on, services stopped, PostgreSQL fenced; else the `old-primary-dead`
@@ -247,7 +245,7 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
     tried.push(`PostgreSQL ${oldWhere}: ${describeNode(oldStatus)}`);
     for (const h of oldHosts) tried.push(`ssh ${h}: ${sshSeen.get(h)?.ok ? 'reachable' : (sshSeen.get(h)?.detail ?? 'not tried')}`);
 
-    // Cloud66 step 1: maintenance on the old site first.
+    // Maintenance on the old site first.
     if (oldMaintenance) {
       if (hostOk(oldMaintenance.host)) {
         try {
@@ -266,7 +264,7 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
         }
       } else steps.skip(`maintenance-on:${old.site}`, `${oldMaintenance.host} is unreachable`);
     }
-    // Circonus: stop the old site's services.
+    // Stop the old site's services.
     for (const s of oldServices) {
       if (!hostOk(s.host)) {
         steps.skip(`service-stop:${s.site}/${s.service}`, `${s.host} is unreachable`);
@@ -752,7 +750,7 @@ async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult> {
       )
       .catch((err: unknown) => failures.push(`the guard of ${old.name}: ${messageOf(err as Error)}`));
   }
-  // Circonus failover.pl: the site's own steps, in order, each recorded with its output.
+  // The site's own steps (its afterPromote hooks), in order, each recorded with its output.
   let hooksOk = true;
   for (const h of f.newHooks) {
     if (!hooksOk) {

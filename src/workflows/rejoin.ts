@@ -1,6 +1,5 @@
 /**
- * rejoin: make a former primary a standby of the current primary again (GoCD's "Recovery – back
- * to the primary server", first half). Steps:
+ * rejoin: make a former primary a standby of the current primary again. Steps:
  *
  *   lock → preflight (the node is not the primary and takes no writes; one primary exists) →
  *   stop it → replication slot on the primary → pg_rewind (fast path) or pg_basebackup -X fetch

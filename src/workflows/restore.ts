@@ -1,6 +1,5 @@
 /**
- * restore: bring a backup back (CircleCI Enterprise's `circleci-restore` and its snapshot restore,
- * ../shared/runbooks), under the cluster's lock.
+ * restore: bring a backup back, under the cluster's lock.
  *
  * From a base backup onto a database node ("pg"): the backup is copied next to the node's data
  * directory and checked against its manifest while PostgreSQL still runs (a bad backup changes

@@ -1,5 +1,5 @@
 /**
- * Readiness as a pure function of what was observed: the equivalent of GoCD's standby dashboard.
+ * Readiness as a pure function of what was observed.
  * Deterministic and free of I/O, so the workflow, the tests and later runbooks (a failover's
  * data-loss gate reads the last readiness) all judge the same way.
  */
@@ -172,7 +172,7 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
   // --- hosts over SSH -----------------------------------------------------------------------
   for (const h of o.ssh) check(`ssh:${h.host}`, h.ok, h.detail);
 
-  // --- services: the primary site's run, the others' are stopped (Circonus) ------------------
+  // --- services: the primary site's run, the others' are stopped -------------------------------
   const primarySite = primary?.site ?? null;
   for (const s of o.services) {
     const name = `service:${s.site}/${s.service}`;
