@@ -17,7 +17,7 @@ import type { Activities } from '../activities';
 import type { PgFenceResult, PgNodeStatus, SshCheck, TrafficState } from '../contract/observations';
 import type { ClusterLayout } from '../topology/layout';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
-import { actions, Aborted, describeNode, NON_RETRYABLE, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';
+import { actions, Aborted, describeNode, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';
 import { withClusterLock } from './lib/lock';
 import { judgeLoss, lossGate, type DataLoss } from './lib/data-loss';
 import { cannotWrite, explainState, nodeState, type NodeState } from './lib/node-state';
@@ -27,6 +27,7 @@ import { lsnMax, lsnMinus } from '../contract/lsn';
 import { formatBytes } from '../contract/format';
 import { messageOf, StepLog } from './lib/steps';
 import type { PlanStep, StepRecord } from '../contract/messages';
+import { FAILOVER_POWER, fenceOptions, GUARD_SIGNAL, reachOptions } from './lib/activity-options';
 
 export interface FailoverInput {
   cluster: string;
@@ -167,9 +168,8 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
 
   // ---- old site: reach it with a short bound ---------------------------------------------------
   const reachBound = layout.failover.reachTimeoutSeconds;
-  // Bounded: a dead site answers "unreachable" within the bound. A second attempt only for an
-  // attempt lost with its worker (a crash mid-check must not read as "unreachable").
-  const reach = proxyActivities<Activities>({ startToCloseTimeout: `${reachBound + 10} seconds`, retry: { maximumAttempts: 2, initialInterval: '1 second' } });
+  // Bounded: a dead site answers "unreachable" within the bound (activity-options.ts).
+  const reach = proxyActivities<Activities>(reachOptions(reachBound));
   const oldHosts = [
     ...new Set([
       old.sshHost,
@@ -227,11 +227,7 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
   let instanceStopped = false;
   let promoting = false;
   const oldWhere = `${old.name} (${old.host}:${old.port})`;
-  const fenceActs = proxyActivities<Activities>({
-    startToCloseTimeout: `${layout.failover.fastStopTimeoutSeconds + 120} seconds`,
-    heartbeatTimeout: '30 seconds',
-    retry: { maximumAttempts: 2, initialInterval: '2 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
-  });
+  const fenceActs = proxyActivities<Activities>(fenceOptions(layout.failover.fastStopTimeoutSeconds));
   const mark = { by: workflowId, newPrimary: target.name, reason: c.reason ?? `failover to ${target.site} started by ${c.requestedBy}` };
   /** The old primary as seen now; a failed read is "unknown". */
   const observeOld = async (step: string): Promise<{ state: NodeState; seen: string }> => {
@@ -542,13 +538,8 @@ async function unfence(
   return done.join('; ') || 'nothing to undo';
 }
 
-/** A power-off command: twice at most (powering off twice is harmless); whether it worked is seen by checking the node afterwards. */
-const powerActs = proxyActivities<Activities>({
-  startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '30 seconds',
-  retry: { maximumAttempts: 2, initialInterval: '2 seconds' },
-});
-const guardActs = proxyActivities<Activities>({ startToCloseTimeout: '30 seconds', retry: { maximumAttempts: 5, initialInterval: '1 second' } });
+const powerActs = proxyActivities<Activities>(FAILOVER_POWER);
+const guardActs = proxyActivities<Activities>(GUARD_SIGNAL);
 
 /**
  * A failover started again (`--to` the site already promoted) after one that promoted but did not

@@ -16,8 +16,9 @@ import { condition, continueAsNew, proxyActivities, setHandler, workflowInfo } f
 import type { Activities } from '../activities';
 import { guardReleaseSignal, guardStatusQuery, guardWatchSignal, type GuardEvent, type GuardRelease, type GuardWatch } from '../contract/guard';
 import { nodeState as seen } from './lib/node-state';
-import { NON_RETRYABLE, notifyVia } from './lib/runbook';
+import { notifyVia } from './lib/runbook';
 import { StepLog, messageOf } from './lib/steps';
+import { GUARD_FENCE, GUARD_POWER, GUARD_READ } from './lib/activity-options';
 
 export interface GuardInput {
   cluster: string;
@@ -31,20 +32,9 @@ export interface GuardInput {
   maxRoundsPerRun?: number;
 }
 
-const reads = proxyActivities<Activities>({
-  startToCloseTimeout: '45 seconds',
-  retry: { maximumAttempts: 2, initialInterval: '1 second', nonRetryableErrorTypes: NON_RETRYABLE },
-});
-const fencing = proxyActivities<Activities>({
-  startToCloseTimeout: '3 minutes',
-  heartbeatTimeout: '30 seconds',
-  retry: { maximumAttempts: 2, initialInterval: '2 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
-});
-const power = proxyActivities<Activities>({
-  startToCloseTimeout: '5 minutes',
-  // A power-off command runs once per round: the next round sees whether it worked.
-  retry: { maximumAttempts: 1 },
-});
+const reads = proxyActivities<Activities>(GUARD_READ);
+const fencing = proxyActivities<Activities>(GUARD_FENCE);
+const power = proxyActivities<Activities>(GUARD_POWER);
 
 export async function guard(input: GuardInput): Promise<{ cluster: string; checks: number; events: GuardEvent[] }> {
   const { cluster } = input;

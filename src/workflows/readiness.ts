@@ -9,21 +9,14 @@ import type { Activities } from '../activities';
 import type { FenceState, PgLag, PgNodeStatus } from '../contract/observations';
 import { assessReadiness, backupObservation, primariesOf, type BackupObservation, type ReadinessReport } from './lib/readiness-assess';
 import { messageOf, StepLog } from './lib/steps';
+import { READINESS_BACKUP_READ, READINESS_READ } from './lib/activity-options';
 
 export interface ReadinessInput {
   cluster: string;
 }
 
-const reads = proxyActivities<Activities>({
-  // Status reads report an unreachable target as data; they only throw on surprises.
-  startToCloseTimeout: '45 seconds',
-  retry: { maximumAttempts: 3, initialInterval: '1 second', nonRetryableErrorTypes: ['ConfigError'] },
-});
-
-const backupReads = proxyActivities<BackupActivities>({
-  startToCloseTimeout: '45 seconds',
-  retry: { maximumAttempts: 2, initialInterval: '1 second', nonRetryableErrorTypes: ['ConfigError'] },
-});
+const reads = proxyActivities<Activities>(READINESS_READ);
+const backupReads = proxyActivities<BackupActivities>(READINESS_BACKUP_READ);
 
 export async function readiness(input: ReadinessInput): Promise<ReadinessReport> {
   const { cluster } = input;

@@ -15,10 +15,11 @@ import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@tem
 import type { Activities } from '../activities';
 import type { PgBasebackupResult, PgNodeStatus, PgRewindResult } from '../contract/observations';
 import { withClusterLock } from './lib/lock';
-import { actions, describeNode, NON_RETRYABLE, notifyVia, onePrimary, reads, refused, runbookInput, seconds } from './lib/runbook';
+import { actions, describeNode, notifyVia, onePrimary, reads, refused, runbookInput, seconds } from './lib/runbook';
 import { StepLog } from './lib/steps';
 import type { StepRecord } from '../contract/messages';
 import type { PlanStep } from '../contract/messages';
+import { REJOIN_COPY } from './lib/activity-options';
 
 export type RejoinMethod = 'auto' | 'rewind' | 'basebackup';
 
@@ -55,12 +56,7 @@ export interface RejoinResult {
   steps: StepRecord[];
 }
 
-const copying = proxyActivities<Activities>({
-  // A base backup of a large database takes long; it heartbeats while it copies.
-  startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '20 seconds',
-  retry: { maximumAttempts: 3, initialInterval: '5 seconds', maximumInterval: '1 minute', nonRetryableErrorTypes: NON_RETRYABLE },
-});
+const copying = proxyActivities<Activities>(REJOIN_COPY);
 
 export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
   const { cluster, requestedBy, dryRun } = runbookInput('rejoin', input);

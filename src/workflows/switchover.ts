@@ -22,12 +22,13 @@ import type { Activities } from '../activities';
 import type { WriteProbeSummary } from '../contract/observations';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
 import { withClusterLock } from './lib/lock';
-import { actions, Aborted, describeNode, NON_RETRYABLE, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';
+import { actions, Aborted, describeNode, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';
 import { hookActs, trafficActs } from './lib/site-acts';
 import { messageOf, StepLog } from './lib/steps';
 import type { StepRecord } from '../contract/messages';
 import type { PlanStep } from '../contract/messages';
 import type { rejoin as rejoinWorkflow, RejoinResult } from './rejoin';
+import { SWITCHOVER_WAIT, writeProbeOptions } from './lib/activity-options';
 
 export interface SwitchoverInput {
   cluster: string;
@@ -64,11 +65,7 @@ export interface SwitchoverResult {
   steps: StepRecord[];
 }
 
-const waits = proxyActivities<Activities>({
-  startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '10 seconds',
-  retry: { maximumAttempts: 5, initialInterval: '2 seconds', maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
-});
+const waits = proxyActivities<Activities>(SWITCHOVER_WAIT);
 
 export async function switchover(input: SwitchoverInput): Promise<SwitchoverResult> {
   const { cluster, requestedBy, dryRun } = runbookInput('switchover', input);
@@ -203,11 +200,7 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
 
     // The run's own write probes: first refused write → first accepted one on the target.
     const probeScope = new CancellationScope();
-    const probeActs = proxyActivities<Activities>({
-      startToCloseTimeout: `${layout.switchover.replayTimeoutSeconds + 600} seconds`,
-      heartbeatTimeout: '10 seconds',
-      retry: { maximumAttempts: 2 },
-    });
+    const probeActs = proxyActivities<Activities>(writeProbeOptions(layout.switchover.replayTimeoutSeconds));
     const probing = probeScope.run(() =>
       probeActs.writeProbeLoop({ cluster, expectNode: target.name, maxSeconds: layout.switchover.replayTimeoutSeconds + 300, intervalMs: 100 }),
     );

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { clusterLayout } from '../../src/topology/layout';
 import { topologySchema } from '../../src/topology/schema';
-import { hookActivityOptions, SITE_ACT_MARGIN_SECONDS, trafficActivityOptions } from '../../src/workflows/lib/site-acts';
+import { hookActivityOptions, SITE_ACT_MARGIN_SECONDS, trafficActivityOptions } from '../../src/workflows/lib/activity-options';
 
 const hostKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9hbnlvbmVrbm93c3RoaXNpc25vdGFyZWFsa2V5';
 

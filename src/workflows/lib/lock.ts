@@ -13,13 +13,10 @@
  */
 import { ActivityFailure, ApplicationFailure, CancellationScope, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import { NON_RETRYABLE } from './runbook';
+import { LOCK } from './activity-options';
 import type { StepLog } from './steps';
 
-const lockActs = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE },
-});
+const lockActs = proxyActivities<Activities>(LOCK);
 
 function isBusy(err: unknown): boolean {
   return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ClusterBusy';

@@ -4,31 +4,16 @@
  */
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import { NON_RETRYABLE_ERRORS } from '../../contract/errors';
+import { ACTION, NOTIFY, PROMOTION, READ } from './activity-options';
 import type { PgNodeStatus } from '../../contract/observations';
 import { messageOf, type StepLog } from './steps';
 
-/** Failures no retry can fix (src/contract/errors.ts): every activity retry policy's non-retryable list. */
-export const NON_RETRYABLE: string[] = [...NON_RETRYABLE_ERRORS];
+export { NON_RETRYABLE } from './activity-options';
 
-export const reads = proxyActivities<Activities>({
-  startToCloseTimeout: '45 seconds',
-  retry: { maximumAttempts: 3, initialInterval: '1 second', nonRetryableErrorTypes: NON_RETRYABLE },
-});
-export const actions = proxyActivities<Activities>({
-  startToCloseTimeout: '3 minutes',
-  heartbeatTimeout: '30 seconds',
-  retry: { maximumAttempts: 5, initialInterval: '2 seconds', maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
-});
-export const promotion = proxyActivities<Activities>({
-  startToCloseTimeout: '3 minutes',
-  heartbeatTimeout: '20 seconds',
-  retry: { maximumAttempts: 10, initialInterval: '2 seconds', maximumInterval: '30 seconds', nonRetryableErrorTypes: NON_RETRYABLE },
-});
-export const notifier = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { maximumAttempts: 3, initialInterval: '1 second' },
-});
+export const reads = proxyActivities<Activities>(READ);
+export const actions = proxyActivities<Activities>(ACTION);
+export const promotion = proxyActivities<Activities>(PROMOTION);
+export const notifier = proxyActivities<Activities>(NOTIFY);
 
 /** A refused precondition: the run stops, nothing is promoted, the message says what to do. */
 export function refused(message: string): ApplicationFailure {
