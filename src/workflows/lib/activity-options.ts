@@ -4,7 +4,7 @@
  * No retry list is written by hand: NON_RETRYABLE comes from the failure-type table.
  */
 import type { ActivityOptions } from '@temporalio/workflow';
-import { NON_RETRYABLE_ERRORS } from '../../contract/errors';
+import { Errors, NON_RETRYABLE_ERRORS } from '../../contract/errors';
 import { hookCheckTimeoutSeconds, type ClusterLayout } from '../../topology/layout';
 
 /** Failures no retry can fix (src/contract/errors.ts): every retry policy's non-retryable list. */
@@ -18,12 +18,12 @@ export const READ: ActivityOptions = {
 /** Readiness's reads: a configuration error is the only failure not worth a second look. */
 export const READINESS_READ: ActivityOptions = {
   startToCloseTimeout: '45 seconds',
-  retry: { maximumAttempts: 3, initialInterval: '1 second', nonRetryableErrorTypes: ['ConfigError'] },
+  retry: { maximumAttempts: 3, initialInterval: '1 second', nonRetryableErrorTypes: [Errors.ConfigError] },
 };
 /** Readiness's backup catalog reads. */
 export const READINESS_BACKUP_READ: ActivityOptions = {
   startToCloseTimeout: '45 seconds',
-  retry: { maximumAttempts: 2, initialInterval: '1 second', nonRetryableErrorTypes: ['ConfigError'] },
+  retry: { maximumAttempts: 2, initialInterval: '1 second', nonRetryableErrorTypes: [Errors.ConfigError] },
 };
 /** Changes to a host or a service (check-then-act, so a retry is safe). */
 export const ACTION: ActivityOptions = {
