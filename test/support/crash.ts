@@ -71,20 +71,31 @@ export async function clusterState(st: Stage): Promise<Record<string, unknown>> 
   const nodes = Object.keys(st.cluster.postgres.nodes);
   let primary: string | null = null;
   for (const n of nodes) {
-    try {
-      const [r] = await st.nodeQuery(
-        n,
-        `SELECT pg_is_in_recovery() AS ro, (SELECT timeline_id FROM pg_control_checkpoint()) AS cp,
-                CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS wal,
-                (SELECT status FROM pg_stat_wal_receiver) AS rx`,
-      );
-      out[`${n}.role`] = r.ro ? 'standby' : 'primary';
-      out[`${n}.timeline`] = Math.max(Number(r.cp ?? 0), Number(r.wal ?? 0));
-      if (r.ro) out[`${n}.streaming`] = r.rx === 'streaming';
-      if (!r.ro) primary = n;
-    } catch {
-      out[`${n}.role`] = 'down';
+    // Read three times before calling a node down (a busy machine can time a read out). Down is
+    // a refused connection; any other failure is "unreadable (<why>)", so a divergence says which.
+    let lastError: { code?: string; message: string } | null = null;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const [r] = await st.nodeQuery(
+          n,
+          `SELECT pg_is_in_recovery() AS ro, (SELECT timeline_id FROM pg_control_checkpoint()) AS cp,
+                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS wal,
+                  (SELECT status FROM pg_stat_wal_receiver) AS rx`,
+        );
+        out[`${n}.role`] = r.ro ? 'standby' : 'primary';
+        out[`${n}.timeline`] = Math.max(Number(r.cp ?? 0), Number(r.wal ?? 0));
+        if (r.ro) out[`${n}.streaming`] = r.rx === 'streaming';
+        if (!r.ro) primary = n;
+        lastError = null;
+        break;
+      } catch (err) {
+        lastError = err as { code?: string; message: string };
+        if (lastError.code === 'ECONNREFUSED') break;
+        await sleep(1000);
+      }
     }
+    if (lastError !== null)
+      out[`${n}.role`] = lastError.code === 'ECONNREFUSED' ? 'down' : `unreadable (${lastError.code ?? lastError.message.replace(/[\d.:]+/g, '#').slice(0, 80)})`;
     const dir = st.cluster.postgres.nodes[n].dataDir;
     out[`${n}.fenceMarker`] = existsSync(join(dir, 'switchyard-fence.json'));
     out[`${n}.standbySignal`] = existsSync(join(dir, 'standby.signal'));
