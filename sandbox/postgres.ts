@@ -101,18 +101,34 @@ function readSecret(file: string): string {
   return readFileSync(file, 'utf8').trim();
 }
 
-export async function withClient<T>(l: Layout, db: DbLayout, fn: (c: Client) => Promise<T>, timeoutMs = 5000): Promise<T> {
-  const c = new Client({
-    host: db.address,
-    port: PORTS.postgres,
-    user: 'switchyard',
-    password: readSecret(l.secrets.pgPassword),
-    database: 'postgres',
-    connectionTimeoutMillis: timeoutMs,
-    application_name: 'switchyard-sandbox',
-  });
-  c.on('error', () => undefined);
-  await c.connect();
+/**
+ * One connection to a node as switchyard, for fn. `attempts` > 1 connects again after a failed
+ * connect (a timeout, "starting up"): creating a sandbox on a busy machine, where a first connect
+ * can take longer than its bound; fn itself is never run twice.
+ */
+export async function withClient<T>(l: Layout, db: DbLayout, fn: (c: Client) => Promise<T>, opts: { timeoutMs?: number; attempts?: number } = {}): Promise<T> {
+  const attempts = Math.max(1, opts.attempts ?? 1);
+  let c: Client | null = null;
+  for (let i = 1; c === null; i++) {
+    const candidate = new Client({
+      host: db.address,
+      port: PORTS.postgres,
+      user: 'switchyard',
+      password: readSecret(l.secrets.pgPassword),
+      database: 'postgres',
+      connectionTimeoutMillis: opts.timeoutMs ?? 5000,
+      application_name: 'switchyard-sandbox',
+    });
+    candidate.on('error', () => undefined);
+    try {
+      await candidate.connect();
+      c = candidate;
+    } catch (err) {
+      await candidate.end().catch(() => undefined);
+      if (i >= attempts) throw err;
+      await sleep(1000);
+    }
+  }
   try {
     return await fn(c);
   } finally {
@@ -189,6 +205,9 @@ async function initdb(ctx: PgContext, db: DbLayout): Promise<void> {
   writeFileSync(join(db.dataDir, 'postgresql.conf'), DATA_DIR_STUB);
 }
 
+/** Connecting while a sandbox is created: a busy machine can take more than one short bound. */
+const CREATING = { timeoutMs: 10_000, attempts: 4 };
+
 /** Roles, the standby's slot and the demo table, once, on the node that was made primary. */
 async function seedPrimary(ctx: PgContext, primary: DbLayout, standby: DbLayout): Promise<void> {
   const repl = readSecret(ctx.l.secrets.replPassword);
@@ -202,7 +221,7 @@ async function seedPrimary(ctx: PgContext, primary: DbLayout, standby: DbLayout)
     const { rows } = await c.query<{ n: string }>('SELECT count(*) AS n FROM public.sandbox_rows');
     if (Number(rows[0].n) === 0)
       await c.query(`INSERT INTO public.sandbox_rows (note) VALUES ('seeded by sandbox up: one'), ('seeded by sandbox up: two'), ('seeded by sandbox up: three')`);
-  });
+  }, CREATING);
 }
 
 async function ensureSlot(c: Client, slot: string): Promise<void> {
@@ -217,7 +236,7 @@ async function basebackup(ctx: PgContext, from: DbLayout, to: DbLayout): Promise
     const { rows } = await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
     if (rows[0].r) fail(to, `cannot clone from ${from.node}: it is in recovery (not the primary)`);
     await ensureSlot(c, to.slot);
-  });
+  }, CREATING);
   const tmp = `${to.dataDir}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
   const conninfo = `host=${from.address} port=${PORTS.postgres} user=replicator passfile=${ctx.l.secrets.pgpass} connect_timeout=5`;
