@@ -37,10 +37,5 @@ export type ErrorName = keyof typeof TABLE;
 /** The names, for throw sites and comparisons: `Errors.WrongRole` is "WrongRole". */
 export const Errors = Object.fromEntries(Object.keys(TABLE).map((k) => [k, k])) as { readonly [K in ErrorName]: K };
 
-/** What a failure type means, for messages and docs. */
-export function errorMeaning(name: string): string | null {
-  return Object.prototype.hasOwnProperty.call(TABLE, name) ? TABLE[name as ErrorName].means : null;
-}
-
 /** The failure types no retry can help: every activity retry policy's nonRetryableErrorTypes. */
 export const NON_RETRYABLE_ERRORS: readonly ErrorName[] = (Object.keys(TABLE) as ErrorName[]).filter((k) => !TABLE[k].retry);
