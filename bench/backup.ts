@@ -29,7 +29,8 @@ async function main() {
     const [primaryName, primary] = Object.entries(c.postgres.nodes).find(([, n]) => n.site === c.preferredPrimary)!;
     const [standbyName, standby] = Object.entries(c.postgres.nodes).find(([n]) => n !== primaryName)!;
     const password = readFileSync(c.postgres.password!.file!, 'utf8').trim();
-    const login = (n: { host: string; port: number }) => new pg.Client({ host: n.host, port: n.port, user: c.postgres.user, password, database: c.postgres.database });
+    const login = (n: { host: string; port: number }) =>
+      new pg.Client({ host: n.host, port: n.port, user: c.postgres.user, password, database: c.postgres.database });
     const db = login(primary);
     await db.connect();
     try {
@@ -39,7 +40,9 @@ async function main() {
       for (;;) {
         const { rows } = await db.query('SELECT pg_database_size(current_database())::bigint AS b');
         if (Number(rows[0].b) >= sizeGB * 1024 ** 3) break;
-        await db.query(`INSERT INTO public.bench_fill (pad) SELECT md5(g::text || random()::text) || repeat(md5(random()::text), 14) FROM generate_series(1, 200000) g`);
+        await db.query(
+          `INSERT INTO public.bench_fill (pad) SELECT md5(g::text || random()::text) || repeat(md5(random()::text), 14) FROM generate_series(1, 200000) g`,
+        );
       }
       // Settle the pages (hint bits, visibility map, frozen tuples) so every copy reads the same data.
       await db.query('VACUUM (FREEZE, ANALYZE) public.bench_fill');
@@ -55,7 +58,9 @@ async function main() {
         await new Promise((r) => setTimeout(r, 500));
       }
       await sb.end();
-      process.stdout.write(`database ${size[0].s} (filled in ${Math.round((Date.now() - t0) / 1000)} s); backups from ${standbyName} to ${backup.root} on ${backup.host}\n`);
+      process.stdout.write(
+        `database ${size[0].s} (filled in ${Math.round((Date.now() - t0) / 1000)} s); backups from ${standbyName} to ${backup.root} on ${backup.host}\n`,
+      );
 
       const byHandMs: number[] = [];
       const workflowMs: number[] = [];
@@ -65,17 +70,50 @@ async function main() {
           // By hand, as the backup server's user: the same source, format, compression and WAL method.
           const dir = join(backup.root, `by-hand-${i}`);
           const t1 = Date.now();
-          execFileSync('runuser', ['-u', runAs, '--', join(backup.binDir, 'pg_basebackup'), '-h', standby.host, '-p', String(standby.port), '-U', c.postgres.replication.user, '-D', dir, '-F', 't', '-z', '-Z', String(backup.compressLevel), '-X', 'stream', '-c', 'fast', '--no-password'], {
-            env: { ...process.env, PGPASSFILE: backup.passfile ?? c.postgres.passfile ?? '' },
-            stdio: 'ignore',
-          });
+          execFileSync(
+            'runuser',
+            [
+              '-u',
+              runAs,
+              '--',
+              join(backup.binDir, 'pg_basebackup'),
+              '-h',
+              standby.host,
+              '-p',
+              String(standby.port),
+              '-U',
+              c.postgres.replication.user,
+              '-D',
+              dir,
+              '-F',
+              't',
+              '-z',
+              '-Z',
+              String(backup.compressLevel),
+              '-X',
+              'stream',
+              '-c',
+              'fast',
+              '--no-password',
+            ],
+            {
+              env: { ...process.env, PGPASSFILE: backup.passfile ?? c.postgres.passfile ?? '' },
+              stdio: 'ignore',
+            },
+          );
           byHandMs.push(Date.now() - t1);
           execFileSync('rm', ['-rf', dir]);
 
           const t2 = Date.now();
-          const r = (await client.workflow.execute('backup', { taskQueue: TASK_QUEUE, workflowId: `bench-backup-${i}-${Date.now()}`, args: [{ cluster, kinds: ['pg'], requestedBy: 'bench', retention: false }] })) as BackupResult;
+          const r = (await client.workflow.execute('backup', {
+            taskQueue: TASK_QUEUE,
+            workflowId: `bench-backup-${i}-${Date.now()}`,
+            args: [{ cluster, kinds: ['pg'], requestedBy: 'bench', retention: false }],
+          })) as BackupResult;
           workflowMs.push(Date.now() - t2);
-          process.stdout.write(`round ${i + 1}: by hand ${(byHandMs[i] / 1000).toFixed(1)} s, workflow ${(workflowMs[i] / 1000).toFixed(1)} s (base backup step ${r.pg?.durationSeconds} s, ${((r.pg?.totalBytes ?? 0) / 1024 ** 2).toFixed(0)} MiB compressed)\n`);
+          process.stdout.write(
+            `round ${i + 1}: by hand ${(byHandMs[i] / 1000).toFixed(1)} s, workflow ${(workflowMs[i] / 1000).toFixed(1)} s (base backup step ${r.pg?.durationSeconds} s, ${((r.pg?.totalBytes ?? 0) / 1024 ** 2).toFixed(0)} MiB compressed)\n`,
+          );
           execFileSync('rm', ['-rf', r.pg!.dir]);
         }
       });

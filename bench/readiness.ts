@@ -26,7 +26,8 @@ async function direct(acts: ReturnType<typeof createActivities>, cluster: string
   const [primary] = primariesOf(nodes);
   const probe = await acts.pgWriteProbe({ cluster, node: primary.node });
   const lags = [];
-  for (const s of nodes.filter((n) => n !== primary && n.reachable && n.inRecovery)) lags.push(await acts.pgLag({ cluster, primary: primary.node, standby: s.node }));
+  for (const s of nodes.filter((n) => n !== primary && n.reachable && n.inRecovery))
+    lags.push(await acts.pgLag({ cluster, primary: primary.node, standby: s.node }));
   // As the workflow does since 'readiness-backup-age': the newest proven backup, when backups are set up.
   const backups = layout.backup ? backupObservation(await acts.pgBackupList({ cluster })) : null;
   return assessReadiness({ layout, nodes, probe, lags, ssh, services, maintenance, traffic, ec2, backups }, new Date().toISOString());
@@ -40,7 +41,11 @@ async function main() {
     await worker.runUntil(async () => {
       for (let i = 0; i < rounds + 1; i++) {
         let t = performance.now();
-        const a = await client.workflow.execute('readiness', { taskQueue: TASK_QUEUE, workflowId: `bench-readiness-${Date.now()}-${i}`, args: [{ cluster: 'demo' }] });
+        const a = await client.workflow.execute('readiness', {
+          taskQueue: TASK_QUEUE,
+          workflowId: `bench-readiness-${Date.now()}-${i}`,
+          args: [{ cluster: 'demo' }],
+        });
         const tw = performance.now() - t;
         t = performance.now();
         const b = await direct(acts, 'demo');

@@ -21,7 +21,8 @@ function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 }
-const fmt = (xs: number[]) => `median ${pct(xs, 50).toFixed(0)} ms, p90 ${pct(xs, 90).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms  [${xs.map((x) => x.toFixed(0)).join(', ')}]`;
+const fmt = (xs: number[]) =>
+  `median ${pct(xs, 50).toFixed(0)} ms, p90 ${pct(xs, 90).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms  [${xs.map((x) => x.toFixed(0)).join(', ')}]`;
 
 async function main() {
   await withBenchStage(30, async ({ worker, client, topology }) => {
@@ -57,11 +58,17 @@ async function main() {
     await worker.runUntil(async () => {
       for (let i = 0; i < rounds; i++) {
         const to = site === 'dc1' ? 'dc2' : 'dc1';
-        const r = (await client.workflow.execute('switchover', { taskQueue: TASK_QUEUE, workflowId: `bench-switchover-${Date.now()}-${i}`, args: [{ cluster, to, requestedBy: 'bench' }] })) as SwitchoverResult;
+        const r = (await client.workflow.execute('switchover', {
+          taskQueue: TASK_QUEUE,
+          workflowId: `bench-switchover-${Date.now()}-${i}`,
+          args: [{ cluster, to, requestedBy: 'bench' }],
+        })) as SwitchoverResult;
         if (r.outcome !== 'completed' || r.writeDowntimeMs === null) throw new Error(`switchover ${i} did not complete: ${r.state}`);
         viaWorkflow.push(r.writeDowntimeMs);
         viaHand.push(await byHand(to, site));
-        process.stderr.write(`round ${i + 1}/${rounds}: workflow ${site}→${to} ${r.writeDowntimeMs} ms; by hand ${to}→${site} ${viaHand[viaHand.length - 1]} ms\n`);
+        process.stderr.write(
+          `round ${i + 1}/${rounds}: workflow ${site}→${to} ${r.writeDowntimeMs} ms; by hand ${to}→${site} ${viaHand[viaHand.length - 1]} ms\n`,
+        );
       }
     });
     process.stdout.write(

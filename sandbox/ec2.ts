@@ -58,14 +58,12 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
   try {
     const cluster = l.cluster;
     const created: string[] = [];
-    const tags = (extra: Record<string, string>): Tag[] =>
-      Object.entries({ 'switchyard:cluster': cluster, ...extra }).map(([Key, Value]) => ({ Key, Value }));
+    const tags = (extra: Record<string, string>): Tag[] => Object.entries({ 'switchyard:cluster': cluster, ...extra }).map(([Key, Value]) => ({ Key, Value }));
     const byTag = (k: string, v: string) => ({ Name: `tag:${k}`, Values: [v] });
 
     // Image (default AMIs are not loaded: MOTO_EC2_LOAD_DEFAULT_AMIS=false).
     const imageName = `${cluster}-sandbox-base`;
-    let imageId = (await c.send(new sdk.DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [imageName] }] }))).Images?.[0]
-      ?.ImageId;
+    let imageId = (await c.send(new sdk.DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [imageName] }] }))).Images?.[0]?.ImageId;
     if (!imageId) {
       imageId = (
         await c.send(
@@ -94,28 +92,34 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
     }
     const subnets: Record<string, string> = {};
     for (const db of l.dbs) {
-      const found = (
-        await c.send(new sdk.DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [vpcId] }, byTag('switchyard:site', db.site)] }))
-      ).Subnets?.[0]?.SubnetId;
+      const found = (await c.send(new sdk.DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [vpcId] }, byTag('switchyard:site', db.site)] })))
+        .Subnets?.[0]?.SubnetId;
       if (found) {
         subnets[db.site] = found;
         continue;
       }
       subnets[db.site] = (
-          await c.send(
-            new sdk.CreateSubnetCommand({
-              VpcId: vpcId,
-              CidrBlock: `10.0.${siteOctet(db.site)}.0/24`,
-              AvailabilityZone: db.site === 'dc1' ? `${EC2_REGION}a` : `${EC2_REGION}b`,
-              TagSpecifications: [{ ResourceType: 'subnet', Tags: tags({ Name: `${cluster}-${db.site}`, 'switchyard:site': db.site }) }],
-            }),
-          )
-        ).Subnet!.SubnetId!;
+        await c.send(
+          new sdk.CreateSubnetCommand({
+            VpcId: vpcId,
+            CidrBlock: `10.0.${siteOctet(db.site)}.0/24`,
+            AvailabilityZone: db.site === 'dc1' ? `${EC2_REGION}a` : `${EC2_REGION}b`,
+            TagSpecifications: [{ ResourceType: 'subnet', Tags: tags({ Name: `${cluster}-${db.site}`, 'switchyard:site': db.site }) }],
+          }),
+        )
+      ).Subnet!.SubnetId!;
       created.push(`subnet ${subnets[db.site]}`);
     }
     const sgName = `${cluster}-db`;
     let sgId = (
-      await c.send(new sdk.DescribeSecurityGroupsCommand({ Filters: [{ Name: 'vpc-id', Values: [vpcId] }, { Name: 'group-name', Values: [sgName] }] }))
+      await c.send(
+        new sdk.DescribeSecurityGroupsCommand({
+          Filters: [
+            { Name: 'vpc-id', Values: [vpcId] },
+            { Name: 'group-name', Values: [sgName] },
+          ],
+        }),
+      )
     ).SecurityGroups?.[0]?.GroupId;
     if (!sgId) {
       sgId = (
@@ -146,7 +150,11 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
       const live = (
         await c.send(
           new sdk.DescribeInstancesCommand({
-            Filters: [byTag('switchyard:cluster', cluster), byTag('switchyard:node', db.node), { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }],
+            Filters: [
+              byTag('switchyard:cluster', cluster),
+              byTag('switchyard:node', db.node),
+              { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
+            ],
           }),
         )
       ).Reservations?.flatMap((r) => r.Instances ?? [])[0];
@@ -164,7 +172,9 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
           // The primary interface as EC2 makes it by default: deleted with the instance, so the
           // address is free again once the instance is gone (moto keeps an interface given as
           // SubnetId + PrivateIpAddress after termination, holding the address).
-          NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: subnets[db.site], PrivateIpAddress: privateIpOf(db.site), Groups: [sgId], DeleteOnTermination: true }],
+          NetworkInterfaces: [
+            { DeviceIndex: 0, SubnetId: subnets[db.site], PrivateIpAddress: privateIpOf(db.site), Groups: [sgId], DeleteOnTermination: true },
+          ],
           BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 30, VolumeType: 'gp3', DeleteOnTermination: true } }],
           TagSpecifications: [
             { ResourceType: 'instance', Tags: t },
@@ -202,7 +212,9 @@ export async function seedEc2(l: Layout): Promise<Ec2Seed> {
     const enis =
       (
         await c.send(
-          new sdk.DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: Object.values(instances).map((i) => i.instanceId) }] }),
+          new sdk.DescribeNetworkInterfacesCommand({
+            Filters: [{ Name: 'attachment.instance-id', Values: Object.values(instances).map((i) => i.instanceId) }],
+          }),
         )
       ).NetworkInterfaces ?? [];
     // Not the 'addresses.private-ip-address' filter: moto matches it against primary addresses only.

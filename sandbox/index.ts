@@ -134,8 +134,7 @@ function target(opts: SandboxOptions = {}, lenient = false): Target {
     if (!lenient) throw err;
     state = null; // down and the exit-time kill must work even on a damaged state file
   }
-  if (state && opts.net !== undefined && opts.net !== state.net)
-    throw new Error(`sandbox: ${dir} was made with net ${state.net}, not ${opts.net}`);
+  if (state && opts.net !== undefined && opts.net !== state.net) throw new Error(`sandbox: ${dir} was made with net ${state.net}, not ${opts.net}`);
   if (state && opts.cluster !== undefined && opts.cluster !== state.cluster)
     throw new Error(`sandbox: ${dir} was made for cluster "${state.cluster}", not "${opts.cluster}"`);
   const cluster = state?.cluster ?? opts.cluster ?? 'demo';
@@ -271,7 +270,9 @@ async function prepare(ctx: Ctx): Promise<void> {
   if (ctx.runAs.switching) {
     const r = await run('/usr/bin/test', ['-w', l.dir, '-a', '-x', l.dir], { runAs: ctx.runAs });
     if (r.code !== 0)
-      throw new Error(`sandbox: ${l.dir} is not reachable by the run-as user "${ctx.runAs.user}": let it search every parent directory (chmod o+x), or choose another dir`);
+      throw new Error(
+        `sandbox: ${l.dir} is not reachable by the run-as user "${ctx.runAs.user}": let it search every parent directory (chmod o+x), or choose another dir`,
+      );
   }
   for (const d of [l.logsDir, l.binDir, l.sshDir, l.backupsDir, l.frontDir, l.ec2Dir]) mkdirOwned(ctx, d);
   mkdirOwned(ctx, l.secretsDir, 0o700);
@@ -474,13 +475,20 @@ function temporalPlan(ctx: Ctx): SpawnPlan {
   return {
     cmd: tools.temporal,
     args: [
-      'server', 'start-dev',
-      '--ip', t.host,
-      '--port', String(t.port),
-      '--ui-ip', t.uiHost,
-      '--ui-port', String(t.uiPort),
-      '--db-filename', l.temporalDb,
-      '--log-level', 'warn',
+      'server',
+      'start-dev',
+      '--ip',
+      t.host,
+      '--port',
+      String(t.port),
+      '--ui-ip',
+      t.uiHost,
+      '--ui-port',
+      String(t.uiPort),
+      '--db-filename',
+      l.temporalDb,
+      '--log-level',
+      'warn',
       '--ui-disable-news-fetch',
       ...SEARCH_ATTRIBUTES.flatMap((a) => ['--search-attribute', `${a}=Keyword`]),
     ],
@@ -491,10 +499,14 @@ function temporalPlan(ctx: Ctx): SpawnPlan {
     // history): describing a workflow that does not exist goes all the way and says "not found".
     ready: async () => {
       if (!(await tcpProbe(t.host, t.port, 500))) return false;
-      const r = await run(tools.temporal, ['workflow', 'describe', '--address', t.address, '--workflow-id', 'switchyard-sandbox-probe', '--command-timeout', '3s'], {
-        env: cleanClientEnv(),
-        timeoutMs: 10_000,
-      });
+      const r = await run(
+        tools.temporal,
+        ['workflow', 'describe', '--address', t.address, '--workflow-id', 'switchyard-sandbox-probe', '--command-timeout', '3s'],
+        {
+          env: cleanClientEnv(),
+          timeoutMs: 10_000,
+        },
+      );
       return /not found/i.test(r.stderr + r.stdout);
     },
   };
@@ -695,7 +707,9 @@ async function ensureEc2(ctx: Ctx, spec: PartSpec): Promise<void> {
     const t0 = Date.now();
     const seed = await seedEc2(ctx.l);
     if (seed.created.length) {
-      const ids = Object.entries(seed.instances).map(([n, i]) => `${n}=${i.instanceId}`).join(' ');
+      const ids = Object.entries(seed.instances)
+        .map(([n, i]) => `${n}=${i.instanceId}`)
+        .join(' ');
       ctx.log(`ec2: seeded ${seed.created.length} resources (${ids}, elastic IP ${seed.publicIp}; ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     }
   } catch (err) {
@@ -719,13 +733,16 @@ async function partStatus(l: Layout, state: SandboxState | null, spec: PartSpec,
     state: 'stopped',
     expected: enabled && !poweredOff(l, spec.hostName) ? 'running' : 'stopped',
   };
-  if (spec.kind === 'postgres' && pgPassword)
-    part.url = `postgresql://switchyard:${encodeURIComponent(pgPassword)}@${spec.address}:${spec.port}/postgres`;
+  if (spec.kind === 'postgres' && pgPassword) part.url = `postgresql://switchyard:${encodeURIComponent(pgPassword)}@${spec.address}:${spec.port}/postgres`;
   if (spec.kind === 'app') part.url = `http://${spec.address}:${spec.port}/`;
   if (spec.kind === 'ec2') part.url = ec2Endpoint(l);
   if (spec.kind === 'temporal') part.url = l.temporal.ui;
   if (pid === null) {
-    part.detail = poweredOff(l, spec.hostName) ? `powered off (STONITH): ${spec.hostName} stays off until powered on` : enabled ? 'not running' : 'stopped (not enabled)';
+    part.detail = poweredOff(l, spec.hostName)
+      ? `powered off (STONITH): ${spec.hostName} stays off until powered on`
+      : enabled
+        ? 'not running'
+        : 'stopped (not enabled)';
     return part;
   }
   if (isPaused(pid)) {
@@ -784,7 +801,9 @@ export async function sandboxUp(opts: SandboxOptions = {}, log: (line: string) =
   return withLock(l.lockFile, async () => {
     const state = readState(l.stateFile) ?? newState(l, runAs);
     if (state.runAs.uid !== runAs.uid)
-      throw new Error(`sandbox: ${l.dir} runs as uid ${state.runAs.uid} (${state.runAs.user}), but this user would run it as ${runAs.user}; use the same user, or down it first`);
+      throw new Error(
+        `sandbox: ${l.dir} runs as uid ${state.runAs.uid} (${state.runAs.user}), but this user would run it as ${runAs.user}; use the same user, or down it first`,
+      );
     const ctx: Ctx = { l, runAs, tools, state, log };
     const fresh = !state.initialized;
     log(`sandbox ${l.dir} (net ${l.net}, cluster ${l.cluster}, running as ${runAs.user})${fresh ? ': creating' : ''}`);
@@ -804,7 +823,13 @@ export async function sandboxUp(opts: SandboxOptions = {}, log: (line: string) =
     const results = await Promise.allSettled(tasks.map(([, p]) => p));
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason instanceof Error ? r.reason : new Error(String(r.reason))] : []));
     if (failures.length) {
-      const more = failures.length > 1 ? `\n(also failed: ${failures.slice(1).map((e) => e.message.split('\n')[0]).join('; ')})` : '';
+      const more =
+        failures.length > 1
+          ? `\n(also failed: ${failures
+              .slice(1)
+              .map((e) => e.message.split('\n')[0])
+              .join('; ')})`
+          : '';
       const err = new Error(failures[0].message + more);
       throw err;
     }
@@ -814,7 +839,17 @@ export async function sandboxUp(opts: SandboxOptions = {}, log: (line: string) =
     const down = status.parts.filter((p) => p.expected === 'running' && p.state !== 'running');
     if (down.length) {
       const first = l.parts.find((p) => p.name === down[0].name)!;
-      throw partError(first, `not running after up: ${down[0].detail ?? 'stopped'}${down.length > 1 ? ` (also: ${down.slice(1).map((p) => p.name).join(', ')})` : ''}`);
+      throw partError(
+        first,
+        `not running after up: ${down[0].detail ?? 'stopped'}${
+          down.length > 1
+            ? ` (also: ${down
+                .slice(1)
+                .map((p) => p.name)
+                .join(', ')})`
+            : ''
+        }`,
+      );
     }
     if (!state.initialized) {
       state.initialized = true;

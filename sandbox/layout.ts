@@ -166,10 +166,26 @@ export function makeLayout(dir: string, net: number, cluster: string): Layout {
     { name: 'ec2', site: null, kind: 'ec2', hostName: 'shared', address: shared, port: PORTS.ec2, log: join(logsDir, 'ec2.log') },
     { name: 'front', site: null, kind: 'front', hostName: 'shared', address: shared, port: PORTS.front, log: join(logsDir, 'front.log') },
     // The shared address as a host: the front's HAProxy state file is written through it.
-    { name: `${SHARED_HOST}/sshd`, site: null, kind: 'sshd', hostName: SHARED_HOST, address: shared, port: PORTS.sshd, log: join(logsDir, `${SHARED_HOST}.sshd.log`) },
+    {
+      name: `${SHARED_HOST}/sshd`,
+      site: null,
+      kind: 'sshd',
+      hostName: SHARED_HOST,
+      address: shared,
+      port: PORTS.sshd,
+      log: join(logsDir, `${SHARED_HOST}.sshd.log`),
+    },
   ];
   const sharedDir = join(dir, SHARED_HOST);
-  hosts.push({ name: SHARED_HOST, site: null, role: 'shared', address: shared, dir: sharedDir, sshdConfig: join(sharedDir, 'sshd_config'), hostKey: join(sharedDir, 'ssh_host_ed25519_key') });
+  hosts.push({
+    name: SHARED_HOST,
+    site: null,
+    role: 'shared',
+    address: shared,
+    dir: sharedDir,
+    sshdConfig: join(sharedDir, 'sshd_config'),
+    hostKey: join(sharedDir, 'ssh_host_ed25519_key'),
+  });
   for (const site of SITES) {
     const o = siteOctet(site);
     for (const role of ['db', 'app'] as const) {

@@ -62,11 +62,15 @@ export async function pickNet(opts: { prefer?: number[]; from?: number } = {}): 
   for (const net of candidates) {
     if (!tryClaim(net)) continue;
     const t = temporalEndpoints(net);
-    const probes = [tcpProbe(t.host, t.port, 300), tcpProbe(t.uiHost, t.uiPort, 300), tcpProbe(`127.${net}.1.1`, 5432, 300), tcpProbe(`127.${net}.0.1`, 15432, 300)];
+    const probes = [
+      tcpProbe(t.host, t.port, 300),
+      tcpProbe(t.uiHost, t.uiPort, 300),
+      tcpProbe(`127.${net}.1.1`, 5432, 300),
+      tcpProbe(`127.${net}.0.1`, 15432, 300),
+    ];
     const busy = (await Promise.all(probes)).some(Boolean);
     if (!busy) return net;
     releaseNet(net);
   }
   throw new Error(`no free sandbox net number in ${from}..254`);
 }
-

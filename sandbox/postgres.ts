@@ -185,13 +185,16 @@ async function initdb(ctx: PgContext, db: DbLayout): Promise<void> {
   const r = await run(
     pgBin(ctx.tools, 'initdb'),
     [
-      '-D', db.dataDir,
+      '-D',
+      db.dataDir,
       '--data-checksums',
-      '-U', 'switchyard',
+      '-U',
+      'switchyard',
       `--pwfile=${ctx.l.secrets.pgPassword}`,
       '--auth-local=peer',
       '--auth-host=scram-sha-256',
-      '-E', 'UTF8',
+      '-E',
+      'UTF8',
       '--locale=C.UTF-8',
       '--no-sync',
       '--no-instructions',
@@ -211,40 +214,49 @@ const CREATING = { timeoutMs: 10_000, attempts: 4 };
 /** Roles, the standby's slot and the demo table, once, on the node that was made primary. */
 async function seedPrimary(ctx: PgContext, primary: DbLayout, standby: DbLayout): Promise<void> {
   const repl = readSecret(ctx.l.secrets.replPassword);
-  await withClient(ctx.l, primary, async (c) => {
-    await c.query(`DO $$ BEGIN
+  await withClient(
+    ctx.l,
+    primary,
+    async (c) => {
+      await c.query(`DO $$ BEGIN
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'replicator') THEN CREATE ROLE replicator LOGIN REPLICATION; END IF;
     END $$`);
-    await c.query(`ALTER ROLE replicator WITH LOGIN REPLICATION PASSWORD ${c.escapeLiteral(repl)}`);
-    await ensureSlot(c, standby.slot);
-    await c.query(`CREATE TABLE IF NOT EXISTS public.sandbox_rows (id bigserial PRIMARY KEY, note text, at timestamptz DEFAULT now())`);
-    const { rows } = await c.query<{ n: string }>('SELECT count(*) AS n FROM public.sandbox_rows');
-    if (Number(rows[0].n) === 0)
-      await c.query(`INSERT INTO public.sandbox_rows (note) VALUES ('seeded by sandbox up: one'), ('seeded by sandbox up: two'), ('seeded by sandbox up: three')`);
-  }, CREATING);
+      await c.query(`ALTER ROLE replicator WITH LOGIN REPLICATION PASSWORD ${c.escapeLiteral(repl)}`);
+      await ensureSlot(c, standby.slot);
+      await c.query(`CREATE TABLE IF NOT EXISTS public.sandbox_rows (id bigserial PRIMARY KEY, note text, at timestamptz DEFAULT now())`);
+      const { rows } = await c.query<{ n: string }>('SELECT count(*) AS n FROM public.sandbox_rows');
+      if (Number(rows[0].n) === 0)
+        await c.query(
+          `INSERT INTO public.sandbox_rows (note) VALUES ('seeded by sandbox up: one'), ('seeded by sandbox up: two'), ('seeded by sandbox up: three')`,
+        );
+    },
+    CREATING,
+  );
 }
 
 async function ensureSlot(c: Client, slot: string): Promise<void> {
-  await c.query(
-    `SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`,
-    [slot],
-  );
+  await c.query(`SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, [slot]);
 }
 
 async function basebackup(ctx: PgContext, from: DbLayout, to: DbLayout): Promise<void> {
-  await withClient(ctx.l, from, async (c) => {
-    const { rows } = await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
-    if (rows[0].r) fail(to, `cannot clone from ${from.node}: it is in recovery (not the primary)`);
-    await ensureSlot(c, to.slot);
-  }, CREATING);
+  await withClient(
+    ctx.l,
+    from,
+    async (c) => {
+      const { rows } = await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+      if (rows[0].r) fail(to, `cannot clone from ${from.node}: it is in recovery (not the primary)`);
+      await ensureSlot(c, to.slot);
+    },
+    CREATING,
+  );
   const tmp = `${to.dataDir}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
   const conninfo = `host=${from.address} port=${PORTS.postgres} user=replicator passfile=${ctx.l.secrets.pgpass} connect_timeout=5`;
-  const r = await run(
-    pgBin(ctx.tools, 'pg_basebackup'),
-    ['-D', tmp, '-d', conninfo, '-R', '-X', 'stream', '-S', to.slot, '-c', 'fast', '--no-sync'],
-    { runAs: ctx.runAs, cwd: to.configDir, timeoutMs: 300_000 },
-  );
+  const r = await run(pgBin(ctx.tools, 'pg_basebackup'), ['-D', tmp, '-d', conninfo, '-R', '-X', 'stream', '-S', to.slot, '-c', 'fast', '--no-sync'], {
+    runAs: ctx.runAs,
+    cwd: to.configDir,
+    timeoutMs: 300_000,
+  });
   if (r.code !== 0) {
     rmSync(tmp, { recursive: true, force: true });
     fail(to, describeRun(`pg_basebackup from ${from.node}`, r));
@@ -292,7 +304,8 @@ export async function ensurePrimaryNode(ctx: PgContext, primary: DbLayout, stand
   const t0 = Date.now();
   let created = false;
   if (!hasData(primary)) {
-    if (!ctx.mayCreate) fail(primary, `has no data directory (${primary.dataDir}); the sandbox makes it only when it is created (run down, then up, for a fresh one)`);
+    if (!ctx.mayCreate)
+      fail(primary, `has no data directory (${primary.dataDir}); the sandbox makes it only when it is created (run down, then up, for a fresh one)`);
     await initdb(ctx, primary);
     created = true;
   }
@@ -316,7 +329,8 @@ export async function ensureStandbyNode(ctx: PgContext, primary: DbLayout, stand
   const t0 = Date.now();
   let created = false;
   if (!hasData(standby)) {
-    if (!ctx.mayCreate) fail(standby, `has no data directory (${standby.dataDir}); the sandbox makes it only when it is created (run down, then up, for a fresh one)`);
+    if (!ctx.mayCreate)
+      fail(standby, `has no data directory (${standby.dataDir}); the sandbox makes it only when it is created (run down, then up, for a fresh one)`);
     if (!postmasterPid(primary)) fail(standby, `has no data yet and ${primary.node} (to clone it from) is not running`);
     await basebackup(ctx, primary, standby);
     created = true;
@@ -332,5 +346,8 @@ export async function ensureStandbyNode(ctx: PgContext, primary: DbLayout, stand
     const why = await waitStreaming(ctx, primary, standby, 5_000);
     if (why) ctx.log(`${standby.node}/postgres: warning: not streaming from ${primary.node} yet (${why})`);
   }
-  if (started) ctx.log(`${standby.node}/postgres: ${created ? `cloned from ${primary.node}, ` : ''}started${created ? ', streaming' : ''} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  if (started)
+    ctx.log(
+      `${standby.node}/postgres: ${created ? `cloned from ${primary.node}, ` : ''}started${created ? ', streaming' : ''} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+    );
 }

@@ -161,7 +161,11 @@ export async function spawnDetached(
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
       child.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new Error(`cannot start ${cmd} as user ${opts.runAs.user}: ${err.code ?? err.message}${err.code === 'EACCES' ? ' (it, or its interpreter, is not executable by that user)' : ''}`)),
+        reject(
+          new Error(
+            `cannot start ${cmd} as user ${opts.runAs.user}: ${err.code ?? err.message}${err.code === 'EACCES' ? ' (it, or its interpreter, is not executable by that user)' : ''}`,
+          ),
+        ),
       );
     });
     child.unref();
@@ -175,7 +179,11 @@ export async function spawnDetached(
 export function tail(file: string, lines = 25): string {
   try {
     const text = readFileSync(file, 'utf8');
-    return text.split('\n').filter((l, i, a) => l !== '' || i < a.length - 1).slice(-lines).join('\n');
+    return text
+      .split('\n')
+      .filter((l, i, a) => l !== '' || i < a.length - 1)
+      .slice(-lines)
+      .join('\n');
   } catch {
     return '';
   }
@@ -373,7 +381,11 @@ export function findSandboxProcesses(spec: SweepSpec): ProcInfo[] {
       if (cwd && (cwd === spec.dir || cwd.startsWith(spec.dir + '/'))) found.add(p.pid);
     }
   }
-  for (const pid of socketOwners(spec.ownsSocket, procs.filter((p) => p.uid === spec.socketUid))) found.add(pid);
+  for (const pid of socketOwners(
+    spec.ownsSocket,
+    procs.filter((p) => p.uid === spec.socketUid),
+  ))
+    found.add(pid);
   const roots = [...spec.known.filter((pid) => procs.some((p) => p.pid === pid)), ...found];
   for (const pid of roots) found.add(pid);
   for (const pid of descendantsOf(roots, procs)) found.add(pid);
@@ -414,4 +426,3 @@ export function tcpBanner(address: string, port: number, timeoutMs = 1500): Prom
     s.connect(port, address);
   });
 }
-

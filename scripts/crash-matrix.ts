@@ -32,9 +32,15 @@ async function main(argv: string[]): Promise<number> {
         while (next < cases.length) {
           const c = cases[next++];
           const attempt = () =>
-            crashRun(spec, c.step, c.when, ref).catch(
-              (err: Error): CrashOutcome => ({ runbook: spec.runbook, step: c.step, when: c.when, reached: false, result: `harness error: ${err.message}`, diverged: [{ key: 'harness', reference: null, crashed: err.message }], seconds: 0 }),
-            );
+            crashRun(spec, c.step, c.when, ref).catch((err: Error): CrashOutcome => ({
+              runbook: spec.runbook,
+              step: c.step,
+              when: c.when,
+              reached: false,
+              result: `harness error: ${err.message}`,
+              diverged: [{ key: 'harness', reference: null, crashed: err.message }],
+              seconds: 0,
+            }));
           let out = await attempt();
           // The harness itself failed (a sandbox that did not come up, say) before anything was
           // killed: that case says nothing about the runbook, so it is run once more, and both shown.
@@ -44,7 +50,9 @@ async function main(argv: string[]): Promise<number> {
             out = await attempt();
           }
           outcomes.push(out);
-          process.stdout.write(`  ${spec.runbook} SIGKILL ${c.when.padEnd(6)} ${c.step.padEnd(40)} ${out.reached ? '' : '(not reached) '}${out.result}: ${out.diverged.length ? `DIVERGED ${JSON.stringify(out.diverged)}` : 'same end state'} (${out.seconds} s)\n`);
+          process.stdout.write(
+            `  ${spec.runbook} SIGKILL ${c.when.padEnd(6)} ${c.step.padEnd(40)} ${out.reached ? '' : '(not reached) '}${out.result}: ${out.diverged.length ? `DIVERGED ${JSON.stringify(out.diverged)}` : 'same end state'} (${out.seconds} s)\n`,
+          );
         }
       }),
     );

@@ -22,7 +22,7 @@ import { startPart, stopPart } from '../sandbox';
 import { makeLayout } from '../sandbox/layout';
 import { decide } from '../src/client/runs';
 import { TASK_QUEUE } from '../src/temporal-target';
-import { lockWorkflowId } from '../src/contract/lock';
+import { lockWorkflowId } from '../src/contract/cluster-lock';
 import type { BackupResult } from '../src/workflows/backup';
 import type { FailbackResult } from '../src/workflows/failback';
 import type { FailoverResult } from '../src/workflows/failover';
@@ -193,8 +193,15 @@ const SCENARIOS: Scenario[] = [
       const r = (await h.result()) as FailoverResult;
       assert.equal(r.outcome, 'completed');
       assert.equal(r.fenced, false);
-      assert.deepEqual(r.checkpoints.map((c) => [c.checkpoint, c.decision, c.by]), [['old-primary-dead', 'approve', 'bob']]);
-      await rec('failover-site-down-approved', h.workflowId, 'failover with dc1 killed: old-primary-dead, a refused signal from alice, approved by signal from bob, completed');
+      assert.deepEqual(
+        r.checkpoints.map((c) => [c.checkpoint, c.decision, c.by]),
+        [['old-primary-dead', 'approve', 'bob']],
+      );
+      await rec(
+        'failover-site-down-approved',
+        h.workflowId,
+        'failover with dc1 killed: old-primary-dead, a refused signal from alice, approved by signal from bob, completed',
+      );
       await rec('cluster-lock-site-down', lockWorkflowId('demo'), 'the cluster lock after the approved failover (running)');
     },
   },
@@ -211,7 +218,11 @@ const SCENARIOS: Scenario[] = [
       const r = (await h.result()) as FailoverResult;
       assert.equal(r.outcome, 'aborted');
       assert.match(r.abortedBecause ?? '', /accept-data-loss rejected by bob/);
-      await rec('failover-data-loss-rejected', h.workflowId, 'failover with the standby behind: fenced, accept-data-loss rejected by the update decide, undone, aborted');
+      await rec(
+        'failover-data-loss-rejected',
+        h.workflowId,
+        'failover with the standby behind: fenced, accept-data-loss rejected by the update decide, undone, aborted',
+      );
       await rec('cluster-lock-data-loss-rejected', lockWorkflowId('demo'), 'the cluster lock after the aborted failover (running)');
     },
   },
@@ -230,7 +241,7 @@ const SCENARIOS: Scenario[] = [
       assert.equal(b.outcome, 'completed');
       assert.equal(b.rejoin, null);
       await rec('failback-streaming', fb.workflowId, 'failback when dc1 already streams: no rejoin, the switchover child back to dc1');
-      await rec('failback-streaming-switchover', `${fb.workflowId}-switchover`, 'the switchover child of that failback (under the parent\'s lock)');
+      await rec('failback-streaming-switchover', `${fb.workflowId}-switchover`, "the switchover child of that failback (under the parent's lock)");
 
       await readiness(st, 'replay-readiness-planned');
       await stopPart(st.sb.opts, 'dc1', 'kill');
@@ -250,24 +261,30 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'traffic-first',
-    about: "switchover dc1 → dc2 and failback to dc1 after the 'switchover-traffic-first' patch: traffic, services and maintenance before the old primary follows",
+    about:
+      "switchover dc1 → dc2 and failback to dc1 after the 'switchover-traffic-first' patch: traffic, services and maintenance before the old primary follows",
     async run(st, rec) {
       const so = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, 'replay-switchover-traffic-first');
       const r = (await so.result()) as SwitchoverResult;
       assert.equal(r.outcome, 'completed');
       assert.equal(r.oldPrimary.via, 'follow');
-      await rec('switchover-traffic-first', so.workflowId, "switchover dc1 → dc2 with the 'switchover-traffic-first' patch: traffic moves before the old primary follows");
+      await rec(
+        'switchover-traffic-first',
+        so.workflowId,
+        "switchover dc1 → dc2 with the 'switchover-traffic-first' patch: traffic moves before the old primary follows",
+      );
 
       const fb = await st.start('failback', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failback-traffic-first');
       const b = (await fb.result()) as FailbackResult;
       assert.equal(b.outcome, 'completed');
       await rec('failback-traffic-first', fb.workflowId, "failback when dc1 streams, its switchover child patched 'switchover-traffic-first'");
-      await rec('failback-traffic-first-switchover', `${fb.workflowId}-switchover`, "the patched switchover child of that failback");
+      await rec('failback-traffic-first-switchover', `${fb.workflowId}-switchover`, 'the patched switchover child of that failback');
     },
   },
   {
     name: 'backups',
-    about: 'readiness with backups looked at, a backup with a drill child, retention dry run, restore of the base backup onto the primary (replace-data approved), a snapshot restore rejected at replace-instance',
+    about:
+      'readiness with backups looked at, a backup with a drill child, retention dry run, restore of the base backup onto the primary (replace-data approved), a snapshot restore rejected at replace-instance',
     async run(st, rec) {
       const b = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['pg', 'ebs'], drill: true }, 'replay-backup');
       const r = (await b.result()) as BackupResult;
@@ -287,11 +304,19 @@ const SCENARIOS: Scenario[] = [
       assert.equal(((await rs.result()) as { outcome: string }).outcome, 'completed');
       await rec('restore-pg', rs.workflowId, 'restore of the base backup onto the primary: staged, replace-data approved, swapped, started, verified');
 
-      const re = await st.start('restore', { cluster: 'demo', from: 'replay-backup', target: 'dc2-db', kind: 'ebs', requestedBy: 'alice' }, 'replay-restore-ebs-rejected');
+      const re = await st.start(
+        'restore',
+        { cluster: 'demo', from: 'replay-backup', target: 'dc2-db', kind: 'ebs', requestedBy: 'alice' },
+        'replay-restore-ebs-rejected',
+      );
       await st.waitProgress(re.workflowId, waitingAt('replace-instance'), 'the replace-instance checkpoint');
       await decide(st.client, re.workflowId, { checkpoint: 'replace-instance', decision: 'reject', by: 'bob' });
       assert.equal(((await re.result()) as { outcome: string }).outcome, 'aborted');
-      await rec('restore-ebs-rejected', re.workflowId, 'restore from snapshots while the original holds the address: replace-instance rejected, nothing changed');
+      await rec(
+        'restore-ebs-rejected',
+        re.workflowId,
+        'restore from snapshots while the original holds the address: replace-instance rejected, nothing changed',
+      );
     },
   },
   {
@@ -304,7 +329,11 @@ const SCENARIOS: Scenario[] = [
       await st.waitProgress(rs.workflowId, waitingAt('replace-data'), 'the replace-data checkpoint');
       await decide(st.client, rs.workflowId, { checkpoint: 'replace-data', decision: 'reject', by: 'bob' });
       assert.equal(((await rs.result()) as { outcome: string }).outcome, 'aborted');
-      await rec('restore-pg-rejected', rs.workflowId, 'restore of a base backup onto the primary: staged, replace-data rejected, the staged copy removed (patch restore-discard-rejected-stage), nothing replaced');
+      await rec(
+        'restore-pg-rejected',
+        rs.workflowId,
+        'restore of a base backup onto the primary: staged, replace-data rejected, the staged copy removed (patch restore-discard-rejected-stage), nothing replaced',
+      );
     },
   },
   {
@@ -319,13 +348,22 @@ const SCENARIOS: Scenario[] = [
       const lock = (await st.client.workflow.getHandle(`${fb.workflowId}-switchover`).query<Progress>('progress')).steps.find((s) => s.name === 'lock');
       assert.equal(lock?.state, 'done', `the child's lock check: ${JSON.stringify(lock)}`);
       await rec('failback-verified-parent', fb.workflowId, "failback when dc1 streams after the 'lock-verify-parent' patch: the switchover child back to dc1");
-      await rec('failback-verified-parent-switchover', `${fb.workflowId}-switchover`, "the switchover child of that failback: lockCheckParent finds the failback holding the lock (patch 'lock-verify-parent')");
-      await rec('cluster-lock-verified-parent', lockWorkflowId('demo'), 'the cluster lock after that switchover and failback: holders recorded with firstExecutionRunId (running)');
+      await rec(
+        'failback-verified-parent-switchover',
+        `${fb.workflowId}-switchover`,
+        "the switchover child of that failback: lockCheckParent finds the failback holding the lock (patch 'lock-verify-parent')",
+      );
+      await rec(
+        'cluster-lock-verified-parent',
+        lockWorkflowId('demo'),
+        'the cluster lock after that switchover and failback: holders recorded with firstExecutionRunId (running)',
+      );
     },
   },
   {
     name: 'restore-rechecked',
-    about: "a base backup; a restore onto the primary approved while dc2 is frozen: roles read again under the lock, dc2 unknown, refused (patch 'restore-roles-under-lock'); then one approved that completes",
+    about:
+      "a base backup; a restore onto the primary approved while dc2 is frozen: roles read again under the lock, dc2 unknown, refused (patch 'restore-roles-under-lock'); then one approved that completes",
     async run(st, rec) {
       const b = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['pg'] }, 'replay-backup-for-rechecked-restore');
       const { backupId } = (await b.result()) as BackupResult;
@@ -338,30 +376,58 @@ const SCENARIOS: Scenario[] = [
       } finally {
         await startPart(st.sb.opts, 'dc2-db/postgres');
       }
-      await rec('restore-pg-unknown-role', no.workflowId, "restore onto the primary, replace-data approved while dc2 is frozen: read again under the lock, dc2's role unknown, refused before anything stopped, the staged copy removed (patch restore-roles-under-lock)");
+      await rec(
+        'restore-pg-unknown-role',
+        no.workflowId,
+        "restore onto the primary, replace-data approved while dc2 is frozen: read again under the lock, dc2's role unknown, refused before anything stopped, the staged copy removed (patch restore-roles-under-lock)",
+      );
       const rs = await st.start('restore', { cluster: 'demo', from: backupId, target: 'dc1-db', requestedBy: 'alice' }, 'replay-restore-pg-rechecked');
       await st.waitProgress(rs.workflowId, waitingAt('replace-data'), 'the replace-data checkpoint');
       await decide(st.client, rs.workflowId, { checkpoint: 'replace-data', decision: 'approve', by: 'bob' });
       assert.equal(((await rs.result()) as { outcome: string }).outcome, 'completed');
-      await rec('restore-pg-rechecked', rs.workflowId, 'restore onto the primary: staged, replace-data approved, roles read again under the lock (patch restore-roles-under-lock), swapped, started, verified');
+      await rec(
+        'restore-pg-rechecked',
+        rs.workflowId,
+        'restore onto the primary: staged, replace-data approved, roles read again under the lock (patch restore-roles-under-lock), swapped, started, verified',
+      );
     },
   },
   {
     name: 'fence-lasts',
-    about: "after the 'failover-fence-lasts' patch: a fenced failover (standby.signal and marker, the guard started), readiness naming the fenced former primary, a rejoin that clears the marker and ends the guard's watch ('rejoin-clears-fence'), the guard ending",
+    about:
+      "after the 'failover-fence-lasts' patch: a fenced failover (standby.signal and marker, the guard started), readiness naming the fenced former primary, a rejoin that clears the marker and ends the guard's watch ('rejoin-clears-fence'), the guard ending",
     async run(st, rec) {
       const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failover-fenced-marked');
       const r = (await h.result()) as FailoverResult;
       assert.equal(r.outcome, 'completed');
       assert.equal(r.fenced, true);
-      await rec('failover-fenced-marked', h.workflowId, 'failover with dc1 reachable after the fence-lasts patch: fenced and marked, re-checked before promotion, the guard started, completed');
-      const ready = (await st.client.workflow.execute('readiness', { taskQueue: TASK_QUEUE, workflowId: 'replay-readiness-fenced', args: [{ cluster: st.sb.cluster }] })) as ReadinessReport;
+      await rec(
+        'failover-fenced-marked',
+        h.workflowId,
+        'failover with dc1 reachable after the fence-lasts patch: fenced and marked, re-checked before promotion, the guard started, completed',
+      );
+      const ready = (await st.client.workflow.execute('readiness', {
+        taskQueue: TASK_QUEUE,
+        workflowId: 'replay-readiness-fenced',
+        args: [{ cluster: st.sb.cluster }],
+      })) as ReadinessReport;
       assert.equal(ready.ready, false);
-      assert.ok(ready.checks.some((c) => c.name === 'fence:dc1-db' && !c.ok), JSON.stringify(ready.checks.filter((c) => !c.ok)));
-      await rec('readiness-fenced', 'replay-readiness-fenced', "readiness after that failover (patch readiness-fence): dc1-db is a fenced former primary, not ready, rejoin named");
+      assert.ok(
+        ready.checks.some((c) => c.name === 'fence:dc1-db' && !c.ok),
+        JSON.stringify(ready.checks.filter((c) => !c.ok)),
+      );
+      await rec(
+        'readiness-fenced',
+        'replay-readiness-fenced',
+        'readiness after that failover (patch readiness-fence): dc1-db is a fenced former primary, not ready, rejoin named',
+      );
       const rj = await st.start('rejoin', { cluster: 'demo', node: 'dc1-db', requestedBy: 'alice' }, 'replay-rejoin-clears-fence');
       assert.equal(((await rj.result()) as { outcome: string }).outcome, 'completed');
-      await rec('rejoin-clears-fence', rj.workflowId, "rejoin of the fenced dc1 (patch rejoin-clears-fence): rewound, streaming, the marker cleared and the guard told");
+      await rec(
+        'rejoin-clears-fence',
+        rj.workflowId,
+        'rejoin of the fenced dc1 (patch rejoin-clears-fence): rewound, streaming, the marker cleared and the guard told',
+      );
       const guard = st.client.workflow.getHandle('switchyard-guard-demo');
       await guard.result();
       await rec('guard-released', 'switchyard-guard-demo', 'the guard the failover started: watched dc1-db until the rejoin released it, then ended');
@@ -369,7 +435,8 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'site-down-gated',
-    about: "after the 'failover-fence-lasts' patch: readiness, dc1 killed, failover approved at old-primary-dead, checked again, asked at accept-data-loss (the readiness reading is older than the freshness), approved",
+    about:
+      "after the 'failover-fence-lasts' patch: readiness, dc1 killed, failover approved at old-primary-dead, checked again, asked at accept-data-loss (the readiness reading is older than the freshness), approved",
     stage: { edit: (c) => void (c.failover = { ...((c.failover as object) ?? {}), dataLossFreshness: '1s' }) },
     async run(st, rec) {
       await readiness(st, 'replay-readiness-before-gated-outage');
@@ -381,8 +448,15 @@ const SCENARIOS: Scenario[] = [
       assert.equal((await decide(st.client, h.workflowId, { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob' })).accepted, true);
       const r = (await h.result()) as FailoverResult;
       assert.equal(r.outcome, 'completed');
-      assert.deepEqual(r.checkpoints.map((c) => c.checkpoint), ['old-primary-dead', 'accept-data-loss']);
-      await rec('failover-site-down-gated', h.workflowId, 'failover with dc1 killed after the fence-lasts patch: old-primary-dead approved and checked again, accept-data-loss asked for a stale lower bound and approved, completed');
+      assert.deepEqual(
+        r.checkpoints.map((c) => c.checkpoint),
+        ['old-primary-dead', 'accept-data-loss'],
+      );
+      await rec(
+        'failover-site-down-gated',
+        h.workflowId,
+        'failover with dc1 killed after the fence-lasts patch: old-primary-dead approved and checked again, accept-data-loss asked for a stale lower bound and approved, completed',
+      );
     },
   },
 ];

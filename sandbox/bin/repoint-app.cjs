@@ -20,7 +20,14 @@ function main(argv) {
   const check = argv[0] === '--check';
   if (check) argv = argv.slice(1);
   const [file, address, port] = argv;
-  if (argv.length !== 3 || !path.isAbsolute(file || '') || !/^[A-Za-z0-9._:-]+$/.test(address || '') || !/^\d{1,5}$/.test(port || '') || Number(port) < 1 || Number(port) > 65535) {
+  if (
+    argv.length !== 3 ||
+    !path.isAbsolute(file || '') ||
+    !/^[A-Za-z0-9._:-]+$/.test(address || '') ||
+    !/^\d{1,5}$/.test(port || '') ||
+    Number(port) < 1 ||
+    Number(port) > 65535
+  ) {
     process.stderr.write('usage: repoint-app.cjs <target-file> <address> <port>\n');
     return 2;
   }
@@ -32,7 +39,9 @@ function main(argv) {
   }
   const target = `${address}:${port}`;
   if (check) {
-    process.stdout.write(before === target ? `repoint-app: ${file} already names ${target}\n` : `repoint-app: ${file} names ${before || 'nothing'}, not ${target}\n`);
+    process.stdout.write(
+      before === target ? `repoint-app: ${file} already names ${target}\n` : `repoint-app: ${file} names ${before || 'nothing'}, not ${target}\n`,
+    );
     return before === target ? 0 : 1;
   }
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);

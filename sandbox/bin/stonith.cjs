@@ -38,7 +38,7 @@ function hostProcesses(dir) {
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
   const roots = all.filter((p) => p.pid !== process.pid && p.cmdline.some((a) => a.startsWith(prefix) || a === dir));
   const found = new Set(roots.map((p) => p.pid));
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const p of all) if (!found.has(p.pid) && found.has(p.ppid) && p.pid !== process.pid) (found.add(p.pid), (grew = true));
   }

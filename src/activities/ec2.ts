@@ -15,7 +15,7 @@ import {
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, DbNodeConfig, Ec2Selector } from '../topology/schema';
 import { checkedInt, configError, errorMessage, heartbeat, sleep } from './common';
-import type { Call, Runtime } from './deps';
+import type { Call, Runtime } from './runtime';
 import type { Ec2AddressHolder, Ec2InstanceInfo, Ec2StopResult } from '../contract/observations';
 import { Errors } from '../contract/errors';
 

@@ -6,7 +6,7 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { guardReleaseSignal, guardStatusQuery, guardWatchSignal, guardWorkflowId, type GuardStatus } from '../contract/guard';
-import type { Runtime } from './deps';
+import type { Runtime } from './runtime';
 import { currentTaskQueue, temporalClient } from './temporal-client';
 
 export function guardActivities(rt: Runtime) {

@@ -3,22 +3,22 @@
  * hand in real or fake ones. Each takes one plain-JSON object naming things by name (cluster,
  * node, host, site, driver), resolves them in the worker's topology and returns plain JSON.
  */
-import { Runtime, type ActivityDeps } from './deps';
+import { Runtime, type ActivityDeps } from './runtime';
 import type { BackupActivities } from '../contract/backup';
-import { ebsBackupActivities } from './backup-ebs';
-import { pgBackupActivities } from './backup-pg';
-import { pgRestoreActivities } from './backup-restore';
+import { ebsBackupActivities } from './backup/ebs';
+import { pgBackupActivities } from './backup/pg';
+import { pgRestoreActivities } from './backup/pg-restore';
 import { ec2Activities } from './ec2';
-import { fenceActivities } from './fence';
+import { fenceActivities } from './postgres/fence';
 import { guardActivities } from './guard';
 import { historyActivities } from './history';
-import { lockActivities } from './lock';
-import { createLayoutActivities } from './layout';
+import { lockActivities } from './cluster-lock';
+import { createLayoutActivities } from './cluster-layout';
 import { notifyActivities } from './notify';
-import { pgctlActivities } from './pgctl';
+import { pgctlActivities } from './postgres/lifecycle';
 import { postgresActivities } from './postgres';
 import { remoteActivities } from './remote';
-import { standbyActivities } from './standby';
+import { standbyActivities } from './postgres/standby';
 import { trafficActivities } from './traffic';
 
 export function createActivities(deps: ActivityDeps) {
@@ -48,12 +48,12 @@ export type BackupActivitiesImplemented = Activities extends BackupActivities ? 
 const backupContract: BackupActivitiesImplemented = true;
 void backupContract;
 
-export type { ActivityDeps, ActivityTimeouts, Ec2ClientConfig, PgClientLike } from './deps';
-export type { SshConnectConfig, SshExecResult, SshSessionLike } from './ssh-client';
-export { DEFAULT_TIMEOUTS } from './deps';
+export type { ActivityDeps, ActivityTimeouts, Ec2ClientConfig, PgClientLike } from './runtime';
+export type { SshConnectConfig, SshExecResult, SshSessionLike } from './ssh/session';
+export { DEFAULT_TIMEOUTS } from './runtime';
 export { MAX_OUTPUT_CHARS } from './remote';
 export type { NotifyInput } from './notify';
-export type { LockAcquireInput, LockAcquireResult, LockReleaseInput } from './lock';
+export type { LockAcquireInput, LockAcquireResult, LockReleaseInput } from './cluster-lock';
 export type {
   CopyConfigFilesInput,
   PgBasebackupInput,
@@ -63,6 +63,6 @@ export type {
   PgWaitReplayInput,
   PgWaitStreamingInput,
   WriteProbeLoopInput,
-} from './standby';
+} from './postgres/standby';
 export * from '../contract/observations';
 export * from '../contract/backup';

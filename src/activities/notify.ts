@@ -4,7 +4,7 @@
  * carries a token), so it never appears in results or logs.
  */
 import { errorMessage, requestSignal } from './common';
-import type { Runtime } from './deps';
+import type { Runtime } from './runtime';
 import type { NotifyResult } from '../contract/observations';
 
 export interface NotifyInput {

@@ -6,7 +6,7 @@ import { connect as tcpConnect } from 'node:net';
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { actor, errorMessage } from './common';
-import type { Call, PgClientLike, Runtime } from './deps';
+import type { Call, PgClientLike, Runtime } from './runtime';
 import { lsnDiff } from '../contract/lsn';
 import type { PgLag, PgNodeStatus, PgWriteProbe } from '../contract/observations';
 import { Errors } from '../contract/errors';

@@ -5,7 +5,7 @@
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { configError } from './common';
-import type { Runtime } from './deps';
+import type { Runtime } from './runtime';
 
 /** The worker's Temporal client; a ConfigError saying what cannot be done without one. */
 export function temporalClient(rt: Runtime, cannot: string): Client {

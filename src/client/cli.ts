@@ -10,7 +10,7 @@ import { ConfigError, loadTopology, resolveConfigPath } from '../topology/load';
 import { jsonSchema } from '../topology/json-schema';
 import type { ClusterConfig } from '../topology/schema';
 import { temporalTarget, type TemporalTarget } from '../temporal-target';
-import { formatReadiness, runReadiness } from './readiness';
+import { formatReadiness, runReadiness } from './readiness-report';
 import { userInfo } from 'node:os';
 import { decide, follow, formatOutcome, formatStatus, runId, runStatus, startRunbook, withClient } from './runs';
 import {

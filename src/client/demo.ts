@@ -23,7 +23,7 @@ import type { failback, failover, readiness } from '../workflows';
 import type { FailbackResult } from '../workflows/failback';
 import type { FailoverResult } from '../workflows/failover';
 import type { Progress } from '../contract/messages';
-import { formatReadiness } from './readiness';
+import { formatReadiness } from './readiness-report';
 import { decide, formatOutcome, formatStep, runStatus } from './runs';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);

@@ -3,7 +3,7 @@ import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/clien
 import { TASK_QUEUE, type TemporalTarget } from '../temporal-target';
 import type { DecideResult, Decision, Progress, StepRecord } from '../contract/messages';
 import { randomUUID } from 'node:crypto';
-import { rootMessage, workerIsPolling } from './readiness';
+import { rootMessage, workerIsPolling } from './readiness-report';
 
 export async function withClient<T>(target: TemporalTarget, fn: (client: Client) => Promise<T>): Promise<T> {
   const connection = await Connection.connect({ address: target.address, connectTimeout: '10 seconds' }).catch((err: unknown) => {

@@ -19,7 +19,7 @@ import { BACKUP_ID_RE, type EbsSnapshotCreateResult, type EbsSnapshotWaitResult,
 import { DURATION_RE, durationSeconds } from '../topology/duration';
 import type { ClusterLayout } from '../topology/layout';
 import { formatBytes } from '../contract/format';
-import { calls, copying } from './lib/backup-acts';
+import { calls, copying } from './lib/backup-activities';
 import { describeNode, notifyVia, reads, seconds } from './lib/runbook';
 import { backupIdFromWorkflowId, catalog, formatAge, planRetention, type RetentionDecision } from './lib/retention';
 import { messageOf, StepLog } from './lib/steps';

@@ -28,7 +28,7 @@ import {
   type ClusterLockInput,
   type LockHolder,
   type ReleaseResult,
-} from '../contract/lock';
+} from '../contract/cluster-lock';
 
 export async function clusterLock(input: ClusterLockInput): Promise<void> {
   const { cluster } = input;

@@ -5,7 +5,7 @@
  * each with its own step log, so a person sees the whole and each part.
  */
 import { ApplicationFailure, executeChild, workflowInfo } from '@temporalio/workflow';
-import { withClusterLock } from './lib/lock';
+import { withClusterLock } from './lib/with-cluster-lock';
 import { describeNode, notifyVia, onePrimary, reads, runbookInput, seconds } from './lib/runbook';
 import { StepLog } from './lib/steps';
 import type { StepRecord } from '../contract/messages';

@@ -18,10 +18,10 @@ import type { PgFenceResult, PgNodeStatus, SshCheck, TrafficState } from '../con
 import type { ClusterLayout } from '../topology/layout';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
 import { actions, Aborted, describeNode, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';
-import { withClusterLock } from './lib/lock';
+import { withClusterLock } from './lib/with-cluster-lock';
 import { judgeLoss, lossGate, type DataLoss } from './lib/data-loss';
 import { cannotWrite, explainState, nodeState, type NodeState } from './lib/node-state';
-import { hookActs, trafficActs } from './lib/site-acts';
+import { hookActs, trafficActs } from './lib/site-activities';
 import { durationSeconds } from '../topology/duration';
 import { lsnMax, lsnMinus } from '../contract/lsn';
 import { formatBytes } from '../contract/format';

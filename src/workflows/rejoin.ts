@@ -14,7 +14,7 @@
 import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PgBasebackupResult, PgNodeStatus, PgRewindResult } from '../contract/observations';
-import { withClusterLock } from './lib/lock';
+import { withClusterLock } from './lib/with-cluster-lock';
 import { actions, describeNode, notifyVia, onePrimary, reads, refused, runbookInput, seconds } from './lib/runbook';
 import { StepLog } from './lib/steps';
 import type { StepRecord } from '../contract/messages';

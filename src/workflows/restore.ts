@@ -22,9 +22,9 @@
  */
 import { ApplicationFailure, patched, workflowInfo } from '@temporalio/workflow';
 import { BACKUP_ID_RE, type EbsRestorePlan, type PgBackupEntry } from '../contract/backup';
-import { calls, copying } from './lib/backup-acts';
+import { calls, copying } from './lib/backup-activities';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
-import { withClusterLock } from './lib/lock';
+import { withClusterLock } from './lib/with-cluster-lock';
 import { formatAge } from './lib/retention';
 import { actions, describeNode, notifyVia, promotion, reads, refused, runbookInput, seconds } from './lib/runbook';
 import { messageOf, StepLog } from './lib/steps';

@@ -21,9 +21,9 @@ import { ApplicationFailure, CancellationScope, executeChild, isCancellation, pa
 import type { Activities } from '../activities';
 import type { WriteProbeSummary } from '../contract/observations';
 import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
-import { withClusterLock } from './lib/lock';
+import { withClusterLock } from './lib/with-cluster-lock';
 import { actions, Aborted, describeNode, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';
-import { hookActs, trafficActs } from './lib/site-acts';
+import { hookActs, trafficActs } from './lib/site-activities';
 import { messageOf, StepLog } from './lib/steps';
 import type { StepRecord } from '../contract/messages';
 import type { PlanStep } from '../contract/messages';

@@ -22,9 +22,9 @@ import {
   type Instance,
   type Snapshot,
 } from '@aws-sdk/client-ec2';
-import { ebsBackupActivities, type EbsBackupActivities } from '../../src/activities/backup-ebs';
+import { ebsBackupActivities, type EbsBackupActivities } from '../../src/activities/backup/ebs';
 import { EBS_TAGS } from '../../src/contract/backup';
-import { Runtime } from '../../src/activities/deps';
+import { Runtime } from '../../src/activities/runtime';
 import { loadTools } from '../../src/tools';
 import { FaultProxy } from '../support/fault-proxy';
 import { canConnect, Daemon, freePort, rejection, removeDir, tempDir, topology, waitFor } from './activities-harness';
@@ -163,10 +163,11 @@ after(async () => {
   delete process.env[SECRET_ENV];
 });
 
-const create = (backupId: string, cluster = 'main', node = 'db1') => act.ebsSnapshotCreate({ cluster, backupId, node, workflowId: `wf-${backupId}`, requestedBy: 'alice' });
+const create = (backupId: string, cluster = 'main', node = 'db1') =>
+  act.ebsSnapshotCreate({ cluster, backupId, node, workflowId: `wf-${backupId}`, requestedBy: 'alice' });
 
 describe('ebsSnapshotCreate', () => {
-  it('snapshots each volume of the node\'s instance once, with the expected tags and description', async (t) => {
+  it("snapshots each volume of the node's instance once, with the expected tags and description", async (t) => {
     const r = await create('b1');
     t.diagnostic(r.detail);
     assert.equal(r.instanceId, db1.InstanceId);
@@ -177,7 +178,10 @@ describe('ebsSnapshotCreate', () => {
     assert.ok(r.api.calls >= 4, `at least DescribeInstances, DescribeVolumes, DescribeSnapshots and CreateSnapshot: ${r.api.calls}`);
 
     const snaps = await snapshotsOf('b1');
-    assert.deepEqual(snaps.map((s) => s.VolumeId), [rootVolume, dataVolume]);
+    assert.deepEqual(
+      snaps.map((s) => s.VolumeId),
+      [rootVolume, dataVolume],
+    );
     assert.deepEqual(snaps.map((s) => s.SnapshotId).sort(), [...r.created].sort());
     const meta = {
       node: 'db1',
@@ -200,7 +204,10 @@ describe('ebsSnapshotCreate', () => {
       const parts = Object.keys(tags).filter((k) => k === EBS_TAGS.restore || k.startsWith(`${EBS_TAGS.restore}:`));
       const json = parts.map((_, i) => tags[i === 0 ? EBS_TAGS.restore : `${EBS_TAGS.restore}:${i + 1}`]).join('');
       const restore = JSON.parse(json) as Record<string, unknown>;
-      assert.deepEqual({ ...restore, architecture: undefined, enaSupport: undefined, bootMode: undefined }, { ...meta, architecture: undefined, enaSupport: undefined, bootMode: undefined });
+      assert.deepEqual(
+        { ...restore, architecture: undefined, enaSupport: undefined, bootMode: undefined },
+        { ...meta, architecture: undefined, enaSupport: undefined, bootMode: undefined },
+      );
       const expected: Record<string, string> = {
         [EBS_TAGS.cluster]: 'main',
         [EBS_TAGS.backupId]: 'b1',
@@ -215,7 +222,10 @@ describe('ebsSnapshotCreate', () => {
       for (const k of parts) expected[k] = tags[k];
       assert.deepEqual(tags, expected);
       for (const v of Object.values(tags)) assert.ok(v.length <= 256, `tag value within EC2's 256 characters: ${v.length}`);
-      assert.match(s.Description ?? '', new RegExp(`^switchyard backup b1 of db1 \\(${s.VolumeId} at ${device.replace(/\//g, '\\/')}\\) \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$`));
+      assert.match(
+        s.Description ?? '',
+        new RegExp(`^switchyard backup b1 of db1 \\(${s.VolumeId} at ${device.replace(/\//g, '\\/')}\\) \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$`),
+      );
     }
     assert.deepEqual(
       r.restore.devices.map((d) => [d.device, d.volumeId, d.sizeGiB, d.volumeType, d.deleteOnTermination, d.iops]),
@@ -249,7 +259,10 @@ describe('ebsSnapshotCreate', () => {
     assert.match(r.detail, /EC2 API: \d+ calls, 5 retries$/);
     assert.equal(r.created.length, 2);
     const snaps = await snapshotsOf('b2');
-    assert.deepEqual(snaps.map((s) => s.VolumeId), [rootVolume, dataVolume]);
+    assert.deepEqual(
+      snaps.map((s) => s.VolumeId),
+      [rootVolume, dataVolume],
+    );
     assert.deepEqual(snaps.map((s) => s.SnapshotId).sort(), [...r.created].sort());
   });
 
@@ -262,11 +275,14 @@ describe('ebsSnapshotCreate', () => {
     assert.equal(r.api.retries, 1);
     assert.match(r.detail, /removed snap-\w+ \(failed or duplicate\)/);
     const snaps = await snapshotsOf('b3');
-    assert.deepEqual(snaps.map((s) => s.VolumeId), [rootVolume, dataVolume]);
+    assert.deepEqual(
+      snaps.map((s) => s.VolumeId),
+      [rootVolume, dataVolume],
+    );
     assert.deepEqual(snaps.map((s) => s.SnapshotId).sort(), [...r.created].sort());
   });
 
-  it('throttled beyond the SDK\'s attempts: an ordinary (retryable) error, and nothing made', async () => {
+  it("throttled beyond the SDK's attempts: an ordinary (retryable) error, and nothing made", async () => {
     proxy!.inject({ kind: 'throttle', action: 'DescribeInstances', count: 20 });
     try {
       const e = await rejection(create('b4'));
@@ -306,7 +322,10 @@ describe('ebsSnapshotWait', () => {
   it('returns completed when every snapshot of the backup is completed', async () => {
     const r = await act.ebsSnapshotWait({ cluster: 'main', backupId: 'b1', timeoutSeconds: 60 });
     assert.equal(r.completed, true);
-    assert.deepEqual(r.snapshots.map((s) => s.state), ['completed', 'completed']);
+    assert.deepEqual(
+      r.snapshots.map((s) => s.state),
+      ['completed', 'completed'],
+    );
     assert.match(r.detail, /^2 snapshots of backup b1 completed/);
   });
 
@@ -338,32 +357,44 @@ describe('ebsSnapshotWait', () => {
 });
 
 describe('ebsBackupsList and ebsSnapshotsDelete', () => {
-  it('lists the cluster\'s snapshots grouped by backup id, newest first, with what a restore needs', async () => {
+  it("lists the cluster's snapshots grouped by backup id, newest first, with what a restore needs", async () => {
     const list = await act.ebsBackupsList({ cluster: 'main' });
     assert.deepEqual(list.map((e) => e.backupId).sort(), ['b1', 'b2', 'b3']);
     for (const e of list) {
-      assert.deepEqual(e.snapshots.map((s) => [s.device, s.volumeId]), [
-        ['/dev/sda1', rootVolume],
-        ['/dev/sdf', dataVolume],
-      ]);
+      assert.deepEqual(
+        e.snapshots.map((s) => [s.device, s.volumeId]),
+        [
+          ['/dev/sda1', rootVolume],
+          ['/dev/sdf', dataVolume],
+        ],
+      );
       assert.equal(e.node, 'db1');
       assert.equal(e.restore?.privateIp, DB1_IP);
-      assert.deepEqual(e.restore?.devices.map((d) => d.device), ['/dev/sda1', '/dev/sdf']);
+      assert.deepEqual(
+        e.restore?.devices.map((d) => d.device),
+        ['/dev/sda1', '/dev/sdf'],
+      );
     }
     const times = list.map((e) => e.createdAt ?? '');
     assert.deepEqual(times, [...times].sort().reverse(), 'newest first');
     assert.deepEqual(await act.ebsBackupsList({ cluster: 'odd' }), []);
   });
 
-  it('deletes exactly that backup\'s snapshots, and a second delete is fine', async () => {
+  it("deletes exactly that backup's snapshots, and a second delete is fine", async () => {
     const b1 = (await snapshotsOf('b1')).map((s) => s.SnapshotId);
     const b3 = (await snapshotsOf('b3')).map((s) => s.SnapshotId);
     const gone = (await snapshotsOf('b2')).map((s) => s.SnapshotId as string);
     const r = await act.ebsSnapshotsDelete({ cluster: 'main', backupId: 'b2' });
     assert.deepEqual([...r.deleted].sort(), [...gone].sort());
     assert.deepEqual(await snapshotsOf('b2'), []);
-    assert.deepEqual((await snapshotsOf('b1')).map((s) => s.SnapshotId), b1);
-    assert.deepEqual((await snapshotsOf('b3')).map((s) => s.SnapshotId), b3);
+    assert.deepEqual(
+      (await snapshotsOf('b1')).map((s) => s.SnapshotId),
+      b1,
+    );
+    assert.deepEqual(
+      (await snapshotsOf('b3')).map((s) => s.SnapshotId),
+      b3,
+    );
     const again = await act.ebsSnapshotsDelete({ cluster: 'main', backupId: 'b2' });
     assert.deepEqual(again.deleted, []);
     assert.match(again.detail, /^no snapshot of backup b2 left to delete/);
@@ -390,7 +421,10 @@ describe('restore from snapshots', () => {
     assert.equal(e.type, 'PrivateIpInUse');
     assert.equal(e.nonRetryable, true);
     assert.match(e.message, new RegExp(`held by ${db1.InstanceId} \\(node "db1", running\\)`));
-    assert.deepEqual((await liveNodeInstances()).map((i) => i.InstanceId), [db1.InstanceId]);
+    assert.deepEqual(
+      (await liveNodeInstances()).map((i) => i.InstanceId),
+      [db1.InstanceId],
+    );
   });
 
   it('terminates the original (idempotently); the plan then finds the address free', async () => {
@@ -405,7 +439,7 @@ describe('restore from snapshots', () => {
     assert.match(plan.detail, /10\.0\.1\.10 is free/);
   });
 
-  it('launches an instance with the recorded address, groups, subnet, type, tags and the backup\'s volumes', async (t) => {
+  it("launches an instance with the recorded address, groups, subnet, type, tags and the backup's volumes", async (t) => {
     const snaps = await snapshotsOf('b1');
     proxy!.resetCounts();
     proxy!.inject({ kind: 'throttle', action: 'RunInstances', count: 1 });
@@ -425,7 +459,10 @@ describe('restore from snapshots', () => {
     assert.deepEqual(groupsOf(i), [sgDb, sgAdmin].sort());
     assert.deepEqual(tagsOf(i), { ...NODE_TAGS, [EBS_TAGS.restoredFrom]: 'b1', [EBS_TAGS.restoreToken]: TOKEN });
     // The node's selector finds the new instance, and only it.
-    assert.deepEqual((await liveNodeInstances()).map((x) => x.InstanceId), [r.instanceId]);
+    assert.deepEqual(
+      (await liveNodeInstances()).map((x) => x.InstanceId),
+      [r.instanceId],
+    );
     const vols = (await admin!.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [r.instanceId] }] }))).Volumes ?? [];
     assert.deepEqual(
       vols.map((v) => [v.Attachments?.[0]?.Device, v.SnapshotId, v.Size]).sort(),
@@ -441,7 +478,10 @@ describe('restore from snapshots', () => {
     assert.equal(r.launched, false);
     assert.deepEqual([r.instanceId], first);
     assert.match(r.detail, /^found i-\w+ launched from backup b1 by an earlier attempt with this token/);
-    assert.deepEqual((await liveNodeInstances()).map((x) => x.InstanceId), first);
+    assert.deepEqual(
+      (await liveNodeInstances()).map((x) => x.InstanceId),
+      first,
+    );
   });
 
   it('another restore (new token) is refused while the restored instance holds the address', async () => {

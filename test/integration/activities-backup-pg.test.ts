@@ -13,10 +13,10 @@ import { createHash } from 'node:crypto';
 import { cpSync, createReadStream, existsSync, lchownSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { pgBackupActivities } from '../../src/activities/backup-pg';
-import { MANIFEST_FILE, DRILL_FILE } from '../../src/activities/backup-files';
+import { pgBackupActivities } from '../../src/activities/backup/pg';
+import { MANIFEST_FILE, DRILL_FILE } from '../../src/activities/backup/files';
 import type { PgBackupManifest, PgDrillRecord } from '../../src/contract/backup';
-import { Runtime } from '../../src/activities/deps';
+import { Runtime } from '../../src/activities/runtime';
 import { lsnDiff } from '../../src/contract/lsn';
 import type { Topology } from '../../src/topology/schema';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
@@ -161,11 +161,16 @@ describe('a base backup of the standby on the backup host', () => {
       assert.equal(statSync(path).size, f.bytes, `${f.name} size`);
       assert.equal(await sha256File(path), f.sha256, `${f.name} SHA-256`);
     }
-    assert.equal(m.totalBytes, m.files.reduce((s, f) => s + f.bytes, 0));
+    assert.equal(
+      m.totalBytes,
+      m.files.reduce((s, f) => s + f.bytes, 0),
+    );
     assert.match(m.startLsn, LSN_RE);
     assert.match(m.endLsn, LSN_RE);
     assert.ok(lsnDiff(m.endLsn, m.startLsn) > 0, `${m.startLsn} .. ${m.endLsn}`);
-    const pgm = JSON.parse(readFileSync(join(dirOf('b1'), 'backup_manifest'), 'utf8')) as { 'WAL-Ranges': { Timeline: number; 'Start-LSN': string; 'End-LSN': string }[] };
+    const pgm = JSON.parse(readFileSync(join(dirOf('b1'), 'backup_manifest'), 'utf8')) as {
+      'WAL-Ranges': { Timeline: number; 'Start-LSN': string; 'End-LSN': string }[];
+    };
     assert.deepEqual(pgm['WAL-Ranges'], [{ Timeline: m.timeline, 'Start-LSN': m.startLsn, 'End-LSN': m.endLsn }]);
     assert.equal(m.timeline, 1);
     assert.equal(m.pgMajor, 15);
@@ -177,7 +182,9 @@ describe('a base backup of the standby on the backup host', () => {
     assert.ok(Date.parse(m.finishedAt) >= Date.parse(m.startedAt));
     const pw = readFileSync(top.clusters[CLUSTER].postgres.replication.password!.file!, 'utf8').trim();
     assert.ok(!JSON.stringify(r).includes(pw), 'no password in the result');
-    process.stderr.write(`# backup b1: ${m.totalBytes} bytes in ${m.files.length} files (databases ${m.databaseBytes} bytes); ${r.detail.match(/pg_basebackup [\d.]+ s/)?.[0] ?? ''}; activity ${(r.durationMs / 1000).toFixed(1)} s\n`);
+    process.stderr.write(
+      `# backup b1: ${m.totalBytes} bytes in ${m.files.length} files (databases ${m.databaseBytes} bytes); ${r.detail.match(/pg_basebackup [\d.]+ s/)?.[0] ?? ''}; activity ${(r.durationMs / 1000).toFixed(1)} s\n`,
+    );
   });
 
   it('called again with the same backup id it makes nothing new', async () => {
@@ -189,7 +196,7 @@ describe('a base backup of the standby on the backup host', () => {
     assert.equal(statSync(join(dirOf('b1'), 'base.tar.gz')).mtimeMs, before, 'the tarball was not rewritten');
   });
 
-  it('a killed attempt\'s pg_basebackup still writing into <id>.partial is stopped, its copy thrown away, and the backup made afresh', async (t) => {
+  it("a killed attempt's pg_basebackup still writing into <id>.partial is stopped, its copy thrown away, and the backup made afresh", async (t) => {
     const partial = `${dirOf('b0')}.partial`;
     const c = top.clusters[CLUSTER];
     const src = c.postgres.nodes['dc2-db'];
@@ -197,9 +204,25 @@ describe('a base backup of the standby on the backup host', () => {
     // What a worker killed mid-backup leaves on the backup host: pg_basebackup running on (here
     // rate-limited to 32 kB/s, so it is still at it), its session gone.
     const argv = [
-      'env', `PGPASSFILE=${backup().passfile}`,
-      join(backup().binDir, 'pg_basebackup'), '-h', src.host, '-p', String(src.port), '-U', c.postgres.replication.user,
-      '-D', partial, '-F', 't', '-z', '-X', 'stream', '-r', '32k', '--no-password',
+      'env',
+      `PGPASSFILE=${backup().passfile}`,
+      join(backup().binDir, 'pg_basebackup'),
+      '-h',
+      src.host,
+      '-p',
+      String(src.port),
+      '-U',
+      c.postgres.replication.user,
+      '-D',
+      partial,
+      '-F',
+      't',
+      '-z',
+      '-X',
+      'stream',
+      '-r',
+      '32k',
+      '--no-password',
     ];
     const full = process.getuid?.() === 0 && user !== 'root' ? ['runuser', '-u', user, '--', ...argv] : argv;
     const child = spawn(full[0], full.slice(1), { stdio: 'ignore' });
@@ -226,7 +249,10 @@ describe('a base backup of the standby on the backup host', () => {
 
   it('pgBackupList shows them, newest first, with their manifests', async () => {
     const list = show('pgBackupList', await act.pgBackupList({ cluster: CLUSTER }));
-    assert.deepEqual(list.map((e) => e.backupId), ['b0', 'b1']);
+    assert.deepEqual(
+      list.map((e) => e.backupId),
+      ['b0', 'b1'],
+    );
     const b1 = list[1];
     assert.equal(b1.complete, true);
     assert.deepEqual(b1.manifest, made);
@@ -238,7 +264,10 @@ describe('a base backup of the standby on the backup host', () => {
   it('pgBackupVerify: the files match; an unknown backup is BackupNotFound', async () => {
     const v = await act.pgBackupVerify({ cluster: CLUSTER, backupId: 'b1' });
     assert.deepEqual([v.ok, v.checked, v.problems], [true, 3, []], v.detail);
-    await assert.rejects(act.pgBackupVerify({ cluster: CLUSTER, backupId: 'nope' }), (e: Error & { type?: string; nonRetryable?: boolean }) => e.type === 'BackupNotFound' && e.nonRetryable === true && /nope/.test(e.message));
+    await assert.rejects(
+      act.pgBackupVerify({ cluster: CLUSTER, backupId: 'nope' }),
+      (e: Error & { type?: string; nonRetryable?: boolean }) => e.type === 'BackupNotFound' && e.nonRetryable === true && /nope/.test(e.message),
+    );
   });
 });
 
@@ -340,7 +369,11 @@ describe('a restore drill', () => {
     assert.equal(a.record?.rowCounts['public.sandbox_rows'], rowsBeforeBackup);
     assert.equal(b.record?.rowCounts['public.sandbox_rows'], rowsBeforeBackup);
     assert.ok(Date.parse(a.record!.provenAt) <= Date.parse(b.record!.provenAt));
-    assert.equal((JSON.parse(readFileSync(join(dirOf('b1'), DRILL_FILE), 'utf8')) as PgDrillRecord).workflowId, 'test-drill-turn-2', 'drill.json is the later drill\'s');
+    assert.equal(
+      (JSON.parse(readFileSync(join(dirOf('b1'), DRILL_FILE), 'utf8')) as PgDrillRecord).workflowId,
+      'test-drill-turn-2',
+      "drill.json is the later drill's",
+    );
     assert.ok(!existsSync(scratchOf('b1')));
     assert.deepEqual(processesIn(scratchOf('b1')), []);
     assert.deepEqual(readdirSync(clusterDir()).sort(), ['b0', 'b1'], 'nothing else left in the backup root');
@@ -359,7 +392,10 @@ describe('a restore drill', () => {
     assert.equal(d.ok, false);
     assert.match(d.failure ?? '', /base\.tar\.gz/);
     assert.match(d.failure ?? '', /SHA-256/i);
-    assert.deepEqual(d.verify.problems.map((p) => [p.file, p.problem]), [['base.tar.gz', 'sha256']]);
+    assert.deepEqual(
+      d.verify.problems.map((p) => [p.file, p.problem]),
+      [['base.tar.gz', 'sha256']],
+    );
     assert.equal(d.record, null);
     assert.ok(!existsSync(rm), 'no drill.json for the corrupted copy');
     assert.ok(!existsSync(scratchOf('b2')), 'the scratch copy was never made (or is gone)');
@@ -385,7 +421,10 @@ describe('deleting a backup', () => {
       await assert.rejects(act.pgBackupDelete({ cluster: CLUSTER, backupId: id }), { type: 'ConfigError' }, id);
     }
     assert.deepEqual(readdirSync(clusterDir()).sort(), ['b0', 'b1']);
-    assert.deepEqual((await act.pgBackupList({ cluster: CLUSTER })).map((e) => e.backupId), ['b0', 'b1']);
+    assert.deepEqual(
+      (await act.pgBackupList({ cluster: CLUSTER })).map((e) => e.backupId),
+      ['b0', 'b1'],
+    );
   });
 });
 
@@ -401,18 +440,24 @@ describe('the backup host is never filled', () => {
     lchownSync(path, st.uid, st.gid);
   };
 
-  it('a backup expected not to fit (estimated from the newest earlier backup\'s compression) is refused before pg_basebackup writes anything', async () => {
+  it("a backup expected not to fit (estimated from the newest earlier backup's compression) is refused before pg_basebackup writes anything", async () => {
     // The newest earlier backup compressed 1 byte of databases into all of its files: at that
     // rate today's databases would need far more than any disk here.
     doctored('b8', { databaseBytes: 1, finishedAt: new Date().toISOString() });
     try {
-      await assert.rejects(act.pgBackupCreate({ cluster: CLUSTER, backupId: 'b9', source: 'dc2-db', sourceRole: 'standby' }), (e: Error & { type?: string; nonRetryable?: boolean }) => {
-        assert.equal(e.type, 'InsufficientSpace');
-        assert.equal(e.nonRetryable, true);
-        assert.match(e.message, /^not enough free space on dc2-app for backup b9 of demo: about [\d.]+ \w+ expected \([\d.]+ \w+ of databases, compressed as backup b8 \([\d.]+ \w+ for 1 B of databases\), plus a quarter\)/);
-        assert.match(e.message, /has [\d.]+ \w+ free\. Nothing was written/);
-        return true;
-      });
+      await assert.rejects(
+        act.pgBackupCreate({ cluster: CLUSTER, backupId: 'b9', source: 'dc2-db', sourceRole: 'standby' }),
+        (e: Error & { type?: string; nonRetryable?: boolean }) => {
+          assert.equal(e.type, 'InsufficientSpace');
+          assert.equal(e.nonRetryable, true);
+          assert.match(
+            e.message,
+            /^not enough free space on dc2-app for backup b9 of demo: about [\d.]+ \w+ expected \([\d.]+ \w+ of databases, compressed as backup b8 \([\d.]+ \w+ for 1 B of databases\), plus a quarter\)/,
+          );
+          assert.match(e.message, /has [\d.]+ \w+ free\. Nothing was written/);
+          return true;
+        },
+      );
       assert.ok(!existsSync(dirOf('b9')) && !existsSync(`${dirOf('b9')}.partial`), 'nothing written for b9');
     } finally {
       rmSync(dirOf('b8'), { recursive: true, force: true });
@@ -422,12 +467,18 @@ describe('the backup host is never filled', () => {
   it('a drill whose scratch copy would not fit is refused before extracting, and the backup is not marked', async () => {
     doctored('b7', { databaseBytes: 2 ** 50 });
     try {
-      await assert.rejects(act.pgDrill({ cluster: CLUSTER, backupId: 'b7', workflowId: 'test-drill-huge' }), (e: Error & { type?: string; nonRetryable?: boolean }) => {
-        assert.equal(e.type, 'InsufficientSpace');
-        assert.equal(e.nonRetryable, true);
-        assert.match(e.message, /^not enough free space on dc2-app to drill backup b7: its scratch copy takes about 1\.00 PiB \(the databases' size when backed up\) plus a reserve of [\d.]+ TiB/);
-        return true;
-      });
+      await assert.rejects(
+        act.pgDrill({ cluster: CLUSTER, backupId: 'b7', workflowId: 'test-drill-huge' }),
+        (e: Error & { type?: string; nonRetryable?: boolean }) => {
+          assert.equal(e.type, 'InsufficientSpace');
+          assert.equal(e.nonRetryable, true);
+          assert.match(
+            e.message,
+            /^not enough free space on dc2-app to drill backup b7: its scratch copy takes about 1\.00 PiB \(the databases' size when backed up\) plus a reserve of [\d.]+ TiB/,
+          );
+          return true;
+        },
+      );
       assert.ok(!existsSync(scratchOf('b7')), 'no scratch copy');
       assert.ok(!existsSync(join(dirOf('b7'), DRILL_FILE)), 'not marked restorable');
     } finally {

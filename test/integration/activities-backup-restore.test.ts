@@ -19,10 +19,10 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { resolveRunAs, run } from '../../sandbox/procs';
 import { createActivities, type Activities } from '../../src/activities';
-import { MANIFEST_FILE } from '../../src/activities/backup-files';
-import { pgRestoreActivities, RESTORED_MARKER, stagingDirName } from '../../src/activities/backup-restore';
+import { MANIFEST_FILE } from '../../src/activities/backup/files';
+import { pgRestoreActivities, RESTORED_MARKER, stagingDirName } from '../../src/activities/backup/pg-restore';
 import type { PgBackupFile, PgBackupManifest } from '../../src/contract/backup';
-import { Runtime } from '../../src/activities/deps';
+import { Runtime } from '../../src/activities/runtime';
 import type { Topology } from '../../src/topology/schema';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
 import { nodeQuery } from '../support/pg';
@@ -46,7 +46,8 @@ const backupPath = (id: string) => join(backupRoot(), CLUSTER, id);
 /** A query as the tool's user, with the test's own client (not through the activities). */
 const query = <T extends Record<string, unknown>>(nodeName: string, text: string, values: unknown[] = []) => nodeQuery<T>(top, CLUSTER, nodeName, text, values);
 
-const notes = async (nodeName: string) => (await query<{ note: string }>(nodeName, `SELECT note FROM public.sandbox_rows WHERE note LIKE 'restore-test %' ORDER BY id`)).map((r) => r.note);
+const notes = async (nodeName: string) =>
+  (await query<{ note: string }>(nodeName, `SELECT note FROM public.sandbox_rows WHERE note LIKE 'restore-test %' ORDER BY id`)).map((r) => r.note);
 
 /** With SWITCHYARD_TEST_VERBOSE=1: what an activity returned, for a person reading the run. */
 function show<T>(label: string, v: T): T {
@@ -90,16 +91,22 @@ async function makeBackup(id: string, source: string): Promise<PgBackupManifest>
   );
   const [{ bytes }] = await query<{ bytes: string }>(source, 'SELECT sum(pg_database_size(oid))::text AS bytes FROM pg_database');
   const conninfo = `host=${n.host} port=${n.port} user=${c.postgres.replication.user} passfile=${b.passfile ?? c.postgres.passfile} connect_timeout=5`;
-  const r = await run(join(b.binDir, 'pg_basebackup'), ['-D', dir, '-F', 't', '-z', '-X', 'stream', '-c', 'fast', '--no-sync', '-l', `switchyard ${id}`, '-d', conninfo], {
-    runAs: resolveRunAs(),
-    timeoutMs: 300_000,
-  });
+  const r = await run(
+    join(b.binDir, 'pg_basebackup'),
+    ['-D', dir, '-F', 't', '-z', '-X', 'stream', '-c', 'fast', '--no-sync', '-l', `switchyard ${id}`, '-d', conninfo],
+    {
+      runAs: resolveRunAs(),
+      timeoutMs: 300_000,
+    },
+  );
   assert.equal(r.code, 0, `pg_basebackup: ${r.stderr}`);
   const names = readdirSync(dir).sort();
   assert.deepEqual(names, ['backup_manifest', 'base.tar.gz', 'pg_wal.tar.gz']);
   const files: PgBackupFile[] = [];
   for (const name of names) files.push({ name, bytes: statSync(join(dir, name)).size, sha256: await sha256File(join(dir, name)) });
-  const wal = (JSON.parse(readFileSync(join(dir, 'backup_manifest'), 'utf8')) as { 'WAL-Ranges': { Timeline: number; 'Start-LSN': string; 'End-LSN': string }[] })['WAL-Ranges'];
+  const wal = (
+    JSON.parse(readFileSync(join(dir, 'backup_manifest'), 'utf8')) as { 'WAL-Ranges': { Timeline: number; 'Start-LSN': string; 'End-LSN': string }[] }
+  )['WAL-Ranges'];
   const m: PgBackupManifest = {
     format: 'switchyard-pg-backup/1',
     cluster: CLUSTER,
@@ -121,7 +128,6 @@ async function makeBackup(id: string, source: string): Promise<PgBackupManifest>
   writeManifest(dir, m);
   return m;
 }
-
 
 let good: PgBackupManifest;
 
@@ -156,20 +162,23 @@ describe('restoring a base backup onto dc2-db', () => {
     const n = node('dc2-db');
     const ino = statSync(n.dataDir).ino;
     const beside = besideDataDir('dc2-db');
-    await assert.rejects(restore.pgRestoreStage({ cluster: CLUSTER, backupId: BAD, node: 'dc2-db' }), (e: Error & { type?: string; nonRetryable?: boolean }) => {
-      show('pgRestoreStage (corrupt)', e.message);
-      assert.equal(e.type, 'BackupCorrupt');
-      assert.equal(e.nonRetryable, true);
-      assert.match(e.message, /base\.tar\.gz has SHA-256 [0-9a-f]{16}…, the manifest says [0-9a-f]{16}…/);
-      return true;
-    });
+    await assert.rejects(
+      restore.pgRestoreStage({ cluster: CLUSTER, backupId: BAD, node: 'dc2-db' }),
+      (e: Error & { type?: string; nonRetryable?: boolean }) => {
+        show('pgRestoreStage (corrupt)', e.message);
+        assert.equal(e.type, 'BackupCorrupt');
+        assert.equal(e.nonRetryable, true);
+        assert.match(e.message, /base\.tar\.gz has SHA-256 [0-9a-f]{16}…, the manifest says [0-9a-f]{16}…/);
+        return true;
+      },
+    );
     assert.ok(!existsSync(stagingDirName(n.dataDir, BAD)), 'nothing is left staged');
     assert.deepEqual(besideDataDir('dc2-db'), beside, 'nothing new beside the data directory');
     assert.equal(statSync(n.dataDir).ino, ino, 'the data directory is the same one');
     assert.equal((await query<{ r: boolean }>('dc2-db', 'SELECT pg_is_in_recovery() AS r'))[0].r, true, 'dc2-db still runs as a standby');
   });
 
-  it('a backup whose databases would not fit beside dc2-db\'s data directory is refused before anything is copied (InsufficientSpace)', async () => {
+  it("a backup whose databases would not fit beside dc2-db's data directory is refused before anything is copied (InsufficientSpace)", async () => {
     const id = 'restore-test-huge';
     const dir = backupPath(id);
     const cp = await run('cp', ['-a', '--', backupPath(GOOD), dir]);
@@ -180,15 +189,21 @@ describe('restoring a base backup onto dc2-db', () => {
     const ino = statSync(n.dataDir).ino;
     const beside = besideDataDir('dc2-db');
     try {
-      await assert.rejects(restore.pgRestoreStage({ cluster: CLUSTER, backupId: id, node: 'dc2-db' }), (e: Error & { type?: string; nonRetryable?: boolean }) => {
-        show('pgRestoreStage (huge)', e.message);
-        assert.equal(e.type, 'InsufficientSpace');
-        assert.equal(e.nonRetryable, true);
-        assert.match(e.message, /not enough free space on dc2-db to restore backup restore-test-huge beside /);
-        assert.match(e.message, /it needs [\d.]+ PiB \([\d.]+ (KiB|MiB) to copy \+ 1\.00 PiB to extract \(the databases' size when backed up\) \+ a reserve of [\d.]+ TiB\), the filesystem of \/\S* has [\d.]+ \w+ free/);
-        assert.match(e.message, /Nothing was copied and dc2-db is unchanged/);
-        return true;
-      });
+      await assert.rejects(
+        restore.pgRestoreStage({ cluster: CLUSTER, backupId: id, node: 'dc2-db' }),
+        (e: Error & { type?: string; nonRetryable?: boolean }) => {
+          show('pgRestoreStage (huge)', e.message);
+          assert.equal(e.type, 'InsufficientSpace');
+          assert.equal(e.nonRetryable, true);
+          assert.match(e.message, /not enough free space on dc2-db to restore backup restore-test-huge beside /);
+          assert.match(
+            e.message,
+            /it needs [\d.]+ PiB \([\d.]+ (KiB|MiB) to copy \+ 1\.00 PiB to extract \(the databases' size when backed up\) \+ a reserve of [\d.]+ TiB\), the filesystem of \/\S* has [\d.]+ \w+ free/,
+          );
+          assert.match(e.message, /Nothing was copied and dc2-db is unchanged/);
+          return true;
+        },
+      );
     } finally {
       await run('rm', ['-rf', '--', dir]);
     }
@@ -241,12 +256,15 @@ describe('restoring a base backup onto dc2-db', () => {
   it('pgRestoreSwap refuses while PostgreSQL runs (PostgresRunning) and changes nothing', async () => {
     const n = node('dc2-db');
     const ino = statSync(n.dataDir).ino;
-    await assert.rejects(restore.pgRestoreSwap({ cluster: CLUSTER, backupId: GOOD, node: 'dc2-db' }), (e: Error & { type?: string; nonRetryable?: boolean }) => {
-      assert.equal(e.type, 'PostgresRunning');
-      assert.equal(e.nonRetryable, true);
-      assert.match(e.message, /dc2-db .* is running .*stop it first/);
-      return true;
-    });
+    await assert.rejects(
+      restore.pgRestoreSwap({ cluster: CLUSTER, backupId: GOOD, node: 'dc2-db' }),
+      (e: Error & { type?: string; nonRetryable?: boolean }) => {
+        assert.equal(e.type, 'PostgresRunning');
+        assert.equal(e.nonRetryable, true);
+        assert.match(e.message, /dc2-db .* is running .*stop it first/);
+        return true;
+      },
+    );
     assert.equal(statSync(n.dataDir).ino, ino);
     assert.ok(existsSync(stagingDirName(n.dataDir, GOOD)), 'the staged backup stays');
   });
@@ -269,7 +287,7 @@ describe('restoring a base backup onto dc2-db', () => {
     assert.ok(!existsSync(join(n.dataDir, 'standby.signal')), 'the backup of a standby had standby.signal: removed');
     assert.ok(existsSync(join(n.dataDir, 'backup_label')), 'a base backup, not yet started');
     assert.match(readFileSync(join(n.dataDir, RESTORED_MARKER), 'utf8'), new RegExp(`^backup=${GOOD}$`, 'm'));
-    assert.ok(existsSync(join(n.configDir!, 'postgresql.conf')), 'the node\'s own settings stay in its config dir');
+    assert.ok(existsSync(join(n.configDir!, 'postgresql.conf')), "the node's own settings stay in its config dir");
 
     const retried = await restore.pgRestoreSwap({ cluster: CLUSTER, backupId: GOOD, node: 'dc2-db' });
     assert.equal(retried.changed, false, retried.detail);

@@ -140,7 +140,7 @@ after(async () => {
 });
 
 describe('ec2Instances', () => {
-  it('finds each node\'s one live instance by tags or id, with addresses, network and volumes', async () => {
+  it("finds each node's one live instance by tags or id, with addresses, network and volumes", async () => {
     const list = await act.ec2Instances({ cluster: 'main' });
     assert.deepEqual(
       list.map((i) => [i.node, i.site, i.instanceId, i.state]),
@@ -153,7 +153,10 @@ describe('ec2Instances', () => {
     assert.equal(one.privateIp, db1.PrivateIpAddress);
     assert.equal(one.subnetId, db1.SubnetId);
     assert.equal(one.instanceType, 't3.micro');
-    assert.deepEqual(one.securityGroupIds, db1.SecurityGroups?.map((g) => g.GroupId));
+    assert.deepEqual(
+      one.securityGroupIds,
+      db1.SecurityGroups?.map((g) => g.GroupId),
+    );
     // moto gives every instance an 8 GiB root volume; ours is the 20 GiB data volume.
     assert.deepEqual(
       one.volumes.filter((v) => v.device === '/dev/sdf'),
@@ -221,7 +224,7 @@ describe('elastic-ip driver', () => {
 });
 
 describe('private-ip driver', () => {
-  it('moves the secondary address to the other instance\'s primary interface and off the old one', async () => {
+  it("moves the secondary address to the other instance's primary interface and off the old one", async () => {
     const r0 = await act.trafficRead({ cluster: 'main', driver: 'vip' });
     assert.equal(r0.site, 'dc1', r0.detail);
     const r1 = await act.trafficMove({ cluster: 'main', driver: 'vip', site: 'dc2' });

@@ -210,7 +210,8 @@ describe('the sandbox front: a move stays moved (real HAProxy, PostgreSQL and ss
   const admin = (cmd: string) => haproxyCommand(front.admin.address, front.admin.port, cmd, 3000);
   /** Each server of backend postgres: in rotation (takes new connections) or not, by the runtime API. */
   const ready = async () => Object.fromEntries(parseServersState(await admin('show servers state postgres')).map((s) => [s.name, takesTraffic(s)]));
-  const pgUrl = () => `postgresql://switchyard:${encodeURIComponent(readFileSync(c.postgres.password!.file!, 'utf8').trim())}@${front.listen.address}:${front.listen.port}/postgres`;
+  const pgUrl = () =>
+    `postgresql://switchyard:${encodeURIComponent(readFileSync(c.postgres.password!.file!, 'utf8').trim())}@${front.listen.address}:${front.listen.port}/postgres`;
   /** A new client through the front: which PostgreSQL node answers. */
   const answeredBy = async () => {
     const client = new PgClient({ connectionString: pgUrl(), connectionTimeoutMillis: 5000 });
@@ -233,11 +234,14 @@ describe('the sandbox front: a move stays moved (real HAProxy, PostgreSQL and ss
     assert.equal(up, false, 'the front is down');
   };
 
-  it('the generated topology names the shared host and haproxy.cfg\'s server-state-file as the stateFile', () => {
+  it("the generated topology names the shared host and haproxy.cfg's server-state-file as the stateFile", () => {
     assert.deepEqual(front.stateFile, { host: 'shared', path: join(sb.dir, 'front', 'servers.state') });
     assert.equal(c.hosts.shared.site, undefined, 'shared infrastructure has no site');
     assert.equal(c.hosts.shared.address, `127.${sb.net}.0.1`);
-    assert.match(readFileSync(join(sb.dir, 'front', 'haproxy.cfg'), 'utf8'), new RegExp(`server-state-file ${front.stateFile!.path}\\n[\\s\\S]*load-server-state-from-file global`));
+    assert.match(
+      readFileSync(join(sb.dir, 'front', 'haproxy.cfg'), 'utf8'),
+      new RegExp(`server-state-file ${front.stateFile!.path}\\n[\\s\\S]*load-server-state-from-file global`),
+    );
   });
 
   it('moves to dc2 and still points there after HAProxy is SIGKILLed and started again (by startPart, then by up)', async () => {

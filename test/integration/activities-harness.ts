@@ -12,8 +12,6 @@ import { stringify } from 'yaml';
 import { parseTopology } from '../../src/topology/load';
 import type { Topology, TopologyInput } from '../../src/topology/schema';
 
-
-
 /** Root runs the daemons as this OS user (PostgreSQL refuses root; sshd without root needs it too). */
 export const RUN_AS = 'postgres';
 const isRoot = process.getuid?.() === 0;
@@ -94,7 +92,11 @@ export interface RunResult {
 }
 
 /** Run to completion; as the daemon user when `asRunAs`. Throws on a non-zero exit unless `allowFail`. */
-export function run(cmd: string, args: string[], opts: { asRunAs?: boolean; env?: NodeJS.ProcessEnv; allowFail?: boolean; cwd?: string } = {}): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { asRunAs?: boolean; env?: NodeJS.ProcessEnv; allowFail?: boolean; cwd?: string } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { ...spawnAs(opts.asRunAs, opts.env), cwd: opts.cwd ?? '/', stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

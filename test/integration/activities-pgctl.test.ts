@@ -51,7 +51,12 @@ function postmasterOf(nodeName: string): number {
  * the walreceiver would go on streaming.)
  */
 function pauseTree(pid: number): () => void {
-  const pids = [pid, ...listProcs().filter((p) => p.ppid === pid).map((p) => p.pid)];
+  const pids = [
+    pid,
+    ...listProcs()
+      .filter((p) => p.ppid === pid)
+      .map((p) => p.pid),
+  ];
   const signal = (sig: NodeJS.Signals) => {
     for (const p of pids) {
       try {
@@ -137,7 +142,10 @@ describe('reads', () => {
     const r = await act.runHook({ cluster: CLUSTER, site: 'dc2', hook: 'mark' });
     assert.deepEqual([r.hook, r.site, r.host, r.exitCode, r.stdout], ['mark', 'dc2', 'dc2-app', 3, 'marked\n']);
     assert.equal(readFileSync(join(sb!.dir, 'dc2-app', 'hook-ran'), 'utf8'), 'promoted at dc2\n');
-    await assert.rejects(act.runHook({ cluster: CLUSTER, site: 'dc2', hook: 'nope' }), (e: Error & { type?: string }) => e.type === 'ConfigError' && /unknown hook "nope" .*; known: (.*, )?"mark"/.test(e.message));
+    await assert.rejects(
+      act.runHook({ cluster: CLUSTER, site: 'dc2', hook: 'nope' }),
+      (e: Error & { type?: string }) => e.type === 'ConfigError' && /unknown hook "nope" .*; known: (.*, )?"mark"/.test(e.message),
+    );
   });
 });
 
@@ -146,7 +154,10 @@ describe('fence and start again', () => {
     await stopPart(sb!.opts, 'dc1-db/sshd');
     try {
       const f = await act.pgFence({ cluster: CLUSTER, node: 'dc1-db', fastTimeoutSeconds: 5 });
-      assert.deepEqual([f.sshReachable, f.wasRunning, f.stopped, f.refusesConnections, f.fenced, f.changed, f.control], [false, null, false, false, false, false, null]);
+      assert.deepEqual(
+        [f.sshReachable, f.wasRunning, f.stopped, f.refusesConnections, f.fenced, f.changed, f.control],
+        [false, null, false, false, false, false, null],
+      );
       assert.match(f.detail, /NOT fenced: its host dc1-db cannot be reached over SSH; PostgreSQL at .* accepts connections/);
     } finally {
       await startPart(sb!.opts, 'dc1-db/sshd');
@@ -200,7 +211,11 @@ describe('fence and start again', () => {
     } finally {
       resume();
     }
-    assert.deepEqual([f.wasRunning, f.stoppedWith, f.stopped, f.refusesConnections, f.fenced, f.changed], [true, 'immediate', true, true, true, true], f.steps.join('\n'));
+    assert.deepEqual(
+      [f.wasRunning, f.stoppedWith, f.stopped, f.refusesConnections, f.fenced, f.changed],
+      [true, 'immediate', true, true, true, true],
+      f.steps.join('\n'),
+    );
     assert.match(f.steps.join('\n'), /pg_ctl stop -m fast -t 2: exited 1: .*server does not shut down/);
     // The shutdown checkpoint was written before the walsender wait: the control file says "shut down".
     assert.equal(f.control?.state, 'shut down');
@@ -211,13 +226,13 @@ describe('fence and start again', () => {
 });
 
 describe('EC2', () => {
-  it('ec2StopInstance stops the node\'s instance in moto; a second call changes nothing', async () => {
+  it("ec2StopInstance stops the node's instance in moto; a second call changes nothing", async () => {
     const r = await act.ec2StopInstance({ cluster: CLUSTER, node: 'dc1-db' });
     assert.match(r.instanceId ?? '', /^i-[0-9a-f]+$/);
     assert.deepEqual([r.stateBefore, r.stateAfter, r.changed], ['running', 'stopped', true], r.detail);
     const seen = (await act.ec2Instances({ cluster: CLUSTER })).find((i) => i.node === 'dc1-db');
     assert.equal(seen?.state, 'stopped');
-    assert.equal((await act.ec2Instances({ cluster: CLUSTER })).find((i) => i.node === 'dc2-db')?.state, 'running', 'the other node\'s instance is untouched');
+    assert.equal((await act.ec2Instances({ cluster: CLUSTER })).find((i) => i.node === 'dc2-db')?.state, 'running', "the other node's instance is untouched");
     const again = await act.ec2StopInstance({ cluster: CLUSTER, node: 'dc1-db' });
     assert.deepEqual([again.instanceId, again.stateBefore, again.stateAfter, again.changed], [r.instanceId, 'stopped', 'stopped', false]);
   });

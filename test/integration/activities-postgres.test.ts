@@ -37,9 +37,14 @@ async function query<T extends Record<string, unknown>>(host: string, port: numb
 }
 
 function startPostgres(name: string, dataDir: string, address: string, port: number): Daemon {
-  const d = Daemon.start(name, join(loadTools().pgBinDir, 'postgres'), ['-D', dataDir, '-c', `listen_addresses=${address}`, '-c', `port=${port}`, '-c', `unix_socket_directories=${dir}`], {
-    asRunAs: true,
-  });
+  const d = Daemon.start(
+    name,
+    join(loadTools().pgBinDir, 'postgres'),
+    ['-D', dataDir, '-c', `listen_addresses=${address}`, '-c', `port=${port}`, '-c', `unix_socket_directories=${dir}`],
+    {
+      asRunAs: true,
+    },
+  );
   daemons.push(d);
   return d;
 }
@@ -55,17 +60,25 @@ before(async () => {
   giveToRunAs(pwfile);
   const primaryDir = join(dir, 'primary');
   const standbyDir = join(dir, 'standby');
-  await run(join(bin, 'initdb'), ['-D', primaryDir, '-U', 'postgres', `--pwfile=${pwfile}`, '--auth-local=trust', '--auth-host=scram-sha-256', '--no-sync'], { asRunAs: true });
+  await run(join(bin, 'initdb'), ['-D', primaryDir, '-U', 'postgres', `--pwfile=${pwfile}`, '--auth-local=trust', '--auth-host=scram-sha-256', '--no-sync'], {
+    asRunAs: true,
+  });
   appendFileSync(join(primaryDir, 'pg_hba.conf'), 'host all all 127.0.0.0/8 scram-sha-256\nhost replication all 127.0.0.0/8 scram-sha-256\n');
   const primary = startPostgres('primary', primaryDir, PRIMARY_ADDR, primaryPort);
-  await waitFor('the primary to accept connections', async () => (await query(PRIMARY_ADDR, primaryPort, 'SELECT 1')).length === 1 || undefined).catch((err) => {
-    throw new Error(`${err}\n${primary.output}`);
-  });
+  await waitFor('the primary to accept connections', async () => (await query(PRIMARY_ADDR, primaryPort, 'SELECT 1')).length === 1 || undefined).catch(
+    (err) => {
+      throw new Error(`${err}\n${primary.output}`);
+    },
+  );
   await query(PRIMARY_ADDR, primaryPort, `SELECT pg_create_physical_replication_slot('standby_slot')`);
-  await run(join(bin, 'pg_basebackup'), ['-h', PRIMARY_ADDR, '-p', String(primaryPort), '-U', 'postgres', '-D', standbyDir, '-R', '-S', 'standby_slot', '-X', 'stream', '--no-sync'], {
-    asRunAs: true,
-    env: { PGPASSWORD: PASSWORD },
-  });
+  await run(
+    join(bin, 'pg_basebackup'),
+    ['-h', PRIMARY_ADDR, '-p', String(primaryPort), '-U', 'postgres', '-D', standbyDir, '-R', '-S', 'standby_slot', '-X', 'stream', '--no-sync'],
+    {
+      asRunAs: true,
+      env: { PGPASSWORD: PASSWORD },
+    },
+  );
   const standby = startPostgres('standby', standbyDir, STANDBY_ADDR, standbyPort);
   await waitFor('the standby to stream', async () => {
     const rows = await query<{ status: string }>(STANDBY_ADDR, standbyPort, 'SELECT status FROM pg_stat_wal_receiver');
@@ -255,7 +268,10 @@ describe('pgLag', () => {
   it('counts bytes and seconds while replay is paused and writes go on', async () => {
     await query(STANDBY_ADDR, standbyPort, 'SELECT pg_wal_replay_pause()');
     try {
-      await waitFor('replay to pause', async () => (await query<{ s: string }>(STANDBY_ADDR, standbyPort, 'SELECT pg_get_wal_replay_pause_state() AS s'))[0].s === 'paused' || undefined);
+      await waitFor(
+        'replay to pause',
+        async () => (await query<{ s: string }>(STANDBY_ADDR, standbyPort, 'SELECT pg_get_wal_replay_pause_state() AS s'))[0].s === 'paused' || undefined,
+      );
       await new Promise((r) => setTimeout(r, 1100));
       await query(PRIMARY_ADDR, primaryPort, `CREATE TABLE IF NOT EXISTS lag_filler AS SELECT g FROM generate_series(1, 20000) g`);
       const primaryNow = (await query<{ lsn: string }>(PRIMARY_ADDR, primaryPort, 'SELECT pg_current_wal_lsn()::text AS lsn'))[0].lsn;
@@ -300,6 +316,9 @@ describe('after promotion', () => {
     const probe = await act.pgWriteProbe({ cluster: 'main', node: 'db2' });
     assert.equal(probe.ok, true, probe.detail);
     const rows = await query<{ node: string }>(STANDBY_ADDR, standbyPort, 'SELECT node FROM switchyard.heartbeat ORDER BY node');
-    assert.deepEqual(rows.map((r) => r.node), ['db1', 'db2']);
+    assert.deepEqual(
+      rows.map((r) => r.node),
+      ['db1', 'db2'],
+    );
   });
 });

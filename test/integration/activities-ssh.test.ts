@@ -256,7 +256,10 @@ describe('maintenance mode', () => {
     assert.equal(existsSync(flag()), true);
     const m2 = await act.maintenanceSet({ cluster: 'main', site: 'dc1', on: true });
     assert.equal(m2.changed, false);
-    assert.deepEqual([(await act.maintenanceStatus({ cluster: 'main', site: 'dc1' })).on, (await act.maintenanceStatus({ cluster: 'main', site: 'dc1' })).httpStatus], [true, 503]);
+    assert.deepEqual(
+      [(await act.maintenanceStatus({ cluster: 'main', site: 'dc1' })).on, (await act.maintenanceStatus({ cluster: 'main', site: 'dc1' })).httpStatus],
+      [true, 503],
+    );
     const m3 = await act.maintenanceSet({ cluster: 'main', site: 'dc1', on: false });
     assert.deepEqual([m3.on, m3.httpStatus, m3.changed], [false, 200, true]);
     assert.equal(existsSync(flag()), false);

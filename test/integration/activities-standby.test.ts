@@ -48,7 +48,7 @@ after(async () => {
 });
 
 describe('a planned outage, measured; then dc1 rejoins as a standby of dc2', () => {
-  it('the sandbox gives each database host an app.conf and lists the other host\'s as the node\'s configFiles', () => {
+  it("the sandbox gives each database host an app.conf and lists the other host's as the node's configFiles", () => {
     assert.match(readFileSync(appConf('dc1-db'), 'utf8'), /host = dc1-db/);
     assert.match(readFileSync(appConf('dc2-db'), 'utf8'), /host = dc2-db/);
     assert.deepEqual(node('dc1-db').configFiles, [{ from: appConf('dc2-db'), to: appConf('dc1-db') }]);
@@ -97,11 +97,14 @@ describe('a planned outage, measured; then dc1 rejoins as a standby of dc2', () 
   });
 
   it('pgRewind refuses a running target (WrongRole) and a node as its own source (ConfigError)', async () => {
-    await assert.rejects(act.pgRewind({ cluster: CLUSTER, node: 'dc2-db', source: 'dc1-db' }), (e: Error & { type?: string; nonRetryable?: boolean }) => e.type === 'WrongRole' && e.nonRetryable === true && /stop it first/.test(e.message));
+    await assert.rejects(
+      act.pgRewind({ cluster: CLUSTER, node: 'dc2-db', source: 'dc1-db' }),
+      (e: Error & { type?: string; nonRetryable?: boolean }) => e.type === 'WrongRole' && e.nonRetryable === true && /stop it first/.test(e.message),
+    );
     await assert.rejects(act.pgRewind({ cluster: CLUSTER, node: 'dc1-db', source: 'dc1-db' }), { type: 'ConfigError' });
   });
 
-  it('pgEnsureSlot makes dc1\'s slot on dc2 once', async () => {
+  it("pgEnsureSlot makes dc1's slot on dc2 once", async () => {
     const s = await act.pgEnsureSlot({ cluster: CLUSTER, primary: 'dc2-db', slot: node('dc1-db').slot });
     assert.deepEqual([s.created, s.slot], [true, 'dc1_db'], s.detail);
     const again = await act.pgEnsureSlot({ cluster: CLUSTER, primary: 'dc2-db', slot: 'dc1_db' });
@@ -131,7 +134,10 @@ describe('a planned outage, measured; then dc1 rejoins as a standby of dc2', () 
     const dc2 = node('dc2-db');
     const passfile = top.clusters[CLUSTER].postgres.passfile!;
     assert.equal(
-      auto.split('\n').filter((l) => /^primary_conninfo/.test(l)).join('\n'),
+      auto
+        .split('\n')
+        .filter((l) => /^primary_conninfo/.test(l))
+        .join('\n'),
       `primary_conninfo = 'host=${dc2.host} port=${dc2.port} user=replicator passfile=${passfile} application_name=dc1-db connect_timeout=5'`,
     );
     assert.match(auto, /^primary_slot_name = 'dc1_db'$/m);
@@ -141,7 +147,7 @@ describe('a planned outage, measured; then dc1 rejoins as a standby of dc2', () 
     assert.equal(again.changed, false, again.detail);
   });
 
-  it('copyConfigFiles brings dc2-db\'s app.conf to dc1-db', async () => {
+  it("copyConfigFiles brings dc2-db's app.conf to dc1-db", async () => {
     const before = statSync(appConf('dc1-db')).mode & 0o777;
     const r = await act.copyConfigFiles({ cluster: CLUSTER, node: 'dc1-db', from: 'dc2-db' });
     assert.equal(r.files.length, 1);
@@ -154,10 +160,13 @@ describe('a planned outage, measured; then dc1 rejoins as a standby of dc2', () 
     assert.equal(again.files[0].changed, false);
   });
 
-  it('dc1 starts as a standby and streams from dc2: its diverged rows are gone, dc2\'s rows arrive', async () => {
+  it("dc1 starts as a standby and streams from dc2: its diverged rows are gone, dc2's rows arrive", async () => {
     const start = await act.pgStart({ cluster: CLUSTER, node: 'dc1-db' });
     assert.equal(start.running, true, start.detail);
-    const s = show('pgWaitStreaming', await act.pgWaitStreaming({ cluster: CLUSTER, node: 'dc1-db', primary: 'dc2-db', maxLagBytes: 1024 * 1024, timeoutSeconds: 60 }));
+    const s = show(
+      'pgWaitStreaming',
+      await act.pgWaitStreaming({ cluster: CLUSTER, node: 'dc1-db', primary: 'dc2-db', maxLagBytes: 1024 * 1024, timeoutSeconds: 60 }),
+    );
     assert.equal(s.streaming, true, s.detail);
     assert.ok(s.lagBytes !== null && s.lagBytes <= 1024 * 1024);
     assert.equal((await query<{ r: boolean }>('dc1-db', 'SELECT pg_is_in_recovery() AS r'))[0].r, true);
@@ -178,7 +187,10 @@ describe('a planned outage, measured; then dc1 rejoins as a standby of dc2', () 
     assert.equal(far.reached, false);
     assert.match(far.replayLsn ?? '', LSN_RE);
     assert.ok(far.waitedMs >= 1000);
-    const wrong = show('pgWaitStreaming (timeout)', await act.pgWaitStreaming({ cluster: CLUSTER, node: 'dc2-db', primary: 'dc1-db', maxLagBytes: 0, timeoutSeconds: 1 }));
+    const wrong = show(
+      'pgWaitStreaming (timeout)',
+      await act.pgWaitStreaming({ cluster: CLUSTER, node: 'dc2-db', primary: 'dc1-db', maxLagBytes: 0, timeoutSeconds: 1 }),
+    );
     assert.equal(wrong.streaming, false);
     assert.match(wrong.detail, /dc2-db .* is not in recovery/);
     assert.match(wrong.detail, /last lines of .*switchyard-pg\.log|switchyard-pg\.log on dc2-db: tail exited/);

@@ -37,11 +37,14 @@ import { flipByte } from '../support/files';
 const log = (s: string) => process.stdout.write(`# ${s}\n`);
 const tag = (s: Snapshot, k: string) => s.Tags?.find((t) => t.Key === k)?.Value;
 
-
 function ec2Of(st: Stage, endpoint: string): EC2Client {
   const c = st.cluster.ec2!;
   const secret = (f: string | undefined) => readFileSync(f!, 'utf8').trim();
-  return new EC2Client({ region: c.region, endpoint, credentials: { accessKeyId: secret(c.credentials!.accessKeyId.file), secretAccessKey: secret(c.credentials!.secretAccessKey.file) } });
+  return new EC2Client({
+    region: c.region,
+    endpoint,
+    credentials: { accessKeyId: secret(c.credentials!.accessKeyId.file), secretAccessKey: secret(c.credentials!.secretAccessKey.file) },
+  });
 }
 
 async function snapshotsOf(ec2: EC2Client, backupId: string): Promise<Snapshot[]> {
@@ -51,12 +54,14 @@ async function snapshotsOf(ec2: EC2Client, backupId: string): Promise<Snapshot[]
 
 async function instanceOf(ec2: EC2Client, node: string): Promise<{ id: string; ip: string | null; state: string; volumes: string[] }[]> {
   const r = await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: 'tag:switchyard:node', Values: [node] }] }));
-  return (r.Reservations ?? []).flatMap((x) => x.Instances ?? []).map((i) => ({
-    id: i.InstanceId!,
-    ip: i.PrivateIpAddress ?? null,
-    state: i.State?.Name ?? '?',
-    volumes: (i.BlockDeviceMappings ?? []).map((b) => b.Ebs?.VolumeId ?? '').filter(Boolean),
-  }));
+  return (r.Reservations ?? [])
+    .flatMap((x) => x.Instances ?? [])
+    .map((i) => ({
+      id: i.InstanceId!,
+      ip: i.PrivateIpAddress ?? null,
+      state: i.State?.Name ?? '?',
+      volumes: (i.BlockDeviceMappings ?? []).map((b) => b.Ebs?.VolumeId ?? '').filter(Boolean),
+    }));
 }
 
 async function sha256(file: string): Promise<string> {
@@ -74,7 +79,6 @@ function backupDirs(st: Stage): string[] {
 async function rowsIn(st: Stage, node: string): Promise<number> {
   return Number((await st.nodeQuery(node, 'SELECT count(*)::int AS n FROM public.sandbox_rows'))[0].n);
 }
-
 
 async function runBackup(st: Stage, input: object, id: string): Promise<BackupResult> {
   const h = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', ...input }, id);
@@ -147,21 +151,33 @@ describe('backups, drills, retention and a schedule', () => {
     assert.match(manifest.endLsn, /^[0-9A-F]+\/[0-9A-F]+$/);
     assert.equal(manifest.pgMajor, 15);
     assert.ok(manifest.timeline >= 1);
-    const onDisk = readdirSync(dir).filter((f) => f !== 'switchyard-manifest.json' && f !== 'drill.json').sort();
+    const onDisk = readdirSync(dir)
+      .filter((f) => f !== 'switchyard-manifest.json' && f !== 'drill.json')
+      .sort();
     assert.deepEqual(manifest.files.map((f) => f.name).sort(), onDisk, 'the manifest lists every file');
     assert.ok(onDisk.includes('base.tar.gz') && onDisk.includes('pg_wal.tar.gz'), onDisk.join(', '));
     for (const f of manifest.files) {
       assert.equal(statSync(join(dir, f.name)).size, f.bytes, `${f.name} size`);
       assert.equal(await sha256(join(dir, f.name)), f.sha256, `${f.name} SHA-256`);
     }
-    assert.equal(manifest.totalBytes, manifest.files.reduce((n, f) => n + f.bytes, 0));
-    assert.deepEqual(backupDirs(st).filter((d) => d.endsWith('.partial')), [], 'nothing partial left');
+    assert.equal(
+      manifest.totalBytes,
+      manifest.files.reduce((n, f) => n + f.bytes, 0),
+    );
+    assert.deepEqual(
+      backupDirs(st).filter((d) => d.endsWith('.partial')),
+      [],
+      'nothing partial left',
+    );
 
     const p = await (await st.client.workflow.getHandle(id)).query<Progress>('progress');
     const names = p.steps.filter((s) => s.state === 'done').map((s) => s.name);
-    for (const step of ['source', 'snapshot', 'base-backup', 'snapshot-wait', 'retention']) assert.ok(names.includes(step), `step ${step} in ${names.join(', ')}`);
+    for (const step of ['source', 'snapshot', 'base-backup', 'snapshot-wait', 'retention'])
+      assert.ok(names.includes(step), `step ${step} in ${names.join(', ')}`);
     assert.equal(stepsNamed(p, /^lock$/).length, 0, 'a backup takes no cluster lock (never blocks a failover)');
-    log(`first backup: base backup ${manifest.totalBytes} bytes in ${first.pg?.durationSeconds} s; ${snaps.length} snapshots in ${first.ebs?.durationSeconds} s`);
+    log(
+      `first backup: base backup ${manifest.totalBytes} bytes in ${first.pg?.durationSeconds} s; ${snaps.length} snapshots in ${first.ebs?.durationSeconds} s`,
+    );
   });
 
   let second: BackupResult;
@@ -196,11 +212,24 @@ describe('backups, drills, retention and a schedule', () => {
     assert.ok(rowsBefore > rowsBeforeFirst);
     assert.ok(d.rtoSeconds !== null && d.rtoSeconds > 0);
     assert.ok(d.rpoSeconds !== null && d.rpoSeconds >= 0);
-    const rec = JSON.parse(readFileSync(join(st.cluster.backup!.root, 'demo', second.backupId, 'drill.json'), 'utf8')) as { provenAt: string; rowCounts: Record<string, number> };
+    const rec = JSON.parse(readFileSync(join(st.cluster.backup!.root, 'demo', second.backupId, 'drill.json'), 'utf8')) as {
+      provenAt: string;
+      rowCounts: Record<string, number>;
+    };
     assert.equal(rec.rowCounts['public.sandbox_rows'], rowsBefore, 'drill.json marks it proven');
-    assert.deepEqual(backupDirs(st).filter((x) => x.startsWith('.drill')), [], 'the scratch copy is removed');
+    assert.deepEqual(
+      backupDirs(st).filter((x) => x.startsWith('.drill')),
+      [],
+      'the scratch copy is removed',
+    );
     const port = st.cluster.backup!.drillPort;
-    assert.equal(execFileSync('sh', ['-c', `ss -ltn 'sport = :${port}' | tail -n +2 | wc -l`]).toString().trim(), '0', `nothing listens on the drill port ${port}`);
+    assert.equal(
+      execFileSync('sh', ['-c', `ss -ltn 'sport = :${port}' | tail -n +2 | wc -l`])
+        .toString()
+        .trim(),
+      '0',
+      `nothing listens on the drill port ${port}`,
+    );
     log(`drill: ${d.detail}`);
   });
 
@@ -217,21 +246,33 @@ describe('backups, drills, retention and a schedule', () => {
     assert.match(f.message, /base\.tar\.gz/);
     assert.match(f.message, /SHA-256|sha256/i);
     assert.equal(existsSync(join(root, copy, 'drill.json')), false, 'not marked restorable');
-    assert.deepEqual(backupDirs(st).filter((x) => x.startsWith('.drill')), [], 'no scratch copy left');
+    assert.deepEqual(
+      backupDirs(st).filter((x) => x.startsWith('.drill')),
+      [],
+      'no scratch copy left',
+    );
   });
 
   it('retention removes exactly the expired backups and keeps the newest proven-restorable one', async () => {
     const third = await runBackup(st, { kinds: ['pg', 'ebs'], retention: false }, `backup-third-${Date.now()}`);
     const before = backupDirs(st);
-    assert.ok([first.backupId, second.backupId, third.backupId].every((b) => before.includes(b)), before.join(', '));
+    assert.ok(
+      [first.backupId, second.backupId, third.backupId].every((b) => before.includes(b)),
+      before.join(', '),
+    );
     // Dry run: decisions, nothing deleted.
-    const dry = (await (await st.start('backupRetention', { cluster: 'demo', dryRun: true, keepLast: 1, maxAge: '1s' }, `retention-dry-${Date.now()}`)).result()) as BackupRetentionResult;
+    const dry = (await (
+      await st.start('backupRetention', { cluster: 'demo', dryRun: true, keepLast: 1, maxAge: '1s' }, `retention-dry-${Date.now()}`)
+    ).result()) as BackupRetentionResult;
     const decisions = Object.fromEntries(dry.decisions.map((d) => [d.backupId, d.action]));
     assert.deepEqual(backupDirs(st), before, 'a dry run deletes nothing');
     assert.equal(decisions[third.backupId], 'keep', 'the last one');
     assert.equal(decisions[second.backupId], 'keep', 'the newest proven-restorable one, though not among the last 1 and older than 1 s');
     assert.equal(decisions[first.backupId], 'delete');
-    const expired = dry.decisions.filter((d) => d.action === 'delete').map((d) => d.backupId).sort();
+    const expired = dry.decisions
+      .filter((d) => d.action === 'delete')
+      .map((d) => d.backupId)
+      .sort();
 
     const h = await st.start('backupRetention', { cluster: 'demo', keepLast: 1, maxAge: '1s', requestedBy: 'alice' }, `retention-${Date.now()}`);
     const r = (await h.result()) as BackupRetentionResult;
@@ -243,7 +284,13 @@ describe('backups, drills, retention and a schedule', () => {
     assert.ok((await snapshotsOf(ec2, second.backupId)).length > 0, `the snapshots of ${second.backupId} stay`);
     assert.ok((await snapshotsOf(ec2, third.backupId)).length > 0, `the snapshots of ${third.backupId} stay`);
     const p = await h.query<Progress>('progress');
-    assert.deepEqual(stepsNamed(p, /^delete:/).map((s) => s.name.slice('delete:'.length)).sort(), expired, 'each deletion is in the step log');
+    assert.deepEqual(
+      stepsNamed(p, /^delete:/)
+        .map((s) => s.name.slice('delete:'.length))
+        .sort(),
+      expired,
+      'each deletion is in the step log',
+    );
   });
 
   it('`switchyard backup --dry-run` names the source and what it would make and delete, and changes nothing', async () => {
@@ -254,7 +301,10 @@ describe('backups, drills, retention and a schedule', () => {
     const run = JSON.parse(r.stdout) as { result: BackupResult; progress: Progress };
     assert.equal(run.result.dryRun, true);
     assert.equal(run.result.source.node, 'dc2-db');
-    assert.deepEqual(run.result.plan.map((p) => p.step), ['snapshot', 'base-backup', 'retention']);
+    assert.deepEqual(
+      run.result.plan.map((p) => p.step),
+      ['snapshot', 'base-backup', 'retention'],
+    );
     assert.ok(run.result.retention?.dryRun === true && run.result.retention.decisions.length >= 2, JSON.stringify(run.result.retention));
     assert.deepEqual(backupDirs(st), dirs, 'nothing made or deleted on the backup server');
     assert.equal((await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'] }))).Snapshots?.length ?? 0, before, 'no snapshot made or deleted');
@@ -262,7 +312,22 @@ describe('backups, drills, retention and a schedule', () => {
   });
 
   it('a schedule created with the CLI runs a backup when triggered, and is listed, paused, resumed and deleted', async () => {
-    const made = await cli(st, ['schedule', 'backup', 'demo', '--cron', '0 3 1 1 *', '--keep-last', '20', '--max-age', '30d', '--kinds', 'pg', '--as', 'alice', '--json']);
+    const made = await cli(st, [
+      'schedule',
+      'backup',
+      'demo',
+      '--cron',
+      '0 3 1 1 *',
+      '--keep-last',
+      '20',
+      '--max-age',
+      '30d',
+      '--kinds',
+      'pg',
+      '--as',
+      'alice',
+      '--json',
+    ]);
     assert.equal(made.code, 0, shown(made));
     assert.equal(JSON.parse(made.stdout).created, 'switchyard-backup-demo');
     const bad = await cli(st, ['schedule', 'backup', 'demo', '--cron', 'every day']);
@@ -273,7 +338,10 @@ describe('backups, drills, retention and a schedule', () => {
     assert.equal(t.code, 0, shown(t));
     let runId: string | undefined;
     for (const t0 = Date.now(); !runId; await sleep(500)) {
-      const d = JSON.parse((await cli(st, ['schedule', 'describe', 'demo', '--json'])).stdout) as { recentRuns: { workflowId: string | null }[]; running: string[] };
+      const d = JSON.parse((await cli(st, ['schedule', 'describe', 'demo', '--json'])).stdout) as {
+        recentRuns: { workflowId: string | null }[];
+        running: string[];
+      };
       runId = d.recentRuns[0]?.workflowId ?? d.running[0];
       assert.ok(Date.now() - t0 < 60_000, 'the schedule started a run');
     }
@@ -288,7 +356,10 @@ describe('backups, drills, retention and a schedule', () => {
     assert.equal(paused.code, 0, shown(paused));
     assert.equal(JSON.parse(paused.stdout).paused, true);
     const list = JSON.parse((await cli(st, ['schedule', 'list', '--json'])).stdout) as { scheduleId: string; paused: boolean }[];
-    assert.deepEqual(list.map((s) => [s.scheduleId, s.paused]), [['switchyard-backup-demo', true]]);
+    assert.deepEqual(
+      list.map((s) => [s.scheduleId, s.paused]),
+      [['switchyard-backup-demo', true]],
+    );
     assert.equal(JSON.parse((await cli(st, ['schedule', 'resume', 'demo', '--json'])).stdout).paused, false);
     const del = await cli(st, ['schedule', 'delete', 'demo']);
     assert.equal(del.code, 0, shown(del));
@@ -322,7 +393,11 @@ describe('restores: a base backup onto the primary, EBS snapshots as a new insta
     const ino = statSync(dataDir).ino;
 
     // Onto the standby, beside a live primary: refused, nothing changed.
-    const refusedRun = await st.start('restore', { cluster: 'demo', from: b.backupId, target: 'dc2-db', requestedBy: 'alice' }, `restore-refused-${Date.now()}`);
+    const refusedRun = await st.start(
+      'restore',
+      { cluster: 'demo', from: b.backupId, target: 'dc2-db', requestedBy: 'alice' },
+      `restore-refused-${Date.now()}`,
+    );
     const f = await failureOf(refusedRun.result());
     assert.match(f.message, /dc1-db is a live primary.*second primary/);
 
@@ -345,19 +420,34 @@ describe('restores: a base backup onto the primary, EBS snapshots as a new insta
 
     // Approved while dc2 is frozen (SIGSTOP): read again under the lock right before the stop, its
     // role is unknown, so it may be a live primary: refused, dc1 never stopped, the copy removed.
-    const frozen = await st.start('restore', { cluster: 'demo', from: b.backupId, target: 'dc1-db', requestedBy: 'alice' }, `restore-pg-frozen-standby-${Date.now()}`);
+    const frozen = await st.start(
+      'restore',
+      { cluster: 'demo', from: b.backupId, target: 'dc1-db', requestedBy: 'alice' },
+      `restore-pg-frozen-standby-${Date.now()}`,
+    );
     await st.waitProgress(frozen.workflowId, (p) => p.waitingFor === 'replace-data', 'the replace-data checkpoint', 180_000);
     await stopPart(st.sb.opts, 'dc2-db/postgres', 'pause');
     try {
       await decide(st.client, frozen.workflowId, { checkpoint: 'replace-data', decision: 'approve', by: 'bob' });
       const f = await failureOf(frozen.result());
       assert.equal(f.type, 'PreconditionFailed');
-      assert.match(f.message, /^the role of dc2-db cannot be read \(unreachable: .+\), so it may be a live primary of demo \(seen under the lock, right before stopping dc1-db\): restoring .+ onto dc1-db could start a second primary, so nothing was stopped\. Bring dc2-db back so its role can be read \(`switchyard check demo`\)/);
+      assert.match(
+        f.message,
+        /^the role of dc2-db cannot be read \(unreachable: .+\), so it may be a live primary of demo \(seen under the lock, right before stopping dc1-db\): restoring .+ onto dc1-db could start a second primary, so nothing was stopped\. Bring dc2-db back so its role can be read \(`switchyard check demo`\)/,
+      );
     } finally {
       await startPart(st.sb.opts, 'dc2-db/postgres');
     }
     const fp = await frozen.query<Progress>('progress');
-    assert.deepEqual(stepsNamed(fp, /^recheck:/).map((x) => [x.name, x.state]).sort(), [['recheck:dc1-db', 'done'], ['recheck:dc2-db', 'done']]);
+    assert.deepEqual(
+      stepsNamed(fp, /^recheck:/)
+        .map((x) => [x.name, x.state])
+        .sort(),
+      [
+        ['recheck:dc1-db', 'done'],
+        ['recheck:dc2-db', 'done'],
+      ],
+    );
     assert.equal(stepsNamed(fp, /^(stop|swap|start)$/).length, 0, 'nothing stopped or swapped');
     assert.ok(!existsSync(staging), 'the staged copy was removed');
     assert.equal(statSync(dataDir).ino, ino, 'the same data directory');
@@ -385,16 +475,28 @@ describe('restores: a base backup onto the primary, EBS snapshots as a new insta
 
     const h = await st.start('restore', { cluster: 'demo', from: b.backupId, target: node, kind: 'ebs', requestedBy: 'alice' }, `restore-ebs-${Date.now()}`);
     await st.waitProgress(h.workflowId, (p) => p.waitingFor === 'replace-instance', 'the replace-instance checkpoint', 120_000);
-    assert.deepEqual((await instanceOf(ec2, node)).map((i) => [i.id, i.state]), [[orig.id, 'running']], 'nothing terminated or launched while it waits');
+    assert.deepEqual(
+      (await instanceOf(ec2, node)).map((i) => [i.id, i.state]),
+      [[orig.id, 'running']],
+      'nothing terminated or launched while it waits',
+    );
     await decide(st.client, h.workflowId, { checkpoint: 'replace-instance', decision: 'reject', by: 'bob', comment: 'not yet' });
     const aborted = (await h.result()) as RestoreResult;
     assert.equal(aborted.outcome, 'aborted');
     assert.match(aborted.abortedBecause ?? '', /replace-instance rejected by bob/);
-    assert.deepEqual((await instanceOf(ec2, node)).map((i) => [i.id, i.state]), [[orig.id, 'running']], 'the original still runs');
+    assert.deepEqual(
+      (await instanceOf(ec2, node)).map((i) => [i.id, i.state]),
+      [[orig.id, 'running']],
+      'the original still runs',
+    );
 
     // The original is lost (terminated outside switchyard): the restore runs without asking.
     await ec2.send(new TerminateInstancesCommand({ InstanceIds: [orig.id] }));
-    const gone = await st.start('restore', { cluster: 'demo', from: b.backupId, target: node, kind: 'ebs', requestedBy: 'alice' }, `restore-ebs-gone-${Date.now()}`);
+    const gone = await st.start(
+      'restore',
+      { cluster: 'demo', from: b.backupId, target: node, kind: 'ebs', requestedBy: 'alice' },
+      `restore-ebs-gone-${Date.now()}`,
+    );
     const r = (await gone.result().catch(async (err: unknown) => {
       const p = await gone.query<Progress>('progress').catch(() => null);
       throw new Error(`${String(err)}: ${(err as { cause?: Error }).cause?.message}\n${p?.steps.map((s) => `${s.name} ${s.state}: ${s.detail}`).join('\n')}`);
@@ -427,7 +529,10 @@ describe('backup: the worker killed with SIGKILL after the snapshot call and dur
   it('restarted workers finish each run: exactly one snapshot per volume, exactly one base backup', { timeout: 300_000 }, async () => {
     const worker = () => startWorkerProcess({ configPath: st.configPath, address: st.sb.status.temporal.address });
     // Enough data, not too compressible, that the base backup takes seconds here.
-    await st.nodeQuery('dc1-db', `CREATE TABLE public.big AS SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 30) AS pad FROM generate_series(1, 200000) g`);
+    await st.nodeQuery(
+      'dc1-db',
+      `CREATE TABLE public.big AS SELECT g, md5(g::text) || repeat(md5((g * 7)::text), 30) AS pad FROM generate_series(1, 200000) g`,
+    );
     await waitReplayed(st, 'dc2-db', 'dc1-db', 120_000);
     let w = worker();
     await w.waitFor((l) => l.msg === 'worker started');
@@ -435,7 +540,8 @@ describe('backup: the worker killed with SIGKILL after the snapshot call and dur
     // 1. Killed as soon as EC2 has the snapshot: the call was made, its answer maybe never recorded.
     const snapId = `backup-crash-ebs-${Date.now()}`;
     const hs = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['ebs'] }, snapId);
-    for (const t0 = Date.now(); (await snapshotsOf(ec2, snapId)).length === 0; await sleep(20)) assert.ok(Date.now() - t0 < 120_000, 'the snapshot call was made');
+    for (const t0 = Date.now(); (await snapshotsOf(ec2, snapId)).length === 0; await sleep(20))
+      assert.ok(Date.now() - t0 < 120_000, 'the snapshot call was made');
     assert.equal((await w.kill('SIGKILL')).signal, 'SIGKILL');
     w = worker();
     const rs = (await hs.result()) as BackupResult;
@@ -448,14 +554,19 @@ describe('backup: the worker killed with SIGKILL after the snapshot call and dur
     const id = `backup-crash-pg-${Date.now()}`;
     const partial = join(st.cluster.backup!.root, 'demo', `${id}.partial`);
     const h = await st.start('backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['pg'] }, id);
-    for (const t0 = Date.now(); !existsSync(partial) || readdirSync(partial).length === 0; await sleep(20)) assert.ok(Date.now() - t0 < 120_000, 'pg_basebackup began writing');
+    for (const t0 = Date.now(); !existsSync(partial) || readdirSync(partial).length === 0; await sleep(20))
+      assert.ok(Date.now() - t0 < 120_000, 'pg_basebackup began writing');
     await sleep(300);
     assert.equal((await w.kill('SIGKILL')).signal, 'SIGKILL');
     assert.ok(existsSync(partial), 'killed before the copy was complete');
     log(`killed during the base backup; ${readdirSync(partial).join(', ')} begun`);
     w = worker();
     const r = (await h.result()) as BackupResult;
-    assert.deepEqual(backupDirs(st).filter((d) => d.startsWith(id)), [id], 'one base backup, nothing partial');
+    assert.deepEqual(
+      backupDirs(st).filter((d) => d.startsWith(id)),
+      [id],
+      'one base backup, nothing partial',
+    );
     const manifest = JSON.parse(readFileSync(join(st.cluster.backup!.root, 'demo', id, 'switchyard-manifest.json'), 'utf8')) as PgBackupManifest;
     for (const f of manifest.files) assert.equal(await sha256(join(st.cluster.backup!.root, 'demo', id, f.name)), f.sha256, `${f.name} matches`);
     log(`backup after a crash mid-copy: ${r.durationSeconds} s; ${manifest.totalBytes} bytes`);

@@ -169,12 +169,18 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
     assert.equal(follow.code, 0, shown(follow));
     const lines = follow.stdout.trimEnd().split('\n');
     for (const step of ['lock', 'checkpoint:old-primary-dead', 'promote', 'write-probe:dc2-db', 'traffic:front', 'maintenance-off:dc2', 'unlock'])
-      assert.ok(lines.some((l) => new RegExp(`^ {2}done {4}${step.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `).test(l)), `step ${step} printed as done:\n${follow.stdout}`);
+      assert.ok(
+        lines.some((l) => new RegExp(`^ {2}done {4}${step.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `).test(l)),
+        `step ${step} printed as done:\n${follow.stdout}`,
+      );
     assert.match(follow.stdout, /^ {2}done {4}checkpoint:old-primary-dead .*approved by bob: powered off$/m);
     // It ends as `failover --wait` does: the outcome, the state it left, RTO and bytes lost.
     const end = lines.slice(lines.findIndex((l) => l.startsWith(`${id}: `)));
     assert.equal(end[0], `${id}: COMPLETED (completed)`, `the outcome follows the steps:\n${follow.stdout}`);
-    assert.match(end[1] ?? '', /^ {2}state: dc2-db \(dc2\) is primary on timeline 2; dc1-db \(dc1\) was confirmed dead by a person, is watched by the guard, and needs `switchyard rejoin demo --node dc1-db`$/);
+    assert.match(
+      end[1] ?? '',
+      /^ {2}state: dc2-db \(dc2\) is primary on timeline 2; dc1-db \(dc1\) was confirmed dead by a person, is watched by the guard, and needs `switchyard rejoin demo --node dc1-db`$/,
+    );
     assert.match(end[2] ?? '', /^ {2}RTO: [\d.]+ s from the decision to promote until traffic was verified; [\d.]+ s from start$/);
     assert.match(end[3] ?? '', /^ {2}data lost: 0 bytes/);
     assert.equal(end.length, 4, follow.stdout);
@@ -190,7 +196,13 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
     assert.equal(s.result.requestedBy, 'alice');
     assert.equal(s.result.reason, 'dc1 lost power');
     assert.deepEqual(s.result.topology.primarySite, 'dc2');
-    assert.deepEqual(s.result.checkpoints.map((c) => [c.checkpoint, c.decision, c.by, c.comment]), [['old-primary-dead', 'approve', 'bob', 'powered off'], ['accept-data-loss', 'approve', 'bob', 'no writes after the check']]);
+    assert.deepEqual(
+      s.result.checkpoints.map((c) => [c.checkpoint, c.decision, c.by, c.comment]),
+      [
+        ['old-primary-dead', 'approve', 'bob', 'powered off'],
+        ['accept-data-loss', 'approve', 'bob', 'no writes after the check'],
+      ],
+    );
     assert.equal(s.result.dataLostBytes, 0);
 
     // The cluster, read directly: dc2 is the primary, has the rows, and the front sends writes there.
@@ -207,7 +219,10 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
     assert.equal(r.code, 1, shown(r));
     assert.match(r.stdout, /^started failover failover-demo-\S+$/m);
     assert.match(r.stdout, /^failover-demo-\S+: FAILED$/m);
-    assert.match(r.stdout, /^ {2}failed: no standby to promote: the only reachable primary is dc2-db and no node is a reachable standby \(.*dc1-db: unreachable/m);
+    assert.match(
+      r.stdout,
+      /^ {2}failed: no standby to promote: the only reachable primary is dc2-db and no node is a reachable standby \(.*dc1-db: unreachable/m,
+    );
     // The refusal changed nothing: dc2 is still the one primary, writes go there.
     assert.equal(await isStandby(st, 'dc2-db'), false);
     assert.equal(await st.nodeAnswers('dc1-db'), false);

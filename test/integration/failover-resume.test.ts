@@ -18,7 +18,7 @@ import { startStage, type Stage } from '../support/stage';
 /** argv run only once `flag` exists: `sh -c 'test -e "$0" && exec "$@"' flag argv…`. */
 const gated = (flag: string, argv: string[]) => ['sh', '-c', 'test -e "$0" || { echo "test: $0 is missing" >&2; exit 1; }; exec "$@"', flag, ...argv];
 
-describe('failover: promoted, but the new site\'s hook and DNS move failed; started again with --to it finishes', () => {
+describe("failover: promoted, but the new site's hook and DNS move failed; started again with --to it finishes", () => {
   let st: Stage;
   let flag = '';
   before(async () => {
@@ -42,7 +42,10 @@ describe('failover: promoted, but the new site\'s hook and DNS move failed; star
     const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, `failover-incomplete-${Date.now()}`);
     const f = await failureOf(h.result());
     assert.equal(f.type, 'FailoverIncomplete');
-    assert.match(f.message, /promoted dc2-db but did not finish: .*hook repoint-app.*traffic driver dns.*Fix these, then run `switchyard failover demo --to dc2`/);
+    assert.match(
+      f.message,
+      /promoted dc2-db but did not finish: .*hook repoint-app.*traffic driver dns.*Fix these, then run `switchyard failover demo --to dc2`/,
+    );
     const [dc2] = await st.nodeQuery('dc2-db', 'SELECT pg_is_in_recovery() AS standby');
     assert.equal(dc2.standby, false, 'dc2 was promoted');
     const dns = st.cluster.traffic.find((d) => d.kind === 'command')!;
@@ -59,7 +62,7 @@ describe('failover: promoted, but the new site\'s hook and DNS move failed; star
     assert.deepEqual(r.checkpoints, [], 'finishing needs no decision: the old primary is fenced');
     assert.equal(await timelineOf(st, 'dc2-db'), tl + 1, 'not promoted a second time');
     assert.equal(readFileSync(record, 'utf8').trim(), `dc2 ${st.cluster.postgres.nodes['dc2-db'].host}:5432`, 'the DNS record names dc2 now');
-    assert.equal(readFileSync(target, 'utf8').trim(), `${st.cluster.postgres.nodes['dc2-db'].host}:5432`, 'the hook repointed dc2\'s app');
+    assert.equal(readFileSync(target, 'utf8').trim(), `${st.cluster.postgres.nodes['dc2-db'].host}:5432`, "the hook repointed dc2's app");
     for (const svc of Object.keys(st.cluster.sites.dc2.services)) assert.equal(await st.serviceRunning('dc2', svc), true, `${svc} runs at dc2`);
     assert.deepEqual(await st.maintenance('dc2'), { on: false, http: 200 });
     const [w] = await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('after finishing') RETURNING host(inet_server_addr()) AS server`);

@@ -19,9 +19,6 @@ import { startStage, type Stage } from '../support/stage';
 import { failureOf, stepsNamed, timelineOf, waitingAt } from '../support/runs';
 import { startWorkerProcess, stopWorkerProcesses } from '../support/worker';
 
-
-
-
 describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person rule on', () => {
   let st: Stage;
   let before_ids: string[] = [];
@@ -52,9 +49,15 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
         c.failover = { ...((c.failover as object) ?? {}), dataLossFreshness: '1s' };
       },
     });
-    before_ids = (await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('before outage 1'), ('before outage 2') RETURNING id`)).map((r) => String(r.id));
+    before_ids = (await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('before outage 1'), ('before outage 2') RETURNING id`)).map((r) =>
+      String(r.id),
+    );
     // An operator's last readiness check: the failover's last known position of dc1.
-    const ready = (await st.client.workflow.execute('readiness', { taskQueue: 'switchyard', workflowId: `readiness-before-outage-${Date.now()}`, args: [{ cluster: 'demo' }] })) as { ready: boolean };
+    const ready = (await st.client.workflow.execute('readiness', {
+      taskQueue: 'switchyard',
+      workflowId: `readiness-before-outage-${Date.now()}`,
+      args: [{ cluster: 'demo' }],
+    })) as { ready: boolean };
     assert.equal(ready.ready, true);
     tlBefore = await timelineOf(st, 'dc2-db');
     await stopPart(st.sb.opts, 'dc1', 'kill');
@@ -85,7 +88,11 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
     assert.match(self.accepted ? '' : self.reason, /alice.*started this run.*two-person/);
     // Refused through the signal (what the UI sends): changes nothing, recorded in the step log.
     await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'alice' });
-    const afterSignal = await st.waitProgress(h.workflowId, (p) => stepsNamed(p, /^decision:old-primary-dead$/).length > 0, 'the refused signal in the step log');
+    const afterSignal = await st.waitProgress(
+      h.workflowId,
+      (p) => stepsNamed(p, /^decision:old-primary-dead$/).length > 0,
+      'the refused signal in the step log',
+    );
     assert.equal(afterSignal.waitingFor, 'old-primary-dead');
     assert.match(stepsNamed(afterSignal, /^decision:old-primary-dead$/)[0].detail, /refused approve from alice: .*two-person/);
 
@@ -100,7 +107,10 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
     // The only position of dc1 known is the readiness run's, older than failover.dataLossFreshness:
     // "0 bytes" is only a lower bound, so a person is asked (writes after that reading are unknown).
     const gate = await st.waitProgress(h.workflowId, waitingAt('accept-data-loss'), 'the accept-data-loss checkpoint');
-    assert.match(stepsNamed(gate, /^checkpoint:accept-data-loss$/)[0].detail, /dc1-db wrote that dc2-db does not have is not known: 0 bytes is only a lower bound, from a reading \d+ s old \(older than the 1 s freshness\)/);
+    assert.match(
+      stepsNamed(gate, /^checkpoint:accept-data-loss$/)[0].detail,
+      /dc1-db wrote that dc2-db does not have is not known: 0 bytes is only a lower bound, from a reading \d+ s old \(older than the 1 s freshness\)/,
+    );
     assert.equal(stepsNamed(gate, /^confirm-down:dc1-db$/)[0]?.state, 'done', 'dc1 was checked again after the approval');
     await h.signal('decision', { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob', comment: 'nothing was written after the last check' });
     const result = (await h.result()) as FailoverResult;
@@ -108,8 +118,17 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
     assert.equal(result.outcome, 'completed');
     assert.deepEqual(result.to, { site: 'dc2', node: 'dc2-db' });
     assert.equal(result.topology.primarySite, 'dc2');
-    assert.deepEqual(result.topology.needsRejoin.map((n) => n.node), ['dc1-db']);
-    assert.deepEqual(result.checkpoints.map((x) => [x.checkpoint, x.decision, x.by]), [['old-primary-dead', 'approve', 'bob'], ['accept-data-loss', 'approve', 'bob']]);
+    assert.deepEqual(
+      result.topology.needsRejoin.map((n) => n.node),
+      ['dc1-db'],
+    );
+    assert.deepEqual(
+      result.checkpoints.map((x) => [x.checkpoint, x.decision, x.by]),
+      [
+        ['old-primary-dead', 'approve', 'bob'],
+        ['accept-data-loss', 'approve', 'bob'],
+      ],
+    );
     assert.equal(result.fenced, false);
     assert.equal(result.dataLoss?.source, 'readiness');
     assert.equal(result.dataLoss?.exact, false);
@@ -126,29 +145,60 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
     for (const id of before_ids) assert.ok(onDc2.includes(id), `row ${id} written before the outage is on dc2`);
     const [viaFront] = await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('after failover') RETURNING host(inet_server_addr()) AS server`);
     assert.equal(viaFront.server, st.cluster.postgres.nodes['dc2-db'].host, 'the front sends new connections to dc2');
-    assert.equal(await st.eipNode(), 'dc2-db', 'the Elastic IP is on dc2-db\'s instance (EC2 API)');
+    assert.equal(await st.eipNode(), 'dc2-db', "the Elastic IP is on dc2-db's instance (EC2 API)");
     for (const svc of Object.keys(st.cluster.sites.dc2.services)) assert.equal(await st.serviceRunning('dc2', svc), true, `${svc} runs at dc2`);
     assert.deepEqual(await st.maintenance('dc2'), { on: false, http: 200 });
-    assert.deepEqual(await st.privateIpNodes(), ['dc2-db'], 'the secondary private IP is on dc2-db\'s interface only (EC2 API)');
+    assert.deepEqual(await st.privateIpNodes(), ['dc2-db'], "the secondary private IP is on dc2-db's interface only (EC2 API)");
     const dns = st.cluster.traffic.find((d) => d.kind === 'command')!;
     const record = dns.kind === 'command' ? dns.read[dns.read.length - 1] : '';
     assert.equal(readFileSync(record, 'utf8').trim(), `dc2 ${st.cluster.postgres.nodes['dc2-db'].host}:5432`, 'the DNS stand-in names dc2');
     const hook = st.cluster.sites.dc2.hooks.afterPromote[0];
-    assert.equal(readFileSync(hook.command[2], 'utf8').trim(), `${st.cluster.postgres.nodes['dc2-db'].host}:5432`, 'the site hook repointed dc2\'s app');
-    assert.deepEqual(result.hooks.map((x) => [x.hook, x.exitCode]), [['repoint-app', 0]]);
-    assert.deepEqual(result.traffic.map((t) => [t.driver, t.site]), [['front', 'dc2'], ['eip', 'dc2'], ['vip', 'dc2'], ['dns', 'dc2']]);
+    assert.equal(readFileSync(hook.command[2], 'utf8').trim(), `${st.cluster.postgres.nodes['dc2-db'].host}:5432`, "the site hook repointed dc2's app");
+    assert.deepEqual(
+      result.hooks.map((x) => [x.hook, x.exitCode]),
+      [['repoint-app', 0]],
+    );
+    assert.deepEqual(
+      result.traffic.map((t) => [t.driver, t.site]),
+      [
+        ['front', 'dc2'],
+        ['eip', 'dc2'],
+        ['vip', 'dc2'],
+        ['dns', 'dc2'],
+      ],
+    );
 
     // The step log tells the story in order.
     const done = await h.query<Progress>('progress');
     const names = done.steps.filter((s) => s.state === 'done').map((s) => s.name);
-    const order = ['lock', 'checkpoint:old-primary-dead', 'checkpoint:accept-data-loss', 'recheck:dc1-db', 'promote', 'write-probe:dc2-db', 'guard', 'hook:repoint-app', 'service-start:dc2/fault-detection', 'traffic:front', 'traffic:eip', 'traffic:vip', 'traffic:dns', 'maintenance-off:dc2', 'unlock'];
+    const order = [
+      'lock',
+      'checkpoint:old-primary-dead',
+      'checkpoint:accept-data-loss',
+      'recheck:dc1-db',
+      'promote',
+      'write-probe:dc2-db',
+      'guard',
+      'hook:repoint-app',
+      'service-start:dc2/fault-detection',
+      'traffic:front',
+      'traffic:eip',
+      'traffic:vip',
+      'traffic:dns',
+      'maintenance-off:dc2',
+      'unlock',
+    ];
     const at = order.map((n) => names.indexOf(n));
-    assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])), `steps in order ${order.join(' → ')}; got ${names.join(', ')}`);
+    assert.ok(
+      at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])),
+      `steps in order ${order.join(' → ')}; got ${names.join(', ')}`,
+    );
     assert.equal(done.waitingFor, null);
 
     // The webhook heard the start, the checkpoint (with its prompt) and the end; never its own URL.
     const events = hooks.map((x) => x.event);
-    for (const e of ['failover.started', 'checkpoint.waiting', 'failover.completed']) assert.ok(events.includes(e), `webhook got ${e}; got ${events.join(', ')}`);
+    for (const e of ['failover.started', 'checkpoint.waiting', 'failover.completed'])
+      assert.ok(events.includes(e), `webhook got ${e}; got ${events.join(', ')}`);
     assert.match(hooks.find((x) => x.event === 'checkpoint.waiting')!.message, /old-primary-dead.*actually is dead/);
     assert.ok(!JSON.stringify(await h.fetchHistory()).includes('secret-token'), 'the webhook URL never enters history');
   });
@@ -203,7 +253,7 @@ describe('failover: dc1 reachable', () => {
     assert.equal(await st.nodeAnswers('dc1-db'), false, 'dc1 refuses connections');
     // The fence lasts: a restart would come up read-only, and the marker says who fenced it for whom.
     const dataDir = st.cluster.postgres.nodes['dc1-db'].dataDir;
-    assert.ok(existsSync(join(dataDir, 'standby.signal')), 'standby.signal in dc1\'s data directory');
+    assert.ok(existsSync(join(dataDir, 'standby.signal')), "standby.signal in dc1's data directory");
     const marker = JSON.parse(readFileSync(join(dataDir, 'switchyard-fence.json'), 'utf8')) as { fencedBy: string; newPrimary: string };
     assert.deepEqual([marker.fencedBy, marker.newPrimary], [h.workflowId, 'dc2-db']);
     const p = await h.query<Progress>('progress');
@@ -354,7 +404,7 @@ describe('failover: a cluster that always asks, with a short deadline and the in
     await stopPart(st.sb.opts, 'dc1-db/sshd'); // PostgreSQL cannot be stopped from here, but it still runs
     const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, `failover-alive-${Date.now()}`);
     await st.waitProgress(h.workflowId, waitingAt('old-primary-dead'), 'the old-primary-dead checkpoint');
-    assert.equal(await st.serviceRunning('dc1', 'notification'), false, 'the old site\'s services were stopped first');
+    assert.equal(await st.serviceRunning('dc1', 'notification'), false, "the old site's services were stopped first");
     const answer = await decide(st.client, h.workflowId, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' });
     assert.equal(answer.accepted, true);
     const f = await failureOf(h.result());

@@ -59,7 +59,11 @@ function stonithFor(c: Record<string, unknown>, node: string, runOn: string): vo
   const dns = (c.traffic as { kind: string; read?: string[] }[]).find((d) => d.kind === 'command')!;
   // The node binary and the sandbox's bin directory, as the generated topology names them.
   const [nodeBin, script] = dns.read!;
-  pgNodes[node].stonith = { host: runOn, command: [nodeBin, join(dirname(script), 'stonith.cjs'), dirname(pgNodes[node].dataDir as string)], timeoutSeconds: 30 };
+  pgNodes[node].stonith = {
+    host: runOn,
+    command: [nodeBin, join(dirname(script), 'stonith.cjs'), dirname(pgNodes[node].dataDir as string)],
+    timeoutSeconds: 30,
+  };
 }
 
 function config(extra: (c: Record<string, unknown>) => void = () => undefined) {
@@ -112,7 +116,10 @@ async function runCell(st: Stage, group: string, cell: Cell): Promise<void> {
     if (cell.expect === 'refused') assert.match(outcome, /^refused/, `${cell.name}: ${outcome}`);
     else assert.equal(outcome, cell.expect, `${cell.name}: ${result instanceof Error ? result.message : result.state}`);
     if (cell.fault === 'frozen' && cell.decision === 'approve' && !st.cluster.postgres.nodes['dc1-db'].stonith) {
-      assert.ok(progress.steps.some((s) => /^unknown:dc1-db$/.test(s.name)), 'after the approval the frozen node was found UNKNOWN and asked about again');
+      assert.ok(
+        progress.steps.some((s) => /^unknown:dc1-db$/.test(s.name)),
+        'after the approval the frozen node was found UNKNOWN and asked about again',
+      );
       assert.equal(promote, undefined, 'nothing was promoted while the old primary could not be seen');
     }
     for (const a of cell.after ?? []) {
@@ -136,11 +143,22 @@ async function runCell(st: Stage, group: string, cell: Cell): Promise<void> {
       const fenceMs = refence?.endedAt ? Date.parse(refence.endedAt) - Date.parse(refence.startedAt) : 0;
       note += `; window with two writable primaries ${window} ms (guard interval ${GUARD_INTERVAL_S} s, the fence itself ${fenceMs} ms)`;
       process.stdout.write(`fault matrix: ${group} / ${cell.name}: ${note}\n`);
-      assert.ok(window <= GUARD_INTERVAL_S * 1000 + fenceMs + 1500, `the window (${window} ms) is bounded by the guard's interval (${GUARD_INTERVAL_S} s) and the fence (${fenceMs} ms)`);
+      assert.ok(
+        window <= GUARD_INTERVAL_S * 1000 + fenceMs + 1500,
+        `the window (${window} ms) is bounded by the guard's interval (${GUARD_INTERVAL_S} s) and the fence (${fenceMs} ms)`,
+      );
     } else {
-      assert.deepEqual(report.bothWritable.map((t) => new Date(t).toISOString()), [], `${cell.name}: moments with two writable primaries`);
+      assert.deepEqual(
+        report.bothWritable.map((t) => new Date(t).toISOString()),
+        [],
+        `${cell.name}: moments with two writable primaries`,
+      );
     }
-    assert.deepEqual(wrong.map((w) => `${new Date(w.at).toISOString()} → ${w.node}${w.writable ? '' : ' (read-only)'}`), [], `${cell.name}: front connections to a node that was not the primary`);
+    assert.deepEqual(
+      wrong.map((w) => `${new Date(w.at).toISOString()} → ${w.node}${w.writable ? '' : ' (read-only)'}`),
+      [],
+      `${cell.name}: front connections to a node that was not the primary`,
+    );
     assert.ok(report.front.length > 0 || cell.fault !== 'none', 'the front probe ran');
     rows.push({ group, cell: cell.name, outcome, bothWritable: report.bothWritable.length, misrouted: wrong.length, note });
   } finally {
@@ -168,9 +186,14 @@ describe('fault matrix: zero moments with two writable primaries, zero misrouted
   after(() => {
     const w = Math.max(...rows.map((r) => r.cell.length), 10);
     process.stdout.write(`fault matrix: ${rows.length} cells\n`);
-    for (const r of rows) process.stdout.write(`  ${r.group.padEnd(24)} ${r.cell.padEnd(w)}  ${r.outcome.padEnd(26)} two-primary moments ${r.bothWritable}  misrouted ${r.misrouted}${r.note ? `  (${r.note})` : ''}\n`);
+    for (const r of rows)
+      process.stdout.write(
+        `  ${r.group.padEnd(24)} ${r.cell.padEnd(w)}  ${r.outcome.padEnd(26)} two-primary moments ${r.bothWritable}  misrouted ${r.misrouted}${r.note ? `  (${r.note})` : ''}\n`,
+      );
     const bad = rows.filter((r) => !r.note.includes('window')).reduce((n, r) => n + r.bothWritable, 0);
-    process.stdout.write(`fault matrix: cells ${rows.length}, moments with two writable primaries ${bad} (outside the bounded guard window), misrouted connections ${rows.reduce((n, r) => n + r.misrouted, 0)}\n`);
+    process.stdout.write(
+      `fault matrix: cells ${rows.length}, moments with two writable primaries ${bad} (outside the bounded guard window), misrouted connections ${rows.reduce((n, r) => n + r.misrouted, 0)}\n`,
+    );
   });
 
   group(
@@ -178,7 +201,13 @@ describe('fault matrix: zero moments with two writable primaries, zero misrouted
     [
       { name: 'reachable × fence succeeds × deadline', fault: 'none', decision: 'deadline', expect: 'aborted' },
       { name: 'reachable × fence succeeds × rejected', fault: 'none', decision: 'reject', expect: 'aborted' },
-      { name: 'reachable × fence succeeds × approved, returns, front restarted', fault: 'none', decision: 'approve', after: ['return', 'front-restart'], expect: 'completed' },
+      {
+        name: 'reachable × fence succeeds × approved, returns, front restarted',
+        fault: 'none',
+        decision: 'approve',
+        after: ['return', 'front-restart'],
+        expect: 'completed',
+      },
     ],
     (c) => void ((c.failover as Record<string, unknown>).confirmOldPrimaryDead = 'always'),
   );
@@ -208,14 +237,29 @@ describe('fault matrix: zero moments with two writable primaries, zero misrouted
     [
       { name: 'unreachable × fence fails × deadline', fault: 'unreachable', decision: 'deadline', expect: 'aborted' },
       { name: 'unreachable × fence fails × rejected', fault: 'unreachable', decision: 'reject', expect: 'aborted' },
-      { name: 'unreachable × fence fails × approved, returns (no STONITH), front restarted', fault: 'unreachable', decision: 'approve', after: ['return', 'front-restart'], expect: 'completed', guardWindow: true },
+      {
+        name: 'unreachable × fence fails × approved, returns (no STONITH), front restarted',
+        fault: 'unreachable',
+        decision: 'approve',
+        after: ['return', 'front-restart'],
+        expect: 'completed',
+        guardWindow: true,
+      },
     ],
     () => undefined,
   );
 
   group(
     'STONITH, frozen',
-    [{ name: 'frozen × STONITH fences × (no checkpoint for the fence), returns, front restarted', fault: 'frozen', decision: 'approve', after: ['return', 'front-restart'], expect: 'completed' }],
+    [
+      {
+        name: 'frozen × STONITH fences × (no checkpoint for the fence), returns, front restarted',
+        fault: 'frozen',
+        decision: 'approve',
+        after: ['return', 'front-restart'],
+        expect: 'completed',
+      },
+    ],
     (c) => stonithFor(c, 'dc1-db', 'dc2-app'),
   );
 

@@ -64,7 +64,24 @@ describe('switchyard check against the sandbox', () => {
     assert.equal(report.traffic.dns.kind, 'command');
     assert.deepEqual(Object.keys(report.traffic), ['front', 'eip', 'vip', 'dns']);
     const names = report.checks.map((c) => c.name);
-    for (const n of ['primary', 'primary-writable', 'standby:dc2-db', 'lag:dc2-db', 'slot:dc2-db', 'ssh:dc1-db', 'ssh:dc2-app', 'service:dc1/fault-detection', 'service:dc2/notification', 'maintenance:dc1', 'traffic:front', 'traffic:eip', 'traffic:vip', 'traffic:dns', 'ec2:dc1-db', 'ec2:dc2-db'])
+    for (const n of [
+      'primary',
+      'primary-writable',
+      'standby:dc2-db',
+      'lag:dc2-db',
+      'slot:dc2-db',
+      'ssh:dc1-db',
+      'ssh:dc2-app',
+      'service:dc1/fault-detection',
+      'service:dc2/notification',
+      'maintenance:dc1',
+      'traffic:front',
+      'traffic:eip',
+      'traffic:vip',
+      'traffic:dns',
+      'ec2:dc1-db',
+      'ec2:dc2-db',
+    ])
       assert.ok(names.includes(n), `check ${n} present in ${names.join(', ')}`);
   });
 

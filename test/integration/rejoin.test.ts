@@ -19,9 +19,6 @@ import { startStage, type Stage } from '../support/stage';
 import { failureOf, sleep, stepsNamed, timelineOf, waitReplayed } from '../support/runs';
 import { startWorkerProcess, stopWorkerProcesses, type WorkerProcess } from '../support/worker';
 
-
-
-
 async function run<T>(st: Stage, type: string, input: object, id: string): Promise<T> {
   const h = await st.start(type, input, `${id}-${Date.now()}`);
   return (await h.result()) as T;
@@ -48,7 +45,6 @@ async function standbyOf(st: Stage, node: string): Promise<{ inRecovery: boolean
 
 const addressOf = (st: Stage, node: string) => `${st.cluster.postgres.nodes[node].host}:${st.cluster.postgres.nodes[node].port}`;
 
-
 const notes = async (st: Stage, node: string, like: string) =>
   (await st.nodeQuery(node, `SELECT note FROM public.sandbox_rows WHERE note LIKE $1 ORDER BY id`, [like])).map((r) => String(r.note));
 
@@ -62,7 +58,10 @@ async function slotOn(st: Stage, primary: string, slot: string): Promise<{ activ
 function asideOf(dataDir: string): string[] {
   const dir = join(dataDir, '..');
   const base = dataDir.split('/').pop()!;
-  return readdirSync(dir).filter((f) => f.startsWith(`${base}.switchyard-`)).map((f) => join(dir, f)).sort();
+  return readdirSync(dir)
+    .filter((f) => f.startsWith(`${base}.switchyard-`))
+    .map((f) => join(dir, f))
+    .sort();
 }
 
 /** Processes running pg_basebackup into this data directory (read from /proc). */
@@ -109,7 +108,7 @@ describe('rejoin: dc1 diverged after a failover, rejoined with pg_rewind', () =>
     await st?.down();
   });
 
-  it('the diverged rows are gone from dc1, dc2\'s rows are there, dc1 streams from dc2 through its slot, and its config file is dc2\'s', async () => {
+  it("the diverged rows are gone from dc1, dc2's rows are there, dc1 streams from dc2 through its slot, and its config file is dc2's", async () => {
     await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('before the failover')`);
     const f = await failover(st);
     assert.deepEqual(f.to, { site: 'dc2', node: 'dc2-db' });
@@ -134,12 +133,14 @@ describe('rejoin: dc1 diverged after a failover, rejoined with pg_rewind', () =>
     await stopPart(st.sb.opts, 'dc1-db/postgres');
     assert.equal(await st.nodeAnswers('dc1-db'), false);
 
-    const [w] = await st.frontQuery(`INSERT INTO public.sandbox_rows (note) SELECT 'written on dc2 before the rejoin ' || g FROM generate_series(1, 20) g RETURNING host(inet_server_addr()) AS s`);
+    const [w] = await st.frontQuery(
+      `INSERT INTO public.sandbox_rows (note) SELECT 'written on dc2 before the rejoin ' || g FROM generate_series(1, 20) g RETURNING host(inet_server_addr()) AS s`,
+    );
     assert.equal(w.s, st.cluster.postgres.nodes['dc2-db'].host, 'the front sends writes to dc2');
     const dc1Conf = st.cluster.postgres.nodes['dc1-db'].configFiles;
     assert.equal(dc1Conf.length, 1);
     const conf = typeof dc1Conf[0] === 'string' ? { from: dc1Conf[0], to: dc1Conf[0] } : dc1Conf[0];
-    assert.notEqual(readFileSync(conf.to, 'utf8'), readFileSync(conf.from, 'utf8'), 'dc1\'s app.conf differs from dc2\'s before the rejoin');
+    assert.notEqual(readFileSync(conf.to, 'utf8'), readFileSync(conf.from, 'utf8'), "dc1's app.conf differs from dc2's before the rejoin");
 
     const h = await st.start('rejoin', { cluster: 'demo', node: 'dc1-db', requestedBy: 'alice' }, `rejoin-rewind-${Date.now()}`);
     const r = (await h.result()) as RejoinResult;
@@ -162,7 +163,7 @@ describe('rejoin: dc1 diverged after a failover, rejoined with pg_rewind', () =>
     assert.equal((await notes(st, 'dc1-db', 'written on dc2 before the rejoin %')).length, 20);
     assert.deepEqual(await notes(st, 'dc1-db', 'written on dc2 after the rejoin'), ['written on dc2 after the rejoin']);
     assert.deepEqual(await notes(st, 'dc1-db', 'before the failover'), ['before the failover']);
-    assert.equal(readFileSync(conf.to, 'utf8'), readFileSync(conf.from, 'utf8'), 'dc1\'s app.conf is now dc2\'s');
+    assert.equal(readFileSync(conf.to, 'utf8'), readFileSync(conf.from, 'utf8'), "dc1's app.conf is now dc2's");
     assert.match(readFileSync(conf.to, 'utf8'), /host = dc2-db/);
     assert.deepEqual(await slotOn(st, 'dc2-db', st.cluster.postgres.nodes['dc1-db'].slot), { active: true }, 'dc1 streams through its slot on dc2');
     assert.equal((await st.nodeQuery('dc2-db', 'SELECT pg_is_in_recovery() AS r'))[0].r, false, 'dc2 is still the primary');
@@ -171,7 +172,10 @@ describe('rejoin: dc1 diverged after a failover, rejoined with pg_rewind', () =>
     const names = p.steps.filter((s) => s.state === 'done').map((s) => s.name);
     const order = ['lock', 'stop', 'slot', 'rewind', 'config-files', 'configure', 'start', 'catch-up', 'clear-fence', 'guard-release', 'unlock'];
     const at = order.map((n) => names.indexOf(n));
-    assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])), `steps in order ${order.join(' → ')}; got ${names.join(', ')}`);
+    assert.ok(
+      at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])),
+      `steps in order ${order.join(' → ')}; got ${names.join(', ')}`,
+    );
     assert.equal(stepsNamed(p, /^basebackup$/).length, 0);
     assert.match(stepsNamed(p, /^rewind$/)[0].detail, /rewound .*diverged at/);
   });
@@ -185,7 +189,7 @@ describe('rejoin: dc1 diverged after a failover, rejoined with pg_rewind', () =>
   });
 });
 
-describe('rejoin: pg_rewind impossible (dc1\'s WAL removed), a base backup instead', () => {
+describe("rejoin: pg_rewind impossible (dc1's WAL removed), a base backup instead", () => {
   let st: Stage;
   let dataDir: string;
   let ino: number;
@@ -229,7 +233,7 @@ describe('rejoin: pg_rewind impossible (dc1\'s WAL removed), a base backup inste
     const [old] = r.movedAside;
     assert.match(old, /\.switchyard-\d{8}T\d{6}Z$/);
     assert.ok(existsSync(join(old, 'PG_VERSION')), `${old} is still on disk with its PG_VERSION`);
-    assert.equal(statSync(old).ino, ino, 'it is dc1\'s old data directory, moved, not copied');
+    assert.equal(statSync(old).ino, ino, "it is dc1's old data directory, moved, not copied");
     assert.deepEqual(asideOf(dataDir), [old]);
     assert.notEqual(statSync(dataDir).ino, ino, 'dc1 runs on a new data directory');
 
@@ -269,8 +273,14 @@ describe('switchover: the worker killed with SIGKILL while the run waits for dc2
       assert.ok(i < 100, 'dc2 replay paused');
       await sleep(100);
     }
-    const ids = (await st.nodeQuery('dc1-db', `INSERT INTO public.sandbox_rows (note) SELECT 'before the switchover ' || g FROM generate_series(1, 25) g RETURNING id`)).map((r) => String(r.id));
-    assert.equal((await st.nodeQuery('dc2-db', `SELECT count(*)::int AS n FROM public.sandbox_rows WHERE note LIKE 'before the switchover %'`))[0].n, 0, 'not replayed on dc2 yet');
+    const ids = (
+      await st.nodeQuery('dc1-db', `INSERT INTO public.sandbox_rows (note) SELECT 'before the switchover ' || g FROM generate_series(1, 25) g RETURNING id`)
+    ).map((r) => String(r.id));
+    assert.equal(
+      (await st.nodeQuery('dc2-db', `SELECT count(*)::int AS n FROM public.sandbox_rows WHERE note LIKE 'before the switchover %'`))[0].n,
+      0,
+      'not replayed on dc2 yet',
+    );
 
     const h = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, `switchover-crash-${Date.now()}`);
     await w.waitFor((l) => l.workflowId === h.workflowId && l.msg === 'step replay started', 120_000);
@@ -290,7 +300,11 @@ describe('switchover: the worker killed with SIGKILL while the run waits for dc2
     assert.equal((await st.nodeQuery('dc2-db', 'SELECT pg_is_in_recovery() AS r'))[0].r, false, 'dc2 is the primary');
     assert.equal(await timelineOf(st, 'dc2-db'), tl + 1, 'promoted once: one new timeline');
     const onDc2 = new Set((await st.nodeQuery('dc2-db', 'SELECT id FROM public.sandbox_rows')).map((x) => String(x.id)));
-    assert.deepEqual(ids.filter((id) => !onDc2.has(id)), [], 'every row written on dc1 before the switchover is on dc2');
+    assert.deepEqual(
+      ids.filter((id) => !onDc2.has(id)),
+      [],
+      'every row written on dc1 before the switchover is on dc2',
+    );
     assert.deepEqual(await standbyOf(st, 'dc1-db'), { inRecovery: true, status: 'streaming', from: addressOf(st, 'dc2-db') });
     const [viaFront] = await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('after the switchover') RETURNING host(inet_server_addr()) AS s`);
     assert.equal(viaFront.s, st.cluster.postgres.nodes['dc2-db'].host);
@@ -358,7 +372,7 @@ describe('rejoin: the worker killed with SIGKILL during the base backup', () => 
     for (const d of r.movedAside) assert.ok(existsSync(d), `${d} is still on disk`);
     assert.deepEqual(asideOf(dataDir), [...r.movedAside].sort());
     const original = r.movedAside.filter((d) => statSync(d).ino === ino);
-    assert.equal(original.length, 1, 'dc1\'s old data directory is among them');
+    assert.equal(original.length, 1, "dc1's old data directory is among them");
     assert.ok(existsSync(join(original[0], 'PG_VERSION')));
     assert.equal(r.movedAside.length, 2, 'the old directory and the copy the killed attempt had begun');
 

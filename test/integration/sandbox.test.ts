@@ -105,17 +105,31 @@ function ssh(sb: TestSandbox, c: ClusterConfig, host: string, argv: string[]): P
   const key = c.ssh.privateKey.file;
   assert.ok(key && existsSync(key), 'the ssh private key file');
   const knownHosts = join(sb.dir, 'test_known_hosts');
-  writeFileSync(knownHosts, Object.values(c.hosts).map((x) => `[${x.address}]:${x.port} ${x.hostKey}`).join('\n') + '\n');
+  writeFileSync(
+    knownHosts,
+    Object.values(c.hosts)
+      .map((x) => `[${x.address}]:${x.port} ${x.hostKey}`)
+      .join('\n') + '\n',
+  );
   return exec('ssh', [
-    '-i', key,
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'BatchMode=yes',
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', `UserKnownHostsFile=${knownHosts}`,
-    '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', 'ConnectTimeout=5',
-    '-o', 'LogLevel=ERROR',
-    '-p', String(h.port),
+    '-i',
+    key,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    `UserKnownHostsFile=${knownHosts}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+    '-o',
+    'ConnectTimeout=5',
+    '-o',
+    'LogLevel=ERROR',
+    '-p',
+    String(h.port),
     `${c.ssh.user}@${h.address}`,
     '--',
     argv.map(shQuote).join(' '),
@@ -165,7 +179,11 @@ function processesMentioning(dir: string): string[] {
 }
 
 /** Interfaces of these instances holding `address`, and whether it is their primary address. */
-async function vipHolders(ec2: EC2Client, address: string, instanceIds: string[]): Promise<{ instanceId: string | undefined; deviceIndex: number | undefined; primary: boolean }[]> {
+async function vipHolders(
+  ec2: EC2Client,
+  address: string,
+  instanceIds: string[],
+): Promise<{ instanceId: string | undefined; deviceIndex: number | undefined; primary: boolean }[]> {
   const r = await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: instanceIds }] }));
   return (r.NetworkInterfaces ?? []).flatMap((n) =>
     (n.PrivateIpAddresses ?? [])
@@ -191,13 +209,26 @@ describe('sandbox', () => {
     await sb?.down();
   });
 
-  it('comes up quickly with every part running (the standby site\'s services stopped by design)', () => {
+  it("comes up quickly with every part running (the standby site's services stopped by design)", () => {
     assert.ok(upMs < 30_000, `up took ${upMs} ms`);
     const names = sb.status.parts.map((p) => p.name);
     assert.deepEqual(names.sort(), [
-      'dc1-app/app', 'dc1-app/fault-detection', 'dc1-app/notification', 'dc1-app/sshd', 'dc1-db/postgres', 'dc1-db/sshd',
-      'dc2-app/app', 'dc2-app/fault-detection', 'dc2-app/notification', 'dc2-app/sshd', 'dc2-db/postgres', 'dc2-db/sshd',
-      'ec2', 'front', 'shared/sshd', 'temporal',
+      'dc1-app/app',
+      'dc1-app/fault-detection',
+      'dc1-app/notification',
+      'dc1-app/sshd',
+      'dc1-db/postgres',
+      'dc1-db/sshd',
+      'dc2-app/app',
+      'dc2-app/fault-detection',
+      'dc2-app/notification',
+      'dc2-app/sshd',
+      'dc2-db/postgres',
+      'dc2-db/sshd',
+      'ec2',
+      'front',
+      'shared/sshd',
+      'temporal',
     ]);
     for (const p of sb.status.parts) {
       const standbyService = p.kind === 'service' && p.site === 'dc2';
@@ -231,12 +262,15 @@ describe('sandbox', () => {
     assert.equal(sb.config, join(sb.dir, 'switchyard.yaml'));
     assert.equal(c.preferredPrimary, 'dc1');
     assert.deepEqual(Object.keys(c.hosts).sort(), ['dc1-app', 'dc1-db', 'dc2-app', 'dc2-db', 'shared']);
-    assert.equal(c.hosts.shared.site, undefined, 'the front\'s host is shared, of no site');
+    assert.equal(c.hosts.shared.site, undefined, "the front's host is shared, of no site");
     assert.equal(c.postgres.nodes['dc1-db'].slot, 'dc1_db');
     assert.equal(c.postgres.nodes['dc2-db'].slot, 'dc2_db');
     assert.equal(c.postgres.nodes['dc2-db'].host, `127.${sb.net}.2.1`);
     assert.ok(c.postgres.nodes['dc1-db'].configDir && existsSync(join(c.postgres.nodes['dc1-db'].configDir, 'postgresql.conf')));
-    assert.deepEqual(c.traffic.map((t) => `${t.kind}:${t.name}`), ['haproxy:front', 'elastic-ip:eip', 'private-ip:vip', 'command:dns']);
+    assert.deepEqual(
+      c.traffic.map((t) => `${t.kind}:${t.name}`),
+      ['haproxy:front', 'elastic-ip:eip', 'private-ip:vip', 'command:dns'],
+    );
     const dns = c.traffic.find((t) => t.name === 'dns');
     assert.ok(dns && dns.kind === 'command');
     assert.equal(dns.host, 'dc2-app');
@@ -320,7 +354,7 @@ describe('sandbox', () => {
     }
   });
 
-  it('puts a site in maintenance with the topology\'s commands: the app answers 503, then 200 again', async () => {
+  it("puts a site in maintenance with the topology's commands: the app answers 503, then 200 again", async () => {
     const site = c.sites.dc1;
     const url = site.app!.url;
     assert.deepEqual(await httpGet(url), { status: 200, body: 'dc1 ok\n' });
@@ -337,7 +371,7 @@ describe('sandbox', () => {
     assert.equal((await httpGet(url)).status, 200);
   });
 
-  it('runs services with start/stop/status over ssh: dc1\'s run, dc2\'s are stopped until started', async () => {
+  it("runs services with start/stop/status over ssh: dc1's run, dc2's are stopped until started", async () => {
     const fd1 = c.sites.dc1.services['fault-detection'];
     const fd2 = c.sites.dc2.services['fault-detection'];
     assert.equal((await ssh(sb, c, fd1.host, fd1.status)).code, 0);
@@ -399,7 +433,10 @@ describe('sandbox', () => {
     });
     const ids = (await act.ec2Instances({ cluster: 'demo' })).map((i) => i.instanceId!);
     try {
-      for (const [site, n] of [['dc2', 2], ['dc1', 1]] as const) {
+      for (const [site, n] of [
+        ['dc2', 2],
+        ['dc1', 1],
+      ] as const) {
         const vip = await act.trafficMove({ cluster: 'demo', driver: 'vip', site });
         assert.deepEqual([vip.site, vip.changed], [site, true], vip.detail);
         assert.deepEqual(await vipHolders(ec2, PRIVATE_VIP, ids), [{ instanceId: ids[n - 1], deviceIndex: 0, primary: false }]);
@@ -415,7 +452,7 @@ describe('sandbox', () => {
     assert.equal(statSync(record).uid, statSync(join(sb.dir, 'dc2-app')).uid);
   });
 
-  it('runs each site\'s afterPromote hook on that site\'s app host, recording the new primary as the app\'s database', async () => {
+  it("runs each site's afterPromote hook on that site's app host, recording the new primary as the app's database", async () => {
     for (const site of ['dc2', 'dc1'] as const) {
       const [hook] = c.sites[site].hooks.afterPromote;
       const target = join(sb.dir, `${site}-app`, 'db-target');
@@ -424,7 +461,7 @@ describe('sandbox', () => {
       const r = await ssh(sb, c, hook.host, hook.command);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(readFileSync(target, 'utf8'), `${c.postgres.nodes[`${site}-db`].host}:5432\n`);
-      assert.equal(existsSync(other) ? readFileSync(other, 'utf8') : null, otherBefore, 'the other site\'s app is not repointed');
+      assert.equal(existsSync(other) ? readFileSync(other, 'utf8') : null, otherBefore, "the other site's app is not repointed");
     }
   });
 
@@ -436,7 +473,10 @@ describe('sandbox', () => {
     await startPart(sb.opts, 'dc2-db/postgres');
     assert.equal(part(await statusOf(sb), 'dc2-db/postgres').state, 'running');
     const dc1 = part(sb.status, 'dc1-db/postgres').url!;
-    await waitFor('dc2 streaming again', async () => (await query<{ state: string }>(dc1, "SELECT state FROM pg_stat_replication WHERE state = 'streaming'")).length === 1);
+    await waitFor(
+      'dc2 streaming again',
+      async () => (await query<{ state: string }>(dc1, "SELECT state FROM pg_stat_replication WHERE state = 'streaming'")).length === 1,
+    );
 
     // Pause the primary (SIGSTOP): status says so; startPart resumes it.
     await stopPart(sb.opts, 'dc1-db/postgres', 'pause');
@@ -448,7 +488,12 @@ describe('sandbox', () => {
     assert.ok(kids.length >= 3, `the postmaster has children (${kids.length})`);
     for (const k of kids) assert.match(k.state, /^[Tt]$/, `child ${k.pid} is stopped`);
     await startPart(sb.opts, 'dc1-db/postgres');
-    assert.ok(listProcs().filter((p) => p.ppid === paused.pid).every((p) => !/^[Tt]$/.test(p.state)), 'every child resumed');
+    assert.ok(
+      listProcs()
+        .filter((p) => p.ppid === paused.pid)
+        .every((p) => !/^[Tt]$/.test(p.state)),
+      'every child resumed',
+    );
     assert.equal((await query<{ one: number }>(dc1, 'SELECT 1 AS one'))[0].one, 1);
 
     // Kill a host's sshd: unreachable; start it again: reachable, same host key.
@@ -494,7 +539,13 @@ describe('sandbox', () => {
     assert.equal(existsSync(sb.dir), false);
     assert.equal(await sandboxStatus(sb.opts), null);
     const t = temporalEndpoints(sb.net);
-    for (const [addr, port] of [[t.host, t.port], [t.uiHost, t.uiPort], [`127.${sb.net}.1.1`, 5432], [`127.${sb.net}.0.1`, 15432], [`127.${sb.net}.2.2`, 2222]] as const)
+    for (const [addr, port] of [
+      [t.host, t.port],
+      [t.uiHost, t.uiPort],
+      [`127.${sb.net}.1.1`, 5432],
+      [`127.${sb.net}.0.1`, 15432],
+      [`127.${sb.net}.2.2`, 2222],
+    ] as const)
       assert.equal(await tcpProbe(addr, port, 500), false, `${addr}:${port} closed`);
     assert.ok(ms < 30_000, `down took ${ms} ms`);
   });

@@ -41,7 +41,10 @@ async function checkReady(st: Stage): Promise<void> {
   let failed = '';
   try {
     const report = JSON.parse(r.stdout) as { ready: boolean; primarySite: string; checks: { name: string; ok: boolean; detail: string }[] };
-    failed = report.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`).join('\n');
+    failed = report.checks
+      .filter((c) => !c.ok)
+      .map((c) => `${c.name}: ${c.detail}`)
+      .join('\n');
     assert.equal(report.primarySite, 'dc1');
   } catch (e) {
     if (e instanceof assert.AssertionError) throw e;
@@ -51,8 +54,6 @@ async function checkReady(st: Stage): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // Readers
-
-
 
 const nodeOf = (site: string) => `${site}-db`;
 const hostOf = (st: Stage, site: string) => st.cluster.postgres.nodes[nodeOf(site)].host;
@@ -75,7 +76,10 @@ async function caughtUp(st: Stage, standby: string, primary: string, timeoutMs =
   for (;;) {
     const [r] = await st.nodeQuery(standby, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done', [lsn]);
     if (r.done === true) return;
-    if (Date.now() > deadline) throw new Error(`${standby} did not replay up to ${String(lsn)} of ${primary} within ${timeoutMs} ms (WAL receiver: ${JSON.stringify(await walReceiver(st, standby))})`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${standby} did not replay up to ${String(lsn)} of ${primary} within ${timeoutMs} ms (WAL receiver: ${JSON.stringify(await walReceiver(st, standby))})`,
+      );
     await sleep(200);
   }
 }
@@ -200,12 +204,22 @@ async function switchoverUnderWrites(st: Stage, to: string): Promise<{ downtimeM
   assert.equal(await timelineOf(st, nodeOf(to)), tlBefore + 1, 'one new timeline on the new primary');
   assert.ok(r.shutdownCheckpointLsn && r.replayedLsn, 'the shutdown checkpoint and the replay position are reported');
   assert.deepEqual(r.oldPrimary, { node: nodeOf(from), streaming: true, via: 'follow', rejoin: null }, 'the old primary followed without a rejoin');
-  assert.deepEqual(r.traffic.map((t) => [t.driver, t.site, t.changed]), [['front', to, true], ['eip', to, true], ['vip', to, true], ['dns', to, true]]);
+  assert.deepEqual(
+    r.traffic.map((t) => [t.driver, t.site, t.changed]),
+    [
+      ['front', to, true],
+      ['eip', to, true],
+      ['vip', to, true],
+      ['dns', to, true],
+    ],
+  );
 
   // Every acknowledged write is on the new primary, and on the old one once it streams.
   const ids = writer.acked.map((a) => a.id);
   assert.ok(ids.length > ackedBeforeRun, 'writes were acknowledged during and after the run');
-  const onNew = new Set((await st.nodeQuery(nodeOf(to), 'SELECT id::text AS id FROM public.sandbox_rows WHERE id = ANY($1::bigint[])', [ids])).map((x) => String(x.id)));
+  const onNew = new Set(
+    (await st.nodeQuery(nodeOf(to), 'SELECT id::text AS id FROM public.sandbox_rows WHERE id = ANY($1::bigint[])', [ids])).map((x) => String(x.id)),
+  );
   const lost = ids.filter((id) => !onNew.has(id));
   assert.deepEqual(lost, [], `no acknowledged row lost on ${nodeOf(to)}`);
   await caughtUp(st, nodeOf(from), nodeOf(to));
@@ -223,10 +237,20 @@ async function switchoverUnderWrites(st: Stage, to: string): Promise<{ downtimeM
   const steps = (await h.query<Progress>('progress')).steps;
   const stopOld = steps.find((s) => s.name === 'stop-old-primary' && s.state === 'done')!;
   const promote = steps.find((s) => s.name === 'promote' && s.state === 'done')!;
-  assert.ok(lastOld.at <= Date.parse(stopOld.endedAt!), `the old primary's last write (${new Date(lastOld.at).toISOString()}) came before it was stopped (${stopOld.endedAt})`);
-  assert.ok(firstNew.at >= Date.parse(promote.startedAt), `the new primary's first write (${new Date(firstNew.at).toISOString()}) came after promotion began (${promote.startedAt})`);
+  assert.ok(
+    lastOld.at <= Date.parse(stopOld.endedAt!),
+    `the old primary's last write (${new Date(lastOld.at).toISOString()}) came before it was stopped (${stopOld.endedAt})`,
+  );
+  assert.ok(
+    firstNew.at >= Date.parse(promote.startedAt),
+    `the new primary's first write (${new Date(firstNew.at).toISOString()}) came after promotion began (${promote.startedAt})`,
+  );
   assert.ok(lastOld.at >= Date.parse(steps.find((s) => s.name === 'lock')!.startedAt), 'the writer was writing to the old primary while the run was under way');
-  assert.deepEqual(writer.failures.filter((f) => f.at > firstNew.at), [], 'no write refused once the new primary took one through the front');
+  assert.deepEqual(
+    writer.failures.filter((f) => f.at > firstNew.at),
+    [],
+    'no write refused once the new primary took one through the front',
+  );
 
   await assertPrimaryAt(st, to);
   assert.equal(appDbTarget(st, to), `${hostOf(st, to)}:5432`, `the repoint-app hook at ${to} names ${nodeOf(to)}`);
@@ -259,7 +283,10 @@ async function switchoverUnderWrites(st: Stage, to: string): Promise<{ downtimeM
     'unlock',
   ];
   const at = order.map((x) => names.indexOf(x));
-  assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])), `steps in order ${order.join(' → ')}; got ${names.join(', ')}`);
+  assert.ok(
+    at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])),
+    `steps in order ${order.join(' → ')}; got ${names.join(', ')}`,
+  );
   assert.equal(stepsNamed(p, /^(undo:.*|follow:rejoin)$/).length, 0, 'nothing undone, no rejoin');
   assert.equal(p.waitingFor, null);
   return { downtimeMs: r.writeDowntimeMs, frontGapMs: firstNew.at - lastOld.at, acked: ids.length, refused: writer.failures.length };
@@ -294,7 +321,11 @@ describe('failback after a failover: the sandbox as `sandbox up` made it', () =>
   let failoverTimeline = 0;
   before(async () => {
     st = await startStage();
-    const ready = (await st.client.workflow.execute('readiness', { taskQueue: 'switchyard', workflowId: `readiness-before-outage-${Date.now()}`, args: [{ cluster: 'demo' }] })) as { ready: boolean };
+    const ready = (await st.client.workflow.execute('readiness', {
+      taskQueue: 'switchyard',
+      workflowId: `readiness-before-outage-${Date.now()}`,
+      args: [{ cluster: 'demo' }],
+    })) as { ready: boolean };
     assert.equal(ready.ready, true);
     await stopPart(st.sb.opts, 'dc1', 'kill');
     const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice', reason: 'dc1 lost power' }, `failover-before-failback-${Date.now()}`);
@@ -308,7 +339,7 @@ describe('failback after a failover: the sandbox as `sandbox up` made it', () =>
     await st.frontQuery(`INSERT INTO public.sandbox_rows (note) SELECT 'while dc1 was away ' || g FROM generate_series(1, 50) g`);
     // dc1's machines come back, its PostgreSQL does not start by itself.
     for (const part of ['dc1-db/sshd', 'dc1-app/sshd', 'dc1-app/app']) await startPart(st.sb.opts, part);
-    assert.equal(await st.nodeAnswers('dc1-db'), false, 'dc1\'s PostgreSQL stays down');
+    assert.equal(await st.nodeAnswers('dc1-db'), false, "dc1's PostgreSQL stays down");
   });
   after(async () => {
     killClis();
@@ -348,10 +379,15 @@ describe('failback after a failover: the sandbox as `sandbox up` made it', () =>
     assert.deepEqual(r.switchover?.to, { site: 'dc1', node: 'dc1-db' });
     assert.deepEqual(r.switchover?.timeline, { before: failoverTimeline, after: failoverTimeline + 1 });
     assert.ok((r.switchover?.writeDowntimeMs ?? 0) > 0, 'the switchover back measured its write downtime');
-    process.stdout.write(`# failback: rewind ${r.rejoin?.copySeconds} s (diverged ${r.rejoin?.divergedBytes} bytes), switchover write downtime ${r.switchover?.writeDowntimeMs} ms, total ${r.durationSeconds} s\n`);
+    process.stdout.write(
+      `# failback: rewind ${r.rejoin?.copySeconds} s (diverged ${r.rejoin?.divergedBytes} bytes), switchover write downtime ${r.switchover?.writeDowntimeMs} ms, total ${r.durationSeconds} s\n`,
+    );
 
     // The child runs exist under their ids, closed completed, with their own step logs.
-    for (const [child, type] of [[`${id}-rejoin`, 'rejoin'], [`${id}-switchover`, 'switchover']] as const) {
+    for (const [child, type] of [
+      [`${id}-rejoin`, 'rejoin'],
+      [`${id}-switchover`, 'switchover'],
+    ] as const) {
       const h = st.client.workflow.getHandle(child);
       const d = await h.describe();
       assert.equal(d.type, type);
@@ -362,14 +398,19 @@ describe('failback after a failover: the sandbox as `sandbox up` made it', () =>
     assert.equal(rj.method, 'rewind');
     const parent = await st.client.workflow.getHandle(id).query<Progress>('progress');
     const names = parent.steps.filter((s) => s.state === 'done').map((s) => s.name);
-    for (const [a, b] of [['lock', 'rejoin'], ['rejoin', 'switchover'], ['switchover', 'unlock']]) assert.ok(names.indexOf(a) >= 0 && names.indexOf(a) < names.indexOf(b), `${a} before ${b}: ${names.join(', ')}`);
+    for (const [a, b] of [
+      ['lock', 'rejoin'],
+      ['rejoin', 'switchover'],
+      ['switchover', 'unlock'],
+    ])
+      assert.ok(names.indexOf(a) >= 0 && names.indexOf(a) < names.indexOf(b), `${a} before ${b}: ${names.join(', ')}`);
     const sw = await st.client.workflow.getHandle(`${id}-switchover`).query<Progress>('progress');
     assert.match(stepsNamed(sw, /^lock$/)[0].detail, new RegExp(`locked by the parent run ${id}`));
 
     // The original layout, read directly.
     await assertPrimaryAt(st, 'dc1');
     assert.equal(await timelineOf(st, 'dc1-db'), failoverTimeline + 1);
-    assert.equal(appDbTarget(st, 'dc1'), `${hostOf(st, 'dc1')}:5432`, 'the repoint-app hook at dc1 names dc1\'s database');
+    assert.equal(appDbTarget(st, 'dc1'), `${hostOf(st, 'dc1')}:5432`, "the repoint-app hook at dc1 names dc1's database");
     const [{ n }] = await st.nodeQuery('dc1-db', `SELECT count(*)::int AS n FROM public.sandbox_rows WHERE note LIKE 'while dc1 was away %'`);
     assert.equal(n, 50, 'the rows written on dc2 while dc1 was away are on dc1');
     await checkReady(st);
@@ -433,7 +474,10 @@ describe('switchover refusals (maxLagBytes 1024, start-switchover confirmed by a
     assert.equal(r.outcome, 'aborted');
     assert.match(r.abortedBecause ?? '', /start-switchover rejected by bob/);
     assert.equal(r.state, 'nothing was changed');
-    assert.deepEqual(r.checkpoints.map((c) => [c.checkpoint, c.decision, c.by]), [['start-switchover', 'reject', 'bob']]);
+    assert.deepEqual(
+      r.checkpoints.map((c) => [c.checkpoint, c.decision, c.by]),
+      [['start-switchover', 'reject', 'bob']],
+    );
     const p = await first.query<Progress>('progress');
     assert.equal(stepsNamed(p, /^(stop-old-primary|promote|maintenance-on:.*|service-stop:.*|traffic:.*)$/).length, 0, 'no mutating step ran');
     assert.equal(stepsNamed(p, /^unlock$/)[0]?.state, 'done', 'the lock was released');
@@ -458,7 +502,7 @@ describe('switchover refusals (maxLagBytes 1024, start-switchover confirmed by a
     await assertPrimaryAt(st, 'dc1');
   });
 
-  it('aborted before promotion (dc2 never replays dc1\'s shutdown checkpoint): dc1 started again, services and maintenance as before, nothing promoted', async () => {
+  it("aborted before promotion (dc2 never replays dc1's shutdown checkpoint): dc1 started again, services and maintenance as before, nothing promoted", async () => {
     const before = await snapshot(st);
     const h = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, `switchover-abort-${Date.now()}`);
     await st.waitProgress(h.workflowId, waitingAt('start-switchover'), 'the start-switchover checkpoint');
@@ -473,7 +517,10 @@ describe('switchover refusals (maxLagBytes 1024, start-switchover confirmed by a
     }
     assert.equal(r.outcome, 'aborted');
     assert.match(r.abortedBecause ?? '', /^dc2-db did not replay up to dc1-db's shutdown checkpoint [0-9A-F]+\/[0-9A-F]+ within 3 s/);
-    assert.match(r.state, /^nothing was promoted: dc1-db \(dc1\) is the primary, dc2-db a standby; traffic was not moved; undone: start PostgreSQL dc1-db again, /);
+    assert.match(
+      r.state,
+      /^nothing was promoted: dc1-db \(dc1\) is the primary, dc2-db a standby; traffic was not moved; undone: start PostgreSQL dc1-db again, /,
+    );
     assert.doesNotMatch(r.state, /could not undo/);
     assert.deepEqual(r.timeline.after, r.timeline.before);
     assert.equal(r.writeDowntimeMs, null);
@@ -482,7 +529,9 @@ describe('switchover refusals (maxLagBytes 1024, start-switchover confirmed by a
     const names = p.steps.map((s) => s.name);
     assert.equal(stepsNamed(p, /^(promote|traffic:.*|follow:.*)$/).length, 0, 'nothing promoted, no traffic moved');
     const undone = names.filter((n) => n.startsWith('undo:'));
-    const serviceUndo = serviceNames(st, 'dc1').map((s) => `undo:start ${s} at dc1`).reverse();
+    const serviceUndo = serviceNames(st, 'dc1')
+      .map((s) => `undo:start ${s} at dc1`)
+      .reverse();
     assert.deepEqual(undone, ['undo:start PostgreSQL dc1-db again', ...serviceUndo, 'undo:maintenance off at dc1'], 'undone in reverse order of doing');
     assert.ok(stepsNamed(p, /^undo:/).every((s) => s.state === 'done'));
     assert.equal(stepsNamed(p, /^unlock$/)[0]?.state, 'done', 'the lock was released');
@@ -493,7 +542,7 @@ describe('switchover refusals (maxLagBytes 1024, start-switchover confirmed by a
   });
 
   // Last: the standby's WAL receiver is not restored afterwards.
-  it('a standby cut off from the primary\'s WAL is refused: rejoin it first', async () => {
+  it("a standby cut off from the primary's WAL is refused: rejoin it first", async () => {
     await st.standbyFallsBehind('dc2-db', 2000);
     const h = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, `switchover-cut-off-${Date.now()}`);
     const f = await failureOf(h.result());

@@ -69,7 +69,8 @@ function fixEnum(o: Obj, attr: string, prefix: string): Obj {
   return typeof v === 'string' ? { [attr]: v.startsWith(prefix) ? v : `${prefix}_${constantCase(v)}` } : {};
 }
 function fixHistory(history: unknown): Obj {
-  if (typeof history !== 'object' || history === null || !Array.isArray((history as Obj).events)) throw new TypeError('invalid history: expected an object with an array of events');
+  if (typeof history !== 'object' || history === null || !Array.isArray((history as Obj).events))
+    throw new TypeError('invalid history: expected an object with an array of events');
   return {
     events: ((history as Obj).events as Obj[]).map((e) => {
       const key = Object.keys(e).find((k) => k.endsWith('EventAttributes'));

@@ -36,7 +36,11 @@ function workflowTypeOf(json: { events?: { workflowExecutionStartedEventAttribut
 /** Every history file, with the workflow id it ran under (manifest.json; else the file's name). */
 function loadHistories(): Recorded[] {
   const manifest = existsSync(MANIFEST) ? (JSON.parse(readFileSync(MANIFEST, 'utf8')) as Record<string, { workflowId?: string }>) : {};
-  const files = existsSync(HISTORIES) ? readdirSync(HISTORIES).filter((f) => f.endsWith('.json')).sort() : [];
+  const files = existsSync(HISTORIES)
+    ? readdirSync(HISTORIES)
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+    : [];
   return files.map((f) => {
     const name = basename(f, '.json');
     const json = JSON.parse(readFileSync(join(HISTORIES, f), 'utf8')) as Parameters<typeof workflowTypeOf>[0];
@@ -69,9 +73,11 @@ describe('replay: recorded histories against the current workflow code', () => {
   it('the recorded set is there: a history of every released workflow, each listed in manifest.json', () => {
     assert.ok(histories.length > 0, `no histories in ${HISTORIES}: run \`npm run record-histories\``);
     const types = new Set(histories.map((h) => h.workflowType));
-    for (const t of ['readiness', 'failover', 'clusterLock', 'switchover', 'failback', 'rejoin', 'backup', 'drill', 'backupRetention', 'restore', 'guard']) assert.ok(types.has(t), `a recorded ${t} history (have: ${[...types].join(', ')})`);
+    for (const t of ['readiness', 'failover', 'clusterLock', 'switchover', 'failback', 'rejoin', 'backup', 'drill', 'backupRetention', 'restore', 'guard'])
+      assert.ok(types.has(t), `a recorded ${t} history (have: ${[...types].join(', ')})`);
     const manifest = JSON.parse(readFileSync(MANIFEST, 'utf8')) as Record<string, unknown>;
-    for (const name of Object.keys(manifest)) assert.ok(existsSync(join(HISTORIES, `${name}.json`)), `manifest.json lists ${name}, but histories/${name}.json is missing`);
+    for (const name of Object.keys(manifest))
+      assert.ok(existsSync(join(HISTORIES, `${name}.json`)), `manifest.json lists ${name}, but histories/${name}.json is missing`);
     for (const h of histories) assert.ok(h.name in manifest, `histories/${h.name}.json is not in manifest.json (its workflow id)`);
   });
 

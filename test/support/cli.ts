@@ -40,7 +40,12 @@ function operatorEnv(st: Stage): NodeJS.ProcessEnv {
 /** `switchyard <args> --config <config>`, as an operator's shell would run it; killed after timeoutMs. */
 export function startCli(st: Stage, args: string[], timeoutMs = 180_000): CliProcess {
   const started = Date.now();
-  const proc = spawn(process.execPath, [BIN, ...args, '--config', st.configPath], { argv0: CLI_ARGV0, cwd: REPO, env: operatorEnv(st), stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [BIN, ...args, '--config', st.configPath], {
+    argv0: CLI_ARGV0,
+    cwd: REPO,
+    env: operatorEnv(st),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   running.add(proc);
   let out = '';
   let err = '';

@@ -20,7 +20,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { sandboxUp } from '../../sandbox';
 import { guardReleaseSignal, guardStatusQuery, guardWorkflowId, type GuardEvent } from '../../src/contract/guard';
 import { decide } from '../../src/client/runs';
-import { holderQuery, lockWorkflowId } from '../../src/contract/lock';
+import { holderQuery, lockWorkflowId } from '../../src/contract/cluster-lock';
 import type { Progress } from '../../src/contract/messages';
 import { startStage, type Stage, type StageOptions } from './stage';
 import { startWorkerProcess, type WorkerProcess } from './worker';
@@ -95,7 +95,8 @@ export async function clusterState(st: Stage): Promise<Record<string, unknown>> 
       }
     }
     if (lastError !== null)
-      out[`${n}.role`] = lastError.code === 'ECONNREFUSED' ? 'down' : `unreadable (${lastError.code ?? lastError.message.replace(/[\d.:]+/g, '#').slice(0, 80)})`;
+      out[`${n}.role`] =
+        lastError.code === 'ECONNREFUSED' ? 'down' : `unreadable (${lastError.code ?? lastError.message.replace(/[\d.:]+/g, '#').slice(0, 80)})`;
     const dir = st.cluster.postgres.nodes[n].dataDir;
     out[`${n}.fenceMarker`] = existsSync(join(dir, 'switchyard-fence.json'));
     out[`${n}.standbySignal`] = existsSync(join(dir, 'standby.signal'));
@@ -108,7 +109,16 @@ export async function clusterState(st: Stage): Promise<Record<string, unknown>> 
   out.eip = await st.eipNode().catch(() => 'unreadable');
   out.vip = await st.privateIpNodes().catch(() => 'unreadable');
   const dns = st.cluster.traffic.find((d) => d.kind === 'command');
-  if (dns && dns.kind === 'command') out.dns = (() => { try { return readFileSync(dns.read[dns.read.length - 1], 'utf8').trim().split(' ')[0]; } catch { return null; } })();
+  if (dns && dns.kind === 'command')
+    out.dns = (() => {
+      try {
+        return readFileSync(dns.read[dns.read.length - 1], 'utf8')
+          .trim()
+          .split(' ')[0];
+      } catch {
+        return null;
+      }
+    })();
   for (const site of Object.keys(st.cluster.sites)) {
     for (const svc of Object.keys(st.cluster.sites[site].services)) out[`service:${site}/${svc}`] = await st.serviceRunning(site, svc);
     out[`maintenance:${site}`] = (await st.maintenance(site)).on;
@@ -153,7 +163,11 @@ async function guardWatching(st: Stage): Promise<string[]> {
 async function snapshotCount(st: Stage): Promise<number> {
   const c = st.cluster.ec2!;
   const secret = (f: string | undefined) => readFileSync(f!, 'utf8').trim();
-  const ec2 = new EC2Client({ region: c.region, endpoint: c.endpoint, credentials: { accessKeyId: secret(c.credentials!.accessKeyId.file), secretAccessKey: secret(c.credentials!.secretAccessKey.file) } });
+  const ec2 = new EC2Client({
+    region: c.region,
+    endpoint: c.endpoint,
+    credentials: { accessKeyId: secret(c.credentials!.accessKeyId.file), secretAccessKey: secret(c.credentials!.secretAccessKey.file) },
+  });
   try {
     const r = await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [{ Name: 'tag:switchyard:cluster', Values: [st.sb.cluster] }] }));
     return (r.Snapshots ?? []).filter((s) => s.State !== 'error').length;
@@ -173,7 +187,12 @@ async function drive(st: Stage, id: string, spec: CrashSpec): Promise<string> {
     const p = await h.query<Progress>('progress').catch(() => null);
     const waits = p?.steps.filter((s) => s.name.startsWith('checkpoint:')).length ?? 0;
     if (p?.waitingFor && waits > decided) {
-      const r = await decide(st.client, id, { checkpoint: p.waitingFor, decision: 'approve', by: 'bob', comment: 'crash matrix: approved as a person would' }).catch(() => null);
+      const r = await decide(st.client, id, {
+        checkpoint: p.waitingFor,
+        decision: 'approve',
+        by: 'bob',
+        comment: 'crash matrix: approved as a person would',
+      }).catch(() => null);
       if (r?.accepted) decided = waits;
     }
     await sleep(300);
@@ -239,8 +258,15 @@ export async function crashRun(spec: CrashSpec, step: string, when: 'during' | '
     const id = `crash-${spec.runbook}-${when}-${step.replace(/[^A-Za-z0-9-]/g, '-')}-${Date.now()}`.slice(0, 200);
     await st.client.workflow.start(spec.runbook, { taskQueue: 'switchyard', workflowId: id, args: [input] });
     const done = drive(st, id, spec);
-    const want = (l: Record<string, unknown>) => l.workflowId === id && typeof l.msg === 'string' && (when === 'during' ? l.msg === `step ${step} started` : l.msg.startsWith(`step ${step} done`));
-    const reached = await Promise.race([worker.waitFor(want, 600_000).then(() => true, () => false), done.then(() => false)]);
+    const want = (l: Record<string, unknown>) =>
+      l.workflowId === id && typeof l.msg === 'string' && (when === 'during' ? l.msg === `step ${step} started` : l.msg.startsWith(`step ${step} done`));
+    const reached = await Promise.race([
+      worker.waitFor(want, 600_000).then(
+        () => true,
+        () => false,
+      ),
+      done.then(() => false),
+    ]);
     if (reached) {
       // "While it runs": the workflow logs the step when it schedules it; give the activity a moment to start.
       if (when === 'during') await sleep(150);
@@ -253,7 +279,9 @@ export async function crashRun(spec: CrashSpec, step: string, when: 'during' | '
     await sleep(500);
     const state = await (spec.snapshot ?? clusterState)(st, id);
     const keys = [...new Set([...Object.keys(ref.state), ...Object.keys(state)])].sort();
-    const diverged = keys.filter((k) => JSON.stringify(ref.state[k]) !== JSON.stringify(state[k])).map((key) => ({ key, reference: ref.state[key], crashed: state[key] }));
+    const diverged = keys
+      .filter((k) => JSON.stringify(ref.state[k]) !== JSON.stringify(state[k]))
+      .map((key) => ({ key, reference: ref.state[key], crashed: state[key] }));
     if (result !== ref.result) diverged.unshift({ key: 'result', reference: ref.result, crashed: result });
     return { runbook: spec.runbook, step, when, reached, result, diverged, seconds: Math.round((Date.now() - t0) / 1000) };
   } finally {
@@ -285,7 +313,9 @@ async function completed(st: Stage, type: string, input: Record<string, unknown>
 /** A failover (uncrashed) leaves dc1 a fenced former primary, dc2 the primary. */
 const afterFailover = async (st: Stage) => void (await completed(st, 'failover', { cluster: 'demo', requestedBy: 'alice' }));
 /** A base backup (uncrashed), its id. */
-const afterBackup = async (st: Stage) => ({ backupId: String((await completed(st, 'backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['pg'] })).backupId) });
+const afterBackup = async (st: Stage) => ({
+  backupId: String((await completed(st, 'backup', { cluster: 'demo', requestedBy: 'alice', kinds: ['pg'] })).backupId),
+});
 
 /**
  * The guard's starting state: a failover fenced dc1 and promoted dc2; the guard that failover
@@ -317,7 +347,10 @@ async function releaseOnceFenced(st: Stage, id: string): Promise<void> {
 
 /** The guard's end state: the cluster's, and what its run recorded (each kind of event once). */
 async function guardState(st: Stage, id: string): Promise<Record<string, unknown>> {
-  const r = (await st.client.workflow.getHandle(id).result().catch(() => null)) as { events?: GuardEvent[] } | null;
+  const r = (await st.client.workflow
+    .getHandle(id)
+    .result()
+    .catch(() => null)) as { events?: GuardEvent[] } | null;
   return { ...(await clusterState(st)), guardEvents: (r?.events ?? []).map((e) => `${e.kind}:${e.node}`).reverse() };
 }
 
@@ -336,7 +369,11 @@ export const CRASH_SPECS: CrashSpec[] = [
   {
     runbook: 'guard',
     setup: returnedAsPrimary,
-    input: (_st, made) => ({ cluster: 'demo', intervalSeconds: 2, watch: [{ node: 'dc1-db', newPrimary: 'dc2-db', fencedBy: made.fencedBy, since: new Date().toISOString() }] }),
+    input: (_st, made) => ({
+      cluster: 'demo',
+      intervalSeconds: 2,
+      watch: [{ node: 'dc1-db', newPrimary: 'dc2-db', fencedBy: made.fencedBy, since: new Date().toISOString() }],
+    }),
     settle: releaseOnceFenced,
     snapshot: guardState,
   },

@@ -192,31 +192,37 @@ export class FaultProxy {
         this.answerFault(res, action, fault);
         return;
       }
-      this.forward(req, body, action, (status, headers, answer) => {
-        this.forwarded += 1;
-        this.tally(action, 'forwarded');
-        if (fault) {
-          this.answerFault(res, action, fault);
-          return;
-        }
-        const rw = status === 200 ? this.take(this.rewrites, action) : undefined;
-        let out = answer;
-        if (rw) {
-          out = Buffer.from(rw.transform(answer.toString('utf8')), 'utf8');
-          this.tally(action, 'rewritten');
-        }
-        const h: Record<string, string | string[]> = {};
-        for (const [k, v] of Object.entries(headers)) {
-          if (v === undefined || k === 'transfer-encoding' || k === 'content-length' || k === 'connection') continue;
-          h[k] = v;
-        }
-        h['content-length'] = String(out.length);
-        res.writeHead(status, h);
-        res.end(out);
-      }, () => {
-        // Upstream unreachable: what a dead endpoint looks like to the client.
-        res.destroy();
-      });
+      this.forward(
+        req,
+        body,
+        action,
+        (status, headers, answer) => {
+          this.forwarded += 1;
+          this.tally(action, 'forwarded');
+          if (fault) {
+            this.answerFault(res, action, fault);
+            return;
+          }
+          const rw = status === 200 ? this.take(this.rewrites, action) : undefined;
+          let out = answer;
+          if (rw) {
+            out = Buffer.from(rw.transform(answer.toString('utf8')), 'utf8');
+            this.tally(action, 'rewritten');
+          }
+          const h: Record<string, string | string[]> = {};
+          for (const [k, v] of Object.entries(headers)) {
+            if (v === undefined || k === 'transfer-encoding' || k === 'content-length' || k === 'connection') continue;
+            h[k] = v;
+          }
+          h['content-length'] = String(out.length);
+          res.writeHead(status, h);
+          res.end(out);
+        },
+        () => {
+          // Upstream unreachable: what a dead endpoint looks like to the client.
+          res.destroy();
+        },
+      );
     });
   }
 

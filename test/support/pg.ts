@@ -3,7 +3,13 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import type { Topology } from '../../src/topology/schema';
 
-export async function nodeQuery<T extends Record<string, unknown>>(top: Topology, cluster: string, nodeName: string, text: string, values: unknown[] = []): Promise<T[]> {
+export async function nodeQuery<T extends Record<string, unknown>>(
+  top: Topology,
+  cluster: string,
+  nodeName: string,
+  text: string,
+  values: unknown[] = [],
+): Promise<T[]> {
   const c = top.clusters[cluster];
   const n = c.postgres.nodes[nodeName];
   if (!n) throw new Error(`no database node ${nodeName} in cluster ${cluster}`);

@@ -116,7 +116,10 @@ export function startSplitProbe(st: Stage, opts: { intervalMs?: number; frontInt
       await Promise.all(loops);
       const endedAt = Date.now();
       const buckets = nodes.map((n) => new Set(acks[n].map((t) => Math.floor(t / interval))));
-      const both = [...buckets[0]].filter((b) => buckets.slice(1).every((s) => s.has(b))).sort((a, b) => a - b).map((b) => b * interval);
+      const both = [...buckets[0]]
+        .filter((b) => buckets.slice(1).every((s) => s.has(b)))
+        .sort((a, b) => a - b)
+        .map((b) => b * interval);
       return { acks, bothWritable: both, front, startedAt, endedAt };
     },
   };

@@ -137,7 +137,13 @@ export async function startStage(opts: StageOptions = {}): Promise<Stage> {
       cluster,
       async startWorker() {
         if (current) return;
-        const w = await createWorker({ configPath, target: { address, namespace: 'default' }, logger, identity: 'switchyard test worker', workflowBundle: await workflowBundle() });
+        const w = await createWorker({
+          configPath,
+          target: { address, namespace: 'default' },
+          logger,
+          identity: 'switchyard test worker',
+          workflowBundle: await workflowBundle(),
+        });
         current = { worker: w.worker, running: w.worker.run(), close: w.close };
       },
       async stopWorker() {
@@ -161,7 +167,10 @@ export async function startStage(opts: StageOptions = {}): Promise<Stage> {
           const d = await h.describe();
           const steps = (last?.steps ?? []).map((s) => `${s.state} ${s.name}: ${s.detail}`).join('\n');
           if (d.status.name !== 'RUNNING') {
-            const failure = await h.result().then(() => '', (e: unknown) => String((e as Error).cause ?? e));
+            const failure = await h.result().then(
+              () => '',
+              (e: unknown) => String((e as Error).cause ?? e),
+            );
             throw new Error(`run ${id} closed (${d.status.name}) before ${what}: ${failure}\n${steps}`);
           }
           if (Date.now() > deadline) throw new Error(`${what} not seen within ${timeoutMs} ms\n${steps}`);

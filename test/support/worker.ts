@@ -85,7 +85,10 @@ function installProcessHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   process.on('exit', killAllSync);
-  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  for (const [sig, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
     const onSignal = () => {
       killAllSync();
       // Alone, we replace the default action (exit); other handlers (test/support/sandbox.ts)
@@ -210,7 +213,8 @@ export function startWorkerProcess(opts: StartWorkerOptions): WorkerProcess {
     live.delete(w);
     out.flush();
     err.flush();
-    for (const x of waiters.splice(0)) x.reject(new Error(`worker exited (code ${s.code}, signal ${s.signal}) before the log line appeared; output:\n${output()}`));
+    for (const x of waiters.splice(0))
+      x.reject(new Error(`worker exited (code ${s.code}, signal ${s.signal}) before the log line appeared; output:\n${output()}`));
     for (const r of exitWaiters.splice(0)) r(s);
   };
   // 'close' comes after the exit once stdio has ended, so every line is in by then (unless
@@ -249,7 +253,8 @@ export function startWorkerProcess(opts: StartWorkerOptions): WorkerProcess {
     waitFor(pred, ms = 60_000) {
       const hit = lines.find(pred);
       if (hit) return Promise.resolve(hit);
-      if (status) return Promise.reject(new Error(`worker exited (code ${status.code}, signal ${status.signal}) before the log line appeared; output:\n${output()}`));
+      if (status)
+        return Promise.reject(new Error(`worker exited (code ${status.code}, signal ${status.signal}) before the log line appeared; output:\n${output()}`));
       return new Promise<LogLine>((resolveLine, reject) => {
         const t = setTimeout(() => {
           const i = waiters.indexOf(entry);

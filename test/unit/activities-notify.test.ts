@@ -63,7 +63,11 @@ describe('notify', () => {
   it('POSTs JSON to the webhook named by the secret reference', async () => {
     received.length = 0;
     answer = 200;
-    const act = createActivities({ topology: () => top({ webhook: { url: { env: 'HOOK' } } }), secret: async () => url(), now: () => new Date('2026-01-02T03:04:05Z') });
+    const act = createActivities({
+      topology: () => top({ webhook: { url: { env: 'HOOK' } } }),
+      secret: async () => url(),
+      now: () => new Date('2026-01-02T03:04:05Z'),
+    });
     const r = await act.notify({ cluster: 'main', event: 'failover.started', text: 'dc2 takes over', fields: { from: 'dc1', to: 'dc2' } });
     assert.deepEqual(r, { configured: true, delivered: true, httpStatus: 200, detail: 'webhook answered HTTP 200' });
     assert.equal(received.length, 1);
@@ -99,7 +103,10 @@ describe('notify', () => {
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
     const deadPort = (closed.address() as { port: number }).port;
     await new Promise((r) => closed.close(r));
-    const act = createActivities({ topology: () => top({ webhook: { url: { env: 'HOOK' } } }), secret: async () => `http://127.0.0.1:${deadPort}/hooks/${TOKEN}` });
+    const act = createActivities({
+      topology: () => top({ webhook: { url: { env: 'HOOK' } } }),
+      secret: async () => `http://127.0.0.1:${deadPort}/hooks/${TOKEN}`,
+    });
     const r = await act.notify({ cluster: 'main', event: 'x', text: 'y' });
     assert.equal(r.delivered, false);
     assert.match(r.detail, /webhook not reachable: .*ECONNREFUSED/);

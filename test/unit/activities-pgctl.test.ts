@@ -12,7 +12,7 @@ import type { Client } from '@temporalio/client';
 import type pg from 'pg';
 import { ed25519KeyPair } from '../support/ssh-keys';
 import { createActivities, type ActivityDeps, type PgClientLike, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
-import { parseControlData } from '../../src/activities/pgctl';
+import { parseControlData } from '../../src/activities/postgres/lifecycle';
 import { topologySchema, type Topology } from '../../src/topology/schema';
 
 const clientKey = ed25519KeyPair();
@@ -28,7 +28,14 @@ function topology(): Topology {
         preferredPrimary: 'dc1',
         sites: {
           dc1: {},
-          dc2: { hooks: { afterPromote: [{ name: 'warm-cache', host: 'h2', command: ['warm', '--all', 'it is {site}'], timeoutSeconds: 42 }, { name: 'tell-lb', host: 'h2', command: ['true'] }] } },
+          dc2: {
+            hooks: {
+              afterPromote: [
+                { name: 'warm-cache', host: 'h2', command: ['warm', '--all', 'it is {site}'], timeoutSeconds: 42 },
+                { name: 'tell-lb', host: 'h2', command: ['true'] },
+              ],
+            },
+          },
         },
         hosts: {
           h1: { site: 'dc1', address: '127.0.7.1', hostKey: hostKey.public },
@@ -39,7 +46,16 @@ function topology(): Topology {
           user: 'switchyard',
           replication: { user: 'rep' },
           nodes: {
-            p: { site: 'dc1', sshHost: 'h1', host: '10.0.0.1', dataDir: '/data/p', configDir: '/etc/pg/p', binDir: '/pg/bin', slot: 'p', ec2: { tags: { 'switchyard:node': 'p' } } },
+            p: {
+              site: 'dc1',
+              sshHost: 'h1',
+              host: '10.0.0.1',
+              dataDir: '/data/p',
+              configDir: '/etc/pg/p',
+              binDir: '/pg/bin',
+              slot: 'p',
+              ec2: { tags: { 'switchyard:node': 'p' } },
+            },
             s: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', port: 5433, dataDir: '/data/s', binDir: '/pg/bin', slot: 's', logFile: '/var/log/pg-s.log' },
           },
         },
@@ -87,7 +103,10 @@ class SimNode {
     this.immediateWorks = o.immediateWorks ?? true;
   }
   run(command: string): Reply {
-    if (/\/pg_ctl status /.test(command)) return this.running ? { code: 0, stdout: 'pg_ctl: server is running (PID: 4242)\n/pg/bin/postgres "-D" "/etc/pg/p"\n' } : { code: 3, stdout: 'pg_ctl: no server running\n' };
+    if (/\/pg_ctl status /.test(command))
+      return this.running
+        ? { code: 0, stdout: 'pg_ctl: server is running (PID: 4242)\n/pg/bin/postgres "-D" "/etc/pg/p"\n' }
+        : { code: 3, stdout: 'pg_ctl: no server running\n' };
     if (/\/pg_ctl stop /.test(command)) {
       if (!this.running) return { code: 1, stderr: 'pg_ctl: PID file "/data/p/postmaster.pid" does not exist\nIs server running?\n' };
       const fast = / -m fast /.test(command);
@@ -99,7 +118,8 @@ class SimNode {
       return { code: 1, stdout: 'waiting for server to shut down...... failed\n', stderr: 'pg_ctl: server does not shut down\n' };
     }
     if (/\/pg_ctl start /.test(command)) {
-      if (!this.startWorks) return { code: 1, stdout: 'waiting for server to start.... stopped waiting\n', stderr: 'pg_ctl: could not start server\nExamine the log output.\n' };
+      if (!this.startWorks)
+        return { code: 1, stdout: 'waiting for server to start.... stopped waiting\n', stderr: 'pg_ctl: could not start server\nExamine the log output.\n' };
       this.running = true;
       this.state = 'in production';
       return { code: 0, stdout: 'waiting for server to start.... done\nserver started\n' };
@@ -119,13 +139,23 @@ interface Seen {
 }
 
 /** The whole fake world: SSH per host address, pg per host, both looking at the sim nodes. */
-function world(nodes: Record<string, SimNode>, opts: { unreachable?: string[]; presents?: string; pgAnswers?: (sql: string, values?: unknown[]) => Record<string, unknown>[] | undefined; deps?: Partial<ActivityDeps> } = {}) {
+function world(
+  nodes: Record<string, SimNode>,
+  opts: {
+    unreachable?: string[];
+    presents?: string;
+    pgAnswers?: (sql: string, values?: unknown[]) => Record<string, unknown>[] | undefined;
+    deps?: Partial<ActivityDeps>;
+  } = {},
+) {
   const seen: Seen = { commands: [], opened: 0, closed: 0, pg: [], queries: [] };
   const byAddress: Record<string, SimNode | undefined> = { '127.0.7.1': nodes.p, '127.0.7.2': nodes.s };
   const byPgHost: Record<string, SimNode | undefined> = { '10.0.0.1': nodes.p, '10.0.0.2': nodes.s };
   const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-    if (opts.unreachable?.includes(cfg.host)) throw Object.assign(new Error(`connect ECONNREFUSED ${cfg.host}:22`), { code: 'ECONNREFUSED', level: 'client-socket' });
-    if (!cfg.hostVerifier(blob(opts.presents ?? hostKey.public))) throw Object.assign(new Error('Handshake failed: host key verification failed'), { level: 'handshake' });
+    if (opts.unreachable?.includes(cfg.host))
+      throw Object.assign(new Error(`connect ECONNREFUSED ${cfg.host}:22`), { code: 'ECONNREFUSED', level: 'client-socket' });
+    if (!cfg.hostVerifier(blob(opts.presents ?? hostKey.public)))
+      throw Object.assign(new Error('Handshake failed: host key verification failed'), { level: 'handshake' });
     seen.opened++;
     return {
       async exec(command, o) {
@@ -183,16 +213,26 @@ describe('pg_controldata', () => {
   });
 
   it('gives nulls for what is missing or not in the expected form', () => {
-    assert.deepEqual(parseControlData(''), { state: null, checkpointLsn: null, redoLsn: null, timeline: null, minRecoveryEndLsn: null, systemIdentifier: null });
-    const odd = parseControlData('Database cluster state: in production\nLatest checkpoint location: nonsense\nLatest checkpoint\'s TimeLineID: x\n');
+    assert.deepEqual(parseControlData(''), {
+      state: null,
+      checkpointLsn: null,
+      redoLsn: null,
+      timeline: null,
+      minRecoveryEndLsn: null,
+      systemIdentifier: null,
+    });
+    const odd = parseControlData("Database cluster state: in production\nLatest checkpoint location: nonsense\nLatest checkpoint's TimeLineID: x\n");
     assert.deepEqual([odd.state, odd.checkpointLsn, odd.timeline], ['in production', null, null]);
   });
 
-  it('runs pg_controldata -D <dataDir> from binDir in the C locale on the node\'s host', async () => {
+  it("runs pg_controldata -D <dataDir> from binDir in the C locale on the node's host", async () => {
     const w = world({ p: new SimNode({ running: true }) });
     const c = await w.act.pgControlData({ cluster: 'main', node: 'p' });
     assert.deepEqual([c.ok, c.state, c.checkpointLsn, c.timeline, c.node], [true, 'in production', '0/3000060', 1, 'p']);
-    assert.deepEqual(w.seen.commands.map((x) => [x.host, x.command]), [['127.0.7.1', 'env LC_ALL=C /pg/bin/pg_controldata -D /data/p']]);
+    assert.deepEqual(
+      w.seen.commands.map((x) => [x.host, x.command]),
+      [['127.0.7.1', 'env LC_ALL=C /pg/bin/pg_controldata -D /data/p']],
+    );
     assert.ok(!JSON.stringify(c).includes('44a8cbd35b9d'), 'the mock authentication nonce is not passed on');
     assert.equal(w.seen.closed, w.seen.opened);
   });
@@ -212,7 +252,10 @@ describe('pg_controldata', () => {
   it('a host key that does not match throws non-retryably; an unknown node is a ConfigError', async () => {
     const w = world({ p: new SimNode({ running: true }) }, { presents: impostor.public });
     await assert.rejects(w.act.pgControlData({ cluster: 'main', node: 'p' }), { type: 'HostKeyMismatch', nonRetryable: true });
-    await assert.rejects(w.act.pgControlData({ cluster: 'main', node: 'x' }), (e: Error & { type?: string }) => e.type === 'ConfigError' && /known: "p", "s"/.test(e.message));
+    await assert.rejects(
+      w.act.pgControlData({ cluster: 'main', node: 'x' }),
+      (e: Error & { type?: string }) => e.type === 'ConfigError' && /known: "p", "s"/.test(e.message),
+    );
   });
 });
 
@@ -268,12 +311,18 @@ describe('pgFence', () => {
     const node = new SimNode({ running: true, fastWorks: false, immediateWorks: false });
     const f = await world({ p: node }).act.pgFence({ cluster: 'main', node: 'p', fastTimeoutSeconds: 1 });
     assert.deepEqual([f.stoppedWith, f.stopped, f.refusesConnections, f.fenced, f.changed], [null, false, false, false, true]);
-    assert.match(f.detail, /is NOT fenced: pg_ctl status still reports it running after fast and immediate stops; PostgreSQL at 10\.0\.0\.1:5432 accepts connections/);
+    assert.match(
+      f.detail,
+      /is NOT fenced: pg_ctl status still reports it running after fast and immediate stops; PostgreSQL at 10\.0\.0\.1:5432 accepts connections/,
+    );
   });
 
   it('SSH unreachable is data: not fenced, and the connection check says whether PostgreSQL answers', async () => {
     const up = await world({ p: new SimNode({ running: true }) }, { unreachable: ['127.0.7.1'] }).act.pgFence({ cluster: 'main', node: 'p' });
-    assert.deepEqual([up.sshReachable, up.wasRunning, up.stopped, up.refusesConnections, up.fenced, up.changed, up.control], [false, null, false, false, false, false, null]);
+    assert.deepEqual(
+      [up.sshReachable, up.wasRunning, up.stopped, up.refusesConnections, up.fenced, up.changed, up.control],
+      [false, null, false, false, false, false, null],
+    );
     assert.match(up.detail, /NOT fenced: its host h1 cannot be reached over SSH; PostgreSQL at 10\.0\.0\.1:5432 accepts connections/);
     const down = await world({ p: new SimNode({ running: false }) }, { unreachable: ['127.0.7.1'] }).act.pgFence({ cluster: 'main', node: 'p' });
     assert.deepEqual([down.sshReachable, down.refusesConnections, down.fenced], [false, true, false]);
@@ -283,22 +332,27 @@ describe('pgFence', () => {
   it('a host key mismatch throws (a person must look); a nonsense timeout is a ConfigError', async () => {
     const w = world({ p: new SimNode({ running: true }) }, { presents: impostor.public });
     await assert.rejects(w.act.pgFence({ cluster: 'main', node: 'p' }), { type: 'HostKeyMismatch', nonRetryable: true });
-    await assert.rejects(world({ p: new SimNode({ running: true }) }).act.pgFence({ cluster: 'main', node: 'p', fastTimeoutSeconds: 0 }), { type: 'ConfigError' });
+    await assert.rejects(world({ p: new SimNode({ running: true }) }).act.pgFence({ cluster: 'main', node: 'p', fastTimeoutSeconds: 0 }), {
+      type: 'ConfigError',
+    });
   });
 
   it('a server that answers but refuses the login is not "refusing connections"', async () => {
     const node = new SimNode({ running: false });
-    const w = world({ p: node }, {
-      deps: {
-        pgClient: () => ({
-          connect: async () => {
-            throw Object.assign(new Error('password authentication failed for user "switchyard"'), { code: '28P01' });
-          },
-          query: async () => ({ rows: [] }),
-          end: async () => undefined,
-        }),
+    const w = world(
+      { p: node },
+      {
+        deps: {
+          pgClient: () => ({
+            connect: async () => {
+              throw Object.assign(new Error('password authentication failed for user "switchyard"'), { code: '28P01' });
+            },
+            query: async () => ({ rows: [] }),
+            end: async () => undefined,
+          }),
+        },
       },
-    });
+    );
     const f = await w.act.pgFence({ cluster: 'main', node: 'p' });
     assert.deepEqual([f.stopped, f.refusesConnections, f.fenced], [true, false, false]);
     assert.match(f.detail, /answers but refused the login/);
@@ -310,11 +364,19 @@ describe('pgStart', () => {
     const node = new SimNode({ running: false });
     const w = world({ p: node });
     const r = await w.act.pgStart({ cluster: 'main', node: 'p' });
-    assert.deepEqual(r, { node: 'p', changed: true, running: true, detail: 'started (pg_ctl start -l /etc/pg/p/switchyard-pg.log); PostgreSQL at 10.0.0.1:5432 accepts connections' });
-    assert.deepEqual(w.commands(), ['env LC_ALL=C /pg/bin/pg_ctl status -D /etc/pg/p', '/pg/bin/pg_ctl start -D /etc/pg/p -l /etc/pg/p/switchyard-pg.log -w -t 60']);
+    assert.deepEqual(r, {
+      node: 'p',
+      changed: true,
+      running: true,
+      detail: 'started (pg_ctl start -l /etc/pg/p/switchyard-pg.log); PostgreSQL at 10.0.0.1:5432 accepts connections',
+    });
+    assert.deepEqual(w.commands(), [
+      'env LC_ALL=C /pg/bin/pg_ctl status -D /etc/pg/p',
+      '/pg/bin/pg_ctl start -D /etc/pg/p -l /etc/pg/p/switchyard-pg.log -w -t 60',
+    ]);
   });
 
-  it('uses the node\'s logFile and its dataDir when no configDir is set', async () => {
+  it("uses the node's logFile and its dataDir when no configDir is set", async () => {
     const w = world({ s: new SimNode({ running: false }) });
     await w.act.pgStart({ cluster: 'main', node: 's' });
     assert.equal(w.commands()[1], '/pg/bin/pg_ctl start -D /data/s -l /var/log/pg-s.log -w -t 60');
@@ -357,29 +419,41 @@ describe('pgPromote', () => {
   const position = { checkpoint_tli: 1, wal_tli: 2, lsn: '0/5000120' };
 
   it('already primary: reports the timeline and never calls pg_promote', async () => {
-    const w = world({ s: new SimNode({ running: true }) }, {
-      pgAnswers: (sql) => (/pg_is_in_recovery/.test(sql) ? [{ rec: false }] : /pg_control_checkpoint/.test(sql) ? [position] : undefined),
-    });
+    const w = world(
+      { s: new SimNode({ running: true }) },
+      {
+        pgAnswers: (sql) => (/pg_is_in_recovery/.test(sql) ? [{ rec: false }] : /pg_control_checkpoint/.test(sql) ? [position] : undefined),
+      },
+    );
     const r = await w.act.pgPromote({ cluster: 'main', node: 's' });
-    assert.deepEqual(r, { node: 's', changed: false, timeline: 2, lsn: '0/5000120', detail: 'already primary on timeline 2 (at 0/5000120): not promoted again' });
+    assert.deepEqual(r, {
+      node: 's',
+      changed: false,
+      timeline: 2,
+      lsn: '0/5000120',
+      detail: 'already primary on timeline 2 (at 0/5000120): not promoted again',
+    });
     assert.ok(!w.seen.queries.some((q) => /pg_promote/.test(q)));
   });
 
   it('a standby: pg_promote(true, wait) under a statement timeout that allows the wait, then out of recovery', async () => {
     let rec = true;
     let promoteArgs: unknown[] | undefined;
-    const w = world({ s: new SimNode({ running: true }) }, {
-      pgAnswers: (sql, values) => {
-        if (/pg_promote/.test(sql)) {
-          promoteArgs = values;
-          rec = false;
-          return [{ promoted: true }];
-        }
-        if (/pg_is_in_recovery/.test(sql)) return [{ rec }];
-        if (/pg_control_checkpoint/.test(sql)) return [position];
-        return undefined;
+    const w = world(
+      { s: new SimNode({ running: true }) },
+      {
+        pgAnswers: (sql, values) => {
+          if (/pg_promote/.test(sql)) {
+            promoteArgs = values;
+            rec = false;
+            return [{ promoted: true }];
+          }
+          if (/pg_is_in_recovery/.test(sql)) return [{ rec }];
+          if (/pg_control_checkpoint/.test(sql)) return [position];
+          return undefined;
+        },
       },
-    });
+    );
     const r = await w.act.pgPromote({ cluster: 'main', node: 's', waitSeconds: 90 });
     assert.deepEqual([r.changed, r.timeline, r.lsn], [true, 2, '0/5000120']);
     assert.deepEqual(promoteArgs, [90]);
@@ -389,9 +463,12 @@ describe('pgPromote', () => {
   });
 
   it('still in recovery after the wait: a retryable error', async () => {
-    const w = world({ s: new SimNode({ running: true }) }, {
-      pgAnswers: (sql) => (/pg_promote/.test(sql) ? [{ promoted: false }] : /pg_is_in_recovery/.test(sql) ? [{ rec: true }] : undefined),
-    });
+    const w = world(
+      { s: new SimNode({ running: true }) },
+      {
+        pgAnswers: (sql) => (/pg_promote/.test(sql) ? [{ promoted: false }] : /pg_is_in_recovery/.test(sql) ? [{ rec: true }] : undefined),
+      },
+    );
     await assert.rejects(w.act.pgPromote({ cluster: 'main', node: 's', waitSeconds: 1 }), (e: Error & { nonRetryable?: boolean }) => {
       assert.notEqual(e.nonRetryable, true);
       assert.match(e.message, /s \(10\.0\.0\.2:5433\) is still in recovery .*pg_promote returned false/);
@@ -401,17 +478,20 @@ describe('pgPromote', () => {
 
   it('"recovery is not in progress" from pg_promote (promoted meanwhile) is success', async () => {
     let rec = true;
-    const w = world({ s: new SimNode({ running: true }) }, {
-      pgAnswers: (sql) => {
-        if (/pg_promote/.test(sql)) {
-          rec = false;
-          throw Object.assign(new Error('recovery is not in progress'), { code: '55000' });
-        }
-        if (/pg_is_in_recovery/.test(sql)) return [{ rec }];
-        if (/pg_control_checkpoint/.test(sql)) return [position];
-        return undefined;
+    const w = world(
+      { s: new SimNode({ running: true }) },
+      {
+        pgAnswers: (sql) => {
+          if (/pg_promote/.test(sql)) {
+            rec = false;
+            throw Object.assign(new Error('recovery is not in progress'), { code: '55000' });
+          }
+          if (/pg_is_in_recovery/.test(sql)) return [{ rec }];
+          if (/pg_control_checkpoint/.test(sql)) return [position];
+          return undefined;
+        },
       },
-    });
+    );
     const r = await w.act.pgPromote({ cluster: 'main', node: 's' });
     assert.deepEqual([r.timeline, r.lsn], [2, '0/5000120']);
   });
@@ -424,12 +504,15 @@ describe('pgPromote', () => {
         (e: Error & { nonRetryable?: boolean }) => e,
       );
     assert.ok(down && down.nonRetryable !== true && /promoting s .* failed: connect ECONNREFUSED/.test(down.message));
-    const w = world({ s: new SimNode({ running: true }) }, {
-      pgAnswers: (sql) => {
-        if (/pg_promote/.test(sql)) throw Object.assign(new Error('permission denied for function pg_promote'), { code: '42501' });
-        return /pg_is_in_recovery/.test(sql) ? [{ rec: true }] : undefined;
+    const w = world(
+      { s: new SimNode({ running: true }) },
+      {
+        pgAnswers: (sql) => {
+          if (/pg_promote/.test(sql)) throw Object.assign(new Error('permission denied for function pg_promote'), { code: '42501' });
+          return /pg_is_in_recovery/.test(sql) ? [{ rec: true }] : undefined;
+        },
       },
-    });
+    );
     await assert.rejects(w.act.pgPromote({ cluster: 'main', node: 's' }), { type: 'ConfigError', nonRetryable: true });
   });
 });
@@ -447,7 +530,7 @@ describe('runHook', () => {
     assert.equal(w.seen.opened, 0);
   });
 
-  it('runs the hook\'s argv (quoted) on its host with its timeout and returns a non-zero exit', async () => {
+  it("runs the hook's argv (quoted) on its host with its timeout and returns a non-zero exit", async () => {
     const seen: { host: string; command: string; timeoutMs: number }[] = [];
     const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
       cfg.hostVerifier(blob(hostKey.public));
@@ -495,10 +578,20 @@ describe('ec2StopInstance', () => {
   }
 
   it('stops the node\'s running instance and reports "stopped"; a second call changes nothing', async () => {
-    const f = fakeEc2([{ id: 'i-0aaa', node: 'p', state: 'running' }, { id: 'i-0bbb', node: 's', state: 'running' }]);
+    const f = fakeEc2([
+      { id: 'i-0aaa', node: 'p', state: 'running' },
+      { id: 'i-0bbb', node: 's', state: 'running' },
+    ]);
     const act = createActivities({ topology, ec2: f.ec2 });
     const r = await act.ec2StopInstance({ cluster: 'main', node: 'p' });
-    assert.deepEqual(r, { node: 'p', instanceId: 'i-0aaa', stateBefore: 'running', stateAfter: 'stopped', changed: true, detail: 'stopped i-0aaa (was running)' });
+    assert.deepEqual(r, {
+      node: 'p',
+      instanceId: 'i-0aaa',
+      stateBefore: 'running',
+      stateAfter: 'stopped',
+      changed: true,
+      detail: 'stopped i-0aaa (was running)',
+    });
     assert.ok(f.calls.includes('StopInstances i-0aaa'));
     const again = await act.ec2StopInstance({ cluster: 'main', node: 'p' });
     assert.deepEqual([again.changed, again.stateBefore, again.stateAfter], [false, 'stopped', 'stopped']);
@@ -512,7 +605,10 @@ describe('ec2StopInstance', () => {
     assert.equal(r.stateAfter, 'stopped');
     assert.equal(r.forced, true);
     assert.match(r.detail, /forced stop/);
-    assert.deepEqual(f.calls.filter((c) => c.startsWith('StopInstances')), ['StopInstances i-0aaa', 'StopInstances i-0aaa Force']);
+    assert.deepEqual(
+      f.calls.filter((c) => c.startsWith('StopInstances')),
+      ['StopInstances i-0aaa', 'StopInstances i-0aaa Force'],
+    );
   });
 
   it('no instance found is a non-retryable failure with a clear message; no selector is a ConfigError', async () => {
@@ -528,7 +624,12 @@ describe('ec2StopInstance', () => {
 });
 
 describe('lastPrimaryPosition', () => {
-  const report = (lsn: string | null, node: string | null, at: string) => ({ primaryLsn: lsn, primaryNode: node, primarySite: node === 'p' ? 'dc1' : 'dc2', observedAt: at });
+  const report = (lsn: string | null, node: string | null, at: string) => ({
+    primaryLsn: lsn,
+    primaryNode: node,
+    primarySite: node === 'p' ? 'dc1' : 'dc2',
+    observedAt: at,
+  });
 
   function fakeTemporal(runs: { id: string; closed: string; result: unknown }[]) {
     const queries: string[] = [];
@@ -582,7 +683,10 @@ describe('lastPrimaryPosition', () => {
     const none = await createActivities({ topology, temporal: fakeTemporal([]).temporal }).lastPrimaryPosition({ cluster: 'main' });
     assert.equal(none.found, false);
     assert.match(none.detail, /no completed readiness run of cluster "main"/);
-    const empty = await createActivities({ topology, temporal: fakeTemporal([{ id: 'r', closed: '2026-01-01T00:00:00Z', result: report(null, null, 'x') }]).temporal }).lastPrimaryPosition({ cluster: 'main' });
+    const empty = await createActivities({
+      topology,
+      temporal: fakeTemporal([{ id: 'r', closed: '2026-01-01T00:00:00Z', result: report(null, null, 'x') }]).temporal,
+    }).lastPrimaryPosition({ cluster: 'main' });
     assert.deepEqual([empty.found, empty.lsn, empty.workflowId], [false, null, null]);
     assert.match(empty.detail, /none of the 1 newest completed readiness runs/);
     await assert.rejects(createActivities({ topology, temporal: fakeTemporal([]).temporal }).lastPrimaryPosition({ cluster: 'nope' }), { type: 'ConfigError' });

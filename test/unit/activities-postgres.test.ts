@@ -82,25 +82,41 @@ describe('pgLag rules', () => {
   const primary = (lsn: string): [RegExp, Handler][] => [[/pg_current_wal_lsn/, () => [{ rec: false, lsn }]]];
 
   it('is 0 s when the standby has replayed all it received and that is all the primary has', async () => {
-    const act = createActivities({ topology: () => top(), secret, pgClient: fakePg({ '10.0.0.1': { answers: primary('0/3000060') }, '10.0.0.2': { answers: standby('0/3000060', '0/3000060', 812.5) } }) });
+    const act = createActivities({
+      topology: () => top(),
+      secret,
+      pgClient: fakePg({ '10.0.0.1': { answers: primary('0/3000060') }, '10.0.0.2': { answers: standby('0/3000060', '0/3000060', 812.5) } }),
+    });
     const l = await act.pgLag({ cluster: 'main', primary: 'p', standby: 's' });
     assert.deepEqual(l, { primary: 'p', standby: 's', primaryLsn: '0/3000060', receiveLsn: '0/3000060', replayLsn: '0/3000060', lagBytes: 0, lagSeconds: 0 });
   });
 
   it('reports the replay delay while the standby is behind the primary', async () => {
-    const act = createActivities({ topology: () => top(), secret, pgClient: fakePg({ '10.0.0.1': { answers: primary('0/3000060') }, '10.0.0.2': { answers: standby('0/3000060', '0/3000000', 4.25) } }) });
+    const act = createActivities({
+      topology: () => top(),
+      secret,
+      pgClient: fakePg({ '10.0.0.1': { answers: primary('0/3000060') }, '10.0.0.2': { answers: standby('0/3000060', '0/3000000', 4.25) } }),
+    });
     const l = await act.pgLag({ cluster: 'main', primary: 'p', standby: 's' });
     assert.deepEqual([l.lagBytes, l.lagSeconds], [0x60, 4.25]);
   });
 
   it('is not caught up when replay equals receive but the primary is further', async () => {
-    const act = createActivities({ topology: () => top(), secret, pgClient: fakePg({ '10.0.0.1': { answers: primary('0/4000000') }, '10.0.0.2': { answers: standby('0/3000000', '0/3000000', 9) } }) });
+    const act = createActivities({
+      topology: () => top(),
+      secret,
+      pgClient: fakePg({ '10.0.0.1': { answers: primary('0/4000000') }, '10.0.0.2': { answers: standby('0/3000000', '0/3000000', 9) } }),
+    });
     const l = await act.pgLag({ cluster: 'main', primary: 'p', standby: 's' });
     assert.deepEqual([l.lagBytes, l.lagSeconds], [0x1000000, 9]);
   });
 
   it('has no byte lag when the standby reports no position yet', async () => {
-    const act = createActivities({ topology: () => top(), secret, pgClient: fakePg({ '10.0.0.1': { answers: primary('0/4000000') }, '10.0.0.2': { answers: standby(null, null, null) } }) });
+    const act = createActivities({
+      topology: () => top(),
+      secret,
+      pgClient: fakePg({ '10.0.0.1': { answers: primary('0/4000000') }, '10.0.0.2': { answers: standby(null, null, null) } }),
+    });
     const l = await act.pgLag({ cluster: 'main', primary: 'p', standby: 's' });
     assert.deepEqual([l.lagBytes, l.lagSeconds], [null, null]);
   });
@@ -109,20 +125,36 @@ describe('pgLag rules', () => {
     const act = createActivities({
       topology: () => top(),
       secret,
-      pgClient: fakePg({ '10.0.0.1': { answers: primary('0/1') }, '10.0.0.2': { answers: [[/pg_last_wal_receive_lsn/, () => [{ rec: false, receive_lsn: null, replay_lsn: null, delay: null }]]] } }),
+      pgClient: fakePg({
+        '10.0.0.1': { answers: primary('0/1') },
+        '10.0.0.2': { answers: [[/pg_last_wal_receive_lsn/, () => [{ rec: false, receive_lsn: null, replay_lsn: null, delay: null }]]] },
+      }),
     });
-    await assert.rejects(act.pgLag({ cluster: 'main', primary: 'p', standby: 's' }), (e: ApplicationFailure) => e.type === 'WrongRole' && /s \(10\.0\.0\.2:5433\) is not in recovery/.test(e.message));
+    await assert.rejects(
+      act.pgLag({ cluster: 'main', primary: 'p', standby: 's' }),
+      (e: ApplicationFailure) => e.type === 'WrongRole' && /s \(10\.0\.0\.2:5433\) is not in recovery/.test(e.message),
+    );
   });
 });
 
 describe('connections', () => {
-  it('connect with the topology\'s user, database, password and timeouts', async () => {
+  it("connect with the topology's user, database, password and timeouts", async () => {
     const seen: pg.ClientConfig[] = [];
     const act = createActivities({
       topology: () => top(),
       secret,
       timeouts: { pgConnectMs: 1234, pgStatementMs: 5678 },
-      pgClient: fakePg({ '10.0.0.1': { connect: () => { throw Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:5432'), { code: 'ECONNREFUSED' }); }, answers: [] } }, seen),
+      pgClient: fakePg(
+        {
+          '10.0.0.1': {
+            connect: () => {
+              throw Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:5432'), { code: 'ECONNREFUSED' });
+            },
+            answers: [],
+          },
+        },
+        seen,
+      ),
     });
     const s = await act.pgStatus({ cluster: 'main', node: 'p' });
     assert.deepEqual([s.reachable, s.error], [false, 'connect ECONNREFUSED 10.0.0.1:5432']);
@@ -139,7 +171,18 @@ describe('connections', () => {
     const act = createActivities({
       topology: () => top(),
       secret,
-      pgClient: fakePg({ '10.0.0.1': { answers: [[/pg_is_in_recovery/, () => { throw Object.assign(new Error('permission denied for function pg_control_system'), { code: '42501' }); }]] } }),
+      pgClient: fakePg({
+        '10.0.0.1': {
+          answers: [
+            [
+              /pg_is_in_recovery/,
+              () => {
+                throw Object.assign(new Error('permission denied for function pg_control_system'), { code: '42501' });
+              },
+            ],
+          ],
+        },
+      }),
     });
     const s = await act.pgStatus({ cluster: 'main', node: 'p' });
     assert.deepEqual([s.reachable, s.error], [true, 'permission denied for function pg_control_system']);
@@ -149,7 +192,14 @@ describe('connections', () => {
     const act = createActivities({
       topology: () => top(),
       secret,
-      pgClient: fakePg({ '10.0.0.1': { connect: () => { throw new Error(`weird driver message quoting ${PASSWORD}`); }, answers: [] } }),
+      pgClient: fakePg({
+        '10.0.0.1': {
+          connect: () => {
+            throw new Error(`weird driver message quoting ${PASSWORD}`);
+          },
+          answers: [],
+        },
+      }),
     });
     const e = await act.pgWriteProbe({ cluster: 'main', node: 'p' }).then(
       () => assert.fail('expected a rejection'),
@@ -180,12 +230,15 @@ describe('secrets', () => {
   it('a missing secret is a ConfigError naming the reference', async () => {
     delete process.env.SWITCHYARD_TEST_NOPE;
     const act = createActivities({ topology: () => top({ env: 'SWITCHYARD_TEST_NOPE' }), pgClient: fakePg({}) });
-    await assert.rejects(act.pgStatus({ cluster: 'main', node: 'p' }), (e: ApplicationFailure) => e.type === 'ConfigError' && e.nonRetryable && /\{ env: SWITCHYARD_TEST_NOPE \}/.test(e.message));
+    await assert.rejects(
+      act.pgStatus({ cluster: 'main', node: 'p' }),
+      (e: ApplicationFailure) => e.type === 'ConfigError' && e.nonRetryable && /\{ env: SWITCHYARD_TEST_NOPE \}/.test(e.message),
+    );
     const act2 = createActivities({ topology: () => top({ file: '/nonexistent/switchyard/pw' }), pgClient: fakePg({}) });
     await assert.rejects(act2.pgStatus({ cluster: 'main', node: 'p' }), /secret \{ file: \/nonexistent\/switchyard\/pw \}: cannot read the file \(ENOENT\)/);
   });
 
-  it('a custom reader\'s failure is reported by reference, never by its message', async () => {
+  it("a custom reader's failure is reported by reference, never by its message", async () => {
     const act = createActivities({
       topology: () => top(),
       secret: async () => {
@@ -193,6 +246,9 @@ describe('secrets', () => {
       },
       pgClient: fakePg({}),
     });
-    await assert.rejects(act.pgStatus({ cluster: 'main', node: 'p' }), (e: Error) => /secret \{ env: PGPW \} \(postgres\.password of cluster "main"\) could not be read/.test(e.message) && !e.message.includes('hunter2'));
+    await assert.rejects(
+      act.pgStatus({ cluster: 'main', node: 'p' }),
+      (e: Error) => /secret \{ env: PGPW \} \(postgres\.password of cluster "main"\) could not be read/.test(e.message) && !e.message.includes('hunter2'),
+    );
   });
 });

@@ -100,19 +100,22 @@ describe('pinned host keys', () => {
     assert.throws(() => parsePinnedKey(rsaLabelled), { type: 'ConfigError' });
   });
 
-  it('offers only the pinned key\'s algorithms, so the server shows the pinned key', () => {
+  it("offers only the pinned key's algorithms, so the server shows the pinned key", () => {
     assert.deepEqual(hostKeyAlgorithms('ssh-ed25519'), ['ssh-ed25519']);
     assert.deepEqual(hostKeyAlgorithms('ssh-rsa'), ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
   });
 
-  it('connects with the pinned key, the host\'s user, the private key and the configured timeout', async () => {
+  it("connects with the pinned key, the host's user, the private key and the configured timeout", async () => {
     const t = transport(real.public, () => ({ code: 0, stdout: 'app-host\n' }));
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     const c = await act.sshCheck({ cluster: 'main', host: 'app' });
     assert.deepEqual([c.ok, c.outcome, c.address, c.port, c.site], [true, 'ok', '127.0.5.5', 2222, 'dc1']);
     assert.match(c.detail, /matches the pinned key; uname -n: app-host$/);
     const cfg = t.log.configs[0];
-    assert.deepEqual([cfg.host, cfg.port, cfg.username, cfg.privateKey, cfg.readyTimeout, cfg.hostKeyAlgorithms], ['127.0.5.5', 2222, 'deploy', client.private, 7000, ['ssh-ed25519']]);
+    assert.deepEqual(
+      [cfg.host, cfg.port, cfg.username, cfg.privateKey, cfg.readyTimeout, cfg.hostKeyAlgorithms],
+      ['127.0.5.5', 2222, 'deploy', client.private, 7000, ['ssh-ed25519']],
+    );
     assert.deepEqual(t.log.commands, ['uname -n']);
     assert.equal(t.log.closed, t.log.opened);
   });
@@ -122,7 +125,10 @@ describe('pinned host keys', () => {
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     const c = await act.sshCheck({ cluster: 'main', host: 'app' });
     assert.deepEqual([c.ok, c.outcome], [false, 'host-key-mismatch']);
-    assert.equal(c.detail, `host key mismatch for app (127.0.5.5:2222): presented ${fingerprint(blob(impostor.public))} pinned ${fingerprint(blob(real.public))}`);
+    assert.equal(
+      c.detail,
+      `host key mismatch for app (127.0.5.5:2222): presented ${fingerprint(blob(impostor.public))} pinned ${fingerprint(blob(real.public))}`,
+    );
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: ['rm', '-rf', '/data'] }), { type: 'HostKeyMismatch', nonRetryable: true });
     await assert.rejects(act.serviceStart({ cluster: 'main', site: 'dc1', service: 'web' }), { type: 'HostKeyMismatch' });
     assert.deepEqual(t.log.commands, []);
@@ -193,7 +199,10 @@ describe('runRemote', () => {
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: [] }), { type: 'ConfigError' });
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: [1 as unknown as string] }), { type: 'ConfigError' });
-    await assert.rejects(act.runRemote({ cluster: 'main', host: 'nope', argv: ['true'] }), { type: 'ConfigError', message: 'unknown host "nope" in cluster "main"; known: "app", "h2"' });
+    await assert.rejects(act.runRemote({ cluster: 'main', host: 'nope', argv: ['true'] }), {
+      type: 'ConfigError',
+      message: 'unknown host "nope" in cluster "main"; known: "app", "h2"',
+    });
   });
 });
 
@@ -223,7 +232,10 @@ describe('runHook', () => {
     const t = transport(real.public, run({ code: null, stderr: 'Terminated' }));
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     await assert.rejects(act.runHook({ cluster: 'main', site: 'dc1', hook: 'repoint' }), (e: Error & { nonRetryable?: boolean }) => {
-      assert.match(e.message, /^check command of hook "repoint" \(sites\.dc1\.hooks\.afterPromote\) on app ended by signal \?: Terminated: cannot tell whether the hook already ran, so it was not run$/);
+      assert.match(
+        e.message,
+        /^check command of hook "repoint" \(sites\.dc1\.hooks\.afterPromote\) on app ended by signal \?: Terminated: cannot tell whether the hook already ran, so it was not run$/,
+      );
       assert.notEqual(e.nonRetryable, true);
       return true;
     });
@@ -301,7 +313,7 @@ describe('parseDfAvailableKiB', () => {
   });
 });
 
-describe('holdHostLock (its script run by this machine\'s sh, as sshd would)', () => {
+describe("holdHostLock (its script run by this machine's sh, as sshd would)", () => {
   /** An SSH session whose commands run here, with the given PATH. */
   const localSession = (path = process.env.PATH ?? ''): OpenSession => ({
     name: 'here',
@@ -351,7 +363,10 @@ describe('holdHostLock (its script run by this machine\'s sh, as sshd would)', (
     const bin = mkdtempSync(join(tmpdir(), 'switchyard-test-bin-'));
     try {
       const first = await holdHostLock(localSession(), dir, 30, 'first');
-      await assert.rejects(holdHostLock(localSession(), dir, 1, 'the drill of backup b1'), new RegExp(`^Error: the drill of backup b1: the lock on ${dir} on here was held by another run for 1 s$`));
+      await assert.rejects(
+        holdHostLock(localSession(), dir, 1, 'the drill of backup b1'),
+        new RegExp(`^Error: the drill of backup b1: the lock on ${dir} on here was held by another run for 1 s$`),
+      );
       await first.release();
       // A PATH with sh and cat but no flock.
       for (const tool of ['sh', 'cat']) symlinkSync(execFileSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), join(bin, tool));

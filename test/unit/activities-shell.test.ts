@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { commandLine, quote, substitute } from '../../src/activities/shell';
+import { commandLine, quote, substitute } from '../../src/activities/ssh/quote';
 
 /** What `sh -c LINE` passes to a program as argv (NUL-separated so newlines survive). */
 function shArgv(line: string): string[] {
@@ -41,7 +41,7 @@ const HOSTILE = [
   'glob?[a-z]',
   '!bang',
   'ünïcödé ✓',
-  "mixed 'single' and \"double\" and $(sub) and `tick`",
+  'mixed \'single\' and "double" and $(sub) and `tick`',
 ];
 
 describe('quote / commandLine', () => {

@@ -15,8 +15,17 @@ import { after, describe, it } from 'node:test';
 import type pg from 'pg';
 import { ed25519KeyPair } from '../support/ssh-keys';
 import { createActivities, type PgClientLike, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
-import { commandLine } from '../../src/activities/shell';
-import { configFileEntries, confQuote, conninfo, conninfoValue, moveAsideName, outputTail, parseRewindOutput, rewriteAutoConf } from '../../src/activities/standby';
+import { commandLine } from '../../src/activities/ssh/quote';
+import {
+  configFileEntries,
+  confQuote,
+  conninfo,
+  conninfoValue,
+  moveAsideName,
+  outputTail,
+  parseRewindOutput,
+  rewriteAutoConf,
+} from '../../src/activities/postgres/standby';
 import { topologySchema, type Topology } from '../../src/topology/schema';
 
 const clientKey = ed25519KeyPair();
@@ -41,7 +50,16 @@ function topology(): Topology {
           replication: { user: 'rep' },
           passfile: '/etc/pg pass/.pgpass',
           nodes: {
-            p: { site: 'dc1', sshHost: 'h1', host: '10.0.0.1', dataDir: '/data/p', configDir: '/etc/pg/p', binDir: '/pg/bin', slot: 'p_slot', configFiles: ['/etc/app/shared.conf'] },
+            p: {
+              site: 'dc1',
+              sshHost: 'h1',
+              host: '10.0.0.1',
+              dataDir: '/data/p',
+              configDir: '/etc/pg/p',
+              binDir: '/pg/bin',
+              slot: 'p_slot',
+              configFiles: ['/etc/app/shared.conf'],
+            },
             s: {
               site: 'dc2',
               sshHost: 'h2',
@@ -102,7 +120,7 @@ function unquote(line: string): string[] {
   const out: string[] = [];
   let cur = '';
   let inArg = false;
-  for (let i = 0; i < line.length; ) {
+  for (let i = 0; i < line.length;) {
     const ch = line[i];
     if (ch === "'") {
       const j = line.indexOf("'", i + 1);
@@ -174,7 +192,10 @@ function world(nodes: { p: SimNode; s: SimNode }, opts: { now?: () => Date; unre
   roots.push(root);
   const hostRoots: Record<string, string> = { '127.0.7.1': join(root, 'h1'), '127.0.7.2': join(root, 'h2') };
   for (const r of Object.values(hostRoots)) mkdirSync(r);
-  const simOf: Record<string, { sim: SimNode; dataDir: string }> = { '127.0.7.1': { sim: nodes.p, dataDir: '/data/p' }, '127.0.7.2': { sim: nodes.s, dataDir: '/data/s' } };
+  const simOf: Record<string, { sim: SimNode; dataDir: string }> = {
+    '127.0.7.1': { sim: nodes.p, dataDir: '/data/p' },
+    '127.0.7.2': { sim: nodes.s, dataDir: '/data/s' },
+  };
   const w: World = {
     act: undefined as never,
     roots: { h1: hostRoots['127.0.7.1'], h2: hostRoots['127.0.7.2'] },
@@ -201,7 +222,8 @@ function world(nodes: { p: SimNode; s: SimNode }, opts: { now?: () => Date; unre
     if (tool === 'pg_controldata') return { code: 0, stdout: controlText(sim.state, sim.checkpoint, sim.timeline) };
     if (tool === 'pg_rewind') return sim.rewind;
     if (tool === 'pg_basebackup') {
-      if (!sim.basebackupWorks) return { code: 1, stderr: 'pg_basebackup: error: connection to server failed: FATAL:  no pg_hba.conf entry\npg_basebackup: removing data directory\n' };
+      if (!sim.basebackupWorks)
+        return { code: 1, stderr: 'pg_basebackup: error: connection to server failed: FATAL:  no pg_hba.conf entry\npg_basebackup: removing data directory\n' };
       if (existsSync(local)) return { code: 1, stderr: `pg_basebackup: error: directory "${dataDir}" exists but is not empty\n` };
       mkdirSync(local, { recursive: true, mode: 0o700 });
       chmodSync(local, 0o700);
@@ -213,7 +235,8 @@ function world(nodes: { p: SimNode; s: SimNode }, opts: { now?: () => Date; unre
   };
 
   const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-    if (opts.unreachable?.includes(cfg.host)) throw Object.assign(new Error(`connect ECONNREFUSED ${cfg.host}:22`), { code: 'ECONNREFUSED', level: 'client-socket' });
+    if (opts.unreachable?.includes(cfg.host))
+      throw Object.assign(new Error(`connect ECONNREFUSED ${cfg.host}:22`), { code: 'ECONNREFUSED', level: 'client-socket' });
     if (!cfg.hostVerifier(Buffer.from(hostKey.public.split(' ')[1], 'base64'))) throw new Error('host key verification failed');
     const hostName = cfg.host === '127.0.7.1' ? 'h1' : 'h2';
     return {
@@ -223,7 +246,11 @@ function world(nodes: { p: SimNode; s: SimNode }, opts: { now?: () => Date; unre
         w.commands.push({ host: hostName, argv, line });
         if (argv[0] === 'env' && argv[1] === 'LC_ALL=C') argv = argv.slice(2);
         o.onData?.();
-        const r = argv[0].startsWith('/pg/bin/') ? pgTool(cfg.host, argv) : argv[0] === 'sh' ? runLocal(hostRoots[cfg.host], argv, 4) : runLocal(hostRoots[cfg.host], argv, 1);
+        const r = argv[0].startsWith('/pg/bin/')
+          ? pgTool(cfg.host, argv)
+          : argv[0] === 'sh'
+            ? runLocal(hostRoots[cfg.host], argv, 4)
+            : runLocal(hostRoots[cfg.host], argv, 1);
         return { code: r.code, signal: null, stdout: r.stdout ?? '', stderr: r.stderr ?? '', timedOut: false };
       },
       close() {},
@@ -249,7 +276,8 @@ function world(nodes: { p: SimNode; s: SimNode }, opts: { now?: () => Date; unre
           const r = sim.slots.get(String(values?.[0]));
           return { rows: r ? [{ slot_type: 'physical', restart_lsn: r }] : [] };
         }
-        if (/checkpoint_tli/.test(sql)) return { rows: [{ rec: sim.inRecovery, checkpoint_tli: sim.checkpointTli ?? sim.walTli, wal_tli: sim.inRecovery ? null : sim.walTli }] };
+        if (/checkpoint_tli/.test(sql))
+          return { rows: [{ rec: sim.inRecovery, checkpoint_tli: sim.checkpointTli ?? sim.walTli, wal_tli: sim.inRecovery ? null : sim.walTli }] };
         if (/^CHECKPOINT$/.test(sql)) {
           if (sim.checkpointRefused) throw Object.assign(new Error('permission denied to execute CHECKPOINT'), { code: '42501' });
           sim.checkpointTli = null;
@@ -260,7 +288,8 @@ function world(nodes: { p: SimNode; s: SimNode }, opts: { now?: () => Date; unre
           if (sim.databaseBytes === null) throw Object.assign(new Error('permission denied for function pg_database_size'), { code: '42501' });
           return { rows: [{ bytes: String(sim.databaseBytes) }] };
         }
-        if (/pg_stat_wal_receiver/.test(sql)) return { rows: [{ rec: sim.inRecovery, replay: sim.replay, ...(sim.receiver ?? { status: null, sender_host: null, sender_port: null }) }] };
+        if (/pg_stat_wal_receiver/.test(sql))
+          return { rows: [{ rec: sim.inRecovery, replay: sim.replay, ...(sim.receiver ?? { status: null, sender_host: null, sender_port: null }) }] };
         if (/pg_last_wal_replay_lsn/.test(sql)) return { rows: [{ rec: sim.inRecovery, replay: sim.replay }] };
         if (/current_setting\('default_transaction_read_only'\)/.test(sql)) return { rows: [{ rec: sim.inRecovery || !sim.acceptsWrites, ro: 'off' }] };
         if (/pg_current_wal_lsn/.test(sql)) return { rows: [{ rec: sim.inRecovery, lsn: sim.inRecovery ? null : sim.current }] };
@@ -299,7 +328,15 @@ describe('conninfo and postgresql.conf quoting', () => {
     assert.equal(conninfoValue('/etc/pg pass/.pgpass'), "'/etc/pg pass/.pgpass'");
     assert.equal(conninfoValue("it's\\here"), "'it\\'s\\\\here'");
     assert.equal(conninfoValue(''), "''");
-    assert.equal(conninfo([['host', 'a'], ['port', 5432], ['passfile', undefined], ['application_name', 'dc1-db']]), 'host=a port=5432 application_name=dc1-db');
+    assert.equal(
+      conninfo([
+        ['host', 'a'],
+        ['port', 5432],
+        ['passfile', undefined],
+        ['application_name', 'dc1-db'],
+      ]),
+      'host=a port=5432 application_name=dc1-db',
+    );
   });
 
   it('quotes a postgresql.conf string as ALTER SYSTEM does (quotes and backslashes doubled)', () => {
@@ -343,7 +380,7 @@ describe('postgresql.auto.conf rewrite', () => {
     );
   });
 
-  it('is idempotent, and gives a new file ALTER SYSTEM\'s header', () => {
+  it("is idempotent, and gives a new file ALTER SYSTEM's header", () => {
     const once = rewriteAutoConf("work_mem = '64MB'", settings);
     assert.equal(rewriteAutoConf(once, settings), once);
     const fresh = rewriteAutoConf('', settings);
@@ -354,13 +391,34 @@ describe('postgresql.auto.conf rewrite', () => {
 
 describe('pg_rewind output', () => {
   it('reads the fork point, "no rewind required" and "same timeline"', () => {
-    assert.deepEqual(parseRewindOutput(REWIND_DIVERGED), { divergedAtLsn: '0/3023428', divergedTimeline: 1, noRewindNeeded: false, sameTimeline: false, crashRecovery: false });
-    assert.deepEqual(parseRewindOutput(REWIND_NOT_NEEDED), { divergedAtLsn: '0/3023428', divergedTimeline: 1, noRewindNeeded: true, sameTimeline: false, crashRecovery: false });
-    assert.deepEqual(parseRewindOutput(REWIND_SAME_TIMELINE), { divergedAtLsn: null, divergedTimeline: null, noRewindNeeded: true, sameTimeline: true, crashRecovery: false });
-    assert.equal(parseRewindOutput('pg_rewind: executing "/usr/lib/postgresql/15/bin/postgres" for target server to complete crash recovery\n').crashRecovery, true);
+    assert.deepEqual(parseRewindOutput(REWIND_DIVERGED), {
+      divergedAtLsn: '0/3023428',
+      divergedTimeline: 1,
+      noRewindNeeded: false,
+      sameTimeline: false,
+      crashRecovery: false,
+    });
+    assert.deepEqual(parseRewindOutput(REWIND_NOT_NEEDED), {
+      divergedAtLsn: '0/3023428',
+      divergedTimeline: 1,
+      noRewindNeeded: true,
+      sameTimeline: false,
+      crashRecovery: false,
+    });
+    assert.deepEqual(parseRewindOutput(REWIND_SAME_TIMELINE), {
+      divergedAtLsn: null,
+      divergedTimeline: null,
+      noRewindNeeded: true,
+      sameTimeline: true,
+      crashRecovery: false,
+    });
+    assert.equal(
+      parseRewindOutput('pg_rewind: executing "/usr/lib/postgresql/15/bin/postgres" for target server to complete crash recovery\n').crashRecovery,
+      true,
+    );
   });
 
-  it('keeps the output\'s tail with only the last progress line', () => {
+  it("keeps the output's tail with only the last progress line", () => {
     const t = outputTail(REWIND_DIVERGED);
     assert.doesNotMatch(t, /\(0%\)|\(50%\)/);
     assert.match(t, /52960\/52960 kB \(100%\) copied\npg_rewind: creating backup label/);
@@ -379,7 +437,10 @@ describe('pgRewind', () => {
   it('refuses a running target non-retryably (WrongRole) and runs nothing else', async () => {
     const w = world({ p: new SimNode({ running: true }), s: new SimNode({ running: true }) });
     mkdirSync(w.at('h1', '/data/p'), { recursive: true });
-    await assert.rejects(w.act.pgRewind({ cluster: 'main', node: 'p', source: 's' }), (e: Error & { type?: string; nonRetryable?: boolean }) => e.type === 'WrongRole' && e.nonRetryable === true && /stop it first/.test(e.message));
+    await assert.rejects(
+      w.act.pgRewind({ cluster: 'main', node: 'p', source: 's' }),
+      (e: Error & { type?: string; nonRetryable?: boolean }) => e.type === 'WrongRole' && e.nonRetryable === true && /stop it first/.test(e.message),
+    );
     assert.ok(!w.commands.some((c) => /pg_rewind/.test(c.line)));
   });
 
@@ -419,7 +480,10 @@ describe('pgRewind', () => {
     assert.deepEqual([r.ok, r.noRewindNeeded, r.divergedBytes], [true, true, 0]);
     // The fake's control file stays "in production" after the dry run's crash recovery: said, as a lower bound.
     assert.match(r.detail, /had not shut down cleanly \("in production"\) and crash recovery did not settle it.*lower bound/);
-    assert.ok(w.commands.some((c) => c.argv.some((a) => a.endsWith('pg_rewind')) && c.argv.includes('--dry-run')), 'crash recovery through pg_rewind --dry-run ran first');
+    assert.ok(
+      w.commands.some((c) => c.argv.some((a) => a.endsWith('pg_rewind')) && c.argv.includes('--dry-run')),
+      'crash recovery through pg_rewind --dry-run ran first',
+    );
   });
 
   it('"same timeline" while the timelines differ (the source could not be checkpointed) is not trusted (ok:false)', async () => {
@@ -501,7 +565,7 @@ describe('pgBasebackup', () => {
     assert.deepEqual(readdirSync(w.roots.h1 + '/data').sort(), ['p', 'p.switchyard-20261122T081254Z', 'p.switchyard-20261122T081254Z.2']);
   });
 
-  it('refuses (InsufficientSpace) before moving anything when the source\'s databases and a reserve do not fit; an unreadable size is said, not guessed', async () => {
+  it("refuses (InsufficientSpace) before moving anything when the source's databases and a reserve do not fit; an unreadable size is said, not guessed", async () => {
     const s = new SimNode({ running: true });
     s.databaseBytes = 2 ** 60; // 1 EiB: more than any disk here
     const w = world({ p: new SimNode({ running: false }), s });
@@ -512,7 +576,10 @@ describe('pgBasebackup', () => {
     );
     assert.equal(e.type, 'InsufficientSpace');
     assert.equal(e.nonRetryable, true);
-    assert.match(e.message, /^not enough free space on h1 to copy s into \/data\/p: it needs [\d.]+ PiB \(1024\.00 PiB of databases \+ a reserve of [\d.]+ PiB\), the filesystem of \/\S+ has [\d.]+ \w+ free/);
+    assert.match(
+      e.message,
+      /^not enough free space on h1 to copy s into \/data\/p: it needs [\d.]+ PiB \(1024\.00 PiB of databases \+ a reserve of [\d.]+ PiB\), the filesystem of \/\S+ has [\d.]+ \w+ free/,
+    );
     assert.match(e.message, /Nothing was moved or copied/);
     assert.deepEqual(readdirSync(w.roots.h1 + '/data'), ['p'], 'the data directory is where it was');
     assert.equal(w.commands.filter((c) => /pg_basebackup|switchyard-/.test(c.line)).length, 0, 'nothing moved aside, no pg_basebackup');
@@ -595,17 +662,32 @@ describe('pgConfigureStandby', () => {
 });
 
 describe('copyConfigFiles', () => {
-  it('reads a node\'s configFiles in both forms', () => {
+  it("reads a node's configFiles in both forms", () => {
     const t = topology();
     assert.deepEqual(configFileEntries(t.clusters.main.postgres.nodes.s), [
       { from: '/etc/app/shared.conf', to: '/etc/app/shared.conf' },
       { from: '/srv/on-primary.conf', to: '/srv/here.conf' },
       { from: '/srv/big.bin', to: '/srv/big.bin' },
     ]);
-    assert.throws(() => topologySchema.parse({ ...structuredClone(t), clusters: { main: { ...t.clusters.main, postgres: { ...t.clusters.main.postgres, nodes: { ...t.clusters.main.postgres.nodes, s: { ...t.clusters.main.postgres.nodes.s, configFiles: [{ from: '/a', to: 'relative' }] } } } } } }), /absolute path/);
+    assert.throws(
+      () =>
+        topologySchema.parse({
+          ...structuredClone(t),
+          clusters: {
+            main: {
+              ...t.clusters.main,
+              postgres: {
+                ...t.clusters.main.postgres,
+                nodes: { ...t.clusters.main.postgres.nodes, s: { ...t.clusters.main.postgres.nodes.s, configFiles: [{ from: '/a', to: 'relative' }] } },
+              },
+            },
+          },
+        }),
+      /absolute path/,
+    );
   });
 
-  it('copies both forms from the primary\'s host: content and hash, target mode kept (0600 when new); a second copy changes nothing', async () => {
+  it("copies both forms from the primary's host: content and hash, target mode kept (0600 when new); a second copy changes nothing", async () => {
     const w = world({ p: new SimNode({ running: true }), s: new SimNode({ running: false }) });
     const big = randomBytes(150 * 1024 + 17); // several chunks each way
     put(w.at('h1', '/etc/app/shared.conf'), 'shared = "primary\'s"\n', 0o644);
@@ -630,18 +712,30 @@ describe('copyConfigFiles', () => {
     assert.match(r.files[2].sha256, /^[0-9a-f]{64}$/);
     assert.ok(!JSON.stringify(r).includes('s3cret'), 'the result carries hashes, not content');
     assert.ok(!existsSync(w.at('h2', '/srv/here.conf.switchyard-tmp')));
-    assert.ok(w.commands.every((c) => c.line.length < 100 * 1024), 'every command line stays well inside ARG_MAX');
-    assert.ok(!w.commands.some((c) => c.host === 'h1' && /base64 -d/.test(c.line)), 'the primary\'s host is only read');
+    assert.ok(
+      w.commands.every((c) => c.line.length < 100 * 1024),
+      'every command line stays well inside ARG_MAX',
+    );
+    assert.ok(!w.commands.some((c) => c.host === 'h1' && /base64 -d/.test(c.line)), "the primary's host is only read");
 
     const again = await w.act.copyConfigFiles({ cluster: 'main', node: 's', from: 'p' });
-    assert.deepEqual(again.files.map((f) => f.changed), [false, false, false]);
-    assert.deepEqual(again.files.map((f) => f.sha256), r.files.map((f) => f.sha256));
+    assert.deepEqual(
+      again.files.map((f) => f.changed),
+      [false, false, false],
+    );
+    assert.deepEqual(
+      again.files.map((f) => f.sha256),
+      r.files.map((f) => f.sha256),
+    );
   });
 
-  it('a source file missing on the primary\'s host is a ConfigError, and nothing is written', async () => {
+  it("a source file missing on the primary's host is a ConfigError, and nothing is written", async () => {
     const w = world({ p: new SimNode({ running: true }), s: new SimNode({ running: false }) });
     put(w.at('h1', '/etc/app/shared.conf'), 'x\n');
-    await assert.rejects(w.act.copyConfigFiles({ cluster: 'main', node: 's', from: 'p' }), (e: Error & { type?: string }) => e.type === 'ConfigError' && /\/srv\/on-primary\.conf .* does not exist on h1/.test(e.message));
+    await assert.rejects(
+      w.act.copyConfigFiles({ cluster: 'main', node: 's', from: 'p' }),
+      (e: Error & { type?: string }) => e.type === 'ConfigError' && /\/srv\/on-primary\.conf .* does not exist on h1/.test(e.message),
+    );
     assert.ok(!existsSync(w.at('h2', '/etc/app/shared.conf')));
   });
 });
@@ -677,7 +771,7 @@ describe('pgWaitReplay and pgWaitStreaming', () => {
     await assert.rejects(w.act.pgWaitReplay({ cluster: 'main', node: 's', lsn: 'nonsense', timeoutSeconds: 1 }), { type: 'ConfigError' });
   });
 
-  it('pgWaitStreaming: streaming from the primary\'s host:port within the lag; otherwise what it saw and the log', async () => {
+  it("pgWaitStreaming: streaming from the primary's host:port within the lag; otherwise what it saw and the log", async () => {
     const p = new SimNode({ running: true });
     p.current = '0/5000100';
     const s = new SimNode({ running: true });

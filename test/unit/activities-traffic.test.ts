@@ -13,7 +13,7 @@ import { describe, it } from 'node:test';
 import { ed25519KeyPair } from '../support/ssh-keys';
 import { createActivities, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
 import { WRITE_SH } from '../../src/activities/remote';
-import { commandLine } from '../../src/activities/shell';
+import { commandLine } from '../../src/activities/ssh/quote';
 import { haproxyCommand, NO_STATE_FILE, parseServersState, takesTraffic } from '../../src/activities/traffic';
 import { topologySchema, type Topology } from '../../src/topology/schema';
 
@@ -37,8 +37,14 @@ describe('HAProxy runtime API', () => {
 
   it('a server is in rotation unless a maintenance or drain bit is set (CMAINT and HMAINT are history)', () => {
     const s = (adminState: number) => ({ name: 'x', address: 'a', port: 1, opState: 2, adminState });
-    assert.deepEqual([0, 0x04, 0x40, 0x44].map((a) => takesTraffic(s(a))), [true, true, true, true]);
-    assert.deepEqual([0x01, 0x02, 0x05, 0x08, 0x10, 0x20].map((a) => takesTraffic(s(a))), [false, false, false, false, false, false]);
+    assert.deepEqual(
+      [0, 0x04, 0x40, 0x44].map((a) => takesTraffic(s(a))),
+      [true, true, true, true],
+    );
+    assert.deepEqual(
+      [0x01, 0x02, 0x05, 0x08, 0x10, 0x20].map((a) => takesTraffic(s(a))),
+      [false, false, false, false, false, false],
+    );
   });
 
   it('sends one command per connection and refuses anything that could smuggle a second one', async () => {
@@ -97,7 +103,15 @@ describe('command driver (fake SSH host)', () => {
               b: { site: 'dc2', sshHost: 'h2', host: '10.2.0.5', port: 6432, dataDir: '/d', binDir: '/b', slot: 'b' },
             },
           },
-          traffic: [{ kind: 'command', name: 'dns', host: 'lb', move: ['set-dns', '--to={site}', '{address}:{port}', "note: it's $(not run) {site}"], read: ['get-dns'] }],
+          traffic: [
+            {
+              kind: 'command',
+              name: 'dns',
+              host: 'lb',
+              move: ['set-dns', '--to={site}', '{address}:{port}', "note: it's $(not run) {site}"],
+              read: ['get-dns'],
+            },
+          ],
         },
       },
     });
@@ -114,7 +128,9 @@ describe('command driver (fake SSH host)', () => {
       return {
         async exec(command) {
           state.lines.push(command);
-          const argv = JSON.parse(execFileSync('sh', ['-c', `node -e 'process.stdout.write(JSON.stringify(process.argv.slice(1)))' ${command}`], { encoding: 'utf8' })) as string[];
+          const argv = JSON.parse(
+            execFileSync('sh', ['-c', `node -e 'process.stdout.write(JSON.stringify(process.argv.slice(1)))' ${command}`], { encoding: 'utf8' }),
+          ) as string[];
           if (argv[0] === 'get-dns') return { code: 0, signal: null, stdout: `${state.points}\n`, stderr: '', timedOut: false };
           state.lastSetArgv = argv;
           if (argv[0] === 'set-dns') {
@@ -150,19 +166,25 @@ describe('command driver (fake SSH host)', () => {
   it('throws when the read-back disagrees with the move', async () => {
     const host = fakeHost({ moveWorks: false });
     const act = createActivities({ topology, secret: async () => keys.private, ssh: host.ssh });
-    await assert.rejects(act.trafficMove({ cluster: 'main', driver: 'dns', site: 'dc2' }), /traffic driver "dns" still does not point at site "dc2" after the move/);
+    await assert.rejects(
+      act.trafficMove({ cluster: 'main', driver: 'dns', site: 'dc2' }),
+      /traffic driver "dns" still does not point at site "dc2" after the move/,
+    );
     assert.equal(host.state.points, 'dc1');
   });
 
   it('refuses a site that does not exist before touching anything', async () => {
     const host = fakeHost({ moveWorks: true });
     const act = createActivities({ topology, secret: async () => keys.private, ssh: host.ssh });
-    await assert.rejects(act.trafficMove({ cluster: 'main', driver: 'dns', site: 'dc3' }), { type: 'ConfigError', message: 'unknown site "dc3" in cluster "main"; known: "dc1", "dc2"' });
+    await assert.rejects(act.trafficMove({ cluster: 'main', driver: 'dns', site: 'dc3' }), {
+      type: 'ConfigError',
+      message: 'unknown site "dc3" in cluster "main"; known: "dc1", "dc2"',
+    });
     assert.deepEqual(host.state.lines, []);
   });
 });
 
-describe('haproxy driver: order of commands and the saved state (fake runtime API, state file written by this machine\'s sh)', () => {
+describe("haproxy driver: order of commands and the saved state (fake runtime API, state file written by this machine's sh)", () => {
   const keys = ed25519KeyPair();
   const hostKeys = ed25519KeyPair();
   const FMAINT = 0x01;
@@ -178,9 +200,12 @@ describe('haproxy driver: order of commands and the saved state (fake runtime AP
     const commands: string[] = [];
     const readyAfter: number[] = [];
     const header = SHOW_SERVERS_STATE.split('\n')[1];
-    const line = (be: string, id: number, name: string, adm: number) => `3 ${be} ${id} ${name} 127.0.93.9 2 ${adm} 1 1 1 1 0 2 0 0 0 0 - ${19000 + id} - 0 0 - - 0`;
+    const line = (be: string, id: number, name: string, adm: number) =>
+      `3 ${be} ${id} ${name} 127.0.93.9 2 ${adm} 1 1 1 1 0 2 0 0 0 0 - ${19000 + id} - 0 0 - - 0`;
     const state = (all: boolean) =>
-      `1\n${header}\n${Object.entries(admin).map(([n, a], i) => line('pg', i + 1, n, a)).join('\n')}\n${all ? `${line('other', 9, 'o1', 1)}\n` : ''}\n`;
+      `1\n${header}\n${Object.entries(admin)
+        .map(([n, a], i) => line('pg', i + 1, n, a))
+        .join('\n')}\n${all ? `${line('other', 9, 'o1', 1)}\n` : ''}\n`;
     const answer = (cmd: string): string => {
       if (cmd === 'show servers state pg') return state(false);
       if (cmd === 'show servers state') return state(true);
@@ -206,7 +231,14 @@ describe('haproxy driver: order of commands and the saved state (fake runtime AP
       });
     });
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    return { admin, commands, readyAfter, fullState: () => state(true), port: (srv.address() as { port: number }).port, close: () => new Promise((r) => srv.close(r)) };
+    return {
+      admin,
+      commands,
+      readyAfter,
+      fullState: () => state(true),
+      port: (srv.address() as { port: number }).port,
+      close: () => new Promise((r) => srv.close(r)),
+    };
   }
 
   /** An SSH host that runs each command with this machine's sh, as sshd would; `fail` answers instead. */
@@ -270,7 +302,7 @@ describe('haproxy driver: order of commands and the saved state (fake runtime AP
 
   const tmp = () => mkdtempSync(join(tmpdir(), 'switchyard-test-hapstate-'));
 
-  it('puts the old server in maint before the new one is ready (never two ready), shuts its sessions, then saves every backend\'s state atomically', async () => {
+  it("puts the old server in maint before the new one is ready (never two ready), shuts its sessions, then saves every backend's state atomically", async () => {
     const api = await fakeRuntimeApi({ 'pg-dc1': 0, 'pg-dc2': 5 });
     const dir = tmp();
     const file = join(dir, 'servers.state');
@@ -329,9 +361,16 @@ describe('haproxy driver: order of commands and the saved state (fake runtime AP
   it('a state file that cannot be written fails the move, retryably, naming the file and the host', async () => {
     const api = await fakeRuntimeApi({ 'pg-dc1': 0, 'pg-dc2': 5 });
     try {
-      const act = createActivities({ topology: () => top(api.port, '/etc/haproxy/servers.state'), secret: async () => keys.private, ssh: shHost({ code: 1, stderr: 'mv: cannot move: Permission denied' }).ssh });
+      const act = createActivities({
+        topology: () => top(api.port, '/etc/haproxy/servers.state'),
+        secret: async () => keys.private,
+        ssh: shHost({ code: 1, stderr: 'mv: cannot move: Permission denied' }).ssh,
+      });
       await assert.rejects(act.trafficMove({ cluster: 'main', driver: 'front', site: 'dc2' }), (e: Error & { nonRetryable?: boolean }) => {
-        assert.match(e.message, /^saving HAProxy's server state to \/etc\/haproxy\/servers\.state on lb \(stateFile of traffic driver "front"\) failed: writing \/etc\/haproxy\/servers\.state on lb exited 1: mv: cannot move: Permission denied/);
+        assert.match(
+          e.message,
+          /^saving HAProxy's server state to \/etc\/haproxy\/servers\.state on lb \(stateFile of traffic driver "front"\) failed: writing \/etc\/haproxy\/servers\.state on lb exited 1: mv: cannot move: Permission denied/,
+        );
         assert.notEqual(e.nonRetryable, true);
         return true;
       });

@@ -19,7 +19,7 @@ import {
   snapshotMapping,
   snapshotTags,
   TAG_VALUE_MAX,
-} from '../../src/activities/backup-ebs';
+} from '../../src/activities/backup/ebs';
 import { EBS_TAGS, type EbsRestoreMetadata, type EbsSnapshotInfo } from '../../src/contract/backup';
 
 const meta = (tags: Record<string, string> = { Name: 'dc1-db', 'switchyard:node': 'dc1-db' }): EbsRestoreMetadata => ({
@@ -42,7 +42,15 @@ const meta = (tags: Record<string, string> = { Name: 'dc1-db', 'switchyard:node'
   bootMode: 'uefi',
 });
 
-function snap(id: string, backupId: string, device: string, volumeId: string, startTime: string, extraTags: Record<string, string>, state = 'completed'): EbsSnapshotInfo {
+function snap(
+  id: string,
+  backupId: string,
+  device: string,
+  volumeId: string,
+  startTime: string,
+  extraTags: Record<string, string>,
+  state = 'completed',
+): EbsSnapshotInfo {
   return {
     snapshotId: id,
     volumeId,
@@ -60,7 +68,10 @@ describe('restore metadata in tags', () => {
   it('is JSON without the devices, cut into full 256-character parts, and comes back whole', () => {
     const tags = restoreTags(meta());
     const parts = Object.values(tags);
-    assert.deepEqual(Object.keys(tags), parts.map((_, i) => restorePartKey(i)));
+    assert.deepEqual(
+      Object.keys(tags),
+      parts.map((_, i) => restorePartKey(i)),
+    );
     assert.equal(Object.keys(tags)[0], EBS_TAGS.restore);
     for (const p of parts.slice(0, -1)) assert.equal(p.length, TAG_VALUE_MAX);
     const { devices: _devices, ...core } = meta();
@@ -74,7 +85,10 @@ describe('restore metadata in tags', () => {
     const tags = restoreTags(meta(many));
     const keys = Object.keys(tags);
     assert.ok(keys.length > 2);
-    assert.deepEqual(keys, keys.map((_, i) => restorePartKey(i)));
+    assert.deepEqual(
+      keys,
+      keys.map((_, i) => restorePartKey(i)),
+    );
     assert.equal(restorePartKey(1), 'switchyard:restore:2');
     for (const v of Object.values(tags)) assert.ok(Array.from(v).length <= TAG_VALUE_MAX);
     assert.deepEqual(restoreFromTags(tags)?.tags, many);
@@ -105,16 +119,26 @@ describe('restore metadata in tags', () => {
     for (let i = 0; i < 50; i++) huge[`k${i}`.padEnd(120, 'k')] = 'v'.repeat(250);
     assert.throws(
       () => snapshotTags({ cluster: 'main', backupId: 'b1', node: 'db1', workflowId: 'wf', createdBy: 'alice', device: m.devices[0], meta: meta(huge) }),
-      (e: Error & { type?: string; nonRetryable?: boolean }) => e.type === 'RestoreMetadataTooLarge' && e.nonRetryable === true && /more than EC2's 50/.test(e.message),
+      (e: Error & { type?: string; nonRetryable?: boolean }) =>
+        e.type === 'RestoreMetadataTooLarge' && e.nonRetryable === true && /more than EC2's 50/.test(e.message),
     );
   });
 
-  it('the backup\'s metadata is rebuilt from snapshot tags alone, devices from each snapshot, failed ones left out', () => {
+  it("the backup's metadata is rebuilt from snapshot tags alone, devices from each snapshot, failed ones left out", () => {
     const m = meta();
     const rt = restoreTags(m);
     const snaps = [
-      snap('snap-b', 'b1', '/dev/xvdf', 'vol-data', '2024-01-01T00:00:01.000Z', { ...rt, [EBS_TAGS.deleteOnTermination]: 'false', [EBS_TAGS.volumeType]: 'io2', [EBS_TAGS.iops]: '6000' }),
-      snap('snap-a', 'b1', '/dev/xvda', 'vol-root', '2024-01-01T00:00:00.000Z', { ...rt, [EBS_TAGS.deleteOnTermination]: 'true', [EBS_TAGS.volumeType]: 'gp3' }),
+      snap('snap-b', 'b1', '/dev/xvdf', 'vol-data', '2024-01-01T00:00:01.000Z', {
+        ...rt,
+        [EBS_TAGS.deleteOnTermination]: 'false',
+        [EBS_TAGS.volumeType]: 'io2',
+        [EBS_TAGS.iops]: '6000',
+      }),
+      snap('snap-a', 'b1', '/dev/xvda', 'vol-root', '2024-01-01T00:00:00.000Z', {
+        ...rt,
+        [EBS_TAGS.deleteOnTermination]: 'true',
+        [EBS_TAGS.volumeType]: 'gp3',
+      }),
       snap('snap-x', 'b1', '/dev/xvdg', 'vol-x', '2024-01-01T00:00:00.000Z', rt, 'error'),
     ];
     snaps[0].sizeGiB = 100;
@@ -125,10 +149,13 @@ describe('restore metadata in tags', () => {
 
 describe('snapshotMapping', () => {
   it('maps a snapshot at its device as the volume was: type, IOPS and throughput only where the type has them', () => {
-    assert.deepEqual(snapshotMapping('snap-1', { device: '/dev/xvdf', volumeId: 'v', sizeGiB: 1, volumeType: 'gp3', deleteOnTermination: false, iops: 4000, throughput: 250 }), {
-      DeviceName: '/dev/xvdf',
-      Ebs: { SnapshotId: 'snap-1', DeleteOnTermination: false, VolumeType: 'gp3', Iops: 4000, Throughput: 250 },
-    });
+    assert.deepEqual(
+      snapshotMapping('snap-1', { device: '/dev/xvdf', volumeId: 'v', sizeGiB: 1, volumeType: 'gp3', deleteOnTermination: false, iops: 4000, throughput: 250 }),
+      {
+        DeviceName: '/dev/xvdf',
+        Ebs: { SnapshotId: 'snap-1', DeleteOnTermination: false, VolumeType: 'gp3', Iops: 4000, Throughput: 250 },
+      },
+    );
     assert.deepEqual(snapshotMapping('snap-2', { device: '/dev/xvda', volumeId: 'v', sizeGiB: 1, volumeType: 'gp2', deleteOnTermination: true, iops: 100 }), {
       DeviceName: '/dev/xvda',
       Ebs: { SnapshotId: 'snap-2', DeleteOnTermination: true, VolumeType: 'gp2' },
@@ -187,7 +214,7 @@ describe('texts and tokens', () => {
     assert.match(clientToken('with space'), /^[0-9a-f]{64}$/);
   });
 
-  it('a restored instance gets the original\'s tags (not EC2\'s own), its origin and the token', () => {
+  it("a restored instance gets the original's tags (not EC2's own), its origin and the token", () => {
     assert.deepEqual(restoredInstanceTags(meta({ Name: 'dc1-db', 'aws:cloudformation:stack-name': 's', [EBS_TAGS.restoredFrom]: 'b0' }), 'b1', 'tok'), {
       Name: 'dc1-db',
       [EBS_TAGS.restoredFrom]: 'b1',

@@ -25,7 +25,7 @@ import {
   rewriteTablespaceMap,
   sortNewestFirst,
   stripSettings,
-} from '../../src/activities/backup-pg';
+} from '../../src/activities/backup/pg';
 import type { PgBackupEntry, PgBackupManifest } from '../../src/contract/backup';
 
 /** What pg_basebackup 15 writes (tar format, from a standby), trimmed. */
@@ -65,7 +65,7 @@ function manifest(over: Partial<PgBackupManifest> = {}): PgBackupManifest {
   };
 }
 
-describe('parseBackupManifest: the WAL range from PostgreSQL\'s backup_manifest', () => {
+describe("parseBackupManifest: the WAL range from PostgreSQL's backup_manifest", () => {
   it('one timeline: start, end and timeline as written', () => {
     const m = parseBackupManifest(PG15_MANIFEST);
     assert.deepEqual([m.startLsn, m.endLsn, m.timeline, m.systemIdentifier], ['0/5000028', '0/5000138', 1, null]);
@@ -89,7 +89,13 @@ describe('parseBackupManifest: the WAL range from PostgreSQL\'s backup_manifest'
   });
 
   it('PostgreSQL 17 manifests carry the system identifier', () => {
-    const m = parseBackupManifest(JSON.stringify({ 'PostgreSQL-Backup-Manifest-Version': 2, 'System-Identifier': 7501234567890123456n.toString(), 'WAL-Ranges': [{ Timeline: 1, 'Start-LSN': '0/2000028', 'End-LSN': '0/2000100' }] }));
+    const m = parseBackupManifest(
+      JSON.stringify({
+        'PostgreSQL-Backup-Manifest-Version': 2,
+        'System-Identifier': 7501234567890123456n.toString(),
+        'WAL-Ranges': [{ Timeline: 1, 'Start-LSN': '0/2000028', 'End-LSN': '0/2000100' }],
+      }),
+    );
     assert.equal(m.systemIdentifier, '7501234567890123456');
   });
 
@@ -108,7 +114,10 @@ describe('switchyard-manifest.json and drill.json', () => {
     const m = manifest();
     assert.deepEqual(parseSwitchyardManifest(JSON.stringify(m, null, 2)), m);
     assert.deepEqual(parseSwitchyardManifest(JSON.stringify(m), { cluster: 'demo', backupId: 'b1' }), m);
-    assert.throws(() => parseSwitchyardManifest(JSON.stringify(m), { cluster: 'demo', backupId: 'b2' }), /describes backup "b1" of cluster "demo", not b2 of demo/);
+    assert.throws(
+      () => parseSwitchyardManifest(JSON.stringify(m), { cluster: 'demo', backupId: 'b2' }),
+      /describes backup "b1" of cluster "demo", not b2 of demo/,
+    );
   });
 
   it('refuses a manifest that is damaged, naming the field', () => {
@@ -116,13 +125,27 @@ describe('switchyard-manifest.json and drill.json', () => {
     assert.throws(() => parseSwitchyardManifest(JSON.stringify({ ...manifest(), format: 'other/2' })), /"format"/);
     assert.throws(() => parseSwitchyardManifest(JSON.stringify({ ...manifest(), endLsn: 'nope' })), /"endLsn" should be an LSN/);
     assert.throws(() => parseSwitchyardManifest(JSON.stringify({ ...manifest(), files: [] })), /"files" should be a non-empty list/);
-    assert.throws(() => parseSwitchyardManifest(JSON.stringify({ ...manifest(), files: [{ name: '../etc/passwd', bytes: 1, sha256: 'a'.repeat(64) }] })), /files\[0\]\.name/);
-    assert.throws(() => parseSwitchyardManifest(JSON.stringify({ ...manifest(), files: [{ name: 'base.tar.gz', bytes: 1, sha256: 'xyz' }] })), /files\[0\]\.sha256/);
+    assert.throws(
+      () => parseSwitchyardManifest(JSON.stringify({ ...manifest(), files: [{ name: '../etc/passwd', bytes: 1, sha256: 'a'.repeat(64) }] })),
+      /files\[0\]\.name/,
+    );
+    assert.throws(
+      () => parseSwitchyardManifest(JSON.stringify({ ...manifest(), files: [{ name: 'base.tar.gz', bytes: 1, sha256: 'xyz' }] })),
+      /files\[0\]\.sha256/,
+    );
     assert.throws(() => parseSwitchyardManifest(JSON.stringify({ ...manifest(), finishedAt: 'yesterday' })), /"finishedAt" should be an ISO time/);
   });
 
-  it('drill.json: parsed when it is this backup\'s record, null otherwise', () => {
-    const rec = { backupId: 'b1', provenAt: '2026-05-09T08:00:00.000Z', workflowId: 'wf', rtoSeconds: 2.5, rpoSeconds: 1194, rowCounts: { 'public.sandbox_rows': 203 }, queries: [{ sql: 'SELECT 1', ok: true, result: '1' }] };
+  it("drill.json: parsed when it is this backup's record, null otherwise", () => {
+    const rec = {
+      backupId: 'b1',
+      provenAt: '2026-05-09T08:00:00.000Z',
+      workflowId: 'wf',
+      rtoSeconds: 2.5,
+      rpoSeconds: 1194,
+      rowCounts: { 'public.sandbox_rows': 203 },
+      queries: [{ sql: 'SELECT 1', ok: true, result: '1' }],
+    };
     assert.deepEqual(parseDrillRecord(JSON.stringify(rec), 'b1'), rec);
     assert.equal(parseDrillRecord(JSON.stringify(rec), 'b2'), null);
     assert.equal(parseDrillRecord('{'), null);
@@ -130,9 +153,17 @@ describe('switchyard-manifest.json and drill.json', () => {
   });
 });
 
-describe('the backup host\'s listing', () => {
+describe("the backup host's listing", () => {
   it('parses directories with their manifest and drill record sizes; skips unfinished and foreign names', () => {
-    const text = ['D\tb2\t1778312445\t1200\t-', 'D\tb1\t1778312000\t1100\t640', 'D\tb3.partial\t1778312500\t-\t-', 'D\tlost+found\t1\t-\t-', 'junk', 'D\tb4\t1778312600\t-\t-', ''].join('\n');
+    const text = [
+      'D\tb2\t1778312445\t1200\t-',
+      'D\tb1\t1778312000\t1100\t640',
+      'D\tb3.partial\t1778312500\t-\t-',
+      'D\tlost+found\t1\t-\t-',
+      'junk',
+      'D\tb4\t1778312600\t-\t-',
+      '',
+    ].join('\n');
     assert.deepEqual(parseListing(text), [
       { name: 'b2', modifiedAt: new Date(1778312445 * 1000).toISOString(), manifestBytes: 1200, drillBytes: null },
       { name: 'b1', modifiedAt: new Date(1778312000 * 1000).toISOString(), manifestBytes: 1100, drillBytes: 640 },
@@ -140,7 +171,7 @@ describe('the backup host\'s listing', () => {
     ]);
   });
 
-  it('newest first: by the manifest\'s finish time, else the directory\'s mtime', () => {
+  it("newest first: by the manifest's finish time, else the directory's mtime", () => {
     const e = (backupId: string, finishedAt: string | null, modifiedAt: string): PgBackupEntry => ({
       backupId,
       dir: `/b/${backupId}`,
@@ -154,7 +185,10 @@ describe('the backup host\'s listing', () => {
       e('new', '2026-05-08T00:00:00Z', '2026-05-08T00:00:00Z'),
       e('incomplete', null, '2026-05-05T00:00:00Z'),
     ]);
-    assert.deepEqual(sorted.map((x) => x.backupId), ['new', 'incomplete', 'old']);
+    assert.deepEqual(
+      sorted.map((x) => x.backupId),
+      ['new', 'incomplete', 'old'],
+    );
   });
 });
 
@@ -170,22 +204,30 @@ describe('paths', () => {
 
   it('refuses ids and names that would leave the root, non-retryably', () => {
     for (const id of ['../x', 'a/b', '.hidden', '', 'x'.repeat(129), 'b1.partial']) {
-      assert.throws(() => backupPaths('/srv/backups', 'demo', id), (e: unknown) => e instanceof ApplicationFailure && e.type === 'ConfigError' && e.nonRetryable === true, id);
+      assert.throws(
+        () => backupPaths('/srv/backups', 'demo', id),
+        (e: unknown) => e instanceof ApplicationFailure && e.type === 'ConfigError' && e.nonRetryable === true,
+        id,
+      );
     }
     for (const cluster of ['..', '.', 'a/b', '']) assert.throws(() => clusterDirOf('/srv/backups', cluster), { type: 'ConfigError' });
     assert.throws(() => clusterDirOf('relative/root', 'demo'), { type: 'ConfigError' });
   });
 
-  it('the drill\'s socket sits in the scratch dir unless that path is too long for a unix socket', () => {
+  it("the drill's socket sits in the scratch dir unless that path is too long for a unix socket", () => {
     assert.deepEqual(drillSocketDir('/srv/backups/demo/.drill-b1', 55432), { dir: '/srv/backups/demo/.drill-b1', separate: false });
     const long = drillSocketDir(`/srv/backups/demo/.drill-${'x'.repeat(100)}`, 55432);
     assert.equal(long.separate, true);
     assert.match(long.dir, /^\/tmp\/switchyard-drill-[0-9a-f]{16}$/);
-    assert.deepEqual(drillSocketDir(`/srv/backups/demo/.drill-${'x'.repeat(100)}`, 55432), long, 'the same scratch gets the same socket dir (a retry finds it)');
+    assert.deepEqual(
+      drillSocketDir(`/srv/backups/demo/.drill-${'x'.repeat(100)}`, 55432),
+      long,
+      'the same scratch gets the same socket dir (a retry finds it)',
+    );
   });
 });
 
-describe('the drill\'s own configuration', () => {
+describe("the drill's own configuration", () => {
   it('postgresql.conf: no TCP, its own socket and port, hba inside the scratch, no archiving or replication', () => {
     const conf = drillPostgresqlConf({ cluster: 'demo', backupId: 'b1', dataDir: "/srv/it's/data", socketDir: '/srv/scratch', port: 55432 });
     const get = (k: string) => new RegExp(`^${k} = (.*)$`, 'm').exec(conf)?.[1];
@@ -196,10 +238,18 @@ describe('the drill\'s own configuration', () => {
     assert.equal(get('archive_mode'), 'off');
     assert.equal(get('primary_conninfo'), "''");
     assert.equal(get('hot_standby'), 'off');
-    for (const k of conf.split('\n').filter((l) => /^[a-z_]+ =/.test(l)).map((l) => l.split(' ')[0])) {
+    for (const k of conf
+      .split('\n')
+      .filter((l) => /^[a-z_]+ =/.test(l))
+      .map((l) => l.split(' ')[0])) {
       assert.ok(DRILL_OWNED_SETTINGS.includes(k), `${k} set by the drill is stripped from the copy's auto.conf`);
     }
-    assert.equal(DRILL_HBA.split('\n').filter((l) => l && !l.startsWith('#')).join('\n'), 'local all all trust');
+    assert.equal(
+      DRILL_HBA.split('\n')
+        .filter((l) => l && !l.startsWith('#'))
+        .join('\n'),
+      'local all all trust',
+    );
   });
 
   it('postgresql.auto.conf loses what would connect the copy to the live cluster, and keeps the rest', () => {
@@ -225,8 +275,11 @@ describe('the drill\'s own configuration', () => {
     assert.throws(() => rewriteTablespaceMap('garbage\n', (o) => o), /not "<oid> <path>"/);
   });
 
-  it('a refused login is recognised in pg_basebackup\'s output (not retried)', () => {
-    assert.match('pg_basebackup: error: connection to server at "127.0.2.1", port 5432 failed: FATAL:  password authentication failed for user "replicator"', LOGIN_REFUSED_RE);
+  it("a refused login is recognised in pg_basebackup's output (not retried)", () => {
+    assert.match(
+      'pg_basebackup: error: connection to server at "127.0.2.1", port 5432 failed: FATAL:  password authentication failed for user "replicator"',
+      LOGIN_REFUSED_RE,
+    );
     assert.match('pg_basebackup: error: connection to server at "127.0.2.1", port 5432 failed: fe_sendauth: no password supplied', LOGIN_REFUSED_RE);
     assert.match('FATAL:  no pg_hba.conf entry for replication connection from host "127.0.2.2", user "replicator"', LOGIN_REFUSED_RE);
     assert.doesNotMatch('pg_basebackup: error: connection to server at "127.0.2.1", port 5432 failed: Connection refused', LOGIN_REFUSED_RE);
@@ -253,14 +306,20 @@ describe('estimateBackupBytes', () => {
     modifiedAt: null,
   });
 
-  it('applies the newest earlier backup\'s compression to today\'s databases, plus a quarter', () => {
-    const e = estimateBackupBytes(1000 * MiB, [entry('new', { totalBytes: 100 * MiB, databaseBytes: 400 * MiB }), entry('old', { totalBytes: 1 * MiB, databaseBytes: 400 * MiB })]);
+  it("applies the newest earlier backup's compression to today's databases, plus a quarter", () => {
+    const e = estimateBackupBytes(1000 * MiB, [
+      entry('new', { totalBytes: 100 * MiB, databaseBytes: 400 * MiB }),
+      entry('old', { totalBytes: 1 * MiB, databaseBytes: 400 * MiB }),
+    ]);
     assert.equal(e?.bytes, Math.ceil(1000 * MiB * 0.25 * 1.25));
     assert.equal(e?.from, 'backup new (100.0 MiB for 400.0 MiB of databases)');
   });
 
   it('skips backups without both sizes; nothing to go on is null', () => {
-    assert.equal(estimateBackupBytes(1000, [entry('a', { databaseBytes: null }), entry('b', null), entry('c', { totalBytes: 10, databaseBytes: 100 })])?.bytes, 125);
+    assert.equal(
+      estimateBackupBytes(1000, [entry('a', { databaseBytes: null }), entry('b', null), entry('c', { totalBytes: 10, databaseBytes: 100 })])?.bytes,
+      125,
+    );
     assert.equal(estimateBackupBytes(1000, []), null);
     assert.equal(estimateBackupBytes(null, [entry('c', { totalBytes: 10, databaseBytes: 100 })]), null);
     assert.equal(estimateBackupBytes(1000, [entry('z', { totalBytes: 10, databaseBytes: 0 })]), null);

@@ -1,7 +1,7 @@
 /** What a restore needs free beside the data directory (restoreSpaceNeeded), without a host. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { restoreSpaceNeeded } from '../../src/activities/backup-restore';
+import { restoreSpaceNeeded } from '../../src/activities/backup/pg-restore';
 import { FREE_SPACE_RESERVE_MIN_BYTES } from '../../src/activities/remote';
 
 const MiB = 1024 * 1024;
@@ -20,7 +20,7 @@ describe('restoreSpaceNeeded', () => {
     assert.equal(s.needBytes, 10 * GiB);
   });
 
-  it('without the databases\' size, at least the compressed size is assumed for the extraction', () => {
+  it("without the databases' size, at least the compressed size is assumed for the extraction", () => {
     const s = restoreSpaceNeeded({ totalBytes: 300 * MiB, databaseBytes: null }, 300 * MiB);
     assert.equal(s.needBytes, 600 * MiB);
     assert.match(s.how, /at least the compressed size/);

@@ -211,8 +211,7 @@ function dependencyProblems(c: ComposeFile): string[] {
         out.push(`${name} depends on "${dep}", which is not a service`);
         continue;
       }
-      if (condition === 'service_healthy' && !hasHealthcheck(c, dep))
-        out.push(`${name} waits for "${dep}" to be healthy, but "${dep}" has no healthcheck`);
+      if (condition === 'service_healthy' && !hasHealthcheck(c, dep)) out.push(`${name} waits for "${dep}" to be healthy, but "${dep}" has no healthcheck`);
       const restart = c.services[dep].restart;
       if (condition === 'service_completed_successfully' && (restart === 'always' || restart === 'unless-stopped'))
         out.push(`${name} waits for "${dep}" to complete, but "${dep}" restarts (${restart}) and never completes`);
@@ -420,12 +419,14 @@ function importGraph(): { files: Set<string>; packages: Map<string, string>; unr
     const file = queue.shift() as string;
     if (files.has(file)) continue;
     files.add(file);
-    const src = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
+    const src = readFileSync(file, 'utf8')
+      .replace(/\/\*[\s\S]*?\*\//g, '')
+      .replace(/^\s*\/\/.*$/gm, '');
     const found: { spec: string; dynamic: boolean }[] = [];
     // import/export … from '…' (the clause holds no ';' or quote, so a match never runs into the
     // next statement); type-only imports are erased by tsx and load nothing.
     for (const m of src.matchAll(/^\s*(?:import|export)\s+(type\s+)?(?:([^;'"]*?)\sfrom\s+)?['"]([^'"]+)['"]/gm)) {
-      const typeOnly = m[1] !== undefined || /^\{\s*type\s[^}]*\}$/.test((m[2] ?? '').trim()) && !/,\s*(?!type\s)[A-Za-z_$]/.test(m[2] ?? '');
+      const typeOnly = m[1] !== undefined || (/^\{\s*type\s[^}]*\}$/.test((m[2] ?? '').trim()) && !/,\s*(?!type\s)[A-Za-z_$]/.test(m[2] ?? ''));
       if (!typeOnly) found.push({ spec: m[3], dynamic: false });
     }
     for (const m of src.matchAll(/\brequire(?:\.resolve)?\(\s*['"]([^'"]+)['"]\s*\)/g)) found.push({ spec: m[1], dynamic: false });
@@ -458,8 +459,14 @@ describe('docker-compose.yml', () => {
         (c.services.temporal.depends_on as Record<string, { condition: string }>)['temporal-db'].condition = 'service_happy';
       }),
     );
-    assert.ok(problems.some((p) => p.includes('"restrat"')), problems.join('\n'));
-    assert.ok(problems.some((p) => p.startsWith('/services/temporal/depends_on/temporal-db/condition must be equal to one of the allowed values')), problems.join('\n'));
+    assert.ok(
+      problems.some((p) => p.includes('"restrat"')),
+      problems.join('\n'),
+    );
+    assert.ok(
+      problems.some((p) => p.startsWith('/services/temporal/depends_on/temporal-db/condition must be equal to one of the allowed values')),
+      problems.join('\n'),
+    );
   });
 
   it('interpolates like compose', () => {
@@ -571,7 +578,10 @@ describe('docker-compose.yml', () => {
     const m = /SEARCH_ATTRIBUTES=\$\{SWITCHYARD_SEARCH_ATTRIBUTES:-([^}]*)\}/.exec(script);
     assert.ok(m, 'setup-namespace.sh has no default SEARCH_ATTRIBUTES');
     assert.deepEqual(m[1].split(/\s+/).sort(), SEARCH_ATTRIBUTES.map((k) => k.name).sort());
-    assert.ok(SEARCH_ATTRIBUTES.every((k) => k.type === 'KEYWORD'), 'setup-namespace.sh registers Keyword attributes only');
+    assert.ok(
+      SEARCH_ATTRIBUTES.every((k) => k.type === 'KEYWORD'),
+      'setup-namespace.sh registers Keyword attributes only',
+    );
     assert.match(compose.services['temporal-setup'].entrypoint?.toString() ?? '', /setup-namespace\.sh/);
   });
 
@@ -585,7 +595,13 @@ describe('docker-compose.yml', () => {
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-compose-'));
     try {
       const bad = join(dir, 'docker-compose.yml');
-      writeFileSync(bad, composeText.replace('      temporal-setup:\n        condition: service_completed_successfully', '      ghost:\n        condition: service_completed_successfully'));
+      writeFileSync(
+        bad,
+        composeText.replace(
+          '      temporal-setup:\n        condition: service_completed_successfully',
+          '      ghost:\n        condition: service_completed_successfully',
+        ),
+      );
       const r = spawnSync('docker', ['compose', '--project-directory', ROOT, '-f', bad, 'config', '--quiet'], { cwd: ROOT, encoding: 'utf8', env });
       assert.notEqual(r.status, 0, 'docker compose config accepted a dependency on a missing service');
       assert.match(r.stderr, /ghost/);
@@ -615,9 +631,15 @@ describe('Dockerfile and .dockerignore', () => {
       'ENTRYPOINT is "node bin/switchyard.js worker", expected ["node","bin/switchyard.js","worker"] (exec form)',
     ];
     for (const e of expected) assert.ok(problems.includes(e), `missing "${e}" in:\n${problems.join('\n')}`);
-    assert.ok(problems.some((p) => p.startsWith('npm runs without --omit=dev: npm install')), problems.join('\n'));
+    assert.ok(
+      problems.some((p) => p.startsWith('npm runs without --omit=dev: npm install')),
+      problems.join('\n'),
+    );
     assert.equal(problems.length, expected.length + 1, problems.join('\n'));
-    assert.deepEqual(dockerfileProblems('FROM debian\nRUN true\n').slice(0, 2), ['line 1: FROM "debian" has no tag: pin a version such as name:1.2.3', 'the final stage sets no USER: the worker would run as root']);
+    assert.deepEqual(dockerfileProblems('FROM debian\nRUN true\n').slice(0, 2), [
+      'line 1: FROM "debian" has no tag: pin a version such as name:1.2.3',
+      'the final stage sets no USER: the worker would run as root',
+    ]);
   });
 
   it('.dockerignore keeps local state, tools, history and secrets out of the build context', () => {
@@ -651,7 +673,12 @@ describe('deploy/', () => {
     const readme = read('deploy/schema/README.md');
     const sha = /sha256 of compose-spec\.json: `([0-9a-f]{64})`/.exec(readme)?.[1];
     assert.ok(sha, 'deploy/schema/README.md records no sha256');
-    assert.equal(createHash('sha256').update(readFileSync(join(ROOT, SCHEMA_FILE))).digest('hex'), sha);
+    assert.equal(
+      createHash('sha256')
+        .update(readFileSync(join(ROOT, SCHEMA_FILE)))
+        .digest('hex'),
+      sha,
+    );
     assert.match(readme, /module: `github\.com\/compose-spec\/compose-go\/v2`/);
     assert.equal(composeSchema.title, 'Compose Specification');
     assert.ok(existsSync(join(ROOT, 'deploy/schema/LICENSE')) && existsSync(join(ROOT, 'deploy/schema/NOTICE')));
@@ -678,12 +705,17 @@ describe('deploy/', () => {
       assert.equal(r.env, undefined, `the example takes a secret from the environment variable ${r.env}; compose gives files`);
       assert.ok(r.file && granted.has(r.file), `the example reads ${r.file}, which compose does not give the worker`);
     }
-    for (const path of granted.keys())
-      assert.ok(refs.some((r) => r.file === path) || usedByEnv.has(path), `the worker is given ${path}, but nothing reads it`);
+    for (const path of granted.keys()) assert.ok(refs.some((r) => r.file === path) || usedByEnv.has(path), `the worker is given ${path}, but nothing reads it`);
   });
 
   it('every shell script parses', () => {
-    const scripts = ['deploy/init-secrets.sh', 'deploy/schema/update.sh', ...readdirSync(join(ROOT, 'deploy/temporal')).filter((f) => f.endsWith('.sh')).map((f) => `deploy/temporal/${f}`)];
+    const scripts = [
+      'deploy/init-secrets.sh',
+      'deploy/schema/update.sh',
+      ...readdirSync(join(ROOT, 'deploy/temporal'))
+        .filter((f) => f.endsWith('.sh'))
+        .map((f) => `deploy/temporal/${f}`),
+    ];
     for (const s of scripts) {
       assert.match(read(s), /^#!\/bin\/sh\n/, `${s}: expected a POSIX sh script (Temporal's images are Alpine: no bash)`);
       const r = spawnSync('sh', ['-n', join(ROOT, s)], { encoding: 'utf8' });

@@ -4,10 +4,28 @@ import { describe, it } from 'node:test';
 import type { PgControlData, PgNodeStatus } from '../../src/contract/observations';
 import { judgeLoss } from '../../src/workflows/lib/data-loss';
 
-const standby = (receiveLsn: string | null, replayLsn: string | null = receiveLsn): PgNodeStatus => ({ cluster: 'demo', node: 'dc2-db', site: 'dc2', reachable: true, inRecovery: true, receiveLsn, replayLsn });
+const standby = (receiveLsn: string | null, replayLsn: string | null = receiveLsn): PgNodeStatus => ({
+  cluster: 'demo',
+  node: 'dc2-db',
+  site: 'dc2',
+  reachable: true,
+  inRecovery: true,
+  receiveLsn,
+  replayLsn,
+});
 const down: PgNodeStatus = { cluster: 'demo', node: 'dc1-db', site: 'dc1', reachable: false, error: 'connect ECONNREFUSED' };
 const control = (state: string, checkpointLsn: string): PgControlData =>
-  ({ node: 'dc1-db', ok: true, state, checkpointLsn, redoLsn: checkpointLsn, timeline: 1, minRecoveryEndLsn: null, systemIdentifier: '1', detail: '' }) as PgControlData;
+  ({
+    node: 'dc1-db',
+    ok: true,
+    state,
+    checkpointLsn,
+    redoLsn: checkpointLsn,
+    timeline: 1,
+    minRecoveryEndLsn: null,
+    systemIdentifier: '1',
+    detail: '',
+  }) as PgControlData;
 
 describe('judgeLoss', () => {
   it('a clean shutdown checkpoint the standby received is zero bytes, exact', () => {
@@ -22,7 +40,13 @@ describe('judgeLoss', () => {
   });
 
   it('WAL received but not replayed is not lost: promotion replays it', () => {
-    const l = judgeLoss({ oldNode: 'dc1-db', control: control('shut down', '0/3000028'), oldAtStart: down, last: null, standby: standby('0/30000A0', '0/2000000') });
+    const l = judgeLoss({
+      oldNode: 'dc1-db',
+      control: control('shut down', '0/3000028'),
+      oldAtStart: down,
+      last: null,
+      standby: standby('0/30000A0', '0/2000000'),
+    });
     assert.equal(l.bytes, 0);
     assert.match(l.detail, /received but not yet replayed/);
   });

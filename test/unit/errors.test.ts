@@ -14,7 +14,8 @@ const ACTIVITIES = join(__dirname, '../../src/activities');
 describe('failure types', () => {
   it('the workflows retry exactly what the table says a retry can help', () => {
     assert.deepEqual([...NON_RETRYABLE], [...NON_RETRYABLE_ERRORS]);
-    for (const n of ['ConfigError', 'WrongRole', 'ClusterBusy', 'RestoreMetadataTooLarge', 'Ec2NoVolumes', 'TerminateRefused', 'BackupCorrupt']) assert.ok(NON_RETRYABLE.includes(n), `${n} is not retried`);
+    for (const n of ['ConfigError', 'WrongRole', 'ClusterBusy', 'RestoreMetadataTooLarge', 'Ec2NoVolumes', 'TerminateRefused', 'BackupCorrupt'])
+      assert.ok(NON_RETRYABLE.includes(n), `${n} is not retried`);
     assert.equal(NON_RETRYABLE.includes('LockUnreadable'), false, 'an unreadable lock holder is read again');
     assert.equal(Errors.Ec2NoVolumes, 'Ec2NoVolumes');
   });

@@ -10,8 +10,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
-import { parseFenceRead } from '../../src/activities/fence';
-import { Runtime } from '../../src/activities/deps';
+import { parseFenceRead } from '../../src/activities/postgres/fence';
+import { Runtime } from '../../src/activities/runtime';
 import { unreachableKind } from '../../src/activities/postgres';
 import type { PgNodeStatus } from '../../src/contract/observations';
 import { lossGate, type DataLoss } from '../../src/workflows/lib/data-loss';
@@ -34,7 +34,12 @@ describe('nodeState: checks fail closed', () => {
 
   it('roles, and streaming from the expected primary only', () => {
     assert.equal(nodeState({ ...base, reachable: true, inRecovery: false }), 'primary');
-    const st: PgNodeStatus = { ...base, reachable: true, inRecovery: true, walReceiver: { status: 'streaming', senderHost: '10.0.0.2', senderPort: 5432, slotName: 'x' } };
+    const st: PgNodeStatus = {
+      ...base,
+      reachable: true,
+      inRecovery: true,
+      walReceiver: { status: 'streaming', senderHost: '10.0.0.2', senderPort: 5432, slotName: 'x' },
+    };
     assert.equal(nodeState(st), 'standby-streaming');
     assert.equal(nodeState(st, { host: '10.0.0.2', port: 5432 }), 'standby-streaming');
     assert.equal(nodeState(st, { host: '10.0.0.3', port: 5432 }), 'standby');
@@ -90,7 +95,16 @@ describe('unreachableKind', () => {
 });
 
 describe('lossGate: a lower bound counts only while its reading is fresh', () => {
-  const loss = (o: Partial<DataLoss>): DataLoss => ({ bytes: 0, exact: false, source: 'readiness', oldPrimaryLsn: '0/1', standbyLsn: '0/1', observedAt: null, detail: '', ...o });
+  const loss = (o: Partial<DataLoss>): DataLoss => ({
+    bytes: 0,
+    exact: false,
+    source: 'readiness',
+    oldPrimaryLsn: '0/1',
+    standbyLsn: '0/1',
+    observedAt: null,
+    detail: '',
+    ...o,
+  });
   const now = Date.parse('2026-12-01T12:00:00Z');
 
   it('exact within the threshold: not asked, however old', () => {
@@ -114,7 +128,11 @@ describe('lossGate: a lower bound counts only while its reading is fresh', () =>
 describe('parseFenceRead', () => {
   it('reads standby.signal and the marker', () => {
     const r = parseFenceRead(`standby.signal\nmarker\n{"fencedBy":"failover-1","newPrimary":"dc2-db","at":"2026-12-01T00:00:00Z","reason":"dc1 lost power"}\n`);
-    assert.deepEqual(r, { standbySignal: true, marker: { fencedBy: 'failover-1', newPrimary: 'dc2-db', at: '2026-12-01T00:00:00Z', reason: 'dc1 lost power' }, problem: null });
+    assert.deepEqual(r, {
+      standbySignal: true,
+      marker: { fencedBy: 'failover-1', newPrimary: 'dc2-db', at: '2026-12-01T00:00:00Z', reason: 'dc1 lost power' },
+      problem: null,
+    });
     assert.deepEqual(parseFenceRead(''), { standbySignal: false, marker: null, problem: null });
   });
   it('an unreadable marker still means fenced', () => {
@@ -134,7 +152,15 @@ describe('sandbox/bin/stonith.cjs', () => {
     const other = join(dir, 'dc2-db');
     mkdirSync(hostDir);
     // A "postmaster" (names the host dir) with a child, and a process of another host.
-    const parent = spawn(process.execPath, ['-e', 'require("child_process").spawn(process.execPath, ["-e", "setInterval(()=>{},1000)"], { stdio: "ignore" }); setInterval(() => {}, 1000)', `${hostDir}/conf`], { stdio: 'ignore' });
+    const parent = spawn(
+      process.execPath,
+      [
+        '-e',
+        'require("child_process").spawn(process.execPath, ["-e", "setInterval(()=>{},1000)"], { stdio: "ignore" }); setInterval(() => {}, 1000)',
+        `${hostDir}/conf`,
+      ],
+      { stdio: 'ignore' },
+    );
     const bystander = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', `${other}/conf`], { stdio: 'ignore' });
     try {
       await new Promise((r) => setTimeout(r, 400));

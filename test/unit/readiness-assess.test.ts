@@ -11,8 +11,21 @@ const layout = clusterLayout('shop', loadTopology(join(__dirname, '../../example
 const base = { cluster: 'shop', reachable: true, timeline: 1 };
 
 function observations(): Observations {
-  const primary: PgNodeStatus = { ...base, node: 'eu1-db', site: 'eu1', inRecovery: false, currentLsn: '0/5000000', slots: [{ name: 'eu2_db', active: true, restartLsn: '0/5000000' }] };
-  const standby: PgNodeStatus = { ...base, node: 'eu2-db', site: 'eu2', inRecovery: true, walReceiver: { status: 'streaming', senderHost: '10.1.0.10', senderPort: 5432, slotName: 'eu2_db' } };
+  const primary: PgNodeStatus = {
+    ...base,
+    node: 'eu1-db',
+    site: 'eu1',
+    inRecovery: false,
+    currentLsn: '0/5000000',
+    slots: [{ name: 'eu2_db', active: true, restartLsn: '0/5000000' }],
+  };
+  const standby: PgNodeStatus = {
+    ...base,
+    node: 'eu2-db',
+    site: 'eu2',
+    inRecovery: true,
+    walReceiver: { status: 'streaming', senderHost: '10.1.0.10', senderPort: 5432, slotName: 'eu2_db' },
+  };
   return {
     layout,
     nodes: [primary, standby],
@@ -32,10 +45,13 @@ function observations(): Observations {
   };
 }
 
-const failed = (o: Observations) => assessReadiness(o, '2026-01-01T00:00:00.000Z').checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+const failed = (o: Observations) =>
+  assessReadiness(o, '2026-01-01T00:00:00.000Z')
+    .checks.filter((c) => !c.ok)
+    .map((c) => `${c.name}: ${c.detail}`);
 
 describe('assessReadiness', () => {
-  it('all healthy: ready, and the primary LSN is the write probe\'s', () => {
+  it("all healthy: ready, and the primary LSN is the write probe's", () => {
     const r = assessReadiness(observations(), '2026-01-01T00:00:00.000Z');
     assert.deepEqual(failed(observations()), []);
     assert.equal(r.ready, true);
@@ -45,7 +61,7 @@ describe('assessReadiness', () => {
   it('services running on the standby site are a fault (Circonus stops them there)', () => {
     const o = observations();
     o.services[1].running = true;
-    assert.deepEqual(failed(o), ['service:eu2/fault-detection: running on standby site eu2; only the primary site\'s services should run']);
+    assert.deepEqual(failed(o), ["service:eu2/fault-detection: running on standby site eu2; only the primary site's services should run"]);
   });
 
   it('maintenance left on at the primary site is a fault; on at the standby site is not', () => {

@@ -30,7 +30,23 @@ function pg(id: string, daysAgo: number, opts: { proven?: boolean; complete?: bo
 }
 
 function ebs(id: string, daysAgo: number, snaps: string[]): EbsBackupEntry {
-  return { backupId: id, node: 'dc2-db', createdAt: at(daysAgo), snapshots: snaps.map((s) => ({ snapshotId: s, volumeId: 'vol-1', device: '/dev/sda1', sizeGiB: 8, state: 'completed', progress: '100%', startTime: at(daysAgo), description: null, tags: {} })), restore: null };
+  return {
+    backupId: id,
+    node: 'dc2-db',
+    createdAt: at(daysAgo),
+    snapshots: snaps.map((s) => ({
+      snapshotId: s,
+      volumeId: 'vol-1',
+      device: '/dev/sda1',
+      sizeGiB: 8,
+      state: 'completed',
+      progress: '100%',
+      startTime: at(daysAgo),
+      description: null,
+      tags: {},
+    })),
+    restore: null,
+  };
 }
 
 const decide = (pgs: PgBackupEntry[], snaps: EbsBackupEntry[], keepLast: number, maxAgeDays: number, protect: string[] = []) =>
@@ -52,13 +68,21 @@ describe('retention: keep the last N and anything younger than the maximum age',
   });
 
   it('treats a backup id as one unit: snapshots and the base backup go together, snapshot-only backups count too', () => {
-    const decisions = planRetention(catalog([pg('b1', 30), pg('b2', 1)], [ebs('b1', 30, ['snap-1', 'snap-2']), ebs('s-only', 40, ['snap-3'])]), { keepLast: 1, maxAgeSeconds: 7 * 86400 }, NOW);
+    const decisions = planRetention(
+      catalog([pg('b1', 30), pg('b2', 1)], [ebs('b1', 30, ['snap-1', 'snap-2']), ebs('s-only', 40, ['snap-3'])]),
+      { keepLast: 1, maxAgeSeconds: 7 * 86400 },
+      NOW,
+    );
     const b1 = decisions.find((d) => d.backupId === 'b1')!;
     assert.equal(b1.action, 'delete');
     assert.equal(b1.pg, true);
     assert.deepEqual(b1.snapshots, ['snap-1', 'snap-2']);
     assert.equal(decisions.find((d) => d.backupId === 's-only')!.action, 'delete');
-    assert.deepEqual(decisions.map((d) => d.backupId), ['b2', 'b1', 's-only'], 'newest first');
+    assert.deepEqual(
+      decisions.map((d) => d.backupId),
+      ['b2', 'b1', 's-only'],
+      'newest first',
+    );
   });
 
   it('an interrupted base backup does not count towards the last N and goes once it is old', () => {
@@ -68,7 +92,10 @@ describe('retention: keep the last N and anything younger than the maximum age',
 
   it('keeps what this run made and says why for every decision', () => {
     const d = planRetention(catalog([pg('now', 30)], []), { keepLast: 1, maxAgeSeconds: 86400 }, NOW, ['now']);
-    assert.deepEqual(d.map((x) => [x.action, x.why]), [['keep', 'made by this run']]);
+    assert.deepEqual(
+      d.map((x) => [x.action, x.why]),
+      [['keep', 'made by this run']],
+    );
     const d2 = planRetention(catalog([pg('a', 1), pg('b', 30)], []), { keepLast: 1, maxAgeSeconds: 7 * 86400 }, NOW);
     assert.match(d2[0].why, /one of the last 1/);
     assert.match(d2[1].why, /not among the last 1, 30 d old \(maximum age 7 d\)/);
@@ -85,15 +112,34 @@ describe('backup ids from scheduled runs', () => {
 
 describe('readiness: the newest proven-restorable backup against backup.maxRestorableAge', () => {
   const layout = clusterLayout('shop', loadTopology(join(__dirname, '../../examples/switchyard.yaml')).clusters.shop);
-  const obs = (backups: Observations['backups']): Observations => ({ layout, nodes: [], probe: null, lags: [], ssh: [], services: [], maintenance: [], traffic: [], ec2: null, backups });
+  const obs = (backups: Observations['backups']): Observations => ({
+    layout,
+    nodes: [],
+    probe: null,
+    lags: [],
+    ssh: [],
+    services: [],
+    maintenance: [],
+    traffic: [],
+    ec2: null,
+    backups,
+  });
   const backupCheck = (b: Observations['backups'], now = '2026-11-29T12:00:00.000Z') => assessReadiness(obs(b), now).checks.find((c) => c.name === 'backup');
 
   it('passes with a backup proven within the bound (2d in the example), fails past it, names the age', () => {
     assert.equal(layout.backup?.maxRestorableAgeSeconds, 2 * 86400);
-    const fresh = backupCheck({ newestProven: { backupId: 'b9', provenAt: '2026-11-29T06:00:00Z', finishedAt: '2026-11-29T05:00:00Z' }, complete: 3, error: null });
+    const fresh = backupCheck({
+      newestProven: { backupId: 'b9', provenAt: '2026-11-29T06:00:00Z', finishedAt: '2026-11-29T05:00:00Z' },
+      complete: 3,
+      error: null,
+    });
     assert.equal(fresh?.ok, true);
     assert.match(fresh!.detail, /b9 is 7 h old/);
-    const stale = backupCheck({ newestProven: { backupId: 'b1', provenAt: '2026-11-25T06:00:00Z', finishedAt: '2026-11-25T05:00:00Z' }, complete: 3, error: null });
+    const stale = backupCheck({
+      newestProven: { backupId: 'b1', provenAt: '2026-11-25T06:00:00Z', finishedAt: '2026-11-25T05:00:00Z' },
+      complete: 3,
+      error: null,
+    });
     assert.equal(stale?.ok, false);
     assert.match(stale!.detail, /4\.3 d old.*maximum 2 d/);
   });
@@ -117,7 +163,10 @@ describe('schedule input', () => {
     assert.equal(checkCron('0 */6 * * *'), '0 */6 * * *');
     assert.equal(checkCron('@daily'), '@daily');
     assert.equal(checkCron('@every 6h'), '@every 6h');
-    assert.throws(() => checkCron('every six hours'), (e: unknown) => e instanceof ScheduleInputError && /five cron fields/.test((e as Error).message));
+    assert.throws(
+      () => checkCron('every six hours'),
+      (e: unknown) => e instanceof ScheduleInputError && /five cron fields/.test((e as Error).message),
+    );
     assert.throws(() => checkCron('0 */6 * *'), ScheduleInputError);
     assert.throws(() => checkDuration('--max-age', '2 weeks'), /--max-age: expected a duration/);
   });

@@ -39,7 +39,14 @@ function layout() {
           },
         },
         traffic: [
-          { kind: 'haproxy', name: 'front', admin: { address: '10.0.0.3', port: 9999 }, backend: 'pg', servers: { dc1: 'a', dc2: 'b' }, listen: { address: '10.0.0.3', port: 5432 } },
+          {
+            kind: 'haproxy',
+            name: 'front',
+            admin: { address: '10.0.0.3', port: 9999 },
+            backend: 'pg',
+            servers: { dc1: 'a', dc2: 'b' },
+            listen: { address: '10.0.0.3', port: 5432 },
+          },
           { kind: 'command', name: 'dns', host: 'lb', move: ['set-dns', '{site}'], read: ['get-dns'], timeoutSeconds: 200 },
           { kind: 'command', name: 'dns2', host: 'lb', move: ['set-dns', '{site}'], read: ['get-dns'] },
         ],
@@ -57,10 +64,13 @@ describe('hook options', () => {
       { site: 'dc2', name: 'page', host: 'h2', timeoutSeconds: 300, check: false },
     ]);
     assert.equal(JSON.stringify(l).includes('page-team'), false);
-    assert.deepEqual(l.hosts.find((h) => h.name === 'lb'), { name: 'lb', site: null, address: '10.0.0.3', port: 22 });
+    assert.deepEqual(
+      l.hosts.find((h) => h.name === 'lb'),
+      { name: 'lb', site: null, address: '10.0.0.3', port: 22 },
+    );
   });
 
-  it('with a check: its timeout plus the check\'s minute plus a margin, two attempts, heartbeats', () => {
+  it("with a check: its timeout plus the check's minute plus a margin, two attempts, heartbeats", () => {
     const o = hookActivityOptions(layout().hooks[0]);
     assert.equal(o.startToCloseTimeout, `${600 + 60 + SITE_ACT_MARGIN_SECONDS} seconds`);
     assert.equal(o.heartbeatTimeout, '30 seconds');

@@ -59,19 +59,25 @@ describe('topology: valid input', () => {
 
 describe('topology: every kind of bad input names file, path and what was expected', () => {
   it('a missing file says how to point at one', () => {
-    assert.throws(() => loadTopology('/nonexistent/switchyard.yaml'), (err: Error) => {
-      assert.match(err.message, /\/nonexistent\/switchyard\.yaml/);
-      assert.match(err.message, /file not found; pass --config PATH, set SWITCHYARD_CONFIG/);
-      return true;
-    });
+    assert.throws(
+      () => loadTopology('/nonexistent/switchyard.yaml'),
+      (err: Error) => {
+        assert.match(err.message, /\/nonexistent\/switchyard\.yaml/);
+        assert.match(err.message, /file not found; pass --config PATH, set SWITCHYARD_CONFIG/);
+        return true;
+      },
+    );
   });
 
   it('YAML syntax errors carry line and column', () => {
-    assert.throws(() => parseTopology('version: 1\nclusters:\n  demo: [unclosed\n', 'broken.yaml'), (err: Error) => {
-      assert.ok(err instanceof ConfigError);
-      assert.match(err.message, /^invalid topology broken\.yaml:\n  broken\.yaml:\d+:\d+: \(top level\): YAML syntax: /);
-      return true;
-    });
+    assert.throws(
+      () => parseTopology('version: 1\nclusters:\n  demo: [unclosed\n', 'broken.yaml'),
+      (err: Error) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /^invalid topology broken\.yaml:\n  broken\.yaml:\d+:\d+: \(top level\): YAML syntax: /);
+        return true;
+      },
+    );
   });
 
   it('duplicate keys are refused, not silently merged', () => {
@@ -174,10 +180,10 @@ describe('topology: every kind of bad input names file, path and what was expect
 
   it('a site with two database nodes and one with none', () => {
     const ps = problems((d) => (d.clusters.shop.postgres.nodes['eu2-db'].site = 'eu1'));
-    assert.deepEqual(
-      ps.map((p) => p.message).sort(),
-      ['site "eu1" needs exactly one database node, found 2 (eu1-db, eu2-db)', 'site "eu2" needs exactly one database node, found 0'],
-    );
+    assert.deepEqual(ps.map((p) => p.message).sort(), [
+      'site "eu1" needs exactly one database node, found 2 (eu1-db, eu2-db)',
+      'site "eu2" needs exactly one database node, found 0',
+    ]);
   });
 
   it('an Elastic IP driver without an EC2 section', () => {
@@ -186,11 +192,14 @@ describe('topology: every kind of bad input names file, path and what was expect
       for (const n of Object.values(d.clusters.shop.postgres.nodes) as Obj[]) delete n.ec2;
       d.clusters.shop.backup.kinds = ['pg'];
     });
-    assert.deepEqual(ps.map((p) => `${p.path}: ${p.message}`), [
-      'clusters.shop.traffic[0]: the elastic-ip driver "public" needs the cluster\'s "ec2" section (region, endpoint)',
-      'clusters.shop.postgres.nodes.eu1-db.ec2: the elastic-ip driver "public" needs an EC2 selector on every database node',
-      'clusters.shop.postgres.nodes.eu2-db.ec2: the elastic-ip driver "public" needs an EC2 selector on every database node',
-    ]);
+    assert.deepEqual(
+      ps.map((p) => `${p.path}: ${p.message}`),
+      [
+        'clusters.shop.traffic[0]: the elastic-ip driver "public" needs the cluster\'s "ec2" section (region, endpoint)',
+        'clusters.shop.postgres.nodes.eu1-db.ec2: the elastic-ip driver "public" needs an EC2 selector on every database node',
+        'clusters.shop.postgres.nodes.eu2-db.ec2: the elastic-ip driver "public" needs an EC2 selector on every database node',
+      ],
+    );
   });
 
   it('EBS snapshot backups without an EC2 section, and a backup host that is not a host', () => {
@@ -200,12 +209,15 @@ describe('topology: every kind of bad input names file, path and what was expect
       for (const n of Object.values(d.clusters.shop.postgres.nodes) as Obj[]) delete n.ec2;
       d.clusters.shop.backup.host = 'tape-robot';
     });
-    assert.deepEqual(ps.map((p) => `${p.path}: ${p.message}`), [
-      'clusters.shop.backup.host: unknown host "tape-robot"; known: "eu1-db", "eu1-app", "eu2-db", "eu2-app"',
-      'clusters.shop.backup.kinds: EBS snapshot backups need the cluster\'s "ec2" section (region, endpoint)',
-      'clusters.shop.postgres.nodes.eu1-db.ec2: EBS snapshot backups need an EC2 selector on every database node',
-      'clusters.shop.postgres.nodes.eu2-db.ec2: EBS snapshot backups need an EC2 selector on every database node',
-    ]);
+    assert.deepEqual(
+      ps.map((p) => `${p.path}: ${p.message}`),
+      [
+        'clusters.shop.backup.host: unknown host "tape-robot"; known: "eu1-db", "eu1-app", "eu2-db", "eu2-app"',
+        'clusters.shop.backup.kinds: EBS snapshot backups need the cluster\'s "ec2" section (region, endpoint)',
+        'clusters.shop.postgres.nodes.eu1-db.ec2: EBS snapshot backups need an EC2 selector on every database node',
+        'clusters.shop.postgres.nodes.eu2-db.ec2: EBS snapshot backups need an EC2 selector on every database node',
+      ],
+    );
   });
 
   it('two traffic drivers with one name', () => {
@@ -217,12 +229,15 @@ describe('topology: every kind of bad input names file, path and what was expect
   it('points at the line of the offending value', () => {
     const text = exampleText.replace('eu2-db:  { site: eu2, address: 10.2.0.10,', 'eu2-db:  { site: eu2, address: "10.2.0.10 rm -rf",');
     const line = text.split('\n').findIndex((l) => l.includes('10.2.0.10 rm -rf')) + 1;
-    assert.throws(() => parseTopology(text, 'lines.yaml'), (err: Error) => {
-      assert.ok(err instanceof ConfigError);
-      assert.equal(err.problems[0].line, line);
-      assert.match(err.message, new RegExp(`lines\\.yaml:${line}:\\d+: clusters\\.shop\\.hosts\\.eu2-db\\.address: expected a host name or IP address`));
-      return true;
-    });
+    assert.throws(
+      () => parseTopology(text, 'lines.yaml'),
+      (err: Error) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.problems[0].line, line);
+        assert.match(err.message, new RegExp(`lines\\.yaml:${line}:\\d+: clusters\\.shop\\.hosts\\.eu2-db\\.address: expected a host name or IP address`));
+        return true;
+      },
+    );
   });
 
   it('reports every problem at once, not only the first', () => {
@@ -244,6 +259,7 @@ describe('topology: JSON Schema for editors', () => {
   it('describes the shape: required keys and the secret-reference form', async () => {
     const { jsonSchema } = await import('../../src/topology/json-schema');
     const s = JSON.stringify(jsonSchema());
-    for (const key of ['preferredPrimary', 'hostKey', 'dataDir', 'privateKey', 'elastic-ip', 'haproxy']) assert.ok(s.includes(`"${key}"`), `schema mentions ${key}`);
+    for (const key of ['preferredPrimary', 'hostKey', 'dataDir', 'privateKey', 'elastic-ip', 'haproxy'])
+      assert.ok(s.includes(`"${key}"`), `schema mentions ${key}`);
   });
 });

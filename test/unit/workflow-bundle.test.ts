@@ -42,24 +42,36 @@ describe('workflow bundle cache', () => {
     assert.notEqual(bundleKey(root), k2, 'a new lock file (another SDK) changes it');
   });
 
-  it('a cached bundle for the current key is what it returns; a damaged one is rebuilt and replaced; old versions are pruned', { timeout: 120_000 }, async () => {
-    const cache = tempDir();
-    const path = join(cache, `workflows-${bundleKey()}.json`);
-    // Three bundles of other source versions, oldest first, and a crashed build's temporary.
-    for (const [i, name] of ['workflows-aaa.json', 'workflows-bbb.json', 'workflows-ccc.json', 'workflows-ddd.json.1.tmp'].entries()) {
-      writeFileSync(join(cache, name), '{}');
-      const t = new Date(Date.now() - (60 - i) * 60_000);
-      utimesSync(join(cache, name), t, t);
-    }
-    writeFileSync(path, '{"code":"not JSON of a bundle');
-    const built = await workflowBundle({ cacheDir: cache });
-    assert.match(built.code, /__TEMPORAL__/, 'a real bundle was built in place of the damaged file');
-    assert.equal(JSON.parse(readFileSync(path, 'utf8')).code, built.code, 'and cached under the key');
-    assert.deepEqual(readdirSync(cache).sort(), [`workflows-${bundleKey()}.json`, 'workflows-bbb.json', 'workflows-ccc.json'].sort(), 'the two newest other versions kept; the oldest and the stale temporary removed');
+  it(
+    'a cached bundle for the current key is what it returns; a damaged one is rebuilt and replaced; old versions are pruned',
+    { timeout: 120_000 },
+    async () => {
+      const cache = tempDir();
+      const path = join(cache, `workflows-${bundleKey()}.json`);
+      // Three bundles of other source versions, oldest first, and a crashed build's temporary.
+      for (const [i, name] of ['workflows-aaa.json', 'workflows-bbb.json', 'workflows-ccc.json', 'workflows-ddd.json.1.tmp'].entries()) {
+        writeFileSync(join(cache, name), '{}');
+        const t = new Date(Date.now() - (60 - i) * 60_000);
+        utimesSync(join(cache, name), t, t);
+      }
+      writeFileSync(path, '{"code":"not JSON of a bundle');
+      const built = await workflowBundle({ cacheDir: cache });
+      assert.match(built.code, /__TEMPORAL__/, 'a real bundle was built in place of the damaged file');
+      assert.equal(JSON.parse(readFileSync(path, 'utf8')).code, built.code, 'and cached under the key');
+      assert.deepEqual(
+        readdirSync(cache).sort(),
+        [`workflows-${bundleKey()}.json`, 'workflows-bbb.json', 'workflows-ccc.json'].sort(),
+        'the two newest other versions kept; the oldest and the stale temporary removed',
+      );
 
-    writeFileSync(path, JSON.stringify({ code: 'the cached code', sourceMap: '{}' }));
-    assert.deepEqual(await workflowBundle({ cacheDir: cache }), { code: 'the cached code', sourceMap: '{}' }, 'a readable entry for the key is used as it is');
-  });
+      writeFileSync(path, JSON.stringify({ code: 'the cached code', sourceMap: '{}' }));
+      assert.deepEqual(
+        await workflowBundle({ cacheDir: cache }),
+        { code: 'the cached code', sourceMap: '{}' },
+        'a readable entry for the key is used as it is',
+      );
+    },
+  );
 
   it('a cache directory that cannot be written still gives a bundle, built in memory', { timeout: 120_000 }, async (t) => {
     if (process.getuid?.() === 0) {

@@ -48,7 +48,11 @@ describe('checkpoints (real Temporal dev server)', () => {
   });
 
   async function start(p: Partial<CheckpointPolicy> = {}, safety = true): Promise<WorkflowHandle> {
-    const h = await env.client.workflow.start('checkpointProbe', { taskQueue, workflowId: `cp-${randomUUID()}`, args: [{ startedBy: 'alice', policy: { ...policy, ...p }, safety }] });
+    const h = await env.client.workflow.start('checkpointProbe', {
+      taskQueue,
+      workflowId: `cp-${randomUUID()}`,
+      args: [{ startedBy: 'alice', policy: { ...policy, ...p }, safety }],
+    });
     // until the run is waiting
     for (let i = 0; i < 100; i++) {
       if ((await h.query<Progress>('progress')).waitingFor) return h;
@@ -70,7 +74,10 @@ describe('checkpoints (real Temporal dev server)', () => {
     const h = await start();
     const p = await h.query<Progress>('progress');
     assert.equal(p.waitingFor, 'old-primary-dead');
-    assert.deepEqual(p.steps.map((s) => [s.name, s.state]), [['checkpoint:old-primary-dead', 'waiting']]);
+    assert.deepEqual(
+      p.steps.map((s) => [s.name, s.state]),
+      [['checkpoint:old-primary-dead', 'waiting']],
+    );
     assert.match(p.steps[0].detail, /ensure that the initial machine actually is dead/);
     assert.equal((await h.describe()).typedSearchAttributes.get(SA_WAITING_FOR), 'old-primary-dead');
     assert.ok(notified.some((n) => n.event === 'checkpoint' && /waiting at "old-primary-dead"/.test(n.text)));
@@ -82,22 +89,44 @@ describe('checkpoints (real Temporal dev server)', () => {
     assert.equal(o.comment, 'console shows it powered off');
     const after = await h.query<Progress>('progress');
     assert.equal(after.waitingFor, null);
-    assert.deepEqual(after.steps.map((s) => [s.name, s.state, s.detail]), [['checkpoint:old-primary-dead', 'done', 'approved by bob: console shows it powered off']]);
+    assert.deepEqual(
+      after.steps.map((s) => [s.name, s.state, s.detail]),
+      [['checkpoint:old-primary-dead', 'done', 'approved by bob: console shows it powered off']],
+    );
     assert.equal((await h.describe()).typedSearchAttributes.get(SA_WAITING_FOR), undefined);
   });
 
   it('the update refuses a wrong, unknown or not-current checkpoint, a missing name, a non-approver and self-approval — each with its reason', async () => {
     const h = await start();
-    assert.equal(await refusal(h, { checkpoint: 'old-primary-ded', decision: 'approve', by: 'bob' }), 'unknown checkpoint "old-primary-ded"; this runbook\'s checkpoints are "old-primary-dead", "accept-data-loss"');
-    assert.equal(await refusal(h, { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob' }), 'the run is not waiting at "accept-data-loss" (it waits at "old-primary-dead")');
-    assert.equal(await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: '  ' }), 'a decision needs the name of the person deciding ("by")');
-    assert.equal(await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'mallory' }), '"mallory" may not decide here; approvers: alice, bob, carol');
-    assert.equal(await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'alice' }), '"alice" started this run and may not approve its safety checkpoint "old-primary-dead" (two-person rule): another approver must');
+    assert.equal(
+      await refusal(h, { checkpoint: 'old-primary-ded', decision: 'approve', by: 'bob' }),
+      'unknown checkpoint "old-primary-ded"; this runbook\'s checkpoints are "old-primary-dead", "accept-data-loss"',
+    );
+    assert.equal(
+      await refusal(h, { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob' }),
+      'the run is not waiting at "accept-data-loss" (it waits at "old-primary-dead")',
+    );
+    assert.equal(
+      await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: '  ' }),
+      'a decision needs the name of the person deciding ("by")',
+    );
+    assert.equal(
+      await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'mallory' }),
+      '"mallory" may not decide here; approvers: alice, bob, carol',
+    );
+    assert.equal(
+      await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'alice' }),
+      '"alice" started this run and may not approve its safety checkpoint "old-primary-dead" (two-person rule): another approver must',
+    );
     assert.match(await refusal(h, { checkpoint: 'old-primary-dead', decision: 'maybe' as 'approve', by: 'bob' }), /^decision must be "approve" or "reject"/);
     // none of that changed anything: still waiting, nothing decided
     assert.equal((await h.query<Progress>('progress')).waitingFor, 'old-primary-dead');
     // the starter may still reject (the safe direction)
-    assert.deepEqual(await decide(h, { checkpoint: 'old-primary-dead', decision: 'reject', by: 'alice', comment: 'not sure it is dead' }), { accepted: true, checkpoint: 'old-primary-dead', decision: 'reject' });
+    assert.deepEqual(await decide(h, { checkpoint: 'old-primary-dead', decision: 'reject', by: 'alice', comment: 'not sure it is dead' }), {
+      accepted: true,
+      checkpoint: 'old-primary-dead',
+      decision: 'reject',
+    });
     const o = (await h.result()) as CheckpointOutcome;
     assert.deepEqual([o.decision, o.by], ['reject', 'alice']);
     // refused updates never reached history
@@ -118,7 +147,10 @@ describe('checkpoints (real Temporal dev server)', () => {
     }
     assert.equal(p.waitingFor, 'old-primary-dead');
     const refused = p.steps.filter((s) => s.name === 'decision:old-primary-dead');
-    assert.deepEqual(refused.map((s) => s.state), ['failed', 'failed']);
+    assert.deepEqual(
+      refused.map((s) => s.state),
+      ['failed', 'failed'],
+    );
     assert.match(refused[0].detail, /^refused approve from alice: "alice" started this run and may not approve its safety checkpoint/);
     assert.match(refused[1].detail, /^refused approve from nobody: a decision needs the name/);
     await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'carol' });
@@ -159,7 +191,10 @@ describe('checkpoints (real Temporal dev server)', () => {
     const h = await start();
     const refused = await cli('approve', h.workflowId, 'old-primary-dead', '--as', 'alice');
     assert.equal(refused.code, 1);
-    assert.equal(refused.stdout, 'refused: "alice" started this run and may not approve its safety checkpoint "old-primary-dead" (two-person rule): another approver must\n');
+    assert.equal(
+      refused.stdout,
+      'refused: "alice" started this run and may not approve its safety checkpoint "old-primary-dead" (two-person rule): another approver must\n',
+    );
     const status = await cli('status', h.workflowId, '--json');
     assert.equal(status.code, 0, status.stderr);
     const s = JSON.parse(status.stdout) as { status: string; progress: Progress };
@@ -178,4 +213,3 @@ describe('checkpoints (real Temporal dev server)', () => {
     assert.match(missing.stderr, /required option '--as <name>' not specified/);
   });
 });
-

@@ -19,12 +19,19 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ActivityFailure, ApplicationFailure, CancelledFailure, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancelledFailure,
+  WorkflowFailedError,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../../src/activities';
 import { loadTopology } from '../../src/topology/load';
-import { holderQuery, lockWorkflowId, releaseUpdate, type LockHolder } from '../../src/contract/lock';
+import { holderQuery, lockWorkflowId, releaseUpdate, type LockHolder } from '../../src/contract/cluster-lock';
 import type { Progress } from '../../src/contract/messages';
 import { startTestTemporal, toolPaths } from '../support/temporal';
 import type { acquireTwice, clusterLock, HolderInput, LockParentInput, lockHolder, lockParent } from './fixtures/lock-workflows';
@@ -91,8 +98,24 @@ describe('cluster lock (real Temporal dev server)', () => {
   /** `temporal workflow reset` of the workflow's current run, as an operator types it; resolves to the new run. */
   async function reset(workflowId: string, type: 'LastWorkflowTask' | 'FirstWorkflowTask'): Promise<string> {
     const before = (await env.client.workflow.getHandle(workflowId).describe()).runId;
-    await run(toolPaths().temporal, ['workflow', 'reset', '--address', env.address, '--workflow-id', workflowId, '--type', type, '--reason', 'test: reset by an operator', '--yes']);
-    const d = await until(`the reset run of ${workflowId}`, () => env.client.workflow.getHandle(workflowId).describe(), (x) => x.runId !== before && x.status.name === 'RUNNING');
+    await run(toolPaths().temporal, [
+      'workflow',
+      'reset',
+      '--address',
+      env.address,
+      '--workflow-id',
+      workflowId,
+      '--type',
+      type,
+      '--reason',
+      'test: reset by an operator',
+      '--yes',
+    ]);
+    const d = await until(
+      `the reset run of ${workflowId}`,
+      () => env.client.workflow.getHandle(workflowId).describe(),
+      (x) => x.runId !== before && x.status.name === 'RUNNING',
+    );
     assert.equal((await env.client.workflow.getHandle(workflowId, before).describe()).status.name, 'TERMINATED', 'the reset ended the run it replaced');
     return d.runId;
   }
@@ -101,7 +124,10 @@ describe('cluster lock (real Temporal dev server)', () => {
   const latest = (workflowId: string) => env.client.workflow.getHandle(workflowId);
 
   async function failureCause(result: Promise<unknown>): Promise<ApplicationFailure> {
-    const err = await result.then(() => null, (e: unknown) => e);
+    const err = await result.then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof WorkflowFailedError, `expected the run to fail, got ${String(err)}`);
     const cause = rootCause(err);
     assert.ok(cause instanceof ApplicationFailure, String(cause));
@@ -143,7 +169,12 @@ describe('cluster lock (real Temporal dev server)', () => {
     }
   }
 
-  const heldBy = (cluster: string, h: WorkflowHandle) => until(`${h.workflowId} to hold ${cluster}`, () => holderOf(cluster), (x) => x?.workflowId === h.workflowId);
+  const heldBy = (cluster: string, h: WorkflowHandle) =>
+    until(
+      `${h.workflowId} to hold ${cluster}`,
+      () => holderOf(cluster),
+      (x) => x?.workflowId === h.workflowId,
+    );
 
   function rootCause(err: unknown): unknown {
     let e = err;
@@ -156,16 +187,27 @@ describe('cluster lock (real Temporal dev server)', () => {
     const a = await startHolder({ cluster, operation: 'failover', requestedBy: 'alice' });
     await heldBy(cluster, a);
     const b = await startHolder({ cluster, operation: 'switchover', requestedBy: 'bob' });
-    const err = await b.result().then(() => null, (e: unknown) => e);
+    const err = await b.result().then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof WorkflowFailedError, String(err));
     assert.ok(err.cause instanceof ActivityFailure);
     const cause = rootCause(err);
     assert.ok(cause instanceof ApplicationFailure);
     assert.equal(cause.type, 'ClusterBusy');
     assert.equal(cause.nonRetryable, true);
-    assert.match(cause.message, new RegExp(`^cluster ${cluster} is busy: failover ${a.workflowId} \\(started by alice at \\d{4}-\\d\\d-\\d\\dT[^)]+\\) is running; wait for it or cancel it$`));
+    assert.match(
+      cause.message,
+      new RegExp(
+        `^cluster ${cluster} is busy: failover ${a.workflowId} \\(started by alice at \\d{4}-\\d\\d-\\d\\dT[^)]+\\) is running; wait for it or cancel it$`,
+      ),
+    );
     const progress = await b.query<Progress>('progress');
-    assert.deepEqual(progress.steps.map((s) => [s.name, s.state]), [['lock', 'failed']]); // no unlock: it never held
+    assert.deepEqual(
+      progress.steps.map((s) => [s.name, s.state]),
+      [['lock', 'failed']],
+    ); // no unlock: it never held
     assert.equal((await holderOf(cluster))?.workflowId, a.workflowId);
     await a.signal('finish');
     assert.equal(await a.result(), 'failover done');
@@ -190,7 +232,14 @@ describe('cluster lock (real Temporal dev server)', () => {
     await a.result();
     assert.equal(await holderOf(cluster), null);
     const progress = await a.query<Progress>('progress');
-    assert.deepEqual(progress.steps.map((s) => [s.name, s.state]), [['lock', 'done'], ['work', 'done'], ['unlock', 'done']]);
+    assert.deepEqual(
+      progress.steps.map((s) => [s.name, s.state]),
+      [
+        ['lock', 'done'],
+        ['work', 'done'],
+        ['unlock', 'done'],
+      ],
+    );
     const b = await startHolder({ cluster, operation: 'failback' });
     const held = await heldBy(cluster, b);
     assert.equal(held?.operation, 'failback');
@@ -225,7 +274,10 @@ describe('cluster lock (real Temporal dev server)', () => {
     const a = await startHolder({ cluster, operation: 'rejoin' });
     await heldBy(cluster, a);
     await a.cancel();
-    const err = await a.result().then(() => null, (e: unknown) => e);
+    const err = await a.result().then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof WorkflowFailedError && err.cause instanceof CancelledFailure, String(err));
     assert.equal(await holderOf(cluster), null);
     const unlock = (await a.query<Progress>('progress')).steps.find((s) => s.name === 'unlock');
@@ -234,12 +286,20 @@ describe('cluster lock (real Temporal dev server)', () => {
 
   it('the holder survives the lock workflow continuing as new', async () => {
     const cluster = newCluster();
-    const lock = await env.client.workflow.start<typeof clusterLock>('clusterLock', { taskQueue, workflowId: lockWorkflowId(cluster), args: [{ cluster, maxRequestsPerRun: 2 }] });
+    const lock = await env.client.workflow.start<typeof clusterLock>('clusterLock', {
+      taskQueue,
+      workflowId: lockWorkflowId(cluster),
+      args: [{ cluster, maxRequestsPerRun: 2 }],
+    });
     const a = await startHolder({ cluster, operation: 'failover' });
     await heldBy(cluster, a);
     const b = await startHolder({ cluster, operation: 'switchover' }); // refused: the second request
     await assert.rejects(b.result(), WorkflowFailedError);
-    const next = await until('continue-as-new', () => env.client.workflow.getHandle(lockWorkflowId(cluster)).describe(), (d) => d.runId !== lock.firstExecutionRunId);
+    const next = await until(
+      'continue-as-new',
+      () => env.client.workflow.getHandle(lockWorkflowId(cluster)).describe(),
+      (d) => d.runId !== lock.firstExecutionRunId,
+    );
     assert.equal(next.status.name, 'RUNNING');
     assert.equal((await holderOf(cluster))?.workflowId, a.workflowId);
     await a.signal('finish');
@@ -249,7 +309,11 @@ describe('cluster lock (real Temporal dev server)', () => {
 
   it('a free lock workflow ends when idle, and the next acquire starts it again', async () => {
     const cluster = newCluster();
-    const lock = await env.client.workflow.start<typeof clusterLock>('clusterLock', { taskQueue, workflowId: lockWorkflowId(cluster), args: [{ cluster, idleSeconds: 1 }] });
+    const lock = await env.client.workflow.start<typeof clusterLock>('clusterLock', {
+      taskQueue,
+      workflowId: lockWorkflowId(cluster),
+      args: [{ cluster, idleSeconds: 1 }],
+    });
     await lock.result(); // nobody came within a second
     const a = await startHolder({ cluster, operation: 'failover' });
     await heldBy(cluster, a);
@@ -269,7 +333,11 @@ describe('cluster lock (real Temporal dev server)', () => {
     assert.equal(cause.type, 'ClusterBusy');
     assert.match(cause.message, new RegExp(`^cluster ${cluster} is busy: failover ${a.workflowId} \\(started by alice at [^)]+\\) is running`));
     const now = await holderOf(cluster);
-    assert.deepEqual([now?.workflowId, now?.firstExecutionRunId, now?.since], [a.workflowId, a.firstExecutionRunId, held?.since], 'not force-released: the same holder');
+    assert.deepEqual(
+      [now?.workflowId, now?.firstExecutionRunId, now?.since],
+      [a.workflowId, a.firstExecutionRunId, held?.since],
+      'not force-released: the same holder',
+    );
     await latest(a.workflowId).signal('finish');
     assert.equal(await latest(a.workflowId).result(), 'failover done');
     assert.equal((await latest(a.workflowId).describe()).runId, resetRun);
@@ -283,7 +351,11 @@ describe('cluster lock (real Temporal dev server)', () => {
     const a = await startHolder({ cluster, operation: 'restore', requestedBy: 'alice' });
     const held = await heldBy(cluster, a);
     const resetRun = await reset(a.workflowId, 'FirstWorkflowTask');
-    const again = await until('the reset run to take the lock', () => holderOf(cluster), (h) => h?.runId === resetRun);
+    const again = await until(
+      'the reset run to take the lock',
+      () => holderOf(cluster),
+      (h) => h?.runId === resetRun,
+    );
     assert.deepEqual([again?.workflowId, again?.firstExecutionRunId, again?.since], [a.workflowId, a.firstExecutionRunId, held?.since]);
     const lock = (await stepsOf(latest(a.workflowId))).filter(([name]) => name === 'lock');
     assert.deepEqual(lock, [['lock', 'done', `cluster ${cluster} locked for restore`]], 'granted, nothing force-released');
@@ -295,18 +367,36 @@ describe('cluster lock (real Temporal dev server)', () => {
   it('a failover reset with `temporal workflow reset` past its lock step: a switchover started meanwhile is refused naming it', async () => {
     const cluster = newRunbookCluster();
     const open = gate(cluster);
-    const f = await env.client.workflow.start('failover', { taskQueue, workflowId: `failover-by-hand-${randomUUID()}`, args: [{ cluster, requestedBy: 'alice' }] });
+    const f = await env.client.workflow.start('failover', {
+      taskQueue,
+      workflowId: `failover-by-hand-${randomUUID()}`,
+      args: [{ cluster, requestedBy: 'alice' }],
+    });
     await heldBy(cluster, f);
     const atPreflight = (p: Progress) => p.steps.some((x) => x.name.startsWith('preflight:') && x.state === 'running');
     await until('the failover at its preflight', () => f.query<Progress>('progress'), atPreflight);
     await reset(f.workflowId, 'LastWorkflowTask');
     await until('the reset failover at its preflight', () => latest(f.workflowId).query<Progress>('progress'), atPreflight);
 
-    const sw = await env.client.workflow.start('switchover', { taskQueue, workflowId: `switchover-by-hand-${randomUUID()}`, args: [{ cluster, to: 'eu2', requestedBy: 'bob' }] });
+    const sw = await env.client.workflow.start('switchover', {
+      taskQueue,
+      workflowId: `switchover-by-hand-${randomUUID()}`,
+      args: [{ cluster, to: 'eu2', requestedBy: 'bob' }],
+    });
     const cause = await refusal(cluster, sw);
     assert.equal(cause.type, 'ClusterBusy');
-    assert.match(cause.message, new RegExp(`^cluster ${cluster} is busy: failover ${f.workflowId} \\(started by alice at [^)]+\\) is running; wait for it or cancel it$`));
-    assert.deepEqual((await sw.query<Progress>('progress')).steps.map((x) => [x.name, x.state]), [['layout', 'done'], ['lock', 'failed']], 'the switchover did nothing');
+    assert.match(
+      cause.message,
+      new RegExp(`^cluster ${cluster} is busy: failover ${f.workflowId} \\(started by alice at [^)]+\\) is running; wait for it or cancel it$`),
+    );
+    assert.deepEqual(
+      (await sw.query<Progress>('progress')).steps.map((x) => [x.name, x.state]),
+      [
+        ['layout', 'done'],
+        ['lock', 'failed'],
+      ],
+      'the switchover did nothing',
+    );
     assert.equal((await holderOf(cluster))?.workflowId, f.workflowId);
 
     open(); // the reset failover's preflight fails: it stops and releases
@@ -342,7 +432,10 @@ describe('cluster lock (real Temporal dev server)', () => {
     await env.client.workflow.getHandle(lockWorkflowId(cluster)).terminate('an operator cleaning up workflows');
     await a.signal('finish');
     await a.result();
-    assert.deepEqual((await stepsOf(a)).find(([name]) => name === 'unlock'), ['unlock', 'done', `cluster ${cluster} released`]);
+    assert.deepEqual(
+      (await stepsOf(a)).find(([name]) => name === 'unlock'),
+      ['unlock', 'done', `cluster ${cluster} released`],
+    );
     assert.equal(await holderOf(cluster), null);
 
     const c = await startHolder({ cluster, operation: 'rejoin' });
@@ -351,7 +444,11 @@ describe('cluster lock (real Temporal dev server)', () => {
     await env.client.workflow.getHandle(lockWorkflowId(cluster)).terminate('an operator cleaning up workflows');
     const d = await startHolder({ cluster, operation: 'switchover' });
     await heldBy(cluster, d);
-    assert.deepEqual((await stepsOf(d)).find(([name]) => name === 'lock'), ['lock', 'done', `cluster ${cluster} locked for switchover`], 'the ended holder was not carried over');
+    assert.deepEqual(
+      (await stepsOf(d)).find(([name]) => name === 'lock'),
+      ['lock', 'done', `cluster ${cluster} locked for switchover`],
+      'the ended holder was not carried over',
+    );
     await d.signal('finish');
     await d.result();
   });
@@ -360,20 +457,32 @@ describe('cluster lock (real Temporal dev server)', () => {
     return env.client.workflow.start<typeof lockParent>('lockParent', { taskQueue, workflowId: `parent-${randomUUID()}`, args: [input] });
   }
 
-  it('a child claiming to run under its parent\'s lock is refused when the parent does not hold it, naming the holder (or none)', async () => {
+  it("a child claiming to run under its parent's lock is refused when the parent does not hold it, naming the holder (or none)", async () => {
     const cluster = newCluster();
     const p1 = await startParent({ cluster, takeLock: false, depth: 1 });
     const none = await failureCause(p1.result());
     assert.equal(none.type, 'LockNotHeld');
-    assert.equal(none.message, `rejoin ${p1.workflowId}-child was started as a child of ${p1.workflowId} to run under its lock of cluster ${cluster}, but nobody holds that lock: refused. Start rejoin on its own (\`switchyard rejoin ${cluster} …\`), which takes the lock itself`);
+    assert.equal(
+      none.message,
+      `rejoin ${p1.workflowId}-child was started as a child of ${p1.workflowId} to run under its lock of cluster ${cluster}, but nobody holds that lock: refused. Start rejoin on its own (\`switchyard rejoin ${cluster} …\`), which takes the lock itself`,
+    );
 
     const a = await startHolder({ cluster, operation: 'failover', requestedBy: 'alice' });
     await heldBy(cluster, a);
     const p2 = await startParent({ cluster, takeLock: false, depth: 1 });
     const other = await refusal(cluster, p2);
     assert.equal(other.type, 'ClusterBusy');
-    assert.match(other.message, new RegExp(`but the lock is held by failover ${a.workflowId} \\(started by alice at [^)]+\\), not by ${p2.workflowId}: refused\\. Wait for ${a.workflowId} to finish`));
-    assert.deepEqual((await stepsOf(env.client.workflow.getHandle(`${p2.workflowId}-child`))).map(([name, state]) => [name, state]), [['lock', 'failed']], 'the child did nothing');
+    assert.match(
+      other.message,
+      new RegExp(
+        `but the lock is held by failover ${a.workflowId} \\(started by alice at [^)]+\\), not by ${p2.workflowId}: refused\\. Wait for ${a.workflowId} to finish`,
+      ),
+    );
+    assert.deepEqual(
+      (await stepsOf(env.client.workflow.getHandle(`${p2.workflowId}-child`))).map(([name, state]) => [name, state]),
+      [['lock', 'failed']],
+      'the child did nothing',
+    );
     assert.equal((await holderOf(cluster))?.workflowId, a.workflowId, 'the holder is untouched');
     await a.signal('finish');
     await a.result();
@@ -396,12 +505,24 @@ describe('cluster lock (real Temporal dev server)', () => {
     const cluster = newCluster();
     // A run that holds the lock the old way: named by workflow id and run id only.
     const old = await startParent({ cluster, takeLock: false, depth: 1, waitForGo: true });
-    const legacy: LockHolder = { workflowId: old.workflowId, runId: old.firstExecutionRunId, operation: 'failover', requestedBy: 'alice', since: new Date().toISOString() };
+    const legacy: LockHolder = {
+      workflowId: old.workflowId,
+      runId: old.firstExecutionRunId,
+      operation: 'failover',
+      requestedBy: 'alice',
+      since: new Date().toISOString(),
+    };
     await env.client.workflow.start<typeof clusterLock>('clusterLock', { taskQueue, workflowId: lockWorkflowId(cluster), args: [{ cluster, holder: legacy }] });
     const resetRun = await reset(old.workflowId, 'LastWorkflowTask');
     const b = await startHolder({ cluster, operation: 'switchover', requestedBy: 'bob' });
-    assert.match((await refusal(cluster, b)).message, new RegExp(`^cluster ${cluster} is busy: failover ${old.workflowId} \\(started by alice`), 'its reset run still runs: not force-released');
-    const released = await env.client.workflow.getHandle(lockWorkflowId(cluster)).executeUpdate(releaseUpdate, { args: [{ workflowId: old.workflowId, runId: resetRun, firstExecutionRunId: old.firstExecutionRunId }] });
+    assert.match(
+      (await refusal(cluster, b)).message,
+      new RegExp(`^cluster ${cluster} is busy: failover ${old.workflowId} \\(started by alice`),
+      'its reset run still runs: not force-released',
+    );
+    const released = await env.client.workflow
+      .getHandle(lockWorkflowId(cluster))
+      .executeUpdate(releaseUpdate, { args: [{ workflowId: old.workflowId, runId: resetRun, firstExecutionRunId: old.firstExecutionRunId }] });
     assert.deepEqual(released, { released: true, holder: null }, 'the reset run releases the holder recorded the old way');
     await latest(old.workflowId).terminate('done with it');
   });

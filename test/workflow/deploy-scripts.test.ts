@@ -62,7 +62,23 @@ describe('deploy scripts against a real Temporal dev server', () => {
     address = `127.0.0.1:${grpc}`;
     server = spawn(
       cli,
-      ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(grpc), '--http-port', String(http), '--metrics-port', String(metrics), '--db-filename', join(dir, 'temporal.db'), '--log-level', 'error'],
+      [
+        'server',
+        'start-dev',
+        '--headless',
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(grpc),
+        '--http-port',
+        String(http),
+        '--metrics-port',
+        String(metrics),
+        '--db-filename',
+        join(dir, 'temporal.db'),
+        '--log-level',
+        'error',
+      ],
       { stdio: 'ignore' },
     );
   });
@@ -100,7 +116,11 @@ describe('deploy scripts against a real Temporal dev server', () => {
     assert.equal(make.code, 0, make.out);
     let made = { code: null as number | null, out: '' };
     for (let i = 0; i < 20 && made.code !== 0; i++) {
-      made = await run(cli as string, ['operator', 'search-attribute', 'create', '--address', address, '--namespace', ns, '--name', 'SwitchyardStep', '--type', 'Text'], env());
+      made = await run(
+        cli as string,
+        ['operator', 'search-attribute', 'create', '--address', address, '--namespace', ns, '--name', 'SwitchyardStep', '--type', 'Text'],
+        env(),
+      );
       if (made.code !== 0) await new Promise((ok) => setTimeout(ok, 500));
     }
     assert.equal(made.code, 0, made.out);
@@ -119,7 +139,13 @@ describe('deploy scripts against a real Temporal dev server', () => {
     const { NativeConnection, Worker } = await import('@temporalio/worker');
     const { workflowBundle } = await import('../support/temporal');
     const connection = await NativeConnection.connect({ address });
-    const worker = await Worker.create({ connection, namespace, taskQueue: 'switchyard', workflowBundle: await workflowBundle(), activities: { noop: async () => undefined } });
+    const worker = await Worker.create({
+      connection,
+      namespace,
+      taskQueue: 'switchyard',
+      workflowBundle: await workflowBundle(),
+      activities: { noop: async () => undefined },
+    });
     const running = worker.run();
     try {
       let last = { code: null as number | null, out: '' };

@@ -61,7 +61,14 @@ function fakes(env: TestWorkflowEnvironment) {
       // The scripts are keyed by workflow-unique cluster names mapped onto "shop".
       const s = of(input.cluster);
       if (input.node === 'eu2-db') return standby;
-      const down: PgNodeStatus = { cluster: 'shop', node: 'eu1-db', site: 'eu1', reachable: false, error: 'connect ECONNREFUSED 10.1.0.10:5432', unreachable: 'refused' };
+      const down: PgNodeStatus = {
+        cluster: 'shop',
+        node: 'eu1-db',
+        site: 'eu1',
+        reachable: false,
+        error: 'connect ECONNREFUSED 10.1.0.10:5432',
+        unreachable: 'refused',
+      };
       if (!s.approved) return down;
       if (s.afterApproval === 'throws') throw new Error('test: the status read failed (the worker lost its network for a moment)');
       if (s.afterApproval === 'refused-login') return { ...down, error: 'password authentication failed for user "switchyard"', unreachable: 'unknown' };
@@ -126,13 +133,20 @@ describe('failover: checks that fail closed after an approval (real Temporal dev
       const prompt = again.steps.filter((s) => s.name === 'checkpoint:old-primary-dead').at(-1)?.detail ?? '';
       assert.match(prompt, /After bob's approval eu1-db was checked again and its state is UNKNOWN/);
       assert.match(prompt, seen);
-      assert.equal(again.steps.some((s) => s.name === 'promote'), false, 'no promotion was asked for');
+      assert.equal(
+        again.steps.some((s) => s.name === 'promote'),
+        false,
+        'no promotion was asked for',
+      );
 
       assert.equal((await decide(env.client, id, { checkpoint: 'old-primary-dead', decision: 'reject', by: 'bob', comment: 'cannot see it' })).accepted, true);
       const r = (await h.result()) as FailoverResult;
       assert.equal(r.outcome, 'aborted');
       assert.match(r.abortedBecause ?? '', /old-primary-dead rejected by bob/);
-      assert.deepEqual(r.checkpoints.map((c) => c.decision), ['approve', 'reject']);
+      assert.deepEqual(
+        r.checkpoints.map((c) => c.decision),
+        ['approve', 'reject'],
+      );
       assert.equal(script.promoted, 0, 'pg_promote was never called');
     });
   }

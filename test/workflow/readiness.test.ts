@@ -10,9 +10,19 @@ import { after, before, describe, it } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { createLayoutActivities } from '../../src/activities/layout';
+import { createLayoutActivities } from '../../src/activities/cluster-layout';
 import type { PgBackupEntry, PgBackupManifest } from '../../src/contract/backup';
-import type { FenceState, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState, Ec2InstanceInfo } from '../../src/contract/observations';
+import type {
+  FenceState,
+  MaintenanceState,
+  PgLag,
+  PgNodeStatus,
+  PgWriteProbe,
+  ServiceState,
+  SshCheck,
+  TrafficState,
+  Ec2InstanceInfo,
+} from '../../src/contract/observations';
 import { loadTopology } from '../../src/topology/load';
 import type { readiness } from '../../src/workflows';
 import type { ReadinessReport } from '../../src/workflows/lib/readiness-assess';
@@ -37,7 +47,15 @@ function healthy(): World {
   const base = { cluster: 'shop', reachable: true, timeline: 1, systemIdentifier: '7300000000000000001' };
   return {
     nodes: {
-      'eu1-db': { ...base, node: 'eu1-db', site: 'eu1', inRecovery: false, currentLsn: '0/3000148', slots: [{ name: 'eu2_db', active: true, restartLsn: '0/3000148' }], replicas: [] },
+      'eu1-db': {
+        ...base,
+        node: 'eu1-db',
+        site: 'eu1',
+        inRecovery: false,
+        currentLsn: '0/3000148',
+        slots: [{ name: 'eu2_db', active: true, restartLsn: '0/3000148' }],
+        replicas: [],
+      },
       'eu2-db': {
         ...base,
         node: 'eu2-db',
@@ -66,12 +84,28 @@ function fakeActivities(world: World) {
       return { node, ok: true, lsn: '0/3000200', detail: `wrote switchyard.heartbeat on ${node} at 0/3000200` };
     },
     async pgLag({ primary, standby }: { cluster: string; primary: string; standby: string }): Promise<PgLag> {
-      return { primary, standby, primaryLsn: '0/3000200', receiveLsn: '0/3000200', replayLsn: '0/3000200', lagBytes: world.lagBytes, lagSeconds: world.lagBytes ? 12 : 0 };
+      return {
+        primary,
+        standby,
+        primaryLsn: '0/3000200',
+        receiveLsn: '0/3000200',
+        replayLsn: '0/3000200',
+        lagBytes: world.lagBytes,
+        lagSeconds: world.lagBytes ? 12 : 0,
+      };
     },
     async sshCheck({ host }: { cluster: string; host: string }): Promise<SshCheck> {
       const h = topology.clusters.shop.hosts[host];
       const down = world.sshDown.includes(host);
-      return { host, site: h.site ?? null, address: h.address, port: h.port, ok: !down, outcome: down ? 'unreachable' : 'ok', detail: down ? `connect ECONNREFUSED ${h.address}:${h.port}` : 'key matches the pinned key' };
+      return {
+        host,
+        site: h.site ?? null,
+        address: h.address,
+        port: h.port,
+        ok: !down,
+        outcome: down ? 'unreachable' : 'ok',
+        detail: down ? `connect ECONNREFUSED ${h.address}:${h.port}` : 'key matches the pinned key',
+      };
     },
     async serviceStatus({ site, service }: { cluster: string; site: string; service: string }): Promise<ServiceState> {
       return { site, service, host: `${site}-app`, running: site === 'eu1', detail: '' };
@@ -97,12 +131,30 @@ function fakeActivities(world: World) {
       if (world.provenBackupHoursAgo === null) return [];
       const made = new Date(Date.now() - world.provenBackupHoursAgo * 3600_000).toISOString();
       const manifest = { backupId: 'b1', startedAt: made, finishedAt: made, totalBytes: 1 } as PgBackupManifest;
-      return [{ backupId: 'b1', dir: '/srv/backups/shop/b1', complete: true, manifest, drill: { backupId: 'b1', provenAt: made, workflowId: 'drill-1', rtoSeconds: 4, rpoSeconds: 60, rowCounts: {}, queries: [] }, modifiedAt: made }];
+      return [
+        {
+          backupId: 'b1',
+          dir: '/srv/backups/shop/b1',
+          complete: true,
+          manifest,
+          drill: { backupId: 'b1', provenAt: made, workflowId: 'drill-1', rtoSeconds: 4, rpoSeconds: 60, rowCounts: {}, queries: [] },
+          modifiedAt: made,
+        },
+      ];
     },
     async ec2Instances(): Promise<Ec2InstanceInfo[]> {
       return ['eu1', 'eu2'].map((site, i) => ({
-        node: `${site}-db`, site, instanceId: `i-000000000000000${i}`, state: 'running', privateIp: `10.${i + 1}.0.10`, publicIp: null,
-        instanceType: 't3.micro', subnetId: `subnet-${i}`, securityGroupIds: ['sg-1'], volumes: [], detail: '',
+        node: `${site}-db`,
+        site,
+        instanceId: `i-000000000000000${i}`,
+        state: 'running',
+        privateIp: `10.${i + 1}.0.10`,
+        publicIp: null,
+        instanceType: 't3.micro',
+        subnetId: `subnet-${i}`,
+        securityGroupIds: ['sg-1'],
+        volumes: [],
+        detail: '',
       }));
     },
   };
@@ -119,9 +171,18 @@ describe('readiness workflow (real Temporal dev server)', () => {
 
   async function run(world: World, cluster = 'shop') {
     const taskQueue = `test-${randomUUID()}`;
-    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: await workflowBundle(), activities: fakeActivities(world) });
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowBundle: await workflowBundle(),
+      activities: fakeActivities(world),
+    });
     return worker.runUntil(async () => {
-      const handle = await env.client.workflow.start<typeof readiness>('readiness', { taskQueue, workflowId: `readiness-${randomUUID()}`, args: [{ cluster }] });
+      const handle = await env.client.workflow.start<typeof readiness>('readiness', {
+        taskQueue,
+        workflowId: `readiness-${randomUUID()}`,
+        args: [{ cluster }],
+      });
       const report: ReadinessReport | Error = await handle.result().catch((e: Error) => e);
       const progress = await handle.query<Progress>('progress');
       const desc = await handle.describe();
@@ -140,7 +201,8 @@ describe('readiness workflow (real Temporal dev server)', () => {
     assert.ok(report.checks.some((c) => c.name === 'standby:eu2-db' && c.ok && /streams from 10\.1\.0\.10:5432 via slot eu2_db/.test(c.detail)));
     // the step log: one entry per observation, the write probe, the verdict
     const names = progress.steps.map((s) => s.name);
-    for (const n of ['layout', 'postgres:eu1-db', 'postgres:eu2-db', 'ssh:eu2-app', 'traffic:public', 'ec2', 'write-probe', 'lag:eu2-db', 'backups', 'verdict']) assert.ok(names.includes(n), `step ${n} in ${names.join(', ')}`);
+    for (const n of ['layout', 'postgres:eu1-db', 'postgres:eu2-db', 'ssh:eu2-app', 'traffic:public', 'ec2', 'write-probe', 'lag:eu2-db', 'backups', 'verdict'])
+      assert.ok(names.includes(n), `step ${n} in ${names.join(', ')}`);
     assert.ok(progress.steps.every((s) => s.state === 'done' && s.endedAt !== null));
     assert.equal(progress.waitingFor, null);
     assert.equal(desc.typedSearchAttributes.get(SA_CLUSTER), 'shop');
@@ -162,11 +224,21 @@ describe('readiness workflow (real Temporal dev server)', () => {
     assert.match(verdict?.detail ?? '', /not ready: .*standby:eu2-db/);
   });
 
-  it('a fenced former primary (a failover\'s marker in its data directory) is not ready, with the rejoin command', async () => {
+  it("a fenced former primary (a failover's marker in its data directory) is not ready, with the rejoin command", async () => {
     const world = healthy();
     // eu2 was promoted; eu1 came back read-only (standby.signal) and carries the marker.
     world.nodes['eu2-db'] = { ...world.nodes['eu1-db'], node: 'eu2-db', site: 'eu2' };
-    world.nodes['eu1-db'] = { cluster: 'shop', node: 'eu1-db', site: 'eu1', reachable: true, inRecovery: true, timeline: 1, receiveLsn: null, replayLsn: '0/3000148', walReceiver: null };
+    world.nodes['eu1-db'] = {
+      cluster: 'shop',
+      node: 'eu1-db',
+      site: 'eu1',
+      reachable: true,
+      inRecovery: true,
+      timeline: 1,
+      receiveLsn: null,
+      replayLsn: '0/3000148',
+      walReceiver: null,
+    };
     world.trafficSite = 'eu2';
     world.fenced = ['eu1-db'];
     const { report, progress } = await run(world);
@@ -174,9 +246,16 @@ describe('readiness workflow (real Temporal dev server)', () => {
     assert.equal(report.ready, false);
     const c = report.checks.find((x) => x.name === 'fence:eu1-db');
     assert.equal(c?.ok, false);
-    assert.match(c?.detail ?? '', /eu1-db is a fenced former primary \(fenced by failover-1 .*eu2-db was promoted in its place\): run `switchyard rejoin shop --node eu1-db`/);
+    assert.match(
+      c?.detail ?? '',
+      /eu1-db is a fenced former primary \(fenced by failover-1 .*eu2-db was promoted in its place\): run `switchyard rejoin shop --node eu1-db`/,
+    );
     assert.ok(progress.steps.some((s) => s.name === 'fence:eu1-db' && s.state === 'done'));
-    assert.equal(report.checks.find((x) => x.name === 'fence:eu2-db'), undefined, 'an unmarked node adds no check');
+    assert.equal(
+      report.checks.find((x) => x.name === 'fence:eu2-db'),
+      undefined,
+      'an unmarked node adds no check',
+    );
   });
 
   it('a standby too far behind, an unreachable host and traffic on the wrong site each fail their check', async () => {
@@ -201,7 +280,10 @@ describe('readiness workflow (real Temporal dev server)', () => {
     assert.ok(!(report instanceof Error));
     assert.equal(report.ready, false);
     const failed = report.checks.filter((c) => !c.ok);
-    assert.deepEqual(failed.map((c) => c.name), ['backup']);
+    assert.deepEqual(
+      failed.map((c) => c.name),
+      ['backup'],
+    );
     assert.match(failed[0].detail, /newest proven-restorable backup b1 is 2\.5 d old .*maximum 2 d/);
     // The age is taken at workflow time, which can precede the moment the fake activity read its
     // clock by as long as the activity took to be scheduled and run (seconds on a busy machine).

@@ -12,14 +12,14 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { DbNodeConfig } from '../topology/schema';
-import { checkedInt, configError, errorMessage, heartbeat, sleep } from './common';
-import { Runtime, type Call, type PgClientLike } from './deps';
-import { formatBytes } from '../contract/format';
+import type { DbNodeConfig } from '../../topology/schema';
+import { checkedInt, configError, errorMessage, heartbeat, sleep } from '../common';
+import { Runtime, type Call, type PgClientLike } from '../runtime';
+import { formatBytes } from '../../contract/format';
 import { ensureStandbySignal } from './fence';
-import { defaultLogFile, parseControlData } from './pgctl';
-import { CHECKPOINT_TLI_SQL, DATABASE_BYTES_SQL, isAuthFailure, postgresActivities, WAL_TLI_SQL, withPgClient } from './postgres';
-import { brief, execArgv, mustExec, onHost, requireFreeSpace, throwIfCancelled, withHost, writeFileAtomic, type OpenSession } from './remote';
+import { defaultLogFile, parseControlData } from './lifecycle';
+import { CHECKPOINT_TLI_SQL, DATABASE_BYTES_SQL, isAuthFailure, postgresActivities, WAL_TLI_SQL, withPgClient } from '../postgres';
+import { brief, execArgv, mustExec, onHost, requireFreeSpace, throwIfCancelled, withHost, writeFileAtomic, type OpenSession } from '../remote';
 import type {
   ConfigFileCopy,
   CopyConfigFilesResult,
@@ -30,10 +30,10 @@ import type {
   PgWaitReplayResult,
   PgWaitStreamingResult,
   WriteProbeSummary,
-} from '../contract/observations';
-import { LSN_RE, lsnDiff } from '../contract/lsn';
-import { Errors } from '../contract/errors';
-import { inCLocale, pgCtlDir, pgTool, shellScript } from './argv';
+} from '../../contract/observations';
+import { LSN_RE, lsnDiff } from '../../contract/lsn';
+import { Errors } from '../../contract/errors';
+import { inCLocale, pgCtlDir, pgTool, shellScript } from '../argv';
 
 /** Thrown (non-retryably) when a node has no data directory to configure. */
 export const NO_DATA_DIRECTORY = 'NoDataDirectory';

@@ -12,14 +12,14 @@
  */
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { DbNodeConfig } from '../topology/schema';
-import { configError, errorMessage } from './common';
-import type { Call, Runtime } from './deps';
-import { brief, execArgv, mustExec, onHost, SshConnectError, withHost, writeFileAtomic, type OpenSession } from './remote';
-import { substitute } from './shell';
-import type { FenceMarker, FenceState, StonithResult } from '../contract/observations';
-import { Errors } from '../contract/errors';
-import { shellScript } from './argv';
+import type { DbNodeConfig } from '../../topology/schema';
+import { configError, errorMessage } from '../common';
+import type { Call, Runtime } from '../runtime';
+import { brief, execArgv, mustExec, onHost, SshConnectError, withHost, writeFileAtomic, type OpenSession } from '../remote';
+import { substitute } from '../ssh/quote';
+import type { FenceMarker, FenceState, StonithResult } from '../../contract/observations';
+import { Errors } from '../../contract/errors';
+import { shellScript } from '../argv';
 
 export const FENCE_MARKER = 'switchyard-fence.json';
 

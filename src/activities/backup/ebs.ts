@@ -39,7 +39,7 @@ import {
   type Volume,
 } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/common';
-import { checkBackupId } from './backup-files';
+import { checkBackupId } from './files';
 import {
   EBS_TAGS,
   type Ec2ApiUse,
@@ -56,11 +56,11 @@ import {
   type EbsSnapshotWaitInput,
   type EbsSnapshotWaitResult,
   type EbsTerminateResult,
-} from '../contract/backup';
-import { configError, heartbeat, inActivity, sleep } from './common';
-import type { Call, Runtime } from './deps';
-import { awsErrorName, ec2For, findInstances, LIVE_STATES, nodeInstances, nodeOfInstance } from './ec2';
-import { Errors } from '../contract/errors';
+} from '../../contract/backup';
+import { configError, heartbeat, inActivity, sleep } from '../common';
+import type { Call, Runtime } from '../runtime';
+import { awsErrorName, ec2For, findInstances, LIVE_STATES, nodeInstances, nodeOfInstance } from '../ec2';
+import { Errors } from '../../contract/errors';
 
 /** EC2 limits: characters of a tag value, tags per resource, characters of a snapshot description. */
 export const TAG_VALUE_MAX = 256;

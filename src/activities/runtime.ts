@@ -7,7 +7,7 @@ import type { Client } from '@temporalio/client';
 import pg from 'pg';
 import type { SecretRef, Topology } from '../topology/schema';
 import { contextLogger, defaultSecret, Resolver, SecretScope, type ActivityLogger } from './common';
-import { nodeSshConnect, type SshConnectConfig, type SshSessionLike } from './ssh-client';
+import { nodeSshConnect, type SshConnectConfig, type SshSessionLike } from './ssh/session';
 
 /** The part of pg.Client the activities use. */
 export interface PgClientLike {

@@ -7,17 +7,17 @@
  */
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { DbNodeConfig } from '../topology/schema';
-import { cancellationSignal, configError, errorMessage, heartbeat, pollUntil } from './common';
-import type { Call, PgClientLike, Runtime } from './deps';
+import type { DbNodeConfig } from '../../topology/schema';
+import { cancellationSignal, configError, errorMessage, heartbeat, pollUntil } from '../common';
+import type { Call, PgClientLike, Runtime } from '../runtime';
 import { disableBootService, markFenced } from './fence';
-import { CHECKPOINT_TLI_SQL, isAuthFailure, isServerError, pgClientConfig, timelineOf, unreachableKind, WAL_TLI_SQL, withPgClient } from './postgres';
-import { brief, execArgv, SshConnectError, withHost, type OpenSession } from './remote';
-import { commandLine } from './shell';
-import type { PgControlData, PgFenceResult, PgPromoteResult, PgStartResult, RemoteCommandResult } from '../contract/observations';
-import { LSN_RE } from '../contract/lsn';
-import { Errors } from '../contract/errors';
-import { inCLocale, pgCtlDir, pgTool } from './argv';
+import { CHECKPOINT_TLI_SQL, isAuthFailure, isServerError, pgClientConfig, timelineOf, unreachableKind, WAL_TLI_SQL, withPgClient } from '../postgres';
+import { brief, execArgv, SshConnectError, withHost, type OpenSession } from '../remote';
+import { commandLine } from '../ssh/quote';
+import type { PgControlData, PgFenceResult, PgPromoteResult, PgStartResult, RemoteCommandResult } from '../../contract/observations';
+import { LSN_RE } from '../../contract/lsn';
+import { Errors } from '../../contract/errors';
+import { inCLocale, pgCtlDir, pgTool } from '../argv';
 
 const DEFAULT_FAST_TIMEOUT_SECONDS = 20;
 const IMMEDIATE_TIMEOUT_SECONDS = 30;

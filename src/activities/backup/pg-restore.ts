@@ -21,8 +21,8 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { Transform } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
-import type { DbNodeConfig } from '../topology/schema';
-import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './backup-files';
+import type { DbNodeConfig } from '../../topology/schema';
+import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './files';
 import type {
   PgBackupFile,
   PgBackupManifest,
@@ -31,10 +31,10 @@ import type {
   PgRestoreNodeInput,
   PgRestoreStageResult,
   PgRestoreSwapResult,
-} from '../contract/backup';
-import { cancellationSignal, configError, errorMessage, heartbeat } from './common';
-import type { Call, Runtime } from './deps';
-import type { SshExecResult } from './ssh-client';
+} from '../../contract/backup';
+import { cancellationSignal, configError, errorMessage, heartbeat } from '../common';
+import type { Call, Runtime } from '../runtime';
+import type { SshExecResult } from '../ssh/session';
 import {
   brief,
   execArgv,
@@ -45,13 +45,13 @@ import {
   requireFreeSpace,
   throwIfCancelled,
   type OpenSession,
-} from './remote';
-import { commandLine } from './shell';
-import { formatBytes } from '../contract/format';
-import { parseSwitchyardManifest } from './backup-pg';
-import { moveAsideName } from './standby';
-import { Errors } from '../contract/errors';
-import { inCLocale, pgCtlDir, pgTool, shellScript } from './argv';
+} from '../remote';
+import { commandLine } from '../ssh/quote';
+import { formatBytes } from '../../contract/format';
+import { parseSwitchyardManifest } from './pg';
+import { moveAsideName } from '../postgres/standby';
+import { Errors } from '../../contract/errors';
+import { inCLocale, pgCtlDir, pgTool, shellScript } from '../argv';
 
 /** Written into a restored data directory: which backup it came from (read by a repeated swap). */
 export const RESTORED_MARKER = 'switchyard-restored-from';

@@ -12,14 +12,14 @@ import {
   type NetworkInterface,
 } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/common';
-import type { TrafficDriverConfig } from '../topology/schema';
-import { configError, errorMessage, heartbeat } from './common';
-import type { Call, Runtime } from './deps';
-import { describeAddress, nodeInstances, nodeOfInstance, primaryInterfaceId, theInstance, withEc2, type NodeInstance } from './ec2';
-import { execArgv, onHost, runOnHost, SshConnectError, withHost, writeFileAtomic } from './remote';
-import { substitute } from './shell';
-import type { TrafficState } from '../contract/observations';
-import { Errors } from '../contract/errors';
+import type { TrafficDriverConfig } from '../../topology/schema';
+import { configError, errorMessage, heartbeat } from '../common';
+import type { Call, Runtime } from '../runtime';
+import { describeAddress, nodeInstances, nodeOfInstance, primaryInterfaceId, theInstance, withEc2, type NodeInstance } from '../ec2';
+import { execArgv, onHost, runOnHost, SshConnectError, withHost, writeFileAtomic } from '../remote';
+import { substitute } from '../ssh/quote';
+import type { TrafficState } from '../../contract/observations';
+import { Errors } from '../../contract/errors';
 
 type Driver<K extends TrafficDriverConfig['kind']> = Extract<TrafficDriverConfig, { kind: K }>;
 

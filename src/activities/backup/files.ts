@@ -4,10 +4,10 @@
  * the files are read as a stream on that host and never pass through the worker's memory.
  */
 import { posix } from 'node:path';
-import type { PgBackupFile, PgBackupVerifyResult } from '../contract/backup';
-import { BACKUP_ID_RE } from '../contract/backup';
-import { configError } from './common';
-import { brief, execArgv, type OpenSession } from './remote';
+import type { PgBackupFile, PgBackupVerifyResult } from '../../contract/backup';
+import { BACKUP_ID_RE } from '../../contract/backup';
+import { configError } from '../common';
+import { brief, execArgv, type OpenSession } from '../remote';
 
 /** Files of a backup directory that are not part of what the manifest lists. */
 export const MANIFEST_FILE = 'switchyard-manifest.json';

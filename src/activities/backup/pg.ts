@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { ClusterConfig } from '../topology/schema';
+import type { ClusterConfig } from '../../topology/schema';
 import {
   BACKUP_ID_RE,
   type PgBackupCreateInput,
@@ -31,20 +31,20 @@ import {
   type PgDrillInput,
   type PgDrillRecord,
   type PgDrillResult,
-} from '../contract/backup';
-import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, parseSha256sum, parseSizes, verifyOnHost } from './backup-files';
-import { checkedInt, configError, errorMessage, heartbeat } from './common';
-import type { Call, Runtime } from './deps';
-import type { SshExecResult } from './ssh-client';
-import { DATABASE_BYTES_SQL, withPgClient } from './postgres';
-import { brief, execArgv, holdHostLock, mustExec, onHost, requireFreeSpace, type OpenSession } from './remote';
-import { commandLine } from './shell';
-import { formatBytes } from '../contract/format';
-import { confQuote, outputTail } from './standby';
-import type { RemoteCommandResult } from '../contract/observations';
-import { LSN_RE, lsnToBigInt } from '../contract/lsn';
-import { Errors } from '../contract/errors';
-import { inCLocale, shellScript } from './argv';
+} from '../../contract/backup';
+import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, parseSha256sum, parseSizes, verifyOnHost } from './files';
+import { checkedInt, configError, errorMessage, heartbeat } from '../common';
+import type { Call, Runtime } from '../runtime';
+import type { SshExecResult } from '../ssh/session';
+import { DATABASE_BYTES_SQL, withPgClient } from '../postgres';
+import { brief, execArgv, holdHostLock, mustExec, onHost, requireFreeSpace, type OpenSession } from '../remote';
+import { commandLine } from '../ssh/quote';
+import { formatBytes } from '../../contract/format';
+import { confQuote, outputTail } from '../postgres/standby';
+import type { RemoteCommandResult } from '../../contract/observations';
+import { LSN_RE, lsnToBigInt } from '../../contract/lsn';
+import { Errors } from '../../contract/errors';
+import { inCLocale, shellScript } from '../argv';
 
 export const MANIFEST_FORMAT = 'switchyard-pg-backup/1';
 const DEFAULT_CREATE_TIMEOUT_SECONDS = 6 * 3600;

@@ -31,9 +31,9 @@ import {
   type ClusterLockWorkflow,
   type LockHolder,
   type ReleaseResult,
-} from '../contract/lock';
+} from '../contract/cluster-lock';
 
-import type { Runtime } from './deps';
+import type { Runtime } from './runtime';
 import { currentTaskQueue, temporalClient } from './temporal-client';
 import { Errors } from '../contract/errors';
 
