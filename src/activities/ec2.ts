@@ -14,7 +14,8 @@ import {
 } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, DbNodeConfig, Ec2Selector } from '../topology/schema';
-import { checkedInt, configError, errorMessage, heartbeat, sleep } from './common';
+import { checkedInt, configError } from './resolver';
+import { errorMessage, heartbeat, sleep } from './activity-context';
 import type { Call, Runtime } from './runtime';
 import type { Ec2AddressHolder, Ec2InstanceInfo, Ec2StopResult } from '../contract/observations';
 import { Errors } from '../contract/errors';

@@ -5,7 +5,7 @@
  */
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
 import type { ReadinessReport } from '../workflows/lib/readiness-assess';
-import { errorMessage, heartbeat } from './common';
+import { errorMessage, heartbeat } from './activity-context';
 import type { Runtime } from './runtime';
 import { temporalClient } from './temporal-client';
 import type { LastPrimaryPosition } from '../contract/observations';

@@ -16,8 +16,8 @@ import { lockActivities } from './cluster-lock';
 import { createLayoutActivities } from './cluster-layout';
 import { notifyActivities } from './notify';
 import { pgctlActivities } from './postgres/lifecycle';
-import { postgresActivities } from './postgres';
-import { remoteActivities } from './remote';
+import { postgresActivities } from './postgres/status';
+import { remoteActivities } from './site';
 import { standbyActivities } from './postgres/standby';
 import { trafficActivities } from './traffic';
 
@@ -51,7 +51,7 @@ void backupContract;
 export type { ActivityDeps, ActivityTimeouts, Ec2ClientConfig, PgClientLike } from './runtime';
 export type { SshConnectConfig, SshExecResult, SshSessionLike } from './ssh/session';
 export { DEFAULT_TIMEOUTS } from './runtime';
-export { MAX_OUTPUT_CHARS } from './remote';
+export { MAX_OUTPUT_CHARS } from './ssh/exec';
 export type { NotifyInput } from './notify';
 export type { LockAcquireInput, LockAcquireResult, LockReleaseInput } from './cluster-lock';
 export type {

@@ -3,7 +3,7 @@
  * logged and reported, never a reason for a runbook to fail. The URL is a secret (it usually
  * carries a token), so it never appears in results or logs.
  */
-import { errorMessage, requestSignal } from './common';
+import { errorMessage, requestSignal } from './activity-context';
 import type { Runtime } from './runtime';
 import type { NotifyResult } from '../contract/observations';
 

@@ -6,7 +6,9 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
 import pg from 'pg';
 import type { SecretRef, Topology } from '../topology/schema';
-import { contextLogger, defaultSecret, Resolver, SecretScope, type ActivityLogger } from './common';
+import { contextLogger, type ActivityLogger } from './activity-context';
+import { defaultSecret, SecretScope } from './secrets';
+import { Resolver } from './resolver';
 import { nodeSshConnect, type SshConnectConfig, type SshSessionLike } from './ssh/session';
 
 /** The part of pg.Client the activities use. */

@@ -4,7 +4,7 @@
  */
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
-import { configError } from './common';
+import { configError } from './resolver';
 import type { Runtime } from './runtime';
 
 /** The worker's Temporal client; a ConfigError saying what cannot be done without one. */

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { createActivities, type PgClientLike } from '../../src/activities';
-import { defaultSecret } from '../../src/activities/common';
+import { defaultSecret } from '../../src/activities/secrets';
 import { lsnDiff, lsnToBigInt } from '../../src/contract/lsn';
 import { topologySchema, type SecretRef, type Topology } from '../../src/topology/schema';
 

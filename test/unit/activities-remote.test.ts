@@ -14,7 +14,10 @@ import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ed25519KeyPair } from '../support/ssh-keys';
 import { createActivities, MAX_OUTPUT_CHARS, type RemoteCommandResult, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
-import { fingerprint, holdHostLock, hostKeyAlgorithms, parseDfAvailableKiB, parsePinnedKey, type OpenSession } from '../../src/activities/remote';
+import { fingerprint, hostKeyAlgorithms, parsePinnedKey } from '../../src/activities/ssh/host-key';
+import { holdHostLock } from '../../src/activities/ssh/host-lock';
+import { parseDfAvailableKiB } from '../../src/activities/ssh/free-space';
+import { type OpenSession } from '../../src/activities/ssh/exec';
 import { topologySchema, type Topology } from '../../src/topology/schema';
 
 const client = ed25519KeyPair();

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ed25519KeyPair } from '../support/ssh-keys';
 import { createActivities, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
-import { WRITE_SH } from '../../src/activities/remote';
+import { WRITE_SH } from '../../src/activities/ssh/files';
 import { commandLine } from '../../src/activities/ssh/quote';
 import { haproxyCommand, NO_STATE_FILE, parseServersState, takesTraffic } from '../../src/activities/traffic';
 import { topologySchema, type Topology } from '../../src/topology/schema';
@@ -326,7 +326,9 @@ describe("haproxy driver: order of commands and the saved state (fake runtime AP
       assert.match(r.detail, new RegExp(`pg-dc1 maint, pg-dc2 ready, sessions on pg-dc1 shut \\(was dc1\\); state saved to ${file} on lb`));
       // One command over SSH: the fixed write script, the path and the content as arguments.
       const content = api.fullState();
-      assert.deepEqual(host.lines, [commandLine(['sh', '-c', WRITE_SH, 'sh', file, Buffer.from(content).toString('base64'), '644', 'first'])]);
+      assert.deepEqual(host.lines, [
+        commandLine(['sh', '-c', WRITE_SH, 'sh', file, Buffer.from(content).toString('base64'), 'first', 'last', '644', '', 'mkdir']),
+      ]);
       // What HAProxy will load: the whole answer, other backends included, replaced by a rename.
       assert.equal(readFileSync(file, 'utf8'), content);
       assert.match(content, / other 9 o1 /);

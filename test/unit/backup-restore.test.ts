@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { restoreSpaceNeeded } from '../../src/activities/backup/pg-restore';
-import { FREE_SPACE_RESERVE_MIN_BYTES } from '../../src/activities/remote';
+import { FREE_SPACE_RESERVE_MIN_BYTES } from '../../src/activities/ssh/free-space';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;

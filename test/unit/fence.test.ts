@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseFenceRead } from '../../src/activities/postgres/fence';
 import { Runtime } from '../../src/activities/runtime';
-import { unreachableKind } from '../../src/activities/postgres';
+import { unreachableKind } from '../../src/activities/postgres/connect';
 import type { PgNodeStatus } from '../../src/contract/observations';
 import { lossGate, type DataLoss } from '../../src/workflows/lib/data-loss';
 import { cannotWrite, nodeState } from '../../src/workflows/lib/node-state';

@@ -57,7 +57,8 @@ import {
   type EbsSnapshotWaitResult,
   type EbsTerminateResult,
 } from '../../contract/backup';
-import { configError, heartbeat, inActivity, sleep } from '../common';
+import { configError } from '../resolver';
+import { heartbeat, inActivity, sleep } from '../activity-context';
 import type { Call, Runtime } from '../runtime';
 import { awsErrorName, ec2For, findInstances, LIVE_STATES, nodeInstances, nodeOfInstance } from '../ec2';
 import { Errors } from '../../contract/errors';

@@ -6,8 +6,8 @@
 import { posix } from 'node:path';
 import type { PgBackupFile, PgBackupVerifyResult } from '../../contract/backup';
 import { BACKUP_ID_RE } from '../../contract/backup';
-import { configError } from '../common';
-import { brief, execArgv, type OpenSession } from '../remote';
+import { configError } from '../resolver';
+import { brief, execArgv, type OpenSession } from '../ssh/exec';
 
 /** Files of a backup directory that are not part of what the manifest lists. */
 export const MANIFEST_FILE = 'switchyard-manifest.json';

@@ -32,26 +32,20 @@ import type {
   PgRestoreStageResult,
   PgRestoreSwapResult,
 } from '../../contract/backup';
-import { cancellationSignal, configError, errorMessage, heartbeat } from '../common';
+import { cancellationSignal, errorMessage, heartbeat } from '../activity-context';
+import { configError } from '../resolver';
 import type { Call, Runtime } from '../runtime';
 import type { SshExecResult } from '../ssh/session';
-import {
-  brief,
-  execArgv,
-  FILE_COMMAND_TIMEOUT_SECONDS,
-  freeSpaceReserve,
-  mustExec,
-  onHost,
-  requireFreeSpace,
-  throwIfCancelled,
-  type OpenSession,
-} from '../remote';
+import { brief, execArgv, mustExec, onHost, throwIfCancelled, type OpenSession } from '../ssh/exec';
+import { freeSpaceReserve, requireFreeSpace } from '../ssh/free-space';
+import { readWholeText } from '../ssh/files';
 import { commandLine } from '../ssh/quote';
 import { formatBytes } from '../../contract/format';
 import { parseSwitchyardManifest } from './pg';
 import { moveAsideName } from '../postgres/standby';
 import { Errors } from '../../contract/errors';
-import { inCLocale, pgCtlDir, pgTool, shellScript } from '../argv';
+import { inCLocale, shellScript } from '../ssh/argv';
+import { pgCtlDir, pgTool } from '../postgres/paths';
 
 /** Written into a restored data directory: which backup it came from (read by a repeated swap). */
 export const RESTORED_MARKER = 'switchyard-restored-from';
@@ -173,8 +167,6 @@ const MKDIR_PRIVATE_SH = 'umask 077; mkdir -p -- "$1" && chmod 700 -- "$1"';
 const CP_SH = 'umask 077; cp -- "$1" "$2.switchyard-part" && mv -f -- "$2.switchyard-part" "$2"';
 /** The receiving end of a streamed copy. */
 const RECEIVE_SH = 'umask 077; exec cat > "$1"';
-/** Print a file (the marker) when it exists; exit 0 either way. */
-const CAT_IF_SH = 'if [ -f "$1" ]; then cat -- "$1"; fi';
 /**
  * Extract the staged backup into <staging>/data: fresh directory 0700, base.tar.gz, then the WAL
  * into pg_wal, signal files removed (reported), PG_VERSION required.
@@ -213,23 +205,6 @@ const SWAP_SH = [
 async function kindOf(open: OpenSession, path: string): Promise<'dir' | 'missing' | 'other'> {
   const out = (await mustExec(open, shellScript(KIND_SH, path), `looking at ${path}`)).stdout.trim();
   return out === 'dir' || out === 'missing' ? out : 'other';
-}
-
-/** A whole small file's content (not cut to the tail like execArgv's output); null when absent. */
-async function readSmall(open: OpenSession, path: string, max: number): Promise<string | null> {
-  const r: SshExecResult = await open.session.exec(commandLine(shellScript(`${CAT_IF_SH} && printf '\\nEOF-OK\\n'`, path)), {
-    timeoutMs: FILE_COMMAND_TIMEOUT_SECONDS * 1000,
-    signal: cancellationSignal(),
-  });
-  throwIfCancelled();
-  if (r.code !== 0 || !r.stdout.endsWith('\nEOF-OK\n')) {
-    throw new Error(
-      `reading ${path} on ${open.name}: ${r.timedOut ? 'timed out' : `exited ${r.code ?? `by signal ${r.signal ?? '?'}`}`}${r.stderr.trim() ? `: ${r.stderr.trim().slice(-300)}` : ''}`,
-    );
-  }
-  const text = r.stdout.slice(0, -'\nEOF-OK\n'.length);
-  if (text.length > max) throw new Error(`${path} on ${open.name} is larger than ${formatBytes(max)}`);
-  return text === '' ? null : text;
 }
 
 interface CtlStatus {
@@ -395,7 +370,7 @@ export function pgRestoreActivities(rt: Runtime) {
         Errors.BackupNotFound,
       );
     }
-    const text = await readSmall(open, posix.join(dir, MANIFEST_FILE), MAX_MANIFEST_BYTES);
+    const text = await readWholeText(open, posix.join(dir, MANIFEST_FILE), MAX_MANIFEST_BYTES);
     if (text === null) {
       throw ApplicationFailure.nonRetryable(
         `backup ${input.backupId} of cluster "${input.cluster}" is not complete: ${at} has no ${MANIFEST_FILE} (it is written last)`,
@@ -605,7 +580,7 @@ export function pgRestoreActivities(rt: Runtime) {
         const st = await ctlStatus(open, n);
         const markerPath = posix.join(n.dataDir, RESTORED_MARKER);
         const readMarker = async (path: string) => {
-          const text = await readSmall(open, path, 64 * 1024);
+          const text = await readWholeText(open, path, 64 * 1024);
           return text === null ? null : parseMarker(text);
         };
         const current = st.dataDirExists ? await readMarker(markerPath) : null;

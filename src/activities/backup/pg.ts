@@ -33,18 +33,22 @@ import {
   type PgDrillResult,
 } from '../../contract/backup';
 import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, parseSha256sum, parseSizes, verifyOnHost } from './files';
-import { checkedInt, configError, errorMessage, heartbeat } from '../common';
+import { checkedInt, configError } from '../resolver';
+import { errorMessage, heartbeat } from '../activity-context';
 import type { Call, Runtime } from '../runtime';
 import type { SshExecResult } from '../ssh/session';
-import { DATABASE_BYTES_SQL, withPgClient } from '../postgres';
-import { brief, execArgv, holdHostLock, mustExec, onHost, requireFreeSpace, type OpenSession } from '../remote';
+import { DATABASE_BYTES_SQL } from '../postgres/status';
+import { withPgClient } from '../postgres/connect';
+import { brief, execArgv, mustExec, onHost, type OpenSession } from '../ssh/exec';
+import { holdHostLock } from '../ssh/host-lock';
+import { requireFreeSpace } from '../ssh/free-space';
+import { readFile, readTextFiles, writeFileAtomic } from '../ssh/files';
 import { commandLine } from '../ssh/quote';
 import { formatBytes } from '../../contract/format';
 import { confQuote, outputTail } from '../postgres/standby';
-import type { RemoteCommandResult } from '../../contract/observations';
 import { LSN_RE, lsnToBigInt } from '../../contract/lsn';
 import { Errors } from '../../contract/errors';
-import { inCLocale, shellScript } from '../argv';
+import { inCLocale, shellScript } from '../ssh/argv';
 
 export const MANIFEST_FORMAT = 'switchyard-pg-backup/1';
 const DEFAULT_CREATE_TIMEOUT_SECONDS = 6 * 3600;
@@ -53,10 +57,6 @@ const DEFAULT_DRILL_START_TIMEOUT_SECONDS = 600;
 const DRILL_LOCK_WAIT_SECONDS = 6 * 3600;
 const HASH_TIMEOUT_SECONDS = 6 * 3600;
 const QUERY_TIMEOUT_SECONDS = 600;
-/** Raw bytes read per command (base64 of it stays well inside a result's 64 KiB). */
-const READ_CHUNK = 36 * 1024;
-/** Raw bytes written per command (its base64 stays well inside one argument's 128 KiB). */
-const WRITE_CHUNK = 48 * 1024;
 /** Longest unix socket path used: the kernel's limit is 107 bytes. */
 const MAX_SOCKET_PATH = 100;
 /** What a verify query's result keeps (it lands in drill.json and in history). */
@@ -438,19 +438,6 @@ export function parseRowCounts(text: string): Record<string, number> {
 // ---------------------------------------------------------------------------------------------
 // Scripts run on the backup host (fixed text; every path and value a positional argument)
 
-/** "nodir", "missing", or "file <size>". */
-const STAT_SH = 'if [ ! -d "$2" ]; then echo nodir; elif [ ! -f "$1" ]; then echo missing; else stat -L -c "file %s" -- "$1"; fi';
-/** One chunk of a file, base64 on one line. */
-const READ_SH = 'dd if="$1" bs="$2" skip="$3" count=1 status=none | base64 -w0';
-/** Several small files: "<path>\t<base64>" per line. */
-const READ_MANY_SH = 'for f in "$@"; do printf "%s\\t" "$f"; base64 -w0 -- "$f" || exit 1; echo; done';
-/** One chunk of an atomic write: into $5 (default <path>.switchyard-tmp); the last chunk renames it over <path>. */
-const WRITE_SH = [
-  'set -e',
-  't="${5:-$1.switchyard-tmp}"',
-  'if [ "$3" = first ]; then umask 077; printf %s "$2" | base64 -d > "$t"; else printf %s "$2" | base64 -d >> "$t"; fi',
-  'if [ "$4" = last ]; then mv -f -- "$t" "$1"; sha256sum -- "$1"; fi',
-].join('\n');
 /** Every directory directly in $1 not starting with "." (no .drill-*), with its mtime and its manifest's and drill record's sizes. */
 const LIST_SH = [
   '[ -d "$1" ] || exit 0',
@@ -529,66 +516,16 @@ const EXTRACT_SH = [
 
 type RemoteText = { kind: 'nodir' } | { kind: 'missing' } | { kind: 'file'; text: string };
 
-/** A small text file read in base64 chunks; tells a missing directory from a missing file. */
+/** A small text file; tells a missing directory from a missing file (anything but a regular file counts as missing). */
 async function readText(open: OpenSession, path: string): Promise<RemoteText> {
-  const st = (await mustExec(open, shellScript(STAT_SH, path, posix.dirname(path)), `stat ${path}`)).stdout.trim();
-  if (st === 'nodir') return { kind: 'nodir' };
-  if (st === 'missing') return { kind: 'missing' };
-  const m = /^file (\d+)$/.exec(st);
-  if (!m) throw new Error(`stat ${path} on ${open.name} printed ${JSON.stringify(st.slice(0, 200))}`);
-  const size = Number(m[1]);
-  const parts: Buffer[] = [];
-  for (let i = 0; i * READ_CHUNK < size; i++) {
-    const r = await mustExec(open, shellScript(READ_SH, path, String(READ_CHUNK), String(i)), `reading ${path}`);
-    parts.push(Buffer.from(r.stdout.trim(), 'base64'));
-  }
-  return { kind: 'file', text: Buffer.concat(parts).toString('utf8') };
+  const f = await readFile(open, path);
+  if (f.kind === 'file') return { kind: 'file', text: f.content.toString('utf8') };
+  return { kind: f.kind === 'nodir' ? 'nodir' : 'missing' };
 }
 
-/** Several small files (sizes known) in as few commands as fit in a result; large ones chunk by chunk. */
-async function readTexts(open: OpenSession, files: { path: string; bytes: number }[]): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  let batch: string[] = [];
-  let batchBytes = 0;
-  const flush = async () => {
-    if (!batch.length) return;
-    const r = await mustExec(open, shellScript(READ_MANY_SH, ...batch), `reading ${batch.length} backup records`);
-    for (const line of r.stdout.split('\n')) {
-      const tab = line.lastIndexOf('\t');
-      if (tab > 0) out.set(line.slice(0, tab), Buffer.from(line.slice(tab + 1), 'base64').toString('utf8'));
-    }
-    batch = [];
-    batchBytes = 0;
-  };
-  for (const f of files) {
-    if (f.bytes > READ_CHUNK) {
-      const t = await readText(open, f.path);
-      if (t.kind === 'file') out.set(f.path, t.text);
-      continue;
-    }
-    if (batchBytes + f.bytes > READ_CHUNK) await flush();
-    batch.push(f.path);
-    batchBytes += f.bytes + f.path.length;
-  }
-  await flush();
-  return out;
-}
-
-/**
- * Write a file atomically (temp file + rename, mode 0600); checks the SHA-256 written. `tmp` (on
- * the same file system) keeps the temp file out of a directory whose files are checked.
- */
-async function writeText(open: OpenSession, path: string, text: string, tmp?: string): Promise<void> {
-  const content = Buffer.from(text, 'utf8');
-  const n = Math.max(1, Math.ceil(content.length / WRITE_CHUNK));
-  let last: RemoteCommandResult | undefined;
-  for (let i = 0; i < n; i++) {
-    const b64 = content.subarray(i * WRITE_CHUNK, (i + 1) * WRITE_CHUNK).toString('base64');
-    last = await mustExec(open, shellScript(WRITE_SH, path, b64, i === 0 ? 'first' : 'append', i === n - 1 ? 'last' : '', tmp ?? ''), `writing ${path}`);
-  }
-  const written = last?.stdout.trim().split(/\s+/)[0]?.replace(/^\\/, '');
-  const want = createHash('sha256').update(content).digest('hex');
-  if (written !== want) throw new Error(`writing ${path} on ${open.name}: the file written has SHA-256 ${written ?? '?'}, not the content's ${want}`);
+/** Write a text file atomically, mode 0600. `tmp` (same file system) keeps the temp file out of a directory whose files are checked. */
+function writeText(open: OpenSession, path: string, text: string, tmp?: string): Promise<void> {
+  return writeFileAtomic(open, path, Buffer.from(text, 'utf8'), { tmp });
 }
 
 /** Sizes (find) and SHA-256 (sha256sum) of every regular file directly in `dir`, computed on the host. */
@@ -624,7 +561,7 @@ async function listBackups(open: OpenSession, clusterDir: string): Promise<PgBac
     if (d.manifestBytes !== null) want.push({ path: posix.join(clusterDir, d.name, MANIFEST_FILE), bytes: d.manifestBytes });
     if (d.drillBytes !== null) want.push({ path: posix.join(clusterDir, d.name, DRILL_FILE), bytes: d.drillBytes });
   }
-  const texts = await readTexts(open, want);
+  const texts = await readTextFiles(open, want);
   const entries = dirs.map((d): PgBackupEntry => {
     const dir = posix.join(clusterDir, d.name);
     const mt = texts.get(posix.join(dir, MANIFEST_FILE));

@@ -13,13 +13,15 @@
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../../topology/schema';
-import { configError, errorMessage } from '../common';
+import { configError } from '../resolver';
+import { errorMessage } from '../activity-context';
 import type { Call, Runtime } from '../runtime';
-import { brief, execArgv, mustExec, onHost, SshConnectError, withHost, writeFileAtomic, type OpenSession } from '../remote';
+import { brief, execArgv, mustExec, onHost, SshConnectError, withHost, type OpenSession } from '../ssh/exec';
+import { writeFileAtomic } from '../ssh/files';
 import { substitute } from '../ssh/quote';
 import type { FenceMarker, FenceState, StonithResult } from '../../contract/observations';
 import { Errors } from '../../contract/errors';
-import { shellScript } from '../argv';
+import { shellScript } from '../ssh/argv';
 
 export const FENCE_MARKER = 'switchyard-fence.json';
 
@@ -82,7 +84,7 @@ export async function ensureStandbySignal(open: OpenSession, n: DbNodeConfig): P
  */
 export async function markFenced(open: OpenSession, n: DbNodeConfig, marker: FenceMarker): Promise<string> {
   const created = await ensureStandbySignal(open, n);
-  await writeFileAtomic(open, posix.join(n.dataDir, FENCE_MARKER), Buffer.from(`${JSON.stringify(marker, null, 2)}\n`), '600');
+  await writeFileAtomic(open, posix.join(n.dataDir, FENCE_MARKER), Buffer.from(`${JSON.stringify(marker, null, 2)}\n`), { mode: '600', makeParent: true });
   return `${created ? 'wrote' : 'kept'} standby.signal and wrote ${FENCE_MARKER} (fenced by ${marker.fencedBy} for ${marker.newPrimary}) in ${n.dataDir}: a restart comes up read-only`;
 }
 

@@ -8,16 +8,19 @@
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../../topology/schema';
-import { cancellationSignal, configError, errorMessage, heartbeat, pollUntil } from '../common';
+import { cancellationSignal, errorMessage, heartbeat, pollUntil } from '../activity-context';
+import { configError } from '../resolver';
 import type { Call, PgClientLike, Runtime } from '../runtime';
 import { disableBootService, markFenced } from './fence';
-import { CHECKPOINT_TLI_SQL, isAuthFailure, isServerError, pgClientConfig, timelineOf, unreachableKind, WAL_TLI_SQL, withPgClient } from '../postgres';
-import { brief, execArgv, SshConnectError, withHost, type OpenSession } from '../remote';
+import { CHECKPOINT_TLI_SQL, timelineOf, WAL_TLI_SQL } from './status';
+import { isAuthFailure, isServerError, pgClientConfig, unreachableKind, withPgClient } from './connect';
+import { brief, execArgv, SshConnectError, withHost, type OpenSession } from '../ssh/exec';
 import { commandLine } from '../ssh/quote';
 import type { PgControlData, PgFenceResult, PgPromoteResult, PgStartResult, RemoteCommandResult } from '../../contract/observations';
 import { LSN_RE } from '../../contract/lsn';
 import { Errors } from '../../contract/errors';
-import { inCLocale, pgCtlDir, pgTool } from '../argv';
+import { inCLocale } from '../ssh/argv';
+import { pgCtlDir, pgTool } from './paths';
 
 const DEFAULT_FAST_TIMEOUT_SECONDS = 20;
 const IMMEDIATE_TIMEOUT_SECONDS = 30;

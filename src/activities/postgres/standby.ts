@@ -13,13 +13,17 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../../topology/schema';
-import { checkedInt, configError, errorMessage, heartbeat, sleep } from '../common';
+import { checkedInt, configError } from '../resolver';
+import { errorMessage, heartbeat, sleep } from '../activity-context';
 import { Runtime, type Call, type PgClientLike } from '../runtime';
 import { formatBytes } from '../../contract/format';
 import { ensureStandbySignal } from './fence';
 import { defaultLogFile, parseControlData } from './lifecycle';
-import { CHECKPOINT_TLI_SQL, DATABASE_BYTES_SQL, isAuthFailure, postgresActivities, WAL_TLI_SQL, withPgClient } from '../postgres';
-import { brief, execArgv, mustExec, onHost, requireFreeSpace, throwIfCancelled, withHost, writeFileAtomic, type OpenSession } from '../remote';
+import { CHECKPOINT_TLI_SQL, DATABASE_BYTES_SQL, postgresActivities, WAL_TLI_SQL } from './status';
+import { isAuthFailure, withPgClient } from './connect';
+import { brief, execArgv, mustExec, onHost, throwIfCancelled, withHost, type OpenSession } from '../ssh/exec';
+import { requireFreeSpace } from '../ssh/free-space';
+import { readFile, statFile, writeFileAtomic } from '../ssh/files';
 import type {
   ConfigFileCopy,
   CopyConfigFilesResult,
@@ -33,15 +37,14 @@ import type {
 } from '../../contract/observations';
 import { LSN_RE, lsnDiff } from '../../contract/lsn';
 import { Errors } from '../../contract/errors';
-import { inCLocale, pgCtlDir, pgTool, shellScript } from '../argv';
+import { inCLocale, shellScript } from '../ssh/argv';
+import { pgCtlDir, pgTool } from './paths';
 
 /** Thrown (non-retryably) when a node has no data directory to configure. */
 export const NO_DATA_DIRECTORY = 'NoDataDirectory';
 
 const DEFAULT_REWIND_TIMEOUT_SECONDS = 3600;
 const DEFAULT_BASEBACKUP_TIMEOUT_SECONDS = 6 * 3600;
-/** Raw bytes per read command: 36 KiB is 48 KiB of base64, well inside a result's 64 KiB. */
-const READ_CHUNK = 36 * 1024;
 const POLL_MS = 250;
 const PROBE_TIMEOUT_MS = 1_000;
 
@@ -199,48 +202,17 @@ function sha256(b: Buffer): string {
 // ---------------------------------------------------------------------------------------------
 // Files over SSH: fixed scripts, paths and data as positional arguments
 
-/** Prints "file <size> <octal mode>", "missing" or "other". */
-const STAT_SH = 'if [ -f "$1" ]; then stat -L -c "file %s %a" -- "$1"; elif [ -e "$1" ]; then echo other; else echo missing; fi';
-/** One chunk of a file, base64 on one line. */
-const READ_SH = 'dd if="$1" bs="$2" skip="$3" count=1 status=none | base64 -w0';
 /** Move a directory aside under a name not taken yet (suffix .2, .3 … within one second); prints the name. */
 const MOVE_ASIDE_SH = 'n="$2"; i=1; while [ -e "$n" ]; do i=$((i+1)); n="$2.$i"; done; mv -T -- "$1" "$n" && printf "%s\\n" "$n"';
 /** Every <dataDir>.switchyard-<stamp> beside the data directory (not a restore's staging dir .switchyard-restore-*). */
 const LIST_ASIDE_SH = 'for p in "$1".switchyard-[0-9]*; do if [ -d "$p" ]; then printf "%s\\n" "$p"; fi; done';
 
-type RemoteStat = { kind: 'missing' } | { kind: 'other' } | { kind: 'file'; size: number; mode: string };
-
-async function statRemote(open: OpenSession, path: string): Promise<RemoteStat> {
-  const r = await mustExec(open, shellScript(STAT_SH, path), `stat ${path}`);
-  const out = r.stdout.trim();
-  if (out === 'missing') return { kind: 'missing' };
-  const m = /^file (\d+) ([0-7]{3,4})$/.exec(out);
-  if (m) return { kind: 'file', size: Number(m[1]), mode: m[2] };
-  return { kind: 'other' };
-}
-
 /** A file's content and mode, or null when it does not exist. Throws for anything that is not a regular file. */
 async function readRemote(open: OpenSession, path: string): Promise<{ content: Buffer; mode: string } | null> {
-  const st = await statRemote(open, path);
-  if (st.kind === 'missing') return null;
-  if (st.kind === 'other') throw configError(`${path} on ${open.name} is not a regular file`);
-  const parts: Buffer[] = [];
-  for (let i = 0; i * READ_CHUNK < st.size; i++) {
-    const r = await mustExec(open, shellScript(READ_SH, path, String(READ_CHUNK), String(i)), `reading ${path}`);
-    const chunk = Buffer.from(r.stdout.trim(), 'base64');
-    const want = Math.min(READ_CHUNK, st.size - i * READ_CHUNK);
-    if (chunk.length !== want)
-      throw new Error(
-        `reading ${path} on ${open.name}: got ${chunk.length} bytes at offset ${i * READ_CHUNK}, expected ${want} (did it change while being read?)`,
-      );
-    parts.push(chunk);
-    heartbeat({ host: open.name, reading: path });
-  }
-  return { content: Buffer.concat(parts), mode: st.mode };
+  const f = await readFile(open, path);
+  if (f.kind === 'other') throw configError(`${path} on ${open.name} is not a regular file`);
+  return f.kind === 'file' ? f : null;
 }
-
-// ---------------------------------------------------------------------------------------------
-// PostgreSQL on a node's host
 
 interface CtlStatus {
   /** true: running (exit 0); false: not running (exit 3, or no data directory at all); null: cannot tell. */
@@ -628,11 +600,11 @@ export function standbyActivities(rt: Runtime) {
         const text = cur?.content.toString('utf8') ?? '';
         const next = rewriteAutoConf(text, settings);
         if (next !== text) {
-          await writeFileAtomic(open, autoConf, Buffer.from(next, 'utf8'), cur?.mode ?? '600');
+          await writeFileAtomic(open, autoConf, Buffer.from(next, 'utf8'), { mode: cur?.mode ?? '600', makeParent: true });
           changed.push('postgresql.auto.conf');
         }
-        if ((await statRemote(open, signal)).kind === 'missing') {
-          await writeFileAtomic(open, signal, Buffer.alloc(0), '600');
+        if (['missing', 'nodir'].includes((await statFile(open, signal)).kind)) {
+          await writeFileAtomic(open, signal, Buffer.alloc(0), { mode: '600', makeParent: true });
           changed.push('standby.signal');
         }
         return { changedFiles: changed, st: await ctlStatus(open, n) };
@@ -684,7 +656,7 @@ export function standbyActivities(rt: Runtime) {
           const content = sources[i];
           const cur = await readRemote(open, e.to);
           const same = cur !== null && cur.content.equals(content);
-          if (!same) await writeFileAtomic(open, e.to, content, cur?.mode ?? '600');
+          if (!same) await writeFileAtomic(open, e.to, content, { mode: cur?.mode ?? '600', makeParent: true });
           out.push({ source: e.from, target: e.to, bytes: content.length, sha256: sha256(content), changed: !same });
         }
         return out;

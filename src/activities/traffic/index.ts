@@ -13,10 +13,12 @@ import {
 } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TrafficDriverConfig } from '../../topology/schema';
-import { configError, errorMessage, heartbeat } from '../common';
+import { configError } from '../resolver';
+import { errorMessage, heartbeat } from '../activity-context';
 import type { Call, Runtime } from '../runtime';
 import { describeAddress, nodeInstances, nodeOfInstance, primaryInterfaceId, theInstance, withEc2, type NodeInstance } from '../ec2';
-import { execArgv, onHost, runOnHost, SshConnectError, withHost, writeFileAtomic } from '../remote';
+import { execArgv, onHost, runOnHost, SshConnectError, withHost } from '../ssh/exec';
+import { writeFileAtomic } from '../ssh/files';
 import { substitute } from '../ssh/quote';
 import type { TrafficState } from '../../contract/observations';
 import { Errors } from '../../contract/errors';
@@ -259,11 +261,13 @@ export function trafficActivities(rt: Runtime) {
     const { host, path } = d.stateFile;
     const text = await hap(d, 'show servers state');
     parseServersState(text); // never write an error message where HAProxy expects its state
-    await onHost(rt, call, cluster, host, (open) => writeFileAtomic(open, path, Buffer.from(text, 'utf8'), '644')).catch((err: unknown) => {
-      throw err instanceof ApplicationFailure
-        ? err
-        : new Error(`saving HAProxy's server state to ${path} on ${host} (stateFile of traffic driver "${d.name}") failed: ${errorMessage(err)}`);
-    });
+    await onHost(rt, call, cluster, host, (open) => writeFileAtomic(open, path, Buffer.from(text, 'utf8'), { mode: '644', makeParent: true })).catch(
+      (err: unknown) => {
+        throw err instanceof ApplicationFailure
+          ? err
+          : new Error(`saving HAProxy's server state to ${path} on ${host} (stateFile of traffic driver "${d.name}") failed: ${errorMessage(err)}`);
+      },
+    );
     return `state saved to ${path} on ${host}`;
   };
 
