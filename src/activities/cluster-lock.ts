@@ -137,7 +137,8 @@ export function lockActivities(rt: Runtime) {
 
   /**
    * The holder of the lock workflow's last run when that run is closed (terminated, failed, timed
-   * out), read by a query (answered from its history); null when it runs or never existed. A query that cannot be answered is an error: the lock is not assumed free.
+   * out), read by a query (answered from its history); null when it runs or never existed. A query that cannot be
+   * answered is an error: the lock is not assumed free.
    */
   async function closedLockHolder(c: Client, cluster: string): Promise<{ status: string; holder: LockHolder | null } | null> {
     const id = lockWorkflowId(cluster);
@@ -149,7 +150,10 @@ export function lockActivities(rt: Runtime) {
       return { status: d.status.name, holder: await c.workflow.getHandle(id, d.runId).query(holderQuery) };
     } catch (err) {
       throw ApplicationFailure.create({
-        message: `the lock workflow ${id} of cluster ${cluster} is ${d.status.name} (run ${d.runId}) and its last holder could not be read (${(err as Error).message}); it is not taken as free. See it with \`temporal workflow query --workflow-id ${id} --run-id ${d.runId} --type holder\``,
+        message:
+          `the lock workflow ${id} of cluster ${cluster} is ${d.status.name} (run ${d.runId}) ` +
+          `and its last holder could not be read (${(err as Error).message}); ` +
+          `it is not taken as free. See it with \`temporal workflow query --workflow-id ${id} --run-id ${d.runId} --type holder\``,
         type: Errors.LockUnreadable,
       });
     }
@@ -162,7 +166,8 @@ export function lockActivities(rt: Runtime) {
     const state = await holderChainState(c, closed.holder);
     if (state.running) {
       rt.log.warn(
-        `the lock workflow of cluster ${cluster} is ${closed.status} while ${closed.holder.workflowId} held it and still runs: starting it again with that holder`,
+        `the lock workflow of cluster ${cluster} is ${closed.status} while ${closed.holder.workflowId} held it and still runs: ` +
+          `starting it again with that holder`,
         { cluster, holder: closed.holder.workflowId },
       );
       return closed.holder;
@@ -290,7 +295,10 @@ export function lockActivities(rt: Runtime) {
         });
       }
       throw ApplicationFailure.create({
-        message: `${who}, but the lock is held by ${describeHolder(holder)}, not by ${ancestors.length > 1 ? `any of ${ancestors.join(', ')}` : parent.workflowId}: refused. Wait for ${holder.workflowId} to finish (or cancel it), then ${own}`,
+        message:
+          `${who}, but the lock is held by ${describeHolder(holder)}, ` +
+          `not by ${ancestors.length > 1 ? `any of ${ancestors.join(', ')}` : parent.workflowId}: ` +
+          `refused. Wait for ${holder.workflowId} to finish (or cancel it), then ${own}`,
         type: Errors.ClusterBusy,
         nonRetryable: true,
         details: [holder],

@@ -59,7 +59,9 @@ export function historyActivities(rt: Runtime) {
             site: report.primarySite ?? null,
             observedAt: report.observedAt ?? null,
             workflowId: wf.workflowId,
-            detail: `readiness run ${wf.workflowId} (completed ${wf.closeTime?.toISOString() ?? '?'}) saw ${report.primaryNode ?? '?'} (${report.primarySite ?? '?'}) as primary at ${report.primaryLsn}, observed ${report.observedAt ?? '?'}`,
+            detail:
+              `readiness run ${wf.workflowId} (completed ${wf.closeTime?.toISOString() ?? '?'}) ` +
+              `saw ${report.primaryNode ?? '?'} (${report.primarySite ?? '?'}) as primary at ${report.primaryLsn}, observed ${report.observedAt ?? '?'}`,
           };
         }
       }

@@ -19,7 +19,8 @@ function serviceOf(top: Resolver, cluster: string, site: string, service: string
   if (!Object.prototype.hasOwnProperty.call(s.services, service)) {
     const known = Object.keys(s.services);
     throw configError(
-      `unknown service ${JSON.stringify(service)} at site "${site}" of cluster "${cluster}"; known: ${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none'}`,
+      `unknown service ${JSON.stringify(service)} at site "${site}" of cluster "${cluster}"; known: ` +
+        `${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none'}`,
     );
   }
   return { s, svc: s.services[service] };
@@ -68,7 +69,8 @@ export function remoteActivities(rt: Runtime) {
         );
         if (after.running !== want) {
           throw new Error(
-            `service "${input.service}" at site "${input.site}" is still ${want ? 'stopped' : 'running'} after ${verb} (${verb} ${brief(act)}; status ${brief(after.r)})`,
+            `service "${input.service}" at site "${input.site}" is still ${want ? 'stopped' : 'running'} after ${verb} (${verb} ` +
+              `${brief(act)}; status ${brief(after.r)})`,
           );
         }
         rt.log.info(`service ${verb}ed`, { cluster: input.cluster, site: input.site, service: input.service, host: svc.host });
@@ -157,7 +159,8 @@ export function remoteActivities(rt: Runtime) {
           }
           if (c.exitCode === null) {
             throw new Error(
-              `check command of hook "${h.name}" (sites.${input.site}.hooks.afterPromote) on ${h.host} ${brief(c)}: cannot tell whether the hook already ran, so it was not run`,
+              `check command of hook "${h.name}" (sites.${input.site}.hooks.afterPromote) on ${h.host} ${brief(c)}: ` +
+                `cannot tell whether the hook already ran, so it was not run`,
             );
           }
         }
@@ -219,7 +222,8 @@ export function remoteActivities(rt: Runtime) {
           );
           if ((after.exitCode === 0) !== want) {
             throw new Error(
-              `maintenance at site "${input.site}" still reads ${want ? 'off' : 'on'} after turning it ${word} (${word} command ${brief(act)}; status ${brief(after)})`,
+              `maintenance at site "${input.site}" still reads ${want ? 'off' : 'on'} after turning it ${word} (${word} command ` +
+                `${brief(act)}; status ${brief(after)})`,
             );
           }
           rt.log.info(`maintenance turned ${word}`, { cluster: input.cluster, site: input.site, host: m.host });

@@ -299,7 +299,8 @@ export function buildProgram(): Command {
   program
     .command('retention <cluster>')
     .description(
-      'apply backup retention alone: keep the last N and anything younger than the maximum age, never the newest proven-restorable backup; --dry-run lists every backup and what would happen to it',
+      'apply backup retention alone: keep the last N and anything younger than the maximum age, never the newest proven-restorable backup; ' +
+        '--dry-run lists every backup and what would happen to it',
     )
     .option('--dry-run', 'list the backups and the decision for each; delete nothing')
     .option('--keep-last <n>', 'override backup.keepLast', parsePositive('--keep-last'))
@@ -482,7 +483,8 @@ export function buildProgram(): Command {
       const top = loadTopology(configPath);
       for (const [name, c] of Object.entries(top.clusters)) {
         process.stdout.write(
-          `${configPath}: cluster ${name}: sites ${Object.keys(c.sites).join(', ')}; nodes ${Object.keys(c.postgres.nodes).join(', ')}; traffic ${c.traffic.map((t) => `${t.name} (${t.kind})`).join(', ') || 'none'}\n`,
+          `${configPath}: cluster ${name}: sites ${Object.keys(c.sites).join(', ')}; nodes ${Object.keys(c.postgres.nodes).join(', ')}; ` +
+            `traffic ${c.traffic.map((t) => `${t.name} (${t.kind})`).join(', ') || 'none'}\n`,
         );
       }
     });
@@ -567,7 +569,8 @@ export function formatSandbox(status: {
     status.parts
       .map(
         (p) =>
-          `  ${p.state === p.expected ? (p.state === 'running' ? 'up  ' : 'off ') : p.state === 'running' ? 'UP? ' : 'DOWN'}  ${p.name.padEnd(w)}  ${p.kind.padEnd(8)} ${p.host}:${p.port}${p.pid ? `  pid ${p.pid}` : ''}${p.detail ? `  ${p.detail}` : ''}`,
+          `  ${p.state === p.expected ? (p.state === 'running' ? 'up  ' : 'off ') : p.state === 'running' ? 'UP? ' : 'DOWN'}  ${p.name.padEnd(w)}  ` +
+          `${p.kind.padEnd(8)} ${p.host}:${p.port}${p.pid ? `  pid ${p.pid}` : ''}${p.detail ? `  ${p.detail}` : ''}`,
       )
       .join('\n') +
     '\n'

@@ -140,7 +140,9 @@ export async function runDemo(): Promise<void> {
         say(`[${secs()}] 9. failover result:`);
         say(formatOutcome(end).trimEnd().replace(/^/gm, '     '));
         say(
-          `     timeline ${result.timeline.before} → ${result.timeline.after}; traffic: ${result.traffic.map((t) => `${t.driver} → ${t.site}`).join(', ')}; needs rejoin: ${result.topology.needsRejoin.map((n) => n.node).join(', ')}`,
+          `     timeline ${result.timeline.before} → ${result.timeline.after}; ` +
+            `traffic: ${result.traffic.map((t) => `${t.driver} → ${t.site}`).join(', ')}; ` +
+            `needs rejoin: ${result.topology.needsRejoin.map((n) => n.node).join(', ')}`,
         );
 
         const after = await frontQuery(front, `SELECT id, note FROM public.sandbox_rows ORDER BY id`);
@@ -150,7 +152,8 @@ export async function runDemo(): Promise<void> {
           `INSERT INTO public.sandbox_rows (note) VALUES ('order 1004, after the failover') RETURNING id, host(inet_server_addr()) AS server`,
         );
         say(
-          `[${secs()}] 10. through the front now: ${kept.length} of the ${before.length} rows written before the outage are there; a new write landed on ${added[0].server} (dc2) as id ${added[0].id}`,
+          `[${secs()}] 10. through the front now: ${kept.length} of the ${before.length} rows written before the outage are there; ` +
+            `a new write landed on ${added[0].server} (dc2) as id ${added[0].id}`,
         );
         if (!(result.outcome === 'completed' && kept.length === before.length)) return;
 
@@ -177,11 +180,14 @@ export async function runDemo(): Promise<void> {
         say(`[${secs()}] 13. failback result: ${back.outcome}; ${back.state}`);
         if (back.rejoin)
           say(
-            `     rejoin: ${back.rejoin.method} in ${back.rejoin.copySeconds} s${back.rejoin.divergedBytes !== null ? `; diverged WAL discarded: ${back.rejoin.divergedBytes} bytes` : ''}${back.rejoin.movedAside.length ? `; old data directory kept at ${back.rejoin.movedAside.join(', ')}` : ''}`,
+            `     rejoin: ${back.rejoin.method} in ${back.rejoin.copySeconds} s` +
+              `${back.rejoin.divergedBytes !== null ? `; diverged WAL discarded: ${back.rejoin.divergedBytes} bytes` : ''}` +
+              `${back.rejoin.movedAside.length ? `; old data directory kept at ${back.rejoin.movedAside.join(', ')}` : ''}`,
           );
         if (back.switchover)
           say(
-            `     switchover: write downtime ${back.switchover.writeDowntimeMs ?? '?'} ms (measured by the run's own write probes), timeline ${back.switchover.timeline.before} → ${back.switchover.timeline.after}`,
+            `     switchover: write downtime ${back.switchover.writeDowntimeMs ?? '?'} ms (measured by the run's own write probes), ` +
+              `timeline ${back.switchover.timeline.before} → ${back.switchover.timeline.after}`,
           );
 
         const final = await client.workflow.execute<typeof readiness>('readiness', {
@@ -192,7 +198,8 @@ export async function runDemo(): Promise<void> {
         });
         const rows = await frontQuery(front, `SELECT count(*)::int AS n, host(inet_server_addr()) AS server FROM public.sandbox_rows`);
         say(
-          `[${secs()}] 14. readiness: ${final.ready ? 'READY' : 'NOT READY'}: ${final.primarySite} primary, ${final.standbySite ?? 'no'} standby (${final.lagBytes ?? '?'} bytes behind); the front reaches ${rows[0].server} with ${rows[0].n} rows`,
+          `[${secs()}] 14. readiness: ${final.ready ? 'READY' : 'NOT READY'}: ${final.primarySite} primary, ` +
+            `${final.standbySite ?? 'no'} standby (${final.lagBytes ?? '?'} bytes behind); the front reaches ${rows[0].server} with ${rows[0].n} rows`,
         );
         if (!final.ready) for (const c of final.checks.filter((x) => !x.ok)) say(`       failed ${c.name}: ${c.detail}`);
         ok = back.outcome === 'completed' && final.ready && final.primarySite === 'dc1';

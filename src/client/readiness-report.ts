@@ -79,7 +79,9 @@ export async function runReadiness(opts: { cluster: string; configPath: string; 
 export function formatReadiness(r: ReadinessReport): string {
   const lines: string[] = [];
   lines.push(
-    `cluster ${r.cluster}: ${r.ready ? 'READY' : 'NOT READY'}   primary ${r.primarySite ?? 'none'}${r.primaryNode ? ` (${r.primaryNode})` : ''}, standby ${r.standbySite ?? 'none'}${r.standbyNode ? ` (${r.standbyNode})` : ''}, lag ${formatBytes(r.lagBytes)} / ${r.lagSeconds === null ? 'unknown' : `${r.lagSeconds.toFixed(1)} s`}`,
+    `cluster ${r.cluster}: ${r.ready ? 'READY' : 'NOT READY'}   primary ${r.primarySite ?? 'none'}${r.primaryNode ? ` (${r.primaryNode})` : ''}, ` +
+      `standby ${r.standbySite ?? 'none'}${r.standbyNode ? ` (${r.standbyNode})` : ''}, ` +
+      `lag ${formatBytes(r.lagBytes)} / ${r.lagSeconds === null ? 'unknown' : `${r.lagSeconds.toFixed(1)} s`}`,
   );
   const w = Math.max(...r.checks.map((c) => c.name.length));
   for (const c of r.checks) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(w)}  ${c.detail}`);

@@ -166,7 +166,8 @@ export function formatOutcome(r: RunStatus): string {
     lines.push(`  RTO: ${res.rto.fromDecisionSeconds} s from the decision to promote until traffic was verified; ${res.rto.fromStartSeconds} s from start`);
   if (res && 'dataLostBytes' in res && r.outcome === 'completed')
     lines.push(
-      `  data lost: ${res.dataLostBytes === null || res.dataLostBytes === undefined ? 'unknown' : `${res.dataLostBytes} bytes`}${res.dataLoss ? ` (${res.dataLoss.detail})` : ''}`,
+      `  data lost: ${res.dataLostBytes === null || res.dataLostBytes === undefined ? 'unknown' : `${res.dataLostBytes} bytes`}` +
+        `${res.dataLoss ? ` (${res.dataLoss.detail})` : ''}`,
     );
   return `${lines.join('\n')}\n`;
 }

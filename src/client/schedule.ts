@@ -39,7 +39,8 @@ export function checkCron(cron: string): string {
   const fields = c.split(/\s+/);
   if (fields.length !== 5 || !fields.every((f) => /^[0-9*/,\-A-Za-z?]+$/.test(f))) {
     throw new ScheduleInputError(
-      `--cron: expected five cron fields "minute hour day-of-month month day-of-week" (e.g. "0 */6 * * *") or @daily / @hourly / "@every 6h"; got ${JSON.stringify(cron)}`,
+      `--cron: expected five cron fields "minute hour day-of-month month day-of-week" (e.g. "0 */6 * * *") or @daily / @hourly / "@every 6h"; ` +
+        `got ${JSON.stringify(cron)}`,
     );
   }
   return c;
@@ -194,7 +195,9 @@ export function formatScheduleView(v: ScheduleView): string {
   const args = v.args as BackupInput | null;
   return [
     `schedule ${v.scheduleId}${v.paused ? '  PAUSED' : ''}${v.note ? `  (${v.note})` : ''}`,
-    `  runs      ${v.workflowType ?? '?'} of ${args?.cluster ?? v.cluster ?? '?'}${args?.kinds ? ` (${args.kinds.join(' + ')})` : ''}${args?.drill ? ', each followed by a drill' : ''}${args?.keepLast ? `, keep last ${args.keepLast}` : ''}${args?.maxAge ? `, max age ${args.maxAge}` : ''}`,
+    `  runs      ${v.workflowType ?? '?'} of ${args?.cluster ?? v.cluster ?? '?'}${args?.kinds ? ` (${args.kinds.join(' + ')})` : ''}` +
+      `${args?.drill ? ', each followed by a drill' : ''}${args?.keepLast ? `, keep last ${args.keepLast}` : ''}` +
+      `${args?.maxAge ? `, max age ${args.maxAge}` : ''}`,
     `  when      ${v.cron.join('; ') || '?'}`,
     `  overlap   ${v.overlap ?? '?'}; catch-up window ${v.catchupWindowMs !== null ? `${Math.round(v.catchupWindowMs / 1000)} s` : '?'}`,
     `  next      ${v.nextRuns.slice(0, 3).join(', ') || 'none'}`,

@@ -105,7 +105,8 @@ export function loadTopology(path: string): Topology {
       {
         path: '',
         message:
-          "file not found; pass --config PATH, set SWITCHYARD_CONFIG, or create ./switchyard.yaml (`npx switchyard sandbox up` prints a line that points a shell at the sandbox's)",
+          'file not found; pass --config PATH, set SWITCHYARD_CONFIG, ' +
+          "or create ./switchyard.yaml (`npx switchyard sandbox up` prints a line that points a shell at the sandbox's)",
       },
     ]);
   }

@@ -85,7 +85,10 @@ export async function ensureStandbySignal(open: OpenSession, n: DbNodeConfig): P
 export async function markFenced(open: OpenSession, n: DbNodeConfig, marker: FenceMarker): Promise<string> {
   const created = await ensureStandbySignal(open, n);
   await writeFileAtomic(open, posix.join(n.dataDir, FENCE_MARKER), Buffer.from(`${JSON.stringify(marker, null, 2)}\n`), { mode: '600', makeParent: true });
-  return `${created ? 'wrote' : 'kept'} standby.signal and wrote ${FENCE_MARKER} (fenced by ${marker.fencedBy} for ${marker.newPrimary}) in ${n.dataDir}: a restart comes up read-only`;
+  return (
+    `${created ? 'wrote' : 'kept'} standby.signal and wrote ${FENCE_MARKER} (fenced by ${marker.fencedBy} for ${marker.newPrimary}) in ${n.dataDir}: ` +
+    `a restart comes up read-only`
+  );
 }
 
 /** Disable the node's boot service when the topology says how; null when it does not. */
@@ -108,7 +111,8 @@ export function fenceActivities(rt: Runtime) {
           const detail = !f.dataDirExists
             ? `${input.node} has no data directory at ${n.dataDir}`
             : f.marker
-              ? `${input.node} is fenced: ${FENCE_MARKER} says fenced by ${f.marker.fencedBy} at ${f.marker.at} for ${f.marker.newPrimary}${f.marker.reason ? ` (${f.marker.reason})` : ''}; standby.signal ${f.standbySignal ? 'present' : 'MISSING'}`
+              ? `${input.node} is fenced: ${FENCE_MARKER} says fenced by ${f.marker.fencedBy} at ${f.marker.at} for ${f.marker.newPrimary}` +
+                `${f.marker.reason ? ` (${f.marker.reason})` : ''}; standby.signal ${f.standbySignal ? 'present' : 'MISSING'}`
               : `${input.node} carries no fence marker${f.standbySignal ? ' (standby.signal present)' : ''}`;
           return { node: input.node, readable: true, marker: f.marker, standbySignal: f.dataDirExists ? f.standbySignal : null, detail };
         });
@@ -141,7 +145,8 @@ export function fenceActivities(rt: Runtime) {
           }
           if (input.fencedBy !== undefined && f.marker.fencedBy !== input.fencedBy) {
             throw ApplicationFailure.nonRetryable(
-              `${input.node} was fenced by ${f.marker.fencedBy}, not by ${input.fencedBy}: its fence is left in place (run \`switchyard rejoin ${input.cluster} --node ${input.node}\` to make it a standby)`,
+              `${input.node} was fenced by ${f.marker.fencedBy}, not by ${input.fencedBy}: ` +
+                `its fence is left in place (run \`switchyard rejoin ${input.cluster} --node ${input.node}\` to make it a standby)`,
               Errors.WrongRole,
             );
           }
@@ -157,7 +162,9 @@ export function fenceActivities(rt: Runtime) {
           return {
             node: input.node,
             changed: true,
-            detail: `removed ${FENCE_MARKER}${input.fencedBy !== undefined ? ' and standby.signal' : ''} from ${n.dataDir} (fenced by ${f.marker.fencedBy})${svc ? `; boot service enabled (${svc.command})` : ''}`,
+            detail:
+              `removed ${FENCE_MARKER}${input.fencedBy !== undefined ? ' and standby.signal' : ''} from ${n.dataDir} (fenced by ` +
+              `${f.marker.fencedBy})${svc ? `; boot service enabled (${svc.command})` : ''}`,
           };
         });
       },

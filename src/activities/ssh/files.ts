@@ -74,7 +74,10 @@ export async function readFile(open: OpenSession, path: string): Promise<RemoteF
   return { kind: 'file', content: Buffer.concat(parts), mode: st.mode };
 }
 
-/** Several files whose sizes are known, as UTF-8 text: small ones in as few commands as fit in a result, large ones chunk by chunk. Missing ones are left out. */
+/**
+ * Several files whose sizes are known, as UTF-8 text: small ones in as few commands as fit in a result, large ones
+ * chunk by chunk. Missing ones are left out.
+ */
 export async function readTextFiles(open: OpenSession, files: { path: string; bytes: number }[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   let batch: string[] = [];
@@ -149,7 +152,8 @@ export async function readWholeText(open: OpenSession, path: string, max: number
   throwIfCancelled();
   if (r.code !== 0 || !r.stdout.endsWith('\nEOF-OK\n')) {
     throw new Error(
-      `reading ${path} on ${open.name}: ${r.timedOut ? 'timed out' : `exited ${r.code ?? `by signal ${r.signal ?? '?'}`}`}${r.stderr.trim() ? `: ${r.stderr.trim().slice(-300)}` : ''}`,
+      `reading ${path} on ${open.name}: ${r.timedOut ? 'timed out' : `exited ${r.code ?? `by signal ${r.signal ?? '?'}`}`}` +
+        `${r.stderr.trim() ? `: ${r.stderr.trim().slice(-300)}` : ''}`,
     );
   }
   const text = r.stdout.slice(0, -'\nEOF-OK\n'.length);

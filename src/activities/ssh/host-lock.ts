@@ -87,7 +87,8 @@ export async function holdHostLock(open: OpenSession, path: string, waitSeconds:
       const out = (ended.stderr.trim() || seen.trim()).split('\n').slice(-3).join(' | ');
       if (ended.code === 75) throw new Error(`${what}: the lock on ${path} on ${open.name} was held by another run for ${waitSeconds} s`);
       throw new Error(
-        `${what}: taking the lock on ${path} on ${open.name} failed (${ended.timedOut ? 'timed out' : `exited ${ended.code ?? `by signal ${ended.signal ?? '?'}`}`})${out ? `: ${out}` : ''}`,
+        `${what}: taking the lock on ${path} on ${open.name} failed ` +
+          `(${ended.timedOut ? 'timed out' : `exited ${ended.code ?? `by signal ${ended.signal ?? '?'}`}`})${out ? `: ${out}` : ''}`,
       );
     }
   } catch (err) {
