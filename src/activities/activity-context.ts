@@ -72,6 +72,13 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Sleep, ending early with a CancelledFailure when the activity is cancelled. */
+export async function pause(ms: number): Promise<void> {
+  const ctx = inActivity();
+  if (ctx) await ctx.sleep(ms);
+  else await sleep(ms);
+}
+
 /**
  * Poll `read` until `done` holds or `timeoutMs` passes; returns the last value read.
  * Heartbeats on every round so a long verification stays alive.

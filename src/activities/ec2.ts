@@ -1,21 +1,27 @@
 /**
  * EC2 reads through the AWS SDK: which instance stands for each database node (by the node's tag
  * or id selector) and who holds an Elastic IP. Problems with the targets are reported as data.
+ * Also the EC2 lookups the traffic drivers and the EBS backups share (instances, volumes,
+ * interfaces holding an address, waiting for an instance state).
  */
 import {
   DescribeAddressesCommand,
   DescribeInstancesCommand,
+  DescribeNetworkInterfacesCommand,
   DescribeVolumesCommand,
   StopInstancesCommand,
   type Address,
   type EC2Client,
   type Filter,
   type Instance,
+  type InstanceNetworkInterface,
+  type NetworkInterface,
+  type Volume,
 } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, DbNodeConfig, Ec2Selector } from '../topology/schema';
 import { checkedInt, configError } from './resolver';
-import { errorMessage, heartbeat, sleep } from './activity-context';
+import { errorMessage, heartbeat, pause, sleep } from './activity-context';
 import type { Call, Runtime } from './runtime';
 import type { Ec2AddressHolder, Ec2InstanceInfo, Ec2StopResult } from '../contract/observations';
 import { Errors } from '../contract/errors';
@@ -23,6 +29,8 @@ import { Errors } from '../contract/errors';
 /** How long ec2StopInstance waits for "stopped", and how often it looks. */
 const STOP_WAIT_MS = 120_000;
 const STOP_POLL_MS = 2_000;
+/** How often waitInstance looks. */
+const WAIT_POLL_MS = 2_000;
 
 /** States an instance can be in and still be "the" instance of a node (terminated ones are history). */
 export const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped', 'shutting-down'];
@@ -50,7 +58,7 @@ export async function withEc2<T>(rt: Runtime, call: Call, cluster: string, fn: (
   }
 }
 
-function selectorText(sel: Ec2Selector): string {
+export function selectorText(sel: Ec2Selector): string {
   return (
     sel.instanceId ??
     Object.entries(sel.tags ?? {})
@@ -75,25 +83,57 @@ export interface NodeInstance {
   error?: string;
 }
 
-/** Instances matching one selector, every page. */
-export async function findInstances(ec2: EC2Client, sel: Ec2Selector): Promise<Instance[]> {
+/** Instances matching the filters (and ids, when given), every page. */
+export async function describeInstances(ec2: EC2Client, filters: Filter[], instanceIds?: string[]): Promise<Instance[]> {
   const out: Instance[] = [];
-  const filters: Filter[] = [{ Name: 'instance-state-name', Values: LIVE_STATES }];
-  if (sel.tags) for (const [k, v] of Object.entries(sel.tags)) filters.push({ Name: `tag:${k}`, Values: [v] });
   let token: string | undefined;
   do {
-    let page;
-    try {
-      page = await ec2.send(new DescribeInstancesCommand({ Filters: filters, InstanceIds: sel.instanceId ? [sel.instanceId] : undefined, NextToken: token }));
-    } catch (err) {
-      if (sel.instanceId && awsErrorName(err) === 'InvalidInstanceID.NotFound') return [];
-      throw err;
-    }
+    const page = await ec2.send(new DescribeInstancesCommand({ Filters: filters, InstanceIds: instanceIds, NextToken: token }));
     for (const r of page.Reservations ?? []) out.push(...(r.Instances ?? []));
     token = page.NextToken;
     heartbeat();
   } while (token);
   return out;
+}
+
+/** Instances matching one selector, every page. */
+export async function findInstances(ec2: EC2Client, sel: Ec2Selector): Promise<Instance[]> {
+  const filters: Filter[] = [{ Name: 'instance-state-name', Values: LIVE_STATES }];
+  if (sel.tags) for (const [k, v] of Object.entries(sel.tags)) filters.push({ Name: `tag:${k}`, Values: [v] });
+  try {
+    return await describeInstances(ec2, filters, sel.instanceId ? [sel.instanceId] : undefined);
+  } catch (err) {
+    if (sel.instanceId && awsErrorName(err) === 'InvalidInstanceID.NotFound') return [];
+    throw err;
+  }
+}
+
+/** A database node that has an EC2 selector; a config error saying `lacking` (what cannot be done) when it has none. */
+export function ec2Node(call: Call, cluster: string, node: string, lacking: string): DbNodeConfig & { ec2: Ec2Selector } {
+  const n = call.top.node(cluster, node);
+  if (!n.ec2) throw configError(`database node "${node}" of cluster "${cluster}" has no EC2 selector (postgres.nodes.${node}.ec2): ${lacking}`);
+  return n as DbNodeConfig & { ec2: Ec2Selector };
+}
+
+/**
+ * The one instance a node's selector matches; otherwise a non-retryable Ec2InstanceNotFound whose
+ * message ends with `none`, or Ec2Ambiguous, refusing to guess which one to `act` on.
+ */
+export function requireOneInstance(cluster: string, node: string, selector: string, matches: Instance[], none: string, act: string): Instance {
+  if (matches.length === 0) {
+    throw ApplicationFailure.nonRetryable(
+      `no non-terminated EC2 instance matches ${selector} for node "${node}" of cluster "${cluster}": ${none}`,
+      Errors.Ec2InstanceNotFound,
+    );
+  }
+  if (matches.length > 1) {
+    throw ApplicationFailure.nonRetryable(
+      `${matches.length} EC2 instances match ${selector} for node "${node}" of cluster "${cluster}" ` +
+        `(${matches.map((i) => i.InstanceId).join(', ')}): refusing to guess which one to ${act}`,
+      Errors.Ec2Ambiguous,
+    );
+  }
+  return matches[0];
 }
 
 /** The instance(s) of one database node, by its EC2 selector (the node must have one). */
@@ -113,15 +153,37 @@ export async function nodeInstances(ec2: EC2Client, c: ClusterConfig): Promise<N
   return Promise.all(nodes.map(([node, n]) => nodeInstance(ec2, node, n)));
 }
 
-/** An instance's state by id, terminated ones included ("terminated" when EC2 no longer knows it). */
-export async function instanceState(ec2: EC2Client, instanceId: string): Promise<string | null> {
+/** An instance by id, terminated ones included while EC2 still lists them; undefined when EC2 no longer knows it. */
+export async function instanceById(ec2: EC2Client, instanceId: string): Promise<Instance | undefined> {
   try {
     const r = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
-    const i = (r.Reservations ?? []).flatMap((x) => x.Instances ?? []).find((x) => x.InstanceId === instanceId);
-    return i ? (i.State?.Name ?? null) : 'terminated';
+    return (r.Reservations ?? []).flatMap((x) => x.Instances ?? []).find((x) => x.InstanceId === instanceId);
   } catch (err) {
-    if (awsErrorName(err) === 'InvalidInstanceID.NotFound') return 'terminated';
+    if (awsErrorName(err) === 'InvalidInstanceID.NotFound') return undefined;
     throw err;
+  }
+}
+
+/** An instance's state by id, terminated ones included ("terminated" when EC2 no longer knows it). */
+export async function instanceState(ec2: EC2Client, instanceId: string): Promise<string | null> {
+  const i = await instanceById(ec2, instanceId);
+  return i ? (i.State?.Name ?? null) : 'terminated';
+}
+
+/** Poll an instance every ~2 s until `done(state)` or the timeout; heartbeats, ends early when cancelled. Returns the last description. */
+export async function waitInstance(
+  ec2: EC2Client,
+  instanceId: string,
+  done: (state: string) => boolean,
+  timeoutMs: number,
+): Promise<{ instance: Instance | undefined; state: string }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const instance = await instanceById(ec2, instanceId);
+    const state = instance?.State?.Name ?? 'terminated';
+    if (done(state) || Date.now() >= deadline) return { instance, state };
+    heartbeat({ instanceId, state });
+    await pause(WAIT_POLL_MS);
   }
 }
 
@@ -134,8 +196,23 @@ export function theInstance(ni: NodeInstance): { instance: Instance } | { proble
 }
 
 /** The primary network interface (device index 0) of an instance. */
+export function primaryInterface(i: Instance): InstanceNetworkInterface | undefined {
+  return (i.NetworkInterfaces ?? []).find((n) => n.Attachment?.DeviceIndex === 0);
+}
+
 export function primaryInterfaceId(i: Instance): string | undefined {
-  return (i.NetworkInterfaces ?? []).find((n) => n.Attachment?.DeviceIndex === 0)?.NetworkInterfaceId;
+  return primaryInterface(i)?.NetworkInterfaceId;
+}
+
+/** Whether an interface holds a private address, as its primary address or any other. */
+export function holdsAddress(n: NetworkInterface, address: string): boolean {
+  return (n.PrivateIpAddresses ?? []).some((p) => p.PrivateIpAddress === address) || n.PrivateIpAddress === address;
+}
+
+/** The interfaces anywhere in the account that hold a private address (by the addresses.private-ip-address filter). */
+export async function interfacesHolding(ec2: EC2Client, address: string): Promise<NetworkInterface[]> {
+  const r = await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'addresses.private-ip-address', Values: [address] }] }));
+  return (r.NetworkInterfaces ?? []).filter((n) => holdsAddress(n, address));
 }
 
 /** Which node (and site) an instance id stands for, given the resolved node instances. */
@@ -155,18 +232,27 @@ export async function describeAddress(ec2: EC2Client, publicIp: string): Promise
   }
 }
 
-async function volumesOf(ec2: EC2Client, instanceId: string): Promise<Ec2InstanceInfo['volumes']> {
-  const out: Ec2InstanceInfo['volumes'] = [];
+/** Volumes by id or by filters, every page; none asked for (an empty id list) is none found. */
+export async function describeVolumes(ec2: EC2Client, query: { volumeIds?: string[]; filters?: Filter[] }): Promise<Volume[]> {
+  if (query.volumeIds?.length === 0) return [];
+  const out: Volume[] = [];
   let token: string | undefined;
   do {
-    const page = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [instanceId] }], NextToken: token }));
-    for (const v of page.Volumes ?? []) {
-      const att = (v.Attachments ?? []).find((a) => a.InstanceId === instanceId);
-      out.push({ volumeId: v.VolumeId ?? '', device: att?.Device ?? '', sizeGiB: v.Size ?? null });
-    }
+    const page = await ec2.send(new DescribeVolumesCommand({ VolumeIds: query.volumeIds, Filters: query.filters, NextToken: token }));
+    out.push(...(page.Volumes ?? []));
     token = page.NextToken;
   } while (token);
-  return out.sort((a, b) => a.device.localeCompare(b.device));
+  return out;
+}
+
+async function volumesOf(ec2: EC2Client, instanceId: string): Promise<Ec2InstanceInfo['volumes']> {
+  const volumes = await describeVolumes(ec2, { filters: [{ Name: 'attachment.instance-id', Values: [instanceId] }] });
+  return volumes
+    .map((v) => {
+      const att = (v.Attachments ?? []).find((a) => a.InstanceId === instanceId);
+      return { volumeId: v.VolumeId ?? '', device: att?.Device ?? '', sizeGiB: v.Size ?? null };
+    })
+    .sort((a, b) => a.device.localeCompare(b.device));
 }
 
 export function ec2Activities(rt: Runtime) {
@@ -228,28 +314,20 @@ export function ec2Activities(rt: Runtime) {
      * Force: a fence must not wait on the guest's cooperation.
      */
     ec2StopInstance: rt.activity(async (input: { cluster: string; node: string; forceAfterSeconds?: number }, call): Promise<Ec2StopResult> => {
-      const n = call.top.node(input.cluster, input.node);
-      if (!n.ec2)
-        throw configError(
-          `database node "${input.node}" of cluster "${input.cluster}" has no EC2 selector (postgres.nodes.${input.node}.ec2): there is no instance to stop`,
-        );
+      const n = ec2Node(call, input.cluster, input.node, 'there is no instance to stop');
       return withEc2(rt, call, input.cluster, async (ec2) => {
         const ni = await nodeInstance(ec2, input.node, n);
         if (ni.error) throw new Error(`cannot find the EC2 instance of node "${input.node}" of cluster "${input.cluster}": ${ni.error}`);
-        if (ni.matches.length === 0) {
-          throw ApplicationFailure.nonRetryable(
-            `no non-terminated EC2 instance matches ${ni.selector} for node "${input.node}" of cluster "${input.cluster}": there is no instance to stop (check postgres.nodes.${input.node}.ec2 against the instance's tags or id)`,
-            Errors.Ec2InstanceNotFound,
-          );
-        }
-        if (ni.matches.length > 1) {
-          throw ApplicationFailure.nonRetryable(
-            `${ni.matches.length} EC2 instances match ${ni.selector} for node "${input.node}" of cluster "${input.cluster}" (${ni.matches.map((i) => i.InstanceId).join(', ')}): refusing to guess which one to stop`,
-            Errors.Ec2Ambiguous,
-          );
-        }
-        const instanceId = ni.matches[0].InstanceId ?? '';
-        const stateBefore = ni.matches[0].State?.Name ?? null;
+        const one = requireOneInstance(
+          input.cluster,
+          input.node,
+          ni.selector,
+          ni.matches,
+          `there is no instance to stop (check postgres.nodes.${input.node}.ec2 against the instance's tags or id)`,
+          'stop',
+        );
+        const instanceId = one.InstanceId ?? '';
+        const stateBefore = one.State?.Name ?? null;
         let state: string | null = stateBefore;
         let changed = false;
         let forced = false;
@@ -296,7 +374,8 @@ export function ec2Activities(rt: Runtime) {
         if (state === 'terminated')
           return { ...base, detail: `${instanceId} is terminated (was ${stateBefore ?? 'unknown'}): it no longer runs, but it is not "stopped"` };
         throw new Error(
-          `EC2 instance ${instanceId} of node "${input.node}" is still ${state ?? 'in an unknown state'} ${STOP_WAIT_MS / 1000} s after ${changed ? 'StopInstances' : 'the wait began'} (was ${stateBefore ?? 'unknown'})`,
+          `EC2 instance ${instanceId} of node "${input.node}" is still ${state ?? 'in an unknown state'} ${STOP_WAIT_MS / 1000} s after ` +
+            `${changed ? 'StopInstances' : 'the wait began'} (was ${stateBefore ?? 'unknown'})`,
         );
       });
     }),

@@ -5,7 +5,9 @@
  */
 import { Runtime, type ActivityDeps } from './runtime';
 import type { BackupActivities } from '../contract/backup';
-import { ebsBackupActivities } from './backup/ebs';
+import { ebsRestoreActivities } from './backup/ebs-restore';
+import { ebsRestorePlanActivities } from './backup/ebs-restore-plan';
+import { ebsSnapshotActivities } from './backup/ebs-snapshot';
 import { pgBackupActivities } from './backup/pg';
 import { pgRestoreActivities } from './backup/pg-restore';
 import { ec2Activities } from './ec2';
@@ -36,7 +38,9 @@ export function createActivities(deps: ActivityDeps) {
     ...lockActivities(rt),
     ...guardActivities(rt),
     ...historyActivities(rt),
-    ...ebsBackupActivities(rt),
+    ...ebsSnapshotActivities(rt),
+    ...ebsRestorePlanActivities(rt),
+    ...ebsRestoreActivities(rt),
     ...pgBackupActivities(rt),
     ...pgRestoreActivities(rt),
   };

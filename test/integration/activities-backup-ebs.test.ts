@@ -22,7 +22,9 @@ import {
   type Instance,
   type Snapshot,
 } from '@aws-sdk/client-ec2';
-import { ebsBackupActivities, type EbsBackupActivities } from '../../src/activities/backup/ebs';
+import { ebsRestoreActivities } from '../../src/activities/backup/ebs-restore';
+import { ebsRestorePlanActivities } from '../../src/activities/backup/ebs-restore-plan';
+import { ebsSnapshotActivities } from '../../src/activities/backup/ebs-snapshot';
 import { EBS_TAGS } from '../../src/contract/backup';
 import { Runtime } from '../../src/activities/runtime';
 import { loadTools } from '../../src/tools';
@@ -40,7 +42,8 @@ let dir: string | undefined;
 let moto: Daemon | undefined;
 let proxy: FaultProxy | undefined;
 let admin: EC2Client | undefined;
-let act: EbsBackupActivities;
+type EbsActivities = ReturnType<typeof ebsSnapshotActivities> & ReturnType<typeof ebsRestorePlanActivities> & ReturnType<typeof ebsRestoreActivities>;
+let act: EbsActivities;
 let subnet: string;
 let sgDb: string;
 let sgAdmin: string;
@@ -151,7 +154,8 @@ before(async () => {
       odd: cluster({ tags: { role: 'twin' } }, { tags: { Name: 'nobody' } }),
     },
   });
-  act = ebsBackupActivities(new Runtime({ topology: () => top, timeouts: { awsConnectMs: 2000, awsRequestMs: 15_000 } }));
+  const rt = new Runtime({ topology: () => top, timeouts: { awsConnectMs: 2000, awsRequestMs: 15_000 } });
+  act = { ...ebsSnapshotActivities(rt), ...ebsRestorePlanActivities(rt), ...ebsRestoreActivities(rt) };
 });
 
 after(async () => {

@@ -12,7 +12,7 @@ import { createServer, Socket, type Server } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createActivities, type Activities } from '../../src/activities';
-import { haproxyCommand, parseServersState, takesTraffic } from '../../src/activities/traffic';
+import { haproxyCommand, parseServersState, takesTraffic } from '../../src/activities/traffic/haproxy';
 import { Client as PgClient } from 'pg';
 import { sandboxUp, startPart, stopPart } from '../../sandbox';
 import { getCluster } from '../../src/topology/load';
@@ -211,7 +211,8 @@ describe('the sandbox front: a move stays moved (real HAProxy, PostgreSQL and ss
   /** Each server of backend postgres: in rotation (takes new connections) or not, by the runtime API. */
   const ready = async () => Object.fromEntries(parseServersState(await admin('show servers state postgres')).map((s) => [s.name, takesTraffic(s)]));
   const pgUrl = () =>
-    `postgresql://switchyard:${encodeURIComponent(readFileSync(c.postgres.password!.file!, 'utf8').trim())}@${front.listen.address}:${front.listen.port}/postgres`;
+    `postgresql://switchyard:${encodeURIComponent(readFileSync(c.postgres.password!.file!, 'utf8').trim())}` +
+    `@${front.listen.address}:${front.listen.port}/postgres`;
   /** A new client through the front: which PostgreSQL node answers. */
   const answeredBy = async () => {
     const client = new PgClient({ connectionString: pgUrl(), connectionTimeoutMillis: 5000 });

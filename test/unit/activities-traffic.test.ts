@@ -14,12 +14,14 @@ import { ed25519KeyPair } from '../support/ssh-keys';
 import { createActivities, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
 import { WRITE_SH } from '../../src/activities/ssh/files';
 import { commandLine } from '../../src/activities/ssh/quote';
-import { haproxyCommand, NO_STATE_FILE, parseServersState, takesTraffic } from '../../src/activities/traffic';
+import { haproxyCommand, NO_STATE_FILE, parseServersState, takesTraffic } from '../../src/activities/traffic/haproxy';
 import { topologySchema, type Topology } from '../../src/topology/schema';
 
 /** `show servers state pg` from HAProxy 2.6 with pg-dc2 written "disabled" in the config. */
 const SHOW_SERVERS_STATE =
-  '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n' +
+  '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status ' +
+  'srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl ' +
+  'srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n' +
   '3 pg 1 pg-dc1 127.0.93.9 2 0 1 1 1 1 0 2 0 0 0 0 - 19001 - 0 0 - - 0\n' +
   '3 pg 2 pg-dc2 127.0.93.9 0 5 1 1 1 1 0 0 8 0 0 0 - 19002 - 0 0 - - 0\n\n';
 
@@ -302,7 +304,7 @@ describe("haproxy driver: order of commands and the saved state (fake runtime AP
 
   const tmp = () => mkdtempSync(join(tmpdir(), 'switchyard-test-hapstate-'));
 
-  it("puts the old server in maint before the new one is ready (never two ready), shuts its sessions, then saves every backend's state atomically", async () => {
+  it("puts the old server in maint before the new one is ready (never two ready), shuts its sessions, then saves all backends' state atomically", async () => {
     const api = await fakeRuntimeApi({ 'pg-dc1': 0, 'pg-dc2': 5 });
     const dir = tmp();
     const file = join(dir, 'servers.state');
@@ -371,7 +373,10 @@ describe("haproxy driver: order of commands and the saved state (fake runtime AP
       await assert.rejects(act.trafficMove({ cluster: 'main', driver: 'front', site: 'dc2' }), (e: Error & { nonRetryable?: boolean }) => {
         assert.match(
           e.message,
-          /^saving HAProxy's server state to \/etc\/haproxy\/servers\.state on lb \(stateFile of traffic driver "front"\) failed: writing \/etc\/haproxy\/servers\.state on lb exited 1: mv: cannot move: Permission denied/,
+          new RegExp(
+            /^saving HAProxy's server state to \/etc\/haproxy\/servers\.state on lb \(stateFile of traffic driver "front"\) failed: /.source +
+              /writing \/etc\/haproxy\/servers\.state on lb exited 1: mv: cannot move: Permission denied/.source,
+          ),
         );
         assert.notEqual(e.nonRetryable, true);
         return true;

@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { apiText } from '../../src/activities/backup/ebs-api';
 import {
-  apiText,
   clientToken,
   clip,
   groupBackups,
@@ -19,7 +19,7 @@ import {
   snapshotMapping,
   snapshotTags,
   TAG_VALUE_MAX,
-} from '../../src/activities/backup/ebs';
+} from '../../src/activities/backup/ebs-tags';
 import { EBS_TAGS, type EbsRestoreMetadata, type EbsSnapshotInfo } from '../../src/contract/backup';
 
 const meta = (tags: Record<string, string> = { Name: 'dc1-db', 'switchyard:node': 'dc1-db' }): EbsRestoreMetadata => ({
