@@ -6,7 +6,9 @@
 import { Runtime, type ActivityDeps } from './runtime';
 import type { BackupActivities } from '../contract/backup';
 import { ebsBackupActivities } from './backup/ebs';
-import { pgBackupActivities } from './backup/pg';
+import { pgBackupCatalogActivities } from './backup/pg-catalog';
+import { pgBackupCreateActivities } from './backup/pg-create';
+import { pgDrillActivities } from './backup/pg-drill';
 import { pgRestoreActivities } from './backup/pg-restore';
 import { ec2Activities } from './ec2';
 import { fenceActivities } from './postgres/fence';
@@ -37,7 +39,9 @@ export function createActivities(deps: ActivityDeps) {
     ...guardActivities(rt),
     ...historyActivities(rt),
     ...ebsBackupActivities(rt),
-    ...pgBackupActivities(rt),
+    ...pgBackupCatalogActivities(rt),
+    ...pgBackupCreateActivities(rt),
+    ...pgDrillActivities(rt),
     ...pgRestoreActivities(rt),
   };
 }

@@ -41,7 +41,7 @@ import { freeSpaceReserve, requireFreeSpace } from '../ssh/free-space';
 import { readWholeText } from '../ssh/files';
 import { commandLine } from '../ssh/quote';
 import { formatBytes } from '../../contract/format';
-import { parseSwitchyardManifest } from './pg';
+import { parseSwitchyardManifest } from './pg-catalog';
 import { moveAsideName } from '../postgres/standby';
 import { Errors } from '../../contract/errors';
 import { inCLocale, shellScript } from '../ssh/argv';
