@@ -8,7 +8,9 @@ import type { BackupActivities } from '../contract/backup';
 import { ebsRestoreActivities } from './backup/ebs-restore';
 import { ebsRestorePlanActivities } from './backup/ebs-restore-plan';
 import { ebsSnapshotActivities } from './backup/ebs-snapshot';
-import { pgBackupActivities } from './backup/pg';
+import { pgBackupCatalogActivities } from './backup/pg-catalog';
+import { pgBackupCreateActivities } from './backup/pg-create';
+import { pgDrillActivities } from './backup/pg-drill';
 import { pgRestoreActivities } from './backup/pg-restore';
 import { ec2Activities } from './ec2';
 import { fenceActivities } from './postgres/fence';
@@ -41,7 +43,9 @@ export function createActivities(deps: ActivityDeps) {
     ...ebsSnapshotActivities(rt),
     ...ebsRestorePlanActivities(rt),
     ...ebsRestoreActivities(rt),
-    ...pgBackupActivities(rt),
+    ...pgBackupCatalogActivities(rt),
+    ...pgBackupCreateActivities(rt),
+    ...pgDrillActivities(rt),
     ...pgRestoreActivities(rt),
   };
 }

@@ -353,7 +353,7 @@ export interface PgRestoreDiscardResult {
   detail: string;
 }
 
-/** The backup activities as the workflows call them (implemented in backup-ebs.ts, backup-pg.ts, backup-restore.ts). */
+/** The backup activities as the workflows call them (implemented in activities/backup/: ebs.ts, pg-catalog.ts, pg-create.ts, pg-drill.ts, pg-restore.ts). */
 export interface BackupActivities {
   ebsSnapshotCreate(input: EbsSnapshotCreateInput): Promise<EbsSnapshotCreateResult>;
   ebsSnapshotWait(input: EbsSnapshotWaitInput): Promise<EbsSnapshotWaitResult>;

@@ -1,10 +1,11 @@
 /**
- * The PostgreSQL backup and drill activities (backup-pg.ts) against the real sandbox: a base
- * backup of the standby dc2-db taken on the backup host (dc2-app) over SSH, checked here file by
- * file against its manifest; made once whatever the number of calls; listed; restored by a drill
- * into a scratch copy that finds exactly the rows written before the backup and leaves nothing
- * running or on disk; a copy with one byte changed refused by the drill; deletion of exactly one
- * backup. The sandbox (and with it every backup and scratch directory) is taken down in `after`.
+ * The PostgreSQL backup and drill activities (backup/pg-catalog.ts, pg-create.ts, pg-drill.ts)
+ * against the real sandbox: a base backup of the standby dc2-db taken on the backup host (dc2-app)
+ * over SSH, checked here file by file against its manifest; made once whatever the number of
+ * calls; listed; restored by a drill into a scratch copy that finds exactly the rows written
+ * before the backup and leaves nothing running or on disk; a copy with one byte changed refused
+ * by the drill; deletion of exactly one backup. The sandbox (and with it every backup and scratch
+ * directory) is taken down in `after`.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -13,7 +14,9 @@ import { createHash } from 'node:crypto';
 import { cpSync, createReadStream, existsSync, lchownSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { pgBackupActivities } from '../../src/activities/backup/pg';
+import { pgBackupCatalogActivities } from '../../src/activities/backup/pg-catalog';
+import { pgBackupCreateActivities } from '../../src/activities/backup/pg-create';
+import { pgDrillActivities } from '../../src/activities/backup/pg-drill';
 import { MANIFEST_FILE, DRILL_FILE } from '../../src/activities/backup/files';
 import type { PgBackupManifest, PgDrillRecord } from '../../src/contract/backup';
 import { Runtime } from '../../src/activities/runtime';
@@ -30,7 +33,7 @@ const ROWS_AFTER = 40;
 
 let sb: TestSandbox | undefined;
 let top: Topology;
-let act: ReturnType<typeof pgBackupActivities>;
+let act: ReturnType<typeof pgBackupCatalogActivities> & ReturnType<typeof pgBackupCreateActivities> & ReturnType<typeof pgDrillActivities>;
 
 const backup = () => top.clusters[CLUSTER].backup!;
 const clusterDir = () => join(backup().root, CLUSTER);
@@ -118,7 +121,8 @@ let made: PgBackupManifest;
 before(async () => {
   sb = await startTestSandbox();
   top = sb.topology;
-  act = pgBackupActivities(new Runtime({ topology: () => top }));
+  const rt = new Runtime({ topology: () => top });
+  act = { ...pgBackupCatalogActivities(rt), ...pgBackupCreateActivities(rt), ...pgDrillActivities(rt) };
 });
 
 after(async () => {
@@ -183,7 +187,8 @@ describe('a base backup of the standby on the backup host', () => {
     const pw = readFileSync(top.clusters[CLUSTER].postgres.replication.password!.file!, 'utf8').trim();
     assert.ok(!JSON.stringify(r).includes(pw), 'no password in the result');
     process.stderr.write(
-      `# backup b1: ${m.totalBytes} bytes in ${m.files.length} files (databases ${m.databaseBytes} bytes); ${r.detail.match(/pg_basebackup [\d.]+ s/)?.[0] ?? ''}; activity ${(r.durationMs / 1000).toFixed(1)} s\n`,
+      `# backup b1: ${m.totalBytes} bytes in ${m.files.length} files (databases ${m.databaseBytes} bytes); ` +
+        `${r.detail.match(/pg_basebackup [\d.]+ s/)?.[0] ?? ''}; activity ${(r.durationMs / 1000).toFixed(1)} s\n`,
     );
   });
 
@@ -306,7 +311,9 @@ describe('a restore drill', () => {
     const scratch = scratchOf('b1');
     const data = join(scratch, 'data');
     const pgBin = backup().binDir;
-    const conf = `listen_addresses = ''\nport = ${backup().drillPort}\nunix_socket_directories = '${scratch}'\nhba_file = '${data}/pg_hba.conf'\nident_file = '${data}/pg_ident.conf'\nhot_standby = off\nshared_buffers = 16MB\n`;
+    const conf =
+      `listen_addresses = ''\nport = ${backup().drillPort}\nunix_socket_directories = '${scratch}'\n` +
+      `hba_file = '${data}/pg_hba.conf'\nident_file = '${data}/pg_ident.conf'\nhot_standby = off\nshared_buffers = 16MB\n`;
     const setup = runAsHostUser([
       'sh',
       '-c',
@@ -452,7 +459,10 @@ describe('the backup host is never filled', () => {
           assert.equal(e.nonRetryable, true);
           assert.match(
             e.message,
-            /^not enough free space on dc2-app for backup b9 of demo: about [\d.]+ \w+ expected \([\d.]+ \w+ of databases, compressed as backup b8 \([\d.]+ \w+ for 1 B of databases\), plus a quarter\)/,
+            new RegExp(
+              /^not enough free space on dc2-app for backup b9 of demo: about [\d.]+ \w+ expected /.source +
+                /\([\d.]+ \w+ of databases, compressed as backup b8 \([\d.]+ \w+ for 1 B of databases\), plus a quarter\)/.source,
+            ),
           );
           assert.match(e.message, /has [\d.]+ \w+ free\. Nothing was written/);
           return true;
@@ -474,7 +484,10 @@ describe('the backup host is never filled', () => {
           assert.equal(e.nonRetryable, true);
           assert.match(
             e.message,
-            /^not enough free space on dc2-app to drill backup b7: its scratch copy takes about 1\.00 PiB \(the databases' size when backed up\) plus a reserve of [\d.]+ TiB/,
+            new RegExp(
+              /^not enough free space on dc2-app to drill backup b7: its scratch copy takes about 1\.00 PiB /.source +
+                /\(the databases' size when backed up\) plus a reserve of [\d.]+ TiB/.source,
+            ),
           );
           return true;
         },

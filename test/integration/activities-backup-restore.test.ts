@@ -1,5 +1,5 @@
 /**
- * Restoring a PostgreSQL base backup onto a database node (backup-restore.ts) against the real
+ * Restoring a PostgreSQL base backup onto a database node (backup/pg-restore.ts) against the real
  * sandbox. The test makes the backup itself, as the backup activity would: pg_basebackup -F t -z
  * -X stream from the standby dc2-db, run as the sandbox's OS user into the sandbox's backups dir,
  * and a switchyard-manifest.json computed here. The sandbox's backup server is dc2-app (not a
@@ -20,7 +20,8 @@ import { after, before, describe, it } from 'node:test';
 import { resolveRunAs, run } from '../../sandbox/procs';
 import { createActivities, type Activities } from '../../src/activities';
 import { MANIFEST_FILE } from '../../src/activities/backup/files';
-import { pgRestoreActivities, RESTORED_MARKER, stagingDirName } from '../../src/activities/backup/pg-restore';
+import { pgRestoreActivities } from '../../src/activities/backup/pg-restore';
+import { RESTORED_MARKER, stagingDirName } from '../../src/activities/backup/pg-restore-plan';
 import type { PgBackupFile, PgBackupManifest } from '../../src/contract/backup';
 import { Runtime } from '../../src/activities/runtime';
 import type { Topology } from '../../src/topology/schema';
@@ -87,7 +88,8 @@ async function makeBackup(id: string, source: string): Promise<PgBackupManifest>
   const startedAt = new Date().toISOString();
   const [src] = await query<{ v: string; num: string; sysid: string; rec: boolean }>(
     source,
-    `SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS num, (SELECT system_identifier::text FROM pg_control_system()) AS sysid, pg_is_in_recovery() AS rec`,
+    `SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS num, ` +
+      `(SELECT system_identifier::text FROM pg_control_system()) AS sysid, pg_is_in_recovery() AS rec`,
   );
   const [{ bytes }] = await query<{ bytes: string }>(source, 'SELECT sum(pg_database_size(oid))::text AS bytes FROM pg_database');
   const conninfo = `host=${n.host} port=${n.port} user=${c.postgres.replication.user} passfile=${b.passfile ?? c.postgres.passfile} connect_timeout=5`;
@@ -198,7 +200,10 @@ describe('restoring a base backup onto dc2-db', () => {
           assert.match(e.message, /not enough free space on dc2-db to restore backup restore-test-huge beside /);
           assert.match(
             e.message,
-            /it needs [\d.]+ PiB \([\d.]+ (KiB|MiB) to copy \+ 1\.00 PiB to extract \(the databases' size when backed up\) \+ a reserve of [\d.]+ TiB\), the filesystem of \/\S* has [\d.]+ \w+ free/,
+            new RegExp(
+              /it needs [\d.]+ PiB \([\d.]+ (KiB|MiB) to copy \+ 1\.00 PiB to extract \(the databases' size when backed up\) /.source +
+                /\+ a reserve of [\d.]+ TiB\), the filesystem of \/\S* has [\d.]+ \w+ free/.source,
+            ),
           );
           assert.match(e.message, /Nothing was copied and dc2-db is unchanged/);
           return true;

@@ -1,7 +1,8 @@
 /**
- * The pure parts of the PostgreSQL backup and drill activities (backup-pg.ts): PostgreSQL's
- * backup_manifest WAL ranges, switchyard-manifest.json and drill.json, the backup host's listing,
- * the drill's own configuration, and the paths a backup may use.
+ * The pure parts of the PostgreSQL backup and drill activities (backup/pg-catalog.ts,
+ * pg-create.ts, pg-drill-config.ts): PostgreSQL's backup_manifest WAL ranges,
+ * switchyard-manifest.json and drill.json, the backup host's listing, the drill's own
+ * configuration, and the paths a backup may use.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -9,23 +10,23 @@ import { ApplicationFailure } from '@temporalio/common';
 import {
   backupPaths,
   clusterDirOf,
-  DRILL_HBA,
-  DRILL_OWNED_SETTINGS,
-  LOGIN_REFUSED_RE,
-  drillPostgresqlConf,
-  drillSocketDir,
-  estimateBackupBytes,
   MANIFEST_FORMAT,
-  parseBackupManifest,
   parseDrillRecord,
   parseListing,
   parsePgMajor,
-  parseRowCounts,
   parseSwitchyardManifest,
-  rewriteTablespaceMap,
   sortNewestFirst,
+} from '../../src/activities/backup/pg-catalog';
+import { estimateBackupBytes, LOGIN_REFUSED_RE, parseBackupManifest } from '../../src/activities/backup/pg-create';
+import {
+  DRILL_HBA,
+  DRILL_OWNED_SETTINGS,
+  drillPostgresqlConf,
+  drillSocketDir,
+  parseRowCounts,
+  rewriteTablespaceMap,
   stripSettings,
-} from '../../src/activities/backup/pg';
+} from '../../src/activities/backup/pg-drill-config';
 import type { PgBackupEntry, PgBackupManifest } from '../../src/contract/backup';
 
 /** What pg_basebackup 15 writes (tar format, from a standby), trimmed. */

@@ -1,7 +1,7 @@
 /** What a restore needs free beside the data directory (restoreSpaceNeeded), without a host. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { restoreSpaceNeeded } from '../../src/activities/backup/pg-restore';
+import { restoreSpaceNeeded } from '../../src/activities/backup/pg-restore-plan';
 import { FREE_SPACE_RESERVE_MIN_BYTES } from '../../src/activities/ssh/free-space';
 
 const MiB = 1024 * 1024;

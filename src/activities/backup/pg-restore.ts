@@ -6,23 +6,22 @@
  *   backup server, copy every file it lists into <dataDir>.switchyard-restore-<backupId>/ on the
  *   node's host (`cp` there when the backup server is that host; otherwise `cat` on the backup
  *   server piped through the worker into `cat >` on the node's host, streamed with backpressure
- *   and hashed on the way, never held in memory), then check the staged files against the
- *   manifest on the node's host (verifyOnHost).
+ *   and hashed on the way, never held in memory: stream-copy.ts), then check the staged files
+ *   against the manifest on the node's host (verifyOnHost). What it accepts and writes is in
+ *   pg-restore-plan.ts.
  * - pgRestoreSwap, with PostgreSQL stopped: extract base.tar.gz and pg_wal.tar.gz into a fresh
  *   directory (mode 0700) inside the staging directory, drop standby.signal/recovery.signal (it
  *   starts as a primary at the end of the backup), write a marker naming the backup, move the
  *   data directory aside (<dataDir>.switchyard-<UTC stamp>, never deleted), move the new one into
- *   place and remove the staging directory. pgStart (pgctl.ts) starts it.
+ *   place and remove the staging directory. pgStart (postgres/lifecycle.ts) starts it.
  *
- * Commands are argument vectors (quoted by shell.ts) or a few fixed `sh -c` scripts that get every
- * path and value as a positional argument.
+ * Commands are argument vectors (quoted by ssh/quote.ts) or a few fixed `sh -c` scripts that get
+ * every path and value as a positional argument.
  */
-import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import { Transform } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../../topology/schema';
-import { backupDir, checkBackupId, MANIFEST_FILE, verifyOnHost } from './files';
+import { backupDir, checkBackupId, MANIFEST_FILE, parseSizes, verifyOnHost } from './files';
 import type {
   PgBackupFile,
   PgBackupManifest,
@@ -32,129 +31,38 @@ import type {
   PgRestoreStageResult,
   PgRestoreSwapResult,
 } from '../../contract/backup';
-import { cancellationSignal, errorMessage, heartbeat } from '../activity-context';
+import { parsePgMajor } from './pg-catalog';
+import {
+  BASE_TAR,
+  markerText,
+  PART_SUFFIX,
+  parseMarker,
+  parseRestorableManifest,
+  RESTORED_MARKER,
+  restoreSpaceNeeded,
+  sizeProblems,
+  stagingDirName,
+  WAL_TAR,
+} from './pg-restore-plan';
+import { streamFile } from './stream-copy';
+import { heartbeat } from '../activity-context';
 import { configError } from '../resolver';
 import type { Call, Runtime } from '../runtime';
-import type { SshExecResult } from '../ssh/session';
-import { brief, execArgv, mustExec, onHost, throwIfCancelled, type OpenSession } from '../ssh/exec';
-import { freeSpaceReserve, requireFreeSpace } from '../ssh/free-space';
+import { brief, execArgv, mustExec, onHost, type OpenSession } from '../ssh/exec';
+import { requireFreeSpace } from '../ssh/free-space';
 import { readWholeText } from '../ssh/files';
-import { commandLine } from '../ssh/quote';
 import { formatBytes } from '../../contract/format';
-import { parseSwitchyardManifest } from './pg';
 import { moveAsideName } from '../postgres/standby';
 import { Errors } from '../../contract/errors';
 import { inCLocale, shellScript } from '../ssh/argv';
 import { pgCtlDir, pgTool } from '../postgres/paths';
 
-/** Written into a restored data directory: which backup it came from (read by a repeated swap). */
-export const RESTORED_MARKER = 'switchyard-restored-from';
 /** Inside the staging directory: where the backup is extracted before it is moved into place. */
 const EXTRACT_SUBDIR = 'data';
-const PART_SUFFIX = '.switchyard-part';
-const BASE_TAR = 'base.tar.gz';
-const WAL_TAR = 'pg_wal.tar.gz';
 
 /** Bounds on single commands: copying, hashing and extracting a large backup take long (they heartbeat). */
 const COPY_TIMEOUT_SECONDS = 6 * 3600;
 const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
-/** Buffering between the two SSH channels of a streamed copy. */
-const STREAM_BUFFER_BYTES = 1024 * 1024;
-
-// ---------------------------------------------------------------------------------------------
-// Pure helpers (exported for unit tests)
-
-/** <dataDir>.switchyard-restore-<backupId>: beside the data directory, on the same filesystem. */
-export function stagingDirName(dataDir: string, backupId: string): string {
-  return `${dataDir.replace(/\/+$/, '')}.switchyard-restore-${checkBackupId(backupId)}`;
-}
-
-const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
-
-/**
- * switchyard-manifest.json for the backup asked for (checked field by field by the backup's own
- * parser), plus what a restore needs of it; throws BackupCorrupt / BackupUnsupported.
- */
-export function parseManifest(text: string, cluster: string, backupId: string, where: string): PgBackupManifest {
-  const bad = (why: string) => ApplicationFailure.nonRetryable(`backup ${backupId}: ${MANIFEST_FILE} at ${where} ${why}`, Errors.BackupCorrupt);
-  let m: PgBackupManifest;
-  try {
-    m = parseSwitchyardManifest(text, { cluster, backupId });
-  } catch (err) {
-    throw bad(`is unusable: ${errorMessage(err)}`);
-  }
-  const seen = new Set<string>();
-  for (const f of m.files) {
-    // Names become paths on the node's host: nothing but a plain file name, never a copy's temp name.
-    if (!SAFE_NAME.test(f.name) || f.name.endsWith(PART_SUFFIX)) throw bad(`lists a file with an unusable name: ${JSON.stringify(f.name)}`);
-    if (seen.has(f.name)) throw bad(`lists ${f.name} twice`);
-    seen.add(f.name);
-  }
-  for (const need of [BASE_TAR, WAL_TAR])
-    if (!seen.has(need)) throw bad(`does not list ${need} (a base backup in tar format with its WAL: pg_basebackup -F t -z -X stream)`);
-  const tablespaces = [...seen].filter((x) => /^\d+\.tar(\.gz)?$/.test(x));
-  if (tablespaces.length) {
-    throw ApplicationFailure.nonRetryable(
-      `backup ${backupId} has tablespace archives (${tablespaces.join(', ')}): restoring tablespaces is not supported; restore it by hand`,
-      Errors.BackupUnsupported,
-    );
-  }
-  return m;
-}
-
-export interface RestoredMarker {
-  backupId: string;
-  cluster: string | null;
-  node: string | null;
-  restoredAt: string | null;
-  movedAside: string | null;
-}
-
-/** The marker's "key=value" lines; a later non-empty moved-aside wins. */
-export function parseMarker(text: string): RestoredMarker | null {
-  const kv = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const i = line.indexOf('=');
-    if (i <= 0 || line.startsWith('#')) continue;
-    const k = line.slice(0, i);
-    const v = line.slice(i + 1);
-    if (k === 'moved-aside' && v === '' && kv.has(k)) continue;
-    kv.set(k, v);
-  }
-  const backupId = kv.get('backup');
-  if (!backupId) return null;
-  const opt = (k: string) => (kv.get(k) ? (kv.get(k) as string) : null);
-  return { backupId, cluster: opt('cluster'), node: opt('node'), restoredAt: opt('restored-at'), movedAside: opt('moved-aside') };
-}
-
-function markerText(input: PgRestoreNodeInput, at: Date): string[] {
-  return [
-    '# written by switchyard: this data directory was restored from a base backup',
-    `backup=${input.backupId}`,
-    `cluster=${input.cluster}`,
-    `node=${input.node}`,
-    `restored-at=${at.toISOString()}`,
-  ];
-}
-
-/**
- * What staging a backup beside a node's data directory takes from that filesystem: the files still
- * to copy, then their extraction (the swap extracts next to them; the data directory is only
- * renamed). The extraction is estimated by the databases' size when the backup recorded it,
- * else by the compressed size (a lower bound); a reserve stays free for the server that runs there.
- */
-export function restoreSpaceNeeded(
-  m: Pick<PgBackupManifest, 'totalBytes' | 'databaseBytes'>,
-  toCopyBytes: number,
-): { needBytes: number; reserveBytes: number; how: string } {
-  const extract = Math.max(m.databaseBytes ?? 0, m.totalBytes);
-  const needBytes = toCopyBytes + extract;
-  const reserveBytes = freeSpaceReserve(needBytes);
-  const how =
-    `${formatBytes(toCopyBytes)} to copy + ${formatBytes(extract)} to extract (${m.databaseBytes !== null && m.databaseBytes >= m.totalBytes ? "the databases' size when backed up" : 'at least the compressed size'})` +
-    ` + a reserve of ${formatBytes(reserveBytes)}`;
-  return { needBytes, reserveBytes, how };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fixed scripts: paths and values as positional arguments
@@ -165,8 +73,6 @@ const KIND_SH = 'if [ -d "$1" ]; then echo dir; elif [ -e "$1" ] || [ -L "$1" ];
 const MKDIR_PRIVATE_SH = 'umask 077; mkdir -p -- "$1" && chmod 700 -- "$1"';
 /** Copy on one host: into a part file, renamed when complete. */
 const CP_SH = 'umask 077; cp -- "$1" "$2.switchyard-part" && mv -f -- "$2.switchyard-part" "$2"';
-/** The receiving end of a streamed copy. */
-const RECEIVE_SH = 'umask 077; exec cat > "$1"';
 /**
  * Extract the staged backup into <staging>/data: fresh directory 0700, base.tar.gz, then the WAL
  * into pg_wal, signal files removed (reported), PG_VERSION required.
@@ -193,9 +99,11 @@ const WRITE_MARKER_SH = 'm="$1"; shift; umask 077; printf "%s\\n" "$@" > "$m.tmp
 const SWAP_SH = [
   'set -e',
   'd="$1"; s="$2"; aside="$3"; x="$s/data"; m="$x/switchyard-restored-from"',
-  'if [ "$4" = keep-conf ] && [ -d "$d" ]; then for f in postgresql.conf pg_hba.conf pg_ident.conf; do if [ -f "$d/$f" ]; then cp -p -- "$d/$f" "$x/$f"; echo "kept $f" >&2; fi; done; fi',
+  'if [ "$4" = keep-conf ] && [ -d "$d" ]; then for f in postgresql.conf pg_hba.conf pg_ident.conf; do ' +
+    'if [ -f "$d/$f" ]; then cp -p -- "$d/$f" "$x/$f"; echo "kept $f" >&2; fi; done; fi',
   'moved=""',
-  'if [ -e "$d" ] || [ -L "$d" ]; then n="$aside"; i=1; while [ -e "$n" ] || [ -L "$n" ]; do i=$((i+1)); n="$aside.$i"; done; mv -T -- "$d" "$n"; moved="$n"; fi',
+  'if [ -e "$d" ] || [ -L "$d" ]; then n="$aside"; i=1; ' +
+    'while [ -e "$n" ] || [ -L "$n" ]; do i=$((i+1)); n="$aside.$i"; done; mv -T -- "$d" "$n"; moved="$n"; fi',
   'printf "moved-aside=%s\\n" "$moved" >> "$m"',
   'mv -T -- "$x" "$d"',
   'rm -rf -- "$s"',
@@ -232,112 +140,12 @@ async function ctlStatus(open: OpenSession, n: DbNodeConfig): Promise<CtlStatus>
 /** The node's PostgreSQL major version from `postgres --version`; null when it cannot be read. */
 async function nodeMajor(open: OpenSession, n: DbNodeConfig): Promise<{ major: number | null; text: string }> {
   const r = await execArgv(open, inCLocale([pgTool(n, 'postgres'), '--version']), 30);
-  const m = /\(PostgreSQL\)\s+(\d+)/.exec(r.stdout);
-  return m ? { major: Number(m[1]), text: r.stdout.trim() } : { major: null, text: `postgres --version ${brief(r)}` };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Copying
-
-interface StreamResult {
-  bytes: number;
-  sha256: string;
-}
-
-/**
- * `cat <from>` on the backup server piped into `cat > <to>` on the node's host through the worker,
- * hashed on the way. Backpressure holds the reader when the writer is slow; whichever end fails
- * first stops the other. Throws (retryably) when either command fails.
- */
-async function streamFile(from: OpenSession, to: OpenSession, fromPath: string, toPath: string, onProgress: (bytes: number) => void): Promise<StreamResult> {
-  if (!from.session.execStream || !to.session.execStream) {
-    throw configError(`the SSH sessions to ${from.name} and ${to.name} cannot stream files (no execStream): a restore from another host needs them`);
-  }
-  const stopBoth = new AbortController();
-  const cancelled = cancellationSignal();
-  const signal = cancelled ? AbortSignal.any([cancelled, stopBoth.signal]) : stopBoth.signal;
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const pass = new Transform({
-    highWaterMark: STREAM_BUFFER_BYTES,
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      cb(null, chunk);
-    },
-  });
-  const beat = setInterval(() => onProgress(bytes), 2_000);
-  const timeoutMs = COPY_TIMEOUT_SECONDS * 1000;
-  // The end that failed first is the cause: the other was stopped because of it.
-  let first: 'read' | 'write' | null = null;
-  const failed = (side: 'read' | 'write') => {
-    first ??= side;
-    stopBoth.abort();
-  };
-  const reading = from.session
-    .execStream(commandLine(['cat', '--', fromPath]), { timeoutMs, signal, stdout: pass })
-    .then((r) => {
-      // The reader ended without its whole output: the writer must not wait for more.
-      if (r.code !== 0) failed('read');
-      return r;
-    })
-    .catch((err: unknown) => {
-      failed('read');
-      throw err;
-    });
-  const writing = to.session
-    .execStream(commandLine(shellScript(RECEIVE_SH, toPath)), { timeoutMs, signal, stdin: pass })
-    .then((r) => {
-      if (r.code !== 0) failed('write');
-      return r;
-    })
-    .catch((err: unknown) => {
-      failed('write');
-      throw err;
-    });
-  let r: PromiseSettledResult<SshExecResult>;
-  let w: PromiseSettledResult<SshExecResult>;
-  try {
-    [r, w] = await Promise.allSettled([reading, writing]);
-  } finally {
-    clearInterval(beat);
-    pass.destroy();
-  }
-  throwIfCancelled();
-  const how = (x: SshExecResult) =>
-    `${x.timedOut ? `timed out after ${COPY_TIMEOUT_SECONDS} s` : x.code === null ? `ended ${x.signal ? `by signal ${x.signal}` : 'without an exit status'}` : `exited ${x.code}`}${x.stderr.trim() ? `: ${x.stderr.trim().split('\n').slice(-3).join(' | ').slice(0, 500)}` : ''}`;
-  const readFail =
-    r.status === 'rejected'
-      ? `reading ${fromPath} on ${from.name} failed: ${errorMessage(r.reason)}`
-      : r.value.code !== 0
-        ? `reading ${fromPath} on ${from.name} (cat) ${how(r.value)}`
-        : null;
-  const writeFail =
-    w.status === 'rejected'
-      ? `writing ${toPath} on ${to.name} failed: ${errorMessage(w.reason)}`
-      : w.value.code !== 0
-        ? `writing ${toPath} on ${to.name} (cat >) ${how(w.value)}`
-        : null;
-  if (readFail || writeFail) {
-    const [cause, then] = first === 'write' ? [writeFail, readFail] : [readFail ?? writeFail, readFail ? writeFail : null];
-    throw new Error(then ? `${cause}; then ${then.replace(/^\w/, (ch) => ch.toLowerCase())}` : (cause as string));
-  }
-  return { bytes, sha256: hash.digest('hex') };
+  const major = parsePgMajor(r.stdout);
+  return major !== null ? { major, text: r.stdout.trim() } : { major: null, text: `postgres --version ${brief(r)}` };
 }
 
 function corrupt(message: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(message, Errors.BackupCorrupt);
-}
-
-/** "base.tar.gz has 12 bytes, the manifest says 13" for the files whose size on the backup server is wrong. */
-function sizeProblems(listed: readonly PgBackupFile[], sizes: Map<string, number>): string[] {
-  const out: string[] = [];
-  for (const f of listed) {
-    const s = sizes.get(f.name);
-    if (s === undefined) out.push(`${f.name} is missing`);
-    else if (s !== f.bytes) out.push(`${f.name} has ${s} bytes, the manifest says ${f.bytes}`);
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,14 +185,9 @@ export function pgRestoreActivities(rt: Runtime) {
         Errors.BackupNotFound,
       );
     }
-    const m = parseManifest(text, input.cluster, input.backupId, at);
+    const m = parseRestorableManifest(text, input.cluster, input.backupId, at);
     const ls = await mustExec(open, ['find', dir, '-mindepth', '1', '-maxdepth', '1', '-type', 'f', '-printf', '%f\\t%s\\n'], `listing ${dir}`);
-    const sizes = new Map<string, number>();
-    for (const line of ls.stdout.split('\n')) {
-      const tab = line.lastIndexOf('\t');
-      if (tab > 0) sizes.set(line.slice(0, tab), Number(line.slice(tab + 1)));
-    }
-    const problems = sizeProblems(m.files, sizes);
+    const problems = sizeProblems(m.files, parseSizes(ls.stdout));
     if (problems.length) throw corrupt(`backup ${input.backupId} at ${at} does not match its manifest: ${problems.join('; ')}`);
     return m;
   };
@@ -421,7 +224,8 @@ export function pgRestoreActivities(rt: Runtime) {
         const ver = await nodeMajor(dst, n);
         if (ver.major !== null && ver.major !== manifest.pgMajor) {
           throw ApplicationFailure.nonRetryable(
-            `backup ${backupId} is of PostgreSQL ${manifest.pgMajor} (${manifest.pgVersion}), but ${w} runs PostgreSQL ${ver.major} (${ver.text}): a base backup restores only onto the same major version`,
+            `backup ${backupId} is of PostgreSQL ${manifest.pgMajor} (${manifest.pgVersion}), but ${w} runs PostgreSQL ${ver.major} (${ver.text}): ` +
+              `a base backup restores only onto the same major version`,
             Errors.PgVersionMismatch,
           );
         }
@@ -439,8 +243,10 @@ export function pgRestoreActivities(rt: Runtime) {
               staging,
               space.needBytes,
               (f) =>
-                `not enough free space on ${n.sshHost} to restore backup ${backupId} beside ${n.dataDir}: it needs ${formatBytes(space.needBytes + f.reserveBytes)} (${space.how}), ` +
-                `the filesystem of ${f.dir} has ${formatBytes(f.freeBytes)} free. Nothing was copied and ${input.node} is unchanged; free space there (moved-aside data directories ` +
+                `not enough free space on ${n.sshHost} to restore backup ${backupId} beside ${n.dataDir}: ` +
+                `it needs ${formatBytes(space.needBytes + f.reserveBytes)} (${space.how}), ` +
+                `the filesystem of ${f.dir} has ${formatBytes(f.freeBytes)} free. ` +
+                `Nothing was copied and ${input.node} is unchanged; free space there (moved-aside data directories ` +
                 `${n.dataDir}.switchyard-* are kept until a person removes them) or restore onto another node.`,
             ),
           );
@@ -499,7 +305,7 @@ export function pgRestoreActivities(rt: Runtime) {
                 const part = posix.join(staging, f.name + PART_SUFFIX);
                 const done = bytesCopied;
                 heartbeat({ node: input.node, copying: f.name, bytes: done, of: total });
-                const s = await streamFile(from, dst, posix.join(src, f.name), part, (bytes) =>
+                const s = await streamFile(from, dst, posix.join(src, f.name), part, COPY_TIMEOUT_SECONDS, (bytes) =>
                   heartbeat({ node: input.node, copying: f.name, bytes: done + bytes, of: total }),
                 );
                 if (s.bytes !== f.bytes || s.sha256 !== f.sha256) {
@@ -524,7 +330,8 @@ export function pgRestoreActivities(rt: Runtime) {
             if (!sv.ok) throw corrupt(`${sv.detail} (on ${b.host} in ${src})`);
             await removeStaging();
             throw new Error(
-              `the copy of backup ${backupId} staged in ${staging} on ${n.sshHost} does not match the manifest although the backup on ${b.host} does: ${v.detail}; staging removed, a retry copies it again`,
+              `the copy of backup ${backupId} staged in ${staging} on ${n.sshHost} does not match the manifest although the backup on ${b.host} does: ` +
+                `${v.detail}; staging removed, a retry copies it again`,
             );
           }
           const durationMs = Date.now() - t0;
@@ -535,7 +342,10 @@ export function pgRestoreActivities(rt: Runtime) {
             verify: v,
             bytesCopied,
             durationMs,
-            detail: `staged backup ${backupId} (${files.length} files, ${formatBytes(total)}) in ${staging} on ${n.sshHost}: copied ${todo.length} file${todo.length === 1 ? '' : 's'} (${formatBytes(bytesCopied)}) by ${how} in ${(durationMs / 1000).toFixed(1)} s; ${[...notes, v.detail].join('; ')}`,
+            detail:
+              `staged backup ${backupId} (${files.length} files, ${formatBytes(total)}) in ${staging} on ${n.sshHost}: copied ` +
+              `${todo.length} file${todo.length === 1 ? '' : 's'} (${formatBytes(bytesCopied)}) by ${how} ` +
+              `in ${(durationMs / 1000).toFixed(1)} s; ${[...notes, v.detail].join('; ')}`,
           };
         } catch (err) {
           if (err instanceof ApplicationFailure && err.type === Errors.BackupCorrupt) await removeStaging();
@@ -592,7 +402,10 @@ export function pgRestoreActivities(rt: Runtime) {
             movedAside: current.movedAside,
             changed: false,
             durationMs: Date.now() - t0,
-            detail: `${n.dataDir} on ${n.sshHost} already holds backup ${backupId} (restored ${current.restoredAt ?? 'earlier'}${current.movedAside ? `; the old one is at ${current.movedAside}` : ''}) and nothing is staged: not swapped again`,
+            detail:
+              `${n.dataDir} on ${n.sshHost} already holds backup ${backupId} ` +
+              `(restored ${current.restoredAt ?? 'earlier'}${current.movedAside ? `; the old one is at ${current.movedAside}` : ''}) ` +
+              `and nothing is staged: not swapped again`,
           };
         }
         if (st.running === true) {
@@ -604,7 +417,9 @@ export function pgRestoreActivities(rt: Runtime) {
         if (st.running === null) throw new Error(`cannot tell whether PostgreSQL runs on ${w} (pg_ctl status: ${st.text}): not replacing its data directory`);
         if (stagedKind !== 'dir') {
           throw ApplicationFailure.nonRetryable(
-            `backup ${backupId} is not staged for ${w}: ${staging} on ${n.sshHost} ${stagedKind === 'missing' ? 'does not exist' : 'is not a directory'}; run pgRestoreStage first${current ? ` (${n.dataDir} holds backup ${current.backupId})` : ''}`,
+            `backup ${backupId} is not staged for ${w}: ` +
+              `${staging} on ${n.sshHost} ${stagedKind === 'missing' ? 'does not exist' : 'is not a directory'}; ` +
+              `run pgRestoreStage first${current ? ` (${n.dataDir} holds backup ${current.backupId})` : ''}`,
             Errors.RestoreNotStaged,
           );
         }
@@ -630,9 +445,8 @@ export function pgRestoreActivities(rt: Runtime) {
             throw new Error(`extracting backup ${backupId} in ${x} on ${n.sshHost} ${brief(r)}`);
           }
           const removed = r.stdout.split('\n').filter((l) => l.startsWith('removed '));
-          notes.push(
-            `extracted ${BASE_TAR} and ${WAL_TAR}${removed.length ? `; ${removed.map((l) => l.slice('removed '.length)).join(' and ')} removed (starts as a primary)` : ''}`,
-          );
+          const gone = removed.map((l) => l.slice('removed '.length)).join(' and ');
+          notes.push(`extracted ${BASE_TAR} and ${WAL_TAR}${removed.length ? `; ${gone} removed (starts as a primary)` : ''}`);
           await mustExec(open, shellScript(WRITE_MARKER_SH, posix.join(x, RESTORED_MARKER), ...markerText(input, rt.now())), `writing ${RESTORED_MARKER}`);
         }
 

@@ -1,0 +1,340 @@
+/**
+ * What PostgreSQL base backups lie on the backup server (topology `backup.host`) and how to reach
+ * them: <root>/<cluster>/<backupId>/ with switchyard-manifest.json written last (a complete
+ * directory always has its manifest), drill.json once a drill proved it; listing, verifying and
+ * deleting them (pgBackupList, pgBackupVerify, pgBackupDelete), and the backup host access the
+ * create and drill activities share.
+ */
+import { posix } from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import type { ClusterConfig } from '../../topology/schema';
+import {
+  BACKUP_ID_RE,
+  type PgBackupDeleteResult,
+  type PgBackupEntry,
+  type PgBackupFile,
+  type PgBackupManifest,
+  type PgBackupVerifyResult,
+  type PgDrillRecord,
+} from '../../contract/backup';
+import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, verifyOnHost } from './files';
+import { configError } from '../resolver';
+import { errorMessage } from '../activity-context';
+import type { Call, Runtime } from '../runtime';
+import { execArgv, mustExec, onHost, type OpenSession } from '../ssh/exec';
+import { readFile, readTextFiles, writeFileAtomic } from '../ssh/files';
+import { LSN_RE } from '../../contract/lsn';
+import { Errors } from '../../contract/errors';
+import { shellScript } from '../ssh/argv';
+
+export const MANIFEST_FORMAT = 'switchyard-pg-backup/1';
+/** Bound on hashing or extracting a whole backup on the backup host. */
+export const HASH_TIMEOUT_SECONDS = 6 * 3600;
+
+// ---------------------------------------------------------------------------------------------
+// Pure helpers (exported for the unit tests)
+
+export interface BackupPaths {
+  /** <root>/<cluster> */
+  clusterDir: string;
+  /** <root>/<cluster>/<backupId> */
+  dir: string;
+  /** <dir>.partial: where pg_basebackup writes. */
+  partial: string;
+  /** <root>/<cluster>/.drill-<backupId>: a drill's scratch copy. */
+  scratch: string;
+}
+
+/**
+ * Where a backup's parts live, refusing anything that would not sit directly in
+ * <root>/<cluster>/ (the backup id is checked by checkBackupId; the cluster name must be one path
+ * component).
+ */
+export function backupPaths(root: string, cluster: string, backupId: string): BackupPaths {
+  const id = checkBackupId(backupId);
+  if (id.endsWith('.partial'))
+    throw configError(`a backup id may not end in ".partial" (that names an unfinished backup's directory); got ${JSON.stringify(id)}`);
+  const clusterDir = clusterDirOf(root, cluster);
+  const dir = backupDir(posix.dirname(clusterDir), cluster, id);
+  if (posix.dirname(dir) !== clusterDir) throw configError(`backup ${id} of cluster ${cluster} would not lie directly in ${clusterDir}`);
+  return { clusterDir, dir, partial: `${dir}.partial`, scratch: posix.join(clusterDir, `.drill-${id}`) };
+}
+
+/** <root>/<cluster>, refusing a root that is not absolute and a cluster name that is not one plain path component. */
+export function clusterDirOf(root: string, cluster: string): string {
+  if (typeof root !== 'string' || !posix.isAbsolute(root)) throw configError(`backup.root must be an absolute path, got ${JSON.stringify(root)}`);
+  if (typeof cluster !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(cluster) || /^\.+$/.test(cluster))
+    throw configError(`cluster name ${JSON.stringify(cluster)} cannot be a directory name`);
+  const base = posix.normalize(root).replace(/\/+$/, '') || '/';
+  return posix.join(base, cluster);
+}
+
+function isIsoTime(v: unknown): v is string {
+  return typeof v === 'string' && !Number.isNaN(Date.parse(v));
+}
+
+/**
+ * switchyard-manifest.json, checked field by field (and that it describes this cluster and
+ * backup id). Throws with the reason.
+ */
+export function parseSwitchyardManifest(text: string, expect?: { cluster: string; backupId: string }): PgBackupManifest {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${MANIFEST_FILE} is not JSON: ${errorMessage(err)}`);
+  }
+  const m = doc as Record<string, unknown>;
+  if (!m || typeof m !== 'object' || Array.isArray(m)) throw new Error(`${MANIFEST_FILE} is not a JSON object`);
+  const bad = (field: string, want: string) => new Error(`${MANIFEST_FILE}: "${field}" should be ${want}, got ${JSON.stringify(m[field])?.slice(0, 100)}`);
+  if (m.format !== MANIFEST_FORMAT) throw bad('format', JSON.stringify(MANIFEST_FORMAT));
+  for (const k of ['cluster', 'backupId', 'sourceNode', 'pgVersion'] as const) if (typeof m[k] !== 'string' || m[k] === '') throw bad(k, 'a non-empty string');
+  if (m.sourceRole !== 'primary' && m.sourceRole !== 'standby') throw bad('sourceRole', '"primary" or "standby"');
+  for (const k of ['startedAt', 'finishedAt'] as const) if (!isIsoTime(m[k])) throw bad(k, 'an ISO time');
+  for (const k of ['startLsn', 'endLsn'] as const) if (typeof m[k] !== 'string' || !LSN_RE.test(m[k] as string)) throw bad(k, 'an LSN');
+  for (const k of ['timeline', 'pgMajor', 'totalBytes'] as const)
+    if (typeof m[k] !== 'number' || !Number.isInteger(m[k]) || (m[k] as number) < 0) throw bad(k, 'a whole number');
+  if (m.systemIdentifier !== null && typeof m.systemIdentifier !== 'string') throw bad('systemIdentifier', 'a string or null');
+  if (m.databaseBytes !== null && (typeof m.databaseBytes !== 'number' || m.databaseBytes < 0)) throw bad('databaseBytes', 'a number or null');
+  if (!Array.isArray(m.files) || m.files.length === 0) throw bad('files', 'a non-empty list');
+  const files: PgBackupFile[] = m.files.map((f: unknown, i: number) => {
+    const x = f as Record<string, unknown>;
+    if (!x || typeof x.name !== 'string' || x.name === '' || x.name.includes('/') || x.name === '.' || x.name === '..')
+      throw new Error(`${MANIFEST_FILE}: files[${i}].name is not a file name`);
+    if (typeof x.bytes !== 'number' || !Number.isInteger(x.bytes) || x.bytes < 0) throw new Error(`${MANIFEST_FILE}: files[${i}].bytes is not a size`);
+    if (typeof x.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(x.sha256)) throw new Error(`${MANIFEST_FILE}: files[${i}].sha256 is not a SHA-256`);
+    return { name: x.name, bytes: x.bytes, sha256: x.sha256 };
+  });
+  if (expect && (m.cluster !== expect.cluster || m.backupId !== expect.backupId)) {
+    throw new Error(
+      `${MANIFEST_FILE} describes backup ${JSON.stringify(m.backupId)} of cluster ${JSON.stringify(m.cluster)}, not ${expect.backupId} of ${expect.cluster}`,
+    );
+  }
+  return {
+    format: MANIFEST_FORMAT,
+    cluster: m.cluster as string,
+    backupId: m.backupId as string,
+    sourceNode: m.sourceNode as string,
+    sourceRole: m.sourceRole,
+    startedAt: m.startedAt as string,
+    finishedAt: m.finishedAt as string,
+    startLsn: m.startLsn as string,
+    endLsn: m.endLsn as string,
+    timeline: m.timeline as number,
+    pgVersion: m.pgVersion as string,
+    pgMajor: m.pgMajor as number,
+    systemIdentifier: (m.systemIdentifier as string | null) ?? null,
+    files,
+    totalBytes: m.totalBytes as number,
+    databaseBytes: (m.databaseBytes as number | null) ?? null,
+  };
+}
+
+/** drill.json, or null when it is not a drill record of this backup. */
+export function parseDrillRecord(text: string, backupId?: string): PgDrillRecord | null {
+  try {
+    const d = JSON.parse(text) as Record<string, unknown>;
+    if (!d || typeof d !== 'object' || typeof d.backupId !== 'string' || !isIsoTime(d.provenAt)) return null;
+    if (typeof d.rtoSeconds !== 'number' || typeof d.rpoSeconds !== 'number') return null;
+    if (backupId !== undefined && d.backupId !== backupId) return null;
+    return {
+      backupId: d.backupId,
+      provenAt: d.provenAt,
+      workflowId: typeof d.workflowId === 'string' ? d.workflowId : '',
+      rtoSeconds: d.rtoSeconds,
+      rpoSeconds: d.rpoSeconds,
+      rowCounts: d.rowCounts && typeof d.rowCounts === 'object' && !Array.isArray(d.rowCounts) ? (d.rowCounts as Record<string, number>) : {},
+      queries: Array.isArray(d.queries) ? (d.queries as PgDrillRecord['queries']) : [],
+    };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What a backup takes once extracted: the databases' size when the backup recorded it, else its
+ * compressed size (a lower bound), with which of the two it is in words.
+ */
+export function extractedBytes(m: Pick<PgBackupManifest, 'totalBytes' | 'databaseBytes'>): { bytes: number; basis: string } {
+  const bytes = Math.max(m.databaseBytes ?? 0, m.totalBytes);
+  const basis = m.databaseBytes !== null && m.databaseBytes >= m.totalBytes ? "the databases' size when backed up" : 'at least the compressed size';
+  return { bytes, basis };
+}
+
+/** "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" → 15; 9.6 → 9; null when unreadable. */
+export function parsePgMajor(text: string): number | null {
+  const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(text) ?? /^\s*(\d+)(?:\.(\d+))?/.exec(text);
+  if (!m) return null;
+  return Number(m[1]);
+}
+
+/** One line per entry of `<root>/<cluster>`, as LIST_SH prints it. */
+export interface ListedDir {
+  name: string;
+  modifiedAt: string | null;
+  manifestBytes: number | null;
+  drillBytes: number | null;
+}
+
+/** Parse LIST_SH's "D\t<name>\t<mtime>\t<manifest size|->\t<drill size|->" lines. */
+export function parseListing(text: string): ListedDir[] {
+  const out: ListedDir[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.split('\t');
+    if (f.length !== 5 || f[0] !== 'D') continue;
+    const [, name, mtime, ms, ds] = f;
+    if (!BACKUP_ID_RE.test(name) || name.endsWith('.partial')) continue;
+    const secs = Number(mtime);
+    const size = (s: string) => (/^\d+$/.test(s) ? Number(s) : null);
+    out.push({
+      name,
+      modifiedAt: Number.isFinite(secs) && mtime !== '' ? new Date(secs * 1000).toISOString() : null,
+      manifestBytes: size(ms),
+      drillBytes: size(ds),
+    });
+  }
+  return out;
+}
+
+/** Newest first: by the manifest's finish time when complete, else the directory's mtime; then by id. */
+export function sortNewestFirst(entries: PgBackupEntry[]): PgBackupEntry[] {
+  const when = (e: PgBackupEntry) => Date.parse(e.manifest?.finishedAt ?? e.modifiedAt ?? '') || 0;
+  return [...entries].sort((a, b) => when(b) - when(a) || (a.backupId < b.backupId ? 1 : a.backupId > b.backupId ? -1 : 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// On the backup host
+
+/** Every directory directly in $1 not starting with "." (no .drill-*), with its mtime and its manifest's and drill record's sizes. */
+const LIST_SH = [
+  '[ -d "$1" ] || exit 0',
+  'cd -- "$1" || exit 1',
+  'for d in *; do',
+  '  [ -d "$d" ] || continue',
+  '  case "$d" in *.partial) continue;; esac',
+  '  m=$(stat -c %Y -- "$d") || m=',
+  `  ms=-; [ -f "$d/${MANIFEST_FILE}" ] && ms=$(stat -L -c %s -- "$d/${MANIFEST_FILE}")`,
+  `  ds=-; [ -f "$d/${DRILL_FILE}" ] && ds=$(stat -L -c %s -- "$d/${DRILL_FILE}")`,
+  '  printf "D\\t%s\\t%s\\t%s\\t%s\\n" "$d" "$m" "$ms" "$ds"',
+  'done',
+].join('\n');
+
+export type RemoteText = { kind: 'nodir' } | { kind: 'missing' } | { kind: 'file'; text: string };
+
+/** A small text file; tells a missing directory from a missing file (anything but a regular file counts as missing). */
+export async function readText(open: OpenSession, path: string): Promise<RemoteText> {
+  const f = await readFile(open, path);
+  if (f.kind === 'file') return { kind: 'file', text: f.content.toString('utf8') };
+  return { kind: f.kind === 'nodir' ? 'nodir' : 'missing' };
+}
+
+/** Write a text file atomically, mode 0600. `tmp` (same file system) keeps the temp file out of a directory whose files are checked. */
+export function writeText(open: OpenSession, path: string, text: string, tmp?: string): Promise<void> {
+  return writeFileAtomic(open, path, Buffer.from(text, 'utf8'), { tmp });
+}
+
+/** The cluster's backup section (host, root, binDir), its host checked against the topology. */
+export function backupConfig(call: Call, cluster: string): NonNullable<ClusterConfig['backup']> {
+  const b = call.top.cluster(cluster).backup;
+  if (!b) throw configError(`cluster "${cluster}" has no "backup" section (backup host, root, binDir) in the topology`);
+  call.top.host(cluster, b.host);
+  return b;
+}
+
+export function onBackupHost<T>(rt: Runtime, call: Call, cluster: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
+  return onHost(rt, call, cluster, backupConfig(call, cluster).host, fn);
+}
+
+/** Every backup directory of the cluster (not unfinished ones, not drill scratch copies), newest first, with their manifests and drill records. */
+export async function listBackups(open: OpenSession, clusterDir: string): Promise<PgBackupEntry[]> {
+  const ls = await mustExec(open, shellScript(LIST_SH, clusterDir), `listing ${clusterDir}`);
+  const dirs = parseListing(ls.stdout);
+  const want: { path: string; bytes: number }[] = [];
+  for (const d of dirs) {
+    if (d.manifestBytes !== null) want.push({ path: posix.join(clusterDir, d.name, MANIFEST_FILE), bytes: d.manifestBytes });
+    if (d.drillBytes !== null) want.push({ path: posix.join(clusterDir, d.name, DRILL_FILE), bytes: d.drillBytes });
+  }
+  const texts = await readTextFiles(open, want);
+  const entries = dirs.map((d): PgBackupEntry => {
+    const dir = posix.join(clusterDir, d.name);
+    const mt = texts.get(posix.join(dir, MANIFEST_FILE));
+    let manifest: PgBackupManifest | null = null;
+    if (mt !== undefined) {
+      try {
+        manifest = parseSwitchyardManifest(mt);
+      } catch {
+        manifest = null;
+      }
+    }
+    const dt = texts.get(posix.join(dir, DRILL_FILE));
+    return {
+      backupId: d.name,
+      dir,
+      complete: manifest !== null,
+      manifest,
+      drill: dt !== undefined ? parseDrillRecord(dt, d.name) : null,
+      modifiedAt: d.modifiedAt,
+    };
+  });
+  return sortNewestFirst(entries);
+}
+
+/** The complete backup's manifest: BackupNotFound / BackupCorrupt (non-retryable) when it has none that parses. */
+export async function readManifest(open: OpenSession, cluster: string, backupId: string, dir: string): Promise<PgBackupManifest> {
+  const t = await readText(open, posix.join(dir, MANIFEST_FILE));
+  if (t.kind === 'nodir')
+    throw ApplicationFailure.nonRetryable(
+      `backup ${backupId} of cluster ${cluster} does not exist: no directory ${dir} on ${open.name}`,
+      Errors.BackupNotFound,
+    );
+  if (t.kind === 'missing') {
+    throw ApplicationFailure.nonRetryable(
+      `backup ${backupId} of cluster ${cluster} is incomplete: ${dir} on ${open.name} has no ${MANIFEST_FILE}`,
+      Errors.BackupNotFound,
+    );
+  }
+  try {
+    // Not tied to the directory's name: a backup copied under another id is still checked file by file.
+    return parseSwitchyardManifest(t.text);
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(
+      `backup ${backupId} of cluster ${cluster} (${dir} on ${open.name}) has an unusable manifest: ${errorMessage(err)}`,
+      Errors.BackupCorrupt,
+    );
+  }
+}
+
+export function pgBackupCatalogActivities(rt: Runtime) {
+  return {
+    /** Every backup directory of the cluster (not unfinished ones, not drill scratch copies), newest first. */
+    pgBackupList: rt.activity(async (input: { cluster: string }, call): Promise<PgBackupEntry[]> => {
+      const b = backupConfig(call, input.cluster);
+      return onBackupHost(rt, call, input.cluster, (open) => listBackups(open, clusterDirOf(b.root, input.cluster)));
+    }),
+
+    /** A backup's files against its manifest, checked on the backup host (sizes, SHA-256). */
+    pgBackupVerify: rt.activity(async (input: { cluster: string; backupId: string }, call): Promise<PgBackupVerifyResult> => {
+      const b = backupConfig(call, input.cluster);
+      const paths = backupPaths(b.root, input.cluster, input.backupId);
+      return onBackupHost(rt, call, input.cluster, async (open) => {
+        const manifest = await readManifest(open, input.cluster, input.backupId, paths.dir);
+        return verifyOnHost(open, paths.dir, input.backupId, manifest.files, HASH_TIMEOUT_SECONDS);
+      });
+    }),
+
+    /** rm -rf of exactly <root>/<cluster>/<backupId>; deleting what is not there is success. */
+    pgBackupDelete: rt.activity(async (input: { cluster: string; backupId: string }, call): Promise<PgBackupDeleteResult> => {
+      const b = backupConfig(call, input.cluster);
+      const paths = backupPaths(b.root, input.cluster, input.backupId);
+      return onBackupHost(rt, call, input.cluster, async (open) => {
+        const there = (await execArgv(open, ['test', '-e', paths.dir], 15)).exitCode === 0;
+        if (!there)
+          return { backupId: input.backupId, dir: paths.dir, deleted: false, detail: `${paths.dir} on ${open.name} does not exist: nothing to delete` };
+        await mustExec(open, ['rm', '-rf', '--', paths.dir], `deleting ${paths.dir}`, 3600);
+        if ((await execArgv(open, ['test', '-e', paths.dir], 15)).exitCode === 0) throw new Error(`${paths.dir} on ${open.name} is still there after rm -rf`);
+        rt.log.info('backup deleted', { cluster: input.cluster, backupId: input.backupId, dir: paths.dir });
+        return { backupId: input.backupId, dir: paths.dir, deleted: true, detail: `deleted ${paths.dir} on ${open.name}` };
+      });
+    }),
+  };
+}
