@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type pg from 'pg';
 import { ed25519KeyPair } from '../support/ssh-keys';
+import { WRITE_SH } from '../../src/activities/ssh/files';
 import { createActivities, type PgClientLike, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
 import { commandLine } from '../../src/activities/ssh/quote';
 import {
@@ -205,7 +206,9 @@ function world(nodes: { p: SimNode; s: SimNode }, opts: { now?: () => Date; unre
   };
 
   const runLocal = (hostRoot: string, argv: string[], prefixFrom: number): Reply => {
-    const args = argv.map((a, i) => (i >= prefixFrom && a.startsWith('/') ? hostRoot + a : a));
+    // A write's second argument is base64 content, which may start with '/' like a path: never rerooted.
+    const content = argv[2] === WRITE_SH ? 5 : -1;
+    const args = argv.map((a, i) => (i >= prefixFrom && i !== content && a.startsWith('/') ? hostRoot + a : a));
     const r = spawnSync(args[0], args.slice(1), { encoding: 'utf8' });
     const strip = (s: string) => s.split(hostRoot).join('');
     return { code: r.status, stdout: strip(r.stdout ?? ''), stderr: strip(r.stderr ?? '') };
