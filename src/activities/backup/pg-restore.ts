@@ -42,7 +42,7 @@ import { readWholeText } from '../ssh/files';
 import { commandLine } from '../ssh/quote';
 import { formatBytes } from '../../contract/format';
 import { parseSwitchyardManifest } from './pg';
-import { moveAsideName } from '../postgres/standby';
+import { moveAsideName } from '../postgres/data-dir';
 import { pgCtlDataDirStatus } from '../postgres/pg-ctl-status';
 import { nodeWhere } from '../postgres/shared';
 import { Errors } from '../../contract/errors';

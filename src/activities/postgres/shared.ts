@@ -1,7 +1,7 @@
 /**
  * Small helpers the PostgreSQL activities share: how a node is named in messages, two distinct
- * nodes of a cluster, the error an action throws when its connection or query failed, and a
- * query row's values.
+ * nodes of a cluster, the error an action throws when its connection or query failed, a query
+ * row's values, and the tail of a PostgreSQL tool's output.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../../topology/schema';
@@ -34,3 +34,13 @@ export const textOrNull = (v: unknown): string | null => (v === null || v === un
 
 /** A column's value as a number; SQL NULL (or a missing column) as null. */
 export const numberOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+const PROGRESS_RE = /^\s*\d+\/\d+ kB \(\d+%\)/;
+
+/** The last `max` lines of a tool's output, with its progress lines collapsed to the last one. */
+export function outputTail(text: string, max = 40): string {
+  const lines = text.split(/\r\n|\r|\n/).filter((l) => l.trim() !== '');
+  const lastProgress = lines.reduce((acc, l, i) => (PROGRESS_RE.test(l) ? i : acc), -1);
+  const kept = lines.filter((l, i) => !PROGRESS_RE.test(l) || i === lastProgress);
+  return kept.slice(-max).join('\n');
+}

@@ -1,14 +1,14 @@
 /**
- * PostgreSQL reads and the write probe: a node's role, LSNs, timeline, replication and slots.
- * Status reads report an unreachable node as data (how it failed, see connect.ts); the write probe
- * throws so Temporal retries it.
+ * PostgreSQL reads: a node's role, LSNs, timeline, replication and slots, and a standby's lag.
+ * Status reads report an unreachable node as data (how it failed, see connect.ts); pgLag throws
+ * so Temporal retries it. The write probe is in write-probe.ts.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import { actor, errorMessage } from '../activity-context';
+import { errorMessage } from '../activity-context';
 import type { Call, PgClientLike, Runtime } from '../runtime';
 import { lsnDiff } from '../../contract/lsn';
-import type { PgLag, PgNodeStatus, PgWriteProbe } from '../../contract/observations';
+import type { PgLag, PgNodeStatus } from '../../contract/observations';
 import { Errors } from '../../contract/errors';
 import { isServerError, unreachableKind, pgClientConfig, withPgClient } from './connect';
 import { nodeWhere, numberOrNull, pgActionError, textOrNull } from './shared';
@@ -57,11 +57,6 @@ SELECT application_name, host(client_addr) AS client_addr, state, sent_lsn::text
   FROM pg_stat_replication ORDER BY application_name, pid`;
 
 const SLOTS_SQL = `SELECT slot_name, active, restart_lsn::text AS restart_lsn FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`;
-
-const PROBE_SQL = [
-  `CREATE SCHEMA IF NOT EXISTS switchyard`,
-  `CREATE TABLE IF NOT EXISTS switchyard.heartbeat (node text PRIMARY KEY, at timestamptz NOT NULL, by text NOT NULL)`,
-];
 
 export function postgresActivities(rt: Runtime) {
   const target = (call: Call, cluster: string, node: string): NodeTarget => {
@@ -144,44 +139,6 @@ export function postgresActivities(rt: Runtime) {
   return {
     /** Role, timeline, positions, replication and slots of one node. Never throws for an unreachable node. */
     pgStatus: rt.activity((input: { cluster: string; node: string }, call) => status(call, input.cluster, input.node)),
-
-    /**
-     * A real write on the node believed to be primary: upsert one row of switchyard.heartbeat and
-     * return the WAL position after commit. A standby or read-only node is refused (ok:false).
-     */
-    pgWriteProbe: rt.activity(async (input: { cluster: string; node: string }, call): Promise<PgWriteProbe> => {
-      const tgt = target(call, input.cluster, input.node);
-      try {
-        return await withClient(call, input.cluster, input.node, async (client) => {
-          const [s] = (await client.query(`SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro`)).rows;
-          if (s.rec === true) return { node: input.node, ok: false, detail: `${tgt.where} is in recovery (a standby): refusing to write` };
-          if (s.ro === 'on') return { node: input.node, ok: false, detail: `${tgt.where} has default_transaction_read_only = on: refusing to write` };
-          const at = rt.now().toISOString();
-          await client.query('BEGIN');
-          try {
-            // The probe asks "does this node take writes", not "is a synchronous standby there".
-            await client.query(`SET LOCAL synchronous_commit = local`);
-            for (const sql of PROBE_SQL) await client.query(sql);
-            await client.query(
-              `INSERT INTO switchyard.heartbeat (node, at, by) VALUES ($1, $2, $3)
-               ON CONFLICT (node) DO UPDATE SET at = excluded.at, by = excluded.by`,
-              [input.node, at, actor()],
-            );
-            await client.query('COMMIT');
-          } catch (err) {
-            await client.query('ROLLBACK').catch(() => undefined);
-            // 25006: read-only transaction (e.g. recovery began between the check and the write).
-            if ((err as { code?: string }).code === '25006')
-              return { node: input.node, ok: false, detail: `${tgt.where} refused the write: ${errorMessage(err)}` };
-            throw err;
-          }
-          const [l] = (await client.query(`SELECT pg_current_wal_lsn()::text AS lsn`)).rows;
-          return { node: input.node, ok: true, lsn: String(l.lsn), detail: `wrote switchyard.heartbeat row for ${input.node} at ${at}` };
-        });
-      } catch (err) {
-        throw actionError(tgt, err, 'write probe');
-      }
-    }),
 
     /**
      * Lag of a standby behind a primary: bytes between the primary's current position and the
