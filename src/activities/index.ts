@@ -21,8 +21,13 @@ import { createLayoutActivities } from './cluster-layout';
 import { notifyActivities } from './notify';
 import { pgctlActivities } from './postgres/lifecycle';
 import { postgresActivities } from './postgres/status';
+import { basebackupActivities } from './postgres/basebackup';
+import { replicationWaitActivities } from './postgres/replication-waits';
+import { rewindActivities } from './postgres/rewind';
+import { slotActivities } from './postgres/slots';
+import { standbyConfigActivities } from './postgres/standby-config';
+import { writeProbeActivities } from './postgres/write-probe';
 import { remoteActivities } from './site';
-import { standbyActivities } from './postgres/standby';
 import { trafficActivities } from './traffic';
 
 export function createActivities(deps: ActivityDeps) {
@@ -32,7 +37,12 @@ export function createActivities(deps: ActivityDeps) {
     ...postgresActivities(rt),
     ...pgctlActivities(rt),
     ...fenceActivities(rt),
-    ...standbyActivities(rt),
+    ...writeProbeActivities(rt),
+    ...slotActivities(rt),
+    ...rewindActivities(rt),
+    ...basebackupActivities(rt),
+    ...standbyConfigActivities(rt),
+    ...replicationWaitActivities(rt),
     ...remoteActivities(rt),
     ...ec2Activities(rt),
     ...trafficActivities(rt),
@@ -62,15 +72,11 @@ export { DEFAULT_TIMEOUTS } from './runtime';
 export { MAX_OUTPUT_CHARS } from './ssh/exec';
 export type { NotifyInput } from './notify';
 export type { LockAcquireInput, LockAcquireResult, LockReleaseInput } from './cluster-lock';
-export type {
-  CopyConfigFilesInput,
-  PgBasebackupInput,
-  PgConfigureStandbyInput,
-  PgEnsureSlotInput,
-  PgRewindInput,
-  PgWaitReplayInput,
-  PgWaitStreamingInput,
-  WriteProbeLoopInput,
-} from './postgres/standby';
+export type { PgEnsureSlotInput } from './postgres/slots';
+export type { PgRewindInput } from './postgres/rewind';
+export type { PgBasebackupInput } from './postgres/basebackup';
+export type { CopyConfigFilesInput, PgConfigureStandbyInput } from './postgres/standby-config';
+export type { PgWaitReplayInput, PgWaitStreamingInput } from './postgres/replication-waits';
+export type { WriteProbeLoopInput } from './postgres/write-probe';
 export * from '../contract/observations';
 export * from '../contract/backup';

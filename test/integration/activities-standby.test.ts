@@ -1,9 +1,10 @@
 /**
- * The rejoin and switchover activities (standby.ts) against the real sandbox, in the order a
- * person would run them by hand: writes measured through a planned outage (dc1 stopped, dc2
- * promoted), dc1 started again on its own so that it diverges, then rejoined as a standby of dc2
- * with pg_rewind (the diverged rows disappear, dc2's rows arrive), then rebuilt with
- * pg_basebackup (the old directory kept beside it). The sandbox is taken down in `after`.
+ * The rejoin and switchover activities (postgres/: slots, rewind, basebackup, standby-config,
+ * replication-waits, write-probe) against the real sandbox, in the order a person would run
+ * them by hand: writes measured through a planned outage (dc1 stopped, dc2 promoted), dc1
+ * started again on its own so that it diverges, then rejoined as a standby of dc2 with pg_rewind
+ * (the diverged rows disappear, dc2's rows arrive), then rebuilt with pg_basebackup (the old
+ * directory kept beside it). The sandbox is taken down in `after`.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';

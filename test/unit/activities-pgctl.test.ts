@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL lifecycle activities (pgctl.ts), runHook, ec2StopInstance and
+ * The PostgreSQL lifecycle activities (postgres/lifecycle.ts), runHook, ec2StopInstance and
  * lastPrimaryPosition with fakes: a fake SSH transport that plays pg_ctl and pg_controldata
  * against a simulated node, a fake pg client whose connections fail while that node is down, a
  * fake EC2 client and a fake Temporal client. What is asserted is what an operator cares about:

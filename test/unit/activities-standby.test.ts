@@ -1,6 +1,7 @@
 /**
- * The rejoin and switchover activities (standby.ts) with fakes. Each fake SSH host is a directory
- * of this machine: the activities' file scripts (sh -c with paths as arguments) really run there,
+ * The rejoin and switchover activities (postgres/: slots, rewind, basebackup, standby-config,
+ * replication-waits, write-probe) with fakes. Each fake SSH host is a directory of this machine:
+ * the activities' file scripts (sh -c with paths as arguments) really run there,
  * with every absolute path argument moved under that host's directory, so quoting, base64 both
  * ways, modes and atomic renames are exercised for real. PostgreSQL tools (pg_ctl, pg_controldata,
  * pg_rewind, pg_basebackup) are played by a simulated node, and the pg client by a fake.
@@ -17,16 +18,10 @@ import { ed25519KeyPair } from '../support/ssh-keys';
 import { WRITE_SH } from '../../src/activities/ssh/files';
 import { createActivities, type PgClientLike, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
 import { commandLine } from '../../src/activities/ssh/quote';
-import {
-  configFileEntries,
-  confQuote,
-  conninfo,
-  conninfoValue,
-  moveAsideName,
-  outputTail,
-  parseRewindOutput,
-  rewriteAutoConf,
-} from '../../src/activities/postgres/standby';
+import { configFileEntries, confQuote, conninfo, conninfoValue, rewriteAutoConf } from '../../src/activities/postgres/standby-config';
+import { moveAsideName } from '../../src/activities/postgres/data-dir';
+import { parseRewindOutput } from '../../src/activities/postgres/rewind';
+import { outputTail } from '../../src/activities/postgres/shared';
 import { topologySchema, type Topology } from '../../src/topology/schema';
 
 const clientKey = ed25519KeyPair();
@@ -116,7 +111,7 @@ pg_rewind: no rewind required
 // ---------------------------------------------------------------------------------------------
 // The fake world
 
-/** Split a command line made by shell.ts back into its arguments. */
+/** Split a command line made by ssh/quote.ts back into its arguments. */
 function unquote(line: string): string[] {
   const out: string[] = [];
   let cur = '';
@@ -245,7 +240,7 @@ function world(nodes: { p: SimNode; s: SimNode }, opts: { now?: () => Date; unre
     return {
       async exec(line, o) {
         let argv = unquote(line);
-        assert.equal(commandLine(argv), line, 'the fake reads back exactly what shell.ts quoted');
+        assert.equal(commandLine(argv), line, 'the fake reads back exactly what ssh/quote.ts quoted');
         w.commands.push({ host: hostName, argv, line });
         if (argv[0] === 'env' && argv[1] === 'LC_ALL=C') argv = argv.slice(2);
         o.onData?.();
@@ -467,7 +462,8 @@ describe('pgRewind', () => {
       'LC_ALL=C',
       '/pg/bin/pg_rewind',
       '--target-pgdata=/data/p',
-      "--source-server=host=10.0.0.2 port=5433 user=switchyard dbname=postgres passfile='/etc/pg pass/.pgpass' connect_timeout=10 application_name=switchyard-pg_rewind",
+      "--source-server=host=10.0.0.2 port=5433 user=switchyard dbname=postgres passfile='/etc/pg pass/.pgpass' " +
+        'connect_timeout=10 application_name=switchyard-pg_rewind',
       '--progress',
     ]);
     assert.ok(!w.commands.some((c) => c.line.includes(PG_PASSWORD)), 'no password in any command');
@@ -568,7 +564,7 @@ describe('pgBasebackup', () => {
     assert.deepEqual(readdirSync(w.roots.h1 + '/data').sort(), ['p', 'p.switchyard-20261122T081254Z', 'p.switchyard-20261122T081254Z.2']);
   });
 
-  it("refuses (InsufficientSpace) before moving anything when the source's databases and a reserve do not fit; an unreadable size is said, not guessed", async () => {
+  it("refuses (InsufficientSpace) before moving anything when the source's databases and a reserve do not fit; an unreadable size is said", async () => {
     const s = new SimNode({ running: true });
     s.databaseBytes = 2 ** 60; // 1 EiB: more than any disk here
     const w = world({ p: new SimNode({ running: false }), s });
@@ -581,8 +577,9 @@ describe('pgBasebackup', () => {
     assert.equal(e.nonRetryable, true);
     assert.match(
       e.message,
-      /^not enough free space on h1 to copy s into \/data\/p: it needs [\d.]+ PiB \(1024\.00 PiB of databases \+ a reserve of [\d.]+ PiB\), the filesystem of \/\S+ has [\d.]+ \w+ free/,
+      /^not enough free space on h1 to copy s into \/data\/p: it needs [\d.]+ PiB \(1024\.00 PiB of databases \+ a reserve of [\d.]+ PiB\), /,
     );
+    assert.match(e.message, /\), the filesystem of \/\S+ has [\d.]+ \w+ free/);
     assert.match(e.message, /Nothing was moved or copied/);
     assert.deepEqual(readdirSync(w.roots.h1 + '/data'), ['p'], 'the data directory is where it was');
     assert.equal(w.commands.filter((c) => /pg_basebackup|switchyard-/.test(c.line)).length, 0, 'nothing moved aside, no pg_basebackup');

@@ -27,7 +27,7 @@ import { withPgClient } from '../postgres/connect';
 import { execArgv, mustExec, type OpenSession } from '../ssh/exec';
 import { requireFreeSpace } from '../ssh/free-space';
 import { formatBytes } from '../../contract/format';
-import { outputTail } from '../postgres/standby';
+import { outputTail } from '../postgres/shared';
 import { LSN_RE, lsnToBigInt } from '../../contract/lsn';
 import { Errors } from '../../contract/errors';
 import { shellScript } from '../ssh/argv';

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import { confQuote } from '../postgres/standby';
+import { confQuote } from '../postgres/standby-config';
 
 /** Longest unix socket path used: the kernel's limit is 107 bytes. */
 const MAX_SOCKET_PATH = 100;

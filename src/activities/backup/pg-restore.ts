@@ -52,10 +52,12 @@ import { brief, execArgv, mustExec, onHost, type OpenSession } from '../ssh/exec
 import { requireFreeSpace } from '../ssh/free-space';
 import { readWholeText } from '../ssh/files';
 import { formatBytes } from '../../contract/format';
-import { moveAsideName } from '../postgres/standby';
+import { moveAsideName } from '../postgres/data-dir';
+import { pgCtlDataDirStatus } from '../postgres/pg-ctl-status';
+import { nodeWhere } from '../postgres/shared';
 import { Errors } from '../../contract/errors';
 import { inCLocale, shellScript } from '../ssh/argv';
-import { pgCtlDir, pgTool } from '../postgres/paths';
+import { pgTool } from '../postgres/paths';
 
 /** Inside the staging directory: where the backup is extracted before it is moved into place. */
 const EXTRACT_SUBDIR = 'data';
@@ -115,28 +117,6 @@ async function kindOf(open: OpenSession, path: string): Promise<'dir' | 'missing
   return out === 'dir' || out === 'missing' ? out : 'other';
 }
 
-interface CtlStatus {
-  running: boolean | null;
-  dataDirExists: boolean;
-  text: string;
-}
-
-/** pg_ctl status pointed where pg_ctl is always pointed (configDir, Debian layout); exit 3: stopped. */
-async function ctlStatus(open: OpenSession, n: DbNodeConfig): Promise<CtlStatus> {
-  const r = await execArgv(open, inCLocale([pgTool(n, 'pg_ctl'), 'status', '-D', pgCtlDir(n)]), 30);
-  const exists = (await execArgv(open, ['test', '-e', n.dataDir], 15)).exitCode === 0;
-  if (r.exitCode === 0) return { running: true, dataDirExists: exists, text: `running (${r.stdout.trim().split('\n')[0] || 'exit 0'})` };
-  if (r.exitCode === 3) {
-    // pg_ctl says no server runs; a postmaster.pid whose process is alive would still say otherwise.
-    const pid = await execArgv(open, shellScript('p="$1/postmaster.pid"; [ -f "$p" ] && kill -0 "$(head -n 1 "$p")" 2>/dev/null', n.dataDir), 15);
-    if (pid.exitCode === 0)
-      return { running: true, dataDirExists: exists, text: `pg_ctl status says stopped, but the process in ${n.dataDir}/postmaster.pid is alive` };
-    return { running: false, dataDirExists: exists, text: 'no server running' };
-  }
-  if (r.exitCode === 4 && !exists) return { running: false, dataDirExists: false, text: `no data directory at ${n.dataDir}` };
-  return { running: null, dataDirExists: exists, text: `unknown: ${brief(r)}` };
-}
-
 /** The node's PostgreSQL major version from `postgres --version`; null when it cannot be read. */
 async function nodeMajor(open: OpenSession, n: DbNodeConfig): Promise<{ major: number | null; text: string }> {
   const r = await execArgv(open, inCLocale([pgTool(n, 'postgres'), '--version']), 30);
@@ -151,12 +131,10 @@ function corrupt(message: string): ApplicationFailure {
 // ---------------------------------------------------------------------------------------------
 
 export function pgRestoreActivities(rt: Runtime) {
-  const where = (node: string, n: DbNodeConfig) => `${node} (${n.host}:${n.port})`;
-
   const target = (call: Call, input: PgRestoreNodeInput) => {
     const backupId = checkBackupId(input?.backupId);
     const n = call.top.node(input.cluster, input.node);
-    return { backupId, n, staging: stagingDirName(n.dataDir, backupId), w: where(input.node, n) };
+    return { backupId, n, staging: stagingDirName(n.dataDir, backupId), w: nodeWhere(input.node, n) };
   };
 
   const backupOf = (call: Call, cluster: string) => {
@@ -387,7 +365,7 @@ export function pgRestoreActivities(rt: Runtime) {
       const { backupId, n, staging, w } = target(call, input);
       const base = { backupId, node: input.node, dataDir: n.dataDir };
       return onHost(rt, call, input.cluster, n.sshHost, async (open): Promise<PgRestoreSwapResult> => {
-        const st = await ctlStatus(open, n);
+        const st = await pgCtlDataDirStatus(open, n, { checkPostmasterPid: true });
         const markerPath = posix.join(n.dataDir, RESTORED_MARKER);
         const readMarker = async (path: string) => {
           const text = await readWholeText(open, path, 64 * 1024);

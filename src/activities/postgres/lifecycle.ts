@@ -2,7 +2,7 @@
  * PostgreSQL's lifecycle on a node's host: pg_controldata, fencing (pg_ctl stop, fast then
  * immediate, confirmed by pg_ctl status and a refused connection), starting it again, and
  * promotion through pg_promote(). Commands are argument vectors run over SSH with the helpers of
- * remote.ts; connections use postgres.ts's client config. Reads and the fence report the
+ * ssh/exec.ts; connections use connect.ts's client config. Reads and the fence report the
  * target's state as data; start and promote throw (retryably) when their outcome is not reached.
  */
 import { posix } from 'node:path';
@@ -21,6 +21,8 @@ import { LSN_RE } from '../../contract/lsn';
 import { Errors } from '../../contract/errors';
 import { inCLocale } from '../ssh/argv';
 import { pgCtlDir, pgTool } from './paths';
+import { pgCtlStatus } from './pg-ctl-status';
+import { nodeWhere, numberOrNull, textOrNull } from './shared';
 
 const DEFAULT_FAST_TIMEOUT_SECONDS = 20;
 const IMMEDIATE_TIMEOUT_SECONDS = 30;
@@ -84,23 +86,6 @@ async function tryExec(open: OpenSession, argv: string[], timeoutSeconds: number
   }
 }
 
-interface CtlStatus {
-  /** true: running (exit 0); false: no server running (exit 3); null: pg_ctl could not tell. */
-  running: boolean | null;
-  text: string;
-}
-
-async function pgCtlStatus(open: OpenSession, n: DbNodeConfig): Promise<CtlStatus> {
-  const r = await tryExec(open, inCLocale([pgTool(n, 'pg_ctl'), 'status', '-D', pgCtlDir(n)]), 30);
-  if (r.exitCode === 0) return { running: true, text: `running (${firstLine(r.stdout) || 'exit 0'})` };
-  if (r.exitCode === 3) return { running: false, text: 'no server running' };
-  return { running: null, text: `unknown: ${brief(r)}` };
-}
-
-function firstLine(s: string): string {
-  return s.trim().split('\n')[0] ?? '';
-}
-
 async function readControl(open: OpenSession, node: string, n: DbNodeConfig): Promise<PgControlData> {
   const r = await tryExec(open, inCLocale([pgTool(n, 'pg_controldata'), '-D', n.dataDir]), 30);
   if (r.exitCode !== 0) return noControl(node, `pg_controldata -D ${n.dataDir} on ${open.name} ${brief(r)}`);
@@ -139,8 +124,6 @@ interface ConnAttempt {
 // ---------------------------------------------------------------------------------------------
 
 export function pgctlActivities(rt: Runtime) {
-  const where = (node: string, n: DbNodeConfig) => `${node} (${n.host}:${n.port})`;
-
   const tryConnect = async (call: Call, cluster: string, node: string): Promise<ConnAttempt> => {
     const n = call.top.node(cluster, node);
     const at = `${n.host}:${n.port}`;
@@ -175,8 +158,7 @@ export function pgctlActivities(rt: Runtime) {
 
   const positionOf = async (client: PgClientLike): Promise<{ timeline: number | null; lsn: string | null }> => {
     const [r] = (await client.query(`SELECT ${CHECKPOINT_TLI_SQL} AS checkpoint_tli, ${WAL_TLI_SQL} AS wal_tli, pg_current_wal_lsn()::text AS lsn`)).rows;
-    const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
-    return { timeline: timelineOf(num(r.checkpoint_tli), num(r.wal_tli)), lsn: r.lsn === null || r.lsn === undefined ? null : String(r.lsn) };
+    return { timeline: timelineOf(numberOrNull(r.checkpoint_tli), numberOrNull(r.wal_tli)), lsn: textOrNull(r.lsn) };
   };
 
   const positiveInt = (v: unknown, name: string, fallback: number, max: number): number => {
@@ -239,7 +221,7 @@ export function pgctlActivities(rt: Runtime) {
         try {
           await withHost(rt, call, input.cluster, n.sshHost, async (open) => {
             res.sshReachable = true;
-            const before = await pgCtlStatus(open, n);
+            const before = await pgCtlStatus(open, n, tryExec);
             steps.push(`pg_ctl status on ${n.sshHost}: ${before.text}`);
             res.wasRunning = before.running;
             let last = before;
@@ -248,7 +230,7 @@ export function pgctlActivities(rt: Runtime) {
               heartbeat({ node: input.node, step: 'stop fast' });
               const fast = await tryExec(open, pgCtl(['stop', '-D', dir, '-m', 'fast', '-w', '-t', String(fastT)]), fastT + EXEC_MARGIN_SECONDS);
               steps.push(`pg_ctl stop -m fast -t ${fastT}: ${brief(fast)}`);
-              last = await pgCtlStatus(open, n);
+              last = await pgCtlStatus(open, n, tryExec);
               steps.push(`pg_ctl status: ${last.text}`);
               if (last.running === false) {
                 if (before.running === true || fast.exitCode === 0) res.stoppedWith = 'fast';
@@ -260,7 +242,7 @@ export function pgctlActivities(rt: Runtime) {
                   IMMEDIATE_TIMEOUT_SECONDS + EXEC_MARGIN_SECONDS,
                 );
                 steps.push(`pg_ctl stop -m immediate -t ${IMMEDIATE_TIMEOUT_SECONDS}: ${brief(imm)}`);
-                last = await pgCtlStatus(open, n);
+                last = await pgCtlStatus(open, n, tryExec);
                 steps.push(`pg_ctl status: ${last.text}`);
                 if (last.running === false) res.stoppedWith = 'immediate';
               }
@@ -307,7 +289,7 @@ export function pgctlActivities(rt: Runtime) {
         res.refusesConnections = conn.refused;
         res.fenced = res.stopped && res.refusesConnections;
 
-        const w = where(input.node, n);
+        const w = nodeWhere(input.node, n);
         const control = res.control?.ok ? `; control file: ${res.control.detail}` : '';
         if (res.fenced) {
           const how = res.stoppedWith ? `stopped with pg_ctl stop -m ${res.stoppedWith}` : res.wasRunning === false ? 'was already stopped' : 'is stopped';
@@ -323,7 +305,8 @@ export function pgctlActivities(rt: Runtime) {
           if (!res.sshReachable) why.push(`its host ${n.sshHost} cannot be reached over SSH`);
           else if (!res.stopped)
             why.push(
-              `pg_ctl status still reports it ${res.wasRunning === null ? 'in an unknown state' : 'running'} after ${res.stoppedWith === null && res.wasRunning !== false ? 'fast and immediate stops' : 'the stop'}`,
+              `pg_ctl status still reports it ${res.wasRunning === null ? 'in an unknown state' : 'running'} ` +
+                `after ${res.stoppedWith === null && res.wasRunning !== false ? 'fast and immediate stops' : 'the stop'}`,
             );
           if (!res.refusesConnections) why.push(conn.detail);
           res.detail = `${w} is NOT fenced: ${why.join('; ')}${control}`;
@@ -341,7 +324,7 @@ export function pgctlActivities(rt: Runtime) {
       const n = call.top.node(input.cluster, input.node);
       const dir = pgCtlDir(n);
       const logFile = defaultLogFile(n);
-      const w = where(input.node, n);
+      const w = nodeWhere(input.node, n);
       const logTail = async (open: OpenSession): Promise<string> => {
         const r = await tryExec(open, ['tail', '-n', '20', logFile], 15);
         return r.exitCode === 0 && r.stdout.trim()
@@ -350,7 +333,7 @@ export function pgctlActivities(rt: Runtime) {
       };
       try {
         return await withHost(rt, call, input.cluster, n.sshHost, async (open) => {
-          const before = await pgCtlStatus(open, n);
+          const before = await pgCtlStatus(open, n, tryExec);
           let changed = false;
           let started = '';
           if (before.running !== true) {
@@ -363,7 +346,7 @@ export function pgctlActivities(rt: Runtime) {
             changed = true;
             started = `pg_ctl start ${brief(r)}`;
             if (r.exitCode !== 0) {
-              const after = await pgCtlStatus(open, n);
+              const after = await pgCtlStatus(open, n, tryExec);
               if (after.running !== true) throw new Error(`PostgreSQL on ${w} did not start: ${started}; pg_ctl status: ${after.text}${await logTail(open)}`);
             }
             rt.log.info('PostgreSQL started', { cluster: input.cluster, node: input.node, host: n.sshHost });
@@ -400,7 +383,7 @@ export function pgctlActivities(rt: Runtime) {
     pgPromote: rt.activity(async (input: { cluster: string; node: string; waitSeconds?: number }, call): Promise<PgPromoteResult> => {
       const n = call.top.node(input.cluster, input.node);
       const wait = positiveInt(input.waitSeconds, 'waitSeconds', DEFAULT_PROMOTE_WAIT_SECONDS, 3600);
-      const w = where(input.node, n);
+      const w = nodeWhere(input.node, n);
       const inRecovery = async (client: PgClientLike) => (await client.query('SELECT pg_is_in_recovery() AS rec')).rows[0]?.rec === true;
       try {
         return await withPgClient(

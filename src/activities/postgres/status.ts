@@ -1,16 +1,17 @@
 /**
- * PostgreSQL reads and the write probe: a node's role, LSNs, timeline, replication and slots.
- * Status reads report an unreachable node as data (how it failed, see connect.ts); the write probe
- * throws so Temporal retries it.
+ * PostgreSQL reads: a node's role, LSNs, timeline, replication and slots, and a standby's lag.
+ * Status reads report an unreachable node as data (how it failed, see connect.ts); pgLag throws
+ * so Temporal retries it. The write probe is in write-probe.ts.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
-import { actor, errorMessage } from '../activity-context';
+import { errorMessage } from '../activity-context';
 import type { Call, PgClientLike, Runtime } from '../runtime';
 import { lsnDiff } from '../../contract/lsn';
-import type { PgLag, PgNodeStatus, PgWriteProbe } from '../../contract/observations';
+import type { PgLag, PgNodeStatus } from '../../contract/observations';
 import { Errors } from '../../contract/errors';
-import { isAuthFailure, isServerError, unreachableKind, pgClientConfig, withPgClient } from './connect';
+import { isServerError, unreachableKind, pgClientConfig, withPgClient } from './connect';
+import { nodeWhere, numberOrNull, pgActionError, textOrNull } from './shared';
 
 interface NodeTarget {
   cluster: string;
@@ -19,15 +20,12 @@ interface NodeTarget {
   where: string;
 }
 
-const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
-const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-
 /** Timeline of the last checkpoint (on a standby: of the last restartpoint). */
 export const CHECKPOINT_TLI_SQL = `(SELECT timeline_id FROM pg_control_checkpoint())`;
-/** Timeline of the WAL segment being written; only valid out of recovery (pg_walfile_name refuses during it). */
 /** The size of every database the login may connect to, summed (as text: bigint). */
 export const DATABASE_BYTES_SQL = `SELECT sum(pg_database_size(oid))::text AS bytes FROM pg_database WHERE has_database_privilege(oid, 'CONNECT')`;
 
+/** Timeline of the WAL segment being written; only valid out of recovery (pg_walfile_name refuses during it). */
 export const WAL_TLI_SQL = `('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int`;
 
 /**
@@ -60,15 +58,10 @@ SELECT application_name, host(client_addr) AS client_addr, state, sent_lsn::text
 
 const SLOTS_SQL = `SELECT slot_name, active, restart_lsn::text AS restart_lsn FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`;
 
-const PROBE_SQL = [
-  `CREATE SCHEMA IF NOT EXISTS switchyard`,
-  `CREATE TABLE IF NOT EXISTS switchyard.heartbeat (node text PRIMARY KEY, at timestamptz NOT NULL, by text NOT NULL)`,
-];
-
 export function postgresActivities(rt: Runtime) {
   const target = (call: Call, cluster: string, node: string): NodeTarget => {
     const n = call.top.node(cluster, node);
-    return { cluster, node, site: n.site, where: `${node} (${n.host}:${n.port})` };
+    return { cluster, node, site: n.site, where: nodeWhere(node, n) };
   };
 
   const clientConfig = (call: Call, cluster: string, node: string): Promise<pg.ClientConfig> => pgClientConfig(rt, call, cluster, node);
@@ -76,12 +69,8 @@ export function postgresActivities(rt: Runtime) {
   const withClient = <T>(call: Call, cluster: string, node: string, fn: (client: PgClientLike) => Promise<T>): Promise<T> =>
     withPgClient(rt, call, cluster, node, fn);
 
-  /** As thrown from an action: a refused login is not fixed by retrying, a refused connection may be. */
-  const actionError = (tgt: NodeTarget, err: unknown, doing: string): Error => {
-    if (err instanceof ApplicationFailure) return err;
-    const msg = `${doing} on ${tgt.where} of cluster "${tgt.cluster}" failed: ${errorMessage(err)}`;
-    return isAuthFailure(err) ? ApplicationFailure.nonRetryable(msg, Errors.ConfigError) : new Error(msg);
-  };
+  /** As thrown from an action (pgActionError), naming the node and its cluster. */
+  const actionError = (tgt: NodeTarget, err: unknown, doing: string): Error => pgActionError(err, `${doing} on ${tgt.where} of cluster "${tgt.cluster}"`);
 
   const status = async (call: Call, cluster: string, node: string): Promise<PgNodeStatus> => {
     const tgt = target(call, cluster, node);
@@ -100,33 +89,42 @@ export function postgresActivities(rt: Runtime) {
       try {
         const [s] = (await client.query(STATUS_SQL)).rows;
         const inRecovery = s.in_recovery === true;
-        const checkpointTli = num(s.checkpoint_tli);
-        const walTli = num(s.wal_tli);
+        const checkpointTli = numberOrNull(s.checkpoint_tli);
+        const walTli = numberOrNull(s.wal_tli);
         const out: PgNodeStatus = {
           ...base,
           reachable: true,
           inRecovery,
           timeline: timelineOf(checkpointTli, walTli) ?? undefined,
-          systemIdentifier: str(s.system_identifier) ?? undefined,
-          serverVersion: str(s.server_version) ?? undefined,
-          receiveLsn: inRecovery ? str(s.receive_lsn) : null,
-          replayLsn: inRecovery ? str(s.replay_lsn) : null,
-          replayDelaySeconds: inRecovery ? num(s.replay_delay) : null,
+          systemIdentifier: textOrNull(s.system_identifier) ?? undefined,
+          serverVersion: textOrNull(s.server_version) ?? undefined,
+          receiveLsn: inRecovery ? textOrNull(s.receive_lsn) : null,
+          replayLsn: inRecovery ? textOrNull(s.replay_lsn) : null,
+          replayDelaySeconds: inRecovery ? numberOrNull(s.replay_delay) : null,
         };
-        if (!inRecovery) out.currentLsn = str(s.current_lsn) ?? undefined;
+        if (!inRecovery) out.currentLsn = textOrNull(s.current_lsn) ?? undefined;
         const [recv] = (await client.query(RECEIVER_SQL)).rows;
         out.walReceiver = recv
-          ? { status: String(recv.status), senderHost: str(recv.sender_host), senderPort: num(recv.sender_port), slotName: str(recv.slot_name) }
+          ? {
+              status: String(recv.status),
+              senderHost: textOrNull(recv.sender_host),
+              senderPort: numberOrNull(recv.sender_port),
+              slotName: textOrNull(recv.slot_name),
+            }
           : null;
         out.replicas = (await client.query(REPLICATION_SQL)).rows.map((r) => ({
           applicationName: String(r.application_name ?? ''),
-          clientAddr: str(r.client_addr),
+          clientAddr: textOrNull(r.client_addr),
           state: String(r.state ?? ''),
-          sentLsn: str(r.sent_lsn),
-          replayLsn: str(r.replay_lsn),
-          replayLagBytes: num(r.replay_lag_bytes),
+          sentLsn: textOrNull(r.sent_lsn),
+          replayLsn: textOrNull(r.replay_lsn),
+          replayLagBytes: numberOrNull(r.replay_lag_bytes),
         }));
-        out.slots = (await client.query(SLOTS_SQL)).rows.map((r) => ({ name: String(r.slot_name), active: r.active === true, restartLsn: str(r.restart_lsn) }));
+        out.slots = (await client.query(SLOTS_SQL)).rows.map((r) => ({
+          name: String(r.slot_name),
+          active: r.active === true,
+          restartLsn: textOrNull(r.restart_lsn),
+        }));
         return out;
       } catch (err) {
         // It answered (or half answered): report what failed rather than pretend it is down. Its
@@ -141,44 +139,6 @@ export function postgresActivities(rt: Runtime) {
   return {
     /** Role, timeline, positions, replication and slots of one node. Never throws for an unreachable node. */
     pgStatus: rt.activity((input: { cluster: string; node: string }, call) => status(call, input.cluster, input.node)),
-
-    /**
-     * A real write on the node believed to be primary: upsert one row of switchyard.heartbeat and
-     * return the WAL position after commit. A standby or read-only node is refused (ok:false).
-     */
-    pgWriteProbe: rt.activity(async (input: { cluster: string; node: string }, call): Promise<PgWriteProbe> => {
-      const tgt = target(call, input.cluster, input.node);
-      try {
-        return await withClient(call, input.cluster, input.node, async (client) => {
-          const [s] = (await client.query(`SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro`)).rows;
-          if (s.rec === true) return { node: input.node, ok: false, detail: `${tgt.where} is in recovery (a standby): refusing to write` };
-          if (s.ro === 'on') return { node: input.node, ok: false, detail: `${tgt.where} has default_transaction_read_only = on: refusing to write` };
-          const at = rt.now().toISOString();
-          await client.query('BEGIN');
-          try {
-            // The probe asks "does this node take writes", not "is a synchronous standby there".
-            await client.query(`SET LOCAL synchronous_commit = local`);
-            for (const sql of PROBE_SQL) await client.query(sql);
-            await client.query(
-              `INSERT INTO switchyard.heartbeat (node, at, by) VALUES ($1, $2, $3)
-               ON CONFLICT (node) DO UPDATE SET at = excluded.at, by = excluded.by`,
-              [input.node, at, actor()],
-            );
-            await client.query('COMMIT');
-          } catch (err) {
-            await client.query('ROLLBACK').catch(() => undefined);
-            // 25006: read-only transaction (e.g. recovery began between the check and the write).
-            if ((err as { code?: string }).code === '25006')
-              return { node: input.node, ok: false, detail: `${tgt.where} refused the write: ${errorMessage(err)}` };
-            throw err;
-          }
-          const [l] = (await client.query(`SELECT pg_current_wal_lsn()::text AS lsn`)).rows;
-          return { node: input.node, ok: true, lsn: String(l.lsn), detail: `wrote switchyard.heartbeat row for ${input.node} at ${at}` };
-        });
-      } catch (err) {
-        throw actionError(tgt, err, 'write probe');
-      }
-    }),
 
     /**
      * Lag of a standby behind a primary: bytes between the primary's current position and the
@@ -215,8 +175,8 @@ export function postgresActivities(rt: Runtime) {
         throw actionError(s, err, 'reading the standby position');
       }
       if (r.rec !== true) throw ApplicationFailure.nonRetryable(`${s.where} is not in recovery: it is not a standby`, Errors.WrongRole);
-      const receiveLsn = str(r.receive_lsn);
-      const replayLsn = str(r.replay_lsn);
+      const receiveLsn = textOrNull(r.receive_lsn);
+      const replayLsn = textOrNull(r.replay_lsn);
       const lagBytes = replayLsn ? Math.max(0, lsnDiff(primaryLsn, replayLsn)) : null;
       const caughtUp = replayLsn !== null && lagBytes === 0 && (receiveLsn === null || lsnDiff(receiveLsn, replayLsn) <= 0);
       return {
@@ -226,7 +186,7 @@ export function postgresActivities(rt: Runtime) {
         receiveLsn,
         replayLsn,
         lagBytes,
-        lagSeconds: caughtUp ? 0 : num(r.delay),
+        lagSeconds: caughtUp ? 0 : numberOrNull(r.delay),
       };
     }),
   };
