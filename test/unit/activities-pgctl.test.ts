@@ -11,57 +11,51 @@ import { DescribeInstancesCommand, StopInstancesCommand, type EC2Client } from '
 import type { Client } from '@temporalio/client';
 import type pg from 'pg';
 import { ed25519KeyPair } from '../support/ssh-keys';
-import { createActivities, type ActivityDeps, type PgClientLike, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
+import { createActivities, type ActivityDeps, type PgClientLike } from '../../src/activities';
 import { parseControlData } from '../../src/activities/postgres/lifecycle';
-import { topologySchema, type Topology } from '../../src/topology/schema';
+import type { Topology } from '../../src/topology/schema';
+import { fakeSsh, type FakeSshLog } from '../support/fake-ssh';
+import { buildTopology } from '../support/topology';
 
 const clientKey = ed25519KeyPair();
 const hostKey = ed25519KeyPair();
 const impostor = ed25519KeyPair();
-const blob = (pub: string) => Buffer.from(pub.split(' ')[1], 'base64');
 
 function topology(): Topology {
-  return topologySchema.parse({
-    version: 1,
-    clusters: {
-      main: {
-        preferredPrimary: 'dc1',
-        sites: {
-          dc1: {},
-          dc2: {
-            hooks: {
-              afterPromote: [
-                { name: 'warm-cache', host: 'h2', command: ['warm', '--all', 'it is {site}'], timeoutSeconds: 42 },
-                { name: 'tell-lb', host: 'h2', command: ['true'] },
-              ],
-            },
-          },
+  return buildTopology({
+    sites: {
+      dc1: {},
+      dc2: {
+        hooks: {
+          afterPromote: [
+            { name: 'warm-cache', host: 'h2', command: ['warm', '--all', 'it is {site}'], timeoutSeconds: 42 },
+            { name: 'tell-lb', host: 'h2', command: ['true'] },
+          ],
         },
-        hosts: {
-          h1: { site: 'dc1', address: '127.0.7.1', hostKey: hostKey.public },
-          h2: { site: 'dc2', address: '127.0.7.2', hostKey: hostKey.public },
-        },
-        ssh: { user: 'ops', privateKey: { env: 'KEY' } },
-        postgres: {
-          user: 'switchyard',
-          replication: { user: 'rep' },
-          nodes: {
-            p: {
-              site: 'dc1',
-              sshHost: 'h1',
-              host: '10.0.0.1',
-              dataDir: '/data/p',
-              configDir: '/etc/pg/p',
-              binDir: '/pg/bin',
-              slot: 'p',
-              ec2: { tags: { 'switchyard:node': 'p' } },
-            },
-            s: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', port: 5433, dataDir: '/data/s', binDir: '/pg/bin', slot: 's', logFile: '/var/log/pg-s.log' },
-          },
-        },
-        ec2: { region: 'eu-west-1', endpoint: 'http://127.0.0.1:1' },
       },
     },
+    hosts: {
+      h1: { site: 'dc1', address: '127.0.7.1', hostKey: hostKey.public },
+      h2: { site: 'dc2', address: '127.0.7.2', hostKey: hostKey.public },
+    },
+    postgres: {
+      user: 'switchyard',
+      replication: { user: 'rep' },
+      nodes: {
+        p: {
+          site: 'dc1',
+          sshHost: 'h1',
+          host: '10.0.0.1',
+          dataDir: '/data/p',
+          configDir: '/etc/pg/p',
+          binDir: '/pg/bin',
+          slot: 'p',
+          ec2: { tags: { 'switchyard:node': 'p' } },
+        },
+        s: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', port: 5433, dataDir: '/data/s', binDir: '/pg/bin', slot: 's', logFile: '/var/log/pg-s.log' },
+      },
+    },
+    ec2: { region: 'eu-west-1', endpoint: 'http://127.0.0.1:1' },
   });
 }
 
@@ -130,10 +124,7 @@ class SimNode {
   }
 }
 
-interface Seen {
-  commands: { host: string; command: string; timeoutMs: number }[];
-  opened: number;
-  closed: number;
+interface Seen extends FakeSshLog {
   pg: pg.ClientConfig[];
   queries: string[];
 }
@@ -148,27 +139,14 @@ function world(
     deps?: Partial<ActivityDeps>;
   } = {},
 ) {
-  const seen: Seen = { commands: [], opened: 0, closed: 0, pg: [], queries: [] };
   const byAddress: Record<string, SimNode | undefined> = { '127.0.7.1': nodes.p, '127.0.7.2': nodes.s };
   const byPgHost: Record<string, SimNode | undefined> = { '10.0.0.1': nodes.p, '10.0.0.2': nodes.s };
-  const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-    if (opts.unreachable?.includes(cfg.host))
-      throw Object.assign(new Error(`connect ECONNREFUSED ${cfg.host}:22`), { code: 'ECONNREFUSED', level: 'client-socket' });
-    if (!cfg.hostVerifier(blob(opts.presents ?? hostKey.public)))
-      throw Object.assign(new Error('Handshake failed: host key verification failed'), { level: 'handshake' });
-    seen.opened++;
-    return {
-      async exec(command, o) {
-        seen.commands.push({ host: cfg.host, command, timeoutMs: o.timeoutMs });
-        const node = byAddress[cfg.host];
-        const r = node ? node.run(command) : { code: 0 };
-        return { code: r.code, signal: null, stdout: r.stdout ?? '', stderr: r.stderr ?? '', timedOut: false };
-      },
-      close() {
-        seen.closed++;
-      },
-    };
-  };
+  const { ssh, log } = fakeSsh({
+    presents: opts.presents ?? hostKey.public,
+    unreachable: opts.unreachable,
+    run: (command, { host }) => byAddress[host]?.run(command) ?? { code: 0 },
+  });
+  const seen: Seen = Object.assign(log, { pg: [] as pg.ClientConfig[], queries: [] as string[] });
   const pgClient = (cfg: pg.ClientConfig): PgClientLike => {
     seen.pg.push(cfg);
     const node = byPgHost[String(cfg.host)];
@@ -531,20 +509,10 @@ describe('runHook', () => {
   });
 
   it("runs the hook's argv (quoted) on its host with its timeout and returns a non-zero exit", async () => {
-    const seen: { host: string; command: string; timeoutMs: number }[] = [];
-    const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-      cfg.hostVerifier(blob(hostKey.public));
-      return {
-        async exec(command, o) {
-          seen.push({ host: cfg.host, command, timeoutMs: o.timeoutMs });
-          return { code: 2, signal: null, stdout: 'partly warm\n', stderr: 'cache node 3 down\n', timedOut: false };
-        },
-        close() {},
-      };
-    };
+    const { ssh, log } = fakeSsh({ presents: hostKey.public, run: () => ({ code: 2, stdout: 'partly warm\n', stderr: 'cache node 3 down\n' }) });
     const act = createActivities({ topology, secret: async () => clientKey.private, ssh });
     const r = await act.runHook({ cluster: 'main', site: 'dc2', hook: 'warm-cache' });
-    assert.deepEqual(seen, [{ host: '127.0.7.2', command: "warm --all 'it is {site}'", timeoutMs: 42_000 }]);
+    assert.deepEqual(log.commands, [{ host: '127.0.7.2', command: "warm --all 'it is {site}'", timeoutMs: 42_000 }]);
     assert.deepEqual([r.hook, r.site, r.host, r.exitCode, r.stdout, r.stderr], ['warm-cache', 'dc2', 'h2', 2, 'partly warm\n', 'cache node 3 down\n']);
   });
 });

@@ -12,30 +12,21 @@ import type pg from 'pg';
 import { createActivities, type PgClientLike } from '../../src/activities';
 import { defaultSecret } from '../../src/activities/secrets';
 import { lsnDiff, lsnToBigInt } from '../../src/contract/lsn';
-import { topologySchema, type SecretRef, type Topology } from '../../src/topology/schema';
+import type { SecretRef, Topology } from '../../src/topology/schema';
+import { buildTopology } from '../support/topology';
 
 const PASSWORD = 'hunter2-very-secret';
 
 function top(password: SecretRef = { env: 'PGPW' }): Topology {
-  const hostKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9hbnlvbmVrbm93c3RoaXNpc25vdGFyZWFsa2V5';
-  return topologySchema.parse({
-    version: 1,
-    clusters: {
-      main: {
-        preferredPrimary: 'dc1',
-        sites: { dc1: {}, dc2: {} },
-        hosts: { h1: { site: 'dc1', address: '127.0.0.1', hostKey }, h2: { site: 'dc2', address: '127.0.0.1', hostKey } },
-        ssh: { user: 'u', privateKey: { env: 'UNUSED' } },
-        postgres: {
-          user: 'switchyard',
-          database: 'ops',
-          password,
-          replication: { user: 'rep' },
-          nodes: {
-            p: { site: 'dc1', sshHost: 'h1', host: '10.0.0.1', port: 5432, dataDir: '/d', binDir: '/b', slot: 'p' },
-            s: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', port: 5433, dataDir: '/d', binDir: '/b', slot: 's' },
-          },
-        },
+  return buildTopology({
+    postgres: {
+      user: 'switchyard',
+      database: 'ops',
+      password,
+      replication: { user: 'rep' },
+      nodes: {
+        p: { site: 'dc1', sshHost: 'h1', host: '10.0.0.1', port: 5432, dataDir: '/d', binDir: '/b', slot: 'p' },
+        s: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', port: 5433, dataDir: '/d', binDir: '/b', slot: 's' },
       },
     },
   });

@@ -13,76 +13,49 @@ import { describe, it } from 'node:test';
 import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ed25519KeyPair } from '../support/ssh-keys';
-import { createActivities, MAX_OUTPUT_CHARS, type RemoteCommandResult, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
+import { createActivities, MAX_OUTPUT_CHARS, type RemoteCommandResult, type SshSessionLike } from '../../src/activities';
 import { fingerprint, hostKeyAlgorithms, parsePinnedKey } from '../../src/activities/ssh/host-key';
 import { holdHostLock } from '../../src/activities/ssh/host-lock';
 import { parseDfAvailableKiB } from '../../src/activities/ssh/free-space';
 import { type OpenSession } from '../../src/activities/ssh/exec';
-import { topologySchema, type Topology } from '../../src/topology/schema';
+import type { Topology } from '../../src/topology/schema';
+import { fakeSession, fakeSsh, keyBlob as blob, type FakeReply, type FakeRun } from '../support/fake-ssh';
+import { buildTopology } from '../support/topology';
 
 const client = ed25519KeyPair();
 const real = ed25519KeyPair();
 const impostor = ed25519KeyPair();
-const blob = (pub: string) => Buffer.from(pub.split(' ')[1], 'base64');
 
 function topology(hostKey = real.public): Topology {
-  return topologySchema.parse({
-    version: 1,
-    clusters: {
-      main: {
-        preferredPrimary: 'dc1',
-        sites: {
-          dc1: {
-            services: { web: { host: 'app', start: ['svc', 'start'], stop: ['svc', 'stop'], status: ['svc', 'status'] } },
-            hooks: {
-              afterPromote: [
-                { name: 'repoint', host: 'app', command: ['repoint', '--to', 'db b'], check: ['repointed', '--to', 'db b'], timeoutSeconds: 600 },
-                { name: 'page', host: 'app', command: ['page-team'] },
-              ],
-            },
-          },
-          dc2: {},
+  return buildTopology({
+    sites: {
+      dc1: {
+        services: { web: { host: 'app', start: ['svc', 'start'], stop: ['svc', 'stop'], status: ['svc', 'status'] } },
+        hooks: {
+          afterPromote: [
+            { name: 'repoint', host: 'app', command: ['repoint', '--to', 'db b'], check: ['repointed', '--to', 'db b'], timeoutSeconds: 600 },
+            { name: 'page', host: 'app', command: ['page-team'] },
+          ],
         },
-        hosts: {
-          app: { site: 'dc1', address: '127.0.5.5', port: 2222, user: 'deploy', hostKey },
-          h2: { site: 'dc2', address: '127.0.5.6', hostKey },
-        },
-        ssh: { user: 'ops', privateKey: { env: 'KEY' }, connectTimeoutSeconds: 7 },
-        postgres: {
-          user: 'u',
-          replication: { user: 'u' },
-          nodes: {
-            a: { site: 'dc1', sshHost: 'app', host: '10.0.0.1', dataDir: '/d', binDir: '/b', slot: 'a' },
-            b: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', dataDir: '/d', binDir: '/b', slot: 'b' },
-          },
-        },
+      },
+      dc2: {},
+    },
+    hosts: {
+      app: { site: 'dc1', address: '127.0.5.5', port: 2222, user: 'deploy', hostKey },
+      h2: { site: 'dc2', address: '127.0.5.6', hostKey },
+    },
+    ssh: { connectTimeoutSeconds: 7 },
+    postgres: {
+      nodes: {
+        a: { site: 'dc1', sshHost: 'app', host: '10.0.0.1', dataDir: '/d', binDir: '/b', slot: 'a' },
+        b: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', dataDir: '/d', binDir: '/b', slot: 'b' },
       },
     },
   });
 }
 
 /** A transport whose server presents `presents` and runs commands with `run`. */
-function transport(presents: string, run: (command: string) => { code: number | null; stdout?: string; stderr?: string } | Error = () => ({ code: 0 })) {
-  const log = { configs: [] as SshConnectConfig[], commands: [] as string[], closed: 0, opened: 0 };
-  const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-    log.configs.push(cfg);
-    // What ssh2 does: refuse the handshake when the verifier says no.
-    if (!cfg.hostVerifier(blob(presents))) throw Object.assign(new Error('Handshake failed: host key verification failed'), { level: 'handshake' });
-    log.opened++;
-    return {
-      async exec(command) {
-        log.commands.push(command);
-        const r = run(command);
-        if (r instanceof Error) throw r;
-        return { code: r.code, signal: null, stdout: r.stdout ?? '', stderr: r.stderr ?? '', timedOut: false };
-      },
-      close() {
-        log.closed++;
-      },
-    };
-  };
-  return { ssh, log };
-}
+const transport = (presents: string, run?: FakeRun) => fakeSsh({ presents, run });
 
 describe('pinned host keys', () => {
   it('fingerprints exactly as ssh-keygen -l prints them', () => {
@@ -119,7 +92,7 @@ describe('pinned host keys', () => {
       [cfg.host, cfg.port, cfg.username, cfg.privateKey, cfg.readyTimeout, cfg.hostKeyAlgorithms],
       ['127.0.5.5', 2222, 'deploy', client.private, 7000, ['ssh-ed25519']],
     );
-    assert.deepEqual(t.log.commands, ['uname -n']);
+    assert.deepEqual(t.log.lines, ['uname -n']);
     assert.equal(t.log.closed, t.log.opened);
   });
 
@@ -134,7 +107,7 @@ describe('pinned host keys', () => {
     );
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: ['rm', '-rf', '/data'] }), { type: 'HostKeyMismatch', nonRetryable: true });
     await assert.rejects(act.serviceStart({ cluster: 'main', site: 'dc1', service: 'web' }), { type: 'HostKeyMismatch' });
-    assert.deepEqual(t.log.commands, []);
+    assert.deepEqual(t.log.lines, []);
     const s = await act.serviceStatus({ cluster: 'main', site: 'dc1', service: 'web' });
     assert.deepEqual([s.running, s.detail.startsWith('host key mismatch')], [null, true]);
   });
@@ -217,7 +190,7 @@ describe('runHook', () => {
     const t = transport(real.public, run({ code: 0, stdout: 'points at db b' }));
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     const r = await act.runHook({ cluster: 'main', site: 'dc1', hook: 'repoint' });
-    assert.deepEqual(t.log.commands, ["repointed --to 'db b'"]);
+    assert.deepEqual(t.log.lines, ["repointed --to 'db b'"]);
     assert.deepEqual([r.hook, r.site, r.alreadyDone, r.exitCode, r.command, r.stdout], ['repoint', 'dc1', true, 0, "repointed --to 'db b'", 'points at db b']);
     assert.deepEqual([t.log.opened, t.log.closed], [1, 1]);
   });
@@ -226,7 +199,7 @@ describe('runHook', () => {
     const t = transport(real.public, run({ code: 1 }));
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     const r = await act.runHook({ cluster: 'main', site: 'dc1', hook: 'repoint' });
-    assert.deepEqual(t.log.commands, ["repointed --to 'db b'", "repoint --to 'db b'"]);
+    assert.deepEqual(t.log.lines, ["repointed --to 'db b'", "repoint --to 'db b'"]);
     assert.deepEqual([r.alreadyDone, r.exitCode, r.stdout], [false, 0, 'repointed to db b']);
     assert.deepEqual([t.log.opened, t.log.closed], [1, 1]);
   });
@@ -242,33 +215,30 @@ describe('runHook', () => {
       assert.notEqual(e.nonRetryable, true);
       return true;
     });
-    assert.deepEqual(t.log.commands, ["repointed --to 'db b'"]);
+    assert.deepEqual(t.log.lines, ["repointed --to 'db b'"]);
   });
 
   it('a hook without a check runs its command only', async () => {
     const t = transport(real.public, run({ code: 0 }));
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     const r = await act.runHook({ cluster: 'main', site: 'dc1', hook: 'page' });
-    assert.deepEqual(t.log.commands, ['page-team']);
+    assert.deepEqual(t.log.lines, ['page-team']);
     assert.deepEqual([r.alreadyDone, r.exitCode, r.stdout], [false, 0, 'paged']);
   });
 });
 
 describe('inside an activity context', () => {
   it('a running command heartbeats as output arrives', async () => {
-    const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-      cfg.hostVerifier(blob(real.public));
-      return {
-        async exec(_command, opts) {
-          for (let i = 0; i < 3; i++) {
-            opts.onData?.();
-            await new Promise((r) => setTimeout(r, 10));
-          }
-          return { code: 0, signal: null, stdout: 'done', stderr: '', timedOut: false };
-        },
-        close() {},
-      };
-    };
+    const { ssh } = fakeSsh({
+      presents: real.public,
+      run: async (_command, { opts }) => {
+        for (let i = 0; i < 3; i++) {
+          opts.onData?.();
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        return { code: 0, stdout: 'done' };
+      },
+    });
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh });
     const env = new MockActivityEnvironment();
     const beats: unknown[] = [];
@@ -281,19 +251,16 @@ describe('inside an activity context', () => {
 
   it('cancelling the activity stops the command and the activity reports the cancellation', async () => {
     let aborted = false;
-    const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-      cfg.hostVerifier(blob(real.public));
-      return {
-        exec: (_command, opts) =>
-          new Promise((resolve) => {
-            opts.signal?.addEventListener('abort', () => {
-              aborted = true;
-              resolve({ code: null, signal: 'KILL', stdout: '', stderr: '', timedOut: false });
-            });
-          }),
-        close() {},
-      };
-    };
+    const { ssh } = fakeSsh({
+      presents: real.public,
+      run: (_command, { opts }) =>
+        new Promise<FakeReply>((resolve) => {
+          opts.signal?.addEventListener('abort', () => {
+            aborted = true;
+            resolve({ code: null, signal: 'KILL' });
+          });
+        }),
+    });
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh });
     const env = new MockActivityEnvironment();
     const running = env.run(act.runRemote, { cluster: 'main', host: 'app', argv: ['sleep', '3600'] });
@@ -322,9 +289,8 @@ describe("holdHostLock (its script run by this machine's sh, as sshd would)", ()
     name: 'here',
     host: {} as OpenSession['host'],
     key: {} as OpenSession['key'],
-    session: {
-      exec: async () => assert.fail('not used'),
-      execStream: (command, o) =>
+    session: fakeSession(() => assert.fail('not used'), {
+      stream: (command, o) =>
         new Promise((resolve) => {
           const child = spawn('/bin/sh', ['-c', command], { env: { PATH: path }, stdio: ['pipe', 'pipe', 'pipe'] });
           let stderr = '';
@@ -335,8 +301,7 @@ describe("holdHostLock (its script run by this machine's sh, as sshd would)", ()
           o.signal?.addEventListener('abort', () => child.kill('SIGKILL'), { once: true });
           child.on('close', (code, signal) => resolve({ code, signal, stdout: '', stderr, timedOut: false }));
         }),
-      close() {},
-    },
+    }),
   });
 
   it('a second holder waits until the first lets go, and says how long', async () => {
