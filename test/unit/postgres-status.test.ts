@@ -1,6 +1,7 @@
 /**
- * The PostgreSQL activities with a fake pg client: LSN arithmetic, the lag rules, how errors are
- * classified, secrets (default reader, never in results or errors) and the connection settings.
+ * The PostgreSQL status activities (postgres/status.ts) with a fake pg client: the lag rules, how
+ * errors are classified, secrets (default reader, never in results or errors) and the connection
+ * settings.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,6 @@ import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { createActivities, type PgClientLike } from '../../src/activities';
 import { defaultSecret } from '../../src/activities/secrets';
-import { lsnDiff, lsnToBigInt } from '../../src/contract/lsn';
 import type { SecretRef, Topology } from '../../src/topology/schema';
 import { buildTopology } from '../support/topology';
 
@@ -54,17 +54,6 @@ function fakePg(byHost: Record<string, { connect?: () => void; answers: [RegExp,
 }
 
 const secret = async () => PASSWORD;
-
-describe('LSN arithmetic', () => {
-  it('reads the two 32-bit halves', () => {
-    assert.equal(lsnToBigInt('0/0'), 0n);
-    assert.equal(lsnToBigInt('1/0'), 4294967296n);
-    assert.equal(lsnToBigInt('16/B374D848'), 0x16n * 4294967296n + 0xb374d848n);
-    assert.equal(lsnDiff('1/10', '0/FFFFFFF0'), 32);
-    assert.equal(lsnDiff('0/10', '0/20'), -16);
-    assert.throws(() => lsnToBigInt('nonsense'), /not an LSN/);
-  });
-});
 
 describe('pgLag rules', () => {
   const standby = (receive: string | null, replay: string | null, delay: number | null): [RegExp, Handler][] => [

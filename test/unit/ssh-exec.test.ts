@@ -1,25 +1,22 @@
 /**
- * The SSH activities with a fake transport: the pinned-key check itself (the fake presents a key
- * to the real verifier), how connection failures are classified, what the transport is asked
- * for, output limits, and that sessions are closed however a command ends.
+ * Connecting and running commands over SSH (ssh/exec.ts, ssh/host-key.ts), through sshCheck,
+ * runRemote and the service activities, with a fake transport: the pinned-key check itself (the
+ * fake presents a key to the real verifier), how connection failures are classified, what the
+ * transport is asked for, output limits, and that sessions are closed however a command ends.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ed25519KeyPair } from '../support/ssh-keys';
 import { createActivities, MAX_OUTPUT_CHARS, type RemoteCommandResult, type SshSessionLike } from '../../src/activities';
 import { fingerprint, hostKeyAlgorithms, parsePinnedKey } from '../../src/activities/ssh/host-key';
-import { holdHostLock } from '../../src/activities/ssh/host-lock';
-import { parseDfAvailableKiB } from '../../src/activities/ssh/free-space';
-import { type OpenSession } from '../../src/activities/ssh/exec';
 import type { Topology } from '../../src/topology/schema';
-import { fakeSession, fakeSsh, keyBlob as blob, type FakeReply, type FakeRun } from '../support/fake-ssh';
+import { fakeSsh, keyBlob as blob, type FakeReply } from '../support/fake-ssh';
 import { buildTopology } from '../support/topology';
 
 const client = ed25519KeyPair();
@@ -31,12 +28,6 @@ function topology(hostKey = real.public): Topology {
     sites: {
       dc1: {
         services: { web: { host: 'app', start: ['svc', 'start'], stop: ['svc', 'stop'], status: ['svc', 'status'] } },
-        hooks: {
-          afterPromote: [
-            { name: 'repoint', host: 'app', command: ['repoint', '--to', 'db b'], check: ['repointed', '--to', 'db b'], timeoutSeconds: 600 },
-            { name: 'page', host: 'app', command: ['page-team'] },
-          ],
-        },
       },
       dc2: {},
     },
@@ -53,9 +44,6 @@ function topology(hostKey = real.public): Topology {
     },
   });
 }
-
-/** A transport whose server presents `presents` and runs commands with `run`. */
-const transport = (presents: string, run?: FakeRun) => fakeSsh({ presents, run });
 
 describe('pinned host keys', () => {
   it('fingerprints exactly as ssh-keygen -l prints them', () => {
@@ -82,7 +70,7 @@ describe('pinned host keys', () => {
   });
 
   it("connects with the pinned key, the host's user, the private key and the configured timeout", async () => {
-    const t = transport(real.public, () => ({ code: 0, stdout: 'app-host\n' }));
+    const t = fakeSsh({ presents: real.public, run: () => ({ code: 0, stdout: 'app-host\n' }) });
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     const c = await act.sshCheck({ cluster: 'main', host: 'app' });
     assert.deepEqual([c.ok, c.outcome, c.address, c.port, c.site], [true, 'ok', '127.0.5.5', 2222, 'dc1']);
@@ -97,7 +85,7 @@ describe('pinned host keys', () => {
   });
 
   it('refuses a changed key: mismatch in sshCheck, non-retryable HostKeyMismatch for actions, nothing run', async () => {
-    const t = transport(impostor.public);
+    const t = fakeSsh({ presents: impostor.public });
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     const c = await act.sshCheck({ cluster: 'main', host: 'app' });
     assert.deepEqual([c.ok, c.outcome], [false, 'host-key-mismatch']);
@@ -113,7 +101,7 @@ describe('pinned host keys', () => {
   });
 
   it('an unusable private key is a ConfigError naming the reference, not the key', async () => {
-    const t = transport(real.public);
+    const t = fakeSsh({ presents: real.public });
     const act = createActivities({ topology: () => topology(), secret: async () => 'not a key at all, but secret-ish text', ssh: t.ssh });
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: ['true'] }), (e: Error & { type?: string }) => {
       assert.equal(e.type, 'ConfigError');
@@ -154,7 +142,7 @@ describe('connection failures', () => {
 describe('runRemote', () => {
   it('keeps the last 64 KiB of each stream', async () => {
     const big = `${'a'.repeat(100_000)}THE-END`;
-    const t = transport(real.public, () => ({ code: 0, stdout: big, stderr: 'e' }));
+    const t = fakeSsh({ presents: real.public, run: () => ({ code: 0, stdout: big, stderr: 'e' }) });
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     const r = await act.runRemote({ cluster: 'main', host: 'app', argv: ['cat', 'big'] });
     assert.ok(r.stdout.endsWith('THE-END'));
@@ -164,14 +152,14 @@ describe('runRemote', () => {
   });
 
   it('closes the session when the transport fails mid-command, and the error is retryable', async () => {
-    const t = transport(real.public, () => new Error('connection lost'));
+    const t = fakeSsh({ presents: real.public, run: () => new Error('connection lost') });
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: ['true'] }), (e: Error & { nonRetryable?: boolean }) => e.nonRetryable !== true);
     assert.deepEqual([t.log.opened, t.log.closed], [1, 1]);
   });
 
   it('refuses an empty or non-string argv as a ConfigError', async () => {
-    const t = transport(real.public);
+    const t = fakeSsh({ presents: real.public });
     const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: [] }), { type: 'ConfigError' });
     await assert.rejects(act.runRemote({ cluster: 'main', host: 'app', argv: [1 as unknown as string] }), { type: 'ConfigError' });
@@ -179,51 +167,6 @@ describe('runRemote', () => {
       type: 'ConfigError',
       message: 'unknown host "nope" in cluster "main"; known: "app", "h2"',
     });
-  });
-});
-
-describe('runHook', () => {
-  const run = (check: { code: number | null; stdout?: string; stderr?: string }) => (command: string) =>
-    command.startsWith('repointed ') ? check : command.startsWith('repoint ') ? { code: 0, stdout: 'repointed to db b' } : { code: 0, stdout: 'paged' };
-
-  it('a check that exits 0 means already done: the command is not run, and the result says so', async () => {
-    const t = transport(real.public, run({ code: 0, stdout: 'points at db b' }));
-    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
-    const r = await act.runHook({ cluster: 'main', site: 'dc1', hook: 'repoint' });
-    assert.deepEqual(t.log.lines, ["repointed --to 'db b'"]);
-    assert.deepEqual([r.hook, r.site, r.alreadyDone, r.exitCode, r.command, r.stdout], ['repoint', 'dc1', true, 0, "repointed --to 'db b'", 'points at db b']);
-    assert.deepEqual([t.log.opened, t.log.closed], [1, 1]);
-  });
-
-  it('a check that exits non-zero: the command runs next, on the same connection', async () => {
-    const t = transport(real.public, run({ code: 1 }));
-    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
-    const r = await act.runHook({ cluster: 'main', site: 'dc1', hook: 'repoint' });
-    assert.deepEqual(t.log.lines, ["repointed --to 'db b'", "repoint --to 'db b'"]);
-    assert.deepEqual([r.alreadyDone, r.exitCode, r.stdout], [false, 0, 'repointed to db b']);
-    assert.deepEqual([t.log.opened, t.log.closed], [1, 1]);
-  });
-
-  it('a check that ends without an exit status (killed, timed out): an error, and the command is not run blind', async () => {
-    const t = transport(real.public, run({ code: null, stderr: 'Terminated' }));
-    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
-    await assert.rejects(act.runHook({ cluster: 'main', site: 'dc1', hook: 'repoint' }), (e: Error & { nonRetryable?: boolean }) => {
-      assert.match(
-        e.message,
-        /^check command of hook "repoint" \(sites\.dc1\.hooks\.afterPromote\) on app ended by signal \?: Terminated: cannot tell whether the hook already ran, so it was not run$/,
-      );
-      assert.notEqual(e.nonRetryable, true);
-      return true;
-    });
-    assert.deepEqual(t.log.lines, ["repointed --to 'db b'"]);
-  });
-
-  it('a hook without a check runs its command only', async () => {
-    const t = transport(real.public, run({ code: 0 }));
-    const act = createActivities({ topology: () => topology(), secret: async () => client.private, ssh: t.ssh });
-    const r = await act.runHook({ cluster: 'main', site: 'dc1', hook: 'page' });
-    assert.deepEqual(t.log.lines, ['page-team']);
-    assert.deepEqual([r.alreadyDone, r.exitCode, r.stdout], [false, 0, 'paged']);
   });
 });
 
@@ -267,83 +210,5 @@ describe('inside an activity context', () => {
     setTimeout(() => env.cancel(), 50);
     await assert.rejects(running, (e: Error) => e instanceof CancelledFailure);
     assert.equal(aborted, true);
-  });
-});
-
-describe('parseDfAvailableKiB', () => {
-  it('reads the field before the capacity, whatever spaces the filesystem name or mount point hold', () => {
-    assert.equal(parseDfAvailableKiB('/dev/nvme0n1p1  264212084 183427044  80768656      70% /'), 80768656);
-    assert.equal(parseDfAvailableKiB('//nas/backups share 1000 400 600 40% /mnt/my backups'), 600);
-    assert.equal(parseDfAvailableKiB('overlay 0 0 0 -% /proc/x'), 0);
-  });
-  it('null when there is no such row', () => {
-    assert.equal(parseDfAvailableKiB(''), null);
-    assert.equal(parseDfAvailableKiB('df: /nowhere: No such file or directory'), null);
-    assert.equal(parseDfAvailableKiB('fs 10 5 lots 50% /'), null);
-  });
-});
-
-describe("holdHostLock (its script run by this machine's sh, as sshd would)", () => {
-  /** An SSH session whose commands run here, with the given PATH. */
-  const localSession = (path = process.env.PATH ?? ''): OpenSession => ({
-    name: 'here',
-    host: {} as OpenSession['host'],
-    key: {} as OpenSession['key'],
-    session: fakeSession(() => assert.fail('not used'), {
-      stream: (command, o) =>
-        new Promise((resolve) => {
-          const child = spawn('/bin/sh', ['-c', command], { env: { PATH: path }, stdio: ['pipe', 'pipe', 'pipe'] });
-          let stderr = '';
-          child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-          if (o.stdin) o.stdin.pipe(child.stdin);
-          else child.stdin.end();
-          if (o.stdout) child.stdout.pipe(o.stdout as NodeJS.WritableStream & Writable);
-          o.signal?.addEventListener('abort', () => child.kill('SIGKILL'), { once: true });
-          child.on('close', (code, signal) => resolve({ code, signal, stdout: '', stderr, timedOut: false }));
-        }),
-    }),
-  });
-
-  it('a second holder waits until the first lets go, and says how long', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-lock-'));
-    try {
-      const first = await holdHostLock(localSession(), dir, 30, 'first');
-      assert.deepEqual([first.held, first.waitedSeconds], [true, 0]);
-      let secondHeld = false;
-      const second = holdHostLock(localSession(), dir, 30, 'second').then((l) => {
-        secondHeld = true;
-        return l;
-      });
-      await new Promise((r) => setTimeout(r, 700));
-      assert.equal(secondHeld, false, 'the second waits while the first holds');
-      await first.release();
-      const s = await second;
-      assert.equal(s.held, true);
-      assert.ok(s.waitedSeconds >= 0.5, `waited ${s.waitedSeconds} s`);
-      await s.release();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
-  it('not free within the wait: an error naming the path; a host without flock holds nothing and says so', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-lock-'));
-    const bin = mkdtempSync(join(tmpdir(), 'switchyard-test-bin-'));
-    try {
-      const first = await holdHostLock(localSession(), dir, 30, 'first');
-      await assert.rejects(
-        holdHostLock(localSession(), dir, 1, 'the drill of backup b1'),
-        new RegExp(`^Error: the drill of backup b1: the lock on ${dir} on here was held by another run for 1 s$`),
-      );
-      await first.release();
-      // A PATH with sh and cat but no flock.
-      for (const tool of ['sh', 'cat']) symlinkSync(execFileSync('/bin/sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), join(bin, tool));
-      const none = await holdHostLock(localSession(bin), dir, 30, 'x');
-      assert.deepEqual([none.held, none.waitedSeconds], [false, 0]);
-      await none.release();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-      rmSync(bin, { recursive: true, force: true });
-    }
   });
 });

@@ -1,6 +1,7 @@
 /**
- * The activity options hooks and command drivers run under (src/workflows/lib/site-acts.ts): each
- * call gets the time its command may take, and only as many attempts as running it again is safe.
+ * The activity options hooks and command drivers run under (src/workflows/lib/activity-options.ts,
+ * as site-activities.ts uses them): each call gets the time its command may take, and only as many
+ * attempts as running it again is safe.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
