@@ -1,5 +1,5 @@
 /**
- * Restoring a PostgreSQL base backup onto a database node (backup-restore.ts) against the real
+ * Restoring a PostgreSQL base backup onto a database node (backup/pg-restore.ts) against the real
  * sandbox. The test makes the backup itself, as the backup activity would: pg_basebackup -F t -z
  * -X stream from the standby dc2-db, run as the sandbox's OS user into the sandbox's backups dir,
  * and a switchyard-manifest.json computed here. The sandbox's backup server is dc2-app (not a

@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL backup and drill activities (backup-pg.ts) against the real sandbox: a base
+ * The PostgreSQL backup and drill activities (backup/pg.ts) against the real sandbox: a base
  * backup of the standby dc2-db taken on the backup host (dc2-app) over SSH, checked here file by
  * file against its manifest; made once whatever the number of calls; listed; restored by a drill
  * into a scratch copy that finds exactly the rows written before the backup and leaves nothing

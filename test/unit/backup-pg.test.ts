@@ -1,5 +1,5 @@
 /**
- * The pure parts of the PostgreSQL backup and drill activities (backup-pg.ts): PostgreSQL's
+ * The pure parts of the PostgreSQL backup and drill activities (backup/pg.ts): PostgreSQL's
  * backup_manifest WAL ranges, switchyard-manifest.json and drill.json, the backup host's listing,
  * the drill's own configuration, and the paths a backup may use.
  */
