@@ -41,7 +41,7 @@ export interface FakeSshLog {
   closed: number;
 }
 
-export const newLog = (): FakeSshLog => ({ configs: [], commands: [], lines: [], opened: 0, closed: 0 });
+const newLog = (): FakeSshLog => ({ configs: [], commands: [], lines: [], opened: 0, closed: 0 });
 
 /** The public key blob of an OpenSSH public key line, as a server presents it. */
 export const keyBlob = (publicKey: string): Buffer => Buffer.from(publicKey.split(' ')[1], 'base64');
