@@ -11,11 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ed25519KeyPair } from '../support/ssh-keys';
-import { createActivities, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
+import { createActivities } from '../../src/activities';
 import { WRITE_SH } from '../../src/activities/ssh/files';
 import { commandLine } from '../../src/activities/ssh/quote';
 import { haproxyCommand, NO_STATE_FILE, parseServersState, takesTraffic } from '../../src/activities/traffic/haproxy';
 import { topologySchema, type Topology } from '../../src/topology/schema';
+import { fakeSsh } from '../support/fake-ssh';
+import { buildTopology } from '../support/topology';
 
 /** `show servers state pg` from HAProxy 2.6 with pg-dc2 written "disabled" in the config. */
 const SHOW_SERVERS_STATE =
@@ -89,33 +91,23 @@ describe('command driver (fake SSH host)', () => {
   const hostKeys = ed25519KeyPair();
 
   function topology(): Topology {
-    return topologySchema.parse({
-      version: 1,
-      clusters: {
-        main: {
-          preferredPrimary: 'dc1',
-          sites: { dc1: {}, dc2: {} },
-          hosts: { lb: { site: 'dc1', address: '127.0.0.1', hostKey: hostKeys.public }, h2: { site: 'dc2', address: '127.0.0.1', hostKey: hostKeys.public } },
-          ssh: { user: 'ops', privateKey: { env: 'KEY' } },
-          postgres: {
-            user: 'u',
-            replication: { user: 'u' },
-            nodes: {
-              a: { site: 'dc1', sshHost: 'lb', host: '10.1.0.5', port: 5432, dataDir: '/d', binDir: '/b', slot: 'a' },
-              b: { site: 'dc2', sshHost: 'h2', host: '10.2.0.5', port: 6432, dataDir: '/d', binDir: '/b', slot: 'b' },
-            },
-          },
-          traffic: [
-            {
-              kind: 'command',
-              name: 'dns',
-              host: 'lb',
-              move: ['set-dns', '--to={site}', '{address}:{port}', "note: it's $(not run) {site}"],
-              read: ['get-dns'],
-            },
-          ],
+    return buildTopology({
+      hosts: { lb: { site: 'dc1', address: '127.0.0.1', hostKey: hostKeys.public }, h2: { site: 'dc2', address: '127.0.0.1', hostKey: hostKeys.public } },
+      postgres: {
+        nodes: {
+          a: { site: 'dc1', sshHost: 'lb', host: '10.1.0.5', port: 5432, dataDir: '/d', binDir: '/b', slot: 'a' },
+          b: { site: 'dc2', sshHost: 'h2', host: '10.2.0.5', port: 6432, dataDir: '/d', binDir: '/b', slot: 'b' },
         },
       },
+      traffic: [
+        {
+          kind: 'command',
+          name: 'dns',
+          host: 'lb',
+          move: ['set-dns', '--to={site}', '{address}:{port}', "note: it's $(not run) {site}"],
+          read: ['get-dns'],
+        },
+      ],
     });
   }
 
@@ -124,26 +116,22 @@ describe('command driver (fake SSH host)', () => {
    * argument. Commands are parsed back with a real sh, so quoting is exercised for real.
    */
   function fakeHost(opts: { moveWorks: boolean }) {
-    const state = { points: 'dc1', lines: [] as string[], lastSetArgv: [] as string[] };
-    const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-      assert.equal(cfg.hostVerifier(Buffer.from(hostKeys.public.split(' ')[1], 'base64')), true);
-      return {
-        async exec(command) {
-          state.lines.push(command);
-          const argv = JSON.parse(
-            execFileSync('sh', ['-c', `node -e 'process.stdout.write(JSON.stringify(process.argv.slice(1)))' ${command}`], { encoding: 'utf8' }),
-          ) as string[];
-          if (argv[0] === 'get-dns') return { code: 0, signal: null, stdout: `${state.points}\n`, stderr: '', timedOut: false };
-          state.lastSetArgv = argv;
-          if (argv[0] === 'set-dns') {
-            if (opts.moveWorks) state.points = argv[1].replace('--to=', '');
-            return { code: 0, signal: null, stdout: '', stderr: '', timedOut: false };
-          }
-          return { code: 127, signal: null, stdout: '', stderr: `${argv[0]}: not found`, timedOut: false };
-        },
-        close() {},
-      };
-    };
+    const { ssh, log } = fakeSsh({
+      presents: hostKeys.public,
+      run: (command) => {
+        const argv = JSON.parse(
+          execFileSync('sh', ['-c', `node -e 'process.stdout.write(JSON.stringify(process.argv.slice(1)))' ${command}`], { encoding: 'utf8' }),
+        ) as string[];
+        if (argv[0] === 'get-dns') return { code: 0, stdout: `${state.points}\n` };
+        state.lastSetArgv = argv;
+        if (argv[0] === 'set-dns') {
+          if (opts.moveWorks) state.points = argv[1].replace('--to=', '');
+          return { code: 0 };
+        }
+        return { code: 127, stderr: `${argv[0]}: not found` };
+      },
+    });
+    const state = { points: 'dc1', lines: log.lines, lastSetArgv: [] as string[] };
     return { state, ssh };
   }
 
@@ -245,60 +233,45 @@ describe("haproxy driver: order of commands and the saved state (fake runtime AP
 
   /** An SSH host that runs each command with this machine's sh, as sshd would; `fail` answers instead. */
   function shHost(fail?: { code: number; stderr: string }) {
-    const lines: string[] = [];
-    const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-      assert.equal(cfg.hostVerifier(Buffer.from(hostKeys.public.split(' ')[1], 'base64')), true);
-      return {
-        async exec(command) {
-          lines.push(command);
-          if (fail) return { code: fail.code, signal: null, stdout: '', stderr: fail.stderr, timedOut: false };
-          try {
-            return { code: 0, signal: null, stdout: execFileSync('sh', ['-c', command], { encoding: 'utf8' }), stderr: '', timedOut: false };
-          } catch (err) {
-            const e = err as { status: number | null; stdout: string; stderr: string };
-            return { code: e.status, signal: null, stdout: String(e.stdout ?? ''), stderr: String(e.stderr ?? ''), timedOut: false };
-          }
-        },
-        close() {},
-      };
-    };
-    return { lines, ssh };
+    const { ssh, log } = fakeSsh({
+      presents: hostKeys.public,
+      run: (command) => {
+        if (fail) return fail;
+        try {
+          return { code: 0, stdout: execFileSync('sh', ['-c', command], { encoding: 'utf8' }) };
+        } catch (err) {
+          const e = err as { status: number | null; stdout: string; stderr: string };
+          return { code: e.status, stdout: String(e.stdout ?? ''), stderr: String(e.stderr ?? '') };
+        }
+      },
+    });
+    return { lines: log.lines, ssh };
   }
 
   function top(adminPort: number, stateFile: string | null): Topology {
-    return topologySchema.parse({
-      version: 1,
-      clusters: {
-        main: {
-          preferredPrimary: 'dc1',
-          sites: { dc1: {}, dc2: {} },
-          hosts: {
-            lb: { address: '127.0.0.1', hostKey: hostKeys.public },
-            h1: { site: 'dc1', address: '127.0.0.1', hostKey: hostKeys.public },
-            h2: { site: 'dc2', address: '127.0.0.1', hostKey: hostKeys.public },
-          },
-          ssh: { user: 'ops', privateKey: { env: 'KEY' } },
-          postgres: {
-            user: 'u',
-            replication: { user: 'u' },
-            nodes: {
-              a: { site: 'dc1', sshHost: 'h1', host: '10.1.0.5', dataDir: '/d', binDir: '/b', slot: 'a' },
-              b: { site: 'dc2', sshHost: 'h2', host: '10.2.0.5', dataDir: '/d', binDir: '/b', slot: 'b' },
-            },
-          },
-          traffic: [
-            {
-              kind: 'haproxy',
-              name: 'front',
-              admin: { address: '127.0.0.1', port: adminPort },
-              backend: 'pg',
-              servers: { dc1: 'pg-dc1', dc2: 'pg-dc2' },
-              listen: { address: '127.0.0.1', port: 1 },
-              ...(stateFile ? { stateFile: { host: 'lb', path: stateFile } } : {}),
-            },
-          ],
+    return buildTopology({
+      hosts: {
+        lb: { address: '127.0.0.1', hostKey: hostKeys.public },
+        h1: { site: 'dc1', address: '127.0.0.1', hostKey: hostKeys.public },
+        h2: { site: 'dc2', address: '127.0.0.1', hostKey: hostKeys.public },
+      },
+      postgres: {
+        nodes: {
+          a: { site: 'dc1', sshHost: 'h1', host: '10.1.0.5', dataDir: '/d', binDir: '/b', slot: 'a' },
+          b: { site: 'dc2', sshHost: 'h2', host: '10.2.0.5', dataDir: '/d', binDir: '/b', slot: 'b' },
         },
       },
+      traffic: [
+        {
+          kind: 'haproxy',
+          name: 'front',
+          admin: { address: '127.0.0.1', port: adminPort },
+          backend: 'pg',
+          servers: { dc1: 'pg-dc1', dc2: 'pg-dc2' },
+          listen: { address: '127.0.0.1', port: 1 },
+          ...(stateFile ? { stateFile: { host: 'lb', path: stateFile } } : {}),
+        },
+      ],
     });
   }
 

@@ -1,8 +1,11 @@
-/** The failover's data-loss judgement: which position of the old primary counts, and how sure it is. */
+/**
+ * The failover's data-loss judgement: which position of the old primary counts, and how sure it
+ * is; and the gate on it, where a lower bound counts only while its reading is fresh.
+ */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PgControlData, PgNodeStatus } from '../../src/contract/observations';
-import { judgeLoss } from '../../src/workflows/lib/data-loss';
+import { judgeLoss, lossGate, type DataLoss } from '../../src/workflows/lib/data-loss';
 
 const standby = (receiveLsn: string | null, replayLsn: string | null = receiveLsn): PgNodeStatus => ({
   cluster: 'demo',
@@ -69,5 +72,36 @@ describe('judgeLoss', () => {
     const live: PgNodeStatus = { ...down, reachable: true, inRecovery: false, currentLsn: '0/6000000', error: undefined };
     const l = judgeLoss({ oldNode: 'dc1-db', control: null, oldAtStart: live, last: null, standby: standby('0/5F00000') });
     assert.deepEqual([l.bytes, l.exact, l.source], [0x100000, false, 'live-reading']);
+  });
+});
+
+describe('lossGate: a lower bound counts only while its reading is fresh', () => {
+  const loss = (o: Partial<DataLoss>): DataLoss => ({
+    bytes: 0,
+    exact: false,
+    source: 'readiness',
+    oldPrimaryLsn: '0/1',
+    standbyLsn: '0/1',
+    observedAt: null,
+    detail: '',
+    ...o,
+  });
+  const now = Date.parse('2026-12-01T12:00:00Z');
+
+  it('exact within the threshold: not asked, however old', () => {
+    assert.equal(lossGate(loss({ exact: true, source: 'shutdown-checkpoint' }), 0, 10, now).ask, false);
+  });
+  it('unknown or past the threshold: asked', () => {
+    assert.equal(lossGate(loss({ bytes: null }), 0, 10, now).ask, true);
+    assert.match(lossGate(loss({ bytes: 100, exact: true }), 0, 10, now).why, /100 bytes is past the threshold of 0/);
+  });
+  it('"0 bytes at least" from a reading older than the freshness is asked, younger is not', () => {
+    const stale = lossGate(loss({ observedAt: '2026-12-01T11:00:00Z' }), 0, 10, now);
+    assert.equal(stale.ask, true);
+    assert.match(stale.why, /lower bound, from a reading 3600 s old \(older than the 10 s freshness\)/);
+    assert.equal(lossGate(loss({ observedAt: '2026-12-01T11:59:55Z', source: 'live-reading' }), 0, 10, now).ask, false);
+  });
+  it('a lower bound of unknown age (a crash checkpoint) is asked', () => {
+    assert.equal(lossGate(loss({ source: 'crash-checkpoint', observedAt: null }), 0, 10, now).ask, true);
   });
 });

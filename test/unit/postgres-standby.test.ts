@@ -16,57 +16,51 @@ import { after, describe, it } from 'node:test';
 import type pg from 'pg';
 import { ed25519KeyPair } from '../support/ssh-keys';
 import { WRITE_SH } from '../../src/activities/ssh/files';
-import { createActivities, type PgClientLike, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
+import { createActivities, type PgClientLike } from '../../src/activities';
 import { commandLine } from '../../src/activities/ssh/quote';
 import { configFileEntries, confQuote, conninfo, conninfoValue, rewriteAutoConf } from '../../src/activities/postgres/standby-config';
 import { moveAsideName } from '../../src/activities/postgres/data-dir';
 import { parseRewindOutput } from '../../src/activities/postgres/rewind';
 import { outputTail } from '../../src/activities/postgres/shared';
 import { topologySchema, type Topology } from '../../src/topology/schema';
+import { fakeSsh } from '../support/fake-ssh';
+import { buildTopology } from '../support/topology';
 
 const clientKey = ed25519KeyPair();
 const hostKey = ed25519KeyPair();
 const PG_PASSWORD = 'sekrit-pg-password';
 
 function topology(): Topology {
-  return topologySchema.parse({
-    version: 1,
-    clusters: {
-      main: {
-        preferredPrimary: 'dc1',
-        sites: { dc1: {}, dc2: {} },
-        hosts: {
-          h1: { site: 'dc1', address: '127.0.7.1', hostKey: hostKey.public },
-          h2: { site: 'dc2', address: '127.0.7.2', hostKey: hostKey.public },
+  return buildTopology({
+    hosts: {
+      h1: { site: 'dc1', address: '127.0.7.1', hostKey: hostKey.public },
+      h2: { site: 'dc2', address: '127.0.7.2', hostKey: hostKey.public },
+    },
+    postgres: {
+      user: 'switchyard',
+      password: { env: 'PGPW' },
+      replication: { user: 'rep' },
+      passfile: '/etc/pg pass/.pgpass',
+      nodes: {
+        p: {
+          site: 'dc1',
+          sshHost: 'h1',
+          host: '10.0.0.1',
+          dataDir: '/data/p',
+          configDir: '/etc/pg/p',
+          binDir: '/pg/bin',
+          slot: 'p_slot',
+          configFiles: ['/etc/app/shared.conf'],
         },
-        ssh: { user: 'ops', privateKey: { env: 'KEY' } },
-        postgres: {
-          user: 'switchyard',
-          password: { env: 'PGPW' },
-          replication: { user: 'rep' },
-          passfile: '/etc/pg pass/.pgpass',
-          nodes: {
-            p: {
-              site: 'dc1',
-              sshHost: 'h1',
-              host: '10.0.0.1',
-              dataDir: '/data/p',
-              configDir: '/etc/pg/p',
-              binDir: '/pg/bin',
-              slot: 'p_slot',
-              configFiles: ['/etc/app/shared.conf'],
-            },
-            s: {
-              site: 'dc2',
-              sshHost: 'h2',
-              host: '10.0.0.2',
-              port: 5433,
-              dataDir: '/data/s',
-              binDir: '/pg/bin',
-              slot: 's_slot',
-              configFiles: ['/etc/app/shared.conf', { from: '/srv/on-primary.conf', to: '/srv/here.conf' }, { from: '/srv/big.bin', to: '/srv/big.bin' }],
-            },
-          },
+        s: {
+          site: 'dc2',
+          sshHost: 'h2',
+          host: '10.0.0.2',
+          port: 5433,
+          dataDir: '/data/s',
+          binDir: '/pg/bin',
+          slot: 's_slot',
+          configFiles: ['/etc/app/shared.conf', { from: '/srv/on-primary.conf', to: '/srv/here.conf' }, { from: '/srv/big.bin', to: '/srv/big.bin' }],
         },
       },
     },
@@ -232,28 +226,19 @@ function world(nodes: { p: SimNode; s: SimNode }, opts: { now?: () => Date; unre
     return { code: 127, stderr: `sim: unknown tool ${argv.join(' ')}` };
   };
 
-  const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-    if (opts.unreachable?.includes(cfg.host))
-      throw Object.assign(new Error(`connect ECONNREFUSED ${cfg.host}:22`), { code: 'ECONNREFUSED', level: 'client-socket' });
-    if (!cfg.hostVerifier(Buffer.from(hostKey.public.split(' ')[1], 'base64'))) throw new Error('host key verification failed');
-    const hostName = cfg.host === '127.0.7.1' ? 'h1' : 'h2';
-    return {
-      async exec(line, o) {
-        let argv = unquote(line);
-        assert.equal(commandLine(argv), line, 'the fake reads back exactly what ssh/quote.ts quoted');
-        w.commands.push({ host: hostName, argv, line });
-        if (argv[0] === 'env' && argv[1] === 'LC_ALL=C') argv = argv.slice(2);
-        o.onData?.();
-        const r = argv[0].startsWith('/pg/bin/')
-          ? pgTool(cfg.host, argv)
-          : argv[0] === 'sh'
-            ? runLocal(hostRoots[cfg.host], argv, 4)
-            : runLocal(hostRoots[cfg.host], argv, 1);
-        return { code: r.code, signal: null, stdout: r.stdout ?? '', stderr: r.stderr ?? '', timedOut: false };
-      },
-      close() {},
-    };
-  };
+  const { ssh } = fakeSsh({
+    presents: hostKey.public,
+    unreachable: opts.unreachable,
+    run: (line, { host, opts: o }) => {
+      const hostName = host === '127.0.7.1' ? 'h1' : 'h2';
+      let argv = unquote(line);
+      assert.equal(commandLine(argv), line, 'the fake reads back exactly what ssh/quote.ts quoted');
+      w.commands.push({ host: hostName, argv, line });
+      if (argv[0] === 'env' && argv[1] === 'LC_ALL=C') argv = argv.slice(2);
+      o.onData?.();
+      return argv[0].startsWith('/pg/bin/') ? pgTool(host, argv) : argv[0] === 'sh' ? runLocal(hostRoots[host], argv, 4) : runLocal(hostRoots[host], argv, 1);
+    },
+  });
 
   const pgClient = (cfg: pg.ClientConfig): PgClientLike => {
     const address = String(cfg.host) === '10.0.0.1' ? '127.0.7.1' : '127.0.7.2';

@@ -1,57 +1,45 @@
 /**
- * The activity options hooks and command drivers run under (src/workflows/lib/site-acts.ts): each
- * call gets the time its command may take, and only as many attempts as running it again is safe.
+ * The activity options hooks and command drivers run under (src/workflows/lib/activity-options.ts,
+ * as site-activities.ts uses them): each call gets the time its command may take, and only as many
+ * attempts as running it again is safe.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { clusterLayout } from '../../src/topology/layout';
-import { topologySchema } from '../../src/topology/schema';
+import { buildTopology, FAKE_HOST_KEY } from '../support/topology';
 import { hookActivityOptions, SITE_ACT_MARGIN_SECONDS, trafficActivityOptions } from '../../src/workflows/lib/activity-options';
-
-const hostKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9hbnlvbmVrbm93c3RoaXNpc25vdGFyZWFsa2V5';
 
 /** A layout from a real topology, so the test reads what the workflow gets from clusterLayout. */
 function layout() {
-  const top = topologySchema.parse({
-    version: 1,
-    clusters: {
-      main: {
-        preferredPrimary: 'dc1',
-        sites: {
-          dc1: {},
-          dc2: {
-            hooks: {
-              afterPromote: [
-                { name: 'repoint', host: 'h2', command: ['repoint'], check: ['is-repointed'], timeoutSeconds: 600 },
-                { name: 'page', host: 'h2', command: ['page-team'] },
-              ],
-            },
-          },
+  const top = buildTopology({
+    sites: {
+      dc1: {},
+      dc2: {
+        hooks: {
+          afterPromote: [
+            { name: 'repoint', host: 'h2', command: ['repoint'], check: ['is-repointed'], timeoutSeconds: 600 },
+            { name: 'page', host: 'h2', command: ['page-team'] },
+          ],
         },
-        hosts: { h1: { site: 'dc1', address: '10.0.0.1', hostKey }, h2: { site: 'dc2', address: '10.0.0.2', hostKey }, lb: { address: '10.0.0.3', hostKey } },
-        ssh: { user: 'ops', privateKey: { env: 'KEY' } },
-        postgres: {
-          user: 'u',
-          replication: { user: 'u' },
-          nodes: {
-            a: { site: 'dc1', sshHost: 'h1', host: '10.0.0.1', dataDir: '/d', binDir: '/b', slot: 'a' },
-            b: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', dataDir: '/d', binDir: '/b', slot: 'b' },
-          },
-        },
-        traffic: [
-          {
-            kind: 'haproxy',
-            name: 'front',
-            admin: { address: '10.0.0.3', port: 9999 },
-            backend: 'pg',
-            servers: { dc1: 'a', dc2: 'b' },
-            listen: { address: '10.0.0.3', port: 5432 },
-          },
-          { kind: 'command', name: 'dns', host: 'lb', move: ['set-dns', '{site}'], read: ['get-dns'], timeoutSeconds: 200 },
-          { kind: 'command', name: 'dns2', host: 'lb', move: ['set-dns', '{site}'], read: ['get-dns'] },
-        ],
       },
     },
+    hosts: {
+      h1: { site: 'dc1', address: '10.0.0.1', hostKey: FAKE_HOST_KEY },
+      h2: { site: 'dc2', address: '10.0.0.2', hostKey: FAKE_HOST_KEY },
+      lb: { address: '10.0.0.3', hostKey: FAKE_HOST_KEY },
+    },
+    traffic: [
+      {
+        kind: 'haproxy',
+        name: 'front',
+        admin: { address: '10.0.0.3', port: 9999 },
+        backend: 'pg',
+        servers: { dc1: 'a', dc2: 'b' },
+        listen: { address: '10.0.0.3', port: 5432 },
+      },
+      { kind: 'command', name: 'dns', host: 'lb', move: ['set-dns', '{site}'], read: ['get-dns'], timeoutSeconds: 200 },
+      { kind: 'command', name: 'dns2', host: 'lb', move: ['set-dns', '{site}'], read: ['get-dns'] },
+    ],
   });
   return clusterLayout('main', top.clusters.main);
 }

@@ -1,6 +1,7 @@
 /**
- * The PostgreSQL activities with a fake pg client: LSN arithmetic, the lag rules, how errors are
- * classified, secrets (default reader, never in results or errors) and the connection settings.
+ * The PostgreSQL status activities (postgres/status.ts) with a fake pg client: the lag rules, how
+ * errors are classified, secrets (default reader, never in results or errors) and the connection
+ * settings.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,31 +12,21 @@ import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import { createActivities, type PgClientLike } from '../../src/activities';
 import { defaultSecret } from '../../src/activities/secrets';
-import { lsnDiff, lsnToBigInt } from '../../src/contract/lsn';
-import { topologySchema, type SecretRef, type Topology } from '../../src/topology/schema';
+import type { SecretRef, Topology } from '../../src/topology/schema';
+import { buildTopology } from '../support/topology';
 
 const PASSWORD = 'hunter2-very-secret';
 
 function top(password: SecretRef = { env: 'PGPW' }): Topology {
-  const hostKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9hbnlvbmVrbm93c3RoaXNpc25vdGFyZWFsa2V5';
-  return topologySchema.parse({
-    version: 1,
-    clusters: {
-      main: {
-        preferredPrimary: 'dc1',
-        sites: { dc1: {}, dc2: {} },
-        hosts: { h1: { site: 'dc1', address: '127.0.0.1', hostKey }, h2: { site: 'dc2', address: '127.0.0.1', hostKey } },
-        ssh: { user: 'u', privateKey: { env: 'UNUSED' } },
-        postgres: {
-          user: 'switchyard',
-          database: 'ops',
-          password,
-          replication: { user: 'rep' },
-          nodes: {
-            p: { site: 'dc1', sshHost: 'h1', host: '10.0.0.1', port: 5432, dataDir: '/d', binDir: '/b', slot: 'p' },
-            s: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', port: 5433, dataDir: '/d', binDir: '/b', slot: 's' },
-          },
-        },
+  return buildTopology({
+    postgres: {
+      user: 'switchyard',
+      database: 'ops',
+      password,
+      replication: { user: 'rep' },
+      nodes: {
+        p: { site: 'dc1', sshHost: 'h1', host: '10.0.0.1', port: 5432, dataDir: '/d', binDir: '/b', slot: 'p' },
+        s: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', port: 5433, dataDir: '/d', binDir: '/b', slot: 's' },
       },
     },
   });
@@ -63,17 +54,6 @@ function fakePg(byHost: Record<string, { connect?: () => void; answers: [RegExp,
 }
 
 const secret = async () => PASSWORD;
-
-describe('LSN arithmetic', () => {
-  it('reads the two 32-bit halves', () => {
-    assert.equal(lsnToBigInt('0/0'), 0n);
-    assert.equal(lsnToBigInt('1/0'), 4294967296n);
-    assert.equal(lsnToBigInt('16/B374D848'), 0x16n * 4294967296n + 0xb374d848n);
-    assert.equal(lsnDiff('1/10', '0/FFFFFFF0'), 32);
-    assert.equal(lsnDiff('0/10', '0/20'), -16);
-    assert.throws(() => lsnToBigInt('nonsense'), /not an LSN/);
-  });
-});
 
 describe('pgLag rules', () => {
   const standby = (receive: string | null, replay: string | null, delay: number | null): [RegExp, Handler][] => [

@@ -1,67 +1,58 @@
 /**
- * The PostgreSQL lifecycle activities (postgres/lifecycle.ts), runHook, ec2StopInstance and
- * lastPrimaryPosition with fakes: a fake SSH transport that plays pg_ctl and pg_controldata
- * against a simulated node, a fake pg client whose connections fail while that node is down, a
- * fake EC2 client and a fake Temporal client. What is asserted is what an operator cares about:
- * which stop was used, whether the node ends fenced, that a primary is never promoted twice.
+ * The PostgreSQL lifecycle activities (postgres/lifecycle.ts) and runHook with fakes: a fake SSH
+ * transport that plays pg_ctl and pg_controldata against a simulated node, and a fake pg client
+ * whose connections fail while that node is down. What is asserted is what an operator cares
+ * about: which stop was used, whether the node ends fenced, that a primary is never promoted twice.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DescribeInstancesCommand, StopInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2';
-import type { Client } from '@temporalio/client';
 import type pg from 'pg';
 import { ed25519KeyPair } from '../support/ssh-keys';
-import { createActivities, type ActivityDeps, type PgClientLike, type SshConnectConfig, type SshSessionLike } from '../../src/activities';
+import { createActivities, type ActivityDeps, type PgClientLike } from '../../src/activities';
 import { parseControlData } from '../../src/activities/postgres/lifecycle';
-import { topologySchema, type Topology } from '../../src/topology/schema';
+import type { Topology } from '../../src/topology/schema';
+import { fakeSsh, type FakeSshLog } from '../support/fake-ssh';
+import { buildTopology } from '../support/topology';
 
 const clientKey = ed25519KeyPair();
 const hostKey = ed25519KeyPair();
 const impostor = ed25519KeyPair();
-const blob = (pub: string) => Buffer.from(pub.split(' ')[1], 'base64');
 
 function topology(): Topology {
-  return topologySchema.parse({
-    version: 1,
-    clusters: {
-      main: {
-        preferredPrimary: 'dc1',
-        sites: {
-          dc1: {},
-          dc2: {
-            hooks: {
-              afterPromote: [
-                { name: 'warm-cache', host: 'h2', command: ['warm', '--all', 'it is {site}'], timeoutSeconds: 42 },
-                { name: 'tell-lb', host: 'h2', command: ['true'] },
-              ],
-            },
-          },
+  return buildTopology({
+    sites: {
+      dc1: {},
+      dc2: {
+        hooks: {
+          afterPromote: [
+            { name: 'warm-cache', host: 'h2', command: ['warm', '--all', 'it is {site}'], timeoutSeconds: 42 },
+            { name: 'tell-lb', host: 'h2', command: ['true'] },
+          ],
         },
-        hosts: {
-          h1: { site: 'dc1', address: '127.0.7.1', hostKey: hostKey.public },
-          h2: { site: 'dc2', address: '127.0.7.2', hostKey: hostKey.public },
-        },
-        ssh: { user: 'ops', privateKey: { env: 'KEY' } },
-        postgres: {
-          user: 'switchyard',
-          replication: { user: 'rep' },
-          nodes: {
-            p: {
-              site: 'dc1',
-              sshHost: 'h1',
-              host: '10.0.0.1',
-              dataDir: '/data/p',
-              configDir: '/etc/pg/p',
-              binDir: '/pg/bin',
-              slot: 'p',
-              ec2: { tags: { 'switchyard:node': 'p' } },
-            },
-            s: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', port: 5433, dataDir: '/data/s', binDir: '/pg/bin', slot: 's', logFile: '/var/log/pg-s.log' },
-          },
-        },
-        ec2: { region: 'eu-west-1', endpoint: 'http://127.0.0.1:1' },
       },
     },
+    hosts: {
+      h1: { site: 'dc1', address: '127.0.7.1', hostKey: hostKey.public },
+      h2: { site: 'dc2', address: '127.0.7.2', hostKey: hostKey.public },
+    },
+    postgres: {
+      user: 'switchyard',
+      replication: { user: 'rep' },
+      nodes: {
+        p: {
+          site: 'dc1',
+          sshHost: 'h1',
+          host: '10.0.0.1',
+          dataDir: '/data/p',
+          configDir: '/etc/pg/p',
+          binDir: '/pg/bin',
+          slot: 'p',
+          ec2: { tags: { 'switchyard:node': 'p' } },
+        },
+        s: { site: 'dc2', sshHost: 'h2', host: '10.0.0.2', port: 5433, dataDir: '/data/s', binDir: '/pg/bin', slot: 's', logFile: '/var/log/pg-s.log' },
+      },
+    },
+    ec2: { region: 'eu-west-1', endpoint: 'http://127.0.0.1:1' },
   });
 }
 
@@ -130,10 +121,7 @@ class SimNode {
   }
 }
 
-interface Seen {
-  commands: { host: string; command: string; timeoutMs: number }[];
-  opened: number;
-  closed: number;
+interface Seen extends FakeSshLog {
   pg: pg.ClientConfig[];
   queries: string[];
 }
@@ -148,27 +136,14 @@ function world(
     deps?: Partial<ActivityDeps>;
   } = {},
 ) {
-  const seen: Seen = { commands: [], opened: 0, closed: 0, pg: [], queries: [] };
   const byAddress: Record<string, SimNode | undefined> = { '127.0.7.1': nodes.p, '127.0.7.2': nodes.s };
   const byPgHost: Record<string, SimNode | undefined> = { '10.0.0.1': nodes.p, '10.0.0.2': nodes.s };
-  const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-    if (opts.unreachable?.includes(cfg.host))
-      throw Object.assign(new Error(`connect ECONNREFUSED ${cfg.host}:22`), { code: 'ECONNREFUSED', level: 'client-socket' });
-    if (!cfg.hostVerifier(blob(opts.presents ?? hostKey.public)))
-      throw Object.assign(new Error('Handshake failed: host key verification failed'), { level: 'handshake' });
-    seen.opened++;
-    return {
-      async exec(command, o) {
-        seen.commands.push({ host: cfg.host, command, timeoutMs: o.timeoutMs });
-        const node = byAddress[cfg.host];
-        const r = node ? node.run(command) : { code: 0 };
-        return { code: r.code, signal: null, stdout: r.stdout ?? '', stderr: r.stderr ?? '', timedOut: false };
-      },
-      close() {
-        seen.closed++;
-      },
-    };
-  };
+  const { ssh, log } = fakeSsh({
+    presents: opts.presents ?? hostKey.public,
+    unreachable: opts.unreachable,
+    run: (command, { host }) => byAddress[host]?.run(command) ?? { code: 0 },
+  });
+  const seen: Seen = Object.assign(log, { pg: [] as pg.ClientConfig[], queries: [] as string[] });
   const pgClient = (cfg: pg.ClientConfig): PgClientLike => {
     seen.pg.push(cfg);
     const node = byPgHost[String(cfg.host)];
@@ -531,164 +506,10 @@ describe('runHook', () => {
   });
 
   it("runs the hook's argv (quoted) on its host with its timeout and returns a non-zero exit", async () => {
-    const seen: { host: string; command: string; timeoutMs: number }[] = [];
-    const ssh = async (cfg: SshConnectConfig): Promise<SshSessionLike> => {
-      cfg.hostVerifier(blob(hostKey.public));
-      return {
-        async exec(command, o) {
-          seen.push({ host: cfg.host, command, timeoutMs: o.timeoutMs });
-          return { code: 2, signal: null, stdout: 'partly warm\n', stderr: 'cache node 3 down\n', timedOut: false };
-        },
-        close() {},
-      };
-    };
+    const { ssh, log } = fakeSsh({ presents: hostKey.public, run: () => ({ code: 2, stdout: 'partly warm\n', stderr: 'cache node 3 down\n' }) });
     const act = createActivities({ topology, secret: async () => clientKey.private, ssh });
     const r = await act.runHook({ cluster: 'main', site: 'dc2', hook: 'warm-cache' });
-    assert.deepEqual(seen, [{ host: '127.0.7.2', command: "warm --all 'it is {site}'", timeoutMs: 42_000 }]);
+    assert.deepEqual(log.commands, [{ host: '127.0.7.2', command: "warm --all 'it is {site}'", timeoutMs: 42_000 }]);
     assert.deepEqual([r.hook, r.site, r.host, r.exitCode, r.stdout, r.stderr], ['warm-cache', 'dc2', 'h2', 2, 'partly warm\n', 'cache node 3 down\n']);
-  });
-});
-
-describe('ec2StopInstance', () => {
-  /** A fake EC2 API with one instance per entry (its tags) and a state machine for StopInstances. */
-  function fakeEc2(instances: { id: string; node: string; state: string }[], opts: { hang?: boolean } = {}) {
-    const calls: string[] = [];
-    const client = {
-      async send(cmd: unknown) {
-        if (cmd instanceof DescribeInstancesCommand) {
-          calls.push('DescribeInstances');
-          const f = cmd.input.Filters?.find((x) => x.Name === 'tag:switchyard:node');
-          const ids = cmd.input.InstanceIds;
-          const hit = instances.filter((i) => (f ? f.Values?.includes(i.node) : true) && (ids ? ids.includes(i.id) : true));
-          return { Reservations: hit.length ? [{ Instances: hit.map((i) => ({ InstanceId: i.id, State: { Name: i.state } })) }] : [] };
-        }
-        if (cmd instanceof StopInstancesCommand) {
-          calls.push(`StopInstances ${cmd.input.InstanceIds?.join(',')}${cmd.input.Force ? ' Force' : ''}`);
-          const i = instances.find((x) => x.id === cmd.input.InstanceIds?.[0]);
-          const prev = i?.state;
-          // A hung guest: a plain stop leaves it "stopping" until a forced stop.
-          if (i) i.state = opts.hang && !cmd.input.Force ? 'stopping' : 'stopped';
-          return { StoppingInstances: [{ InstanceId: i?.id, PreviousState: { Name: prev }, CurrentState: { Name: 'stopping' } }] };
-        }
-        throw new Error('fake ec2: unexpected command');
-      },
-      destroy() {},
-    };
-    return { ec2: () => client as unknown as EC2Client, calls };
-  }
-
-  it('stops the node\'s running instance and reports "stopped"; a second call changes nothing', async () => {
-    const f = fakeEc2([
-      { id: 'i-0aaa', node: 'p', state: 'running' },
-      { id: 'i-0bbb', node: 's', state: 'running' },
-    ]);
-    const act = createActivities({ topology, ec2: f.ec2 });
-    const r = await act.ec2StopInstance({ cluster: 'main', node: 'p' });
-    assert.deepEqual(r, {
-      node: 'p',
-      instanceId: 'i-0aaa',
-      stateBefore: 'running',
-      stateAfter: 'stopped',
-      changed: true,
-      detail: 'stopped i-0aaa (was running)',
-    });
-    assert.ok(f.calls.includes('StopInstances i-0aaa'));
-    const again = await act.ec2StopInstance({ cluster: 'main', node: 'p' });
-    assert.deepEqual([again.changed, again.stateBefore, again.stateAfter], [false, 'stopped', 'stopped']);
-    assert.equal(f.calls.filter((c) => c.startsWith('StopInstances')).length, 1);
-  });
-
-  it('an instance hung in "stopping" gets a forced stop after forceAfterSeconds, and says so', async () => {
-    const f = fakeEc2([{ id: 'i-0aaa', node: 'p', state: 'running' }], { hang: true });
-    const act = createActivities({ topology, ec2: f.ec2 });
-    const r = await act.ec2StopInstance({ cluster: 'main', node: 'p', forceAfterSeconds: 1 });
-    assert.equal(r.stateAfter, 'stopped');
-    assert.equal(r.forced, true);
-    assert.match(r.detail, /forced stop/);
-    assert.deepEqual(
-      f.calls.filter((c) => c.startsWith('StopInstances')),
-      ['StopInstances i-0aaa', 'StopInstances i-0aaa Force'],
-    );
-  });
-
-  it('no instance found is a non-retryable failure with a clear message; no selector is a ConfigError', async () => {
-    const act = createActivities({ topology, ec2: fakeEc2([]).ec2 });
-    await assert.rejects(act.ec2StopInstance({ cluster: 'main', node: 'p' }), (e: Error & { type?: string; nonRetryable?: boolean }) => {
-      assert.equal(e.type, 'Ec2InstanceNotFound');
-      assert.equal(e.nonRetryable, true);
-      assert.match(e.message, /no non-terminated EC2 instance matches switchyard:node=p for node "p" of cluster "main"/);
-      return true;
-    });
-    await assert.rejects(act.ec2StopInstance({ cluster: 'main', node: 's' }), { type: 'ConfigError' });
-  });
-});
-
-describe('lastPrimaryPosition', () => {
-  const report = (lsn: string | null, node: string | null, at: string) => ({
-    primaryLsn: lsn,
-    primaryNode: node,
-    primarySite: node === 'p' ? 'dc1' : 'dc2',
-    observedAt: at,
-  });
-
-  function fakeTemporal(runs: { id: string; closed: string; result: unknown }[]) {
-    const queries: string[] = [];
-    const fetched: string[] = [];
-    const client = {
-      workflow: {
-        list(o: { query: string }) {
-          queries.push(o.query);
-          return (async function* () {
-            for (const r of runs) yield { workflowId: r.id, runId: `${r.id}-run`, closeTime: new Date(r.closed) };
-          })();
-        },
-        getHandle(id: string) {
-          return {
-            result: async () => {
-              fetched.push(id);
-              const r = runs.find((x) => x.id === id)?.result;
-              if (r instanceof Error) throw r;
-              return r;
-            },
-          };
-        },
-      },
-    };
-    return { temporal: () => client as unknown as Client, queries, fetched };
-  }
-
-  it('without a Temporal client it is a ConfigError', async () => {
-    const act = createActivities({ topology });
-    await assert.rejects(act.lastPrimaryPosition({ cluster: 'main' }), { type: 'ConfigError' });
-  });
-
-  it('takes the newest completed run (by close time) that recorded a primary position', async () => {
-    const t = fakeTemporal([
-      { id: 'r-old', closed: '2026-01-01T10:00:00Z', result: report('0/100', 'p', '2026-01-01T09:59:00Z') },
-      { id: 'r-newest-no-primary', closed: '2026-01-01T12:00:00Z', result: report(null, null, '2026-01-01T11:59:00Z') },
-      { id: 'r-broken', closed: '2026-01-01T11:30:00Z', result: new Error('history gone') },
-      { id: 'r-mid', closed: '2026-01-01T11:00:00Z', result: report('0/200', 'p', '2026-01-01T10:59:00Z') },
-    ]);
-    const act = createActivities({ topology, temporal: t.temporal });
-    const r = await act.lastPrimaryPosition({ cluster: 'main' });
-    assert.deepEqual(
-      { ...r, detail: undefined },
-      { found: true, lsn: '0/200', node: 'p', site: 'dc1', observedAt: '2026-01-01T10:59:00Z', workflowId: 'r-mid', detail: undefined },
-    );
-    assert.deepEqual(t.queries, ['SwitchyardCluster = "main" AND SwitchyardOperation = "readiness" AND ExecutionStatus = "Completed"']);
-    assert.deepEqual(t.fetched, ['r-newest-no-primary', 'r-broken', 'r-mid']);
-  });
-
-  it('found:false when there is no run, or none recorded a position; unknown cluster is a ConfigError', async () => {
-    const none = await createActivities({ topology, temporal: fakeTemporal([]).temporal }).lastPrimaryPosition({ cluster: 'main' });
-    assert.equal(none.found, false);
-    assert.match(none.detail, /no completed readiness run of cluster "main"/);
-    const empty = await createActivities({
-      topology,
-      temporal: fakeTemporal([{ id: 'r', closed: '2026-01-01T00:00:00Z', result: report(null, null, 'x') }]).temporal,
-    }).lastPrimaryPosition({ cluster: 'main' });
-    assert.deepEqual([empty.found, empty.lsn, empty.workflowId], [false, null, null]);
-    assert.match(empty.detail, /none of the 1 newest completed readiness runs/);
-    await assert.rejects(createActivities({ topology, temporal: fakeTemporal([]).temporal }).lastPrimaryPosition({ cluster: 'nope' }), { type: 'ConfigError' });
   });
 });

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { createActivities } from '../../src/activities';
 import type { Topology, TopologyInput } from '../../src/topology/schema';
-import { topologySchema } from '../../src/topology/schema';
+import { buildTopology } from '../support/topology';
 
 const TOKEN = 'T0KEN-abc123-secret';
 let server: Server;
@@ -12,27 +12,7 @@ const received: { path: string; body: unknown; type: string | undefined }[] = []
 let answer = 200;
 
 function top(webhook: TopologyInput['clusters'][string]['notify']): Topology {
-  const hostKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9hbnlvbmVrbm93c3RoaXNpc25vdGFyZWFsa2V5';
-  return topologySchema.parse({
-    version: 1,
-    clusters: {
-      main: {
-        preferredPrimary: 'dc1',
-        sites: { dc1: {}, dc2: {} },
-        hosts: { h1: { site: 'dc1', address: '127.0.0.1', hostKey }, h2: { site: 'dc2', address: '127.0.0.1', hostKey } },
-        ssh: { user: 'u', privateKey: { env: 'UNUSED' } },
-        postgres: {
-          user: 'u',
-          replication: { user: 'u' },
-          nodes: {
-            a: { site: 'dc1', sshHost: 'h1', host: '127.0.0.1', dataDir: '/d', binDir: '/b', slot: 'a' },
-            b: { site: 'dc2', sshHost: 'h2', host: '127.0.0.1', dataDir: '/d', binDir: '/b', slot: 'b' },
-          },
-        },
-        notify: webhook,
-      },
-    },
-  });
+  return buildTopology({ notify: webhook });
 }
 
 function readBody(req: IncomingMessage): Promise<string> {
