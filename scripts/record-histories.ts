@@ -27,7 +27,7 @@ import type { BackupResult } from '../src/workflows/backup';
 import type { FailbackResult } from '../src/workflows/failback';
 import type { FailoverResult } from '../src/workflows/failover';
 import type { SwitchoverResult } from '../src/workflows/switchover';
-import type { ReadinessReport } from '../src/workflows/lib/readiness-assess';
+import type { ReadinessReport } from '../src/contract/readiness';
 import type { Progress } from '../src/contract/messages';
 import { historyToJSON } from '../test/replay/history-json';
 import { startStage, type Stage, type StageOptions } from '../test/support/stage';

@@ -4,7 +4,7 @@
  * whose old primary can no longer be asked.
  */
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
-import type { ReadinessReport } from '../workflows/lib/readiness-assess';
+import type { ReadinessReport } from '../contract/readiness';
 import { errorMessage, heartbeat } from './activity-context';
 import type { Runtime } from './runtime';
 import { temporalClient } from './temporal-client';

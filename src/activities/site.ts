@@ -131,7 +131,7 @@ export function remoteActivities(rt: Runtime) {
       }
     }),
 
-    /** Run one command (argv, quoted by shell.ts). Non-zero exit and timeouts are returned. */
+    /** Run one command (argv, quoted by ssh/quote.ts). Non-zero exit and timeouts are returned. */
     runRemote: rt.activity(async (input: { cluster: string; host: string; argv: string[]; timeoutSeconds?: number }, call): Promise<RemoteCommandResult> => {
       if (!Array.isArray(input.argv) || input.argv.length === 0 || !input.argv.every((a) => typeof a === 'string')) {
         throw configError('runRemote needs argv: a non-empty list of strings');

@@ -6,7 +6,7 @@ import { temporal } from '@temporalio/proto';
 import { createLogger } from '../logging';
 import { TASK_QUEUE, type TemporalTarget } from '../temporal-target';
 import type { readiness } from '../workflows';
-import { type ReadinessReport } from '../workflows/lib/readiness-assess';
+import { type ReadinessReport } from '../contract/readiness';
 import { formatBytes } from '../contract/format';
 
 /** Is a worker polling the switchyard task queue right now? */

@@ -7,7 +7,8 @@ import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { BackupActivities } from '../contract/backup';
 import type { Activities } from '../activities';
 import type { FenceState, PgLag, PgNodeStatus } from '../contract/observations';
-import { assessReadiness, backupObservation, primariesOf, type BackupObservation, type ReadinessReport } from './lib/readiness-assess';
+import { assessReadiness, backupObservation, primariesOf } from './lib/readiness-assess';
+import { type BackupObservation, type ReadinessReport } from '../contract/readiness';
 import { messageOf, StepLog } from './lib/steps';
 import { READINESS_BACKUP_READ, READINESS_READ } from './lib/activity-options';
 

@@ -14,7 +14,7 @@ import { startPart, stopPart } from '../../sandbox';
 import { listProcs } from '../../sandbox/procs';
 import { createActivities, type Activities } from '../../src/activities';
 import type { Topology } from '../../src/topology/schema';
-import type { ReadinessReport } from '../../src/workflows/lib/readiness-assess';
+import type { ReadinessReport } from '../../src/contract/readiness';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
 import { nodeQuery } from '../support/pg';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseDocument } from 'yaml';
 import { startPart, stopPart } from '../../sandbox';
-import type { ReadinessReport } from '../../src/workflows/lib/readiness-assess';
+import type { ReadinessReport } from '../../src/contract/readiness';
 import { startTestSandbox, type TestSandbox } from '../support/sandbox';
 import { loadTools } from '../../src/tools';
 

@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import type { PgNodeStatus } from '../../src/contract/observations';
 import { clusterLayout } from '../../src/topology/layout';
 import { loadTopology } from '../../src/topology/load';
-import { assessReadiness, type Observations } from '../../src/workflows/lib/readiness-assess';
+import { assessReadiness } from '../../src/workflows/lib/readiness-assess';
+import { type Observations } from '../../src/contract/readiness';
 import { formatBytes } from '../../src/contract/format';
 
 const layout = clusterLayout('shop', loadTopology(join(__dirname, '../../examples/switchyard.yaml')).clusters.shop);

@@ -9,7 +9,8 @@ import type { EbsBackupEntry, PgBackupEntry, PgBackupManifest } from '../../src/
 import { backupArgs, checkCron, checkDuration, ScheduleInputError } from '../../src/client/schedule';
 import { clusterLayout } from '../../src/topology/layout';
 import { loadTopology } from '../../src/topology/load';
-import { assessReadiness, type Observations } from '../../src/workflows/lib/readiness-assess';
+import { assessReadiness } from '../../src/workflows/lib/readiness-assess';
+import { type Observations } from '../../src/contract/readiness';
 import { backupIdFromWorkflowId, catalog, planRetention } from '../../src/workflows/lib/retention';
 
 const NOW = Date.parse('2026-11-29T12:00:00Z');

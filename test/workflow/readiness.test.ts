@@ -25,7 +25,7 @@ import type {
 } from '../../src/contract/observations';
 import { loadTopology } from '../../src/topology/load';
 import type { readiness } from '../../src/workflows';
-import type { ReadinessReport } from '../../src/workflows/lib/readiness-assess';
+import type { ReadinessReport } from '../../src/contract/readiness';
 import type { Progress } from '../../src/contract/messages';
 import { SA_CLUSTER, SA_OPERATION } from '../../src/workflows/lib/search-attributes';
 import { startTestTemporal, workflowBundle } from '../support/temporal';

@@ -3,72 +3,11 @@
  * Deterministic and free of I/O, so the workflow, the tests and later runbooks (a failover's
  * data-loss gate reads the last readiness) all judge the same way.
  */
-import type { ClusterLayout } from '../../topology/layout';
 import type { PgBackupEntry } from '../../contract/backup';
 import { formatAge } from './retention';
-import type {
-  Ec2InstanceInfo,
-  FenceState,
-  MaintenanceState,
-  PgLag,
-  PgNodeStatus,
-  PgWriteProbe,
-  ServiceState,
-  SshCheck,
-  TrafficState,
-} from '../../contract/observations';
+import type { PgNodeStatus } from '../../contract/observations';
 import { formatBytes } from '../../contract/format';
-
-export interface ReadinessCheck {
-  name: string;
-  ok: boolean;
-  detail: string;
-}
-
-export interface Observations {
-  layout: ClusterLayout;
-  nodes: PgNodeStatus[];
-  probe: PgWriteProbe | null;
-  lags: PgLag[];
-  ssh: SshCheck[];
-  services: ServiceState[];
-  maintenance: MaintenanceState[];
-  traffic: TrafficState[];
-  ec2: Ec2InstanceInfo[] | null;
-  /** The newest backup a drill proved restorable (null: none, or the cluster has no backups configured; absent in older runs). */
-  backups?: BackupObservation | null;
-  /** What each node's data directory says about a failover's fence (absent in older runs). */
-  fences?: FenceState[];
-}
-
-export interface BackupObservation {
-  newestProven: { backupId: string; provenAt: string; finishedAt: string | null } | null;
-  /** Complete base backups seen. */
-  complete: number;
-  /** Set when the backup server could not be asked. */
-  error: string | null;
-}
-
-export interface ReadinessReport {
-  cluster: string;
-  ready: boolean;
-  primarySite: string | null;
-  primaryNode: string | null;
-  /** The (first) standby; a two-site cluster has one. */
-  standbySite: string | null;
-  standbyNode: string | null;
-  lagBytes: number | null;
-  lagSeconds: number | null;
-  /** Where each traffic driver points: driver name → site (null when it points nowhere known). */
-  traffic: Record<string, { kind: TrafficState['kind']; site: string | null; target: string | null }>;
-  checks: ReadinessCheck[];
-  /** The highest LSN known for the primary at observation time (for a later data-loss gate). */
-  primaryLsn: string | null;
-  /** Age of the newest backup a drill proved restorable (from when it was made); null when none or not looked at. */
-  newestProvenBackupAgeSeconds?: number | null;
-  observedAt: string;
-  observations: Omit<Observations, 'layout'>;
-}
+import type { BackupObservation, Observations, ReadinessCheck, ReadinessReport } from '../../contract/readiness';
 
 /** What readiness sees of the base backups on the backup server: the newest one a drill proved. */
 export function backupObservation(list: PgBackupEntry[]): BackupObservation {
