@@ -139,6 +139,11 @@ export class Checkpoints {
   }
 }
 
+/** A checkpoint event as the runbook's notification: checkpoint.waiting, checkpoint.reminder or checkpoint.deadline. */
+export function checkpointNotices(notify: (event: string, text: string) => Promise<unknown>): Notify {
+  return (event, text) => notify(`checkpoint.${event === 'checkpoint' ? 'waiting' : event === 'checkpoint-reminder' ? 'reminder' : 'deadline'}`, text);
+}
+
 function str(v: unknown): string {
   return typeof v === 'string' ? v : '';
 }
