@@ -71,8 +71,7 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
   const targetNode = picked.node;
   const target = layout.nodes.find((n) => n.name === targetNode.node)!;
   const others = layout.nodes.filter((n) => n.name !== target.name);
-  if (others.length !== 1)
-    throw refused(`cluster ${cluster} has ${layout.nodes.length} database nodes; failover handles two sites (one primary, one standby)`);
+  if (others.length !== 1) throw refused(`cluster ${cluster} has ${layout.nodes.length} database nodes; failover handles two sites (one primary, one standby)`);
   const old = others[0];
   const oldStatus = byName.get(old.name)!;
   const timelineBefore = targetNode.timeline ?? null;
