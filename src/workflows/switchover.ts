@@ -20,7 +20,7 @@
 import { ApplicationFailure, CancellationScope, executeChild, isCancellation, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { WriteProbeSummary } from '../contract/observations';
-import { Checkpoints, checkpointNotices, type CheckpointOutcome } from './lib/checkpoint';
+import { Checkpoints, checkpointNotices, notApproved, type CheckpointOutcome } from './lib/checkpoint';
 import { withClusterLock } from './lib/with-cluster-lock';
 import { actions, Aborted, describeNode, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';
 import { hookActs, trafficActs } from './lib/site-activities';
@@ -207,10 +207,9 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
       });
       decisions.push(d);
       if (d.decision !== 'approve') {
-        const because = d.decision === 'deadline' ? 'no decision at start-switchover before its deadline' : `start-switchover rejected by ${d.by}`;
         return switchoverResult(run, {
           outcome: 'aborted',
-          abortedBecause: because,
+          abortedBecause: notApproved(d),
           state: 'nothing was changed',
           oldPrimary: { streaming: true, via: null, rejoin: null },
           checkpoints: decisions,

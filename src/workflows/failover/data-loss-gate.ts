@@ -7,8 +7,8 @@ import type { PgFenceResult, PgNodeStatus } from '../../contract/observations';
 import { formatBytes } from '../../contract/format';
 import { durationSeconds } from '../../topology/duration';
 import { judgeLoss, lossGate, type DataLoss } from '../lib/data-loss';
-import { describeNode, reads, refused } from '../lib/runbook';
-import { declined } from './old-primary-dead';
+import { notApproved } from '../lib/checkpoint';
+import { Aborted, describeNode, reads, refused } from '../lib/runbook';
 import type { Attempt, Ctx } from './types';
 
 /** The measured loss once the gate let it through (asked and approved, or not asked); an Aborted when a person did not approve. */
@@ -40,7 +40,8 @@ export async function dataLossGate(c: Ctx, a: Attempt, oldStatus: PgNodeStatus, 
             `Approving promotes ${target.name} and those writes are lost from the new timeline. Reject to stop with nothing promoted.`;
     const d = await a.checkpoints.wait('accept-data-loss', { prompt, safety: true });
     a.decisions.push(d);
-    if (d.decision !== 'approve') throw declined(d, ` (${loss.bytes === null ? 'unknown' : loss.bytes} bytes behind)`);
+    if (d.decision !== 'approve')
+      throw new Aborted(notApproved(d, { comment: true, suffix: ` (${loss.bytes === null ? 'unknown' : loss.bytes} bytes behind)` }));
   } else if (v2) steps.note('data-loss-gate', `not asked: ${gate.why}`);
   return loss;
 }

@@ -3,7 +3,7 @@
  * old primary could not be fenced from here (or always, when the cluster says so), and what is seen
  * afterwards must agree; right before promotion (v2) the old primary is read once more.
  */
-import type { CheckpointOutcome } from '../lib/checkpoint';
+import { notApproved } from '../lib/checkpoint';
 import { Aborted, describeNode, refused } from '../lib/runbook';
 import { explainState, nodeState, type NodeState } from '../lib/node-state';
 import { messageOf } from '../lib/steps';
@@ -16,15 +16,6 @@ export async function observeOld(c: Ctx, a: Attempt, step: string): Promise<{ st
   if (typeof now === 'string') return { state: 'unknown', seen: `the status read failed: ${now}` };
   const state = nodeState(now);
   return { state, seen: `${describeNode(now)} (${explainState(state)})` };
-}
-
-/** Why a checkpoint was not approved, as the run's abort reason. */
-export function declined(d: CheckpointOutcome, suffix = ''): Aborted {
-  return new Aborted(
-    d.decision === 'deadline'
-      ? `no decision at ${d.checkpoint} before its deadline`
-      : `${d.checkpoint} rejected by ${d.by}${d.comment ? `: ${d.comment}` : ''}${suffix}`,
-  );
 }
 
 /** The refusal when the old primary still answers as a primary after old-primary-dead was approved. */
@@ -43,7 +34,7 @@ async function askUntilDown(c: Ctx, a: Attempt, firstPrompt: string): Promise<vo
   for (;;) {
     const d = await a.checkpoints.wait('old-primary-dead', { prompt, safety: true });
     a.decisions.push(d);
-    if (d.decision !== 'approve') throw declined(d);
+    if (d.decision !== 'approve') throw new Aborted(notApproved(d, { comment: true }));
     // A person's word does not outrank what we can see: a primary that still answers is not dead,
     // and one whose state cannot be read is asked about again, never taken for dead.
     const now = await observeOld(c, a, `confirm-down:${old.name}`);
@@ -75,7 +66,7 @@ export async function confirmOldPrimaryDead(c: Ctx, a: Attempt): Promise<void> {
   if (c.v2) return askUntilDown(c, a, prompt);
   const d = await a.checkpoints.wait('old-primary-dead', { prompt, safety: true });
   a.decisions.push(d);
-  if (d.decision !== 'approve') throw declined(d);
+  if (d.decision !== 'approve') throw new Aborted(notApproved(d, { comment: true }));
   const now = await steps.run(`confirm-down:${old.name}`, () => a.reach.pgStatus({ cluster, node: old.name }), describeNode).catch(() => null);
   if (now && now.reachable && now.inRecovery === false) throw stillPrimary(a, describeNode(now));
 }
