@@ -83,8 +83,24 @@ export interface RetentionOutcome {
   failed: string[];
 }
 
-function snapshot(steps: StepLog): StepRecord[] {
-  return steps.steps.map((s) => ({ ...s }));
+/** The one place a backup's result is built (a dry run or a backup made), with the step log as it is now. */
+function backupResult(
+  run: Pick<BackupResult, 'cluster' | 'backupId' | 'source'> & { steps: StepLog },
+  o: Pick<BackupResult, 'dryRun' | 'plan' | 'pg' | 'ebs' | 'retention' | 'drill' | 'durationSeconds'>,
+): BackupResult {
+  return {
+    cluster: run.cluster,
+    backupId: run.backupId,
+    dryRun: o.dryRun,
+    plan: o.plan,
+    source: run.source,
+    pg: o.pg,
+    ebs: o.ebs,
+    retention: o.retention,
+    drill: o.drill,
+    durationSeconds: o.durationSeconds,
+    steps: run.steps.snapshot(),
+  };
 }
 
 function needBackupSection(layout: ClusterLayout): NonNullable<ClusterLayout['backup']> {
@@ -197,7 +213,9 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
             {
               step: 'base-backup',
               target: cfg.host,
-              action: `pg_basebackup from ${src.node} (${src.role}) into ${cfg.root}/${cluster}/${backupId}/ with a manifest (LSNs, timeline, version, sizes, SHA-256)`,
+              action:
+                `pg_basebackup from ${src.node} (${src.role}) into ${cfg.root}/${cluster}/${backupId}/ ` +
+                `with a manifest (LSNs, timeline, version, sizes, SHA-256)`,
             },
           ]
         : []),
@@ -208,19 +226,10 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     ];
     steps.note('plan', plan.map((p) => `${p.step} → ${p.action}`).join('; '));
     const retention = input.retention === false ? null : await applyRetention(steps, cluster, policy, true, [backupId]);
-    return {
-      cluster,
-      backupId,
-      dryRun: true,
-      plan,
-      source: src,
-      pg: null,
-      ebs: null,
-      retention,
-      drill: null,
-      durationSeconds: seconds(startedMs, Date.now()),
-      steps: snapshot(steps),
-    };
+    return backupResult(
+      { cluster, backupId, source: src, steps },
+      { dryRun: true, plan, pg: null, ebs: null, retention, drill: null, durationSeconds: seconds(startedMs, Date.now()) },
+    );
   }
 
   // ---- EBS snapshots first: they complete in the background while the base backup copies ------
@@ -242,7 +251,8 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
       'base-backup',
       () => copying.pgBackupCreate({ cluster, backupId, source: src.node, sourceRole: src.role }),
       (r) =>
-        `${r.created ? 'made' : 'found (made by an earlier attempt)'} ${r.dir}: ${formatBytes(r.manifest.totalBytes)} in ${r.manifest.files.length} files, LSN ${r.manifest.startLsn} → ${r.manifest.endLsn} on timeline ${r.manifest.timeline}`,
+        `${r.created ? 'made' : 'found (made by an earlier attempt)'} ${r.dir}: ${formatBytes(r.manifest.totalBytes)} in ${r.manifest.files.length} files, ` +
+        `LSN ${r.manifest.startLsn} → ${r.manifest.endLsn} on timeline ${r.manifest.timeline}`,
     );
   }
   const pgSeconds = seconds(pgStarted, Date.now());
@@ -277,49 +287,39 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     steps.skip('drill', 'no base backup was made (kinds without "pg"): a drill restores base backups');
   }
 
-  const result: BackupResult = {
-    cluster,
-    backupId,
-    dryRun: false,
-    plan: [],
-    source,
-    pg: pgMade
-      ? {
-          dir: pgMade.dir,
-          totalBytes: pgMade.manifest.totalBytes,
-          files: pgMade.manifest.files.map((f) => ({ name: f.name, bytes: f.bytes })),
-          startLsn: pgMade.manifest.startLsn,
-          endLsn: pgMade.manifest.endLsn,
-          timeline: pgMade.manifest.timeline,
-          pgVersion: pgMade.manifest.pgVersion,
-          created: pgMade.created,
-          durationSeconds: pgSeconds,
-        }
-      : null,
-    ebs: ebsMade
-      ? {
-          instanceId: ebsMade.instanceId,
-          snapshots: (ebsWait?.snapshots ?? ebsMade.snapshots).map((s) => ({
-            snapshotId: s.snapshotId,
-            volumeId: s.volumeId,
-            device: s.device,
-            sizeGiB: s.sizeGiB,
-            state: s.state,
-          })),
-          created: ebsMade.created,
-          found: ebsMade.found,
-          durationSeconds: ebsSeconds,
-          apiRetries: ebsMade.api.retries + (ebsWait?.api.retries ?? 0),
-        }
-      : null,
-    retention,
-    drill,
-    durationSeconds: seconds(startedMs, Date.now()),
-    steps: [],
-  };
+  const pg: BackupResult['pg'] = pgMade
+    ? {
+        dir: pgMade.dir,
+        totalBytes: pgMade.manifest.totalBytes,
+        files: pgMade.manifest.files.map((f) => ({ name: f.name, bytes: f.bytes })),
+        startLsn: pgMade.manifest.startLsn,
+        endLsn: pgMade.manifest.endLsn,
+        timeline: pgMade.manifest.timeline,
+        pgVersion: pgMade.manifest.pgVersion,
+        created: pgMade.created,
+        durationSeconds: pgSeconds,
+      }
+    : null;
+  const ebs: BackupResult['ebs'] = ebsMade
+    ? {
+        instanceId: ebsMade.instanceId,
+        snapshots: (ebsWait?.snapshots ?? ebsMade.snapshots).map((s) => ({
+          snapshotId: s.snapshotId,
+          volumeId: s.volumeId,
+          device: s.device,
+          sizeGiB: s.sizeGiB,
+          state: s.state,
+        })),
+        created: ebsMade.created,
+        found: ebsMade.found,
+        durationSeconds: ebsSeconds,
+        apiRetries: ebsMade.api.retries + (ebsWait?.api.retries ?? 0),
+      }
+    : null;
+  const durationSeconds = seconds(startedMs, Date.now());
   const made = [
-    result.pg ? `base backup ${formatBytes(result.pg.totalBytes)} in ${result.pg.durationSeconds} s` : null,
-    result.ebs ? `${result.ebs.snapshots.length} snapshots in ${result.ebs.durationSeconds} s${apiNote(result.ebs.apiRetries)}` : null,
+    pg ? `base backup ${formatBytes(pg.totalBytes)} in ${pg.durationSeconds} s` : null,
+    ebs ? `${ebs.snapshots.length} snapshots in ${ebs.durationSeconds} s${apiNote(ebs.apiRetries)}` : null,
   ]
     .filter(Boolean)
     .join(', ');
@@ -330,7 +330,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     drillFailure ? 'failed' : 'done',
   );
   await notify(drillFailure ? 'backup.drill-failed' : 'backup.completed', `backup ${backupId} of ${cluster}: ${made}${drillText}`);
-  result.steps = snapshot(steps);
+  const result = backupResult({ cluster, backupId, source, steps }, { dryRun: false, plan: [], pg, ebs, retention, drill, durationSeconds });
   if (drillFailure) {
     throw ApplicationFailure.create({
       message: `backup ${backupId} of ${cluster} was made, but its drill failed: ${drillFailure}`,
@@ -386,17 +386,16 @@ async function applyRetention(
   const doomed = decisions.filter((d) => d.action === 'delete');
   steps.note(
     'retention',
-    `keep ${decisions.length - doomed.length}, delete ${doomed.length} (keep the last ${cfg.keepLast} and anything younger than ${formatAge(cfg.maxAgeSeconds)}; never the newest proven-restorable): ` +
+    `keep ${decisions.length - doomed.length}, delete ${doomed.length} ` +
+      `(keep the last ${cfg.keepLast} and anything younger than ${formatAge(cfg.maxAgeSeconds)}; never the newest proven-restorable): ` +
       (decisions.map((d) => `${d.backupId} ${d.action.toUpperCase()} (${d.why})`).join('; ') || 'no backups'),
   );
   const deleted: string[] = [];
   const failed: string[] = [];
   for (const d of doomed) {
     if (dryRun) {
-      steps.skip(
-        `delete:${d.backupId}`,
-        `dry run: would delete ${[d.pg ? 'the base backup' : null, d.snapshots.length ? `snapshots ${d.snapshots.join(', ')}` : null].filter(Boolean).join(' and ')} (${d.why})`,
-      );
+      const what = [d.pg ? 'the base backup' : null, d.snapshots.length ? `snapshots ${d.snapshots.join(', ')}` : null].filter(Boolean).join(' and ');
+      steps.skip(`delete:${d.backupId}`, `dry run: would delete ${what} (${d.why})`);
       continue;
     }
     try {
@@ -442,7 +441,7 @@ export async function backupRetention(input: BackupRetentionInput): Promise<Back
   );
   const cfg = needBackupSection(layout);
   const r = await applyRetention(steps, cluster, policyOf(cfg, input), input.dryRun === true, []);
-  return { cluster, ...r, steps: snapshot(steps) };
+  return { cluster, ...r, steps: steps.snapshot() };
 }
 
 // ---- drill ----------------------------------------------------------------------------------------
@@ -519,7 +518,7 @@ export async function drill(input: DrillInput): Promise<DrillResult> {
     rowCounts: rec?.rowCounts ?? {},
     detail,
     drill: d,
-    steps: snapshot(steps),
+    steps: steps.snapshot(),
   };
   const notify = notifyVia(layout.notify, cluster, workflowId);
   await notify(d.ok ? 'drill.passed' : 'drill.failed', detail);

@@ -1,6 +1,6 @@
 /**
- * failback: return to the original layout in one run: rejoin the preferred site's former primary if it is not a streaming standby yet, wait
- * until it is in sync, then switch over back to it. One visible parent holding the cluster's lock;
+ * failback: return to the original layout in one run: rejoin the preferred site's former primary
+ * if it is not a streaming standby yet, wait until it is in sync, then switch over back to it. One visible parent holding the cluster's lock;
  * the rejoin and the switchover are its child runs (ids `<parent>-rejoin`, `<parent>-switchover`),
  * each with its own step log, so a person sees the whole and each part.
  */
@@ -42,29 +42,40 @@ export async function failback(input: FailbackInput): Promise<FailbackResult> {
   const { workflowId } = workflowInfo();
   const notify = notifyVia(layout.notify, cluster, workflowId);
   const startedMs = Date.now();
-  const snapshot = () => steps.steps.map((s) => ({ ...s }));
+  const result = (
+    outcome: FailbackResult['outcome'],
+    state: string,
+    parts: { rejoin: RejoinResult | null; switchover: SwitchoverResult | null },
+    durationSeconds: number,
+  ): FailbackResult => ({
+    cluster,
+    preferred: { site: pref.site, node: pref.name },
+    outcome,
+    rejoin: parts.rejoin,
+    switchover: parts.switchover,
+    state,
+    durationSeconds,
+    steps: steps.snapshot(),
+  });
 
   const body = async (): Promise<FailbackResult> => {
     const nodes = await Promise.all(layout.nodes.map((n) => steps.run(`preflight:${n.name}`, () => reads.pgStatus({ cluster, node: n.name }), describeNode)));
     const me = nodes.find((n) => n.node === pref.name)!;
     const others = nodes.filter((n) => n.node !== pref.name);
-    const base = { cluster, preferred: { site: pref.site, node: pref.name } };
     if (me.reachable && me.inRecovery === false && !others.some((o) => o.reachable && o.inRecovery === false)) {
       steps.note('result', `${pref.name} at ${pref.site} is already the primary: the cluster is in its original layout`);
-      return { ...base, outcome: 'already', rejoin: null, switchover: null, state: `${pref.name} is primary already`, durationSeconds: 0, steps: snapshot() };
+      return result('already', `${pref.name} is primary already`, { rejoin: null, switchover: null }, 0);
     }
     const current = onePrimary(cluster, nodes, pref.name);
     const streaming = me.reachable && me.inRecovery === true && me.walReceiver?.status === 'streaming';
-    steps.note(
-      'plan',
-      `${streaming ? `${pref.name} already streams` : `rejoin ${pref.name} to follow ${current.node}`}, then switch over from ${current.node} back to ${pref.site}`,
-    );
+    const first = streaming ? `${pref.name} already streams` : `rejoin ${pref.name} to follow ${current.node}`;
+    steps.note('plan', `${first}, then switch over from ${current.node} back to ${pref.site}`);
     if (dryRun) {
       const childArgs = { cluster, requestedBy, dryRun: true };
       const r = streaming
         ? null
         : await executeChild<typeof rejoinWorkflow>('rejoin', { workflowId: `${workflowId}-rejoin`, args: [{ ...childArgs, node: pref.name }] });
-      return { ...base, outcome: 'planned', rejoin: r, switchover: null, state: 'dry run: nothing was changed', durationSeconds: 0, steps: snapshot() };
+      return result('planned', 'dry run: nothing was changed', { rejoin: r, switchover: null }, 0);
     }
     await notify('failback.started', `failback of ${cluster} to ${pref.site} started by ${requestedBy} (${workflowId})`);
     const rejoined = streaming
@@ -77,7 +88,8 @@ export async function failback(input: FailbackInput): Promise<FailbackResult> {
               args: [{ cluster, node: pref.name, requestedBy, method: 'auto', underParentLock: true }],
             }),
           (r) =>
-            `${pref.name} streams from ${r.primary.node} (${r.method ?? 'already'}${r.divergedBytes ? `; ${r.divergedBytes} bytes of diverged WAL discarded` : ''}) in ${r.durationSeconds} s`,
+            `${pref.name} streams from ${r.primary.node} ` +
+            `(${r.method ?? 'already'}${r.divergedBytes ? `; ${r.divergedBytes} bytes of diverged WAL discarded` : ''}) in ${r.durationSeconds} s`,
         );
     if (streaming) steps.skip('rejoin', `${pref.name} already streams from ${current.node}`);
     const sw = await steps.run(
@@ -93,12 +105,12 @@ export async function failback(input: FailbackInput): Promise<FailbackResult> {
     if (sw.outcome !== 'completed') {
       const state = `switchover back to ${pref.site} stopped: ${sw.abortedBecause ?? sw.outcome}; ${sw.state}`;
       await notify('failback.aborted', state);
-      return { ...base, outcome: 'aborted', rejoin: rejoined, switchover: sw, state, durationSeconds: seconds(startedMs, Date.now()), steps: snapshot() };
+      return result('aborted', state, { rejoin: rejoined, switchover: sw }, seconds(startedMs, Date.now()));
     }
     const state = `back in the original layout: ${sw.state}`;
     steps.note('result', state);
     await notify('failback.completed', `failback of ${cluster}: ${state}`);
-    return { ...base, outcome: 'completed', rejoin: rejoined, switchover: sw, state, durationSeconds: seconds(startedMs, Date.now()), steps: snapshot() };
+    return result('completed', state, { rejoin: rejoined, switchover: sw }, seconds(startedMs, Date.now()));
   };
   if (dryRun) return body();
   return withClusterLock(cluster, 'failback', requestedBy, steps, body);

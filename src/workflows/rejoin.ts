@@ -17,8 +17,7 @@ import type { PgBasebackupResult, PgNodeStatus, PgRewindResult } from '../contra
 import { withClusterLock } from './lib/with-cluster-lock';
 import { actions, describeNode, notifyVia, onePrimary, reads, refused, runbookInput, seconds } from './lib/runbook';
 import { StepLog } from './lib/steps';
-import type { StepRecord } from '../contract/messages';
-import type { PlanStep } from '../contract/messages';
+import type { PlanStep, StepRecord } from '../contract/messages';
 import { REJOIN_COPY } from './lib/activity-options';
 
 export type RejoinMethod = 'auto' | 'rewind' | 'basebackup';
@@ -58,6 +57,40 @@ export interface RejoinResult {
 
 const copying = proxyActivities<Activities>(REJOIN_COPY);
 
+/** What a rejoin did; what it does not name is what a run that copied nothing would say. */
+interface RejoinOutcome {
+  outcome: RejoinResult['outcome'];
+  method: RejoinResult['method'];
+  lagBytes: number | null;
+  durationSeconds: number;
+  fellBackBecause?: string | null;
+  divergedBytes?: number | null;
+  divergedAtLsn?: string | null;
+  movedAside?: string[];
+  copySeconds?: number;
+  plan?: PlanStep[];
+}
+
+/** The one place a rejoin's result is built, with the step log as it is now. */
+function rejoinResult(run: Pick<RejoinResult, 'cluster' | 'node' | 'primary'> & { steps: StepLog }, o: RejoinOutcome): RejoinResult {
+  return {
+    cluster: run.cluster,
+    node: run.node,
+    primary: run.primary,
+    fellBackBecause: o.fellBackBecause ?? null,
+    divergedBytes: o.divergedBytes ?? null,
+    divergedAtLsn: o.divergedAtLsn ?? null,
+    movedAside: o.movedAside ?? [],
+    copySeconds: o.copySeconds ?? null,
+    plan: o.plan ?? [],
+    outcome: o.outcome,
+    method: o.method,
+    lagBytes: o.lagBytes,
+    durationSeconds: o.durationSeconds,
+    steps: run.steps.snapshot(),
+  };
+}
+
 export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
   const { cluster, requestedBy, dryRun } = runbookInput('rejoin', input);
   const steps = new StepLog('rejoin', cluster);
@@ -77,8 +110,8 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
     );
   const notify = notifyVia(layout.notify, cluster, workflowInfo().workflowId);
   const startedMs = Date.now();
-  // Issue 11: a node that is a standby again loses the fence marker a failover left, and the
-  // guard stops watching it. Decided once, at the start (recorded runs replay without it).
+  // A node that is a standby again loses the fence marker a failover left, and the guard stops
+  // watching it. Decided once, at the start (recorded runs replay without it).
   const clearsFence = patched('rejoin-clears-fence');
   const unfenced = async (how: string) => {
     if (!clearsFence || dryRun) return;
@@ -102,22 +135,13 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
       throw refused(
         others.length === 0
           ? `${node.name} is the current primary of ${cluster} (${describeNode(me)}): a primary is not rejoined. To move the primary elsewhere, use switchover.`
-          : `${node.name} still accepts writes as a primary (${describeNode(me)}) while ${others.map((o) => o.node).join(', ')} is primary too: fence it (stop PostgreSQL on it) before rejoining it, so no write is taken there meanwhile.`,
+          : `${node.name} still accepts writes as a primary (${describeNode(me)}) while ${others.map((o) => o.node).join(', ')} is primary too: ` +
+              `fence it (stop PostgreSQL on it) before rejoining it, so no write is taken there meanwhile.`,
       );
     }
     const primary = onePrimary(cluster, nodes, node.name);
     const pNode = layout.nodes.find((n) => n.name === primary.node)!;
-    const base = {
-      cluster,
-      node: node.name,
-      primary: { node: pNode.name, site: pNode.site },
-      fellBackBecause: null,
-      divergedBytes: null,
-      divergedAtLsn: null,
-      movedAside: [] as string[],
-      copySeconds: null,
-      plan: [] as PlanStep[],
-    };
+    const run = { cluster, node: node.name, primary: { node: pNode.name, site: pNode.site }, steps };
     if (streamsFrom(me, pNode)) {
       const lag = await steps.run(
         `lag:${node.name}`,
@@ -132,14 +156,12 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
         );
       await unfenced(`streams from ${pNode.name} as a standby`);
       steps.note('result', `${node.name} already streams from ${pNode.name}: nothing to do`);
-      return {
-        ...base,
+      return rejoinResult(run, {
         outcome: dryRun ? 'planned' : 'already',
         method: null,
         lagBytes: lag.lagBytes,
         durationSeconds: seconds(startedMs, Date.now()),
-        steps: snapshot(steps),
-      };
+      });
     }
     if (dryRun) {
       const plan: PlanStep[] = [
@@ -159,7 +181,7 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
         { step: 'catch-up', target: node.name, action: `wait until it streams with lag below ${layout.maxLagBytes} bytes` },
       ];
       steps.note('plan', plan.map((p) => `${p.step} → ${p.action}`).join('; '));
-      return { ...base, outcome: 'planned', method: null, lagBytes: null, durationSeconds: 0, plan, steps: snapshot(steps) };
+      return rejoinResult(run, { outcome: 'planned', method: null, lagBytes: null, durationSeconds: 0, plan });
     }
 
     await notify('rejoin.started', `rejoin of ${node.name} to follow ${pNode.name} started by ${requestedBy}`);
@@ -194,7 +216,8 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
         if (!rewind.ok) {
           if (method === 'rewind')
             throw ApplicationFailure.nonRetryable(
-              `pg_rewind of ${node.name} from ${pNode.name} failed: ${rewind.detail}. Rejoin with method "basebackup" (the data directory is moved aside, not deleted).`,
+              `pg_rewind of ${node.name} from ${pNode.name} failed: ${rewind.detail}. ` +
+                `Rejoin with method "basebackup" (the data directory is moved aside, not deleted).`,
               'RewindFailed',
             );
           fellBackBecause = `pg_rewind failed: ${rewind.detail}`;
@@ -238,26 +261,23 @@ export async function rejoin(input: RejoinInput): Promise<RejoinResult> {
       );
       if (caught.streaming) {
         await unfenced(`was rejoined (${used}) and streams from ${pNode.name}`);
-        const r: RejoinResult = {
-          ...base,
+        const divergedBytes = used === 'rewind' ? (rewind?.divergedBytes ?? null) : null;
+        const durationSeconds = seconds(startedMs, Date.now());
+        const discarded = used === 'rewind' && divergedBytes !== null ? `, which discarded ${divergedBytes} bytes of diverged WAL` : '';
+        const fellBack = fellBackBecause ? ` (fell back: ${fellBackBecause})` : '';
+        steps.note('result', `${node.name} streams from ${pNode.name} (${caught.lagBytes ?? '?'} bytes behind) after ${used}${discarded}${fellBack}`);
+        await notify('rejoin.completed', `${node.name} is a standby of ${pNode.name} again (${used})`);
+        return rejoinResult(run, {
           outcome: 'completed',
           method: used,
           fellBackBecause,
-          divergedBytes: used === 'rewind' ? (rewind?.divergedBytes ?? null) : null,
+          divergedBytes,
           divergedAtLsn: used === 'rewind' ? (rewind?.divergedAtLsn ?? null) : null,
           movedAside: backup?.movedAside ?? [],
           lagBytes: caught.lagBytes,
-          durationSeconds: seconds(startedMs, Date.now()),
+          durationSeconds,
           copySeconds: Math.round(copyMs / 100) / 10,
-          steps: [],
-        };
-        steps.note(
-          'result',
-          `${node.name} streams from ${pNode.name} (${caught.lagBytes ?? '?'} bytes behind) after ${used}${used === 'rewind' && r.divergedBytes !== null ? `, which discarded ${r.divergedBytes} bytes of diverged WAL` : ''}${fellBackBecause ? ` (fell back: ${fellBackBecause})` : ''}`,
-        );
-        await notify('rejoin.completed', `${node.name} is a standby of ${pNode.name} again (${used})`);
-        r.steps = snapshot(steps);
-        return r;
+        });
       }
       if (used === 'rewind' && method === 'auto') {
         fellBackBecause = `after pg_rewind ${node.name} did not stream: ${caught.detail}`;
@@ -288,8 +308,4 @@ function streamsFrom(n: PgNodeStatus, primary: { host: string; port: number }): 
     n.walReceiver.senderHost === primary.host &&
     (n.walReceiver.senderPort ?? 5432) === primary.port
   );
-}
-
-function snapshot(steps: StepLog): StepRecord[] {
-  return steps.steps.map((s) => ({ ...s }));
 }

@@ -23,13 +23,12 @@
 import { ApplicationFailure, patched, workflowInfo } from '@temporalio/workflow';
 import { BACKUP_ID_RE, type EbsRestorePlan, type PgBackupEntry } from '../contract/backup';
 import { calls, copying } from './lib/backup-activities';
-import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
+import { Checkpoints, checkpointNotices, notApproved, type CheckpointOutcome } from './lib/checkpoint';
 import { withClusterLock } from './lib/with-cluster-lock';
 import { formatAge } from './lib/retention';
 import { actions, describeNode, notifyVia, promotion, reads, refused, runbookInput, seconds } from './lib/runbook';
 import { messageOf, StepLog } from './lib/steps';
-import type { StepRecord } from '../contract/messages';
-import type { PlanStep } from '../contract/messages';
+import type { PlanStep, StepRecord } from '../contract/messages';
 import type { PgNodeStatus } from '../contract/observations';
 
 export const RESTORE_CHECKPOINTS = ['replace-data', 'replace-instance'] as const;
@@ -95,10 +94,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
   const { workflowId } = workflowInfo();
   const notify = notifyVia(layout.notify, cluster, workflowId);
   const startedMs = Date.now();
-  const snapshot = () => steps.steps.map((s) => ({ ...s }));
-  const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, RESTORE_CHECKPOINTS, (event, text) =>
-    notify(`checkpoint.${event === 'checkpoint' ? 'waiting' : event === 'checkpoint-reminder' ? 'reminder' : 'deadline'}`, text),
-  );
+  const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, RESTORE_CHECKPOINTS, checkpointNotices(notify));
   const decisions: CheckpointOutcome[] = [];
 
   // Which kind: what the backup has, unless asked.
@@ -120,32 +116,38 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     checkpoints: decisions,
     durationSeconds: seconds(startedMs, Date.now()),
     plan: [],
-    steps: snapshot(),
+    steps: steps.snapshot(),
     ...extra,
   });
 
   if (kind === 'pg') {
     if (!pgEntry || !pgEntry.complete || !pgEntry.manifest) {
       const known = pgList.filter((b) => b.complete).map((b) => b.backupId);
+      const interrupted = pgEntry ? ' (its directory has no manifest: an interrupted backup)' : '';
       throw ApplicationFailure.nonRetryable(
-        `no complete base backup "${backupId}" of ${cluster} on ${layout.backup.host}${pgEntry ? ' (its directory has no manifest: an interrupted backup)' : ''}; complete ones: ${known.length ? known.join(', ') : 'none'}`,
+        `no complete base backup "${backupId}" of ${cluster} on ${layout.backup.host}${interrupted}; ` +
+          `complete ones: ${known.length ? known.join(', ') : 'none'}`,
         'BackupNotFound',
       );
     }
     const manifest = pgEntry.manifest;
     const nodes = await Promise.all(layout.nodes.map((n) => steps.run(`preflight:${n.name}`, () => reads.pgStatus({ cluster, node: n.name }), describeNode)));
     const otherPrimary = nodes.find((n) => n.node !== node.name && n.reachable && n.inRecovery === false);
+    // How to go on when another node is (or may be) the live primary.
+    const instead = `To rebuild a standby use \`switchyard rejoin ${cluster} --node ${node.name}\`; to roll the cluster back, restore onto the primary.`;
     if (otherPrimary) {
-      throw refused(
-        `${otherPrimary.node} is a live primary of ${cluster}: restoring ${backupId} onto ${node.name} would start a second primary. To rebuild a standby use \`switchyard rejoin ${cluster} --node ${node.name}\`; to roll the cluster back, restore onto the primary.`,
-      );
+      throw refused(`${otherPrimary.node} is a live primary of ${cluster}: restoring ${backupId} onto ${node.name} would start a second primary. ${instead}`);
     }
     const me = nodes.find((n) => n.node === node.name)!;
     const isLivePrimary = me.reachable && me.inRecovery === false;
     const age = formatAge(Math.max(0, (Date.now() - Date.parse(manifest.finishedAt)) / 1000));
+    const backupSeen = `backup ${backupId} from ${manifest.finishedAt} (${age} old, ending at ${manifest.endLsn})`;
+    const replaceData = (what: string) =>
+      `${what} with ${backupSeen}? Every write after the backup is lost from ${node.name} (the old data directory is kept aside). Reject to change nothing.`;
     steps.note(
       'plan',
-      `restore base backup ${backupId} (${manifest.finishedAt}, ${age} old, LSN ${manifest.endLsn}, from ${manifest.sourceNode}) onto ${node.name}${isLivePrimary ? `, the live primary at ${me.currentLsn ?? '?'}` : ''}`,
+      `restore base backup ${backupId} (${manifest.finishedAt}, ${age} old, LSN ${manifest.endLsn}, from ${manifest.sourceNode}) onto ${node.name}` +
+        (isLivePrimary ? `, the live primary at ${me.currentLsn ?? '?'}` : ''),
     );
     if (dryRun) {
       const plan: PlanStep[] = [
@@ -178,6 +180,12 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
         ? `; the staged copy could not be removed (${discard}): remove <data directory>.switchyard-restore-${backupId} on ${node.sshHost} by hand`
         : '';
     };
+    /** Rejected at replace-data: the staged copy removed, nothing else changed. */
+    const keepData = async (because: string): Promise<RestoreResult> => {
+      const left = await discardStage();
+      steps.note('result', `${because}: ${node.name} keeps its data${left}`, 'skipped');
+      return done('aborted', `nothing was changed: ${node.name} keeps its data${left}`, { abortedBecause: because });
+    };
     return withClusterLock(cluster, 'restore', requestedBy, steps, async () => {
       await notify('restore.started', `restore of ${backupId} onto ${node.name} (${cluster}) started by ${requestedBy} (${workflowId})`);
       await steps.run(
@@ -187,12 +195,12 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       );
       if (isLivePrimary) {
         const d = await checkpoints.wait('replace-data', {
-          prompt: `Replace the data of ${node.name}, the live primary of ${cluster} (at ${me.currentLsn ?? '?'}), with backup ${backupId} from ${manifest.finishedAt} (${age} old, ending at ${manifest.endLsn})? Every write after the backup is lost from ${node.name} (the old data directory is kept aside). Reject to change nothing.`,
+          prompt: replaceData(`Replace the data of ${node.name}, the live primary of ${cluster} (at ${me.currentLsn ?? '?'}),`),
           safety: true,
         });
         decisions.push(d);
         if (d.decision !== 'approve') {
-          const because = d.decision === 'deadline' ? 'no decision at replace-data before its deadline' : `replace-data rejected by ${d.by}`;
+          const because = notApproved(d);
           if (!patched('restore-discard-rejected-stage')) {
             steps.note(
               'result',
@@ -201,9 +209,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
             );
             return done('aborted', `nothing was changed: ${node.name} keeps its data`, { abortedBecause: because });
           }
-          const left = await discardStage();
-          steps.note('result', `${because}: ${node.name} keeps its data${left}`, 'skipped');
-          return done('aborted', `nothing was changed: ${node.name} keeps its data${left}`, { abortedBecause: because });
+          return keepData(because);
         }
       }
       if (patched('restore-roles-under-lock')) {
@@ -218,23 +224,23 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
             const why = other.reachable
               ? `${other.node} is a live primary of ${cluster}`
               : `the role of ${other.node} cannot be read (${describeNode(other)}), so it may be a live primary of ${cluster}`;
+            const next = other.reachable
+              ? instead
+              : `Bring ${other.node} back so its role can be read (\`switchyard check ${cluster}\`), ` +
+                `or take it out of the topology if it is gone for good; then start the restore again.`;
             throw refused(
-              `${why} (seen under the lock, right before stopping ${node.name}): restoring ${backupId} onto ${node.name} could start a second primary, so nothing was stopped${left}. ${other.reachable ? `To rebuild a standby use \`switchyard rejoin ${cluster} --node ${node.name}\`; to roll the cluster back, restore onto the primary.` : `Bring ${other.node} back so its role can be read (\`switchyard check ${cluster}\`), or take it out of the topology if it is gone for good; then start the restore again.`}`,
+              `${why} (seen under the lock, right before stopping ${node.name}): ` +
+                `restoring ${backupId} onto ${node.name} could start a second primary, so nothing was stopped${left}. ${next}`,
             );
           }
           const mine = now.find((n) => n.node === node.name)!;
           if (asked || !mayBePrimary(mine)) break;
-          const d = await checkpoints.wait('replace-data', {
-            prompt: `${mine.reachable ? `${node.name} is now the live primary of ${cluster} (at ${mine.currentLsn ?? '?'})` : `The role of ${node.name} cannot be read (${describeNode(mine)}): it may be the live primary of ${cluster}`}. Replace its data with backup ${backupId} from ${manifest.finishedAt} (${age} old, ending at ${manifest.endLsn})? Every write after the backup is lost from ${node.name} (the old data directory is kept aside). Reject to change nothing.`,
-            safety: true,
-          });
+          const seen = mine.reachable
+            ? `${node.name} is now the live primary of ${cluster} (at ${mine.currentLsn ?? '?'})`
+            : `The role of ${node.name} cannot be read (${describeNode(mine)}): it may be the live primary of ${cluster}`;
+          const d = await checkpoints.wait('replace-data', { prompt: replaceData(`${seen}. Replace its data`), safety: true });
           decisions.push(d);
-          if (d.decision !== 'approve') {
-            const because = d.decision === 'deadline' ? 'no decision at replace-data before its deadline' : `replace-data rejected by ${d.by}`;
-            const left = await discardStage();
-            steps.note('result', `${because}: ${node.name} keeps its data${left}`, 'skipped');
-            return done('aborted', `nothing was changed: ${node.name} keeps its data${left}`, { abortedBecause: because });
-          }
+          if (d.decision !== 'approve') return keepData(notApproved(d));
           asked = true; // and read once more: the decision may have taken hours
         }
       }
@@ -278,9 +284,12 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
           : null;
       const others = layout.nodes.filter((n) => n.name !== node.name).map((n) => n.name);
       const verified = status.reachable && status.inRecovery === false && probe?.ok === true;
+      const rebuild = others.length ? ` ${others.join(', ')} no longer follow it: rebuild with \`switchyard rejoin ${cluster} --node ${others[0]}\`.` : '';
       const state = verified
-        ? `${node.name} runs from backup ${backupId} (${manifest.finishedAt}) and takes writes; its old data directory is at ${swap.movedAside ?? '(there was none)'}.${others.length ? ` ${others.join(', ')} no longer follow it: rebuild with \`switchyard rejoin ${cluster} --node ${others[0]}\`.` : ''}`
-        : `${node.name} was restored from ${backupId} but is not verified (${describeNode(status)}; ${start.detail}); its old data directory is at ${swap.movedAside ?? '(none)'}`;
+        ? `${node.name} runs from backup ${backupId} (${manifest.finishedAt}) and takes writes; ` +
+          `its old data directory is at ${swap.movedAside ?? '(there was none)'}.${rebuild}`
+        : `${node.name} was restored from ${backupId} but is not verified (${describeNode(status)}; ${start.detail}); ` +
+          `its old data directory is at ${swap.movedAside ?? '(none)'}`;
       steps.note('result', state, verified ? 'done' : 'failed');
       await notify(verified ? 'restore.completed' : 'restore.unverified', `restore of ${cluster}: ${state}`);
       const result = done('completed', state, { movedAside: swap.movedAside });
@@ -309,7 +318,9 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
   const ip = plan.restore.privateIp;
   steps.note(
     'plan',
-    `launch an instance of ${node.name} from ${plan.snapshots.length} snapshots of ${backupId} with private IP ${ip ?? '?'}, ${plan.restore.instanceType ?? '?'} in ${plan.restore.subnetId ?? '?'}${plan.ipHeldBy ? `; ${plan.ipHeldBy.instanceId} (${plan.ipHeldBy.state}) still holds ${ip}` : ''}`,
+    `launch an instance of ${node.name} from ${plan.snapshots.length} snapshots of ${backupId} with private IP ${ip ?? '?'}, ` +
+      `${plan.restore.instanceType ?? '?'} in ${plan.restore.subnetId ?? '?'}` +
+      (plan.ipHeldBy ? `; ${plan.ipHeldBy.instanceId} (${plan.ipHeldBy.state}) still holds ${ip}` : ''),
   );
   if (dryRun) {
     const p: PlanStep[] = [
@@ -337,12 +348,15 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     if (now.ipHeldBy) {
       const holder = now.ipHeldBy;
       const d = await checkpoints.wait('replace-instance', {
-        prompt: `Instance ${holder.instanceId}${holder.node ? ` (${holder.node})` : ''}, ${holder.state}, still holds ${ip}, the address backup ${backupId} restores. Terminate it and launch ${node.name} from the snapshots? Its volumes are deleted with it unless they were kept. Reject to change nothing.`,
+        prompt:
+          `Instance ${holder.instanceId}${holder.node ? ` (${holder.node})` : ''}, ${holder.state}, still holds ${ip}, ` +
+          `the address backup ${backupId} restores. ` +
+          `Terminate it and launch ${node.name} from the snapshots? Its volumes are deleted with it unless they were kept. Reject to change nothing.`,
         safety: true,
       });
       decisions.push(d);
       if (d.decision !== 'approve') {
-        const because = d.decision === 'deadline' ? 'no decision at replace-instance before its deadline' : `replace-instance rejected by ${d.by}`;
+        const because = notApproved(d);
         steps.note('result', `${because}: nothing was terminated or launched`, 'skipped');
         return done('aborted', `nothing was changed: ${holder.instanceId} still holds ${ip}`, { abortedBecause: because });
       }
@@ -358,7 +372,10 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       () => copying.ebsRestoreInstance({ cluster, backupId, token: workflowId, requestedBy }),
       (r) => r.detail,
     );
-    const state = `${node.name} runs on ${launched.instanceId} (${launched.privateIp ?? '?'}) launched from backup ${backupId}${replaced ? `, replacing ${replaced}` : ''}; move traffic drivers that named the old instance (Elastic IP, private IP) with \`switchyard failover\` or \`switchover\` if needed`;
+    const state =
+      `${node.name} runs on ${launched.instanceId} (${launched.privateIp ?? '?'}) ` +
+      `launched from backup ${backupId}${replaced ? `, replacing ${replaced}` : ''}; ` +
+      `move traffic drivers that named the old instance (Elastic IP, private IP) with \`switchyard failover\` or \`switchover\` if needed`;
     steps.note('result', state);
     await notify('restore.completed', `restore of ${cluster}: ${state}`);
     return done('completed', state, { instance: { instanceId: launched.instanceId, privateIp: launched.privateIp, imageId: launched.imageId, replaced } });

@@ -20,13 +20,13 @@
 import { ApplicationFailure, CancellationScope, executeChild, isCancellation, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { WriteProbeSummary } from '../contract/observations';
-import { Checkpoints, type CheckpointOutcome } from './lib/checkpoint';
+import { Checkpoints, checkpointNotices, notApproved, type CheckpointOutcome } from './lib/checkpoint';
 import { withClusterLock } from './lib/with-cluster-lock';
 import { actions, Aborted, describeNode, notifyVia, promotion, reads, refused, runbookInput, runUndo, seconds, type Undo } from './lib/runbook';
 import { hookActs, trafficActs } from './lib/site-activities';
+import { maintenanceOff, maintenanceOn, startServices, stopServices } from './lib/site-steps';
 import { messageOf, StepLog } from './lib/steps';
-import type { StepRecord } from '../contract/messages';
-import type { PlanStep } from '../contract/messages';
+import type { PlanStep, StepRecord } from '../contract/messages';
 import type { rejoin as rejoinWorkflow, RejoinResult } from './rejoin';
 import { SWITCHOVER_WAIT, writeProbeOptions } from './lib/activity-options';
 
@@ -67,6 +67,51 @@ export interface SwitchoverResult {
 
 const waits = proxyActivities<Activities>(SWITCHOVER_WAIT);
 
+type OldPrimary = Omit<SwitchoverResult['oldPrimary'], 'node'>;
+
+/** What a switchover did, as far as it got; what it does not name is what a run that changed nothing would say. */
+interface SwitchoverOutcome {
+  outcome: SwitchoverResult['outcome'];
+  state: string;
+  abortedBecause?: string;
+  durationSeconds: number;
+  /** After a promotion: the timelines, where the old primary's WAL ended and how it follows. */
+  timeline?: SwitchoverResult['timeline'];
+  shutdownCheckpointLsn?: string;
+  replayedLsn?: string | null;
+  oldPrimary?: OldPrimary;
+  probe?: WriteProbeSummary | null;
+  checkpoints?: CheckpointOutcome[];
+  traffic?: SwitchoverResult['traffic'];
+  plan?: PlanStep[];
+}
+
+/** The one place a switchover's result is built, with the step log as it is now: every exit passes its outcome here. */
+function switchoverResult(
+  run: Pick<SwitchoverResult, 'cluster' | 'from' | 'to'> & { timelineBefore: number | null; steps: StepLog },
+  o: SwitchoverOutcome,
+): SwitchoverResult {
+  return {
+    cluster: run.cluster,
+    from: run.from,
+    to: run.to,
+    outcome: o.outcome,
+    abortedBecause: o.abortedBecause ?? null,
+    state: o.state,
+    writeDowntimeMs: o.probe?.downtimeMs ?? null,
+    probe: o.probe ?? null,
+    shutdownCheckpointLsn: o.shutdownCheckpointLsn ?? null,
+    replayedLsn: o.replayedLsn ?? null,
+    timeline: o.timeline ?? { before: run.timelineBefore, after: run.timelineBefore },
+    oldPrimary: { node: run.from.node, ...(o.oldPrimary ?? { streaming: false, via: null, rejoin: null }) },
+    checkpoints: o.checkpoints ?? [],
+    traffic: o.traffic ?? [],
+    durationSeconds: o.durationSeconds,
+    plan: o.plan ?? [],
+    steps: run.steps.snapshot(),
+  };
+}
+
 export async function switchover(input: SwitchoverInput): Promise<SwitchoverResult> {
   const { cluster, requestedBy, dryRun } = runbookInput('switchover', input);
   const steps = new StepLog('switchover', cluster);
@@ -99,9 +144,8 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
     const old = layout.nodes.find((n) => n.name === oStatus.node)!;
     if (!tStatus.reachable) throw refused(`${target.name} at ${to} is unreachable (${tStatus.error ?? 'no answer'}): a switchover needs both sites up.`);
     if (!(tStatus.walReceiver?.status === 'streaming' && tStatus.walReceiver.senderHost === old.host)) {
-      throw refused(
-        `${target.name} does not stream from ${old.name} (WAL receiver ${tStatus.walReceiver ? `${tStatus.walReceiver.status} from ${tStatus.walReceiver.senderHost ?? '?'}` : 'not running'}): rejoin it first.`,
-      );
+      const receiver = tStatus.walReceiver ? `${tStatus.walReceiver.status} from ${tStatus.walReceiver.senderHost ?? '?'}` : 'not running';
+      throw refused(`${target.name} does not stream from ${old.name} (WAL receiver ${receiver}): rejoin it first.`);
     }
     const lag = await steps.run(
       `lag:${target.name}`,
@@ -110,12 +154,14 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
     );
     if (lag.lagBytes === null || lag.lagBytes > layout.maxLagBytes) {
       throw refused(
-        `standby ${target.name} is too far behind ${old.name} for a switchover: ${lag.lagBytes === null ? 'its position is unknown' : `${lag.lagBytes} bytes`} (bound: postgres.maxLagBytes = ${layout.maxLagBytes}). Wait until it catches up, or find out why it lags.`,
+        `standby ${target.name} is too far behind ${old.name} for a switchover: ` +
+          `${lag.lagBytes === null ? 'its position is unknown' : `${lag.lagBytes} bytes`} (bound: postgres.maxLagBytes = ${layout.maxLagBytes}). ` +
+          `Wait until it catches up, or find out why it lags.`,
       );
     }
     const timelineBefore = oStatus.timeline ?? null;
     const oldSite = old.site;
-    const base = { cluster, from: { site: oldSite, node: old.name }, to: { site: to, node: target.name } };
+    const run = { cluster, from: { site: oldSite, node: old.name }, to: { site: to, node: target.name }, timelineBefore, steps };
     steps.note('plan', `switch ${cluster} over from ${oldSite} (${old.name}) to ${to} (${target.name}); ${target.name} is ${lag.lagBytes} bytes behind`);
     const oldMaintenance = layout.maintenance.find((m) => m.site === oldSite && m.host);
     const newMaintenance = layout.maintenance.find((m) => m.site === to && m.host);
@@ -146,55 +192,29 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
         ...(trafficFirst ? [follow] : []),
       ];
       steps.note('plan', plan.map((p) => `${p.step} → ${p.action}`).join('; '));
-      return {
-        ...base,
-        outcome: 'planned',
-        abortedBecause: null,
-        state: 'dry run: nothing was changed',
-        writeDowntimeMs: null,
-        probe: null,
-        shutdownCheckpointLsn: null,
-        replayedLsn: null,
-        timeline: { before: timelineBefore, after: timelineBefore },
-        oldPrimary: { node: old.name, streaming: false, via: null, rejoin: null },
-        checkpoints: [],
-        traffic: [],
-        durationSeconds: 0,
-        plan,
-        steps: snapshot(steps),
-      };
+      return switchoverResult(run, { outcome: 'planned', state: 'dry run: nothing was changed', durationSeconds: 0, plan });
     }
 
     const decisions: CheckpointOutcome[] = [];
-    const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, SWITCHOVER_CHECKPOINTS, (event, text) =>
-      notify(`checkpoint.${event === 'checkpoint' ? 'waiting' : event === 'checkpoint-reminder' ? 'reminder' : 'deadline'}`, text),
-    );
+    const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, SWITCHOVER_CHECKPOINTS, checkpointNotices(notify));
     await notify('switchover.started', `switchover of ${cluster} from ${oldSite} to ${to} started by ${requestedBy} (${workflowId})`);
     if (layout.switchover.confirmStart) {
       const d = await checkpoints.wait('start-switchover', {
-        prompt: `Switch ${cluster} over from ${oldSite} to ${to}? Writes stop for the few seconds it takes. Approve at the start of the maintenance window; reject to change nothing.`,
+        prompt:
+          `Switch ${cluster} over from ${oldSite} to ${to}? Writes stop for the few seconds it takes. ` +
+          `Approve at the start of the maintenance window; reject to change nothing.`,
         safety: false,
       });
       decisions.push(d);
       if (d.decision !== 'approve') {
-        const because = d.decision === 'deadline' ? 'no decision at start-switchover before its deadline' : `start-switchover rejected by ${d.by}`;
-        return {
-          ...base,
+        return switchoverResult(run, {
           outcome: 'aborted',
-          abortedBecause: because,
+          abortedBecause: notApproved(d),
           state: 'nothing was changed',
-          writeDowntimeMs: null,
-          probe: null,
-          shutdownCheckpointLsn: null,
-          replayedLsn: null,
-          timeline: { before: timelineBefore, after: timelineBefore },
-          oldPrimary: { node: old.name, streaming: true, via: null, rejoin: null },
+          oldPrimary: { streaming: true, via: null, rejoin: null },
           checkpoints: decisions,
-          traffic: [],
           durationSeconds: seconds(startedMs, Date.now()),
-          plan: [],
-          steps: snapshot(steps),
-        };
+        });
       }
     }
 
@@ -209,27 +229,8 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
     const undo: Undo[] = [];
     let promoting = false;
     try {
-      if (oldMaintenance) {
-        const m = await steps.run(
-          `maintenance-on:${oldSite}`,
-          () => actions.maintenanceSet({ cluster, site: oldSite, on: true }),
-          (r) => r.detail,
-        );
-        if (m.changed)
-          undo.push({ what: `maintenance off at ${oldSite}`, run: async () => (await actions.maintenanceSet({ cluster, site: oldSite, on: false })).detail });
-      }
-      for (const s of oldServices) {
-        const r = await steps.run(
-          `service-stop:${s.site}/${s.service}`,
-          () => actions.serviceStop({ cluster, site: s.site, service: s.service }),
-          (x) => x.detail,
-        );
-        if (r.changed)
-          undo.push({
-            what: `start ${s.service} at ${s.site}`,
-            run: async () => (await actions.serviceStart({ cluster, site: s.site, service: s.service })).detail,
-          });
-      }
+      if (oldMaintenance) await maintenanceOn(steps, cluster, oldMaintenance, undo);
+      await stopServices(steps, cluster, oldServices, undo);
       const stop = await steps.run(
         'stop-old-primary',
         () => actions.pgFence({ cluster, node: old.name, fastTimeoutSeconds: layout.failover.fastStopTimeoutSeconds }),
@@ -239,7 +240,8 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
       const ckpt = stop.control?.ok && stop.control.state === 'shut down' ? stop.control.checkpointLsn : null;
       if (!stop.fenced || !ckpt) {
         throw refused(
-          `${old.name} did not shut down cleanly (${stop.detail}): without its shutdown checkpoint a switchover cannot prove that no acknowledged commit is lost.`,
+          `${old.name} did not shut down cleanly (${stop.detail}): ` +
+            `without its shutdown checkpoint a switchover cannot prove that no acknowledged commit is lost.`,
         );
       }
       const replay = await steps.run(
@@ -249,7 +251,8 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
       );
       if (!replay.reached)
         throw new Aborted(
-          `${target.name} did not replay up to ${old.name}'s shutdown checkpoint ${ckpt} within ${layout.switchover.replayTimeoutSeconds} s (it is at ${replay.replayLsn ?? '?'})`,
+          `${target.name} did not replay up to ${old.name}'s shutdown checkpoint ${ckpt} ` +
+            `within ${layout.switchover.replayTimeoutSeconds} s (it is at ${replay.replayLsn ?? '?'})`,
         );
 
       // ---- promote: from here the run only goes forward ---------------------------------------
@@ -285,24 +288,14 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
       }
 
       // The old primary follows the new one: it shut down cleanly, so no rewind should be needed.
-      let follow: { streaming: boolean; via: 'follow' | 'rejoin' | null; rejoin: RejoinResult | null } = { streaming: false, via: null, rejoin: null };
+      let follow: OldPrimary = { streaming: false, via: null, rejoin: null };
       const followOld = async () => {
         follow = await followNewPrimary(cluster, steps, layout, old, target, requestedBy).catch((err: unknown) => {
           failures.push(`${old.name} does not follow ${target.name}: ${messageOf(err as Error)}`);
           return { streaming: false, via: null, rejoin: null };
         });
       };
-      const startServices = async () => {
-        for (const s of newServices) {
-          await steps
-            .run(
-              `service-start:${s.site}/${s.service}`,
-              () => actions.serviceStart({ cluster, site: s.site, service: s.service }),
-              (x) => x.detail,
-            )
-            .catch((err: unknown) => failures.push(`start ${s.service} at ${s.site}: ${messageOf(err as Error)}`));
-        }
-      };
+      const startNewServices = () => startServices(steps, cluster, newServices, failures);
       const traffic: SwitchoverResult['traffic'] = [];
       const moveTraffic = async () => {
         for (const d of layout.traffic) {
@@ -319,28 +312,19 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
           traffic.push({ driver: d.name, site: t?.site ?? null, changed: t?.changed });
         }
       };
-      const maintenanceOff = async () => {
-        for (const m of [newMaintenance, oldMaintenance]) {
-          if (!m) continue;
-          await steps
-            .run(
-              `maintenance-off:${m.site}`,
-              () => actions.maintenanceSet({ cluster, site: m.site, on: false }),
-              (x) => x.detail,
-            )
-            .catch((err: unknown) => failures.push(`maintenance off at ${m.site}: ${messageOf(err as Error)}`));
-        }
+      const bothMaintenanceOff = async () => {
+        for (const m of [newMaintenance, oldMaintenance]) if (m) await maintenanceOff(steps, cluster, m.site, failures);
       };
       if (trafficFirst) {
         await moveTraffic();
-        await startServices();
-        await maintenanceOff();
+        await startNewServices();
+        await bothMaintenanceOff();
         await followOld();
       } else {
         await followOld();
-        await startServices();
+        await startNewServices();
         await moveTraffic();
-        await maintenanceOff();
+        await bothMaintenanceOff();
       }
       const probe = await steps
         .run(
@@ -352,32 +336,28 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
           steps.note('write-downtime', `the write probes did not report: ${messageOf(err as Error)}`, 'failed');
           return null;
         });
+      const followed = follow.streaming ? `streams from it${follow.via === 'rejoin' ? ' (after a rejoin)' : ''}` : 'is NOT a streaming standby yet';
       const state =
-        `${target.name} (${to}) is primary on timeline ${promoted.timeline ?? '?'}; ${old.name} (${oldSite}) ${follow.streaming ? `streams from it${follow.via === 'rejoin' ? ' (after a rejoin)' : ''}` : 'is NOT a streaming standby yet'}` +
+        `${target.name} (${to}) is primary on timeline ${promoted.timeline ?? '?'}; ${old.name} (${oldSite}) ${followed}` +
         (failures.length ? `; NOT DONE: ${failures.join('; ')}` : '');
-      const result: SwitchoverResult = {
-        ...base,
-        outcome: 'completed',
-        abortedBecause: null,
-        state,
-        writeDowntimeMs: probe?.downtimeMs ?? null,
-        probe,
-        shutdownCheckpointLsn: ckpt,
-        replayedLsn: replay.replayLsn,
-        timeline: { before: timelineBefore, after: promoted.timeline },
-        oldPrimary: { node: old.name, ...follow },
-        checkpoints: decisions,
-        traffic,
-        durationSeconds: seconds(startedMs, Date.now()),
-        plan: [],
-        steps: [],
-      };
+      const durationSeconds = seconds(startedMs, Date.now());
       steps.note('result', `${state}; write downtime ${probe?.downtimeMs ?? '?'} ms`, failures.length ? 'failed' : 'done');
       await notify(
         failures.length ? 'switchover.incomplete' : 'switchover.completed',
         `switchover of ${cluster}: ${state}; write downtime ${probe?.downtimeMs ?? '?'} ms`,
       );
-      result.steps = snapshot(steps);
+      const result = switchoverResult(run, {
+        outcome: 'completed',
+        state,
+        probe,
+        shutdownCheckpointLsn: ckpt,
+        replayedLsn: replay.replayLsn,
+        timeline: { before: timelineBefore, after: promoted.timeline },
+        oldPrimary: follow,
+        checkpoints: decisions,
+        traffic,
+        durationSeconds,
+      });
       if (failures.length) {
         throw ApplicationFailure.create({
           message: `switchover of ${cluster} promoted ${target.name} but did not finish: ${failures.join('; ')}`,
@@ -407,23 +387,13 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
         const type = err instanceof ApplicationFailure && err.type ? err.type : 'SwitchoverStopped';
         throw ApplicationFailure.create({ message: `${because}. State: ${state}`, type, nonRetryable: true });
       }
-      return {
-        ...base,
+      return switchoverResult(run, {
         outcome: 'aborted',
         abortedBecause: because,
         state,
-        writeDowntimeMs: null,
-        probe: null,
-        shutdownCheckpointLsn: null,
-        replayedLsn: null,
-        timeline: { before: timelineBefore, after: timelineBefore },
-        oldPrimary: { node: old.name, streaming: false, via: null, rejoin: null },
         checkpoints: decisions,
-        traffic: [],
         durationSeconds: seconds(startedMs, Date.now()),
-        plan: [],
-        steps: snapshot(steps),
-      };
+      });
     }
   };
   if (dryRun) return body();
@@ -438,7 +408,7 @@ async function followNewPrimary(
   old: { name: string; slot: string },
   target: { name: string },
   requestedBy: string,
-): Promise<{ streaming: boolean; via: 'follow' | 'rejoin' | null; rejoin: RejoinResult | null }> {
+): Promise<OldPrimary> {
   await steps.run(
     'follow:slot',
     () => actions.pgEnsureSlot({ cluster, primary: target.name, slot: old.slot }),
@@ -478,8 +448,4 @@ async function followNewPrimary(
     (x) => `${x.method ?? 'nothing'}: ${x.node} streams from ${x.primary.node}`,
   );
   return { streaming: true, via: 'rejoin', rejoin: r };
-}
-
-function snapshot(steps: StepLog): StepRecord[] {
-  return steps.steps.map((s) => ({ ...s }));
 }

@@ -139,6 +139,20 @@ export class Checkpoints {
   }
 }
 
+/**
+ * Why a checkpoint did not let the run go on, as its abort reason: the deadline passed, or who
+ * rejected it (with the comment when `rejected.comment`, then `rejected.suffix`).
+ */
+export function notApproved(d: CheckpointOutcome, rejected: { comment?: boolean; suffix?: string } = {}): string {
+  if (d.decision === 'deadline') return `no decision at ${d.checkpoint} before its deadline`;
+  return `${d.checkpoint} rejected by ${d.by}${rejected.comment && d.comment ? `: ${d.comment}` : ''}${rejected.suffix ?? ''}`;
+}
+
+/** A checkpoint event as the runbook's notification: checkpoint.waiting, checkpoint.reminder or checkpoint.deadline. */
+export function checkpointNotices(notify: (event: string, text: string) => Promise<unknown>): Notify {
+  return (event, text) => notify(`checkpoint.${event === 'checkpoint' ? 'waiting' : event === 'checkpoint-reminder' ? 'reminder' : 'deadline'}`, text);
+}
+
 function str(v: unknown): string {
   return typeof v === 'string' ? v : '';
 }

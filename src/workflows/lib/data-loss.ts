@@ -57,13 +57,16 @@ export function judgeLoss(o: {
     source = 'live-reading';
     oldLsn = lsnMax(oldAtStart.currentLsn, control?.checkpointLsn);
     observedAt = o.oldAtStartAt ?? null;
-    from = `${oldNode} was at ${oldAtStart.currentLsn} when this run started${control ? ` (its control file: ${control.state ?? '?'}, checkpoint ${control.checkpointLsn ?? '?'})` : ''}`;
+    from =
+      `${oldNode} was at ${oldAtStart.currentLsn} when this run started` +
+      (control ? ` (its control file: ${control.state ?? '?'}, checkpoint ${control.checkpointLsn ?? '?'})` : '');
   } else {
     const lastLsn = last?.found && last.node === oldNode ? last.lsn : null;
     oldLsn = lsnMax(lastLsn, control?.checkpointLsn);
     if (oldLsn === null) {
       source = 'unknown';
-      from = `no position of ${oldNode} is known (it could not be asked, and no readiness run recorded one${last?.found ? `: the last readiness saw ${last.node} as primary` : ''})`;
+      const sawOther = last?.found ? `: the last readiness saw ${last.node} as primary` : '';
+      from = `no position of ${oldNode} is known (it could not be asked, and no readiness run recorded one${sawOther})`;
     } else if (lastLsn && oldLsn === lastLsn) {
       source = 'readiness';
       observedAt = last?.observedAt ?? null;
@@ -100,6 +103,8 @@ export function lossGate(loss: DataLoss, thresholdBytes: number, freshnessSecond
     return { ask: false, why: `a lower bound of ${loss.bytes} bytes from a reading ${age} s old (within the ${freshnessSeconds} s freshness)` };
   return {
     ask: true,
-    why: `${loss.bytes} bytes is only a lower bound, from a reading ${age} s old (older than the ${freshnessSeconds} s freshness): writes after it are not known`,
+    why:
+      `${loss.bytes} bytes is only a lower bound, from a reading ${age} s old ` +
+      `(older than the ${freshnessSeconds} s freshness): writes after it are not known`,
   };
 }

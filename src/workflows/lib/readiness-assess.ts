@@ -82,7 +82,8 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
       fromPrimary,
       fromPrimary
         ? `${s.node} (${s.site}) streams from ${rx.senderHost}:${rx.senderPort}${rx.slotName ? ` via slot ${rx.slotName}` : ''}`
-        : `${s.node} (${s.site}) streams from ${rx.senderHost}:${rx.senderPort}, which is not the primary${expected ? ` (${expected.host}:${expected.port})` : ''}`,
+        : `${s.node} (${s.site}) streams from ${rx.senderHost}:${rx.senderPort}, which is not the primary` +
+            (expected ? ` (${expected.host}:${expected.port})` : ''),
     );
     const lag = o.lags.find((l) => l.standby === s.node);
     if (lag) {
@@ -90,7 +91,8 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
       check(
         `lag:${s.node}`,
         within,
-        `${formatBytes(lag.lagBytes)} behind (${lag.lagSeconds === null ? 'unknown' : `${lag.lagSeconds.toFixed(1)} s`}); bound ${formatBytes(layout.maxLagBytes)}`,
+        `${formatBytes(lag.lagBytes)} behind (${lag.lagSeconds === null ? 'unknown' : `${lag.lagSeconds.toFixed(1)} s`}); ` +
+          `bound ${formatBytes(layout.maxLagBytes)}`,
       );
     }
   }
@@ -102,7 +104,9 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
       check(
         name,
         false,
-        `${f.node} is a fenced former primary (fenced by ${f.marker.fencedBy} at ${f.marker.at}; ${f.marker.newPrimary} was promoted in its place)${f.standbySignal ? '' : ' and its standby.signal is MISSING: a restart would make it a primary'}: run \`switchyard rejoin ${layout.cluster} --node ${f.node}\``,
+        `${f.node} is a fenced former primary (fenced by ${f.marker.fencedBy} at ${f.marker.at}; ${f.marker.newPrimary} was promoted in its place)` +
+          (f.standbySignal ? '' : ' and its standby.signal is MISSING: a restart would make it a primary') +
+          `: run \`switchyard rejoin ${layout.cluster} --node ${f.node}\``,
       );
     }
     // An unreadable data directory adds nothing: that node's own checks already fail.
@@ -137,7 +141,8 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
     check(
       `traffic:${t.driver}`,
       ok,
-      `${t.kind} points at ${t.site ?? 'no site'}${t.target ? ` (${t.target})` : ''}${ok || primarySite === null ? '' : `, not the primary site ${primarySite}`}${t.detail ? `; ${t.detail}` : ''}`,
+      `${t.kind} points at ${t.site ?? 'no site'}${t.target ? ` (${t.target})` : ''}` +
+        `${ok || primarySite === null ? '' : `, not the primary site ${primarySite}`}${t.detail ? `; ${t.detail}` : ''}`,
     );
   }
 
@@ -161,7 +166,8 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
     const seen = b.error
       ? `the backup server could not be asked: ${b.error}`
       : b.newestProven
-        ? `newest proven-restorable backup ${b.newestProven.backupId} is ${formatAge(newestProvenAgeSeconds ?? 0)} old (drilled ${b.newestProven.provenAt}); ${b.complete} complete base backups`
+        ? `newest proven-restorable backup ${b.newestProven.backupId} is ${formatAge(newestProvenAgeSeconds ?? 0)} old ` +
+          `(drilled ${b.newestProven.provenAt}); ${b.complete} complete base backups`
         : `no backup has been proven restorable by a drill (${b.complete} complete base backups; run \`switchyard drill ${layout.cluster}\`)`;
     const ok = max === null ? true : !b.error && newestProvenAgeSeconds !== null && newestProvenAgeSeconds <= max;
     check('backup', ok, `${seen}; ${bound}`);

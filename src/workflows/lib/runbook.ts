@@ -39,7 +39,10 @@ export function describeNode(n: PgNodeStatus): string {
     return `unreachable: ${n.error ?? 'no answer'}${kind ? ` (${kind})` : ''}`;
   }
   if (n.inRecovery)
-    return `standby on timeline ${n.timeline ?? '?'}, received ${n.receiveLsn ?? '?'}, replayed ${n.replayLsn ?? '?'}, WAL receiver ${n.walReceiver?.status ?? 'not running'}`;
+    return (
+      `standby on timeline ${n.timeline ?? '?'}, received ${n.receiveLsn ?? '?'}, replayed ${n.replayLsn ?? '?'}, ` +
+      `WAL receiver ${n.walReceiver?.status ?? 'not running'}`
+    );
   return `primary at ${n.currentLsn ?? '?'} on timeline ${n.timeline ?? '?'}`;
 }
 

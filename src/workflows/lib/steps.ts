@@ -14,7 +14,7 @@ export class StepLog {
     readonly operation: string,
     readonly cluster: string,
   ) {
-    setHandler(progressQuery, (): Progress => ({ operation, cluster, steps: this.steps.map((s) => ({ ...s })), waitingFor: this.waitingFor }));
+    setHandler(progressQuery, (): Progress => ({ operation, cluster, steps: this.snapshot(), waitingFor: this.waitingFor }));
     upsertSearchAttributes([
       { key: SA_CLUSTER, value: cluster },
       { key: SA_OPERATION, value: operation },
@@ -35,6 +35,11 @@ export class StepLog {
       this.end(rec, 'failed', err instanceof Error ? messageOf(err) : String(err));
       throw err;
     }
+  }
+
+  /** A copy of the log as it is now, for a result (later steps do not change it). */
+  snapshot(): StepRecord[] {
+    return this.steps.map((s) => ({ ...s }));
   }
 
   /** A step that was decided not to run, with the reason. */

@@ -55,7 +55,8 @@ export async function withClusterLock<T>(
         'lock',
         () => lockActs.lockAcquire({ cluster, workflowId, runId, firstExecutionRunId, operation, ...(requestedBy ? { requestedBy } : {}) }),
         (r) =>
-          `cluster ${cluster} locked for ${operation}${r.forceReleased ? `; released the stale lock of ${r.forceReleased.operation} ${r.forceReleased.workflowId}` : ''}`,
+          `cluster ${cluster} locked for ${operation}` +
+          (r.forceReleased ? `; released the stale lock of ${r.forceReleased.operation} ${r.forceReleased.workflowId}` : ''),
       )
       .catch((err: unknown) => {
         busy = isBusy(err);
