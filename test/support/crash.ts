@@ -379,12 +379,23 @@ export const CRASH_SPECS: CrashSpec[] = [
   },
 ];
 
-/** node:test suite: for each named runbook at once, its reference run and one seeded crash. */
-export function crashSample(runbooks: string[]): void {
+/**
+ * node:test suite: `perRun` of the named runbooks (SWITCHYARD_CRASH_SAMPLE=all: every one), chosen
+ * by the seed (consecutive seeds shift by one, so each runbook comes up in `perRun` of every
+ * `runbooks.length` seeds), each with its reference run and one seeded crash.
+ */
+export function crashSample(runbooks: string[], perRun = 2): void {
   const seed = Number(process.env.SWITCHYARD_CRASH_SEED ?? Math.floor(Date.now() / 1000) % 100_000);
-  process.stdout.write(`crash sample: seed ${seed} (rerun with SWITCHYARD_CRASH_SEED=${seed})\n`);
+  const all = process.env.SWITCHYARD_CRASH_SAMPLE === 'all';
+  const take = all ? runbooks.length : Math.min(perRun, runbooks.length);
+  const chosen = Array.from({ length: take }, (_, k) => runbooks[(seed + k) % runbooks.length]);
+  const rest = runbooks.filter((r) => !chosen.includes(r));
+  process.stdout.write(
+    `crash sample: seed ${seed}: ${chosen.join(', ')}${rest.length ? ` (${rest.join(', ')} on other seeds, or SWITCHYARD_CRASH_SAMPLE=all)` : ''}; ` +
+      `rerun with SWITCHYARD_CRASH_SEED=${seed}\n`,
+  );
   describe(`crash sample (seed ${seed})`, { concurrency: true }, () => {
-    for (const spec of CRASH_SPECS.filter((s) => runbooks.includes(s.runbook))) {
+    for (const spec of CRASH_SPECS.filter((s) => chosen.includes(s.runbook))) {
       const i = CRASH_SPECS.indexOf(spec);
       it(`${spec.runbook}: a sampled step crashed ends as the uncrashed run`, { timeout: 900_000 }, async () => {
         const ref = await referenceRun(spec);
