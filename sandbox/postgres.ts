@@ -287,9 +287,9 @@ async function waitStreaming(ctx: PgContext, primary: DbLayout, standby: DbLayou
   return last;
 }
 
-async function isRecovering(ctx: PgContext, db: DbLayout): Promise<boolean | null> {
+async function isRecovering(ctx: PgContext, db: DbLayout, opts?: typeof CREATING): Promise<boolean | null> {
   try {
-    return await withClient(ctx.l, db, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0].r);
+    return await withClient(ctx.l, db, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0].r, opts);
   } catch {
     return null;
   }
@@ -313,7 +313,11 @@ export async function ensurePrimaryNode(ctx: PgContext, primary: DbLayout, stand
   if (started) await startNode(ctx, primary);
   const marker = join(ctx.l.dir, primary.node, '.seeded');
   if (!existsSync(marker)) {
-    if ((await isRecovering(ctx, primary)) === false) {
+    // Not seeded yet: a node that cannot be read is an error here, never "skip the seed" (the
+    // standby's pg_basebackup would then fail for want of the replicator role).
+    const recovering = await isRecovering(ctx, primary, CREATING);
+    if (recovering === null) fail(primary, 'cannot tell whether it is in recovery, so its roles, slot and table were not seeded');
+    if (recovering === false) {
       try {
         await seedPrimary(ctx, primary, standby);
       } catch (err) {
