@@ -490,6 +490,12 @@ function temporalPlan(ctx: Ctx): SpawnPlan {
       '--log-level',
       'warn',
       '--ui-disable-news-fetch',
+      // A sandbox's history outlives a restart of the server but not a crash of the machine: no
+      // fsync per write (a third less CPU for the server, and runs finish sooner on a busy disk).
+      '--sqlite-pragma',
+      'journal_mode=wal',
+      '--sqlite-pragma',
+      'synchronous=off',
       ...SEARCH_ATTRIBUTES.flatMap((a) => ['--search-attribute', `${a}=Keyword`]),
     ],
     cwd: l.dir,
