@@ -2,6 +2,11 @@
  * The activities: every side effect switchyard has, built from injectable clients so tests can
  * hand in real or fake ones. Each takes one plain-JSON object naming things by name (cluster,
  * node, host, site, driver), resolves them in the worker's topology and returns plain JSON.
+ *
+ * Sorted by what they act on: ssh/ (sessions, exec, the one remote file read/write), postgres/
+ * (one operation per file), backup/ (pg and EBS), traffic/ (one file per driver), site.ts, ec2.ts,
+ * notify.ts, cluster-lock.ts, guard.ts, history.ts. Each file's factory binds plain functions to
+ * the Runtime (runtime.ts); this one binds them all.
  */
 import { Runtime, type ActivityDeps } from './runtime';
 import type { BackupActivities } from '../contract/backup';

@@ -1,4 +1,8 @@
-/** Every workflow the worker registers. Deterministic code only: no Node imports below here. */
+/**
+ * Every workflow the worker registers. Deterministic code only: no Node imports below here.
+ * One file per runbook (failover's parts in failover/); lib/ holds what they share: the step log
+ * and runner, checkpoints, the cluster lock, site steps, and every activity's options.
+ */
 export { readiness } from './readiness';
 export { clusterLock } from './cluster-lock';
 export { failover } from './failover';
