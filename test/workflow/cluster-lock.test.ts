@@ -357,7 +357,12 @@ describe('cluster lock (real Temporal dev server)', () => {
       (h) => h?.runId === resetRun,
     );
     assert.deepEqual([again?.workflowId, again?.firstExecutionRunId, again?.since], [a.workflowId, a.firstExecutionRunId, held?.since]);
-    const lock = (await stepsOf(latest(a.workflowId))).filter(([name]) => name === 'lock');
+    // The lock names the reset run as soon as it grants; the run records its step in its next workflow task.
+    const lock = await until(
+      "the reset run's lock step to end",
+      async () => (await stepsOf(latest(a.workflowId))).filter(([name]) => name === 'lock'),
+      (l) => l.length > 0 && l.every(([, state]) => state !== 'running'),
+    );
     assert.deepEqual(lock, [['lock', 'done', `cluster ${cluster} locked for restore`]], 'granted, nothing force-released');
     await latest(a.workflowId).signal('finish');
     await latest(a.workflowId).result();
