@@ -6,6 +6,7 @@
  * the directory it would be in, is missing.
  */
 import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
 import { cancellationSignal, heartbeat } from '../activity-context';
 import { formatBytes } from '../../contract/format';
 import type { SshExecResult } from './session';
@@ -45,8 +46,7 @@ export const WRITE_SH = [
 export type RemoteFileStat = { kind: 'nodir' } | { kind: 'missing' } | { kind: 'other' } | { kind: 'file'; size: number; mode: string };
 
 export async function statFile(open: OpenSession, path: string): Promise<RemoteFileStat> {
-  const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) || '/' : '.';
-  const out = (await mustExec(open, shellScript(STAT_SH, path, dir), `stat ${path}`)).stdout.trim();
+  const out = (await mustExec(open, shellScript(STAT_SH, path, posix.dirname(path)), `stat ${path}`)).stdout.trim();
   if (out === 'missing' || out === 'nodir' || out === 'other') return { kind: out };
   const m = /^file (\d+) ([0-7]{3,4})$/.exec(out);
   if (!m) throw new Error(`stat ${path} on ${open.name} printed ${JSON.stringify(out.slice(0, 200))}`);
