@@ -39,7 +39,16 @@ const TABLE = 'public.split_probe';
 
 /** The probe's table, made on the primary before the probe starts (it reaches the standby by replication). */
 export async function prepareSplitProbe(st: Stage, primary: string): Promise<void> {
-  await st.nodeQuery(primary, `CREATE TABLE IF NOT EXISTS ${TABLE} (id bigserial PRIMARY KEY, node text NOT NULL, at timestamptz NOT NULL DEFAULT now())`);
+  // Idempotent, so tried up to four times: while several sandboxes start at once one query can time out.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await st.nodeQuery(primary, `CREATE TABLE IF NOT EXISTS ${TABLE} (id bigserial PRIMARY KEY, node text NOT NULL, at timestamptz NOT NULL DEFAULT now())`);
+      return;
+    } catch (err) {
+      if (attempt >= 4) throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
 }
 
 export function startSplitProbe(st: Stage, opts: { intervalMs?: number; frontIntervalMs?: number } = {}): SplitProbe {
