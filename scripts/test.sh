@@ -73,7 +73,9 @@ sum() { grep -h "^# $1 " "$log"/*.out | awk '{ n += $3 } END { print n + 0 }'; }
 passed=$(sum pass)
 failed=$(sum fail)
 skipped=$(sum skipped)
+cancelled=$(sum cancelled)
 [ "$failed" -gt 0 ] && status=1
+[ "$cancelled" -gt 0 ] && status=1
 [ "$passed" -eq 0 ] && status=1
-echo "${passed} passed, ${failed} failed, ${skipped} skipped"
+echo "${passed} passed, ${failed} failed, ${cancelled} cancelled, ${skipped} skipped"
 exit "$status"
