@@ -2,7 +2,7 @@
  * The sandbox's own bookkeeping: <dir>/state.json (what `up` started) and a lock so two
  * commands never start or stop the same sandbox at once.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { isAlive, sleep } from './procs';
 
@@ -88,12 +88,17 @@ async function acquireFileLock(lockFile: string, timeoutMs = 180_000): Promise<b
       if (code !== 'EEXIST') throw err;
     }
     let holder = NaN;
+    let young = false;
     try {
-      holder = Number(readFileSync(lockFile, 'utf8').trim());
+      const text = readFileSync(lockFile, 'utf8').trim();
+      holder = Number(text);
+      // Its maker creates it empty and writes its pid next: an empty file that new is being
+      // written, not stale (taking it as stale would let two processes hold the lock at once).
+      young = text === '' && Date.now() - statSync(lockFile).mtimeMs < 5_000;
     } catch {
       /* removed meanwhile */
     }
-    if (!isAlive(holder)) {
+    if (!young && !isAlive(holder)) {
       rmSync(lockFile, { force: true }); // stale: its process is gone
       continue;
     }
