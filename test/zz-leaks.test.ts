@@ -4,8 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { it } from 'node:test';
 
 it('no test process is left running', () => {
@@ -15,6 +16,18 @@ it('no test process is left running', () => {
 });
 
 it('no test temp dir is left behind', () => {
-  const dirs = readdirSync(tmpdir()).filter((d) => d.startsWith('switchyard-test-'));
+  const dirs = readdirSync(tmpdir())
+    .filter((d) => d.startsWith('switchyard-test-'))
+    .map((d) => `${d}: ${inside(join(tmpdir(), d))}`);
   assert.deepEqual(dirs, []);
 });
+
+/** What a leftover holds (the first names in a dir, a lock's pid), so the failure says whose it was. */
+function inside(path: string): string {
+  try {
+    if (statSync(path).isDirectory()) return `dir of ${readdirSync(path).sort().slice(0, 12).join(', ') || 'nothing'}`;
+    return `file holding ${JSON.stringify(readFileSync(path, 'utf8').slice(0, 80))}`;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}

@@ -20,7 +20,7 @@
  * registered where you know it is right.)
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after as testAfter, before as testBefore } from 'node:test';
@@ -55,6 +55,8 @@ export interface TestSandboxOptions {
 
 const REPO = resolve(__dirname, '../..');
 const live = new Map<string, { net: number; down: () => Promise<void> }>();
+/** Every sandbox dir this process made, taken down or not. */
+const made = new Set<string>();
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup whatever happens
@@ -73,6 +75,17 @@ function installProcessHandlers(): void {
       releaseNet(net);
     }
     live.clear();
+    // A sandbox taken down and then made again (a call into it that outlived its test) is this
+    // process's too: say so, and take it away.
+    for (const dir of made) {
+      if (!existsSync(dir) && !existsSync(`${dir}.lock`)) continue;
+      process.stderr.write(`test sandbox ${dir} exists again after its down (something used it after its test): removing it\n`);
+      try {
+        sandboxKillSync({ dir });
+      } catch {
+        /* best effort at exit */
+      }
+    }
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.on(sig, () => {
@@ -102,6 +115,7 @@ export async function startTestSandbox(options: TestSandboxOptions = {}): Promis
   installProcessHandlers();
   const net = await pickNet({ from: 20 });
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-sandbox-'));
+  made.add(dir);
   const opts = { dir, net, cluster: options.cluster ?? 'demo' };
   let downing: Promise<void> | null = null;
   const down = (): Promise<void> => {
