@@ -132,7 +132,6 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
     assert.doesNotMatch(started.stderr, /no worker polls/, 'a worker polls the queue');
     // It returned while the run goes on (the run needs a person at old-primary-dead to finish).
     assert.equal((await st.client.workflow.getHandle(id).describe()).status.name, 'RUNNING');
-    assert.ok(started.ms < 30_000, `failover without --wait returned in ${started.ms} ms`);
 
     const waiting = await statusUntil(st, id, (s) => s.progress?.waitingFor === 'old-primary-dead', 'the old-primary-dead checkpoint');
     assert.equal(waiting.status, 'RUNNING');

@@ -197,20 +197,16 @@ async function vipHolders(
 describe('sandbox', () => {
   let sb: TestSandbox;
   let c: ClusterConfig;
-  let upMs = 0;
 
   before(async () => {
-    const t0 = Date.now();
     sb = await startTestSandbox();
-    upMs = Date.now() - t0;
     c = getCluster(sb.topology, 'demo');
   });
   after(async () => {
     await sb?.down();
   });
 
-  it("comes up quickly with every part running (the standby site's services stopped by design)", () => {
-    assert.ok(upMs < 30_000, `up took ${upMs} ms`);
+  it("comes up with every part running (the standby site's services stopped by design)", () => {
     const names = sb.status.parts.map((p) => p.name);
     assert.deepEqual(names.sort(), [
       'dc1-app/app',
@@ -516,15 +512,12 @@ describe('sandbox', () => {
   it('is idempotent: up again with everything running changes nothing', async () => {
     const before = await statusOf(sb);
     const mtime = statSync(sb.config).mtimeMs;
-    const t0 = Date.now();
     const again = await sandboxUp(sb.opts);
-    const ms = Date.now() - t0;
     assert.deepEqual(
       again.parts.map((p) => [p.name, p.pid, p.state]),
       before.parts.map((p) => [p.name, p.pid, p.state]),
     );
     assert.equal(statSync(sb.config).mtimeMs, mtime, 'topology not rewritten');
-    assert.ok(ms < 10_000, `second up took ${ms} ms`);
   });
 
   it('down stops every process of the sandbox and removes its directory', async () => {
@@ -532,9 +525,7 @@ describe('sandbox', () => {
     const n2 = c.sites.dc2.services.notification;
     assert.equal((await ssh(sb, c, n2.host, n2.start)).code, 0);
     assert.ok(processesMentioning(sb.dir).length > 0);
-    const t0 = Date.now();
     await sb.down();
-    const ms = Date.now() - t0;
     assert.deepEqual(processesMentioning(sb.dir), []);
     assert.equal(existsSync(sb.dir), false);
     assert.equal(await sandboxStatus(sb.opts), null);
@@ -547,6 +538,5 @@ describe('sandbox', () => {
       [`127.${sb.net}.2.2`, 2222],
     ] as const)
       assert.equal(await tcpProbe(addr, port, 500), false, `${addr}:${port} closed`);
-    assert.ok(ms < 30_000, `down took ${ms} ms`);
   });
 });
