@@ -98,7 +98,7 @@ function installProcessHandlers(): void {
 function startReaper(dir: string): void {
   const me = readProc(process.pid);
   if (!me) return;
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'sandbox', 'reaper.ts'), String(process.pid), me.startTime, dir], {
+  const child = spawn(process.execPath, [join(REPO, 'sandbox', 'reaper.cjs'), String(process.pid), me.startTime, dir], {
     cwd: REPO,
     detached: true,
     stdio: 'ignore',
