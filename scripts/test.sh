@@ -7,7 +7,7 @@
 # number no other uses, so SWITCHYARD_TEST_JOBS of them run at once, default 4 (on 2 cores a
 # fresh clone took 625 s with 3, 570 s with 4: the suite leaves a quarter of the CPU idle
 # waiting), longest first); beside them, the unit files one at a time (some time their fakes) and
-# then the workflow and replay files two at a time (each workflow file has its own dev server);
+# the workflow and replay files two at a time (each workflow file has its own dev server);
 # then the leak check alone, once nothing else runs. The last line sums them: "N passed, N failed".
 #
 #   bash scripts/test.sh                      # everything
@@ -57,14 +57,14 @@ integration=()
 for f in "${slow[@]}"; do integration+=("test/integration/$f.test.ts"); done
 for f in test/integration/*.test.ts; do [[ " ${integration[*]} " == *" $f "* ]] || integration+=("$f"); done
 # The unit, workflow and replay files need a core at most: they run beside the integration files,
-# whose sandboxes leave the machine idle part of the time.
-(
-  phase quiet unit 1 test/unit/*.test.ts
-  phase quiet workflow 2 test/workflow/*.test.ts test/replay/*.test.ts
-) &
-beside=$!
+# whose sandboxes leave the machine idle part of the time, and beside each other (one after the
+# other they took as long as the integration files: the suite's end waited on them).
+phase quiet unit 1 test/unit/*.test.ts &
+unit=$!
+phase quiet workflow 2 test/workflow/*.test.ts test/replay/*.test.ts &
+workflow=$!
 phase live integration "$jobs" "${integration[@]}"
-wait "$beside"
+wait "$unit" "$workflow"
 cat "$log/unit.out" "$log/workflow.out"
 phase live leaks 1 test/zz-leaks.test.ts
 for f in "$log"/*.rc; do [ "$(cat "$f")" -eq 0 ] || status=1; done
