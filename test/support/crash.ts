@@ -380,14 +380,18 @@ export const CRASH_SPECS: CrashSpec[] = [
 ];
 
 /**
- * node:test suite: `perRun` of the named runbooks (SWITCHYARD_CRASH_SAMPLE=all: every one), chosen
+ * node:test suite: `perRun` of the named runbooks (SWITCHYARD_CRASH_PER_RUN overrides it;
+ * SWITCHYARD_CRASH_SAMPLE=all: every one), chosen
  * by the seed (consecutive seeds shift by one, so each runbook comes up in `perRun` of every
  * `runbooks.length` seeds), each with its reference run and one seeded crash.
  */
-export function crashSample(runbooks: string[], perRun = 2): void {
+export function crashSample(runbooks: string[], perRun = 1): void {
   const seed = Number(process.env.SWITCHYARD_CRASH_SEED ?? Math.floor(Date.now() / 1000) % 100_000);
   const all = process.env.SWITCHYARD_CRASH_SAMPLE === 'all';
-  const take = all ? runbooks.length : Math.min(perRun, runbooks.length);
+  const per = process.env.SWITCHYARD_CRASH_PER_RUN ? Number(process.env.SWITCHYARD_CRASH_PER_RUN) : perRun;
+  if (!Number.isInteger(per) || per < 1)
+    throw new Error(`SWITCHYARD_CRASH_PER_RUN must be a whole number of at least 1, got ${process.env.SWITCHYARD_CRASH_PER_RUN}`);
+  const take = all ? runbooks.length : Math.min(per, runbooks.length);
   const chosen = Array.from({ length: take }, (_, k) => runbooks[(seed + k) % runbooks.length]);
   const rest = runbooks.filter((r) => !chosen.includes(r));
   process.stdout.write(
