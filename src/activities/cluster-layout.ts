@@ -16,7 +16,7 @@ export function createLayoutActivities(topology: () => Topology) {
           'ConfigError',
         );
       }
-      return clusterLayout(cluster, c);
+      return clusterLayout(cluster, c, { operators: top.operators, console: top.console });
     },
   };
 }

@@ -4,15 +4,17 @@
  * sandbox's, with a note on stderr). Temporal is found with --address / TEMPORAL_ADDRESS
  * (default 127.0.0.1:7233) and --namespace / TEMPORAL_NAMESPACE (default "default").
  */
-import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { ConfigError, loadTopology, resolveConfigPath } from '../topology/load';
+import { ConfigError, loadTopology } from '../topology/load';
 import { jsonSchema } from '../topology/json-schema';
 import type { ClusterConfig } from '../topology/schema';
-import { temporalTarget, type TemporalTarget } from '../temporal-target';
+import { registerAccessCommands } from './cli-access';
+import { findConfig, loadSandbox, target, UsageError, type GlobalOpts } from './cli-common';
 import { formatReadiness, runReadiness } from './readiness-report';
+
+export { UsageError } from './cli-common';
 import { userInfo } from 'node:os';
-import { decide, follow, formatOutcome, formatStatus, runId, runStatus, startRunbook, withClient } from './runs';
+import { follow, formatOutcome, formatStatus, runId, runStatus, startRunbook, withClient } from './runs';
 import {
   checkCron,
   checkDuration,
@@ -24,32 +26,6 @@ import {
   upsertBackupSchedule,
 } from './schedule';
 
-export class UsageError extends Error {}
-
-/** The sandbox module (pg, AWS SDK) loads only for the commands that use it. */
-function loadSandbox(): typeof import('../../sandbox') {
-  return require('../../sandbox') as typeof import('../../sandbox');
-}
-
-interface GlobalOpts {
-  config?: string;
-  address?: string;
-  namespace?: string;
-}
-
-/** The topology path for a command, by the one rule every command follows. */
-export async function findConfig(flag: string | undefined, note: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<string> {
-  const path = resolveConfigPath(flag);
-  if (flag || process.env.SWITCHYARD_CONFIG || existsSync(path)) return path;
-  const { sandboxStatus } = loadSandbox();
-  const sb = await sandboxStatus().catch(() => null);
-  if (sb && existsSync(sb.config)) {
-    note(`switchyard: no --config, SWITCHYARD_CONFIG or ./switchyard.yaml; using the running sandbox's topology ${sb.config}`);
-    return sb.config;
-  }
-  return path;
-}
-
 /** The cluster named on the command line must be in the topology: else a usage error (exit 2) naming the file. */
 function requireCluster(configPath: string, cluster: string): ClusterConfig {
   const top = loadTopology(configPath);
@@ -60,11 +36,6 @@ function requireCluster(configPath: string, cluster: string): ClusterConfig {
         .join(', ')}`,
     );
   return top.clusters[cluster];
-}
-
-function target(cmd: Command): TemporalTarget {
-  const g = cmd.optsWithGlobals<GlobalOpts>();
-  return temporalTarget({ address: g.address, namespace: g.namespace });
 }
 
 export function buildProgram(): Command {
@@ -128,23 +99,7 @@ export function buildProgram(): Command {
     });
 
   // --- runs: decisions and progress ------------------------------------------------------------
-  for (const decision of ['approve', 'reject'] as const) {
-    program
-      .command(`${decision} <workflowId> <checkpoint>`)
-      .description(`${decision} the checkpoint a run waits at (the update "decide": refused with the reason when not allowed)`)
-      .requiredOption('--as <name>', 'who decides (recorded in the step log and history)')
-      .option('--comment <text>', 'why')
-      .action(async (workflowId: string, checkpoint: string, o: { as: string; comment?: string }, cmd: Command) => {
-        const answer = await withClient(target(cmd), (client) =>
-          decide(client, workflowId, { checkpoint, decision, by: o.as, ...(o.comment ? { comment: o.comment } : {}) }),
-        );
-        if (answer.accepted) process.stdout.write(`accepted: ${decision} at "${checkpoint}" by ${o.as}\n`);
-        else {
-          process.stdout.write(`refused: ${answer.reason}\n`);
-          process.exitCode = 1;
-        }
-      });
-  }
+  registerAccessCommands(program);
   program
     .command('status <workflowId>')
     .description('a run\'s step log and the checkpoint it waits at (the query "progress")')

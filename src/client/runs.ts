@@ -2,7 +2,8 @@
 import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
 import { TASK_QUEUE, type TemporalTarget } from '../temporal-target';
 import type { DecideResult, Decision, Progress, StepRecord } from '../contract/messages';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
+import { signDecision } from './signing';
 import { rootMessage, workerIsPolling } from './readiness-report';
 
 export async function withClient<T>(target: TemporalTarget, fn: (client: Client) => Promise<T>): Promise<T> {
@@ -27,6 +28,29 @@ export async function decide(client: Client, workflowId: string, d: Decision): P
     if (err instanceof WorkflowUpdateFailedError) return { accepted: false, reason: rootMessage(err) };
     throw new Error(`could not deliver the decision to ${workflowId}: ${rootMessage(err)}`);
   }
+}
+
+/** A key that vouches for decisions: the console's ("console") or an operator's ("operator:<name>"). */
+export interface Signer {
+  key: KeyObject;
+  name: string;
+}
+
+/**
+ * Sends a decision signed for the wait the run is at now (its run id and wait id, from the
+ * `progress` query); a run that waits elsewhere refuses it with its own reason.
+ */
+export async function decideSigned(client: Client, workflowId: string, d: Decision, signer: Signer): Promise<DecideAnswer> {
+  const h = client.workflow.getHandle(workflowId);
+  const progress = await h.query<Progress>('progress').catch((err: unknown) => {
+    throw new Error(`could not read ${workflowId}'s progress to sign the decision: ${rootMessage(err)}`);
+  });
+  const w = progress.waiting;
+  const at =
+    w && w.checkpoint === d.checkpoint
+      ? { workflowId, runId: w.runId, waitId: w.waitId }
+      : { workflowId, runId: (await h.describe()).runId, waitId: `${d.checkpoint}#0` };
+  return decide(client, workflowId, signDecision(d, at, signer.key, signer.name));
 }
 
 export interface RunStatus {

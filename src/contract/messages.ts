@@ -31,6 +31,43 @@ export interface Progress {
   steps: StepRecord[];
   /** The checkpoint the run waits at, or null. */
   waitingFor: string | null;
+  /** What the wait needs, while the run waits (absent from runs that predate it). */
+  waiting?: Waiting | null;
+}
+
+/** One approval given at a checkpoint. */
+export interface Approval {
+  by: string;
+  /** Workflow time the approval was counted. */
+  at: string;
+  comment: string | null;
+  /** Who vouched for `by`: "console", "operator:<name>", or null for an unsigned decision. */
+  verifiedBy: string | null;
+}
+
+/** A checkpoint wait as a console or a script shows it. */
+export interface Waiting {
+  checkpoint: string;
+  /** "<checkpoint>#<n>": the n-th wait at that checkpoint in this run; a signed decision names it. */
+  waitId: string;
+  /** The run a signed decision must name (a decision signed for another run does not count here). */
+  runId: string;
+  prompt: string;
+  requestedBy: string;
+  since: string;
+  deadline: string;
+  /** What happens at the deadline: always a safe stop. */
+  onDeadline: 'abort';
+  approvals: Approval[];
+  /** Distinct approvals needed. */
+  required: number;
+  /** Who may decide (lowercase names); empty means anyone who can reach the run. */
+  eligible: string[];
+  /** The starter may not approve (two-person rule on a safety checkpoint). */
+  starterExcluded: boolean;
+  verifiedDecisions: 'required' | 'optional';
+  /** The console's page for this wait, when a console is configured. */
+  link: string | null;
 }
 
 export const progressQuery = defineQuery<Progress>('progress');
@@ -42,12 +79,30 @@ export interface Decision {
   /** Who decides: recorded in the step log and history. */
   by: string;
   comment?: string;
+  /** A signature that vouches for `by` (src/contract/decision-proof.ts); without it the decision is unverified. */
+  proof?: DecisionProof;
+}
+
+export interface DecisionProof {
+  /** Whose key signed: "console" (the console, for its signed-in operator) or "operator:<name>". */
+  key: string;
+  /** When it was signed (ISO), part of what is signed. */
+  signedAt: string;
+  /** Ed25519 signature of decisionMessage(...), hex. */
+  signature: string;
+  /** The wait signed for (Waiting.waitId). */
+  waitId: string;
 }
 
 export interface DecideResult {
   accepted: true;
   checkpoint: string;
   decision: 'approve' | 'reject';
+  /** Approvals counted so far and how many are needed (absent from runs that predate M-of-N). */
+  approvals?: number;
+  required?: number;
+  /** The wait is over: enough approvals, or a rejection. */
+  decided?: boolean;
 }
 
 /** What the Temporal UI, `temporal workflow signal --name decision` and approval buttons send. */

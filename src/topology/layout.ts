@@ -3,6 +3,8 @@
  * steps (which nodes, hosts, services and drivers exist). Returned by the clusterLayout activity,
  * so it lands in history; keep it free of passwords, keys and command lines.
  */
+import { resolveApprovers } from './checkpoints';
+import { consoleUrl, type ConsoleConfig, type Operators } from './operators';
 import { durationSeconds, type ClusterConfig, type TrafficDriverConfig } from './schema';
 
 export interface ClusterLayout {
@@ -29,7 +31,7 @@ export interface ClusterLayout {
   failover: ClusterConfig['failover'];
   switchover: ClusterConfig['switchover'];
   rejoin: ClusterConfig['rejoin'];
-  checkpoints: { approvers: string[]; twoPerson: boolean; remindAfterSeconds: number; deadlineSeconds: number };
+  checkpoints: CheckpointLayout;
   notify: boolean;
   /** Backups: where they are kept and how long; null when the cluster has no `backup` section. */
   backup: {
@@ -44,12 +46,39 @@ export interface ClusterLayout {
   } | null;
 }
 
+/**
+ * A cluster's checkpoint policy as a workflow applies it: approver names resolved (groups
+ * expanded, lowercase) and the public keys that verify signed decisions. The fields after
+ * `deadlineSeconds` are absent in layouts recorded before operators existed: one approval, unsigned
+ * decisions accepted, no keys.
+ */
+export interface CheckpointLayout {
+  /** Who may decide; empty means anyone who can reach the run. */
+  approvers: string[];
+  twoPerson: boolean;
+  remindAfterSeconds: number;
+  deadlineSeconds: number;
+  verifiedDecisions?: 'required' | 'optional';
+  /** Per checkpoint: distinct approvals needed and who may give them (resolved). */
+  approvals?: Record<string, { approvals: number; approvers: string[] }>;
+  /** Ed25519 public keys (hex) by signer: "console", or "operator:<name>". */
+  keys?: Record<string, string>;
+  /** Where the console is, for the links in prompts and refusals; null when none is configured. */
+  consoleUrl?: string | null;
+}
+
+/** Who signs in and signs decisions (the topology's `operators` and `console`). */
+export interface Access {
+  operators: Operators;
+  console?: ConsoleConfig;
+}
+
 /** How long a hook's check command may take: its own timeout, at most a minute (a check reads, it does not work). */
 export function hookCheckTimeoutSeconds(timeoutSeconds: number): number {
   return Math.min(timeoutSeconds, 60);
 }
 
-export function clusterLayout(name: string, c: ClusterConfig): ClusterLayout {
+export function clusterLayout(name: string, c: ClusterConfig, access: Access = { operators: {} }): ClusterLayout {
   return {
     cluster: name,
     preferredPrimary: c.preferredPrimary,
@@ -79,12 +108,7 @@ export function clusterLayout(name: string, c: ClusterConfig): ClusterLayout {
     failover: { ...c.failover },
     switchover: { ...c.switchover },
     rejoin: { ...c.rejoin },
-    checkpoints: {
-      approvers: [...c.checkpoints.approvers],
-      twoPerson: c.checkpoints.twoPerson,
-      remindAfterSeconds: durationSeconds(c.checkpoints.remindAfter),
-      deadlineSeconds: durationSeconds(c.checkpoints.deadline),
-    },
+    checkpoints: checkpointLayout(c.checkpoints, access),
     notify: c.notify.webhook !== undefined,
     backup: c.backup
       ? {
@@ -98,5 +122,27 @@ export function clusterLayout(name: string, c: ClusterConfig): ClusterLayout {
           verifyQueries: c.backup.verifyQueries.length,
         }
       : null,
+  };
+}
+
+function checkpointLayout(cp: ClusterConfig['checkpoints'], access: Access): CheckpointLayout {
+  const keys: Record<string, string> = {};
+  if (access.console?.publicKey) keys.console = access.console.publicKey;
+  for (const [n, o] of Object.entries(access.operators)) if (o.publicKey) keys[`operator:${n}`] = o.publicKey;
+  const approvers = resolveApprovers(cp.approvers, access.operators);
+  return {
+    approvers,
+    twoPerson: cp.twoPerson,
+    remindAfterSeconds: durationSeconds(cp.remindAfter),
+    deadlineSeconds: durationSeconds(cp.deadline),
+    verifiedDecisions: cp.verifiedDecisions,
+    approvals: Object.fromEntries(
+      Object.entries(cp.approvals).map(([name, r]) => [
+        name,
+        { approvals: r.approvals, approvers: r.approvers ? resolveApprovers(r.approvers, access.operators) : approvers },
+      ]),
+    ),
+    keys,
+    consoleUrl: consoleUrl(access.console),
   };
 }

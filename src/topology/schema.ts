@@ -8,59 +8,12 @@
  */
 import { z } from 'zod';
 
-const NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-const name = z
-  .string({ error: 'expected a name (lowercase letters, digits, "-" or "_")' })
-  .regex(NAME_RE, { error: 'expected a name of lowercase letters, digits, "-" or "_", starting with a letter or digit' });
-
-const port = z
-  .number({ error: 'expected a port number (an integer from 1 to 65535)' })
-  .int({ error: 'expected a port number (an integer from 1 to 65535)' })
-  .min(1, { error: 'expected a port number (an integer from 1 to 65535)' })
-  .max(65535, { error: 'expected a port number (an integer from 1 to 65535)' });
-
-const address = z
-  .string({ error: 'expected a host name or IP address' })
-  .min(1, { error: 'expected a host name or IP address, got an empty string' })
-  .regex(/^[A-Za-z0-9.:_-]+$/, { error: 'expected a host name or IP address (letters, digits, ".", ":", "-")' });
-
-const absPath = z.string({ error: 'expected an absolute path' }).regex(/^\//, { error: 'expected an absolute path (starting with "/")' });
-
-const positiveInt = z
-  .number({ error: 'expected a positive integer' })
-  .int({ error: 'expected a positive integer' })
-  .positive({ error: 'expected a positive integer' });
-const nonNegativeInt = z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' });
-
-import { DURATION_RE } from './duration';
+import { checkCheckpointPolicy, checkpointSchema } from './checkpoints';
+import { absPath, address, duration, name, nonNegativeInt, port, positiveInt, secretRef } from './fields';
+import { consoleSchema, operatorsSchema } from './operators';
 
 export { DURATION_RE, durationSeconds } from './duration';
-const duration = z
-  .string({ error: 'expected a duration such as "90s", "15m", "6h" or "14d"' })
-  .regex(DURATION_RE, { error: 'expected a duration such as "90s", "15m", "6h" or "14d"' });
-
-/** A reference to a secret; the value itself never appears in config, inputs or history. */
-export const secretRef = z
-  .object(
-    {
-      env: z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' })
-        .optional(),
-      file: absPath.optional(),
-    },
-    {
-      error: (iss) =>
-        typeof iss.input === 'string'
-          ? 'inline secrets are not allowed: write { env: VARIABLE } or { file: /absolute/path } so the value never reaches workflow history'
-          : 'expected a secret reference { env: VARIABLE } or { file: /absolute/path }',
-    },
-  )
-  .strict()
-  .refine((s) => (s.env === undefined) !== (s.file === undefined), {
-    error: 'a secret reference names exactly one of "env" or "file"',
-  });
-export type SecretRef = z.infer<typeof secretRef>;
+export { secretRef, type SecretRef } from './fields';
 
 /** A command as an argument vector. Quoted by one helper before it is sent over SSH. */
 const argv = z
@@ -273,19 +226,6 @@ const ec2Schema = z
   })
   .strict();
 
-const checkpointSchema = z
-  .object({
-    /** Who may decide at a checkpoint; empty means anyone who can reach the run. */
-    approvers: z.array(z.string().min(1)).default([]),
-    /** The person who started a run may not approve its safety checkpoints. */
-    twoPerson: z.boolean().default(false),
-    remindAfter: duration.default('15m'),
-    deadline: duration.default('2h'),
-    /** What happens past the deadline: always a safe stop, never proceeding. */
-    onDeadline: z.literal('abort').default('abort'),
-  })
-  .strict();
-
 const failoverSchema = z
   .object({
     /** Bound on reaching the old primary's database and hosts before deciding it cannot be reached. */
@@ -407,7 +347,7 @@ export const clusterSchema = z
     }),
     switchover: switchoverSchema.default({ confirmStart: false, replayTimeoutSeconds: 300 }),
     rejoin: rejoinSchema.default({ catchUpTimeoutSeconds: 900 }),
-    checkpoints: checkpointSchema.default({ approvers: [], twoPerson: false, remindAfter: '15m', deadline: '2h', onDeadline: 'abort' }),
+    checkpoints: checkpointSchema.prefault({}),
     notify: z
       .object({ webhook: z.object({ url: secretRef }).strict().optional() })
       .strict()
@@ -529,8 +469,17 @@ export const topologySchema = z
   .object({
     version: z.literal(1, { error: 'expected version: 1' }),
     clusters: z.record(name, clusterSchema).refine((r) => Object.keys(r).length > 0, { error: 'expected at least one cluster' }),
+    /** The people who decide at checkpoints (topology/operators.ts). */
+    operators: operatorsSchema,
+    console: consoleSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((t, ctx) => {
+    for (const [cluster, c] of Object.entries(t.clusters))
+      checkCheckpointPolicy(c.checkpoints, t.operators, t.console?.publicKey !== undefined, (path, message) =>
+        ctx.addIssue({ code: 'custom', path: ['clusters', cluster, 'checkpoints', ...path], message }),
+      );
+  });
 export type Topology = z.infer<typeof topologySchema>;
 /** What a user writes, before defaults are applied. */
 export type TopologyInput = z.input<typeof topologySchema>;

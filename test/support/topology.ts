@@ -15,11 +15,12 @@ export type ClusterOverrides = Partial<Omit<ClusterInput, 'ssh' | 'postgres'>> &
 /** A well-formed ed25519 public key whose private half nobody has: for hosts no test connects to. */
 export const FAKE_HOST_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9hbnlvbmVrbm93c3RoaXNpc25vdGFyZWFsa2V5';
 
-/** The topology with cluster "main" as the defaults and `overrides` make it, parsed (defaults filled in). */
-export function buildTopology(overrides: ClusterOverrides = {}): Topology {
+/** The topology input with cluster "main" as the defaults and `overrides` make it; `top` adds top-level sections (operators, console). */
+export function topologyInput(overrides: ClusterOverrides = {}, top: Partial<Pick<TopologyInput, 'operators' | 'console'>> = {}): TopologyInput {
   const { ssh, postgres, ...rest } = overrides;
-  return topologySchema.parse({
+  return {
     version: 1,
+    ...top,
     clusters: {
       main: {
         preferredPrimary: 'dc1',
@@ -41,5 +42,10 @@ export function buildTopology(overrides: ClusterOverrides = {}): Topology {
         },
       },
     },
-  });
+  };
+}
+
+/** The topology with cluster "main" as the defaults and `overrides` make it, parsed (defaults filled in). */
+export function buildTopology(overrides: ClusterOverrides = {}, top: Partial<Pick<TopologyInput, 'operators' | 'console'>> = {}): Topology {
+  return topologySchema.parse(topologyInput(overrides, top));
 }

@@ -13,8 +13,12 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { CheckpointOutcome, CheckpointPolicy } from '../../src/workflows/lib/checkpoint';
 import { SA_WAITING_FOR } from '../../src/workflows/lib/search-attributes';
-import type { Decision, Progress } from '../../src/contract/messages';
+import type { DecideResult, Decision, Progress } from '../../src/contract/messages';
 import { startTestTemporal } from '../support/temporal';
+import { decideSigned } from '../../src/client/runs';
+import { generateSigningKey, parseSigningKey, signDecision } from '../../src/client/signing';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 const policy: CheckpointPolicy = { approvers: ['alice', 'bob', 'carol'], twoPerson: true, remindAfterSeconds: 3600, deadlineSeconds: 7200 };
 
@@ -47,11 +51,11 @@ describe('checkpoints (real Temporal dev server)', () => {
     await env?.teardown();
   });
 
-  async function start(p: Partial<CheckpointPolicy> = {}, safety = true): Promise<WorkflowHandle> {
+  async function start(p: Partial<CheckpointPolicy> = {}, safety = true, startedBy = 'alice'): Promise<WorkflowHandle> {
     const h = await env.client.workflow.start('checkpointProbe', {
       taskQueue,
       workflowId: `cp-${randomUUID()}`,
-      args: [{ startedBy: 'alice', policy: { ...policy, ...p }, safety }],
+      args: [{ startedBy, policy: { ...policy, ...p }, safety }],
     });
     // until the run is waiting
     for (let i = 0; i < 100; i++) {
@@ -60,7 +64,7 @@ describe('checkpoints (real Temporal dev server)', () => {
     }
     throw new Error('the run never reached its checkpoint');
   }
-  const decide = (h: WorkflowHandle, d: Partial<Decision>) => h.executeUpdate('decide', { args: [d as Decision] });
+  const decide = (h: WorkflowHandle, d: Partial<Decision>) => h.executeUpdate<DecideResult, [Decision]>('decide', { args: [d as Decision] });
   const refusal = async (h: WorkflowHandle, d: Partial<Decision>) => {
     const err = await decide(h, d).then(
       () => assert.fail('the update was accepted'),
@@ -91,7 +95,7 @@ describe('checkpoints (real Temporal dev server)', () => {
     assert.equal(after.waitingFor, null);
     assert.deepEqual(
       after.steps.map((s) => [s.name, s.state, s.detail]),
-      [['checkpoint:old-primary-dead', 'done', 'approved by bob: console shows it powered off']],
+      [['checkpoint:old-primary-dead', 'done', 'approved by bob (unverified): console shows it powered off']],
     );
     assert.equal((await h.describe()).typedSearchAttributes.get(SA_WAITING_FOR), undefined);
   });
@@ -112,7 +116,7 @@ describe('checkpoints (real Temporal dev server)', () => {
     );
     assert.equal(
       await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'mallory' }),
-      '"mallory" may not decide here; approvers: alice, bob, carol',
+      '"mallory" may not decide at "old-primary-dead"; approvers: alice, bob, carol',
     );
     assert.equal(
       await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'alice' }),
@@ -126,6 +130,9 @@ describe('checkpoints (real Temporal dev server)', () => {
       accepted: true,
       checkpoint: 'old-primary-dead',
       decision: 'reject',
+      approvals: 0,
+      required: 1,
+      decided: true,
     });
     const o = (await h.result()) as CheckpointOutcome;
     assert.deepEqual([o.decision, o.by], ['reject', 'alice']);
@@ -206,10 +213,153 @@ describe('checkpoints (real Temporal dev server)', () => {
     assert.equal(ok.stdout, 'accepted: approve at "old-primary-dead" by bob\n');
     const followed = await waiting;
     assert.equal(followed.code, 0, followed.stderr);
-    assert.match(followed.stdout, /done {4}checkpoint:old-primary-dead .*approved by bob: iLO says off/);
+    assert.match(followed.stdout, /done {4}checkpoint:old-primary-dead .*approved by bob \(unverified\): iLO says off/);
     assert.match(followed.stdout, new RegExp(`${h.workflowId}: COMPLETED\\n$`));
     const missing = await cli('reject', h.workflowId, 'old-primary-dead');
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /required option '--as <name>' not specified/);
+  });
+  it('M-of-N: waits for two distinct eligible approvers, names compared case-insensitively, each approval shown as it comes', async () => {
+    const h = await start({ approvals: { 'old-primary-dead': { approvals: 2, approvers: ['bob', 'carol', 'dave'] } } }, true, 'Alice');
+    const first = await decide(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'Bob', comment: 'ping fails' });
+    assert.deepEqual(first, { accepted: true, checkpoint: 'old-primary-dead', decision: 'approve', approvals: 1, required: 2, decided: false });
+    assert.equal(
+      await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'BOB ' }),
+      '"bob" already approved "old-primary-dead" (1 of 2): another approver must',
+    );
+    assert.equal(
+      await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'alice' }),
+      '"alice" may not decide at "old-primary-dead"; approvers: bob, carol, dave',
+    );
+    const p = await h.query<Progress>('progress');
+    assert.equal(p.waitingFor, 'old-primary-dead');
+    assert.equal(p.waiting?.required, 2);
+    assert.deepEqual(p.waiting?.eligible, ['bob', 'carol', 'dave']);
+    assert.deepEqual(
+      p.waiting?.approvals.map((a) => [a.by, a.comment, a.verifiedBy]),
+      [['bob', 'ping fails', null]],
+    );
+    assert.equal(p.waiting?.waitId, 'old-primary-dead#1');
+    assert.match(
+      p.steps.find((s) => s.name === 'approval:old-primary-dead')?.detail ?? '',
+      /^bob approved "old-primary-dead" \(unverified\): 1 of 2 approvals/,
+    );
+    await decide(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'carol', comment: 'iLO off' });
+    const o = (await h.result()) as CheckpointOutcome;
+    assert.equal(o.decision, 'approve');
+    assert.equal(o.by, 'bob, carol');
+    assert.deepEqual(
+      o.approvals?.map((a) => a.by),
+      ['bob', 'carol'],
+    );
+    assert.equal(o.comment, 'bob: ping fails; carol: iLO off');
+  });
+
+  it('M-of-N: an eligible rejection ends the wait at once, approvals so far notwithstanding', async () => {
+    const h = await start({ approvals: { 'old-primary-dead': { approvals: 2, approvers: ['bob', 'carol'] } } });
+    await decide(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' });
+    await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'reject', by: 'carol', comment: 'its disk light blinks' });
+    const o = (await h.result()) as CheckpointOutcome;
+    assert.deepEqual([o.decision, o.by, o.comment], ['reject', 'carol', 'its disk light blinks']);
+    assert.equal(o.approvals?.length, 1);
+  });
+
+  it("verified decisions: unsigned refused with how to decide instead; the console's and an operator's signatures count as their signer; forged, replayed and borrowed ones refused", async () => {
+    const consoleKey = generateSigningKey();
+    const bobKey = generateSigningKey();
+    const mallory = generateSigningKey();
+    const keys = { console: consoleKey.publicKey, 'operator:bob': bobKey.publicKey };
+    const h = await start({
+      verifiedDecisions: 'required',
+      keys,
+      consoleUrl: 'http://console.test',
+      approvals: { 'old-primary-dead': { approvals: 2, approvers: ['bob', 'carol'] } },
+    });
+    const p = await h.query<Progress>('progress');
+    const at = { workflowId: h.workflowId, runId: p.waiting!.runId, waitId: p.waiting!.waitId };
+    assert.equal(p.waiting?.link, `http://console.test/runs/${h.workflowId}/checkpoints/old-primary-dead`);
+    assert.equal(
+      await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' }),
+      `this cluster accepts only verified decisions: approve in the console (http://console.test/runs/${h.workflowId}/checkpoints/old-primary-dead), ` +
+        `or sign with your own key: switchyard approve ${h.workflowId} old-primary-dead --as <you> --key <your key file>`,
+    );
+    const base = { checkpoint: 'old-primary-dead', decision: 'approve' as const, by: 'bob' };
+    const key = (k: { privatePem: string }) => parseSigningKey(k.privatePem, 'test key');
+    assert.match(await refusal(h, signDecision(base, at, key(mallory), 'console')), /signature does not verify with console's key/);
+    assert.match(
+      await refusal(h, signDecision(base, at, key(mallory), 'operator:mallory')),
+      /signed with "operator:mallory", a key this cluster does not know/,
+    );
+    assert.match(
+      await refusal(h, signDecision({ ...base, by: 'carol' }, at, key(bobKey), 'operator:bob')),
+      /names "carol" but is signed with operator:bob's key/,
+    );
+    const altered = signDecision(base, at, key(consoleKey), 'console');
+    assert.match(await refusal(h, { ...altered, comment: 'added later' }), /does not verify/);
+    assert.match(
+      await refusal(h, signDecision(base, { ...at, waitId: 'old-primary-dead#0' }, key(consoleKey), 'console')),
+      /signed for wait old-primary-dead#0/,
+    );
+    assert.match(await refusal(h, signDecision(base, { ...at, runId: 'another-run' }, key(consoleKey), 'console')), /does not verify/);
+    // bob through the console; then the same bob with his own key is the same person
+    assert.equal((await decide(h, signDecision(base, at, key(consoleKey), 'console'))).decided, false);
+    assert.equal(
+      await refusal(h, signDecision({ ...base, by: 'BOB' }, at, key(bobKey), 'operator:bob')),
+      '"bob" already approved "old-primary-dead" (1 of 2): another approver must',
+    );
+    const last = await decideSigned(
+      env.client,
+      h.workflowId,
+      { checkpoint: 'old-primary-dead', decision: 'approve', by: 'carol', comment: 'off' },
+      { key: key(consoleKey), name: 'console' },
+    );
+    assert.equal(last.accepted && last.result.decided, true);
+    const o = (await h.result()) as CheckpointOutcome;
+    assert.deepEqual(
+      o.approvals?.map((a) => [a.by, a.verifiedBy]),
+      [
+        ['bob', 'console'],
+        ['carol', 'console'],
+      ],
+    );
+    const step = (await h.query<Progress>('progress')).steps.find((s) => s.name === 'checkpoint:old-primary-dead');
+    assert.equal(step?.detail, 'approved by bob (signed in at the console), carol (signed in at the console): carol: off');
+  });
+
+  it('optional verification: unsigned counts (marked unverified), a bad signature is refused all the same; the CLI signs with --key', async () => {
+    const bobKey = generateSigningKey();
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-key-'));
+    try {
+      const file = join(dir, 'bob.key');
+      writeFileSync(file, bobKey.privatePem, { mode: 0o600 });
+      const h = await start({ keys: { 'operator:bob': bobKey.publicKey } });
+      const p = await h.query<Progress>('progress');
+      const forged = signDecision(
+        { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' },
+        { workflowId: h.workflowId, runId: p.waiting!.runId, waitId: p.waiting!.waitId },
+        parseSigningKey(generateSigningKey().privatePem, 'k'),
+        'operator:bob',
+      );
+      assert.match(await refusal(h, forged), /does not verify/);
+      const wrong = await cli('approve', h.workflowId, 'old-primary-dead', '--as', 'carol', '--key', file);
+      assert.equal(wrong.code, 1);
+      assert.match(
+        wrong.stdout,
+        /^refused: the decision names "carol" but is signed with operator:carol's key|^refused: the decision is signed with "operator:carol"/,
+      );
+      const ok = await cli('approve', h.workflowId, 'old-primary-dead', '--as', 'bob', '--key', file, '--comment', 'off');
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(ok.stdout, 'accepted: approve at "old-primary-dead" by bob (signed)\n');
+      const o = (await h.result()) as CheckpointOutcome;
+      assert.deepEqual(
+        o.approvals?.map((a) => a.verifiedBy),
+        ['operator:bob'],
+      );
+      const bad = await cli('approve', h.workflowId, 'old-primary-dead', '--as', 'bob', '--key', join(dir, 'missing.key'));
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /--key .*missing\.key: cannot read the key file \(ENOENT\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -3,18 +3,26 @@
  * search attributes that show the current step in the Temporal UI and `temporal workflow list`.
  */
 import { log, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
-import { progressQuery, type Progress, type StepRecord } from '../../contract/messages';
+import { progressQuery, type Progress, type StepRecord, type Waiting } from '../../contract/messages';
 import { SA_CLUSTER, SA_OPERATION, SA_STEP, SA_WAITING_FOR } from './search-attributes';
 
 export class StepLog {
   readonly steps: StepRecord[] = [];
   waitingFor: string | null = null;
+  /** What the current checkpoint wait needs (a live object: approvals are added as they come). */
+  waiting: Waiting | null = null;
 
   constructor(
     readonly operation: string,
     readonly cluster: string,
   ) {
-    setHandler(progressQuery, (): Progress => ({ operation, cluster, steps: this.snapshot(), waitingFor: this.waitingFor }));
+    setHandler(progressQuery, (): Progress => ({
+      operation,
+      cluster,
+      steps: this.snapshot(),
+      waitingFor: this.waitingFor,
+      waiting: this.waiting ? { ...this.waiting, approvals: this.waiting.approvals.map((a) => ({ ...a })) } : null,
+    }));
     upsertSearchAttributes([
       { key: SA_CLUSTER, value: cluster },
       { key: SA_OPERATION, value: operation },
@@ -55,8 +63,9 @@ export class StepLog {
     log.info(`${name}: ${detail}`, { step: name, cluster: this.cluster });
   }
 
-  setWaitingFor(checkpoint: string | null): void {
+  setWaitingFor(checkpoint: string | null, waiting: Waiting | null = null): void {
     this.waitingFor = checkpoint;
+    this.waiting = checkpoint === null ? null : waiting;
     upsertSearchAttributes([{ key: SA_WAITING_FOR, value: checkpoint }]);
   }
 

@@ -1,0 +1,37 @@
+/** What every `switchyard` command shares: the global flags and the usage error (exit 2). */
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { resolveConfigPath } from '../topology/load';
+import { temporalTarget, type TemporalTarget } from '../temporal-target';
+
+export class UsageError extends Error {}
+
+export interface GlobalOpts {
+  config?: string;
+  address?: string;
+  namespace?: string;
+}
+
+/** The Temporal frontend and namespace a command talks to. */
+export function target(cmd: Command): TemporalTarget {
+  const g = cmd.optsWithGlobals<GlobalOpts>();
+  return temporalTarget({ address: g.address, namespace: g.namespace });
+}
+
+/** The sandbox module (pg, AWS SDK) loads only for the commands that use it. */
+export function loadSandbox(): typeof import('../../sandbox') {
+  return require('../../sandbox') as typeof import('../../sandbox');
+}
+
+/** The topology path for a command, by the one rule every command follows. */
+export async function findConfig(flag: string | undefined, note: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<string> {
+  const path = resolveConfigPath(flag);
+  if (flag || process.env.SWITCHYARD_CONFIG || existsSync(path)) return path;
+  const { sandboxStatus } = loadSandbox();
+  const sb = await sandboxStatus().catch(() => null);
+  if (sb && existsSync(sb.config)) {
+    note(`switchyard: no --config, SWITCHYARD_CONFIG or ./switchyard.yaml; using the running sandbox's topology ${sb.config}`);
+    return sb.config;
+  }
+  return path;
+}

@@ -1,0 +1,62 @@
+/**
+ * Checking who made a decision, inside the workflow: an Ed25519 signature (pure JS, deterministic)
+ * over decisionMessage(...) with a public key from the cluster's layout, so the identity counted
+ * is the one the console signed in, or the owner of the key the CLI signed with.
+ */
+import { ed25519 } from '@noble/curves/ed25519';
+import { decisionMessage } from '../../contract/decision-proof';
+import type { Decision } from '../../contract/messages';
+
+export type Identity = { ok: true; who: string; verifiedBy: string | null } | { ok: false; reason: string };
+
+const HEX_RE = /^[0-9a-f]+$/;
+
+function bytes(hex: string): Uint8Array {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/**
+ * Who a decision is from: the signer's identity when its proof verifies, the typed name when it
+ * carries none (unverified), or why it is refused (a proof that does not verify is never
+ * unverified: it is refused).
+ */
+export function identify(d: Decision, at: { workflowId: string; runId: string; waitId: string }, keys: Record<string, string>): Identity {
+  const by = (typeof d.by === 'string' ? d.by : '').trim().toLowerCase();
+  const p = d.proof;
+  if (p === undefined || p === null) return { ok: true, who: by, verifiedBy: null };
+  if (typeof p !== 'object' || typeof p.key !== 'string' || typeof p.signature !== 'string' || typeof p.signedAt !== 'string' || typeof p.waitId !== 'string')
+    return { ok: false, reason: "the decision's proof is malformed: expected { key, signedAt, signature, waitId }" };
+  const key = keys[p.key];
+  if (!key) {
+    const known = Object.keys(keys);
+    return {
+      ok: false,
+      reason: `the decision is signed with "${p.key}", a key this cluster does not know (keys: ${known.length ? known.join(', ') : 'none'})`,
+    };
+  }
+  if (p.key.startsWith('operator:') && p.key.slice('operator:'.length) !== by)
+    return { ok: false, reason: `the decision names "${by}" but is signed with ${p.key}'s key: an operator's key signs only that operator's decisions` };
+  if (p.waitId !== at.waitId) return { ok: false, reason: `the decision was signed for wait ${p.waitId}; the run now waits at ${at.waitId}: decide again` };
+  const sig = p.signature.toLowerCase();
+  if (sig.length !== 128 || !HEX_RE.test(sig)) return { ok: false, reason: "the decision's signature is not 64 bytes of hex" };
+  const message = decisionMessage({
+    workflowId: at.workflowId,
+    runId: at.runId,
+    waitId: p.waitId,
+    checkpoint: String(d.checkpoint),
+    decision: d.decision,
+    by,
+    comment: typeof d.comment === 'string' ? d.comment : '',
+    signedAt: p.signedAt,
+  });
+  let good = false;
+  try {
+    good = ed25519.verify(bytes(sig), new TextEncoder().encode(message), bytes(key));
+  } catch {
+    good = false;
+  }
+  if (!good) return { ok: false, reason: `the decision's signature does not verify with ${p.key}'s key (forged, altered, or signed for another run)` };
+  return { ok: true, who: by, verifiedBy: p.key };
+}
