@@ -57,6 +57,7 @@ import {
   type SweepSpec,
 } from './procs';
 import { readState, withLock, writeState, type SandboxState } from './state';
+import { sandboxAccess } from './access';
 import { appConfFile, dnsCommand, dnsRecordFile, svcCommand, writeTopology } from './topology';
 import { loadTools as loadBaseTools, type Tools as BaseTools } from '../src/tools';
 
@@ -90,6 +91,8 @@ export interface SandboxStatus {
   /** path of the generated topology */
   config: string;
   temporal: { address: string; ui: string };
+  /** Where `switchyard console` listens for this sandbox, and the file with its operators' passwords (0600). */
+  console: { url: string; operators: string };
   parts: SandboxPart[];
 }
 
@@ -314,7 +317,7 @@ async function prepare(ctx: Ctx): Promise<void> {
     writeOwned(ctx, join(db.configDir, 'pg_ident.conf'), pgIdentConf(ctx.runAs), 0o640);
   }
   writeOwned(ctx, l.frontConfig, haproxyConfig(l));
-  writeTopology(l, ctx.runAs, { pgBinDir: ctx.tools.pgBinDir, node: ctx.tools.node });
+  writeTopology(l, ctx.runAs, { pgBinDir: ctx.tools.pgBinDir, node: ctx.tools.node }, await sandboxAccess(l));
   await ensureDnsRecord(ctx);
 }
 
@@ -773,6 +776,7 @@ async function statusOf(l: Layout, state: SandboxState | null): Promise<SandboxS
   return {
     config: l.topologyFile,
     temporal: { address: l.temporal.address, ui: l.temporal.ui },
+    console: { url: `http://${l.shared}:${PORTS.console}`, operators: l.secrets.operators },
     parts: await Promise.all(l.parts.map((spec) => partStatus(l, state, spec, pw))),
   };
 }

@@ -35,6 +35,7 @@ export const PORTS = {
   front: 15432,
   frontAdmin: 19999,
   ec2: 15000,
+  console: 8180,
 } as const;
 
 /**
@@ -130,6 +131,10 @@ export interface Layout {
     pgpass: string;
     awsAccessKeyId: string;
     awsSecretAccessKey: string;
+    /** The console's operators: { name: { password, hash } } (the passwords a demo or a test signs in with). */
+    operators: string;
+    /** The console's Ed25519 signing key (PEM). */
+    consoleKey: string;
   };
   hosts: HostLayout[];
   dbs: DbLayout[];
@@ -244,6 +249,8 @@ export function makeLayout(dir: string, net: number, cluster: string): Layout {
       pgpass: join(secretsDir, 'pgpass'),
       awsAccessKeyId: join(secretsDir, 'aws-access-key-id'),
       awsSecretAccessKey: join(secretsDir, 'aws-secret-access-key'),
+      operators: join(secretsDir, 'operators.json'),
+      consoleKey: join(secretsDir, 'console.key'),
     },
     hosts,
     dbs,

@@ -92,6 +92,25 @@ export function registerAccessCommands(program: Command): void {
     });
 }
 
+export function registerConsoleCommand(program: Command): void {
+  program
+    .command('console')
+    .description('the web console: runs waiting at checkpoints with Approve / Reject, runs, readiness, starting runbooks (and its JSON API)')
+    .option('--listen <host:port>', "where to listen (default: the topology's console.listen, else 127.0.0.1:8180)")
+    .action(async (o: { listen?: string }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      // The console module (Hono, the page templates) loads only for this command.
+      const { startConsole } = require('./console/server') as typeof import('./console/server');
+      const c = await startConsole({ configPath, target: target(cmd), listen: o.listen });
+      process.stdout.write(`switchyard console at ${c.url} (topology ${configPath}); Ctrl-C stops it\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => void c.close().then(resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    });
+}
+
 /** One line from stdin: typed without echo on a terminal, else the first line piped in. */
 async function readPassword(prompt: string): Promise<string> {
   const stdin = process.stdin;

@@ -8,7 +8,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, loadTopology } from '../topology/load';
 import { jsonSchema } from '../topology/json-schema';
 import type { ClusterConfig } from '../topology/schema';
-import { registerAccessCommands } from './cli-access';
+import { registerAccessCommands, registerConsoleCommand } from './cli-access';
 import { findConfig, loadSandbox, target, UsageError, type GlobalOpts } from './cli-common';
 import { formatReadiness, runReadiness } from './readiness-report';
 
@@ -100,6 +100,7 @@ export function buildProgram(): Command {
 
   // --- runs: decisions and progress ------------------------------------------------------------
   registerAccessCommands(program);
+  registerConsoleCommand(program);
   program
     .command('status <workflowId>')
     .description('a run\'s step log and the checkpoint it waits at (the query "progress")')

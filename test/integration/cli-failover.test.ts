@@ -172,7 +172,7 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
         lines.some((l) => new RegExp(`^ {2}done {4}${step.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `).test(l)),
         `step ${step} printed as done:\n${follow.stdout}`,
       );
-    assert.match(follow.stdout, /^ {2}done {4}checkpoint:old-primary-dead .*approved by bob: powered off$/m);
+    assert.match(follow.stdout, /^ {2}done {4}checkpoint:old-primary-dead .*approved by bob \(unverified\): powered off$/m);
     // It ends as `failover --wait` does: the outcome, the state it left, RTO and bytes lost.
     const end = lines.slice(lines.findIndex((l) => l.startsWith(`${id}: `)));
     assert.equal(end[0], `${id}: COMPLETED (completed)`, `the outcome follows the steps:\n${follow.stdout}`);
