@@ -85,6 +85,18 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     die "missing ${need_pkgs[*]}: install them (Debian/Ubuntu: sudo apt-get install ${need_pkgs[*]}) and run again"
   fi
 fi
+# Chromium for the console's browser test (driven by playwright-core, which never downloads a
+# browser here): installed when missing and we may; without it that one test says why it skipped.
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian package chromium (the console's browser test)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } ||
+      say "warning: apt-get install chromium failed: the browser test will skip"
+  else
+    say "warning: no chromium (Debian: sudo apt-get install chromium): the browser test will skip"
+  fi
+fi
 [ -x /usr/sbin/sshd ] || die "openssh-server: /usr/sbin/sshd not found after install"
 pg_bindir=$(find_pg_bindir) || die "PostgreSQL $PG_MAJOR server binaries (postgres, pg_basebackup, pg_rewind) not found"
 say "sshd $(/usr/sbin/sshd -V 2>&1 | head -n1 | cut -d, -f1), $(haproxy -v | head -n1 | cut -d' ' -f1-3), $("$pg_bindir/postgres" --version) in $pg_bindir"
@@ -108,7 +120,8 @@ cat >"$tools/paths.json.tmp" <<EOF
   "sshd": "/usr/sbin/sshd",
   "sshKeygen": "$(command -v ssh-keygen)",
   "haproxy": "$(command -v haproxy || echo /usr/sbin/haproxy)",
-  "pgBinDir": "$pg_bindir"
+  "pgBinDir": "$pg_bindir",
+  "chromium": "$(command -v chromium || true)"
 }
 EOF
 mv "$tools/paths.json.tmp" "$tools/paths.json"

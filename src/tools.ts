@@ -13,6 +13,8 @@ export interface Tools {
   sshKeygen: string;
   haproxy: string;
   pgBinDir: string;
+  /** Debian's Chromium for the console's browser test; null when setup could not install it. */
+  chromium: string | null;
 }
 
 export const TOOLS_FILE = join(resolve(__dirname, '..'), '.tools', 'paths.json');
@@ -30,5 +32,6 @@ export function loadTools(file = TOOLS_FILE): Tools {
     if (typeof p !== 'string' || !existsSync(p)) throw new Error(`${file}: ${key} ${JSON.stringify(p)} does not exist: run \`bash scripts/setup.sh\``);
     out[key] = p;
   }
+  out.chromium = typeof data.chromium === 'string' && data.chromium && existsSync(data.chromium) ? data.chromium : null;
   return out as Tools;
 }

@@ -99,8 +99,10 @@ export class ConsoleData {
     }
     const d = await this.client.workflow.getHandle(workflowId).describe();
     const input = await this.input(workflowId, status.runId);
-    const result = (status.result ?? null) as { decisions?: unknown } | null;
-    const decisions = Array.isArray(result?.decisions) ? (result.decisions as RunView['decisions']) : [];
+    // Runbooks return their checkpoint outcomes as `checkpoints` (failover) or `decisions`.
+    const result = (status.result ?? null) as { decisions?: unknown; checkpoints?: unknown } | null;
+    const listed = Array.isArray(result?.checkpoints) ? result.checkpoints : Array.isArray(result?.decisions) ? result.decisions : [];
+    const decisions = (listed as RunView['decisions']).filter((d) => d && typeof d === 'object' && typeof d.checkpoint === 'string');
     return {
       ...status,
       cluster: status.progress?.cluster ?? null,

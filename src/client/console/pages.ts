@@ -143,7 +143,7 @@ function factsTable(facts: ReadinessReport | { error: string } | null): string {
     .join('');
   const ssh = facts.observations.ssh.map((s) => `<li>ssh ${esc(s.host)}: ${s.ok ? 'answers' : `no: ${esc(s.outcome)} (${esc(s.detail)})`}</li>`).join('');
   return `<section class="facts" id="facts"><h2>Live facts <small>(observed ${when(facts.observedAt)})</small></h2>
-<p>primary: <b>${esc(facts.primaryNode ?? 'none answers as primary')}</b>; standby ${esc(facts.standbyNode ?? 'none')}; lag ${esc(formatBytes(facts.lagBytes))}${facts.lagSeconds === null ? '' : ` / ${facts.lagSeconds.toFixed(1)} s`}</p>
+<p>primary: <b>${esc(facts.primaryNode ?? 'none answers as primary')}</b>; lag ${esc(formatBytes(facts.lagBytes))}${facts.lagSeconds === null ? '' : ` / ${facts.lagSeconds.toFixed(1)} s`}</p>
 <ul>${nodes}${ssh}</ul></section>`;
 }
 
