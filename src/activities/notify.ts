@@ -6,6 +6,7 @@
 import { errorMessage, requestSignal } from './activity-context';
 import type { Runtime } from './runtime';
 import type { NotifyResult } from '../contract/observations';
+import { consoleUrl } from '../topology/operators';
 
 export interface NotifyInput {
   cluster: string;
@@ -33,15 +34,21 @@ export function notifyActivities(rt: Runtime) {
       } catch (err) {
         return fail(errorMessage(err));
       }
-      const body = {
-        // "text" first so chat webhooks (Slack, Mattermost) show something readable as is.
-        text: `[${input.cluster}] ${input.event}: ${input.text}`,
-        cluster: input.cluster,
-        event: input.event,
-        message: input.text,
-        fields: input.fields ?? {},
-        at: rt.now().toISOString(),
-      };
+      const link = deepLink(consoleUrl(call.top.topology.console), input.fields);
+      const text = `[${input.cluster}] ${input.event}: ${input.text}`;
+      const body =
+        c.notify.webhook?.format === 'slack'
+          ? slackMessage(text, link)
+          : {
+              // "text" first so chat webhooks (Slack, Mattermost) show something readable as is.
+              text: link ? `${text} ${link}` : text,
+              cluster: input.cluster,
+              event: input.event,
+              message: input.text,
+              fields: input.fields ?? {},
+              link,
+              at: rt.now().toISOString(),
+            };
       try {
         const res = await rt.fetch(url, {
           method: 'POST',
@@ -58,5 +65,25 @@ export function notifyActivities(rt: Runtime) {
         return fail(`webhook not reachable: ${errorMessage(err)}`);
       }
     }),
+  };
+}
+
+/** The console page a notification is about: the checkpoint's when it names one, else the run's; null without a console. */
+export function deepLink(base: string | null, fields: NotifyInput['fields']): string | null {
+  const id = fields?.workflowId;
+  if (!base || typeof id !== 'string' || !id) return null;
+  const cp = fields?.checkpoint;
+  return `${base}/runs/${encodeURIComponent(id)}${typeof cp === 'string' && cp ? `/checkpoints/${encodeURIComponent(cp)}` : ''}`;
+}
+
+/** A Slack incoming-webhook message (Mattermost reads it too): the line, and a button to the console. */
+function slackMessage(text: string, link: string | null): Record<string, unknown> {
+  const mrkdwn = text.replace(/[&<>]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[ch]!);
+  return {
+    text,
+    blocks: [
+      { type: 'section', text: { type: 'mrkdwn', text: mrkdwn } },
+      ...(link ? [{ type: 'actions', elements: [{ type: 'button', text: { type: 'plain_text', text: 'Open in the switchyard console' }, url: link }] }] : []),
+    ],
   };
 }

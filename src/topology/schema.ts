@@ -349,7 +349,16 @@ export const clusterSchema = z
     rejoin: rejoinSchema.default({ catchUpTimeoutSeconds: 900 }),
     checkpoints: checkpointSchema.prefault({}),
     notify: z
-      .object({ webhook: z.object({ url: secretRef }).strict().optional() })
+      .object({
+        webhook: z
+          .object({
+            url: secretRef,
+            /** `json`: switchyard's own body; `slack`: a Slack-compatible incoming-webhook message with a button to the console. */
+            format: z.enum(['json', 'slack']).default('json'),
+          })
+          .strict()
+          .optional(),
+      })
       .strict()
       .default({}),
     backup: backupSchema.optional(),

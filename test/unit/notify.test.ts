@@ -59,7 +59,51 @@ describe('notify', () => {
       event: 'failover.started',
       message: 'dc2 takes over',
       fields: { from: 'dc1', to: 'dc2' },
+      link: null,
       at: '2026-01-02T03:04:05.000Z',
+    });
+  });
+
+  it('links to the console page of the checkpoint or the run; the Slack format carries a button to it', async () => {
+    received.length = 0;
+    const withConsole = (format?: 'json' | 'slack') =>
+      createActivities({
+        topology: () =>
+          buildTopology({ notify: { webhook: { url: { env: 'HOOK' }, ...(format ? { format } : {}) } } }, { console: { url: 'https://sy.example/' } }),
+        secret: async () => url(),
+      });
+    await withConsole().notify({
+      cluster: 'main',
+      event: 'checkpoint.waiting',
+      text: 'waiting at "old-primary-dead"',
+      fields: { workflowId: 'failover-main-1', checkpoint: 'old-primary-dead' },
+    });
+    await withConsole().notify({ cluster: 'main', event: 'failover.completed', text: 'done', fields: { workflowId: 'failover-main-1' } });
+    await withConsole('slack').notify({
+      cluster: 'main',
+      event: 'checkpoint.reminder',
+      text: 'still <waiting> & more',
+      fields: { workflowId: 'failover-main-1', checkpoint: 'old-primary-dead' },
+    });
+    const [cp, run, slack] = received.map((r) => r.body as Record<string, any>);
+    assert.equal(cp.link, 'https://sy.example/runs/failover-main-1/checkpoints/old-primary-dead');
+    assert.equal(cp.text, '[main] checkpoint.waiting: waiting at "old-primary-dead" https://sy.example/runs/failover-main-1/checkpoints/old-primary-dead');
+    assert.equal(run.link, 'https://sy.example/runs/failover-main-1');
+    assert.deepEqual(slack, {
+      text: '[main] checkpoint.reminder: still <waiting> & more',
+      blocks: [
+        { type: 'section', text: { type: 'mrkdwn', text: '[main] checkpoint.reminder: still &lt;waiting&gt; &amp; more' } },
+        {
+          type: 'actions',
+          elements: [
+            {
+              type: 'button',
+              text: { type: 'plain_text', text: 'Open in the switchyard console' },
+              url: 'https://sy.example/runs/failover-main-1/checkpoints/old-primary-dead',
+            },
+          ],
+        },
+      ],
     });
   });
 

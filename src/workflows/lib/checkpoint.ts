@@ -47,7 +47,11 @@ export interface CheckpointWait {
   safety: boolean;
 }
 
-type Notify = (event: 'checkpoint' | 'checkpoint-reminder' | 'checkpoint-deadline' | 'checkpoint-approval', text: string) => Promise<unknown>;
+type Notify = (
+  event: 'checkpoint' | 'checkpoint-reminder' | 'checkpoint-deadline' | 'checkpoint-approval',
+  text: string,
+  checkpoint?: string,
+) => Promise<unknown>;
 
 interface Current {
   name: string;
@@ -165,7 +169,7 @@ export class Checkpoints {
       if (n < cur.waiting.required) {
         const text = `${c.who} approved "${cur.name}" (${vouched(c.verifiedBy)}): ${n} of ${cur.waiting.required} approvals, waiting for another approver`;
         this.steps.note(`approval:${cur.name}`, text);
-        void this.notify('checkpoint-approval', text);
+        void this.notify('checkpoint-approval', text, cur.name);
       }
     }
     return {
@@ -210,7 +214,7 @@ export class Checkpoints {
       return await this.steps.run(
         `checkpoint:${name}`,
         async (): Promise<CheckpointOutcome> => {
-          await this.notify('checkpoint', `waiting at "${name}": ${opts.prompt}${link ? ` (decide: ${link})` : ''}`);
+          await this.notify('checkpoint', `waiting at "${name}": ${opts.prompt}`, this.v2 ? name : undefined);
           let reminders = 0;
           for (;;) {
             const left = deadline - Date.now();
@@ -218,12 +222,12 @@ export class Checkpoints {
             if (slice > 0 && (await condition(() => this.settled(cur), slice))) break;
             if (Date.now() >= deadline) {
               const text = `no decision at "${name}" within ${this.policy.deadlineSeconds} s: the run stops safely`;
-              await this.notify('checkpoint-deadline', text);
+              await this.notify('checkpoint-deadline', text, this.v2 ? name : undefined);
               return outcome(name, 'deadline', null, null, started, this.v2 ? { approvals: [...waiting.approvals] } : {});
             }
             reminders++;
             this.steps.note(`reminder:${name}`, `still waiting at "${name}" (reminder ${reminders}): ${opts.prompt}`);
-            await this.notify('checkpoint-reminder', `still waiting at "${name}" (reminder ${reminders}): ${opts.prompt}${link ? ` (decide: ${link})` : ''}`);
+            await this.notify('checkpoint-reminder', `still waiting at "${name}" (reminder ${reminders}): ${opts.prompt}`, this.v2 ? name : undefined);
           }
           if (!this.v2) {
             const d = cur.legacy;
@@ -280,9 +284,9 @@ export function notApproved(d: CheckpointOutcome, rejected: { comment?: boolean;
 }
 
 /** A checkpoint event as the runbook's notification: checkpoint.waiting, checkpoint.reminder or checkpoint.deadline. */
-export function checkpointNotices(notify: (event: string, text: string) => Promise<unknown>): Notify {
+export function checkpointNotices(notify: (event: string, text: string, fields?: Record<string, string>) => Promise<unknown>): Notify {
   const names = { checkpoint: 'waiting', 'checkpoint-reminder': 'reminder', 'checkpoint-deadline': 'deadline', 'checkpoint-approval': 'approval' } as const;
-  return (event, text) => notify(`checkpoint.${names[event]}`, text);
+  return (event, text, checkpoint) => notify(`checkpoint.${names[event]}`, text, checkpoint ? { checkpoint } : undefined);
 }
 
 function str(v: unknown): string {

@@ -63,8 +63,13 @@ export function runbookInput(operation: string, input: unknown): { cluster: stri
 }
 
 /** A notification through the cluster's webhook, when it has one; never fails the run. */
-export function notifyVia(hasWebhook: boolean, cluster: string, workflowId: string): (event: string, text: string) => Promise<unknown> {
-  return (event, text) => (hasWebhook ? notifier.notify({ cluster, event, text, fields: { workflowId } }).catch(() => undefined) : Promise.resolve(undefined));
+export function notifyVia(
+  hasWebhook: boolean,
+  cluster: string,
+  workflowId: string,
+): (event: string, text: string, fields?: Record<string, string>) => Promise<unknown> {
+  return (event, text, fields) =>
+    hasWebhook ? notifier.notify({ cluster, event, text, fields: { workflowId, ...fields } }).catch(() => undefined) : Promise.resolve(undefined);
 }
 
 /** The one primary among the observed nodes (reachable, out of recovery), or a refusal saying what was seen. */
