@@ -33,9 +33,9 @@ export async function sandboxAccess(l: Layout): Promise<SandboxAccess> {
   };
 }
 
-/** An operator's console password in the sandbox at `dir`'s layout. */
-export function sandboxPassword(l: Pick<Layout, 'secrets'>, name: string): string {
-  const stored = JSON.parse(readFileSync(l.secrets.operators, 'utf8')) as Stored;
+/** An operator's console password, from the sandbox's operators file (`sandbox status`: console.operators). */
+export function sandboxPassword(operatorsFile: string, name: string): string {
+  const stored = JSON.parse(readFileSync(operatorsFile, 'utf8')) as Stored;
   if (!stored[name]) throw new Error(`the sandbox has no operator "${name}" (operators: ${Object.keys(stored).join(', ')})`);
   return stored[name].password;
 }

@@ -24,7 +24,10 @@ import type { FailbackResult } from '../workflows/failback';
 import type { FailoverResult } from '../workflows/failover';
 import type { Progress } from '../contract/messages';
 import { formatReadiness } from './readiness-report';
-import { decide, formatOutcome, formatStep, runStatus } from './runs';
+import { formatOutcome, formatStep, runStatus } from './runs';
+import { sandboxPassword } from '../../sandbox/access';
+import { startConsole } from './console/server';
+import { ConsoleSession } from './console/api-client';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -60,6 +63,8 @@ export async function runDemo(): Promise<void> {
     const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger, identity: 'switchyard demo' });
     const connection = await Connection.connect({ address: target.address });
     const client = new Client({ connection, namespace: target.namespace });
+    const web = await startConsole({ configPath: status.config, target, log: (line) => logger.info(line) });
+    say(`[${secs()}]    console at ${web.url} (operators alice, bob, carol; their passwords: ${status.console.operators})`);
     let ok = false;
     try {
       await worker.runUntil(async () => {
@@ -112,6 +117,7 @@ export async function runDemo(): Promise<void> {
           },
         };
         const answered = new Set<string>();
+        let bobSession: ConsoleSession | undefined;
         for (;;) {
           const r = await runStatus(client, id);
           if (r.progress) printed = Math.min(printed, r.progress.steps.length);
@@ -121,11 +127,13 @@ export async function runDemo(): Promise<void> {
             while (printed < steps.length && steps[printed].state !== 'waiting') say(`     ${formatStep(steps[printed++]).trim()}`);
             say(`[${secs()}] ${answered.size === 0 ? '8' : '8b'}. the run waits at checkpoint "${at}":`);
             say(`     ${steps.find((x) => x.name === `checkpoint:${at}` && x.state === 'waiting')?.detail ?? ''}`);
-            say(`     ${asks[at].why}, then approve with`);
-            say(`       npx switchyard approve ${id} ${at} --as ${approver} --comment "${asks[at].comment}"`);
-            say(`     The demo does exactly that, as "${approver}":`);
-            const answer = await decide(client, id, { checkpoint: at, decision: 'approve', by: approver, comment: `demo: ${asks[at].comment}` });
-            say(`     ${answer.accepted ? 'accepted' : `refused: ${answer.reason}`}`);
+            say(`     ${asks[at].why}, then approve in the console:`);
+            say(`       ${web.url}/runs/${id}/checkpoints/${at}`);
+            say(`     (or: npx switchyard approve ${id} ${at} --as ${approver}: unsigned, so the step log marks it unverified)`);
+            say(`     The demo signs in to the console as "${approver}" (POST /api/login) and approves through its API:`);
+            bobSession ??= await ConsoleSession.signIn(web.url, approver, sandboxPassword(status.console.operators, approver));
+            const answer = await bobSession.decide(id, at, 'approve', `demo: ${asks[at].comment}`);
+            say(`     ${answer.outcome}${answer.outcome === 'refused' ? `: ${answer.reason}` : ' (the step log says who approved: signed in at the console)'}`);
             answered.add(at);
             printed = steps.length;
             continue;
@@ -205,6 +213,7 @@ export async function runDemo(): Promise<void> {
         ok = back.outcome === 'completed' && final.ready && final.primarySite === 'dc1';
       });
     } finally {
+      await web.close();
       await connection.close();
       await closeWorker();
     }

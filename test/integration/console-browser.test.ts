@@ -14,7 +14,6 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { stopPart } from '../../sandbox';
 import { sandboxPassword } from '../../sandbox/access';
-import { makeLayout } from '../../sandbox/layout';
 import { startConsole, type RunningConsole } from '../../src/client/console/server';
 import { loadTools } from '../../src/tools';
 import type { FailoverResult } from '../../src/workflows/failover';
@@ -61,7 +60,7 @@ describe(
       await page.goto(`${web.url}/`);
       assert.match(page.url(), /\/login\?next=/);
       await page.fill('input[name=name]', name);
-      await page.fill('input[name=password]', sandboxPassword(makeLayout(st.sb.dir, st.sb.net, st.sb.cluster), name));
+      await page.fill('input[name=password]', sandboxPassword(st.sb.status.console.operators, name));
       await Promise.all([page.waitForURL(`${web.url}/`), page.click('button[type=submit]')]);
       assert.equal(await page.textContent('#operator'), name);
       return page;
