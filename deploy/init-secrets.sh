@@ -10,6 +10,8 @@
 #   switchyard_webhook_url             taken from $SWITCHYARD_WEBHOOK_URL, else left empty
 #   switchyard_aws_credentials         copied from $SWITCHYARD_AWS_CREDENTIALS_FILE, else left empty
 #                                      (an empty file lets the AWS SDK fall back to the host's role)
+#   switchyard_console_key             the console's Ed25519 signing key, generated (openssl) when
+#                                      missing; its public half is printed for console.publicKey
 #
 # Compose mounts these files as they are (bind mounts): the owner and mode set here are what the
 # containers see. Temporal's images run as uid 1000, the worker as uid 10001.
@@ -53,6 +55,13 @@ if [ ! -e "$dir/switchyard_aws_credentials" ] && [ -n "${SWITCHYARD_AWS_CREDENTI
   copy switchyard_aws_credentials "$SWITCHYARD_AWS_CREDENTIALS_FILE"
 fi
 put switchyard_aws_credentials ""
+if [ ! -e "$dir/switchyard_console_key" ]; then
+  if command -v openssl >/dev/null; then
+    openssl genpkey -algorithm ed25519 -out "$dir/switchyard_console_key"
+    echo "init-secrets: wrote switchyard_console_key; put its public key in the topology as console.publicKey:"
+    echo "  publicKey: $(openssl pkey -in "$dir/switchyard_console_key" -pubout -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \n')"
+  else missing="$missing switchyard_console_key(openssl, or: npx switchyard operator keygen --out $dir/switchyard_console_key)"; fi
+fi
 
 if [ -n "$missing" ]; then
   echo "init-secrets: still missing (write the file in $dir, or set the variable and run again):" >&2

@@ -509,6 +509,7 @@ describe('docker-compose.yml', () => {
         }),
       ).sort(),
       [
+        'console waits for "temporal-setup" to complete, but "temporal-setup" restarts (unless-stopped) and never completes',
         'temporal waits for "temporal-db" to be healthy, but "temporal-db" has no healthcheck',
         'temporal-schema waits for "temporal-db" to be healthy, but "temporal-db" has no healthcheck',
         'worker depends on "ghost", which is not a service',
@@ -699,12 +700,16 @@ describe('deploy/', () => {
     };
     walk(parseYaml(text));
     const granted = grantedSecrets(compose.services.worker);
+    const toConsole = grantedSecrets(compose.services.console);
     const usedByEnv = new Set(envEntries(compose.services.worker).map(([, v]) => v));
     assert.ok(refs.length >= 3, 'the example names too few secrets');
     for (const r of refs) {
       assert.equal(r.env, undefined, `the example takes a secret from the environment variable ${r.env}; compose gives files`);
-      assert.ok(r.file && granted.has(r.file), `the example reads ${r.file}, which compose does not give the worker`);
+      // The console's own key goes to the console alone; every other secret is the worker's.
+      if (r.file === '/run/secrets/switchyard_console_key') assert.ok(toConsole.has(r.file), 'compose does not give the console its signing key');
+      else assert.ok(r.file && granted.has(r.file), `the example reads ${r.file}, which compose does not give the worker`);
     }
+    assert.ok(!granted.has('/run/secrets/switchyard_console_key'), "the worker is given the console's signing key: it must never sign decisions");
     for (const path of granted.keys()) assert.ok(refs.some((r) => r.file === path) || usedByEnv.has(path), `the worker is given ${path}, but nothing reads it`);
   });
 
