@@ -6,6 +6,7 @@
 import { errorMessage, requestSignal } from './activity-context';
 import type { Runtime } from './runtime';
 import type { NotifyResult } from '../contract/observations';
+import { consoleLink, slackMessage } from '../contract/console-links';
 import { consoleUrl } from '../topology/operators';
 
 export interface NotifyInput {
@@ -73,17 +74,5 @@ export function deepLink(base: string | null, fields: NotifyInput['fields']): st
   const id = fields?.workflowId;
   if (!base || typeof id !== 'string' || !id) return null;
   const cp = fields?.checkpoint;
-  return `${base}/runs/${encodeURIComponent(id)}${typeof cp === 'string' && cp ? `/checkpoints/${encodeURIComponent(cp)}` : ''}`;
-}
-
-/** A Slack incoming-webhook message (Mattermost reads it too): the line, and a button to the console. */
-function slackMessage(text: string, link: string | null): Record<string, unknown> {
-  const mrkdwn = text.replace(/[&<>]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[ch]!);
-  return {
-    text,
-    blocks: [
-      { type: 'section', text: { type: 'mrkdwn', text: mrkdwn } },
-      ...(link ? [{ type: 'actions', elements: [{ type: 'button', text: { type: 'plain_text', text: 'Open in the switchyard console' }, url: link }] }] : []),
-    ],
-  };
+  return consoleLink(base, id, typeof cp === 'string' ? cp : null);
 }

@@ -4,7 +4,7 @@
  * keygen`) or its 32-byte seed as 64 hex digits. What is signed is decisionMessage(...).
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { decisionMessage } from '../contract/decision-proof';
+import { decisionMessage, startMessage, type StartProof } from '../contract/decision-proof';
 import type { Decision, DecisionProof } from '../contract/messages';
 
 /** PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows. */
@@ -56,4 +56,17 @@ export function signDecision(
   });
   const proof: DecisionProof = { key: signer, signedAt, waitId: at.waitId, signature: sign(null, Buffer.from(message, 'utf8'), key).toString('hex') };
   return { ...d, proof };
+}
+
+/** A runbook input with a start proof: the signer vouches that `requestedBy` started this run. */
+export function signStart<T extends { cluster: string; requestedBy: string }>(
+  input: T,
+  at: { workflowId: string; workflowType: string },
+  key: KeyObject,
+  signer: string,
+  now = new Date(),
+): T & { startProof: StartProof } {
+  const signedAt = now.toISOString();
+  const message = startMessage({ ...at, cluster: input.cluster, requestedBy: input.requestedBy, signedAt });
+  return { ...input, startProof: { key: signer, signedAt, signature: sign(null, Buffer.from(message, 'utf8'), key).toString('hex') } };
 }

@@ -22,3 +22,26 @@ export function decisionMessage(f: SignedFields): string {
     '\n',
   );
 }
+
+/** What a signed start signs: who started which run of which runbook on which cluster, and when. */
+export interface StartFields {
+  workflowId: string;
+  workflowType: string;
+  cluster: string;
+  requestedBy: string;
+  signedAt: string;
+}
+
+export const START_PROOF_VERSION = 'switchyard-start/v1';
+
+export function startMessage(f: StartFields): string {
+  const one = (v: string) => v.replace(/[\r\n]+/g, ' ');
+  return [START_PROOF_VERSION, f.workflowId, f.workflowType, f.cluster, one(f.requestedBy.trim().toLowerCase()), f.signedAt].join('\n');
+}
+
+/** A runbook input's `startProof`: the console (or an operator's key) vouches for `requestedBy`. */
+export interface StartProof {
+  key: string;
+  signedAt: string;
+  signature: string;
+}

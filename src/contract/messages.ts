@@ -54,6 +54,8 @@ export interface Waiting {
   runId: string;
   prompt: string;
   requestedBy: string;
+  /** Who vouched for `requestedBy` (the input's start proof): "console", "operator:<name>", or null (self-declared). */
+  requestedByVerifiedBy?: string | null;
   since: string;
   deadline: string;
   /** What happens at the deadline: always a safe stop. */

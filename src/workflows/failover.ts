@@ -87,7 +87,14 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
   if (!dryRun)
     await c.notify('failover.started', `failover of ${cluster} from ${old.site} to ${target.site} started by ${c.requestedBy}${why} (${workflowId})`);
 
-  const checkpoints = new Checkpoints(steps, layout.checkpoints, c.requestedBy, FAILOVER_CHECKPOINTS, checkpointNotices(c.notify));
+  const checkpoints = new Checkpoints(
+    steps,
+    layout.checkpoints,
+    c.requestedBy,
+    FAILOVER_CHECKPOINTS,
+    checkpointNotices(c.notify),
+    runbookInput('failover', c.input).startProof,
+  );
 
   // ---- old site: reach it with a short bound ---------------------------------------------------
   const oldSite = await reachOldSite(c, old);

@@ -69,7 +69,7 @@ function mayBePrimary(n: PgNodeStatus): boolean {
 }
 
 export async function restore(input: RestoreInput): Promise<RestoreResult> {
-  const { cluster, requestedBy, dryRun } = runbookInput('restore', input);
+  const { cluster, requestedBy, dryRun, startProof } = runbookInput('restore', input);
   const steps = new StepLog('restore', cluster);
   const backupId = typeof input.from === 'string' ? input.from : '';
   if (!BACKUP_ID_RE.test(backupId))
@@ -94,7 +94,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
   const { workflowId } = workflowInfo();
   const notify = notifyVia(layout.notify, cluster, workflowId);
   const startedMs = Date.now();
-  const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, RESTORE_CHECKPOINTS, checkpointNotices(notify));
+  const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, RESTORE_CHECKPOINTS, checkpointNotices(notify), startProof);
   const decisions: CheckpointOutcome[] = [];
 
   // Which kind: what the backup has, unless asked.

@@ -113,7 +113,7 @@ function switchoverResult(
 }
 
 export async function switchover(input: SwitchoverInput): Promise<SwitchoverResult> {
-  const { cluster, requestedBy, dryRun } = runbookInput('switchover', input);
+  const { cluster, requestedBy, dryRun, startProof } = runbookInput('switchover', input);
   const steps = new StepLog('switchover', cluster);
   const layout = await steps.run(
     'layout',
@@ -196,7 +196,7 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
     }
 
     const decisions: CheckpointOutcome[] = [];
-    const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, SWITCHOVER_CHECKPOINTS, checkpointNotices(notify));
+    const checkpoints = new Checkpoints(steps, layout.checkpoints, requestedBy, SWITCHOVER_CHECKPOINTS, checkpointNotices(notify), startProof);
     await notify('switchover.started', `switchover of ${cluster} from ${oldSite} to ${to} started by ${requestedBy} (${workflowId})`);
     if (layout.switchover.confirmStart) {
       const d = await checkpoints.wait('start-switchover', {

@@ -16,7 +16,7 @@ import { SA_WAITING_FOR } from '../../src/workflows/lib/search-attributes';
 import type { DecideResult, Decision, Progress } from '../../src/contract/messages';
 import { startTestTemporal } from '../support/temporal';
 import { decideSigned } from '../../src/client/runs';
-import { generateSigningKey, parseSigningKey, signDecision } from '../../src/client/signing';
+import { generateSigningKey, parseSigningKey, signDecision, signStart } from '../../src/client/signing';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
@@ -360,6 +360,36 @@ describe('checkpoints (real Temporal dev server)', () => {
       assert.match(bad.stderr, /--key .*missing\.key: cannot read the key file \(ENOENT\)/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  it('a signed start makes the starter verified; a forged one is noted and the starter counts as unverified', async () => {
+    const consoleKey = generateSigningKey();
+    const key = parseSigningKey(consoleKey.privatePem, 'k');
+    for (const forged of [false, true]) {
+      const workflowId = `cp-${randomUUID()}`;
+      const signed = signStart(
+        { cluster: 'demo', requestedBy: 'Alice' },
+        { workflowId, workflowType: 'checkpointProbe' },
+        forged ? parseSigningKey(generateSigningKey().privatePem, 'k') : key,
+        'console',
+      );
+      const h = await env.client.workflow.start('checkpointProbe', {
+        taskQueue,
+        workflowId,
+        args: [{ startedBy: 'Alice', startProof: signed.startProof, policy: { ...policy, keys: { console: consoleKey.publicKey } }, safety: true }],
+      });
+      let p: Progress | null = null;
+      for (let i = 0; i < 100 && !p?.waiting; i++) {
+        p = await h.query<Progress>('progress');
+        if (!p.waiting) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(p?.waiting?.requestedByVerifiedBy, forged ? null : 'console');
+      const note = p?.steps.find((s) => s.name === 'start-proof');
+      if (forged) assert.match(note?.detail ?? '', /^the start's signature does not verify with console's key: the starter "alice" counts as unverified/);
+      else assert.equal(note, undefined);
+      // the verified starter is barred from approving, whatever case is typed
+      assert.match(await refusal(h, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'ALICE' }), /started this run and may not approve/);
+      await h.terminate('test over');
     }
   });
 });

@@ -68,6 +68,8 @@ export class ConsoleData {
   private readonly inputs = new Map<string, RunInput>();
   private readonly closed = new Map<string, RunSummary>();
   private readonly readiness = new Map<string, { at: number; report: Promise<ReadinessReport> }>();
+  /** Readiness runs still followed: the connection must outlive them (drain). */
+  private readonly inflight = new Set<Promise<unknown>>();
 
   constructor(
     private readonly client: Client,
@@ -171,8 +173,17 @@ export class ConsoleData {
       });
     })();
     this.readiness.set(cluster, { at: Date.now(), report });
-    report.catch(() => this.readiness.delete(cluster));
+    const settled = report.catch(() => this.readiness.delete(cluster)).finally(() => this.inflight.delete(settled));
+    this.inflight.add(settled);
     return report;
+  }
+
+  /** Waits (at most `ms`) for the readiness runs still being followed, before the connection closes. */
+  async drain(ms: number): Promise<void> {
+    if (this.inflight.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.inflight]), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
   }
 
   /** Who started the run and why: its first history event's input. */

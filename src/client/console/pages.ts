@@ -4,6 +4,7 @@
  * themselves when their run moves on). Every value is escaped; nothing is inlined that the
  * Content-Security-Policy would have to allow.
  */
+import { consoleLink } from '../../contract/console-links';
 import type { Progress, StepRecord } from '../../contract/messages';
 import type { ReadinessReport } from '../../contract/readiness';
 import { formatBytes } from '../../contract/format';
@@ -15,7 +16,7 @@ const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"
 export function esc(v: unknown): string {
   return String(v ?? '').replace(/[&<>"']/g, (ch) => ESC[ch]);
 }
-const link = (id: string, cp?: string) => `/runs/${encodeURIComponent(id)}${cp ? `/checkpoints/${encodeURIComponent(cp)}` : ''}`;
+const link = (id: string, cp?: string) => consoleLink('', id, cp);
 
 function layout(title: string, session: Session | null, body: string, refresh?: { url: string; fingerprint: string }): string {
   return `<!doctype html>
@@ -173,7 +174,8 @@ ${o.answer ? `<p class="answer ${o.answer.startsWith('accepted') ? 'ok' : 'error
 ${
   w
     ? `<section class="prompt"><h2>The question</h2><p id="prompt">${esc(w.prompt)}</p>
-<p id="approvals">${approvalsLine(w)}</p><p>deadline ${when(w.deadline)}: with no decision by then the run stops safely (${esc(w.onDeadline)}).</p>
+<p id="approvals">${approvalsLine(w)}</p>
+<p class="meta">started by ${esc(w.requestedBy)} (${w.requestedByVerifiedBy ? `verified: ${esc(w.requestedByVerifiedBy)}` : 'self-declared, unverified'})</p><p>deadline ${when(w.deadline)}: with no decision by then the run stops safely (${esc(w.onDeadline)}).</p>
 ${w.verifiedDecisions === 'required' ? '<p class="note">This cluster counts only signed decisions.</p>' : ''}</section>`
     : step
       ? `<p>${esc(step.state)}: ${esc(step.detail)}</p>`

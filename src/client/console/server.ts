@@ -20,7 +20,7 @@ import type { TemporalTarget } from '../../temporal-target';
 import { verifyPassword } from '../passwords';
 import { rootMessage } from '../readiness-report';
 import { decide, decideSigned, runId, startRunbook, withClient, type DecideAnswer, type Signer } from '../runs';
-import { parseSigningKey, publicKeyHex } from '../signing';
+import { parseSigningKey, publicKeyHex, signStart } from '../signing';
 import { ConsoleData } from './data';
 import { CONSOLE_CSS, CONSOLE_JS, checkpointPage, clusterPage, homePage, loginPage, runPage, startPage } from './pages';
 import { csrfMatches, SESSION_COOKIE, Sessions, type Session } from './sessions';
@@ -41,7 +41,7 @@ type Env = { Variables: { session: Session } };
 /** The operations the Start page offers, and the input each gets. */
 const STARTABLE = ['failover', 'switchover', 'failback'] as const;
 
-export function consoleApp(deps: ConsoleDeps): Hono<Env> {
+export function consoleApp(deps: ConsoleDeps): { app: Hono<Env>; drain: (ms: number) => Promise<void> } {
   const top = deps.topology;
   const sessions = new Sessions(durationSeconds(top().console?.sessionIdle ?? '12h') * 1000);
   const data = new ConsoleData(deps.client, deps.namespace);
@@ -237,7 +237,10 @@ export function consoleApp(deps: ConsoleDeps): Hono<Env> {
     if ('error' in i) return { status: 400, body: { error: i.error } };
     const dry = i.input.dryRun === true;
     const id = runId(dry ? `${i.type}-dry-run` : i.type, String(i.input.cluster));
-    await startRunbook(deps.client, deps.namespace, i.type, i.input, { workflowId: id, warn: deps.log });
+    const input = deps.signer
+      ? signStart(i.input as { cluster: string; requestedBy: string }, { workflowId: id, workflowType: i.type }, deps.signer.key, deps.signer.name)
+      : i.input;
+    await startRunbook(deps.client, deps.namespace, i.type, input, { workflowId: id, warn: deps.log });
     deps.log(`console: ${session.operator} started ${i.type} ${id}${dry ? ' (dry run)' : ''}`);
     if (!dry) return { status: 200, body: { workflowId: id } };
     const result = await deps.client.workflow
@@ -299,7 +302,7 @@ export function consoleApp(deps: ConsoleDeps): Hono<Env> {
     deps.log(`console: ${c.req.method} ${c.req.path} failed: ${rootMessage(err)}`);
     return isApi(c) ? c.json({ error: rootMessage(err) }, 500) : c.text(`error: ${rootMessage(err)}`, 500);
   });
-  return app;
+  return { app, drain: (ms) => data.drain(ms) };
 }
 
 /** Only a path on this console may follow a sign-in. */
@@ -363,7 +366,7 @@ export async function startConsole(opts: {
   const running = withClient(opts.target, async (client) => {
     const host = m[1].replace(/^\[|\]$/g, '');
     let baseUrl = consoleUrl(cached.top.console) ?? `http://${listen}`;
-    const app = consoleApp({ client, namespace: opts.target.namespace, topology, signer, baseUrl, log });
+    const { app, drain } = consoleApp({ client, namespace: opts.target.namespace, topology, signer, baseUrl, log });
     const server = serve({ fetch: app.fetch, hostname: host, port: Number(m[2]) });
     await new Promise<void>((res, rej) => {
       server.once('listening', res);
@@ -374,10 +377,14 @@ export async function startConsole(opts: {
     ready({
       url: baseUrl,
       close: async () => {
+        // Requests in flight get 5 s to finish (a browser's idle keep-alive sockets are closed at once).
         await new Promise<void>((res) => {
+          const s = server as typeof server & { closeIdleConnections?: () => void; closeAllConnections?: () => void };
           server.close(() => res());
-          (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+          s.closeIdleConnections?.();
+          setTimeout(() => s.closeAllConnections?.(), 5000).unref();
         });
+        await drain(30_000);
         release();
         await running;
       },

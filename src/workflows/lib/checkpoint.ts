@@ -12,7 +12,9 @@
 import { condition, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import { decideUpdate, decisionSignal, type Approval, type DecideResult, type Decision, type Waiting } from '../../contract/messages';
 import type { CheckpointLayout } from '../../topology/layout';
-import { identify } from './decision-proof';
+import { consoleLink } from '../../contract/console-links';
+import type { StartProof } from '../../contract/decision-proof';
+import { identify, identifyStarter } from './decision-proof';
 import type { StepLog } from './steps';
 
 /** The cluster's checkpoint policy, as its layout carries it. */
@@ -69,6 +71,8 @@ export class Checkpoints {
   private current: Current | null = null;
   private readonly counts = new Map<string, number>();
   private readonly v2: boolean;
+  /** Who started the run: verified when its input carried a start proof that verifies. */
+  private readonly starter: { who: string; verifiedBy: string | null };
 
   constructor(
     private readonly steps: StepLog,
@@ -78,8 +82,19 @@ export class Checkpoints {
     /** Every checkpoint this runbook can wait at. */
     private readonly known: readonly string[],
     private readonly notify: Notify = async () => undefined,
+    /** The input's `startProof`, when the console or a signing client started the run. */
+    startProof?: StartProof,
   ) {
     this.v2 = patched(CHECKPOINT_APPROVALS_PATCH);
+    const info = workflowInfo();
+    const s = identifyStarter(
+      startProof,
+      { workflowId: info.workflowId, workflowType: info.workflowType, cluster: steps.cluster },
+      startedBy,
+      policy.keys ?? {},
+    );
+    this.starter = { who: s.who, verifiedBy: s.verifiedBy };
+    if (this.v2 && s.problem) this.steps.note('start-proof', `${s.problem}: the starter "${s.who}" counts as unverified`, 'failed');
     setHandler(decisionSignal, (d: Decision) => {
       const c = this.check(d);
       if ('refused' in c) {
@@ -130,7 +145,7 @@ export class Checkpoints {
     const eligible = cur.waiting.eligible;
     if (eligible.length > 0 && !eligible.includes(who)) return { refused: `"${who}" may not decide at "${name}"; approvers: ${eligible.join(', ')}` };
     if (d.decision === 'approve') {
-      if (cur.waiting.starterExcluded && who === this.startedBy.trim().toLowerCase())
+      if (cur.waiting.starterExcluded && who === this.starter.who)
         return { refused: `"${who}" started this run and may not approve its safety checkpoint "${name}" (two-person rule): another approver must` };
       if (cur.waiting.approvals.some((a) => a.by === who))
         return {
@@ -190,13 +205,14 @@ export class Checkpoints {
     const n = (this.counts.get(name) ?? 0) + 1;
     this.counts.set(name, n);
     const rule = this.policy.approvals?.[name];
-    const link = this.policy.consoleUrl ? `${this.policy.consoleUrl}/runs/${encodeURIComponent(workflowInfo().workflowId)}/checkpoints/${name}` : null;
+    const link = this.policy.consoleUrl ? consoleLink(this.policy.consoleUrl, workflowInfo().workflowId, name) : null;
     const waiting: Waiting = {
       checkpoint: name,
       waitId: `${name}#${n}`,
       runId: workflowInfo().runId,
       prompt: opts.prompt,
       requestedBy: this.startedBy,
+      requestedByVerifiedBy: this.v2 ? this.starter.verifiedBy : null,
       since: new Date(started).toISOString(),
       deadline: new Date(deadline).toISOString(),
       onDeadline: 'abort',

@@ -4,7 +4,7 @@
  * is the one the console signed in, or the owner of the key the CLI signed with.
  */
 import { ed25519 } from '@noble/curves/ed25519';
-import { decisionMessage } from '../../contract/decision-proof';
+import { decisionMessage, startMessage, type StartProof } from '../../contract/decision-proof';
 import type { Decision } from '../../contract/messages';
 
 export type Identity = { ok: true; who: string; verifiedBy: string | null } | { ok: false; reason: string };
@@ -15,6 +15,39 @@ function bytes(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
   return out;
+}
+
+function verified(signature: string, message: string, key: string): boolean {
+  const sig = signature.toLowerCase();
+  if (sig.length !== 128 || !HEX_RE.test(sig)) return false;
+  try {
+    return ed25519.verify(bytes(sig), new TextEncoder().encode(message), bytes(key));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Who started the run, as far as can be told: the signer's identity when the input's startProof
+ * verifies for this run, else the typed `requestedBy`, unverified (with why, when a proof was there).
+ */
+export function identifyStarter(
+  proof: StartProof | undefined,
+  at: { workflowId: string; workflowType: string; cluster: string },
+  requestedBy: string,
+  keys: Record<string, string>,
+): { who: string; verifiedBy: string | null; problem: string | null } {
+  const who = requestedBy.trim().toLowerCase();
+  if (proof === undefined || proof === null) return { who, verifiedBy: null, problem: null };
+  if (typeof proof !== 'object' || typeof proof.key !== 'string' || typeof proof.signature !== 'string' || typeof proof.signedAt !== 'string')
+    return { who, verifiedBy: null, problem: 'the start proof is malformed' };
+  const key = keys[proof.key];
+  if (!key) return { who, verifiedBy: null, problem: `the start is signed with "${proof.key}", a key this cluster does not know` };
+  if (proof.key.startsWith('operator:') && proof.key.slice('operator:'.length) !== who)
+    return { who, verifiedBy: null, problem: `the start names "${who}" but is signed with ${proof.key}'s key` };
+  const message = startMessage({ ...at, requestedBy: who, signedAt: proof.signedAt });
+  if (!verified(proof.signature, message, key)) return { who, verifiedBy: null, problem: `the start's signature does not verify with ${proof.key}'s key` };
+  return { who, verifiedBy: proof.key, problem: null };
 }
 
 /**
@@ -39,8 +72,6 @@ export function identify(d: Decision, at: { workflowId: string; runId: string; w
   if (p.key.startsWith('operator:') && p.key.slice('operator:'.length) !== by)
     return { ok: false, reason: `the decision names "${by}" but is signed with ${p.key}'s key: an operator's key signs only that operator's decisions` };
   if (p.waitId !== at.waitId) return { ok: false, reason: `the decision was signed for wait ${p.waitId}; the run now waits at ${at.waitId}: decide again` };
-  const sig = p.signature.toLowerCase();
-  if (sig.length !== 128 || !HEX_RE.test(sig)) return { ok: false, reason: "the decision's signature is not 64 bytes of hex" };
   const message = decisionMessage({
     workflowId: at.workflowId,
     runId: at.runId,
@@ -51,12 +82,7 @@ export function identify(d: Decision, at: { workflowId: string; runId: string; w
     comment: typeof d.comment === 'string' ? d.comment : '',
     signedAt: p.signedAt,
   });
-  let good = false;
-  try {
-    good = ed25519.verify(bytes(sig), new TextEncoder().encode(message), bytes(key));
-  } catch {
-    good = false;
-  }
+  const good = verified(p.signature, message, key);
   if (!good) return { ok: false, reason: `the decision's signature does not verify with ${p.key}'s key (forged, altered, or signed for another run)` };
   return { ok: true, who: by, verifiedBy: p.key };
 }

@@ -5,6 +5,7 @@
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { ACTION, NOTIFY, PROMOTION, READ } from './activity-options';
+import type { StartProof } from '../../contract/decision-proof';
 import type { PgNodeStatus } from '../../contract/observations';
 import { messageOf, type StepLog } from './steps';
 
@@ -51,15 +52,15 @@ export function seconds(fromMs: number, toMs: number): number {
 }
 
 /** The fields every runbook input has, checked with messages that say what is missing. */
-export function runbookInput(operation: string, input: unknown): { cluster: string; requestedBy: string; dryRun: boolean } {
+export function runbookInput(operation: string, input: unknown): { cluster: string; requestedBy: string; dryRun: boolean; startProof?: StartProof } {
   if (!input || typeof input !== 'object')
     throw ApplicationFailure.nonRetryable(`${operation} input must be an object { cluster, requestedBy, … }`, 'ConfigError');
-  const i = input as { cluster?: unknown; requestedBy?: unknown; dryRun?: unknown };
+  const i = input as { cluster?: unknown; requestedBy?: unknown; dryRun?: unknown; startProof?: StartProof };
   const cluster = typeof i.cluster === 'string' ? i.cluster : '';
   if (!cluster) throw ApplicationFailure.nonRetryable(`${operation} input needs "cluster": the name of the cluster`, 'ConfigError');
   const requestedBy = typeof i.requestedBy === 'string' ? i.requestedBy.trim() : '';
   if (!requestedBy) throw ApplicationFailure.nonRetryable(`${operation} input needs "requestedBy": the name of the person starting the run`, 'ConfigError');
-  return { cluster, requestedBy, dryRun: i.dryRun === true };
+  return { cluster, requestedBy, dryRun: i.dryRun === true, ...(i.startProof ? { startProof: i.startProof } : {}) };
 }
 
 /** A notification through the cluster's webhook, when it has one; never fails the run. */
