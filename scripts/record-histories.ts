@@ -20,7 +20,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join, resolve } from 'node:path';
 import { startPart, stopPart } from '../sandbox';
 import { makeLayout } from '../sandbox/layout';
-import { decide } from '../src/client/runs';
+import { decide, decideSigned } from '../src/client/runs';
+import { parseSigningKey, signStart } from '../src/client/signing';
 import { TASK_QUEUE } from '../src/temporal-target';
 import { lockWorkflowId } from '../src/contract/cluster-lock';
 import type { BackupResult } from '../src/workflows/backup';
@@ -203,6 +204,68 @@ const SCENARIOS: Scenario[] = [
         'failover with dc1 killed: old-primary-dead, a refused signal from alice, approved by signal from bob, completed',
       );
       await rec('cluster-lock-site-down', lockWorkflowId('demo'), 'the cluster lock after the approved failover (running)');
+    },
+  },
+  {
+    name: 'signed-approvals',
+    about:
+      "dc1 killed; a failover started with the console's start proof waits at old-primary-dead under verified decisions and two approvals: an unsigned signal refused, bob and carol approve through the console's signatures",
+    stage: {
+      edit: (c) =>
+        void (c.checkpoints = {
+          approvers: ['@dba', 'carol'],
+          twoPerson: true,
+          verifiedDecisions: 'required',
+          approvals: { 'old-primary-dead': { approvals: 2 } },
+        }),
+    },
+    async run(st, rec) {
+      const signer = {
+        key: parseSigningKey(readFileSync(makeLayout(st.sb.dir, st.sb.net, st.sb.cluster).secrets.consoleKey, 'utf8'), 'console key'),
+        name: 'console',
+      };
+      await readiness(st, 'replay-readiness-before-signed');
+      await stopPart(st.sb.opts, 'dc1', 'kill');
+      const id = 'replay-failover-signed-approvals';
+      const input = signStart(
+        { cluster: 'demo', requestedBy: 'alice', reason: 'dc1 lost power' },
+        { workflowId: id, workflowType: 'failover' },
+        signer.key,
+        signer.name,
+      );
+      const h = await st.start('failover', input, id);
+      await st.waitProgress(id, waitingAt('old-primary-dead'), 'the old-primary-dead checkpoint');
+      // Unsigned: refused by the handler under verified decisions, recorded, changes nothing.
+      await h.signal('decision', { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' });
+      await st.waitProgress(id, (p) => p.steps.some((s) => s.name === 'decision:old-primary-dead'), 'the refused unsigned signal');
+      for (const by of ['bob', 'carol']) {
+        const a = await decideSigned(st.client, id, { checkpoint: 'old-primary-dead', decision: 'approve', by, comment: 'powered off' }, signer);
+        assert.ok(a.accepted, a.accepted ? '' : a.reason);
+      }
+      // The last reading of dc1 may be older than the freshness bound by now: then carol accepts the lower bound.
+      for (;;) {
+        const p = await h.query<Progress>('progress');
+        if (p.waitingFor === 'accept-data-loss') {
+          const a = await decideSigned(st.client, id, { checkpoint: 'accept-data-loss', decision: 'approve', by: 'carol' }, signer);
+          assert.ok(a.accepted, a.accepted ? '' : a.reason);
+        }
+        if ((await h.describe()).status.name !== 'RUNNING') break;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      const r = (await h.result()) as FailoverResult;
+      assert.equal(r.outcome, 'completed');
+      assert.deepEqual(
+        r.checkpoints[0].approvals?.map((a) => [a.by, a.verifiedBy]),
+        [
+          ['bob', 'console'],
+          ['carol', 'console'],
+        ],
+      );
+      await rec(
+        'failover-signed-approvals',
+        id,
+        'failover started with a start proof; old-primary-dead under verified decisions: unsigned refused, two signed approvals, completed',
+      );
     },
   },
   {

@@ -6,7 +6,7 @@
  * refused with the reason, sign-in failures rate-limited, and the HTML pages behind the sign-in.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -246,6 +246,19 @@ describe('console API and pages (real Temporal dev server)', () => {
     assert.deepEqual([o.decision, o.by, o.comment, o.verifiedBy], ['reject', 'bob', 'still pings', 'console']);
   });
 
+  it('starting a runbook: the input is checked before anything starts, and the starter is the session', async () => {
+    const bob = new Browser(consoleRun.url);
+    await bob.login('bob');
+    const start = (body: Record<string, unknown>) => bob.call('POST', '/api/runs', body, { 'x-csrf-token': bob.csrf });
+    assert.equal((await bob.call('POST', '/api/runs', { operation: 'failover', cluster: 'main' })).status, 403, 'no CSRF token');
+    assert.deepEqual((await start({ operation: 'drop-database', cluster: 'main' })).json, { error: 'operation must be one of failover, switchover, failback' });
+    assert.deepEqual((await start({ operation: 'failover', cluster: 'nope' })).json, { error: 'unknown cluster "nope"; clusters: main' });
+    assert.deepEqual((await start({ operation: 'switchover', cluster: 'main' })).json, { error: 'a switchover needs "to": the site to make primary' });
+    assert.deepEqual((await start({ operation: 'failover', cluster: 'main', to: 'dc9' })).json, { error: 'unknown site "dc9" in main; sites: dc1, dc2' });
+    const page = await bob.call('GET', '/start');
+    assert.match(page.text, /<button>Dry run first<\/button>/);
+  });
+
   it('sign-in failures are rate-limited per name and address, with Retry-After', async () => {
     const mallory = new Browser(consoleRun.url);
     // Five failures from one address (the first test made one of them) and further tries are refused unchecked.
@@ -256,5 +269,31 @@ describe('console API and pages (real Temporal dev server)', () => {
     assert.equal(limited.status, 429, 'even the right password waits out the lock: the lock says nothing about passwords');
     assert.ok(Number(limited.headers.get('retry-after')) > 0);
     assert.match(limited.json.error, /too many failed sign-ins/);
+  });
+  it('behind an authenticating proxy: its header names the operator, believed only from the listed proxies and only for operators', async () => {
+    const { parse } = await import('yaml');
+    const original = readFileSync(configPath, 'utf8');
+    const withProxy = (proxies: string[]) => {
+      const doc = parse(original) as Record<string, any>;
+      doc.console.trustedHeader = { name: 'X-Forwarded-User', proxies };
+      writeFileSync(configPath, stringify(doc));
+      // the console re-reads the file when its modification time changes
+      const t = new Date(Date.now() + proxies.length * 1000);
+      utimesSync(configPath, t, t);
+    };
+    try {
+      const viaProxy = (name: string) => new Browser(consoleRun.url).call('GET', '/api/session', undefined, { 'x-forwarded-user': name });
+      withProxy(['127.0.0.2']);
+      assert.equal((await viaProxy('bob')).status, 401, 'a header from an address that is not a proxy is not believed');
+      withProxy(['127.0.0.2', '127.0.0.1']);
+      const r = await viaProxy('Bob');
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.operator, 'bob');
+      assert.equal((await viaProxy('mallory')).status, 401, 'a name that is not an operator gets nothing');
+    } finally {
+      writeFileSync(configPath, original);
+      const t = new Date(Date.now() + 10_000);
+      utimesSync(configPath, t, t);
+    }
   });
 });
