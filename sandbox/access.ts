@@ -1,10 +1,12 @@
 /**
  * The sandbox console's people and key: operators alice, bob (group dba) and carol (group oncall)
  * with random passwords (kept with their scrypt hashes in <dir>/secrets/operators.json, 0600, made
- * once so the topology does not change on every `up`), and the console's Ed25519 signing key in
- * <dir>/secrets/console.key. A demo or a test signs in with sandboxPassword().
+ * once so the topology does not change on every `up`), an Ed25519 key of each for `approve --key`
+ * (<dir>/secrets/operator-<name>.key, its public half in the topology), and the console's signing
+ * key in <dir>/secrets/console.key. A demo or a test signs in with sandboxPassword().
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { hashPassword } from '../src/client/passwords';
 import { generateSigningKey, parseSigningKey, publicKeyHex } from '../src/client/signing';
@@ -25,11 +27,18 @@ export async function sandboxAccess(l: Layout): Promise<SandboxAccess> {
     }
     writeFileSync(l.secrets.operators, `${JSON.stringify(stored, null, 2)}\n`, { mode: 0o600 });
   }
-  if (!existsSync(l.secrets.consoleKey)) writeFileSync(l.secrets.consoleKey, generateSigningKey().privatePem, { mode: 0o600 });
-  const consolePublicKey = publicKeyHex(parseSigningKey(readFileSync(l.secrets.consoleKey, 'utf8'), l.secrets.consoleKey));
+  const publicOf = (file: string) => {
+    if (!existsSync(file)) writeFileSync(file, generateSigningKey().privatePem, { mode: 0o600 });
+    return publicKeyHex(parseSigningKey(readFileSync(file, 'utf8'), file));
+  };
   return {
-    operators: Object.fromEntries(Object.entries(SANDBOX_OPERATORS).map(([n, groups]) => [n, { hash: stored[n].hash, groups }])),
-    consolePublicKey,
+    operators: Object.fromEntries(
+      Object.entries(SANDBOX_OPERATORS).map(([n, groups]) => [
+        n,
+        { hash: stored[n].hash, groups, publicKey: publicOf(sandboxOperatorKey(l.secrets.operators, n)) },
+      ]),
+    ),
+    consolePublicKey: publicOf(l.secrets.consoleKey),
   };
 }
 
@@ -38,4 +47,9 @@ export function sandboxPassword(operatorsFile: string, name: string): string {
   const stored = JSON.parse(readFileSync(operatorsFile, 'utf8')) as Stored;
   if (!stored[name]) throw new Error(`the sandbox has no operator "${name}" (operators: ${Object.keys(stored).join(', ')})`);
   return stored[name].password;
+}
+
+/** An operator's own signing key file (for `switchyard approve --key`, and signed starts). */
+export function sandboxOperatorKey(operatorsFile: string, name: string): string {
+  return join(dirname(operatorsFile), `operator-${name}.key`);
 }

@@ -59,7 +59,7 @@ export function svcCommand(l: Layout, tools: TopologyTools, host: string, verb: 
 
 /** Who signs in to the sandbox's console: operators' password hashes, and the console's public key. */
 export interface SandboxAccess {
-  operators: Record<string, { hash: string; groups: string[] }>;
+  operators: Record<string, { hash: string; groups: string[]; publicKey: string }>;
   consolePublicKey: string;
 }
 
@@ -123,7 +123,7 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools, acc
     version: 1,
     ...(access
       ? {
-          operators: Object.fromEntries(Object.entries(access.operators).map(([n, o]) => [n, { password: o.hash, groups: o.groups }])),
+          operators: Object.fromEntries(Object.entries(access.operators).map(([n, o]) => [n, { password: o.hash, groups: o.groups, publicKey: o.publicKey }])),
           console: { listen: `${l.shared}:${PORTS.console}`, signingKey: { file: l.secrets.consoleKey }, publicKey: access.consolePublicKey },
         }
       : {}),

@@ -143,7 +143,7 @@ async function readPassword(prompt: string): Promise<string> {
 }
 
 /** An operator's key file, read once; its content never reaches a message. */
-function operatorSigner(file: string, name: string): Signer {
+export function operatorSigner(file: string, name: string): Signer {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

@@ -8,7 +8,8 @@ import { Command, Option } from 'commander';
 import { ConfigError, loadTopology } from '../topology/load';
 import { jsonSchema } from '../topology/json-schema';
 import type { ClusterConfig } from '../topology/schema';
-import { registerAccessCommands, registerConsoleCommand } from './cli-access';
+import { operatorSigner, registerAccessCommands, registerConsoleCommand } from './cli-access';
+import { signStart } from './signing';
 import { findConfig, loadSandbox, target, UsageError, type GlobalOpts } from './cli-common';
 import { formatReadiness, runReadiness } from './readiness-report';
 
@@ -124,6 +125,7 @@ export function buildProgram(): Command {
     .option('--to <site>', 'the site to promote (default: the one standby)')
     .option('--dry-run', 'run only the read-only checks and print the plan; change nothing')
     .option('--as <name>', 'who starts it (default: $SWITCHYARD_USER, else your login name)')
+    .option('--key <file>', 'sign the start with your own Ed25519 key: the run then knows you started it (two-person rule)')
     .option('--id <workflowId>', 'workflow id (default: failover-<cluster>-<time>-<random>)')
     .option('--wait', 'follow the run until it closes; exit 0 only when it completed its job')
     .option('--json', 'print JSON (with --wait or --dry-run: the final status and result)')
@@ -185,6 +187,7 @@ export function buildProgram(): Command {
     .requiredOption('--to <site>', 'the site to make primary')
     .option('--dry-run', 'print the plan; change nothing')
     .option('--as <name>', 'who starts it (default: $SWITCHYARD_USER, else your login name)')
+    .option('--key <file>', 'sign the start with your own Ed25519 key: the run then knows you started it (two-person rule)')
     .option('--id <workflowId>', 'workflow id (default: switchover-<cluster>-<time>-<random>)')
     .option('--wait', 'follow the run until it closes; exit 0 only when it completed its job')
     .option('--json', 'print JSON')
@@ -307,6 +310,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--kind <kind>', 'which part of the backup (default: pg when it has a base backup)').choices(['pg', 'ebs']))
     .option('--dry-run', 'print the plan; change nothing')
     .option('--as <name>', 'who starts it')
+    .option('--key <file>', 'sign the start with your own Ed25519 key: the run then knows you started it (two-person rule)')
     .option('--id <workflowId>', 'workflow id (default: restore-<cluster>-<time>-<random>)')
     .option('--wait', 'follow the run until it closes; exit 0 only when it completed')
     .option('--json', 'print JSON')
@@ -476,8 +480,13 @@ function defaultUser(): string {
 /** Start a runbook; print its id, or follow it to the end (exit 0 only when it did its job). */
 async function startAndReport(cmd: Command, type: string, input: object, workflowId: string, o: { wait: boolean; json: boolean }): Promise<void> {
   const t = target(cmd);
+  const keyFile = cmd.opts<{ key?: string }>().key;
+  const run = input as { cluster: string; requestedBy: string };
+  const signed = keyFile
+    ? signStart(run, { workflowId, workflowType: type }, operatorSigner(keyFile, run.requestedBy).key, `operator:${run.requestedBy.trim().toLowerCase()}`)
+    : input;
   await withClient(t, async (client) => {
-    const id = await startRunbook(client, t.namespace, type, input, { workflowId });
+    const id = await startRunbook(client, t.namespace, type, signed, { workflowId });
     if (!o.wait) {
       process.stdout.write(o.json ? `${JSON.stringify({ workflowId: id })}\n` : `started ${type} ${id}\nfollow it:  switchyard status ${id} --wait\n`);
       return;

@@ -25,7 +25,7 @@ import type { FailoverResult } from '../workflows/failover';
 import type { Progress } from '../contract/messages';
 import { formatReadiness } from './readiness-report';
 import { formatOutcome, formatStep, runStatus } from './runs';
-import { sandboxPassword } from '../../sandbox/access';
+import { sandboxOperatorKey, sandboxPassword } from '../../sandbox/access';
 import { startConsole } from './console/server';
 import { ConsoleSession } from './console/api-client';
 
@@ -129,7 +129,9 @@ export async function runDemo(): Promise<void> {
             say(`     ${steps.find((x) => x.name === `checkpoint:${at}` && x.state === 'waiting')?.detail ?? ''}`);
             say(`     ${asks[at].why}, then approve in the console:`);
             say(`       ${web.url}/runs/${id}/checkpoints/${at}`);
-            say(`     (or: npx switchyard approve ${id} ${at} --as ${approver}: unsigned, so the step log marks it unverified)`);
+            say(
+              `     (or, signed with ${approver}'s own key: npx switchyard approve ${id} ${at} --as ${approver} --key ${sandboxOperatorKey(status.console.operators, approver)})`,
+            );
             say(`     The demo signs in to the console as "${approver}" (POST /api/login) and approves through its API:`);
             bobSession ??= await ConsoleSession.signIn(web.url, approver, sandboxPassword(status.console.operators, approver));
             const answer = await bobSession.decide(id, at, 'approve', `demo: ${asks[at].comment}`);

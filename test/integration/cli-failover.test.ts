@@ -16,6 +16,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sandboxOperatorKey } from '../../sandbox/access';
 import { stopPart } from '../../sandbox';
 import type { RunStatus } from '../../src/client/runs';
 import type { FailoverResult } from '../../src/workflows/failover';
@@ -126,7 +127,9 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
     assert.equal(await st.nodeAnswers('dc1-db'), false, 'dc1-db is down');
 
     const id = ids('failover-cli-site-down');
-    const started = await cli(st, ['failover', 'demo', '--as', 'alice', '--id', id, '--reason', 'dc1 lost power']);
+    // alice signs the start with her own key: the run knows she started it (two-person rule).
+    const keyOf = (name: string) => sandboxOperatorKey(st.sb.status.console.operators, name);
+    const started = await cli(st, ['failover', 'demo', '--as', 'alice', '--key', keyOf('alice'), '--id', id, '--reason', 'dc1 lost power']);
     assert.equal(started.code, 0, shown(started));
     assert.equal(started.stdout, `started failover ${id}\nfollow it:  switchyard status ${id} --wait\n`);
     assert.doesNotMatch(started.stderr, /no worker polls/, 'a worker polls the queue');
@@ -137,6 +140,7 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
     assert.equal(waiting.status, 'RUNNING');
     assert.equal(waiting.type, 'failover');
     assert.equal(waiting.succeeded, false);
+    assert.equal(waiting.progress?.waiting?.requestedByVerifiedBy, 'operator:alice');
     const prompt = waiting.progress!.steps.find((s) => s.name === 'checkpoint:old-primary-dead');
     assert.equal(prompt?.state, 'waiting');
     assert.match(prompt?.detail ?? '', /could not be fenced.*actually is dead/s);
@@ -156,9 +160,9 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
     assert.equal(parseJson<RunStatus>(still).progress?.waitingFor, 'old-primary-dead');
     assert.equal(await isStandby(st, 'dc2-db'), true, 'nothing was promoted by the refused decision');
 
-    const ok = await cli(st, ['approve', id, 'old-primary-dead', '--as', 'bob', '--comment', 'powered off']);
+    const ok = await cli(st, ['approve', id, 'old-primary-dead', '--as', 'bob', '--key', keyOf('bob'), '--comment', 'powered off']);
     assert.equal(ok.code, 0, shown(ok));
-    assert.equal(ok.stdout, 'accepted: approve at "old-primary-dead" by bob\n');
+    assert.equal(ok.stdout, 'accepted: approve at "old-primary-dead" by bob (signed)\n');
     // dc1's last known position is the readiness run's, too old to count: a person is asked.
     await statusUntil(st, id, (s) => s.progress?.waitingFor === 'accept-data-loss', 'the accept-data-loss checkpoint');
     const loss = await cli(st, ['approve', id, 'accept-data-loss', '--as', 'bob', '--comment', 'no writes after the check']);
@@ -172,7 +176,7 @@ describe('switchyard failover from the command line: dry run, dc1 down, approval
         lines.some((l) => new RegExp(`^ {2}done {4}${step.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `).test(l)),
         `step ${step} printed as done:\n${follow.stdout}`,
       );
-    assert.match(follow.stdout, /^ {2}done {4}checkpoint:old-primary-dead .*approved by bob \(unverified\): powered off$/m);
+    assert.match(follow.stdout, /^ {2}done {4}checkpoint:old-primary-dead .*approved by bob \(signed with bob's key\): powered off$/m);
     // It ends as `failover --wait` does: the outcome, the state it left, RTO and bytes lost.
     const end = lines.slice(lines.findIndex((l) => l.startsWith(`${id}: `)));
     assert.equal(end[0], `${id}: COMPLETED (completed)`, `the outcome follows the steps:\n${follow.stdout}`);

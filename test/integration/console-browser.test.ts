@@ -107,6 +107,11 @@ describe(
       assert.equal(dc2.ro, true, 'dc2 is still a standby: nothing was promoted');
       // the page follows the run: it reloads once the run has closed
       await bob.locator('#status', { hasText: /COMPLETED/ }).waitFor({ timeout: 20_000 });
+      // Every cluster's readiness on one page: demo is not ready, its primary does not answer.
+      await bob.click('nav a[href="/clusters"]');
+      const demo = (await bob.textContent('#cluster-demo')) ?? '';
+      assert.match(demo, /NOT READY — primary none/);
+      assert.match(demo, /FAIL/);
       await bob.context().close();
     });
 

@@ -25,7 +25,7 @@ function layout(title: string, session: Session | null, body: string, refresh?: 
 ${session ? `<meta name="csrf-token" content="${esc(session.csrfToken)}">` : ''}
 ${refresh ? `<meta name="refresh-url" content="${esc(refresh.url)}"><meta name="refresh-fingerprint" content="${esc(refresh.fingerprint)}">` : ''}
 <script src="/static/console.js" defer></script></head>
-<body><header><a class="brand" href="/">switchyard</a><nav><a href="/">Waiting now</a><a href="/start">Start a runbook</a></nav>
+<body><header><a class="brand" href="/">switchyard</a><nav><a href="/">Waiting now</a><a href="/clusters">Readiness</a><a href="/start">Start a runbook</a></nav>
 ${session ? `<form method="post" action="/logout" class="who"><span>signed in as <b id="operator">${esc(session.operator)}</b></span><input type="hidden" name="_csrf" value="${esc(session.csrfToken)}"><button>Sign out</button></form>` : ''}
 </header><main>${body}</main></body></html>`;
 }
@@ -80,7 +80,7 @@ export function homePage(o: { session: Session; waiting: WaitingRun[]; recent: R
     `${o.error ? `<p class="error" role="alert">${esc(o.error)}</p>` : ''}
 ${o.signed ? '' : '<p class="warn">This console has no signing key (console.signingKey): its decisions reach the runs unverified.</p>'}
 <h1>Waiting now</h1><section id="waiting">${waiting}</section>
-<h2>Clusters</h2><p>${o.clusters.map((c) => `<a class="cluster" href="/clusters/${encodeURIComponent(c)}">${esc(c)} readiness</a>`).join(' ')}</p>
+<h2>Clusters</h2><p><a href="/clusters">all clusters' readiness</a> · ${o.clusters.map((c) => `<a class="cluster" href="/clusters/${encodeURIComponent(c)}">${esc(c)} readiness</a>`).join(' ')}</p>
 <h2>Recent runs</h2><table class="runs"><thead><tr><th>run</th><th>runbook</th><th>cluster</th><th>started by</th><th>status</th><th>started</th><th>RTO</th><th>data lost</th><th>write downtime</th></tr></thead><tbody>${rows}</tbody></table>`,
     { url: '/api/checkpoints', fingerprint: fp },
   );
@@ -188,14 +188,24 @@ ${form}${factsTable(o.facts)}
 }
 
 export function clusterPage(o: { session: Session; cluster: string; report: ReadinessReport | { error: string } }): string {
-  const r = o.report;
-  const body =
-    'error' in r
-      ? `<p class="error">${esc(r.error)}</p>`
-      : `<p class="status">${r.ready ? 'READY' : 'NOT READY'} — primary ${esc(r.primarySite ?? 'none')}${r.primaryNode ? ` (${esc(r.primaryNode)})` : ''}, standby ${esc(r.standbySite ?? 'none')}, lag ${esc(formatBytes(r.lagBytes))}</p>
+  return layout(`${o.cluster} readiness`, o.session, `<h1>${esc(o.cluster)}: readiness</h1>${readinessSection(o.cluster, o.report)}`);
+}
+
+/** Every cluster's readiness, one table each, on one page. */
+export function clustersPage(o: { session: Session; reports: { cluster: string; report: ReadinessReport | { error: string } }[] }): string {
+  return layout(
+    'Readiness',
+    o.session,
+    `<h1>Readiness of every cluster</h1>${o.reports.map((r) => `<section class="cluster-readiness" id="cluster-${esc(r.cluster)}"><h2>${esc(r.cluster)}</h2>${readinessSection(r.cluster, r.report)}</section>`).join('')}`,
+  );
+}
+
+function readinessSection(cluster: string, r: ReadinessReport | { error: string }): string {
+  return 'error' in r
+    ? `<p class="error">${esc(r.error)}</p>`
+    : `<p class="status">${r.ready ? 'READY' : 'NOT READY'} — primary ${esc(r.primarySite ?? 'none')}${r.primaryNode ? ` (${esc(r.primaryNode)})` : ''}, standby ${esc(r.standbySite ?? 'none')}, lag ${esc(formatBytes(r.lagBytes))}</p>
 <table class="checks"><tbody>${r.checks.map((c) => `<tr class="${c.ok ? 'ok' : 'fail'}"><td>${c.ok ? 'ok' : 'FAIL'}</td><td>${esc(c.name)}</td><td>${esc(c.detail)}</td></tr>`).join('')}</tbody></table>
-<p>observed ${when(r.observedAt)} · <a href="/clusters/${encodeURIComponent(o.cluster)}?fresh">check again</a></p>`;
-  return layout(`${o.cluster} readiness`, o.session, `<h1>${esc(o.cluster)}: readiness</h1>${body}`);
+<p>observed ${when(r.observedAt)} · <a href="/clusters/${encodeURIComponent(cluster)}?fresh">check again</a></p>`;
 }
 
 export function startPage(o: {

@@ -22,7 +22,7 @@ import { rootMessage } from '../readiness-report';
 import { decide, decideSigned, runId, startRunbook, withClient, type DecideAnswer, type Signer } from '../runs';
 import { parseSigningKey, publicKeyHex, signStart } from '../signing';
 import { ConsoleData } from './data';
-import { CONSOLE_CSS, CONSOLE_JS, checkpointPage, clusterPage, homePage, loginPage, runPage, startPage } from './pages';
+import { CONSOLE_CSS, CONSOLE_JS, checkpointPage, clusterPage, clustersPage, homePage, loginPage, runPage, startPage } from './pages';
 import { csrfMatches, SESSION_COOKIE, Sessions, type Session } from './sessions';
 
 export interface ConsoleDeps {
@@ -290,6 +290,16 @@ export function consoleApp(deps: ConsoleDeps): { app: Hono<Env>; drain: (ms: num
         signed: deps.signer !== null,
       }),
     );
+  });
+  app.get('/clusters', async (c) => {
+    const names = Object.keys(top().clusters);
+    const reports = await Promise.all(
+      names.map(async (cluster) => ({
+        cluster,
+        report: await data.readinessOf(cluster, c.req.query('fresh') !== undefined).catch((e: unknown) => ({ error: rootMessage(e) })),
+      })),
+    );
+    return c.html(clustersPage({ session: c.var.session, reports }));
   });
   app.get('/clusters/:name', async (c) => {
     const name = c.req.param('name');
