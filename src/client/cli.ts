@@ -10,6 +10,7 @@ import { jsonSchema } from '../topology/json-schema';
 import type { ClusterConfig } from '../topology/schema';
 import { operatorSigner, registerAccessCommands, registerConsoleCommand } from './cli-access';
 import { signStart } from './signing';
+import { registerWatchCommand } from './cli-watch';
 import { findConfig, loadSandbox, target, UsageError, type GlobalOpts } from './cli-common';
 import { formatReadiness, runReadiness } from './readiness-report';
 
@@ -102,6 +103,7 @@ export function buildProgram(): Command {
   // --- runs: decisions and progress ------------------------------------------------------------
   registerAccessCommands(program);
   registerConsoleCommand(program);
+  registerWatchCommand(program, defaultUser);
   program
     .command('status <workflowId>')
     .description('a run\'s step log and the checkpoint it waits at (the query "progress")')

@@ -12,3 +12,4 @@ export { failback } from './failback';
 export { backup, backupRetention, drill } from './backup';
 export { restore } from './restore';
 export { guard } from './guard';
+export { watch } from './watch';
