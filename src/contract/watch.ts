@@ -17,6 +17,8 @@ export interface WatchInput {
   /** Consecutive failed probes of the primary before a failover is staged (default 3). */
   failures?: number;
   requestedBy: string;
+  /** Probes before the run continues as new (default 150: its history stays a few thousand events). */
+  ticksPerRun?: number;
   /** Carried across continue-as-new. */
   carry?: WatchCarry;
 }

@@ -18,8 +18,6 @@ import { messageOf, StepLog } from './lib/steps';
 import type { failover as failoverWorkflow } from './failover';
 
 const reads = proxyActivities<Activities>(READ);
-/** Probes before the watch continues as new (its history stays a few thousand events). */
-const TICKS_PER_RUN = 150;
 
 function bounded(v: unknown, dflt: number, min: number, max: number, what: string): number {
   if (v === undefined || v === null) return dflt;
@@ -46,6 +44,7 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string }> {
     );
   const everySeconds = bounded(input.everySeconds, 5, 1, 3600, 'everySeconds');
   const failuresToStage = bounded(input.failures, 3, 1, 100, 'failures');
+  const ticksPerRun = bounded(input.ticksPerRun, 150, 2, 1000, 'ticksPerRun');
   const steps = new StepLog('watch', cluster);
   const carry: WatchCarry = input.carry ?? { primary: null, consecutiveFailures: 0, staged: null, ticks: 0, since: new Date().toISOString() };
   const status: WatchStatus = {
@@ -75,7 +74,7 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string }> {
     steps.note(name, detail, state);
   };
 
-  for (let tick = 0; tick < TICKS_PER_RUN; tick++) {
+  for (let tick = 0; tick < ticksPerRun; tick++) {
     const probes = await Promise.all(
       layout.nodes.map((n) => reads.pgStatus({ cluster, node: n.name }).then(verdictOf, (err: Error) => verdictOf({ node: n.name, error: messageOf(err) }))),
     );
@@ -136,6 +135,7 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string }> {
     cluster,
     everySeconds,
     failures: failuresToStage,
+    ticksPerRun,
     requestedBy: input.requestedBy,
     carry: { primary: status.primary, consecutiveFailures: status.consecutiveFailures, staged: status.staged, ticks: status.ticks, since: status.since },
   });

@@ -95,4 +95,18 @@ describe('watch: a dc1 outage stages a failover that a person approves', () => {
     assert.equal(stop.code, 0, stop.stderr);
     assert.deepEqual(await st.client.workflow.getHandle(watchWorkflowId('demo')).result(), { stoppedBy: 'alice' });
   });
+
+  it('continues as new, carrying what it saw', async () => {
+    const h = await st.client.workflow.start('watch', {
+      taskQueue: TASK_QUEUE,
+      workflowId: watchWorkflowId('demo'),
+      args: [{ cluster: 'demo', everySeconds: 1, failures: 3, ticksPerRun: 2, requestedBy: 'alice' }],
+    });
+    const s = await statusUntil((x) => x.ticks >= 5, 'five probes');
+    assert.equal(s.primary, 'dc2-db');
+    const d = await st.client.workflow.getHandle(watchWorkflowId('demo')).describe();
+    assert.notEqual(d.runId, h.firstExecutionRunId, 'a later run of the same watch');
+    await st.client.workflow.getHandle(watchWorkflowId('demo')).signal('stop', { by: 'alice' });
+    assert.deepEqual(await st.client.workflow.getHandle(watchWorkflowId('demo')).result(), { stoppedBy: 'alice' });
+  });
 });
