@@ -29,6 +29,8 @@ import { commandLine } from '../ssh/quote';
 import { formatBytes } from '../../contract/format';
 import { inCLocale, shellScript } from '../ssh/argv';
 
+/** A server that is started but not yet consistent (or still starting): asked again, not a failure. */
+const NOT_YET_RE = /not yet accepting connections|the database system is starting up|the database system is in recovery mode|consistent recovery state has not been yet reached/i;
 const DEFAULT_DRILL_START_TIMEOUT_SECONDS = 600;
 /** How long a drill waits while another drill of the same backup runs (they share its scratch copy). */
 const DRILL_LOCK_WAIT_SECONDS = 6 * 3600;
@@ -250,7 +252,14 @@ export function pgDrillActivities(rt: Runtime) {
                 `(pg_ctl start ${brief(st)})${serverLog ? `; its log ends:\n${serverLog}` : ''}`,
             };
           }
-          const ping = await execArgv(open, psqlArgv('SELECT 1'), QUERY_TIMEOUT_SECONDS);
+          // pg_ctl -w returns once a copy that replays WAL as a standby is started, which may be
+          // before it is consistent and takes connections: asked again until then (within its start timeout).
+          let ping = await execArgv(open, psqlArgv('SELECT 1'), QUERY_TIMEOUT_SECONDS);
+          for (const until = Date.now() + startTimeout * 1000; ping.exitCode !== 0 && NOT_YET_RE.test(ping.stderr) && Date.now() < until;) {
+            heartbeat({ backupId: input.backupId, step: 'start: not yet accepting connections' });
+            await new Promise((r) => setTimeout(r, 500));
+            ping = await execArgv(open, psqlArgv('SELECT 1'), QUERY_TIMEOUT_SECONDS);
+          }
           if (ping.exitCode !== 0 || ping.stdout.trim() !== '1') {
             return {
               failure: `the restored copy of ${input.backupId} started but does not answer on its socket in ${socket.dir} (port ${port}): ${brief(ping)}`,

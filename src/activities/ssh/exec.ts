@@ -198,5 +198,7 @@ export function throwIfCancelled(): void {
 export function brief(r: RemoteCommandResult): string {
   const out = (r.stderr.trim() || r.stdout.trim()).split('\n').slice(-3).join(' | ');
   const status = r.timedOut ? 'timed out' : r.exitCode === null ? `ended by signal ${r.signal ?? '?'}` : `exited ${r.exitCode}`;
-  return out ? `${status}: ${out.slice(0, 500)}` : status;
+  // A long line keeps its start and its end (where psql and pg_ctl put the reason).
+  const shown = out.length > 500 ? `${out.slice(0, 200)} … ${out.slice(-290)}` : out;
+  return out ? `${status}: ${shown}` : status;
 }
