@@ -24,6 +24,7 @@ import { decide, decideSigned } from '../src/client/runs';
 import { parseSigningKey, signStart } from '../src/client/signing';
 import { TASK_QUEUE } from '../src/temporal-target';
 import { lockWorkflowId } from '../src/contract/cluster-lock';
+import { watchStatusQuery, watchStopSignal, watchWorkflowId, type WatchStatus } from '../src/contract/watch';
 import type { BackupResult } from '../src/workflows/backup';
 import type { FailbackResult } from '../src/workflows/failback';
 import type { FailoverResult } from '../src/workflows/failover';
@@ -265,6 +266,47 @@ const SCENARIOS: Scenario[] = [
         'failover-signed-approvals',
         id,
         'failover started with a start proof; old-primary-dead under verified decisions: unsigned refused, two signed approvals, completed',
+      );
+    },
+  },
+  {
+    name: 'watch',
+    about: 'a watch probing every second; dc1 killed: it stages a failover, approved; the watch sees dc2 as primary and is stopped',
+    async run(st, rec) {
+      await readiness(st, 'replay-readiness-before-watch');
+      const w = await st.client.workflow.start('watch', {
+        taskQueue: TASK_QUEUE,
+        workflowId: watchWorkflowId('demo'),
+        args: [{ cluster: 'demo', everySeconds: 1, failures: 3, requestedBy: 'alice' }],
+      });
+      const status = () => w.query(watchStatusQuery);
+      const until = async (pred: (s: WatchStatus) => boolean, what: string) => {
+        for (let i = 0; i < 240; i++) {
+          const s = await status();
+          if (pred(s)) return s;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        throw new Error(`the watch never showed ${what}`);
+      };
+      await until((s) => s.primary === 'dc1-db', 'dc1-db as primary');
+      await stopPart(st.sb.opts, 'dc1', 'kill');
+      const id = (await until((s) => s.staged !== null, 'a staged failover')).staged!.workflowId;
+      await st.waitProgress(id, waitingAt('old-primary-dead'), 'the staged failover at old-primary-dead');
+      await decide(st.client, id, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob' });
+      const h = st.client.workflow.getHandle(id);
+      while ((await h.describe()).status.name === 'RUNNING') {
+        if ((await h.query<Progress>('progress')).waitingFor === 'accept-data-loss')
+          await decide(st.client, id, { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob' });
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.equal(((await h.result()) as FailoverResult).outcome, 'completed');
+      await until((s) => s.primary === 'dc2-db', 'dc2-db as primary');
+      await w.signal(watchStopSignal, { by: 'alice' });
+      await w.result();
+      await rec(
+        'watch-staged',
+        watchWorkflowId('demo'),
+        'a watch: dc1 killed, a failover staged after three failed probes and approved, dc2 seen as primary, stopped',
       );
     },
   },

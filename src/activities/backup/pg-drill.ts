@@ -30,7 +30,8 @@ import { formatBytes } from '../../contract/format';
 import { inCLocale, shellScript } from '../ssh/argv';
 
 /** A server that is started but not yet consistent (or still starting): asked again, not a failure. */
-const NOT_YET_RE = /not yet accepting connections|the database system is starting up|the database system is in recovery mode|consistent recovery state has not been yet reached/i;
+const NOT_YET_RE =
+  /not yet accepting connections|the database system is starting up|the database system is in recovery mode|consistent recovery state has not been yet reached/i;
 const DEFAULT_DRILL_START_TIMEOUT_SECONDS = 600;
 /** How long a drill waits while another drill of the same backup runs (they share its scratch copy). */
 const DRILL_LOCK_WAIT_SECONDS = 6 * 3600;
