@@ -205,7 +205,12 @@ describe('backups, drills, retention and a schedule', () => {
     const rowsBefore = await rowsIn(st, 'dc1-db');
     await st.nodeQuery('dc1-db', `INSERT INTO public.sandbox_rows (note) SELECT 'after the backups ' || g FROM generate_series(1, 30) g`);
     const h = await st.start('drill', { cluster: 'demo', requestedBy: 'alice' }, `drill-${Date.now()}`);
-    const d = (await h.result()) as DrillResult;
+    // A failed drill says why and what its steps saw (a drill once failed here on a loaded machine with no more than that).
+    const d = (await h.result().catch(async (err: unknown) => {
+      const f = await failureOf(Promise.reject(err));
+      const steps = (await h.query<Progress>('progress')).steps.map((s) => `${s.state} ${s.name}: ${s.detail}`).join('\n');
+      assert.fail(`the drill failed (${f.type}): ${f.message}\n${steps}`);
+    })) as DrillResult;
     assert.equal(d.backupId, second.backupId, 'the newest backup by default');
     assert.equal(d.ok, true, d.detail);
     assert.equal(d.rowCounts['public.sandbox_rows'], rowsBefore, 'exactly the rows written before the backup');
