@@ -99,6 +99,8 @@ describe('assessReadiness', () => {
     assert.equal(r.ready, false);
     assert.equal(r.primarySite, null);
     assert.equal(r.checks.find((c) => c.name === 'primary')?.detail, 'no node is primary: eu1-db unreachable (timeout); eu2-db in recovery');
+    // the standby named is the one that answers in recovery, not the dead former primary
+    assert.deepEqual([r.standbyNode, r.standbySite], ['eu2-db', 'eu2']);
   });
 
   it('formats bytes for people', () => {

@@ -173,7 +173,8 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
     check('backup', ok, `${seen}; ${bound}`);
   }
 
-  const standby = standbys[0] ?? null;
+  // The standby the report names: one that answers in recovery first (with no primary, the other nodes include the dead one).
+  const standby = standbys.find((n) => n.reachable && n.inRecovery === true) ?? standbys[0] ?? null;
   const lag = standby ? o.lags.find((l) => l.standby === standby.node) : undefined;
   const { layout: _layout, ...observations } = o;
   void _layout;
