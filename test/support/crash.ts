@@ -202,6 +202,8 @@ async function drive(st: Stage, id: string, spec: CrashSpec): Promise<string> {
     return r?.outcome ?? 'completed';
   } catch (err) {
     const cause = (err as { cause?: { type?: string; message?: string } }).cause;
+    // The type is what is compared; the message goes to the log, so a failed run says why.
+    process.stdout.write(`crash sample: ${h.workflowId} failed (${cause?.type ?? 'error'}): ${cause?.message ?? String(err)}\n`);
     return `failed: ${cause?.type ?? 'error'}`;
   }
 }
