@@ -1,7 +1,8 @@
 /** What every `switchyard` command shares: the global flags and the usage error (exit 2). */
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { resolveConfigPath } from '../topology/load';
+import { loadTopology, resolveConfigPath } from '../topology/load';
+import type { ClusterConfig } from '../topology/schema';
 import { temporalTarget, type TemporalTarget } from '../temporal-target';
 
 export class UsageError extends Error {}
@@ -34,4 +35,16 @@ export async function findConfig(flag: string | undefined, note: (s: string) => 
     return sb.config;
   }
   return path;
+}
+
+/** The cluster named on the command line must be in the topology: else a usage error (exit 2) naming the file. */
+export function requireCluster(configPath: string, cluster: string): ClusterConfig {
+  const top = loadTopology(configPath);
+  if (!top.clusters[cluster])
+    throw new UsageError(
+      `${configPath}: unknown cluster "${cluster}"; the topology has: ${Object.keys(top.clusters)
+        .map((k) => `"${k}"`)
+        .join(', ')}`,
+    );
+  return top.clusters[cluster];
 }

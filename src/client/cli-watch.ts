@@ -8,8 +8,7 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { watchStatusQuery, watchWorkflowId, type WatchInput, type WatchStatus } from '../contract/watch';
 import { TASK_QUEUE } from '../temporal-target';
 import { durationSeconds, DURATION_RE } from '../topology/schema';
-import { findConfig, target, UsageError, type GlobalOpts } from './cli-common';
-import { loadTopology } from '../topology/load';
+import { findConfig, requireCluster, target, UsageError, type GlobalOpts } from './cli-common';
 import { withClient } from './runs';
 
 const VERBS = ['status', 'stop', 'list'];
@@ -26,15 +25,7 @@ export function registerWatchCommand(program: Command, defaultUser: () => string
       const verb = VERBS.includes(first) ? first : 'start';
       const cluster = verb === 'start' ? first : second;
       if (verb !== 'list' && !cluster) throw new UsageError(`watch ${verb}: which cluster? (switchyard watch ${verb} <cluster>)`);
-      if (cluster) {
-        const top = loadTopology(await findConfig(cmd.optsWithGlobals<GlobalOpts>().config));
-        if (!top.clusters[cluster])
-          throw new UsageError(
-            `unknown cluster "${cluster}"; the topology has: ${Object.keys(top.clusters)
-              .map((k) => `"${k}"`)
-              .join(', ')}`,
-          );
-      }
+      if (cluster) requireCluster(await findConfig(cmd.optsWithGlobals<GlobalOpts>().config), cluster);
       await withClient(target(cmd), async (client) => {
         if (verb === 'list') {
           const rows: string[] = [];

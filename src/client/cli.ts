@@ -7,11 +7,10 @@
 import { Command, Option } from 'commander';
 import { ConfigError, loadTopology } from '../topology/load';
 import { jsonSchema } from '../topology/json-schema';
-import type { ClusterConfig } from '../topology/schema';
 import { operatorSigner, registerAccessCommands, registerConsoleCommand } from './cli-access';
 import { signStart } from './signing';
 import { registerWatchCommand } from './cli-watch';
-import { findConfig, loadSandbox, target, UsageError, type GlobalOpts } from './cli-common';
+import { findConfig, loadSandbox, requireCluster, target, UsageError, type GlobalOpts } from './cli-common';
 import { formatReadiness, runReadiness } from './readiness-report';
 
 export { UsageError } from './cli-common';
@@ -27,18 +26,6 @@ import {
   ScheduleInputError,
   upsertBackupSchedule,
 } from './schedule';
-
-/** The cluster named on the command line must be in the topology: else a usage error (exit 2) naming the file. */
-function requireCluster(configPath: string, cluster: string): ClusterConfig {
-  const top = loadTopology(configPath);
-  if (!top.clusters[cluster])
-    throw new UsageError(
-      `${configPath}: unknown cluster "${cluster}"; the topology has: ${Object.keys(top.clusters)
-        .map((k) => `"${k}"`)
-        .join(', ')}`,
-    );
-  return top.clusters[cluster];
-}
 
 export function buildProgram(): Command {
   const program = new Command('switchyard')

@@ -16,11 +16,12 @@ export interface SignedFields {
 
 export const DECISION_PROOF_VERSION = 'switchyard-decision/v1';
 
+/** A field as signed: on one line (so fields cannot run into each other); names lowercase. */
+const line = (v: string) => v.replace(/[\r\n]+/g, ' ');
+const who = (v: string) => line(v.trim().toLowerCase());
+
 export function decisionMessage(f: SignedFields): string {
-  const one = (v: string) => v.replace(/[\r\n]+/g, ' ');
-  return [DECISION_PROOF_VERSION, f.workflowId, f.runId, f.waitId, f.checkpoint, f.decision, one(f.by.trim().toLowerCase()), one(f.comment), f.signedAt].join(
-    '\n',
-  );
+  return [DECISION_PROOF_VERSION, f.workflowId, f.runId, f.waitId, f.checkpoint, f.decision, who(f.by), line(f.comment), f.signedAt].join('\n');
 }
 
 /** What a signed start signs: who started which run of which runbook on which cluster, and when. */
@@ -35,8 +36,7 @@ export interface StartFields {
 export const START_PROOF_VERSION = 'switchyard-start/v1';
 
 export function startMessage(f: StartFields): string {
-  const one = (v: string) => v.replace(/[\r\n]+/g, ' ');
-  return [START_PROOF_VERSION, f.workflowId, f.workflowType, f.cluster, one(f.requestedBy.trim().toLowerCase()), f.signedAt].join('\n');
+  return [START_PROOF_VERSION, f.workflowId, f.workflowType, f.cluster, who(f.requestedBy), f.signedAt].join('\n');
 }
 
 /** A runbook input's `startProof`: the console (or an operator's key) vouches for `requestedBy`. */

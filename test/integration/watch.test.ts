@@ -13,10 +13,8 @@ import { watchStatusQuery, watchWorkflowId, type WatchStatus } from '../../src/c
 import { TASK_QUEUE } from '../../src/temporal-target';
 import type { FailoverResult } from '../../src/workflows/failover';
 import { cli, killClis } from '../support/cli';
-import { failureOf } from '../support/runs';
+import { failureOf, sleep } from '../support/runs';
 import { startStage, type Stage } from '../support/stage';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('watch: a dc1 outage stages a failover that a person approves', () => {
   let st: Stage;

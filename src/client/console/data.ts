@@ -13,8 +13,7 @@ import { TASK_QUEUE } from '../../temporal-target';
 import { rootMessage, workerIsPolling } from '../readiness-report';
 import { runStatus, type RunStatus } from '../runs';
 
-/** The runbooks a person starts (and the console lists). */
-export const RUNBOOKS = ['failover', 'switchover', 'rejoin', 'failback', 'backup', 'drill', 'restore', 'retention'] as const;
+/** The runbooks the console lists. */
 const LISTED_TYPES = ['failover', 'switchover', 'rejoin', 'failback', 'backup', 'restore'];
 
 export interface WaitingRun {

@@ -115,12 +115,7 @@ export class Checkpoints {
     });
   }
 
-  /** Why a decision is refused, or null when it is accepted. */
-  refusal(d: Decision): string | null {
-    const c = this.check(d);
-    return 'refused' in c ? c.refused : null;
-  }
-
+  /** Why a decision is refused (`refused`), or whose it is. */
   private check(d: Decision): Checked {
     if (!d || typeof d !== 'object') return { refused: 'a decision is an object { checkpoint, decision, by, comment? }' };
     const name = str(d.checkpoint);

@@ -4,6 +4,7 @@
  * is the one the console signed in, or the owner of the key the CLI signed with.
  */
 import { ed25519 } from '@noble/curves/ed25519';
+import { hexToBytes } from '@noble/curves/utils';
 import { decisionMessage, startMessage, type StartProof } from '../../contract/decision-proof';
 import type { Decision } from '../../contract/messages';
 
@@ -11,17 +12,11 @@ export type Identity = { ok: true; who: string; verifiedBy: string | null } | { 
 
 const HEX_RE = /^[0-9a-f]+$/;
 
-function bytes(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
-
 function verified(signature: string, message: string, key: string): boolean {
   const sig = signature.toLowerCase();
   if (sig.length !== 128 || !HEX_RE.test(sig)) return false;
   try {
-    return ed25519.verify(bytes(sig), new TextEncoder().encode(message), bytes(key));
+    return ed25519.verify(hexToBytes(sig), new TextEncoder().encode(message), hexToBytes(key));
   } catch {
     return false;
   }
