@@ -168,7 +168,8 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
       ],
     );
 
-    // The step log tells the story in order.
+    // The step log tells the story in order: the front right after the guard, then the hook, the
+    // services and the other drivers side by side, maintenance off once they all ended.
     const done = await h.query<Progress>('progress');
     const names = done.steps.filter((s) => s.state === 'done').map((s) => s.name);
     const order = [
@@ -179,12 +180,8 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
       'promote',
       'write-probe:dc2-db',
       'guard',
-      'hook:repoint-app',
-      'service-start:dc2/fault-detection',
       'traffic:front',
-      'traffic:eip',
-      'traffic:vip',
-      'traffic:dns',
+      'front-verified',
       'maintenance-off:dc2',
       'unlock',
     ];
@@ -193,6 +190,31 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
       at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])),
       `steps in order ${order.join(' → ')}; got ${names.join(', ')}`,
     );
+    const step = (n: string) => done.steps.find((s) => s.name === n && s.state === 'done')!;
+    const side = [
+      'hook:repoint-app',
+      ...Object.keys(st.cluster.sites.dc2.services).map((s) => `service-start:dc2/${s}`),
+      'traffic:eip',
+      'traffic:vip',
+      'traffic:dns',
+    ];
+    for (const n of side) {
+      assert.ok(step(n), `${n} done; got ${names.join(', ')}`);
+      assert.ok(step(n).startedAt >= step('traffic:front').endedAt!, `${n} started once the front was verified`);
+      assert.ok(step(n).endedAt! <= step('maintenance-off:dc2').startedAt, `${n} ended before maintenance off`);
+    }
+    // The services keep their declared order, one after the other.
+    const services = Object.keys(st.cluster.sites.dc2.services).map((s) => step(`service-start:dc2/${s}`));
+    for (let i = 1; i < services.length; i++) assert.ok(services[i].startedAt >= services[i - 1].endedAt!, `${services[i].name} after ${services[i - 1].name}`);
+    // Side by side: the hook, the first service and the other drivers all started before any of them ended.
+    const together = ['hook:repoint-app', `service-start:dc2/${Object.keys(st.cluster.sites.dc2.services)[0]}`, 'traffic:eip', 'traffic:vip', 'traffic:dns'];
+    const lastStart = together
+      .map((n) => step(n).startedAt)
+      .sort()
+      .at(-1)!;
+    const firstEnd = together.map((n) => step(n).endedAt!).sort()[0];
+    assert.ok(lastStart <= firstEnd, `started side by side: ${together.map((n) => `${n} ${step(n).startedAt}–${step(n).endedAt}`).join(', ')}`);
+    assert.match(step('front-verified').detail, /^front on dc2, verified \d+(\.\d)? s after the decision to promote$/);
     assert.equal(done.waitingFor, null);
 
     // The webhook heard the start, the checkpoint (with its prompt) and the end; never its own URL.
