@@ -564,6 +564,26 @@ const SCENARIOS: Scenario[] = [
       );
     },
   },
+  {
+    name: 'parallel-forward',
+    about:
+      "after the 'failover-parallel-forward' patch: a fenced failover (dc1 reachable) that moves the front first, then runs the hook, the services and the other traffic drivers side by side",
+    async run(st, rec) {
+      const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failover-parallel-forward');
+      const r = (await h.result()) as FailoverResult;
+      assert.equal(r.outcome, 'completed');
+      assert.equal(r.fenced, true);
+      assert.ok(
+        r.steps.some((x) => x.name === 'front-verified' && x.state === 'done'),
+        r.steps.map((x) => x.name).join(', '),
+      );
+      await rec(
+        'failover-parallel-forward',
+        h.workflowId,
+        'failover with dc1 reachable after the parallel-forward patch: fenced, promoted, the front moved first, then hook, services and the other drivers side by side, completed',
+      );
+    },
+  },
 ];
 
 function readManifest(): Manifest {
