@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
-import { sandboxDown, sandboxUp } from '../sandbox';
+import { sandboxDown, sandboxUp, type SandboxOptions } from '../sandbox';
 import { pickNet, releaseNet } from '../sandbox/nets';
 import { createLogger } from '../src/logging';
 import { loadTopology } from '../src/topology/load';
@@ -17,6 +17,8 @@ import { temporalTarget } from '../src/temporal-target';
 import { createWorker, installRuntimeLogger } from '../src/worker';
 
 export interface BenchStage {
+  /** The sandbox's dir and net, for fault injection (stopPart). */
+  opts: SandboxOptions;
   status: Awaited<ReturnType<typeof sandboxUp>>;
   worker: Worker;
   client: Client;
@@ -33,7 +35,7 @@ export async function withBenchStage<T>(fromNet: number, fn: (s: BenchStage) => 
     const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger });
     const connection = await Connection.connect({ address: target.address });
     try {
-      return await fn({ status, worker, client: new Client({ connection }), topology: loadTopology(status.config) });
+      return await fn({ opts, status, worker, client: new Client({ connection }), topology: loadTopology(status.config) });
     } finally {
       await connection.close();
       await closeWorker();
