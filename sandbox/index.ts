@@ -9,6 +9,7 @@
  * Part names: temporal, ec2, front, shared/sshd, dc1-db/postgres, dc1-db/sshd, dc1-app/sshd,
  * dc1-app/app, dc1-app/fault-detection, dc1-app/notification, and the same for dc2.
  */
+import { cutFromWorker, healSync } from './partition';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -1026,9 +1027,23 @@ function killAllSync(l: Layout, state: SandboxState | null, attempts = 5): strin
   return left;
 }
 
+/**
+ * Cut a site off from the worker alone (sandbox/partition.ts): this process's packets to the
+ * site's hosts are dropped; the other site's hosts still reach it. Returns the addresses cut.
+ */
+export function partitionFromWorker(opts: SandboxOptions, site: string): string[] {
+  return cutFromWorker(target(opts).l, site);
+}
+
+/** End partitionFromWorker's partition. */
+export function healPartition(opts: SandboxOptions): void {
+  healSync(target(opts, true).l);
+}
+
 export async function sandboxDown(opts: SandboxOptions = {}, log: (line: string) => void = noop): Promise<void> {
   const t0 = Date.now();
   const { l } = target(opts, true);
+  healSync(l);
   await withLock(l.lockFile, async () => {
     const { state } = target(opts, true);
     if (!state && !existsSync(l.dir)) {
@@ -1078,7 +1093,9 @@ export async function sandboxDown(opts: SandboxOptions = {}, log: (line: string)
  */
 export function sandboxKillSync(opts: SandboxOptions = {}): void {
   const { l, state } = target(opts, true);
+  healSync(l);
   killAllSync(l, state);
   rmSync(l.dir, { recursive: true, force: true });
   rmSync(l.lockFile, { force: true });
 }
+export { partitionUnsupported } from './partition';

@@ -55,7 +55,7 @@ export function temporalEndpoints(net: number): { host: string; port: number; ad
 export const EC2_REGION = 'us-east-1';
 /** The Elastic IP (TEST-NET-2, data only: nothing is ever sent there). */
 export const ELASTIC_IP = '198.51.100.10';
-export const SEARCH_ATTRIBUTES = ['SwitchyardCluster', 'SwitchyardOperation', 'SwitchyardStep', 'SwitchyardWaitingFor'] as const;
+export const SEARCH_ATTRIBUTES = ['SwitchyardCluster', 'SwitchyardOperation', 'SwitchyardStep', 'SwitchyardWaitingFor', 'SwitchyardVerdict'] as const;
 
 /** The host on the shared address (no site): where the front's server-state file is written over SSH. */
 export const SHARED_HOST = 'shared';

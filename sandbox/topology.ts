@@ -82,6 +82,8 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools, acc
           },
         ]),
       ),
+      // The watch asks this site's app host whether the other site's database answers (pg_isready).
+      vantage: { host: app.host, binDir: tools.pgBinDir },
       // Run on this site's app host once this site's database is the new primary.
       hooks: {
         afterPromote: [

@@ -97,6 +97,13 @@ if ! command -v chromium >/dev/null; then
     say "warning: no chromium (Debian: sudo apt-get install chromium): the browser test will skip"
   fi
 fi
+# nftables for the watch's partition test (a site cut off from the worker alone): as root only.
+if [ "$(id -u)" = 0 ] && ! command -v nft >/dev/null && command -v apt-get >/dev/null; then
+  say "installing Debian package nftables (the watch's partition test)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables >/dev/null 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables >/dev/null; } ||
+    say "warning: apt-get install nftables failed: the partition test will skip"
+fi
 [ -x /usr/sbin/sshd ] || die "openssh-server: /usr/sbin/sshd not found after install"
 pg_bindir=$(find_pg_bindir) || die "PostgreSQL $PG_MAJOR server binaries (postgres, pg_basebackup, pg_rewind) not found"
 say "sshd $(/usr/sbin/sshd -V 2>&1 | head -n1 | cut -d, -f1), $(haproxy -v | head -n1 | cut -d' ' -f1-3), $("$pg_bindir/postgres" --version) in $pg_bindir"

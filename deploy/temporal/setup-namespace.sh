@@ -10,7 +10,7 @@ set -eu
 TEMPORAL_ADDRESS=${TEMPORAL_ADDRESS:-temporal:7233}
 NAMESPACE=${TEMPORAL_NAMESPACE:-default}
 RETENTION=${SWITCHYARD_RETENTION:-720h}
-SEARCH_ATTRIBUTES=${SWITCHYARD_SEARCH_ATTRIBUTES:-SwitchyardCluster SwitchyardOperation SwitchyardStep SwitchyardWaitingFor}
+SEARCH_ATTRIBUTES=${SWITCHYARD_SEARCH_ATTRIBUTES:-SwitchyardCluster SwitchyardOperation SwitchyardStep SwitchyardWaitingFor SwitchyardVerdict}
 
 # Use the server's IPv4 address: the CLI may otherwise try an address Docker's network does not serve.
 host=${TEMPORAL_ADDRESS%:*}

@@ -34,10 +34,13 @@ import { standbyConfigActivities } from './postgres/standby-config';
 import { writeProbeActivities } from './postgres/write-probe';
 import { remoteActivities } from './site';
 import { trafficActivities } from './traffic';
+import { vantageActivities } from './vantage';
+import { watchMemoryActivities } from './watch-memory';
+import { watchObserveActivities } from './watch-observe';
 
 export function createActivities(deps: ActivityDeps) {
   const rt = new Runtime(deps);
-  return {
+  const acts = {
     ...createLayoutActivities(deps.topology),
     ...postgresActivities(rt),
     ...pgctlActivities(rt),
@@ -62,7 +65,11 @@ export function createActivities(deps: ActivityDeps) {
     ...pgBackupCreateActivities(rt),
     ...pgDrillActivities(rt),
     ...pgRestoreActivities(rt),
+    ...vantageActivities(rt),
+    ...watchMemoryActivities(rt),
   };
+  // The watch's probe is made of the reads above.
+  return { ...acts, ...watchObserveActivities(rt, acts) };
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -420,3 +420,14 @@ export interface WriteProbeSummary {
   acceptedOn: string | null;
   detail: string;
 }
+
+/** A database node as seen from another site's vantage host (pg_isready over SSH). */
+export interface VantageView {
+  node: string;
+  /** The vantage host, and its site. */
+  from: string;
+  site: string;
+  /** `unknown`: the vantage host could not be asked, or pg_isready could not run there. */
+  verdict: 'accepting' | 'rejecting' | 'no-answer' | 'unknown';
+  detail: string;
+}

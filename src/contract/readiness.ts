@@ -3,7 +3,19 @@
  * (read by the client, by later runbooks' data-loss gate and by the history activity).
  */
 import type { ClusterLayout } from '../topology/layout';
-import type { Ec2InstanceInfo, FenceState, MaintenanceState, PgLag, PgNodeStatus, PgWriteProbe, ServiceState, SshCheck, TrafficState } from './observations';
+import type { PgBackupEntry } from './backup';
+import type {
+  Ec2InstanceInfo,
+  FenceState,
+  MaintenanceState,
+  PgLag,
+  PgNodeStatus,
+  PgWriteProbe,
+  ServiceState,
+  SshCheck,
+  TrafficState,
+  VantageView,
+} from './observations';
 
 export interface ReadinessCheck {
   name: string;
@@ -54,4 +66,31 @@ export interface ReadinessReport {
   newestProvenBackupAgeSeconds?: number | null;
   observedAt: string;
   observations: Omit<Observations, 'layout'>;
+}
+
+/**
+ * What the watch sees in one probe (one activity, so a long watch's history stays small): the
+ * readiness observations that matter for availability, and the other sites' vantage views when
+ * no node answered the worker as the primary.
+ */
+export interface WatchObservations {
+  nodes: PgNodeStatus[];
+  probe: PgWriteProbe | null;
+  lags: PgLag[];
+  ssh: SshCheck[];
+  traffic: TrafficState[];
+  fences: FenceState[];
+  backups: BackupObservation | null;
+  vantage: VantageView[];
+}
+
+/** What readiness sees of the base backups on the backup server: the newest one a drill proved. */
+export function backupObservation(list: PgBackupEntry[]): BackupObservation {
+  const made = (b: PgBackupEntry) => Date.parse(b.manifest?.finishedAt ?? b.drill?.provenAt ?? '1970-01-01T00:00:00Z');
+  const proven = list.filter((b) => b.complete && b.drill).sort((a, b) => made(b) - made(a))[0];
+  return {
+    newestProven: proven ? { backupId: proven.backupId, provenAt: proven.drill!.provenAt, finishedAt: proven.manifest?.finishedAt ?? null } : null,
+    complete: list.filter((b) => b.complete).length,
+    error: null,
+  };
 }

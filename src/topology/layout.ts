@@ -17,6 +17,8 @@ export interface ClusterLayout {
   hosts: { name: string; site: string | null; address: string; port: number }[];
   services: { site: string; service: string; host: string }[];
   maintenance: { site: string; host: string | null; appUrl: string | null }[];
+  /** Per site, the SSH host the watch probes the other sites from (absent in layouts recorded before it existed: none). */
+  vantages?: { site: string; host: string }[];
   /** In move order; `timeoutSeconds` only for `command` drivers (their activity options are derived from it). */
   traffic: { name: string; kind: TrafficDriverConfig['kind']; timeoutSeconds?: number }[];
   ec2: boolean;
@@ -28,6 +30,7 @@ export interface ClusterLayout {
    * layouts recorded before it existed, read as false).
    */
   hooks: { site: string; name: string; host: string; timeoutSeconds: number; check: boolean }[];
+  /** `automatic` and `automaticCoolDown` are absent in layouts recorded before the watch's automatic mode (read: off). */
   failover: ClusterConfig['failover'];
   switchover: ClusterConfig['switchover'];
   rejoin: ClusterConfig['rejoin'];
@@ -98,6 +101,7 @@ export function clusterLayout(name: string, c: ClusterConfig, access: Access = {
     maintenance: Object.entries(c.sites)
       .filter(([, s]) => s.maintenance !== undefined || s.app !== undefined)
       .map(([site, s]) => ({ site, host: s.maintenance?.host ?? null, appUrl: s.app?.url ?? null })),
+    vantages: Object.entries(c.sites).flatMap(([site, s]) => (s.vantage ? [{ site, host: s.vantage.host }] : [])),
     traffic: c.traffic.map((d) => (d.kind === 'command' ? { name: d.name, kind: d.kind, timeoutSeconds: d.timeoutSeconds } : { name: d.name, kind: d.kind })),
     ec2: c.ec2 !== undefined,
     maxLagBytes: c.postgres.maxLagBytes,

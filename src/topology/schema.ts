@@ -158,6 +158,12 @@ export const siteSchema = z
       .object({ afterPromote: z.array(hookSchema).default([]) })
       .strict()
       .default({ afterPromote: [] }),
+    /**
+     * Key into `hosts`: an SSH host at this site from which the watch also probes the other sites'
+     * database nodes (pg_isready), so that a partition between the worker and another site alone
+     * is not taken for that site's death. `binDir`: where pg_isready is on that host (default: PATH).
+     */
+    vantage: z.object({ host: name, binDir: absPath.optional() }).strict().optional(),
   })
   .strict();
 export type SiteConfig = z.infer<typeof siteSchema>;
@@ -249,6 +255,14 @@ const failoverSchema = z
     dataLossFreshness: duration.default('10s'),
     /** How often the guard started by a failover checks the fenced former primary. */
     guardIntervalSeconds: positiveInt.default(5),
+    /**
+     * Let a failover staged by the watch go on without a person, only when switchyard itself
+     * fenced the old primary and confirmed it down, and the data lost is exact and within the
+     * threshold; otherwise it waits at its checkpoint as in manual mode.
+     */
+    automatic: z.boolean().default(false),
+    /** After an automatic failover, the next may be automatic only once a person acknowledged it (`switchyard watch ack`) or this long passed. */
+    automaticCoolDown: duration.default('1h'),
   })
   .strict();
 
@@ -344,6 +358,8 @@ export const clusterSchema = z
       forceStopAfterSeconds: 60,
       dataLossFreshness: '10s',
       guardIntervalSeconds: 5,
+      automatic: false,
+      automaticCoolDown: '1h',
     }),
     switchover: switchoverSchema.default({ confirmStart: false, replayTimeoutSeconds: 300 }),
     rejoin: rejoinSchema.default({ catchUpTimeoutSeconds: 900 }),
@@ -402,6 +418,16 @@ export const clusterSchema = z
     }
     for (const [s, site] of Object.entries(c.sites)) {
       if (site.maintenance) need('host', site.maintenance.host, hosts, ['sites', s, 'maintenance', 'host']);
+      if (site.vantage) {
+        need('host', site.vantage.host, hosts, ['sites', s, 'vantage', 'host']);
+        const at = c.hosts[site.vantage.host]?.site;
+        if (at !== undefined && at !== s)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sites', s, 'vantage', 'host'],
+            message: `the vantage host of site "${s}" must be at that site; "${site.vantage.host}" is at site "${at}"`,
+          });
+      }
       for (const [sv, svc] of Object.entries(site.services)) need('host', svc.host, hosts, ['sites', s, 'services', sv, 'host']);
       const hookNames = new Set<string>();
       site.hooks.afterPromote.forEach((hk, i) => {

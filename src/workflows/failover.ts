@@ -31,7 +31,16 @@ import { planOnly } from './failover/plan';
 import { failoverResult } from './failover/result';
 import { resumeFailover } from './failover/resume';
 import { pickTarget } from './failover/target';
-import { FAILOVER_CHECKPOINTS, FENCE_PATCH, type Attempt, type Ctx, type FailoverInput, type FailoverResult, type NewSite } from './failover/types';
+import {
+  FAILOVER_CHECKPOINTS,
+  FENCE_PATCH,
+  STAGED_PATCH,
+  type Attempt,
+  type Ctx,
+  type FailoverInput,
+  type FailoverResult,
+  type NewSite,
+} from './failover/types';
 import { undoAll } from './failover/undo';
 
 export { FAILOVER_CHECKPOINTS, FENCE_PATCH } from './failover/types';
@@ -46,6 +55,8 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
   // Decided once, before anything else: a run recorded before the patch replays the old path
   // throughout, a new run takes the new one throughout.
   const v2 = patched(FENCE_PATCH);
+  const stagedInput = input.staged && typeof input.staged === 'object' && typeof input.staged.by === 'string' ? input.staged : null;
+  const stagedPath = stagedInput !== null && patched(STAGED_PATCH);
 
   const layout = await steps.run(
     'layout',
@@ -53,8 +64,20 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
     (l) => `${l.sites.join(', ')}; ${l.nodes.length} database nodes, ${l.traffic.length} traffic drivers`,
   );
   const notify = notifyVia(layout.notify, cluster, workflowInfo().workflowId);
+  const staged =
+    stagedPath && stagedInput
+      ? {
+          by: stagedInput.by,
+          // Both must allow it: the watch (anti-flapping) and the cluster's own setting, read now.
+          automatic: stagedInput.automatic === true && layout.failover.automatic === true,
+          why:
+            stagedInput.automatic === true && layout.failover.automatic !== true
+              ? 'automatic mode is off for this cluster (failover.automatic)'
+              : String(stagedInput.why ?? ''),
+        }
+      : null;
 
-  const run = () => runFailover({ input, cluster, requestedBy, dryRun, reason, startedMs, steps, layout, notify, v2 });
+  const run = () => runFailover({ input, cluster, requestedBy, dryRun, reason, startedMs, steps, layout, notify, v2, staged });
   if (dryRun) return run();
   return withClusterLock(cluster, 'failover', requestedBy, steps, run);
 }
@@ -127,6 +150,12 @@ async function runFailover(c: Ctx): Promise<FailoverResult> {
     const loss = await dataLossGate(c, a, oldStatus, preflightAt, timelineBefore);
     // ---- right before promotion: the old primary once more (the gate may have waited hours) ----
     if (c.v2) await recheckBeforePromotion(c, a);
+    if (c.staged?.automatic && a.decisions.length === 0)
+      steps.note(
+        'automatic',
+        `no person was asked: staged by ${c.staged.by} in automatic mode; ${old.name} was fenced and confirmed down by this run ` +
+          `(${a.fence?.detail ?? 'instance stopped'}); data lost: ${loss.detail}`,
+      );
 
     // ---- promote: from here the run only goes forward ---------------------------------------------
     const decisionMs = Date.now();

@@ -1,23 +1,66 @@
 /**
- * watch: probes a cluster's primary every interval from the worker and, after `failures`
- * consecutive probes in which no node answers as a writable primary, notifies and stages a
- * failover (`requestedBy: "watch"`, the evidence as its reason): that run fences what it can and
- * waits at its checkpoints for a person, who only approves. It never stages a second failover
- * for the same outage (the one it staged may be waiting, or a person rejected it: until a primary
- * answers again, it says so instead); a failover already running elsewhere refuses the staged one
- * through the cluster lock. One watch per cluster (its workflow id is fixed); it
- * continues as new to keep its history short, carrying what it knows.
+ * watch: one long-running workflow per cluster. Every interval it takes the readiness reads that
+ * matter for availability in one probe (watchObserve: each node's status, a write on the primary,
+ * the standby's lag, the hosts over SSH, the traffic drivers, the fence markers, the backups) and,
+ * when no node answers the worker as the primary, asks the other sites' vantage hosts whether
+ * they see it either (sites.<site>.vantage), so that a partition between the worker and one site
+ * is not taken for that site's death.
+ *
+ * After `failures` probes in a row in which the primary is gone as seen from every vantage point,
+ * it notifies and stages a failover (`requestedBy: "watch"`, the evidence as its reason): that run
+ * fences what it can and waits for a person, who only approves; with `failover.automatic` it may
+ * go on alone when it fenced the old primary itself and the data lost is exact and within the
+ * threshold, and after such a failover no second one is automatic until a person acknowledges it
+ * (`switchyard watch ack`) or the cool-down passed (anti-flapping). It never stages a second
+ * failover for the same outage, nor one while a runbook holds the cluster lock, and says so.
+ * Warnings that need a person but no failover are incidents: notified once when they start and
+ * once when they end.
+ *
+ * One watch per cluster (its workflow id is fixed); it continues as new to keep its history
+ * short, carrying what it knows, and keeps its anti-flapping state in its memo so that a watch
+ * started again after a stop still knows the last automatic failover.
  */
-import { ApplicationFailure, condition, continueAsNew, ParentClosePolicy, proxyActivities, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  ParentClosePolicy,
+  patched,
+  proxyActivities,
+  setHandler,
+  startChild,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { PgNodeStatus } from '../contract/observations';
-import { watchStatusQuery, watchStopSignal, watchWorkflowId, type WatchCarry, type WatchInput, type WatchProbe, type WatchStatus } from '../contract/watch';
-import { READ } from './lib/activity-options';
-import { describeNode, notifyVia } from './lib/runbook';
+import type { WatchObservations } from '../contract/readiness';
+import {
+  ANTI_FLAP_MEMO,
+  watchAckSignal,
+  watchStatusQuery,
+  watchStopSignal,
+  watchWorkflowId,
+  type AntiFlap,
+  type WatchCarry,
+  type WatchInput,
+  type WatchStatus,
+  type WatchVerdict,
+} from '../contract/watch';
+import { durationSeconds } from '../topology/duration';
+import { READ, WATCH_PROBE } from './lib/activity-options';
+import { notifyVia } from './lib/runbook';
+import { SA_VERDICT } from './lib/search-attributes';
 import { messageOf, StepLog } from './lib/steps';
+import { judge, updateIncidents, type Judgement } from './lib/watch-assess';
+import { watchV1 } from './watch-v1';
 import type { failover as failoverWorkflow } from './failover';
 
+/** The watch with one probe per interval, vantage points, incidents and automatic mode. */
+export const WATCH_OBSERVE_PATCH = 'watch-observe';
+
 const reads = proxyActivities<Activities>(READ);
+const probe = proxyActivities<Activities>(WATCH_PROBE);
 
 function bounded(v: unknown, dflt: number, min: number, max: number, what: string): number {
   if (v === undefined || v === null) return dflt;
@@ -26,14 +69,26 @@ function bounded(v: unknown, dflt: number, min: number, max: number, what: strin
   return v;
 }
 
-function verdictOf(n: PgNodeStatus | { node: string; error: string }): WatchProbe {
-  if ('error' in n && !('reachable' in n)) return { node: n.node, verdict: 'unknown', detail: `the probe failed: ${n.error}` };
-  const s = n as PgNodeStatus;
-  if (s.reachable) return { node: s.node, verdict: s.inRecovery ? 'standby' : 'primary', detail: describeNode(s) };
-  return { node: s.node, verdict: s.unreachable ?? 'unknown', detail: describeNode(s) };
+const NO_ANTI_FLAP: AntiFlap = { last: null, ackedBy: null, ackedAt: null };
+
+/** Whether the next staged failover may go on without a person, and if not, why. */
+function automaticAllowed(cluster: string, enabled: boolean, coolDownSeconds: number, a: AntiFlap, nowMs: number): { allowed: boolean; why: string } {
+  if (!enabled) return { allowed: false, why: 'automatic mode is off for this cluster (failover.automatic)' };
+  if (!a.last) return { allowed: true, why: 'no automatic failover before' };
+  if (a.ackedBy) return { allowed: true, why: `the last automatic failover ${a.last.workflowId} was acknowledged by ${a.ackedBy}` };
+  const endsMs = Date.parse(a.last.at) + coolDownSeconds * 1000;
+  if (nowMs >= endsMs) return { allowed: true, why: `the cool-down after the automatic failover ${a.last.workflowId} passed` };
+  return {
+    allowed: false,
+    why:
+      `anti-flapping: the automatic failover ${a.last.workflowId} at ${a.last.at} is not acknowledged and its cool-down ends at ` +
+      `${new Date(endsMs).toISOString()} (acknowledge it with \`switchyard watch ack ${cluster}\`)`,
+  };
 }
 
-export async function watch(input: WatchInput): Promise<{ stoppedBy: string }> {
+export async function watch(input: WatchInput): Promise<{ stoppedBy: string; antiFlap?: AntiFlap }> {
+  // Runs recorded before this version replay the first watch throughout.
+  if (!patched(WATCH_OBSERVE_PATCH)) return watchV1(input);
   const cluster = typeof input?.cluster === 'string' ? input.cluster : '';
   if (!cluster) throw ApplicationFailure.nonRetryable('watch input needs "cluster"', 'ConfigError');
   const { workflowId } = workflowInfo();
@@ -47,89 +102,191 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string }> {
   const ticksPerRun = bounded(input.ticksPerRun, 150, 2, 1000, 'ticksPerRun');
   const steps = new StepLog('watch', cluster);
   const carry: WatchCarry = input.carry ?? { primary: null, consecutiveFailures: 0, staged: null, ticks: 0, since: new Date().toISOString() };
+
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) =>
+      `${l.nodes.map((n) => n.name).join(', ')}; every ${everySeconds} s, a failover staged after ${failuresToStage} failed probes; ` +
+      `vantage hosts: ${(l.vantages ?? []).map((v) => `${v.host} (${v.site})`).join(', ') || 'none (the worker alone judges)'}; ` +
+      `automatic mode ${l.failover.automatic ? `on (cool-down ${l.failover.automaticCoolDown ?? '1h'})` : 'off'}`,
+  );
+  const automaticEnabled = layout.failover.automatic === true;
+  const coolDownSeconds = durationSeconds(layout.failover.automaticCoolDown ?? '1h');
+  const notify = notifyVia(layout.notify, cluster, workflowId);
+
+  // A watch started again (not continued) takes the anti-flapping state its previous run kept.
+  let antiFlap: AntiFlap = carry.antiFlap ?? NO_ANTI_FLAP;
+  if (!input.carry) {
+    const prev = await steps
+      .run(
+        'anti-flap',
+        () => reads.watchPreviousAntiFlap({ workflowId, withinSeconds: coolDownSeconds }),
+        (p) => p.detail,
+      )
+      .catch(() => null);
+    if (prev?.antiFlap) antiFlap = prev.antiFlap;
+  }
+
   const status: WatchStatus = {
     cluster,
     everySeconds,
     failuresToStage,
     since: carry.since,
     ticks: carry.ticks,
+    verdict: 'starting',
     primary: carry.primary,
     consecutiveFailures: carry.consecutiveFailures,
+    confirmedFailures: carry.confirmedFailures ?? carry.consecutiveFailures,
     lastProbeAt: null,
     probes: [],
+    vantage: [],
     staged: carry.staged,
+    incidents: carry.incidents ?? [],
+    formerPrimaries: [],
+    automatic: { enabled: automaticEnabled, coolDownSeconds, antiFlap },
     last: input.carry ? 'continued' : 'started',
   };
-  let stoppedBy: string | null = null;
-  setHandler(watchStatusQuery, () => ({ ...status, probes: status.probes.map((p) => ({ ...p })) }));
-  setHandler(watchStopSignal, (s) => void (stoppedBy = typeof s?.by === 'string' && s.by ? s.by : 'someone'));
+  let replaced = carry.replaced ?? null;
+  const keepAntiFlap = (a: AntiFlap) => {
+    antiFlap = a;
+    status.automatic.antiFlap = a;
+    upsertMemo({ [ANTI_FLAP_MEMO]: a });
+  };
+  keepAntiFlap(antiFlap);
 
-  const layout = await steps.run(
-    'layout',
-    () => reads.clusterLayout({ cluster }),
-    (l) => `${l.nodes.map((n) => n.name).join(', ')}; every ${everySeconds} s`,
-  );
   const say = (name: string, detail: string, state: 'done' | 'failed' = 'done') => {
     status.last = detail;
     steps.note(name, detail, state);
   };
+  let verdictShown: WatchVerdict | null = null;
+  const showVerdict = (v: WatchVerdict) => {
+    status.verdict = v;
+    if (v !== verdictShown) upsertSearchAttributes([{ key: SA_VERDICT, value: v }]);
+    verdictShown = v;
+  };
+
+  let stoppedBy: string | null = null;
+  setHandler(watchStatusQuery, () => JSON.parse(JSON.stringify(status)) as WatchStatus);
+  setHandler(watchStopSignal, (s) => void (stoppedBy = typeof s?.by === 'string' && s.by ? s.by : 'someone'));
+  setHandler(watchAckSignal, (a) => {
+    const by = typeof a?.by === 'string' && a.by ? a.by : 'someone';
+    if (!antiFlap.last) return say('ack', `${by} acknowledged, but no automatic failover waits for an acknowledgement`);
+    if (antiFlap.ackedBy) return say('ack', `${by} acknowledged ${antiFlap.last.workflowId}, already acknowledged by ${antiFlap.ackedBy}`);
+    keepAntiFlap({ ...antiFlap, ackedBy: by, ackedAt: new Date().toISOString() });
+    say(
+      'ack',
+      `${by} acknowledged the automatic failover ${antiFlap.last.workflowId}${a?.comment ? ` (${String(a.comment)})` : ''}: the next failover may be automatic again`,
+    );
+  });
+
+  const stage = async (j: Judgement) => {
+    if (status.staged) {
+      say(
+        'not-staged',
+        `the primary is gone (${status.confirmedFailures} probes), but failover ${status.staged.workflowId} was staged for this outage at ${status.staged.at}: not staging another`,
+      );
+      return;
+    }
+    const holder = await reads.watchLockHolder({ cluster }).catch((err: Error) => `unknown (${messageOf(err)})`);
+    if (holder) {
+      const who =
+        typeof holder === 'string'
+          ? holder
+          : `${holder.operation} ${holder.workflowId}${holder.requestedBy ? ` started by ${holder.requestedBy}` : ''} since ${holder.since}`;
+      say('not-staged', `the primary is gone, but the cluster lock is held by ${who}: not staging a failover while that runs`, 'failed');
+      return;
+    }
+    const auto = automaticAllowed(cluster, automaticEnabled, coolDownSeconds, antiFlap, Date.now());
+    const id = `failover-${cluster}-watch-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}`;
+    const reason = `watch: ${j.why}; ${status.confirmedFailures} probes ${everySeconds} s apart`;
+    const child = await startChild<typeof failoverWorkflow>('failover', {
+      workflowId: id,
+      args: [{ cluster, requestedBy: 'watch', reason, staged: { by: workflowId, automatic: auto.allowed, why: auto.why } }],
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+    });
+    const at = new Date().toISOString();
+    status.staged = { workflowId: child.workflowId, at, automatic: auto.allowed };
+    if (auto.allowed) keepAntiFlap({ last: { workflowId: id, at }, ackedBy: null, ackedAt: null });
+    // How it ends goes to the log (a run that continued as new no longer follows it).
+    void child.result().then(
+      () => say('staged-ended', `failover ${id} ended`),
+      (err: Error) => say('staged-ended', `failover ${id} ended: ${messageOf(err)}`, 'failed'),
+    );
+    const mode = auto.allowed
+      ? `automatic: it goes on without a person only if it fences ${status.primary ?? 'the old primary'} itself and the data lost is exact and within the threshold`
+      : `a person decides (${auto.why})`;
+    say('staged', `failover ${id} staged, ${mode}: ${reason}`);
+    showVerdict('staged');
+    if (automaticEnabled && !auto.allowed)
+      await notify('watch.automatic-refused', `automatic failover of ${cluster} refused: ${auto.why}; failover ${id} waits for a person`);
+    await notify(
+      'watch.failover-staged',
+      `the primary of ${cluster} is gone (${status.confirmedFailures} probes ${everySeconds} s apart): failover ${id} staged, ${auto.allowed ? 'automatic' : 'waiting for a person'}`,
+      // The link goes to the staged run, where a person approves.
+      { workflowId: id, watch: workflowId },
+    );
+  };
 
   for (let tick = 0; tick < ticksPerRun; tick++) {
-    const probes = await Promise.all(
-      layout.nodes.map((n) => reads.pgStatus({ cluster, node: n.name }).then(verdictOf, (err: Error) => verdictOf({ node: n.name, error: messageOf(err) }))),
-    );
+    const obs: WatchObservations | string = await probe.watchObserve({ cluster }).catch((err: Error) => messageOf(err));
     status.ticks++;
     status.lastProbeAt = new Date().toISOString();
-    status.probes = probes;
-    const primaries = probes.filter((p) => p.verdict === 'primary');
-    if (primaries.length === 1) {
-      const p = primaries[0].node;
-      if (status.consecutiveFailures > 0) say('primary-answers', `${p} answers as the primary again after ${status.consecutiveFailures} failed probe(s)`);
-      else if (status.primary !== p) say('primary', `${p} is the primary`);
-      status.primary = p;
-      status.consecutiveFailures = 0;
-      // The outage is over (the staged failover promoted, or the old primary came back).
-      status.staged = null;
-    } else if (primaries.length > 1) {
-      say('split-brain', `${primaries.map((p) => p.node).join(' and ')} both answer as primary: a person must decide`, 'failed');
+    if (typeof obs === 'string') {
+      // Our own probe failed: nothing is known, so nothing counts either way.
+      say('probe-failed', `the probe itself failed: ${obs}`, 'failed');
     } else {
-      status.consecutiveFailures++;
-      const seen = probes.map((p) => `${p.node}: ${p.detail}`).join('; ');
-      if (status.consecutiveFailures === 1) say('primary-fails', `no node answers as the primary (${seen})`, 'failed');
-      if (status.consecutiveFailures === failuresToStage) {
-        if (status.staged) {
-          say(
-            'not-staged',
-            `the primary failed ${failuresToStage} probes in a row, but failover ${status.staged.workflowId} was staged for this outage at ${status.staged.at}: not staging another`,
-          );
-        } else {
-          const id = `failover-${cluster}-watch-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}`;
-          const reason = `watch: no node answered as the primary in ${failuresToStage} probes ${everySeconds} s apart (${seen})`;
-          const child = await startChild<typeof failoverWorkflow>('failover', {
-            workflowId: id,
-            args: [{ cluster, requestedBy: 'watch', reason }],
-            parentClosePolicy: ParentClosePolicy.ABANDON,
-          });
-          status.staged = { workflowId: child.workflowId, at: new Date().toISOString() };
-          // How it ends goes to the log (a run that continued as new no longer follows it).
-          void child.result().then(
-            () => say('staged-ended', `failover ${id} ended`),
-            (err: Error) => say('staged-ended', `failover ${id} ended: ${messageOf(err)}`, 'failed'),
-          );
-          say('staged', `failover ${id} staged: ${reason}`);
-          await notifyVia(
-            layout.notify,
-            cluster,
-            id,
-          )('watch.failover-staged', `the primary of ${cluster} failed ${failuresToStage} probes: failover ${id} staged, waiting for a person`);
-        }
+      const j = judge(layout, obs, status.primary, status.lastProbeAt, replaced);
+      status.probes = j.probes;
+      status.formerPrimaries = j.formerPrimaries;
+      if (j.failing) status.vantage = obs.vantage.map((v) => ({ node: v.node, from: v.from, verdict: v.verdict, detail: v.detail }));
+      if (j.primaries.length === 1) {
+        const p = j.primaries[0];
+        if (status.primary && status.primary !== p) {
+          replaced = { node: status.primary, newPrimary: p, since: status.lastProbeAt };
+          say('primary-moved', `${p} is the primary now; the former primary ${status.primary} needs \`switchyard rejoin ${cluster} --node ${status.primary}\``);
+        } else if (status.consecutiveFailures > 0)
+          say('primary-answers', `${p} answers as the primary again after ${status.consecutiveFailures} failed probe(s)`);
+        else if (status.primary !== p) say('primary', `${p} is the primary`);
+        // A replaced primary that follows again is a standby, no longer a former primary.
+        if (replaced && obs.nodes.some((n) => n.node === replaced!.node && n.reachable && n.inRecovery && n.walReceiver?.status === 'streaming'))
+          replaced = null;
+        status.primary = p;
+        status.consecutiveFailures = 0;
+        status.confirmedFailures = 0;
+        // The outage is over (the staged failover promoted, or the old primary came back).
+        status.staged = null;
+      } else if (j.failing) {
+        status.consecutiveFailures++;
+        status.confirmedFailures = j.confirmed ? status.confirmedFailures + 1 : 0;
+      }
+      const verdict: WatchVerdict = j.failing && status.staged ? 'staged' : j.verdict;
+      if (verdict !== status.verdict && verdict !== 'ok' && verdict !== 'warning' && verdict !== 'staged') say(`verdict:${verdict}`, j.why, 'failed');
+      showVerdict(verdict);
+      // Staged at the Nth confirmed failure; tried again every N more while something was in the way.
+      const n = status.confirmedFailures - failuresToStage;
+      if (j.confirmed && n >= 0 && n % failuresToStage === 0) await stage(j);
+
+      const inc = updateIncidents(status.incidents, j.warnings, status.lastProbeAt);
+      status.incidents = inc.incidents;
+      for (const i of inc.opened) {
+        say(`warning:${i.key}`, `${i.detail} (since ${i.since})`, 'failed');
+        await notify('watch.warning', `${cluster}: ${i.detail} (since ${i.since})`, { incident: i.key, since: i.since });
+      }
+      for (const e of inc.ended) {
+        say(`warning-ended:${e.incident.key}`, `ended: ${e.incident.detail} (from ${e.incident.since} to ${e.at})`);
+        await notify('watch.warning-ended', `${cluster}: ended: ${e.incident.detail} (from ${e.incident.since} to ${e.at})`, {
+          incident: e.incident.key,
+          since: e.incident.since,
+          until: e.at,
+        });
       }
     }
     if (await condition(() => stoppedBy !== null, everySeconds * 1000)) break;
   }
   if (stoppedBy !== null) {
     say('stopped', `stopped by ${stoppedBy}`);
-    return { stoppedBy };
+    return { stoppedBy, antiFlap };
   }
   await continueAsNew<typeof watch>({
     cluster,
@@ -137,7 +294,17 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string }> {
     failures: failuresToStage,
     ticksPerRun,
     requestedBy: input.requestedBy,
-    carry: { primary: status.primary, consecutiveFailures: status.consecutiveFailures, staged: status.staged, ticks: status.ticks, since: status.since },
+    carry: {
+      primary: status.primary,
+      consecutiveFailures: status.consecutiveFailures,
+      confirmedFailures: status.confirmedFailures,
+      staged: status.staged,
+      ticks: status.ticks,
+      since: status.since,
+      incidents: status.incidents,
+      antiFlap,
+      replaced,
+    },
   });
   return { stoppedBy: 'unreachable' };
 }

@@ -246,7 +246,7 @@ describe('sandbox', () => {
       assert.equal((await handle.describe()).status.name, 'RUNNING');
       await handle.terminate('sandbox test done');
       const sa = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
-      for (const a of ['SwitchyardCluster', 'SwitchyardOperation', 'SwitchyardStep', 'SwitchyardWaitingFor'])
+      for (const a of ['SwitchyardCluster', 'SwitchyardOperation', 'SwitchyardStep', 'SwitchyardWaitingFor', 'SwitchyardVerdict'])
         assert.ok(sa.customAttributes && a in sa.customAttributes, `search attribute ${a}`);
     } finally {
       await connection.close();

@@ -1,40 +1,37 @@
 /**
  * The watch on the sandbox: started from the CLI (one per cluster), dc1 killed while it probes
- * every second; after three failed probes it stages a failover that waits at old-primary-dead with
- * requestedBy "watch" and the evidence as its reason; a person approves and dc2 becomes primary;
- * the watch then sees dc2 as the primary and its outage as over, and stops when asked.
+ * every second; once three probes in a row found no primary, from the worker and from dc2's
+ * vantage host, it notifies (with the console's link to the staged run) and stages a failover that
+ * waits at old-primary-dead with requestedBy "watch" and the evidence as its reason; a person
+ * approves and dc2 becomes primary; the watch then reports dc1 as the fenced former primary that
+ * needs rejoin, and stops when asked.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { stopPart } from '../../sandbox';
-import { decide } from '../../src/client/runs';
 import type { Progress } from '../../src/contract/messages';
-import { watchStatusQuery, watchWorkflowId, type WatchStatus } from '../../src/contract/watch';
+import { consoleLink } from '../../src/contract/console-links';
+import { watchWorkflowId } from '../../src/contract/watch';
+import { consoleUrl } from '../../src/topology/operators';
 import { TASK_QUEUE } from '../../src/temporal-target';
-import type { FailoverResult } from '../../src/workflows/failover';
 import { cli, killClis } from '../support/cli';
 import { failureOf, sleep } from '../support/runs';
 import { startStage, type Stage } from '../support/stage';
+import { approveUntilDone, watchStatus, watchUntil } from '../support/watch';
+import { startWebhook, type Webhook } from '../support/webhook';
 
 describe('watch: a dc1 outage stages a failover that a person approves', () => {
   let st: Stage;
+  let hook: Webhook;
   before(async () => {
-    st = await startStage();
+    hook = await startWebhook();
+    st = await startStage({ edit: (c) => void (c.notify = { webhook: { url: { file: hook.urlFile } } }) });
   });
   after(async () => {
     killClis();
     await st?.down();
+    await hook?.close();
   });
-
-  const status = () => st.client.workflow.getHandle(watchWorkflowId('demo')).query(watchStatusQuery);
-  async function statusUntil(pred: (s: WatchStatus) => boolean, what: string, ms = 90_000): Promise<WatchStatus> {
-    let s: WatchStatus | null = null;
-    for (const end = Date.now() + ms; Date.now() < end; await sleep(250)) {
-      s = await status().catch(() => null);
-      if (s && pred(s)) return s;
-    }
-    assert.fail(`the watch never showed ${what}: ${JSON.stringify(s, null, 2)}`);
-  }
 
   it('one watch per cluster: the CLI starts it once; a watch under another id is refused', async () => {
     const started = await cli(st, ['watch', 'demo', '--every', '1s', '--failures', '3', '--as', 'alice']);
@@ -42,7 +39,7 @@ describe('watch: a dc1 outage stages a failover that a person approves', () => {
     assert.equal(started.stdout, `watching demo as ${watchWorkflowId('demo')}: every 1 s, a failover staged after 3 failed probes\n`);
     const again = await cli(st, ['watch', 'demo']);
     assert.equal(again.stdout, `demo is already watched (${watchWorkflowId('demo')}); see: switchyard watch status demo\n`);
-    const s = await statusUntil((x) => x.primary === 'dc1-db', 'dc1-db as the primary');
+    const s = await watchUntil(st, (x) => x.primary === 'dc1-db' && x.verdict === 'ok', 'dc1-db as the primary, all well');
     assert.deepEqual(
       s.probes.map((p) => [p.node, p.verdict]),
       [
@@ -50,48 +47,87 @@ describe('watch: a dc1 outage stages a failover that a person approves', () => {
         ['dc2-db', 'standby'],
       ],
     );
+    assert.deepEqual(s.incidents, [], 'no warning on a healthy sandbox');
     const text = await cli(st, ['watch', 'status', 'demo']);
-    assert.match(text.stdout, /^watch of demo: primary dc1-db; 0 failed probe\(s\) in a row \(a failover is staged at 3\)/);
+    assert.match(text.stdout, /^watch of demo: ok; primary dc1-db; 0 failed probe\(s\) in a row seen from every site \(a failover is staged at 3\)/);
     const list = await cli(st, ['watch', 'list']);
     assert.equal(list.stdout, `${watchWorkflowId('demo')}\n`);
+    // The verdict is a search attribute: the UI and `temporal workflow list` find it.
+    const found: string[] = [];
+    for await (const w of st.client.workflow.list({ query: `SwitchyardVerdict = 'ok' AND WorkflowType = 'watch'` })) found.push(w.workflowId);
+    assert.deepEqual(found, [watchWorkflowId('demo')]);
     const other = await st.client.workflow.start('watch', { taskQueue: TASK_QUEUE, workflowId: 'my-watch', args: [{ cluster: 'demo', requestedBy: 'alice' }] });
     const f = await failureOf(other.result());
     assert.equal(f.type, 'ConfigError');
     assert.match(f.message, /a watch of demo runs as workflow switchyard-watch-demo \(one per cluster\), not my-watch/);
   });
 
-  it('dc1 killed: a failover is staged, waits at old-primary-dead, and once approved dc2 is the primary the watch sees', async () => {
+  it('dc1 killed: a failover is staged and notified, waits at old-primary-dead, and once approved the watch sees dc2 and the fenced dc1', async () => {
     // The last readiness reading gives the staged failover dc1's position.
     await (await st.start('readiness', { cluster: 'demo' })).result();
+    const killedAt = Date.now();
     await stopPart(st.sb.opts, 'dc1', 'kill');
-    const staged = await statusUntil((x) => x.staged !== null, 'a staged failover');
-    assert.ok(staged.consecutiveFailures >= 3, JSON.stringify(staged));
+    const staged = await watchUntil(st, (x) => x.staged !== null, 'a staged failover');
+    const stagedMs = Date.now() - killedAt;
+    assert.ok(staged.confirmedFailures >= 3, JSON.stringify(staged));
+    // dc2's vantage host saw dc1's PostgreSQL gone too.
+    assert.deepEqual(
+      staged.vantage.filter((v) => v.node === 'dc1-db').map((v) => [v.from, v.verdict]),
+      [['dc2-app', 'no-answer']],
+    );
+    assert.equal(staged.staged?.automatic, false);
     const id = staged.staged!.workflowId;
     const p = await st.waitProgress(id, (x) => x.waitingFor === 'old-primary-dead', 'the staged failover at old-primary-dead', 90_000);
-    assert.match(p.steps.find((s) => s.name === 'plan')?.detail ?? '', /watch: no node answered as the primary in 3 probes 1 s apart/);
+    const plan = p.steps.find((s) => s.name === 'plan')?.detail ?? '';
+    assert.match(
+      plan,
+      /watch: no node answers as the primary .*confirmed from the other site\(s\): 127\.\d+\.1\.1:5432 does not answer, seen from dc2-app \(dc2\)/,
+    );
+    assert.match(plan, /3 probes 1 s apart/);
+    // The notification carried the console's link to the staged run.
+    const n = await hook.waitFor((x) => x.event === 'watch.failover-staged', 'watch.failover-staged');
+    assert.match(n.message, new RegExp(`failover ${id} staged, waiting for a person`));
+    assert.ok(st.topology.console, 'the sandbox has a console');
+    assert.equal(n.link, consoleLink(consoleUrl(st.topology.console)!, id, null));
+    process.stdout.write(`watch: dc1 killed → failover staged in ${stagedMs} ms (every 1 s, 3 failures)\n`);
     // No second failover for the same outage, however long it lasts.
     await sleep(4000);
-    const later = await status();
+    const later = await watchStatus(st);
     assert.equal(later.staged?.workflowId, id);
+    assert.equal(later.verdict, 'staged');
     assert.equal((await st.client.workflow.getHandle(watchWorkflowId('demo')).query<Progress>('progress')).steps.filter((s) => s.name === 'staged').length, 1);
 
-    const a = await decide(st.client, id, { checkpoint: 'old-primary-dead', decision: 'approve', by: 'bob', comment: 'dc1 is off' });
-    assert.ok(a.accepted, a.accepted ? '' : a.reason);
-    const h = st.client.workflow.getHandle(id);
-    for (let i = 0; i < 240 && (await h.describe()).status.name === 'RUNNING'; i++) {
-      const q = await h.query<Progress>('progress');
-      if (q.waitingFor === 'accept-data-loss') await decide(st.client, id, { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob' });
-      await sleep(250);
-    }
-    const r = (await h.result()) as FailoverResult;
+    const r = await approveUntilDone(st, id, 'bob');
     assert.equal(r.outcome, 'completed', r.abortedBecause ?? '');
-    const after = await statusUntil((x) => x.primary === 'dc2-db', 'dc2-db as the primary');
+    assert.equal(r.requestedBy, 'watch');
+    assert.deepEqual(
+      r.checkpoints.map((c) => [c.checkpoint, c.decision, c.by]),
+      r.checkpoints.map((c) => [c.checkpoint, 'approve', 'bob']),
+    );
+    const after = await watchUntil(st, (x) => x.primary === 'dc2-db' && x.formerPrimaries.length > 0, 'dc2-db as the primary and dc1 as the former one');
     assert.equal(after.consecutiveFailures, 0);
     assert.equal(after.staged, null, 'the outage is over');
+    // dc1 is down: its fence marker cannot be read, and the watch says so.
+    assert.deepEqual(
+      after.formerPrimaries.map((f) => [f.node, f.newPrimary, f.fence, f.answers, f.rejoin]),
+      [['dc1-db', 'dc2-db', 'unreadable', false, 'switchyard rejoin demo --node dc1-db']],
+    );
+    const text = await cli(st, ['watch', 'status', 'demo']);
+    assert.match(
+      text.stdout,
+      /former primary dc1-db \(replaced by dc2-db since \S+\): its fence cannot be read \(its host does not answer\); needs `switchyard rejoin demo --node dc1-db`/,
+    );
+    // The watch's step log says where the primary went and what the former one needs.
+    const steps = (await st.client.workflow.getHandle(watchWorkflowId('demo')).query<Progress>('progress')).steps;
+    assert.ok(
+      steps.some((x) => x.name === 'primary-moved' && /dc2-db is the primary now; the former primary dc1-db needs/.test(x.detail ?? '')),
+      JSON.stringify(steps),
+    );
 
     const stop = await cli(st, ['watch', 'stop', 'demo', '--as', 'alice']);
     assert.equal(stop.code, 0, stop.stderr);
-    assert.deepEqual(await st.client.workflow.getHandle(watchWorkflowId('demo')).result(), { stoppedBy: 'alice' });
+    const end = (await st.client.workflow.getHandle(watchWorkflowId('demo')).result()) as { stoppedBy: string };
+    assert.equal(end.stoppedBy, 'alice');
   });
 
   it('continues as new, carrying what it saw', async () => {
@@ -100,11 +136,12 @@ describe('watch: a dc1 outage stages a failover that a person approves', () => {
       workflowId: watchWorkflowId('demo'),
       args: [{ cluster: 'demo', everySeconds: 1, failures: 3, ticksPerRun: 2, requestedBy: 'alice' }],
     });
-    const s = await statusUntil((x) => x.ticks >= 5, 'five probes');
+    const s = await watchUntil(st, (x) => x.ticks >= 5, 'five probes');
     assert.equal(s.primary, 'dc2-db');
     const d = await st.client.workflow.getHandle(watchWorkflowId('demo')).describe();
     assert.notEqual(d.runId, h.firstExecutionRunId, 'a later run of the same watch');
     await st.client.workflow.getHandle(watchWorkflowId('demo')).signal('stop', { by: 'alice' });
-    assert.deepEqual(await st.client.workflow.getHandle(watchWorkflowId('demo')).result(), { stoppedBy: 'alice' });
+    const end = (await st.client.workflow.getHandle(watchWorkflowId('demo')).result()) as { stoppedBy: string };
+    assert.equal(end.stoppedBy, 'alice');
   });
 });

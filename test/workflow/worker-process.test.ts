@@ -64,7 +64,7 @@ describe('switchyard worker (its own process, real Temporal dev server)', () => 
         .map((l) => l.slice('stderr: '.length))
         .join('\n');
       assert.equal(code, 1, w.raw.join('\n'));
-      assert.match(err, /lacks switchyard's search attributes SwitchyardCluster, SwitchyardOperation, SwitchyardStep, SwitchyardWaitingFor/);
+      assert.match(err, /lacks switchyard's search attributes SwitchyardCluster, SwitchyardOperation, SwitchyardStep, SwitchyardWaitingFor, SwitchyardVerdict/);
       assert.match(err, /temporal operator search-attribute create --address \S+ --namespace default --name SwitchyardCluster --type Keyword/);
     } finally {
       await bare.teardown();

@@ -27,6 +27,11 @@ export async function dataLossGate(c: Ctx, a: Attempt, oldStatus: PgNodeStatus, 
   const gate = v2
     ? lossGate(loss, threshold, durationSeconds(layout.failover.dataLossFreshness ?? '10s'), Date.now())
     : { ask: loss.bytes === null || loss.bytes > threshold, why: '' };
+  // Without a person, only an exact figure will do: a fresh lower bound is a person's call.
+  if (c.staged?.automatic && !gate.ask && !loss.exact && a.decisions.length === 0) {
+    gate.ask = true;
+    gate.why = `automatic mode needs the exact figure, and ${gate.why}`;
+  }
   if (gate.ask) {
     const prompt =
       loss.bytes === null

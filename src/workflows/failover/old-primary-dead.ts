@@ -55,10 +55,18 @@ async function askUntilDown(c: Ctx, a: Attempt, firstPrompt: string): Promise<vo
 export async function confirmOldPrimaryDead(c: Ctx, a: Attempt): Promise<void> {
   const { cluster, steps, layout } = c;
   const { old, target } = a;
-  if (a.fenced && layout.failover.confirmOldPrimaryDead !== 'always') return;
-  const why = a.fenced
-    ? `${old.name} was fenced (${a.fence?.detail ?? 'instance stopped'}); this cluster asks a person every time (failover.confirmOldPrimaryDead: always).`
-    : `${old.name} at ${old.site} could not be fenced and confirmed down from here.`;
+  // Staged by the watch, no person decided to fail over: one is asked even after a fence, unless
+  // automatic mode lets the run go on (it fenced the old primary itself).
+  const stagedAsks = c.staged !== null && !(c.staged.automatic && a.fenced);
+  if (a.fenced && layout.failover.confirmOldPrimaryDead !== 'always' && !stagedAsks) return;
+  const staged = c.staged
+    ? `This failover was staged by the watch (${c.staged.by}), not started by a person; ${c.staged.automatic ? 'automatic mode needs the old primary fenced by this run' : c.staged.why}. `
+    : '';
+  const why =
+    staged +
+    (a.fenced
+      ? `${old.name} was fenced (${a.fence?.detail ?? 'instance stopped'})${c.staged ? '' : '; this cluster asks a person every time (failover.confirmOldPrimaryDead: always)'}.`
+      : `${old.name} at ${old.site} could not be fenced and confirmed down from here.`);
   const prompt =
     `${why} Tried and seen: ${a.tried.join('; ')}. ` +
     `Ensure that the initial machine actually is dead (powered off, or cut off from clients and from ${target.name}) before approving: ` +

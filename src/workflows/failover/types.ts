@@ -22,7 +22,16 @@ export interface FailoverInput {
   requestedBy: string;
   /** The site to promote; default: the one standby. */
   to?: string;
+  /**
+   * Set by the watch when it stages the run: no person decided to fail over, so one is asked at
+   * old-primary-dead even when the old primary was fenced, unless `automatic` (allowed by the
+   * watch's anti-flapping, and by failover.automatic) and this run fenced it itself.
+   */
+  staged?: { by: string; automatic: boolean; why: string };
 }
+
+/** The patch that brought runs staged by the watch, and automatic mode. */
+export const STAGED_PATCH = 'failover-staged';
 
 export const FAILOVER_CHECKPOINTS = ['old-primary-dead', 'accept-data-loss'] as const;
 
@@ -84,6 +93,8 @@ export interface Ctx {
   notify: (event: string, text: string) => Promise<unknown>;
   /** The FENCE_PATCH path. */
   v2: boolean;
+  /** Staged by the watch (STAGED_PATCH); `automatic` only when the cluster's failover.automatic allows it too. */
+  staged: { by: string; automatic: boolean; why: string } | null;
 }
 
 /** The site to promote: what the steps after promotion act on there. */

@@ -20,6 +20,11 @@ export const READINESS_READ: ActivityOptions = {
   startToCloseTimeout: '45 seconds',
   retry: { maximumAttempts: 3, initialInterval: '1 second', nonRetryableErrorTypes: [Errors.ConfigError] },
 };
+/** The watch's probe: not retried (the next probe, a few seconds later, is the retry). */
+export const WATCH_PROBE: ActivityOptions = {
+  startToCloseTimeout: '40 seconds',
+  retry: { maximumAttempts: 1 },
+};
 /** Readiness's backup catalog reads. */
 export const READINESS_BACKUP_READ: ActivityOptions = {
   startToCloseTimeout: '45 seconds',

@@ -3,22 +3,11 @@
  * Deterministic and free of I/O, so the workflow, the tests and later runbooks (a failover's
  * data-loss gate reads the last readiness) all judge the same way.
  */
-import type { PgBackupEntry } from '../../contract/backup';
 import { formatAge } from './retention';
 import type { PgNodeStatus } from '../../contract/observations';
 import { formatBytes } from '../../contract/format';
-import type { BackupObservation, Observations, ReadinessCheck, ReadinessReport } from '../../contract/readiness';
-
-/** What readiness sees of the base backups on the backup server: the newest one a drill proved. */
-export function backupObservation(list: PgBackupEntry[]): BackupObservation {
-  const made = (b: PgBackupEntry) => Date.parse(b.manifest?.finishedAt ?? b.drill?.provenAt ?? '1970-01-01T00:00:00Z');
-  const proven = list.filter((b) => b.complete && b.drill).sort((a, b) => made(b) - made(a))[0];
-  return {
-    newestProven: proven ? { backupId: proven.backupId, provenAt: proven.drill!.provenAt, finishedAt: proven.manifest?.finishedAt ?? null } : null,
-    complete: list.filter((b) => b.complete).length,
-    error: null,
-  };
-}
+import type { Observations, ReadinessCheck, ReadinessReport } from '../../contract/readiness';
+export { backupObservation } from '../../contract/readiness';
 
 /** The primaries among the observed nodes: reachable and not in recovery. */
 export function primariesOf(nodes: PgNodeStatus[]): PgNodeStatus[] {

@@ -10,4 +10,7 @@ export const SA_OPERATION = defineSearchAttributeKey('SwitchyardOperation', Sear
 export const SA_STEP = defineSearchAttributeKey('SwitchyardStep', SearchAttributeType.KEYWORD);
 export const SA_WAITING_FOR = defineSearchAttributeKey('SwitchyardWaitingFor', SearchAttributeType.KEYWORD);
 
-export const SEARCH_ATTRIBUTES = [SA_CLUSTER, SA_OPERATION, SA_STEP, SA_WAITING_FOR];
+/** The watch's verdict at its last probe: ok, warning, primary-failing, partition, unconfirmed, staged, split-brain. */
+export const SA_VERDICT = defineSearchAttributeKey('SwitchyardVerdict', SearchAttributeType.KEYWORD);
+
+export const SEARCH_ATTRIBUTES = [SA_CLUSTER, SA_OPERATION, SA_STEP, SA_WAITING_FOR, SA_VERDICT];
