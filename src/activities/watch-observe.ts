@@ -44,17 +44,15 @@ export function watchObserveActivities(rt: Runtime, r: WatchReads) {
         ),
         Promise.all(
           Object.entries(c.hosts).map(([host, h]) =>
-            r
-              .sshCheck({ cluster, host })
-              .catch((err): SshCheck => ({
-                host,
-                site: h.site ?? null,
-                address: h.address,
-                port: h.port,
-                ok: false,
-                outcome: 'error',
-                detail: errorMessage(err),
-              })),
+            r.sshCheck({ cluster, host }).catch((err): SshCheck => ({
+              host,
+              site: h.site ?? null,
+              address: h.address,
+              port: h.port,
+              ok: false,
+              outcome: 'error',
+              detail: errorMessage(err),
+            })),
           ),
         ),
         Promise.all(
@@ -66,15 +64,13 @@ export function watchObserveActivities(rt: Runtime, r: WatchReads) {
         ),
         Promise.all(
           nodeNames.map((node) =>
-            r
-              .fenceRead({ cluster, node })
-              .catch((err): FenceState => ({
-                node,
-                readable: false,
-                marker: null,
-                standbySignal: null,
-                detail: `cannot read the fence of ${node}: ${errorMessage(err)}`,
-              })),
+            r.fenceRead({ cluster, node }).catch((err): FenceState => ({
+              node,
+              readable: false,
+              marker: null,
+              standbySignal: null,
+              detail: `cannot read the fence of ${node}: ${errorMessage(err)}`,
+            })),
           ),
         ),
         c.backup

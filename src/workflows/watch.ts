@@ -52,7 +52,7 @@ import { READ, WATCH_PROBE } from './lib/activity-options';
 import { notifyVia } from './lib/runbook';
 import { SA_VERDICT } from './lib/search-attributes';
 import { messageOf, StepLog } from './lib/steps';
-import { judge, updateIncidents, type Judgement } from './lib/watch-assess';
+import { automaticAllowed, judge, updateIncidents, type Judgement } from './lib/watch-assess';
 import { watchV1 } from './watch-v1';
 import type { failover as failoverWorkflow } from './failover';
 
@@ -70,21 +70,6 @@ function bounded(v: unknown, dflt: number, min: number, max: number, what: strin
 }
 
 const NO_ANTI_FLAP: AntiFlap = { last: null, ackedBy: null, ackedAt: null };
-
-/** Whether the next staged failover may go on without a person, and if not, why. */
-function automaticAllowed(cluster: string, enabled: boolean, coolDownSeconds: number, a: AntiFlap, nowMs: number): { allowed: boolean; why: string } {
-  if (!enabled) return { allowed: false, why: 'automatic mode is off for this cluster (failover.automatic)' };
-  if (!a.last) return { allowed: true, why: 'no automatic failover before' };
-  if (a.ackedBy) return { allowed: true, why: `the last automatic failover ${a.last.workflowId} was acknowledged by ${a.ackedBy}` };
-  const endsMs = Date.parse(a.last.at) + coolDownSeconds * 1000;
-  if (nowMs >= endsMs) return { allowed: true, why: `the cool-down after the automatic failover ${a.last.workflowId} passed` };
-  return {
-    allowed: false,
-    why:
-      `anti-flapping: the automatic failover ${a.last.workflowId} at ${a.last.at} is not acknowledged and its cool-down ends at ` +
-      `${new Date(endsMs).toISOString()} (acknowledge it with \`switchyard watch ack ${cluster}\`)`,
-  };
-}
 
 export async function watch(input: WatchInput): Promise<{ stoppedBy: string; antiFlap?: AntiFlap }> {
   // Runs recorded before this version replay the first watch throughout.

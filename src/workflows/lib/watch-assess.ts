@@ -6,7 +6,7 @@
  */
 import type { PgNodeStatus, VantageView } from '../../contract/observations';
 import type { WatchObservations } from '../../contract/readiness';
-import type { FormerPrimary, Incident, WatchProbe, WatchVerdict } from '../../contract/watch';
+import type { AntiFlap, FormerPrimary, Incident, WatchProbe, WatchVerdict } from '../../contract/watch';
 import type { ClusterLayout } from '../../topology/layout';
 import { assessReadiness } from './readiness-assess';
 
@@ -230,4 +230,19 @@ export function updateIncidents(
   // Those not seen this time end; one never notified (a single probe's blip) ends silently.
   const ended = [...byKey.values()].filter((i) => i.notified).map((incident) => ({ incident, at: now }));
   return { incidents, opened, ended };
+}
+
+/** Whether the next staged failover may go on without a person, and if not, why. */
+export function automaticAllowed(cluster: string, enabled: boolean, coolDownSeconds: number, a: AntiFlap, nowMs: number): { allowed: boolean; why: string } {
+  if (!enabled) return { allowed: false, why: 'automatic mode is off for this cluster (failover.automatic)' };
+  if (!a.last) return { allowed: true, why: 'no automatic failover before' };
+  if (a.ackedBy) return { allowed: true, why: `the last automatic failover ${a.last.workflowId} was acknowledged by ${a.ackedBy}` };
+  const endsMs = Date.parse(a.last.at) + coolDownSeconds * 1000;
+  if (nowMs >= endsMs) return { allowed: true, why: `the cool-down after the automatic failover ${a.last.workflowId} passed` };
+  return {
+    allowed: false,
+    why:
+      `anti-flapping: the automatic failover ${a.last.workflowId} at ${a.last.at} is not acknowledged and its cool-down ends at ` +
+      `${new Date(endsMs).toISOString()} (acknowledge it with \`switchyard watch ack ${cluster}\`)`,
+  };
 }

@@ -1,0 +1,105 @@
+/**
+ * Automatic mode (failover.automatic: true) with dc1 reachable but failing: its PostgreSQL stops,
+ * its host still answers over SSH. The watch stages the failover as automatic; the run fences dc1
+ * itself (marker, standby.signal), measures the loss exactly (a clean shutdown checkpoint) and
+ * promotes dc2 without asking anyone. dc1 rejoins; then dc2's PostgreSQL stops the same way, right
+ * after: anti-flapping holds, the failover staged for it waits for a person at old-primary-dead
+ * and the refusal is notified with its reason, until `switchyard watch ack` acknowledges the first.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { stopPart } from '../../sandbox';
+import { decide } from '../../src/client/runs';
+import type { Progress } from '../../src/contract/messages';
+import { watchWorkflowId } from '../../src/contract/watch';
+import { TASK_QUEUE } from '../../src/temporal-target';
+import type { FailoverResult } from '../../src/workflows/failover';
+import { cli, killClis } from '../support/cli';
+import { startStage, type Stage } from '../support/stage';
+import { watchUntil } from '../support/watch';
+import { startWebhook, type Webhook } from '../support/webhook';
+
+describe('watch in automatic mode: fenced by itself, promoted without a person, and no second automatic failover before an acknowledgement', () => {
+  let st: Stage;
+  let hook: Webhook;
+  before(async () => {
+    hook = await startWebhook();
+    st = await startStage({
+      edit: (c) => {
+        c.notify = { webhook: { url: { file: hook.urlFile } } };
+        c.failover = { ...((c.failover as object) ?? {}), automatic: true, automaticCoolDown: '1h' };
+      },
+    });
+  });
+  after(async () => {
+    killClis();
+    await st?.down();
+    await hook?.close();
+  });
+
+  it('dc1 PostgreSQL stopped, SSH up: fenced and promoted without a person', async () => {
+    await st.frontQuery(`INSERT INTO public.sandbox_rows (note) VALUES ('before the automatic failover')`);
+    await st.client.workflow.start('watch', {
+      taskQueue: TASK_QUEUE,
+      workflowId: watchWorkflowId('demo'),
+      args: [{ cluster: 'demo', everySeconds: 1, failures: 2, requestedBy: 'alice' }],
+    });
+    const s0 = await watchUntil(st, (x) => x.primary === 'dc1-db' && x.verdict === 'ok', 'dc1-db as the primary');
+    assert.equal(s0.automatic.enabled, true);
+    await stopPart(st.sb.opts, 'dc1-db/postgres', 'stop');
+    const staged = await watchUntil(st, (x) => x.staged !== null, 'a staged failover');
+    assert.equal(staged.staged?.automatic, true);
+    const id = staged.staged!.workflowId;
+    const r = (await st.client.workflow.getHandle(id).result()) as FailoverResult;
+    assert.equal(r.outcome, 'completed', r.abortedBecause ?? '');
+    assert.equal(r.topology.primaryNode, 'dc2-db');
+    assert.deepEqual(r.checkpoints, [], 'no person was asked');
+    assert.equal(r.fenced, true);
+    assert.equal(r.dataLoss?.exact, true);
+    assert.equal(r.dataLostBytes, 0);
+    const auto = r.steps.find((x) => x.name === 'automatic');
+    assert.match(auto?.detail ?? '', /no person was asked: staged by switchyard-watch-demo in automatic mode; dc1-db was fenced and confirmed down by this run/);
+    assert.deepEqual(
+      (await st.frontQuery(`SELECT note FROM public.sandbox_rows WHERE note = 'before the automatic failover'`)).map((x) => x.note),
+      ['before the automatic failover'],
+    );
+    const seen = await watchUntil(st, (x) => x.primary === 'dc2-db', 'dc2-db as the primary');
+    assert.equal(seen.automatic.antiFlap.last?.workflowId, id);
+    assert.equal(seen.automatic.antiFlap.ackedBy, null);
+    assert.deepEqual(
+      seen.formerPrimaries.map((f) => [f.node, f.fence, f.fencedBy]),
+      [['dc1-db', 'marked', id]],
+    );
+  });
+
+  it('a second outage right after waits for a person (anti-flapping) until the first is acknowledged', async () => {
+    const rejoin = await st.start('rejoin', { cluster: 'demo', node: 'dc1-db', requestedBy: 'alice' });
+    await rejoin.result();
+    await watchUntil(st, (x) => x.formerPrimaries.length === 0 && x.probes.some((p) => p.node === 'dc1-db' && p.verdict === 'standby'), 'dc1-db a standby again');
+    await stopPart(st.sb.opts, 'dc2-db/postgres', 'stop');
+    const staged = await watchUntil(st, (x) => x.staged !== null && x.primary === 'dc2-db', 'a second staged failover');
+    assert.equal(staged.staged?.automatic, false);
+    const id = staged.staged!.workflowId;
+    // Fenced by the run, yet a person must decide: the first automatic failover is not acknowledged.
+    const p = await st.waitProgress(id, (x) => x.waitingFor === 'old-primary-dead', 'the second failover at old-primary-dead', 90_000);
+    assert.equal(p.steps.find((s) => s.name === 'fence')?.state, 'done');
+    assert.match(p.waiting?.prompt ?? '', /staged by the watch \(switchyard-watch-demo\), not started by a person; anti-flapping: the automatic failover failover-demo-watch-\S+ at \S+ is not acknowledged/);
+    const refused = await hook.waitFor((n) => n.event === 'watch.automatic-refused', 'the refusal of an automatic failover');
+    assert.match(refused.message, /automatic failover of demo refused: anti-flapping: .* is not acknowledged and its cool-down ends at \S+ \(acknowledge it with `switchyard watch ack demo`\); failover \S+ waits for a person/);
+
+    const ack = await cli(st, ['watch', 'ack', 'demo', '--as', 'carol', '--comment', 'dc1 looked at']);
+    assert.equal(ack.code, 0, ack.stderr);
+    assert.match(ack.stdout, /^acknowledged the automatic failover failover-demo-watch-\S+ of demo \(as carol\): the next failover may be automatic again\n$/);
+    const after = await watchUntil(st, (x) => x.automatic.antiFlap.ackedBy === 'carol', 'the acknowledgement');
+    assert.ok(after.automatic.antiFlap.ackedAt);
+    const steps = (await st.client.workflow.getHandle(watchWorkflowId('demo')).query<Progress>('progress')).steps;
+    assert.ok(steps.some((s) => s.name === 'ack' && /carol acknowledged the automatic failover .* \(dc1 looked at\)/.test(s.detail ?? '')));
+    // The waiting one stays a person's call: rejected, nothing is promoted.
+    const d = await decide(st.client, id, { checkpoint: 'old-primary-dead', decision: 'reject', by: 'carol', comment: 'not now' });
+    assert.ok(d.accepted, d.accepted ? '' : d.reason);
+    const r = (await st.client.workflow.getHandle(id).result()) as FailoverResult;
+    assert.equal(r.outcome, 'aborted');
+    await st.client.workflow.getHandle(watchWorkflowId('demo')).signal('stop', { by: 'alice' });
+    await st.client.workflow.getHandle(watchWorkflowId('demo')).result();
+  });
+});
