@@ -24,7 +24,7 @@ import { decide, decideSigned } from '../src/client/runs';
 import { parseSigningKey, signStart } from '../src/client/signing';
 import { TASK_QUEUE } from '../src/temporal-target';
 import { lockWorkflowId } from '../src/contract/cluster-lock';
-import { watchStatusQuery, watchStopSignal, watchWorkflowId, type WatchStatus } from '../src/contract/watch';
+import { watchAckSignal, watchStatusQuery, watchStopSignal, watchWorkflowId, type WatchStatus } from '../src/contract/watch';
 import type { BackupResult } from '../src/workflows/backup';
 import type { FailbackResult } from '../src/workflows/failback';
 import type { FailoverResult } from '../src/workflows/failover';
@@ -308,6 +308,39 @@ const SCENARIOS: Scenario[] = [
         watchWorkflowId('demo'),
         'a watch: dc1 killed, a failover staged after three failed probes and approved, dc2 seen as primary, stopped',
       );
+    },
+  },
+  {
+    name: 'watch-automatic',
+    about: 'automatic mode: dc1 PostgreSQL stopped (SSH up), the watch stages an automatic failover that fences and promotes alone; acknowledged; stopped',
+    stage: { edit: (c) => void (c.failover = { ...((c.failover as object) ?? {}), automatic: true }) },
+    async run(st, rec) {
+      const w = await st.client.workflow.start('watch', {
+        taskQueue: TASK_QUEUE,
+        workflowId: watchWorkflowId('demo'),
+        args: [{ cluster: 'demo', everySeconds: 1, failures: 2, requestedBy: 'alice' }],
+      });
+      const until = async (pred: (s: WatchStatus) => boolean, what: string) => {
+        for (let i = 0; i < 240; i++) {
+          const s = await w.query(watchStatusQuery);
+          if (pred(s)) return s;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        throw new Error(`the watch never showed ${what}`);
+      };
+      await until((s) => s.primary === 'dc1-db' && s.verdict === 'ok', 'dc1-db as primary');
+      await stopPart(st.sb.opts, 'dc1-db/postgres', 'stop');
+      const id = (await until((s) => s.staged !== null, 'a staged failover')).staged!.workflowId;
+      const r = (await st.client.workflow.getHandle(id).result()) as FailoverResult;
+      assert.equal(r.outcome, 'completed');
+      assert.deepEqual(r.checkpoints, [], 'promoted without a person');
+      await until((s) => s.primary === 'dc2-db', 'dc2-db as primary');
+      await w.signal(watchAckSignal, { by: 'carol' });
+      await until((s) => s.automatic.antiFlap.ackedBy === 'carol', 'the acknowledgement');
+      await w.signal(watchStopSignal, { by: 'alice' });
+      await w.result();
+      await rec('watch-automatic', watchWorkflowId('demo'), 'the watch (vantage points, incidents): an automatic failover staged, acknowledged, stopped');
+      await rec('failover-automatic', id, 'a failover staged by the watch in automatic mode: dc1 fenced over SSH, exact loss 0, promoted without a person');
     },
   },
   {

@@ -88,31 +88,6 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
   const steps = new StepLog('watch', cluster);
   const carry: WatchCarry = input.carry ?? { primary: null, consecutiveFailures: 0, staged: null, ticks: 0, since: new Date().toISOString() };
 
-  const layout = await steps.run(
-    'layout',
-    () => reads.clusterLayout({ cluster }),
-    (l) =>
-      `${l.nodes.map((n) => n.name).join(', ')}; every ${everySeconds} s, a failover staged after ${failuresToStage} failed probes; ` +
-      `vantage hosts: ${(l.vantages ?? []).map((v) => `${v.host} (${v.site})`).join(', ') || 'none (the worker alone judges)'}; ` +
-      `automatic mode ${l.failover.automatic ? `on (cool-down ${l.failover.automaticCoolDown ?? '1h'})` : 'off'}`,
-  );
-  const automaticEnabled = layout.failover.automatic === true;
-  const coolDownSeconds = durationSeconds(layout.failover.automaticCoolDown ?? '1h');
-  const notify = notifyVia(layout.notify, cluster, workflowId);
-
-  // A watch started again (not continued) takes the anti-flapping state its previous run kept.
-  let antiFlap: AntiFlap = carry.antiFlap ?? NO_ANTI_FLAP;
-  if (!input.carry) {
-    const prev = await steps
-      .run(
-        'anti-flap',
-        () => reads.watchPreviousAntiFlap({ workflowId, withinSeconds: coolDownSeconds }),
-        (p) => p.detail,
-      )
-      .catch(() => null);
-    if (prev?.antiFlap) antiFlap = prev.antiFlap;
-  }
-
   const status: WatchStatus = {
     cluster,
     everySeconds,
@@ -129,9 +104,40 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
     staged: carry.staged,
     incidents: carry.incidents ?? [],
     formerPrimaries: [],
-    automatic: { enabled: automaticEnabled, coolDownSeconds, antiFlap },
+    // Filled in once the layout is read.
+    automatic: { enabled: false, coolDownSeconds: 0, antiFlap: carry.antiFlap ?? NO_ANTI_FLAP },
     last: input.carry ? 'continued' : 'started',
   };
+  // Answered from the start (signals wait for their handlers, registered once the anti-flapping state is known).
+  setHandler(watchStatusQuery, () => JSON.parse(JSON.stringify(status)) as WatchStatus);
+
+  const layout = await steps.run(
+    'layout',
+    () => reads.clusterLayout({ cluster }),
+    (l) =>
+      `${l.nodes.map((n) => n.name).join(', ')}; every ${everySeconds} s, a failover staged after ${failuresToStage} failed probes; ` +
+      `vantage hosts: ${(l.vantages ?? []).map((v) => `${v.host} (${v.site})`).join(', ') || 'none (the worker alone judges)'}; ` +
+      `automatic mode ${l.failover.automatic ? `on (cool-down ${l.failover.automaticCoolDown ?? '1h'})` : 'off'}`,
+  );
+  const automaticEnabled = layout.failover.automatic === true;
+  const coolDownSeconds = durationSeconds(layout.failover.automaticCoolDown ?? '1h');
+  const notify = notifyVia(layout.notify, cluster, workflowId);
+  status.automatic.enabled = automaticEnabled;
+  status.automatic.coolDownSeconds = coolDownSeconds;
+
+  // A watch started again (not continued) takes the anti-flapping state its previous run kept.
+  let antiFlap: AntiFlap = carry.antiFlap ?? NO_ANTI_FLAP;
+  if (!input.carry) {
+    const prev = await steps
+      .run(
+        'anti-flap',
+        () => reads.watchPreviousAntiFlap({ workflowId, withinSeconds: coolDownSeconds }),
+        (p) => p.detail,
+      )
+      .catch(() => null);
+    if (prev?.antiFlap) antiFlap = prev.antiFlap;
+  }
+
   let replaced = carry.replaced ?? null;
   const keepAntiFlap = (a: AntiFlap) => {
     antiFlap = a;
@@ -152,7 +158,6 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
   };
 
   let stoppedBy: string | null = null;
-  setHandler(watchStatusQuery, () => JSON.parse(JSON.stringify(status)) as WatchStatus);
   setHandler(watchStopSignal, (s) => void (stoppedBy = typeof s?.by === 'string' && s.by ? s.by : 'someone'));
   setHandler(watchAckSignal, (a) => {
     const by = typeof a?.by === 'string' && a.by ? a.by : 'someone';

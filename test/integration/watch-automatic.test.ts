@@ -58,7 +58,10 @@ describe('watch in automatic mode: fenced by itself, promoted without a person, 
     assert.equal(r.dataLoss?.exact, true);
     assert.equal(r.dataLostBytes, 0);
     const auto = r.steps.find((x) => x.name === 'automatic');
-    assert.match(auto?.detail ?? '', /no person was asked: staged by switchyard-watch-demo in automatic mode; dc1-db was fenced and confirmed down by this run/);
+    assert.match(
+      auto?.detail ?? '',
+      /no person was asked: staged by switchyard-watch-demo in automatic mode; dc1-db was fenced and confirmed down by this run/,
+    );
     assert.deepEqual(
       (await st.frontQuery(`SELECT note FROM public.sandbox_rows WHERE note = 'before the automatic failover'`)).map((x) => x.note),
       ['before the automatic failover'],
@@ -75,7 +78,11 @@ describe('watch in automatic mode: fenced by itself, promoted without a person, 
   it('a second outage right after waits for a person (anti-flapping) until the first is acknowledged', async () => {
     const rejoin = await st.start('rejoin', { cluster: 'demo', node: 'dc1-db', requestedBy: 'alice' });
     await rejoin.result();
-    await watchUntil(st, (x) => x.formerPrimaries.length === 0 && x.probes.some((p) => p.node === 'dc1-db' && p.verdict === 'standby'), 'dc1-db a standby again');
+    await watchUntil(
+      st,
+      (x) => x.formerPrimaries.length === 0 && x.probes.some((p) => p.node === 'dc1-db' && p.verdict === 'standby'),
+      'dc1-db a standby again',
+    );
     await stopPart(st.sb.opts, 'dc2-db/postgres', 'stop');
     const staged = await watchUntil(st, (x) => x.staged !== null && x.primary === 'dc2-db', 'a second staged failover');
     assert.equal(staged.staged?.automatic, false);
@@ -83,9 +90,15 @@ describe('watch in automatic mode: fenced by itself, promoted without a person, 
     // Fenced by the run, yet a person must decide: the first automatic failover is not acknowledged.
     const p = await st.waitProgress(id, (x) => x.waitingFor === 'old-primary-dead', 'the second failover at old-primary-dead', 90_000);
     assert.equal(p.steps.find((s) => s.name === 'fence')?.state, 'done');
-    assert.match(p.waiting?.prompt ?? '', /staged by the watch \(switchyard-watch-demo\), not started by a person; anti-flapping: the automatic failover failover-demo-watch-\S+ at \S+ is not acknowledged/);
+    assert.match(
+      p.waiting?.prompt ?? '',
+      /staged by the watch \(switchyard-watch-demo\), not started by a person; anti-flapping: the automatic failover failover-demo-watch-\S+ at \S+ is not acknowledged/,
+    );
     const refused = await hook.waitFor((n) => n.event === 'watch.automatic-refused', 'the refusal of an automatic failover');
-    assert.match(refused.message, /automatic failover of demo refused: anti-flapping: .* is not acknowledged and its cool-down ends at \S+ \(acknowledge it with `switchyard watch ack demo`\); failover \S+ waits for a person/);
+    assert.match(
+      refused.message,
+      /automatic failover of demo refused: anti-flapping: .* is not acknowledged and its cool-down ends at \S+ \(acknowledge it with `switchyard watch ack demo`\); failover \S+ waits for a person/,
+    );
 
     const ack = await cli(st, ['watch', 'ack', 'demo', '--as', 'carol', '--comment', 'dc1 looked at']);
     assert.equal(ack.code, 0, ack.stderr);
