@@ -1,7 +1,8 @@
 /**
  * `npm run demo`: the main job end to end on a fresh sandbox of its own: sandbox up, a worker, the
- * readiness report of cluster demo, rows written through the front, a dc1 outage (its database,
- * sshd and app killed), the `failover` runbook waiting at `old-primary-dead`, the demo approving
+ * readiness report of cluster demo, rows written through the front, the cluster's watch, a dc1
+ * outage (its database, sshd and app killed) that the watch detects and confirms from dc2, the
+ * `failover` it stages waiting at `old-primary-dead`, the demo approving
  * it as a named operator (a person would), the result with RTO and bytes lost, the rows checked on
  * the new primary through the front; then dc1's machines come back and `failback` rejoins dc1 (pg_rewind)
  * and switches over to it, ending ready in the original layout; sandbox down. Whatever happens,
@@ -10,7 +11,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { sandboxDown, sandboxUp, startPart, stopPart, type SandboxOptions, type SandboxStatus } from '../../sandbox';
@@ -19,7 +20,8 @@ import { pickNet, releaseNet } from '../../sandbox/nets';
 import { createLogger } from '../logging';
 import { TASK_QUEUE, temporalTarget } from '../temporal-target';
 import { createWorker, installRuntimeLogger } from '../worker';
-import type { failback, failover, readiness } from '../workflows';
+import type { failback, failover, readiness, watch } from '../workflows';
+import { watchStatusQuery, watchStopSignal, watchWorkflowId, type WatchStatus } from '../contract/watch';
 import type { FailbackResult } from '../workflows/failback';
 import type { FailoverResult } from '../workflows/failover';
 import type { Progress } from '../contract/messages';
@@ -30,6 +32,19 @@ import { startConsole } from './console/server';
 import { ConsoleSession } from './console/api-client';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
+
+/** The demo's watch: a probe every second, a failover staged after three failed ones. */
+const WATCH_EVERY = 1;
+const WATCH_FAILURES = 3;
+
+async function untilWatch(h: WorkflowHandle, pred: (s: WatchStatus) => boolean, what: string): Promise<WatchStatus> {
+  for (let i = 0; i < 600; i++) {
+    const s = await h.query(watchStatusQuery).catch(() => null);
+    if (s && pred(s)) return s;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the watch never showed ${what}; see: npx switchyard watch status demo`);
+}
 
 export async function runDemo(): Promise<void> {
   const started = Date.now();
@@ -91,18 +106,32 @@ export async function runDemo(): Promise<void> {
         const before = await frontQuery(front, `INSERT INTO public.sandbox_rows (note) VALUES ('order 1001'), ('order 1002'), ('order 1003') RETURNING id`);
         say(`[${secs()}] 5. wrote ${before.length} rows through the front (${front.host}:${front.port}), ids ${before.map((r) => r.id).join(', ')}`);
 
-        say(`[${secs()}] 6. dc1 outage: its PostgreSQL, sshd hosts, app and services killed (SIGKILL)`);
-        await stopPart(opts, 'dc1', 'kill');
-
         const operator = 'alice';
         const approver = 'bob';
-        const id = `demo-failover-${Date.now()}`;
-        say(`[${secs()}] 7. failover of "demo" started by ${operator} (workflow ${id}; also: npx switchyard failover demo --as ${operator})`);
-        const fh = await client.workflow.start<typeof failover>('failover', {
+        const watchId = watchWorkflowId('demo');
+        const wh = await client.workflow.start<typeof watch>('watch', {
           taskQueue: TASK_QUEUE,
-          workflowId: id,
-          args: [{ cluster: 'demo', requestedBy: operator, reason: 'demo: dc1 is down' }],
+          workflowId: watchId,
+          args: [{ cluster: 'demo', everySeconds: WATCH_EVERY, failures: WATCH_FAILURES, requestedBy: operator }],
         });
+        const watching = await untilWatch(wh, (w) => w.verdict === 'ok' || w.verdict === 'warning', 'its first verdict');
+        say(
+          `[${secs()}] 6. the watch of "demo" started by ${operator} (workflow ${watchId}; also: npx switchyard watch demo --every ${WATCH_EVERY}s --failures ${WATCH_FAILURES}): ` +
+            `every ${WATCH_EVERY} s it probes the nodes, hosts and traffic from the worker, and dc1 from dc2's vantage host; verdict ${watching.verdict}, primary ${watching.primary}`,
+        );
+
+        say(`[${secs()}] 7. dc1 outage: its PostgreSQL, sshd hosts, app and services killed (SIGKILL); nobody starts a failover`);
+        const killedAt = Date.now();
+        await stopPart(opts, 'dc1', 'kill');
+        const seen = await untilWatch(wh, (w) => w.staged !== null, 'a staged failover');
+        const id = seen.staged!.workflowId;
+        const watchSteps = (await runStatus(client, watchId)).progress?.steps ?? [];
+        for (const s of watchSteps.filter((x) => x.name.startsWith('verdict:') || x.name === 'staged')) say(`     watch: ${formatStep(s).trim()}`);
+        say(
+          `[${secs()}]    the watch staged failover ${id} ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill ` +
+            `(${WATCH_FAILURES} probes ${WATCH_EVERY} s apart, confirmed from dc2); requestedBy "watch", the evidence as its reason`,
+        );
+        const fh = client.workflow.getHandle<typeof failover>(id);
         let printed = 0;
         const printNew = (p: Progress | null) => {
           const steps = p?.steps ?? [];
@@ -212,6 +241,13 @@ export async function runDemo(): Promise<void> {
             `${final.standbySite ?? 'no'} standby (${final.lagBytes ?? '?'} bytes behind); the front reaches ${rows[0].server} with ${rows[0].n} rows`,
         );
         if (!final.ready) for (const c of final.checks.filter((x) => !x.ok)) say(`       failed ${c.name}: ${c.detail}`);
+        const watched = await wh.query(watchStatusQuery);
+        say(
+          `[${secs()}] 15. the watch through it all: ${watched.ticks} probes, verdict ${watched.verdict}, primary ${watched.primary}, ` +
+            `${watchSteps.filter((x) => x.name === 'staged').length} failover staged; stopped (also: npx switchyard watch stop demo)`,
+        );
+        await wh.signal(watchStopSignal, { by: operator });
+        await wh.result();
         ok = back.outcome === 'completed' && final.ready && final.primarySite === 'dc1';
       });
     } finally {

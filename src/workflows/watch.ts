@@ -69,6 +69,9 @@ function bounded(v: unknown, dflt: number, min: number, max: number, what: strin
   return v;
 }
 
+/** The least wait between two probes, however long the last one took. */
+const MIN_WAIT_MS = 250;
+
 const NO_ANTI_FLAP: AntiFlap = { last: null, ackedBy: null, ackedAt: null };
 
 export async function watch(input: WatchInput): Promise<{ stoppedBy: string; antiFlap?: AntiFlap }> {
@@ -219,6 +222,7 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
   };
 
   for (let tick = 0; tick < ticksPerRun; tick++) {
+    const tickStartMs = Date.now();
     const obs: WatchObservations | string = await probe.watchObserve({ cluster }).catch((err: Error) => messageOf(err));
     status.ticks++;
     status.lastProbeAt = new Date().toISOString();
@@ -272,7 +276,8 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
         });
       }
     }
-    if (await condition(() => stoppedBy !== null, everySeconds * 1000)) break;
+    // Probes start every interval (a slow probe shortens the wait after it, down to a floor).
+    if (await condition(() => stoppedBy !== null, Math.max(MIN_WAIT_MS, everySeconds * 1000 - (Date.now() - tickStartMs)))) break;
   }
   if (stoppedBy !== null) {
     say('stopped', `stopped by ${stoppedBy}`);
