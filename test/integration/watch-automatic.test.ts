@@ -9,7 +9,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { stopPart } from '../../sandbox';
+import { ConsoleSession } from '../../src/client/console/api-client';
+import { startConsole } from '../../src/client/console/server';
 import { decide } from '../../src/client/runs';
+import { sandboxPassword } from '../../sandbox/access';
 import type { Progress } from '../../src/contract/messages';
 import { watchWorkflowId } from '../../src/contract/watch';
 import { TASK_QUEUE } from '../../src/temporal-target';
@@ -100,9 +103,25 @@ describe('watch in automatic mode: fenced by itself, promoted without a person, 
       /automatic failover of demo refused: anti-flapping: .* is not acknowledged and its cool-down ends at \S+ \(acknowledge it with `switchyard watch ack demo`\); failover \S+ waits for a person/,
     );
 
-    const ack = await cli(st, ['watch', 'ack', 'demo', '--as', 'carol', '--comment', 'dc1 looked at']);
+    // The console shows it, and carol acknowledges there (signed in: the name is the session's).
+    const web = await startConsole({
+      configPath: st.configPath,
+      target: { address: st.sb.status.temporal.address, namespace: 'default' },
+      log: () => undefined,
+    });
+    try {
+      const carol = await ConsoleSession.signIn(web.url, 'carol', sandboxPassword(st.sb.status.console!.operators, 'carol'));
+      const page = (await carol.get('/clusters/demo')).text;
+      assert.match(page, /Last automatic failover .*<strong>not acknowledged<\/strong>/s);
+      assert.match(page, /Acknowledge as carol/);
+      const a = await carol.acknowledge('demo', 'dc1 looked at');
+      assert.equal(a.outcome, 'accepted', a.reason);
+    } finally {
+      await web.close();
+    }
+    const ack = await cli(st, ['watch', 'ack', 'demo', '--as', 'dave']);
     assert.equal(ack.code, 0, ack.stderr);
-    assert.match(ack.stdout, /^acknowledged the automatic failover failover-demo-watch-\S+ of demo \(as carol\): the next failover may be automatic again\n$/);
+    assert.match(ack.stdout, /^the automatic failover failover-demo-watch-\S+ was already acknowledged by carol\n$/);
     const after = await watchUntil(st, (x) => x.automatic.antiFlap.ackedBy === 'carol', 'the acknowledgement');
     assert.ok(after.automatic.antiFlap.ackedAt);
     const steps = (await st.client.workflow.getHandle(watchWorkflowId('demo')).query<Progress>('progress')).steps;

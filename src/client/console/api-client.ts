@@ -1,6 +1,6 @@
 /**
- * The console's JSON API from a script (the demo, a chat bot): sign in once, then decide; every
- * write carries the session cookie and its CSRF token.
+ * The console's JSON API from a script (the demo, a chat bot): sign in once, then decide or
+ * acknowledge; every write carries the session cookie and its CSRF token.
  */
 export type ConsoleAnswer =
   { outcome: 'accepted'; approvals: number | null; required: number | null; decided: boolean } | { outcome: 'refused'; reason: string };
@@ -30,6 +30,24 @@ export class ConsoleSession {
     });
     const body = (await res.json().catch(() => ({}))) as ConsoleAnswer & { error?: string };
     if (res.status !== 200) throw new Error(`console decision at ${workflowId}/${checkpoint}: HTTP ${res.status} ${body.error ?? ''}`.trim());
+    return body;
+  }
+
+  /** A page or an API read, as this operator. */
+  async get(path: string): Promise<{ status: number; text: string }> {
+    const res = await fetch(`${this.base}${path}`, { headers: { cookie: this.cookie }, redirect: 'manual' });
+    return { status: res.status, text: await res.text() };
+  }
+
+  /** Acknowledge the cluster's last automatic failover at its watch (anti-flapping). */
+  async acknowledge(cluster: string, comment?: string): Promise<{ outcome: 'accepted' | 'refused'; reason?: string }> {
+    const res = await fetch(`${this.base}/api/clusters/${encodeURIComponent(cluster)}/watch/ack`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', cookie: this.cookie, 'x-csrf-token': this.csrfToken },
+      body: JSON.stringify(comment ? { comment } : {}),
+    });
+    const body = (await res.json().catch(() => ({}))) as { outcome: 'accepted' | 'refused'; reason?: string; error?: string };
+    if (res.status !== 200) throw new Error(`console acknowledgement at ${cluster}: HTTP ${res.status} ${body.error ?? ''}`.trim());
     return body;
   }
 }

@@ -5,10 +5,11 @@
  * run by the worker). Closed runs do not change, so their summaries are kept once read.
  */
 import { randomUUID } from 'node:crypto';
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow';
 import type { Approval, Progress, StepRecord, Waiting } from '../../contract/messages';
 import type { ReadinessReport } from '../../contract/readiness';
+import { watchAckSignal, watchStatusQuery, watchWorkflowId, type WatchStatus } from '../../contract/watch';
 import { TASK_QUEUE } from '../../temporal-target';
 import { rootMessage, workerIsPolling } from '../readiness-report';
 import { runStatus, type RunStatus } from '../runs';
@@ -175,6 +176,35 @@ export class ConsoleData {
     const settled = report.catch(() => this.readiness.delete(cluster)).finally(() => this.inflight.delete(settled));
     this.inflight.add(settled);
     return report;
+  }
+
+  /** The cluster's watch as it answers now; null when none runs. */
+  async watchOf(cluster: string): Promise<WatchStatus | null> {
+    const h = this.client.workflow.getHandle(watchWorkflowId(cluster));
+    const d = await h.describe().catch((e: unknown) => {
+      if (e instanceof WorkflowNotFoundError) return null;
+      throw e;
+    });
+    if (!d || d.status.name !== 'RUNNING') return null;
+    return h.query(watchStatusQuery);
+  }
+
+  /** A person acknowledges the cluster's last automatic failover (anti-flapping); what the watch recorded. */
+  async acknowledge(cluster: string, by: string, comment: string | undefined): Promise<{ outcome: 'accepted' | 'refused'; reason?: string }> {
+    const before = await this.watchOf(cluster);
+    if (!before) return { outcome: 'refused', reason: `no watch of ${cluster} runs (start one: switchyard watch ${cluster})` };
+    const last = before.automatic.antiFlap.last;
+    if (!last) return { outcome: 'refused', reason: `no automatic failover of ${cluster} waits for an acknowledgement` };
+    if (before.automatic.antiFlap.ackedBy)
+      return { outcome: 'refused', reason: `${last.workflowId} was already acknowledged by ${before.automatic.antiFlap.ackedBy}` };
+    const h = this.client.workflow.getHandle(watchWorkflowId(cluster));
+    await h.signal(watchAckSignal, { by, ...(comment ? { comment } : {}) });
+    for (let i = 0; i < 40; i++) {
+      const s = await h.query(watchStatusQuery);
+      if (s.automatic.antiFlap.ackedBy) return { outcome: 'accepted', reason: `acknowledged ${last.workflowId} as ${s.automatic.antiFlap.ackedBy}` };
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return { outcome: 'refused', reason: 'the watch did not record the acknowledgement within 10 s' };
   }
 
   /** Waits (at most `ms`) for the readiness runs still being followed, before the connection closes. */

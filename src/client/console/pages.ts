@@ -7,6 +7,7 @@
 import { consoleLink } from '../../contract/console-links';
 import type { Progress, StepRecord } from '../../contract/messages';
 import type { ReadinessReport } from '../../contract/readiness';
+import type { WatchStatus } from '../../contract/watch';
 import { formatBytes } from '../../contract/format';
 import type { Topology } from '../../topology/schema';
 import type { RunSummary, RunView, WaitingRun } from './data';
@@ -187,8 +188,51 @@ ${form}${factsTable(o.facts)}
   );
 }
 
-export function clusterPage(o: { session: Session; cluster: string; report: ReadinessReport | { error: string } }): string {
-  return layout(`${o.cluster} readiness`, o.session, `<h1>${esc(o.cluster)}: readiness</h1>${readinessSection(o.cluster, o.report)}`);
+export function clusterPage(o: {
+  session: Session;
+  cluster: string;
+  report: ReadinessReport | { error: string };
+  watch: WatchStatus | null | { error: string };
+  answer?: string;
+}): string {
+  return layout(
+    `${o.cluster} readiness`,
+    o.session,
+    `<h1>${esc(o.cluster)}: readiness</h1>${readinessSection(o.cluster, o.report)}${watchSection(o.session, o.cluster, o.watch, o.answer)}`,
+  );
+}
+
+/** The cluster's watch: its verdict, what each vantage point saw, warnings, former primaries, and the acknowledgement of an automatic failover. */
+function watchSection(session: Session, cluster: string, w: WatchStatus | null | { error: string }, answer?: string): string {
+  const head = `<section class="watch" id="watch"><h2>Watch</h2>${answer ? `<p class="answer">${esc(answer)}</p>` : ''}`;
+  if (w === null) return `${head}<p>No watch runs for ${esc(cluster)}: <code>switchyard watch ${esc(cluster)}</code></p></section>`;
+  if ('error' in w) return `${head}<p class="error">${esc(w.error)}</p></section>`;
+  const a = w.automatic.antiFlap;
+  const rows = [
+    ...w.probes.map((p) => `<tr><td>${esc(p.node)}</td><td>${esc(p.verdict)}</td><td>${esc(p.detail)}</td></tr>`),
+    ...(w.consecutiveFailures > 0 ? w.vantage : []).map(
+      (v) => `<tr><td>${esc(v.node)} from ${esc(v.from)}</td><td>${esc(v.verdict)}</td><td>${esc(v.detail)}</td></tr>`,
+    ),
+  ].join('');
+  const staged = w.staged
+    ? `<p class="staged">Staged failover: <a href="${esc(`/runs/${encodeURIComponent(w.staged.workflowId)}`)}">${esc(w.staged.workflowId)}</a> (${when(w.staged.at)}${w.staged.automatic ? ', automatic' : ''})</p>`
+    : '';
+  const warnings = w.incidents.filter((i) => i.notified).map((i) => `<li>${esc(i.detail)} (since ${when(i.since)})</li>`);
+  const former = w.formerPrimaries.map((f) => `<li>${esc(f.node)}: replaced by ${esc(f.newPrimary)}; needs <code>${esc(f.rejoin)}</code></li>`);
+  const auto = w.automatic.enabled
+    ? `<p class="automatic">Automatic mode on (cool-down ${Math.round(w.automatic.coolDownSeconds / 60)} min). ${
+        a.last
+          ? `Last automatic failover <a href="${esc(`/runs/${encodeURIComponent(a.last.workflowId)}`)}">${esc(a.last.workflowId)}</a> at ${when(a.last.at)}: ${
+              a.ackedBy
+                ? `acknowledged by ${esc(a.ackedBy)}.`
+                : `<strong>not acknowledged</strong>: the next failover waits for a person.</p>
+<form method="post" action="/clusters/${encodeURIComponent(cluster)}/watch/ack"><input type="hidden" name="_csrf" value="${esc(session.csrfToken)}"><input name="comment" placeholder="comment"><button class="approve">Acknowledge as ${esc(session.operator)}</button></form><p>`
+            }`
+          : 'No automatic failover yet.'
+      }</p>`
+    : '<p class="automatic">Automatic mode off (failover.automatic): every staged failover waits for a person.</p>';
+  return `${head}<p class="status verdict-${esc(w.verdict)}">${esc(w.verdict)} — primary ${esc(w.primary ?? 'unknown')}; ${w.confirmedFailures} failed probe(s) in a row (staged at ${w.failuresToStage}); every ${w.everySeconds} s; last probe ${when(w.lastProbeAt)}</p>
+<table class="checks"><tbody>${rows}</tbody></table>${staged}${warnings.length ? `<h3>Warnings</h3><ul>${warnings.join('')}</ul>` : ''}${former.length ? `<h3>Former primaries</h3><ul>${former.join('')}</ul>` : ''}${auto}<p>${esc(w.last)}</p></section>`;
 }
 
 /** Every cluster's readiness, one table each, on one page. */

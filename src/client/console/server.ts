@@ -15,6 +15,7 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { defaultSecret } from '../../activities/secrets';
 import { loadTopology } from '../../topology/load';
 import { consoleUrl } from '../../topology/operators';
+import { clusterLayout } from '../../topology/layout';
 import { durationSeconds, type Topology } from '../../topology/schema';
 import type { TemporalTarget } from '../../temporal-target';
 import { verifyPassword } from '../passwords';
@@ -304,8 +305,44 @@ export function consoleApp(deps: ConsoleDeps): { app: Hono<Env>; drain: (ms: num
   app.get('/clusters/:name', async (c) => {
     const name = c.req.param('name');
     if (!top().clusters[name]) return c.text(`unknown cluster "${name}"`, 404);
-    const report = await data.readinessOf(name, c.req.query('fresh') !== undefined).catch((e: unknown) => ({ error: rootMessage(e) }));
-    return c.html(clusterPage({ session: c.var.session, cluster: name, report }));
+    const [report, watch] = await Promise.all([
+      data.readinessOf(name, c.req.query('fresh') !== undefined).catch((e: unknown) => ({ error: rootMessage(e) })),
+      data.watchOf(name).catch((e: unknown) => ({ error: rootMessage(e) })),
+    ]);
+    return c.html(clusterPage({ session: c.var.session, cluster: name, report, watch, answer: c.req.query('answer') }));
+  });
+
+  // --- the watch: its status, and acknowledging an automatic failover -----------------------------
+  /** Who may acknowledge: those who may approve old-primary-dead (the acknowledgement lets the next failover go on alone). */
+  async function acknowledgeAs(session: Session, cluster: string, comment: unknown) {
+    const c = top().clusters[cluster];
+    if (!c) return { outcome: 'refused' as const, reason: `unknown cluster "${cluster}"` };
+    const cp = clusterLayout(cluster, c, { operators: top().operators, console: top().console }).checkpoints;
+    const eligible = cp.approvals?.['old-primary-dead']?.approvers ?? cp.approvers;
+    if (eligible.length && !eligible.includes(session.operator.toLowerCase()))
+      return {
+        outcome: 'refused' as const,
+        reason: `${session.operator} may not acknowledge for ${cluster}: only ${eligible.join(', ')} (those who approve old-primary-dead)`,
+      };
+    const text = typeof comment === 'string' && comment.trim() ? comment.trim().slice(0, 500) : undefined;
+    const a = await data.acknowledge(cluster, session.operator, text).catch((e: unknown) => ({ outcome: 'refused' as const, reason: rootMessage(e) }));
+    deps.log(`console: ${session.operator} acknowledged at the watch of ${cluster}: ${a.outcome}${a.reason ? ` (${a.reason})` : ''}`);
+    return a;
+  }
+  app.get('/api/clusters/:name/watch', async (c) => {
+    if (!top().clusters[c.req.param('name')]) return c.json({ error: `unknown cluster "${c.req.param('name')}"` }, 404);
+    const w = await data.watchOf(c.req.param('name'));
+    return w ? c.json(w) : c.json({ error: `no watch of ${c.req.param('name')} runs` }, 404);
+  });
+  app.post('/api/clusters/:name/watch/ack', async (c) => {
+    const body = (await c.req.json().catch(() => ({}))) as { comment?: unknown };
+    return c.json(await acknowledgeAs(c.var.session, c.req.param('name'), body.comment));
+  });
+  app.post('/clusters/:name/watch/ack', async (c) => {
+    const f = await c.req.parseBody();
+    const a = await acknowledgeAs(c.var.session, c.req.param('name'), f.comment);
+    const msg = a.outcome === 'accepted' ? `accepted: ${a.reason}` : `refused: ${a.reason}`;
+    return c.redirect(`/clusters/${encodeURIComponent(c.req.param('name'))}?answer=${encodeURIComponent(msg)}#watch`, 303);
   });
 
   app.onError((err, c) => {
