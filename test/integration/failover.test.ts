@@ -135,6 +135,11 @@ describe('failover: dc1 site down (PostgreSQL, sshd and app killed), two-person 
     assert.equal(result.dataLostBytes, 0);
     assert.ok(result.rto.fromDecisionSeconds !== null && result.rto.fromDecisionSeconds >= 0);
     assert.ok(result.rto.fromStartSeconds !== null && result.rto.fromStartSeconds >= result.rto.fromDecisionSeconds);
+    // The front moves first: clients are back before the other drivers are done.
+    assert.ok(
+      result.rto.frontFromDecisionSeconds != null && result.rto.frontFromDecisionSeconds <= result.rto.fromDecisionSeconds!,
+      JSON.stringify(result.rto),
+    );
     assert.deepEqual(result.timeline, { before: tlBefore, after: tlBefore + 1 });
 
     // What an operator checks, read directly, not through switchyard.

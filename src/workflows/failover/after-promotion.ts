@@ -78,8 +78,9 @@ export async function afterPromotion(c: Ctx, f: Forward): Promise<FailoverResult
   const rto = {
     fromDecisionSeconds: trafficOk ? seconds(f.decisionMs, trafficMs) : null,
     fromStartSeconds: trafficOk ? seconds(c.startedMs, trafficMs) : null,
+    ...(frontMs !== undefined ? { frontFromDecisionSeconds: frontMs === null ? null : seconds(f.decisionMs, frontMs) } : {}),
   };
-  const oldLeft = f.fenced ? (c.v2 ? 'is fenced (stopped; a restart comes up read-only)' : 'is fenced (stopped)') : 'was confirmed dead by a person';
+  const oldLeft = !f.fenced ? 'was confirmed dead by a person' : c.v2 ? 'is fenced (stopped; a restart comes up read-only)' : 'is fenced (stopped)';
   const state =
     `${target.name} (${target.site}) is primary on timeline ${timelineAfter ?? '?'}; ` +
     `${old.name} (${old.site}) ${oldLeft}${c.v2 ? ', is watched by the guard,' : ''} and needs \`switchyard rejoin ${cluster} --node ${old.name}\`` +

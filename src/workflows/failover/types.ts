@@ -69,6 +69,8 @@ export interface FailoverResult {
     /** From the decision to promote until every traffic driver was verified on the new site. */
     fromDecisionSeconds: number | null;
     fromStartSeconds: number | null;
+    /** From the decision until the front (the haproxy drivers) was verified on the new site; absent before they moved first. */
+    frontFromDecisionSeconds?: number | null;
   };
   timeline: { before: number | null; after: number | null };
   checkpoints: CheckpointOutcome[];
