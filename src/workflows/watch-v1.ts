@@ -4,23 +4,17 @@
  * continues as new into the current watch (./watch.ts). Remove it with deprecatePatch once no
  * such run is left.
  */
-import { ApplicationFailure, condition, continueAsNew, ParentClosePolicy, proxyActivities, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
+import { condition, continueAsNew, ParentClosePolicy, proxyActivities, setHandler, startChild } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PgNodeStatus } from '../contract/observations';
-import { watchStatusQuery, watchStopSignal, watchWorkflowId, type WatchCarry, type WatchInput, type WatchProbe, type WatchStatus } from '../contract/watch';
+import { watchStatusQuery, watchStopSignal, type WatchInput, type WatchProbe, type WatchStatus } from '../contract/watch';
 import { READ } from './lib/activity-options';
 import { describeNode, notifyVia } from './lib/runbook';
 import { messageOf, StepLog } from './lib/steps';
+import { watchSettings } from './lib/watch-input';
 import type { failover as failoverWorkflow } from './failover';
 
 const reads = proxyActivities<Activities>(READ);
-
-function bounded(v: unknown, dflt: number, min: number, max: number, what: string): number {
-  if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    throw ApplicationFailure.nonRetryable(`watch: ${what} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`, 'ConfigError');
-  return v;
-}
 
 function verdictOf(n: PgNodeStatus | { node: string; error: string }): WatchProbe {
   if ('error' in n && !('reachable' in n)) return { node: n.node, verdict: 'unknown', detail: `the probe failed: ${n.error}` };
@@ -30,19 +24,8 @@ function verdictOf(n: PgNodeStatus | { node: string; error: string }): WatchProb
 }
 
 export async function watchV1(input: WatchInput): Promise<{ stoppedBy: string }> {
-  const cluster = typeof input?.cluster === 'string' ? input.cluster : '';
-  if (!cluster) throw ApplicationFailure.nonRetryable('watch input needs "cluster"', 'ConfigError');
-  const { workflowId } = workflowInfo();
-  if (workflowId !== watchWorkflowId(cluster))
-    throw ApplicationFailure.nonRetryable(
-      `a watch of ${cluster} runs as workflow ${watchWorkflowId(cluster)} (one per cluster), not ${workflowId}: start it with \`switchyard watch ${cluster}\``,
-      'ConfigError',
-    );
-  const everySeconds = bounded(input.everySeconds, 5, 1, 3600, 'everySeconds');
-  const failuresToStage = bounded(input.failures, 3, 1, 100, 'failures');
-  const ticksPerRun = bounded(input.ticksPerRun, 150, 2, 1000, 'ticksPerRun');
+  const { cluster, everySeconds, failuresToStage, ticksPerRun, carry } = watchSettings(input);
   const steps = new StepLog('watch', cluster);
-  const carry: WatchCarry = input.carry ?? { primary: null, consecutiveFailures: 0, staged: null, ticks: 0, since: new Date().toISOString() };
   const status: WatchStatus = {
     cluster,
     everySeconds,

@@ -21,7 +21,6 @@
  * started again after a stop still knows the last automatic failover.
  */
 import {
-  ApplicationFailure,
   condition,
   continueAsNew,
   ParentClosePolicy,
@@ -31,7 +30,6 @@ import {
   startChild,
   upsertMemo,
   upsertSearchAttributes,
-  workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { WatchObservations } from '../contract/readiness';
@@ -40,9 +38,7 @@ import {
   watchAckSignal,
   watchStatusQuery,
   watchStopSignal,
-  watchWorkflowId,
   type AntiFlap,
-  type WatchCarry,
   type WatchInput,
   type WatchStatus,
   type WatchVerdict,
@@ -52,6 +48,7 @@ import { READ, WATCH_PROBE } from './lib/activity-options';
 import { notifyVia } from './lib/runbook';
 import { SA_VERDICT } from './lib/search-attributes';
 import { messageOf, StepLog } from './lib/steps';
+import { watchSettings } from './lib/watch-input';
 import { automaticAllowed, judge, updateIncidents, type Judgement } from './lib/watch-assess';
 import { watchV1 } from './watch-v1';
 import type { failover as failoverWorkflow } from './failover';
@@ -62,13 +59,6 @@ export const WATCH_OBSERVE_PATCH = 'watch-observe';
 const reads = proxyActivities<Activities>(READ);
 const probe = proxyActivities<Activities>(WATCH_PROBE);
 
-function bounded(v: unknown, dflt: number, min: number, max: number, what: string): number {
-  if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    throw ApplicationFailure.nonRetryable(`watch: ${what} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`, 'ConfigError');
-  return v;
-}
-
 /** The least wait between two probes, however long the last one took. */
 const MIN_WAIT_MS = 250;
 
@@ -77,19 +67,8 @@ const NO_ANTI_FLAP: AntiFlap = { last: null, ackedBy: null, ackedAt: null };
 export async function watch(input: WatchInput): Promise<{ stoppedBy: string; antiFlap?: AntiFlap }> {
   // Runs recorded before this version replay the first watch throughout.
   if (!patched(WATCH_OBSERVE_PATCH)) return watchV1(input);
-  const cluster = typeof input?.cluster === 'string' ? input.cluster : '';
-  if (!cluster) throw ApplicationFailure.nonRetryable('watch input needs "cluster"', 'ConfigError');
-  const { workflowId } = workflowInfo();
-  if (workflowId !== watchWorkflowId(cluster))
-    throw ApplicationFailure.nonRetryable(
-      `a watch of ${cluster} runs as workflow ${watchWorkflowId(cluster)} (one per cluster), not ${workflowId}: start it with \`switchyard watch ${cluster}\``,
-      'ConfigError',
-    );
-  const everySeconds = bounded(input.everySeconds, 5, 1, 3600, 'everySeconds');
-  const failuresToStage = bounded(input.failures, 3, 1, 100, 'failures');
-  const ticksPerRun = bounded(input.ticksPerRun, 150, 2, 1000, 'ticksPerRun');
+  const { cluster, workflowId, everySeconds, failuresToStage, ticksPerRun, carry } = watchSettings(input);
   const steps = new StepLog('watch', cluster);
-  const carry: WatchCarry = input.carry ?? { primary: null, consecutiveFailures: 0, staged: null, ticks: 0, since: new Date().toISOString() };
 
   const status: WatchStatus = {
     cluster,

@@ -18,21 +18,15 @@ import { watchWorkflowId } from '../../src/contract/watch';
 import { TASK_QUEUE } from '../../src/temporal-target';
 import type { FailoverResult } from '../../src/workflows/failover';
 import { cli, killClis } from '../support/cli';
-import { startStage, type Stage } from '../support/stage';
+import type { Stage } from '../support/stage';
 import { watchUntil } from '../support/watch';
-import { startWebhook, type Webhook } from '../support/webhook';
+import { stageNotifying, type Webhook } from '../support/webhook';
 
 describe('watch in automatic mode: fenced by itself, promoted without a person, and no second automatic failover before an acknowledgement', () => {
   let st: Stage;
   let hook: Webhook;
   before(async () => {
-    hook = await startWebhook();
-    st = await startStage({
-      edit: (c) => {
-        c.notify = { webhook: { url: { file: hook.urlFile } } };
-        c.failover = { ...((c.failover as object) ?? {}), automatic: true, automaticCoolDown: '1h' };
-      },
-    });
+    ({ st, hook } = await stageNotifying((c) => void (c.failover = { ...((c.failover as object) ?? {}), automatic: true, automaticCoolDown: '1h' })));
   });
   after(async () => {
     killClis();

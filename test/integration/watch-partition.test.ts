@@ -11,9 +11,9 @@ import type { Progress } from '../../src/contract/messages';
 import { watchWorkflowId } from '../../src/contract/watch';
 import { TASK_QUEUE } from '../../src/temporal-target';
 import { sleep } from '../support/runs';
-import { startStage, type Stage } from '../support/stage';
+import type { Stage } from '../support/stage';
 import { watchUntil } from '../support/watch';
-import { startWebhook, type Webhook } from '../support/webhook';
+import { stageNotifying, type Webhook } from '../support/webhook';
 
 const unsupported = partitionUnsupported();
 
@@ -21,8 +21,7 @@ describe('watch: dc1 cut off from the worker only is a partition, not an outage'
   let st: Stage;
   let hook: Webhook;
   before(async () => {
-    hook = await startWebhook();
-    st = await startStage({ edit: (c) => void (c.notify = { webhook: { url: { file: hook.urlFile } } }) });
+    ({ st, hook } = await stageNotifying());
   });
   after(async () => {
     if (st) healPartition(st.sb.opts);

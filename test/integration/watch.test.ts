@@ -16,16 +16,15 @@ import { consoleUrl } from '../../src/topology/operators';
 import { TASK_QUEUE } from '../../src/temporal-target';
 import { cli, killClis } from '../support/cli';
 import { failureOf, sleep } from '../support/runs';
-import { startStage, type Stage } from '../support/stage';
+import type { Stage } from '../support/stage';
 import { approveUntilDone, watchStatus, watchUntil } from '../support/watch';
-import { startWebhook, type Webhook } from '../support/webhook';
+import { stageNotifying, type Webhook } from '../support/webhook';
 
 describe('watch: a dc1 outage stages a failover that a person approves', () => {
   let st: Stage;
   let hook: Webhook;
   before(async () => {
-    hook = await startWebhook();
-    st = await startStage({ edit: (c) => void (c.notify = { webhook: { url: { file: hook.urlFile } } }) });
+    ({ st, hook } = await stageNotifying());
   });
   after(async () => {
     killClis();

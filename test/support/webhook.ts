@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from './runs';
+import { startStage, type Stage } from './stage';
 
 export interface Notification {
   event: string;
@@ -60,4 +61,21 @@ export async function startWebhook(): Promise<Webhook> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A sandbox stage whose cluster notifies a fresh webhook (`edit`: further changes to the cluster); the webhook is closed if the stage fails to start. */
+export async function stageNotifying(edit?: (cluster: Record<string, unknown>) => void): Promise<{ st: Stage; hook: Webhook }> {
+  const hook = await startWebhook();
+  try {
+    const st = await startStage({
+      edit: (c) => {
+        c.notify = { webhook: { url: { file: hook.urlFile } } };
+        edit?.(c);
+      },
+    });
+    return { st, hook };
+  } catch (err) {
+    await hook.close();
+    throw err;
+  }
 }
