@@ -24,7 +24,13 @@ export interface WatchReads {
 
 export function watchObserveActivities(rt: Runtime, r: WatchReads) {
   return {
-    watchObserve: rt.activity(async (input: { cluster: string }, call): Promise<WatchObservations> => {
+    /**
+     * `full: false`: only what availability needs this interval (each node, the write, the lag,
+     * the vantage points when no primary answers); the hosts, traffic, fences and backups are
+     * left out (empty) and the watch keeps its last full reading of them.
+     */
+    watchObserve: rt.activity(async (input: { cluster: string; full?: boolean }, call): Promise<WatchObservations> => {
+      const full = input.full !== false;
       const cluster = input.cluster;
       const c = call.top.cluster(cluster);
       const nodeNames = Object.keys(c.postgres.nodes);
@@ -43,7 +49,7 @@ export function watchObserveActivities(rt: Runtime, r: WatchReads) {
           ),
         ),
         Promise.all(
-          Object.entries(c.hosts).map(([host, h]) =>
+          Object.entries(full ? c.hosts : {}).map(([host, h]) =>
             r.sshCheck({ cluster, host }).catch((err): SshCheck => ({
               host,
               site: h.site ?? null,
@@ -56,7 +62,7 @@ export function watchObserveActivities(rt: Runtime, r: WatchReads) {
           ),
         ),
         Promise.all(
-          c.traffic.map((d) =>
+          (full ? c.traffic : []).map((d) =>
             r
               .trafficRead({ cluster, driver: d.name })
               .catch((err): TrafficState => ({ driver: d.name, kind: d.kind, site: null, target: null, detail: `cannot read: ${errorMessage(err)}` })),
@@ -73,7 +79,7 @@ export function watchObserveActivities(rt: Runtime, r: WatchReads) {
             })),
           ),
         ),
-        c.backup
+        c.backup && full
           ? r
               .pgBackupList({ cluster })
               .then(backupObservation)
@@ -100,7 +106,7 @@ export function watchObserveActivities(rt: Runtime, r: WatchReads) {
         const sites = Object.entries(c.sites).filter(([, s]) => s.vantage);
         vantage = (await Promise.all(sites.map(([site]) => r.vantageProbe({ cluster, site })))).flat();
       }
-      return { nodes, probe, lags, ssh, traffic, fences, backups, vantage };
+      return { nodes, probe, lags, ssh, traffic, fences, backups, vantage, full };
     }),
   };
 }

@@ -82,6 +82,8 @@ export interface WatchObservations {
   fences: FenceState[];
   backups: BackupObservation | null;
   vantage: VantageView[];
+  /** False when the hosts, traffic, fences and backups were not read this time (absent: read). */
+  full?: boolean;
 }
 
 /** What readiness sees of the base backups on the backup server: the newest one a drill proved. */

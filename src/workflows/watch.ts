@@ -59,6 +59,9 @@ export const WATCH_OBSERVE_PATCH = 'watch-observe';
 const reads = proxyActivities<Activities>(READ);
 const probe = proxyActivities<Activities>(WATCH_PROBE);
 
+/** The hosts, traffic drivers, fence markers and backups are read at least this often (every probe when the interval is longer). */
+const FULL_EVERY_MS = 10_000;
+
 /** The least wait between two probes, however long the last one took. */
 const MIN_WAIT_MS = 250;
 
@@ -200,9 +203,20 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
     );
   };
 
+  // Availability every interval; the hosts, traffic, fences and backups at least every FULL_EVERY_MS.
+  let lastFull: Pick<WatchObservations, 'ssh' | 'traffic' | 'fences' | 'backups'> | null = null;
+  let lastFullMs = 0;
   for (let tick = 0; tick < ticksPerRun; tick++) {
     const tickStartMs = Date.now();
-    const obs: WatchObservations | string = await probe.watchObserve({ cluster }).catch((err: Error) => messageOf(err));
+    const full: boolean = lastFull === null || tickStartMs - lastFullMs >= FULL_EVERY_MS - MIN_WAIT_MS;
+    const read: WatchObservations | string = await probe.watchObserve({ cluster, full }).catch((err: Error) => messageOf(err));
+    let obs = read;
+    if (typeof read !== 'string') {
+      if (read.full !== false) {
+        lastFull = { ssh: read.ssh, traffic: read.traffic, fences: read.fences, backups: read.backups };
+        lastFullMs = tickStartMs;
+      } else if (lastFull) obs = { ...read, ...lastFull };
+    }
     status.ticks++;
     status.lastProbeAt = new Date().toISOString();
     if (typeof obs === 'string') {

@@ -63,7 +63,12 @@ describe('watch in automatic mode: fenced by itself, promoted without a person, 
       (await st.frontQuery(`SELECT note FROM public.sandbox_rows WHERE note = 'before the automatic failover'`)).map((x) => x.note),
       ['before the automatic failover'],
     );
-    const seen = await watchUntil(st, (x) => x.primary === 'dc2-db', 'dc2-db as the primary');
+    // The fence markers are read at least every 10 s.
+    const seen = await watchUntil(
+      st,
+      (x) => x.primary === 'dc2-db' && x.formerPrimaries.some((f) => f.fence === 'marked'),
+      'dc2-db as the primary, dc1 fenced',
+    );
     assert.equal(seen.automatic.antiFlap.last?.workflowId, id);
     assert.equal(seen.automatic.antiFlap.ackedBy, null);
     assert.deepEqual(
