@@ -260,7 +260,12 @@ describe('failover: dc1 reachable', () => {
     const plan = Object.fromEntries(r.plan.map((p) => [p.step, p.action]));
     assert.match(plan.fence, /pg_ctl stop -m fast/);
     assert.match(plan['checkpoint:old-primary-dead'], /only if fencing is not confirmed/);
-    assert.match(plan['traffic:front'], /move from dc1 to dc2/);
+    assert.match(plan['traffic:front'], /move from dc1 to dc2, first: what clients use/);
+    const order = r.plan.map((x) => x.step);
+    assert.ok(
+      order.indexOf('traffic:front') < order.indexOf('hook:repoint-app') && order.indexOf('hook:repoint-app') < order.indexOf('traffic:dns'),
+      order.join(', '),
+    );
     assert.match(plan.promote, /pg_promote on dc2-db/);
     assert.deepEqual(await snapshot(), before);
     const p = await h.query<Progress>('progress');

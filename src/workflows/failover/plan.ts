@@ -66,8 +66,6 @@ export async function planOnly(c: Ctx, p: PlanInput): Promise<FailoverResult> {
     target: target.name,
     action: `pg_promote on ${target.name} (timeline ${p.timelineBefore ?? '?'} → next); confirm it takes a write`,
   });
-  for (const h of newSite.hooks) plan.push({ step: `hook:${h.name}`, target: h.host, action: 'run the site hook' });
-  for (const s of newSite.services) plan.push({ step: `service-start:${s.site}/${s.service}`, target: s.host, action: 'start the service' });
   const traffic = await Promise.all(
     layout.traffic.map((d) =>
       steps.run(
@@ -77,12 +75,21 @@ export async function planOnly(c: Ctx, p: PlanInput): Promise<FailoverResult> {
       ),
     ),
   );
-  for (const t of traffic)
+  // In the order a run takes them: the front first (what clients use), then the hooks (in order),
+  // the services (in order) and the other drivers side by side.
+  const isFront = (driver: string) => layout.traffic.find((d) => d.name === driver)?.kind === 'haproxy';
+  const move = (t: (typeof traffic)[number], how: string) =>
     plan.push({
       step: `traffic:${t.driver}`,
       target: t.driver,
-      action: t.site === target.site ? `already on ${target.site}` : `move from ${t.site ?? 'nowhere'} to ${target.site}`,
+      action: t.site === target.site ? `already on ${target.site}` : `move from ${t.site ?? 'nowhere'} to ${target.site}${how}`,
     });
+  for (const t of traffic.filter((x) => isFront(x.driver))) move(t, ', first: what clients use');
+  for (const h of newSite.hooks)
+    plan.push({ step: `hook:${h.name}`, target: h.host, action: 'run the site hook (hooks in order, beside the services and the other drivers)' });
+  for (const s of newSite.services)
+    plan.push({ step: `service-start:${s.site}/${s.service}`, target: s.host, action: 'start the service (in order, beside the hooks)' });
+  for (const t of traffic.filter((x) => !isFront(x.driver))) move(t, ' (beside the hooks and services)');
   if (newSite.maintenance)
     plan.push({ step: `maintenance-off:${target.site}`, target: newSite.maintenance.host ?? target.site, action: 'turn maintenance off' });
   steps.note('plan', plan.map((s) => `${s.step} → ${s.action}`).join('; '));
