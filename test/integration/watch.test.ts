@@ -1,5 +1,7 @@
 /**
- * The watch on the sandbox: started from the CLI (one per cluster), dc1 killed while it probes
+ * The watch on the sandbox: started from the CLI (one per cluster). First dc1 is cut off from the
+ * worker alone (sandbox partitionFromWorker: the worker's packets to dc1 dropped, dc2's vantage
+ * host still reaching it): a partition, warned about once, never a failover. Then dc1 is killed while it probes
  * every second; once three probes in a row found no primary, from the worker and from dc2's
  * vantage host, it notifies (with the console's link to the staged run) and stages a failover that
  * waits at old-primary-dead with requestedBy "watch" and the evidence as its reason; a person
@@ -8,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { stopPart } from '../../sandbox';
+import { healPartition, partitionFromWorker, partitionUnsupported, stopPart } from '../../sandbox';
 import type { Progress } from '../../src/contract/messages';
 import { consoleLink } from '../../src/contract/console-links';
 import { watchWorkflowId } from '../../src/contract/watch';
@@ -20,7 +22,9 @@ import type { Stage } from '../support/stage';
 import { approveUntilDone, watchStatus, watchUntil } from '../support/watch';
 import { stageNotifying, type Webhook } from '../support/webhook';
 
-describe('watch: a dc1 outage stages a failover that a person approves', () => {
+const unsupported = partitionUnsupported();
+
+describe('watch: a partition is no outage; a dc1 outage stages a failover that a person approves', () => {
   let st: Stage;
   let hook: Webhook;
   before(async () => {
@@ -28,6 +32,7 @@ describe('watch: a dc1 outage stages a failover that a person approves', () => {
   });
   after(async () => {
     killClis();
+    if (st) healPartition(st.sb.opts);
     await st?.down();
     await hook?.close();
   });
@@ -60,6 +65,53 @@ describe('watch: a dc1 outage stages a failover that a person approves', () => {
     assert.equal(f.type, 'ConfigError');
     assert.match(f.message, /a watch of demo runs as workflow switchyard-watch-demo \(one per cluster\), not my-watch/);
   });
+
+  it(
+    'dc1 cut off from the worker only: a partition, not an outage; no failover staged, warned once, and the warning ends when it heals',
+    { skip: unsupported ?? false },
+    async () => {
+      await watchUntil(st, (x) => x.primary === 'dc1-db' && x.verdict === 'ok', 'dc1-db as the primary, all well');
+      const cut = partitionFromWorker(st.sb.opts, 'dc1');
+      try {
+        await partitioned(cut);
+      } finally {
+        healPartition(st.sb.opts);
+      }
+      await watchUntil(st, (x) => x.primary === 'dc1-db' && x.consecutiveFailures === 0, 'dc1-db answering the worker again', 120_000);
+      const warned = hook.received.find((n) => n.event === 'watch.warning' && n.fields.incident === 'partition:dc1-db')!;
+      const ended = await hook.waitFor(
+        (n) => n.event === 'watch.warning-ended' && n.fields.incident === 'partition:dc1-db',
+        'the end of the partition warning',
+      );
+      assert.equal(ended.fields.since, warned.fields.since);
+      assert.ok(Date.parse(String(ended.fields.until)) > Date.parse(String(ended.fields.since)), JSON.stringify(ended.fields));
+      const steps = (await st.client.workflow.getHandle(watchWorkflowId('demo')).query<Progress>('progress')).steps;
+      assert.ok(!steps.some((s) => s.name === 'staged'), 'nothing staged');
+    },
+  );
+
+  async function partitioned(cut: string[]): Promise<void> {
+    assert.deepEqual(cut.sort(), [`127.${st.sb.net}.1.1`, `127.${st.sb.net}.1.2`]);
+    const seen = await watchUntil(st, (x) => x.verdict === 'partition', 'the partition verdict', 120_000);
+    assert.deepEqual(
+      seen.vantage.filter((v) => v.node === 'dc1-db').map((v) => [v.from, v.verdict]),
+      [['dc2-app', 'accepting']],
+    );
+    const warned = await hook.waitFor((n) => n.event === 'watch.warning' && n.fields.incident === 'partition:dc1-db', 'the partition warning', 120_000);
+    assert.match(
+      warned.message,
+      /dc1-db does not answer the worker but 127\.\d+\.1\.1:5432 accepts connections, seen from dc2-app \(dc2\): a partition between the worker and dc1-db's site, not an outage; no failover is staged/,
+    );
+    // Well past the three failures that would stage a failover for a dead dc1: none is.
+    const during = await watchUntil(st, (x) => x.consecutiveFailures >= 4, 'four failed probes during the partition', 120_000);
+    assert.equal(during.verdict, 'partition');
+    assert.equal(during.staged, null);
+    assert.equal(during.confirmedFailures, 0);
+    const failovers: string[] = [];
+    for await (const w of st.client.workflow.list({ query: `WorkflowType = 'failover'` })) failovers.push(w.workflowId);
+    assert.deepEqual(failovers, [], 'no failover was started');
+    assert.equal(hook.received.filter((n) => n.fields.incident === 'partition:dc1-db' && n.event === 'watch.warning').length, 1, 'warned once');
+  }
 
   it('dc1 killed: a failover is staged and notified, waits at old-primary-dead, and once approved the watch sees dc2 and the fenced dc1', async () => {
     // The last readiness reading gives the staged failover dc1's position.
