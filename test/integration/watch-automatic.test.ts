@@ -4,11 +4,13 @@
  * itself (marker, standby.signal), measures the loss exactly (a clean shutdown checkpoint) and
  * promotes dc2 without asking anyone. dc1 rejoins; then dc2's PostgreSQL stops the same way, right
  * after: anti-flapping holds, the failover staged for it waits for a person at old-primary-dead
- * and the refusal is notified with its reason, until `switchyard watch ack` acknowledges the first.
+ * and the refusal is notified with its reason, until carol acknowledges the first in the console.
+ * Meanwhile the worker is SIGKILLed while the watch counts failed probes of dc2 and Temporal is
+ * restarted once the failover is staged: still exactly one failover for that outage.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { stopPart } from '../../sandbox';
+import { startPart, stopPart } from '../../sandbox';
 import { ConsoleSession } from '../../src/client/console/api-client';
 import { startConsole } from '../../src/client/console/server';
 import { decide } from '../../src/client/runs';
@@ -20,16 +22,30 @@ import type { FailoverResult } from '../../src/workflows/failover';
 import { cli, killClis } from '../support/cli';
 import type { Stage } from '../support/stage';
 import { watchUntil } from '../support/watch';
+import { startWorkerProcess, stopWorkerProcesses, type WorkerProcess } from '../support/worker';
 import { stageNotifying, type Webhook } from '../support/webhook';
 
 describe('watch in automatic mode: fenced by itself, promoted without a person, and no second automatic failover before an acknowledgement', () => {
   let st: Stage;
   let hook: Webhook;
   before(async () => {
-    ({ st, hook } = await stageNotifying((c) => void (c.failover = { ...((c.failover as object) ?? {}), automatic: true, automaticCoolDown: '1h' })));
+    (({ st, hook } = await stageNotifying((c) => void (c.failover = { ...((c.failover as object) ?? {}), automatic: true, automaticCoolDown: '1h' }))),
+      {
+        worker: false,
+      });
+    // A worker process: the second outage kills it.
+    worker = await startWorker();
   });
+  let worker: WorkerProcess;
+  let first = '';
+  const startWorker = async (): Promise<WorkerProcess> => {
+    const w = startWorkerProcess({ configPath: st.configPath, address: st.sb.status.temporal.address });
+    await w.waitFor((l) => l.msg === 'worker started', 90_000);
+    return w;
+  };
   after(async () => {
     killClis();
+    await stopWorkerProcesses();
     await st?.down();
     await hook?.close();
   });
@@ -47,6 +63,7 @@ describe('watch in automatic mode: fenced by itself, promoted without a person, 
     const staged = await watchUntil(st, (x) => x.staged !== null, 'a staged failover');
     assert.equal(staged.staged?.automatic, true);
     const id = staged.staged!.workflowId;
+    first = id;
     const r = (await st.client.workflow.getHandle(id).result()) as FailoverResult;
     assert.equal(r.outcome, 'completed', r.abortedBecause ?? '');
     assert.equal(r.topology.primaryNode, 'dc2-db');
@@ -86,9 +103,27 @@ describe('watch in automatic mode: fenced by itself, promoted without a person, 
       'dc1-db a standby again',
     );
     await stopPart(st.sb.opts, 'dc2-db/postgres', 'stop');
-    const staged = await watchUntil(st, (x) => x.staged !== null && x.primary === 'dc2-db', 'a second staged failover');
+    // The worker is SIGKILLed while the watch counts, and Temporal restarted once it staged.
+    await watchUntil(st, (x) => x.confirmedFailures >= 1, 'a first failed probe of dc2');
+    await worker.kill('SIGKILL');
+    worker = await startWorker();
+    const staged = await watchUntil(st, (x) => x.staged !== null && x.primary === 'dc2-db', 'a second staged failover', 120_000);
     assert.equal(staged.staged?.automatic, false);
     const id = staged.staged!.workflowId;
+    await stopPart(st.sb.opts, 'temporal');
+    await startPart(st.sb.opts, 'temporal');
+    const ticks = (await watchUntil(st, () => true, 'an answer after the restart', 120_000)).ticks;
+    const later = await watchUntil(st, (x) => x.ticks >= ticks + 4, 'four more probes', 120_000);
+    assert.equal(later.staged?.workflowId, id);
+    assert.equal(later.verdict, 'staged');
+    const failovers: string[] = [];
+    for await (const f of st.client.workflow.list({ query: `WorkflowType = 'failover'` })) failovers.push(f.workflowId);
+    assert.deepEqual(failovers.sort(), [first, id].sort(), 'one failover per outage, whatever was interrupted');
+    const watchSteps = (await st.client.workflow.getHandle(watchWorkflowId('demo')).query<Progress>('progress')).steps;
+    assert.ok(
+      watchSteps.some((x) => x.name === 'not-staged' && x.detail?.includes(`failover ${id} was staged for this outage`)),
+      JSON.stringify(watchSteps.map((x) => x.name)),
+    );
     // Fenced by the run, yet a person must decide: the first automatic failover is not acknowledged.
     const p = await st.waitProgress(id, (x) => x.waitingFor === 'old-primary-dead', 'the second failover at old-primary-dead', 90_000);
     assert.equal(p.steps.find((s) => s.name === 'fence')?.state, 'done');

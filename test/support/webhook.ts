@@ -8,7 +8,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from './runs';
-import { startStage, type Stage } from './stage';
+import { startStage, type Stage, type StageOptions } from './stage';
 
 export interface Notification {
   event: string;
@@ -64,10 +64,14 @@ export async function startWebhook(): Promise<Webhook> {
 }
 
 /** A sandbox stage whose cluster notifies a fresh webhook (`edit`: further changes to the cluster); the webhook is closed if the stage fails to start. */
-export async function stageNotifying(edit?: (cluster: Record<string, unknown>) => void): Promise<{ st: Stage; hook: Webhook }> {
+export async function stageNotifying(
+  edit?: (cluster: Record<string, unknown>) => void,
+  opts: Omit<StageOptions, 'edit'> = {},
+): Promise<{ st: Stage; hook: Webhook }> {
   const hook = await startWebhook();
   try {
     const st = await startStage({
+      ...opts,
       edit: (c) => {
         c.notify = { webhook: { url: { file: hook.urlFile } } };
         edit?.(c);
