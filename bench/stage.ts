@@ -15,6 +15,7 @@ import { loadTopology } from '../src/topology/load';
 import type { Topology } from '../src/topology/schema';
 import { temporalTarget } from '../src/temporal-target';
 import { createWorker, installRuntimeLogger } from '../src/worker';
+import { clientConnectionOptions } from '../src/temporal-connection';
 
 export interface BenchStage {
   /** The sandbox's dir and net, for fault injection (stopPart). */
@@ -33,7 +34,7 @@ export async function withBenchStage<T>(fromNet: number, fn: (s: BenchStage) => 
     const logger = createLogger({ level: 'warn', destination: 2 });
     installRuntimeLogger(logger);
     const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger });
-    const connection = await Connection.connect({ address: target.address });
+    const connection = await Connection.connect(clientConnectionOptions(target.address));
     try {
       return await fn({ opts, status, worker, client: new Client({ connection }), topology: loadTopology(status.config) });
     } finally {

@@ -13,6 +13,7 @@ import { loadTopology, resolveConfigPath } from './topology/load';
 import type { Topology } from './topology/schema';
 import { workflowBundle } from './workflow-bundle';
 import { SEARCH_ATTRIBUTES } from './workflows/lib/search-attributes';
+import { clientConnectionOptions } from './temporal-connection';
 
 let runtimeInstalled = false;
 /** The Temporal runtime's logger can be set once per process: do it before any connection. */
@@ -24,7 +25,7 @@ export function installRuntimeLogger(logger: AppLogger): void {
 
 /** Refuses to start against a namespace without switchyard's search attributes, saying how to add them. */
 export async function checkSearchAttributes(target: TemporalTarget): Promise<void> {
-  const conn = await Connection.connect({ address: target.address, connectTimeout: '10 seconds' });
+  const conn = await Connection.connect(clientConnectionOptions(target.address, { connectTimeout: '10 seconds' }));
   try {
     const res = await conn.operatorService.listSearchAttributes({ namespace: target.namespace });
     const have = new Set(Object.keys(res.customAttributes ?? {}));
@@ -74,7 +75,7 @@ export async function createWorker(
   await checkSearchAttributes(opts.target);
   const connection = await NativeConnection.connect({ address: opts.target.address });
   // Lazy: connects on the first lock activity, so a worker that never takes a lock opens nothing.
-  const clientConnection = Connection.lazy({ address: opts.target.address });
+  const clientConnection = Connection.lazy(clientConnectionOptions(opts.target.address));
   const client = new Client({ connection: clientConnection, namespace: opts.target.namespace });
   const close = async () => {
     await clientConnection.close();

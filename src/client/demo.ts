@@ -30,6 +30,7 @@ import { formatOutcome, formatStep, runStatus } from './runs';
 import { sandboxOperatorKey, sandboxPassword } from '../../sandbox/access';
 import { startConsole } from './console/server';
 import { ConsoleSession } from './console/api-client';
+import { clientConnectionOptions } from '../temporal-connection';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -76,7 +77,7 @@ export async function runDemo(): Promise<void> {
     const logger = createLogger({ level: process.env.SWITCHYARD_LOG_LEVEL ?? 'warn', destination: 2, name: 'switchyard-demo' });
     installRuntimeLogger(logger);
     const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger, identity: 'switchyard demo' });
-    const connection = await Connection.connect({ address: target.address });
+    const connection = await Connection.connect(clientConnectionOptions(target.address));
     const client = new Client({ connection, namespace: target.namespace });
     const web = await startConsole({ configPath: status.config, target, log: (line) => logger.info(line) });
     say(`[${secs()}]    console at ${web.url} (operators alice, bob, carol; their passwords: ${status.console.operators})`);

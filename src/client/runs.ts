@@ -5,9 +5,10 @@ import type { DecideResult, Decision, Progress, StepRecord } from '../contract/m
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { signDecision } from './signing';
 import { rootMessage, workerIsPolling } from './readiness-report';
+import { clientConnectionOptions } from '../temporal-connection';
 
 export async function withClient<T>(target: TemporalTarget, fn: (client: Client) => Promise<T>): Promise<T> {
-  const connection = await Connection.connect({ address: target.address, connectTimeout: '10 seconds' }).catch((err: unknown) => {
+  const connection = await Connection.connect(clientConnectionOptions(target.address, { connectTimeout: '10 seconds' })).catch((err: unknown) => {
     throw new Error(`cannot reach Temporal at ${target.address}: ${rootMessage(err)} (is the server running? --address / TEMPORAL_ADDRESS)`);
   });
   try {

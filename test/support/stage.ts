@@ -21,6 +21,7 @@ import { createWorker, installRuntimeLogger } from '../../src/worker';
 import type { Progress } from '../../src/contract/messages';
 import { startTestSandbox, type TestSandbox } from './sandbox';
 import { workflowBundle } from './temporal';
+import { clientConnectionOptions } from '../../src/temporal-connection';
 
 const run = promisify(execFile);
 
@@ -81,7 +82,7 @@ export async function startStage(opts: StageOptions = {}): Promise<Stage> {
     const topology = loadTopology(configPath);
     const cluster = topology.clusters[sb.cluster];
     const address = sb.status.temporal.address;
-    const connection = await Connection.connect({ address });
+    const connection = await Connection.connect(clientConnectionOptions(address));
     const client = new Client({ connection, namespace: 'default' });
     const logger = createLogger({ level: process.env.SWITCHYARD_TEST_VERBOSE ? 'info' : 'error', destination: 2, name: 'switchyard-test-worker' });
     if (!loggerInstalled) {
