@@ -4,23 +4,24 @@
  * closed. The SDK's retry interceptor schedules a retry with a timer that Connection.close() does
  * not clear; when it fires, gRPC throws "Channel has been shut down" synchronously inside the
  * timer, off every awaited path, and the process dies of an uncaught exception after it finished
- * its work. The guard turns that call into a CANCELLED status for the (long gone) caller.
+ * its work. The guard makes that retry a call that never answers: its connection is gone, and
+ * reporting any final status back through the SDK's retry interceptor throws there too (it then
+ * calls a message callback only a first attempt that got a message has set).
  */
-import { InterceptingCall, Metadata, status, type Interceptor } from '@grpc/grpc-js';
+import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { defaultGrpcRetryOptions, makeGrpcRetryInterceptor, type ConnectionOptions } from '@temporalio/client';
 
 const SHUT_DOWN = /Channel has been shut down/;
 
 type CallInterface = ConstructorParameters<typeof InterceptingCall>[0];
 
-/** A call that never reached a channel: it ends at once with CANCELLED. */
+/** A call on a closed connection: it sends nothing and never answers. */
 function closedCall(): CallInterface {
   return {
     cancelWithStatus: () => undefined,
     getPeer: () => '',
-    start: (_metadata, listener) =>
-      process.nextTick(() => listener?.onReceiveStatus?.({ code: status.CANCELLED, details: 'the Temporal connection was closed', metadata: new Metadata() })),
-    sendMessageWithContext: (context) => context.callback?.(),
+    start: () => undefined,
+    sendMessageWithContext: () => undefined,
     sendMessage: () => undefined,
     startRead: () => undefined,
     halfClose: () => undefined,
@@ -28,7 +29,7 @@ function closedCall(): CallInterface {
   };
 }
 
-/** Inside the retry interceptor: a (re)try on a closed connection ends as CANCELLED instead of throwing. */
+/** Inside the retry interceptor: a (re)try on a closed connection goes nowhere instead of throwing. */
 export const closedConnectionGuard: Interceptor = (options, nextCall) => {
   try {
     return new InterceptingCall(nextCall(options));

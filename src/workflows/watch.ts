@@ -155,8 +155,12 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
     );
   });
 
+  // Why nothing was staged is said once per cause (the staged run, the lock's holder), not every few probes.
+  const told = new Set<string>();
   const stage = async (j: Judgement) => {
     if (status.staged) {
+      if (told.has(status.staged.workflowId)) return;
+      told.add(status.staged.workflowId);
       say(
         'not-staged',
         `the primary is gone (${status.confirmedFailures} probes), but failover ${status.staged.workflowId} was staged for this outage at ${status.staged.at}: not staging another`,
@@ -169,7 +173,9 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
         typeof holder === 'string'
           ? holder
           : `${holder.operation} ${holder.workflowId}${holder.requestedBy ? ` started by ${holder.requestedBy}` : ''} since ${holder.since}`;
-      say('not-staged', `the primary is gone, but the cluster lock is held by ${who}: not staging a failover while that runs`, 'failed');
+      const key = typeof holder === 'string' ? 'lock-unknown' : holder.workflowId;
+      if (!told.has(key)) say('not-staged', `the primary is gone, but the cluster lock is held by ${who}: not staging a failover while that runs`, 'failed');
+      told.add(key);
       return;
     }
     const auto = automaticAllowed(cluster, automaticEnabled, coolDownSeconds, antiFlap, Date.now());
