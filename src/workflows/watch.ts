@@ -212,9 +212,12 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
   // Availability every interval; the hosts, traffic, fences and backups at least every FULL_EVERY_MS.
   let lastFull: Pick<WatchObservations, 'ssh' | 'traffic' | 'fences' | 'backups'> | null = null;
   let lastFullMs = 0;
+  // After the primary changed or came back, everything is read at the next probe (traffic, fences moved with it).
+  let readAllNext = false;
   for (let tick = 0; tick < ticksPerRun; tick++) {
     const tickStartMs = Date.now();
-    const full: boolean = lastFull === null || tickStartMs - lastFullMs >= FULL_EVERY_MS - MIN_WAIT_MS;
+    const full: boolean = lastFull === null || readAllNext || tickStartMs - lastFullMs >= FULL_EVERY_MS - MIN_WAIT_MS;
+    readAllNext = false;
     const read: WatchObservations | string = await probe.watchObserve({ cluster, full }).catch((err: Error) => messageOf(err));
     let obs = read;
     if (typeof read !== 'string') {
@@ -235,6 +238,7 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
       if (j.failing) status.vantage = obs.vantage.map((v) => ({ node: v.node, from: v.from, verdict: v.verdict, detail: v.detail }));
       if (j.primaries.length === 1) {
         const p = j.primaries[0];
+        if (status.primary !== p || status.consecutiveFailures > 0) readAllNext = true;
         if (status.primary && status.primary !== p) {
           replaced = { node: status.primary, newPrimary: p, since: status.lastProbeAt };
           say('primary-moved', `${p} is the primary now; the former primary ${status.primary} needs \`switchyard rejoin ${cluster} --node ${status.primary}\``);
