@@ -845,9 +845,16 @@ export async function sandboxUp(opts: SandboxOptions = {}, log: (line: string) =
       throw err;
     }
 
-    // Everything that should run must run now (and keep running).
-    const status = await statusOf(l, state);
-    const down = status.parts.filter((p) => p.expected === 'running' && p.state !== 'running');
+    // Everything that should run must run now (and keep running). A part that does not answer is
+    // asked twice more a second apart: on a loaded machine sshd's banner can take longer than the
+    // probe waits (seen: "pid runs but does not answer" right after a good start).
+    const downOf = (st: SandboxStatus) => st.parts.filter((p) => p.expected === 'running' && p.state !== 'running');
+    let status = await statusOf(l, state);
+    for (let i = 0; i < 2 && downOf(status).length; i++) {
+      await sleep(1000);
+      status = await statusOf(l, state);
+    }
+    const down = downOf(status);
     if (down.length) {
       const first = l.parts.find((p) => p.name === down[0].name)!;
       throw partError(
