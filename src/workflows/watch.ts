@@ -135,11 +135,10 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
     status.last = detail;
     steps.note(name, detail, state);
   };
-  let verdictShown: WatchVerdict | null = null;
+  // The search attribute follows the verdict (status.verdict starts as 'starting', never upserted).
   const showVerdict = (v: WatchVerdict) => {
+    if (v !== status.verdict) upsertSearchAttributes([{ key: SA_VERDICT, value: v }]);
     status.verdict = v;
-    if (v !== verdictShown) upsertSearchAttributes([{ key: SA_VERDICT, value: v }]);
-    verdictShown = v;
   };
 
   let stoppedBy: string | null = null;
