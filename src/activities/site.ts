@@ -152,7 +152,7 @@ export function remoteActivities(rt: Runtime) {
       return onHost(rt, call, input.cluster, h.host, async (open) => {
         if (h.check) {
           const checkSeconds = hookCheckTimeoutSeconds(h.timeoutSeconds);
-          const c = await execArgv(open, h.check, checkSeconds);
+          const c = await execArgv(open, h.check, checkSeconds, call.secrets);
           if (c.exitCode === 0) {
             rt.log.info('hook already done', { cluster: input.cluster, site: input.site, hook: h.name, host: h.host });
             return { ...c, ...base, alreadyDone: true };
@@ -164,7 +164,7 @@ export function remoteActivities(rt: Runtime) {
             );
           }
         }
-        const r = await execArgv(open, h.command, h.timeoutSeconds);
+        const r = await execArgv(open, h.command, h.timeoutSeconds, call.secrets);
         rt.log.info('hook ran', { cluster: input.cluster, site: input.site, hook: h.name, host: h.host, exitCode: r.exitCode, timedOut: r.timedOut ?? false });
         return { ...r, ...base, alreadyDone: false };
       });

@@ -8,7 +8,7 @@ import { utils as ssh2utils } from 'ssh2';
 import type { HostConfig } from '../../topology/schema';
 import { cancellationSignal, errorMessage, heartbeat } from '../activity-context';
 import { configError } from '../resolver';
-import { describeRef } from '../secrets';
+import { describeRef, type SecretScope } from '../secrets';
 import type { Call, Runtime } from '../runtime';
 import type { SshExecResult, SshSessionLike } from './session';
 import { commandLine } from './quote';
@@ -114,8 +114,15 @@ function tail(s: string): string {
   return s.length > MAX_OUTPUT_CHARS ? `[…${s.length - MAX_OUTPUT_CHARS} characters cut]${s.slice(-MAX_OUTPUT_CHARS)}` : s;
 }
 
-/** Run one argv on an open session; heartbeats while it runs. Non-zero exit is data. */
-export async function execArgv(open: OpenSession, argv: readonly string[], timeoutSeconds: number): Promise<RemoteCommandResult> {
+/**
+ * Run one argv on an open session; heartbeats while it runs. Non-zero exit is data. `shown`: the
+ * call's secrets, for a command whose output is shown rather than parsed (a hook, a command
+ * driver, runRemote): every value resolved in the call is taken out of its command line and output
+ * before the output is cut to its tail, so neither that cut nor a summary made of it later (brief,
+ * a slice, JSON.stringify, lines joined) can leave part of a secret behind where the scrub of the
+ * activity's result (Runtime.activity) would no longer recognise it.
+ */
+export async function execArgv(open: OpenSession, argv: readonly string[], timeoutSeconds: number, shown?: SecretScope): Promise<RemoteCommandResult> {
   const command = commandLine(argv);
   const beat = setInterval(() => heartbeat({ host: open.name }), 2_000);
   const cancelled = cancellationSignal();
@@ -127,14 +134,15 @@ export async function execArgv(open: OpenSession, argv: readonly string[], timeo
   }
   // The command was stopped because the activity was cancelled: report the cancellation itself.
   if (cancelled?.aborted) throw cancelled.reason;
+  const text = (s: string) => (shown ? shown.redact(s) : s);
   return {
     host: open.name,
-    command,
+    command: text(command),
     exitCode: r.code,
     signal: r.signal,
     timedOut: r.timedOut,
-    stdout: tail(r.stdout),
-    stderr: tail(r.timedOut ? `${r.stderr}${r.stderr ? '\n' : ''}timed out after ${timeoutSeconds}s` : r.stderr),
+    stdout: tail(text(r.stdout)),
+    stderr: tail(text(r.timedOut ? `${r.stderr}${r.stderr ? '\n' : ''}timed out after ${timeoutSeconds}s` : r.stderr)),
   };
 }
 
@@ -152,7 +160,7 @@ export async function withHost<T>(rt: Runtime, call: Call, cluster: string, host
   }
 }
 
-/** runRemote's core, for use by other activities: connection problems thrown as action errors. */
+/** runRemote's core, for use by other activities: connection problems thrown as action errors, the output shown (execArgv). */
 export function runOnHost(
   rt: Runtime,
   call: Call,
@@ -161,7 +169,7 @@ export function runOnHost(
   argv: readonly string[],
   timeoutSeconds: number,
 ): Promise<RemoteCommandResult> {
-  return onHost(rt, call, cluster, hostName, (open) => execArgv(open, argv, timeoutSeconds));
+  return onHost(rt, call, cluster, hostName, (open) => execArgv(open, argv, timeoutSeconds, call.secrets));
 }
 
 /** How long a small file operation over SSH (stat, mkdir, mv, a short read) may take. */

@@ -20,7 +20,7 @@ function commandState(d: Driver<'command'>, sites: string[], r: { exitCode: numb
 
 export async function readCommand(rt: Runtime, call: Call, cluster: string, d: Driver<'command'>): Promise<TrafficState> {
   const sites = Object.keys(call.top.cluster(cluster).sites);
-  return withHost(rt, call, cluster, d.host, async (open) => commandState(d, sites, await execArgv(open, d.read, d.timeoutSeconds)));
+  return withHost(rt, call, cluster, d.host, async (open) => commandState(d, sites, await execArgv(open, d.read, d.timeoutSeconds, call.secrets)));
 }
 
 export async function moveCommand(rt: Runtime, call: Call, cluster: string, d: Driver<'command'>, site: string): Promise<TrafficState> {
