@@ -21,6 +21,19 @@ export const address = z
   .min(1, { error: 'expected a host name or IP address, got an empty string' })
   .regex(/^[A-Za-z0-9.:_-]+$/, { error: 'expected a host name or IP address (letters, digits, ".", ":", "-")' });
 
+/** Where a server listens: host:port. */
+export const listen = z
+  .string({ error: 'expected host:port, e.g. "127.0.0.1:8180"' })
+  .regex(/^[A-Za-z0-9.:_-]+:\d{1,5}$/, { error: 'expected host:port, e.g. "127.0.0.1:8180"' });
+
+/** host:port split (the last colon: an IPv6 host keeps its own); null when it is not host:port. */
+export function splitListen(text: string): { host: string; port: number } | null {
+  const m = /^(.+):(\d{1,5})$/.exec(text);
+  if (!m) return null;
+  const port = Number(m[2]);
+  return port <= 65535 ? { host: m[1].replace(/^\[(.*)\]$/, '$1'), port } : null;
+}
+
 export const absPath = z.string({ error: 'expected an absolute path' }).regex(/^\//, { error: 'expected an absolute path (starting with "/")' });
 
 export const positiveInt = z

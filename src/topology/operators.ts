@@ -7,7 +7,7 @@
  * the public keys written here, so the identity in a decision is the one that signed in.
  */
 import { z } from 'zod';
-import { address, duration, name, secretRef } from './fields';
+import { address, duration, listen, name, secretRef } from './fields';
 
 /** `scrypt$<N>$<r>$<p>$<salt, base64>$<hash, base64>`: what `switchyard operator add` writes. */
 export const PASSWORD_HASH_RE = /^scrypt\$(\d+)\$(\d+)\$(\d+)\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})$/;
@@ -33,10 +33,6 @@ export const operatorSchema = z
   })
   .strict();
 export type OperatorConfig = z.infer<typeof operatorSchema>;
-
-const listen = z
-  .string({ error: 'expected host:port, e.g. "127.0.0.1:8180"' })
-  .regex(/^[A-Za-z0-9.:_-]+:\d{1,5}$/, { error: 'expected host:port, e.g. "127.0.0.1:8180"' });
 
 export const consoleSchema = z
   .object({

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { checkCheckpointPolicy, checkpointSchema } from './checkpoints';
 import { absPath, address, duration, name, nonNegativeInt, port, positiveInt, secretRef } from './fields';
 import { consoleSchema, operatorsSchema } from './operators';
+import { metricsSchema, temporalSchema } from './temporal';
 
 export { DURATION_RE, durationSeconds } from './duration';
 export { secretRef, type SecretRef } from './fields';
@@ -507,6 +508,10 @@ export const topologySchema = z
     /** The people who decide at checkpoints (topology/operators.ts). */
     operators: operatorsSchema,
     console: consoleSchema.optional(),
+    /** How the worker, the CLI and the console reach Temporal (TLS, API key) and encrypt payloads. */
+    temporal: temporalSchema.optional(),
+    /** The worker's Prometheus endpoint. */
+    metrics: metricsSchema.optional(),
   })
   .strict()
   .superRefine((t, ctx) => {
