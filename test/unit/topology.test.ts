@@ -127,6 +127,24 @@ describe('topology: every kind of bad input names file, path and what was expect
     assert.equal(p.message, 'a secret reference names exactly one of "env" or "file"');
   });
 
+  it('temporal: a client certificate without its key, a duplicate codec key id, an unknown encryptWith, an inline codec key', () => {
+    let p = onlyProblem((d) => delete d.temporal.tls.clientKey);
+    assert.equal(p.path, 'temporal.tls.clientKey');
+    assert.match(p.message, /clientCert and temporal\.tls\.clientKey go together/);
+    p = onlyProblem((d) => d.temporal.codec.keys.push({ id: 'key-1', key: { file: '/k2' } }));
+    assert.equal(p.path, 'temporal.codec.keys[1].id');
+    assert.equal(p.message, 'key id "key-1" appears twice');
+    p = onlyProblem((d) => (d.temporal.codec.encryptWith = 'key-9'));
+    assert.equal(p.path, 'temporal.codec.encryptWith');
+    assert.equal(p.message, 'no key with id "key-9" (the keys are "key-1")');
+    p = onlyProblem((d) => (d.temporal.codec.keys[0].key = '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'));
+    assert.equal(p.path, 'temporal.codec.keys[0].key');
+    assert.match(p.message, /inline secrets are not allowed/);
+    assert.doesNotMatch(JSON.stringify(p), /00112233/);
+    p = onlyProblem((d) => (d.metrics.listen = '9464'));
+    assert.equal(p.path, 'metrics.listen');
+  });
+
   it('a relative path', () => {
     const p = onlyProblem((d) => (d.clusters.shop.postgres.nodes['eu1-db'].dataDir = 'var/lib/pg'));
     assert.equal(p.path, 'clusters.shop.postgres.nodes.eu1-db.dataDir');
