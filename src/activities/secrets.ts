@@ -2,36 +2,23 @@
  * Secrets inside an activity: resolved from an environment variable or a file when the call needs
  * them, and scrubbed (every value resolved in the call) from whatever the call returns or throws.
  */
-import { readFile } from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type { SecretRef } from '../topology/schema';
 import { configError } from './resolver';
+import { describeRef, readSecret, SecretReadError } from '../secret-reader';
 
-export function describeRef(ref: SecretRef): string {
-  return ref.env !== undefined ? `{ env: ${ref.env} }` : `{ file: ${ref.file} }`;
-}
+export { describeRef };
 
 /**
- * The default secret reader: an environment variable or a file, trailing newline removed.
- * Errors name the reference, never a value.
+ * The default secret reader: an environment variable or a file, trailing newline removed
+ * (src/secret-reader.ts), failing as a configuration error. Errors name the reference, never a value.
  */
 export async function defaultSecret(ref: SecretRef): Promise<string> {
-  if (ref.env !== undefined) {
-    const v = process.env[ref.env];
-    if (v === undefined || v === '') throw configError(`secret ${describeRef(ref)}: environment variable ${ref.env} is not set in the worker's environment`);
-    return v.replace(/\r?\n$/, '');
+  try {
+    return await readSecret(ref);
+  } catch (err) {
+    throw configError(err instanceof SecretReadError ? err.message : `secret ${describeRef(ref)}: ${String(err)}`);
   }
-  if (ref.file !== undefined) {
-    let text: string;
-    try {
-      text = await readFile(ref.file, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? 'error';
-      throw configError(`secret ${describeRef(ref)}: cannot read the file (${code})`);
-    }
-    return text.replace(/\r?\n$/, '');
-  }
-  throw configError('secret reference names neither env nor file');
 }
 
 /** Shortest secret value that is scrubbed from text (shorter ones would mangle ordinary words). */
