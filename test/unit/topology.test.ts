@@ -128,20 +128,31 @@ describe('topology: every kind of bad input names file, path and what was expect
   });
 
   it('temporal: a client certificate without its key, a duplicate codec key id, an unknown encryptWith, an inline codec key', () => {
-    let p = onlyProblem((d) => delete d.temporal.tls.clientKey);
+    const withTemporal = (change: (d: Obj) => void) => (d: Obj) => {
+      d.temporal = {
+        tls: { serverCa: { file: '/ca.pem' }, clientCert: { file: '/c.pem' }, clientKey: { file: '/k.pem' } },
+        codec: { keys: [{ id: 'key-1', key: { file: '/codec-1' } }] },
+      };
+      d.metrics = { listen: '0.0.0.0:9464' };
+      change(d);
+    };
+    const valid = parse(exampleText) as Obj;
+    withTemporal(() => undefined)(valid);
+    assert.equal(parseTopology(stringify(valid), 'edited.yaml').temporal?.codec?.keys[0].id, 'key-1', 'the section itself is valid');
+    let p = onlyProblem(withTemporal((d) => delete d.temporal.tls.clientKey));
     assert.equal(p.path, 'temporal.tls.clientKey');
     assert.match(p.message, /clientCert and temporal\.tls\.clientKey go together/);
-    p = onlyProblem((d) => d.temporal.codec.keys.push({ id: 'key-1', key: { file: '/k2' } }));
+    p = onlyProblem(withTemporal((d) => d.temporal.codec.keys.push({ id: 'key-1', key: { file: '/k2' } })));
     assert.equal(p.path, 'temporal.codec.keys[1].id');
     assert.equal(p.message, 'key id "key-1" appears twice');
-    p = onlyProblem((d) => (d.temporal.codec.encryptWith = 'key-9'));
+    p = onlyProblem(withTemporal((d) => (d.temporal.codec.encryptWith = 'key-9')));
     assert.equal(p.path, 'temporal.codec.encryptWith');
     assert.equal(p.message, 'no key with id "key-9" (the keys are "key-1")');
-    p = onlyProblem((d) => (d.temporal.codec.keys[0].key = '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'));
+    p = onlyProblem(withTemporal((d) => (d.temporal.codec.keys[0].key = '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff')));
     assert.equal(p.path, 'temporal.codec.keys[0].key');
     assert.match(p.message, /inline secrets are not allowed/);
     assert.doesNotMatch(JSON.stringify(p), /00112233/);
-    p = onlyProblem((d) => (d.metrics.listen = '9464'));
+    p = onlyProblem(withTemporal((d) => (d.metrics.listen = '9464')));
     assert.equal(p.path, 'metrics.listen');
   });
 
