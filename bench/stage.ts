@@ -6,16 +6,16 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Connection, type Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { sandboxDown, sandboxUp, type SandboxOptions } from '../sandbox';
 import { pickNet, releaseNet } from '../sandbox/nets';
 import { createLogger } from '../src/logging';
 import { loadTopology } from '../src/topology/load';
 import type { Topology } from '../src/topology/schema';
-import { temporalTarget } from '../src/temporal-target';
+import { topologyTarget } from '../src/temporal-access';
 import { createWorker, installRuntimeLogger } from '../src/worker';
-import { clientConnectionOptions } from '../src/temporal-connection';
+import { clientConnectionOptions, targetClient } from '../src/temporal-connection';
 
 export interface BenchStage {
   /** The sandbox's dir and net, for fault injection (stopPart). */
@@ -30,13 +30,13 @@ export async function withBenchStage<T>(fromNet: number, fn: (s: BenchStage) => 
   const opts = { dir: mkdtempSync(join(tmpdir(), 'switchyard-bench-')), net: await pickNet({ from: fromNet }) };
   try {
     const status = await sandboxUp(opts);
-    const target = temporalTarget({ address: status.temporal.address, namespace: 'default' });
+    const target = await topologyTarget(status.config, { address: status.temporal.address, namespace: 'default' });
     const logger = createLogger({ level: 'warn', destination: 2 });
     installRuntimeLogger(logger);
     const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger });
-    const connection = await Connection.connect(clientConnectionOptions(target.address));
+    const connection = await Connection.connect(clientConnectionOptions(target));
     try {
-      return await fn({ opts, status, worker, client: new Client({ connection }), topology: loadTopology(status.config) });
+      return await fn({ opts, status, worker, client: targetClient(target, connection), topology: loadTopology(status.config) });
     } finally {
       await connection.close();
       await closeWorker();

@@ -25,7 +25,7 @@ export function registerAccessCommands(program: Command): void {
       .action(async (workflowId: string, checkpoint: string, o: { as: string; comment?: string; key?: string }, cmd: Command) => {
         const signer = o.key ? operatorSigner(o.key, o.as) : null;
         const d = { checkpoint, decision, by: o.as, ...(o.comment ? { comment: o.comment } : {}) };
-        const answer = await withClient(target(cmd), (client) => (signer ? decideSigned(client, workflowId, d, signer) : decide(client, workflowId, d)));
+        const answer = await withClient(await target(cmd), (client) => (signer ? decideSigned(client, workflowId, d, signer) : decide(client, workflowId, d)));
         if (answer.accepted) {
           const r = answer.result;
           const count =
@@ -101,7 +101,7 @@ export function registerConsoleCommand(program: Command): void {
       const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
       // The console module (Hono, the page templates) loads only for this command.
       const { startConsole } = require('./console/server') as typeof import('./console/server');
-      const c = await startConsole({ configPath, target: target(cmd), listen: o.listen });
+      const c = await startConsole({ configPath, target: await target(cmd), listen: o.listen });
       process.stdout.write(`switchyard console at ${c.url} (topology ${configPath}); Ctrl-C stops it\n`);
       await new Promise<void>((resolve) => {
         const stop = () => void c.close().then(resolve);

@@ -3,20 +3,29 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadTopology, resolveConfigPath } from '../topology/load';
 import type { ClusterConfig } from '../topology/schema';
-import { temporalTarget, type TemporalTarget } from '../temporal-target';
+import type { TemporalTarget } from '../temporal-target';
+import { resolveTemporal, type AccessFlags } from '../temporal-access';
 
 export class UsageError extends Error {}
 
-export interface GlobalOpts {
+export interface GlobalOpts extends AccessFlags {
   config?: string;
-  address?: string;
-  namespace?: string;
 }
 
-/** The Temporal frontend and namespace a command talks to. */
-export function target(cmd: Command): TemporalTarget {
+/**
+ * The Temporal frontend, namespace, TLS, API key and payload codec a command talks with: the
+ * flags, then the temporal CLI's environment variables, then the topology's `temporal:` section
+ * (the same file the command reads; none when there is no topology file).
+ */
+export async function target(cmd: Command): Promise<TemporalTarget> {
   const g = cmd.optsWithGlobals<GlobalOpts>();
-  return temporalTarget({ address: g.address, namespace: g.namespace });
+  const configPath = await findConfig(g.config, () => undefined);
+  const temporal = existsSync(configPath) ? loadTopology(configPath).temporal : undefined;
+  try {
+    return await resolveTemporal(g, temporal, process.env);
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}${temporal ? ` (topology ${configPath}, section temporal)` : ''}`);
+  }
 }
 
 /** The sandbox module (pg, AWS SDK) loads only for the commands that use it. */

@@ -36,7 +36,7 @@ export function registerWatchCommand(program: Command, defaultUser: () => string
         const cluster = verb === 'start' ? first : second;
         if (verb !== 'list' && !cluster) throw new UsageError(`watch ${verb}: which cluster? (switchyard watch ${verb} <cluster>)`);
         if (cluster) requireCluster(await findConfig(cmd.optsWithGlobals<GlobalOpts>().config), cluster);
-        await withClient(target(cmd), async (client) => {
+        await withClient(await target(cmd), async (client) => {
           if (verb === 'list') {
             const rows: string[] = [];
             for await (const w of client.workflow.list({ query: "WorkflowType = 'watch' AND ExecutionStatus = 'Running'" })) rows.push(w.workflowId);

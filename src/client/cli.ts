@@ -33,6 +33,12 @@ export function buildProgram(): Command {
     .option('-c, --config <path>', 'topology file (default: $SWITCHYARD_CONFIG, else ./switchyard.yaml)')
     .option('--address <host:port>', 'Temporal frontend (default: $TEMPORAL_ADDRESS, else 127.0.0.1:7233)')
     .option('--namespace <name>', 'Temporal namespace (default: $TEMPORAL_NAMESPACE, else "default")')
+    .option('--tls', "connect to Temporal with TLS (on with any TLS option, an API key, or the topology's temporal.tls; $TEMPORAL_TLS)")
+    .option('--tls-ca-path <file>', "CA certificate the Temporal server's certificate is checked against ($TEMPORAL_TLS_SERVER_CA_CERT_PATH)")
+    .option('--tls-cert-path <file>', 'client certificate for mTLS ($TEMPORAL_TLS_CLIENT_CERT_PATH)')
+    .option('--tls-key-path <file>', "client certificate's key for mTLS ($TEMPORAL_TLS_CLIENT_KEY_PATH)")
+    .option('--tls-server-name <name>', "name in the server's certificate, when not the address's host ($TEMPORAL_TLS_SERVER_NAME)")
+    .option('--api-key-file <file>', 'file holding a Temporal API key ($TEMPORAL_API_KEY holds the key itself)')
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
@@ -82,7 +88,7 @@ export function buildProgram(): Command {
     .action(async (cluster: string, o: { json?: boolean }, cmd: Command) => {
       const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
       requireCluster(configPath, cluster);
-      const report = await runReadiness({ cluster, configPath, target: target(cmd) });
+      const report = await runReadiness({ cluster, configPath, target: await target(cmd) });
       process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatReadiness(report));
       process.exitCode = report.ready ? 0 : 1;
     });
@@ -97,7 +103,7 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .option('--wait', 'follow it until it closes; exit 0 only when it completed')
     .action(async (workflowId: string, o: { json?: boolean; wait?: boolean }, cmd: Command) => {
-      await withClient(target(cmd), async (client) => {
+      await withClient(await target(cmd), async (client) => {
         const r = o.wait ? await follow(client, workflowId, (line) => !o.json && process.stdout.write(`${line}\n`)) : await runStatus(client, workflowId);
         if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
         else if (o.wait) process.stdout.write(formatOutcome(r));
@@ -362,7 +368,7 @@ export function buildProgram(): Command {
           createdBy: o.as ?? defaultUser(),
         };
         checkCron(o.cron);
-        await withClient(target(cmd), async (client) => {
+        await withClient(await target(cmd), async (client) => {
           const what = await upsertBackupSchedule(client, opts);
           const view = await describeBackupSchedule(client, cluster);
           process.stdout.write(
@@ -376,7 +382,7 @@ export function buildProgram(): Command {
     .description('the backup schedules')
     .option('--json', 'print JSON')
     .action(async (o: { json?: boolean }, cmd: Command) => {
-      await withClient(target(cmd), async (client) => {
+      await withClient(await target(cmd), async (client) => {
         const list = await listBackupSchedules(client);
         if (o.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
         else
@@ -402,7 +408,7 @@ export function buildProgram(): Command {
       .option('--as <name>', "who does it (recorded in the schedule's note)")
       .option('--json', 'print JSON')
       .action(async (cluster: string, o: { as?: string; json?: boolean }, cmd: Command) => {
-        await withClient(target(cmd), async (client) => {
+        await withClient(await target(cmd), async (client) => {
           const view =
             what === 'describe' ? await describeBackupSchedule(client, cluster) : await controlSchedule(client, cluster, what, o.as ?? defaultUser());
           if (o.json) process.stdout.write(`${JSON.stringify(view ?? { deleted: cluster }, null, 2)}\n`);
@@ -415,11 +421,31 @@ export function buildProgram(): Command {
   program
     .command('worker')
     .description('run a worker on task queue "switchyard" (JSON logs on stdout; SIGTERM stops it cleanly, SIGHUP re-reads the topology)')
-    .action(async (_o: unknown, cmd: Command) => {
-      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+    .option(
+      '--metrics <host:port>',
+      "serve Prometheus metrics at http://<host:port>/metrics (default: $SWITCHYARD_METRICS, else the topology's metrics.listen, else none)",
+    )
+    .action(async (o: { metrics?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOpts>();
+      const configPath = await findConfig(g.config);
       // The worker SDK and the activities load only for this command.
-      const { runWorker } = require('../worker') as typeof import('../worker');
-      await runWorker({ configPath, target: target(cmd) });
+      const { runWorker, workerSettings } = require('../worker') as typeof import('../worker');
+      const settings = await workerSettings(configPath, { ...g, metrics: o.metrics }).catch((err: Error) => {
+        throw new UsageError(`${err.message} (topology ${configPath})`);
+      });
+      await runWorker({ configPath, ...settings });
+    });
+
+  // --- codec server -------------------------------------------------------------------------------
+  program
+    .command('codec-server')
+    .description("decrypt and encrypt payloads for the Temporal Web UI and `temporal --codec-endpoint` (keys: the topology's temporal.codec)")
+    .option('--listen <host:port>', "where it listens (default: the topology's temporal.codec.server.listen, else 127.0.0.1:8888)")
+    .option('--ui-origin <origin...>', "the Web UI's origin(s) the browser may call it from (default: temporal.codec.server.uiOrigins)")
+    .action(async (o: { listen?: string; uiOrigin?: string[] }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      const { runCodecServer } = require('./codec-command') as typeof import('./codec-command');
+      await runCodecServer({ configPath, listen: o.listen, uiOrigins: o.uiOrigin });
     });
 
   // --- config -----------------------------------------------------------------------------------
@@ -468,7 +494,7 @@ function defaultUser(): string {
 
 /** Start a runbook; print its id, or follow it to the end (exit 0 only when it did its job). */
 async function startAndReport(cmd: Command, type: string, input: object, workflowId: string, o: { wait: boolean; json: boolean }): Promise<void> {
-  const t = target(cmd);
+  const t = await target(cmd);
   const keyFile = cmd.opts<{ key?: string }>().key;
   const run = input as { cluster: string; requestedBy: string };
   const signed = keyFile

@@ -11,14 +11,14 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { Connection, type WorkflowHandle } from '@temporalio/client';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { sandboxDown, sandboxUp, startPart, stopPart, type SandboxOptions, type SandboxStatus } from '../../sandbox';
 import { loadTopology } from '../topology/load';
 import { pickNet, releaseNet } from '../../sandbox/nets';
 import { createLogger } from '../logging';
-import { TASK_QUEUE, temporalTarget } from '../temporal-target';
+import { TASK_QUEUE } from '../temporal-target';
 import { createWorker, installRuntimeLogger } from '../worker';
 import type { failback, failover, readiness, watch } from '../workflows';
 import { watchStatusQuery, watchStopSignal, watchWorkflowId, type WatchStatus } from '../contract/watch';
@@ -30,7 +30,8 @@ import { formatOutcome, formatStep, runStatus } from './runs';
 import { sandboxOperatorKey, sandboxPassword } from '../../sandbox/access';
 import { startConsole } from './console/server';
 import { ConsoleSession } from './console/api-client';
-import { clientConnectionOptions } from '../temporal-connection';
+import { clientConnectionOptions, targetClient } from '../temporal-connection';
+import { topologyTarget } from '../temporal-access';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -73,12 +74,12 @@ export async function runDemo(): Promise<void> {
     say(`[${secs()}]    up: ${status.parts.length} parts; Temporal UI ${status.temporal.ui}`);
 
     say(`[${secs()}] 2. worker on task queue "${TASK_QUEUE}" (logs: warnings only, on stderr)`);
-    const target = temporalTarget({ address: status.temporal.address, namespace: 'default' });
+    const target = await topologyTarget(status.config, { address: status.temporal.address, namespace: 'default' });
     const logger = createLogger({ level: process.env.SWITCHYARD_LOG_LEVEL ?? 'warn', destination: 2, name: 'switchyard-demo' });
     installRuntimeLogger(logger);
     const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger, identity: 'switchyard demo' });
-    const connection = await Connection.connect(clientConnectionOptions(target.address));
-    const client = new Client({ connection, namespace: target.namespace });
+    const connection = await Connection.connect(clientConnectionOptions(target));
+    const client = targetClient(target, connection);
     const web = await startConsole({ configPath: status.config, target, log: (line) => logger.info(line) });
     say(`[${secs()}]    console at ${web.url} (operators alice, bob, carol; their passwords: ${status.console.operators})`);
     let ok = false;

@@ -8,7 +8,7 @@ import { TASK_QUEUE, type TemporalTarget } from '../temporal-target';
 import type { readiness } from '../workflows';
 import { type ReadinessReport } from '../contract/readiness';
 import { formatBytes } from '../contract/format';
-import { clientConnectionOptions } from '../temporal-connection';
+import { clientConnectionOptions, targetClient } from '../temporal-connection';
 
 /** Is a worker polling the switchyard task queue right now? */
 export async function workerIsPolling(client: Client, namespace: string, taskQueue = TASK_QUEUE): Promise<boolean> {
@@ -37,11 +37,11 @@ export function rootMessage(err: unknown): string {
  * another runbook's tasks), and stopped afterwards.
  */
 export async function runReadiness(opts: { cluster: string; configPath: string; target: TemporalTarget }): Promise<ReadinessReport> {
-  const connection = await Connection.connect(clientConnectionOptions(opts.target.address, { connectTimeout: '10 seconds' })).catch((err: unknown) => {
+  const connection = await Connection.connect(clientConnectionOptions(opts.target, { connectTimeout: '10 seconds' })).catch((err: unknown) => {
     throw new Error(`cannot reach Temporal at ${opts.target.address}: ${rootMessage(err)} (is the server running? --address / TEMPORAL_ADDRESS)`);
   });
   try {
-    const client = new Client({ connection, namespace: opts.target.namespace });
+    const client = targetClient(opts.target, connection);
     const start = (taskQueue: string) =>
       client.workflow.execute<typeof readiness>('readiness', {
         taskQueue,

@@ -5,14 +5,14 @@ import type { DecideResult, Decision, Progress, StepRecord } from '../contract/m
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { signDecision } from './signing';
 import { rootMessage, workerIsPolling } from './readiness-report';
-import { clientConnectionOptions } from '../temporal-connection';
+import { clientConnectionOptions, targetClient } from '../temporal-connection';
 
 export async function withClient<T>(target: TemporalTarget, fn: (client: Client) => Promise<T>): Promise<T> {
-  const connection = await Connection.connect(clientConnectionOptions(target.address, { connectTimeout: '10 seconds' })).catch((err: unknown) => {
+  const connection = await Connection.connect(clientConnectionOptions(target, { connectTimeout: '10 seconds' })).catch((err: unknown) => {
     throw new Error(`cannot reach Temporal at ${target.address}: ${rootMessage(err)} (is the server running? --address / TEMPORAL_ADDRESS)`);
   });
   try {
-    return await fn(new Client({ connection, namespace: target.namespace }));
+    return await fn(targetClient(target, connection));
   } finally {
     await connection.close();
   }
