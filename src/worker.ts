@@ -2,30 +2,50 @@
  * The switchyard worker: polls task queue `switchyard`, runs the runbook workflows and their
  * activities against the clusters in the topology. `npx switchyard worker` or `node --import tsx
  * src/worker.ts`. SIGTERM/SIGINT shut it down cleanly (running activities are cancelled and
- * their results are retried by the next worker); SIGHUP re-reads the topology.
+ * their results are retried by the next worker); SIGHUP re-reads the topology. With a metrics
+ * address (--metrics, the topology's metrics.listen, or SWITCHYARD_METRICS) it serves /metrics for
+ * Prometheus: the SDK's own (temporal_…) and switchyard's (src/contract/metrics.ts).
  */
-import { Client, Connection } from '@temporalio/client';
+import { Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { createLogger, TemporalPinoLogger, type AppLogger } from './logging';
-import { TASK_QUEUE, temporalTarget, type TemporalTarget } from './temporal-target';
+import { TASK_QUEUE, type TemporalTarget } from './temporal-target';
+import { describeTarget, FAILURE_CONVERTER_PATH, resolveTemporal, type AccessFlags } from './temporal-access';
+import { splitListen } from './topology/fields';
 import { loadTopology, resolveConfigPath } from './topology/load';
 import type { Topology } from './topology/schema';
 import { workflowBundle } from './workflow-bundle';
 import { SEARCH_ATTRIBUTES } from './workflows/lib/search-attributes';
-import { clientConnectionOptions } from './temporal-connection';
+import { clientConnectionOptions, connectClient, targetClient } from './temporal-connection';
+import { prometheusOptions, topologyGauges } from './worker-metrics';
 
-let runtimeInstalled = false;
-/** The Temporal runtime's logger can be set once per process: do it before any connection. */
-export function installRuntimeLogger(logger: AppLogger): void {
-  if (runtimeInstalled) return;
-  Runtime.install({ logger: new TemporalPinoLogger(logger) });
-  runtimeInstalled = true;
+let runtimeInstalled: { metrics: string | null } | null = null;
+/**
+ * The Temporal runtime (its logger, and its Prometheus endpoint when `metrics` is host:port) can
+ * be set once per process: do it before any connection. A second call asking for an endpoint the
+ * first did not set up is refused rather than silently serving nothing.
+ */
+export function installRuntime(logger: AppLogger, metrics: string | null = null): void {
+  if (runtimeInstalled) {
+    if (metrics !== null && runtimeInstalled.metrics !== metrics)
+      throw new Error(
+        `the Temporal runtime of this process already started ${runtimeInstalled.metrics ? `with metrics on ${runtimeInstalled.metrics}` : 'without metrics'}`,
+      );
+    return;
+  }
+  Runtime.install({
+    logger: new TemporalPinoLogger(logger),
+    ...(metrics ? { telemetryOptions: { metrics: { prometheus: prometheusOptions(metrics) } } } : {}),
+  });
+  runtimeInstalled = { metrics };
 }
+/** @deprecated name kept for callers that only set the logger */
+export const installRuntimeLogger = (logger: AppLogger): void => installRuntime(logger);
 
 /** Refuses to start against a namespace without switchyard's search attributes, saying how to add them. */
 export async function checkSearchAttributes(target: TemporalTarget): Promise<void> {
-  const conn = await Connection.connect(clientConnectionOptions(target.address, { connectTimeout: '10 seconds' }));
+  const conn = await connectClient(target, { connectTimeout: '10 seconds' });
   try {
     const res = await conn.operatorService.listSearchAttributes({ namespace: target.namespace });
     const have = new Set(Object.keys(res.customAttributes ?? {}));
@@ -66,17 +86,25 @@ export async function createWorker(
   const reload = () => {
     try {
       topology = loadTopology(opts.configPath);
+      gauges?.publish(topology);
       opts.logger.info({ config: opts.configPath, clusters: Object.keys(topology.clusters) }, 'topology reloaded');
     } catch (err) {
       opts.logger.error({ config: opts.configPath, err: (err as Error).message }, 'topology reload refused; keeping the previous one');
     }
   };
   const current = () => topology;
+  // switchyard's bounds from the topology (what the alert rules compare against), again on reload.
+  const gauges = runtimeInstalled?.metrics ? topologyGauges(Runtime.instance().metricMeter) : null;
+  gauges?.publish(topology);
   await checkSearchAttributes(opts.target);
-  const connection = await NativeConnection.connect({ address: opts.target.address });
+  const connection = await NativeConnection.connect({
+    address: opts.target.address,
+    ...(opts.target.tls ? { tls: opts.target.tls } : {}),
+    ...(opts.target.apiKey ? { apiKey: opts.target.apiKey } : {}),
+  });
   // Lazy: connects on the first lock activity, so a worker that never takes a lock opens nothing.
-  const clientConnection = Connection.lazy(clientConnectionOptions(opts.target.address));
-  const client = new Client({ connection: clientConnection, namespace: opts.target.namespace });
+  const clientConnection = Connection.lazy(clientConnectionOptions(opts.target));
+  const client = targetClient(opts.target, clientConnection);
   const close = async () => {
     await clientConnection.close();
     await connection.close();
@@ -86,20 +114,42 @@ export async function createWorker(
     namespace: opts.target.namespace,
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
     ...(opts.identity ? { identity: opts.identity } : {}),
+    dataConverter: opts.target.dataConverter ?? { failureConverterPath: FAILURE_CONVERTER_PATH },
     workflowBundle: opts.workflowBundle ?? (await workflowBundle({ logger: new TemporalPinoLogger(opts.logger) })),
     activities: createActivities({ topology: current, temporal: () => client }),
   });
   return { worker, reload, connection, close };
 }
 
-export async function runWorker(opts: Omit<WorkerOptions, 'logger'> & { logger?: AppLogger }): Promise<void> {
+/**
+ * The worker's Temporal target (flags, then the temporal CLI's environment, then the topology's
+ * `temporal:`) and metrics address (flag, SWITCHYARD_METRICS, the topology's `metrics.listen`).
+ */
+export async function workerSettings(
+  configPath: string,
+  flags: AccessFlags & { metrics?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ target: TemporalTarget; metrics: string | null }> {
+  const top = loadTopology(configPath);
+  const metrics = flags.metrics || env.SWITCHYARD_METRICS || top.metrics?.listen || null;
+  if (metrics !== null && !splitListen(metrics)) throw new Error(`metrics address "${metrics}": expected host:port, e.g. 127.0.0.1:9464`);
+  return { target: await resolveTemporal(flags, top.temporal, env), metrics };
+}
+
+export async function runWorker(opts: Omit<WorkerOptions, 'logger'> & { logger?: AppLogger; metrics?: string | null }): Promise<void> {
   const logger = opts.logger ?? createLogger({ name: 'switchyard-worker' });
-  installRuntimeLogger(logger);
+  installRuntime(logger, opts.metrics ?? null);
   const { worker, reload, close } = await createWorker({ ...opts, logger });
   const onHup = () => reload();
   process.on('SIGHUP', onHup);
   logger.info(
-    { taskQueue: opts.taskQueue ?? TASK_QUEUE, address: opts.target.address, namespace: opts.target.namespace, config: opts.configPath },
+    {
+      taskQueue: opts.taskQueue ?? TASK_QUEUE,
+      temporal: describeTarget(opts.target),
+      namespace: opts.target.namespace,
+      config: opts.configPath,
+      ...(opts.metrics ? { metrics: `http://${opts.metrics}/metrics` } : {}),
+    },
     'worker started',
   );
   try {
@@ -112,8 +162,11 @@ export async function runWorker(opts: Omit<WorkerOptions, 'logger'> & { logger?:
 }
 
 if (require.main === module) {
-  runWorker({ configPath: resolveConfigPath(), target: temporalTarget() }).catch((err: unknown) => {
-    process.stderr.write(`switchyard worker: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
+  const configPath = resolveConfigPath();
+  workerSettings(configPath, {})
+    .then(({ target, metrics }) => runWorker({ configPath, target, metrics }))
+    .catch((err: unknown) => {
+      process.stderr.write(`switchyard worker: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    });
 }

@@ -15,10 +15,14 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
+import { FAILURE_CONVERTER_PATH } from './temporal-access';
 import { bundleWorkflowCode, type Logger, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 
 const REPO = resolve(__dirname, '..');
 const WORKFLOWS = require.resolve('./workflows');
+/** Every run's metrics (src/workflows/lib/metrics-interceptor.ts). */
+const INTERCEPTORS = [require.resolve('./workflows/lib/metrics-interceptor')];
+
 /** How many bundles of other source versions are kept beside the current one. */
 const KEEP_OTHERS = 2;
 
@@ -89,7 +93,12 @@ export async function workflowBundle(opts: { logger?: Logger; cacheDir?: string 
   } catch {
     path = null; // the sources or the cache cannot be read: build without it
   }
-  const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS, ...(opts.logger ? { logger: opts.logger } : {}) });
+  const bundle = await bundleWorkflowCode({
+    workflowsPath: WORKFLOWS,
+    workflowInterceptorModules: INTERCEPTORS,
+    failureConverterPath: FAILURE_CONVERTER_PATH,
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  });
   if (path) {
     try {
       writeCached(dir, path, bundle);

@@ -49,7 +49,8 @@ import { notifyVia } from './lib/runbook';
 import { SA_VERDICT } from './lib/search-attributes';
 import { messageOf, StepLog } from './lib/steps';
 import { watchSettings } from './lib/watch-input';
-import { automaticAllowed, judge, updateIncidents, type Judgement } from './lib/watch-assess';
+import { automaticAllowed, judge, RETURNED_PREFIX, updateIncidents, type Judgement } from './lib/watch-assess';
+import { recordFenceOnReturn, recordWatchReport } from './lib/metrics';
 import { watchV1 } from './watch-v1';
 import type { failover as failoverWorkflow } from './failover';
 
@@ -231,6 +232,7 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
       // Our own probe failed: nothing is known, so nothing counts either way.
       say('probe-failed', `the probe itself failed: ${obs}`, 'failed');
     } else {
+      recordWatchReport(cluster);
       const j = judge(layout, obs, status.primary, status.lastProbeAt, replaced);
       status.probes = j.probes;
       status.formerPrimaries = j.formerPrimaries;
@@ -266,6 +268,8 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
       const inc = updateIncidents(status.incidents, j.warnings, status.lastProbeAt);
       status.incidents = inc.incidents;
       for (const i of inc.opened) {
+        const returned = i.key.startsWith(RETURNED_PREFIX) ? layout.nodes.find((n) => n.name === i.key.slice(RETURNED_PREFIX.length)) : undefined;
+        if (returned) recordFenceOnReturn(cluster, returned.site);
         say(`warning:${i.key}`, `${i.detail} (since ${i.since})`, 'failed');
         await notify('watch.warning', `${cluster}: ${i.detail} (since ${i.since})`, { incident: i.key, since: i.since });
       }

@@ -16,6 +16,7 @@ import { consoleLink } from '../../contract/console-links';
 import type { StartProof } from '../../contract/decision-proof';
 import { identify, identifyStarter } from './decision-proof';
 import type { StepLog } from './steps';
+import { recordCheckpointOverdue, recordCheckpointWait } from './metrics';
 
 /** The cluster's checkpoint policy, as its layout carries it. */
 export type CheckpointPolicy = CheckpointLayout;
@@ -221,8 +222,10 @@ export class Checkpoints {
     const cur: Current = { name, safety: opts.safety, waiting, rejected: null, legacy: null };
     this.current = cur;
     this.steps.setWaitingFor(name, waiting);
+    const operation = workflowInfo().workflowType;
+    let decided: CheckpointOutcome | null = null;
     try {
-      return await this.steps.run(
+      return (decided = await this.steps.run(
         `checkpoint:${name}`,
         async (): Promise<CheckpointOutcome> => {
           await this.notify('checkpoint', `waiting at "${name}": ${opts.prompt}`, this.v2 ? name : undefined);
@@ -237,6 +240,7 @@ export class Checkpoints {
               return outcome(name, 'deadline', null, null, started, this.v2 ? { approvals: [...waiting.approvals] } : {});
             }
             reminders++;
+            recordCheckpointOverdue(operation, this.steps.cluster, name);
             this.steps.note(`reminder:${name}`, `still waiting at "${name}" (reminder ${reminders}): ${opts.prompt}`);
             await this.notify('checkpoint-reminder', `still waiting at "${name}" (reminder ${reminders}): ${opts.prompt}`, this.v2 ? name : undefined);
           }
@@ -262,8 +266,11 @@ export class Checkpoints {
         },
         (o) => this.describe(o),
         { state: 'waiting', detail: opts.prompt },
-      );
+      ));
     } finally {
+      // How long it waited and how it ended (cancelled: the run was withdrawn while it waited).
+      const how = decided === null ? 'withdrawn' : ({ approve: 'approved', reject: 'rejected', deadline: 'timed-out' } as const)[decided.decision];
+      recordCheckpointWait(operation, this.steps.cluster, name, how, (Date.now() - started) / 1000);
       this.current = null;
       this.steps.setWaitingFor(null);
     }

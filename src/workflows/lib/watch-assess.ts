@@ -10,6 +10,9 @@ import type { AntiFlap, FormerPrimary, Incident, WatchProbe, WatchVerdict } from
 import type { ClusterLayout } from '../../topology/layout';
 import { assessReadiness } from './readiness-assess';
 
+/** The incident key of a former primary that answers again (`returned:<node>`): a fence-on-return event. */
+export const RETURNED_PREFIX = 'returned:';
+
 /** A warning opens (and is notified) once it was seen in this many probes in a row. */
 export const INCIDENT_AFTER_PROBES = 2;
 
@@ -93,7 +96,7 @@ export function judge(
     });
     if (answers)
       warnings.push({
-        key: `returned:${f.node}`,
+        key: `${RETURNED_PREFIX}${f.node}`,
         detail:
           `${f.node}, fenced by ${f.marker.fencedBy} at ${f.marker.at}, answers again (${n?.inRecovery ? 'read-only, in recovery' : 'AS A PRIMARY'}): ` +
           `rejoin it (${rejoin(f.node)}) or stop it`,
