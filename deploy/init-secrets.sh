@@ -12,6 +12,9 @@
 #                                      (an empty file lets the AWS SDK fall back to the host's role)
 #   switchyard_console_key             the console's Ed25519 signing key, generated (openssl) when
 #                                      missing; its public half is printed for console.publicKey
+#   switchyard_codec_key               the payload codec's AES-256 key (temporal.codec.keys), 64 hex
+#                                      digits from /dev/urandom, generated when missing. Keep a copy
+#                                      elsewhere: without it nothing already written can be read
 #
 # Compose mounts these files as they are (bind mounts): the owner and mode set here are what the
 # containers see. Temporal's images run as uid 1000, the worker as uid 10001.
@@ -61,6 +64,10 @@ if [ ! -e "$dir/switchyard_console_key" ]; then
     echo "init-secrets: wrote switchyard_console_key; put its public key in the topology as console.publicKey:"
     echo "  publicKey: $(openssl pkey -in "$dir/switchyard_console_key" -pubout -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \n')"
   else missing="$missing switchyard_console_key(openssl, or: npx switchyard operator keygen --out $dir/switchyard_console_key)"; fi
+fi
+
+if [ ! -e "$dir/switchyard_codec_key" ]; then
+  put switchyard_codec_key "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
 fi
 
 if [ -n "$missing" ]; then

@@ -8,7 +8,9 @@
  * - the rules of this deployment: images pinned to versions, health-gated dependencies that have a
  *   healthcheck, one-shot jobs that can complete, the worker built from ./Dockerfile with its
  *   topology read-only, no secret inline (secrets are files), Temporal server and schema tools of
- *   one version, the search attributes the code uses;
+ *   one version, the search attributes the code uses, ports published on the loopback only,
+ *   Prometheus scraping the worker's metrics address with deploy/prometheus mounted read-only, the
+ *   codec server built like the worker with the codec key and the UI pointed at it;
  * - the Dockerfile by a small lint (pinned FROM, non-root USER, no remote ADD, entrypoint, …) and
  *   the image's contents: every file and production package the worker loads is in it;
  * - `docker compose config` when the compose plugin is installed.
@@ -19,7 +21,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix, relative, resolve } from 'node:path';
@@ -61,6 +63,13 @@ interface Service {
   volumes?: (string | Mount)[];
   restart?: string;
   entrypoint?: string | string[];
+  command?: string | string[];
+  ports?: (string | number | PortMapping)[];
+}
+interface PortMapping {
+  target?: number | string;
+  published?: number | string;
+  host_ip?: string;
 }
 interface ComposeFile {
   services: Record<string, Service>;
@@ -286,6 +295,136 @@ function workerProblems(c: ComposeFile): string[] {
   if (!mount) out.push(`worker: nothing is mounted at SWITCHYARD_CONFIG (${configPath})`);
   else if (mount.type !== 'bind' || mount.read_only !== true) out.push(`worker: the topology at ${configPath} must be a read-only bind mount`);
   if (!env.get('TEMPORAL_ADDRESS')) out.push('worker: TEMPORAL_ADDRESS is not set');
+  return out;
+}
+
+// --- rule: ports published on the loopback interface only ------------------------------------------
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', '[::1]']);
+
+/** A published port as host address, host port and container port (short or long syntax). */
+function portMappings(s: Service): { hostIp: string | null; published: string | null; target: string; raw: string }[] {
+  return (s.ports ?? []).map((p) => {
+    if (typeof p === 'object')
+      return { hostIp: p.host_ip ?? null, published: p.published === undefined ? null : String(p.published), target: String(p.target), raw: JSON.stringify(p) };
+    const text = String(p).replace(/\/(tcp|udp)$/, '');
+    const m = /^(?:(\[[^\]]+\]|[^:]+):)?(?:(\d+(?:-\d+)?):)?(\d+(?:-\d+)?)$/.exec(text);
+    if (!m) return { hostIp: null, published: null, target: text, raw: String(p) };
+    // "8080" alone publishes on a random host port; "a:b" is host:container; "ip:a:b" names the address.
+    const [, first, second, target] = m;
+    if (second === undefined) return { hostIp: null, published: first ?? null, target, raw: String(p) };
+    return { hostIp: first, published: second, target, raw: String(p) };
+  });
+}
+
+function portProblems(c: ComposeFile): string[] {
+  const out: string[] = [];
+  for (const [name, s] of Object.entries(c.services))
+    for (const p of portMappings(s))
+      if (p.hostIp === null || !LOOPBACK.has(p.hostIp)) out.push(`${name}: port ${p.raw} is published on every interface; bind it to 127.0.0.1`);
+  return out;
+}
+
+/** "127.0.0.1:8888" for the container port a service publishes, or null. */
+function publishedAt(s: Service, containerPort: string): string | null {
+  const p = portMappings(s).find((x) => x.target === containerPort);
+  return p && p.hostIp && p.published ? `${p.hostIp}:${p.published}` : null;
+}
+
+function args(v: string | string[] | undefined): string[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : v.split(/\s+/).filter(Boolean);
+}
+
+function topologyMountProblem(name: string, s: Service): string | null {
+  const configPath = new Map(envEntries(s)).get('SWITCHYARD_CONFIG') ?? '/etc/switchyard/switchyard.yaml';
+  const mount = (s.volumes ?? []).find((v): v is Mount => typeof v === 'object' && v.target === configPath);
+  if (!mount) return `${name}: nothing is mounted at SWITCHYARD_CONFIG (${configPath})`;
+  if (mount.type !== 'bind' || mount.read_only !== true) return `${name}: the topology at ${configPath} must be a read-only bind mount`;
+  return null;
+}
+
+// --- rule: Prometheus scrapes the worker ---------------------------------------------------------
+
+/** Where a service serves switchyard's metrics: SWITCHYARD_METRICS or a --metrics argument. */
+function metricsListen(s: Service): string | null {
+  const a = [...args(s.entrypoint), ...args(s.command)];
+  const i = a.indexOf('--metrics');
+  if (i >= 0 && a[i + 1]) return a[i + 1];
+  return new Map(envEntries(s)).get('SWITCHYARD_METRICS') || null;
+}
+
+function prometheusProblems(c: ComposeFile): string[] {
+  const p = c.services.prometheus;
+  if (!p) return ['no service "prometheus"'];
+  const out: string[] = [];
+  if (!p.image?.startsWith('prom/prometheus:')) out.push(`prometheus: image ${p.image}, expected prom/prometheus:<version>`);
+  const configFile = args(p.command)
+    .find((a) => a.startsWith('--config.file='))
+    ?.slice('--config.file='.length);
+  if (!configFile) return [...out, 'prometheus: no --config.file in its command'];
+  const mount = (p.volumes ?? []).find((v): v is Mount => typeof v === 'object' && !!v.target && configFile.startsWith(`${v.target}/`));
+  if (!mount || !mount.source) return [...out, `prometheus: ${configFile} is in no mount`];
+  if (mount.type !== 'bind' || posix.normalize(mount.source) !== 'deploy/prometheus')
+    out.push(`prometheus: ${mount.target} is ${mount.source}, expected a bind mount of ./deploy/prometheus`);
+  if (mount.read_only !== true) out.push(`prometheus: the mount of ${mount.source} is writable; mount it read-only`);
+  if (!hasHealthcheck(c, 'prometheus')) out.push('prometheus: no healthcheck');
+  const hostFile = join(ROOT, mount.source, configFile.slice((mount.target as string).length));
+  if (!existsSync(hostFile)) return [...out, `prometheus: ${relative(ROOT, hostFile)} does not exist`];
+  const prom = parseYaml(readFileSync(hostFile, 'utf8')) as { scrape_configs?: { job_name: string; static_configs?: { targets?: string[] }[] }[] };
+  const job = prom.scrape_configs?.find((j) => j.job_name === 'switchyard-worker');
+  const targets = job?.static_configs?.flatMap((x) => x.targets ?? []) ?? [];
+  if (targets.length === 0) out.push(`prometheus: ${relative(ROOT, hostFile)} has no target in the job switchyard-worker`);
+  for (const t of targets) {
+    const [svc, port] = t.split(':');
+    const s = c.services[svc];
+    if (!s) {
+      out.push(`prometheus scrapes ${t}, but there is no service "${svc}"`);
+      continue;
+    }
+    const listen = metricsListen(s);
+    if (!listen) out.push(`prometheus scrapes ${t}, but ${svc} serves no metrics (SWITCHYARD_METRICS or --metrics)`);
+    else {
+      const at = listen.lastIndexOf(':');
+      const [host, lport] = [listen.slice(0, at), listen.slice(at + 1)];
+      if (lport !== port) out.push(`prometheus scrapes ${t}, but ${svc} serves its metrics on ${listen}`);
+      if (LOOPBACK.has(host) || host === 'localhost') out.push(`${svc}: metrics on ${listen}, which Prometheus cannot reach from the compose network`);
+    }
+  }
+  return out;
+}
+
+// --- rule: the codec server ------------------------------------------------------------------------
+
+const CODEC_KEY = '/run/secrets/switchyard_codec_key';
+
+function codecServerProblems(c: ComposeFile, uiOrigins: readonly string[]): string[] {
+  const s = c.services['codec-server'];
+  if (!s) return ['no service "codec-server"'];
+  const out: string[] = [];
+  if (s.image !== undefined) out.push('codec-server: has an image; it is built from ./Dockerfile like the worker');
+  const df = buildDockerfile(s);
+  if (df !== join(ROOT, 'Dockerfile')) out.push(`codec-server: builds from ${df ? relative(ROOT, df) : 'nothing'}, not ./Dockerfile`);
+  const entry = args(s.entrypoint);
+  const listen = entry[entry.indexOf('--listen') + 1];
+  if (entry.slice(0, 3).join(' ') !== 'node bin/switchyard.js codec-server' || !entry.includes('--listen') || !listen)
+    return [...out, `codec-server: entrypoint ${JSON.stringify(entry)}, expected node bin/switchyard.js codec-server --listen 0.0.0.0:<port>`];
+  const port = listen.slice(listen.lastIndexOf(':') + 1);
+  if (listen.slice(0, listen.lastIndexOf(':')) !== '0.0.0.0')
+    out.push(`codec-server: listens on ${listen}; in its container it must listen on 0.0.0.0 to be published`);
+  const published = publishedAt(s, port);
+  if (!published) out.push(`codec-server: its port ${port} is not published`);
+  if (!grantedSecrets(s).has(CODEC_KEY)) out.push(`codec-server: not given the codec key (${CODEC_KEY})`);
+  const mountProblem = topologyMountProblem('codec-server', s);
+  if (mountProblem) out.push(mountProblem);
+  if (!hasHealthcheck(c, 'codec-server') || !JSON.stringify(s.healthcheck?.test ?? '').includes('/healthz'))
+    out.push('codec-server: no healthcheck of its /healthz');
+  const ui = c.services['temporal-ui'];
+  const endpoint = ui ? new Map(envEntries(ui)).get('TEMPORAL_CODEC_ENDPOINT') : undefined;
+  if (published && endpoint !== `http://${published}`)
+    out.push(`temporal-ui: TEMPORAL_CODEC_ENDPOINT is ${endpoint ?? 'unset'}, expected http://${published} (where the browser reaches the codec server)`);
+  const uiAt = ui ? publishedAt(ui, String(new Map(envEntries(ui)).get('TEMPORAL_UI_PORT') ?? '8080')) : null;
+  if (uiAt && !uiOrigins.includes(`http://${uiAt}`))
+    out.push(`the example topology's temporal.codec.server.uiOrigins (${uiOrigins.join(', ') || 'none'}) lacks http://${uiAt}, where compose publishes the UI`);
   return out;
 }
 
@@ -533,6 +672,70 @@ describe('docker-compose.yml', () => {
     ]);
   });
 
+  it('publishes every port on the loopback interface only', () => {
+    assert.deepEqual(portProblems(compose), []);
+    assert.deepEqual(
+      portProblems(
+        broken((c) => {
+          c.services['temporal-ui'].ports = ['8080:8080'];
+          c.services.prometheus.ports = [{ target: 9090, published: '9090' }];
+          c.services['codec-server'].ports = ['0.0.0.0:8888:8888/tcp'];
+        }),
+      ),
+      [
+        'temporal-ui: port 8080:8080 is published on every interface; bind it to 127.0.0.1',
+        'codec-server: port 0.0.0.0:8888:8888/tcp is published on every interface; bind it to 127.0.0.1',
+        'prometheus: port {"target":9090,"published":"9090"} is published on every interface; bind it to 127.0.0.1',
+      ],
+    );
+    assert.equal(publishedAt(compose.services.prometheus, '9090'), '127.0.0.1:9090');
+  });
+
+  it("runs Prometheus on deploy/prometheus (read-only), scraping the worker's metrics address", () => {
+    assert.deepEqual(prometheusProblems(compose), []);
+    assert.deepEqual(
+      prometheusProblems(
+        broken((c) => {
+          (c.services.worker.environment as EnvMap).SWITCHYARD_METRICS = '127.0.0.1:9464';
+          const m = (c.services.prometheus.volumes ?? []).find((v): v is Mount => typeof v === 'object' && v.type === 'bind');
+          if (m) m.read_only = false;
+          delete c.services.prometheus.healthcheck;
+        }),
+      ),
+      [
+        'prometheus: the mount of ./deploy/prometheus is writable; mount it read-only',
+        'prometheus: no healthcheck',
+        'worker: metrics on 127.0.0.1:9464, which Prometheus cannot reach from the compose network',
+      ],
+    );
+    assert.deepEqual(prometheusProblems(broken((c) => delete (c.services.worker.environment as EnvMap).SWITCHYARD_METRICS)), [
+      'prometheus scrapes worker:9464, but worker serves no metrics (SWITCHYARD_METRICS or --metrics)',
+    ]);
+  });
+
+  it('runs the codec server built like the worker, with the codec key, and points the UI at it', () => {
+    const example = parseTopology(read('deploy/switchyard.example.yaml'), 'deploy/switchyard.example.yaml');
+    const origins = example.temporal?.codec?.server?.uiOrigins ?? [];
+    assert.deepEqual(codecServerProblems(compose, origins), []);
+    assert.deepEqual(
+      codecServerProblems(
+        broken((c) => {
+          const s = c.services['codec-server'];
+          s.entrypoint = ['node', 'bin/switchyard.js', 'codec-server', '--listen', '127.0.0.1:8888'];
+          s.secrets = [];
+          (c.services['temporal-ui'].environment as EnvMap).TEMPORAL_CODEC_ENDPOINT = 'http://codec-server:8888';
+        }),
+        ['http://localhost:8080'],
+      ),
+      [
+        'codec-server: listens on 127.0.0.1:8888; in its container it must listen on 0.0.0.0 to be published',
+        'codec-server: not given the codec key (/run/secrets/switchyard_codec_key)',
+        'temporal-ui: TEMPORAL_CODEC_ENDPOINT is http://codec-server:8888, expected http://127.0.0.1:8888 (where the browser reaches the codec server)',
+        "the example topology's temporal.codec.server.uiOrigins (http://localhost:8080) lacks http://127.0.0.1:8080, where compose publishes the UI",
+      ],
+    );
+  });
+
   it('keeps every secret out of the environment: passwords and keys are secret files', () => {
     assert.deepEqual(secretProblems(compose), []);
     const problems = secretProblems(
@@ -688,29 +891,78 @@ describe('deploy/', () => {
   it('the example topology loads, and takes every secret from a file compose gives the worker', () => {
     const text = read('deploy/switchyard.example.yaml');
     parseTopology(text, 'deploy/switchyard.example.yaml');
-    const refs: { file?: string; env?: string }[] = [];
-    const walk = (v: unknown) => {
-      if (Array.isArray(v)) v.forEach(walk);
-      else if (v && typeof v === 'object') {
-        const o = v as Record<string, unknown>;
-        const keys = Object.keys(o);
-        if (keys.length === 1 && (keys[0] === 'file' || keys[0] === 'env') && typeof o[keys[0]] === 'string') refs.push(o as { file?: string; env?: string });
-        else Object.values(o).forEach(walk);
-      }
+    const secretRefs = (root: unknown): { file?: string; env?: string }[] => {
+      const found: { file?: string; env?: string }[] = [];
+      const walk = (v: unknown) => {
+        if (Array.isArray(v)) v.forEach(walk);
+        else if (v && typeof v === 'object') {
+          const o = v as Record<string, unknown>;
+          const keys = Object.keys(o);
+          if (keys.length === 1 && (keys[0] === 'file' || keys[0] === 'env') && typeof o[keys[0]] === 'string')
+            found.push(o as { file?: string; env?: string });
+          else Object.values(o).forEach(walk);
+        }
+      };
+      walk(root);
+      return found;
     };
-    walk(parseYaml(text));
+    const doc = parseYaml(text) as { temporal?: { codec?: { keys?: unknown } } };
+    const refs = secretRefs(doc);
+    const codecKeys = new Set(secretRefs(doc.temporal?.codec?.keys).map((r) => r.file));
     const granted = grantedSecrets(compose.services.worker);
     const toConsole = grantedSecrets(compose.services.console);
+    const toCodec = grantedSecrets(compose.services['codec-server']);
     const usedByEnv = new Set(envEntries(compose.services.worker).map(([, v]) => v));
     assert.ok(refs.length >= 3, 'the example names too few secrets');
+    assert.ok(codecKeys.has(CODEC_KEY), `the example's temporal.codec.keys do not read ${CODEC_KEY}`);
     for (const r of refs) {
       assert.equal(r.env, undefined, `the example takes a secret from the environment variable ${r.env}; compose gives files`);
-      // The console's own key goes to the console alone; every other secret is the worker's.
+      // The console's own key goes to the console alone; the codec's keys to every process that
+      // reads or writes payloads (worker, console, codec server); every other secret is the worker's.
       if (r.file === '/run/secrets/switchyard_console_key') assert.ok(toConsole.has(r.file), 'compose does not give the console its signing key');
       else assert.ok(r.file && granted.has(r.file), `the example reads ${r.file}, which compose does not give the worker`);
+      if (codecKeys.has(r.file)) {
+        assert.ok(toConsole.has(r.file as string), `the console reads runs from Temporal but is not given the codec key ${r.file}`);
+        assert.ok(toCodec.has(r.file as string), `the codec server is not given the codec key ${r.file}`);
+      }
     }
     assert.ok(!granted.has('/run/secrets/switchyard_console_key'), "the worker is given the console's signing key: it must never sign decisions");
     for (const path of granted.keys()) assert.ok(refs.some((r) => r.file === path) || usedByEnv.has(path), `the worker is given ${path}, but nothing reads it`);
+    for (const path of toCodec.keys()) assert.ok(codecKeys.has(path), `the codec server is given ${path}, which is no codec key`);
+  });
+
+  it('init-secrets.sh makes every secret file compose names, the codec key as 64 hex digits, kept on a second run', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-secrets-'));
+    try {
+      writeFileSync(join(dir, 'init-secrets.sh'), read('deploy/init-secrets.sh'));
+      writeFileSync(join(dir, 'ssh_key'), 'not a real key\n');
+      // Without openssl the console's key cannot be made here: stand one in (the script keeps it).
+      const haveOpenssl = spawnSync('sh', ['-c', 'command -v openssl'], { encoding: 'utf8' }).status === 0;
+      if (!haveOpenssl) {
+        mkdirSync(join(dir, 'secrets'));
+        writeFileSync(join(dir, 'secrets/switchyard_console_key'), 'stand-in');
+      }
+      const env = {
+        ...process.env,
+        SWITCHYARD_SSH_KEY_FILE: join(dir, 'ssh_key'),
+        SWITCHYARD_PG_PASSWORD: 'pg-password',
+        SWITCHYARD_PG_REPLICATION_PASSWORD: 'replication-password',
+      };
+      const run = () => spawnSync('sh', [join(dir, 'init-secrets.sh')], { encoding: 'utf8', env });
+      const first = run();
+      assert.equal(first.status, 0, `${first.stdout}${first.stderr}`);
+      for (const [name, def] of Object.entries(compose.secrets ?? {}))
+        assert.ok(existsSync(join(dir, 'secrets', posix.basename(def.file as string))), `init-secrets.sh does not make ${def.file} (secret ${name})`);
+      const key = readFileSync(join(dir, 'secrets/switchyard_codec_key'), 'utf8');
+      assert.match(key, /^[0-9a-f]{64}$/, 'the codec key is not 64 hex digits without a newline');
+      assert.match(first.stdout, /wrote switchyard_codec_key/);
+      const second = run();
+      assert.equal(second.status, 0, `${second.stdout}${second.stderr}`);
+      assert.equal(readFileSync(join(dir, 'secrets/switchyard_codec_key'), 'utf8'), key, 'a second run replaced the codec key');
+      assert.doesNotMatch(second.stdout, /wrote switchyard_codec_key/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('every shell script parses', () => {
