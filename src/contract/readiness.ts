@@ -43,6 +43,8 @@ export interface BackupObservation {
   newestProven: { backupId: string; provenAt: string; finishedAt: string | null } | null;
   /** Complete base backups seen. */
   complete: number;
+  /** The newest complete base backup, from its manifest (absent in older runs). */
+  newestComplete?: { backupId: string; finishedAt: string; totalBytes: number } | null;
   /** Set when the backup server could not be asked. */
   error: string | null;
 }
@@ -90,8 +92,10 @@ export interface WatchObservations {
 export function backupObservation(list: PgBackupEntry[]): BackupObservation {
   const made = (b: PgBackupEntry) => Date.parse(b.manifest?.finishedAt ?? b.drill?.provenAt ?? '1970-01-01T00:00:00Z');
   const proven = list.filter((b) => b.complete && b.drill).sort((a, b) => made(b) - made(a))[0];
+  const complete = list.filter((b) => b.complete && b.manifest).sort((a, b) => made(b) - made(a))[0];
   return {
     newestProven: proven ? { backupId: proven.backupId, provenAt: proven.drill!.provenAt, finishedAt: proven.manifest?.finishedAt ?? null } : null,
+    newestComplete: complete ? { backupId: complete.backupId, finishedAt: complete.manifest!.finishedAt, totalBytes: complete.manifest!.totalBytes } : null,
     complete: list.filter((b) => b.complete).length,
     error: null,
   };

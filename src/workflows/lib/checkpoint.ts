@@ -16,7 +16,7 @@ import { consoleLink } from '../../contract/console-links';
 import type { StartProof } from '../../contract/decision-proof';
 import { identify, identifyStarter } from './decision-proof';
 import type { StepLog } from './steps';
-import { recordCheckpointOverdue, recordCheckpointWait } from './metrics';
+import { operationOf, recordCheckpointOverdue, recordCheckpointWait } from './metrics';
 
 /** The cluster's checkpoint policy, as its layout carries it. */
 export type CheckpointPolicy = CheckpointLayout;
@@ -222,7 +222,7 @@ export class Checkpoints {
     const cur: Current = { name, safety: opts.safety, waiting, rejected: null, legacy: null };
     this.current = cur;
     this.steps.setWaitingFor(name, waiting);
-    const operation = workflowInfo().workflowType;
+    const operation = operationOf(workflowInfo().workflowType);
     let decided: CheckpointOutcome | null = null;
     try {
       return (decided = await this.steps.run(

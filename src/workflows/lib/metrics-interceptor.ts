@@ -11,6 +11,7 @@ import type { PgLag } from '../../contract/observations';
 import { backupObservation, type WatchObservations } from '../../contract/readiness';
 import type { ClusterLayout } from '../../topology/layout';
 import {
+  OPERATIONS,
   recordBackupCatalog,
   recordBackupMade,
   recordDrill,
@@ -20,19 +21,6 @@ import {
   recordRun,
   recordSwitchoverDowntime,
 } from './metrics';
-
-/** The runbooks counted, by workflow type → operation label. The lock, guard and watch are not runs a person asked for. */
-const OPERATIONS: Record<string, string> = {
-  failover: 'failover',
-  switchover: 'switchover',
-  failback: 'failback',
-  rejoin: 'rejoin',
-  backup: 'backup',
-  backupRetention: 'retention',
-  drill: 'drill',
-  restore: 'restore',
-  readiness: 'readiness',
-};
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null;
@@ -77,13 +65,8 @@ export const interceptors: WorkflowInterceptorsFactory = () => {
       } else if (activity === 'pgDrill') {
         const r = result as PgDrillResult;
         recordDrill(cluster, r.ok, r.record);
-      } else if (activity === 'pgBackupList') {
-        const list = result as PgBackupEntry[];
-        const complete = list
-          .filter((b) => b.complete && b.manifest)
-          .sort((a, b) => Date.parse(b.manifest!.finishedAt) - Date.parse(a.manifest!.finishedAt))[0];
-        recordBackupCatalog(cluster, backupObservation(list), complete?.manifest ?? null);
-      } else if (activity === 'pgLag') recordLags(cluster, [result as PgLag], (n) => sites.get(n));
+      } else if (activity === 'pgBackupList') recordBackupCatalog(cluster, backupObservation(result as PgBackupEntry[]));
+      else if (activity === 'pgLag') recordLags(cluster, [result as PgLag], (n) => sites.get(n));
       else if (activity === 'watchObserve') {
         const r = result as WatchObservations;
         recordLags(cluster, r.lags ?? [], (n) => sites.get(n));
@@ -98,7 +81,7 @@ export const interceptors: WorkflowInterceptorsFactory = () => {
       {
         async execute(input, next) {
           const { workflowType, runStartTime } = workflowInfo();
-          const operation = OPERATIONS[workflowType];
+          const operation = OPERATIONS[workflowType as keyof typeof OPERATIONS];
           const cluster = clusterOf(input.args);
           if (!operation || !cluster) return next(input);
           const seconds = () => (Date.now() - runStartTime.getTime()) / 1000;

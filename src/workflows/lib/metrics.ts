@@ -11,6 +11,24 @@ import type { BackupObservation } from '../../contract/readiness';
 
 type Tags = Record<string, string>;
 
+/** The runbooks counted, by workflow type → operation label. The lock, guard and watch are not runs a person asked for. */
+export const OPERATIONS = {
+  failover: 'failover',
+  switchover: 'switchover',
+  failback: 'failback',
+  rejoin: 'rejoin',
+  backup: 'backup',
+  backupRetention: 'retention',
+  drill: 'drill',
+  restore: 'restore',
+  readiness: 'readiness',
+} as const;
+
+/** The operation label of a workflow type (its own name when it is not a runbook). */
+export function operationOf(workflowType: string): string {
+  return OPERATIONS[workflowType as keyof typeof OPERATIONS] ?? workflowType;
+}
+
 function counter(m: MetricDef, tags: Tags, value = 1): void {
   metricMeter.createCounter(m.name, undefined, m.help).add(value, tags);
 }
@@ -56,12 +74,17 @@ export function recordEbsBackup(cluster: string, durationSeconds: number): void 
   histogram(METRICS.backupDuration, durationSeconds, { cluster, kind: 'ebs' });
 }
 
-/** A drill ended: a success proves the backup made at `madeAt` restorable. */
+/**
+ * A drill ended: a success proves its backup restorable, made `rpoSeconds` before `provenAt`
+ * (the newest proven one, unless an older backup was drilled: the next listing corrects that).
+ */
 export function recordDrill(cluster: string, ok: boolean, rec: { rtoSeconds: number; rpoSeconds: number; provenAt: string } | null): void {
   counter(METRICS.drills, { cluster, outcome: ok ? 'ok' : 'failed' });
   if (!ok || !rec) return;
   histogram(METRICS.drillRto, rec.rtoSeconds, { cluster });
   gauge(METRICS.drillRpo, rec.rpoSeconds, { cluster });
+  const proven = unixSeconds(rec.provenAt);
+  if (proven !== null) gauge(METRICS.backupLastRestorable, Math.round((proven - rec.rpoSeconds) * 1000) / 1000, { cluster });
 }
 
 /**
@@ -69,11 +92,11 @@ export function recordDrill(cluster: string, ok: boolean, rec: { rtoSeconds: num
  * backup's time (0 when none is proven) and, when known, the newest complete one's. A listing
  * that failed says nothing (the last values stand; the watch-not-reporting and age alerts cover it).
  */
-export function recordBackupCatalog(cluster: string, obs: BackupObservation | null, newestComplete?: { finishedAt: string; totalBytes: number } | null): void {
+export function recordBackupCatalog(cluster: string, obs: BackupObservation | null): void {
   if (!obs || obs.error !== null) return;
   const proven = obs.newestProven ? unixSeconds(obs.newestProven.finishedAt ?? obs.newestProven.provenAt) : 0;
   if (proven !== null) gauge(METRICS.backupLastRestorable, proven, { cluster });
-  if (newestComplete) recordBackupMade(cluster, newestComplete, null);
+  if (obs.newestComplete) recordBackupMade(cluster, obs.newestComplete, null);
 }
 
 /** Each standby's lag, labelled by its site (`siteOf`: node → site; unknown nodes are left out). */
