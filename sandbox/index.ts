@@ -31,6 +31,7 @@ import {
   type Layout,
   type PartKind,
   type PartSpec,
+  codecEndpoint,
 } from './layout';
 import { ensurePrimaryNode, ensureStandbyNode, pgHbaConf, pgIdentConf, postgresqlConf, postmasterPid, stopNode, type PgContext } from './postgres';
 import {
@@ -91,7 +92,8 @@ export interface SandboxPart {
 export interface SandboxStatus {
   /** path of the generated topology */
   config: string;
-  temporal: { address: string; ui: string };
+  /** codecEndpoint: the codec server the UI decrypts payloads through (`temporal --codec-endpoint` takes it too). */
+  temporal: { address: string; ui: string; codecEndpoint: string };
   /** Where `switchyard console` listens for this sandbox, and the file with its operators' passwords (0600). */
   console: { url: string; operators: string };
   parts: SandboxPart[];
@@ -303,6 +305,7 @@ async function prepare(ctx: Ctx): Promise<void> {
   writeOwned(ctx, l.secrets.pgpass, `*:*:*:replicator:${replPw}\n*:*:*:switchyard:${pgPw}\n`, 0o600);
   secretFile(ctx, l.secrets.awsAccessKeyId, () => `AKIA${hex(8).toUpperCase()}`);
   secretFile(ctx, l.secrets.awsSecretAccessKey, () => randomBytes(30).toString('base64'));
+  secretFile(ctx, l.secrets.codecKey, () => hex(32));
 
   await Promise.all([keygen(ctx, l.secrets.sshKey, `switchyard-sandbox@${l.cluster}`), ...l.hosts.map((h) => keygen(ctx, h.hostKey, h.name))]);
   chmodSync(l.secrets.sshKey, 0o600);
@@ -494,6 +497,9 @@ function temporalPlan(ctx: Ctx): SpawnPlan {
       '--log-level',
       'warn',
       '--ui-disable-news-fetch',
+      // The UI decrypts payloads through the sandbox's codec server (the browser calls it).
+      '--ui-codec-endpoint',
+      codecEndpoint(l),
       // A sandbox's history outlives a restart of the server but not a crash of the machine: no
       // fsync per write (a third less CPU for the server, and runs finish sooner on a busy disk).
       '--sqlite-pragma',
@@ -579,10 +585,26 @@ function appPlan(ctx: Ctx, spec: PartSpec): SpawnPlan {
   };
 }
 
+/** `switchyard codec-server` on the sandbox's topology (its temporal.codec: the key, the UI's origin). */
+function codecPlan(ctx: Ctx): SpawnPlan {
+  const { l, tools } = ctx;
+  return {
+    cmd: tools.node,
+    args: [join(REPO, 'bin', 'switchyard.js'), '--config', l.topologyFile, 'codec-server', '--listen', `${l.shared}:${PORTS.codec}`],
+    cwd: l.dir,
+    asSelf: true,
+    env: { ...cleanClientEnv(), NODE_NO_WARNINGS: '1', SWITCHYARD_LOG_LEVEL: 'warn' },
+    timeoutMs: 30_000,
+    ready: async () => (await httpStatus(`${codecEndpoint(l)}/healthz`)) === 200,
+  };
+}
+
 function planFor(ctx: Ctx, spec: PartSpec): SpawnPlan {
   switch (spec.kind) {
     case 'temporal':
       return temporalPlan(ctx);
+    case 'codec':
+      return codecPlan(ctx);
     case 'ec2':
       return motoPlan(ctx);
     case 'front':
@@ -596,7 +618,7 @@ function planFor(ctx: Ctx, spec: PartSpec): SpawnPlan {
   }
 }
 
-/** Make a directly spawned part (temporal, ec2, front, sshd, app) run: resume, wait, or start it. */
+/** Make a directly spawned part (temporal, codec, ec2, front, sshd, app) run: resume, wait, or start it. */
 async function ensureSpawned(ctx: Ctx, spec: PartSpec): Promise<void> {
   const pid = recorded(ctx.state, spec.name);
   if (pid !== null) {
@@ -730,7 +752,7 @@ async function ensureEc2(ctx: Ctx, spec: PartSpec): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Status
 
-async function partStatus(l: Layout, state: SandboxState | null, spec: PartSpec, pgPassword: string | null): Promise<SandboxPart> {
+async function partStatus(l: Layout, state: SandboxState | null, spec: PartSpec): Promise<SandboxPart> {
   const pid = pidOf(l, state, spec);
   const enabled = spec.kind !== 'service' || existsSync(join(appOf(l, spec).svcDir, `${serviceName(spec)}.enabled`));
   const part: SandboxPart = {
@@ -743,10 +765,12 @@ async function partStatus(l: Layout, state: SandboxState | null, spec: PartSpec,
     state: 'stopped',
     expected: enabled && !poweredOff(l, spec.hostName) ? 'running' : 'stopped',
   };
-  if (spec.kind === 'postgres' && pgPassword) part.url = `postgresql://switchyard:${encodeURIComponent(pgPassword)}@${spec.address}:${spec.port}/postgres`;
+  // The password stays in the passfile (libpq reads it): a status, a log or a screen share shows none.
+  if (spec.kind === 'postgres') part.url = `postgresql://switchyard@${spec.address}:${spec.port}/postgres?passfile=${encodeURIComponent(l.secrets.pgpass)}`;
   if (spec.kind === 'app') part.url = `http://${spec.address}:${spec.port}/`;
   if (spec.kind === 'ec2') part.url = ec2Endpoint(l);
   if (spec.kind === 'temporal') part.url = l.temporal.ui;
+  if (spec.kind === 'codec') part.url = codecEndpoint(l);
   if (pid === null) {
     part.detail = poweredOff(l, spec.hostName)
       ? `powered off (STONITH): ${spec.hostName} stays off until powered on`
@@ -768,17 +792,11 @@ async function partStatus(l: Layout, state: SandboxState | null, spec: PartSpec,
 }
 
 async function statusOf(l: Layout, state: SandboxState | null): Promise<SandboxStatus> {
-  let pw: string | null = null;
-  try {
-    pw = readFileSync(l.secrets.pgPassword, 'utf8').trim();
-  } catch {
-    /* not made yet */
-  }
   return {
     config: l.topologyFile,
-    temporal: { address: l.temporal.address, ui: l.temporal.ui },
+    temporal: { address: l.temporal.address, ui: l.temporal.ui, codecEndpoint: codecEndpoint(l) },
     console: { url: `http://${l.shared}:${PORTS.console}`, operators: l.secrets.operators },
-    parts: await Promise.all(l.parts.map((spec) => partStatus(l, state, spec, pw))),
+    parts: await Promise.all(l.parts.map((spec) => partStatus(l, state, spec))),
   };
 }
 
@@ -824,6 +842,7 @@ export async function sandboxUp(opts: SandboxOptions = {}, log: (line: string) =
     const spec = (name: string) => l.parts.find((p) => p.name === name)!;
     const tasks: [string, Promise<void>][] = [
       ['temporal', ensureSpawned(ctx, spec('temporal')).then(() => checkSearchAttributes(ctx, spec('temporal')))],
+      ['codec', ensureSpawned(ctx, spec('codec'))],
       ['ec2', ensureEc2(ctx, spec('ec2'))],
       ['front', ensureSpawned(ctx, spec('front'))],
       ['postgres', ensurePostgres(ctx)],
@@ -892,7 +911,7 @@ function select(l: Layout, name: string): PartSpec[] {
   );
 }
 
-const STOP_ORDER: PartKind[] = ['service', 'app', 'front', 'postgres', 'temporal', 'ec2', 'sshd'];
+const STOP_ORDER: PartKind[] = ['service', 'app', 'front', 'postgres', 'temporal', 'codec', 'ec2', 'sshd'];
 
 function openCtx(opts: SandboxOptions, log: (line: string) => void = noop): Ctx {
   const { l, state } = target(opts);

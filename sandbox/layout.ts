@@ -1,7 +1,7 @@
 /**
  * Where everything of a sandbox lives: addresses, ports and paths. Pure; no side effects.
  *
- *   127.{net}.0.1   shared: temporal UI :8233, front :15432 (admin :19999), ec2 :15000, sshd :2222
+ *   127.{net}.0.1   shared: temporal UI :8233, codec server :8888, front :15432 (admin :19999), ec2 :15000, sshd :2222
  *   temporal        127.0.0.1:7233 on net 0, else 127.0.0.1:{17000 + net} (see temporalEndpoints)
  *   127.{net}.1.1   dc1-db   postgres :5432, sshd :2222
  *   127.{net}.1.2   dc1-app  app :8080, sshd :2222, services
@@ -10,7 +10,7 @@
  *
  *   <dir>/state.json            what `up` started (pids), net, cluster, run-as user
  *   <dir>/switchyard.yaml       the generated topology
- *   <dir>/secrets/              passwords, pgpass, SSH client key, fake AWS credentials (0600)
+ *   <dir>/secrets/              passwords, pgpass, SSH client key, fake AWS credentials, codec key (0600)
  *   <dir>/logs/<part>.log       one log per part
  *   <dir>/bin/                  app.cjs, svc.cjs, service.cjs (copied, so any user can run them)
  *   <dir>/ssh/authorized_keys
@@ -36,6 +36,7 @@ export const PORTS = {
   frontAdmin: 19999,
   ec2: 15000,
   console: 8180,
+  codec: 8888,
 } as const;
 
 /**
@@ -60,7 +61,15 @@ export const SEARCH_ATTRIBUTES = ['SwitchyardCluster', 'SwitchyardOperation', 'S
 /** The host on the shared address (no site): where the front's server-state file is written over SSH. */
 export const SHARED_HOST = 'shared';
 
-export type PartKind = 'temporal' | 'postgres' | 'sshd' | 'app' | 'service' | 'front' | 'ec2';
+/** The id of the sandbox's payload codec key (in every payload it encrypted). */
+export const CODEC_KEY_ID = 'sandbox-1';
+
+/** The codec server's URL: the UI's and the CLI's --codec-endpoint. */
+export function codecEndpoint(l: { shared: string }): string {
+  return `http://${l.shared}:${PORTS.codec}`;
+}
+
+export type PartKind = 'temporal' | 'codec' | 'postgres' | 'sshd' | 'app' | 'service' | 'front' | 'ec2';
 
 export interface HostLayout {
   name: string; // dc1-db, or "shared" (the shared address: the front's host, no site)
@@ -135,6 +144,8 @@ export interface Layout {
     operators: string;
     /** The console's Ed25519 signing key (PEM). */
     consoleKey: string;
+    /** The payload codec's AES-256 key (64 hex digits): the sandbox encrypts every payload. */
+    codecKey: string;
   };
   hosts: HostLayout[];
   dbs: DbLayout[];
@@ -168,6 +179,8 @@ export function makeLayout(dir: string, net: number, cluster: string): Layout {
   const apps: AppLayout[] = [];
   const parts: PartSpec[] = [
     { name: 'temporal', site: null, kind: 'temporal', hostName: 'shared', address: temporal.host, port: temporal.port, log: join(logsDir, 'temporal.log') },
+    // The payload codec's server (switchyard codec-server): the Temporal UI decrypts through it.
+    { name: 'codec', site: null, kind: 'codec', hostName: 'shared', address: shared, port: PORTS.codec, log: join(logsDir, 'codec.log') },
     { name: 'ec2', site: null, kind: 'ec2', hostName: 'shared', address: shared, port: PORTS.ec2, log: join(logsDir, 'ec2.log') },
     { name: 'front', site: null, kind: 'front', hostName: 'shared', address: shared, port: PORTS.front, log: join(logsDir, 'front.log') },
     // The shared address as a host: the front's HAProxy state file is written through it.
@@ -251,6 +264,7 @@ export function makeLayout(dir: string, net: number, cluster: string): Layout {
       awsSecretAccessKey: join(secretsDir, 'aws-secret-access-key'),
       operators: join(secretsDir, 'operators.json'),
       consoleKey: join(secretsDir, 'console.key'),
+      codecKey: join(secretsDir, 'codec.key'),
     },
     hosts,
     dbs,

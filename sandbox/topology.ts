@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Document, isScalar, visit } from 'yaml';
 import { parseTopology } from '../src/topology/load';
 import type { TopologyInput } from '../src/topology/schema';
-import { EC2_REGION, ELASTIC_IP, PORTS, SERVICES, SHARED_HOST, SITES, type Layout } from './layout';
+import { CODEC_KEY_ID, EC2_REGION, ELASTIC_IP, PORTS, SERVICES, SHARED_HOST, SITES, type Layout } from './layout';
 import { ec2Endpoint, PRIVATE_VIP } from './ec2';
 import type { RunAs } from './procs';
 
@@ -129,6 +129,14 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools, acc
           console: { listen: `${l.shared}:${PORTS.console}`, signingKey: { file: l.secrets.consoleKey }, publicKey: access.consolePublicKey },
         }
       : {}),
+    // Encryption on, as it should be in production: payloads in Temporal's store are ciphertext,
+    // and the UI (and `temporal --codec-endpoint`) reads them through the sandbox's codec server.
+    temporal: {
+      codec: {
+        keys: [{ id: CODEC_KEY_ID, key: { file: l.secrets.codecKey } }],
+        server: { listen: `${l.shared}:${PORTS.codec}`, uiOrigins: [l.temporal.ui] },
+      },
+    },
     clusters: {
       [l.cluster]: {
         preferredPrimary: 'dc1',

@@ -42,7 +42,7 @@ describe(
           };
         },
       });
-      web = await startConsole({ configPath: st.configPath, target: { address: st.sb.status.temporal.address, namespace: 'default' }, log: () => undefined });
+      web = await startConsole({ configPath: st.configPath, target: st.target, log: () => undefined });
       browser = await chromium.launch({ executablePath: chromiumPath!, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
       // A readiness run records the primary's position, so the failover can measure what is lost (nothing).
       await (await st.start('readiness', { cluster: 'demo' })).result();

@@ -55,8 +55,25 @@ function httpGet(url: string): Promise<{ status: number; body: string }> {
   });
 }
 
+/**
+ * A status URL names the passfile, as libpq reads it; node-postgres does not read passfiles, so
+ * the login's password is looked up there, as libpq would.
+ */
+function withPassfile(url: string): string {
+  const u = new URL(url);
+  const passfile = u.searchParams.get('passfile');
+  if (!passfile) return url;
+  const line = readFileSync(passfile, 'utf8')
+    .split('\n')
+    .find((l) => l.split(':')[3] === decodeURIComponent(u.username));
+  assert.ok(line, `${passfile} has a line for ${u.username}`);
+  u.password = encodeURIComponent(line.split(':').slice(4).join(':'));
+  u.searchParams.delete('passfile');
+  return u.toString();
+}
+
 async function query<T extends Record<string, unknown>>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const c = new PgClient({ connectionString: url, connectionTimeoutMillis: 5000 });
+  const c = new PgClient({ connectionString: withPassfile(url), connectionTimeoutMillis: 5000 });
   await c.connect();
   try {
     return (await c.query<T>(sql, params)).rows;
@@ -209,6 +226,7 @@ describe('sandbox', () => {
   it("comes up with every part running (the standby site's services stopped by design)", () => {
     const names = sb.status.parts.map((p) => p.name);
     assert.deepEqual(names.sort(), [
+      'codec',
       'dc1-app/app',
       'dc1-app/fault-detection',
       'dc1-app/notification',
@@ -234,6 +252,14 @@ describe('sandbox', () => {
     }
     assert.equal(sb.status.temporal.address, temporalEndpoints(sb.net).address);
     assert.equal(sb.status.temporal.ui, `http://127.${sb.net}.0.1:8233`);
+    assert.equal(sb.status.temporal.codecEndpoint, `http://127.${sb.net}.0.1:8888`);
+    assert.equal(part(sb.status, 'codec').state, 'running');
+    // Database URLs name the passfile, never a password.
+    for (const n of ['dc1-db/postgres', 'dc2-db/postgres']) {
+      const url = part(sb.status, n).url!;
+      assert.equal(new URL(url).password, '', `${n}: no password in ${url}`);
+      assert.equal(new URL(url).searchParams.get('passfile'), join(sb.dir, 'secrets', 'pgpass'));
+    }
     assert.equal(part(sb.status, 'dc1-db/postgres').host, `127.${sb.net}.1.1`);
     assert.equal(part(sb.status, 'dc2-app/app').host, `127.${sb.net}.2.2`);
   });
@@ -252,6 +278,14 @@ describe('sandbox', () => {
       await connection.close();
     }
     assert.equal((await httpGet(sb.status.temporal.ui)).status, 200);
+    // Encryption on: the codec server answers, for the UI's origin only.
+    assert.equal((await httpGet(`${sb.status.temporal.codecEndpoint}/healthz`)).status, 200);
+    const pre = await fetch(`${sb.status.temporal.codecEndpoint}/decode`, { method: 'OPTIONS', headers: { origin: sb.status.temporal.ui } });
+    assert.equal(pre.headers.get('access-control-allow-origin'), sb.status.temporal.ui);
+    assert.deepEqual(
+      sb.topology.temporal?.codec?.keys.map((k) => k.id),
+      ['sandbox-1'],
+    );
   });
 
   it('writes a valid topology that describes the sandbox', () => {
@@ -293,6 +327,9 @@ describe('sandbox', () => {
 
   it('replicates: a row written on dc1 appears on dc2, which streams through slot dc2_db', async () => {
     const dc1 = part(sb.status, 'dc1-db/postgres').url!;
+    // libpq itself logs in with the status URL (the password from the passfile it names).
+    const psql = await exec(join(c.postgres.nodes['dc1-db'].binDir, 'psql'), [dc1, '-tAc', 'SELECT 1']);
+    assert.equal(psql.stdout.trim(), '1', `psql with ${dc1}: ${psql.stderr}`);
     const dc2 = part(sb.status, 'dc2-db/postgres').url!;
     const note = `test row ${Date.now()}`;
     await query(dc1, 'INSERT INTO public.sandbox_rows (note) VALUES ($1)', [note]);

@@ -140,7 +140,7 @@ describe('watch in automatic mode: fenced by itself, promoted without a person, 
     // The console shows it, and carol acknowledges there (signed in: the name is the session's).
     const web = await startConsole({
       configPath: st.configPath,
-      target: { address: st.sb.status.temporal.address, namespace: 'default' },
+      target: st.target,
       log: () => undefined,
     });
     try {

@@ -9,19 +9,20 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DescribeAddressesCommand, DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { Connection, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import pg from 'pg';
 import { parseDocument } from 'yaml';
 import { createLogger } from '../../src/logging';
 import { loadTopology } from '../../src/topology/load';
 import type { ClusterConfig, Topology } from '../../src/topology/schema';
-import { TASK_QUEUE } from '../../src/temporal-target';
+import { TASK_QUEUE, type TemporalTarget } from '../../src/temporal-target';
 import { createWorker, installRuntimeLogger } from '../../src/worker';
 import type { Progress } from '../../src/contract/messages';
 import { startTestSandbox, type TestSandbox } from './sandbox';
 import { workflowBundle } from './temporal';
-import { clientConnectionOptions } from '../../src/temporal-connection';
+import { clientConnectionOptions, targetClient } from '../../src/temporal-connection';
+import { topologyTarget } from '../../src/temporal-access';
 
 const run = promisify(execFile);
 
@@ -30,11 +31,18 @@ export interface StageOptions {
   edit?: (cluster: Record<string, unknown>) => void;
   /** Start a worker in this process (default true). */
   worker?: boolean;
+  /**
+   * The payload codec's keys instead of the sandbox's own (oldest first; the last encrypts): a
+   * known key, so a recorded history can be decrypted by the replay tests later.
+   */
+  codecKeys?: { id: string; file: string }[];
 }
 
 export interface Stage {
   sb: TestSandbox;
   client: Client;
+  /** How the worker and the client reach Temporal: the sandbox's address and its topology's codec. */
+  target: TemporalTarget;
   /** The topology the worker reads. */
   configPath: string;
   topology: Topology;
@@ -72,18 +80,19 @@ export async function startStage(opts: StageOptions = {}): Promise<Stage> {
   const sb = await startTestSandbox();
   try {
     let configPath = sb.config;
-    if (opts.edit) {
+    if (opts.edit || opts.codecKeys) {
       const doc = parseDocument(readFileSync(sb.config, 'utf8'));
-      const js = doc.toJS() as { clusters: Record<string, Record<string, unknown>> };
-      opts.edit(js.clusters[sb.cluster]);
+      const js = doc.toJS() as { clusters: Record<string, Record<string, unknown>>; temporal?: { codec?: { keys: unknown[] } } };
+      opts.edit?.(js.clusters[sb.cluster]);
+      if (opts.codecKeys) js.temporal!.codec!.keys = opts.codecKeys.map((k) => ({ id: k.id, key: { file: k.file } }));
       configPath = join(sb.dir, 'switchyard.test.yaml');
       writeFileSync(configPath, JSON.stringify(js, null, 2));
     }
     const topology = loadTopology(configPath);
     const cluster = topology.clusters[sb.cluster];
-    const address = sb.status.temporal.address;
-    const connection = await Connection.connect(clientConnectionOptions(address));
-    const client = new Client({ connection, namespace: 'default' });
+    const target = await topologyTarget(configPath, { address: sb.status.temporal.address, namespace: 'default' });
+    const connection = await Connection.connect(clientConnectionOptions(target));
+    const client = targetClient(target, connection);
     const logger = createLogger({ level: process.env.SWITCHYARD_TEST_VERBOSE ? 'info' : 'error', destination: 2, name: 'switchyard-test-worker' });
     if (!loggerInstalled) {
       installRuntimeLogger(logger);
@@ -133,6 +142,7 @@ export async function startStage(opts: StageOptions = {}): Promise<Stage> {
     const stage: Stage = {
       sb,
       client,
+      target,
       configPath,
       topology,
       cluster,
@@ -140,7 +150,7 @@ export async function startStage(opts: StageOptions = {}): Promise<Stage> {
         if (current) return;
         const w = await createWorker({
           configPath,
-          target: { address, namespace: 'default' },
+          target,
           logger,
           identity: 'switchyard test worker',
           workflowBundle: await workflowBundle(),
