@@ -10,7 +10,9 @@
  * test/replay/histories/<name>.json. The workflow ids go to test/replay/manifest.json (a history
  * does not carry its workflow id; the replay is given the one it ran under). Nothing of a scenario
  * is written unless the whole scenario succeeded, and never a history that contains one of the
- * sandbox's secrets (checked on the JSON and on every payload decoded).
+ * sandbox's secrets (checked on the JSON and on every payload decoded). Payloads are encrypted, as
+ * the sandbox always runs, but with the replay tests' key (test/replay/codec-key.ts) instead of the
+ * sandbox's own, so the replay tests can decrypt what is recorded.
  *
  * Re-record only to ADD histories. A replay that fails after a workflow change is the test doing
  * its job: keep the old path with patched()/deprecatePatch() instead of re-recording over it.
@@ -31,7 +33,9 @@ import type { FailoverResult } from '../src/workflows/failover';
 import type { SwitchoverResult } from '../src/workflows/switchover';
 import type { ReadinessReport } from '../src/contract/readiness';
 import type { Progress } from '../src/contract/messages';
+import type { Payload } from '@temporalio/common';
 import { historyToJSON } from '../test/replay/history-json';
+import { TEST_CODEC_KEY } from '../test/replay/codec-key';
 import { startStage, type Stage, type StageOptions } from '../test/support/stage';
 
 const REPO = resolve(__dirname, '..');
@@ -132,10 +136,28 @@ async function settledHistory(st: Stage, workflowId: string) {
   }
 }
 
+/** Every payload of a history decrypted with the stage's codec, as text: a secret could hide under the encryption too. */
+async function decryptedText(st: Stage, history: unknown): Promise<string> {
+  const codec = st.target.dataConverter?.payloadCodecs?.[0];
+  if (!codec) return '';
+  const payloads: Payload[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      const o = v as Record<string, unknown>;
+      if (o.metadata && typeof o.metadata === 'object' && 'data' in o) payloads.push(o as Payload);
+      else Object.values(o).forEach(walk);
+    }
+  };
+  walk(history);
+  return (await codec.decode(payloads)).map((p) => Buffer.from(p.data ?? []).toString('utf8')).join('\n');
+}
+
 async function capture(st: Stage, scenario: string, name: string, workflowId: string, what: string, secrets: string[]): Promise<Recording> {
   const { history, status, type } = await settledHistory(st, workflowId);
   const json = historyToJSON(history) + '\n';
   assertNoSecrets(name, json, secrets);
+  assertNoSecrets(name, JSON.stringify({ decrypted: await decryptedText(st, history) }), secrets);
   const events = history.events?.length ?? 0;
   log(`${name}: ${type} ${workflowId} ${status}, ${events} events, ${json.length} bytes`);
   return { name, json, entry: { workflowId, workflowType: type, status, scenario, what, events, recordedAt: new Date().toISOString(), sdk: SDK } };
@@ -156,6 +178,35 @@ interface Scenario {
 }
 
 const SCENARIOS: Scenario[] = [
+  {
+    name: 'encrypted',
+    about:
+      'with payload encryption (the replay test key): readiness, dc1 killed, failover waits at old-primary-dead, approved by bob (update decide), completed',
+    async run(st, rec) {
+      await readiness(st, 'replay-encrypted-readiness');
+      await rec('encrypted-readiness', 'replay-encrypted-readiness', 'readiness on a healthy sandbox, payloads encrypted: ready');
+      await stopPart(st.sb.opts, 'dc1', 'kill');
+      const h = await st.start('failover', { cluster: 'demo', requestedBy: 'alice', reason: 'dc1 lost power' }, 'replay-encrypted-failover-site-down');
+      await st.waitProgress(h.workflowId, waitingAt('old-primary-dead'), 'the old-primary-dead checkpoint');
+      const answer = await decide(st.client, h.workflowId, {
+        checkpoint: 'old-primary-dead',
+        decision: 'approve',
+        by: 'bob',
+        comment: 'dc1 is off at the PDU',
+      });
+      assert.equal(answer.accepted, true);
+      await st.waitProgress(h.workflowId, (p) => p.waitingFor === 'accept-data-loss' || p.waitingFor === null, 'past old-primary-dead');
+      const p = await h.query<Progress>('progress');
+      if (p.waitingFor === 'accept-data-loss') await decide(st.client, h.workflowId, { checkpoint: 'accept-data-loss', decision: 'approve', by: 'bob' });
+      const r = (await h.result()) as FailoverResult;
+      assert.equal(r.outcome, 'completed');
+      await rec(
+        'encrypted-failover-site-down',
+        h.workflowId,
+        'failover with dc1 killed, payloads encrypted: old-primary-dead approved by bob through the update, completed',
+      );
+    },
+  },
   {
     name: 'healthy',
     about: 'readiness, a dry run and a fenced failover (dc1 reachable, no checkpoint) on one healthy sandbox, in that order',
@@ -636,7 +687,7 @@ async function main(argv: string[]): Promise<void> {
   for (const scenario of chosen) {
     log(`scenario ${scenario.name}: starting a sandbox`);
     const started = Date.now();
-    const st = await startStage(scenario.stage ?? {});
+    const st = await startStage({ ...scenario.stage, codecKeys: [TEST_CODEC_KEY] });
     const recordings: Recording[] = [];
     try {
       const secrets = sandboxSecrets(st);

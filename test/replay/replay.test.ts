@@ -6,6 +6,10 @@
  * the history to the workflow code and compares the commands it issues with the recorded events.
  * A DeterminismViolationError, or any other replay failure, fails the test.
  *
+ * Histories recorded with encryption on (the `encrypted` scenario) hold ciphertext made with the
+ * test key in fixtures/codec-test.key: every replay runs with that key's codec (an unencrypted
+ * history passes through it unchanged), and one without the codec shows they are encrypted.
+ *
  * The check is shown to bite: the same histories replayed against a deliberately reordered
  * `failover` (fixtures/reordered-failover.ts, bundled separately) are rejected with a determinism
  * error, while that bundle's untouched workflows still replay cleanly.
@@ -16,6 +20,9 @@ import { basename, join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { bundleWorkflowCode, DefaultLogger, ReplayError, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
+import { ENCRYPTED_ENCODING } from '../../src/codec/aes-gcm';
+import { codecDataConverter } from '../../src/temporal-access';
+import { testCodec } from './codec-key';
 import { workflowBundle } from '../support/temporal';
 import { historyFromJSON, type History } from './history-json';
 
@@ -54,10 +61,16 @@ const replayLogger = new DefaultLogger('ERROR');
 // (WARN): the test's own messages carry what matters.
 Runtime.install({ logger: replayLogger });
 
+const codec = testCodec();
+
 /** Replays one history; resolves with the replay error (undefined when it replayed cleanly). */
-async function replay(bundle: WorkflowBundleWithSourceMap, h: Recorded): Promise<Error | undefined> {
+async function replay(bundle: WorkflowBundleWithSourceMap, h: Recorded, withCodec = true): Promise<Error | undefined> {
   try {
-    await Worker.runReplayHistory({ workflowBundle: bundle, replayName: `replay-test-${h.name}` }, h.history, h.workflowId);
+    await Worker.runReplayHistory(
+      { workflowBundle: bundle, replayName: `replay-test-${h.name}`, ...(withCodec ? { dataConverter: codecDataConverter(codec) } : {}) },
+      h.history,
+      h.workflowId,
+    );
     return undefined;
   } catch (err) {
     return err as Error;
@@ -79,6 +92,23 @@ describe('replay: recorded histories against the current workflow code', () => {
     for (const name of Object.keys(manifest))
       assert.ok(existsSync(join(HISTORIES, `${name}.json`)), `manifest.json lists ${name}, but histories/${name}.json is missing`);
     for (const h of histories) assert.ok(h.name in manifest, `histories/${h.name}.json is not in manifest.json (its workflow id)`);
+  });
+
+  it('the encrypted histories hold ciphertext only: without the test key they do not replay', async () => {
+    const encoding = (h: Recorded) => {
+      const p = h.history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+      return p?.metadata?.encoding ? Buffer.from(p.metadata.encoding).toString('utf8') : undefined;
+    };
+    const encrypted = histories.filter((h) => encoding(h) === ENCRYPTED_ENCODING);
+    assert.ok(encrypted.length >= 2, `histories recorded with encryption on (scenario "encrypted"): ${encrypted.map((h) => h.name).join(', ')}`);
+    for (const h of encrypted) {
+      const err = await replay(bundle, h, false);
+      assert.ok(err, `${h.name} replayed without the codec: it is not encrypted`);
+      // The workflow task failed on its input: "Unknown encoding: binary/encrypted" (inside the encoded failure).
+      const said = `${err.message} ${(err as { cause?: Error }).cause?.message ?? ''}`;
+      const encoded = Buffer.from('{"message":"Unknown encodin').toString('base64');
+      assert.ok(said.includes('Unknown encoding: binary/encrypted') || said.includes(encoded), `${h.name}: ${err.message}`);
+    }
   });
 
   for (const h of histories) {
