@@ -63,7 +63,8 @@ export class AesGcmCodec implements PayloadCodec {
   async decode(payloads: Payload[]): Promise<Payload[]> {
     return payloads.map((p) => {
       if (text(p.metadata?.encoding) !== ENCRYPTED_ENCODING) return p;
-      const id = text(p.metadata?.[KEY_ID_METADATA]) ?? '';
+      const id = text(p.metadata?.[KEY_ID_METADATA]);
+      if (id === undefined) throw new Error(`an encrypted payload has no ${KEY_ID_METADATA} metadata, so no key can be chosen for it`);
       const key = this.keys.get(id);
       if (!key) throw new Error(`payload encrypted with key "${id}", which this codec does not have (it has: ${this.keyIds.map((i) => `"${i}"`).join(', ')})`);
       const data = Buffer.from(p.data ?? []);
@@ -76,8 +77,16 @@ export class AesGcmCodec implements PayloadCodec {
       } catch {
         throw new Error(`payload encrypted with key "${id}" does not decrypt with this process's key "${id}" (wrong key, or the payload was altered)`);
       }
-      const decoded = ProtoPayload.decode(plain);
-      return { metadata: decoded.metadata ?? {}, data: decoded.data ?? new Uint8Array() };
+      let decoded: temporal.api.common.v1.Payload;
+      try {
+        decoded = ProtoPayload.decode(plain);
+      } catch {
+        throw new Error(`payload encrypted with key "${id}" decrypts, but not to a Temporal payload`);
+      }
+      // An absent bytes field decodes as protobufjs's default, a plain empty array: made bytes again.
+      const out: Payload = { metadata: decoded.metadata ?? {}, data: decoded.data instanceof Uint8Array ? decoded.data : new Uint8Array() };
+      if (decoded.externalPayloads?.length) out.externalPayloads = decoded.externalPayloads;
+      return out;
     });
   }
 }
@@ -85,17 +94,14 @@ export class AesGcmCodec implements PayloadCodec {
 /** A key from its text: 64 hex digits, or base64 of 32 bytes. Errors name the key id, never the value. */
 export function parseCodecKey(id: string, value: string): CodecKey {
   const t = value.trim();
-  let key: Buffer | null = null;
-  if (/^[0-9a-fA-F]{64}$/.test(t)) key = Buffer.from(t, 'hex');
-  else if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(t)) {
-    const b = Buffer.from(t, 'base64');
-    if (b.length === KEY_BYTES) key = b;
-  }
-  if (!key)
-    throw new Error(
-      `payload codec key "${id}": expected 32 bytes as 64 hex digits or base64 (e.g. \`openssl rand -hex 32\`), got ${t.length} characters that are neither`,
-    );
-  return { id, key };
+  const fail = (what: string) =>
+    new Error(`payload codec key "${id}": ${what}; expected 32 bytes as 64 hex digits or as base64 (e.g. \`openssl rand -hex 32\`)`);
+  if (t === '') throw fail('the key is empty');
+  if (/^[0-9a-fA-F]{64}$/.test(t)) return { id, key: Buffer.from(t, 'hex') };
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(t)) throw fail(`got ${t.length} characters that are neither hex nor base64`);
+  const b = Buffer.from(t, 'base64');
+  if (b.length !== KEY_BYTES) throw fail(`got ${/^[0-9a-fA-F]+$/.test(t) ? `${t.length} hex digits or ` : ''}base64 of ${b.length} bytes`);
+  return { id, key: b };
 }
 
 /** A new key as 64 hex digits. */

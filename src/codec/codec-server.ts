@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 
 export interface CodecServerOptions {
   listen: { host: string; port: number };
@@ -21,23 +22,33 @@ export interface CodecServerOptions {
 
 const MAX_BODY = 4 * 1024 * 1024;
 
-type JsonPayload = { metadata?: Record<string, string>; data?: string };
+type JsonPayload = { metadata: Record<string, string>; data: string };
 
 class BadRequest extends Error {}
 
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+function bytes(v: unknown, where: string): Buffer {
+  if (typeof v !== 'string') throw new BadRequest(`${where}: expected a base64 string`);
+  if (!BASE64.test(v)) throw new BadRequest(`${where}: not base64`);
+  return Buffer.from(v, 'base64');
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Payloads from their proto3 JSON form: every bytes field (data, each metadata value) base64. */
 function fromJson(body: unknown): Payload[] {
-  if (!body || typeof body !== 'object' || !Array.isArray((body as { payloads?: unknown }).payloads))
-    throw new BadRequest('expected a JSON object { "payloads": [ { "metadata": { … }, "data": "<base64>" } ] }');
-  return ((body as { payloads: unknown[] }).payloads as unknown[]).map((p, i) => {
-    if (!p || typeof p !== 'object') throw new BadRequest(`payloads[${i}]: expected an object with metadata and data`);
-    const jp = p as JsonPayload;
+  if (!isObject(body) || !Array.isArray(body.payloads))
+    throw new BadRequest('expected a JSON object { "payloads": [ { "metadata": { "<key>": "<base64>" }, "data": "<base64>" } ] }');
+  return body.payloads.map((p: unknown, i) => {
+    if (!isObject(p)) throw new BadRequest(`payloads[${i}]: expected an object with metadata and data`);
+    if (p.metadata !== undefined && p.metadata !== null && !isObject(p.metadata))
+      throw new BadRequest(`payloads[${i}].metadata: expected an object of base64 strings`);
     const metadata: Record<string, Uint8Array> = {};
-    for (const [k, v] of Object.entries(jp.metadata ?? {})) {
-      if (typeof v !== 'string') throw new BadRequest(`payloads[${i}].metadata.${k}: expected a base64 string`);
-      metadata[k] = Buffer.from(v, 'base64');
-    }
-    if (jp.data !== undefined && typeof jp.data !== 'string') throw new BadRequest(`payloads[${i}].data: expected a base64 string`);
-    return { metadata, data: Buffer.from(jp.data ?? '', 'base64') };
+    for (const [k, v] of Object.entries((p.metadata as Record<string, unknown> | null | undefined) ?? {}))
+      metadata[k] = bytes(v, `payloads[${i}].metadata.${k}`);
+    const data = p.data === undefined || p.data === null ? Buffer.alloc(0) : bytes(p.data, `payloads[${i}].data`);
+    return { metadata, data };
   });
 }
 
@@ -67,45 +78,55 @@ export async function startCodecServer(opts: CodecServerOptions): Promise<{ url:
     c.header('Vary', 'Origin');
   };
 
+  // CORS first, so a refusal (401, 413, 400) reaches the UI's page readable too.
+  app.use('*', async (c, next) => {
+    cors(c);
+    await next();
+  });
   app.get('/healthz', (c) => c.text('ok'));
-  app.options('/:op{encode|decode}', (c) => {
-    cors(c);
-    return c.body(null, 204);
-  });
-  app.post('/:op{encode|decode}', async (c) => {
-    cors(c);
-    const op = c.req.param('op') as 'encode' | 'decode';
-    if (want) {
-      const got = digest(c.req.header('authorization') ?? '');
-      if (!timingSafeEqual(got, want)) {
-        opts.logger?.warn({ op, from: c.req.header('origin') ?? null }, 'codec request refused: no or wrong bearer token');
-        return c.json({ message: 'unauthorized: send Authorization: Bearer <the codec server token>' }, 401);
+  app.options('/:op{encode|decode}', (c) => c.body(null, 204));
+  app.post(
+    '/:op{encode|decode}',
+    async (c, next) => {
+      if (want) {
+        const got = digest(c.req.header('authorization') ?? '');
+        if (!timingSafeEqual(got, want)) {
+          opts.logger?.warn({ op: c.req.param('op'), origin: c.req.header('origin') ?? null }, 'codec request refused: no or wrong bearer token');
+          return c.json({ message: 'unauthorized: send Authorization: Bearer <the codec server token>' }, 401);
+        }
       }
-    }
-    const declared = Number(c.req.header('content-length') ?? 0);
-    if (declared > MAX_BODY) return c.json({ message: `body of ${declared} bytes is over the ${MAX_BODY}-byte limit` }, 413);
-    const raw = await c.req.text();
-    if (Buffer.byteLength(raw) > MAX_BODY) return c.json({ message: `body is over the ${MAX_BODY}-byte limit` }, 413);
-    let payloads: Payload[];
-    try {
-      let body: unknown;
+      await next();
+    },
+    // Counts a chunked body as it arrives too, so an endless one is cut off at the limit.
+    bodyLimit({ maxSize: MAX_BODY, onError: (c) => c.json({ message: `the body is over the ${MAX_BODY}-byte limit` }, 413) }),
+    async (c) => {
+      const op = c.req.param('op') as 'encode' | 'decode';
+      let payloads: Payload[];
       try {
-        body = JSON.parse(raw);
-      } catch {
-        throw new BadRequest('the body is not JSON');
+        let body: unknown;
+        try {
+          body = JSON.parse(await c.req.text());
+        } catch {
+          throw new BadRequest('the body is not JSON');
+        }
+        payloads = fromJson(body);
+      } catch (err) {
+        if (!(err instanceof BadRequest)) throw err;
+        return c.json({ message: err.message }, 400);
       }
-      payloads = fromJson(body);
-    } catch (err) {
-      return c.json({ message: (err as Error).message }, 400);
-    }
-    try {
-      const out = op === 'encode' ? await opts.codec.encode(payloads) : await opts.codec.decode(payloads);
-      return c.json(toJson(out));
-    } catch (err) {
-      opts.logger?.warn({ op, payloads: payloads.length, err: (err as Error).message }, 'codec request failed');
-      return c.json({ message: (err as Error).message }, 422);
-    }
-  });
+      try {
+        const out = op === 'encode' ? await opts.codec.encode(payloads) : await opts.codec.decode(payloads);
+        return c.json(toJson(out));
+      } catch (err) {
+        // The codec's messages name key ids, never a payload's content.
+        opts.logger?.warn(
+          { op, payloads: payloads.length, namespace: c.req.header('x-namespace') ?? null, err: (err as Error).message },
+          'codec request failed',
+        );
+        return c.json({ message: (err as Error).message }, 422);
+      }
+    },
+  );
 
   const server = serve({ fetch: app.fetch, hostname: opts.listen.host, port: opts.listen.port });
   await new Promise<void>((res, rej) => {
