@@ -11,7 +11,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Connection, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { sandboxDown, sandboxUp, startPart, stopPart, type SandboxOptions, type SandboxStatus } from '../../sandbox';
@@ -30,7 +30,7 @@ import { formatOutcome, formatStep, runStatus } from './runs';
 import { sandboxOperatorKey, sandboxPassword } from '../../sandbox/access';
 import { startConsole } from './console/server';
 import { ConsoleSession } from './console/api-client';
-import { clientConnectionOptions, targetClient } from '../temporal-connection';
+import { connectClient, targetClient } from '../temporal-connection';
 import { topologyTarget } from '../temporal-access';
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -78,7 +78,7 @@ export async function runDemo(): Promise<void> {
     const logger = createLogger({ level: process.env.SWITCHYARD_LOG_LEVEL ?? 'warn', destination: 2, name: 'switchyard-demo' });
     installRuntimeLogger(logger);
     const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger, identity: 'switchyard demo' });
-    const connection = await Connection.connect(clientConnectionOptions(target));
+    const connection = await connectClient(target);
     const client = targetClient(target, connection);
     const web = await startConsole({ configPath: status.config, target, log: (line) => logger.info(line) });
     say(`[${secs()}]    console at ${web.url} (operators alice, bob, carol; their passwords: ${status.console.operators})`);

@@ -1,14 +1,14 @@
 /** Running the readiness workflow from outside and printing its report. */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { Client, WorkflowFailedError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { createLogger } from '../logging';
 import { TASK_QUEUE, type TemporalTarget } from '../temporal-target';
 import type { readiness } from '../workflows';
 import { type ReadinessReport } from '../contract/readiness';
 import { formatBytes } from '../contract/format';
-import { clientConnectionOptions, targetClient } from '../temporal-connection';
+import { connectClient, targetClient } from '../temporal-connection';
 
 /** Is a worker polling the switchyard task queue right now? */
 export async function workerIsPolling(client: Client, namespace: string, taskQueue = TASK_QUEUE): Promise<boolean> {
@@ -37,7 +37,7 @@ export function rootMessage(err: unknown): string {
  * another runbook's tasks), and stopped afterwards.
  */
 export async function runReadiness(opts: { cluster: string; configPath: string; target: TemporalTarget }): Promise<ReadinessReport> {
-  const connection = await Connection.connect(clientConnectionOptions(opts.target, { connectTimeout: '10 seconds' })).catch((err: unknown) => {
+  const connection = await connectClient(opts.target, { connectTimeout: '10 seconds' }).catch((err: unknown) => {
     throw new Error(`cannot reach Temporal at ${opts.target.address}: ${rootMessage(err)} (is the server running? --address / TEMPORAL_ADDRESS)`);
   });
   try {

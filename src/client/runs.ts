@@ -1,14 +1,14 @@
 /** Talking to a running runbook from outside: decisions at checkpoints, and its progress. */
-import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
+import { Client, WorkflowUpdateFailedError } from '@temporalio/client';
 import { TASK_QUEUE, type TemporalTarget } from '../temporal-target';
 import type { DecideResult, Decision, Progress, StepRecord } from '../contract/messages';
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { signDecision } from './signing';
 import { rootMessage, workerIsPolling } from './readiness-report';
-import { clientConnectionOptions, targetClient } from '../temporal-connection';
+import { connectClient, targetClient } from '../temporal-connection';
 
 export async function withClient<T>(target: TemporalTarget, fn: (client: Client) => Promise<T>): Promise<T> {
-  const connection = await Connection.connect(clientConnectionOptions(target, { connectTimeout: '10 seconds' })).catch((err: unknown) => {
+  const connection = await connectClient(target, { connectTimeout: '10 seconds' }).catch((err: unknown) => {
     throw new Error(`cannot reach Temporal at ${target.address}: ${rootMessage(err)} (is the server running? --address / TEMPORAL_ADDRESS)`);
   });
   try {

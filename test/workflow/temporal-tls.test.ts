@@ -11,8 +11,7 @@
  * section) run a workflow end to end; a client without the CA, one without a certificate and one
  * with the unrelated CA's certificate are refused, each saying why (src/temporal-connection.ts's
  * connectClient; a worker without a certificate too); and `switchyard status` works with the TLS
- * flags and fails without a client certificate (why, in its message, is a todo: the CLI does not
- * connect through connectClient yet).
+ * flags and fails without a client certificate, saying the server requires one.
  *
  * The proxy is started with `alpn h2`: gRPC is HTTP/2, and the worker's Rust connection refuses a
  * TLS server that does not agree on h2 (H2NotNegotiated); grpc-js alone would not notice.
@@ -392,14 +391,8 @@ describe('Temporal behind a TLS proxy that requires client certificates (mTLS)',
     assert.match(r.stderr, new RegExp(`^switchyard: cannot reach Temporal at ${proxy}: `, 'm'), shown(r));
   });
 
-  it(
-    'switchyard status without a client certificate says the server requires one',
-    {
-      todo: "src/client/runs.ts withClient connects with Connection.connect, not connectClient: grpc-js's 'Failed to connect before the deadline' is all it can say",
-    },
-    async () => {
-      const r = await statusWithoutCert();
-      assert.match(r.stderr, /the server requires a client certificate .*--tls-cert-path and --tls-key-path/, shown(r));
-    },
-  );
+  it('switchyard status without a client certificate says the server requires one', async () => {
+    const r = await statusWithoutCert();
+    assert.match(r.stderr, /the server requires a client certificate .*--tls-cert-path and --tls-key-path/, shown(r));
+  });
 });
