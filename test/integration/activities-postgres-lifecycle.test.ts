@@ -9,7 +9,9 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client, Connection } from '@temporalio/client';
+import { Connection, type Client } from '@temporalio/client';
+import { topologyTarget } from '../../src/temporal-access';
+import { clientConnectionOptions, targetClient } from '../../src/temporal-connection';
 import { startPart, stopPart } from '../../sandbox';
 import { listProcs } from '../../sandbox/procs';
 import { createActivities, type Activities } from '../../src/activities';
@@ -99,8 +101,10 @@ before(async () => {
     timeoutSeconds: 30,
   });
   top = t;
-  connection = await Connection.connect({ address: sb.status.temporal.address, connectTimeout: '10 seconds' });
-  temporal = new Client({ connection });
+  // The sandbox encrypts payloads: the activities' client reads runs with its codec, as the worker's does.
+  const target = await topologyTarget(sb.config, { address: sb.status.temporal.address, namespace: 'default' });
+  connection = await Connection.connect(clientConnectionOptions(target, { connectTimeout: '10 seconds' }));
+  temporal = targetClient(target, connection);
   act = createActivities({ topology: () => top, temporal: () => temporal });
 });
 
