@@ -29,9 +29,13 @@ import { commandLine } from '../ssh/quote';
 import { formatBytes } from '../../contract/format';
 import { inCLocale, shellScript } from '../ssh/argv';
 
-/** A server that is started but not yet consistent (or still starting): asked again, not a failure. */
+/**
+ * A server that is started but not yet consistent (or still starting): asked again, not a failure.
+ * "not accepting connections … Hot standby mode is disabled" is a copy still replaying its backup's
+ * WAL with hot_standby off (the drill removed standby.signal and recovery.signal, so it ends).
+ */
 const NOT_YET_RE =
-  /not yet accepting connections|the database system is starting up|the database system is in recovery mode|consistent recovery state has not been yet reached/i;
+  /not yet accepting connections|the database system is starting up|the database system is in recovery mode|consistent recovery state has not been yet reached|the database system is not accepting connections[\s\S]*Hot standby mode is disabled/i;
 const DEFAULT_DRILL_START_TIMEOUT_SECONDS = 600;
 /** How long a drill waits while another drill of the same backup runs (they share its scratch copy). */
 const DRILL_LOCK_WAIT_SECONDS = 6 * 3600;
