@@ -282,6 +282,8 @@ export interface PgBackupDeleteResult {
   backupId: string;
   dir: string;
   deleted: boolean;
+  /** Not deleted: a drill holds the backup's lock (it is restoring from it right now). */
+  busy?: boolean;
   detail: string;
 }
 

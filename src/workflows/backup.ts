@@ -81,6 +81,8 @@ export interface RetentionOutcome {
   decisions: RetentionDecision[];
   deleted: string[];
   failed: string[];
+  /** Kept this time: a drill was restoring from it (its lock held); the next run deletes it. */
+  skipped?: string[];
 }
 
 /** The one place a backup's result is built (a dry run or a backup made), with the step log as it is now. */
@@ -392,6 +394,7 @@ async function applyRetention(
   );
   const deleted: string[] = [];
   const failed: string[] = [];
+  const skipped: string[] = [];
   for (const d of doomed) {
     if (dryRun) {
       const what = [d.pg ? 'the base backup' : null, d.snapshots.length ? `snapshots ${d.snapshots.join(', ')}` : null].filter(Boolean).join(' and ');
@@ -404,18 +407,21 @@ async function applyRetention(
         const r = await calls.ebsSnapshotsDelete({ cluster, backupId: d.backupId });
         parts.push(r.detail);
       }
+      let busy = false;
       if (d.pg) {
         const r = await calls.pgBackupDelete({ cluster, backupId: d.backupId });
         parts.push(r.detail);
+        busy = r.busy === true;
       }
       steps.note(`delete:${d.backupId}`, `${parts.join('; ')} (${d.why})`);
-      deleted.push(d.backupId);
+      if (busy) skipped.push(d.backupId);
+      else deleted.push(d.backupId);
     } catch (err) {
       steps.note(`delete:${d.backupId}`, `could not delete: ${(err as Error).message}`, 'failed');
       failed.push(d.backupId);
     }
   }
-  return { dryRun, decisions, deleted, failed };
+  return { dryRun, decisions, deleted, failed, skipped };
 }
 
 export interface BackupRetentionInput {

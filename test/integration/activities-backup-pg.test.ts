@@ -417,6 +417,33 @@ describe('a restore drill', () => {
 });
 
 describe('deleting a backup', () => {
+  it('a backup a drill is restoring from is kept (busy, said so); once the drill is done it deletes', async () => {
+    // b1 copied as b3: the drill and the deletion get one of their own.
+    copyBackup('b1', 'b3');
+    rmSync(join(dirOf('b3'), DRILL_FILE), { force: true });
+    const path = join(dirOf('b3'), MANIFEST_FILE);
+    writeFileSync(path, `${JSON.stringify({ ...(JSON.parse(readFileSync(path, 'utf8')) as PgBackupManifest), backupId: 'b3' }, null, 2)}\n`);
+    const drill = act.pgDrill({ cluster: CLUSTER, backupId: 'b3', workflowId: 'test-drill-vs-retention' });
+    let settled = false;
+    void drill.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    while (!existsSync(scratchOf('b3'))) {
+      assert.equal(settled, false, 'the drill ended before its scratch copy was seen');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const busy = await act.pgBackupDelete({ cluster: CLUSTER, backupId: 'b3' });
+    assert.deepEqual([busy.deleted, busy.busy], [false, true], busy.detail);
+    assert.match(busy.detail, /skipped .*b3 .*a drill is restoring from it right now/);
+    assert.ok(existsSync(join(dirOf('b3'), 'base.tar.gz')), 'the backup is still there');
+    const d = show('pgDrill (while retention tried)', await drill);
+    assert.equal(d.ok, true, d.failure ?? d.detail);
+    const after = await act.pgBackupDelete({ cluster: CLUSTER, backupId: 'b3' });
+    assert.deepEqual([after.deleted, after.busy], [true, undefined], after.detail);
+    assert.ok(!existsSync(dirOf('b3')));
+  });
+
   it('removes exactly that directory; again is no change; ids outside the root are refused', async () => {
     const r = await act.pgBackupDelete({ cluster: CLUSTER, backupId: 'b2' });
     assert.deepEqual([r.deleted, r.dir], [true, dirOf('b2')], r.detail);

@@ -23,6 +23,7 @@ import { errorMessage } from '../activity-context';
 import type { Call, Runtime } from '../runtime';
 import { execArgv, mustExec, onHost, type OpenSession } from '../ssh/exec';
 import { readFile, readTextFiles, writeFileAtomic } from '../ssh/files';
+import { holdHostLock, LockBusyError, type HostLock } from '../ssh/host-lock';
 import { LSN_RE } from '../../contract/lsn';
 import { Errors } from '../../contract/errors';
 import { shellScript } from '../ssh/argv';
@@ -330,7 +331,25 @@ export function pgBackupCatalogActivities(rt: Runtime) {
         const there = (await execArgv(open, ['test', '-e', paths.dir], 15)).exitCode === 0;
         if (!there)
           return { backupId: input.backupId, dir: paths.dir, deleted: false, detail: `${paths.dir} on ${open.name} does not exist: nothing to delete` };
-        await mustExec(open, ['rm', '-rf', '--', paths.dir], `deleting ${paths.dir}`, 3600);
+        // A drill holds the backup's lock while it restores from it: then it is kept, and says why.
+        let lock: HostLock;
+        try {
+          lock = await holdHostLock(open, paths.dir, 0, `deleting backup ${input.backupId}`);
+        } catch (err) {
+          if (!(err instanceof LockBusyError)) throw err;
+          return {
+            backupId: input.backupId,
+            dir: paths.dir,
+            deleted: false,
+            busy: true,
+            detail: `skipped ${paths.dir} on ${open.name}: a drill is restoring from it right now (it holds the backup's lock); the next retention run deletes it`,
+          };
+        }
+        try {
+          await mustExec(open, ['rm', '-rf', '--', paths.dir], `deleting ${paths.dir}`, 3600);
+        } finally {
+          await lock.release();
+        }
         if ((await execArgv(open, ['test', '-e', paths.dir], 15)).exitCode === 0) throw new Error(`${paths.dir} on ${open.name} is still there after rm -rf`);
         rt.log.info('backup deleted', { cluster: input.cluster, backupId: input.backupId, dir: paths.dir });
         return { backupId: input.backupId, dir: paths.dir, deleted: true, detail: `deleted ${paths.dir} on ${open.name}` };

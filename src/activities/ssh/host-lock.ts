@@ -26,6 +26,9 @@ const HOLD_LOCK_SH = [
 /** How long a held lock's channel may stay open: as long as the longest activity. */
 const LOCK_CHANNEL_MS = 13 * 3600_000;
 
+/** The lock was held by another run for as long as the caller would wait. */
+export class LockBusyError extends Error {}
+
 export interface HostLock {
   /** false: the host has no flock(1), nothing is held (the caller says so). */
   held: boolean;
@@ -85,7 +88,7 @@ export async function holdHostLock(open: OpenSession, path: string, waitSeconds:
     if (ended !== null) {
       if (cancelled?.aborted) throw cancelled.reason;
       const out = (ended.stderr.trim() || seen.trim()).split('\n').slice(-3).join(' | ');
-      if (ended.code === 75) throw new Error(`${what}: the lock on ${path} on ${open.name} was held by another run for ${waitSeconds} s`);
+      if (ended.code === 75) throw new LockBusyError(`${what}: the lock on ${path} on ${open.name} was held by another run for ${waitSeconds} s`);
       throw new Error(
         `${what}: taking the lock on ${path} on ${open.name} failed ` +
           `(${ended.timedOut ? 'timed out' : `exited ${ended.code ?? `by signal ${ended.signal ?? '?'}`}`})${out ? `: ${out}` : ''}`,
