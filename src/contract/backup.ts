@@ -282,7 +282,7 @@ export interface PgBackupDeleteResult {
   backupId: string;
   dir: string;
   deleted: boolean;
-  /** Not deleted: a drill holds the backup's lock (it is restoring from it right now). */
+  /** Not deleted: a drill or a restore holds the backup's lock (it is reading it right now). */
   busy?: boolean;
   detail: string;
 }

@@ -81,7 +81,7 @@ export interface RetentionOutcome {
   decisions: RetentionDecision[];
   deleted: string[];
   failed: string[];
-  /** Kept this time: a drill was restoring from it (its lock held); the next run deletes it. */
+  /** Kept this time: a drill or a restore was reading it (its lock held); the next run deletes it. */
   skipped?: string[];
 }
 

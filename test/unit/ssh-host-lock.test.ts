@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { holdHostLock } from '../../src/activities/ssh/host-lock';
+import { holdHostLock, LockBusyError } from '../../src/activities/ssh/host-lock';
 import { type OpenSession } from '../../src/activities/ssh/exec';
 import { fakeSession } from '../support/fake-ssh';
 
@@ -74,6 +74,27 @@ describe("holdHostLock (its script run by this machine's sh, as sshd would)", ()
     } finally {
       rmSync(dir, { recursive: true, force: true });
       rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
+  it('shared holders coexist; an exclusive ask that will not wait is busy while one reads, and gets it after', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-lock-'));
+    try {
+      const drill = await holdHostLock(localSession(), dir, 30, 'a drill', { shared: true });
+      const restore = await holdHostLock(localSession(), dir, 30, 'a restore', { shared: true });
+      assert.equal(restore.waitedSeconds, 0, 'a second reader does not wait for the first');
+      await assert.rejects(
+        holdHostLock(localSession(), dir, 0, 'retention'),
+        (e: Error) => e instanceof LockBusyError && /held by another run for 0 s/.test(e.message),
+      );
+      await drill.release();
+      await assert.rejects(holdHostLock(localSession(), dir, 0, 'retention'), LockBusyError, 'one reader left is enough');
+      await restore.release();
+      const retention = await holdHostLock(localSession(), dir, 0, 'retention');
+      assert.equal(retention.held, true);
+      await retention.release();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -331,10 +331,13 @@ export function pgBackupCatalogActivities(rt: Runtime) {
         const there = (await execArgv(open, ['test', '-e', paths.dir], 15)).exitCode === 0;
         if (!there)
           return { backupId: input.backupId, dir: paths.dir, deleted: false, detail: `${paths.dir} on ${open.name} does not exist: nothing to delete` };
-        // A drill holds the backup's lock while it restores from it: then it is kept, and says why.
-        let lock: HostLock;
+        // A drill or a restore holds the manifest shared while it reads the backup: then it is kept, and says why.
+        // (A partial backup has no manifest: nothing reads it.)
+        const manifest = posix.join(paths.dir, MANIFEST_FILE);
+        const hasManifest = (await execArgv(open, ['test', '-f', manifest], 15)).exitCode === 0;
+        let lock: HostLock | null = null;
         try {
-          lock = await holdHostLock(open, paths.dir, 0, `deleting backup ${input.backupId}`);
+          if (hasManifest) lock = await holdHostLock(open, manifest, 0, `deleting backup ${input.backupId}`);
         } catch (err) {
           if (!(err instanceof LockBusyError)) throw err;
           return {
@@ -342,13 +345,13 @@ export function pgBackupCatalogActivities(rt: Runtime) {
             dir: paths.dir,
             deleted: false,
             busy: true,
-            detail: `skipped ${paths.dir} on ${open.name}: a drill is restoring from it right now (it holds the backup's lock); the next retention run deletes it`,
+            detail: `skipped ${paths.dir} on ${open.name}: a drill or a restore is reading it right now (it holds the backup's lock); the next retention run deletes it`,
           };
         }
         try {
           await mustExec(open, ['rm', '-rf', '--', paths.dir], `deleting ${paths.dir}`, 3600);
         } finally {
-          await lock.release();
+          await lock?.release();
         }
         if ((await execArgv(open, ['test', '-e', paths.dir], 15)).exitCode === 0) throw new Error(`${paths.dir} on ${open.name} is still there after rm -rf`);
         rt.log.info('backup deleted', { cluster: input.cluster, backupId: input.backupId, dir: paths.dir });

@@ -6,7 +6,7 @@
  */
 import { posix } from 'node:path';
 import type { PgBackupManifest, PgDrillInput, PgDrillRecord, PgDrillResult } from '../../contract/backup';
-import { DRILL_FILE, verifyOnHost } from './files';
+import { DRILL_FILE, MANIFEST_FILE, verifyOnHost } from './files';
 import { backupConfig, backupPaths, extractedBytes, HASH_TIMEOUT_SECONDS, onBackupHost, parsePgMajor, readManifest, readText, writeText } from './pg-catalog';
 import {
   DRILL_HBA,
@@ -164,6 +164,13 @@ export function pgDrillActivities(rt: Runtime) {
         const manifest = await readManifest(open, input.cluster, input.backupId, paths.dir);
         // One drill of a backup at a time (they share its scratch copy): a second one waits here.
         const lock = await holdHostLock(open, paths.dir, DRILL_LOCK_WAIT_SECONDS, `the drill of backup ${input.backupId}`);
+        // In use: retention keeps the backup while this is held (src/activities/backup/pg-catalog.ts).
+        const inUse = await holdHostLock(open, posix.join(paths.dir, MANIFEST_FILE), DRILL_LOCK_WAIT_SECONDS, `the drill of backup ${input.backupId}`, {
+          shared: true,
+        }).catch(async (err: unknown) => {
+          await lock.release();
+          throw err;
+        });
         try {
           const notes = !lock.held
             ? [`${open.name} has no flock(1): drills of one backup at the same time are not kept apart`]
@@ -172,6 +179,7 @@ export function pgDrillActivities(rt: Runtime) {
               : [];
           return await drillLocked(open, manifest, notes);
         } finally {
+          await inUse.release();
           await lock.release();
         }
       });

@@ -51,6 +51,7 @@ import type { Call, Runtime } from '../runtime';
 import { brief, execArgv, mustExec, onHost, type OpenSession } from '../ssh/exec';
 import { requireFreeSpace } from '../ssh/free-space';
 import { readWholeText } from '../ssh/files';
+import { holdHostLock } from '../ssh/host-lock';
 import { formatBytes } from '../../contract/format';
 import { moveAsideName } from '../postgres/data-dir';
 import { pgCtlDataDirStatus } from '../postgres/pg-ctl-status';
@@ -198,138 +199,150 @@ export function pgRestoreActivities(rt: Runtime) {
       const total = files.reduce((s, f) => s + f.bytes, 0);
       const base = { backupId, node: input.node, stagingDir: staging };
 
-      return onHost(rt, call, input.cluster, n.sshHost, async (dst): Promise<PgRestoreStageResult> => {
-        const ver = await nodeMajor(dst, n);
-        if (ver.major !== null && ver.major !== manifest.pgMajor) {
-          throw ApplicationFailure.nonRetryable(
-            `backup ${backupId} is of PostgreSQL ${manifest.pgMajor} (${manifest.pgVersion}), but ${w} runs PostgreSQL ${ver.major} (${ver.text}): ` +
-              `a base backup restores only onto the same major version`,
-            Errors.PgVersionMismatch,
-          );
+      // In use while it is copied: retention keeps the backup until the copy is staged (src/activities/backup/pg-catalog.ts).
+      return onHost(rt, call, input.cluster, b.host, async (bopen) => {
+        const inUse = await holdHostLock(bopen, posix.join(src, MANIFEST_FILE), COPY_TIMEOUT_SECONDS, `the restore of backup ${backupId}`, { shared: true });
+        try {
+          return await stage();
+        } finally {
+          await inUse.release();
         }
-        const notes: string[] = [];
-        let todo: readonly PgBackupFile[] = files;
-        /** Refuse before anything is written when the filesystem cannot take the copy and its extraction. */
-        const checkSpace = async (toCopy: readonly PgBackupFile[]) => {
-          const space = restoreSpaceNeeded(
-            manifest,
-            toCopy.reduce((sum, f) => sum + f.bytes, 0),
-          );
-          notes.push(
-            await requireFreeSpace(
-              dst,
-              staging,
-              space.needBytes,
-              (f) =>
-                `not enough free space on ${n.sshHost} to restore backup ${backupId} beside ${n.dataDir}: ` +
-                `it needs ${formatBytes(space.needBytes + f.reserveBytes)} (${space.how}), ` +
-                `the filesystem of ${f.dir} has ${formatBytes(f.freeBytes)} free. ` +
-                `Nothing was copied and ${input.node} is unchanged; free space there (moved-aside data directories ` +
-                `${n.dataDir}.switchyard-* are kept until a person removes them) or restore onto another node.`,
-            ),
-          );
-        };
-        const kind = await kindOf(dst, staging);
-        if (kind === 'other')
-          throw configError(`${staging} on ${n.sshHost} exists and is not a directory: move it away before staging backup ${backupId} there`);
-        if (kind === 'dir') {
-          const v = await verifyOnHost(dst, staging, backupId, files, COPY_TIMEOUT_SECONDS);
-          if (v.ok) {
+      });
+
+      function stage(): Promise<PgRestoreStageResult> {
+        return onHost(rt, call, input.cluster, n.sshHost, async (dst): Promise<PgRestoreStageResult> => {
+          const ver = await nodeMajor(dst, n);
+          if (ver.major !== null && ver.major !== manifest.pgMajor) {
+            throw ApplicationFailure.nonRetryable(
+              `backup ${backupId} is of PostgreSQL ${manifest.pgMajor} (${manifest.pgVersion}), but ${w} runs PostgreSQL ${ver.major} (${ver.text}): ` +
+                `a base backup restores only onto the same major version`,
+              Errors.PgVersionMismatch,
+            );
+          }
+          const notes: string[] = [];
+          let todo: readonly PgBackupFile[] = files;
+          /** Refuse before anything is written when the filesystem cannot take the copy and its extraction. */
+          const checkSpace = async (toCopy: readonly PgBackupFile[]) => {
+            const space = restoreSpaceNeeded(
+              manifest,
+              toCopy.reduce((sum, f) => sum + f.bytes, 0),
+            );
+            notes.push(
+              await requireFreeSpace(
+                dst,
+                staging,
+                space.needBytes,
+                (f) =>
+                  `not enough free space on ${n.sshHost} to restore backup ${backupId} beside ${n.dataDir}: ` +
+                  `it needs ${formatBytes(space.needBytes + f.reserveBytes)} (${space.how}), ` +
+                  `the filesystem of ${f.dir} has ${formatBytes(f.freeBytes)} free. ` +
+                  `Nothing was copied and ${input.node} is unchanged; free space there (moved-aside data directories ` +
+                  `${n.dataDir}.switchyard-* are kept until a person removes them) or restore onto another node.`,
+              ),
+            );
+          };
+          const kind = await kindOf(dst, staging);
+          if (kind === 'other')
+            throw configError(`${staging} on ${n.sshHost} exists and is not a directory: move it away before staging backup ${backupId} there`);
+          if (kind === 'dir') {
+            const v = await verifyOnHost(dst, staging, backupId, files, COPY_TIMEOUT_SECONDS);
+            if (v.ok) {
+              const durationMs = Date.now() - t0;
+              return {
+                ...base,
+                verify: v,
+                bytesCopied: 0,
+                durationMs,
+                detail: `backup ${backupId} was already staged in ${staging} on ${n.sshHost}: reused (${v.detail})`,
+              };
+            }
+            // Keep what matches; what is wrong or left over from an interrupted copy goes.
+            const wrong = v.problems.filter((p) => p.problem !== 'missing').map((p) => posix.join(staging, p.file));
+            if (wrong.length) await mustExec(dst, ['rm', '-f', '--', ...wrong], `removing ${wrong.length} stale files in ${staging}`);
+            const redo = new Set(v.problems.map((p) => p.file));
+            todo = files.filter((f) => redo.has(f.name));
+            notes.push(`${staging} existed: kept ${files.length - todo.length} of ${files.length} files that match the manifest`);
+            await checkSpace(todo);
+          } else {
+            await checkSpace(todo);
+            await mustExec(dst, shellScript(MKDIR_PRIVATE_SH, staging), `making ${staging}`);
+          }
+
+          const removeStaging = async () => {
+            try {
+              await execArgv(dst, ['rm', '-rf', '--', staging], COPY_TIMEOUT_SECONDS);
+            } catch {
+              /* best effort: the failure being reported matters more */
+            }
+          };
+
+          let bytesCopied = 0;
+          try {
+            if (sameHost) {
+              for (const f of todo) {
+                heartbeat({ node: input.node, copying: f.name, bytes: bytesCopied, of: total });
+                await mustExec(
+                  dst,
+                  shellScript(CP_SH, posix.join(src, f.name), posix.join(staging, f.name)),
+                  `copying ${f.name} into ${staging}`,
+                  COPY_TIMEOUT_SECONDS,
+                );
+                bytesCopied += f.bytes;
+              }
+            } else if (todo.length) {
+              await onHost(rt, call, input.cluster, b.host, async (from) => {
+                for (const f of todo) {
+                  const part = posix.join(staging, f.name + PART_SUFFIX);
+                  const done = bytesCopied;
+                  heartbeat({ node: input.node, copying: f.name, bytes: done, of: total });
+                  const s = await streamFile(from, dst, posix.join(src, f.name), part, COPY_TIMEOUT_SECONDS, (bytes) =>
+                    heartbeat({ node: input.node, copying: f.name, bytes: done + bytes, of: total }),
+                  );
+                  if (s.bytes !== f.bytes || s.sha256 !== f.sha256) {
+                    const what =
+                      s.bytes !== f.bytes
+                        ? `${f.name} has ${s.bytes} bytes, the manifest says ${f.bytes}`
+                        : `${f.name} has SHA-256 ${s.sha256.slice(0, 16)}…, the manifest says ${f.sha256.slice(0, 16)}…`;
+                    throw corrupt(`backup ${backupId} does not match its manifest: ${what} (as read from ${b.host}:${src})`);
+                  }
+                  await mustExec(dst, ['mv', '-f', '--', part, posix.join(staging, f.name)], `renaming ${part}`);
+                  bytesCopied += s.bytes;
+                }
+              });
+            }
+            heartbeat({ node: input.node, step: 'verify', bytes: bytesCopied, of: total });
+            const v = await verifyOnHost(dst, staging, backupId, files, COPY_TIMEOUT_SECONDS);
+            if (!v.ok) {
+              // The backup itself, or the copy? Only the first is for a person.
+              const sv: PgBackupVerifyResult = await onHost(rt, call, input.cluster, b.host, (open) =>
+                verifyOnHost(open, src, backupId, files, COPY_TIMEOUT_SECONDS),
+              );
+              if (!sv.ok) throw corrupt(`${sv.detail} (on ${b.host} in ${src})`);
+              await removeStaging();
+              throw new Error(
+                `the copy of backup ${backupId} staged in ${staging} on ${n.sshHost} does not match the manifest although the backup on ${b.host} does: ` +
+                  `${v.detail}; staging removed, a retry copies it again`,
+              );
+            }
             const durationMs = Date.now() - t0;
+            const how = sameHost ? `cp on ${n.sshHost}` : `streaming from ${b.host} through the worker`;
+            rt.log.info('backup staged for restore', { cluster: input.cluster, node: input.node, backupId, stagingDir: staging, bytesCopied, durationMs });
             return {
               ...base,
               verify: v,
-              bytesCopied: 0,
+              bytesCopied,
               durationMs,
-              detail: `backup ${backupId} was already staged in ${staging} on ${n.sshHost}: reused (${v.detail})`,
+              detail:
+                `staged backup ${backupId} (${files.length} files, ${formatBytes(total)}) in ${staging} on ${n.sshHost}: copied ` +
+                `${todo.length} file${todo.length === 1 ? '' : 's'} (${formatBytes(bytesCopied)}) by ${how} ` +
+                `in ${(durationMs / 1000).toFixed(1)} s; ${[...notes, v.detail].join('; ')}`,
             };
+          } catch (err) {
+            if (err instanceof ApplicationFailure && err.type === Errors.BackupCorrupt) await removeStaging();
+            throw err;
           }
-          // Keep what matches; what is wrong or left over from an interrupted copy goes.
-          const wrong = v.problems.filter((p) => p.problem !== 'missing').map((p) => posix.join(staging, p.file));
-          if (wrong.length) await mustExec(dst, ['rm', '-f', '--', ...wrong], `removing ${wrong.length} stale files in ${staging}`);
-          const redo = new Set(v.problems.map((p) => p.file));
-          todo = files.filter((f) => redo.has(f.name));
-          notes.push(`${staging} existed: kept ${files.length - todo.length} of ${files.length} files that match the manifest`);
-          await checkSpace(todo);
-        } else {
-          await checkSpace(todo);
-          await mustExec(dst, shellScript(MKDIR_PRIVATE_SH, staging), `making ${staging}`);
-        }
-
-        const removeStaging = async () => {
-          try {
-            await execArgv(dst, ['rm', '-rf', '--', staging], COPY_TIMEOUT_SECONDS);
-          } catch {
-            /* best effort: the failure being reported matters more */
-          }
-        };
-
-        let bytesCopied = 0;
-        try {
-          if (sameHost) {
-            for (const f of todo) {
-              heartbeat({ node: input.node, copying: f.name, bytes: bytesCopied, of: total });
-              await mustExec(
-                dst,
-                shellScript(CP_SH, posix.join(src, f.name), posix.join(staging, f.name)),
-                `copying ${f.name} into ${staging}`,
-                COPY_TIMEOUT_SECONDS,
-              );
-              bytesCopied += f.bytes;
-            }
-          } else if (todo.length) {
-            await onHost(rt, call, input.cluster, b.host, async (from) => {
-              for (const f of todo) {
-                const part = posix.join(staging, f.name + PART_SUFFIX);
-                const done = bytesCopied;
-                heartbeat({ node: input.node, copying: f.name, bytes: done, of: total });
-                const s = await streamFile(from, dst, posix.join(src, f.name), part, COPY_TIMEOUT_SECONDS, (bytes) =>
-                  heartbeat({ node: input.node, copying: f.name, bytes: done + bytes, of: total }),
-                );
-                if (s.bytes !== f.bytes || s.sha256 !== f.sha256) {
-                  const what =
-                    s.bytes !== f.bytes
-                      ? `${f.name} has ${s.bytes} bytes, the manifest says ${f.bytes}`
-                      : `${f.name} has SHA-256 ${s.sha256.slice(0, 16)}…, the manifest says ${f.sha256.slice(0, 16)}…`;
-                  throw corrupt(`backup ${backupId} does not match its manifest: ${what} (as read from ${b.host}:${src})`);
-                }
-                await mustExec(dst, ['mv', '-f', '--', part, posix.join(staging, f.name)], `renaming ${part}`);
-                bytesCopied += s.bytes;
-              }
-            });
-          }
-          heartbeat({ node: input.node, step: 'verify', bytes: bytesCopied, of: total });
-          const v = await verifyOnHost(dst, staging, backupId, files, COPY_TIMEOUT_SECONDS);
-          if (!v.ok) {
-            // The backup itself, or the copy? Only the first is for a person.
-            const sv: PgBackupVerifyResult = await onHost(rt, call, input.cluster, b.host, (open) =>
-              verifyOnHost(open, src, backupId, files, COPY_TIMEOUT_SECONDS),
-            );
-            if (!sv.ok) throw corrupt(`${sv.detail} (on ${b.host} in ${src})`);
-            await removeStaging();
-            throw new Error(
-              `the copy of backup ${backupId} staged in ${staging} on ${n.sshHost} does not match the manifest although the backup on ${b.host} does: ` +
-                `${v.detail}; staging removed, a retry copies it again`,
-            );
-          }
-          const durationMs = Date.now() - t0;
-          const how = sameHost ? `cp on ${n.sshHost}` : `streaming from ${b.host} through the worker`;
-          rt.log.info('backup staged for restore', { cluster: input.cluster, node: input.node, backupId, stagingDir: staging, bytesCopied, durationMs });
-          return {
-            ...base,
-            verify: v,
-            bytesCopied,
-            durationMs,
-            detail:
-              `staged backup ${backupId} (${files.length} files, ${formatBytes(total)}) in ${staging} on ${n.sshHost}: copied ` +
-              `${todo.length} file${todo.length === 1 ? '' : 's'} (${formatBytes(bytesCopied)}) by ${how} ` +
-              `in ${(durationMs / 1000).toFixed(1)} s; ${[...notes, v.detail].join('; ')}`,
-          };
-        } catch (err) {
-          if (err instanceof ApplicationFailure && err.type === Errors.BackupCorrupt) await removeStaging();
-          throw err;
-        }
-      });
+        });
+      }
     }),
 
     /**

@@ -10,7 +10,7 @@ import { shellScript } from './argv';
 import { OpenSession } from './exec';
 
 /**
- * Hold an exclusive flock(2) on $1 (a file or directory that exists) for as long as this
+ * Hold a flock(2) on $1 (a file or directory that exists; $3: -x exclusive, -s shared) for as long as this
  * command's standard input stays open: the lock lives and dies with the SSH channel, so a worker
  * that is killed (its connection closed) leaves no lock behind. Prints "waiting" when another
  * holder has it, "locked" once held; exits 75 when it was not free within $2 seconds. A host
@@ -19,7 +19,7 @@ import { OpenSession } from './exec';
 const HOLD_LOCK_SH = [
   'exec 9<"$1" || exit 1',
   'if ! command -v flock >/dev/null 2>&1; then echo noflock; exec cat >/dev/null; fi',
-  'if flock -n -x 9; then echo locked; else echo waiting; flock -x -w "$2" 9 || exit 75; echo locked; fi',
+  'if flock -n "$3" 9; then echo locked; else echo waiting; flock "$3" -w "$2" 9 || exit 75; echo locked; fi',
   'exec cat >/dev/null',
 ].join('\n');
 
@@ -39,11 +39,13 @@ export interface HostLock {
 }
 
 /**
- * Take an exclusive lock on a path of the host, waiting (with heartbeats) up to `waitSeconds`
- * while another holder has it. Two runs that would otherwise share something on the host (a
- * drill's scratch copy of one backup) take turns instead of stepping on each other.
+ * Take a lock on a path of the host (exclusive, or `shared`), waiting (with heartbeats) up to
+ * `waitSeconds` while another holder has it (0: not at all, LockBusyError). Two runs that would
+ * otherwise share something on the host (a drill's scratch copy of one backup) take turns instead
+ * of stepping on each other; readers of a backup hold its manifest shared so that retention,
+ * which asks for it exclusively without waiting, leaves the backup alone while they read it.
  */
-export async function holdHostLock(open: OpenSession, path: string, waitSeconds: number, what: string): Promise<HostLock> {
+export async function holdHostLock(open: OpenSession, path: string, waitSeconds: number, what: string, opts: { shared?: boolean } = {}): Promise<HostLock> {
   if (!open.session.execStream) throw configError(`the SSH session to ${open.name} cannot hold a lock (no execStream): ${what} needs it`);
   const cancelled = cancellationSignal();
   const abort = new AbortController();
@@ -61,7 +63,7 @@ export async function holdHostLock(open: OpenSession, path: string, waitSeconds:
     });
   });
   const started = Date.now();
-  const channel = open.session.execStream(commandLine(shellScript(HOLD_LOCK_SH, path, String(waitSeconds))), {
+  const channel = open.session.execStream(commandLine(shellScript(HOLD_LOCK_SH, path, String(waitSeconds), opts.shared ? '-s' : '-x')), {
     timeoutMs: LOCK_CHANNEL_MS,
     signal: abort.signal,
     stdin,
