@@ -14,7 +14,7 @@ import { createLogger } from '../src/logging';
 import { loadTopology } from '../src/topology/load';
 import type { Topology } from '../src/topology/schema';
 import { topologyTarget } from '../src/temporal-access';
-import { createWorker, installRuntimeLogger } from '../src/worker';
+import { createWorker, installRuntime } from '../src/worker';
 import { clientConnectionOptions, targetClient } from '../src/temporal-connection';
 
 export interface BenchStage {
@@ -32,7 +32,7 @@ export async function withBenchStage<T>(fromNet: number, fn: (s: BenchStage) => 
     const status = await sandboxUp(opts);
     const target = await topologyTarget(status.config, { address: status.temporal.address, namespace: 'default' });
     const logger = createLogger({ level: 'warn', destination: 2 });
-    installRuntimeLogger(logger);
+    installRuntime(logger);
     const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger });
     const connection = await Connection.connect(clientConnectionOptions(target));
     try {

@@ -17,7 +17,7 @@ import { loadTopology, resolveConfigPath } from './topology/load';
 import type { Topology } from './topology/schema';
 import { workflowBundle } from './workflow-bundle';
 import { SEARCH_ATTRIBUTES } from './workflows/lib/search-attributes';
-import { clientConnectionOptions, connectClient, targetClient } from './temporal-connection';
+import { clientConnectionOptions, connectClient, credentials, targetClient } from './temporal-connection';
 import { prometheusOptions, topologyGauges } from './worker-metrics';
 
 let runtimeInstalled: { metrics: string | null } | null = null;
@@ -40,8 +40,6 @@ export function installRuntime(logger: AppLogger, metrics: string | null = null)
   });
   runtimeInstalled = { metrics };
 }
-/** @deprecated name kept for callers that only set the logger */
-export const installRuntimeLogger = (logger: AppLogger): void => installRuntime(logger);
 
 /** Refuses to start against a namespace without switchyard's search attributes, saying how to add them. */
 export async function checkSearchAttributes(target: TemporalTarget): Promise<void> {
@@ -83,6 +81,9 @@ export async function createWorker(
   opts: WorkerOptions,
 ): Promise<{ worker: Worker; reload: () => void; connection: NativeConnection; close: () => Promise<void> }> {
   let topology: Topology = loadTopology(opts.configPath);
+  // switchyard's bounds from the topology (what the alert rules compare against), again on reload.
+  const gauges = runtimeInstalled?.metrics ? topologyGauges(Runtime.instance().metricMeter) : null;
+  gauges?.publish(topology);
   const reload = () => {
     try {
       topology = loadTopology(opts.configPath);
@@ -93,15 +94,8 @@ export async function createWorker(
     }
   };
   const current = () => topology;
-  // switchyard's bounds from the topology (what the alert rules compare against), again on reload.
-  const gauges = runtimeInstalled?.metrics ? topologyGauges(Runtime.instance().metricMeter) : null;
-  gauges?.publish(topology);
   await checkSearchAttributes(opts.target);
-  const connection = await NativeConnection.connect({
-    address: opts.target.address,
-    ...(opts.target.tls ? { tls: opts.target.tls } : {}),
-    ...(opts.target.apiKey ? { apiKey: opts.target.apiKey } : {}),
-  });
+  const connection = await NativeConnection.connect({ address: opts.target.address, ...credentials(opts.target) });
   // Lazy: connects on the first lock activity, so a worker that never takes a lock opens nothing.
   const clientConnection = Connection.lazy(clientConnectionOptions(opts.target));
   const client = targetClient(opts.target, clientConnection);

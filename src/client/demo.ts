@@ -19,7 +19,7 @@ import { loadTopology } from '../topology/load';
 import { pickNet, releaseNet } from '../../sandbox/nets';
 import { createLogger } from '../logging';
 import { TASK_QUEUE } from '../temporal-target';
-import { createWorker, installRuntimeLogger } from '../worker';
+import { createWorker, installRuntime } from '../worker';
 import type { failback, failover, readiness, watch } from '../workflows';
 import { watchStatusQuery, watchStopSignal, watchWorkflowId, type WatchStatus } from '../contract/watch';
 import type { FailbackResult } from '../workflows/failback';
@@ -76,7 +76,7 @@ export async function runDemo(): Promise<void> {
     say(`[${secs()}] 2. worker on task queue "${TASK_QUEUE}" (logs: warnings only, on stderr)`);
     const target = await topologyTarget(status.config, { address: status.temporal.address, namespace: 'default' });
     const logger = createLogger({ level: process.env.SWITCHYARD_LOG_LEVEL ?? 'warn', destination: 2, name: 'switchyard-demo' });
-    installRuntimeLogger(logger);
+    installRuntime(logger);
     const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger, identity: 'switchyard demo' });
     const connection = await connectClient(target);
     const client = targetClient(target, connection);

@@ -52,9 +52,9 @@ export async function runReadiness(opts: { cluster: string; configPath: string; 
     try {
       if (await workerIsPolling(client, opts.target.namespace)) return await start(TASK_QUEUE);
       // The worker SDK and the activities load only here, when this process must run the check itself.
-      const { createWorker, installRuntimeLogger } = require('../worker') as typeof import('../worker');
+      const { createWorker, installRuntime } = require('../worker') as typeof import('../worker');
       const logger = createLogger({ level: process.env.SWITCHYARD_LOG_LEVEL ?? 'warn', destination: 2, name: 'switchyard-check' });
-      installRuntimeLogger(logger);
+      installRuntime(logger);
       const taskQueue = `switchyard-check-${randomUUID()}`;
       const { worker, close: closeWorker } = await createWorker({
         configPath: opts.configPath,

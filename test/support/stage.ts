@@ -17,7 +17,7 @@ import { createLogger } from '../../src/logging';
 import { loadTopology } from '../../src/topology/load';
 import type { ClusterConfig, Topology } from '../../src/topology/schema';
 import { TASK_QUEUE, type TemporalTarget } from '../../src/temporal-target';
-import { createWorker, installRuntimeLogger } from '../../src/worker';
+import { createWorker, installRuntime } from '../../src/worker';
 import type { Progress } from '../../src/contract/messages';
 import { startTestSandbox, type TestSandbox } from './sandbox';
 import { workflowBundle } from './temporal';
@@ -95,7 +95,7 @@ export async function startStage(opts: StageOptions = {}): Promise<Stage> {
     const client = targetClient(target, connection);
     const logger = createLogger({ level: process.env.SWITCHYARD_TEST_VERBOSE ? 'info' : 'error', destination: 2, name: 'switchyard-test-worker' });
     if (!loggerInstalled) {
-      installRuntimeLogger(logger);
+      installRuntime(logger);
       loggerInstalled = true;
     }
     let current: { worker: Worker; running: Promise<void>; close: () => Promise<void> } | null = null;
