@@ -17,6 +17,7 @@ import { Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { ec2Endpoint, seedEc2 } from './ec2';
+import { seedS3, STORE_BUCKET, STORE_PREFIX } from './s3';
 import {
   checkNet,
   defaultDir,
@@ -746,6 +747,11 @@ async function ensureEc2(ctx: Ctx, spec: PartSpec): Promise<void> {
     }
   } catch (err) {
     throw partError(spec, `seeding EC2 failed: ${(err as Error).message}`);
+  }
+  try {
+    if (await seedS3(ctx.l)) ctx.log(`s3: made the backup bucket s3://${STORE_BUCKET}/${STORE_PREFIX} (versioned)`);
+  } catch (err) {
+    throw partError(spec, `seeding S3 failed: ${(err as Error).message}`);
   }
 }
 

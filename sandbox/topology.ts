@@ -9,6 +9,7 @@ import { parseTopology } from '../src/topology/load';
 import type { TopologyInput } from '../src/topology/schema';
 import { CODEC_KEY_ID, EC2_REGION, ELASTIC_IP, PORTS, SERVICES, SHARED_HOST, SITES, type Layout } from './layout';
 import { ec2Endpoint, PRIVATE_VIP } from './ec2';
+import { STORE_BUCKET, STORE_PREFIX } from './s3';
 import type { RunAs } from './procs';
 
 export interface TopologyTools {
@@ -190,6 +191,15 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools, acc
           keepLast: 7,
           maxAge: '14d',
           verifyQueries: ['SELECT count(*) FROM public.sandbox_rows'],
+          store: {
+            bucket: STORE_BUCKET,
+            prefix: STORE_PREFIX,
+            region: EC2_REGION,
+            endpoint: ec2Endpoint(l),
+            credentials: { accessKeyId: { file: l.secrets.awsAccessKeyId }, secretAccessKey: { file: l.secrets.awsSecretAccessKey } },
+            // Small parts, so the sandbox's backups of a few MiB still take the multipart path.
+            partSizeMiB: 5,
+          },
         },
       },
     },

@@ -18,6 +18,7 @@ import { pgBackupCreateActivities } from './backup/pg-create';
 import { pgDrillActivities } from './backup/pg-drill';
 import { pgRestoreActivities } from './backup/pg-restore';
 import { ec2Activities } from './ec2';
+import { pgBackupStoreActivities } from './backup/store-backup';
 import { fenceActivities } from './postgres/fence';
 import { guardActivities } from './guard';
 import { historyActivities } from './history';
@@ -65,6 +66,7 @@ export function createActivities(deps: ActivityDeps) {
     ...pgBackupCreateActivities(rt),
     ...pgDrillActivities(rt),
     ...pgRestoreActivities(rt),
+    ...pgBackupStoreActivities(rt),
     ...vantageActivities(rt),
     ...watchMemoryActivities(rt),
   };

@@ -224,6 +224,63 @@ export interface PgBackupManifest {
   totalBytes: number;
   /** Sum of the database sizes reported by the source before the backup (uncompressed). */
   databaseBytes: number | null;
+  /** In the store's copy of the manifest (and a backup fetched from it): where each file's object is. */
+  store?: PgStoreRecord;
+}
+
+/** One file of a backup as an object in the store. */
+export interface StoredObject {
+  /** The file's name in the backup directory. */
+  name: string;
+  key: string;
+  bytes: number;
+  /** SHA-256 of the whole file (hex), checked against the manifest on upload and on download. */
+  sha256: string;
+  /** The object version written (null when the bucket has no versioning). */
+  versionId: string | null;
+}
+
+/**
+ * Where a backup's offsite copy is: the `store` field of the manifest object in the bucket, and
+ * switchyard-store.json beside the manifest on the backup host once the upload completed. Objects
+ * live under <prefix><cluster>/<backupId>/; the manifest object is written last, so a backup
+ * counts as stored only when all its files are.
+ */
+export interface PgStoreRecord {
+  /** s3://<bucket>/<keyPrefix> */
+  url: string;
+  bucket: string;
+  /** <prefix><cluster>/<backupId>/ */
+  keyPrefix: string;
+  uploadedAt: string;
+  serverSideEncryption: string | null;
+  objects: StoredObject[];
+}
+
+export interface PgBackupUploadResult {
+  backupId: string;
+  url: string;
+  objects: StoredObject[];
+  /** Files uploaded by this call, and files found already stored with the manifest's size and SHA-256 (a resumed run). */
+  uploaded: string[];
+  found: string[];
+  /** Multipart uploads an earlier, interrupted attempt left unfinished, aborted before starting. */
+  abortedUploads: number;
+  /** Object versions of these keys that did not hold the manifest's bytes, deleted. */
+  prunedVersions: number;
+  bytesUploaded: number;
+  durationMs: number;
+  detail: string;
+}
+
+/** A backup downloaded from the store onto the backup host (a drill or a restore of a backup the host no longer has). */
+export interface PgStoreFetchResult {
+  backupId: string;
+  url: string;
+  files: number;
+  bytes: number;
+  durationMs: number;
+  detail: string;
 }
 
 /** drill.json: written by a drill that proved the backup restores. */
@@ -267,6 +324,10 @@ export interface PgBackupEntry {
   drill: PgDrillRecord | null;
   /** Directory modification time (for incomplete ones). */
   modifiedAt: string | null;
+  /** Where it is: on the backup host, in the store, or both (absent: the host only, as listed before stores existed). */
+  location?: ('host' | 'store')[];
+  /** Its offsite copy, when it is in the store. */
+  store?: PgStoreRecord | null;
 }
 
 export interface PgBackupVerifyResult {
@@ -284,6 +345,8 @@ export interface PgBackupDeleteResult {
   deleted: boolean;
   /** Not deleted: a drill or a restore holds the backup's lock (it is reading it right now). */
   busy?: boolean;
+  /** Object versions deleted from the store (0 when it had none; absent without a store). */
+  storeDeleted?: number;
   detail: string;
 }
 
@@ -306,6 +369,8 @@ export interface PgDrillResult {
   scratchPort: number;
   /** The scratch copy was stopped and removed. */
   cleanedUp: boolean;
+  /** The backup host no longer had the backup: it was downloaded from the store first. */
+  fetched?: PgStoreFetchResult | null;
   detail: string;
 }
 
@@ -330,6 +395,8 @@ export interface PgRestoreStageResult {
   stagingDir: string;
   verify: PgBackupVerifyResult;
   bytesCopied: number;
+  /** The backup host no longer had the backup: it was downloaded from the store first. */
+  fetched?: PgStoreFetchResult | null;
   durationMs: number;
   detail: string;
 }
@@ -368,6 +435,8 @@ export interface BackupActivities {
   pgBackupList(input: { cluster: string }): Promise<PgBackupEntry[]>;
   pgBackupVerify(input: { cluster: string; backupId: string }): Promise<PgBackupVerifyResult>;
   pgBackupDelete(input: { cluster: string; backupId: string }): Promise<PgBackupDeleteResult>;
+  /** Copy a complete base backup from the backup host to the store (backup.store), manifest object last. */
+  pgBackupUpload(input: { cluster: string; backupId: string }): Promise<PgBackupUploadResult>;
   pgDrill(input: PgDrillInput): Promise<PgDrillResult>;
   pgRestoreStage(input: PgRestoreNodeInput): Promise<PgRestoreStageResult>;
   pgRestoreSwap(input: PgRestoreNodeInput): Promise<PgRestoreSwapResult>;

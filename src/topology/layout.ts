@@ -46,6 +46,8 @@ export interface ClusterLayout {
     maxRestorableAgeSeconds: number | null;
     drillPort: number;
     verifyQueries: number;
+    /** The offsite store, as `s3://<bucket>/<prefix>`; absent when the cluster has none (and in layouts recorded before stores existed). */
+    store?: string;
   } | null;
 }
 
@@ -124,6 +126,7 @@ export function clusterLayout(name: string, c: ClusterConfig, access: Access = {
           maxRestorableAgeSeconds: c.backup.maxRestorableAge ? durationSeconds(c.backup.maxRestorableAge) : null,
           drillPort: c.backup.drillPort,
           verifyQueries: c.backup.verifyQueries.length,
+          ...(c.backup.store ? { store: `s3://${c.backup.store.bucket}/${c.backup.store.prefix}` } : {}),
         }
       : null,
   };

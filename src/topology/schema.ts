@@ -12,6 +12,7 @@ import { checkCheckpointPolicy, checkpointSchema } from './checkpoints';
 import { absPath, address, duration, name, nonNegativeInt, port, positiveInt, secretRef } from './fields';
 import { consoleSchema, operatorsSchema } from './operators';
 import { metricsSchema, temporalSchema } from './temporal';
+import { storeSchema } from './backup-store';
 
 export { DURATION_RE, durationSeconds } from './duration';
 export { secretRef, type SecretRef } from './fields';
@@ -312,6 +313,12 @@ const backupSchema = z
     verifyQueries: z.array(z.string().min(1)).default([]),
     /** The port a drill's scratch server listens on (loopback of the backup host). */
     drillPort: port.default(55432),
+    /**
+     * An offsite copy of every base backup in an S3-compatible bucket: uploaded after the backup's
+     * manifest is written, deleted with it by retention, downloaded by a drill or a restore when the
+     * backup host no longer has it.
+     */
+    store: storeSchema.optional(),
   })
   .strict();
 

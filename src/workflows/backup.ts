@@ -14,8 +14,15 @@
  * towards the database). The backup id comes from the input or, for a scheduled run, from the
  * workflow id the schedule gave the run, so a resumed or retried run never makes a second backup.
  */
-import { ApplicationFailure, executeChild, workflowInfo } from '@temporalio/workflow';
-import { BACKUP_ID_RE, type EbsSnapshotCreateResult, type EbsSnapshotWaitResult, type PgBackupCreateResult, type PgDrillResult } from '../contract/backup';
+import { ApplicationFailure, executeChild, patched, workflowInfo } from '@temporalio/workflow';
+import {
+  BACKUP_ID_RE,
+  type PgBackupUploadResult,
+  type EbsSnapshotCreateResult,
+  type EbsSnapshotWaitResult,
+  type PgBackupCreateResult,
+  type PgDrillResult,
+} from '../contract/backup';
 import { DURATION_RE, durationSeconds } from '../topology/duration';
 import type { ClusterLayout } from '../topology/layout';
 import { formatBytes } from '../contract/format';
@@ -26,6 +33,9 @@ import { messageOf, StepLog } from './lib/steps';
 import type { PlanStep, StepRecord } from '../contract/messages';
 
 export type BackupKind = 'pg' | 'ebs';
+
+/** Runs recorded before the store existed made no upload step. */
+export const STORE_UPLOAD_PATCH = 'backup-store-upload';
 
 export interface BackupInput {
   cluster: string;
@@ -61,6 +71,8 @@ export interface BackupResult {
     pgVersion: string;
     created: boolean;
     durationSeconds: number;
+    /** Its offsite copy (backup.store): absent without a store. */
+    store?: { url: string; uploaded: string[]; found: string[]; bytesUploaded: number; durationSeconds: number } | null;
   } | null;
   ebs: {
     instanceId: string;
@@ -221,6 +233,15 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
             },
           ]
         : []),
+      ...(kinds.includes('pg') && cfg.store
+        ? [
+            {
+              step: 'upload',
+              target: cfg.store,
+              action: `copy the base backup's files to ${cfg.store}${cluster}/${backupId}/, each checked against the manifest's SHA-256, the manifest last`,
+            },
+          ]
+        : []),
       { step: 'retention', target: cluster, action: 'delete what the decisions below mark DELETE' },
       ...(input.drill
         ? [{ step: 'drill', target: cfg.host, action: `restore ${backupId} into a scratch copy on port ${cfg.drillPort}, verify, remove it` }]
@@ -258,6 +279,15 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     );
   }
   const pgSeconds = seconds(pgStarted, Date.now());
+  // ---- offsite: the base backup copied to the store once its manifest is written ------------------
+  let stored: PgBackupUploadResult | null = null;
+  if (pgMade && cfg.store && patched(STORE_UPLOAD_PATCH)) {
+    stored = await steps.run(
+      'upload',
+      () => copying.pgBackupUpload({ cluster, backupId }),
+      (r) => r.detail,
+    );
+  }
   let ebsWait: EbsSnapshotWaitResult | null = null;
   if (ebsMade) {
     ebsWait = await steps.run(
@@ -300,6 +330,17 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
         pgVersion: pgMade.manifest.pgVersion,
         created: pgMade.created,
         durationSeconds: pgSeconds,
+        ...(stored
+          ? {
+              store: {
+                url: stored.url,
+                uploaded: stored.uploaded,
+                found: stored.found,
+                bytesUploaded: stored.bytesUploaded,
+                durationSeconds: Math.round(stored.durationMs / 100) / 10,
+              },
+            }
+          : {}),
       }
     : null;
   const ebs: BackupResult['ebs'] = ebsMade
@@ -320,7 +361,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     : null;
   const durationSeconds = seconds(startedMs, Date.now());
   const made = [
-    pg ? `base backup ${formatBytes(pg.totalBytes)} in ${pg.durationSeconds} s` : null,
+    pg ? `base backup ${formatBytes(pg.totalBytes)} in ${pg.durationSeconds} s${stored ? `, copied to ${stored.url}` : ''}` : null,
     ebs ? `${ebs.snapshots.length} snapshots in ${ebs.durationSeconds} s${apiNote(ebs.apiRetries)}` : null,
   ]
     .filter(Boolean)

@@ -200,6 +200,7 @@ describe('paths', () => {
       dir: '/srv/backups/demo/b-2026.05.09_1',
       partial: '/srv/backups/demo/b-2026.05.09_1.partial',
       scratch: '/srv/backups/demo/.drill-b-2026.05.09_1',
+      fetchLock: '/srv/backups/demo/.fetch-b-2026.05.09_1.lock',
     });
   });
 

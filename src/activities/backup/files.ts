@@ -12,7 +12,9 @@ import { brief, execArgv, type OpenSession } from '../ssh/exec';
 /** Files of a backup directory that are not part of what the manifest lists. */
 export const MANIFEST_FILE = 'switchyard-manifest.json';
 export const DRILL_FILE = 'drill.json';
-const NOT_LISTED = new Set([MANIFEST_FILE, DRILL_FILE]);
+/** The record of the backup's offsite copy (PgStoreRecord), written once its upload completed. */
+export const STORE_FILE = 'switchyard-store.json';
+const NOT_LISTED = new Set([MANIFEST_FILE, DRILL_FILE, STORE_FILE]);
 
 export function checkBackupId(backupId: unknown): string {
   if (typeof backupId !== 'string' || !BACKUP_ID_RE.test(backupId)) {

@@ -16,6 +16,8 @@ import {
   type PgBackupManifest,
   type PgBackupVerifyResult,
   type PgDrillRecord,
+  type PgStoreRecord,
+  type StoredObject,
 } from '../../contract/backup';
 import { backupDir, checkBackupId, DRILL_FILE, MANIFEST_FILE, verifyOnHost } from './files';
 import { configError } from '../resolver';
@@ -27,6 +29,8 @@ import { holdHostLock, LockBusyError, type HostLock } from '../ssh/host-lock';
 import { LSN_RE } from '../../contract/lsn';
 import { Errors } from '../../contract/errors';
 import { shellScript } from '../ssh/argv';
+import { deleteStored, listStored, mergeCatalogs } from './store-backup';
+import { withStore } from './store-client';
 
 export const MANIFEST_FORMAT = 'switchyard-pg-backup/1';
 /** Bound on hashing or extracting a whole backup on the backup host. */
@@ -44,6 +48,8 @@ export interface BackupPaths {
   partial: string;
   /** <root>/<cluster>/.drill-<backupId>: a drill's scratch copy. */
   scratch: string;
+  /** <root>/<cluster>/.fetch-<backupId>.lock: held while the backup is downloaded from the store. */
+  fetchLock: string;
 }
 
 /**
@@ -58,7 +64,13 @@ export function backupPaths(root: string, cluster: string, backupId: string): Ba
   const clusterDir = clusterDirOf(root, cluster);
   const dir = backupDir(posix.dirname(clusterDir), cluster, id);
   if (posix.dirname(dir) !== clusterDir) throw configError(`backup ${id} of cluster ${cluster} would not lie directly in ${clusterDir}`);
-  return { clusterDir, dir, partial: `${dir}.partial`, scratch: posix.join(clusterDir, `.drill-${id}`) };
+  return {
+    clusterDir,
+    dir,
+    partial: `${dir}.partial`,
+    scratch: posix.join(clusterDir, `.drill-${id}`),
+    fetchLock: posix.join(clusterDir, `.fetch-${id}.lock`),
+  };
 }
 
 /** <root>/<cluster>, refusing a root that is not absolute and a cluster name that is not one plain path component. */
@@ -111,6 +123,7 @@ export function parseSwitchyardManifest(text: string, expect?: { cluster: string
       `${MANIFEST_FILE} describes backup ${JSON.stringify(m.backupId)} of cluster ${JSON.stringify(m.cluster)}, not ${expect.backupId} of ${expect.cluster}`,
     );
   }
+  const store = m.store === undefined ? undefined : parseStoreRecord(m.store);
   return {
     format: MANIFEST_FORMAT,
     cluster: m.cluster as string,
@@ -128,6 +141,34 @@ export function parseSwitchyardManifest(text: string, expect?: { cluster: string
     files,
     totalBytes: m.totalBytes as number,
     databaseBytes: (m.databaseBytes as number | null) ?? null,
+    ...(store ? { store } : {}),
+  };
+}
+
+/** The `store` field of a manifest (and switchyard-store.json), checked field by field. Throws with the reason. */
+export function parseStoreRecord(v: unknown): PgStoreRecord {
+  const r = v as Record<string, unknown>;
+  const bad = (field: string) => new Error(`${MANIFEST_FILE}: store.${field} is missing or malformed`);
+  if (!r || typeof r !== 'object' || Array.isArray(r)) throw bad('(the record)');
+  for (const k of ['url', 'bucket', 'keyPrefix'] as const) if (typeof r[k] !== 'string' || r[k] === '') throw bad(k);
+  if (!isIsoTime(r.uploadedAt)) throw bad('uploadedAt');
+  if (r.serverSideEncryption !== null && typeof r.serverSideEncryption !== 'string') throw bad('serverSideEncryption');
+  if (!Array.isArray(r.objects)) throw bad('objects');
+  const objects: StoredObject[] = r.objects.map((o: unknown, i: number) => {
+    const x = o as Record<string, unknown>;
+    if (!x || typeof x.name !== 'string' || typeof x.key !== 'string' || !(x.key as string).startsWith(r.keyPrefix as string)) throw bad(`objects[${i}].key`);
+    if (typeof x.bytes !== 'number' || !Number.isInteger(x.bytes) || x.bytes < 0) throw bad(`objects[${i}].bytes`);
+    if (typeof x.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(x.sha256)) throw bad(`objects[${i}].sha256`);
+    if (x.versionId !== null && typeof x.versionId !== 'string') throw bad(`objects[${i}].versionId`);
+    return { name: x.name, key: x.key as string, bytes: x.bytes, sha256: x.sha256, versionId: (x.versionId as string | null) ?? null };
+  });
+  return {
+    url: r.url as string,
+    bucket: r.bucket as string,
+    keyPrefix: r.keyPrefix as string,
+    uploadedAt: r.uploadedAt as string,
+    serverSideEncryption: (r.serverSideEncryption as string | null) ?? null,
+    objects,
   };
 }
 
@@ -310,7 +351,13 @@ export function pgBackupCatalogActivities(rt: Runtime) {
     /** Every backup directory of the cluster (not unfinished ones, not drill scratch copies), newest first. */
     pgBackupList: rt.activity(async (input: { cluster: string }, call): Promise<PgBackupEntry[]> => {
       const b = backupConfig(call, input.cluster);
-      return onBackupHost(rt, call, input.cluster, (open) => listBackups(open, clusterDirOf(b.root, input.cluster)));
+      const host = await onBackupHost(rt, call, input.cluster, (open) => listBackups(open, clusterDirOf(b.root, input.cluster)));
+      if (!b.store) return host;
+      // A store that cannot be listed fails the call (retried): a catalog without it would count its backups as gone.
+      const stored = await withStore(rt, call, input.cluster, (store) => listStored(store, input.cluster)).catch((err: unknown) => {
+        throw new Error(`cannot list the backups in the store s3://${b.store?.bucket}/${b.store?.prefix}${input.cluster}/: ${errorMessage(err)}`);
+      });
+      return mergeCatalogs(host, stored);
     }),
 
     /** A backup's files against its manifest, checked on the backup host (sizes, SHA-256). */
@@ -329,16 +376,20 @@ export function pgBackupCatalogActivities(rt: Runtime) {
       const paths = backupPaths(b.root, input.cluster, input.backupId);
       return onBackupHost(rt, call, input.cluster, async (open) => {
         const there = (await execArgv(open, ['test', '-e', paths.dir], 15)).exitCode === 0;
-        if (!there)
-          return { backupId: input.backupId, dir: paths.dir, deleted: false, detail: `${paths.dir} on ${open.name} does not exist: nothing to delete` };
-        // A drill or a restore holds the manifest shared while it reads the backup: then it is kept, and says why.
-        // (A partial backup has no manifest: nothing reads it.)
+        // A drill or a restore holds the manifest shared while it reads the backup, and the fetch lock while it
+        // downloads it from the store: then it is kept, and says why. (A partial backup has no manifest: nothing reads it.)
         const manifest = posix.join(paths.dir, MANIFEST_FILE);
-        const hasManifest = (await execArgv(open, ['test', '-f', manifest], 15)).exitCode === 0;
-        let lock: HostLock | null = null;
+        const fetchLock = paths.fetchLock;
+        const held: HostLock[] = [];
+        const release = async () => {
+          for (const l of held.splice(0)) await l.release();
+        };
         try {
-          if (hasManifest) lock = await holdHostLock(open, manifest, 0, `deleting backup ${input.backupId}`);
+          for (const path of [fetchLock, manifest])
+            if ((await execArgv(open, ['test', '-f', path], 15)).exitCode === 0)
+              held.push(await holdHostLock(open, path, 0, `deleting backup ${input.backupId}`));
         } catch (err) {
+          await release();
           if (!(err instanceof LockBusyError)) throw err;
           return {
             backupId: input.backupId,
@@ -348,14 +399,34 @@ export function pgBackupCatalogActivities(rt: Runtime) {
             detail: `skipped ${paths.dir} on ${open.name}: a drill or a restore is reading it right now (it holds the backup's lock); the next retention run deletes it`,
           };
         }
+        const done: string[] = [];
+        let storeDeleted: number | undefined;
         try {
-          await mustExec(open, ['rm', '-rf', '--', paths.dir], `deleting ${paths.dir}`, 3600);
+          if (there) {
+            await mustExec(open, ['rm', '-rf', '--', paths.dir], `deleting ${paths.dir}`, 3600);
+            if ((await execArgv(open, ['test', '-e', paths.dir], 15)).exitCode === 0)
+              throw new Error(`${paths.dir} on ${open.name} is still there after rm -rf`);
+            done.push(`deleted ${paths.dir} on ${open.name}`);
+          }
+          if (b.store) {
+            storeDeleted = await withStore(rt, call, input.cluster, (store) => deleteStored(store, input.cluster, input.backupId));
+            if (storeDeleted > 0)
+              done.push(`deleted ${storeDeleted} object version(s) under s3://${b.store.bucket}/${b.store.prefix}${input.cluster}/${input.backupId}/`);
+          }
+          await execArgv(open, ['rm', '-f', '--', fetchLock], 15);
         } finally {
-          await lock?.release();
+          await release();
         }
-        if ((await execArgv(open, ['test', '-e', paths.dir], 15)).exitCode === 0) throw new Error(`${paths.dir} on ${open.name} is still there after rm -rf`);
-        rt.log.info('backup deleted', { cluster: input.cluster, backupId: input.backupId, dir: paths.dir });
-        return { backupId: input.backupId, dir: paths.dir, deleted: true, detail: `deleted ${paths.dir} on ${open.name}` };
+        if (!done.length)
+          return {
+            backupId: input.backupId,
+            dir: paths.dir,
+            deleted: false,
+            ...(storeDeleted !== undefined ? { storeDeleted } : {}),
+            detail: `${paths.dir} on ${open.name} does not exist${b.store ? ' and the store holds nothing of it' : ''}: nothing to delete`,
+          };
+        rt.log.info('backup deleted', { cluster: input.cluster, backupId: input.backupId, dir: paths.dir, storeDeleted });
+        return { backupId: input.backupId, dir: paths.dir, deleted: true, ...(storeDeleted !== undefined ? { storeDeleted } : {}), detail: done.join('; ') };
       });
     }),
   };

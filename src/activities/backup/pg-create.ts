@@ -7,7 +7,7 @@
 import { posix } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { PgBackupCreateInput, PgBackupCreateResult, PgBackupEntry, PgBackupFile, PgBackupManifest } from '../../contract/backup';
-import { DRILL_FILE, MANIFEST_FILE, parseSha256sum, parseSizes } from './files';
+import { DRILL_FILE, MANIFEST_FILE, parseSha256sum, parseSizes, STORE_FILE } from './files';
 import {
   backupConfig,
   backupPaths,
@@ -348,7 +348,7 @@ export function pgBackupCreateActivities(rt: Runtime) {
           throw new Error(`backup_manifest names system ${wal.systemIdentifier} but ${input.source} reported ${facts.systemIdentifier}`);
         }
         heartbeat({ backupId: input.backupId, step: 'sha256' });
-        const files = await hashDir(open, paths.partial, new Set([MANIFEST_FILE, DRILL_FILE]));
+        const files = await hashDir(open, paths.partial, new Set([MANIFEST_FILE, DRILL_FILE, STORE_FILE]));
         if (!files.some((f) => f.name === 'base.tar.gz'))
           throw new Error(
             `pg_basebackup finished but ${paths.partial} on ${open.name} has no base.tar.gz (files: ${files.map((f) => f.name).join(', ') || 'none'})`,

@@ -23,7 +23,8 @@ import { errorMessage, heartbeat } from '../activity-context';
 import type { Runtime } from '../runtime';
 import type { SshExecResult } from '../ssh/session';
 import { brief, execArgv, mustExec, type OpenSession } from '../ssh/exec';
-import { holdHostLock } from '../ssh/host-lock';
+import { holdHostLock, type HostLock } from '../ssh/host-lock';
+import { ensureOnHost, storeDrillRecord } from './store-backup';
 import { requireFreeSpace } from '../ssh/free-space';
 import { commandLine } from '../ssh/quote';
 import { formatBytes } from '../../contract/format';
@@ -161,26 +162,38 @@ export function pgDrillActivities(rt: Runtime) {
       const base = { backupId: input.backupId, scratchDir: scratch, scratchPort: port };
 
       return onBackupHost(rt, call, input.cluster, async (open): Promise<PgDrillResult> => {
-        const manifest = await readManifest(open, input.cluster, input.backupId, paths.dir);
-        // One drill of a backup at a time (they share its scratch copy): a second one waits here.
-        const lock = await holdHostLock(open, paths.dir, DRILL_LOCK_WAIT_SECONDS, `the drill of backup ${input.backupId}`);
-        // In use: retention keeps the backup while this is held (src/activities/backup/pg-catalog.ts).
-        const inUse = await holdHostLock(open, posix.join(paths.dir, MANIFEST_FILE), DRILL_LOCK_WAIT_SECONDS, `the drill of backup ${input.backupId}`, {
-          shared: true,
-        }).catch(async (err: unknown) => {
-          await lock.release();
-          throw err;
-        });
+        // Only in the store (the backup host lost it): downloaded first, under the fetch lock retention respects.
+        const { fetched, lock: fetchLock } = await ensureOnHost(rt, call, open, input.cluster, input.backupId, paths);
+        let lock: HostLock | null = null;
+        let inUse: HostLock | null = null;
         try {
+          const manifest = await readManifest(open, input.cluster, input.backupId, paths.dir);
+          // One drill of a backup at a time (they share its scratch copy): a second one waits here.
+          lock = await holdHostLock(open, paths.dir, DRILL_LOCK_WAIT_SECONDS, `the drill of backup ${input.backupId}`);
+          // In use: retention keeps the backup while this is held (src/activities/backup/pg-catalog.ts).
+          inUse = await holdHostLock(open, posix.join(paths.dir, MANIFEST_FILE), DRILL_LOCK_WAIT_SECONDS, `the drill of backup ${input.backupId}`, {
+            shared: true,
+          });
+          await fetchLock?.release();
           const notes = !lock.held
             ? [`${open.name} has no flock(1): drills of one backup at the same time are not kept apart`]
             : lock.waitedSeconds
               ? [`waited ${lock.waitedSeconds.toFixed(1)} s for another drill of this backup to finish`]
               : [];
-          return await drillLocked(open, manifest, notes);
+          if (fetched) notes.unshift(fetched.detail);
+          const r = await drillLocked(open, manifest, notes);
+          if (r.ok && r.record) {
+            const url = await storeDrillRecord(rt, call, input.cluster, input.backupId, `${JSON.stringify(r.record, null, 2)}\n`).catch((err: unknown) => {
+              rt.log.warn('drill record not copied to the store', { ...log, error: errorMessage(err) });
+              return `not copied to the store (${errorMessage(err)})`;
+            });
+            if (url) r.detail += `; drill record ${url.startsWith('s3://') ? `copied to ${url}` : url}`;
+          }
+          return { ...r, fetched };
         } finally {
-          await inUse.release();
-          await lock.release();
+          await inUse?.release();
+          await lock?.release();
+          await fetchLock?.release();
         }
       });
 

@@ -23,6 +23,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { DbNodeConfig } from '../../topology/schema';
 import { backupDir, checkBackupId, MANIFEST_FILE, parseSizes, verifyOnHost } from './files';
 import type {
+  PgStoreFetchResult,
   PgBackupFile,
   PgBackupManifest,
   PgBackupVerifyResult,
@@ -31,7 +32,8 @@ import type {
   PgRestoreStageResult,
   PgRestoreSwapResult,
 } from '../../contract/backup';
-import { parsePgMajor } from './pg-catalog';
+import { backupPaths, parsePgMajor } from './pg-catalog';
+import { ensureOnHost } from './store-backup';
 import {
   BASE_TAR,
   markerText,
@@ -186,8 +188,15 @@ export function pgRestoreActivities(rt: Runtime) {
       const src = backupDir(b.root, input.cluster, backupId);
       const sameHost = b.host === n.sshHost;
       let manifest: PgBackupManifest;
+      let fetched: PgStoreFetchResult | null = null;
       try {
-        manifest = await onHost(rt, call, input.cluster, b.host, (open) => readManifest(open, src, input));
+        manifest = await onHost(rt, call, input.cluster, b.host, async (open) => {
+          // Only in the store (the backup host lost it): downloaded onto the backup host first, checked file by file.
+          const got = await ensureOnHost(rt, call, open, input.cluster, backupId, backupPaths(b.root, input.cluster, backupId));
+          fetched = got.fetched;
+          await got.lock?.release();
+          return readManifest(open, src, input);
+        });
       } catch (err) {
         // A corrupt backup leaves nothing staged, not even a copy an earlier attempt made.
         if (err instanceof ApplicationFailure && err.type === Errors.BackupCorrupt) {
@@ -197,7 +206,7 @@ export function pgRestoreActivities(rt: Runtime) {
       }
       const files = manifest.files;
       const total = files.reduce((s, f) => s + f.bytes, 0);
-      const base = { backupId, node: input.node, stagingDir: staging };
+      const base = { backupId, node: input.node, stagingDir: staging, fetched };
 
       // In use while it is copied: retention keeps the backup until the copy is staged (src/activities/backup/pg-catalog.ts).
       return onHost(rt, call, input.cluster, b.host, async (bopen) => {

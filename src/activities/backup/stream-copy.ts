@@ -15,7 +15,7 @@ import { shellScript } from '../ssh/argv';
 /** Buffering between the two SSH channels of a streamed copy. */
 const STREAM_BUFFER_BYTES = 1024 * 1024;
 /** The receiving end of a streamed copy. */
-const RECEIVE_SH = 'umask 077; exec cat > "$1"';
+export const RECEIVE_SH = 'umask 077; exec cat > "$1"';
 
 export interface StreamResult {
   bytes: number;
