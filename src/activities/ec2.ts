@@ -35,8 +35,11 @@ const WAIT_POLL_MS = 2_000;
 /** States an instance can be in and still be "the" instance of a node (terminated ones are history). */
 export const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped', 'shutting-down'];
 
-/** An EC2 client for the cluster's ec2 section, credentials resolved from their references. */
-export async function ec2For(rt: Runtime, call: Call, cluster: string): Promise<EC2Client> {
+/**
+ * An EC2 client for the cluster's ec2 section, credentials resolved from their references; in
+ * `region` instead of the section's own when given (same endpoint and credentials: EBS copies).
+ */
+export async function ec2For(rt: Runtime, call: Call, cluster: string, region?: string): Promise<EC2Client> {
   const c = call.top.cluster(cluster);
   if (!c.ec2) throw configError(`cluster "${cluster}" has no "ec2" section (region, endpoint, credentials)`);
   const creds = c.ec2.credentials
@@ -45,12 +48,12 @@ export async function ec2For(rt: Runtime, call: Call, cluster: string): Promise<
         secretAccessKey: await call.secrets.get(c.ec2.credentials.secretAccessKey, `ec2.credentials.secretAccessKey of cluster "${cluster}"`),
       }
     : undefined;
-  return rt.ec2({ region: c.ec2.region, endpoint: c.ec2.endpoint, credentials: creds });
+  return rt.ec2({ region: region ?? c.ec2.region, endpoint: c.ec2.endpoint, credentials: creds });
 }
 
-/** Use a client for the cluster and always release its sockets. */
-export async function withEc2<T>(rt: Runtime, call: Call, cluster: string, fn: (ec2: EC2Client) => Promise<T>): Promise<T> {
-  const ec2 = await ec2For(rt, call, cluster);
+/** Use a client for the cluster (in `region` when given) and always release its sockets. */
+export async function withEc2<T>(rt: Runtime, call: Call, cluster: string, fn: (ec2: EC2Client) => Promise<T>, region?: string): Promise<T> {
+  const ec2 = await ec2For(rt, call, cluster, region);
   try {
     return await fn(ec2);
   } finally {

@@ -10,6 +10,7 @@
  */
 import { Runtime, type ActivityDeps } from './runtime';
 import type { BackupActivities } from '../contract/backup';
+import { ebsCopyActivities } from './backup/ebs-copy';
 import { ebsRestoreActivities } from './backup/ebs-restore';
 import { ebsRestorePlanActivities } from './backup/ebs-restore-plan';
 import { ebsSnapshotActivities } from './backup/ebs-snapshot';
@@ -60,6 +61,7 @@ export function createActivities(deps: ActivityDeps) {
     ...guardActivities(rt),
     ...historyActivities(rt),
     ...ebsSnapshotActivities(rt),
+    ...ebsCopyActivities(rt),
     ...ebsRestorePlanActivities(rt),
     ...ebsRestoreActivities(rt),
     ...pgBackupCatalogActivities(rt),

@@ -303,6 +303,7 @@ export function buildProgram(): Command {
     .requiredOption('--from <backupId>', 'the backup id')
     .requiredOption('--target <node>', 'the database node restored onto, or whose instance is recreated')
     .addOption(new Option('--kind <kind>', 'which part of the backup (default: pg when it has a base backup)').choices(['pg', 'ebs']))
+    .option('--region <region>', "ebs: restore in this region from the backup's copies there (one of backup.ebs.copyTo; default the cluster's ec2.region)")
     .option('--dry-run', 'print the plan; change nothing')
     .option('--as <name>', 'who starts it')
     .option('--key <file>', 'sign the start with your own Ed25519 key: the run then knows you started it (two-person rule)')
@@ -312,7 +313,7 @@ export function buildProgram(): Command {
     .action(
       async (
         cluster: string,
-        o: { from: string; target: string; kind?: 'pg' | 'ebs'; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean },
+        o: { from: string; target: string; kind?: 'pg' | 'ebs'; region?: string; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean },
         cmd: Command,
       ) => {
         const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
@@ -320,12 +321,19 @@ export function buildProgram(): Command {
         if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
         if (!(o.target in c.postgres.nodes))
           throw new UsageError(`--target: unknown database node "${o.target}" in cluster ${cluster}; known: ${Object.keys(c.postgres.nodes).join(', ')}`);
+        if (o.region !== undefined) {
+          const regions = [c.ec2?.region, ...(c.backup.ebs?.copyTo ?? []).map((t) => t.region)].filter((r): r is string => !!r);
+          if (!regions.includes(o.region))
+            throw new UsageError(`--region: ${o.region} is not a region cluster ${cluster} has EBS snapshots in; known: ${regions.join(', ') || 'none'}`);
+          if (o.kind === 'pg') throw new UsageError('--region restores EBS snapshot copies: it does not go with --kind pg');
+        }
         const input = {
           cluster,
           from: o.from,
           target: o.target,
           requestedBy: o.as ?? defaultUser(),
           ...(o.kind ? { kind: o.kind } : {}),
+          ...(o.region && o.region !== c.ec2?.region ? { region: o.region } : {}),
           ...(o.dryRun ? { dryRun: true } : {}),
         };
         await startAndReport(cmd, 'restore', input, o.id ?? runId(o.dryRun ? 'restore-dry-run' : 'restore', cluster), {

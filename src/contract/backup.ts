@@ -9,8 +9,10 @@
  *   own), switchyard-manifest.json (PgBackupManifest, written last: a directory without it is
  *   incomplete), and drill.json (PgDrillRecord) once a drill proved it restores.
  *   While pg_basebackup runs the directory is <backupId>.partial; it is renamed when complete.
- * - "ebs": one EBS snapshot per volume of the source node's instance, tagged (EBS_TAGS) with the
- *   cluster, backup id, node, workflow id, created-by and what a restore needs.
+ * - "ebs": one EBS snapshot per volume of the source node's instance, taken together (one
+ *   CreateSnapshots call: crash-consistent), tagged (EBS_TAGS) with the cluster, backup id, node,
+ *   workflow id, created-by and what a restore needs; optionally copied to other regions
+ *   (backup.ebs.copyTo), each copy tagged also with its source snapshot and region.
  */
 
 /** A backup id: safe as a directory name and a tag value. */
@@ -42,6 +44,9 @@ export const EBS_TAGS = {
   throughput: 'switchyard:throughput',
   /** On an instance (and image) made by ebsRestoreInstance: the idempotency token of the call that made it. */
   restoreToken: 'switchyard:restore-token',
+  /** On a copy of a snapshot in another region (ebsSnapshotCopy): the snapshot it was copied from, and that snapshot's region. */
+  sourceSnapshot: 'switchyard:source-snapshot',
+  sourceRegion: 'switchyard:source-region',
 } as const;
 
 /** How many EC2 API calls an activity made and how many of their attempts were retries (throttling, 5xx). */
@@ -135,6 +140,49 @@ export interface EbsSnapshotWaitResult {
   detail: string;
 }
 
+/**
+ * Copies of a backup's snapshots in another region (topology `backup.ebs.copyTo`): each copy
+ * carries the source's tags plus EBS_TAGS.sourceSnapshot and EBS_TAGS.sourceRegion, so the copy
+ * region's catalog, retention and restores read it like the original.
+ */
+export interface EbsSnapshotCopyInput {
+  cluster: string;
+  backupId: string;
+  /** One of the regions in backup.ebs.copyTo (its kmsKeyId, if any, encrypts the copies). */
+  region: string;
+}
+
+export interface EbsSnapshotCopy {
+  sourceSnapshotId: string;
+  snapshotId: string;
+  device: string | null;
+  state: string;
+}
+
+export interface EbsSnapshotCopyResult {
+  backupId: string;
+  region: string;
+  sourceRegion: string;
+  /** One per snapshot of the backup in the source region. */
+  copies: EbsSnapshotCopy[];
+  /** Copies this call started, and those it found already in the region (a resumed run). */
+  created: string[];
+  found: string[];
+  api: Ec2ApiUse;
+  detail: string;
+}
+
+export interface EbsCopyWaitInput {
+  cluster: string;
+  backupId: string;
+  region: string;
+  timeoutSeconds: number;
+}
+
+export interface EbsCopyWaitResult extends EbsSnapshotWaitResult {
+  region: string;
+}
+
 /** One backup id's snapshots as found in EC2. */
 export interface EbsBackupEntry {
   backupId: string;
@@ -177,6 +225,8 @@ export interface EbsTerminateResult {
 export interface EbsRestoreInstanceInput {
   cluster: string;
   backupId: string;
+  /** Restore in this region from the backup's copies there (backup.ebs.copyTo); default the cluster's ec2.region. */
+  region?: string;
   /** Idempotency: a retried call finds the instance this token made instead of launching another. */
   token: string;
   requestedBy: string;
@@ -426,10 +476,14 @@ export interface PgRestoreDiscardResult {
 export interface BackupActivities {
   ebsSnapshotCreate(input: EbsSnapshotCreateInput): Promise<EbsSnapshotCreateResult>;
   ebsSnapshotWait(input: EbsSnapshotWaitInput): Promise<EbsSnapshotWaitResult>;
-  ebsBackupsList(input: { cluster: string }): Promise<EbsBackupEntry[]>;
-  ebsSnapshotsDelete(input: { cluster: string; backupId: string }): Promise<EbsDeleteResult>;
-  ebsRestorePlan(input: { cluster: string; backupId: string }): Promise<EbsRestorePlan>;
-  ebsTerminateInstance(input: { cluster: string; instanceId: string }): Promise<EbsTerminateResult>;
+  /** `region`: a copy region's backups (backup.ebs.copyTo); default the cluster's ec2.region. */
+  ebsBackupsList(input: { cluster: string; region?: string }): Promise<EbsBackupEntry[]>;
+  ebsSnapshotsDelete(input: { cluster: string; backupId: string; region?: string }): Promise<EbsDeleteResult>;
+  /** Copy every snapshot of the backup into a copy region, tagged with where it came from; finds copies already made. */
+  ebsSnapshotCopy(input: EbsSnapshotCopyInput): Promise<EbsSnapshotCopyResult>;
+  ebsCopyWait(input: EbsCopyWaitInput): Promise<EbsCopyWaitResult>;
+  ebsRestorePlan(input: { cluster: string; backupId: string; region?: string }): Promise<EbsRestorePlan>;
+  ebsTerminateInstance(input: { cluster: string; instanceId: string; region?: string }): Promise<EbsTerminateResult>;
   ebsRestoreInstance(input: EbsRestoreInstanceInput): Promise<EbsRestoreInstanceResult>;
   pgBackupCreate(input: PgBackupCreateInput): Promise<PgBackupCreateResult>;
   pgBackupList(input: { cluster: string }): Promise<PgBackupEntry[]>;

@@ -48,6 +48,8 @@ export interface ClusterLayout {
     verifyQueries: number;
     /** The offsite store, as `s3://<bucket>/<prefix>`; absent when the cluster has none (and in layouts recorded before stores existed). */
     store?: string;
+    /** EBS snapshot copies in other regions, each with its own retention there; absent without `backup.ebs` (and in layouts recorded before copies existed). */
+    ebs?: { copyTo: { region: string; keepLast: number; maxAgeSeconds: number; kmsKeyId?: string }[] };
   } | null;
 }
 
@@ -127,6 +129,18 @@ export function clusterLayout(name: string, c: ClusterConfig, access: Access = {
           drillPort: c.backup.drillPort,
           verifyQueries: c.backup.verifyQueries.length,
           ...(c.backup.store ? { store: `s3://${c.backup.store.bucket}/${c.backup.store.prefix}` } : {}),
+          ...(c.backup.ebs
+            ? {
+                ebs: {
+                  copyTo: c.backup.ebs.copyTo.map((t) => ({
+                    region: t.region,
+                    keepLast: t.keepLast,
+                    maxAgeSeconds: durationSeconds(t.maxAge),
+                    ...(t.kmsKeyId ? { kmsKeyId: t.kmsKeyId } : {}),
+                  })),
+                },
+              }
+            : {}),
         }
       : null,
   };

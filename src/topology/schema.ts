@@ -225,9 +225,13 @@ export const trafficDriverSchema = z.discriminatedUnion('kind', [haproxyDriver, 
 });
 export type TrafficDriverConfig = z.infer<typeof trafficDriverSchema>;
 
+const awsRegion = z
+  .string({ error: 'expected an AWS region such as "eu-west-1"' })
+  .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { error: 'expected an AWS region such as "eu-west-1"' });
+
 const ec2Schema = z
   .object({
-    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, { error: 'expected an AWS region such as "eu-west-1"' }),
+    region: awsRegion,
     /** Override for the EC2 API endpoint (a local emulator, a VPC endpoint). */
     endpoint: z.url({ error: 'expected an http(s) URL' }).optional(),
     credentials: z.object({ accessKeyId: secretRef, secretAccessKey: secretRef }).strict().optional(),
@@ -284,6 +288,31 @@ const rejoinSchema = z
   })
   .strict();
 
+/** One region EBS snapshots are copied to, with its own retention of the copies there. */
+const ebsCopySchema = z
+  .object(
+    {
+      region: awsRegion,
+      /** Keep the last N backups' copies in that region. */
+      keepLast: positiveInt,
+      /** And every copy younger than this. */
+      maxAge: duration,
+      /** Encrypt the copies with this KMS key of the copy region (key id, alias or ARN); default the region's default EBS encryption. */
+      kmsKeyId: z.string({ error: 'expected a KMS key id, alias or ARN' }).min(1, { error: 'expected a KMS key id, alias or ARN' }).optional(),
+    },
+    { error: 'expected { region, keepLast, maxAge, kmsKeyId? }' },
+  )
+  .strict();
+
+const backupEbsSchema = z
+  .object({
+    /** Copy each EBS backup's snapshots to these regions (CopySnapshot), awaited before retention. */
+    copyTo: z.array(ebsCopySchema, { error: 'expected a list of { region, keepLast, maxAge, kmsKeyId? }' }).min(1, {
+      error: 'expected at least one region to copy to (leave "ebs" out for no copies)',
+    }),
+  })
+  .strict();
+
 const backupSchema = z
   .object({
     /**
@@ -319,6 +348,8 @@ const backupSchema = z
      * backup host no longer has it.
      */
     store: storeSchema.optional(),
+    /** EBS snapshot backups: copies in other regions. */
+    ebs: backupEbsSchema.optional(),
   })
   .strict();
 
@@ -466,6 +497,23 @@ export const clusterSchema = z
     }
     if (c.backup) {
       need('host', c.backup.host, hosts, ['backup', 'host']);
+      const copyTo = c.backup.ebs?.copyTo ?? [];
+      if (copyTo.length && !c.ec2)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['backup', 'ebs', 'copyTo'],
+          message: 'copying EBS snapshots needs the cluster\'s "ec2" section (region, endpoint)',
+        });
+      copyTo.forEach((t, i) => {
+        if (c.ec2 && t.region === c.ec2.region)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['backup', 'ebs', 'copyTo', i, 'region'],
+            message: `${t.region} is the cluster's own ec2.region: the snapshots are already there; copy to another region`,
+          });
+        if (copyTo.findIndex((o) => o.region === t.region) < i)
+          ctx.addIssue({ code: 'custom', path: ['backup', 'ebs', 'copyTo', i, 'region'], message: `${t.region} is listed twice in backup.ebs.copyTo` });
+      });
       if (c.backup.kinds.includes('ebs')) {
         if (!c.ec2)
           ctx.addIssue({ code: 'custom', path: ['backup', 'kinds'], message: 'EBS snapshot backups need the cluster\'s "ec2" section (region, endpoint)' });

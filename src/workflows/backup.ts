@@ -17,6 +17,8 @@
 import { ApplicationFailure, executeChild, patched, workflowInfo } from '@temporalio/workflow';
 import {
   BACKUP_ID_RE,
+  type EbsCopyWaitResult,
+  type EbsSnapshotCopyResult,
   type PgBackupUploadResult,
   type EbsSnapshotCreateResult,
   type EbsSnapshotWaitResult,
@@ -36,6 +38,9 @@ export type BackupKind = 'pg' | 'ebs';
 
 /** Runs recorded before the store existed made no upload step. */
 export const STORE_UPLOAD_PATCH = 'backup-store-upload';
+
+/** Runs recorded before EBS copies existed made no copy, copy-wait or copy-region retention steps. */
+export const EBS_COPIES_PATCH = 'backup-ebs-copies';
 
 export interface BackupInput {
   cluster: string;
@@ -84,8 +89,30 @@ export interface BackupResult {
   } | null;
   retention: RetentionOutcome | null;
   drill: DrillResult | null;
+  /** The snapshots' copies in other regions (backup.ebs.copyTo); absent when there are none. */
+  copies?: BackupCopy[];
   durationSeconds: number;
   steps: StepRecord[];
+}
+
+/** One copy region's copies of the backup's snapshots. */
+export interface BackupCopy {
+  region: string;
+  /** Every copy completed (false with `failure` saying why). */
+  completed: boolean;
+  snapshots: { sourceSnapshotId: string; snapshotId: string; device: string | null; state: string }[];
+  created: string[];
+  found: string[];
+  durationSeconds: number;
+  failure: string | null;
+}
+
+/** Retention in one copy region, by its own keepLast and maxAge, of the copies there. */
+export interface CopyRetentionOutcome {
+  region: string;
+  decisions: RetentionDecision[];
+  deleted: string[];
+  failed: string[];
 }
 
 export interface RetentionOutcome {
@@ -95,12 +122,14 @@ export interface RetentionOutcome {
   failed: string[];
   /** Kept this time: a drill or a restore was reading it (its lock held); the next run deletes it. */
   skipped?: string[];
+  /** Each copy region's own retention (backup.ebs.copyTo); absent when there are none. */
+  copies?: CopyRetentionOutcome[];
 }
 
 /** The one place a backup's result is built (a dry run or a backup made), with the step log as it is now. */
 function backupResult(
   run: Pick<BackupResult, 'cluster' | 'backupId' | 'source'> & { steps: StepLog },
-  o: Pick<BackupResult, 'dryRun' | 'plan' | 'pg' | 'ebs' | 'retention' | 'drill' | 'durationSeconds'>,
+  o: Pick<BackupResult, 'dryRun' | 'plan' | 'pg' | 'ebs' | 'retention' | 'drill' | 'copies' | 'durationSeconds'>,
 ): BackupResult {
   return {
     cluster: run.cluster,
@@ -112,6 +141,7 @@ function backupResult(
     ebs: o.ebs,
     retention: o.retention,
     drill: o.drill,
+    ...(o.copies ? { copies: o.copies } : {}),
     durationSeconds: o.durationSeconds,
     steps: run.steps.snapshot(),
   };
@@ -218,8 +248,15 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
             {
               step: 'snapshot',
               target: src.node,
-              action: `snapshot every EBS volume of ${src.node}'s instance, tagged with backup id ${backupId}; wait until completed`,
+              action: `snapshot every EBS volume of ${src.node}'s instance together, tagged with backup id ${backupId}; wait until completed`,
             },
+            ...(cfg.ebs?.copyTo ?? []).map((t) => ({
+              step: `copy:${t.region}`,
+              target: t.region,
+              action:
+                `copy each snapshot to ${t.region}${t.kmsKeyId ? ` (encrypted with ${t.kmsKeyId})` : ''}, tagged with its source; wait until completed; ` +
+                `there keep the last ${t.keepLast} and anything younger than ${formatAge(t.maxAgeSeconds)}`,
+            })),
           ]
         : []),
       ...(kinds.includes('pg')
@@ -300,6 +337,17 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   }
   const ebsSeconds = seconds(ebsStarted, Date.now());
 
+  // ---- copies in other regions (backup.ebs.copyTo), started once the snapshots are completed ----
+  const copyTo = cfg.ebs?.copyTo ?? [];
+  let copies: BackupCopy[] | undefined;
+  if (ebsMade && copyTo.length && patched(EBS_COPIES_PATCH)) {
+    copies = await Promise.all(copyTo.map((t) => copyToRegion(steps, cluster, backupId, t.region)));
+  }
+  const copyFailure = (copies ?? [])
+    .filter((c) => c.failure !== null)
+    .map((c) => `${c.region}: ${c.failure}`)
+    .join('; ');
+
   // ---- retention and drill ---------------------------------------------------------------------
   const retention = input.retention === false ? null : await applyRetention(steps, cluster, policy, false, [backupId]);
   let drill: DrillResult | null = null;
@@ -363,26 +411,81 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const made = [
     pg ? `base backup ${formatBytes(pg.totalBytes)} in ${pg.durationSeconds} s${stored ? `, copied to ${stored.url}` : ''}` : null,
     ebs ? `${ebs.snapshots.length} snapshots in ${ebs.durationSeconds} s${apiNote(ebs.apiRetries)}` : null,
+    copies?.some((c) => c.completed)
+      ? `copied to ${copies
+          .filter((c) => c.completed)
+          .map((c) => c.region)
+          .join(', ')}`
+      : null,
   ]
     .filter(Boolean)
     .join(', ');
   const drillText = drill ? `; drill proved it restores (RTO ${drill.rtoSeconds} s)` : drillFailure ? `; drill FAILED: ${drillFailure}` : '';
+  const copyText = copyFailure ? `; copy FAILED (${copyFailure})` : '';
   steps.note(
     'result',
-    `backup ${backupId} of ${cluster} from ${source.node}: ${made}${retention ? `; retention deleted ${retention.deleted.length}` : ''}${drillText}`,
-    drillFailure ? 'failed' : 'done',
+    `backup ${backupId} of ${cluster} from ${source.node}: ${made}${retention ? `; retention deleted ${retention.deleted.length}` : ''}${copyText}${drillText}`,
+    drillFailure || copyFailure ? 'failed' : 'done',
   );
-  await notify(drillFailure ? 'backup.drill-failed' : 'backup.completed', `backup ${backupId} of ${cluster}: ${made}${drillText}`);
-  const result = backupResult({ cluster, backupId, source, steps }, { dryRun: false, plan: [], pg, ebs, retention, drill, durationSeconds });
+  await notify(
+    drillFailure ? 'backup.drill-failed' : copyFailure ? 'backup.copy-failed' : 'backup.completed',
+    `backup ${backupId} of ${cluster}: ${made}${copyText}${drillText}`,
+  );
+  const result = backupResult({ cluster, backupId, source, steps }, { dryRun: false, plan: [], pg, ebs, retention, drill, copies, durationSeconds });
+  if (copyFailure && !drillFailure) {
+    throw ApplicationFailure.create({
+      message: `backup ${backupId} of ${cluster} was made, but copying its snapshots failed: ${copyFailure}`,
+      type: 'CopyFailed',
+      nonRetryable: true,
+      details: [result],
+    });
+  }
   if (drillFailure) {
     throw ApplicationFailure.create({
-      message: `backup ${backupId} of ${cluster} was made, but its drill failed: ${drillFailure}`,
+      message: `backup ${backupId} of ${cluster} was made, but its drill failed: ${drillFailure}${copyText}`,
       type: 'DrillFailed',
       nonRetryable: true,
       details: [result],
     });
   }
   return result;
+}
+
+/**
+ * Copy the backup's snapshots into one region and wait until the copies are completed. A failure
+ * is returned (and the run fails at its end, after retention and drill), not thrown: the backup
+ * itself is made, and the other regions' copies go on.
+ */
+async function copyToRegion(steps: StepLog, cluster: string, backupId: string, region: string): Promise<BackupCopy> {
+  const started = Date.now();
+  let made: EbsSnapshotCopyResult | null = null;
+  let wait: EbsCopyWaitResult | null = null;
+  let failure: string | null = null;
+  try {
+    made = await steps.run(
+      `copy:${region}`,
+      () => calls.ebsSnapshotCopy({ cluster, backupId, region }),
+      (r) => r.detail,
+    );
+    wait = await steps.run(
+      `copy-wait:${region}`,
+      () => copying.ebsCopyWait({ cluster, backupId, region, timeoutSeconds: 6 * 3600 }),
+      (r) => r.detail,
+    );
+    if (!wait.completed) failure = wait.detail;
+  } catch (err) {
+    failure = messageOf(err as Error);
+  }
+  const state = new Map((wait?.snapshots ?? []).map((s) => [s.snapshotId, s.state]));
+  return {
+    region,
+    completed: failure === null,
+    snapshots: (made?.copies ?? []).map((c) => ({ ...c, state: state.get(c.snapshotId) ?? c.state })),
+    created: made?.created ?? [],
+    found: made?.found ?? [],
+    durationSeconds: seconds(started, Date.now()),
+    failure,
+  };
 }
 
 // ---- retention -----------------------------------------------------------------------------------
@@ -462,7 +565,59 @@ async function applyRetention(
       failed.push(d.backupId);
     }
   }
+  const copyTo = cfg.ebs?.copyTo ?? [];
+  if (copyTo.length && patched(EBS_COPIES_PATCH)) {
+    const copies: CopyRetentionOutcome[] = [];
+    for (const t of copyTo) copies.push(await copyRetention(steps, cluster, t, dryRun, protect));
+    return { dryRun, decisions, deleted, failed, skipped, copies };
+  }
   return { dryRun, decisions, deleted, failed, skipped };
+}
+
+/**
+ * Retention of one copy region's copies by that region's own keepLast and maxAge (planRetention,
+ * as in the source region): only copies are deleted there, never anything in the source region.
+ * The run's own backup is never deleted; a list that fails fails the run (nothing is deleted on a
+ * catalog that could not be read).
+ */
+async function copyRetention(
+  steps: StepLog,
+  cluster: string,
+  t: NonNullable<NonNullable<ClusterLayout['backup']>['ebs']>['copyTo'][number],
+  dryRun: boolean,
+  protect: string[],
+): Promise<CopyRetentionOutcome> {
+  const region = t.region;
+  const list = await steps.run(
+    `catalog:ebs:${region}`,
+    () => calls.ebsBackupsList({ cluster, region }),
+    (l) => `${l.length} snapshot backups copied to ${region}`,
+  );
+  const decisions = planRetention(catalog([], list), { keepLast: t.keepLast, maxAgeSeconds: t.maxAgeSeconds }, Date.now(), protect);
+  const doomed = decisions.filter((d) => d.action === 'delete');
+  steps.note(
+    `retention:${region}`,
+    `copies in ${region}: keep ${decisions.length - doomed.length}, delete ${doomed.length} ` +
+      `(keep the last ${t.keepLast} and anything younger than ${formatAge(t.maxAgeSeconds)}): ` +
+      (decisions.map((d) => `${d.backupId} ${d.action.toUpperCase()} (${d.why})`).join('; ') || 'no copies'),
+  );
+  const deleted: string[] = [];
+  const failed: string[] = [];
+  for (const d of doomed) {
+    if (dryRun) {
+      steps.skip(`delete:${region}:${d.backupId}`, `dry run: would delete copies ${d.snapshots.join(', ')} in ${region} (${d.why})`);
+      continue;
+    }
+    try {
+      const r = await calls.ebsSnapshotsDelete({ cluster, backupId: d.backupId, region });
+      steps.note(`delete:${region}:${d.backupId}`, `${r.detail} (${d.why})`);
+      deleted.push(d.backupId);
+    } catch (err) {
+      steps.note(`delete:${region}:${d.backupId}`, `could not delete: ${(err as Error).message}`, 'failed');
+      failed.push(d.backupId);
+    }
+  }
+  return { region, decisions, deleted, failed };
 }
 
 export interface BackupRetentionInput {

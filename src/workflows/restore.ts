@@ -18,7 +18,9 @@
  * From EBS snapshots ("ebs"): a new instance whose volumes come from the snapshots (an image
  * registered from them), with the recorded private IP, security groups, subnet, type and tags. If
  * a live instance still holds that IP, the `replace-instance` checkpoint asks before it is
- * terminated; nothing is terminated without it.
+ * terminated; nothing is terminated without it. With a region (one of backup.ebs.copyTo) the
+ * instance is launched there from the backup's copies, refused when that region lacks the
+ * recorded subnet or security groups (a restore does not make up a network).
  */
 import { ApplicationFailure, patched, workflowInfo } from '@temporalio/workflow';
 import { BACKUP_ID_RE, type EbsRestorePlan, type PgBackupEntry } from '../contract/backup';
@@ -39,8 +41,10 @@ export interface RestoreInput {
   from: string;
   /** The database node restored onto (pg), or whose instance is recreated (ebs). */
   target: string;
-  /** Default: "pg" when the backup has a base backup, else "ebs". */
+  /** Default: "pg" when the backup has a base backup, else "ebs" ("ebs" when a region is named). */
   kind?: 'pg' | 'ebs';
+  /** ebs: restore in this region from the backup's copies there (backup.ebs.copyTo); default the cluster's ec2.region. */
+  region?: string;
   requestedBy: string;
   dryRun?: boolean;
 }
@@ -79,6 +83,17 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     );
   if (input.kind !== undefined && input.kind !== 'pg' && input.kind !== 'ebs')
     throw ApplicationFailure.nonRetryable(`restore "kind" must be "pg" or "ebs", got ${JSON.stringify(input.kind)}`, 'ConfigError');
+  const region = input.region;
+  if (region !== undefined && (typeof region !== 'string' || !/^[a-z]{2}(-[a-z]+)+-\d$/.test(region)))
+    throw ApplicationFailure.nonRetryable(`restore "region" must be an AWS region such as "eu-central-1", got ${JSON.stringify(region)}`, 'ConfigError');
+  if (region !== undefined && input.kind === 'pg')
+    throw ApplicationFailure.nonRetryable(
+      `restore "region" names where EBS snapshot copies are restored; a base backup ("kind": "pg") has no region: leave one of them out`,
+      'ConfigError',
+    );
+  // Passed to the EBS activities only when named: the cluster's ec2.region otherwise.
+  const inRegion = region !== undefined ? { region } : {};
+  const where = region !== undefined ? ` in ${region}` : '';
   const layout = await steps.run(
     'layout',
     () => reads.clusterLayout({ cluster }),
@@ -104,7 +119,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     (l) => `${l.length} base backups on ${layout.backup?.host}`,
   );
   const pgEntry: PgBackupEntry | undefined = pgList.find((b) => b.backupId === backupId);
-  const kind: 'pg' | 'ebs' = input.kind ?? (pgEntry?.complete ? 'pg' : 'ebs');
+  const kind: 'pg' | 'ebs' = input.kind ?? (region === undefined && pgEntry?.complete ? 'pg' : 'ebs');
   const base = { cluster, backupId, kind, target: node.name };
   const done = (outcome: RestoreResult['outcome'], state: string, extra: Partial<RestoreResult> = {}): RestoreResult => ({
     ...base,
@@ -307,7 +322,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
   // ---- EBS -------------------------------------------------------------------------------------
   const plan: EbsRestorePlan = await steps.run(
     'catalog:ebs',
-    () => calls.ebsRestorePlan({ cluster, backupId }),
+    () => calls.ebsRestorePlan({ cluster, backupId, ...inRegion }),
     (p) => p.detail,
   );
   if (plan.restore.node !== node.name) {
@@ -318,7 +333,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
   const ip = plan.restore.privateIp;
   steps.note(
     'plan',
-    `launch an instance of ${node.name} from ${plan.snapshots.length} snapshots of ${backupId} with private IP ${ip ?? '?'}, ` +
+    `launch an instance of ${node.name}${where} from ${plan.snapshots.length} snapshots of ${backupId} with private IP ${ip ?? '?'}, ` +
       `${plan.restore.instanceType ?? '?'} in ${plan.restore.subnetId ?? '?'}` +
       (plan.ipHeldBy ? `; ${plan.ipHeldBy.instanceId} (${plan.ipHeldBy.state}) still holds ${ip}` : ''),
   );
@@ -331,7 +346,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
             { step: 'terminate', target: plan.ipHeldBy.instanceId, action: 'terminate and wait until terminated' },
           ]
         : []),
-      { step: 'launch', target: node.name, action: `register an image from the snapshots, launch it with ${ip ?? 'its recorded address'}` },
+      { step: 'launch', target: node.name, action: `register an image from the snapshots${where}, launch it with ${ip ?? 'its recorded address'}` },
     ];
     steps.note('plan', p.map((x) => `${x.step} → ${x.action}`).join('; '));
     return done('planned', 'dry run: nothing was changed', { plan: p });
@@ -342,7 +357,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     // Looked at again under the lock: the holder may have gone meanwhile.
     const now = await steps.run(
       'ip-holder',
-      () => calls.ebsRestorePlan({ cluster, backupId }),
+      () => calls.ebsRestorePlan({ cluster, backupId, ...inRegion }),
       (p) => (p.ipHeldBy ? `${p.ipHeldBy.instanceId} (${p.ipHeldBy.state}) holds ${ip}` : `nothing holds ${ip}`),
     );
     if (now.ipHeldBy) {
@@ -362,18 +377,18 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       }
       await steps.run(
         'terminate',
-        () => calls.ebsTerminateInstance({ cluster, instanceId: holder.instanceId }),
+        () => calls.ebsTerminateInstance({ cluster, instanceId: holder.instanceId, ...inRegion }),
         (r) => r.detail,
       );
       replaced = holder.instanceId;
     }
     const launched = await steps.run(
       'launch',
-      () => copying.ebsRestoreInstance({ cluster, backupId, token: workflowId, requestedBy }),
+      () => copying.ebsRestoreInstance({ cluster, backupId, token: workflowId, requestedBy, ...inRegion }),
       (r) => r.detail,
     );
     const state =
-      `${node.name} runs on ${launched.instanceId} (${launched.privateIp ?? '?'}) ` +
+      `${node.name} runs on ${launched.instanceId} (${launched.privateIp ?? '?'})${where} ` +
       `launched from backup ${backupId}${replaced ? `, replacing ${replaced}` : ''}; ` +
       `move traffic drivers that named the old instance (Elastic IP, private IP) with \`switchyard failover\` or \`switchover\` if needed`;
     steps.note('result', state);

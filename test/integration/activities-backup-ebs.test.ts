@@ -13,6 +13,7 @@ import {
   CreateSubnetCommand,
   CreateVolumeCommand,
   CreateVpcCommand,
+  DeleteSnapshotCommand,
   DescribeImagesCommand,
   DescribeInstancesCommand,
   DescribeSnapshotsCommand,
@@ -22,16 +23,22 @@ import {
   type Instance,
   type Snapshot,
 } from '@aws-sdk/client-ec2';
+import { ebsCopyActivities } from '../../src/activities/backup/ebs-copy';
 import { ebsRestoreActivities } from '../../src/activities/backup/ebs-restore';
 import { ebsRestorePlanActivities } from '../../src/activities/backup/ebs-restore-plan';
 import { ebsSnapshotActivities } from '../../src/activities/backup/ebs-snapshot';
 import { EBS_TAGS } from '../../src/contract/backup';
 import { Runtime } from '../../src/activities/runtime';
+import type { Topology } from '../../src/topology/schema';
+import { clusterLayout } from '../../src/topology/layout';
+import { catalog, planRetention } from '../../src/workflows/lib/retention';
 import { loadTools } from '../../src/tools';
 import { FaultProxy } from '../support/fault-proxy';
 import { canConnect, Daemon, freePort, rejection, removeDir, tempDir, topology, waitFor } from './activities-harness';
 
 const MOTO_ADDR = '127.0.93.1';
+/** The region backup.ebs.copyTo copies to (the source is eu-west-1). */
+const COPY_REGION = 'eu-central-1';
 const DB1_IP = '10.0.1.10';
 const DB2_IP = '10.0.1.20';
 const KEY_ENV = 'SWITCHYARD_TEST_EBS_KEY_ID';
@@ -42,7 +49,13 @@ let dir: string | undefined;
 let moto: Daemon | undefined;
 let proxy: FaultProxy | undefined;
 let admin: EC2Client | undefined;
-type EbsActivities = ReturnType<typeof ebsSnapshotActivities> & ReturnType<typeof ebsRestorePlanActivities> & ReturnType<typeof ebsRestoreActivities>;
+/** The test's own client in the copy region. */
+let adminCopy: EC2Client | undefined;
+let top: Topology;
+type EbsActivities = ReturnType<typeof ebsSnapshotActivities> &
+  ReturnType<typeof ebsCopyActivities> &
+  ReturnType<typeof ebsRestorePlanActivities> &
+  ReturnType<typeof ebsRestoreActivities>;
 let act: EbsActivities;
 let subnet: string;
 let sgDb: string;
@@ -54,9 +67,9 @@ let rootVolume: string;
 
 const tagsOf = (x: { Tags?: { Key?: string; Value?: string }[] }) => Object.fromEntries((x.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
 
-/** Snapshots of one backup, as moto has them. */
-async function snapshotsOf(backupId: string): Promise<Snapshot[]> {
-  const r = await admin!.send(
+/** Snapshots of one backup, as moto has them (in the copy region: its copies). */
+async function snapshotsOf(backupId: string, ec2: EC2Client = admin!): Promise<Snapshot[]> {
+  const r = await ec2.send(
     new DescribeSnapshotsCommand({
       OwnerIds: ['self'],
       Filters: [
@@ -102,6 +115,7 @@ before(async () => {
   process.env[KEY_ENV] = 'testing-key';
   process.env[SECRET_ENV] = 'testing-secret-value';
   admin = new EC2Client({ region: 'eu-west-1', endpoint, credentials: { accessKeyId: 'admin', secretAccessKey: 'admin' } });
+  adminCopy = new EC2Client({ region: COPY_REGION, endpoint, credentials: { accessKeyId: 'admin', secretAccessKey: 'admin' } });
 
   const vpc = (await admin.send(new CreateVpcCommand({ CidrBlock: '10.0.0.0/16' }))).Vpc?.VpcId;
   subnet = (await admin.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: '10.0.1.0/24', AvailabilityZone: 'eu-west-1a' }))).Subnet?.SubnetId as string;
@@ -146,8 +160,9 @@ before(async () => {
       },
     },
     ec2: { region: 'eu-west-1', endpoint: proxy!.url, credentials: { accessKeyId: { env: KEY_ENV }, secretAccessKey: { env: SECRET_ENV } } },
+    backup: { host: 'h2', root: '/x', binDir: '/x', kinds: ['ebs' as const], ebs: { copyTo: [{ region: COPY_REGION, keepLast: 1, maxAge: '7d' }] } },
   });
-  const top = topology({
+  top = topology({
     version: 1,
     clusters: {
       main: cluster({ tags: { 'switchyard:node': 'dc1-db' } }, { tags: { 'switchyard:node': 'dc2-db' } }),
@@ -155,11 +170,12 @@ before(async () => {
     },
   });
   const rt = new Runtime({ topology: () => top, timeouts: { awsConnectMs: 2000, awsRequestMs: 15_000 } });
-  act = { ...ebsSnapshotActivities(rt), ...ebsRestorePlanActivities(rt), ...ebsRestoreActivities(rt) };
+  act = { ...ebsSnapshotActivities(rt), ...ebsCopyActivities(rt), ...ebsRestorePlanActivities(rt), ...ebsRestoreActivities(rt) };
 });
 
 after(async () => {
   admin?.destroy();
+  adminCopy?.destroy();
   await proxy?.stop();
   await moto?.stop();
   removeDir(dir);
@@ -171,15 +187,15 @@ const create = (backupId: string, cluster = 'main', node = 'db1') =>
   act.ebsSnapshotCreate({ cluster, backupId, node, workflowId: `wf-${backupId}`, requestedBy: 'alice' });
 
 describe('ebsSnapshotCreate', () => {
-  it("snapshots each volume of the node's instance once, with the expected tags and description", async (t) => {
+  it("snapshots each volume of the node's instance once, together, with the expected tags and description", async (t) => {
     const r = await create('b1');
     t.diagnostic(r.detail);
     assert.equal(r.instanceId, db1.InstanceId);
     assert.equal(r.created.length, 2);
     assert.deepEqual(r.found, []);
     assert.equal(r.api.retries, 0);
-    assert.match(r.detail, /^2 snapshots created \(snap-\w+ at \/dev\/sda1, snap-\w+ at \/dev\/sdf\) of i-\w+ \(node "db1"\); EC2 API: \d+ calls$/);
-    assert.ok(r.api.calls >= 4, `at least DescribeInstances, DescribeVolumes, DescribeSnapshots and CreateSnapshot: ${r.api.calls}`);
+    assert.match(r.detail, /^2 snapshots created together \(snap-\w+ at \/dev\/sda1, snap-\w+ at \/dev\/sdf\) of i-\w+ \(node "db1"\); EC2 API: \d+ calls$/);
+    assert.ok(r.api.calls >= 4, `at least DescribeInstances, DescribeVolumes, DescribeSnapshots and CreateSnapshots: ${r.api.calls}`);
 
     const snaps = await snapshotsOf('b1');
     assert.deepEqual(
@@ -228,7 +244,7 @@ describe('ebsSnapshotCreate', () => {
       for (const v of Object.values(tags)) assert.ok(v.length <= 256, `tag value within EC2's 256 characters: ${v.length}`);
       assert.match(
         s.Description ?? '',
-        new RegExp(`^switchyard backup b1 of db1 \\(${s.VolumeId} at ${device.replace(/\//g, '\\/')}\\) \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$`),
+        new RegExp(`^switchyard backup b1 of db1 \\(${db1.InstanceId}, 2 volumes taken together\\) \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$`),
       );
     }
     assert.deepEqual(
@@ -254,7 +270,7 @@ describe('ebsSnapshotCreate', () => {
     proxy!.inject({ kind: 'throttle', action: 'DescribeInstances', count: 1 });
     proxy!.inject({ kind: 'internal', action: 'DescribeVolumes', count: 1 });
     proxy!.inject({ kind: 'unavailable', action: 'DescribeSnapshots', count: 1 });
-    proxy!.inject({ kind: 'throttle-400', action: 'CreateSnapshot', count: 2 });
+    proxy!.inject({ kind: 'throttle-400', action: 'CreateSnapshots', count: 2 });
     const r = await create('b2');
     t.diagnostic(r.detail);
     assert.equal(proxy!.injected, 5);
@@ -270,14 +286,14 @@ describe('ebsSnapshotCreate', () => {
     assert.deepEqual(snaps.map((s) => s.SnapshotId).sort(), [...r.created].sort());
   });
 
-  it('a CreateSnapshot whose answer was lost (EC2 made it, the client saw a 500) leaves one snapshot per volume', async (t) => {
+  it('a CreateSnapshots whose answer was lost (EC2 made the set, the client saw a 500) leaves one snapshot per volume', async (t) => {
     proxy!.resetCounts();
-    proxy!.inject({ kind: 'internal', action: 'CreateSnapshot', count: 1, when: 'after' });
+    proxy!.inject({ kind: 'internal', action: 'CreateSnapshots', count: 1, when: 'after' });
     const r = await create('b3');
     t.diagnostic(r.detail);
-    assert.equal(proxy!.counts('CreateSnapshot').forwarded, 3, 'EC2 saw three CreateSnapshot requests (one retried)');
+    assert.equal(proxy!.counts('CreateSnapshots').forwarded, 2, 'EC2 saw two CreateSnapshots requests (one retried)');
     assert.equal(r.api.retries, 1);
-    assert.match(r.detail, /removed snap-\w+ \(failed or duplicate\)/);
+    assert.match(r.detail, /removed snap-\w+, snap-\w+ \(failed, duplicate or of an incomplete set\)/);
     const snaps = await snapshotsOf('b3');
     assert.deepEqual(
       snaps.map((s) => s.VolumeId),
@@ -402,6 +418,200 @@ describe('ebsBackupsList and ebsSnapshotsDelete', () => {
     const again = await act.ebsSnapshotsDelete({ cluster: 'main', backupId: 'b2' });
     assert.deepEqual(again.deleted, []);
     assert.match(again.detail, /^no snapshot of backup b2 left to delete/);
+  });
+});
+
+describe('snapshots taken together (CreateSnapshots)', () => {
+  it('every volume of a multi-volume instance in one CreateSnapshots call, each tagged with its own device; a resumed call makes none', async () => {
+    proxy!.resetCounts();
+    const r = await create('m1');
+    assert.equal(proxy!.counts('CreateSnapshots').forwarded, 1, 'one call for the instance');
+    assert.equal(proxy!.counts('CreateSnapshot').forwarded, 0, 'no per-volume call');
+    const snaps = await snapshotsOf('m1');
+    assert.deepEqual(
+      snaps.map((s) => [s.VolumeId, tagsOf(s)[EBS_TAGS.device], tagsOf(s)[EBS_TAGS.backupId]]),
+      [
+        [rootVolume, '/dev/sda1', 'm1'],
+        [dataVolume, '/dev/sdf', 'm1'],
+      ],
+    );
+    assert.deepEqual(snaps.map((s) => s.SnapshotId).sort(), [...r.created].sort());
+    assert.equal(new Set(snaps.map((s) => s.Description)).size, 1, 'one description for the set');
+
+    const again = await create('m1');
+    assert.deepEqual(again.created, []);
+    assert.deepEqual([...again.found].sort(), [...r.created].sort());
+    assert.equal(proxy!.counts('CreateSnapshots').forwarded, 1, 'no second CreateSnapshots');
+    assert.deepEqual((await snapshotsOf('m1')).map((s) => s.SnapshotId).sort(), [...r.created].sort());
+  });
+
+  it('interrupted between CreateSnapshots and the device tags: the resumed call finds the set and tags it, making no second one', async () => {
+    proxy!.resetCounts();
+    proxy!.inject({ kind: 'internal', action: 'CreateTags', count: 20 });
+    try {
+      const e = await rejection(create('m2'));
+      assert.notEqual(e.nonRetryable, true);
+    } finally {
+      proxy!.clear();
+    }
+    const made = await snapshotsOf('m2');
+    assert.equal(made.length, 2, 'the set was made');
+    assert.deepEqual(
+      made.map((s) => tagsOf(s)[EBS_TAGS.device]),
+      [undefined, undefined],
+      'without device tags yet',
+    );
+    const r = await create('m2');
+    assert.deepEqual(r.created, []);
+    assert.deepEqual([...r.found].sort(), made.map((s) => s.SnapshotId).sort());
+    assert.equal(proxy!.counts('CreateSnapshots').forwarded, 1, 'one set in all');
+    const now = await snapshotsOf('m2');
+    assert.deepEqual(
+      now.map((s) => [s.VolumeId, tagsOf(s)[EBS_TAGS.device], tagsOf(s)[EBS_TAGS.deleteOnTermination]]),
+      [
+        [rootVolume, '/dev/sda1', 'true'],
+        [dataVolume, '/dev/sdf', 'false'],
+      ],
+    );
+  });
+
+  it('a set missing a volume is not one consistent backup: a new set is taken and the old one deleted', async () => {
+    const old = await snapshotsOf('m2');
+    await admin!.send(new DeleteSnapshotCommand({ SnapshotId: old[1].SnapshotId }));
+    const r = await create('m2');
+    assert.equal(r.created.length, 2);
+    assert.match(r.detail, new RegExp(`removed ${old[0].SnapshotId} \\(failed, duplicate or of an incomplete set\\)`));
+    assert.deepEqual((await snapshotsOf('m2')).map((s) => s.SnapshotId).sort(), [...r.created].sort());
+    await act.ebsSnapshotsDelete({ cluster: 'main', backupId: 'm1' });
+    await act.ebsSnapshotsDelete({ cluster: 'main', backupId: 'm2' });
+  });
+});
+
+describe('copies in another region (backup.ebs.copyTo)', () => {
+  /** Copy a fresh backup and wait for its copies. */
+  const backupAndCopy = async (backupId: string) => {
+    await create(backupId);
+    const copy = await act.ebsSnapshotCopy({ cluster: 'main', backupId, region: COPY_REGION });
+    const wait = await act.ebsCopyWait({ cluster: 'main', backupId, region: COPY_REGION, timeoutSeconds: 60 });
+    return { copy, wait };
+  };
+
+  it('every snapshot of the backup has one copy in the copy region, tagged like it plus its source snapshot and region', async (t) => {
+    const { copy, wait } = await backupAndCopy('c1');
+    t.diagnostic(copy.detail);
+    t.diagnostic(wait.detail);
+    assert.equal(copy.region, COPY_REGION);
+    assert.equal(copy.sourceRegion, 'eu-west-1');
+    assert.equal(copy.created.length, 2);
+    assert.match(
+      copy.detail,
+      new RegExp(
+        `^2 copies started \\(snap-\\w+ → snap-\\w+ \\(/dev/sda1\\), snap-\\w+ → snap-\\w+ \\(/dev/sdf\\)\\) of backup c1 from eu-west-1 in ${COPY_REGION}; EC2 API`,
+      ),
+    );
+    assert.equal(wait.completed, true, wait.detail);
+    assert.match(wait.detail, new RegExp(`^2 snapshots of backup c1 in ${COPY_REGION} completed`));
+
+    const sources = await snapshotsOf('c1');
+    const copies = await snapshotsOf('c1', adminCopy);
+    assert.equal(copies.length, 2);
+    for (const src of sources) {
+      const mine = copies.filter((c) => tagsOf(c)[EBS_TAGS.sourceSnapshot] === src.SnapshotId);
+      assert.equal(mine.length, 1, `one copy of ${src.SnapshotId}`);
+      assert.deepEqual(tagsOf(mine[0]), { ...tagsOf(src), [EBS_TAGS.sourceSnapshot]: src.SnapshotId, [EBS_TAGS.sourceRegion]: 'eu-west-1' });
+      assert.equal(mine[0].State, 'completed');
+      assert.equal(mine[0].Description, `switchyard copy of ${src.SnapshotId} (backup c1, ${tagsOf(src)[EBS_TAGS.device]}) from eu-west-1`);
+    }
+    // The copies are not in the source region, and the source region has no more than the backup's own snapshots.
+    assert.deepEqual((await snapshotsOf('c1')).map((s) => s.SnapshotId).sort(), sources.map((s) => s.SnapshotId).sort());
+
+    // The copy region's catalog reads the backup from the copies alone, restore metadata included.
+    const [entry] = (await act.ebsBackupsList({ cluster: 'main', region: COPY_REGION })).filter((e) => e.backupId === 'c1');
+    assert.equal(entry.node, 'db1');
+    assert.equal(entry.restore?.privateIp, DB1_IP);
+    assert.deepEqual(
+      entry.restore?.devices.map((d) => d.device),
+      ['/dev/sda1', '/dev/sdf'],
+    );
+  });
+
+  it('a second copy call finds the copies instead of making more', async () => {
+    const before = (await snapshotsOf('c1', adminCopy)).map((s) => s.SnapshotId).sort();
+    proxy!.resetCounts();
+    const r = await act.ebsSnapshotCopy({ cluster: 'main', backupId: 'c1', region: COPY_REGION });
+    assert.deepEqual(r.created, []);
+    assert.deepEqual([...r.found].sort(), before);
+    assert.equal(proxy!.counts('CopySnapshot').forwarded, 0);
+    assert.match(r.detail, /^2 copies found from an earlier attempt/);
+    assert.deepEqual((await snapshotsOf('c1', adminCopy)).map((s) => s.SnapshotId).sort(), before);
+  });
+
+  it("retention in the copy region applies that region's own policy and removes only the expired copies", async () => {
+    await backupAndCopy('c2');
+    const policy = clusterLayout('main', top.clusters.main, top).backup?.ebs?.copyTo[0];
+    assert.deepEqual(policy, { region: COPY_REGION, keepLast: 1, maxAgeSeconds: 7 * 86400 });
+    const c1Copies = (await snapshotsOf('c1', adminCopy)).map((s) => s.SnapshotId as string);
+    const c2Copies = (await snapshotsOf('c2', adminCopy)).map((s) => s.SnapshotId as string);
+    const sourceBefore = [...(await snapshotsOf('c1')), ...(await snapshotsOf('c2'))].map((s) => s.SnapshotId).sort();
+    // c1's copies read 30 days old in the copy region's listing (moto cannot backdate a snapshot).
+    const old = new Date(Date.now() - 30 * 86400_000).toISOString();
+    proxy!.rewrite({
+      action: 'DescribeSnapshots',
+      count: 1,
+      transform: (b) =>
+        c1Copies.reduce((body, id) => body.replace(new RegExp(`(<snapshotId>${id}</snapshotId>[\\s\\S]*?<startTime>)[^<]*(</startTime>)`), `$1${old}$2`), b),
+    });
+    const list = await act.ebsBackupsList({ cluster: 'main', region: COPY_REGION });
+    assert.equal(proxy!.counts('DescribeSnapshots').rewritten, 1);
+    const decisions = planRetention(catalog([], list), { keepLast: policy!.keepLast, maxAgeSeconds: policy!.maxAgeSeconds }, Date.now());
+    assert.deepEqual(
+      decisions.map((d) => [d.backupId, d.action]),
+      [
+        ['c2', 'keep'],
+        ['c1', 'delete'],
+      ],
+    );
+    for (const d of decisions.filter((x) => x.action === 'delete')) {
+      const r = await act.ebsSnapshotsDelete({ cluster: 'main', backupId: d.backupId, region: COPY_REGION });
+      assert.deepEqual([...r.deleted].sort(), [...c1Copies].sort());
+      assert.match(r.detail, new RegExp(`^deleted 2 snapshots of backup c1 in ${COPY_REGION}`));
+    }
+    assert.deepEqual(await snapshotsOf('c1', adminCopy), [], "c1's copies are gone");
+    assert.deepEqual((await snapshotsOf('c2', adminCopy)).map((s) => s.SnapshotId).sort(), [...c2Copies].sort(), "c2's copies stay");
+    assert.deepEqual(
+      [...(await snapshotsOf('c1')), ...(await snapshotsOf('c2'))].map((s) => s.SnapshotId).sort(),
+      sourceBefore,
+      'the source region is untouched',
+    );
+  });
+
+  it('a restore in the copy region is refused, naming the subnet and groups it does not have; nothing is launched there', async () => {
+    const plan = await rejection(act.ebsRestorePlan({ cluster: 'main', backupId: 'c2', region: COPY_REGION }));
+    assert.equal(plan.type, 'BackupUnusable');
+    assert.equal(plan.nonRetryable, true);
+    assert.match(
+      plan.message,
+      new RegExp(
+        `^backup c2 cannot be restored in ${COPY_REGION}: .* and ${COPY_REGION} has no subnet ${subnet}, no security group ${sgDb}, no security group ${sgAdmin}\\.`,
+      ),
+    );
+    const launch = await rejection(
+      act.ebsRestoreInstance({ cluster: 'main', backupId: 'c2', token: 'copy-restore', requestedBy: 'alice', region: COPY_REGION }),
+    );
+    assert.equal(launch.type, 'BackupUnusable');
+    const there = (await adminCopy!.send(new DescribeInstancesCommand({}))).Reservations ?? [];
+    assert.deepEqual(there, [], `no instance in ${COPY_REGION}`);
+  });
+
+  it('a region that is neither ec2.region nor in backup.ebs.copyTo is a ConfigError naming both', async () => {
+    const e = await rejection(act.ebsBackupsList({ cluster: 'main', region: 'us-east-1' }));
+    assert.equal(e.type, 'ConfigError');
+    assert.match(e.message, /neither cluster "main"'s ec2\.region \(eu-west-1\) nor one of its backup\.ebs\.copyTo regions \(eu-central-1\)/);
+    const own = await rejection(act.ebsSnapshotCopy({ cluster: 'main', backupId: 'c2', region: 'eu-west-1' }));
+    assert.equal(own.type, 'ConfigError');
+    await act.ebsSnapshotsDelete({ cluster: 'main', backupId: 'c1' });
+    await act.ebsSnapshotsDelete({ cluster: 'main', backupId: 'c2' });
+    await act.ebsSnapshotsDelete({ cluster: 'main', backupId: 'c2', region: COPY_REGION });
   });
 });
 

@@ -184,7 +184,7 @@ describe('backups, drills, retention and a schedule', () => {
   it('EC2 throttling and 5xx answers are retried; the retries show in the step log; still one snapshot per volume', async () => {
     await st.nodeQuery('dc1-db', `INSERT INTO public.sandbox_rows (note) SELECT 'between the backups ' || g FROM generate_series(1, 20) g`);
     await waitReplayed(st, 'dc2-db', 'dc1-db');
-    proxy.inject({ kind: 'throttle', count: 2, action: 'CreateSnapshot' });
+    proxy.inject({ kind: 'throttle', count: 2, action: 'CreateSnapshots' });
     proxy.inject({ kind: 'internal', count: 1, action: 'DescribeSnapshots' });
     proxy.inject({ kind: 'unavailable', count: 1, action: 'DescribeInstances' });
     const id = `backup-faults-${Date.now()}`;
@@ -193,7 +193,7 @@ describe('backups, drills, retention and a schedule', () => {
     assert.ok(proxy.injected >= 4, `${proxy.injected} faults answered`);
     const [inst] = (await instanceOf(ec2, 'dc2-db')).filter((i) => i.state === 'running');
     const snaps = await snapshotsOf(ec2, id);
-    assert.equal(snaps.length, inst.volumes.length, 'one snapshot per volume despite the throttled CreateSnapshot calls');
+    assert.equal(snaps.length, inst.volumes.length, 'one snapshot per volume despite the throttled CreateSnapshots calls');
     assert.ok((second.ebs?.apiRetries ?? 0) >= 3, `retries counted: ${second.ebs?.apiRetries}`);
     const p = await (await st.client.workflow.getHandle(id)).query<Progress>('progress');
     const snapStep = stepsNamed(p, /^snapshot$/).find((s) => s.state === 'done')!;

@@ -7,15 +7,20 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { apiText } from '../../src/activities/backup/ebs-api';
 import {
+  backupTags,
   clientToken,
   clip,
+  COPY_TAG_COUNT,
+  copyDescription,
+  copyTags,
+  deviceTags,
   groupBackups,
   metadataFromSnapshots,
   restoreFromTags,
   restoredInstanceTags,
   restorePartKey,
   restoreTags,
-  snapshotDescription,
+  setDescription,
   snapshotMapping,
   snapshotTags,
   TAG_VALUE_MAX,
@@ -147,6 +152,81 @@ describe('restore metadata in tags', () => {
   });
 });
 
+describe('tags of snapshots taken together, and of their copies', () => {
+  const m = meta();
+  const input = { cluster: 'main', backupId: 'b1', node: 'db1', workflowId: 'wf', createdBy: 'alice', meta: m };
+
+  it('one set of backup tags for the whole CreateSnapshots call, device tags per snapshot: together every EBS tag', () => {
+    const common = backupTags(input);
+    assert.deepEqual(
+      Object.keys(common).sort(),
+      [EBS_TAGS.backupId, EBS_TAGS.cluster, EBS_TAGS.createdBy, EBS_TAGS.node, ...Object.keys(restoreTags(m)), EBS_TAGS.workflowId].sort(),
+    );
+    assert.equal(
+      Object.keys(common).some((k) => k === EBS_TAGS.device || k === EBS_TAGS.volumeType),
+      false,
+      'nothing of one volume in the shared tags',
+    );
+    assert.deepEqual(deviceTags(m.devices[1]), {
+      [EBS_TAGS.device]: '/dev/xvdf',
+      [EBS_TAGS.deleteOnTermination]: 'false',
+      [EBS_TAGS.volumeType]: 'io2',
+      [EBS_TAGS.iops]: '6000',
+    });
+    for (const device of m.devices) assert.deepEqual(snapshotTags({ ...input, device }), { ...common, ...deviceTags(device) });
+  });
+
+  it('leaves room for the copy tags: a snapshot whose copy would exceed 50 tags is refused when it is made', () => {
+    // 5 backup tags + 3 device tags + the restore JSON: instance tags sized so that exactly 49 or 48 tags result.
+    const sized = (total: number) => {
+      for (let n = 1; n < 60; n++) {
+        const tags: Record<string, string> = {};
+        for (let i = 0; i < n; i++) tags[`k${i}`.padEnd(100, 'k')] = 'v'.repeat(150);
+        const mm = meta(tags);
+        const count = Object.keys({ ...backupTags({ ...input, meta: mm }), ...deviceTags(mm.devices[0]) }).length;
+        if (count === total) return mm;
+      }
+      throw new Error(`no instance tags give ${total} snapshot tags`);
+    };
+    const at48 = sized(48);
+    assert.equal(Object.keys(snapshotTags({ ...input, meta: at48, device: at48.devices[0] })).length + COPY_TAG_COUNT, 50);
+    const at49 = sized(49);
+    assert.throws(
+      () => snapshotTags({ ...input, meta: at49, device: at49.devices[0] }),
+      (e: Error & { type?: string }) =>
+        e.type === 'RestoreMetadataTooLarge' && /needs 49 tags on each snapshot \(and 2 more on a copy in another region\)/.test(e.message),
+    );
+  });
+
+  it("a copy carries its source's tags (not EC2's own), the source snapshot and the source region", () => {
+    const src = snap('snap-src', 'b1', '/dev/xvdf', 'vol-data', '2024-01-01T00:00:00.000Z', { ...restoreTags(m), 'aws:backup:source': 'x' });
+    const tags = copyTags(src, 'eu-west-1');
+    const { ['aws:backup:source']: _aws, ...own } = src.tags;
+    assert.deepEqual(tags, { ...own, [EBS_TAGS.sourceSnapshot]: 'snap-src', [EBS_TAGS.sourceRegion]: 'eu-west-1' });
+    assert.equal(copyDescription(src, 'b1', 'eu-west-1'), 'switchyard copy of snap-src (backup b1, /dev/xvdf) from eu-west-1');
+    // The copy region reads a backup from copies like the original: same id, node, devices and restore metadata.
+    const copies = [
+      {
+        ...src,
+        snapshotId: 'snap-c1',
+        tags: { ...tags, [EBS_TAGS.deleteOnTermination]: 'false', [EBS_TAGS.volumeType]: 'io2', [EBS_TAGS.iops]: '6000' },
+        sizeGiB: 100,
+      },
+      {
+        ...snap('snap-c0', 'b1', '/dev/xvda', 'vol-root', '2024-01-01T00:00:00.000Z', restoreTags(m)),
+        tags: {
+          ...copyTags(snap('snap-src0', 'b1', '/dev/xvda', 'vol-root', '2024-01-01T00:00:00.000Z', restoreTags(m)), 'eu-west-1'),
+          [EBS_TAGS.deleteOnTermination]: 'true',
+          [EBS_TAGS.volumeType]: 'gp3',
+        },
+      },
+    ];
+    const [entry] = groupBackups(copies);
+    assert.equal(entry.backupId, 'b1');
+    assert.deepEqual(entry.restore, m);
+  });
+});
+
 describe('snapshotMapping', () => {
   it('maps a snapshot at its device as the volume was: type, IOPS and throughput only where the type has them', () => {
     assert.deepEqual(
@@ -193,12 +273,12 @@ describe('texts and tokens', () => {
     assert.equal(apiText({ calls: 4, retries: 0 }), 'EC2 API: 4 calls');
   });
 
-  it('describes a snapshot with backup, node, volume, device and time', () => {
+  it('describes a set of snapshots taken together with backup, node, instance, volume count and time', () => {
     assert.equal(
-      snapshotDescription('b1', 'db1', 'vol-1', '/dev/sdf', new Date('2024-05-06T07:08:09.010Z')),
-      'switchyard backup b1 of db1 (vol-1 at /dev/sdf) 2024-05-06T07:08:09.010Z',
+      setDescription('b1', 'db1', 'i-1', 2, new Date('2024-05-06T07:08:09.010Z')),
+      'switchyard backup b1 of db1 (i-1, 2 volumes taken together) 2024-05-06T07:08:09.010Z',
     );
-    assert.equal(Array.from(snapshotDescription('b'.repeat(128), 'n'.repeat(200), 'vol-1', '/dev/sdf', new Date())).length, 255);
+    assert.equal(Array.from(setDescription('b'.repeat(128), 'n'.repeat(200), 'i-1', 2, new Date())).length, 255);
   });
 
   it('clips on characters, never inside one', () => {

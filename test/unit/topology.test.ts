@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { ConfigError, loadTopology, parseTopology, resolveConfigPath } from '../../src/topology/load';
+import { clusterLayout } from '../../src/topology/layout';
 import { durationSeconds } from '../../src/topology/schema';
 
 const examplePath = join(__dirname, '../../examples/switchyard.yaml');
@@ -246,6 +247,62 @@ describe('topology: every kind of bad input names file, path and what was expect
         'clusters.shop.postgres.nodes.eu1-db.ec2: EBS snapshot backups need an EC2 selector on every database node',
         'clusters.shop.postgres.nodes.eu2-db.ec2: EBS snapshot backups need an EC2 selector on every database node',
       ],
+    );
+  });
+
+  it('EBS copies: each region with its own retention; the layout has maxAge in seconds', () => {
+    const doc = parse(exampleText) as Obj;
+    doc.clusters.shop.backup.ebs = {
+      copyTo: [
+        { region: 'eu-central-1', keepLast: 3, maxAge: '30d', kmsKeyId: 'alias/backups' },
+        { region: 'us-east-1', keepLast: 1, maxAge: '2d' },
+      ],
+    };
+    const top = parseTopology(stringify(doc), 'edited.yaml');
+    assert.deepEqual(clusterLayout('shop', top.clusters.shop, top).backup?.ebs, {
+      copyTo: [
+        { region: 'eu-central-1', keepLast: 3, maxAgeSeconds: 30 * 86400, kmsKeyId: 'alias/backups' },
+        { region: 'us-east-1', keepLast: 1, maxAgeSeconds: 2 * 86400 },
+      ],
+    });
+    assert.equal(clusterLayout('shop', loadTopology(examplePath).clusters.shop).backup?.ebs, undefined, 'no "ebs" section: no copies');
+  });
+
+  it('EBS copies: a bad region, count, duration or field, the own region, a region twice, no regions', () => {
+    const copy = (over: Obj) => (d: Obj) => (d.clusters.shop.backup.ebs = { copyTo: [{ region: 'eu-central-1', keepLast: 3, maxAge: '30d', ...over }] });
+    const at = (p: { path: string; message: string }) => `${p.path}: ${p.message}`;
+    assert.equal(
+      at(onlyProblem(copy({ region: 'Frankfurt' }))),
+      'clusters.shop.backup.ebs.copyTo[0].region: expected an AWS region such as "eu-west-1", got "Frankfurt"',
+    );
+    assert.equal(at(onlyProblem(copy({ keepLast: 0 }))), 'clusters.shop.backup.ebs.copyTo[0].keepLast: expected a positive integer, got 0');
+    assert.equal(
+      at(onlyProblem(copy({ maxAge: 'a month' }))),
+      'clusters.shop.backup.ebs.copyTo[0].maxAge: expected a duration such as "90s", "15m", "6h" or "14d", got "a month"',
+    );
+    assert.equal(at(onlyProblem(copy({ kmsKeyId: '' }))), 'clusters.shop.backup.ebs.copyTo[0].kmsKeyId: expected a KMS key id, alias or ARN, got ""');
+    assert.equal(at(onlyProblem(copy({ keepLst: 2 }))), 'clusters.shop.backup.ebs.copyTo[0]: unknown key "keepLst"');
+    assert.equal(
+      at(onlyProblem(copy({ region: 'eu-west-1' }))),
+      "clusters.shop.backup.ebs.copyTo[0].region: eu-west-1 is the cluster's own ec2.region: the snapshots are already there; copy to another region",
+    );
+    assert.equal(
+      at(
+        onlyProblem(
+          (d) =>
+            (d.clusters.shop.backup.ebs = {
+              copyTo: [
+                { region: 'eu-central-1', keepLast: 3, maxAge: '30d' },
+                { region: 'eu-central-1', keepLast: 1, maxAge: '1d' },
+              ],
+            }),
+        ),
+      ),
+      'clusters.shop.backup.ebs.copyTo[1].region: eu-central-1 is listed twice in backup.ebs.copyTo',
+    );
+    assert.equal(
+      at(onlyProblem((d) => (d.clusters.shop.backup.ebs = { copyTo: [] }))),
+      'clusters.shop.backup.ebs.copyTo: expected at least one region to copy to (leave "ebs" out for no copies)',
     );
   });
 

@@ -8,6 +8,7 @@ import { EBS_TAGS, type Ec2ApiUse, type EbsSnapshotInfo } from '../../contract/b
 import { heartbeat } from '../activity-context';
 import type { Call, Runtime } from '../runtime';
 import { withEc2 } from '../ec2';
+import { configError } from '../resolver';
 import { snapshotInfo } from './ebs-tags';
 
 /** Polling of the waits (snapshots, image). */
@@ -61,11 +62,62 @@ export class ApiCounter {
 
 /** A client for the cluster with a call counter, its sockets always released. */
 export async function withCountedEc2<T>(rt: Runtime, call: Call, cluster: string, fn: (ec2: EC2Client, api: ApiCounter) => Promise<T>): Promise<T> {
-  return withEc2(rt, call, cluster, (ec2) => {
-    const api = new ApiCounter();
-    api.attach(ec2);
-    return fn(ec2, api);
-  });
+  return withCountedEc2In(rt, call, cluster, undefined, fn);
+}
+
+/** The same in `region` (same endpoint and credentials; the cluster's ec2.region when undefined). */
+export async function withCountedEc2In<T>(
+  rt: Runtime,
+  call: Call,
+  cluster: string,
+  region: string | undefined,
+  fn: (ec2: EC2Client, api: ApiCounter) => Promise<T>,
+): Promise<T> {
+  return withEc2(
+    rt,
+    call,
+    cluster,
+    (ec2) => {
+      const api = new ApiCounter();
+      api.attach(ec2);
+      return fn(ec2, api);
+    },
+    region,
+  );
+}
+
+export interface EbsRegion {
+  /** Where the activity works. */
+  region: string;
+  /** The cluster's own ec2.region, where the snapshots are taken. */
+  sourceRegion: string;
+  /** The backup.ebs.copyTo entry of `region`; null in the source region. */
+  copy: { region: string; keepLast: number; maxAge: string; kmsKeyId?: string } | null;
+}
+
+/**
+ * The region an EBS activity was asked to work in: the cluster's ec2.region when none (or that
+ * one) is named, else one of backup.ebs.copyTo; any other is a ConfigError naming the choices.
+ */
+export function ebsRegion(call: Call, cluster: string, region: unknown): EbsRegion {
+  const c = call.top.cluster(cluster);
+  if (!c.ec2) throw configError(`cluster "${cluster}" has no "ec2" section (region, endpoint, credentials)`);
+  const sourceRegion = c.ec2.region;
+  if (region === undefined || region === null || region === sourceRegion) return { region: sourceRegion, sourceRegion, copy: null };
+  const copyTo = c.backup?.ebs?.copyTo ?? [];
+  const copy = typeof region === 'string' ? copyTo.find((t) => t.region === region) : undefined;
+  if (!copy) {
+    throw configError(
+      `region ${JSON.stringify(region)} is neither cluster "${cluster}"'s ec2.region (${sourceRegion}) nor one of its backup.ebs.copyTo regions ` +
+        `(${copyTo.map((t) => t.region).join(', ') || 'none configured'})`,
+    );
+  }
+  return { region: copy.region, sourceRegion, copy };
+}
+
+/** " in eu-central-1" for a copy region, "" for the source region. */
+export function inRegion(r: EbsRegion): string {
+  return r.copy ? ` in ${r.region}` : '';
 }
 
 export const tagFilter = (key: string, value: string): Filter => ({ Name: `tag:${key}`, Values: [value] });

@@ -3,7 +3,7 @@
  * restore metadata in their tags), who holds its recorded private IP now, and terminating the
  * instance that holds it (the restore workflow asks first). A terminated instance stays terminated.
  */
-import { TerminateInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2';
+import { DescribeSecurityGroupsCommand, DescribeSubnetsCommand, TerminateInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/common';
 import { checkBackupId } from './files';
 import { EBS_TAGS, type EbsRestoreMetadata, type EbsRestorePlan, type EbsSnapshotInfo, type EbsTerminateResult } from '../../contract/backup';
@@ -11,7 +11,7 @@ import { Errors } from '../../contract/errors';
 import { configError } from '../resolver';
 import type { Call, Runtime } from '../runtime';
 import { awsErrorName, describeInstances, instanceById, interfacesHolding, LIVE_STATES, nodeInstances, nodeOfInstance, waitInstance } from '../ec2';
-import { apiText, backupSnapshots, withCountedEc2 } from './ebs-api';
+import { apiText, backupSnapshots, type EbsRegion, ebsRegion, inRegion, withCountedEc2In } from './ebs-api';
 import { byDevice, metadataFromSnapshots, plural, tagRecord } from './ebs-tags';
 
 /** How long a terminate waits for "terminated" (and a restore for its instance to leave "pending"). */
@@ -72,12 +72,17 @@ export function holderText(h: NonNullable<EbsRestorePlan['ipHeldBy']>): string {
 }
 
 /** The backup's snapshots and restore metadata, or a non-retryable failure saying what is missing. */
-export async function loadBackup(ec2: EC2Client, cluster: string, backupId: string): Promise<{ snaps: EbsSnapshotInfo[]; meta: EbsRestoreMetadata }> {
+export async function loadBackup(
+  ec2: EC2Client,
+  cluster: string,
+  backupId: string,
+  where?: EbsRegion,
+): Promise<{ snaps: EbsSnapshotInfo[]; meta: EbsRestoreMetadata }> {
   const snaps = (await backupSnapshots(ec2, cluster, backupId)).sort(byDevice);
   if (snaps.length === 0) {
     throw ApplicationFailure.nonRetryable(
-      `no EBS snapshot is tagged ${EBS_TAGS.cluster}=${cluster} and ${EBS_TAGS.backupId}=${backupId}: there is no such EBS backup ` +
-        `(ebsBackupsList shows the ones that exist)`,
+      `no EBS snapshot${where ? inRegion(where) : ''} is tagged ${EBS_TAGS.cluster}=${cluster} and ${EBS_TAGS.backupId}=${backupId}: there is no such EBS backup` +
+        `${where ? inRegion(where) : ''} (ebsBackupsList shows the ones that exist)`,
       Errors.BackupNotFound,
     );
   }
@@ -92,17 +97,62 @@ export async function loadBackup(ec2: EC2Client, cluster: string, backupId: stri
   return { snaps, meta };
 }
 
+/** Does EC2 know this subnet / security group here? NotFound is no; any other error propagates (unknown is never "there"). */
+async function exists(what: () => Promise<unknown>, notFound: string): Promise<boolean> {
+  try {
+    await what();
+    return true;
+  } catch (err) {
+    if (awsErrorName(err) === notFound) return false;
+    throw err;
+  }
+}
+
+/**
+ * Restoring from a copy region's snapshots launches into the recorded subnet and security groups:
+ * refused (non-retryable BackupUnusable) when that region does not have them, naming each one
+ * missing. A restore does not invent a network. Nothing is checked in the source region.
+ */
+export async function requireNetworkIn(ec2: EC2Client, where: EbsRegion, backupId: string, meta: EbsRestoreMetadata): Promise<void> {
+  if (!where.copy) return;
+  const missing: string[] = [];
+  if (meta.subnetId) {
+    if (!(await exists(() => ec2.send(new DescribeSubnetsCommand({ SubnetIds: [meta.subnetId as string] })), 'InvalidSubnetID.NotFound')))
+      missing.push(`subnet ${meta.subnetId}`);
+  } else if (meta.availabilityZone && !meta.availabilityZone.startsWith(where.region)) {
+    missing.push(`availability zone ${meta.availabilityZone} (no subnet is recorded)`);
+  }
+  for (const g of meta.securityGroupIds)
+    if (!(await exists(() => ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [g] })), 'InvalidGroup.NotFound'))) missing.push(`security group ${g}`);
+  if (missing.length) {
+    throw ApplicationFailure.nonRetryable(
+      `backup ${backupId} cannot be restored in ${where.region}: node "${meta.node}"'s instance ${meta.instanceId} was in ` +
+        `${meta.subnetId ? `subnet ${meta.subnetId}` : `availability zone ${meta.availabilityZone ?? '?'}`} with security groups ` +
+        `${meta.securityGroupIds.join(', ') || '(none)'} in ${where.sourceRegion}, and ${where.region} has no ${missing.join(', no ')}. ` +
+        `A restore launches into the recorded network and does not make one up: restore in ${where.sourceRegion} (without a region), ` +
+        `or restore in ${where.region} once that network exists there`,
+      Errors.BackupUnusable,
+    );
+  }
+}
+
 export function ebsRestorePlanActivities(rt: Runtime) {
   return {
-    /** The backup's snapshots and restore metadata, and who holds its recorded private IP now. */
-    ebsRestorePlan: rt.activity(async (input: { cluster: string; backupId: string }, call): Promise<EbsRestorePlan> => {
+    /**
+     * The backup's snapshots and restore metadata, and who holds its recorded private IP now; in a
+     * copy region when `region` names one (its copies, its instances), refused when that region
+     * lacks the recorded subnet or security groups.
+     */
+    ebsRestorePlan: rt.activity(async (input: { cluster: string; backupId: string; region?: string }, call): Promise<EbsRestorePlan> => {
       const backupId = checkBackupId(input.backupId);
-      return withCountedEc2(rt, call, input.cluster, async (ec2, api) => {
-        const { snaps, meta } = await loadBackup(ec2, input.cluster, backupId);
+      const where = ebsRegion(call, input.cluster, input.region);
+      return withCountedEc2In(rt, call, input.cluster, where.region, async (ec2, api) => {
+        const { snaps, meta } = await loadBackup(ec2, input.cluster, backupId, where);
+        await requireNetworkIn(ec2, where, backupId, meta);
         const holders = meta.privateIp ? await ipHolders(ec2, call, input.cluster, meta.privateIp) : { instance: null, iface: null, releasing: false };
         const states = [...new Set(snaps.map((s) => s.state))].join('/');
         const what =
-          `backup ${backupId}: ${plural(snaps.length, 'snapshot')} (${states}) of ${meta.instanceId} (node "${meta.node}", ` +
+          `backup ${backupId}${inRegion(where)}: ${plural(snaps.length, 'snapshot')} (${states}) of ${meta.instanceId} (node "${meta.node}", ` +
           `${meta.instanceType ?? 'unknown type'} in ${meta.subnetId ?? 'no subnet'})`;
         let ip: string;
         if (!meta.privateIp) ip = 'no private IP recorded';
@@ -125,12 +175,13 @@ export function ebsRestorePlanActivities(rt: Runtime) {
     }),
 
     /** Terminate an instance and wait (heartbeating) until EC2 says "terminated"; one already gone is success. */
-    ebsTerminateInstance: rt.activity(async (input: { cluster: string; instanceId: string }, call): Promise<EbsTerminateResult> => {
+    ebsTerminateInstance: rt.activity(async (input: { cluster: string; instanceId: string; region?: string }, call): Promise<EbsTerminateResult> => {
       if (typeof input.instanceId !== 'string' || !/^i-[0-9a-f]+$/.test(input.instanceId)) {
         throw configError(`expected an instance id such as "i-0123456789abcdef0", got ${JSON.stringify(input.instanceId)}`);
       }
       const instanceId = input.instanceId;
-      return withCountedEc2(rt, call, input.cluster, async (ec2, api) => {
+      const where = ebsRegion(call, input.cluster, input.region);
+      return withCountedEc2In(rt, call, input.cluster, where.region, async (ec2, api) => {
         const before = (await instanceById(ec2, instanceId))?.State?.Name ?? 'terminated';
         let changed = false;
         if (before !== 'terminated') {
@@ -158,7 +209,7 @@ export function ebsRestorePlanActivities(rt: Runtime) {
         const what = changed
           ? `terminated ${instanceId} (was ${before})`
           : `${instanceId} was already ${before === 'terminated' ? 'terminated' : `${before}, now terminated`}`;
-        return { instanceId, terminated: true, changed, api: api.use, detail: `${what}; ${apiText(api.use)}` };
+        return { instanceId, terminated: true, changed, api: api.use, detail: `${what}${inRegion(where)}; ${apiText(api.use)}` };
       });
     }),
   };

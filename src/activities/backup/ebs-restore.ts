@@ -27,8 +27,8 @@ import { heartbeat, pause } from '../activity-context';
 import { configError } from '../resolver';
 import type { Runtime } from '../runtime';
 import { awsErrorName, describeInstances, LIVE_STATES, waitInstance } from '../ec2';
-import { apiText, POLL_MS, tagFilter, withCountedEc2 } from './ebs-api';
-import { holderText, INSTANCE_WAIT_MS, ipHolders, loadBackup } from './ebs-restore-plan';
+import { apiText, ebsRegion, inRegion, POLL_MS, tagFilter, withCountedEc2In } from './ebs-api';
+import { holderText, INSTANCE_WAIT_MS, ipHolders, loadBackup, requireNetworkIn } from './ebs-restore-plan';
 import {
   byDevice,
   clientToken,
@@ -83,7 +83,9 @@ export function ebsRestoreActivities(rt: Runtime) {
       const token = input.token;
       const cluster = input.cluster;
       call.top.cluster(cluster);
-      return withCountedEc2(rt, call, cluster, async (ec2, api) => {
+      // In a copy region: launched there from the backup's copies, into the recorded network (which must exist there).
+      const where = ebsRegion(call, cluster, input.region);
+      return withCountedEc2In(rt, call, cluster, where.region, async (ec2, api) => {
         const finish = async (instanceId: string, imageId: string, launched: boolean, how: string): Promise<EbsRestoreInstanceResult> => {
           const { instance, state } = await waitInstance(ec2, instanceId, (s) => s !== 'pending', INSTANCE_WAIT_MS);
           if (state === 'pending') throw new Error(`restored instance ${instanceId} is still pending ${INSTANCE_WAIT_MS / 1000} s after launch`);
@@ -120,7 +122,8 @@ export function ebsRestoreActivities(rt: Runtime) {
         }
 
         // 2. What to launch.
-        const { snaps, meta } = await loadBackup(ec2, cluster, backupId);
+        const { snaps, meta } = await loadBackup(ec2, cluster, backupId, where);
+        await requireNetworkIn(ec2, where, backupId, meta);
         const failed = snaps.find((s) => s.state === 'error');
         if (failed) throw failedSnapshot(backupId, failed);
         const pending = snaps.filter((s) => s.state !== 'completed');
@@ -275,7 +278,7 @@ export function ebsRestoreActivities(rt: Runtime) {
           `launched ${instanceId} (${meta.instanceType} in ${meta.subnetId ?? 'the default subnet'}, ${meta.privateIp ?? 'any private IP'}, ` +
           `groups ${meta.securityGroupIds.join(',') || 'default'}) ` +
           `from ${registered ? 'new' : 'existing'} image ${imageId} of backup ` +
-          `${backupId}${launchMappings ? ' (snapshots mapped at launch: the image lists none of them)' : ''}`;
+          `${backupId}${inRegion(where)}${launchMappings ? ' (snapshots mapped at launch: the image lists none of them)' : ''}`;
         return finish(instanceId, imageId, true, how);
       });
     }),

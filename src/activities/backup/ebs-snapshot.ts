@@ -1,20 +1,29 @@
 /**
- * EBS snapshot backups: snapshot every volume of a database node's instance, tagged so that the
- * tags alone say which cluster and backup they belong to and what a restore needs (ebs-tags.ts);
- * wait for them to complete; list the cluster's backups; delete one.
+ * EBS snapshot backups: snapshot every volume of a database node's instance together (one
+ * CreateSnapshots call: crash-consistent), tagged so that the tags alone say which cluster and
+ * backup they belong to and what a restore needs (ebs-tags.ts); wait for them to complete; list
+ * the cluster's backups; delete one. Listing and deleting also work in a copy region (ebs-copy.ts).
  *
  * Every step is check-then-act: a snapshot already carrying the backup id is found instead of made
  * again, one already deleted is fine. Every result counts its EC2 API calls and the SDK's own
  * retries (ebs-api.ts). When the SDK finally gives up, its error propagates as an ordinary
  * (retryable) error, so Temporal's activity retry carries on.
  */
-import { CreateSnapshotCommand, DeleteSnapshotCommand, DeregisterImageCommand, DescribeImagesCommand, type EC2Client } from '@aws-sdk/client-ec2';
+import {
+  CreateSnapshotsCommand,
+  CreateTagsCommand,
+  DeleteSnapshotCommand,
+  DeregisterImageCommand,
+  DescribeImagesCommand,
+  type EC2Client,
+} from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/common';
 import { checkBackupId } from './files';
 import {
   EBS_TAGS,
   type EbsBackupEntry,
   type EbsDeleteResult,
+  type EbsDevice,
   type EbsSnapshotCreateInput,
   type EbsSnapshotCreateResult,
   type EbsSnapshotInfo,
@@ -25,14 +34,27 @@ import { Errors } from '../../contract/errors';
 import { heartbeat, pause } from '../activity-context';
 import type { Runtime } from '../runtime';
 import { awsErrorName, describeVolumes, ec2Node, findInstances, requireOneInstance, selectorText } from '../ec2';
-import { apiText, backupSnapshots, describeSnapshots, POLL_MS, tagFilter, withCountedEc2 } from './ebs-api';
 import {
+  type ApiCounter,
+  apiText,
+  backupSnapshots,
+  describeSnapshots,
+  ebsRegion,
+  inRegion,
+  POLL_MS,
+  tagFilter,
+  withCountedEc2,
+  withCountedEc2In,
+} from './ebs-api';
+import {
+  backupTags,
   byDevice,
+  deviceTags,
   failedSnapshot,
   groupBackups,
   plural,
   restoreMetadata,
-  snapshotDescription,
+  setDescription,
   snapshotInfo,
   snapshotList,
   snapshotTags,
@@ -43,7 +65,7 @@ import {
 const NONE_FOUND_WAIT_MS = 30_000;
 
 /** Delete a snapshot; one already gone is fine. */
-async function deleteSnapshot(ec2: EC2Client, snapshotId: string): Promise<void> {
+export async function deleteSnapshot(ec2: EC2Client, snapshotId: string): Promise<void> {
   try {
     await ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
   } catch (err) {
@@ -51,14 +73,70 @@ async function deleteSnapshot(ec2: EC2Client, snapshotId: string): Promise<void>
   }
 }
 
+/**
+ * Poll (heartbeating) until every snapshot of the backup in this client's region is "completed",
+ * or timeoutSeconds passes (completed: false). "error" is a non-retryable SnapshotFailed; none at
+ * all after a short grace (EC2's reads are eventually consistent) a non-retryable BackupNotFound.
+ * `where` (" in eu-central-1") names a copy region in the texts.
+ */
+export async function waitSnapshots(
+  ec2: EC2Client,
+  api: ApiCounter,
+  cluster: string,
+  backupId: string,
+  timeoutSeconds: number,
+  where: string,
+): Promise<EbsSnapshotWaitResult> {
+  const started = Date.now();
+  const deadline = started + Math.max(0, timeoutSeconds) * 1000;
+  const noneDeadline = started + Math.min(NONE_FOUND_WAIT_MS, Math.max(0, timeoutSeconds) * 1000);
+  for (;;) {
+    const snaps = (await backupSnapshots(ec2, cluster, backupId)).sort(byDevice);
+    const failed = snaps.find((s) => s.state === 'error');
+    if (failed) throw failedSnapshot(backupId, failed, where);
+    const done = snaps.filter((s) => s.state === 'completed');
+    const complete = snaps.length > 0 && done.length === snaps.length;
+    const now = Date.now();
+    if (snaps.length === 0 && now >= noneDeadline) {
+      throw ApplicationFailure.nonRetryable(
+        `no EBS snapshot${where} is tagged ${EBS_TAGS.cluster}=${cluster} and ${EBS_TAGS.backupId}=${backupId}: nothing to wait for ` +
+          (where ? '(was ebsSnapshotCopy run for this backup id and region?)' : '(was ebsSnapshotCreate run for this backup id?)'),
+        Errors.BackupNotFound,
+      );
+    }
+    if (complete || now >= deadline) {
+      const waitedMs = now - started;
+      const progress = snaps.map((s) => `${s.snapshotId} ${s.state}${s.state === 'completed' ? '' : ` ${s.progress ?? '?'}`}`).join(', ');
+      return {
+        backupId,
+        completed: complete,
+        snapshots: snaps,
+        waitedMs,
+        api: api.use,
+        detail: complete
+          ? `${plural(snaps.length, 'snapshot')} of backup ${backupId}${where} completed after ${(waitedMs / 1000).toFixed(1)} s ` +
+            `(${snaps.map((s) => s.snapshotId).join(', ')}); ${apiText(api.use)}`
+          : `${done.length} of ${plural(snaps.length, 'snapshot')} of backup ${backupId}${where} completed when the ${timeoutSeconds} s ` +
+            `wait ended (${progress}); ${apiText(api.use)}`,
+      };
+    }
+    heartbeat({ backupId, completed: done.length, total: snaps.length, progress: snaps.map((s) => s.progress) });
+    await pause(Math.min(POLL_MS, Math.max(1, deadline - now)));
+  }
+}
+
 export function ebsSnapshotActivities(rt: Runtime) {
   return {
     /**
-     * Snapshot every EBS volume of the node's one live instance, each tagged with the cluster,
-     * backup id, node, workflow id, creator, device and the restore metadata. A volume that
-     * already has a snapshot with this cluster and backup id (pending or completed: a resumed run)
-     * is not snapshotted again; a failed ("error") one is replaced and deleted. Duplicates made by
-     * the SDK retrying a CreateSnapshot whose answer was lost are deleted again.
+     * Snapshot every EBS volume of the node's one live instance together: one CreateSnapshots call
+     * for the instance (boot volume included), so the snapshots are crash-consistent with each
+     * other. Every snapshot is tagged with the cluster, backup id, node, workflow id, creator and
+     * the restore metadata (in the call), then with its own device (CreateTags: one call tags a
+     * set alike). A backup whose snapshots already cover every attached volume (pending or
+     * completed: a resumed run) is found, its missing device tags set, and nothing is taken; a set
+     * that does not (a failed snapshot, a volume attached since) is replaced by a new set and
+     * deleted. A duplicate set made by the SDK retrying a CreateSnapshots whose answer was lost is
+     * deleted again.
      */
     ebsSnapshotCreate: rt.activity(async (input: EbsSnapshotCreateInput, call): Promise<EbsSnapshotCreateResult> => {
       const backupId = checkBackupId(input.backupId);
@@ -82,69 +160,94 @@ export function ebsSnapshotActivities(rt: Runtime) {
         }
         const meta = restoreMetadata(input.node, inst, await describeVolumes(ec2, { volumeIds: attached }));
         heartbeat({ instanceId, devices: meta.devices.length });
+        const tagInput = { cluster: input.cluster, backupId, node: input.node, workflowId: input.workflowId, createdBy: input.requestedBy, meta };
+        // Checked for every device before anything is made: too many tags is refused up front.
+        for (const device of meta.devices) snapshotTags({ ...tagInput, device });
 
-        const existing = await backupSnapshots(ec2, input.cluster, backupId);
-        const created: string[] = [];
-        const found: string[] = [];
         const removed: string[] = [];
-        const result: EbsSnapshotInfo[] = [];
         const remove = async (snapshotId: string) => {
+          if (removed.includes(snapshotId)) return;
           await deleteSnapshot(ec2, snapshotId);
           removed.push(snapshotId);
         };
-        for (const dev of meta.devices) {
-          const mine = existing.filter((s) => s.volumeId === dev.volumeId).sort((a, b) => (a.startTime ?? '').localeCompare(b.startTime ?? ''));
-          const good = mine.filter((s) => s.state !== 'error');
-          if (good.length > 0) {
-            // A resumed run: keep the first, and any duplicates an earlier attempt left go.
-            found.push(good[0].snapshotId);
-            result.push(good[0]);
-            for (const dup of good.slice(1)) await remove(dup.snapshotId);
-            continue;
+        /** Set the device tags a snapshot lacks (CreateSnapshots tagged the set alike; a crash may have come between). */
+        const tagDevices = async (pairs: { snap: EbsSnapshotInfo; device: EbsDevice }[]): Promise<EbsSnapshotInfo[]> => {
+          const out: EbsSnapshotInfo[] = [];
+          for (const { snap, device } of pairs) {
+            const want = deviceTags(device);
+            if (Object.entries(want).some(([k, v]) => snap.tags[k] !== v)) {
+              await ec2.send(new CreateTagsCommand({ Resources: [snap.snapshotId], Tags: tagList(want) }));
+            }
+            out.push({ ...snap, device: device.device, tags: { ...snap.tags, ...want } });
           }
-          const tags = snapshotTags({
-            cluster: input.cluster,
-            backupId,
-            node: input.node,
-            workflowId: input.workflowId,
-            createdBy: input.requestedBy,
-            device: dev,
-            meta,
-          });
-          const snap = await ec2.send(
-            new CreateSnapshotCommand({
-              VolumeId: dev.volumeId,
-              Description: snapshotDescription(backupId, input.node, dev.volumeId, dev.device, rt.now()),
-              TagSpecifications: [{ ResourceType: 'snapshot', Tags: tagList(tags) }],
+          return out.sort(byDevice);
+        };
+
+        const existing = (await backupSnapshots(ec2, input.cluster, backupId)).sort((a, b) => (a.startTime ?? '').localeCompare(b.startTime ?? ''));
+        const good = existing.filter((s) => s.state !== 'error');
+        const covered = meta.devices.map((device) => ({ device, snap: good.find((s) => s.volumeId === device.volumeId) }));
+        let result: EbsSnapshotInfo[];
+        let created: string[] = [];
+        let found: string[] = [];
+        if (good.length > 0 && covered.every((c) => c.snap)) {
+          // A resumed run: this backup's set is there. Keep the first per volume; duplicates an earlier attempt left go.
+          const keep = covered.map((c) => ({ device: c.device, snap: c.snap as EbsSnapshotInfo }));
+          result = await tagDevices(keep);
+          found = result.map((s) => s.snapshotId);
+          for (const s of existing)
+            if (!found.includes(s.snapshotId) && (s.state === 'error' || meta.devices.some((d) => d.volumeId === s.volumeId))) await remove(s.snapshotId);
+        } else {
+          const made = await ec2.send(
+            new CreateSnapshotsCommand({
+              InstanceSpecification: { InstanceId: instanceId, ExcludeBootVolume: false },
+              Description: setDescription(backupId, input.node, instanceId, meta.devices.length, rt.now()),
+              TagSpecifications: [{ ResourceType: 'snapshot', Tags: tagList(backupTags(tagInput)) }],
             }),
           );
-          const info = snapshotInfo({ ...snap, Tags: snap.Tags?.length ? snap.Tags : tagList(tags) });
-          created.push(info.snapshotId);
-          result.push(info);
-          rt.log.info('EBS snapshot created', {
-            cluster: input.cluster,
-            backupId,
-            node: input.node,
-            volumeId: dev.volumeId,
-            device: dev.device,
-            snapshotId: info.snapshotId,
-          });
-          for (const bad of mine) await remove(bad.snapshotId);
-          if ((snap.$metadata.attempts ?? 1) > 1) {
-            // The SDK retried: an attempt whose answer was lost may have made a snapshot too.
-            const again = (await backupSnapshots(ec2, input.cluster, backupId)).filter((s) => s.volumeId === dev.volumeId && s.snapshotId !== info.snapshotId);
-            for (const dup of again) if (!removed.includes(dup.snapshotId)) await remove(dup.snapshotId);
+          const set = (made.Snapshots ?? []).map((x) =>
+            snapshotInfo({
+              SnapshotId: x.SnapshotId,
+              VolumeId: x.VolumeId,
+              VolumeSize: x.VolumeSize,
+              State: x.State,
+              Progress: x.Progress,
+              StartTime: x.StartTime,
+              Description: x.Description,
+              Tags: x.Tags?.length ? x.Tags : tagList(backupTags(tagInput)),
+            }),
+          );
+          const ids = set.map((x) => x.snapshotId);
+          rt.log.info('EBS snapshots created together', { cluster: input.cluster, backupId, node: input.node, instanceId, snapshotIds: ids });
+          heartbeat({ instanceId, created: ids.length });
+          if ((made.$metadata.attempts ?? 1) > 1) {
+            // The SDK retried: an attempt whose answer was lost may have made a whole set too.
+            const again = await backupSnapshots(ec2, input.cluster, backupId);
+            for (const dup of again) if (!ids.includes(dup.snapshotId) && !existing.some((e) => e.snapshotId === dup.snapshotId)) await remove(dup.snapshotId);
           }
-          heartbeat({ instanceId, created: created.length, found: found.length });
+          const pairs = meta.devices.map((device) => ({ device, snap: set.find((x) => x.volumeId === device.volumeId) }));
+          const strays = set.filter((x) => !meta.devices.some((d) => d.volumeId === x.volumeId));
+          if (pairs.some((p) => !p.snap) || strays.length) {
+            // The volumes changed between reading the instance and snapshotting it: not the set that was described.
+            for (const id of ids) await remove(id);
+            throw new Error(
+              `the EBS volumes of ${instanceId} (node "${input.node}") changed while they were snapshotted: expected ` +
+                `${meta.devices.map((d) => d.volumeId).join(', ')}, CreateSnapshots took ${set.map((x) => x.volumeId).join(', ') || 'none'}; ` +
+                `the set was deleted and is taken again`,
+            );
+          }
+          result = await tagDevices(pairs.map((p) => ({ device: p.device, snap: p.snap as EbsSnapshotInfo })));
+          created = ids;
+          // The earlier set (partial or with a failed snapshot) is not one consistent backup with the new one.
+          for (const s of existing) await remove(s.snapshotId);
         }
 
         const parts: string[] = [];
         const made = result.filter((s) => created.includes(s.snapshotId));
         const old = result.filter((s) => found.includes(s.snapshotId));
-        if (made.length) parts.push(`${plural(made.length, 'snapshot')} created (${snapshotList(made)})`);
+        if (made.length) parts.push(`${plural(made.length, 'snapshot')} created together (${snapshotList(made)})`);
         if (old.length) parts.push(`${plural(old.length, 'snapshot')} found from an earlier attempt (${snapshotList(old)})`);
         parts[parts.length - 1] += ` of ${instanceId} (node "${input.node}")`;
-        if (removed.length) parts.push(`removed ${removed.join(', ')} (failed or duplicate)`);
+        if (removed.length) parts.push(`removed ${removed.join(', ')} (failed, duplicate or of an incomplete set)`);
         return {
           backupId,
           node: input.node,
@@ -167,50 +270,18 @@ export function ebsSnapshotActivities(rt: Runtime) {
      */
     ebsSnapshotWait: rt.activity(async (input: EbsSnapshotWaitInput, call): Promise<EbsSnapshotWaitResult> => {
       const backupId = checkBackupId(input.backupId);
-      return withCountedEc2(rt, call, input.cluster, async (ec2, api) => {
-        const started = Date.now();
-        const deadline = started + Math.max(0, input.timeoutSeconds) * 1000;
-        const noneDeadline = started + Math.min(NONE_FOUND_WAIT_MS, Math.max(0, input.timeoutSeconds) * 1000);
-        for (;;) {
-          const snaps = (await backupSnapshots(ec2, input.cluster, backupId)).sort(byDevice);
-          const failed = snaps.find((s) => s.state === 'error');
-          if (failed) throw failedSnapshot(backupId, failed);
-          const done = snaps.filter((s) => s.state === 'completed');
-          const complete = snaps.length > 0 && done.length === snaps.length;
-          const now = Date.now();
-          if (snaps.length === 0 && now >= noneDeadline) {
-            throw ApplicationFailure.nonRetryable(
-              `no EBS snapshot is tagged ${EBS_TAGS.cluster}=${input.cluster} and ${EBS_TAGS.backupId}=${backupId}: nothing to wait for ` +
-                `(was ebsSnapshotCreate run for this backup id?)`,
-              Errors.BackupNotFound,
-            );
-          }
-          if (complete || now >= deadline) {
-            const waitedMs = now - started;
-            const progress = snaps.map((s) => `${s.snapshotId} ${s.state}${s.state === 'completed' ? '' : ` ${s.progress ?? '?'}`}`).join(', ');
-            return {
-              backupId,
-              completed: complete,
-              snapshots: snaps,
-              waitedMs,
-              api: api.use,
-              detail: complete
-                ? `${plural(snaps.length, 'snapshot')} of backup ${backupId} completed after ${(waitedMs / 1000).toFixed(1)} s ` +
-                  `(${snaps.map((s) => s.snapshotId).join(', ')}); ${apiText(api.use)}`
-                : `${done.length} of ${plural(snaps.length, 'snapshot')} of backup ${backupId} completed when the ${input.timeoutSeconds} s ` +
-                  `wait ended (${progress}); ${apiText(api.use)}`,
-            };
-          }
-          heartbeat({ backupId, completed: done.length, total: snaps.length, progress: snaps.map((s) => s.progress) });
-          await pause(Math.min(POLL_MS, Math.max(1, deadline - now)));
-        }
-      });
+      return withCountedEc2(rt, call, input.cluster, (ec2, api) => waitSnapshots(ec2, api, input.cluster, backupId, input.timeoutSeconds, ''));
     }),
 
-    /** Every EBS backup of the cluster (snapshots tagged with it, every page), grouped by backup id, newest first. */
-    ebsBackupsList: rt.activity(async (input: { cluster: string }, call): Promise<EbsBackupEntry[]> => {
-      call.top.cluster(input.cluster);
-      return withCountedEc2(rt, call, input.cluster, async (ec2) => groupBackups(await describeSnapshots(ec2, { [EBS_TAGS.cluster]: input.cluster })));
+    /**
+     * Every EBS backup of the cluster (snapshots tagged with it, every page), grouped by backup id,
+     * newest first; in a copy region (backup.ebs.copyTo) when `region` names one: its copies.
+     */
+    ebsBackupsList: rt.activity(async (input: { cluster: string; region?: string }, call): Promise<EbsBackupEntry[]> => {
+      const where = ebsRegion(call, input.cluster, input.region);
+      return withCountedEc2In(rt, call, input.cluster, where.region, async (ec2) =>
+        groupBackups(await describeSnapshots(ec2, { [EBS_TAGS.cluster]: input.cluster })),
+      );
     }),
 
     /**
@@ -218,9 +289,10 @@ export function ebsSnapshotActivities(rt: Runtime) {
      * deregistering the image a restore registered from them (EC2 refuses to delete a snapshot an
      * image still uses).
      */
-    ebsSnapshotsDelete: rt.activity(async (input: { cluster: string; backupId: string }, call): Promise<EbsDeleteResult> => {
+    ebsSnapshotsDelete: rt.activity(async (input: { cluster: string; backupId: string; region?: string }, call): Promise<EbsDeleteResult> => {
       const backupId = checkBackupId(input.backupId);
-      return withCountedEc2(rt, call, input.cluster, async (ec2, api) => {
+      const where = ebsRegion(call, input.cluster, input.region);
+      return withCountedEc2In(rt, call, input.cluster, where.region, async (ec2, api) => {
         const images =
           (
             await ec2.send(
@@ -247,10 +319,10 @@ export function ebsSnapshotActivities(rt: Runtime) {
           deleted.push(s.snapshotId);
           heartbeat({ backupId, deleted: deleted.length });
         }
-        rt.log.info('EBS backup deleted', { cluster: input.cluster, backupId, deleted, deregisteredImages });
+        rt.log.info('EBS backup deleted', { cluster: input.cluster, backupId, region: where.region, deleted, deregisteredImages });
         const what = deleted.length
-          ? `deleted ${plural(deleted.length, 'snapshot')} of backup ${backupId} (${deleted.join(', ')})`
-          : `no snapshot of backup ${backupId} left to delete`;
+          ? `deleted ${plural(deleted.length, 'snapshot')} of backup ${backupId}${inRegion(where)} (${deleted.join(', ')})`
+          : `no snapshot of backup ${backupId} left to delete${inRegion(where)}`;
         const img = deregisteredImages.length ? `; deregistered image ${deregisteredImages.join(', ')}` : '';
         return { backupId, deleted, deregisteredImages, api: api.use, detail: `${what}${img}; ${apiText(api.use)}` };
       });

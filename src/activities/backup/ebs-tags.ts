@@ -31,8 +31,9 @@ export function clip(text: string, max = TAG_VALUE_MAX): string {
   return cps.length <= max ? text : cps.slice(0, max).join('');
 }
 
-export function snapshotDescription(backupId: string, node: string, volumeId: string, device: string, at: Date): string {
-  return clip(`switchyard backup ${backupId} of ${node} (${volumeId} at ${device}) ${at.toISOString()}`, DESCRIPTION_MAX);
+/** The one description of a set of snapshots taken together (CreateSnapshots gives every snapshot the same). */
+export function setDescription(backupId: string, node: string, instanceId: string, devices: number, at: Date): string {
+  return clip(`switchyard backup ${backupId} of ${node} (${instanceId}, ${devices} volumes taken together) ${at.toISOString()}`, DESCRIPTION_MAX);
 }
 
 /** The name of the image a restore registers from a backup's snapshots. */
@@ -105,30 +106,61 @@ export interface SnapshotTagInput {
   meta: EbsRestoreMetadata;
 }
 
-/** Every tag of one snapshot of a backup. Throws RestoreMetadataTooLarge when they exceed EC2's 50 per resource. */
-export function snapshotTags(t: SnapshotTagInput): Record<string, string> {
-  const tags: Record<string, string> = {
+/** The tags a copy in another region carries besides its source's: EBS_TAGS.sourceSnapshot and EBS_TAGS.sourceRegion. */
+export const COPY_TAG_COUNT = 2;
+
+/** The tags of one snapshot that say which volume it is of (set per snapshot: CreateSnapshots tags a whole set alike). */
+export function deviceTags(d: EbsDevice): Record<string, string> {
+  return {
+    [EBS_TAGS.device]: clip(d.device),
+    [EBS_TAGS.deleteOnTermination]: String(d.deleteOnTermination),
+    ...(d.volumeType ? { [EBS_TAGS.volumeType]: clip(d.volumeType) } : {}),
+    ...(typeof d.iops === 'number' ? { [EBS_TAGS.iops]: String(d.iops) } : {}),
+    ...(typeof d.throughput === 'number' ? { [EBS_TAGS.throughput]: String(d.throughput) } : {}),
+  };
+}
+
+/** The tags every snapshot of a backup carries alike: cluster, backup id, node, workflow, creator, restore metadata. */
+export function backupTags(t: Omit<SnapshotTagInput, 'device'>): Record<string, string> {
+  return {
     [EBS_TAGS.cluster]: clip(t.cluster),
     [EBS_TAGS.backupId]: clip(t.backupId),
     [EBS_TAGS.node]: clip(t.node),
     [EBS_TAGS.workflowId]: clip(t.workflowId),
     [EBS_TAGS.createdBy]: clip(t.createdBy),
-    [EBS_TAGS.device]: clip(t.device.device),
-    [EBS_TAGS.deleteOnTermination]: String(t.device.deleteOnTermination),
-    ...(t.device.volumeType ? { [EBS_TAGS.volumeType]: clip(t.device.volumeType) } : {}),
-    ...(typeof t.device.iops === 'number' ? { [EBS_TAGS.iops]: String(t.device.iops) } : {}),
-    ...(typeof t.device.throughput === 'number' ? { [EBS_TAGS.throughput]: String(t.device.throughput) } : {}),
     ...restoreTags(t.meta),
   };
+}
+
+/**
+ * Every tag of one snapshot of a backup. Throws RestoreMetadataTooLarge when they, with the
+ * COPY_TAG_COUNT more a copy in another region adds, exceed EC2's 50 per resource.
+ */
+export function snapshotTags(t: SnapshotTagInput): Record<string, string> {
+  const tags: Record<string, string> = { ...backupTags(t), ...deviceTags(t.device) };
   const n = Object.keys(tags).length;
-  if (n > TAGS_PER_RESOURCE_MAX) {
+  if (n + COPY_TAG_COUNT > TAGS_PER_RESOURCE_MAX) {
     throw ApplicationFailure.nonRetryable(
-      `the restore metadata of instance ${t.meta.instanceId} (node "${t.node}") needs ${n} tags on each snapshot, more than EC2's ${TAGS_PER_RESOURCE_MAX}: ` +
-        `its ${Object.keys(t.meta.tags).length} tags are too long to record; shorten or remove some of the instance's tags`,
+      `the restore metadata of instance ${t.meta.instanceId} (node "${t.node}") needs ${n} tags on each snapshot (and ${COPY_TAG_COUNT} more on a copy in ` +
+        `another region), more than EC2's ${TAGS_PER_RESOURCE_MAX}: its ${Object.keys(t.meta.tags).length} tags are too long to record; ` +
+        `shorten or remove some of the instance's tags`,
       Errors.RestoreMetadataTooLarge,
     );
   }
   return tags;
+}
+
+/** A copy's tags: its source's (EC2's own "aws:" ones left out), plus the source snapshot and region. */
+export function copyTags(source: EbsSnapshotInfo, sourceRegion: string): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const [k, v] of Object.entries(source.tags)) if (!k.startsWith('aws:')) tags[k] = v;
+  tags[EBS_TAGS.sourceSnapshot] = source.snapshotId;
+  tags[EBS_TAGS.sourceRegion] = sourceRegion;
+  return tags;
+}
+
+export function copyDescription(source: EbsSnapshotInfo, backupId: string, sourceRegion: string): string {
+  return clip(`switchyard copy of ${source.snapshotId} (backup ${backupId}, ${source.device ?? source.volumeId}) from ${sourceRegion}`, DESCRIPTION_MAX);
 }
 
 export function snapshotInfo(s: Snapshot): EbsSnapshotInfo {
@@ -294,6 +326,6 @@ export function snapshotList(list: EbsSnapshotInfo[]): string {
   return list.map((s) => `${s.snapshotId} at ${s.device ?? s.volumeId}`).join(', ');
 }
 
-export function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
+export function plural(n: number, word: string, many = `${word}s`): string {
+  return `${n} ${n === 1 ? word : many}`;
 }
