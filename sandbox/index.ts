@@ -10,8 +10,8 @@
  * dc1-app/app, dc1-app/fault-detection, dc1-app/notification, and the same for dc2.
  */
 import { cutFromWorker, healSync } from './partition';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, copyFileSync, existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { Socket } from 'node:net';
 import { homedir } from 'node:os';
@@ -61,7 +61,7 @@ import {
 } from './procs';
 import { readState, withLock, writeState, type SandboxState } from './state';
 import { sandboxAccess } from './access';
-import { appConfFile, dnsCommand, dnsRecordFile, svcCommand, writeTopology } from './topology';
+import { appConfFile, caDir, caSetKeyFile, dnsCommand, dnsRecordFile, svcCommand, writeTopology } from './topology';
 import { loadTools as loadBaseTools, type Tools as BaseTools } from '../src/tools';
 
 export interface SandboxOptions {
@@ -321,6 +321,22 @@ async function prepare(ctx: Ctx): Promise<void> {
     writeOwned(ctx, join(db.configDir, 'pg_hba.conf'), pgHbaConf(), 0o640);
     writeOwned(ctx, join(db.configDir, 'pg_ident.conf'), pgIdentConf(ctx.runAs), 0o640);
   }
+  // The file set "ca" (backup.files.ca): a CA's key pair, made once; the private key 0600, a symlink to the public half.
+  const ca = caDir(l);
+  mkdirOwned(ctx, ca, 0o750);
+  if (!existsSync(join(ca, 'ca.key'))) {
+    const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    writeOwned(ctx, join(ca, 'ca.key'), pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
+    writeOwned(ctx, join(ca, 'ca.pub.pem'), pair.publicKey.export({ type: 'spki', format: 'pem' }).toString(), 0o644);
+  }
+  const link = join(ca, 'current.pem');
+  try {
+    lstatSync(link);
+  } catch {
+    symlinkSync('ca.pub.pem', link);
+  }
+  if (ctx.runAs.switching) lchownSync(link, ctx.runAs.uid, ctx.runAs.gid);
+  secretFile(ctx, caSetKeyFile(l), () => randomBytes(32).toString('base64'));
   writeOwned(ctx, l.frontConfig, haproxyConfig(l));
   writeTopology(l, ctx.runAs, { pgBinDir: ctx.tools.pgBinDir, node: ctx.tools.node }, await sandboxAccess(l));
   await ensureDnsRecord(ctx);

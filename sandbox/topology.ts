@@ -44,6 +44,18 @@ export function appConfFile(l: Layout, dbHost: string): string {
   return join(l.dir, dbHost, 'etc', 'app.conf');
 }
 
+/** The host of the sandbox's file set "ca" (backup.files.ca): a CA's key pair, the key 0600, backed up encrypted. */
+export const FILES_HOST = 'dc1-app';
+
+export function caDir(l: Layout): string {
+  return join(l.dir, FILES_HOST, 'ca');
+}
+
+/** The key the "ca" file set is encrypted with (32 random bytes, base64). */
+export function caSetKeyFile(l: Layout): string {
+  return join(l.secretsDir, 'files-ca.key');
+}
+
 /** Where an app host's afterPromote hook "repoint-app" records the database the app should use. */
 export function dbTargetFile(l: Layout, appHost: string): string {
   return join(l.dir, appHost, 'db-target');
@@ -197,9 +209,12 @@ export function buildTopology(l: Layout, runAs: RunAs, tools: TopologyTools, acc
             region: EC2_REGION,
             endpoint: ec2Endpoint(l),
             credentials: { accessKeyId: { file: l.secrets.awsAccessKeyId }, secretAccessKey: { file: l.secrets.awsSecretAccessKey } },
-            // Small parts, so the sandbox's backups of a few MiB still take the multipart path.
-            partSizeMiB: 5,
+            // The AWS CLI's part size: a backup of a few MiB is one PUT, a larger one a multipart upload.
+            partSizeMiB: 8,
           },
+          files: { ca: { host: FILES_HOST, paths: [caDir(l)], mode: 'keep-permissions', encrypt: true, key: { file: caSetKeyFile(l) } } },
+          // WAL archiving for point-in-time restores: runs once `switchyard archive demo` starts it.
+          archive: { slot: 'switchyard_archive', intervalSeconds: 2 },
         },
       },
     },

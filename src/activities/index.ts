@@ -18,8 +18,13 @@ import { pgBackupCatalogActivities } from './backup/pg-catalog';
 import { pgBackupCreateActivities } from './backup/pg-create';
 import { pgDrillActivities } from './backup/pg-drill';
 import { pgRestoreActivities } from './backup/pg-restore';
-import { ec2Activities } from './ec2';
 import { pgBackupStoreActivities } from './backup/store-backup';
+import { fileSetActivities } from './backup/file-sets';
+import type { FileSetActivities } from '../contract/backup-files';
+import { walArchiveActivities } from './backup/wal-archive';
+import { pgRestorePitrActivities } from './backup/pg-restore-pitr';
+import type { WalArchiveActivities } from '../contract/wal-archive';
+import { ec2Activities } from './ec2';
 import { fenceActivities } from './postgres/fence';
 import { guardActivities } from './guard';
 import { historyActivities } from './history';
@@ -66,9 +71,12 @@ export function createActivities(deps: ActivityDeps) {
     ...ebsRestoreActivities(rt),
     ...pgBackupCatalogActivities(rt),
     ...pgBackupCreateActivities(rt),
+    ...pgBackupStoreActivities(rt),
+    ...fileSetActivities(rt),
+    ...walArchiveActivities(rt),
+    ...pgRestorePitrActivities(rt),
     ...pgDrillActivities(rt),
     ...pgRestoreActivities(rt),
-    ...pgBackupStoreActivities(rt),
     ...vantageActivities(rt),
     ...watchMemoryActivities(rt),
   };
@@ -81,6 +89,10 @@ export type Activities = ReturnType<typeof createActivities>;
 export type BackupActivitiesImplemented = Activities extends BackupActivities ? true : never;
 const backupContract: BackupActivitiesImplemented = true;
 void backupContract;
+const walArchiveContract: Activities extends WalArchiveActivities ? true : never = true;
+void walArchiveContract;
+const fileSetContract: Activities extends FileSetActivities ? true : never = true;
+void fileSetContract;
 
 export type { ActivityDeps, ActivityTimeouts, Ec2ClientConfig, PgClientLike } from './runtime';
 export type { SshConnectConfig, SshExecResult, SshSessionLike } from './ssh/session';

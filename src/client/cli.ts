@@ -10,8 +10,10 @@ import { jsonSchema } from '../topology/json-schema';
 import { operatorSigner, registerAccessCommands, registerConsoleCommand } from './cli-access';
 import { signStart } from './signing';
 import { registerWatchCommand } from './cli-watch';
+import { archiveCommand, checkTargetTime } from './archive';
 import { findConfig, loadSandbox, requireCluster, target, UsageError, type GlobalOpts } from './cli-common';
 import { formatReadiness, runReadiness } from './readiness-report';
+import { formatBackupList, runBackupList } from './backup-list';
 
 export { UsageError } from './cli-common';
 import { userInfo } from 'node:os';
@@ -218,7 +220,7 @@ export function buildProgram(): Command {
   // --- backups --------------------------------------------------------------------------------------
   const kindsOpt = () =>
     new Option('--kinds <kinds>', "what to make: pg (base backup), ebs (snapshots), or pg,ebs (default: the topology's backup.kinds)").argParser(parseKinds);
-  program
+  const backupCommand = program
     .command('backup <cluster>')
     .description("back up now: EBS snapshots of the source node's volumes and/or a base backup on the backup server, then retention")
     .addOption(kindsOpt())
@@ -250,6 +252,20 @@ export function buildProgram(): Command {
         });
       },
     );
+  // `backup list <cluster>`: commander tries the subcommand first, so `backup <cluster>` is unchanged for every cluster not named "list".
+  backupCommand
+    .command('list <cluster>')
+    .description('every backup of the cluster: its base backup (where it is, proven or not), EBS snapshots and file sets (read-only)')
+    .option('--as <name>', 'who asks')
+    .option('--id <workflowId>', 'workflow id (default: backup-list-<cluster>-<time>-<random>)')
+    .option('--json', 'print JSON')
+    .action(async (cluster: string, o: { as?: string; id?: string; json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      const c = requireCluster(configPath, cluster);
+      if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
+      const r = await runBackupList(await target(cmd), cluster, o.as ?? defaultUser(), o.id);
+      process.stdout.write(o.json ? `${JSON.stringify(r.backups, null, 2)}\n` : formatBackupList(r));
+    });
   program
     .command('retention <cluster>')
     .description(
@@ -283,25 +299,52 @@ export function buildProgram(): Command {
     .description(
       'prove a backup restores: restore the base backup into a scratch copy on the backup server, run the verification queries, record RTO and RPO, remove it',
     )
-    .option('--from <backupId>', 'the backup to drill (default: the newest complete base backup)')
+    .option('--from <backupId>', 'the backup to drill (default: the newest complete base backup; with --target-time, the newest that finished before it)')
+    .option('--target-time <iso>', 'point in time: replay the WAL archive (backup.archive) up to this time, e.g. 2026-12-04T03:15:00Z')
     .option('--as <name>', 'who starts it')
     .option('--id <workflowId>', 'workflow id (default: drill-<cluster>-<time>-<random>)')
     .option('--wait', 'follow the run until it closes; exit 0 only when the backup restored')
     .option('--json', 'print JSON')
-    .action(async (cluster: string, o: { from?: string; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (cluster: string, o: { from?: string; targetTime?: string; as?: string; id?: string; wait?: boolean; json?: boolean }, cmd: Command) => {
       const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
       const c = requireCluster(configPath, cluster);
       if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
-      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.from ? { from: o.from } : {}) };
+      const targetTime = o.targetTime === undefined ? undefined : checkTargetTime(o.targetTime);
+      if (targetTime && !c.backup.archive) throw new UsageError(`--target-time needs WAL archiving: cluster ${cluster} has no backup.archive in ${configPath}`);
+      const input = { cluster, requestedBy: o.as ?? defaultUser(), ...(o.from ? { from: o.from } : {}), ...(targetTime ? { targetTime } : {}) };
       await startAndReport(cmd, 'drill', input, o.id ?? runId('drill', cluster), { wait: o.wait === true, json: o.json === true });
+    });
+  program
+    .command('archive <cluster>')
+    .description(
+      'continuous WAL archiving for point-in-time recovery (backup.archive): start the walArchive workflow that keeps pg_receivewal ' +
+        'streaming from the primary into the backup host (and the store), following a new primary after a failover; --stop ends it',
+    )
+    .option('--stop', 'stop archiving (the replication slot stays, so nothing is lost before it starts again)')
+    .option('--as <name>', 'who starts or stops it')
+    .option('--json', 'print JSON')
+    .action(async (cluster: string, o: { stop?: boolean; as?: string; json?: boolean }, cmd: Command) => {
+      const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
+      const c = requireCluster(configPath, cluster);
+      if (!c.backup?.archive) throw new UsageError(`cluster ${cluster} has no backup.archive in ${configPath}: WAL archiving is not configured`);
+      await archiveCommand(cmd, cluster, { stop: o.stop === true, by: o.as ?? defaultUser(), json: o.json === true });
     });
   program
     .command('restore <cluster>')
     .description(
       'restore a backup: a base backup onto a database node (old data directory kept aside), or EBS snapshots as a new instance with the recorded private IP',
     )
-    .requiredOption('--from <backupId>', 'the backup id')
-    .requiredOption('--target <node>', 'the database node restored onto, or whose instance is recreated')
+    .option('--from <backupId>', 'the backup id (with --target-time: default the newest base backup that finished before it)')
+    .option(
+      '--target-time <iso>',
+      'pg: a point in time, e.g. 2026-12-04T03:15:00Z: replay the WAL archive (backup.archive) from the backup up to it, then promote',
+    )
+    .requiredOption('--target <node>', 'the database node restored onto, or whose instance is recreated; with --files, the host the files go back onto')
+    .option(
+      '--files <set>',
+      'restore this file set (backup.files) of the backup onto --target instead of the database: what is there is moved aside, never deleted',
+    )
+    .option('--path <path>', 'with --files: only this path of the set and what is under it (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
     .addOption(new Option('--kind <kind>', 'which part of the backup (default: pg when it has a base backup)').choices(['pg', 'ebs']))
     .option('--region <region>', "ebs: restore in this region from the backup's copies there (one of backup.ebs.copyTo; default the cluster's ec2.region)")
     .option('--dry-run', 'print the plan; change nothing')
@@ -313,12 +356,52 @@ export function buildProgram(): Command {
     .action(
       async (
         cluster: string,
-        o: { from: string; target: string; kind?: 'pg' | 'ebs'; region?: string; dryRun?: boolean; as?: string; id?: string; wait?: boolean; json?: boolean },
+        o: {
+          from?: string;
+          targetTime?: string;
+          target: string;
+          kind?: 'pg' | 'ebs';
+          region?: string;
+          files?: string;
+          path?: string[];
+          dryRun?: boolean;
+          as?: string;
+          id?: string;
+          wait?: boolean;
+          json?: boolean;
+        },
         cmd: Command,
       ) => {
         const configPath = await findConfig(cmd.optsWithGlobals<GlobalOpts>().config);
         const c = requireCluster(configPath, cluster);
         if (!c.backup) throw new UsageError(`cluster ${cluster} has no "backup" section in ${configPath}`);
+        if (o.from === undefined && (o.targetTime === undefined || o.files !== undefined))
+          throw new UsageError('--from: which backup? (a backup id; only a point-in-time restore with --target-time may leave it out)');
+        if (o.files !== undefined) {
+          if (o.targetTime !== undefined) throw new UsageError('--target-time restores the database to a point in time: it does not go with --files');
+          const sets = Object.keys(c.backup.files ?? {});
+          if (!sets.includes(o.files))
+            throw new UsageError(`--files: cluster ${cluster} has no file set "${o.files}" in backup.files; known: ${sets.join(', ') || 'none'}`);
+          if (!(o.target in c.hosts))
+            throw new UsageError(`--target: unknown host "${o.target}" in cluster ${cluster}; known: ${Object.keys(c.hosts).join(', ')}`);
+          if (o.kind !== undefined || o.region !== undefined)
+            throw new UsageError('--files restores a file set onto a host: it does not go with --kind or --region');
+          const input = {
+            cluster,
+            from: o.from,
+            target: o.target,
+            files: o.files,
+            requestedBy: o.as ?? defaultUser(),
+            ...(o.path?.length ? { paths: o.path } : {}),
+            ...(o.dryRun ? { dryRun: true } : {}),
+          };
+          await startAndReport(cmd, 'restore', input, o.id ?? runId(o.dryRun ? 'restore-dry-run' : 'restore', cluster), {
+            wait: o.wait || o.dryRun === true,
+            json: o.json === true,
+          });
+          return;
+        }
+        if (o.path !== undefined) throw new UsageError('--path names paths of a file set: it goes with --files');
         if (!(o.target in c.postgres.nodes))
           throw new UsageError(`--target: unknown database node "${o.target}" in cluster ${cluster}; known: ${Object.keys(c.postgres.nodes).join(', ')}`);
         if (o.region !== undefined) {
@@ -327,9 +410,16 @@ export function buildProgram(): Command {
             throw new UsageError(`--region: ${o.region} is not a region cluster ${cluster} has EBS snapshots in; known: ${regions.join(', ') || 'none'}`);
           if (o.kind === 'pg') throw new UsageError('--region restores EBS snapshot copies: it does not go with --kind pg');
         }
+        const targetTime = o.targetTime === undefined ? undefined : checkTargetTime(o.targetTime);
+        if (targetTime !== undefined) {
+          if (o.kind === 'ebs' || o.region !== undefined)
+            throw new UsageError('--target-time replays WAL onto a base backup: it does not go with --kind ebs or --region');
+          if (!c.backup.archive) throw new UsageError(`--target-time needs WAL archiving: cluster ${cluster} has no backup.archive in ${configPath}`);
+        }
         const input = {
           cluster,
-          from: o.from,
+          ...(o.from !== undefined ? { from: o.from } : {}),
+          ...(targetTime !== undefined ? { targetTime, kind: 'pg' as const } : {}),
           target: o.target,
           requestedBy: o.as ?? defaultUser(),
           ...(o.kind ? { kind: o.kind } : {}),

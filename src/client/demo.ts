@@ -20,7 +20,8 @@ import { pickNet, releaseNet } from '../../sandbox/nets';
 import { createLogger } from '../logging';
 import { TASK_QUEUE } from '../temporal-target';
 import { createWorker, installRuntime } from '../worker';
-import type { failback, failover, readiness, watch } from '../workflows';
+import type { failback, failover, readiness, walArchive, watch } from '../workflows';
+import { walArchiveStatusQuery, walArchiveStopSignal, walArchiveWorkflowId } from '../contract/wal-archive';
 import { watchStatusQuery, watchStopSignal, watchWorkflowId, type WatchStatus } from '../contract/watch';
 import type { FailbackResult } from '../workflows/failback';
 import type { FailoverResult } from '../workflows/failover';
@@ -85,6 +86,15 @@ export async function runDemo(): Promise<void> {
     let ok = false;
     try {
       await worker.runUntil(async () => {
+        // Continuous WAL archiving (point-in-time recovery): its lag is part of readiness.
+        const ah = await client.workflow.start<typeof walArchive>('walArchive', {
+          taskQueue: TASK_QUEUE,
+          workflowId: walArchiveWorkflowId('demo'),
+          args: [{ cluster: 'demo', requestedBy: 'demo' }],
+        });
+        for (const t0 = Date.now(); (await ah.query(walArchiveStatusQuery)).following === null && Date.now() - t0 < 30_000;)
+          await new Promise((r) => setTimeout(r, 250));
+        say(`[${secs()}]    WAL archive: ${ah.workflowId} runs pg_receivewal on the backup host, following the primary (also: npx switchyard archive demo)`);
         say(`[${secs()}] 3. readiness of cluster "demo" (workflow readiness)`);
         const handle = await client.workflow.start<typeof readiness>('readiness', {
           taskQueue: TASK_QUEUE,
@@ -243,6 +253,13 @@ export async function runDemo(): Promise<void> {
             `${final.standbySite ?? 'no'} standby (${final.lagBytes ?? '?'} bytes behind); the front reaches ${rows[0].server} with ${rows[0].n} rows`,
         );
         if (!final.ready) for (const c of final.checks.filter((x) => !x.ok)) say(`       failed ${c.name}: ${c.detail}`);
+        const archived = await ah.query(walArchiveStatusQuery);
+        say(
+          `     WAL archive: ${final.archiveLagBytes ?? '?'} bytes, ${final.archiveLagSeconds ?? '?'} s behind the primary (the RPO of a point-in-time restore now); ` +
+            `it followed ${archived.events.map((e) => e.node).join(' → ') || archived.following}`,
+        );
+        await ah.signal(walArchiveStopSignal, { by: operator });
+        await ah.result();
         const watched = await wh.query(watchStatusQuery);
         say(
           `[${secs()}] 15. the watch through it all: ${watched.ticks} probes, verdict ${watched.verdict}, primary ${watched.primary}, ` +

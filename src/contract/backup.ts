@@ -406,6 +406,17 @@ export interface PgDrillInput {
   workflowId: string;
   /** Bound on the scratch copy's start, WAL replay included (pg_ctl start -w -t; default 600). */
   startTimeoutSeconds?: number;
+  /** Point-in-time: replay the WAL archive (backup.archive) up to this ISO time, then promote; the backup must have finished before it. */
+  targetTime?: string;
+}
+
+/** Where a point-in-time drill or restore stopped replaying. */
+export interface PitrReached {
+  targetTime: string;
+  /** Commit time of the last transaction replayed (pg_last_xact_replay_timestamp). */
+  lastReplayAt: string | null;
+  lsn: string | null;
+  timeline: number | null;
 }
 
 export interface PgDrillResult {
@@ -421,6 +432,8 @@ export interface PgDrillResult {
   cleanedUp: boolean;
   /** The backup host no longer had the backup: it was downloaded from the store first. */
   fetched?: PgStoreFetchResult | null;
+  /** A point-in-time drill: the point it reached. */
+  reached?: PitrReached | null;
   detail: string;
 }
 
@@ -437,6 +450,21 @@ export interface PgRestoreNodeInput {
   backupId: string;
   /** The database node whose data directory is replaced. */
   node: string;
+  /**
+   * Point in time (ISO): pgRestoreStage also stages the WAL archive's segments from the backup's
+   * start on; pgRestoreSwap puts them beside the data and sets a targeted recovery to this time
+   * (recovery.signal, recovery_target_time, promote); pgRestorePitrFinish waits for the promotion
+   * and takes those settings and the segments away again.
+   */
+  targetTime?: string;
+}
+
+export interface PgRestorePitrFinishResult {
+  backupId: string;
+  node: string;
+  reached: PitrReached;
+  waitedMs: number;
+  detail: string;
 }
 
 export interface PgRestoreStageResult {
@@ -445,6 +473,8 @@ export interface PgRestoreStageResult {
   stagingDir: string;
   verify: PgBackupVerifyResult;
   bytesCopied: number;
+  /** A point-in-time restore: the WAL files staged beside the backup. */
+  wal?: { files: number; bytes: number };
   /** The backup host no longer had the backup: it was downloaded from the store first. */
   fetched?: PgStoreFetchResult | null;
   durationMs: number;
@@ -494,6 +524,8 @@ export interface BackupActivities {
   pgDrill(input: PgDrillInput): Promise<PgDrillResult>;
   pgRestoreStage(input: PgRestoreNodeInput): Promise<PgRestoreStageResult>;
   pgRestoreSwap(input: PgRestoreNodeInput): Promise<PgRestoreSwapResult>;
+  /** After a point-in-time restore's start: wait until it replayed to the target and promoted; remove the recovery settings and staged WAL. */
+  pgRestorePitrFinish(input: PgRestoreNodeInput & { targetTime: string }): Promise<PgRestorePitrFinishResult>;
   /** Remove a staged copy that will not be swapped in (a restore rejected at replace-data): only the staging directory. */
   pgRestoreDiscard(input: PgRestoreNodeInput): Promise<PgRestoreDiscardResult>;
 }

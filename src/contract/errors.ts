@@ -20,6 +20,7 @@ const TABLE = {
   InsufficientSpace: { retry: false, means: "a host's filesystem has no room for what a step would write (plus a reserve)" },
   BackupNotFound: { retry: false, means: 'no complete backup with that id' },
   BackupCorrupt: { retry: false, means: "a backup's files or manifest do not match" },
+  BackupTooNew: { retry: false, means: 'a point-in-time restore names a backup that finished after its target time' },
   BackupUnsupported: { retry: false, means: 'a backup has parts a restore cannot put back (tablespaces)' },
   BackupUnusable: { retry: false, means: 'snapshots that cannot make an instance (no restore metadata, no root device)' },
   SnapshotFailed: { retry: false, means: 'an EBS snapshot of the backup is in state "error"' },

@@ -4,6 +4,7 @@
  */
 import type { ClusterLayout } from '../topology/layout';
 import type { PgBackupEntry } from './backup';
+import type { WalArchiveStatus } from './wal-archive';
 import type {
   Ec2InstanceInfo,
   FenceState,
@@ -37,6 +38,8 @@ export interface Observations {
   backups?: BackupObservation | null;
   /** What each node's data directory says about a failover's fence (absent in older runs). */
   fences?: FenceState[];
+  /** The continuous WAL archive (backup.archive): its lag behind the primary, or why it could not be read (absent in older runs and without an archive). */
+  archive?: WalArchiveStatus | { error: string };
 }
 
 export interface BackupObservation {
@@ -66,6 +69,9 @@ export interface ReadinessReport {
   primaryLsn: string | null;
   /** Age of the newest backup a drill proved restorable (from when it was made); null when none or not looked at. */
   newestProvenBackupAgeSeconds?: number | null;
+  /** How far the WAL archive is behind the primary (the RPO of a point-in-time restore now); null when unknown or there is no archive. */
+  archiveLagSeconds?: number | null;
+  archiveLagBytes?: number | null;
   observedAt: string;
   observations: Omit<Observations, 'layout'>;
 }

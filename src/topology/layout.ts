@@ -48,6 +48,10 @@ export interface ClusterLayout {
     verifyQueries: number;
     /** The offsite store, as `s3://<bucket>/<prefix>`; absent when the cluster has none (and in layouts recorded before stores existed). */
     store?: string;
+    /** File sets (backup.files): name, host, paths, whether encrypted (never the key); absent without any (and in layouts recorded before file sets existed). */
+    files?: { set: string; host: string; paths: string[]; mode: 'keep-permissions' | 'contents-only'; encrypt: boolean }[];
+    /** WAL archiving (backup.archive): its slot, interval and the readiness bound in seconds; absent without it (and in layouts recorded before it existed). */
+    archive?: { slot: string; intervalSeconds: number; maxLagSeconds: number | null };
     /** EBS snapshot copies in other regions, each with its own retention there; absent without `backup.ebs` (and in layouts recorded before copies existed). */
     ebs?: { copyTo: { region: string; keepLast: number; maxAgeSeconds: number; kmsKeyId?: string }[] };
   } | null;
@@ -129,6 +133,20 @@ export function clusterLayout(name: string, c: ClusterConfig, access: Access = {
           drillPort: c.backup.drillPort,
           verifyQueries: c.backup.verifyQueries.length,
           ...(c.backup.store ? { store: `s3://${c.backup.store.bucket}/${c.backup.store.prefix}` } : {}),
+          ...(c.backup.files && Object.keys(c.backup.files).length
+            ? {
+                files: Object.entries(c.backup.files).map(([set, f]) => ({ set, host: f.host, paths: [...f.paths], mode: f.mode, encrypt: f.encrypt })),
+              }
+            : {}),
+          ...(c.backup.archive
+            ? {
+                archive: {
+                  slot: c.backup.archive.slot,
+                  intervalSeconds: c.backup.archive.intervalSeconds,
+                  maxLagSeconds: c.backup.maxArchiveLag ? durationSeconds(c.backup.maxArchiveLag) : null,
+                },
+              }
+            : {}),
           ...(c.backup.ebs
             ? {
                 ebs: {

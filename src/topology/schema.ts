@@ -13,6 +13,7 @@ import { absPath, address, duration, name, nonNegativeInt, port, positiveInt, se
 import { consoleSchema, operatorsSchema } from './operators';
 import { metricsSchema, temporalSchema } from './temporal';
 import { storeSchema } from './backup-store';
+import { fileSetsSchema } from './backup-files';
 
 export { DURATION_RE, durationSeconds } from './duration';
 export { secretRef, type SecretRef } from './fields';
@@ -313,6 +314,18 @@ const backupEbsSchema = z
   })
   .strict();
 
+const archiveSchema = z
+  .object({
+    /** The physical replication slot pg_receivewal streams from (made on the primary it follows). */
+    slot: z
+      .string()
+      .regex(/^[a-z0-9_]{1,63}$/, { error: 'expected a replication slot name: 1 to 63 lowercase letters, digits and "_"' })
+      .default('switchyard_archive'),
+    /** How often the walArchive workflow checks the archiver, follows the primary and uploads finished segments. */
+    intervalSeconds: positiveInt.default(5),
+  })
+  .strict();
+
 const backupSchema = z
   .object({
     /**
@@ -348,6 +361,17 @@ const backupSchema = z
      * backup host no longer has it.
      */
     store: storeSchema.optional(),
+    /** Named file sets (a CA directory, keys, configuration) backed up with every base backup and restored onto a host by name. */
+    files: fileSetsSchema.optional(),
+    /**
+     * Continuous WAL archiving for point-in-time recovery: pg_receivewal on the backup host, with
+     * its own replication slot on the current primary, supervised by the walArchive workflow
+     * (which follows a new primary after a failover or switchover), into <root>/<cluster>/.wal/
+     * and, with a store, to <prefix><cluster>/wal/ there.
+     */
+    archive: archiveSchema.optional(),
+    /** Readiness fails when the WAL archive is further behind the primary than this (its RPO now), or its lag cannot be read. */
+    maxArchiveLag: duration.optional(),
     /** EBS snapshot backups: copies in other regions. */
     ebs: backupEbsSchema.optional(),
   })
@@ -497,6 +521,9 @@ export const clusterSchema = z
     }
     if (c.backup) {
       need('host', c.backup.host, hosts, ['backup', 'host']);
+      for (const [set, fs] of Object.entries(c.backup.files ?? {})) need('host', fs.host, hosts, ['backup', 'files', set, 'host']);
+      if (c.backup.maxArchiveLag !== undefined && !c.backup.archive)
+        ctx.addIssue({ code: 'custom', path: ['backup', 'maxArchiveLag'], message: 'maxArchiveLag bounds the WAL archive: it needs backup.archive' });
       const copyTo = c.backup.ebs?.copyTo ?? [];
       if (copyTo.length && !c.ec2)
         ctx.addIssue({

@@ -23,12 +23,16 @@ import {
   type EbsSnapshotCreateResult,
   type EbsSnapshotWaitResult,
   type PgBackupCreateResult,
+  type PgBackupEntry,
   type PgDrillResult,
 } from '../contract/backup';
 import { DURATION_RE, durationSeconds } from '../topology/duration';
 import type { ClusterLayout } from '../topology/layout';
 import { formatBytes } from '../contract/format';
-import { calls, copying } from './lib/backup-activities';
+import { archiveCalls, calls, copying } from './lib/backup-activities';
+import { lsnToBigInt } from '../contract/lsn';
+import { fileSetCopying } from './lib/file-set-activities';
+import type { FileSetBackupResult } from '../contract/backup-files';
 import { describeNode, notifyVia, reads, seconds } from './lib/runbook';
 import { backupIdFromWorkflowId, catalog, formatAge, planRetention, type RetentionDecision } from './lib/retention';
 import { messageOf, StepLog } from './lib/steps';
@@ -39,8 +43,25 @@ export type BackupKind = 'pg' | 'ebs';
 /** Runs recorded before the store existed made no upload step. */
 export const STORE_UPLOAD_PATCH = 'backup-store-upload';
 
+/** Runs recorded before WAL archiving existed pruned no WAL. */
+export const WAL_PRUNE_PATCH = 'retention-prune-wal';
+
+/** Where the WAL the oldest of these backups needs begins (its start LSN and timeline); null for none. */
+function oldestStart(kept: PgBackupEntry[]): { timeline: number; lsn: string } | null {
+  let best: { timeline: number; lsn: string } | null = null;
+  for (const b of kept) {
+    const m = b.manifest;
+    if (!m) continue;
+    if (!best || lsnToBigInt(m.startLsn) < lsnToBigInt(best.lsn)) best = { timeline: m.timeline, lsn: m.startLsn };
+  }
+  return best;
+}
+
 /** Runs recorded before EBS copies existed made no copy, copy-wait or copy-region retention steps. */
 export const EBS_COPIES_PATCH = 'backup-ebs-copies';
+
+/** Runs recorded before file sets existed archived none (backup.files). */
+export const FILE_SETS_PATCH = 'backup-file-sets';
 
 export interface BackupInput {
   cluster: string;
@@ -91,9 +112,14 @@ export interface BackupResult {
   drill: DrillResult | null;
   /** The snapshots' copies in other regions (backup.ebs.copyTo); absent when there are none. */
   copies?: BackupCopy[];
+  /** The file sets archived with the base backup (backup.files); absent when there are none. */
+  files?: BackupFileSet[];
   durationSeconds: number;
   steps: StepRecord[];
 }
+
+/** One file set of the backup. */
+export type BackupFileSet = FileSetBackupResult;
 
 /** One copy region's copies of the backup's snapshots. */
 export interface BackupCopy {
@@ -129,7 +155,7 @@ export interface RetentionOutcome {
 /** The one place a backup's result is built (a dry run or a backup made), with the step log as it is now. */
 function backupResult(
   run: Pick<BackupResult, 'cluster' | 'backupId' | 'source'> & { steps: StepLog },
-  o: Pick<BackupResult, 'dryRun' | 'plan' | 'pg' | 'ebs' | 'retention' | 'drill' | 'copies' | 'durationSeconds'>,
+  o: Pick<BackupResult, 'dryRun' | 'plan' | 'pg' | 'ebs' | 'retention' | 'drill' | 'copies' | 'files' | 'durationSeconds'>,
 ): BackupResult {
   return {
     cluster: run.cluster,
@@ -142,6 +168,7 @@ function backupResult(
     retention: o.retention,
     drill: o.drill,
     ...(o.copies ? { copies: o.copies } : {}),
+    ...(o.files ? { files: o.files } : {}),
     durationSeconds: o.durationSeconds,
     steps: run.steps.snapshot(),
   };
@@ -279,6 +306,15 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
             },
           ]
         : []),
+      ...(kinds.includes('pg')
+        ? (cfg.files ?? []).map((f) => ({
+            step: `files:${f.set}`,
+            target: f.host,
+            action:
+              `archive ${f.paths.join(', ')} on ${f.host} (tar, a manifest of owners, modes, sizes and SHA-256)${f.encrypt ? ', encrypted in the worker (AES-256-GCM)' : ''} ` +
+              `into ${cfg.root}/${cluster}/${backupId}/files/${f.set}/${cfg.store ? `, then ${cfg.store}` : ''}`,
+          }))
+        : []),
       { step: 'retention', target: cluster, action: 'delete what the decisions below mark DELETE' },
       ...(input.drill
         ? [{ step: 'drill', target: cfg.host, action: `restore ${backupId} into a scratch copy on port ${cfg.drillPort}, verify, remove it` }]
@@ -323,6 +359,34 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
       'upload',
       () => copying.pgBackupUpload({ cluster, backupId }),
       (r) => r.detail,
+    );
+  }
+  // ---- file sets (backup.files): kept with the base backup, so they need one --------------------
+  const sets = cfg.files ?? [];
+  let files: BackupFileSet[] | undefined;
+  const fileFailures: string[] = [];
+  if (pgMade && sets.length && patched(FILE_SETS_PATCH)) {
+    files = [];
+    for (const f of sets) {
+      // A set whose host is down (its site lost, as in a failover) must not cost the database its backup:
+      // the failure is kept, the rest goes on, and the run fails at its end naming the set.
+      const made = await steps
+        .run(
+          `files:${f.set}`,
+          () => fileSetCopying.fileSetBackup({ cluster, backupId, set: f.set }),
+          (x) => x.detail,
+        )
+        .catch((err: unknown) => {
+          fileFailures.push(`${f.set} (on ${f.host}): ${messageOf(err as Error)}`);
+          return null;
+        });
+      if (made) files.push(made);
+    }
+  } else if (sets.length && !pgMade) {
+    steps.note(
+      'files',
+      `file sets are kept with the base backup: this run makes none (no "pg" in kinds), so ${sets.map((f) => f.set).join(', ')} were not archived`,
+      'skipped',
     );
   }
   let ebsWait: EbsSnapshotWaitResult | null = null;
@@ -410,6 +474,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const durationSeconds = seconds(startedMs, Date.now());
   const made = [
     pg ? `base backup ${formatBytes(pg.totalBytes)} in ${pg.durationSeconds} s${stored ? `, copied to ${stored.url}` : ''}` : null,
+    files?.length ? `file sets ${files.map((f) => `${f.set} (${f.files} files${f.encrypted ? ', encrypted' : ''})`).join(', ')}` : null,
     ebs ? `${ebs.snapshots.length} snapshots in ${ebs.durationSeconds} s${apiNote(ebs.apiRetries)}` : null,
     copies?.some((c) => c.completed)
       ? `copied to ${copies
@@ -421,17 +486,25 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     .filter(Boolean)
     .join(', ');
   const drillText = drill ? `; drill proved it restores (RTO ${drill.rtoSeconds} s)` : drillFailure ? `; drill FAILED: ${drillFailure}` : '';
-  const copyText = copyFailure ? `; copy FAILED (${copyFailure})` : '';
+  const copyText = `${copyFailure ? `; copy FAILED (${copyFailure})` : ''}${fileFailures.length ? `; file set FAILED: ${fileFailures.join('; ')}` : ''}`;
   steps.note(
     'result',
     `backup ${backupId} of ${cluster} from ${source.node}: ${made}${retention ? `; retention deleted ${retention.deleted.length}` : ''}${copyText}${drillText}`,
-    drillFailure || copyFailure ? 'failed' : 'done',
+    drillFailure || copyFailure || fileFailures.length ? 'failed' : 'done',
   );
   await notify(
-    drillFailure ? 'backup.drill-failed' : copyFailure ? 'backup.copy-failed' : 'backup.completed',
+    drillFailure ? 'backup.drill-failed' : copyFailure ? 'backup.copy-failed' : fileFailures.length ? 'backup.files-failed' : 'backup.completed',
     `backup ${backupId} of ${cluster}: ${made}${copyText}${drillText}`,
   );
-  const result = backupResult({ cluster, backupId, source, steps }, { dryRun: false, plan: [], pg, ebs, retention, drill, copies, durationSeconds });
+  const result = backupResult({ cluster, backupId, source, steps }, { dryRun: false, plan: [], pg, ebs, retention, drill, copies, files, durationSeconds });
+  if (fileFailures.length && !drillFailure && !copyFailure) {
+    throw ApplicationFailure.create({
+      message: `backup ${backupId} of ${cluster} was made, but archiving its file sets failed: ${fileFailures.join('; ')}`,
+      type: 'FileSetFailed',
+      nonRetryable: true,
+      details: [result],
+    });
+  }
   if (copyFailure && !drillFailure) {
     throw ApplicationFailure.create({
       message: `backup ${backupId} of ${cluster} was made, but copying its snapshots failed: ${copyFailure}`,
@@ -565,6 +638,18 @@ async function applyRetention(
       failed.push(d.backupId);
     }
   }
+  // The WAL archive keeps what the oldest base backup still kept needs to replay forward, and no more.
+  if (cfg.archive && patched(WAL_PRUNE_PATCH)) {
+    const gone = new Set(dryRun ? doomed.map((d) => d.backupId) : deleted);
+    const keepFrom = oldestStart(pg.filter((b) => b.complete && b.manifest && !gone.has(b.backupId)));
+    await steps
+      .run(
+        'prune:wal',
+        () => archiveCalls.walArchivePrune({ cluster, keepFrom, ...(dryRun ? { dryRun: true } : {}) }),
+        (r) => r.detail,
+      )
+      .catch(() => undefined); // noted as failed in the step log; the backups' retention stands
+  }
   const copyTo = cfg.ebs?.copyTo ?? [];
   if (copyTo.length && patched(EBS_COPIES_PATCH)) {
     const copies: CopyRetentionOutcome[] = [];
@@ -650,9 +735,11 @@ export async function backupRetention(input: BackupRetentionInput): Promise<Back
 
 export interface DrillInput {
   cluster: string;
-  /** A backup id; default the newest complete base backup. */
+  /** A backup id; default the newest complete base backup (with targetTime: the newest that finished before it). */
   from?: string;
   requestedBy?: string;
+  /** Point in time (ISO): replay the WAL archive up to it, then count rows there. */
+  targetTime?: string;
 }
 
 export interface DrillResult {
@@ -665,6 +752,8 @@ export interface DrillResult {
   rowCounts: Record<string, number>;
   detail: string;
   drill: PgDrillResult;
+  /** A point-in-time drill: the point it reached (also in drill.reached). */
+  reached?: PgDrillResult['reached'];
   steps: StepRecord[];
 }
 
@@ -678,6 +767,7 @@ export async function drill(input: DrillInput): Promise<DrillResult> {
     (l) => `backup server ${l.backup?.host ?? 'none'}, scratch port ${l.backup?.drillPort ?? '?'}`,
   );
   needBackupSection(layout);
+  const targetTime = input.targetTime === undefined ? undefined : checkTargetTime(input.targetTime);
   let backupId = typeof input.from === 'string' && input.from ? input.from : null;
   if (!backupId) {
     const list = await steps.run(
@@ -685,23 +775,33 @@ export async function drill(input: DrillInput): Promise<DrillResult> {
       () => calls.pgBackupList({ cluster }),
       (l) => `${l.filter((b) => b.complete).length} complete base backups`,
     );
-    const newest = list.filter((b) => b.complete && b.manifest).sort((a, b) => Date.parse(b.manifest!.startedAt) - Date.parse(a.manifest!.startedAt))[0];
+    const target = targetTime === undefined ? null : Date.parse(targetTime);
+    const newest = list
+      .filter((b) => b.complete && b.manifest && (target === null || Date.parse(b.manifest.finishedAt) <= target))
+      .sort((a, b) => Date.parse(b.manifest!.startedAt) - Date.parse(a.manifest!.startedAt))[0];
     if (!newest)
       throw ApplicationFailure.nonRetryable(
-        `cluster ${cluster} has no complete base backup to drill: run \`switchyard backup ${cluster}\` first`,
+        target === null
+          ? `cluster ${cluster} has no complete base backup to drill: run \`switchyard backup ${cluster}\` first`
+          : `cluster ${cluster} has no complete base backup that finished before ${targetTime}: a point-in-time restore replays forward from one`,
         'BackupNotFound',
       );
     backupId = newest.backupId;
-    steps.note('choose', `the newest base backup: ${backupId} (${newest.manifest!.startedAt})`);
+    steps.note(
+      'choose',
+      target === null
+        ? `the newest base backup: ${backupId} (${newest.manifest!.startedAt})`
+        : `the newest base backup finished before ${targetTime}: ${backupId} (finished ${newest.manifest!.finishedAt})`,
+    );
   }
   const id = backupId;
   const d = await steps.run(
     'restore-scratch',
-    () => copying.pgDrill({ cluster, backupId: id, workflowId }),
+    () => copying.pgDrill({ cluster, backupId: id, workflowId, ...(targetTime !== undefined ? { targetTime } : {}) }),
     (r) => r.detail,
   );
   const rec = d.record;
-  const detail =
+  const restored =
     d.ok && rec
       ? `backup ${id} restores: ready in ${rec.rtoSeconds} s (RTO), ${formatAge(rec.rpoSeconds)} old when proven (RPO); ${
           Object.entries(rec.rowCounts)
@@ -709,6 +809,10 @@ export async function drill(input: DrillInput): Promise<DrillResult> {
             .join(', ') || 'no user tables'
         }`
       : `backup ${id} did NOT restore: ${d.failure ?? d.detail}`;
+  const point = d.reached
+    ? `; replayed to ${d.reached.targetTime} (last transaction committed ${d.reached.lastReplayAt ?? 'before the backup'}, LSN ${d.reached.lsn}, timeline ${d.reached.timeline})`
+    : '';
+  const detail = `${restored}${point}`;
   steps.note('result', detail, d.ok ? 'done' : 'failed');
   const result: DrillResult = {
     cluster,
@@ -720,6 +824,7 @@ export async function drill(input: DrillInput): Promise<DrillResult> {
     rowCounts: rec?.rowCounts ?? {},
     detail,
     drill: d,
+    ...(d.reached ? { reached: d.reached } : {}),
     steps: steps.snapshot(),
   };
   const notify = notifyVia(layout.notify, cluster, workflowId);
@@ -730,3 +835,11 @@ export async function drill(input: DrillInput): Promise<DrillResult> {
 }
 
 const drillRun = drill;
+
+/** An ISO time, normalised (UTC, milliseconds); a ConfigError naming the input otherwise. */
+function checkTargetTime(v: unknown): string {
+  const t = typeof v === 'string' ? Date.parse(v) : NaN;
+  if (Number.isNaN(t))
+    throw ApplicationFailure.nonRetryable(`"targetTime" must be an ISO time such as "2026-12-04T03:15:00Z", got ${JSON.stringify(v)}`, 'ConfigError');
+  return new Date(t).toISOString();
+}

@@ -11,5 +11,7 @@ export { switchover } from './switchover';
 export { failback } from './failback';
 export { backup, backupRetention, drill } from './backup';
 export { restore } from './restore';
+export { backupList } from './backup-list';
+export { walArchive } from './wal-archive';
 export { guard } from './guard';
 export { watch } from './watch';

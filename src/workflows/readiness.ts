@@ -5,6 +5,7 @@
  */
 import { patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { BackupActivities } from '../contract/backup';
+import type { WalArchiveActivities, WalArchiveStatus } from '../contract/wal-archive';
 import type { Activities } from '../activities';
 import type { FenceState, PgLag, PgNodeStatus } from '../contract/observations';
 import { assessReadiness, backupObservation, primariesOf } from './lib/readiness-assess';
@@ -18,6 +19,7 @@ export interface ReadinessInput {
 
 const reads = proxyActivities<Activities>(READINESS_READ);
 const backupReads = proxyActivities<BackupActivities>(READINESS_BACKUP_READ);
+const archiveReads = proxyActivities<WalArchiveActivities>(READINESS_BACKUP_READ);
 
 export async function readiness(input: ReadinessInput): Promise<ReadinessReport> {
   const { cluster } = input;
@@ -133,8 +135,20 @@ export async function readiness(input: ReadinessInput): Promise<ReadinessReport>
     );
   }
 
+  // Issue 16: the WAL archive's lag (recorded runs replay without it).
+  let archive: WalArchiveStatus | { error: string } | undefined;
+  if (layout.backup?.archive && patched('readiness-archive')) {
+    archive = await steps
+      .run(
+        'archive',
+        () => archiveReads.walArchiveStatus({ cluster }),
+        (a) => a.detail,
+      )
+      .catch((err: unknown) => ({ error: err instanceof Error ? messageOf(err) : String(err) }));
+  }
+
   const report = assessReadiness(
-    { layout, nodes, probe, lags, ssh, services, maintenance, traffic, ec2, backups, ...(fences ? { fences } : {}) },
+    { layout, nodes, probe, lags, ssh, services, maintenance, traffic, ec2, backups, ...(fences ? { fences } : {}), ...(archive ? { archive } : {}) },
     new Date(workflowInfo().runStartTime).toISOString(),
   );
   const failed = report.checks.filter((c) => !c.ok);

@@ -23,8 +23,10 @@
  * recorded subnet or security groups (a restore does not make up a network).
  */
 import { ApplicationFailure, patched, workflowInfo } from '@temporalio/workflow';
-import { BACKUP_ID_RE, type EbsRestorePlan, type PgBackupEntry } from '../contract/backup';
+import { BACKUP_ID_RE, type EbsRestorePlan, type PgBackupEntry, type PitrReached } from '../contract/backup';
 import { calls, copying } from './lib/backup-activities';
+import type { FileSetPlan, FileSetRestoreResult } from '../contract/backup-files';
+import { restoreFiles } from './restore-files';
 import { Checkpoints, checkpointNotices, notApproved, type CheckpointOutcome } from './lib/checkpoint';
 import { withClusterLock } from './lib/with-cluster-lock';
 import { formatAge } from './lib/retention';
@@ -37,14 +39,20 @@ export const RESTORE_CHECKPOINTS = ['replace-data', 'replace-instance'] as const
 
 export interface RestoreInput {
   cluster: string;
-  /** The backup id. */
-  from: string;
+  /** The backup id (with targetTime it may be left out: the newest base backup that finished before it). */
+  from?: string;
+  /** pg: a point in time (ISO): replay the WAL archive from the backup up to it, then promote. */
+  targetTime?: string;
   /** The database node restored onto (pg), or whose instance is recreated (ebs). */
   target: string;
   /** Default: "pg" when the backup has a base backup, else "ebs" ("ebs" when a region is named). */
   kind?: 'pg' | 'ebs';
   /** ebs: restore in this region from the backup's copies there (backup.ebs.copyTo); default the cluster's ec2.region. */
   region?: string;
+  /** Restore this file set (backup.files) onto `target`, a host, instead of the database (restore-files.ts). */
+  files?: string;
+  /** files: only these paths of the set (each within its declared paths); default the whole set. */
+  paths?: string[];
   requestedBy: string;
   dryRun?: boolean;
 }
@@ -52,7 +60,7 @@ export interface RestoreInput {
 export interface RestoreResult {
   cluster: string;
   backupId: string;
-  kind: 'pg' | 'ebs';
+  kind: 'pg' | 'ebs' | 'files';
   target: string;
   outcome: 'completed' | 'aborted' | 'planned';
   abortedBecause: string | null;
@@ -65,6 +73,10 @@ export interface RestoreResult {
   durationSeconds: number;
   plan: PlanStep[];
   steps: StepRecord[];
+  /** pg with a target time: the point the restore replayed to. */
+  reached?: PitrReached;
+  /** files: the plan (what differs on the target) and, once restored, what was placed and moved aside. */
+  files?: { plan: FileSetPlan; restore?: FileSetRestoreResult };
 }
 
 /** A node that is a live primary, or whose role is unknown (not reachable, or recovery state not read). */
@@ -75,12 +87,16 @@ function mayBePrimary(n: PgNodeStatus): boolean {
 export async function restore(input: RestoreInput): Promise<RestoreResult> {
   const { cluster, requestedBy, dryRun, startProof } = runbookInput('restore', input);
   const steps = new StepLog('restore', cluster);
-  const backupId = typeof input.from === 'string' ? input.from : '';
-  if (!BACKUP_ID_RE.test(backupId))
+  const targetTime = input.targetTime === undefined ? undefined : checkTargetTime(input.targetTime);
+  // With a target time and no backup named, the newest base backup that finished before it (chosen from the catalog below).
+  let backupId = typeof input.from === 'string' ? input.from : '';
+  if (!(targetTime !== undefined && input.from === undefined && input.files === undefined) && !BACKUP_ID_RE.test(backupId))
     throw ApplicationFailure.nonRetryable(
       `restore needs "from": a backup id (see \`switchyard retention ${cluster} --dry-run\`), got ${JSON.stringify(input.from)}`,
       'ConfigError',
     );
+  // A file set onto a host: its own path (restore-files.ts), which runs recorded before file sets never reach.
+  if (input.files !== undefined) return restoreFiles(input, { cluster, requestedBy, dryRun, startProof, backupId, steps });
   if (input.kind !== undefined && input.kind !== 'pg' && input.kind !== 'ebs')
     throw ApplicationFailure.nonRetryable(`restore "kind" must be "pg" or "ebs", got ${JSON.stringify(input.kind)}`, 'ConfigError');
   const region = input.region;
@@ -118,6 +134,30 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     () => calls.pgBackupList({ cluster }),
     (l) => `${l.length} base backups on ${layout.backup?.host}`,
   );
+  if (targetTime !== undefined) {
+    const t = Date.parse(targetTime);
+    if (!backupId) {
+      const before = pgList
+        .filter((b) => b.complete && b.manifest && Date.parse(b.manifest.finishedAt) <= t)
+        .sort((a, b) => Date.parse(b.manifest!.finishedAt) - Date.parse(a.manifest!.finishedAt))[0];
+      if (!before)
+        throw ApplicationFailure.nonRetryable(
+          `cluster ${cluster} has no complete base backup that finished before ${targetTime}: a point-in-time restore replays forward from one`,
+          'BackupNotFound',
+        );
+      backupId = before.backupId;
+      steps.note('choose', `the newest base backup finished before ${targetTime}: ${backupId} (finished ${before.manifest!.finishedAt})`);
+    }
+    const chosen = pgList.find((b) => b.backupId === backupId);
+    if (chosen?.manifest && Date.parse(chosen.manifest.finishedAt) > t)
+      throw ApplicationFailure.nonRetryable(
+        `backup ${backupId} finished at ${chosen.manifest.finishedAt}, after the target time ${targetTime}: leave out --from and the newest backup before it is chosen`,
+        'BackupTooNew',
+      );
+    if (!layout.backup.archive)
+      throw ApplicationFailure.nonRetryable(`a point-in-time restore of ${cluster} needs WAL archiving (backup.archive in the topology)`, 'ConfigError');
+  }
+  const pitr = targetTime !== undefined ? { targetTime } : {};
   const pgEntry: PgBackupEntry | undefined = pgList.find((b) => b.backupId === backupId);
   const kind: 'pg' | 'ebs' = input.kind ?? (region === undefined && pgEntry?.complete ? 'pg' : 'ebs');
   const base = { cluster, backupId, kind, target: node.name };
@@ -205,7 +245,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       await notify('restore.started', `restore of ${backupId} onto ${node.name} (${cluster}) started by ${requestedBy} (${workflowId})`);
       await steps.run(
         'stage',
-        () => copying.pgRestoreStage({ cluster, backupId, node: node.name }),
+        () => copying.pgRestoreStage({ cluster, backupId, node: node.name, ...pitr }),
         (r) => r.detail,
       );
       if (isLivePrimary) {
@@ -269,7 +309,7 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       const swap = await steps
         .run(
           'swap',
-          () => copying.pgRestoreSwap({ cluster, backupId, node: node.name }),
+          () => copying.pgRestoreSwap({ cluster, backupId, node: node.name, ...pitr }),
           (r) => r.detail,
         )
         .catch(async (err: unknown) => {
@@ -288,6 +328,15 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
         () => promotion.pgStart({ cluster, node: node.name }),
         (r) => r.detail,
       );
+      // Point in time: it replays the staged WAL to the target and promotes; then its recovery settings are reset.
+      const reached =
+        targetTime !== undefined
+          ? await steps.run(
+              'replay',
+              () => copying.pgRestorePitrFinish({ cluster, backupId, node: node.name, targetTime }),
+              (r) => r.detail,
+            )
+          : null;
       const status = await steps.run('verify', () => reads.pgStatus({ cluster, node: node.name }), describeNode);
       const probe =
         status.reachable && status.inRecovery === false
@@ -301,13 +350,13 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
       const verified = status.reachable && status.inRecovery === false && probe?.ok === true;
       const rebuild = others.length ? ` ${others.join(', ')} no longer follow it: rebuild with \`switchyard rejoin ${cluster} --node ${others[0]}\`.` : '';
       const state = verified
-        ? `${node.name} runs from backup ${backupId} (${manifest.finishedAt}) and takes writes; ` +
+        ? `${node.name} runs from backup ${backupId} (${manifest.finishedAt})${reached ? ` replayed to ${targetTime} (last transaction ${reached.reached.lastReplayAt ?? 'none after the backup'})` : ''} and takes writes; ` +
           `its old data directory is at ${swap.movedAside ?? '(there was none)'}.${rebuild}`
         : `${node.name} was restored from ${backupId} but is not verified (${describeNode(status)}; ${start.detail}); ` +
           `its old data directory is at ${swap.movedAside ?? '(none)'}`;
       steps.note('result', state, verified ? 'done' : 'failed');
       await notify(verified ? 'restore.completed' : 'restore.unverified', `restore of ${cluster}: ${state}`);
-      const result = done('completed', state, { movedAside: swap.movedAside });
+      const result = done('completed', state, { movedAside: swap.movedAside, ...(reached ? { reached: reached.reached } : {}) });
       if (!verified)
         throw ApplicationFailure.create({
           message: `restore of ${backupId} onto ${node.name} did not verify: ${state}`,
@@ -395,4 +444,12 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     await notify('restore.completed', `restore of ${cluster}: ${state}`);
     return done('completed', state, { instance: { instanceId: launched.instanceId, privateIp: launched.privateIp, imageId: launched.imageId, replaced } });
   });
+}
+
+/** An ISO time, normalised (UTC); a ConfigError naming the input otherwise. */
+function checkTargetTime(v: unknown): string {
+  const t = typeof v === 'string' ? Date.parse(v) : NaN;
+  if (Number.isNaN(t))
+    throw ApplicationFailure.nonRetryable(`restore "targetTime" must be an ISO time such as "2026-12-04T03:15:00Z", got ${JSON.stringify(v)}`, 'ConfigError');
+  return new Date(t).toISOString();
 }

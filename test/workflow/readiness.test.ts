@@ -11,6 +11,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createLayoutActivities } from '../../src/activities/cluster-layout';
+import type { WalArchiveStatus } from '../../src/contract/wal-archive';
 import type { PgBackupEntry, PgBackupManifest } from '../../src/contract/backup';
 import type {
   FenceState,
@@ -141,6 +142,24 @@ function fakeActivities(world: World) {
           modifiedAt: made,
         },
       ];
+    },
+    async walArchiveStatus(): Promise<WalArchiveStatus> {
+      const primary = Object.entries(world.nodes).find(([, n]) => n.reachable && n.inRecovery === false)?.[0] ?? null;
+      return {
+        cluster: 'shop',
+        running: true,
+        pid: 4242,
+        source: primary,
+        streaming: primary !== null,
+        primaryLsn: '0/5000000',
+        flushLsn: '0/5000000',
+        lagBytes: primary ? 0 : null,
+        lagSeconds: primary ? 0 : null,
+        newest: '000000010000000000000005.partial',
+        segments: 4,
+        problems: [],
+        detail: primary ? `pg_receivewal (pid 4242) streams from ${primary}: 0 bytes, 0 s behind` : 'archive lag unknown: no primary',
+      };
     },
     async ec2Instances(): Promise<Ec2InstanceInfo[]> {
       return ['eu1', 'eu2'].map((site, i) => ({

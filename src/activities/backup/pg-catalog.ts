@@ -354,7 +354,8 @@ export function pgBackupCatalogActivities(rt: Runtime) {
       const host = await onBackupHost(rt, call, input.cluster, (open) => listBackups(open, clusterDirOf(b.root, input.cluster)));
       if (!b.store) return host;
       // A store that cannot be listed fails the call (retried): a catalog without it would count its backups as gone.
-      const stored = await withStore(rt, call, input.cluster, (store) => listStored(store, input.cluster)).catch((err: unknown) => {
+      const known = new Map(host.map((h) => [h.backupId, h]));
+      const stored = await withStore(rt, call, input.cluster, (store) => listStored(store, input.cluster, known)).catch((err: unknown) => {
         throw new Error(`cannot list the backups in the store s3://${b.store?.bucket}/${b.store?.prefix}${input.cluster}/: ${errorMessage(err)}`);
       });
       return mergeCatalogs(host, stored);

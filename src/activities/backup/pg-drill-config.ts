@@ -74,7 +74,24 @@ export function stripSettings(text: string, keys: readonly string[]): { text: st
 }
 
 /** The scratch copy's postgresql.conf: unix socket only, in a directory only the OS user reaches. */
-export function drillPostgresqlConf(o: { cluster: string; backupId: string; dataDir: string; socketDir: string; port: number }): string {
+export function drillPostgresqlConf(o: {
+  cluster: string;
+  backupId: string;
+  dataDir: string;
+  socketDir: string;
+  port: number;
+  /** Point-in-time: replay archived WAL from `walDir` up to `targetTime`, then promote. */
+  recovery?: { walDir: string; targetTime: string };
+}): string {
+  const recovery = o.recovery
+    ? [
+        `# point in time: replay the WAL archive up to ${o.recovery.targetTime}, then promote`,
+        `restore_command = ${confQuote(pitrRestoreCommand(o.recovery.walDir))}`,
+        `recovery_target_time = ${confQuote(pgTimestamp(o.recovery.targetTime))}`,
+        `recovery_target_action = 'promote'`,
+        `recovery_target_timeline = 'latest'`,
+      ]
+    : [`restore_command = ''`];
   return [
     `# switchyard restore drill of backup ${o.backupId} (cluster ${o.cluster}): a scratch copy,`,
     '# stopped and removed when the drill ends. Not joined to replication, no TCP, no archiving.',
@@ -86,7 +103,7 @@ export function drillPostgresqlConf(o: { cluster: string; backupId: string; data
     `ident_file = ${confQuote(posix.join(o.dataDir, 'pg_ident.conf'))}`,
     `external_pid_file = ''`,
     'archive_mode = off',
-    `restore_command = ''`,
+    ...recovery,
     `primary_conninfo = ''`,
     `primary_slot_name = ''`,
     // Off: the server answers only once recovery has ended, which is what the RTO measures.
@@ -104,6 +121,20 @@ export function drillPostgresqlConf(o: { cluster: string; backupId: string; data
     `lc_messages = 'C'`,
     '',
   ].join('\n');
+}
+
+/** "2026-12-04T02:33:43.368Z" → "2026-12-04 02:33:43.368+00" (recovery_target_time does not take the ISO "T…Z" form). */
+export function pgTimestamp(iso: string): string {
+  return new Date(Date.parse(iso)).toISOString().replace('T', ' ').replace('Z', '+00');
+}
+
+/**
+ * restore_command over a pg_receivewal archive: the finished segment, else the one still being
+ * written (<name>.partial: the newest WAL there is), else nothing (recovery ends there).
+ */
+export function pitrRestoreCommand(walDir: string): string {
+  const d = walDir.replace(/"/g, '');
+  return `cp "${d}/%f" "%p" 2>/dev/null || cp "${d}/%f.partial" "%p" 2>/dev/null`;
 }
 
 /** Only the OS user, over the scratch socket (whose directory only that user can enter). */

@@ -5,7 +5,11 @@
  * that passed writes drill.json. Scripts are fixed `sh -c` texts that get every path and value as a positional argument.
  */
 import { posix } from 'node:path';
-import type { PgBackupManifest, PgDrillInput, PgDrillRecord, PgDrillResult } from '../../contract/backup';
+import type { PgBackupManifest, PgDrillInput, PgDrillRecord, PgDrillResult, PitrReached } from '../../contract/backup';
+import type { ClusterConfig } from '../../topology/schema';
+import { ApplicationFailure } from '@temporalio/common';
+import { Errors } from '../../contract/errors';
+import { walPaths } from './wal-archive';
 import { DRILL_FILE, MANIFEST_FILE, verifyOnHost } from './files';
 import { backupConfig, backupPaths, extractedBytes, HASH_TIMEOUT_SECONDS, onBackupHost, parsePgMajor, readManifest, readText, writeText } from './pg-catalog';
 import {
@@ -120,6 +124,18 @@ async function cleanScratch(
   return { ok: true, detail: stopped ? `stopped the scratch server (pid ${stopped[1]}) and removed ${scratch}` : `removed ${scratch}` };
 }
 
+/** A point-in-time drill's target and archive, checked: null for an ordinary drill. */
+function pitrOf(input: PgDrillInput, b: NonNullable<ClusterConfig['backup']>): { targetTime: string; walDir: string } | null {
+  if (input.targetTime === undefined) return null;
+  const t = typeof input.targetTime === 'string' ? Date.parse(input.targetTime) : NaN;
+  if (Number.isNaN(t)) throw configError(`targetTime must be an ISO time such as "2026-12-04T03:15:00Z", got ${JSON.stringify(input.targetTime)}`);
+  if (!b.archive)
+    throw configError(
+      `a point-in-time drill of cluster "${input.cluster}" needs WAL archiving (backup.archive in the topology): there is no archive to replay`,
+    );
+  return { targetTime: new Date(t).toISOString(), walDir: walPaths(b.root, input.cluster).dir };
+}
+
 export function pgDrillActivities(rt: Runtime) {
   return {
     /**
@@ -138,6 +154,7 @@ export function pgDrillActivities(rt: Runtime) {
       const logFile = posix.join(scratch, 'drill.log');
       const socket = drillSocketDir(scratch, port);
       const pgCtl = posix.join(b.binDir, 'pg_ctl');
+      const pitr = pitrOf(input, b);
       const psqlArgv = (sql: string) =>
         inCLocale([
           posix.join(b.binDir, 'psql'),
@@ -199,6 +216,12 @@ export function pgDrillActivities(rt: Runtime) {
 
       /** The drill itself, under the backup's lock. */
       async function drillLocked(open: OpenSession, manifest: PgBackupManifest, notes: string[]): Promise<PgDrillResult> {
+        if (pitr && Date.parse(manifest.finishedAt) > Date.parse(pitr.targetTime))
+          throw ApplicationFailure.nonRetryable(
+            `backup ${input.backupId} finished at ${manifest.finishedAt}, after the target time ${pitr.targetTime}: a point-in-time restore replays forward from a backup ` +
+              `that finished before it (leave out the backup id and the newest such backup is chosen)`,
+            Errors.BackupTooNew,
+          );
         const first = await cleanScratch(open, scratch, dataDir, pgCtl, socket);
         if (!first.ok) throw new Error(`drill of ${input.backupId}: a leftover scratch copy cannot be removed: ${first.detail}`);
         if (first.detail.startsWith('stopped')) notes.push(`a leftover scratch server from an earlier attempt: ${first.detail}`);
@@ -236,7 +259,7 @@ export function pgDrillActivities(rt: Runtime) {
 
         /** Extract, configure, start, query: what went wrong in words, or the record's measurements. */
         const attempt = async (): Promise<
-          { failure: string } | { rtoSeconds: number; rowCounts: Record<string, number>; queries: PgDrillRecord['queries'] }
+          { failure: string } | { rtoSeconds: number; rowCounts: Record<string, number>; queries: PgDrillRecord['queries']; reached: PitrReached | null }
         > => {
           const t0 = Date.now();
           await mustExec(open, shellScript(MAKE_SCRATCH_SH, scratch, dataDir, socket.separate ? socket.dir : ''), `creating the scratch directory ${scratch}`);
@@ -262,8 +285,17 @@ export function pgDrillActivities(rt: Runtime) {
           await writeText(
             open,
             posix.join(dataDir, 'postgresql.conf'),
-            drillPostgresqlConf({ cluster: input.cluster, backupId: input.backupId, dataDir, socketDir: socket.dir, port }),
+            drillPostgresqlConf({
+              cluster: input.cluster,
+              backupId: input.backupId,
+              dataDir,
+              socketDir: socket.dir,
+              port,
+              ...(pitr ? { recovery: { walDir: pitr.walDir, targetTime: pitr.targetTime } } : {}),
+            }),
           );
+          // Targeted recovery (not a standby): replays the archive to the target, then promotes.
+          if (pitr) await writeText(open, posix.join(dataDir, 'recovery.signal'), '');
           await writeText(open, posix.join(dataDir, 'pg_hba.conf'), DRILL_HBA);
           await writeText(open, posix.join(dataDir, 'pg_ident.conf'), '');
           await mustExec(open, ['chmod', '0700', '--', scratch, dataDir], `chmod 0700 ${dataDir}`);
@@ -292,6 +324,27 @@ export function pgDrillActivities(rt: Runtime) {
             };
           }
           const rtoSeconds = Math.round(Date.now() - t0) / 1000;
+          let reached: PitrReached | null = null;
+          if (pitr) {
+            const q = await execArgv(
+              open,
+              psqlArgv(
+                `SELECT pg_is_in_recovery(), coalesce(to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), ''), ` +
+                  `pg_current_wal_lsn(), (SELECT timeline_id FROM pg_control_checkpoint())`,
+              ),
+              QUERY_TIMEOUT_SECONDS,
+            );
+            const [rec, at, lsn, tli] = q.stdout.trim().split('|');
+            if (q.exitCode !== 0 || rec !== 'f')
+              return {
+                failure: `the point-in-time copy of ${input.backupId} did not promote after replaying to ${pitr.targetTime}: ${q.exitCode !== 0 ? brief(q) : 'still in recovery'}`,
+              };
+            reached = { targetTime: pitr.targetTime, lastReplayAt: at || null, lsn: lsn || null, timeline: tli ? Number(tli) : null };
+            notes.push(
+              `replayed the WAL archive to ${pitr.targetTime}: last transaction replayed committed at ${reached.lastReplayAt ?? 'none (no transaction after the backup)'}, ` +
+                `LSN ${reached.lsn}, timeline ${reached.timeline}`,
+            );
+          }
 
           heartbeat({ backupId: input.backupId, step: 'verify queries' });
           const queries: PgDrillRecord['queries'] = [];
@@ -314,7 +367,7 @@ export function pgDrillActivities(rt: Runtime) {
             }
           }
           if (problems.length) return { failure: problems.join('; ') };
-          return { rtoSeconds, rowCounts, queries };
+          return { rtoSeconds, rowCounts, queries, reached };
         };
 
         let outcome: Awaited<ReturnType<typeof attempt>>;
@@ -371,6 +424,7 @@ export function pgDrillActivities(rt: Runtime) {
           failure: null,
           verify,
           record,
+          reached: outcome.reached,
           cleanedUp: true,
           detail:
             `backup ${input.backupId} restores: ${verify.detail}; ` +

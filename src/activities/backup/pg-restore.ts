@@ -34,6 +34,7 @@ import type {
 } from '../../contract/backup';
 import { backupPaths, parsePgMajor } from './pg-catalog';
 import { ensureOnHost } from './store-backup';
+import { configurePitr, stageWal } from './pg-restore-pitr';
 import {
   BASE_TAR,
   markerText,
@@ -212,7 +213,18 @@ export function pgRestoreActivities(rt: Runtime) {
       return onHost(rt, call, input.cluster, b.host, async (bopen) => {
         const inUse = await holdHostLock(bopen, posix.join(src, MANIFEST_FILE), COPY_TIMEOUT_SECONDS, `the restore of backup ${backupId}`, { shared: true });
         try {
-          return await stage();
+          const staged = await stage();
+          if (input.targetTime === undefined) return staged;
+          // Point in time: the archive's WAL from the backup's start on, beside the staged backup.
+          const wal = await stageWal(rt, call, {
+            cluster: input.cluster,
+            backupHost: b.host,
+            nodeHost: n.sshHost,
+            root: b.root,
+            staging,
+            startLsn: manifest.startLsn,
+          });
+          return { ...staged, wal: { files: wal.files, bytes: wal.bytes }, detail: `${staged.detail}; ${wal.detail}` };
         } finally {
           await inUse.release();
         }
@@ -450,6 +462,7 @@ export function pgRestoreActivities(rt: Runtime) {
           await mustExec(open, shellScript(WRITE_MARKER_SH, posix.join(x, RESTORED_MARKER), ...markerText(input, rt.now())), `writing ${RESTORED_MARKER}`);
         }
 
+        if (input.targetTime !== undefined) notes.push(await configurePitr(open, staging, x, n.dataDir, input.targetTime));
         heartbeat({ node: input.node, step: 'swap' });
         const keepConf = !n.configDir || posix.normalize(n.configDir) === posix.normalize(n.dataDir);
         const sw = await mustExec(

@@ -15,6 +15,7 @@
  * the manifest object goes last, so a backup counts as stored only once every file is.
  */
 import { posix } from 'node:path';
+import type { Transform } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import type { PgBackupEntry, PgBackupManifest, PgBackupUploadResult, PgStoreFetchResult, PgStoreRecord, StoredObject } from '../../contract/backup';
 import { Errors } from '../../contract/errors';
@@ -76,7 +77,7 @@ function storeRecord(store: Store, keyPrefix: string, objects: StoredObject[], u
 }
 
 /** `cat` of a file on the host into an upload, hashed on the way and refused unless it is the manifest's bytes. */
-async function uploadFile(
+export async function uploadFile(
   open: OpenSession,
   store: Store,
   path: string,
@@ -109,22 +110,44 @@ async function uploadFile(
   }
 }
 
-/** A stored object into `cat > path` on the host, hashed on the way; ChecksumMismatch when it is not the manifest's bytes. */
-async function downloadFile(open: OpenSession, store: Store, key: string, path: string, f: { name: string; bytes: number; sha256: string }): Promise<void> {
+/**
+ * A stored object into `cat > path` on the host, hashed on the way; ChecksumMismatch when it is not the manifest's bytes.
+ * `through`: applied after the check, before the host (a file set's decryption); its error is thrown.
+ */
+export async function downloadFile(
+  open: OpenSession,
+  store: Store,
+  key: string,
+  path: string,
+  f: { name: string; bytes: number; sha256: string },
+  through?: Transform,
+): Promise<void> {
   if (!open.session.execStream) throw new Error(`the SSH session to ${open.name} cannot stream files (no execStream): downloading needs it`);
   const got = await getStream(store, key);
   if (!got) throw new ChecksumMismatch(`${f.name}: ${store.url(key)} is missing from the store`);
   const checked = checkedStream(f, `${f.name} downloaded from ${store.url(key)}`);
   let refused: Error | null = null;
-  checked.on('error', (e) => (refused = e));
+  // A refusal stops the writer even when it comes before its channel is open (a small object is read whole by then).
+  const stop = new AbortController();
+  const cancelled = cancellationSignal();
+  checked.on('error', (e) => {
+    refused ??= e;
+    through?.destroy(e);
+    stop.abort();
+  });
+  through?.on('error', (e) => {
+    refused ??= e;
+    stop.abort();
+  });
   got.body.on('error', (e) => checked.destroy(e));
   got.body.pipe(checked);
+  if (through) checked.pipe(through);
   const beat = setInterval(() => heartbeat({ downloading: f.name, bytes: checked.bytes() }), 2_000);
   try {
     const r = await open.session.execStream(commandLine(shellScript(RECEIVE_SH, path)), {
       timeoutMs: TRANSFER_TIMEOUT_SECONDS * 1000,
-      signal: cancellationSignal(),
-      stdin: checked,
+      signal: cancelled ? AbortSignal.any([cancelled, stop.signal]) : stop.signal,
+      stdin: through ?? checked,
     });
     throwIfCancelled();
     if (refused) throw refused;
@@ -133,6 +156,7 @@ async function downloadFile(open: OpenSession, store: Store, key: string, path: 
     clearInterval(beat);
     got.body.destroy();
     checked.destroy();
+    through?.destroy();
   }
 }
 
@@ -148,8 +172,13 @@ async function storedManifest(store: Store, cluster: string, backupId: string): 
   }
 }
 
-/** Every backup the store holds for the cluster (complete: its manifest object exists), newest first. */
-export async function listStored(store: Store, cluster: string): Promise<PgBackupEntry[]> {
+/**
+ * Every backup the store holds for the cluster (complete: its manifest object exists), newest
+ * first. A backup the host has complete (`onHost`) is not downloaded again: its manifest object's
+ * presence is enough (the host's manifest is the same one), so a catalog read costs one listing
+ * plus the backups only the store has.
+ */
+export async function listStored(store: Store, cluster: string, onHost: ReadonlyMap<string, PgBackupEntry> = new Map()): Promise<PgBackupEntry[]> {
   const prefix = clusterPrefix(store.cfg, cluster);
   const keys = await listKeys(store, prefix);
   const ids = new Map<string, Set<string>>();
@@ -165,6 +194,11 @@ export async function listStored(store: Store, cluster: string): Promise<PgBacku
   for (const [id, names] of ids) {
     const url = store.url(`${prefix}${id}/`);
     let manifest: PgBackupManifest | null = null;
+    const local = onHost.get(id);
+    if (names.has(MANIFEST_FILE) && local?.complete && local.manifest) {
+      out.push({ ...local, dir: url, location: ['store'], store: local.store ?? null, drill: local.drill });
+      continue;
+    }
     if (names.has(MANIFEST_FILE)) {
       try {
         manifest = await storedManifest(store, cluster, id);
@@ -378,9 +412,12 @@ export function pgBackupStoreActivities(rt: Runtime) {
               const after = await headObject(store, key);
               if (!after || after.bytes !== f.bytes || after.sha256 !== f.sha256)
                 throw new Error(`${store.url(key)} does not hold what was uploaded (${after ? `${after.bytes} bytes` : 'no object'}, expected ${f.bytes})`);
-              // Any other version of this key did not hold these bytes: not left behind.
-              const others = (await listVersions(store, key)).filter((v) => v.key === key && v.versionId !== (up.versionId ?? after.versionId));
-              if (up.versionId || after.versionId) prunedVersions += await deleteVersions(store, others);
+              // A complete object was there with other bytes (versions of it would linger in a versioned bucket): not left behind.
+              // (An interrupted upload leaves no version: its multipart upload never completed and was aborted above.)
+              if (head && (up.versionId || after.versionId)) {
+                const others = (await listVersions(store, key)).filter((v) => v.key === key && v.versionId !== (up.versionId ?? after.versionId));
+                prunedVersions += await deleteVersions(store, others);
+              }
               objects.push({ name: f.name, key, bytes: f.bytes, sha256: f.sha256, versionId: up.versionId ?? after.versionId });
               uploaded.push(f.name);
               bytesUploaded += f.bytes;
@@ -394,9 +431,12 @@ export function pgBackupStoreActivities(rt: Runtime) {
               existing.store.objects.every((o, i) => o.key === objects[i].key && o.sha256 === objects[i].sha256 && o.versionId === objects[i].versionId);
             const record = same && existing.store ? existing.store : storeRecord(store, keyPrefix, objects, rt.now().toISOString());
             if (!same) {
+              const hadOne = (await headObject(store, manifestKey)) !== null;
               const put = await putSmall(store, manifestKey, Buffer.from(`${JSON.stringify({ ...manifest, store: record }, null, 2)}\n`, 'utf8'));
-              const others = (await listVersions(store, manifestKey)).filter((v) => v.key === manifestKey && v.versionId !== put.versionId);
-              if (put.versionId) prunedVersions += await deleteVersions(store, others);
+              if (hadOne && put.versionId) {
+                const others = (await listVersions(store, manifestKey)).filter((v) => v.key === manifestKey && v.versionId !== put.versionId);
+                prunedVersions += await deleteVersions(store, others);
+              }
             }
             await writeText(open, posix.join(paths.dir, STORE_FILE), `${JSON.stringify(record, null, 2)}\n`);
             const durationMs = Date.now() - t0;

@@ -22,6 +22,17 @@ export interface StreamResult {
   sha256: string;
 }
 
+/** How a copy may differ from a plain `cat`: another reading command, and a transform in the worker between the two ends. */
+export interface StreamOptions {
+  /** The command whose standard output is sent (default `cat -- <fromPath>`; fromPath then only names it in messages). */
+  readArgv?: readonly string[];
+  /**
+   * Applied in the worker to what is read (encryption, decryption, a check); the result is what is
+   * hashed and written. Its error stops both ends and is what the copy throws.
+   */
+  through?: Transform;
+}
+
 /**
  * `cat <from>` on the backup server piped into `cat > <to>` on the node's host through the worker,
  * hashed on the way. Backpressure holds the reader when the writer is slow; whichever end fails
@@ -34,6 +45,7 @@ export async function streamFile(
   toPath: string,
   timeoutSeconds: number,
   onProgress: (bytes: number) => void,
+  opts: StreamOptions = {},
 ): Promise<StreamResult> {
   if (!from.session.execStream || !to.session.execStream) {
     throw configError(`the SSH sessions to ${from.name} and ${to.name} cannot stream files (no execStream): a restore from another host needs them`);
@@ -59,8 +71,18 @@ export async function streamFile(
     first ??= side;
     stopBoth.abort();
   };
+  // With a transform: reader → through → pass → writer; a failure of the transform stops both ends.
+  let throughError: Error | null = null;
+  const through = opts.through;
+  if (through) {
+    through.on('error', (e: Error) => {
+      throughError ??= e;
+      failed('read');
+    });
+    through.pipe(pass);
+  }
   const reading = from.session
-    .execStream(commandLine(['cat', '--', fromPath]), { timeoutMs, signal, stdout: pass })
+    .execStream(commandLine(opts.readArgv ?? ['cat', '--', fromPath]), { timeoutMs, signal, stdout: through ?? pass })
     .then((r) => {
       // The reader ended without its whole output: the writer must not wait for more.
       if (r.code !== 0) failed('read');
@@ -87,8 +109,10 @@ export async function streamFile(
   } finally {
     clearInterval(beat);
     pass.destroy();
+    through?.destroy();
   }
   throwIfCancelled();
+  if (throughError) throw throughError;
   const how = (x: SshExecResult) => {
     const end = x.timedOut
       ? `timed out after ${timeoutSeconds} s`

@@ -162,6 +162,22 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
     check('backup', ok, `${seen}; ${bound}`);
   }
 
+  // --- the WAL archive: how far behind the primary (the RPO of a point-in-time restore now), against backup.maxArchiveLag ---
+  let archiveLagSeconds: number | null = null;
+  let archiveLagBytes: number | null = null;
+  if (o.archive && layout.backup?.archive) {
+    const max = layout.backup.archive.maxLagSeconds;
+    const bound = max === null ? 'no maximum set (backup.maxArchiveLag)' : `maximum ${formatAge(max)}`;
+    if ('error' in o.archive) check('archive', max === null, `the WAL archive could not be read: ${o.archive.error}; ${bound}`);
+    else {
+      archiveLagSeconds = o.archive.lagSeconds;
+      archiveLagBytes = o.archive.lagBytes;
+      // Unknown is not fine: an archiver that is down or whose position cannot be read fails a set maximum.
+      const ok = max === null ? true : archiveLagSeconds !== null && archiveLagSeconds <= max;
+      check('archive', ok, `${o.archive.detail}; ${bound}`);
+    }
+  }
+
   // The standby the report names: one that answers in recovery first (with no primary, the other nodes include the dead one).
   const standby = standbys.find((n) => n.reachable && n.inRecovery === true) ?? standbys[0] ?? null;
   const lag = standby ? o.lags.find((l) => l.standby === standby.node) : undefined;
@@ -180,6 +196,7 @@ export function assessReadiness(o: Observations, observedAt: string): ReadinessR
     checks,
     primaryLsn: o.probe?.lsn ?? primary?.currentLsn ?? null,
     newestProvenBackupAgeSeconds: newestProvenAgeSeconds,
+    ...(o.archive ? { archiveLagSeconds, archiveLagBytes } : {}),
     observedAt,
     observations,
   };
