@@ -136,7 +136,8 @@ describe('backups, drills, retention and a schedule', () => {
       assert.equal(tag(s, 'switchyard:workflow-id'), id);
       assert.equal(tag(s, 'switchyard:created-by'), 'alice');
       assert.equal(tag(s, 'switchyard:device'), '/dev/sda1');
-      assert.match(s.Description ?? '', new RegExp(`^switchyard backup ${id} of dc2-db \\(${s.VolumeId} at /dev/sda1\\) \\d{4}-\\d\\d-\\d\\dT`));
+      // One description for the set (CreateSnapshots takes the instance's volumes together).
+      assert.match(s.Description ?? '', new RegExp(`^switchyard backup ${id} of dc2-db \\(i-[0-9a-f]+, \\d+ volumes? taken together\\) \\d{4}-\\d\\d-\\d\\dT`));
       assert.equal(s.State, 'completed');
     }
     assert.deepEqual(first.ebs?.snapshots.map((s) => s.snapshotId).sort(), snaps.map((s) => s.SnapshotId).sort());
@@ -151,9 +152,12 @@ describe('backups, drills, retention and a schedule', () => {
     assert.match(manifest.endLsn, /^[0-9A-F]+\/[0-9A-F]+$/);
     assert.equal(manifest.pgMajor, 15);
     assert.ok(manifest.timeline >= 1);
+    // Beside the base backup's files: its manifest, the store's record of its objects, and the file sets (files/<set>/).
     const onDisk = readdirSync(dir)
-      .filter((f) => f !== 'switchyard-manifest.json' && f !== 'drill.json')
+      .filter((f) => !['switchyard-manifest.json', 'drill.json', 'switchyard-store.json', 'files'].includes(f))
       .sort();
+    assert.ok(existsSync(join(dir, 'switchyard-store.json')), 'uploaded to the store');
+    assert.ok(statSync(join(dir, 'files', 'ca')).isDirectory(), 'the file set "ca" archived with it');
     assert.deepEqual(manifest.files.map((f) => f.name).sort(), onDisk, 'the manifest lists every file');
     assert.ok(onDisk.includes('base.tar.gz') && onDisk.includes('pg_wal.tar.gz'), onDisk.join(', '));
     for (const f of manifest.files) {
@@ -308,7 +312,7 @@ describe('backups, drills, retention and a schedule', () => {
     assert.equal(run.result.source.node, 'dc2-db');
     assert.deepEqual(
       run.result.plan.map((p) => p.step),
-      ['snapshot', 'base-backup', 'retention'],
+      ['snapshot', 'base-backup', 'upload', 'files:ca', 'retention'],
     );
     assert.ok(run.result.retention?.dryRun === true && run.result.retention.decisions.length >= 2, JSON.stringify(run.result.retention));
     assert.deepEqual(backupDirs(st), dirs, 'nothing made or deleted on the backup server');

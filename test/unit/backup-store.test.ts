@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, loadTopology, parseTopology } from '../../src/topology/load';
 import { clusterLayout } from '../../src/topology/layout';
 import { ChecksumMismatch, checkedStream } from '../../src/activities/backup/store-client';
-import { mergeCatalogs } from '../../src/activities/backup/store-backup';
+import { mergeCatalogs } from '../../src/activities/backup/store-catalog';
 import { parseStoreRecord } from '../../src/activities/backup/pg-catalog';
 import type { PgBackupEntry } from '../../src/contract/backup';
 import { assessReadiness } from '../../src/workflows/lib/readiness-assess';

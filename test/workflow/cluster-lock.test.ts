@@ -449,6 +449,9 @@ describe('cluster lock (real Temporal dev server)', () => {
     await env.client.workflow.getHandle(lockWorkflowId(cluster)).terminate('an operator cleaning up workflows');
     const d = await startHolder({ cluster, operation: 'switchover' });
     await heldBy(cluster, d);
+    // The lock workflow names d as its holder a moment before d's own step log records the grant.
+    for (const t0 = Date.now(); (await stepsOf(d)).find(([name]) => name === 'lock')?.[1] === 'running' && Date.now() - t0 < 10_000;)
+      await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(
       (await stepsOf(d)).find(([name]) => name === 'lock'),
       ['lock', 'done', `cluster ${cluster} locked for switchover`],

@@ -33,7 +33,10 @@ export function clip(text: string, max = TAG_VALUE_MAX): string {
 
 /** The one description of a set of snapshots taken together (CreateSnapshots gives every snapshot the same). */
 export function setDescription(backupId: string, node: string, instanceId: string, devices: number, at: Date): string {
-  return clip(`switchyard backup ${backupId} of ${node} (${instanceId}, ${devices} volumes taken together) ${at.toISOString()}`, DESCRIPTION_MAX);
+  return clip(
+    `switchyard backup ${backupId} of ${node} (${instanceId}, ${devices} volume${devices === 1 ? '' : 's'} taken together) ${at.toISOString()}`,
+    DESCRIPTION_MAX,
+  );
 }
 
 /** The name of the image a restore registers from a backup's snapshots. */
