@@ -300,8 +300,23 @@ const ebsCopySchema = z
       maxAge: duration,
       /** Encrypt the copies with this KMS key of the copy region (key id, alias or ARN); default the region's default EBS encryption. */
       kmsKeyId: z.string({ error: 'expected a KMS key id, alias or ARN' }).min(1, { error: 'expected a KMS key id, alias or ARN' }).optional(),
+      /**
+       * Where a restore in this region launches: subnets and security groups are per region, so the
+       * recorded ones exist only in the source region. The recorded private IP is kept when it lies
+       * in this subnet, else EC2 picks one (the restore says so). Without it, a restore there is
+       * refused unless the recorded network exists in this region.
+       */
+      network: z
+        .object({
+          subnetId: z.string().regex(/^subnet-[0-9a-f]+$/, { error: 'expected a subnet id such as "subnet-0123456789abcdef0"' }),
+          securityGroupIds: z
+            .array(z.string().regex(/^sg-[0-9a-f]+$/, { error: 'expected a security group id such as "sg-0123456789abcdef0"' }))
+            .min(1, { error: 'expected at least one security group id' }),
+        })
+        .strict()
+        .optional(),
     },
-    { error: 'expected { region, keepLast, maxAge, kmsKeyId? }' },
+    { error: 'expected { region, keepLast, maxAge, kmsKeyId?, network? }' },
   )
   .strict();
 

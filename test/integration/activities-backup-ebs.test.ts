@@ -20,6 +20,7 @@ import {
   DescribeVolumesCommand,
   EC2Client,
   RunInstancesCommand,
+  TerminateInstancesCommand,
   type Instance,
   type Snapshot,
 } from '@aws-sdk/client-ec2';
@@ -601,6 +602,44 @@ describe('copies in another region (backup.ebs.copyTo)', () => {
     assert.equal(launch.type, 'BackupUnusable');
     const there = (await adminCopy!.send(new DescribeInstancesCommand({}))).Reservations ?? [];
     assert.deepEqual(there, [], `no instance in ${COPY_REGION}`);
+  });
+
+  it("with backup.ebs.copyTo's network, a restore in the copy region launches there into that subnet, keeping the recorded IP it fits", async () => {
+    const vpc = (await adminCopy!.send(new CreateVpcCommand({ CidrBlock: '10.0.0.0/16' }))).Vpc?.VpcId;
+    const net = (await adminCopy!.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: '10.0.1.0/24', AvailabilityZone: `${COPY_REGION}a` }))).Subnet
+      ?.SubnetId as string;
+    const sg = (await adminCopy!.send(new CreateSecurityGroupCommand({ GroupName: 'db-copy', Description: 'db', VpcId: vpc }))).GroupId as string;
+    const entry = top.clusters.main.backup!.ebs!.copyTo[0];
+    entry.network = { subnetId: net, securityGroupIds: [sg] };
+    try {
+      const plan = await act.ebsRestorePlan({ cluster: 'main', backupId: 'c2', region: COPY_REGION });
+      assert.match(
+        plan.detail,
+        new RegExp(`launches into ${net} \\(10\\.0\\.1\\.0/24\\) of ${COPY_REGION} with the recorded private IP ${DB1_IP.replace(/\./g, '\\.')}`),
+      );
+      assert.equal(plan.restore.subnetId, net);
+      assert.deepEqual(plan.restore.securityGroupIds, [sg]);
+      const r = await act.ebsRestoreInstance({ cluster: 'main', backupId: 'c2', token: 'copy-restore-net', requestedBy: 'alice', region: COPY_REGION });
+      assert.equal(r.launched, true);
+      const [inst] = ((await adminCopy!.send(new DescribeInstancesCommand({ InstanceIds: [r.instanceId] }))).Reservations ?? []).flatMap(
+        (x) => x.Instances ?? [],
+      );
+      assert.equal(inst.SubnetId, net, 'launched into the mapped subnet of the copy region');
+      assert.equal(inst.PrivateIpAddress, DB1_IP, 'with the recorded private IP (it lies in that subnet)');
+      assert.deepEqual(groupsOf(inst), [sg]);
+      assert.equal(tagsOf(inst)[EBS_TAGS.restoredFrom], 'c2');
+      await adminCopy!.send(new TerminateInstancesCommand({ InstanceIds: [r.instanceId] }));
+
+      // A subnet the recorded IP does not fit: EC2 picks an address, and the restore says so.
+      const other = (await adminCopy!.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: '10.0.9.0/24', AvailabilityZone: `${COPY_REGION}b` }))).Subnet
+        ?.SubnetId as string;
+      entry.network = { subnetId: other, securityGroupIds: [sg] };
+      const plan2 = await act.ebsRestorePlan({ cluster: 'main', backupId: 'c2', region: COPY_REGION });
+      assert.match(plan2.detail, /is not in that subnet, EC2 picks one/);
+      assert.equal(plan2.restore.privateIp, null);
+    } finally {
+      delete entry.network;
+    }
   });
 
   it('a region that is neither ec2.region nor in backup.ebs.copyTo is a ConfigError naming both', async () => {

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { apiText } from '../../src/activities/backup/ebs-api';
+import { ipInCidr } from '../../src/activities/backup/ebs-restore-plan';
 import {
   backupTags,
   clientToken,
@@ -300,5 +301,17 @@ describe('texts and tokens', () => {
       [EBS_TAGS.restoredFrom]: 'b1',
       [EBS_TAGS.restoreToken]: 'tok',
     });
+  });
+});
+
+describe('restoring in a copy region: does the recorded private IP fit the mapped subnet?', () => {
+  it('inside the block, outside it, and malformed input (never "fits")', () => {
+    assert.equal(ipInCidr('10.0.1.10', '10.0.1.0/24'), true);
+    assert.equal(ipInCidr('10.0.2.10', '10.0.1.0/24'), false);
+    assert.equal(ipInCidr('10.1.200.7', '10.0.0.0/15'), true);
+    assert.equal(ipInCidr('10.2.0.1', '10.0.0.0/15'), false);
+    assert.equal(ipInCidr('10.0.1.10', '0.0.0.0/0'), true);
+    assert.equal(ipInCidr('not-an-ip', '10.0.1.0/24'), false);
+    assert.equal(ipInCidr('10.0.1.10', '10.0.1.0/33'), false);
   });
 });

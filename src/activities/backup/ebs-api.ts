@@ -7,6 +7,7 @@ import { DescribeSnapshotsCommand, type EC2Client, type Filter } from '@aws-sdk/
 import { EBS_TAGS, type Ec2ApiUse, type EbsSnapshotInfo } from '../../contract/backup';
 import { heartbeat } from '../activity-context';
 import type { Call, Runtime } from '../runtime';
+import type { ClusterConfig } from '../../topology/schema';
 import { withEc2 } from '../ec2';
 import { configError } from '../resolver';
 import { snapshotInfo } from './ebs-tags';
@@ -92,7 +93,7 @@ export interface EbsRegion {
   /** The cluster's own ec2.region, where the snapshots are taken. */
   sourceRegion: string;
   /** The backup.ebs.copyTo entry of `region`; null in the source region. */
-  copy: { region: string; keepLast: number; maxAge: string; kmsKeyId?: string } | null;
+  copy: NonNullable<NonNullable<ClusterConfig['backup']>['ebs']>['copyTo'][number] | null;
 }
 
 /**

@@ -109,11 +109,64 @@ async function exists(what: () => Promise<unknown>, notFound: string): Promise<b
 }
 
 /**
- * Restoring from a copy region's snapshots launches into the recorded subnet and security groups:
- * refused (non-retryable BackupUnusable) when that region does not have them, naming each one
- * missing. A restore does not invent a network. Nothing is checked in the source region.
+ * The network a restore launches into, as restore metadata: in the source region the recorded one.
+ * In a copy region with `network` (backup.ebs.copyTo[].network): that subnet and those groups,
+ * checked to exist there, and the recorded private IP only when it lies in that subnet's range (else
+ * null: EC2 picks one, and `note` says so). In a copy region without it: the recorded subnet and
+ * groups, refused (non-retryable BackupUnusable) when that region does not have them, naming each
+ * one missing. A restore does not invent a network. Nothing is checked in the source region.
  */
-export async function requireNetworkIn(ec2: EC2Client, where: EbsRegion, backupId: string, meta: EbsRestoreMetadata): Promise<void> {
+export async function networkIn(
+  ec2: EC2Client,
+  where: EbsRegion,
+  backupId: string,
+  meta: EbsRestoreMetadata,
+): Promise<{ meta: EbsRestoreMetadata; note: string | null }> {
+  if (!where.copy) return { meta, note: null };
+  const net = where.copy.network;
+  if (net) {
+    const missing: string[] = [];
+    let cidr: string | null = null;
+    let az: string | null = null;
+    try {
+      const r = await ec2.send(new DescribeSubnetsCommand({ SubnetIds: [net.subnetId] }));
+      cidr = r.Subnets?.[0]?.CidrBlock ?? null;
+      az = r.Subnets?.[0]?.AvailabilityZone ?? null;
+    } catch (err) {
+      if (awsErrorName(err) !== 'InvalidSubnetID.NotFound') throw err;
+      missing.push(`subnet ${net.subnetId}`);
+    }
+    for (const g of net.securityGroupIds)
+      if (!(await exists(() => ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [g] })), 'InvalidGroup.NotFound'))) missing.push(`security group ${g}`);
+    if (missing.length)
+      throw ApplicationFailure.nonRetryable(
+        `backup ${backupId} cannot be restored in ${where.region}: backup.ebs.copyTo's network for ${where.region} names ${missing.join(' and ')}, which ${where.region} does not have`,
+        Errors.BackupUnusable,
+      );
+    const keepIp = meta.privateIp !== null && cidr !== null && ipInCidr(meta.privateIp, cidr);
+    const note = keepIp
+      ? `into ${net.subnetId} (${cidr}) of ${where.region} with the recorded private IP ${meta.privateIp}`
+      : `into ${net.subnetId} (${cidr ?? '?'}) of ${where.region}: the recorded private IP ${meta.privateIp ?? '(none)'} is not in that subnet, EC2 picks one ` +
+        `(traffic drivers that name the old address must be pointed at the new one)`;
+    return {
+      meta: { ...meta, subnetId: net.subnetId, securityGroupIds: [...net.securityGroupIds], privateIp: keepIp ? meta.privateIp : null, availabilityZone: az },
+      note,
+    };
+  }
+  await requireNetworkIn(ec2, where, backupId, meta);
+  return { meta, note: null };
+}
+
+/** Is the IPv4 address inside the CIDR block ("10.1.0.0/16")? */
+export function ipInCidr(ip: string, cidr: string): boolean {
+  const toInt = (a: string) => a.split('.').reduce((n, x) => n * 256 + Number(x), 0);
+  const [base, bits] = cidr.split('/');
+  const size = 2 ** (32 - Number(bits));
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(ip) || !/^\d+\.\d+\.\d+\.\d+$/.test(base) || !(Number(bits) >= 0 && Number(bits) <= 32)) return false;
+  return Math.floor(toInt(ip) / size) === Math.floor(toInt(base) / size);
+}
+
+async function requireNetworkIn(ec2: EC2Client, where: EbsRegion, backupId: string, meta: EbsRestoreMetadata): Promise<void> {
   if (!where.copy) return;
   const missing: string[] = [];
   if (meta.subnetId) {
@@ -147,8 +200,9 @@ export function ebsRestorePlanActivities(rt: Runtime) {
       const backupId = checkBackupId(input.backupId);
       const where = ebsRegion(call, input.cluster, input.region);
       return withCountedEc2In(rt, call, input.cluster, where.region, async (ec2, api) => {
-        const { snaps, meta } = await loadBackup(ec2, input.cluster, backupId, where);
-        await requireNetworkIn(ec2, where, backupId, meta);
+        const loaded = await loadBackup(ec2, input.cluster, backupId, where);
+        const snaps = loaded.snaps;
+        const { meta, note } = await networkIn(ec2, where, backupId, loaded.meta);
         const holders = meta.privateIp ? await ipHolders(ec2, call, input.cluster, meta.privateIp) : { instance: null, iface: null, releasing: false };
         const states = [...new Set(snaps.map((s) => s.state))].join('/');
         const what =
@@ -169,7 +223,7 @@ export function ebsRestorePlanActivities(rt: Runtime) {
           ipHeldBy: holders.instance,
           ipInterface: holders.iface,
           api: api.use,
-          detail: `${what}; ${ip}; ${apiText(api.use)}`,
+          detail: `${what}${note ? `; launches ${note}` : ''}; ${ip}; ${apiText(api.use)}`,
         };
       });
     }),

@@ -28,7 +28,7 @@ import { configError } from '../resolver';
 import type { Runtime } from '../runtime';
 import { awsErrorName, describeInstances, LIVE_STATES, waitInstance } from '../ec2';
 import { apiText, ebsRegion, inRegion, POLL_MS, tagFilter, withCountedEc2In } from './ebs-api';
-import { holderText, INSTANCE_WAIT_MS, ipHolders, loadBackup, requireNetworkIn } from './ebs-restore-plan';
+import { holderText, INSTANCE_WAIT_MS, ipHolders, loadBackup, networkIn } from './ebs-restore-plan';
 import {
   byDevice,
   clientToken,
@@ -122,8 +122,10 @@ export function ebsRestoreActivities(rt: Runtime) {
         }
 
         // 2. What to launch.
-        const { snaps, meta } = await loadBackup(ec2, cluster, backupId, where);
-        await requireNetworkIn(ec2, where, backupId, meta);
+        const loaded = await loadBackup(ec2, cluster, backupId, where);
+        const snaps = loaded.snaps;
+        // The network it launches into: in a copy region, backup.ebs.copyTo's network there (the recorded one exists only at the source).
+        const { meta, note: networkNote } = await networkIn(ec2, where, backupId, loaded.meta);
         const failed = snaps.find((s) => s.state === 'error');
         if (failed) throw failedSnapshot(backupId, failed);
         const pending = snaps.filter((s) => s.state !== 'completed');
@@ -278,7 +280,8 @@ export function ebsRestoreActivities(rt: Runtime) {
           `launched ${instanceId} (${meta.instanceType} in ${meta.subnetId ?? 'the default subnet'}, ${meta.privateIp ?? 'any private IP'}, ` +
           `groups ${meta.securityGroupIds.join(',') || 'default'}) ` +
           `from ${registered ? 'new' : 'existing'} image ${imageId} of backup ` +
-          `${backupId}${inRegion(where)}${launchMappings ? ' (snapshots mapped at launch: the image lists none of them)' : ''}`;
+          `${backupId}${inRegion(where)}${launchMappings ? ' (snapshots mapped at launch: the image lists none of them)' : ''}` +
+          `${networkNote ? `; ${networkNote}` : ''}`;
         return finish(instanceId, imageId, true, how);
       });
     }),
