@@ -73,19 +73,11 @@ export const LIST_SH = [
 ].join('\n');
 
 /** One entry as a host lists it (sha256: plain hex, null for anything but a regular file). */
-export interface ListedEntry {
-  path: string;
-  /** find's %y: f, d, l, or another letter (socket, fifo, device). */
+export interface ListedEntry extends Omit<FileSetEntry, 'kind'> {
+  /** What a manifest entry can be, or 'other' (a socket, fifo or device: refused). */
   kind: FileSetEntry['kind'] | 'other';
+  /** find's %y: f, d, l, or another letter. */
   letter: string;
-  uid: number;
-  gid: number;
-  user: string;
-  group: string;
-  mode: string;
-  bytes: number;
-  sha256: string | null;
-  target: string | null;
 }
 
 export interface Listing {
