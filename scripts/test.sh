@@ -52,7 +52,7 @@ status=0
 # version): every worker, check and test process after this reads it instead of running webpack.
 node scripts/build-workflow-bundle.js || status=1
 # Longest first, so the last files to start are short ones (the rest follow in name order).
-slow=(fault-matrix crash-sample crash-sample-b backup failover cli-failover rejoin switchover readiness)
+slow=(fault-matrix crash-sample crash-sample-b backup backup-store failover cli-failover backup-file-sets backup-pitr rejoin switchover readiness)
 integration=()
 for f in "${slow[@]}"; do integration+=("test/integration/$f.test.ts"); done
 for f in test/integration/*.test.ts; do [[ " ${integration[*]} " == *" $f "* ]] || integration+=("$f"); done

@@ -59,7 +59,13 @@ async function backupThenAtoB(st: Stage): Promise<string> {
 
 async function pitrDrill(st: Stage, targetTime: string, id: string): Promise<DrillResult> {
   const h = await st.start('drill', { cluster: 'demo', requestedBy: 'alice', targetTime }, id);
-  return (await h.result()) as DrillResult;
+  return (await h.result().catch(async (err: unknown) => {
+    // The drill's own words (and its step log) rather than "Workflow execution failed".
+    const p = await h.query<Progress>('progress').catch(() => null);
+    throw new Error(
+      `${(err as { cause?: Error }).cause?.message ?? String(err)}\n${p?.steps.map((x) => `${x.name} ${x.state}: ${x.detail}`).join('\n') ?? ''}`,
+    );
+  })) as DrillResult;
 }
 
 describe('point-in-time recovery from the WAL archive', () => {

@@ -138,7 +138,7 @@ describe('backups in the offsite store', () => {
       // 4. The worker SIGKILLed while a file is being uploaded: the resumed run finishes the upload once.
       await st.nodeQuery(
         'dc1-db',
-        `CREATE TABLE public.big AS SELECT g, md5(random()::text) || md5(random()::text) || md5(random()::text) AS pad FROM generate_series(1, 400000) g`,
+        `CREATE TABLE public.big AS SELECT g, md5(random()::text) || md5(random()::text) || md5(random()::text) AS pad FROM generate_series(1, 250000) g`,
       );
       await waitReplayed(st, 'dc2-db', 'dc1-db', 120_000);
       const id3 = `store-crash-${Date.now()}`;

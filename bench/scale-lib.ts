@@ -1,0 +1,46 @@
+/**
+ * The small measuring helpers of bench/scale.ts, apart so the tests can check them: a process's
+ * peak RSS and CPU seconds from /proc, percentiles, and event times in milliseconds.
+ */
+import { readFileSync } from 'node:fs';
+
+export interface ProcSample {
+  /** The largest resident set seen (VmHWM, KiB): the kernel's own high-water mark. */
+  peakRssKiB: number;
+  /** user + system CPU seconds so far. */
+  cpuSeconds: number;
+}
+
+const CLOCK_TICKS = 100;
+
+/** /proc/<pid>/status VmHWM and /proc/<pid>/stat utime+stime; keeps the previous sample when the process is gone. */
+export function procSample(pid: number, previous?: ProcSample | null): ProcSample {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const hwm = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const cpu = (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS;
+    return { peakRssKiB: Math.max(hwm, previous?.peakRssKiB ?? 0), cpuSeconds: Math.max(cpu, previous?.cpuSeconds ?? 0) };
+  } catch {
+    return previous ?? { peakRssKiB: 0, cpuSeconds: 0 };
+  }
+}
+
+/** The p-th percentile (nearest rank), rounded to `digits`; NaN for none. */
+export function pct(xs: readonly number[], p: number, digits = 0): number {
+  const finite = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!finite.length) return NaN;
+  const v = finite[Math.min(finite.length - 1, Math.max(0, Math.ceil(p * finite.length) - 1))];
+  return Number(v.toFixed(digits));
+}
+
+/** A history event's time (a protobuf Timestamp or a Date) in milliseconds since the epoch. */
+export function ms(t: unknown): number {
+  if (t instanceof Date) return t.getTime();
+  const ts = t as { seconds?: number | string | { toNumber(): number }; nanos?: number } | null | undefined;
+  if (!ts) return NaN;
+  const s = typeof ts.seconds === 'object' && ts.seconds !== null ? ts.seconds.toNumber() : Number(ts.seconds ?? 0);
+  return s * 1000 + Math.floor((ts.nanos ?? 0) / 1e6);
+}
