@@ -3,6 +3,7 @@
  * peak RSS and CPU seconds from /proc, percentiles, and event times in milliseconds.
  */
 import { readFileSync } from 'node:fs';
+import { parse, stringify } from 'yaml';
 
 export interface ProcSample {
   /** The largest resident set seen (VmHWM, KiB): the kernel's own high-water mark. */
@@ -43,4 +44,14 @@ export function ms(t: unknown): number {
   if (!ts) return NaN;
   const s = typeof ts.seconds === 'object' && ts.seconds !== null ? ts.seconds.toNumber() : Number(ts.seconds ?? 0);
   return s * 1000 + Math.floor((ts.nanos ?? 0) / 1e6);
+}
+
+/** The sandbox's topology with its one cluster cloned N times (same nodes, hosts, drivers). */
+export function scaledTopology(text: string, n: number): string {
+  const doc = parse(text) as { clusters: Record<string, unknown> };
+  const [[, demo]] = Object.entries(doc.clusters);
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < n; i++) out[`c${String(i).padStart(3, '0')}`] = structuredClone(demo);
+  doc.clusters = out;
+  return stringify(doc, { lineWidth: 0 });
 }

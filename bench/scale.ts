@@ -19,29 +19,18 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Connection, type WorkflowHandle } from '@temporalio/client';
-import { parse, stringify } from 'yaml';
 import { sandboxDown, sandboxUp } from '../sandbox';
 import { pickNet, releaseNet } from '../sandbox/nets';
 import { topologyTarget } from '../src/temporal-access';
 import { clientConnectionOptions, targetClient } from '../src/temporal-connection';
 import { TASK_QUEUE } from '../src/temporal-target';
 import { watchStatusQuery, watchStopSignal, watchWorkflowId, type WatchStatus } from '../src/contract/watch';
-import { ms, pct, procSample, type ProcSample } from './scale-lib';
+import { ms, pct, procSample, scaledTopology, type ProcSample } from './scale-lib';
 
 const clusters = Number(process.argv[2] ?? 200);
 const watchSeconds = Number(process.argv[3] ?? 60);
 const WATCH_EVERY = 10;
 const say = (s: string) => process.stdout.write(`${s}\n`);
-
-/** The sandbox's topology with its one cluster cloned N times (same nodes, hosts, drivers). */
-export function scaledTopology(text: string, n: number): string {
-  const doc = parse(text) as { clusters: Record<string, unknown> };
-  const [[, demo]] = Object.entries(doc.clusters);
-  const out: Record<string, unknown> = {};
-  for (let i = 0; i < n; i++) out[`c${String(i).padStart(3, '0')}`] = structuredClone(demo);
-  doc.clusters = out;
-  return stringify(doc, { lineWidth: 0 });
-}
 
 async function main() {
   const opts = { dir: mkdtempSync(join(tmpdir(), 'switchyard-bench-scale-')), net: await pickNet({ from: 60 }) };
