@@ -35,6 +35,16 @@ const say = (s: string) => process.stdout.write(`${s}\n`);
 async function main() {
   const opts = { dir: mkdtempSync(join(tmpdir(), 'switchyard-bench-scale-')), net: await pickNet({ from: 60 }) };
   let worker: ReturnType<typeof spawn> | null = null;
+  // Interrupted (Ctrl-C, a timeout's TERM): the worker and the sandbox go too, as when it finishes.
+  const interrupted = (sig: NodeJS.Signals) => {
+    worker?.kill('SIGKILL');
+    void sandboxDown(opts).finally(() => {
+      releaseNet(opts.net);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   try {
     const status = await sandboxUp(opts);
     const scaled = join(opts.dir, 'scale.yaml');
