@@ -203,7 +203,10 @@ async function main() {
               ),
             );
             let running = true;
-            void load.finally(() => (running = false));
+            load.then(
+              () => (running = false),
+              () => (running = false),
+            );
             const archive: { bytes: number; seconds: number }[] = [];
             const standbyLag: { bytes: number; seconds: number }[] = [];
             while (running) {

@@ -25,7 +25,6 @@ export interface WalArchiveEnsureResult {
   action: 'running' | 'started' | 'repointed';
   /** The node it followed before (repointed). */
   previous: string | null;
-  slotCreated: boolean;
   /** Archive slots dropped on nodes that are no longer the primary (they would hold WAL there forever). */
   droppedSlots: string[];
   detail: string;

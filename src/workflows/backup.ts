@@ -36,6 +36,7 @@ import type { FileSetBackupResult } from '../contract/backup-files';
 import { describeNode, notifyVia, reads, seconds } from './lib/runbook';
 import { backupIdFromWorkflowId, catalog, formatAge, planRetention, type RetentionDecision } from './lib/retention';
 import { messageOf, StepLog } from './lib/steps';
+import { checkTargetTime } from './lib/target-time';
 import type { PlanStep, StepRecord } from '../contract/messages';
 
 export type BackupKind = 'pg' | 'ebs';
@@ -835,11 +836,3 @@ export async function drill(input: DrillInput): Promise<DrillResult> {
 }
 
 const drillRun = drill;
-
-/** An ISO time, normalised (UTC, milliseconds); a ConfigError naming the input otherwise. */
-function checkTargetTime(v: unknown): string {
-  const t = typeof v === 'string' ? Date.parse(v) : NaN;
-  if (Number.isNaN(t))
-    throw ApplicationFailure.nonRetryable(`"targetTime" must be an ISO time such as "2026-12-04T03:15:00Z", got ${JSON.stringify(v)}`, 'ConfigError');
-  return new Date(t).toISOString();
-}

@@ -32,6 +32,7 @@ import { withClusterLock } from './lib/with-cluster-lock';
 import { formatAge } from './lib/retention';
 import { actions, describeNode, notifyVia, promotion, reads, refused, runbookInput, seconds } from './lib/runbook';
 import { messageOf, StepLog } from './lib/steps';
+import { checkTargetTime } from './lib/target-time';
 import type { PlanStep, StepRecord } from '../contract/messages';
 import type { PgNodeStatus } from '../contract/observations';
 
@@ -87,7 +88,7 @@ function mayBePrimary(n: PgNodeStatus): boolean {
 export async function restore(input: RestoreInput): Promise<RestoreResult> {
   const { cluster, requestedBy, dryRun, startProof } = runbookInput('restore', input);
   const steps = new StepLog('restore', cluster);
-  const targetTime = input.targetTime === undefined ? undefined : checkTargetTime(input.targetTime);
+  const targetTime = input.targetTime === undefined ? undefined : checkTargetTime(input.targetTime, 'restore "targetTime"');
   // With a target time and no backup named, the newest base backup that finished before it (chosen from the catalog below).
   let backupId = typeof input.from === 'string' ? input.from : '';
   if (!(targetTime !== undefined && input.from === undefined && input.files === undefined) && !BACKUP_ID_RE.test(backupId))
@@ -444,12 +445,4 @@ export async function restore(input: RestoreInput): Promise<RestoreResult> {
     await notify('restore.completed', `restore of ${cluster}: ${state}`);
     return done('completed', state, { instance: { instanceId: launched.instanceId, privateIp: launched.privateIp, imageId: launched.imageId, replaced } });
   });
-}
-
-/** An ISO time, normalised (UTC); a ConfigError naming the input otherwise. */
-function checkTargetTime(v: unknown): string {
-  const t = typeof v === 'string' ? Date.parse(v) : NaN;
-  if (Number.isNaN(t))
-    throw ApplicationFailure.nonRetryable(`restore "targetTime" must be an ISO time such as "2026-12-04T03:15:00Z", got ${JSON.stringify(v)}`, 'ConfigError');
-  return new Date(t).toISOString();
 }

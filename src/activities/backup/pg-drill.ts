@@ -200,11 +200,13 @@ export function pgDrillActivities(rt: Runtime) {
           if (fetched) notes.unshift(fetched.detail);
           const r = await drillLocked(open, manifest, notes);
           if (r.ok && r.record) {
-            const url = await storeDrillRecord(rt, call, input.cluster, input.backupId, `${JSON.stringify(r.record, null, 2)}\n`).catch((err: unknown) => {
+            try {
+              const url = await storeDrillRecord(rt, call, input.cluster, input.backupId, `${JSON.stringify(r.record, null, 2)}\n`);
+              if (url) r.detail += `; drill record copied to ${url}`;
+            } catch (err) {
               rt.log.warn('drill record not copied to the store', { ...log, error: errorMessage(err) });
-              return `not copied to the store (${errorMessage(err)})`;
-            });
-            if (url) r.detail += `; drill record ${url.startsWith('s3://') ? `copied to ${url}` : url}`;
+              r.detail += `; drill record not copied to the store (${errorMessage(err)})`;
+            }
           }
           return { ...r, fetched };
         } finally {

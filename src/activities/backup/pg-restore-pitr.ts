@@ -17,6 +17,7 @@ import { formatBytes } from '../../contract/format';
 import { errorMessage, heartbeat, sleep } from '../activity-context';
 import type { Call, Runtime } from '../runtime';
 import { withPgClient } from '../postgres/connect';
+import { pgCtlStatus } from '../postgres/pg-ctl-status';
 import { execArgv, mustExec, onHost, type OpenSession } from '../ssh/exec';
 import { shellScript } from '../ssh/argv';
 import { confQuote } from '../postgres/standby-config';
@@ -152,9 +153,19 @@ export function pgRestorePitrActivities(rt: Runtime) {
           last = 'still replaying';
         } catch (err) {
           last = errorMessage(err).slice(0, 300);
+          // No answer: replaying with hot_standby off, or stopped. A target the archive never reaches ends recovery with
+          // an error and the server stops: that is for a person, not for hours of polling.
+          const st = await onHost(rt, call, input.cluster, n.sshHost, (open) => pgCtlStatus(open, n));
+          if (st.running === false)
+            throw ApplicationFailure.nonRetryable(
+              `PostgreSQL on ${input.node} stopped during its point-in-time recovery to ${input.targetTime} (${last}): a target the WAL archive does not reach ` +
+                `ends recovery with an error; its server log says why. The data directory holds backup ${input.backupId} with the recovery settings; ` +
+                `the old one was moved aside`,
+              Errors.RestoreLaunchFailed,
+            );
         }
         if (Date.now() - t0 > WAIT_LIMIT_MS)
-          throw ApplicationFailure.nonRetryable(`${input.node} did not finish its point-in-time recovery within 6 h (${last})`, Errors.ConfigError);
+          throw new Error(`${input.node} did not finish its point-in-time recovery to ${input.targetTime} within 6 h (${last})`);
         heartbeat({ node: input.node, step: `replaying to ${input.targetTime}`, last });
         await sleep(1000);
       }

@@ -47,7 +47,7 @@ export async function listStored(store: Store, cluster: string, onHost: Readonly
     let manifest: PgBackupManifest | null = null;
     const local = onHost.get(id);
     if (names.has(MANIFEST_FILE) && local?.complete && local.manifest) {
-      out.push({ ...local, dir: url, location: ['store'], store: local.store ?? null, drill: local.drill });
+      out.push({ ...local, dir: url, location: ['store'], store: local.store ?? null });
       continue;
     }
     if (names.has(MANIFEST_FILE)) {

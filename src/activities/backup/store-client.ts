@@ -39,7 +39,7 @@ export interface Store {
   url(key: string): string;
 }
 
-/** The cluster's store section, or a ConfigError naming what is missing. */
+/** The cluster's store section; null when it has none. */
 export function storeConfig(call: Call, cluster: string): StoreConfig | null {
   return call.top.cluster(cluster).backup?.store ?? null;
 }
@@ -189,14 +189,14 @@ export async function uploadStream(
 
 /** A small object in one PUT (the manifest), with its SHA-256 checked by S3. */
 export async function putSmall(store: Store, key: string, body: Buffer): Promise<{ versionId: string | null }> {
-  const sha256 = createHash('sha256').update(body).digest('hex');
+  const digest = createHash('sha256').update(body).digest();
   const r = await store.s3.send(
     new PutObjectCommand({
       Bucket: store.bucket,
       Key: key,
       Body: body,
-      ChecksumSHA256: createHash('sha256').update(body).digest('base64'),
-      Metadata: { [SHA256_METADATA]: sha256 },
+      ChecksumSHA256: digest.toString('base64'),
+      Metadata: { [SHA256_METADATA]: digest.toString('hex') },
       ContentType: 'application/json',
       ...encryption(store.cfg),
     }),

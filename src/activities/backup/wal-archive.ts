@@ -145,7 +145,6 @@ export function walArchiveActivities(rt: Runtime) {
             pid: now.pid,
             action: 'running',
             previous: null,
-            slotCreated: false,
             droppedSlots: [],
             detail: `pg_receivewal (pid ${now.pid}) streams from ${input.node} into ${paths.dir} on ${open.name}`,
           };
@@ -170,7 +169,6 @@ export function walArchiveActivities(rt: Runtime) {
           pid: Number(m[1]),
           action: now.pid !== null || (now.source !== null && now.source !== input.node) ? 'repointed' : 'started',
           previous: now.source,
-          slotCreated: /created|already exists/.test(`${slot.stdout}${slot.stderr}`) || slot.exitCode === 0,
           droppedSlots: [],
           detail: `pg_receivewal (pid ${m[1]}) started from ${input.node} (slot ${archive.slot}) into ${paths.dir} on ${open.name}${notes.length ? `; ${notes.join('; ')}` : ''}`,
         };
