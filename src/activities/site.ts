@@ -7,7 +7,7 @@ import type { ServiceConfig, SiteConfig } from '../topology/schema';
 import { configError, type Resolver } from './resolver';
 import { errorMessage, pollUntil, requestSignal } from './activity-context';
 import type { Call, Runtime } from './runtime';
-import { hookCheckTimeoutSeconds } from '../topology/layout';
+import { hookCheckTimeoutSeconds } from '../topology/hook-timeouts';
 import type { HookRunResult, MaintenanceState, RemoteCommandResult, ServiceState, SshCheck } from '../contract/observations';
 import { DEFAULT_COMMAND_TIMEOUT_SECONDS, SshConnectError, OpenSession, execArgv, withHost, runOnHost, onHost, brief } from './ssh/exec';
 

@@ -5,7 +5,8 @@
  */
 import { resolveApprovers } from './checkpoints';
 import { consoleUrl, type ConsoleConfig, type Operators } from './operators';
-import { durationSeconds, type ClusterConfig, type TrafficDriverConfig } from './schema';
+import { durationSeconds } from './duration';
+import type { ClusterConfig, TrafficDriverConfig } from './schema';
 
 export interface ClusterLayout {
   cluster: string;
@@ -82,11 +83,6 @@ export interface CheckpointLayout {
 export interface Access {
   operators: Operators;
   console?: ConsoleConfig;
-}
-
-/** How long a hook's check command may take: its own timeout, at most a minute (a check reads, it does not work). */
-export function hookCheckTimeoutSeconds(timeoutSeconds: number): number {
-  return Math.min(timeoutSeconds, 60);
 }
 
 export function clusterLayout(name: string, c: ClusterConfig, access: Access = { operators: {} }): ClusterLayout {

@@ -42,6 +42,17 @@ describe('workflow bundle cache', () => {
     assert.notEqual(bundleKey(root), k2, 'a new lock file (another SDK) changes it');
   });
 
+  it('the bundle holds no schema library and no topology schema (every cached workflow evaluates its modules on its own)', { timeout: 120_000 }, async () => {
+    const { code } = await workflowBundle();
+    const modules = [...code.matchAll(/\n\/\*\*\*\/ "([^"\n]+)"\n/g)].map((m) => m[1]);
+    assert.ok(modules.some((m) => m.includes('src/workflows/')), 'the module list was read from the bundle');
+    assert.deepEqual(
+      modules.filter((m) => m.includes('node_modules/zod/') || /src\/topology\/(schema|fields|layout|operators|checkpoints)\.ts$/.test(m)),
+      [],
+      'zod and the topology schema stay out of the workflows (each cached workflow would build every schema again)',
+    );
+  });
+
   it(
     'a cached bundle for the current key is what it returns; a damaged one is rebuilt and replaced; old versions are pruned',
     { timeout: 120_000 },

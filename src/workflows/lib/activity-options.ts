@@ -5,7 +5,8 @@
  */
 import type { ActivityOptions } from '@temporalio/workflow';
 import { Errors, NON_RETRYABLE_ERRORS } from '../../contract/errors';
-import { hookCheckTimeoutSeconds, type ClusterLayout } from '../../topology/layout';
+import { hookCheckTimeoutSeconds } from '../../topology/hook-timeouts';
+import type { ClusterLayout } from '../../topology/layout';
 
 /** Failures no retry can fix (src/contract/errors.ts): every retry policy's non-retryable list. */
 export const NON_RETRYABLE: string[] = [...NON_RETRYABLE_ERRORS];
