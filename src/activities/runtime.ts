@@ -84,7 +84,9 @@ export function defaultEc2(cfg: Ec2ClientConfig, t: ActivityTimeouts): EC2Client
     credentials: cfg.credentials,
     maxAttempts: 5,
     retryMode: 'adaptive',
-    requestHandler: { connectionTimeout: t.awsConnectMs, requestTimeout: t.awsRequestMs },
+    // throwOnRequestTimeout: without it a request past its timeout only logs a warning and holds
+    // its activity (and the worker slot) for as long as the server keeps it open.
+    requestHandler: { connectionTimeout: t.awsConnectMs, requestTimeout: t.awsRequestMs, throwOnRequestTimeout: true },
   });
 }
 

@@ -68,7 +68,7 @@ export async function withStore<T>(rt: Runtime, call: Call, cluster: string, fn:
     credentials,
     maxAttempts: 5,
     retryMode: 'adaptive',
-    requestHandler: { connectionTimeout: rt.timeouts.awsConnectMs, requestTimeout: Math.max(rt.timeouts.awsRequestMs, 120_000) },
+    requestHandler: { connectionTimeout: rt.timeouts.awsConnectMs, requestTimeout: Math.max(rt.timeouts.awsRequestMs, 120_000), throwOnRequestTimeout: true },
   });
   // A heartbeat per attempt: a call the SDK retries for long keeps the activity alive.
   s3.middlewareStack.add(
