@@ -9,6 +9,7 @@ import type { SecretRef, Topology } from '../topology/schema';
 import { contextLogger, type ActivityLogger } from './activity-context';
 import { defaultSecret, SecretScope } from './secrets';
 import { Resolver } from './resolver';
+import type { SshPool } from './ssh/pool';
 import { nodeSshConnect, type SshConnectConfig, type SshSessionLike } from './ssh/session';
 
 /** The part of pg.Client the activities use. */
@@ -60,6 +61,11 @@ export interface ActivityDeps {
   pgClient?: (cfg: pg.ClientConfig) => PgClientLike;
   /** Default: node-ssh. */
   ssh?: (cfg: SshConnectConfig) => Promise<SshSessionLike>;
+  /**
+   * Share SSH connections between calls (the worker's; closed with it). Without it every call
+   * opens and closes its own connections.
+   */
+  sshPool?: SshPool;
   /** Default: EC2Client with adaptive retries and request timeouts. */
   ec2?: (cfg: Ec2ClientConfig) => EC2Client;
   fetch?: typeof fetch;
@@ -100,6 +106,7 @@ export class Runtime {
   readonly secret: (ref: SecretRef) => Promise<string>;
   readonly pgClient: (cfg: pg.ClientConfig) => PgClientLike;
   readonly ssh: (cfg: SshConnectConfig) => Promise<SshSessionLike>;
+  readonly sshPool: SshPool | null;
   readonly ec2: (cfg: Ec2ClientConfig) => EC2Client;
   readonly fetch: typeof fetch;
   readonly now: () => Date;
@@ -111,6 +118,7 @@ export class Runtime {
     this.secret = deps.secret ?? defaultSecret;
     this.pgClient = deps.pgClient ?? ((cfg) => new pg.Client(cfg));
     this.ssh = deps.ssh ?? nodeSshConnect;
+    this.sshPool = deps.sshPool ?? null;
     this.ec2 = deps.ec2 ?? ((cfg) => defaultEc2(cfg, this.timeouts));
     this.fetch = deps.fetch ?? ((input, init) => fetch(input, init));
     this.now = deps.now ?? (() => new Date());

@@ -114,16 +114,24 @@ export function remoteActivities(rt: Runtime) {
       const host = call.top.host(input.cluster, input.host);
       const base = { host: input.host, site: host.site ?? null, address: host.address, port: host.port };
       try {
-        return await withHost(rt, call, input.cluster, input.host, async (open) => {
-          const r = await execArgv(open, ['uname', '-n'], 15);
-          const ok = r.exitCode === 0;
-          return {
-            ...base,
-            ok,
-            outcome: ok ? 'ok' : 'error',
-            detail: `key ${open.key.fingerprint} matches the pinned key; ${ok ? `uname -n: ${r.stdout.trim()}` : `uname -n ${brief(r)}`}`,
-          };
-        });
+        // A connection of its own: this is the check that a login works now.
+        return await withHost(
+          rt,
+          call,
+          input.cluster,
+          input.host,
+          async (open) => {
+            const r = await execArgv(open, ['uname', '-n'], 15);
+            const ok = r.exitCode === 0;
+            return {
+              ...base,
+              ok,
+              outcome: ok ? 'ok' : 'error',
+              detail: `key ${open.key.fingerprint} matches the pinned key; ${ok ? `uname -n: ${r.stdout.trim()}` : `uname -n ${brief(r)}`}`,
+            };
+          },
+          { fresh: true },
+        );
       } catch (err) {
         if (err instanceof SshConnectError) return { ...base, ok: false, outcome: err.outcome, detail: err.message };
         if (err instanceof ApplicationFailure) throw err; // configuration, not the target's state

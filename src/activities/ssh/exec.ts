@@ -3,6 +3,7 @@
  * an SshConnectError whose outcome says refused, timed out, auth or host key), output capped, a
  * heartbeat while it runs, the session always closed.
  */
+import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { utils as ssh2utils } from 'ssh2';
 import type { HostConfig } from '../../topology/schema';
@@ -65,8 +66,13 @@ function where(name: string, host: HostConfig): string {
   return `${name} (${host.address}:${host.port})`;
 }
 
-/** Connect to a host of the cluster with its pinned key; throws SshConnectError. */
-export async function connectHost(rt: Runtime, call: Call, cluster: string, hostName: string): Promise<OpenSession> {
+/**
+ * Connect to a host of the cluster with its pinned key; throws SshConnectError. On a worker with
+ * an SSH pool (runtime.sshPool) the session shares a live connection opened with the same pin and
+ * key (pool.ts says why that checks no less); `fresh` opens a connection of its own (the login
+ * check).
+ */
+export async function connectHost(rt: Runtime, call: Call, cluster: string, hostName: string, opts: { fresh?: boolean } = {}): Promise<OpenSession> {
   const c = call.top.cluster(cluster);
   const host = call.top.host(cluster, hostName);
   const pinned = parsePinnedKey(host.hostKey);
@@ -76,38 +82,53 @@ export async function connectHost(rt: Runtime, call: Call, cluster: string, host
   if (parsed instanceof Error) {
     throw configError(`the SSH private key from ${describeRef(c.ssh.privateKey)} (ssh.privateKey of cluster "${cluster}") cannot be used: ${parsed.message}`);
   }
-  let presented: string | undefined;
-  try {
-    const session = await rt.ssh({
-      host: host.address,
-      port: host.port,
-      username: host.user ?? c.ssh.user,
-      privateKey,
-      passphrase,
-      readyTimeout: c.ssh.connectTimeoutSeconds * 1000,
-      hostKeyAlgorithms: hostKeyAlgorithms(pinned.type),
-      hostVerifier: (key: Buffer) => {
-        const ok = Buffer.isBuffer(key) && key.equals(pinned.blob);
-        presented = Buffer.isBuffer(key) ? fingerprint(key) : String(key);
-        return ok;
-      },
-    });
-    return { session, host, name: hostName, key: pinned };
-  } catch (err) {
-    if (presented !== undefined && presented !== pinned.fingerprint) {
-      throw new SshConnectError(`host key mismatch for ${where(hostName, host)}: presented ${presented} pinned ${pinned.fingerprint}`, 'host-key-mismatch');
+  const username = host.user ?? c.ssh.user;
+  const connect = async (): Promise<SshSessionLike> => {
+    let presented: string | undefined;
+    try {
+      return await rt.ssh({
+        host: host.address,
+        port: host.port,
+        username,
+        privateKey,
+        passphrase,
+        readyTimeout: c.ssh.connectTimeoutSeconds * 1000,
+        hostKeyAlgorithms: hostKeyAlgorithms(pinned.type),
+        hostVerifier: (key: Buffer) => {
+          const ok = Buffer.isBuffer(key) && key.equals(pinned.blob);
+          presented = Buffer.isBuffer(key) ? fingerprint(key) : String(key);
+          return ok;
+        },
+      });
+    } catch (err) {
+      if (presented !== undefined && presented !== pinned.fingerprint) {
+        throw new SshConnectError(`host key mismatch for ${where(hostName, host)}: presented ${presented} pinned ${pinned.fingerprint}`, 'host-key-mismatch');
+      }
+      if (presented === undefined && /host key|hostkey|verification failed|no matching host key/i.test(errorMessage(err))) {
+        // The server had no key of the pinned type: it can only present a different key.
+        throw new SshConnectError(
+          `host key mismatch for ${where(hostName, host)}: presented no ${pinned.type} key pinned ${pinned.fingerprint} (${errorMessage(err)})`,
+          'host-key-mismatch',
+        );
+      }
+      const outcome = classify(err);
+      const what = outcome === 'auth-failed' ? `authentication as ${username} refused by` : 'cannot connect to';
+      throw new SshConnectError(`ssh: ${what} ${where(hostName, host)}: ${errorMessage(err)}`, outcome);
     }
-    if (presented === undefined && /host key|hostkey|verification failed|no matching host key/i.test(errorMessage(err))) {
-      // The server had no key of the pinned type: it can only present a different key.
-      throw new SshConnectError(
-        `host key mismatch for ${where(hostName, host)}: presented no ${pinned.type} key pinned ${pinned.fingerprint} (${errorMessage(err)})`,
-        'host-key-mismatch',
-      );
-    }
-    const outcome = classify(err);
-    const what = outcome === 'auth-failed' ? `authentication as ${host.user ?? c.ssh.user} refused by` : 'cannot connect to';
-    throw new SshConnectError(`ssh: ${what} ${where(hostName, host)}: ${errorMessage(err)}`, outcome);
-  }
+  };
+  const pool = opts.fresh ? null : rt.sshPool;
+  // The pool's key: everything the connection was opened and checked with (the client key by digest).
+  const key = [
+    host.address,
+    host.port,
+    username,
+    pinned.fingerprint,
+    createHash('sha256')
+      .update(`${privateKey}\0${passphrase ?? ''}`)
+      .digest('hex'),
+  ].join('|');
+  const session = pool ? await pool.lease(key, connect) : await connect();
+  return { session, host, name: hostName, key: pinned };
 }
 
 function tail(s: string): string {
@@ -147,8 +168,15 @@ export async function execArgv(open: OpenSession, argv: readonly string[], timeo
 }
 
 /** Open, use, always close. Connection failures surface as SshConnectError. */
-export async function withHost<T>(rt: Runtime, call: Call, cluster: string, hostName: string, fn: (open: OpenSession) => Promise<T>): Promise<T> {
-  const open = await connectHost(rt, call, cluster, hostName);
+export async function withHost<T>(
+  rt: Runtime,
+  call: Call,
+  cluster: string,
+  hostName: string,
+  fn: (open: OpenSession) => Promise<T>,
+  opts: { fresh?: boolean } = {},
+): Promise<T> {
+  const open = await connectHost(rt, call, cluster, hostName, opts);
   try {
     return await fn(open);
   } finally {

@@ -44,11 +44,13 @@ export interface SshStreamOptions {
   stdout?: NodeJS.WritableStream;
   /** Called on every chunk of output (either stream), e.g. to heartbeat. */
   onData?: () => void;
+  /** A channel not open within this many milliseconds is given up as ChannelNotOpened. */
+  openMs?: number;
 }
 
 export interface SshSessionLike {
   /** Run one command line (already quoted); resolves when it exits or `timeoutMs` passes. */
-  exec(command: string, opts: { timeoutMs: number; signal?: AbortSignal; onData?: () => void }): Promise<SshExecResult>;
+  exec(command: string, opts: { timeoutMs: number; signal?: AbortSignal; onData?: () => void; openMs?: number }): Promise<SshExecResult>;
   /**
    * Run one command line (already quoted) with its standard input and/or output as streams, so
    * files of any size pass through without being held in memory. Standard error is collected
@@ -58,12 +60,23 @@ export interface SshSessionLike {
   close(): void | Promise<void>;
 }
 
+/**
+ * The command's channel never opened (the connection died, the server refused the channel, or it
+ * did not open within openMs): the command did not start, so it may be run on another connection.
+ */
+export class ChannelNotOpened extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ChannelNotOpened';
+  }
+}
+
 /** Standard error kept by execStream: its tail, when longer. */
 const STREAM_STDERR_MAX = 64 * 1024;
 /** After a stop (timeout, abort) how long a command may take to end before we return without it. */
 const STOP_GRACE_MS = 1_000;
 
-export async function nodeSshConnect(cfg: SshConnectConfig): Promise<SshSessionLike> {
+export async function nodeSshConnect(cfg: SshConnectConfig): Promise<SshSessionLike & { alive(): boolean }> {
   const ssh = new NodeSSH();
   // Errors after the handshake (a reset mid-command) must not become an unhandled 'error' event
   // that takes the worker down; the command in flight sees its channel close instead.
@@ -86,12 +99,17 @@ export async function nodeSshConnect(cfg: SshConnectConfig): Promise<SshSessionL
     ssh.dispose();
     throw err;
   }
+  let alive = true;
   ssh.connection?.on('error', (err: Error) => {
     lateError = err;
+    alive = false;
   });
+  ssh.connection?.on('close', () => (alive = false));
+  ssh.connection?.on('end', () => (alive = false));
 
   return {
-    async exec(command, { timeoutMs, signal, onData }): Promise<SshExecResult> {
+    alive: () => alive && ssh.isConnected(),
+    async exec(command, { timeoutMs, signal, onData, openMs }): Promise<SshExecResult> {
       let channel: ClientChannel | undefined;
       let timedOut = false;
       const out: string[] = [];
@@ -117,6 +135,11 @@ export async function nodeSshConnect(cfg: SshConnectConfig): Promise<SshSessionL
         grace = setTimeout(() => giveUp?.(), 1_000);
       };
       const timer = setTimeout(expire, timeoutMs);
+      // A channel that does not open in time: given up before the command started.
+      let notOpened: (() => void) | undefined;
+      const neverOpened = new Promise<'not-opened'>((resolve) => (notOpened = () => resolve('not-opened')));
+      const openTimer = openMs === undefined ? undefined : setTimeout(() => channel === undefined && notOpened?.(), openMs);
+      let abandoned = false;
       const onAbort = () => {
         stop();
         grace = setTimeout(() => giveUp?.(), 1_000);
@@ -126,7 +149,8 @@ export async function nodeSshConnect(cfg: SshConnectConfig): Promise<SshSessionL
         noTrim: true,
         onChannel: (ch) => {
           channel = ch;
-          if (timedOut || signal?.aborted) stop();
+          clearTimeout(openTimer);
+          if (timedOut || signal?.aborted || abandoned) stop();
         },
         onStdout: (chunk) => {
           out.push(chunk.toString('utf8'));
@@ -139,13 +163,24 @@ export async function nodeSshConnect(cfg: SshConnectConfig): Promise<SshSessionL
       });
       running.catch(() => undefined);
       try {
-        const r = await Promise.race([running, gaveUp]);
+        let r: Awaited<typeof running> | 'gave-up' | 'not-opened';
+        try {
+          r = await Promise.race([running, gaveUp, neverOpened]);
+        } catch (err) {
+          if (channel === undefined) throw new ChannelNotOpened(`ssh: no channel for the command: ${(err as Error).message}`);
+          throw err;
+        }
+        if (r === 'not-opened') {
+          abandoned = true;
+          throw new ChannelNotOpened(`ssh: no channel opened within ${openMs} ms`);
+        }
         if (r === 'gave-up') return { code: null, signal: null, stdout: out.join(''), stderr: err.join(''), timedOut };
         const stderr = lateError && r.code === null && !timedOut ? `${r.stderr}${r.stderr ? '\n' : ''}connection lost: ${lateError.message}` : r.stderr;
         return { code: timedOut ? null : r.code, signal: r.signal, stdout: r.stdout, stderr, timedOut };
       } finally {
         clearTimeout(timer);
         clearTimeout(grace);
+        clearTimeout(openTimer);
         signal?.removeEventListener('abort', onAbort);
       }
     },
@@ -164,9 +199,9 @@ export async function nodeSshConnect(cfg: SshConnectConfig): Promise<SshSessionL
  * Resolves when the channel closes, or STOP_GRACE_MS after a timeout or an abort stopped it.
  */
 function execStream(ssh: NodeSSH, command: string, opts: SshStreamOptions, lateError: () => Error | undefined): Promise<SshExecResult> {
-  const { timeoutMs, signal, stdin, stdout, onData } = opts;
+  const { timeoutMs, signal, stdin, stdout, onData, openMs } = opts;
   const conn = ssh.connection;
-  if (!conn) return Promise.reject(new Error('ssh: not connected'));
+  if (!conn) return Promise.reject(new ChannelNotOpened('ssh: not connected'));
   if (signal?.aborted) return Promise.resolve({ code: null, signal: null, stdout: '', stderr: 'not started: aborted', timedOut: false });
   return new Promise<SshExecResult>((resolve, reject) => {
     let channel: ClientChannel | undefined;
@@ -182,6 +217,7 @@ function execStream(ssh: NodeSSH, command: string, opts: SshStreamOptions, lateE
     const cleanup = () => {
       clearTimeout(timer);
       clearTimeout(grace);
+      clearTimeout(openTimer);
       signal?.removeEventListener('abort', onAbort);
       stdout?.removeListener('error', onSinkError);
       stdin?.removeListener('error', onSourceError);
@@ -236,13 +272,25 @@ function execStream(ssh: NodeSSH, command: string, opts: SshStreamOptions, lateE
       stop();
     }
     signal?.addEventListener('abort', onAbort, { once: true });
+    // A channel that does not open in time: given up before the command started (and killed if
+    // it opens later: `settled` below).
+    const openTimer =
+      openMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            if (channel !== undefined || settled) return;
+            settled = true;
+            cleanup();
+            reject(new ChannelNotOpened(`ssh: no channel opened within ${openMs} ms`));
+          }, openMs);
 
     try {
       conn.exec(command, (e, ch) => {
         if (e) {
+          if (settled) return;
           settled = true;
           cleanup();
-          reject(e);
+          reject(new ChannelNotOpened(`ssh: no channel for the command: ${e.message}`));
           return;
         }
         if (settled) {
@@ -256,6 +304,7 @@ function execStream(ssh: NodeSSH, command: string, opts: SshStreamOptions, lateE
           return;
         }
         channel = ch;
+        clearTimeout(openTimer);
         ch.on('exit', (c: number | null, s?: string) => {
           code = c ?? null;
           sig = s ?? null;
@@ -288,7 +337,7 @@ function execStream(ssh: NodeSSH, command: string, opts: SshStreamOptions, lateE
     } catch (e) {
       settled = true;
       cleanup();
-      reject(e);
+      reject(new ChannelNotOpened(`ssh: no channel for the command: ${(e as Error).message}`));
     }
   }).then((r) => (r.stderr.length > STREAM_STDERR_MAX ? { ...r, stderr: `[…]${r.stderr.slice(-STREAM_STDERR_MAX)}` } : r));
 }
