@@ -128,10 +128,20 @@ async function main() {
     );
     const staleness: number[] = [];
     let behind = 0;
+    let queryFailures = 0;
+    let firstQueryError: string | null = null;
     await new Promise((r) => setTimeout(r, WATCH_EVERY * 1000 + 2000));
     while (Date.now() - watchT0 < watchSeconds * 1000) {
       const now = Date.now();
-      const statuses = await Promise.all(watches.map((w) => w.query(watchStatusQuery).catch(() => null as WatchStatus | null)));
+      const statuses = await Promise.all(
+        watches.map((w) =>
+          w.query(watchStatusQuery).catch((err: Error) => {
+            queryFailures += 1;
+            firstQueryError ??= `${w.workflowId}: ${err.message}${err.cause ? ` (${(err.cause as Error).message})` : ''}`;
+            return null as WatchStatus | null;
+          }),
+        ),
+      );
       for (const s of statuses) {
         const age = s?.lastProbeAt ? (now - Date.parse(s.lastProbeAt)) / 1000 : Infinity;
         staleness.push(age);
@@ -146,6 +156,7 @@ async function main() {
         `max ${Math.max(...staleness).toFixed(1)} s; ${behind} of ${staleness.length} samples older than ${WATCH_EVERY * 1.5} s; ` +
         `probes per watch min ${Math.min(...finalTicks)}, median ${pct(finalTicks, 0.5)} (about ${expected} due)`,
     );
+    if (queryFailures) say(`  ${queryFailures} status queries failed (counted as never probed); the first: ${firstQueryError}`);
     await Promise.all(watches.map((w) => w.signal(watchStopSignal, { by: 'bench' }).catch(() => undefined)));
     await Promise.allSettled(watches.map((w) => w.result()));
 
