@@ -109,12 +109,16 @@ export function remoteActivities(rt: Runtime) {
   };
 
   return {
-    /** Can the worker reach the host, with the pinned key, and run a command? Never throws for the target's state. */
-    sshCheck: rt.activity(async (input: { cluster: string; host: string }, call): Promise<SshCheck> => {
+    /**
+     * Can the worker reach the host, with the pinned key, and run a command? Never throws for the
+     * target's state. A login of its own unless `pooled` (the watch's probe every 30 s): then the
+     * command runs as a failover's next one would, on the worker's connection to the host if it has
+     * one (ssh/pool.ts: at most 10 min old, a fresh login when it fails).
+     */
+    sshCheck: rt.activity(async (input: { cluster: string; host: string; pooled?: boolean }, call): Promise<SshCheck> => {
       const host = call.top.host(input.cluster, input.host);
       const base = { host: input.host, site: host.site ?? null, address: host.address, port: host.port };
       try {
-        // A connection of its own: this is the check that a login works now.
         return await withHost(
           rt,
           call,
@@ -130,7 +134,7 @@ export function remoteActivities(rt: Runtime) {
               detail: `key ${open.key.fingerprint} matches the pinned key; ${ok ? `uname -n: ${r.stdout.trim()}` : `uname -n ${brief(r)}`}`,
             };
           },
-          { fresh: true },
+          { fresh: input.pooled !== true },
         );
       } catch (err) {
         if (err instanceof SshConnectError) return { ...base, ok: false, outcome: err.outcome, detail: err.message };

@@ -15,7 +15,7 @@ export interface WatchReads {
   pgStatus(i: { cluster: string; node: string }): Promise<PgNodeStatus>;
   pgWriteProbe(i: { cluster: string; node: string }): Promise<PgWriteProbe>;
   pgLag(i: { cluster: string; primary: string; standby: string }): Promise<PgLag>;
-  sshCheck(i: { cluster: string; host: string }): Promise<SshCheck>;
+  sshCheck(i: { cluster: string; host: string; pooled?: boolean }): Promise<SshCheck>;
   trafficRead(i: { cluster: string; driver: string }): Promise<TrafficState>;
   fenceRead(i: { cluster: string; node: string }): Promise<FenceState>;
   pgBackupList(i: { cluster: string }): Promise<PgBackupEntry[]>;
@@ -50,7 +50,7 @@ export function watchObserveActivities(rt: Runtime, r: WatchReads) {
         ),
         Promise.all(
           Object.entries(full ? c.hosts : {}).map(([host, h]) =>
-            r.sshCheck({ cluster, host }).catch((err): SshCheck => ({
+            r.sshCheck({ cluster, host, pooled: true }).catch((err): SshCheck => ({
               host,
               site: h.site ?? null,
               address: h.address,
@@ -69,7 +69,7 @@ export function watchObserveActivities(rt: Runtime, r: WatchReads) {
           ),
         ),
         Promise.all(
-          nodeNames.map((node) =>
+          (full ? nodeNames : []).map((node) =>
             r.fenceRead({ cluster, node }).catch((err): FenceState => ({
               node,
               readable: false,

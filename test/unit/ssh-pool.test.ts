@@ -49,7 +49,7 @@ const exec = (s: { exec: PoolableSession['exec'] }, command: string) => s.exec(c
 
 describe('SSH pool', () => {
   it('one connection serves calls one after another; another key gets its own', async () => {
-    const pool = new SshPool({ idleMs: 60_000, maxChannels: 8, openMs: 500 });
+    const pool = new SshPool({ idleMs: 60_000, maxChannels: 8, openMs: 500, maxAgeMs: 600_000 });
     const t = transport();
     for (const cmd of ['a', 'b', 'c']) {
       const s = await pool.lease('host1', t.connect);
@@ -70,7 +70,7 @@ describe('SSH pool', () => {
   });
 
   it('at most maxChannels leases share a connection', async () => {
-    const pool = new SshPool({ idleMs: 60_000, maxChannels: 3, openMs: 500 });
+    const pool = new SshPool({ idleMs: 60_000, maxChannels: 3, openMs: 500, maxAgeMs: 600_000 });
     const t = transport();
     const leases = await Promise.all(Array.from({ length: 7 }, () => pool.lease('h', t.connect)));
     assert.equal(pool.size('h'), 3, '7 leases at once, 3 per connection: 3 connections');
@@ -82,7 +82,7 @@ describe('SSH pool', () => {
   });
 
   it('a channel that does not open moves the command to a fresh connection; the stale one is closed', async () => {
-    const pool = new SshPool({ idleMs: 60_000, maxChannels: 8, openMs: 100 });
+    const pool = new SshPool({ idleMs: 60_000, maxChannels: 8, openMs: 100, maxAgeMs: 600_000 });
     const t = transport((id) => {
       if (id === 1 && t.conns[0].ran.length > 1) throw new ChannelNotOpened('no channel opened within 100 ms');
       return ok(`on ${id}`);
@@ -101,7 +101,7 @@ describe('SSH pool', () => {
   });
 
   it('a fresh connection that cannot be made fails the command with its own error (classified by the caller)', async () => {
-    const pool = new SshPool({ idleMs: 60_000, maxChannels: 8, openMs: 100 });
+    const pool = new SshPool({ idleMs: 60_000, maxChannels: 8, openMs: 100, maxAgeMs: 600_000 });
     const t = transport(() => {
       throw new ChannelNotOpened('silent');
     });
@@ -119,7 +119,7 @@ describe('SSH pool', () => {
   });
 
   it('a command given up on (timed out, or no exit status) retires its connection; a dead connection is never leased', async () => {
-    const pool = new SshPool({ idleMs: 60_000, maxChannels: 8, openMs: 100 });
+    const pool = new SshPool({ idleMs: 60_000, maxChannels: 8, openMs: 100, maxAgeMs: 600_000 });
     const t = transport((id, command) => (command === 'hang' ? { code: null, signal: null, stdout: '', stderr: '', timedOut: true } : ok(`on ${id}`)));
     const s = await pool.lease('h', t.connect);
     await exec(s, 'hang');
@@ -136,8 +136,32 @@ describe('SSH pool', () => {
     pool.close();
   });
 
+  it('a connection maxAgeMs old is leased no more: the next call logs in again, what runs on the old one finishes', async () => {
+    let now = 1_000;
+    const pool = new SshPool({ idleMs: 60_000, maxChannels: 8, openMs: 100, maxAgeMs: 5_000 }, () => now);
+    let finish: (r: SshExecResult) => void = () => undefined;
+    const t = transport((id, command) => (command === 'slow' ? new Promise<SshExecResult>((r) => (finish = r)) : ok(String(id))));
+    const long = await pool.lease('host1', t.connect);
+    const slow = exec(long, 'slow');
+    now += 4_999;
+    const young = await pool.lease('host1', t.connect);
+    assert.equal((await exec(young, 'x')).stdout, '1', 'younger than maxAgeMs: shared');
+    young.close();
+    now += 1;
+    const aged = await pool.lease('host1', t.connect);
+    assert.equal((await exec(aged, 'y')).stdout, '2', 'maxAgeMs old: a new login');
+    aged.close();
+    assert.equal(t.conns[0].closed, false, 'the old connection stays open while its command runs');
+    finish(ok('done'));
+    assert.equal((await slow).stdout, 'done');
+    long.close();
+    assert.equal(t.conns[0].closed, true, 'and closes once nothing uses it');
+    assert.equal(t.conns[1].closed, false);
+    pool.close();
+  });
+
   it('a connection in use is not closed by another lease moving away; an idle one closes after idleMs', async () => {
-    const pool = new SshPool({ idleMs: 30, maxChannels: 8, openMs: 100 });
+    const pool = new SshPool({ idleMs: 30, maxChannels: 8, openMs: 100, maxAgeMs: 600_000 });
     let releaseLong!: () => void;
     const t = transport((id, command) => {
       if (command === 'long') return new Promise((r) => (releaseLong = () => r(ok('long done'))));

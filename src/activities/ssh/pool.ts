@@ -13,7 +13,11 @@
  *   classified as before (refused, timed out, auth, host key). The command had not started.
  * - A connection on which a command was given up (timed out or stopped without its channel
  *   closing) is retired: it is closed once nothing else uses it, which ends what still runs.
- * - sshCheck, the login check, always opens its own connection (`fresh`).
+ * - sshCheck, the login check, opens its own connection (`fresh`) except in the watch's probe,
+ *   which asks whether a command runs on the host now, as a failover's next command would: over
+ *   the pool, falling back to a fresh login when the pooled connection fails.
+ * - No connection is leased once it is `maxAgeMs` old, so a login (and its host key check) is
+ *   proven again at least that often, however busy the connection is.
  * - At most `maxChannels` commands share a connection (below OpenSSH's MaxSessions of 10);
  *   an idle connection is closed after `idleMs`; keepalives (session.ts) close a dead one.
  */
@@ -26,9 +30,12 @@ export interface SshPoolOptions {
   maxChannels: number;
   /** How long a channel may take to open on a pooled connection before it is retired. */
   openMs: number;
+  /** No new leases on a connection this old: it is retired and a new one opened. */
+  maxAgeMs: number;
 }
 
-export const DEFAULT_SSH_POOL: SshPoolOptions = { idleMs: 30_000, maxChannels: 8, openMs: 2_000 };
+/** idleMs above the watch's 30 s between host reads, so a watched host keeps its connection. */
+export const DEFAULT_SSH_POOL: SshPoolOptions = { idleMs: 60_000, maxChannels: 8, openMs: 2_000, maxAgeMs: 10 * 60_000 };
 
 /** What the pool needs of a raw connection (session.ts's nodeSshConnect). */
 export interface PoolableSession extends SshSessionLike {
@@ -39,6 +46,7 @@ export interface PoolableSession extends SshSessionLike {
 interface Entry {
   key: string;
   conn: PoolableSession;
+  openedAt: number;
   /** Leases out on it (each runs one command at a time) plus commands still running on it. */
   busy: number;
   /** Leases out on it: what maxChannels bounds. */
@@ -61,7 +69,10 @@ export class SshPool {
   /** Connections opened over the pool's life (for the scale bench and tests). */
   opened = 0;
 
-  constructor(readonly opts: SshPoolOptions = DEFAULT_SSH_POOL) {}
+  constructor(
+    readonly opts: SshPoolOptions = DEFAULT_SSH_POOL,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /**
    * A session for `key`: a channel slot on a live connection, or a new connection from
@@ -119,13 +130,14 @@ export class SshPool {
 
   private pick(key: string): Entry | undefined {
     const list = this.entries.get(key) ?? [];
-    for (const e of list) if (!e.retired && e.conn.alive?.() === false) this.retire(e);
+    const tooOld = this.now() - this.opts.maxAgeMs;
+    for (const e of list) if (!e.retired && (e.conn.alive?.() === false || e.openedAt <= tooOld)) this.retire(e);
     return list.filter((e) => !e.retired && e.leases < this.opts.maxChannels).sort((a, b) => b.leases - a.leases)[0];
   }
 
   private add(key: string, conn: PoolableSession): Entry {
     this.opened += 1;
-    const e: Entry = { key, conn, busy: 0, leases: 0, retired: this.closed };
+    const e: Entry = { key, conn, openedAt: this.now(), busy: 0, leases: 0, retired: this.closed };
     const list = this.entries.get(key) ?? [];
     list.push(e);
     this.entries.set(key, list);
