@@ -61,7 +61,21 @@ const reads = proxyActivities<Activities>(READ);
 const probe = proxyActivities<Activities>(WATCH_PROBE);
 
 /** The hosts, traffic drivers, fence markers and backups are read at least this often (every probe when the interval is longer). */
-const FULL_EVERY_MS = 10_000;
+const FULL_EVERY_MS_V1 = 10_000;
+/**
+ * Since WATCH_SPREAD_PATCH: every 30 s. They change on the scale of minutes (a backup, a host
+ * lost), and at 200 clusters the logins, listings and store reads every 10 s were most of the
+ * load on the hosts and the store; the availability reads stay every interval.
+ */
+const FULL_EVERY_MS = 30_000;
+
+/**
+ * Watches started together (a bulk start, a restarted fleet) would otherwise probe in the same
+ * instant every interval: after its first probe a new watch waits once a random part of one
+ * interval longer (the workflow's seeded random, so replay takes the same wait), and so each
+ * keeps its own phase, continued as new or not.
+ */
+export const WATCH_SPREAD_PATCH = 'watch-spread';
 
 /** The least wait between two probes, however long the last one took. */
 const MIN_WAIT_MS = 250;
@@ -212,11 +226,13 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
   // Availability every interval; the hosts, traffic, fences and backups at least every FULL_EVERY_MS.
   let lastFull: Pick<WatchObservations, 'ssh' | 'traffic' | 'fences' | 'backups'> | null = null;
   let lastFullMs = 0;
+  const spread = patched(WATCH_SPREAD_PATCH);
+  const fullEveryMs = spread ? FULL_EVERY_MS : FULL_EVERY_MS_V1;
   // After the primary changed or came back, everything is read at the next probe (traffic, fences moved with it).
   let readAllNext = false;
   for (let tick = 0; tick < ticksPerRun; tick++) {
     const tickStartMs = Date.now();
-    const full: boolean = lastFull === null || readAllNext || tickStartMs - lastFullMs >= FULL_EVERY_MS - MIN_WAIT_MS;
+    const full: boolean = lastFull === null || readAllNext || tickStartMs - lastFullMs >= fullEveryMs - MIN_WAIT_MS;
     readAllNext = false;
     const read: WatchObservations | string = await probe.watchObserve({ cluster, full }).catch((err: Error) => messageOf(err));
     let obs = read;
@@ -283,7 +299,8 @@ export async function watch(input: WatchInput): Promise<{ stoppedBy: string; ant
       }
     }
     // Probes start every interval (a slow probe shortens the wait after it, down to a floor).
-    if (await condition(() => stoppedBy !== null, Math.max(MIN_WAIT_MS, everySeconds * 1000 - (Date.now() - tickStartMs)))) break;
+    const offsetMs = spread && tick === 0 && !input.carry ? Math.floor(Math.random() * everySeconds * 1000) : 0;
+    if (await condition(() => stoppedBy !== null, Math.max(MIN_WAIT_MS, everySeconds * 1000 - (Date.now() - tickStartMs)) + offsetMs)) break;
   }
   if (stoppedBy !== null) {
     say('stopped', `stopped by ${stoppedBy}`);

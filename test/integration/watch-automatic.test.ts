@@ -80,7 +80,7 @@ describe('watch in automatic mode: fenced by itself, promoted without a person, 
       (await st.frontQuery(`SELECT note FROM public.sandbox_rows WHERE note = 'before the automatic failover'`)).map((x) => x.note),
       ['before the automatic failover'],
     );
-    // The fence markers are read at least every 10 s.
+    // The fence markers are read again once the primary moved (and at least every 30 s).
     const seen = await watchUntil(
       st,
       (x) => x.primary === 'dc2-db' && x.formerPrimaries.some((f) => f.fence === 'marked'),
