@@ -9,6 +9,7 @@
 import { Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from './activities';
+import { PgPool } from './activities/postgres/pool';
 import { SshPool } from './activities/ssh/pool';
 import { createLogger, TemporalPinoLogger, type AppLogger } from './logging';
 import { TASK_QUEUE, type TemporalTarget } from './temporal-target';
@@ -100,10 +101,13 @@ export async function createWorker(
   // Lazy: connects on the first lock activity, so a worker that never takes a lock opens nothing.
   const clientConnection = Connection.lazy(clientConnectionOptions(opts.target));
   const client = targetClient(opts.target, clientConnection);
-  // SSH connections shared between activity calls (ssh/pool.ts), closed with the worker.
+  // SSH connections shared between activity calls (ssh/pool.ts) and the reads' PostgreSQL
+  // connections kept between calls (postgres/pool.ts), closed with the worker.
   const sshPool = new SshPool();
+  const pgPool = new PgPool();
   const close = async () => {
     sshPool.close();
+    pgPool.close();
     await clientConnection.close();
     await connection.close();
   };
@@ -114,7 +118,7 @@ export async function createWorker(
     ...(opts.identity ? { identity: opts.identity } : {}),
     dataConverter: opts.target.dataConverter ?? { failureConverterPath: FAILURE_CONVERTER_PATH },
     workflowBundle: opts.workflowBundle ?? (await workflowBundle({ logger: new TemporalPinoLogger(opts.logger) })),
-    activities: createActivities({ topology: current, temporal: () => client, sshPool }),
+    activities: createActivities({ topology: current, temporal: () => client, sshPool, pgPool }),
   });
   return { worker, reload, connection, close };
 }

@@ -9,6 +9,7 @@ import type { SecretRef, Topology } from '../topology/schema';
 import { contextLogger, type ActivityLogger } from './activity-context';
 import { defaultSecret, SecretScope } from './secrets';
 import { Resolver } from './resolver';
+import type { PgPool } from './postgres/pool';
 import type { SshPool } from './ssh/pool';
 import { nodeSshConnect, type SshConnectConfig, type SshSessionLike } from './ssh/session';
 
@@ -18,6 +19,7 @@ export interface PgClientLike {
   query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
   end(): Promise<unknown>;
   on?(event: 'error', listener: (err: Error) => void): unknown;
+  on?(event: 'end', listener: () => void): unknown;
 }
 
 export interface Ec2ClientConfig {
@@ -66,6 +68,8 @@ export interface ActivityDeps {
    * opens and closes its own connections.
    */
   sshPool?: SshPool;
+  /** Keep the reads' PostgreSQL connections between calls (the worker's; closed with it). Without it every read connects afresh. */
+  pgPool?: PgPool;
   /** Default: EC2Client with adaptive retries and request timeouts. */
   ec2?: (cfg: Ec2ClientConfig) => EC2Client;
   fetch?: typeof fetch;
@@ -107,6 +111,7 @@ export class Runtime {
   readonly pgClient: (cfg: pg.ClientConfig) => PgClientLike;
   readonly ssh: (cfg: SshConnectConfig) => Promise<SshSessionLike>;
   readonly sshPool: SshPool | null;
+  readonly pgPool: PgPool | null;
   readonly ec2: (cfg: Ec2ClientConfig) => EC2Client;
   readonly fetch: typeof fetch;
   readonly now: () => Date;
@@ -119,6 +124,7 @@ export class Runtime {
     this.pgClient = deps.pgClient ?? ((cfg) => new pg.Client(cfg));
     this.ssh = deps.ssh ?? nodeSshConnect;
     this.sshPool = deps.sshPool ?? null;
+    this.pgPool = deps.pgPool ?? null;
     this.ec2 = deps.ec2 ?? ((cfg) => defaultEc2(cfg, this.timeouts));
     this.fetch = deps.fetch ?? ((input, init) => fetch(input, init));
     this.now = deps.now ?? (() => new Date());

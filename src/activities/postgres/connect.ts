@@ -7,6 +7,7 @@ import { connect as tcpConnect } from 'node:net';
 import type pg from 'pg';
 import type { Call, PgClientLike, Runtime } from '../runtime';
 import type { PgNodeStatus } from '../../contract/observations';
+import { pgPoolKey } from './pool';
 
 /** SQLSTATE classes that mean "this login will not work", not "try again". */
 export function isAuthFailure(err: unknown): boolean {
@@ -101,20 +102,36 @@ export async function pgClientConfig(rt: Runtime, call: Call, cluster: string, n
   };
 }
 
-/** Connect (throwing on failure), run, always end. */
+/** A client for cfg, connected (throwing on failure); a connection lost later is reported by the next query, never as an unhandled event. */
+export async function connectPg(rt: Runtime, cfg: pg.ClientConfig): Promise<PgClientLike> {
+  const client = rt.pgClient(cfg);
+  client.on?.('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw err;
+  }
+  return client;
+}
+
+/**
+ * Connect (throwing on failure), run, always end. `reuse` (reads only, safe to repeat): on the
+ * worker's pooled connection to the node when it has one (postgres/pool.ts: any failure there
+ * is retried on a fresh connection, as without the pool).
+ */
 export async function withPgClient<T>(
   rt: Runtime,
   call: Call,
   cluster: string,
   node: string,
   fn: (client: PgClientLike) => Promise<T>,
-  opts: { statementMs?: number } = {},
+  opts: { statementMs?: number; reuse?: boolean } = {},
 ): Promise<T> {
-  const client = rt.pgClient(await pgClientConfig(rt, call, cluster, node, opts));
-  // A connection lost between queries is reported by the next query; never as an unhandled event.
-  client.on?.('error', () => undefined);
+  const cfg = await pgClientConfig(rt, call, cluster, node, opts);
+  if (opts.reuse && rt.pgPool) return rt.pgPool.run(pgPoolKey(cfg), () => connectPg(rt, cfg), fn);
+  const client = await connectPg(rt, cfg);
   try {
-    await client.connect();
     return await fn(client);
   } finally {
     await client.end().catch(() => undefined);

@@ -10,7 +10,8 @@ import type { Call, PgClientLike, Runtime } from '../runtime';
 import { lsnDiff } from '../../contract/lsn';
 import type { PgLag, PgNodeStatus } from '../../contract/observations';
 import { Errors } from '../../contract/errors';
-import { isServerError, unreachableKind, pgClientConfig, withPgClient } from './connect';
+import { connectPg, isServerError, unreachableKind, pgClientConfig, withPgClient } from './connect';
+import { pgPoolKey } from './pool';
 import { nodeWhere, numberOrNull, pgActionError, textOrNull } from './shared';
 
 interface NodeTarget {
@@ -66,73 +67,101 @@ export function postgresActivities(rt: Runtime) {
 
   const clientConfig = (call: Call, cluster: string, node: string): Promise<pg.ClientConfig> => pgClientConfig(rt, call, cluster, node);
 
+  /** A read (repeatable): on the worker's pooled connection when there is one. */
   const withClient = <T>(call: Call, cluster: string, node: string, fn: (client: PgClientLike) => Promise<T>): Promise<T> =>
-    withPgClient(rt, call, cluster, node, fn);
+    withPgClient(rt, call, cluster, node, fn, { reuse: true });
 
   /** As thrown from an action (pgActionError), naming the node and its cluster. */
   const actionError = (tgt: NodeTarget, err: unknown, doing: string): Error => pgActionError(err, `${doing} on ${tgt.where} of cluster "${tgt.cluster}"`);
 
+  /** The status queries on a connected client (throwing on the first that fails). */
+  const readStatus = async (client: PgClientLike, base: PgNodeStatus): Promise<PgNodeStatus> => {
+    const [s] = (await client.query(STATUS_SQL)).rows;
+    const inRecovery = s.in_recovery === true;
+    const checkpointTli = numberOrNull(s.checkpoint_tli);
+    const walTli = numberOrNull(s.wal_tli);
+    const out: PgNodeStatus = {
+      ...base,
+      reachable: true,
+      inRecovery,
+      timeline: timelineOf(checkpointTli, walTli) ?? undefined,
+      systemIdentifier: textOrNull(s.system_identifier) ?? undefined,
+      serverVersion: textOrNull(s.server_version) ?? undefined,
+      receiveLsn: inRecovery ? textOrNull(s.receive_lsn) : null,
+      replayLsn: inRecovery ? textOrNull(s.replay_lsn) : null,
+      replayDelaySeconds: inRecovery ? numberOrNull(s.replay_delay) : null,
+    };
+    if (!inRecovery) out.currentLsn = textOrNull(s.current_lsn) ?? undefined;
+    const [recv] = (await client.query(RECEIVER_SQL)).rows;
+    out.walReceiver = recv
+      ? {
+          status: String(recv.status),
+          senderHost: textOrNull(recv.sender_host),
+          senderPort: numberOrNull(recv.sender_port),
+          slotName: textOrNull(recv.slot_name),
+        }
+      : null;
+    out.replicas = (await client.query(REPLICATION_SQL)).rows.map((r) => ({
+      applicationName: String(r.application_name ?? ''),
+      clientAddr: textOrNull(r.client_addr),
+      state: String(r.state ?? ''),
+      sentLsn: textOrNull(r.sent_lsn),
+      replayLsn: textOrNull(r.replay_lsn),
+      replayLagBytes: numberOrNull(r.replay_lag_bytes),
+    }));
+    out.slots = (await client.query(SLOTS_SQL)).rows.map((r) => ({
+      name: String(r.slot_name),
+      active: r.active === true,
+      restartLsn: textOrNull(r.restart_lsn),
+    }));
+    return out;
+  };
+
+  /**
+   * On a fresh connection a failed connect is classified (unreachableKind) and a failed query
+   * reported as such. With the worker's pool a pooled connection is tried first; whatever goes
+   * wrong there is done again on a fresh one (pool.ts), so only a fresh connection's failure is
+   * ever reported.
+   */
   const status = async (call: Call, cluster: string, node: string): Promise<PgNodeStatus> => {
     const tgt = target(call, cluster, node);
     const base: PgNodeStatus = { cluster, node, site: tgt.site, reachable: false };
     const cfg = await clientConfig(call, cluster, node);
-    const client = rt.pgClient(cfg);
-    client.on?.('error', () => undefined);
-    try {
+    let fresh: PgClientLike | null = null;
+    let failed: PgNodeStatus | null = null;
+    const connect = async (): Promise<PgClientLike> => {
       try {
-        await client.connect();
+        fresh = await connectPg(rt, cfg);
+        return fresh;
       } catch (err) {
         const n = call.top.node(cluster, node);
         const h = call.top.host(cluster, n.sshHost);
-        return { ...base, error: errorMessage(err), unreachable: await unreachableKind(rt, err, n.host, n.port, { host: h.address, port: h.port }) };
+        failed = { ...base, error: errorMessage(err), unreachable: await unreachableKind(rt, err, n.host, n.port, { host: h.address, port: h.port }) };
+        throw err;
       }
+    };
+    const read = async (client: PgClientLike): Promise<PgNodeStatus> => {
       try {
-        const [s] = (await client.query(STATUS_SQL)).rows;
-        const inRecovery = s.in_recovery === true;
-        const checkpointTli = numberOrNull(s.checkpoint_tli);
-        const walTli = numberOrNull(s.wal_tli);
-        const out: PgNodeStatus = {
-          ...base,
-          reachable: true,
-          inRecovery,
-          timeline: timelineOf(checkpointTli, walTli) ?? undefined,
-          systemIdentifier: textOrNull(s.system_identifier) ?? undefined,
-          serverVersion: textOrNull(s.server_version) ?? undefined,
-          receiveLsn: inRecovery ? textOrNull(s.receive_lsn) : null,
-          replayLsn: inRecovery ? textOrNull(s.replay_lsn) : null,
-          replayDelaySeconds: inRecovery ? numberOrNull(s.replay_delay) : null,
-        };
-        if (!inRecovery) out.currentLsn = textOrNull(s.current_lsn) ?? undefined;
-        const [recv] = (await client.query(RECEIVER_SQL)).rows;
-        out.walReceiver = recv
-          ? {
-              status: String(recv.status),
-              senderHost: textOrNull(recv.sender_host),
-              senderPort: numberOrNull(recv.sender_port),
-              slotName: textOrNull(recv.slot_name),
-            }
-          : null;
-        out.replicas = (await client.query(REPLICATION_SQL)).rows.map((r) => ({
-          applicationName: String(r.application_name ?? ''),
-          clientAddr: textOrNull(r.client_addr),
-          state: String(r.state ?? ''),
-          sentLsn: textOrNull(r.sent_lsn),
-          replayLsn: textOrNull(r.replay_lsn),
-          replayLagBytes: numberOrNull(r.replay_lag_bytes),
-        }));
-        out.slots = (await client.query(SLOTS_SQL)).rows.map((r) => ({
-          name: String(r.slot_name),
-          active: r.active === true,
-          restartLsn: textOrNull(r.restart_lsn),
-        }));
-        return out;
+        return await readStatus(client, base);
       } catch (err) {
         // It answered (or half answered): report what failed rather than pretend it is down. Its
         // role is not known, whatever `reachable` says (no inRecovery is set).
-        return { ...base, reachable: isServerError(err), error: errorMessage(err), ...(isServerError(err) ? {} : { unreachable: 'unknown' as const }) };
+        if (client === fresh)
+          failed = { ...base, reachable: isServerError(err), error: errorMessage(err), ...(isServerError(err) ? {} : { unreachable: 'unknown' as const }) };
+        throw err;
       }
-    } finally {
-      await client.end().catch(() => undefined);
+    };
+    try {
+      if (rt.pgPool) return await rt.pgPool.run(pgPoolKey(cfg), connect, read);
+      const client = await connect();
+      try {
+        return await read(client);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    } catch (err) {
+      if (failed) return failed;
+      throw err;
     }
   };
 

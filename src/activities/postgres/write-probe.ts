@@ -31,34 +31,41 @@ export interface WriteProbeLoopInput {
  * A real write on the node believed to be primary: upsert one row of switchyard.heartbeat and
  * return the WAL position after commit. A standby or read-only node is refused (ok:false).
  */
-export async function writeProbe(rt: Runtime, call: Call, cluster: string, node: string): Promise<PgWriteProbe> {
+export async function writeProbe(rt: Runtime, call: Call, cluster: string, node: string, opts: { reuse?: boolean } = {}): Promise<PgWriteProbe> {
   const where = nodeWhere(node, call.top.node(cluster, node));
   try {
-    return await withPgClient(rt, call, cluster, node, async (client) => {
-      const [s] = (await client.query(`SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro`)).rows;
-      if (s.rec === true) return { node, ok: false, detail: `${where} is in recovery (a standby): refusing to write` };
-      if (s.ro === 'on') return { node, ok: false, detail: `${where} has default_transaction_read_only = on: refusing to write` };
-      const at = rt.now().toISOString();
-      await client.query('BEGIN');
-      try {
-        // The probe asks "does this node take writes", not "is a synchronous standby there".
-        await client.query(`SET LOCAL synchronous_commit = local`);
-        for (const sql of PROBE_SQL) await client.query(sql);
-        await client.query(
-          `INSERT INTO switchyard.heartbeat (node, at, by) VALUES ($1, $2, $3)
+    return await withPgClient(
+      rt,
+      call,
+      cluster,
+      node,
+      async (client) => {
+        const [s] = (await client.query(`SELECT pg_is_in_recovery() AS rec, current_setting('default_transaction_read_only') AS ro`)).rows;
+        if (s.rec === true) return { node, ok: false, detail: `${where} is in recovery (a standby): refusing to write` };
+        if (s.ro === 'on') return { node, ok: false, detail: `${where} has default_transaction_read_only = on: refusing to write` };
+        const at = rt.now().toISOString();
+        await client.query('BEGIN');
+        try {
+          // The probe asks "does this node take writes", not "is a synchronous standby there".
+          await client.query(`SET LOCAL synchronous_commit = local`);
+          for (const sql of PROBE_SQL) await client.query(sql);
+          await client.query(
+            `INSERT INTO switchyard.heartbeat (node, at, by) VALUES ($1, $2, $3)
            ON CONFLICT (node) DO UPDATE SET at = excluded.at, by = excluded.by`,
-          [node, at, actor()],
-        );
-        await client.query('COMMIT');
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        // 25006: read-only transaction (e.g. recovery began between the check and the write).
-        if ((err as { code?: string }).code === '25006') return { node, ok: false, detail: `${where} refused the write: ${errorMessage(err)}` };
-        throw err;
-      }
-      const [l] = (await client.query(`SELECT pg_current_wal_lsn()::text AS lsn`)).rows;
-      return { node, ok: true, lsn: String(l.lsn), detail: `wrote switchyard.heartbeat row for ${node} at ${at}` };
-    });
+            [node, at, actor()],
+          );
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          // 25006: read-only transaction (e.g. recovery began between the check and the write).
+          if ((err as { code?: string }).code === '25006') return { node, ok: false, detail: `${where} refused the write: ${errorMessage(err)}` };
+          throw err;
+        }
+        const [l] = (await client.query(`SELECT pg_current_wal_lsn()::text AS lsn`)).rows;
+        return { node, ok: true, lsn: String(l.lsn), detail: `wrote switchyard.heartbeat row for ${node} at ${at}` };
+      },
+      opts,
+    );
   } catch (err) {
     throw pgActionError(err, `write probe on ${where} of cluster "${cluster}"`);
   }
@@ -73,7 +80,7 @@ export function writeProbeActivities(rt: Runtime) {
      * A real write on the node believed to be primary: upsert one row of switchyard.heartbeat and
      * return the WAL position after commit. A standby or read-only node is refused (ok:false).
      */
-    pgWriteProbe: rt.activity((input: { cluster: string; node: string }, call) => writeProbe(rt, call, input.cluster, input.node)),
+    pgWriteProbe: rt.activity((input: { cluster: string; node: string }, call) => writeProbe(rt, call, input.cluster, input.node, { reuse: true })),
 
     /**
      * Measure how long writes are refused: every intervalMs one write probe (pgWriteProbe's write,
