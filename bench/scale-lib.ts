@@ -55,3 +55,52 @@ export function scaledTopology(text: string, n: number): string {
   doc.clusters = out;
   return stringify(doc, { lineWidth: 0 });
 }
+
+/** The parts of a history event the cadence reads (a temporal.api.history.v1.HistoryEvent). */
+export interface CadenceEvent {
+  eventId?: unknown;
+  eventTime?: unknown;
+  timerFiredEventAttributes?: unknown;
+  activityTaskScheduledEventAttributes?: { activityType?: { name?: string | null } | null } | null;
+  activityTaskStartedEventAttributes?: { scheduledEventId?: unknown } | null;
+  activityTaskCompletedEventAttributes?: { scheduledEventId?: unknown } | null;
+}
+
+/**
+ * How one watch kept its interval, from its history: the gaps between the starts (scheduled
+ * times) of consecutive `activity` probes, each probe's run time (started → completed), and how
+ * long a probe's timer took to turn into the next probe (the workflow task in between).
+ * `skipFirstGaps` leaves out the first gaps (the one-time spread after a watch's first probe).
+ */
+export function probeCadence(
+  events: readonly CadenceEvent[],
+  activity: string,
+  skipFirstGaps = 1,
+): { probes: number; gapsMs: number[]; runMs: number[]; timerToProbeMs: number[] } {
+  const scheduled = new Map<string, number>();
+  const started = new Map<string, number>();
+  const starts: number[] = [];
+  const runMs: number[] = [];
+  const timerToProbeMs: number[] = [];
+  let firedAt: number | null = null;
+  for (const e of events) {
+    const at = ms(e.eventTime);
+    if (e.timerFiredEventAttributes) firedAt = at;
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s) {
+      if (s.activityType?.name !== activity) continue;
+      scheduled.set(String(e.eventId), at);
+      starts.push(at);
+      if (firedAt !== null) timerToProbeMs.push(at - firedAt);
+      firedAt = null;
+    } else if (e.activityTaskStartedEventAttributes) {
+      const id = String(e.activityTaskStartedEventAttributes.scheduledEventId);
+      if (scheduled.has(id)) started.set(id, at);
+    } else if (e.activityTaskCompletedEventAttributes) {
+      const t0 = started.get(String(e.activityTaskCompletedEventAttributes.scheduledEventId));
+      if (t0 !== undefined) runMs.push(at - t0);
+    }
+  }
+  const gapsMs = starts.slice(1).map((t, i) => t - starts[i]);
+  return { probes: starts.length, gapsMs: gapsMs.slice(skipFirstGaps), runMs, timerToProbeMs };
+}

@@ -8,8 +8,10 @@
  *   2. from a sample of their histories, a step's orchestration overhead on the local server:
  *      activity scheduled → started, and completed → the next command (the workflow task that
  *      reads the result), p50 and p99;
- *   3. N watches probing every 10 s for `watchSeconds`: the staleness of each watch's last probe,
- *      sampled every 5 s (a watch that falls behind its interval shows as staleness > interval);
+ *   3. N watches probing every 10 s for `watchSeconds`, one status query each at the end; from
+ *      their histories, the gaps between consecutive probes (a watch that falls behind its
+ *      interval shows as a gap > 1.5 intervals), a probe's run time and the time from its timer
+ *      to the next probe;
  *   4. the worker's and the Temporal server's peak RSS and CPU seconds over the run.
  *
  *   node --import tsx bench/scale.ts [clusters=200] [watchSeconds=60]
@@ -24,8 +26,8 @@ import { pickNet, releaseNet } from '../sandbox/nets';
 import { topologyTarget } from '../src/temporal-access';
 import { clientConnectionOptions, targetClient } from '../src/temporal-connection';
 import { TASK_QUEUE } from '../src/temporal-target';
-import { watchStatusQuery, watchStopSignal, watchWorkflowId, type WatchStatus } from '../src/contract/watch';
-import { ms, pct, procSample, scaledTopology, type ProcSample } from './scale-lib';
+import { watchStatusQuery, watchStopSignal, watchWorkflowId } from '../src/contract/watch';
+import { ms, pct, probeCadence, procSample, scaledTopology, type ProcSample } from './scale-lib';
 
 const clusters = Number(process.argv[2] ?? 200);
 const watchSeconds = Number(process.argv[3] ?? 60);
@@ -116,7 +118,6 @@ async function main() {
     );
 
     // Watches every 10 s.
-    const watchT0 = Date.now();
     const watches = await Promise.all(
       names.map((c) =>
         client.workflow.start('watch', {
@@ -126,39 +127,50 @@ async function main() {
         }),
       ),
     );
-    const staleness: number[] = [];
-    let behind = 0;
+    await new Promise((r) => setTimeout(r, watchSeconds * 1000));
+    // What an operator asks (`switchyard watch status`), once per watch while they all run.
+    const queryMs: number[] = [];
     let queryFailures = 0;
     let firstQueryError: string | null = null;
-    await new Promise((r) => setTimeout(r, WATCH_EVERY * 1000 + 2000));
-    while (Date.now() - watchT0 < watchSeconds * 1000) {
-      const now = Date.now();
-      const statuses = await Promise.all(
-        watches.map((w) =>
-          w.query(watchStatusQuery).catch((err: Error) => {
-            queryFailures += 1;
-            firstQueryError ??= `${w.workflowId}: ${err.message}${err.cause ? ` (${(err.cause as Error).message})` : ''}`;
-            return null as WatchStatus | null;
-          }),
-        ),
-      );
-      for (const s of statuses) {
-        const age = s?.lastProbeAt ? (now - Date.parse(s.lastProbeAt)) / 1000 : Infinity;
-        staleness.push(age);
-        if (age > WATCH_EVERY * 1.5) behind += 1;
-      }
-      await new Promise((r) => setTimeout(r, 5000));
-    }
-    const finalTicks = (await Promise.all(watches.map((w) => w.query(watchStatusQuery).catch(() => null)))).map((s) => s?.ticks ?? 0);
-    const expected = Math.floor((Date.now() - watchT0) / 1000 / WATCH_EVERY);
-    say(
-      `${clusters} watches every ${WATCH_EVERY} s for ${watchSeconds} s: last-probe age p50 ${pct(staleness, 0.5, 1)} s, p99 ${pct(staleness, 0.99, 1)} s, ` +
-        `max ${Math.max(...staleness).toFixed(1)} s; ${behind} of ${staleness.length} samples older than ${WATCH_EVERY * 1.5} s; ` +
-        `probes per watch min ${Math.min(...finalTicks)}, median ${pct(finalTicks, 0.5)} (about ${expected} due)`,
+    await Promise.all(
+      watches.map(async (w) => {
+        const q0 = Date.now();
+        try {
+          await w.query(watchStatusQuery);
+          queryMs.push(Date.now() - q0);
+        } catch (err) {
+          queryFailures += 1;
+          const e = err as Error;
+          firstQueryError ??= `${w.workflowId}: ${e.message}${e.cause ? ` (${(e.cause as Error).message})` : ''}`;
+        }
+      }),
     );
-    if (queryFailures) say(`  ${queryFailures} status queries failed (counted as never probed); the first: ${firstQueryError}`);
     await Promise.all(watches.map((w) => w.signal(watchStopSignal, { by: 'bench' }).catch(() => undefined)));
     await Promise.allSettled(watches.map((w) => w.result()));
+    // Whether they kept their interval, from their histories (no sampling load during the run).
+    const gaps: number[] = [];
+    const runs: number[] = [];
+    const timerToProbe: number[] = [];
+    const probes: number[] = [];
+    for (const w of watches) {
+      const c = probeCadence((await w.fetchHistory()).events ?? [], 'watchObserve');
+      gaps.push(...c.gapsMs);
+      runs.push(...c.runMs);
+      timerToProbe.push(...c.timerToProbeMs);
+      probes.push(c.probes);
+    }
+    const late = gaps.filter((g) => g > WATCH_EVERY * 1000 * 1.5).length;
+    const expected = Math.floor(watchSeconds / WATCH_EVERY);
+    say(
+      `${clusters} watches every ${WATCH_EVERY} s for ${watchSeconds} s (each spreads itself once by up to one interval after its first probe): ` +
+        `${pct(probes, 0.5)} probes per watch (min ${Math.min(...probes)}; ${expected}–${expected + 1} due); ` +
+        `between probe starts p50 ${pct(gaps, 0.5) / 1000} s, p99 ${pct(gaps, 0.99) / 1000} s, max ${Math.max(...gaps) / 1000} s; ` +
+        `${late} of ${gaps.length} gaps over ${WATCH_EVERY * 1.5} s`,
+    );
+    say(
+      `  a probe (watchObserve) runs p50 ${pct(runs, 0.5)} ms, p99 ${pct(runs, 0.99)} ms; its timer → the next probe scheduled p50 ${pct(timerToProbe, 0.5)} ms, p99 ${pct(timerToProbe, 0.99)} ms; ` +
+        `one status query per watch: p50 ${pct(queryMs, 0.5)} ms, p99 ${pct(queryMs, 0.99)} ms${queryFailures ? `, ${queryFailures} failed (the first: ${firstQueryError})` : ''}`,
+    );
 
     clearInterval(sampler);
     const report = (what: string, peak: ProcSample | null, start: ProcSample | null) =>

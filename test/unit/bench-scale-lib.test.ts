@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseTopology } from '../../src/topology/load';
-import { ms, pct, procSample, scaledTopology } from '../../bench/scale-lib';
+import { ms, pct, probeCadence, procSample, scaledTopology, type CadenceEvent } from '../../bench/scale-lib';
 
 describe('bench/scale helpers', () => {
   it('clones the one cluster N times into a valid topology, every clone on the same nodes', () => {
@@ -26,6 +26,28 @@ describe('bench/scale helpers', () => {
     assert.equal(ms({ seconds: { toNumber: () => 3 }, nanos: 0 }), 3000);
     assert.equal(ms(new Date(42)), 42);
     assert.ok(Number.isNaN(ms(null)));
+  });
+
+  it("a watch's cadence from its history: gaps between probe starts, run times, timer → probe", () => {
+    const t = (s: number) => ({ seconds: s, nanos: 0 });
+    let id = 0;
+    const ev = (at: number, e: Partial<CadenceEvent>): CadenceEvent => ({ eventId: ++id, eventTime: t(at), ...e });
+    const probe = (at: number, runs: number, fired?: number): CadenceEvent[] => {
+      const out: CadenceEvent[] = [];
+      if (fired !== undefined) out.push(ev(fired, { timerFiredEventAttributes: {} }));
+      const s = ev(at, { activityTaskScheduledEventAttributes: { activityType: { name: 'watchObserve' } } });
+      out.push(s, ev(at, { activityTaskStartedEventAttributes: { scheduledEventId: s.eventId } }));
+      out.push(ev(at + runs, { activityTaskCompletedEventAttributes: { scheduledEventId: s.eventId } }));
+      return out;
+    };
+    const layout = ev(0, { activityTaskScheduledEventAttributes: { activityType: { name: 'clusterLayout' } } });
+    const events = [layout, ...probe(1, 1), ...probe(17, 2, 16), ...probe(27, 1, 26), ...probe(40, 1, 37)];
+    const c = probeCadence(events, 'watchObserve');
+    assert.equal(c.probes, 4, 'only the watchObserve activities count');
+    assert.deepEqual(c.gapsMs, [10_000, 13_000], 'the first gap (the spread) left out');
+    assert.deepEqual(probeCadence(events, 'watchObserve', 0).gapsMs, [16_000, 10_000, 13_000]);
+    assert.deepEqual(c.runMs, [1000, 2000, 1000, 1000]);
+    assert.deepEqual(c.timerToProbeMs, [1000, 1000, 3000]);
   });
 
   it('this process has a peak RSS and CPU time; a gone process keeps the last sample', () => {
