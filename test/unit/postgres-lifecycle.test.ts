@@ -98,9 +98,17 @@ class SimNode {
       return this.running
         ? { code: 0, stdout: 'pg_ctl: server is running (PID: 4242)\n/pg/bin/postgres "-D" "/etc/pg/p"\n' }
         : { code: 3, stdout: 'pg_ctl: no server running\n' };
-    if (/\/pg_ctl stop /.test(command)) {
+    // The fast stop: pg_ctl stop -m fast -W, then a wait for postmaster.pid (STOP_FAST_SH).
+    const fastScript = /^sh -c .*stop -D "\$4" -m fast -W/s.test(command);
+    if (fastScript || /\/pg_ctl stop /.test(command)) {
       if (!this.running) return { code: 1, stderr: 'pg_ctl: PID file "/data/p/postmaster.pid" does not exist\nIs server running?\n' };
-      const fast = / -m fast /.test(command);
+      const fast = fastScript || / -m fast /.test(command);
+      if (fastScript) {
+        if (!this.fastWorks) return { code: 1, stdout: 'server shutting down\n', stderr: 'still running after 2000 checks\n' };
+        this.running = false;
+        this.state = 'shut down';
+        return { code: 0, stdout: 'server shutting down\nserver stopped\n' };
+      }
       if (fast ? this.fastWorks : this.immediateWorks) {
         this.running = false;
         this.state = fast ? 'shut down' : 'in production';
@@ -246,7 +254,7 @@ describe('pgFence', () => {
     assert.equal(node.running, false);
     assert.deepEqual(w.commands(), [
       'env LC_ALL=C /pg/bin/pg_ctl status -D /etc/pg/p',
-      'env LC_ALL=C /pg/bin/pg_ctl stop -D /etc/pg/p -m fast -w -t 7',
+      `sh -c ${w.commands()[1].slice(6, w.commands()[1].indexOf(' sh env '))} sh env LC_ALL=C /pg/bin/pg_ctl /etc/pg/p /data/p/postmaster.pid 700`,
       'env LC_ALL=C /pg/bin/pg_ctl status -D /etc/pg/p',
       'env LC_ALL=C /pg/bin/pg_controldata -D /data/p',
     ]);
@@ -265,11 +273,11 @@ describe('pgFence', () => {
     const w = world({ p: node });
     const f = await w.act.pgFence({ cluster: 'main', node: 'p' });
     assert.deepEqual([f.stoppedWith, f.stopped, f.fenced, f.changed], ['immediate', true, true, true]);
-    assert.deepEqual(
-      w.commands().filter((c) => / stop /.test(c)),
-      ['env LC_ALL=C /pg/bin/pg_ctl stop -D /etc/pg/p -m fast -w -t 20', 'env LC_ALL=C /pg/bin/pg_ctl stop -D /etc/pg/p -m immediate -w -t 30'],
-    );
-    assert.match(f.steps.join('\n'), /-m fast -t 20: exited 1: .*does not shut down/);
+    const stops = w.commands().filter((c) => / stop |-m fast -W/.test(c));
+    assert.equal(stops.length, 2);
+    assert.match(stops[0], /^sh -c .* sh env LC_ALL=C \/pg\/bin\/pg_ctl \/etc\/pg\/p \/data\/p\/postmaster\.pid 2000$/s);
+    assert.equal(stops[1], 'env LC_ALL=C /pg/bin/pg_ctl stop -D /etc/pg/p -m immediate -w -t 30');
+    assert.match(f.steps.join('\n'), /-m fast, waiting up to 20 s: exited 1: .*still running after 2000 checks/);
     assert.equal(f.control?.state, 'in production', 'an immediate stop leaves the control file as it was');
   });
 
@@ -411,19 +419,21 @@ describe('pgPromote', () => {
     assert.ok(!w.seen.queries.some((q) => /pg_promote/.test(q)));
   });
 
-  it('a standby: pg_promote(true, wait) under a statement timeout that allows the wait, then out of recovery', async () => {
-    let rec = true;
-    let promoteArgs: unknown[] | undefined;
+  it('a standby: pg_promote(false) signals, then it is polled until out of recovery', async () => {
+    let polls = 0;
+    let promoted = false;
+    let promoteSql = '';
     const w = world(
       { s: new SimNode({ running: true }) },
       {
-        pgAnswers: (sql, values) => {
+        pgAnswers: (sql) => {
           if (/pg_promote/.test(sql)) {
-            promoteArgs = values;
-            rec = false;
+            promoteSql = sql;
+            promoted = true;
             return [{ promoted: true }];
           }
-          if (/pg_is_in_recovery/.test(sql)) return [{ rec }];
+          // Out of recovery on the third check after the signal.
+          if (/pg_is_in_recovery/.test(sql)) return [{ rec: !promoted || ++polls < 3 }];
           if (/pg_control_checkpoint/.test(sql)) return [position];
           return undefined;
         },
@@ -431,10 +441,9 @@ describe('pgPromote', () => {
     );
     const r = await w.act.pgPromote({ cluster: 'main', node: 's', waitSeconds: 90 });
     assert.deepEqual([r.changed, r.timeline, r.lsn], [true, 2, '0/5000120']);
-    assert.deepEqual(promoteArgs, [90]);
-    const cfg = w.seen.pg[0];
-    assert.ok(Number(cfg.statement_timeout) > 90_000, `statement_timeout ${cfg.statement_timeout}`);
-    assert.ok(Number(cfg.query_timeout) > Number(cfg.statement_timeout));
+    assert.match(promoteSql, /pg_promote\(false\)/, 'no server-side wait (it checks only every 100 ms)');
+    assert.equal(polls, 3);
+    assert.match(r.detail, /pg_promote signalled; out of recovery after \d+ ms/);
   });
 
   it('still in recovery after the wait: a retryable error', async () => {
