@@ -112,6 +112,9 @@ function switchoverResult(
   };
 }
 
+/** Hooks and traffic drivers at once after the promotion; the old primary follows while the services start. */
+export const SWITCHOVER_PARALLEL_PATCH = 'switchover-parallel';
+
 export async function switchover(input: SwitchoverInput): Promise<SwitchoverResult> {
   const { cluster, requestedBy, dryRun, startProof } = runbookInput('switchover', input);
   const steps = new StepLog('switchover', cluster);
@@ -270,22 +273,28 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
       if (!probe1.ok) throw ApplicationFailure.nonRetryable(`${target.name} was promoted but refuses writes: ${probe1.detail}`, 'PromotionUnconfirmed');
 
       const failures: string[] = [];
-      for (const h of layout.hooks.filter((x) => x.site === to)) {
-        const r = await steps
-          .run(
-            `hook:${h.name}`,
-            () => hookActs(h).runHook({ cluster, site: to, hook: h.name }),
-            (x) => `${h.host}: ${x.alreadyDone ? 'already done (check exit 0)' : `exit ${x.exitCode ?? 'none'}`}`,
-          )
-          .catch((err: unknown) => {
-            failures.push(`hook ${h.name}: ${messageOf(err as Error)}`);
-            return null;
-          });
-        if (r && r.exitCode !== 0) {
-          failures.push(`hook ${h.name} on ${h.host} exited ${r.exitCode ?? 'without status'}: ${(r.stderr.trim() || r.stdout.trim()).slice(-300)}`);
-          break;
+      const runHooks = async () => {
+        for (const h of layout.hooks.filter((x) => x.site === to)) {
+          const r = await steps
+            .run(
+              `hook:${h.name}`,
+              () => hookActs(h).runHook({ cluster, site: to, hook: h.name }),
+              (x) => `${h.host}: ${x.alreadyDone ? 'already done (check exit 0)' : `exit ${x.exitCode ?? 'none'}`}`,
+            )
+            .catch((err: unknown) => {
+              failures.push(`hook ${h.name}: ${messageOf(err as Error)}`);
+              return null;
+            });
+          if (r && r.exitCode !== 0) {
+            failures.push(`hook ${h.name} on ${h.host} exited ${r.exitCode ?? 'without status'}: ${(r.stderr.trim() || r.stdout.trim()).slice(-300)}`);
+            break;
+          }
         }
-      }
+      };
+      // Since SWITCHOVER_PARALLEL_PATCH the hooks and every traffic driver move at once, and the old
+      // primary follows while the services start: clients are back sooner, the run ends sooner.
+      const parallel = trafficFirst && patched(SWITCHOVER_PARALLEL_PATCH);
+      if (!parallel) await runHooks();
 
       // The old primary follows the new one: it shut down cleanly, so no rewind should be needed.
       let follow: OldPrimary = { streaming: false, via: null, rejoin: null };
@@ -297,25 +306,30 @@ export async function switchover(input: SwitchoverInput): Promise<SwitchoverResu
       };
       const startNewServices = () => startServices(steps, cluster, newServices, failures);
       const traffic: SwitchoverResult['traffic'] = [];
+      const moveOne = async (d: (typeof layout.traffic)[number]) => {
+        const t = await steps
+          .run(
+            `traffic:${d.name}`,
+            () => trafficActs(d).trafficMove({ cluster, driver: d.name, site: to }),
+            (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'})`,
+          )
+          .catch((err: unknown) => {
+            failures.push(`traffic driver ${d.name}: ${messageOf(err as Error)}`);
+            return null;
+          });
+        return { driver: d.name, site: t?.site ?? null, changed: t?.changed };
+      };
       const moveTraffic = async () => {
-        for (const d of layout.traffic) {
-          const t = await steps
-            .run(
-              `traffic:${d.name}`,
-              () => trafficActs(d).trafficMove({ cluster, driver: d.name, site: to }),
-              (x) => `${x.changed ? 'moved to' : 'already on'} ${x.site} (${x.target ?? '?'})`,
-            )
-            .catch((err: unknown) => {
-              failures.push(`traffic driver ${d.name}: ${messageOf(err as Error)}`);
-              return null;
-            });
-          traffic.push({ driver: d.name, site: t?.site ?? null, changed: t?.changed });
-        }
+        if (parallel) traffic.push(...(await Promise.all(layout.traffic.map(moveOne))));
+        else for (const d of layout.traffic) traffic.push(await moveOne(d));
       };
       const bothMaintenanceOff = async () => {
         for (const m of [newMaintenance, oldMaintenance]) if (m) await maintenanceOff(steps, cluster, m.site, failures);
       };
-      if (trafficFirst) {
+      if (parallel) {
+        await Promise.all([runHooks(), moveTraffic()]);
+        await Promise.all([startNewServices().then(bothMaintenanceOff), followOld()]);
+      } else if (trafficFirst) {
         await moveTraffic();
         await startNewServices();
         await bothMaintenanceOff();

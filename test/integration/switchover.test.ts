@@ -260,35 +260,30 @@ async function switchoverUnderWrites(st: Stage, to: string): Promise<{ downtimeM
   // The step log tells the story in order.
   const p = await h.query<Progress>('progress');
   const names = p.steps.filter((s) => s.state === 'done').map((s) => s.name);
-  const order = [
-    'lock',
-    `maintenance-on:${from}`,
-    ...serviceNames(st, from).map((s) => `service-stop:${from}/${s}`),
-    'stop-old-primary',
-    'replay',
-    'promote',
-    `write-probe:${nodeOf(to)}`,
-    'hook:repoint-app',
-    // Clients come back first: traffic, services, maintenance off; then the old primary follows.
-    'traffic:front',
-    'traffic:eip',
-    'traffic:vip',
-    'traffic:dns',
-    ...serviceNames(st, to).map((s) => `service-start:${to}/${s}`),
-    `maintenance-off:${to}`,
-    `maintenance-off:${from}`,
-    'follow:slot',
-    'follow:configure',
-    'follow:start',
-    'follow:streaming',
-    'write-downtime',
-    'unlock',
+  // Up to the write probe one after another; then the hook and the traffic drivers at once;
+  // once clients point at the new primary the services start and maintenance ends while the old
+  // primary follows.
+  const probe = `write-probe:${nodeOf(to)}`;
+  const clientsBack = ['hook:repoint-app', 'traffic:front', 'traffic:eip', 'traffic:vip', 'traffic:dns'];
+  const chains = [
+    ['lock', `maintenance-on:${from}`, ...serviceNames(st, from).map((s) => `service-stop:${from}/${s}`), 'stop-old-primary', 'replay', 'promote', probe],
+    ...clientsBack.map((x) => [probe, x, 'follow:slot']),
+    ...clientsBack.map((x) => [
+      x,
+      ...serviceNames(st, to).map((s) => `service-start:${to}/${s}`),
+      `maintenance-off:${to}`,
+      `maintenance-off:${from}`,
+      'write-downtime',
+    ]),
+    ['follow:slot', 'follow:configure', 'follow:start', 'follow:streaming', 'write-downtime', 'unlock'],
   ];
-  const at = order.map((x) => names.indexOf(x));
-  assert.ok(
-    at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])),
-    `steps in order ${order.join(' → ')}; got ${names.join(', ')}`,
-  );
+  for (const chain of chains) {
+    const at = chain.map((x) => names.indexOf(x));
+    assert.ok(
+      at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])),
+      `steps in order ${chain.join(' → ')}; got ${names.join(', ')}`,
+    );
+  }
   assert.equal(stepsNamed(p, /^(undo:.*|follow:rejoin)$/).length, 0, 'nothing undone, no rejoin');
   assert.equal(p.waitingFor, null);
   return { downtimeMs: r.writeDowntimeMs, frontGapMs: firstNew.at - lastOld.at, acked: ids.length, refused: writer.failures.length };
