@@ -145,10 +145,21 @@ export function formatStatus(r: RunStatus): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Follows a run until it closes, printing each step as it changes; true only when it completed. */
+/**
+ * Follows a run until it closes, printing each step as it changes; true only when it completed.
+ * Reads it every pollMs, and at once when it closes (a long poll on its result), so a command
+ * with --wait returns when the run ends, not up to pollMs later.
+ */
 export async function follow(client: Client, workflowId: string, print: (line: string) => void, pollMs = 1000): Promise<RunStatus> {
   const seen = new Map<number, string>();
   let waiting: string | null = null;
+  const closed = client.workflow
+    .getHandle(workflowId)
+    .result()
+    .then(
+      () => undefined,
+      () => undefined,
+    );
   for (;;) {
     const r = await runStatus(client, workflowId);
     (r.progress?.steps ?? []).forEach((s, i) => {
@@ -164,7 +175,9 @@ export async function follow(client: Client, workflowId: string, print: (line: s
       if (w) print(`  waiting at checkpoint "${w}": decide with  switchyard approve|reject ${workflowId} ${w} --as <name>`);
     }
     if (r.status !== 'RUNNING') return r;
-    await new Promise((res) => setTimeout(res, pollMs));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise((res) => (timer = setTimeout(res, pollMs))), closed]);
+    clearTimeout(timer);
   }
 }
 
