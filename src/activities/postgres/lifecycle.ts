@@ -240,6 +240,9 @@ export function pgctlActivities(rt: Runtime) {
             steps.push(`pg_ctl status on ${n.sshHost}: ${before.text}`);
             res.wasRunning = before.running;
             let last = before;
+            // Read beside pg_ctl status once the fast stop reported the server gone: used only if
+            // pg_ctl status agrees (the connection attempt and the control file are read again otherwise).
+            let verified: { conn: ConnAttempt; control: PgControlData } | null = null;
             // Unknown counts as running: trying to stop costs nothing, leaving a primary up costs a split.
             if (before.running !== false) {
               heartbeat({ node: input.node, step: 'stop fast' });
@@ -252,7 +255,15 @@ export function pgctlActivities(rt: Runtime) {
                 fastT + EXEC_MARGIN_SECONDS,
               );
               steps.push(`pg_ctl stop -m fast, waiting up to ${fastT} s: ${brief(fast)}`);
-              last = await pgCtlStatus(open, n, tryExec);
+              if (fast.exitCode === 0) {
+                const [st, conn, control] = await Promise.all([
+                  pgCtlStatus(open, n, tryExec),
+                  tryConnect(call, input.cluster, input.node),
+                  readControl(open, input.node, n),
+                ]);
+                last = st;
+                if (st.running === false) verified = { conn, control };
+              } else last = await pgCtlStatus(open, n, tryExec);
               steps.push(`pg_ctl status: ${last.text}`);
               if (last.running === false) {
                 if (before.running === true || fast.exitCode === 0) res.stoppedWith = 'fast';
@@ -273,9 +284,9 @@ export function pgctlActivities(rt: Runtime) {
             }
             res.stopped = last.running === false;
             heartbeat({ node: input.node, step: 'verify' });
-            seen.conn = await tryConnect(call, input.cluster, input.node);
+            seen.conn = verified?.conn ?? (await tryConnect(call, input.cluster, input.node));
             steps.push(seen.conn.detail);
-            res.control = await readControl(open, input.node, n);
+            res.control = verified?.control ?? (await readControl(open, input.node, n));
             steps.push(`pg_controldata: ${res.control.detail}`);
             // Make it last: a restart (a reboot, `sandbox up`, a package upgrade) comes up read-only.
             if (input.mark && res.stopped) {
