@@ -45,7 +45,10 @@ describe('workflow bundle cache', () => {
   it('the bundle holds no schema library and no topology schema (every cached workflow evaluates its modules on its own)', { timeout: 120_000 }, async () => {
     const { code } = await workflowBundle();
     const modules = [...code.matchAll(/\n\/\*\*\*\/ "([^"\n]+)"\n/g)].map((m) => m[1]);
-    assert.ok(modules.some((m) => m.includes('src/workflows/')), 'the module list was read from the bundle');
+    assert.ok(
+      modules.some((m) => m.includes('src/workflows/')),
+      'the module list was read from the bundle',
+    );
     assert.deepEqual(
       modules.filter((m) => m.includes('node_modules/zod/') || /src\/topology\/(schema|fields|layout|operators|checkpoints)\.ts$/.test(m)),
       [],
