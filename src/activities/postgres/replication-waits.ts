@@ -15,6 +15,8 @@ import { defaultLogFile } from './lifecycle';
 import { nodeWhere, textOrNull, twoNodes } from './shared';
 
 const POLL_MS = 250;
+const FAST_POLL_MS = 10;
+const FAST_POLL_FOR_MS = 1_000;
 
 export interface PgWaitReplayInput {
   cluster: string;
@@ -57,6 +59,8 @@ export function replicationWaitActivities(rt: Runtime) {
             input.cluster,
             input.node,
             async (client) => (await client.query(`SELECT pg_is_in_recovery() AS rec, pg_last_wal_replay_lsn()::text AS replay`)).rows,
+            // A read: on the worker's kept connection (the switchover's preflight left one), no login inside the write downtime.
+            { reuse: true },
           );
           rec = r.rec === true;
           replayLsn = textOrNull(r.replay);
@@ -87,7 +91,9 @@ export function replicationWaitActivities(rt: Runtime) {
           };
         }
         heartbeat({ node: input.node, replayLsn });
-        await sleep(POLL_MS);
+        // Inside a switchover's write downtime the standby is usually a few ms away: look again
+        // soon at first, then every POLL_MS.
+        await sleep(waitedMs < FAST_POLL_FOR_MS ? FAST_POLL_MS : POLL_MS);
       }
     }),
 
