@@ -163,7 +163,7 @@ async function main() {
     const expected = Math.floor(watchSeconds / WATCH_EVERY);
     say(
       `${clusters} watches every ${WATCH_EVERY} s for ${watchSeconds} s (each spreads itself once by up to one interval after its first probe): ` +
-        `${pct(probes, 0.5)} probes per watch (min ${Math.min(...probes)}; ${expected}–${expected + 1} due); ` +
+        `${pct(probes, 0.5)} probes per watch (min ${Math.min(...probes)}; ${expected - 1}–${expected + 1} due, the spread taking up to one interval); ` +
         `between probe starts p50 ${pct(gaps, 0.5) / 1000} s, p99 ${pct(gaps, 0.99) / 1000} s, max ${Math.max(...gaps) / 1000} s; ` +
         `${late} of ${gaps.length} gaps over ${WATCH_EVERY * 1.5} s`,
     );
