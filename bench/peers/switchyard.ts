@@ -1,33 +1,25 @@
 /**
- * switchyard's side of bench/peers: the sandbox with an in-process worker, as bench/stage.ts's
- * withBenchStage, except that the sandbox's topology gets `failover.automatic: true` before the
- * worker reads it (withBenchStage creates the worker straight after sandboxUp, leaving no
- * moment to change the topology), and that the sandbox's options are handed out at once so a
- * SIGINT/SIGTERM handler can take the sandbox down.
+ * switchyard's side of bench/peers: the sandbox with an in-process worker (bench/stage.ts's
+ * withBenchStage), its topology with `failover.automatic: true` before the worker reads it, and
+ * the sandbox's options handed out at once so a SIGINT/SIGTERM handler can take it down.
  *
  * The switchover is the real CLI in a subprocess (`node bin/switchyard.js switchover demo --to
  * <site> --wait`), with the sandbox's topology (--config) and Temporal (--address); its step log
  * is read from the run's result afterwards. The failover is the watch in automatic mode.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { Connection, type Client } from '@temporalio/client';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { parse, stringify } from 'yaml';
-import { sandboxDown, sandboxUp, stopPart, type SandboxOptions } from '../../sandbox';
-import { pickNet, releaseNet } from '../../sandbox/nets';
+import { stopPart, type SandboxOptions } from '../../sandbox';
+import { withBenchStage } from '../stage';
 import { decide } from '../../src/client/runs';
 import type { Progress, StepRecord } from '../../src/contract/messages';
 import { watchAckSignal, watchStatusQuery, watchStopSignal, watchWorkflowId } from '../../src/contract/watch';
-import { createLogger } from '../../src/logging';
-import { loadTopology } from '../../src/topology/load';
 import type { Topology } from '../../src/topology/schema';
-import { topologyTarget } from '../../src/temporal-access';
-import { clientConnectionOptions, targetClient } from '../../src/temporal-connection';
 import { TASK_QUEUE } from '../../src/temporal-target';
-import { createWorker, installRuntime } from '../../src/worker';
 import type { FailoverResult } from '../../src/workflows/failover';
 import type { RejoinResult } from '../../src/workflows/rejoin';
 import type { SwitchoverResult } from '../../src/workflows/switchover';
@@ -60,18 +52,9 @@ export function withAutomaticFailover(text: string, cluster = CLUSTER): string {
 }
 
 export async function withSwitchyardStage<T>(onOpts: (o: SandboxOptions) => void, fn: (s: SwitchyardStage) => Promise<T>): Promise<T> {
-  const opts = { dir: mkdtempSync(join(tmpdir(), 'switchyard-bench-')), net: await pickNet({ from: 30 }) };
-  onOpts(opts);
-  try {
-    const status = await sandboxUp(opts);
-    writeFileSync(status.config, withAutomaticFailover(readFileSync(status.config, 'utf8')));
-    const target = await topologyTarget(status.config, { address: status.temporal.address, namespace: 'default' });
-    const logger = createLogger({ level: 'warn', destination: 2 });
-    installRuntime(logger);
-    const { worker, close: closeWorker } = await createWorker({ configPath: status.config, target, logger });
-    const connection = await Connection.connect(clientConnectionOptions(target));
-    try {
-      const topology = loadTopology(status.config);
+  return withBenchStage(
+    30,
+    async ({ opts, status, worker, client, topology }) => {
       const c = topology.clusters[CLUSTER];
       const password = c.postgres.password?.file ? readFileSync(c.postgres.password.file, 'utf8').trim() : undefined;
       const cfg = (host: string, port: number) => ({ host, port, user: c.postgres.user, database: c.postgres.database, password });
@@ -86,24 +69,10 @@ export async function withSwitchyardStage<T>(onOpts: (o: SandboxOptions) => void
       const fd = c.traffic.find((d) => d.kind === 'haproxy');
       if (!fd || fd.kind !== 'haproxy') throw new Error(`cluster ${CLUSTER} has no haproxy traffic driver (the front)`);
       const front = { name: 'front', host: fd.listen.address, port: fd.listen.port, conn: cfg(fd.listen.address, fd.listen.port), dataDir: '' };
-      return await fn({
-        opts,
-        config: status.config,
-        temporalAddress: status.temporal.address,
-        worker,
-        client: targetClient(target, connection),
-        topology,
-        nodes,
-        front,
-      });
-    } finally {
-      await connection.close();
-      await closeWorker();
-    }
-  } finally {
-    await sandboxDown(opts);
-    releaseNet(opts.net);
-  }
+      return fn({ opts, config: status.config, temporalAddress: status.temporal.address, worker, client, topology, nodes, front });
+    },
+    { onOpts, editTopology: (text) => withAutomaticFailover(text) },
+  );
 }
 
 export interface CliRun {
