@@ -471,6 +471,41 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'spread-parallel',
+    about:
+      "after the 'switchover-parallel' and 'watch-spread' patches: a switchover dc1 → dc2 whose hooks and traffic drivers run at once and whose old primary follows while the services start; a watch every second that spreads itself once, reads its hosts, traffic, fences and backups on its first probe, and is stopped",
+    async run(st, rec) {
+      const so = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, 'replay-switchover-parallel');
+      const r = (await so.result()) as SwitchoverResult;
+      assert.equal(r.outcome, 'completed');
+      assert.equal(r.oldPrimary.via, 'follow');
+      await rec(
+        'switchover-parallel',
+        so.workflowId,
+        "switchover dc1 → dc2 with the 'switchover-parallel' patch: hooks and traffic at once, follow beside the services",
+      );
+
+      const w = await st.client.workflow.start('watch', {
+        taskQueue: TASK_QUEUE,
+        workflowId: watchWorkflowId('demo'),
+        args: [{ cluster: 'demo', everySeconds: 1, failures: 3, requestedBy: 'alice' }],
+      });
+      for (let i = 0; ; i++) {
+        const s = await w.query(watchStatusQuery);
+        if (s.primary === 'dc2-db' && s.ticks >= 4) break;
+        if (i > 240) throw new Error('the watch never probed dc2-db as primary four times');
+        await new Promise((res) => setTimeout(res, 250));
+      }
+      await w.signal(watchStopSignal, { by: 'alice' });
+      await w.result();
+      await rec(
+        'watch-spread',
+        watchWorkflowId('demo'),
+        "a watch with the 'watch-spread' patch: the one-time spread after its first probe, four probes, stopped",
+      );
+    },
+  },
+  {
     name: 'backups',
     about:
       'readiness with backups looked at, a backup with a drill child, retention dry run, restore of the base backup onto the primary (replace-data approved), a snapshot restore rejected at replace-instance',
