@@ -28,7 +28,6 @@ import {
   SERVICES,
   type AppLayout,
   type DbLayout,
-  type HostLayout,
   type Layout,
   type PartKind,
   type PartSpec,
@@ -59,6 +58,7 @@ import {
   type RunAs,
   type SweepSpec,
 } from './procs';
+import { sshdConfig } from './sshd-config';
 import { readState, withLock, writeState, type SandboxState } from './state';
 import { sandboxAccess } from './access';
 import { appConfFile, caDir, caSetKeyFile, dnsCommand, dnsRecordFile, svcCommand, writeTopology } from './topology';
@@ -201,33 +201,6 @@ function secretFile(ctx: Pick<Ctx, 'runAs'>, path: string, make: () => string): 
   return readFileSync(path, 'utf8').trim();
 }
 
-function sshdConfig(l: Layout, h: HostLayout, runAs: RunAs): string {
-  return `# switchyard sandbox: sshd of host ${h.name} (${h.site ? `site ${h.site}` : 'shared, no site'}), running as ${runAs.user}.
-ListenAddress ${h.address}:${PORTS.sshd}
-HostKey ${h.hostKey}
-PidFile ${join(h.dir, 'sshd.pid')}
-AuthorizedKeysFile ${l.authorizedKeys}
-AllowUsers ${runAs.user}
-UsePAM no
-StrictModes no
-PermitRootLogin no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-X11Forwarding no
-AllowTcpForwarding no
-AllowAgentForwarding no
-PermitUserRC no
-PrintMotd no
-PrintLastLog no
-MaxStartups 64:30:128
-MaxSessions 32
-ClientAliveInterval 15
-Subsystem sftp internal-sftp
-LogLevel INFO
-`;
-}
-
 function haproxyConfig(l: Layout): string {
   const [dc1, dc2] = l.dbs;
   return `# switchyard sandbox: the traffic front (a VIP / DNS stand-in) clients use to reach "the primary".
@@ -313,7 +286,19 @@ async function prepare(ctx: Ctx): Promise<void> {
   await Promise.all([keygen(ctx, l.secrets.sshKey, `switchyard-sandbox@${l.cluster}`), ...l.hosts.map((h) => keygen(ctx, h.hostKey, h.name))]);
   chmodSync(l.secrets.sshKey, 0o600);
   writeOwned(ctx, l.authorizedKeys, readFileSync(`${l.secrets.sshKey}.pub`, 'utf8'));
-  for (const h of l.hosts) writeOwned(ctx, h.sshdConfig, sshdConfig(l, h, ctx.runAs));
+  for (const h of l.hosts)
+    writeOwned(
+      ctx,
+      h.sshdConfig,
+      sshdConfig({
+        comment: `switchyard sandbox: sshd of host ${h.name} (${h.site ? `site ${h.site}` : 'shared, no site'}), running as ${ctx.runAs.user}.`,
+        listen: `${h.address}:${PORTS.sshd}`,
+        hostKey: h.hostKey,
+        pidFile: join(h.dir, 'sshd.pid'),
+        authorizedKeys: l.authorizedKeys,
+        user: ctx.runAs.user,
+      }),
+    );
   for (const db of l.dbs) {
     // The file a rejoin copies from the primary's host (configFiles); written only when missing.
     const appConf = appConfFile(l, db.node);

@@ -165,6 +165,15 @@ async function capture(st: Stage, scenario: string, name: string, workflowId: st
 
 const waitingAt = (cp: string) => (p: Progress) => p.waitingFor === cp;
 
+/** A switchover dc1 → dc2 under `workflowId` that completed, the old primary following (no rejoin). */
+async function switchoverToDc2(st: Stage, workflowId: string): Promise<string> {
+  const so = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, workflowId);
+  const r = (await so.result()) as SwitchoverResult;
+  assert.equal(r.outcome, 'completed');
+  assert.equal(r.oldPrimary.via, 'follow');
+  return so.workflowId;
+}
+
 async function readiness(st: Stage, workflowId: string): Promise<void> {
   const r = (await st.client.workflow.execute('readiness', { taskQueue: TASK_QUEUE, workflowId, args: [{ cluster: st.sb.cluster }] })) as ReadinessReport;
   assert.equal(r.ready, true, `readiness ${workflowId}: ${JSON.stringify(r.checks?.filter((c) => !c.ok))}`);
@@ -419,11 +428,8 @@ const SCENARIOS: Scenario[] = [
     name: 'planned',
     about: 'switchover dc1 → dc2; failback while dc1 streams (no rejoin); then dc1 killed, failover approved, failback with a rejoin (pg_rewind) child',
     async run(st, rec) {
-      const so = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, 'replay-switchover');
-      const r = (await so.result()) as SwitchoverResult;
-      assert.equal(r.outcome, 'completed');
-      assert.equal(r.oldPrimary.via, 'follow');
-      await rec('switchover', so.workflowId, 'switchover dc1 → dc2: clean stop, replay to the shutdown checkpoint, promote, old primary follows, write probes');
+      const so = await switchoverToDc2(st, 'replay-switchover');
+      await rec('switchover', so, 'switchover dc1 → dc2: clean stop, replay to the shutdown checkpoint, promote, old primary follows, write probes');
 
       const fb = await st.start('failback', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failback-streaming');
       const b = (await fb.result()) as FailbackResult;
@@ -453,15 +459,8 @@ const SCENARIOS: Scenario[] = [
     about:
       "switchover dc1 → dc2 and failback to dc1 after the 'switchover-traffic-first' patch: traffic, services and maintenance before the old primary follows",
     async run(st, rec) {
-      const so = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, 'replay-switchover-traffic-first');
-      const r = (await so.result()) as SwitchoverResult;
-      assert.equal(r.outcome, 'completed');
-      assert.equal(r.oldPrimary.via, 'follow');
-      await rec(
-        'switchover-traffic-first',
-        so.workflowId,
-        "switchover dc1 → dc2 with the 'switchover-traffic-first' patch: traffic moves before the old primary follows",
-      );
+      const so = await switchoverToDc2(st, 'replay-switchover-traffic-first');
+      await rec('switchover-traffic-first', so, "switchover dc1 → dc2 with the 'switchover-traffic-first' patch: traffic moves before the old primary follows");
 
       const fb = await st.start('failback', { cluster: 'demo', requestedBy: 'alice' }, 'replay-failback-traffic-first');
       const b = (await fb.result()) as FailbackResult;
@@ -475,15 +474,8 @@ const SCENARIOS: Scenario[] = [
     about:
       "after the 'switchover-parallel' and 'watch-spread' patches: a switchover dc1 → dc2 whose hooks and traffic drivers run at once and whose old primary follows while the services start; a watch every second that spreads itself once, reads its hosts, traffic, fences and backups on its first probe, and is stopped",
     async run(st, rec) {
-      const so = await st.start('switchover', { cluster: 'demo', to: 'dc2', requestedBy: 'alice' }, 'replay-switchover-parallel');
-      const r = (await so.result()) as SwitchoverResult;
-      assert.equal(r.outcome, 'completed');
-      assert.equal(r.oldPrimary.via, 'follow');
-      await rec(
-        'switchover-parallel',
-        so.workflowId,
-        "switchover dc1 → dc2 with the 'switchover-parallel' patch: hooks and traffic at once, follow beside the services",
-      );
+      const so = await switchoverToDc2(st, 'replay-switchover-parallel');
+      await rec('switchover-parallel', so, "switchover dc1 → dc2 with the 'switchover-parallel' patch: hooks and traffic at once, follow beside the services");
 
       const w = await st.client.workflow.start('watch', {
         taskQueue: TASK_QUEUE,

@@ -11,6 +11,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { sshdConfig } from '../../sandbox/sshd-config';
 import {
   baseEnv,
   describeRun,
@@ -292,24 +293,14 @@ export async function startSshd(h: PeerHost, name: string, port: number, authori
   const ak = h.write(join(d, 'authorized_keys'), authorizedKeys, 0o600);
   const cfg = h.write(
     join(d, 'sshd_config'),
-    `# bench/peers: sshd of peer host ${name}, running as ${h.runAs.user} (as the sandbox's hosts do)
-ListenAddress 127.0.0.1:${port}
-HostKey ${hostKey}
-PidFile ${join(d, 'sshd.pid')}
-AuthorizedKeysFile ${ak}
-AllowUsers ${h.runAs.user}
-UsePAM no
-StrictModes no
-PermitRootLogin no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-X11Forwarding no
-AllowTcpForwarding no
-PrintMotd no
-MaxStartups 64:30:128
-LogLevel INFO
-`,
+    sshdConfig({
+      comment: `bench/peers: sshd of peer host ${name}, running as ${h.runAs.user} (as the sandbox's hosts do)`,
+      listen: `127.0.0.1:${port}`,
+      hostKey,
+      pidFile: join(d, 'sshd.pid'),
+      authorizedKeys: ak,
+      user: h.runAs.user,
+    }),
   );
   await h.spawn(`${name}/sshd`, '/usr/sbin/sshd', ['-D', '-e', '-f', cfg]);
   for (let i = 0; ; i++) {

@@ -433,9 +433,12 @@ export function pgctlActivities(rt: Runtime) {
           // pg_promote(wait => true) checks every 100 ms whether recovery ended; asked not to wait,
           // it signals the promotion and this polls every 10 ms, so writes come back sooner.
           let answer: string;
+          // Not signalled: nothing is promoting, so only verifyMs for a promotion already under way.
+          let signalled = true;
           try {
             const [r] = (await client.query('SELECT pg_promote(false) AS promoted')).rows;
-            answer = r?.promoted === true ? 'pg_promote signalled' : 'pg_promote returned false (the promotion could not be signalled)';
+            signalled = r?.promoted === true;
+            answer = signalled ? 'pg_promote signalled' : 'pg_promote returned false (the promotion could not be signalled)';
           } catch (err) {
             // 55000 "recovery is not in progress": it finished promoting between our check and the call.
             if ((err as { code?: unknown })?.code !== '55000') throw err;
@@ -445,7 +448,7 @@ export function pgctlActivities(rt: Runtime) {
           const still = await pollUntil(
             () => inRecovery(client),
             (rec) => !rec,
-            wait * 1000 + rt.timeouts.verifyMs,
+            (signalled ? wait * 1000 : 0) + rt.timeouts.verifyMs,
             PROMOTE_POLL_MS,
           );
           if (still) throw new Error(`${w} is still in recovery ${Math.round((Date.now() - t0) / 1000)} s after promotion was asked for (${answer})`);

@@ -46,8 +46,8 @@ export class PgPool {
   private readonly idle = new Map<string, Idle[]>();
   private readonly known = new WeakMap<PgClientLike, Known>();
   private closedAll = false;
-  /** Connections handed back for reuse, and reads served by a pooled connection (bench, tests). */
-  readonly counts = { kept: 0, reused: 0, retried: 0 };
+  /** Reads that failed on a pooled connection and were done again on a fresh one. */
+  retried = 0;
 
   constructor(
     readonly opts: PgPoolOptions = DEFAULT_PG_POOL,
@@ -64,11 +64,10 @@ export class PgPool {
     if (pooled) {
       const r = await this.attempt(pooled, fn);
       if (r.ok) {
-        this.counts.reused += 1;
         this.put(key, pooled);
         return r.value;
       }
-      this.counts.retried += 1;
+      this.retried += 1;
       discard(pooled);
     }
     const client = await fresh();
@@ -143,7 +142,6 @@ export class PgPool {
     i.timer.unref();
     list.push(i);
     this.idle.set(key, list);
-    this.counts.kept += 1;
   }
 
   private expire(key: string, i: Idle): void {

@@ -66,8 +66,6 @@ export class SshPool {
   /** Connections being opened, with the leases that wait for a slot on each. */
   private readonly opening = new Map<string, Opening[]>();
   private closed = false;
-  /** Connections opened over the pool's life (for the scale bench and tests). */
-  opened = 0;
 
   constructor(
     readonly opts: SshPoolOptions = DEFAULT_SSH_POOL,
@@ -136,7 +134,6 @@ export class SshPool {
   }
 
   private add(key: string, conn: PoolableSession): Entry {
-    this.opened += 1;
     const e: Entry = { key, conn, openedAt: this.now(), busy: 0, leases: 0, retired: this.closed };
     const list = this.entries.get(key) ?? [];
     list.push(e);
