@@ -5,8 +5,10 @@
 #
 # Four phases, each a node:test run: the integration files (each brings up its own sandbox on a net
 # number no other uses, so SWITCHYARD_TEST_JOBS of them run at once, default 4 (on 2 cores a
-# fresh clone took 625 s with 3, 570 s with 4: the suite leaves a quarter of the CPU idle
-# waiting), longest first); beside them, the unit files one at a time (some time their fakes) and
+# fresh clone took 625 s with 3, 570 s with 4, and with the order kept 558 s with 4, 573 s with 5: at
+# 4 the two cores are about 80 % busy, at 5 every file only runs slower; the suite waits part of the time
+# waiting), longest first; scripts/run-tests.mjs keeps the order given: `node --test` sorts by name);
+# beside them, the unit files one at a time (some time their fakes) and
 # the workflow and replay files two at a time (each workflow file has its own dev server);
 # then the leak check alone, once nothing else runs. The last line sums them: "N passed, N failed".
 #
@@ -18,9 +20,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=${AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED:-true}
 shopt -s nullglob
 run() {
-  local jobs=$1
-  shift
-  node --import tsx --test --test-concurrency="$jobs" --test-timeout=900000 "$@"
+  local times=$1 jobs=$2
+  shift 2
+  node --import tsx scripts/run-tests.mjs --concurrency "$jobs" --timeout 900000 --times "$times" "$@"
 }
 if [ $# -gt 0 ]; then
   exec node --import tsx --test --test-concurrency=1 --test-timeout=900000 "$@"
@@ -36,10 +38,10 @@ phase() {
   shift 2
   local t0=$SECONDS rc
   if [ "$show" = live ]; then
-    run "$@" 2>&1 | tee "$log/$name.out"
+    run "$log/$name.times" "$@" 2>&1 | tee "$log/$name.out"
     rc=${PIPESTATUS[0]}
   else
-    run "$@" >"$log/$name.out" 2>&1
+    run "$log/$name.times" "$@" >"$log/$name.out" 2>&1
     rc=$?
   fi
   echo "$rc" >"$log/$name.rc"
@@ -51,8 +53,10 @@ status=0
 # The workflow bundle, built once for the whole run (src/workflow-bundle.ts caches it per source
 # version): every worker, check and test process after this reads it instead of running webpack.
 node scripts/build-workflow-bundle.js || status=1
-# Longest first, so the last files to start are short ones (the rest follow in name order).
-slow=(fault-matrix crash-sample crash-sample-b backup backup-store failover cli-failover backup-file-sets backup-pitr rejoin switchover readiness)
+# Longest first (as the file times at the end of a run show), so the last files to start are short
+# ones; the rest follow in name order.
+slow=(backup fault-matrix failover cli-failover rejoin crash-sample-b backup-pitr watch backup-store console-browser
+  switchover crash-sample watch-automatic readiness failover-resume backup-file-sets operate activities-backup-pg)
 integration=()
 for f in "${slow[@]}"; do integration+=("test/integration/$f.test.ts"); done
 for f in test/integration/*.test.ts; do [[ " ${integration[*]} " == *" $f "* ]] || integration+=("$f"); done
@@ -77,5 +81,7 @@ cancelled=$(sum cancelled)
 [ "$failed" -gt 0 ] && status=1
 [ "$cancelled" -gt 0 ] && status=1
 [ "$passed" -eq 0 ] && status=1
+echo "# the integration files, longest first (start and end in seconds since the phase began):"
+cat "$log/integration.times" 2>/dev/null
 echo "${passed} passed, ${failed} failed, ${cancelled} cancelled, ${skipped} skipped"
 exit "$status"
