@@ -304,13 +304,13 @@ export function pgDrillActivities(rt: Runtime) {
 
           heartbeat({ backupId: input.backupId, step: 'start' });
           const st = await execArgv(open, inCLocale([pgCtl, '-D', dataDir, '-l', logFile, '-w', '-t', String(startTimeout), 'start']), startTimeout + 15);
+          /** The end of the copy's server log, for a failure: why it stopped is written there. */
+          const logEnd = async () => {
+            const tail = (await execArgv(open, ['tail', '-n', '15', '--', logFile], 15)).stdout.trim();
+            return tail ? `; its log ends:\n${tail}` : '';
+          };
           if (st.exitCode !== 0) {
-            const serverLog = (await execArgv(open, ['tail', '-n', '15', '--', logFile], 15)).stdout.trim();
-            return {
-              failure:
-                `the restored copy of ${input.backupId} did not start on ${open.name} ` +
-                `(pg_ctl start ${brief(st)})${serverLog ? `; its log ends:\n${serverLog}` : ''}`,
-            };
+            return { failure: `the restored copy of ${input.backupId} did not start on ${open.name} (pg_ctl start ${brief(st)})${await logEnd()}` };
           }
           // pg_ctl -w returns once a copy that replays WAL as a standby is started, which may be
           // before it is consistent and takes connections: asked again until then (within its start timeout).
@@ -322,7 +322,7 @@ export function pgDrillActivities(rt: Runtime) {
           }
           if (ping.exitCode !== 0 || ping.stdout.trim() !== '1') {
             return {
-              failure: `the restored copy of ${input.backupId} started but does not answer on its socket in ${socket.dir} (port ${port}): ${brief(ping)}`,
+              failure: `the restored copy of ${input.backupId} started but does not answer on its socket in ${socket.dir} (port ${port}): ${brief(ping)}${await logEnd()}`,
             };
           }
           const rtoSeconds = Math.round(Date.now() - t0) / 1000;
