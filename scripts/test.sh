@@ -5,9 +5,9 @@
 #
 # Four phases, each a node:test run: the integration files (each brings up its own sandbox on a net
 # number no other uses, so SWITCHYARD_TEST_JOBS of them run at once, default 4 (on 2 cores a
-# fresh clone took 625 s with 3, 570 s with 4, and with the order kept 558 s with 4, 573 s with 5: at
-# 4 the two cores are about 80 % busy, at 5 every file only runs slower; the suite waits part of the time
-# waiting), longest first; scripts/run-tests.mjs keeps the order given: `node --test` sorts by name);
+# fresh clone took 625 s with 3, 570 s with 4; with the order kept, 558 s with 4 and 573 s with 5: at
+# 4 the two cores are about 80 % busy, at 5 every file only runs slower), longest first
+# (scripts/run-tests.mjs keeps the order given; `node --test` sorts its files by name);
 # beside them, the unit files one at a time (some time their fakes) and
 # the workflow and replay files two at a time (each workflow file has its own dev server);
 # then the leak check alone, once nothing else runs. The last line sums them: "N passed, N failed".
